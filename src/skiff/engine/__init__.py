@@ -1,0 +1,1 @@
+"""The node engine: images, networks, runtimes and the group supervisor of one machine."""

@@ -1,0 +1,1 @@
+"""Helpers for skiff's tests, benchmarks and demo: real components, set up small."""
