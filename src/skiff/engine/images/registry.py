@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,10 +66,17 @@ _UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "deadline e
 _DIGEST = ("digest did not match", "digest mismatch")
 
 
+_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
 def _reason(stderr: str) -> str:
+    """skopeo's last message, without its log decoration."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else "no output"
-    last = last.removeprefix('time="').split('" ')[-1] if last.startswith("time=") else last
+    match = _MSG.search(last)
+    if match:
+        last = match.group(1).replace('\\"', '"')
+        last = re.sub(r'^Error parsing image name "[^"]*": ', "", last)
     return last[:400]
 
 
