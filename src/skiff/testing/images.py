@@ -32,9 +32,11 @@ class LayerBuilder:
 
     def __init__(self) -> None:
         self._buffer = io.BytesIO()
-        self.tar = tarfile.open(fileobj=self._buffer, mode="w", format=tarfile.PAX_FORMAT)
+        self.tar = tarfile.open(  # noqa: SIM115 -- closed by tar_bytes()
+            fileobj=self._buffer, mode="w", format=tarfile.PAX_FORMAT)
 
-    def _info(self, name: str, kind: bytes, mode: int, uid: int = 0, gid: int = 0) -> tarfile.TarInfo:
+    def _info(self, name: str, kind: bytes, mode: int, uid: int = 0,
+              gid: int = 0) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
         info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, gid, 1_700_000_000
         return info
@@ -60,7 +62,8 @@ class LayerBuilder:
         info.linkname = target
         self.tar.addfile(info)
 
-    def device(self, name: str, major: int, minor: int, mode: int = 0o666, block: bool = False) -> None:
+    def device(self, name: str, major: int, minor: int, mode: int = 0o666,
+               block: bool = False) -> None:
         info = self._info(name, tarfile.BLKTYPE if block else tarfile.CHRTYPE, mode)
         info.devmajor, info.devminor = major, minor
         self.tar.addfile(info)

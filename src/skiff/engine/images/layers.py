@@ -64,7 +64,7 @@ def _decompressed(raw: BinaryIO) -> IO[bytes]:
     magic = raw.read(4)
     raw.seek(0)
     if magic[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if magic == b"\x28\xb5\x2f\xfd":
         reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(raw, read_size=_CHUNK)
         return reader

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 _SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
             "application/vnd.docker.distribution.manifest.v1+prettyjws")
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 
@@ -113,7 +115,7 @@ def _descriptor(raw: Any, what: str) -> Descriptor:
     if not isinstance(raw, dict):
         raise UnsupportedImage(f"{what} is not a descriptor")
     digest, size, media_type = raw.get("digest"), raw.get("size", -1), raw.get("mediaType", "")
-    if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise UnsupportedImage(f"{what} has an unsupported digest {digest!r}")
     if not isinstance(size, int) or not isinstance(media_type, str):
         raise UnsupportedImage(f"{what} is malformed")
@@ -197,7 +199,7 @@ def parse_config(data: bytes) -> ImageConfig:
     if not isinstance(labels, dict) or not isinstance(ports, dict):
         raise UnsupportedImage("image config is malformed")
     diff_ids = _strings(rootfs.get("diff_ids"))
-    if any(not d.startswith("sha256:") or len(d) != 71 for d in diff_ids):
+    if any(not _DIGEST.fullmatch(d) for d in diff_ids):
         raise UnsupportedImage("image config names an unsupported layer digest")
     return ImageConfig(
         entrypoint=_strings(conf.get("Entrypoint")),

@@ -19,11 +19,14 @@ from skiff.errors import InvalidReference
 
 DOCKER_HUB = "docker.io"
 # Names that mean Docker Hub in the wild (ACI credentials often say index.docker.io).
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
+_HUB_ALIASES = frozenset(
+    {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+)
 
 # distribution/reference's grammar, component by component.
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)  # Go's \w: ASCII only
+_IMAGE_ID = re.compile(r"[a-f0-9]{64}")
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 _DOMAIN = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
@@ -84,6 +87,9 @@ def parse(text: str) -> Reference:
     """Parse ``text`` as Docker does, or raise :class:`InvalidReference`."""
     if not text or text != text.strip() or len(text) > _MAX_NAME + 200:
         raise InvalidReference(f"invalid image reference {text!r}")
+    if _IMAGE_ID.fullmatch(text):
+        raise InvalidReference(f"invalid image reference {text!r}: a 64-character hexadecimal "
+                               "name is an image id, not a repository")
     name, digest = text, None
     if "@" in text:
         name, digest = text.split("@", 1)
@@ -134,7 +140,7 @@ def is_loopback(domain: str) -> bool:
     """Whether a registry host is on this machine: Docker talks plain HTTP to those."""
     host = domain
     if host.startswith("["):
-        host = host[1 : host.index("]")]
+        host = host[1:].partition("]")[0]
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
     if host == "localhost":

@@ -106,7 +106,7 @@ class Rootfses:
             return merged
         for sub in ("upper", "work", "merged"):
             (base / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(base / "upper", 0o755)  # the container's "/" takes the upper dir's mode
+        os.chmod(base / "upper", 0o755)  # noqa: S103 -- the container's "/" takes the upper dir's mode
         meta = base / "rootfs.json"
         if not meta.exists():
             tmp = base / "rootfs.json.tmp"

@@ -115,8 +115,8 @@ class ImageStore:
 
     def _save_record(self, ref: str, digest: str, index: str | None, source: str,
                      anonymous: bool) -> None:
-        doc = {"reference": ref, "digest": digest, "index": index, "source": source,
-               "anonymous": anonymous}
+        doc: dict[str, object] = {"reference": ref, "digest": digest, "index": index,
+                                  "source": source, "anonymous": anonymous}
         old = self._record(ref)
         if old is not None and all(old.get(k) == v for k, v in doc.items()):
             return  # unchanged: no write on the hot path of a cached pull
@@ -265,7 +265,7 @@ class ImageStore:
                     tmp = Path(tempfile.mkdtemp(prefix=f".{_link_name(diff_id)}-",
                                                 dir=self._layers))
                     try:
-                        os.chmod(tmp, 0o755)
+                        os.chmod(tmp, 0o755)  # noqa: S103 -- a layer root is a rootfs "/"
                         unpack_layer(self.blobs.path(blob), tmp, diff_id)
                         os.rename(tmp, target)
                     except BaseException:
