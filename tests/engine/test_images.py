@@ -10,13 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from skiff.engine.images import ImageStore, RegistryCredential
-from skiff.engine.images import registry as registry_module
 from skiff.engine.images.blobs import sha256_file
 from skiff.engine.images.rootfs import is_mounted
 from skiff.errors import (
@@ -31,6 +31,7 @@ from skiff.errors import (
 from skiff.settings import ImageSettings
 from skiff.testing.images import skopeo_copy
 from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
+
 
 def creds_for(images: BuiltImages, password: str = PRIVATE_PASSWORD) -> list[RegistryCredential]:
     return [RegistryCredential(images.private.host, PRIVATE_USER, password)]
@@ -118,7 +119,8 @@ def test_concurrent_pulls_fetch_each_blob_once(tmp_path: Path, images: BuiltImag
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert len(results) == 2 and results[0].digest == results[1].digest
+    assert len(results) == 2
+    assert results[0].digest == results[1].digest
     fetched = images.public.blob_downloads()[before:]
     assert len(fetched) == len(set(fetched)) == 3  # config + two layers, each once
 
@@ -173,11 +175,12 @@ def test_credentials_never_appear_in_arguments_errors_or_files(
         seen.append(list(argv))
         return real_run(argv, **kwargs)
 
-    monkeypatch.setattr(registry_module.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)
     store.pull(images.private_bb, creds_for(images))
     with pytest.raises(RegistryUnauthorized) as refused:
         store.pull(images.private_bb, creds_for(images, PRIVATE_PASSWORD + "-bad"))
-    assert seen and all(PRIVATE_PASSWORD not in " ".join(argv) for argv in seen)
+    assert seen
+    assert all(PRIVATE_PASSWORD not in " ".join(argv) for argv in seen)
     assert any(a.startswith("--authfile=/proc/self/fd/") for argv in seen for a in argv)
     assert PRIVATE_PASSWORD not in str(refused.value)
     found = subprocess.run(["grep", "-rlaF", PRIVATE_PASSWORD, str(store.root)],
@@ -365,7 +368,7 @@ def test_crash_mid_pull_leaves_no_corrupt_blob_or_layer(
     root = tmp_path / "images"
     code = ("import sys; from pathlib import Path; from skiff.engine.images import ImageStore;"
             "ImageStore(Path(sys.argv[1])).pull(sys.argv[2])")
-    moments = {  # kill the pull as soon as it is ...
+    moments: dict[str, Callable[[], bool]] = {  # kill the pull as soon as it is ...
         "downloading": lambda: any((root / "tmp").glob("pull-*")),
         "unpacking": lambda: any((root / "layers").glob(".*")),
         "half unpacked": lambda: len(list((root / "layers").glob("[0-9a-f]*"))) >= 40,

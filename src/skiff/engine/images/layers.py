@@ -24,9 +24,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -43,21 +45,72 @@ _XATTR_PAX = "SCHILY.xattr."
 _DIR, _FILE, _LINK, _OTHER = "d", "f", "l", "o"
 
 
-class _HashingReader:
-    """A read-only stream that hashes everything read through it."""
+class _Prefetcher:
+    """Decompresses and hashes a layer in a thread, ahead of the tar reader.
+
+    zlib, zstd and sha256 release the GIL, so this runs on another core while
+    the main thread creates files: the pipeline ``tar -xzf`` gets from its
+    gzip child process.
+    """
 
     def __init__(self, inner: IO[bytes]) -> None:
         self._inner = inner
         self.hasher = hashlib.sha256()
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._buffer = b""
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="layer-decompress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        item: bytes | BaseException | None
+        try:
+            while chunk := self._inner.read(_CHUNK):
+                self.hasher.update(chunk)
+                self._put(chunk)
+            item = None
+        except BaseException as exc:  # handed to the reader, raised there
+            item = exc
+        self._put(item)
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _next(self) -> bytes:
+        if self._done:
+            return b""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if item is None:
+            self._done = True
+            return b""
+        return item
 
     def read(self, size: int = -1) -> bytes:
-        data = self._inner.read(size)
-        self.hasher.update(data)
+        while (size < 0 or len(self._buffer) < size) and (chunk := self._next()):
+            self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
 
     def drain(self) -> None:
-        while self.read(_CHUNK):
+        """Read to the end: the hash then covers the whole stream."""
+        self._buffer = b""
+        while self._next():
             pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _decompressed(raw: BinaryIO) -> IO[bytes]:
@@ -75,9 +128,10 @@ def unpack_layer(blob: Path, dest: Path, diff_id: str | None = None) -> str:
     """Unpack the layer blob at ``blob`` (gzip, zstd or plain tar) into the
     empty directory ``dest``; returns its diff-id, checked against ``diff_id``."""
     with open(blob, "rb") as raw:
-        stream = _HashingReader(_decompressed(raw))
+        stream = _Prefetcher(_decompressed(raw))
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as archive:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=stream, mode="r|",  # type: ignore[call-overload]
+                              bufsize=_CHUNK) as archive:
                 _Unpacker(dest).run(archive)
             stream.drain()
         except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:
@@ -85,6 +139,8 @@ def unpack_layer(blob: Path, dest: Path, diff_id: str | None = None) -> str:
                 raise  # a local filesystem failure, not a broken layer
             raise UnsupportedImage(f"layer {blob.name[:12]} is not a readable tar archive: "
                                    f"{exc}") from exc
+        finally:
+            stream.close()
     actual = "sha256:" + stream.hasher.hexdigest()
     if diff_id is not None and actual != diff_id:
         raise DigestMismatch(f"layer content does not match its diff-id {diff_id} "
