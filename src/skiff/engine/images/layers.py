@@ -66,7 +66,7 @@ class _Prefetcher:
     def _run(self) -> None:
         item: bytes | BaseException | None
         try:
-            while chunk := self._inner.read(_CHUNK):
+            while not self._stop.is_set() and (chunk := self._inner.read(_CHUNK)):
                 self.hasher.update(chunk)
                 self._put(chunk)
             item = None
