@@ -41,6 +41,7 @@ OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _CHUNK = 1 << 20
 _XATTR_PAX = "SCHILY.xattr."
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 _DIR, _FILE, _LINK, _OTHER = "d", "f", "l", "o"
 
@@ -162,13 +163,16 @@ class _Unpacker:
     def __init__(self, dest: Path) -> None:
         self.dest = str(dest)
         self.kinds: dict[str, str] = {"": _DIR}
-        self.dir_times: list[tuple[str, float]] = []
+        self.dir_times: dict[str, float] = {}  # relative path → mtime, applied at the end
 
     def run(self, archive: tarfile.TarFile) -> None:
         for member in archive:
             self.entry(archive, member)
-        for path, mtime in reversed(self.dir_times):
-            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        # Applied last: writing a directory's children changes its mtime. Only
+        # directories still standing: all their ancestors are this layer's own.
+        for rel, mtime in self.dir_times.items():
+            if self.kinds.get(rel) == _DIR:
+                os.utime(self._abs(rel), (mtime, mtime), follow_symlinks=False)
 
     def _abs(self, rel: str) -> str:
         return f"{self.dest}/{rel}" if rel else self.dest
@@ -190,7 +194,8 @@ class _Unpacker:
             if kind is not None:
                 raise LayerRejected(f"layer entry {name!r} is below {prefix!r}, "
                                     "which is not a directory")
-            os.mkdir(self._abs(prefix), 0o755)
+            os.mkdir(self._abs(prefix))
+            os.chmod(self._abs(prefix), 0o755)  # noqa: S103 -- whatever the umask
             self.kinds[prefix] = _DIR
         return parent
 
@@ -204,6 +209,8 @@ class _Unpacker:
             inside = rel + "/"
             for key in [k for k in self.kinds if k.startswith(inside)]:
                 del self.kinds[key]
+            for key in [k for k in self.dir_times if k == rel or k.startswith(inside)]:
+                del self.dir_times[key]
         else:
             os.unlink(self._abs(rel))
         del self.kinds[rel]
@@ -233,7 +240,7 @@ class _Unpacker:
                 os.mkdir(path, 0o700)
                 self.kinds[rel] = _DIR
             self._own(path, m)
-            self.dir_times.append((path, m.mtime))
+            self.dir_times[rel] = m.mtime
             return
         self._clear(rel, keep_dir=False)
         if m.isreg():
@@ -289,6 +296,8 @@ class _Unpacker:
         for key, value in m.pax_headers.items():
             if key.startswith(_XATTR_PAX):
                 name = key[len(_XATTR_PAX):]
+                if name.startswith(_OVERLAY_XATTRS):
+                    continue  # overlayfs metadata comes from whiteouts only, never forged
                 data = value.encode("utf-8", "surrogateescape")
                 if isinstance(target, int):
                     os.setxattr(target, name, data)
