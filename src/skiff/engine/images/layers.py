@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import queue
 import shutil
@@ -59,7 +60,9 @@ class _Prefetcher:
         self.hasher = hashlib.sha256()
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
         self._stop = threading.Event()
-        self._buffer = b""
+        self._chunk = b""  # the chunk being read, from self._offset on
+        self._offset = 0
+        self._position = 0  # bytes handed out so far
         self._done = False
         self._thread = threading.Thread(target=self._run, name="layer-decompress", daemon=True)
         self._thread.start()
@@ -96,16 +99,39 @@ class _Prefetcher:
         return item
 
     def read(self, size: int = -1) -> bytes:
-        while (size < 0 or len(self._buffer) < size) and (chunk := self._next()):
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        # Copies only what it hands out: tarfile reads 512-byte headers in between.
+        parts = []
+        wanted = size if size >= 0 else 1 << 62
+        while wanted > 0:
+            if self._offset >= len(self._chunk):
+                self._chunk, self._offset = self._next(), 0
+                if not self._chunk:
+                    break
+            take = min(wanted, len(self._chunk) - self._offset)
+            if take == len(self._chunk):
+                parts.append(self._chunk)
+            else:
+                parts.append(self._chunk[self._offset:self._offset + take])
+            self._offset += take
+            wanted -= take
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._position += len(data)
         return data
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        """Forward only: tarfile skips the data of members it was not asked to read."""
+        if whence != io.SEEK_SET or position < self._position:
+            raise io.UnsupportedOperation("a layer stream only seeks forward")
+        while self._position < position and self.read(min(position - self._position, _CHUNK)):
+            pass
+        return self._position
 
     def drain(self) -> None:
         """Read to the end: the hash then covers the whole stream."""
-        self._buffer = b""
+        self._chunk, self._offset = b"", 0
         while self._next():
             pass
 
@@ -131,8 +157,9 @@ def unpack_layer(blob: Path, dest: Path, diff_id: str | None = None) -> str:
     with open(blob, "rb") as raw:
         stream = _Prefetcher(_decompressed(raw))
         try:
-            with tarfile.open(fileobj=stream, mode="r|",  # type: ignore[call-overload]
-                              bufsize=_CHUNK) as archive:
+            # Not tarfile's stream mode ("r|"): its buffer copies a megabyte per
+            # header. Plain mode reads and seeks forward on the stream directly.
+            with tarfile.open(fileobj=stream, mode="r:") as archive:  # type: ignore[call-overload]
                 _Unpacker(dest).run(archive)
             stream.drain()
         except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:

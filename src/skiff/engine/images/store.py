@@ -73,8 +73,9 @@ def _link_name(diff_id: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # unique per writer
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 
@@ -354,6 +355,10 @@ class ImageStore:
             for entry in os.scandir(self._links):
                 if entry.name not in keep_links:
                     os.unlink(entry.path)
+            for entry in os.scandir(self._refs):
+                if entry.name.startswith("."):  # a record write a crash interrupted
+                    os.unlink(entry.path)
+                    removed["tmp"] += 1
             for entry in os.scandir(self._tmp):
                 if entry.name == "home":
                     continue
