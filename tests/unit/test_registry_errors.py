@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from skiff.engine.images.reference import parse
-from skiff.engine.images.registry import RegistryCredential, classify, credential_for
+from skiff.engine.images.registry import RegistryCredential, Skopeo, classify, credential_for
 from skiff.errors import (
     DigestMismatch,
     ImageError,
@@ -13,6 +15,7 @@ from skiff.errors import (
     RegistryUnauthorized,
     RegistryUnreachable,
 )
+from skiff.settings import ImageSettings
 
 REF = parse("127.0.0.1:5000/team/app:1")
 
@@ -90,3 +93,22 @@ def test_credential_for_matches_the_references_registry(
 def test_credential_repr_hides_the_password() -> None:
     """A credential printed in a log or traceback does not show its password."""
     assert "hunter2" not in repr(RegistryCredential("r.io", "user", "hunter2"))
+
+
+@pytest.mark.parametrize(
+    ("reference", "insecure", "plain"),
+    [
+        ("127.0.0.1:5000/app", (), True),
+        ("localhost:5000/app", (), True),
+        ("[::1]:5000/app", (), True),
+        ("myreg.example:5000/app", (), False),
+        ("myreg.example:5000/app", ("MyReg.example:5000",), True),
+        ("busybox", ("myreg.example:5000",), False),
+    ],
+)
+def test_only_loopback_and_configured_registries_skip_tls(
+    tmp_path: Path, reference: str, insecure: tuple[str, ...], plain: bool
+) -> None:
+    """Loopback registries are reached without TLS checks, others only when configured so."""
+    skopeo = Skopeo(ImageSettings(insecure_registries=insecure), tmp_path)
+    assert skopeo._insecure(parse(reference)) is plain

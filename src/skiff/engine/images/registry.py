@@ -103,6 +103,8 @@ class Skopeo:
 
     def __init__(self, settings: ImageSettings, scratch: Path) -> None:
         self.settings = settings
+        self._insecure_hosts = frozenset(normalize_registry(h) for h in
+                                         settings.insecure_registries)
         # An empty home: skopeo must not read any user's stored credentials.
         self._home = scratch / "home"
         self._home.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,7 @@ class Skopeo:
         }
 
     def _insecure(self, ref: Reference) -> bool:
-        return is_loopback(ref.domain) or ref.domain in self.settings.insecure_registries
+        return is_loopback(ref.domain) or ref.domain in self._insecure_hosts
 
     @contextlib.contextmanager
     def _auth(self, ref: Reference, cred: RegistryCredential | None,

@@ -203,9 +203,10 @@ class ImageStore:
             config = self._checked_config(manifest)
             self._unpack(manifest, config)
             self._save_record(name, manifest.digest, index, "registry", cred is None)
-        return self.get_by_record(name)
+        return self._stored(name)
 
-    def get_by_record(self, name: str) -> Image:
+    def _stored(self, name: str) -> Image:
+        """The image recorded under the normalized reference ``name``."""
         doc = self._record(name)
         if doc is None:
             raise ImageUnknown(f"image {name} is not in the local store")
@@ -309,7 +310,7 @@ class ImageStore:
             config = self._checked_config(manifest)
             self._unpack(manifest, config)
             self._save_record(str(ref), manifest.digest, None, "archive", True)
-        return self.get_by_record(str(ref))
+        return self._stored(str(ref))
 
     # ---- removing ---------------------------------------------------------
 
