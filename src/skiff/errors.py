@@ -22,7 +22,9 @@ The tree::
      │    ├── LayerRejected           a layer that tries to escape its directory (final)
      │    ├── ImageUnknown            not in the local store
      │    └── ImageInUse              removal refused: a container uses it
-     └── RootfsError                  assembling or removing a container's rootfs failed
+     ├── RootfsError                  assembling or removing a container's rootfs failed
+     └── RuntimeFailure               the OCI runtime or conmon failed
+          └── ContainerCreateFailed   the runtime refused the container (e.g. command not found)
 
 Messages never contain secrets: registry passwords travel in memory-backed
 files only and are never formatted into any text.
@@ -92,3 +94,13 @@ class ImageInUse(ImageError):
 
 class RootfsError(SkiffError):
     code = "RootfsError"
+
+
+class RuntimeFailure(SkiffError):
+    code = "ContainerRuntimeFailed"
+    transient = True
+
+
+class ContainerCreateFailed(RuntimeFailure):
+    code = "ContainerCreateFailed"
+    transient = False

@@ -55,12 +55,32 @@ class ImageSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RuntimeSettings:
+    """How containers are run."""
+
+    #: The OCI runtime CLI (runc; runsc for gVisor sandboxes).
+    runtime: str = "/usr/sbin/runc"
+    #: The container monitor.
+    conmon: str = "conmon"
+    #: Runtime state, sockets and exit files; default /run/skiff-<hash of the
+    #: data root>, short because unix socket paths are limited to 108 bytes.
+    run_dir: Path | None = None
+    #: Output kept per container instance (ACI keeps 4 MB).
+    log_max_bytes: int = 4 * 1024 * 1024
+    #: Seconds between SIGTERM and SIGKILL when a container is stopped.
+    stop_grace_s: float = 10.0
+    #: Seconds ``runc create`` may take before the start counts as failed.
+    create_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a skiff node needs to know."""
 
     #: Where all state lives: images, containers, the store.
     data_root: Path = DEFAULT_DATA_ROOT
     images: ImageSettings = field(default_factory=ImageSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     @property
     def images_root(self) -> Path:

@@ -1,0 +1,435 @@
+"""Containers on an OCI runtime (runc), each watched by its own conmon.
+
+Why conmon: it holds the container's stdio, writes its log (k8s-file
+format) and its exit code, and outlives skiff's own process, so containers
+keep running when skiff dies and skiff adopts them again when it starts (as
+CRI-O and Podman do). skiff never waits on a container process itself: the
+exit code lands in a file, which is what :meth:`ConmonRuntime.status` reads.
+
+Start-up: conmon returns before ``runc create`` has finished; it reports the
+container's pid, or the runtime's error (command not found, bad mount), on
+its sync pipe (``_OCI_SYNCPIPE``), which :meth:`create` reads. Then ``runc
+start`` runs the process.
+
+Where things live::
+
+    <data root>/containers/<cid>/   bundle (config.json, conmon's fifos), logs:
+        ctr.log, ctr.log.1          this instance's output (rotated by skiff)
+        prev.log                    the previous instance's output
+        persist/                    conmon's exit and oom files
+    /run/skiff-<hash>/              runc's state, conmon's sockets, exit files
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skiff.errors import ContainerCreateFailed, RuntimeFailure
+from skiff.settings import RuntimeSettings
+
+_LOG_LINE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) ?(.*)$")
+_RUNC_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+_REOPEN_LOGS = b"2 0 0\n"  # conmon's ctl fifo: message type 2 reopens the log file
+
+
+def run_dir_for(data_root: Path) -> Path:
+    """A short per-data-root directory on /run: unix socket paths are limited to 108 bytes."""
+    return Path("/run") / ("skiff-" + hashlib.sha256(str(data_root).encode()).hexdigest()[:8])
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """What the runtime knows of one container instance."""
+
+    cid: str
+    state: str  # "running" | "exited" | "missing"
+    pid: int | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    finished_at: float | None = None
+
+
+@dataclass
+class ExecSession:
+    """A command running in a container: its process and, with a TTY, the terminal."""
+
+    process: subprocess.Popen[bytes]
+    terminal: int | None = None  # the pty master's fd when a TTY was asked for
+    _closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.terminal is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.terminal)
+            self.terminal = None
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def _runtime_message(text: str) -> str:
+    """runc's error without its log decoration."""
+    messages = [m.group(1).replace('\\"', '"').replace("\\\\", "\\")
+                for m in _RUNC_MSG.finditer(text)]
+    message = messages[-1] if messages else text.strip()
+    return message.replace('\\"', '"')[:500]
+
+
+class ConmonRuntime:
+    """runc (or another OCI runtime CLI) through conmon."""
+
+    def __init__(self, data_root: Path, settings: RuntimeSettings | None = None) -> None:
+        self.settings = settings or RuntimeSettings()
+        self.root = data_root / "containers"
+        self.run_dir = self.settings.run_dir or run_dir_for(data_root)
+        self.runtime_root = self.run_dir / "runtime"
+        self.sockets = self.run_dir / "sock"
+        self.exits = self.run_dir / "exits"
+        for d in (self.root, self.runtime_root, self.sockets, self.exits):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # ---- paths ------------------------------------------------------------
+
+    def dir(self, cid: str) -> Path:
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", cid):
+            raise RuntimeFailure(f"invalid container id {cid!r}")
+        return self.root / cid
+
+    def log_path(self, cid: str) -> Path:
+        return self.dir(cid) / "ctr.log"
+
+    def _runtime(self, *args: str, check: bool = True,
+                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        argv = [self.settings.runtime, f"--root={self.runtime_root}", *args]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeFailure(f"{self.settings.runtime} {args[0]} failed: {exc}") from exc
+        if check and done.returncode != 0:
+            raise RuntimeFailure(f"{self.settings.runtime} {args[0]} failed: "
+                                 f"{_runtime_message(done.stderr)}")
+        return done
+
+    # ---- lifecycle ----------------------------------------------------------
+
+    def create(self, cid: str, spec: dict[str, Any], *, name: str = "",
+               stdin: bool = False) -> int:
+        """Create the container ``cid`` from the OCI ``spec`` under a new conmon;
+        returns the container's pid. Its process waits for :meth:`start`.
+
+        A previous instance of ``cid`` must have been deleted; its output is
+        kept as the previous log.
+        """
+        base = self.dir(cid)
+        base.mkdir(parents=True, exist_ok=True)
+        self._retire_instance(cid)
+        (base / "config.json").write_text(json.dumps(spec))
+        argv = [
+            self.settings.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
+            "-r", self.settings.runtime, "-b", str(base), "-p", str(base / "pidfile"),
+            "-l", f"k8s-file:{base / 'ctr.log'}", "--exit-dir", str(self.exits),
+            "--socket-dir-path", str(self.sockets), "--conmon-pidfile", str(base / "conmon.pid"),
+            "-0", str(base / "persist"), "--runtime-arg", f"--root={self.runtime_root}",
+            "--log-level", "error",
+        ]
+        if stdin:
+            argv += ["-i", "--leave-stdin-open"]
+        read_end, write_end = os.pipe()
+        # conmon's own messages go to a file: a pipe closed behind it would kill it (SIGPIPE).
+        errors = open(base / "conmon.err", "wb")  # noqa: SIM115 -- closed below
+        try:
+            try:
+                conmon = subprocess.Popen(
+                    argv, env={"_OCI_SYNCPIPE": str(write_end),
+                               "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+                    pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=errors, start_new_session=True)
+            except OSError as exc:
+                raise RuntimeFailure(f"cannot start conmon: {exc}") from exc
+            os.close(write_end)
+            write_end = -1
+            if conmon.wait(timeout=30) != 0:
+                err = (base / "conmon.err").read_text(errors="replace").strip()
+                raise RuntimeFailure(f"conmon failed: {err[-500:]}")
+            report = self._read_sync(read_end, self.settings.create_timeout_s)
+        finally:
+            errors.close()
+            os.close(read_end)
+            if write_end >= 0:
+                os.close(write_end)
+        pid = report.get("data")
+        if not isinstance(pid, int) or pid <= 0:
+            message = _runtime_message(str(report.get("message", "unknown error")))
+            self._cleanup_failed(cid)
+            raise ContainerCreateFailed(message)
+        return pid
+
+    @staticmethod
+    def _read_sync(fd: int, timeout_s: float) -> dict[str, Any]:
+        data = b""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise RuntimeFailure("the runtime did not report on the container in time")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        try:
+            report: dict[str, Any] = json.loads(data.split(b"\n", 1)[0] or b"{}")
+        except json.JSONDecodeError as exc:
+            raise RuntimeFailure(f"conmon reported garbage: {data[:200]!r}") from exc
+        return report
+
+    def _retire_instance(self, cid: str) -> None:
+        """Clear what a previous instance left, keeping its output as prev.log."""
+        base = self.dir(cid)
+        log, rotated = base / "ctr.log", base / "ctr.log.1"
+        if log.exists() or rotated.exists():
+            with open(base / "prev.log", "wb") as out:
+                for part in (rotated, log):
+                    with contextlib.suppress(FileNotFoundError), open(part, "rb") as f:
+                        shutil.copyfileobj(f, out)
+            for part in (rotated, log):
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+        for stale in (self.exits / cid, base / "pidfile", base / "conmon.pid"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        shutil.rmtree(base / "persist", ignore_errors=True)
+        (base / "persist").mkdir()  # conmon writes its exit and oom files there, if it exists
+
+    def _cleanup_failed(self, cid: str) -> None:
+        self._runtime("delete", "--force", cid, check=False)
+        with contextlib.suppress(FileNotFoundError):
+            (self.exits / cid).unlink()
+
+    def start(self, cid: str) -> None:
+        """Run the created container's process."""
+        self._runtime("start", cid)
+
+    def _conmon_pid(self, cid: str) -> int | None:
+        try:
+            pid = int((self.dir(cid) / "conmon.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"conmon" not in f.read().split(b"\0", 1)[0]:
+                    return None
+        except OSError:
+            return None
+        return pid
+
+    def _exited(self, cid: str) -> ContainerStatus | None:
+        exit_file = self.exits / cid
+        try:
+            text = exit_file.read_text().strip()
+            finished = exit_file.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        code = int(text) if text.lstrip("-").isdigit() else -1
+        oom = (self.dir(cid) / "persist" / "oom").exists()
+        return ContainerStatus(cid, "exited", exit_code=code, oom_killed=oom,
+                               finished_at=finished)
+
+    def status(self, cid: str) -> ContainerStatus:
+        """The container's state, from conmon's files: cheap enough to poll."""
+        exited = self._exited(cid)
+        if exited is not None:
+            return exited
+        if self._conmon_pid(cid) is None:
+            # conmon writes the exit file, then leaves: look again before calling it lost.
+            return self._exited(cid) or ContainerStatus(cid, "missing")
+        try:
+            pid = int((self.dir(cid) / "pidfile").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            pid = None
+        return ContainerStatus(cid, "running", pid=pid)
+
+    def wait(self, cid: str, timeout_s: float) -> ContainerStatus:
+        """Wait until the container is no longer running, or the timeout passes."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.002
+        while True:
+            status = self.status(cid)
+            if status.state != "running" or time.monotonic() >= deadline:
+                return status
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def kill(self, cid: str, sig: int = signal.SIGTERM, *, all_processes: bool = False) -> None:
+        args = ["kill", *(["--all"] if all_processes else []), cid, str(int(sig))]
+        self._runtime(*args, check=False)
+
+    def stop(self, cid: str, grace_s: float | None = None) -> ContainerStatus:
+        """SIGTERM, then SIGKILL after the grace period; returns the final status."""
+        grace = self.settings.stop_grace_s if grace_s is None else grace_s
+        status = self.status(cid)
+        if status.state != "running":
+            return status
+        self.kill(cid, signal.SIGTERM)
+        status = self.wait(cid, grace)
+        if status.state == "running":
+            self.kill(cid, signal.SIGKILL, all_processes=True)
+            status = self.wait(cid, 10)
+        return status
+
+    def delete(self, cid: str) -> None:
+        """Remove the runtime's container (stopping it at once); keeps logs. Idempotent."""
+        self._runtime("delete", "--force", cid, check=False)
+        pid = self._conmon_pid(cid)
+        if pid is not None:  # conmon leaves once the container is gone
+            deadline = time.monotonic() + 5
+            while self._conmon_pid(cid) is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if self._conmon_pid(cid) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            (self.exits / cid).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.sockets / cid).unlink()
+
+    def remove(self, cid: str) -> None:
+        """Delete the container and everything skiff kept of it, logs included."""
+        self.delete(cid)
+        shutil.rmtree(self.dir(cid), ignore_errors=True)
+
+    def list(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    # ---- logs ---------------------------------------------------------------
+
+    def rotate_logs(self, cid: str) -> bool:
+        """Keep at most ``log_max_bytes`` of output: past half of it, the log moves
+        to ctr.log.1 (replacing the older part) and conmon reopens ctr.log.
+
+        conmon reopens asynchronously, so output written meanwhile still lands
+        in ctr.log.1; once nothing writes there any more, its head is trimmed."""
+        base = self.dir(cid)
+        log, older = base / "ctr.log", base / "ctr.log.1"
+        half = self.settings.log_max_bytes // 2
+        if older.exists() and (log.exists() or self._conmon_pid(cid) is None):
+            _trim_head(older, half)
+        try:
+            if log.stat().st_size < half:
+                return False
+        except FileNotFoundError:
+            return False
+        os.replace(log, older)
+        try:
+            fd = os.open(base / "ctl", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return True  # conmon is gone: nothing writes the log any more
+        try:
+            os.write(fd, _REOPEN_LOGS)
+        finally:
+            os.close(fd)
+        return True
+
+    def logs(self, cid: str, *, tail: int | None = None, timestamps: bool = False,
+             previous: bool = False) -> str:
+        """The container's output, stdout and stderr interleaved as written."""
+        base = self.dir(cid)
+        parts = [base / "prev.log"] if previous else [base / "ctr.log.1", base / "ctr.log"]
+        lines = list(_parse_k8s_log(parts, timestamps))
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        return "".join(lines)
+
+    # ---- exec ---------------------------------------------------------------
+
+    def exec(self, cid: str, args: Sequence[str], *, tty: bool = False,
+             env: Sequence[str] = (), cwd: str | None = None,
+             terminal_size: tuple[int, int] | None = None) -> ExecSession:
+        """Run ``args`` in the running container ``cid``. Without a TTY the
+        session's process has stdin, stdout and stderr pipes; with one, its
+        ``terminal`` is the master end of the pty, for input and output."""
+        if self.status(cid).state != "running":
+            raise RuntimeFailure(f"container {cid} is not running")
+        argv = [self.settings.runtime, f"--root={self.runtime_root}", "exec"]
+        for item in env:
+            argv += ["--env", item]
+        if cwd:
+            argv += ["--cwd", cwd]
+        if not tty:
+            argv += [cid, *args]
+            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE)
+            return ExecSession(process)
+        # runc relays a terminal it allocates to its own stdio when that is a
+        # terminal itself, and copies that terminal's size: so it gets the slave
+        # end of a pty of ours, and the session keeps the master.
+        master, slave = os.openpty()
+        if terminal_size is not None:
+            _set_window(master, *terminal_size)
+        try:
+            process = subprocess.Popen([*argv, "--tty", cid, *args], stdin=slave, stdout=slave,
+                                       stderr=slave, start_new_session=True)
+        except OSError as exc:
+            os.close(master)
+            raise RuntimeFailure(f"exec failed: {exc}") from exc
+        finally:
+            os.close(slave)
+        return ExecSession(process, master)
+
+
+def _trim_head(path: Path, keep: int) -> None:
+    """Cut ``path`` to its last ``keep`` bytes or less, at a line boundary."""
+    size = path.stat().st_size
+    if size <= keep:
+        return
+    with open(path, "rb") as f:
+        f.seek(size - keep)
+        tail = f.read()
+    tail = tail[tail.find(b"\n") + 1:]
+    tmp = path.with_name(path.name + ".trim")
+    tmp.write_bytes(tail)
+    os.replace(tmp, path)
+
+
+def _parse_k8s_log(paths: Sequence[Path], timestamps: bool) -> Iterator[str]:
+    partial = ""
+    for path in paths:
+        try:
+            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 -- closed below
+        except FileNotFoundError:
+            continue
+        with f:
+            for raw in f:
+                match = _LOG_LINE.match(raw.rstrip("\n"))
+                if not match:
+                    continue
+                stamp, _stream, tag, text = match.groups()
+                if tag == "P":  # a partial line: the rest follows in the next record
+                    partial += text
+                    continue
+                line = partial + text
+                partial = ""
+                yield f"{stamp} {line}\n" if timestamps else f"{line}\n"
+    if partial:
+        yield partial
+
+
+def _set_window(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

@@ -1,0 +1,225 @@
+"""Containers on runc through conmon: create, start, exit codes, logs, stop, exec, adoption."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skiff.engine.images import Image, ImageStore
+from skiff.engine.runtime import ConmonRuntime
+from skiff.errors import ContainerCreateFailed
+from skiff.settings import RuntimeSettings
+from tests.conftest import BuiltImages
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[ConmonRuntime]:
+    """A runtime on a fresh data root; every container it made is removed after, pass or fail."""
+    rt = ConmonRuntime(tmp_path / "root", RuntimeSettings(stop_grace_s=2))
+    try:
+        yield rt
+    finally:
+        for cid in rt.list():
+            rt.remove(cid)
+        shutil.rmtree(rt.run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def busybox(store: ImageStore, images: BuiltImages) -> Image:
+    return store.pull(images.bb)
+
+
+def minimal_spec(rootfs: Path, args: list[str], cgroup: str) -> dict[str, Any]:
+    """runc's own default spec, pointed at ``rootfs`` (the hardened one is spec.py's job)."""
+    with tempfile.TemporaryDirectory() as bundle:
+        subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
+        spec: dict[str, Any] = json.loads((Path(bundle) / "config.json").read_text())
+    spec["root"] = {"path": str(rootfs), "readonly": False}
+    spec["process"].update(terminal=False, args=args)
+    spec["linux"]["cgroupsPath"] = cgroup
+    return spec
+
+
+class Containers:
+    """Makes containers from the busybox image: rootfs, spec, create."""
+
+    def __init__(self, runtime: ConmonRuntime, store: ImageStore, image: Image) -> None:
+        self.runtime, self.store, self.image = runtime, store, image
+
+    def create(self, args: list[str], *, start: bool = True) -> str:
+        cid = "t" + uuid.uuid4().hex[:11]
+        rootfs = self.store.create_rootfs(cid, self.image)
+        self.runtime.create(cid, minimal_spec(rootfs, args, f"/skiff-test/{cid}"))
+        if start:
+            self.runtime.start(cid)
+        return cid
+
+
+@pytest.fixture
+def containers(runtime: ConmonRuntime, store: ImageStore, busybox: Image) -> Iterator[Containers]:
+    made = Containers(runtime, store, busybox)
+    yield made
+    for record in store.rootfs.records():
+        runtime.remove(record.container_id)
+        store.remove_rootfs(record.container_id)
+
+
+def test_exit_code_and_output_are_recorded(containers: Containers, runtime: ConmonRuntime) -> None:
+    """A container's exit code and its stdout and stderr, in order, are kept."""
+    cid = containers.create(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    status = runtime.wait(cid, 10)
+    assert status.state == "exited"
+    assert status.exit_code == 3
+    assert runtime.logs(cid) == "out\nerr\n"
+    assert runtime.logs(cid, tail=1) == "err\n"
+    stamped = runtime.logs(cid, timestamps=True).splitlines()
+    assert stamped[0].endswith(" out")
+    assert stamped[0][:4].isdigit()
+
+
+def test_command_not_found_fails_create_clearly(
+    containers: Containers, runtime: ConmonRuntime
+) -> None:
+    """A command missing from the image is ContainerCreateFailed naming it, not a hang."""
+    with pytest.raises(ContainerCreateFailed, match="no-such-command"):
+        containers.create(["no-such-command"], start=False)
+    assert runtime._runtime("list").stdout.count("\n") == 1  # only the header: nothing left
+
+
+def test_container_outlives_the_process_that_created_it(
+    containers: Containers, runtime: ConmonRuntime, tmp_path: Path, busybox: Image
+) -> None:
+    """A container started by a process that then dies keeps running and is adopted later."""
+    cid = "adopt" + uuid.uuid4().hex[:6]
+    rootfs = containers.store.create_rootfs(cid, busybox)
+    # PID 1 ignores SIGTERM unless it handles it: this one does, to show stop's first step.
+    loop = "trap 'exit 143' TERM; while true; do sleep 0.1; done"
+    spec = minimal_spec(rootfs, ["sh", "-c", loop], f"/skiff-test/{cid}")
+    script = (
+        "import json, sys; from pathlib import Path;"
+        "from skiff.engine.runtime import ConmonRuntime;"
+        "rt = ConmonRuntime(Path(sys.argv[1])); rt.create(sys.argv[2], json.loads(sys.argv[3]));"
+        "rt.start(sys.argv[2])"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "root"), cid, json.dumps(spec)],
+                   check=True)
+    adopted = ConmonRuntime(tmp_path / "root")
+    status = adopted.status(cid)
+    assert status.state == "running"
+    assert status.pid is not None
+    os.kill(status.pid, 0)
+    final = adopted.stop(cid, grace_s=5)
+    assert final.state == "exited"
+    assert final.exit_code == 128 + signal.SIGTERM
+
+
+def test_stop_kills_a_container_that_ignores_sigterm(
+    containers: Containers, runtime: ConmonRuntime
+) -> None:
+    """SIGTERM first; after the grace period, SIGKILL: exit code 137."""
+    cid = containers.create(["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"])
+    _wait_for(lambda: runtime.logs(cid) == "ready\n")
+    start = time.monotonic()
+    status = runtime.stop(cid, grace_s=1)
+    assert status.exit_code == 137
+    assert 1 <= time.monotonic() - start < 8
+
+
+def test_previous_instance_log_is_kept(containers: Containers, runtime: ConmonRuntime) -> None:
+    """After a container is created again, the previous instance's output stays readable."""
+    cid = containers.create(["sh", "-c", "echo first"])
+    runtime.wait(cid, 10)
+    runtime.delete(cid)
+    rootfs = containers.store.rootfs.path(cid)
+    runtime.create(cid, minimal_spec(rootfs, ["sh", "-c", "echo second"], f"/skiff-test/{cid}"))
+    runtime.start(cid)
+    runtime.wait(cid, 10)
+    assert runtime.logs(cid) == "second\n"
+    assert runtime.logs(cid, previous=True) == "first\n"
+
+
+def test_exec_without_and_with_a_tty(containers: Containers, runtime: ConmonRuntime) -> None:
+    """exec streams stdin and output; with a TTY the terminal is handed over and sized."""
+    cid = containers.create(["sleep", "300"])
+    session = runtime.exec(cid, ["sh", "-c", "read line; echo got:$line; id -u"])
+    out, _ = session.process.communicate(b"hello\n", timeout=10)
+    assert out == b"got:hello\n0\n"
+    tty = runtime.exec(cid, ["sh", "-c", "stty size; tty"], tty=True, terminal_size=(40, 120))
+    assert tty.terminal is not None
+    output = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b"/dev/pts" not in output:
+        ready, _, _ = select.select([tty.terminal], [], [], 0.5)
+        if ready:
+            try:
+                output += os.read(tty.terminal, 4096)
+            except OSError:
+                break
+    tty.close()
+    assert b"40 120" in output
+    assert b"/dev/pts/" in output
+
+
+def test_log_rotation_keeps_the_newest_output_within_the_limit(
+    tmp_path: Path, store: ImageStore, busybox: Image
+) -> None:
+    """Output beyond the limit is rotated away, oldest first; the newest lines are kept."""
+    runtime = ConmonRuntime(tmp_path / "root", RuntimeSettings(log_max_bytes=64 * 1024))
+    made = Containers(runtime, store, busybox)
+    try:
+        cid = made.create(["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i; "
+                                        "i=$((i+1)); done; echo done"])
+        rotations = 0
+        while runtime.status(cid).state == "running":
+            rotations += runtime.rotate_logs(cid)
+        rotations += runtime.rotate_logs(cid)
+        logs = runtime.logs(cid)
+        assert rotations >= 1
+        assert logs.endswith("line-2999\ndone\n")
+        assert "line-0\n" not in logs
+        kept = sum(p.stat().st_size for p in runtime.dir(cid).glob("ctr.log*"))
+        assert kept <= 64 * 1024 + 8 * 1024  # at most one write past the check
+    finally:
+        for cid in runtime.list():
+            runtime.remove(cid)
+            store.remove_rootfs(cid)
+        shutil.rmtree(runtime.run_dir, ignore_errors=True)
+
+
+def test_remove_leaves_nothing_behind(containers: Containers, runtime: ConmonRuntime) -> None:
+    """Removing a running container kills it and its conmon, deletes its cgroup and files."""
+    cid = containers.create(["sleep", "300"])
+    conmon_pid = runtime._conmon_pid(cid)
+    assert conmon_pid is not None
+    runtime.remove(cid)
+    assert runtime._runtime("state", cid, check=False).returncode != 0
+    assert not Path(f"/proc/{conmon_pid}").exists() or _is_zombie(conmon_pid)
+    assert not runtime.dir(cid).exists()
+    assert not Path(f"/sys/fs/cgroup/memory/skiff-test/{cid}").exists()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def _wait_for(condition: Any, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
