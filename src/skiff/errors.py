@@ -12,7 +12,10 @@ The tree::
 
     SkiffError
      ├── InvalidInput                 the caller's input is malformed
-     │    └── InvalidReference        an image reference Docker would refuse
+     │    ├── InvalidReference        an image reference Docker would refuse
+     │    ├── InvalidGroupSpec        a group definition that cannot run
+     │    └── InvalidVolume           a volume refused before touching the disk
+     │         (UnsupportedVolumeType, InvalidSecretVolume, InvalidGitRepoVolume)
      ├── ImageError                   anything about images
      │    ├── ImageNotFound           the registry has no such image     (final)
      │    ├── RegistryUnauthorized    credentials missing or refused     (final)
@@ -22,6 +25,15 @@ The tree::
      │    ├── LayerRejected           a layer that tries to escape its directory (final)
      │    ├── ImageUnknown            not in the local store
      │    └── ImageInUse              removal refused: a container uses it
+     ├── GroupNotFound                no such container group (or container) on this node
+     ├── NetworkError                 a group's network could not be made or removed
+     │    ├── CniError                a CNI plugin refused (code 11: try again)
+     │    └── NetworkConflict         the subnet overlaps a route of the host
+     ├── VolumeError                  preparing or removing a volume failed
+     │    └── GitRepoVolumeFailed     clone or checkout failed
+     │         └── GitRepoUnreachable the repository's server did not answer (transient)
+     ├── UserNotFound                 the image's user or group is unknown to the image
+     ├── SeccompProfileError          the seccomp profile is missing or malformed
      ├── RootfsError                  assembling or removing a container's rootfs failed
      └── RuntimeFailure               the OCI runtime or conmon failed
           └── ContainerCreateFailed   the runtime refused the container (e.g. command not found)
@@ -52,6 +64,14 @@ class InvalidInput(SkiffError):
 
 class InvalidReference(InvalidInput):
     code = "InvalidImageReference"
+
+
+class InvalidGroupSpec(InvalidInput):
+    code = "InvalidContainerGroup"
+
+
+class GroupNotFound(SkiffError):
+    code = "ResourceNotFound"
 
 
 class ImageError(SkiffError):
@@ -104,3 +124,74 @@ class RuntimeFailure(SkiffError):
 class ContainerCreateFailed(RuntimeFailure):
     code = "ContainerCreateFailed"
     transient = False
+
+
+class NetworkError(SkiffError):
+    """A group's network could not be made, checked or removed."""
+
+    code = "NetworkSetupFailed"
+
+
+class CniError(NetworkError):
+    """A CNI plugin refused a command; ``cni_code`` is its error code (11: try again)."""
+
+    code = "NetworkSetupFailed"
+
+    def __init__(self, message: str, *, plugin: str, command: str, cni_code: int) -> None:
+        super().__init__(message)
+        self.plugin, self.command, self.cni_code = plugin, command, cni_code
+        self.transient = cni_code == 11
+
+
+class NetworkConflict(NetworkError):
+    """The subnet overlaps a route of the host: groups could not be reached."""
+
+    code = "NetworkConflict"
+
+
+class InvalidVolume(InvalidInput):
+    """A volume the engine refuses before touching the disk."""
+
+    code = "InvalidVolume"
+
+
+class UnsupportedVolumeType(InvalidVolume):
+    code = "UnsupportedVolumeType"
+
+
+class InvalidSecretVolume(InvalidVolume):
+    code = "InvalidSecretVolume"
+
+
+class InvalidGitRepoVolume(InvalidVolume):
+    code = "InvalidGitRepoVolume"
+
+
+class VolumeError(SkiffError):
+    """Preparing or removing a volume on the host failed."""
+
+    code = "VolumeSetupFailed"
+
+
+class GitRepoVolumeFailed(VolumeError):
+    """The clone or checkout failed: no such repository or revision."""
+
+    code = "GitRepoVolumeFailed"
+
+
+class GitRepoUnreachable(GitRepoVolumeFailed):
+    """The repository's server did not answer (in time): worth another try later."""
+
+    transient = True
+
+
+class UserNotFound(SkiffError):
+    """The image's user or group is neither numeric nor named in its /etc/passwd, /etc/group."""
+
+    code = "ContainerUserNotFound"
+
+
+class SeccompProfileError(SkiffError):
+    """The seccomp profile is missing or not a profile: the node is misconfigured."""
+
+    code = "SeccompProfileError"

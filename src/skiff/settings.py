@@ -74,6 +74,70 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NetworkSettings:
+    """How groups are networked."""
+
+    #: IPv4 subnet (CIDR) the groups' addresses come from. None: a /23 in
+    #: 10.89.0.0-10.95.255.255 picked by the data root's hash (see skiff.engine.network).
+    subnet: str | None = None
+    #: Slots (namespace + CNI ADD done) kept ready for group starts; 0: none.
+    pool_size: int = 4
+    #: Directory of the CNI plugin programs (``CNI_PATH``).
+    cni_path: Path = Path("/usr/lib/cni")
+    #: MTU of the groups' interface. None: that of the host's default-route
+    #: interface, so that NATed traffic fits the uplink (1400 here, not 1500).
+    mtu: int | None = None
+    #: Seconds one CNI plugin call may take.
+    cni_timeout_s: float = 30.0
+    #: Where namespaces are mounted; ``ip netns`` and ``nsenter`` find them here.
+    netns_dir: Path = Path("/run/netns")
+    #: The host's resolver configuration, the default for the groups'.
+    resolv_conf: Path = Path("/etc/resolv.conf")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VolumeSettings:
+    """How volumes are made."""
+
+    #: Bytes a secret volume's tmpfs may hold. 1 MiB is the size limit of a
+    #: Kubernetes Secret, ample for keys, certificates and config files.
+    secret_size_bytes: int = 1024 * 1024
+    #: The git program.
+    git: str = "git"
+    #: Seconds a gitRepo volume's clone and checkout may take together; a
+    #: server that stops answering fails the volume instead of hanging the
+    #: group's creation. Generous, for big repositories on slow links.
+    git_timeout_s: float = 300.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackoffSettings:
+    """How long a failing container waits before each restart.
+
+    The defaults are Kubernetes' CrashLoopBackOff, which users of containers
+    already know, and the ones API-NOTES promises (10 s doubling to 5 min).
+    """
+
+    #: Seconds waited before the second restart in a row; the first restart
+    #: is immediate, since one crash alone says little.
+    initial_s: float = 10.0
+    #: Each further restart in a row waits this many times longer.
+    factor: float = 2.0
+    #: The longest wait: a broken container is still retried every 5 minutes,
+    #: so that it recovers by itself once what it depends on comes back.
+    max_s: float = 300.0
+    #: A container that ran at least this long before it exited had been
+    #: healthy: its backoff starts over (its restart count does not).
+    reset_after_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        # A programming or configuration mistake, caught where it is made.
+        if self.initial_s < 0 or self.factor < 1 or self.max_s < self.initial_s \
+                or self.reset_after_s <= 0:
+            raise ValueError(f"inconsistent backoff settings: {self}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a skiff node needs to know."""
 
@@ -81,6 +145,9 @@ class Settings:
     data_root: Path = DEFAULT_DATA_ROOT
     images: ImageSettings = field(default_factory=ImageSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    volumes: VolumeSettings = field(default_factory=VolumeSettings)
+    backoff: BackoffSettings = field(default_factory=BackoffSettings)
 
     @property
     def images_root(self) -> Path:

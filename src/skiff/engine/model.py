@@ -8,10 +8,10 @@ exists, so the mapping is obvious.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class RestartPolicy(str, Enum):
+class RestartPolicy(StrEnum):
     ALWAYS = "Always"
     ON_FAILURE = "OnFailure"
     NEVER = "Never"
@@ -134,7 +134,12 @@ class DnsConfig:
 
 @dataclass(frozen=True)
 class GroupSpec:
-    """A container group as the engine runs it. ``id`` is unique on the node."""
+    """A container group as the engine runs it.
+
+    ``id`` is unique on the node and safe in file names (letters, digits,
+    ``_.-``): the control plane gives each group one (a UUID); ``name`` is
+    the group's name, its containers' hostname.
+    """
 
     id: str
     name: str

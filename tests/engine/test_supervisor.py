@@ -1,0 +1,315 @@
+"""Container groups end to end on this node: real images, runc, conmon, CNI, volumes."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from skiff.engine.model import (
+    Container,
+    EmptyDirVolume,
+    EnvVar,
+    ExecAction,
+    GroupSpec,
+    Probe,
+    Resources,
+    RestartPolicy,
+    SecretVolume,
+    Volume,
+    VolumeMount,
+)
+from skiff.engine.network import Networks
+from skiff.engine.supervisor import Supervisor
+from skiff.engine.view import GroupView
+from skiff.errors import InvalidGroupSpec
+from skiff.settings import BackoffSettings, NetworkSettings, RuntimeSettings, Settings
+from tests.conftest import BuiltImages
+
+FAST_BACKOFF = BackoffSettings(initial_s=0.2, factor=2, max_s=1, reset_after_s=600)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
+    """A supervisor on a fresh data root; every group, namespace and bridge goes after."""
+    # A short grace: most test containers are shells that ignore SIGTERM as PID 1.
+    settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
+    networks = Networks(settings.data_root, NetworkSettings(pool_size=1))
+    supervisor = Supervisor(settings, networks=networks, backoff=FAST_BACKOFF,
+                            monitor_interval_s=0.05)
+    try:
+        yield supervisor
+    finally:
+        # Each step runs even when one before it fails: nothing may leak from a failed test.
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(shutil.rmtree, supervisor.runtime.run_dir, ignore_errors=True)
+            cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
+                             capture_output=True, check=False)
+            cleanup.callback(networks.close)
+            cleanup.callback(networks.drain_pool)
+            cleanup.callback(supervisor.close)
+            for group_id in supervisor.group_ids():
+                cleanup.callback(supervisor.delete, group_id)
+
+
+def group(images: BuiltImages, *containers: Container, **fields: object) -> GroupSpec:
+    name = fields.pop("name", "grp-" + uuid.uuid4().hex[:6])
+    return GroupSpec(id=uuid.uuid4().hex, name=str(name), containers=containers, **fields)  # type: ignore[arg-type]
+
+
+def box(images: BuiltImages, name: str, script: str, **fields: object) -> Container:
+    """A busybox container running a shell script."""
+    return Container(name=name, image=images.bb, command=("sh", "-c", script),
+                     resources=Resources(cpu=0.5, memory_gb=0.25), **fields)  # type: ignore[arg-type]
+
+
+def wait_view(engine: Supervisor, group_id: str, condition: Callable[[GroupView], bool],
+              timeout_s: float = 20) -> GroupView:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        view = engine.view(group_id)
+        if condition(view):
+            return view
+        assert time.monotonic() < deadline, f"condition not met; last view: {view}"
+        time.sleep(0.05)
+
+
+def test_single_container_group_runs_with_its_name_and_address(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A group runs: Running, an IP, hostname and /etc/hosts naming the group, env merged."""
+    spec = group(images, box(images, "web", "hostname; grep -c $(hostname) /etc/hosts; "
+                                            "echo $MODE $PATH; sleep 300",
+                             env=(EnvVar("MODE", "demo"),)), name="web-group")
+    view = engine.run(spec)
+    assert view.state == "Running"
+    assert view.ip is not None
+    assert view.containers[0].current.state == "Running"
+    names = [e.name for e in view.containers[0].events]
+    assert names == ["Pulling", "Pulled", "Created", "Started"]
+    wait_view(engine, spec.id, lambda v: engine.logs(spec.id, "web").count("\n") >= 3)
+    lines = engine.logs(spec.id, "web").splitlines()
+    assert lines[0] == "web-group"
+    assert lines[1] == "1"
+    assert lines[2].startswith("demo /usr/local/sbin")
+
+
+def test_containers_of_a_group_share_localhost(engine: Supervisor, images: BuiltImages) -> None:
+    """Two containers of one group talk over 127.0.0.1 (one netns per group, lo up)."""
+    spec = group(images,
+                 box(images, "server", "echo hello-from-server | nc -l -p 8080"),
+                 box(images, "client", "until nc 127.0.0.1 8080; do sleep 0.1; done; sleep 300"),
+                 restart_policy=RestartPolicy.NEVER)
+    engine.run(spec)
+    wait_view(engine, spec.id, lambda v: "hello-from-server" in engine.logs(spec.id, "client"))
+
+
+@pytest.mark.parametrize(("code", "state"), [(0, "Succeeded"), (3, "Failed")])
+def test_never_policy_ends_succeeded_or_failed(
+    engine: Supervisor, images: BuiltImages, code: int, state: str
+) -> None:
+    """Under Never, a group whose container exits 0 Succeeds, non-zero Fails; no restart."""
+    spec = group(images, box(images, "job", f"exit {code}"), restart_policy=RestartPolicy.NEVER)
+    engine.run(spec)
+    view = wait_view(engine, spec.id, lambda v: v.state in ("Succeeded", "Failed"))
+    assert view.state == state
+    container = view.containers[0]
+    assert container.current.state == "Terminated"
+    assert container.current.exit_code == code
+    assert container.restart_count == 0
+
+
+def test_on_failure_restarts_with_backoff_and_keeps_previous_logs(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A failing container restarts with backoff, counts restarts, keeps the last instance's log."""
+    spec = group(images, box(images, "flaky", "echo failing; exit 1"),
+                 restart_policy=RestartPolicy.ON_FAILURE)
+    engine.run(spec)
+    view = wait_view(engine, spec.id, lambda v: v.containers[0].restart_count >= 3)
+    container = view.containers[0]
+    assert container.previous is not None
+    assert container.previous.exit_code == 1
+    assert "BackOff" in [e.name for e in container.events]
+    started = next(e for e in container.events if e.name == "Started")
+    assert started.count >= 3
+    assert engine.logs(spec.id, "flaky", previous=True) == "failing\n"
+
+
+def test_init_containers_run_in_order_before_the_app(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """Init containers run one after another to completion; the app sees what they wrote."""
+    mount = (VolumeMount("work", "/work"),)
+    spec = group(
+        images,
+        box(images, "app", "cat /work/order; sleep 300", volume_mounts=mount),
+        init_containers=(
+            box(images, "first", "echo first >> /work/order", volume_mounts=mount),
+            box(images, "second", "sleep 0.3; echo second >> /work/order", volume_mounts=mount),
+        ),
+        volumes=(Volume("work", EmptyDirVolume()),),
+    )
+    engine.run(spec)
+    view = wait_view(engine, spec.id, lambda v: "second" in engine.logs(spec.id, "app"))
+    assert engine.logs(spec.id, "app") == "first\nsecond\n"
+    assert [c.current.exit_code for c in view.init_containers] == [0, 0]
+    assert view.state == "Running"
+
+
+def test_failing_init_container_fails_the_group_under_never(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """An init container that fails under Never fails the group; the app never starts."""
+    spec = group(images, box(images, "app", "sleep 300"),
+                 init_containers=(box(images, "setup", "exit 7"),),
+                 restart_policy=RestartPolicy.NEVER)
+    engine.run(spec)
+    view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
+    assert view.init_containers[0].current.exit_code == 7
+    assert view.containers[0].current.state == "Waiting"
+    assert "Started" not in [e.name for e in view.containers[0].events]
+
+
+def test_missing_image_fails_the_group_clearly(engine: Supervisor, images: BuiltImages) -> None:
+    """An image the registry lacks fails the group at once with a Failed event naming it."""
+    missing = f"{images.public.host}/test/absent:1"
+    spec = group(images, Container(name="c", image=missing))
+    view = engine.run(spec)
+    assert view.state == "Failed"
+    failed = [e for e in view.containers[0].events if e.name == "Failed"]
+    assert failed
+    assert missing in failed[0].message
+
+
+def test_command_not_found_ends_as_a_clear_failure(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A command missing from the image terminates the container with the runtime's reason."""
+    spec = group(images, Container(name="c", image=images.bb, command=("no-such-binary",)),
+                 restart_policy=RestartPolicy.NEVER)
+    view = engine.run(spec)
+    assert view.state == "Failed"
+    assert view.containers[0].current.state == "Terminated"
+    assert "no-such-binary" in view.containers[0].current.detail_status
+
+
+@pytest.mark.parametrize("mounts", [
+    (VolumeMount("nowhere", "/data"),),
+    (VolumeMount("v", "/data"), VolumeMount("v", "/data/")),
+])
+def test_bad_mounts_are_refused_before_anything_is_created(
+    engine: Supervisor, images: BuiltImages, mounts: tuple[VolumeMount, ...]
+) -> None:
+    """A mount naming no volume, or two mounts on one path, is refused up front."""
+    spec = group(images, box(images, "c", "true", volume_mounts=mounts),
+                 volumes=(Volume("v", EmptyDirVolume()),))
+    with pytest.raises(InvalidGroupSpec):
+        engine.run(spec)
+    assert engine.group_ids() == []
+    assert engine.networks.list() == []
+
+
+def test_stop_and_start(engine: Supervisor, images: BuiltImages) -> None:
+    """Stop kills the containers and keeps the group; start runs it again."""
+    spec = group(images, box(images, "c", "echo up; sleep 300"))
+    engine.run(spec)
+    stopped = engine.stop(spec.id)
+    assert stopped.state == "Stopped"
+    assert stopped.containers[0].current.state == "Terminated"
+    assert engine.networks.get(spec.id) is None
+    started = engine.start(spec.id)
+    assert started.state == "Running"
+    assert started.containers[0].current.state == "Running"
+
+
+def test_running_group_is_adopted_by_a_new_supervisor(
+    engine: Supervisor, images: BuiltImages, tmp_path: Path
+) -> None:
+    """After skiff restarts, running the same spec adopts its containers: no restart."""
+    spec = group(images, box(images, "c", "sleep 300"))
+    first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF)
+    try:
+        first.run(spec)
+        cid = first.view(spec.id).containers[0].cid
+        pid = first.runtime.status(cid).pid
+    finally:
+        first.close()  # skiff goes away; conmon keeps the container
+    view = engine.run(spec)  # the next skiff
+    assert view.state == "Running"
+    assert engine.runtime.status(cid).pid == pid
+    assert view.containers[0].restart_count == 0
+    assert [e.name for e in view.containers[0].events].count("Started") == 1
+
+
+def test_delete_leaves_nothing_behind(engine: Supervisor, images: BuiltImages) -> None:
+    """Deleting a group removes rootfs mounts, netns, veth, lease, cgroups, conmon and logs."""
+    secret = SecretVolume(files=(("token", base64.b64encode(b"s3cret").decode()),))
+    spec = group(images, box(images, "c", "sleep 300",
+                             volume_mounts=(VolumeMount("s", "/secret", read_only=True),)),
+                 volumes=(Volume("s", secret),))
+    view = engine.run(spec)
+    cid = view.containers[0].cid
+    conmon = engine.runtime._conmon_pid(cid)
+    assert conmon is not None
+    ip = view.ip
+    attachment = engine.networks.get(spec.id)
+    assert attachment is not None
+    engine.delete(spec.id)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(engine.settings.data_root) not in mounts
+    assert not attachment.netns_path.exists()
+    assert not Path(f"/proc/{conmon}/cmdline").exists() or b"conmon" not in Path(
+        f"/proc/{conmon}/cmdline").read_bytes()
+    assert not engine.runtime.dir(cid).exists()
+    assert not list(Path("/sys/fs/cgroup/memory").glob(f"*/{cid}"))
+    leases = engine.settings.data_root / "network"
+    assert not [p for p in leases.rglob("*") if p.is_file() and p.read_text(errors="ignore")
+                .strip() == spec.id]
+    assert ip is not None
+    assert ip not in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert engine.group_ids() == []
+
+
+def test_oom_kill_is_reported(engine: Supervisor, images: BuiltImages) -> None:
+    """A container over its memory limit is killed: Terminated 137 and an OOMKilled event."""
+    hog = Container(name="hog", image=images.bb,
+                    command=("sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1"),
+                    resources=Resources(cpu=0.5, memory_gb=0.05))
+    spec = group(images, hog, restart_policy=RestartPolicy.NEVER)
+    engine.run(spec)
+    view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
+    container = view.containers[0]
+    assert container.current.exit_code == 137
+    assert container.current.detail_status == "OOMKilled"
+    assert "OOMKilled" in [e.name for e in container.events]
+
+
+def test_failing_liveness_probe_restarts_the_container(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A liveness probe that fails its threshold kills the container; the policy restarts it."""
+    probe = Probe(ExecAction(("test", "-f", "/tmp/healthy")), period_s=0.2, failure_threshold=2,
+                  timeout_s=2)
+    spec = group(images, box(images, "c", "sleep 300", liveness=probe))
+    engine.run(spec)
+    view = wait_view(engine, spec.id, lambda v: v.containers[0].restart_count >= 1)
+    names = [e.name for e in view.containers[0].events]
+    assert "Unhealthy" in names
+    assert "Killing" in names
+
+
+def test_exec_in_a_running_container(engine: Supervisor, images: BuiltImages) -> None:
+    """exec runs a command in the group's container and streams its output."""
+    spec = group(images, box(images, "c", "sleep 300"), name="exec-grp")
+    engine.run(spec)
+    session = engine.exec(spec.id, "c", ["hostname"])
+    out, _ = session.process.communicate(timeout=10)
+    assert out == b"exec-grp\n"
