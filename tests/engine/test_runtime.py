@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from skiff.engine import cgroups
 from skiff.engine.images import Image, ImageStore
 from skiff.engine.runtime import ConmonRuntime
 from skiff.errors import ContainerCreateFailed
@@ -35,6 +36,7 @@ def runtime(tmp_path: Path) -> Iterator[ConmonRuntime]:
         for cid in rt.list():
             rt.remove(cid)
         shutil.rmtree(rt.run_dir, ignore_errors=True)
+        cgroups.remove("/skiff-test")
 
 
 @pytest.fixture

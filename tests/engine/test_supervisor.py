@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from skiff.engine import cgroups
 from skiff.engine.model import (
     Container,
     EmptyDirVolume,
@@ -20,6 +21,7 @@ from skiff.engine.model import (
     ExecAction,
     GroupSpec,
     Probe,
+    RegistryCredentialSpec,
     Resources,
     RestartPolicy,
     SecretVolume,
@@ -31,7 +33,7 @@ from skiff.engine.supervisor import Supervisor
 from skiff.engine.view import GroupView
 from skiff.errors import InvalidGroupSpec
 from skiff.settings import BackoffSettings, NetworkSettings, RuntimeSettings, Settings
-from tests.conftest import BuiltImages
+from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
 
 FAST_BACKOFF = BackoffSettings(initial_s=0.2, factor=2, max_s=1, reset_after_s=600)
 
@@ -50,6 +52,7 @@ def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
         # Each step runs even when one before it fails: nothing may leak from a failed test.
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(shutil.rmtree, supervisor.runtime.run_dir, ignore_errors=True)
+            cleanup.callback(cgroups.remove, f"/{supervisor.runtime.run_dir.name}")
             cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
                              capture_output=True, check=False)
             cleanup.callback(networks.close)
@@ -269,7 +272,8 @@ def test_delete_leaves_nothing_behind(engine: Supervisor, images: BuiltImages) -
     assert not Path(f"/proc/{conmon}/cmdline").exists() or b"conmon" not in Path(
         f"/proc/{conmon}/cmdline").read_bytes()
     assert not engine.runtime.dir(cid).exists()
-    assert not list(Path("/sys/fs/cgroup/memory").glob(f"*/{cid}"))
+    node_cgroup = Path("/sys/fs/cgroup/memory") / engine.runtime.run_dir.name
+    assert not list(node_cgroup.glob("*/*"))  # neither the group's cgroup nor the container's
     leases = engine.settings.data_root / "network"
     assert not [p for p in leases.rglob("*") if p.is_file() and p.read_text(errors="ignore")
                 .strip() == spec.id]
@@ -313,3 +317,21 @@ def test_exec_in_a_running_container(engine: Supervisor, images: BuiltImages) ->
     session = engine.exec(spec.id, "c", ["hostname"])
     out, _ = session.process.communicate(timeout=10)
     assert out == b"exec-grp\n"
+
+
+def test_cached_private_image_never_runs_for_a_group_without_credentials(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A private image cached by one group is refused to a group without credentials:
+    its container is created while the registry check runs, but never started."""
+    creds = (RegistryCredentialSpec(images.private.host, PRIVATE_USER, PRIVATE_PASSWORD),)
+    allowed = group(images, Container(name="c", image=images.private_bb,
+                                      command=("sleep", "300")), credentials=creds)
+    assert engine.run(allowed).state == "Running"
+    refused = group(images, Container(name="c", image=images.private_bb,
+                                      command=("sh", "-c", "echo leaked; sleep 300")))
+    view = engine.run(refused)
+    assert view.state == "Failed"
+    assert "Started" not in [e.name for e in view.containers[0].events]
+    assert engine.logs(refused.id, "c") == ""
+    assert engine.runtime.status(view.containers[0].cid).state != "running"

@@ -292,7 +292,8 @@ class ConmonRuntime:
 
     def delete(self, cid: str) -> None:
         """Remove the runtime's container (stopping it at once); keeps logs. Idempotent."""
-        self._runtime("delete", "--force", cid, check=False)
+        if (self.runtime_root / cid).exists():  # runc's state: skip the call when there is none
+            self._runtime("delete", "--force", cid, check=False)
         pid = self._conmon_pid(cid)
         if pid is not None:  # conmon leaves once the container is gone
             deadline = time.monotonic() + 5

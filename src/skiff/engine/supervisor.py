@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skiff.engine import cgroups
 from skiff.engine import spec as oci
 from skiff.engine.images import Image, ImageStore, RegistryCredential
 from skiff.engine.model import Container, GroupSpec
@@ -60,6 +61,9 @@ log = logging.getLogger(__name__)
 
 #: Processes per container: generous for real programs, fatal to fork bombs.
 PIDS_LIMIT = 4096
+#: CPU cores a container may use while runc prepares it (its seccomp filter is
+#: compiled in the container's cgroup); the real limit applies before it starts.
+STARTUP_CPU_CORES = 1.0
 #: Seconds between two looks at every running container.
 MONITOR_INTERVAL_S = 0.2
 
@@ -76,6 +80,8 @@ class _Group:
     view: GroupView
     lock: threading.RLock = field(default_factory=threading.RLock)
     images: dict[str, Image] = field(default_factory=dict)
+    #: Registry checks still running for cached images, per container.
+    checks: dict[str, concurrent.futures.Future[Image]] = field(default_factory=dict)
     attachment: Attachment | None = None
     volume_paths: dict[str, Path] = field(default_factory=dict)
     restart_states: dict[str, RestartState] = field(default_factory=dict)
@@ -250,31 +256,46 @@ class Supervisor:
         for view in group.view.all_containers():
             if view.current.state == "Waiting":
                 view.event("Pulling", f'pulling image "{wanted[view.name]}"')
-        futures = {name: self._pool.submit(self.images.pull, ref, creds)
-                   for name, ref in wanted.items()}
+        # One pull (or check) per distinct image. A cached image is used at once
+        # while its registry check runs: _start waits for the check before it
+        # lets the container's process run.
+        pulls = {ref: self._pool.submit(self.images.pull, ref, creds)
+                 for ref in dict.fromkeys(wanted.values())}
         network = self._pool.submit(self.networks.setup, spec.id, spec.name, spec.dns)
         try:
             group.volume_paths = self.volumes.prepare(spec.id, spec.volumes)
         except SkiffError as exc:
             self._fail(group, f"volumes could not be prepared: {exc.message}")
-        for name, future in futures.items():
-            found = group.view.container(name)
-            assert found is not None
-            try:
-                group.images[name] = future.result()
-                if found.current.state == "Waiting":
-                    found.event("Pulled", f'image "{wanted[name]}" is present')
-            except ImageError as exc:
-                found.event("Failed", f'failed to pull image "{wanted[name]}": {exc.message}',
-                           warning=True)
-                found.current.detail_status = exc.message
-                self._fail(group, f"container {name}: {exc.message}")
+        for name, ref in wanted.items():
+            cached = self.images.cached(ref)
+            if cached is not None:
+                group.images[name] = cached
+                group.checks[name] = pulls[ref]
+            else:
+                self._pulled(group, name, ref, pulls[ref])
         try:
             group.attachment = network.result()
             group.view.ip = group.attachment.ip
         except SkiffError as exc:
             self._fail(group, f"network could not be set up: {exc.message}")
         group.prepared = group.failed_reason is None
+
+    def _pulled(self, group: _Group, name: str, ref: str,
+                pull: concurrent.futures.Future[Image]) -> bool:
+        """Take the result of a pull; False (and the group failed) if it failed."""
+        view = group.view.container(name)
+        assert view is not None
+        try:
+            image = pull.result()
+        except ImageError as exc:
+            view.event("Failed", f'failed to pull image "{ref}": {exc.message}', warning=True)
+            view.current.detail_status = exc.message
+            self._fail(group, f"container {name}: {exc.message}")
+            return False
+        group.images[name] = image
+        if view.current.state == "Waiting":
+            view.event("Pulled", f'image "{ref}" is present')
+        return True
 
     def _fail(self, group: _Group, reason: str) -> None:
         if group.failed_reason is None:
@@ -325,7 +346,8 @@ class Supervisor:
             oci.with_bind(attachment.hosts_file, "/etc/hosts", readonly=True),
             oci.with_bind(attachment.hostname_file, "/etc/hostname", readonly=True),
             oci.with_bind(attachment.resolv_conf, "/etc/resolv.conf", readonly=True),
-            oci.with_resources(container.resources.effective_cpu,
+            # At least a core while runc sets up (see cgroups.py); _start tightens it.
+            oci.with_resources(max(container.resources.effective_cpu, STARTUP_CPU_CORES),
                                container.resources.effective_memory_bytes, PIDS_LIMIT),
             oci.with_cgroups_path(self._cgroup(group, container.name)),
         ]
@@ -334,8 +356,14 @@ class Supervisor:
                                          readonly=mount.read_only))
         return oci.default_spec(*options, network_path=str(attachment.netns_path))
 
+    def _group_cgroup(self, group: _Group) -> str:
+        """The group's cgroup parent: one per node (data root), one per group."""
+        return f"/{self.runtime.run_dir.name}/{_safe(group.spec.id)[:16]}"
+
     def _cgroup(self, group: _Group, name: str) -> str:
-        return f"/{self.runtime.run_dir.name}/{container_id(group.spec.id, name)}"
+        view = group.view.container(name)
+        cid = view.cid if view is not None else container_id(group.spec.id, name)
+        return f"{self._group_cgroup(group)}/{cid}"
 
     def _start(self, group: _Group, container: Container, view: ContainerView) -> None:
         """A new instance of ``container``: fresh rootfs, create, start."""
@@ -346,7 +374,18 @@ class Supervisor:
             rootfs = self.images.create_rootfs(cid, group.images[container.name])
             spec = self._spec(group, container, rootfs)
             self.runtime.create(cid, spec, name=f"{group.spec.name}_{container.name}")
+            cgroups.set_cpu_quota(self._cgroup(group, container.name),
+                                  container.resources.effective_cpu)
             view.event("Created", f"created container {container.name}")
+            check = group.checks.pop(container.name, None)
+            if check is not None:
+                used = group.images[container.name]
+                if not self._pulled(group, container.name, container.image, check):
+                    self.runtime.delete(cid)  # never run an image the caller may not read
+                    return
+                if group.images[container.name].digest != used.digest:
+                    self._start(group, container, view)  # the tag moved: the new image
+                    return
             self.runtime.start(cid)
         except (ContainerCreateFailed, UserNotFound, SkiffError) as exc:
             now = time.time()
@@ -500,6 +539,7 @@ class Supervisor:
             self.images.remove_rootfs(view.cid)
         group.restart_at.clear()
         group.probes.clear()
+        cgroups.remove(self._group_cgroup(group))
         self.networks.teardown(group.spec.id)
         self.volumes.cleanup(group.spec.id)
         group.attachment = None

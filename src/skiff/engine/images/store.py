@@ -205,6 +205,15 @@ class ImageStore:
             self._save_record(name, manifest.digest, index, "registry", cred is None)
         return self._stored(name)
 
+    def cached(self, reference: str) -> Image | None:
+        """The image stored under ``reference``, without asking any registry (so
+        without checking the caller may read it: :meth:`pull` does that)."""
+        with contextlib.suppress(InvalidInput, ImageError, FileNotFoundError):
+            doc = self._record(str(parse(reference)))
+            if doc is not None:
+                return self._image(doc)
+        return None
+
     def _stored(self, name: str) -> Image:
         """The image recorded under the normalized reference ``name``."""
         doc = self._record(name)
