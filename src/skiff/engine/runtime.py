@@ -162,7 +162,9 @@ class ConmonRuntime:
                 raise RuntimeFailure(f"cannot start conmon: {exc}") from exc
             os.close(write_end)
             write_end = -1
-            if conmon.wait(timeout=30) != 0:
+            # No timeout: Popen polls with sleeps then, costing milliseconds; conmon's
+            # first process only forks its monitor and leaves.
+            if conmon.wait() != 0:
                 err = (base / "conmon.err").read_text(errors="replace").strip()
                 raise RuntimeFailure(f"conmon failed: {err[-500:]}")
             report = self._read_sync(read_end, self.settings.create_timeout_s)
@@ -220,7 +222,17 @@ class ConmonRuntime:
             (self.exits / cid).unlink()
 
     def start(self, cid: str) -> None:
-        """Run the created container's process."""
+        """Run the created container's process.
+
+        runc's created container waits in its init process, writing to the
+        ``exec.fifo`` in runc's state directory; ``runc start`` only reads that
+        fifo and removes it. Doing so here saves starting a runc process (≈ 5 ms
+        of a ≈ 55 ms group start); any other runtime, or any surprise, goes
+        through ``<runtime> start``.
+        """
+        fifo = self.runtime_root / cid / "exec.fifo"
+        if Path(self.settings.runtime).name == "runc" and _release_fifo(fifo):
+            return
         self._runtime("start", cid)
 
     def _conmon_pid(self, cid: str) -> int | None:
@@ -389,6 +401,26 @@ class ConmonRuntime:
         finally:
             os.close(slave)
         return ExecSession(process, master)
+
+
+def _release_fifo(fifo: Path, timeout_s: float = 5.0) -> bool:
+    """Read runc's exec fifo as ``runc start`` does; False if that was not possible."""
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if not select.select([fd], [], [], timeout_s)[0]:
+            return False
+        if not os.read(fd, 16):
+            return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        fifo.unlink()
+    return True
 
 
 def _trim_head(path: Path, keep: int) -> None:
