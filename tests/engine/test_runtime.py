@@ -225,3 +225,16 @@ def _wait_for(condition: Any, timeout_s: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_follow_streams_output_as_it_is_written(
+    containers: Containers, runtime: ConmonRuntime
+) -> None:
+    """Attaching yields each line as the container writes it, and ends when it exits."""
+    cid = containers.create(["sh", "-c", "for i in 1 2 3; do echo tick-$i; sleep 0.2; done"])
+    seen = []
+    start = time.monotonic()
+    for line in runtime.follow(cid):
+        seen.append((line, time.monotonic() - start))
+    assert [line for line, _ in seen] == ["tick-1\n", "tick-2\n", "tick-3\n"]
+    assert seen[0][1] < seen[2][1] - 0.2  # streamed, not read at the end

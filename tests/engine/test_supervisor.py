@@ -20,6 +20,7 @@ from skiff.engine.model import (
     EnvVar,
     ExecAction,
     GroupSpec,
+    HttpGetAction,
     Probe,
     RegistryCredentialSpec,
     Resources,
@@ -335,3 +336,31 @@ def test_cached_private_image_never_runs_for_a_group_without_credentials(
     assert "Started" not in [e.name for e in view.containers[0].events]
     assert engine.logs(refused.id, "c") == ""
     assert engine.runtime.status(view.containers[0].cid).state != "running"
+
+
+def test_http_readiness_probe_marks_the_container_ready(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """An httpGet readiness probe passes once the container serves on its port."""
+    probe = Probe(HttpGetAction(port=8080, path="/"), period_s=0.2, timeout_s=2)
+    web = box(images, "web", "sleep 0.5; mkdir /www; echo hi > /www/index.html; "
+                             "httpd -f -p 8080 -h /www", readiness=probe)
+    spec = group(images, web)
+    view = engine.run(spec)
+    assert view.containers[0].ready is False
+    wait_view(engine, spec.id, lambda v: v.containers[0].ready)
+
+
+def test_secure_environment_values_stay_out_of_readable_files(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A secureValue reaches the container but no file others can read, nor the state file."""
+    secret = "sv-" + uuid.uuid4().hex
+    spec = group(images, box(images, "c", "echo ${TOKEN:0:3}; sleep 300",
+                             env=(EnvVar("TOKEN", secret, secure=True),)))
+    engine.run(spec)
+    wait_view(engine, spec.id, lambda v: engine.logs(spec.id, "c") == "sv-\n")
+    found = subprocess.run(["grep", "-rlF", secret, str(engine.settings.data_root)],
+                           capture_output=True, text=True).stdout.split()
+    assert all(Path(p).stat().st_mode & 0o077 == 0 for p in found)
+    assert all(Path(p).name == "config.json" for p in found)

@@ -100,6 +100,7 @@ class ConmonRuntime:
         self.exits = self.run_dir / "exits"
         for d in (self.root, self.runtime_root, self.sockets, self.exits):
             d.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # specs and logs may hold secrets
 
     # ---- paths ------------------------------------------------------------
 
@@ -137,7 +138,11 @@ class ConmonRuntime:
         base = self.dir(cid)
         base.mkdir(parents=True, exist_ok=True)
         self._retire_instance(cid)
-        (base / "config.json").write_text(json.dumps(spec))
+        # The spec holds the environment, secure values included: root only.
+        fd = os.open(base / "config.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(spec))
         argv = [
             self.settings.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
             "-r", self.settings.runtime, "-b", str(base), "-p", str(base / "pidfile"),
@@ -365,6 +370,56 @@ class ConmonRuntime:
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
         return "".join(lines)
+
+    def follow(self, cid: str, *, timestamps: bool = False,
+               poll_s: float = 0.05) -> Iterator[str]:
+        """Attach to the container's output: each line as it is written, across
+        log rotations, until the container has exited and all is read."""
+        path = self.dir(cid) / "ctr.log"
+        f: Any = None
+        inode = None
+        buffered = ""
+        partial = ""
+        try:
+            while True:
+                if f is None:
+                    try:
+                        f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                        inode = os.fstat(f.fileno()).st_ino
+                    except FileNotFoundError:
+                        f = None
+                chunk = f.readline() if f is not None else ""
+                if chunk:
+                    buffered += chunk
+                    if not buffered.endswith("\n"):
+                        continue  # conmon is mid-write: wait for the rest of the record
+                    match = _LOG_LINE.match(buffered.rstrip("\n"))
+                    buffered = ""
+                    if match:
+                        stamp, _stream, tag, text = match.groups()
+                        if tag == "P":
+                            partial += text
+                            continue
+                        line, partial = partial + text, ""
+                        yield f"{stamp} {line}\n" if timestamps else f"{line}\n"
+                    continue
+                try:
+                    rotated = path.stat().st_ino != inode
+                except FileNotFoundError:
+                    rotated = f is not None
+                if rotated and f is not None:
+                    f.close()  # the rest of this file was read: go on in the new one
+                    f = None
+                    continue
+                if self.status(cid).state != "running":
+                    if f is not None and (more := f.read()):
+                        buffered += more
+                        continue
+                    return
+                time.sleep(poll_s)
+        finally:
+            if f is not None:
+                f.close()
 
     # ---- exec ---------------------------------------------------------------
 

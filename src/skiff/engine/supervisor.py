@@ -202,6 +202,15 @@ class Supervisor:
                                 f"{container!r}")
         return self.runtime.logs(view.cid, tail=tail, timestamps=timestamps, previous=previous)
 
+    def attach(self, group_id: str, container: str) -> Iterator[str]:
+        """The container's output stream, line by line as written, until it exits."""
+        group = self._group(group_id)
+        view = group.view.container(container)
+        if view is None:
+            raise GroupNotFound(f"container group {group.view.name} has no container "
+                                f"{container!r}")
+        return self.runtime.follow(view.cid)
+
     def exec(self, group_id: str, container: str, command: list[str], *,
              tty: bool = False, terminal_size: tuple[int, int] | None = None) -> Any:
         group = self._group(group_id)
