@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from skiff.engine import mounts
 from skiff.engine.images import ImageStore
 from skiff.engine.images.rootfs import unmount
 from skiff.testing.images import (
@@ -122,15 +123,9 @@ def store(tmp_path: Path) -> ImageStore:
     return ImageStore(tmp_path / "images")
 
 
-def _mounts_below(path: Path) -> list[Path]:
-    with open("/proc/self/mountinfo") as f:
-        points = [Path(line.split()[4]) for line in f]
-    return sorted((p for p in points if p.is_relative_to(path)), key=lambda p: -len(p.parts))
-
-
 @pytest.fixture(autouse=True)
 def _unmount_leftovers(tmp_path: Path) -> Iterator[None]:
     """Whatever a test mounted under its tmp_path is unmounted after it, pass or fail."""
     yield
-    for point in _mounts_below(tmp_path):
+    for point in mounts.mounts_below(tmp_path):
         unmount(point)

@@ -18,7 +18,7 @@ import pytest
 
 from skiff.engine.images import ImageStore, RegistryCredential
 from skiff.engine.images.blobs import sha256_file
-from skiff.engine.images.rootfs import is_mounted
+from skiff.engine.mounts import is_mounted
 from skiff.errors import (
     DigestMismatch,
     ImageInUse,

@@ -364,3 +364,36 @@ def test_secure_environment_values_stay_out_of_readable_files(
                            capture_output=True, text=True).stdout.split()
     assert all(Path(p).stat().st_mode & 0o077 == 0 for p in found)
     assert all(Path(p).name == "config.json" for p in found)
+
+
+def test_changed_definition_redeploys_the_group(engine: Supervisor, images: BuiltImages) -> None:
+    """Running a group again with another definition replaces its containers."""
+    first = group(images, box(images, "c", "echo one; sleep 300"))
+    engine.run(first)
+    wait_view(engine, first.id, lambda v: engine.logs(first.id, "c") == "one\n")
+    second = GroupSpec(id=first.id, name=first.name,
+                       containers=(box(images, "c", "echo two; sleep 300"),))
+    view = engine.run(second)
+    assert view.state == "Running"
+    wait_view(engine, first.id, lambda v: engine.logs(first.id, "c") == "two\n")
+    assert engine.logs(first.id, "c", previous=True) == "one\n"
+    assert engine.run(second).containers[0].current.start_time == view.containers[0] \
+        .current.start_time  # the same definition again changes nothing
+
+
+def test_restart_pending_when_skiff_stopped_happens_after_it_returns(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A container waiting out its backoff when skiff went away restarts once skiff is back."""
+    spec = group(images, box(images, "c", "exit 1"), restart_policy=RestartPolicy.ALWAYS)
+    slow = BackoffSettings(initial_s=3600, factor=2, max_s=3600, reset_after_s=600)
+    first = Supervisor(engine.settings, networks=engine.networks, backoff=slow,
+                       monitor_interval_s=0.05)
+    try:
+        first.run(spec)
+        wait_view(first, spec.id, lambda v: v.containers[0].restart_count >= 2)
+    finally:
+        first.close()
+    before = engine.run(spec).containers[0].restart_count
+    view = wait_view(engine, spec.id, lambda v: v.containers[0].restart_count > before)
+    assert view.state == "Running"

@@ -47,8 +47,6 @@ overrides it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import hashlib
@@ -69,6 +67,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from skiff.engine import mounts
 from skiff.engine.locking import locked
 from skiff.engine.model import DnsConfig
 from skiff.errors import CniError, InvalidInput, NetworkConflict, NetworkError, SkiffError
@@ -85,14 +84,7 @@ _RING_SIZE = (_RING_LAST - _RING_FIRST + 1) * 2 ** (_PREFIX - 16)
 _RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # the plugins run iptables from PATH
 
-_CLONE_NEWNET = 0x40000000
-_MS_BIND, _MS_REC, _MS_SHARED, _MNT_DETACH = 0x1000, 0x4000, 1 << 20, 2
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p)
-_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-_libc.unshare.argtypes = (ctypes.c_int,)
 
 _GROUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?")
@@ -273,15 +265,16 @@ def _ensure_netns_dir(path: Path) -> None:
     propagate to (and their unmounts from) mount namespaces copied later, such as
     containers', which would otherwise keep deleted namespaces alive."""
     path.mkdir(parents=True, exist_ok=True)
-    target = os.fsencode(path)
-    if _libc.mount(b"none", target, None, _MS_SHARED | _MS_REC, None) == 0:
+    shared = mounts.MS_SHARED | mounts.MS_REC
+    err = mounts.mount("none", path, None, shared)
+    if not err:
         return
-    if ctypes.get_errno() != errno.EINVAL:  # EINVAL: not a mount point yet
-        raise NetworkError(f"cannot share {path}: {os.strerror(ctypes.get_errno())}")
-    if (_libc.mount(target, target, b"none", _MS_BIND | _MS_REC, None) != 0
-            or _libc.mount(b"none", target, None, _MS_SHARED | _MS_REC, None) != 0):
-        raise NetworkError(f"cannot make {path} a mount point: "
-                           f"{os.strerror(ctypes.get_errno())}")
+    if err != errno.EINVAL:  # EINVAL: not a mount point yet
+        raise NetworkError(f"cannot share {path}: {os.strerror(err)}")
+    err = (mounts.mount(path, path, "none", mounts.MS_BIND | mounts.MS_REC)
+           or mounts.mount("none", path, None, shared))
+    if err:
+        raise NetworkError(f"cannot make {path} a mount point: {os.strerror(err)}")
 
 
 def _loopback_up() -> None:
@@ -306,12 +299,13 @@ def _create_netns(path: Path) -> None:
     failure: list[str] = []
 
     def enter_and_mount() -> None:
-        if _libc.unshare(_CLONE_NEWNET) != 0:
-            failure.append(f"unshare: {os.strerror(ctypes.get_errno())}")
+        err = mounts.unshare(mounts.CLONE_NEWNET)
+        if err:
+            failure.append(f"unshare: {os.strerror(err)}")
             return
-        if _libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", _MS_BIND,
-                       None) != 0:
-            failure.append(f"mount: {os.strerror(ctypes.get_errno())}")
+        err = mounts.mount("/proc/thread-self/ns/net", path, "none", mounts.MS_BIND)
+        if err:
+            failure.append(f"mount: {os.strerror(err)}")
             return
         try:
             _loopback_up()
@@ -326,20 +320,11 @@ def _create_netns(path: Path) -> None:
         raise NetworkError(f"cannot create the network namespace {path.name}: {failure[0]}")
 
 
-def _is_netns(path: Path) -> bool:
-    """Whether a namespace is mounted at ``path`` (not just an empty file left there)."""
-    try:
-        return path.stat().st_dev != path.parent.stat().st_dev
-    except FileNotFoundError:
-        return False
-
-
 def _delete_netns(path: Path) -> None:
     """Unmount and remove the namespace at ``path``; nothing happens if it is gone."""
-    if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):
-            raise NetworkError(f"cannot unmount the namespace {path}: {os.strerror(err)}")
+    err = mounts.detach(path)
+    if err:
+        raise NetworkError(f"cannot unmount the namespace {path}: {os.strerror(err)}")
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
@@ -544,7 +529,7 @@ class Networks:
     def _destroy(self, slot: _Slot) -> None:
         """CNI DEL through the chain backwards, then remove the namespace."""
         first: SkiffError | None = None
-        netns_gone = not _is_netns(self._netns_path(slot))
+        netns_gone = not mounts.is_mounted(self._netns_path(slot))
         for plugin in reversed(slot.config["plugins"]):
             try:
                 self._cni("DEL", slot, plugin, slot.result, netns="" if netns_gone else None)
@@ -619,7 +604,7 @@ class Networks:
     def _usable(self, slot: _Slot, config: dict[str, Any]) -> bool:
         """Whether a pooled slot is current: same config, namespace still there
         (a reboot empties /run/netns)."""
-        return slot.config == config and _is_netns(self._netns_path(slot))
+        return slot.config == config and mounts.is_mounted(self._netns_path(slot))
 
     # ---- groups ------------------------------------------------------------
 
@@ -711,7 +696,7 @@ class Networks:
         slot = _read_slot(self._groups / group_id / "cni.json")
         if slot is None:
             raise NetworkError(f"group {group_id} has no network")
-        if not _is_netns(self._netns_path(slot)):
+        if not mounts.is_mounted(self._netns_path(slot)):
             raise NetworkError(f"the network namespace of group {group_id} is gone")
         for plugin in slot.config["plugins"]:
             self._cni("CHECK", slot, plugin, slot.result)

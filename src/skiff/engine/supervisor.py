@@ -34,7 +34,7 @@ from typing import Any
 from skiff.engine import cgroups
 from skiff.engine import spec as oci
 from skiff.engine.images import Image, ImageStore, RegistryCredential
-from skiff.engine.model import Container, GroupSpec
+from skiff.engine.model import Container, GroupSpec, RestartPolicy
 from skiff.engine.network import Attachment, Networks
 from skiff.engine.probes import ProbeState, run_probe
 from skiff.engine.restarts import (
@@ -90,6 +90,7 @@ class _Group:
     init_index: int = 0  # the next init container to run
     prepared: bool = False
     failed_reason: str | None = None
+    fingerprint: str | None = None  # of the spec last run (secrets included: memory only)
 
 
 class Supervisor:
@@ -121,24 +122,56 @@ class Supervisor:
     def run(self, spec: GroupSpec) -> GroupView:
         """Make the group run as ``spec`` says; returns its view once its first
         containers were started (or it failed). Idempotent: containers of the
-        group that already run (say, across a restart of skiff) are adopted."""
+        group that already run (say, across a restart of skiff) are adopted;
+        a changed definition redeploys the group."""
         _validate(spec)
+        fingerprint = hashlib.sha256(repr(spec).encode()).hexdigest()  # in memory only
         with self._lock:
             group = self._groups.get(spec.id)
+            adopted = group is None
             if group is None:
-                view = self._load_view(spec)
-                group = _Group(spec, view)
+                group = _Group(spec, self._load_view(spec))
                 self._groups[spec.id] = group
         with group.lock:
+            if group.fingerprint not in (None, fingerprint):
+                self._redeploy(group)
+            group.fingerprint = fingerprint
             group.spec = spec
             if group.view.stopped:
                 return self._snapshot(group)
             if not group.prepared:
                 self._prepare(group)
+                if adopted and group.failed_reason is None:
+                    self._resume_restarts(group)
             if group.failed_reason is None:
                 self._advance(group)
             self._persist(group)
             return self._snapshot(group)
+
+    def _redeploy(self, group: _Group) -> None:
+        """The definition changed: new containers, from the new definition."""
+        self._teardown(group, remove_logs=False)
+        group.failed_reason = None
+        group.init_index = 0
+        group.images.clear()
+        group.checks.clear()
+        for view in group.view.all_containers():
+            view.transition(State("Waiting", None, None, None, "Redeploying"))
+
+    def _resume_restarts(self, group: _Group) -> None:
+        """After a restart of skiff, restart what was waiting to restart: its
+        timer was in the previous process's memory."""
+        now = time.time()
+        for _container, view in self._all(group):
+            current = view.current
+            if current.state != "Terminated":
+                continue
+            failed = current.exit_code != 0
+            policy = group.spec.restart_policy
+            if view.init and not failed:
+                continue
+            if policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and failed):
+                group.restart_at[view.name] = now
 
     def view(self, group_id: str) -> GroupView:
         group = self._group(group_id)

@@ -32,8 +32,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import re
@@ -46,6 +44,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from skiff.engine import mounts
 from skiff.engine.model import EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
 from skiff.errors import (
     GitRepoUnreachable,
@@ -61,54 +60,19 @@ from skiff.settings import VolumeSettings
 
 # --- mounts ------------------------------------------------------------------------------------
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p)
-_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-# <sys/mount.h>
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
-_MNT_DETACH = 2
-_SECRET_FLAGS = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+_SECRET_FLAGS = mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_OCTAL = re.compile(r"\\([0-7]{3})")
-
-
-def _mount_points() -> list[Path]:
-    """Every mount point of this mount namespace (mountinfo escapes blanks as octal)."""
-    with open("/proc/self/mountinfo") as f:
-        return [Path(_OCTAL.sub(lambda m: chr(int(m.group(1), 8)), line.split()[4]))
-                for line in f]
-
-
-def _mounts_below(path: Path) -> list[Path]:
-    """Mount points at or below ``path``, deepest first."""
-    top = path.resolve()
-    return sorted((p for p in _mount_points() if p.is_relative_to(top)),
-                  key=lambda p: -len(p.parts))
 
 
 def _is_mount(path: Path) -> bool:
-    return path.resolve() in _mount_points()
+    return path.resolve() in mounts.mount_points()
 
 
 def _unmount(point: Path) -> None:
     """Unmount ``point``; lazily when it is busy (a process has its cwd there)."""
-    if _libc.umount2(os.fsencode(point), 0) == 0:
-        return
-    err = ctypes.get_errno()
-    if err == errno.EBUSY and _libc.umount2(os.fsencode(point), _MNT_DETACH) == 0:
-        return
-    if err in (errno.EINVAL, errno.ENOENT):  # not (or no longer) a mount point
-        return
-    raise VolumeError(f"cannot unmount {point}: {os.strerror(err)}")
-
-
-def _mount(source: str, target: Path, fstype: str | None, flags: int, data: str | None) -> int:
-    """mount(2); returns 0 or the errno."""
-    done = _libc.mount(source.encode(), os.fsencode(target),
-                       fstype.encode() if fstype else None, flags,
-                       data.encode() if data is not None else None)
-    return 0 if done == 0 else ctypes.get_errno()
+    err = mounts.unmount(point)
+    if err:
+        raise VolumeError(f"cannot unmount {point}: {os.strerror(err)}")
 
 
 def remove_tree(path: Path) -> None:
@@ -118,7 +82,7 @@ def remove_tree(path: Path) -> None:
     mounted filesystem; ``rmtree`` does not follow symbolic links.
     """
     for _ in range(64):  # mounts may be stacked on one point; each round peels one layer
-        points = _mounts_below(path)
+        points = mounts.mounts_below(path)
         if not points:
             break
         for point in points:
@@ -244,7 +208,8 @@ class SecretDriver:
                     f.write(data)
             # Read-only, as Kubernetes mounts secrets: not even root in a container
             # can change what its neighbours read.
-            err = _mount("none", path, None, _MS_REMOUNT | _MS_RDONLY | _SECRET_FLAGS, None)
+            err = mounts.mount("none", path, None,
+                               mounts.MS_REMOUNT | mounts.MS_RDONLY | _SECRET_FLAGS)
             if err:
                 raise VolumeError(f"secret volume {name!r}: cannot make it read-only: "
                                   f"{os.strerror(err)}")
@@ -260,9 +225,9 @@ class SecretDriver:
         options = f"size={self.size_bytes},mode=0755"
         # noswap (Linux 6.4+) keeps secrets off the swap device; older kernels refuse
         # the option (EINVAL) and get a tmpfs that can be swapped, as Kubernetes' is.
-        err = _mount("tmpfs", path, "tmpfs", _SECRET_FLAGS, options + ",noswap")
+        err = mounts.mount("tmpfs", path, "tmpfs", _SECRET_FLAGS, options + ",noswap")
         if err == errno.EINVAL:
-            err = _mount("tmpfs", path, "tmpfs", _SECRET_FLAGS, options)
+            err = mounts.mount("tmpfs", path, "tmpfs", _SECRET_FLAGS, options)
         if err:
             raise VolumeError(f"secret volume {name!r}: cannot mount its tmpfs: "
                               f"{os.strerror(err)}")

@@ -14,9 +14,6 @@ in the links' directory, with relative names (what containers-storage does).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import errno
 import json
 import os
 import shutil
@@ -25,14 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.engine import mounts
 from skiff.errors import RootfsError
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_MNT_DETACH = 2
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p)
-_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 _FORBIDDEN = frozenset(",:=\n")
 
 
@@ -47,8 +40,8 @@ class RootfsRecord:
 
 def _mount_overlay(target: Path, options: str, cwd: Path | None = None) -> None:
     if cwd is None:
-        if _libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
-            err = ctypes.get_errno()
+        err = mounts.mount("overlay", target, "overlay", 0, options)
+        if err:
             raise RootfsError(f"cannot mount the rootfs at {target}: {os.strerror(err)}")
         return
     done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(target)],
@@ -57,25 +50,15 @@ def _mount_overlay(target: Path, options: str, cwd: Path | None = None) -> None:
         raise RootfsError(f"cannot mount the rootfs at {target}: {done.stderr.strip()}")
 
 
-def is_mounted(path: Path) -> bool:
-    """Whether a filesystem is mounted at ``path`` (its device differs from its parent's)."""
-    try:
-        return path.stat().st_dev != path.parent.stat().st_dev
-    except FileNotFoundError:
-        return False
-
-
 def unmount(path: Path) -> None:
-    """Unmount ``path`` if something is mounted there; lazily if it is busy."""
-    while is_mounted(path):
-        if _libc.umount2(os.fsencode(path), 0) == 0:
-            continue
-        err = ctypes.get_errno()
-        if err == errno.EBUSY and _libc.umount2(os.fsencode(path), _MNT_DETACH) == 0:
-            continue
-        if err in (errno.EINVAL, errno.ENOENT):
+    """Unmount ``path`` if something is mounted there (mounts may be stacked)."""
+    for _ in range(16):  # one layer a round: mounts may be stacked on one point
+        if not mounts.is_mounted(path):
             return
-        raise RootfsError(f"cannot unmount {path}: {os.strerror(err)}")
+        err = mounts.unmount(path)
+        if err:
+            raise RootfsError(f"cannot unmount {path}: {os.strerror(err)}")
+    raise RootfsError(f"cannot unmount {path}: it stays mounted")
 
 
 class Rootfses:
@@ -102,7 +85,7 @@ class Rootfses:
         """
         base = self._dir(record.container_id)
         merged = base / "merged"
-        if merged.exists() and is_mounted(merged):
+        if merged.exists() and mounts.is_mounted(merged):
             return merged
         for sub in ("upper", "work", "merged"):
             (base / sub).mkdir(parents=True, exist_ok=True)
@@ -134,7 +117,7 @@ class Rootfses:
         if not (base / "rootfs.json").exists():
             raise RootfsError(f"container {container_id} has no rootfs")
         merged = base / "merged"
-        if not is_mounted(merged):
+        if not mounts.is_mounted(merged):
             self._mount(base, link_names)
         return merged
 

@@ -1,0 +1,93 @@
+"""mount(2), umount2(2) and unshare(2) from Python, and what is mounted where.
+
+Several parts of the engine mount things (overlay root filesystems, network
+namespace files, secret tmpfs volumes). A ``mount`` process costs
+milliseconds each time; libc through ctypes costs microseconds. Calls return
+0 or the errno, and each caller turns a failure into its own skiff error.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import re
+from pathlib import Path
+
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                       ctypes.c_char_p)
+libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+libc.unshare.argtypes = (ctypes.c_int,)
+
+# <sys/mount.h> and <sched.h>
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 1 << 20
+MNT_DETACH = 2
+CLONE_NEWNET = 0x40000000
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _bytes(value: str | bytes | os.PathLike[str] | None) -> bytes | None:
+    """A C string argument: None stays NULL."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return os.fsencode(value)
+
+
+def mount(source: str | bytes | os.PathLike[str] | None, target: str | os.PathLike[str],
+          fstype: str | None,
+          flags: int = 0, data: str | None = None) -> int:
+    """mount(2); returns 0 or the errno."""
+    done = libc.mount(_bytes(source), os.fsencode(target), _bytes(fstype), flags,
+                      _bytes(data))
+    return 0 if done == 0 else ctypes.get_errno()
+
+
+def unmount(path: str | os.PathLike[str]) -> int:
+    """Unmount ``path``, lazily when busy. 0 when done or when nothing was mounted
+    there; else the errno."""
+    target = os.fsencode(path)
+    if libc.umount2(target, 0) == 0:
+        return 0
+    err = ctypes.get_errno()
+    if err == errno.EBUSY and libc.umount2(target, MNT_DETACH) == 0:
+        return 0
+    return 0 if err in (errno.EINVAL, errno.ENOENT) else err
+
+
+def detach(path: str | os.PathLike[str]) -> int:
+    """Unmount ``path`` lazily (MNT_DETACH). 0 when done or when nothing was mounted
+    there; else the errno."""
+    if libc.umount2(os.fsencode(path), MNT_DETACH) == 0:
+        return 0
+    err = ctypes.get_errno()
+    return 0 if err in (errno.EINVAL, errno.ENOENT) else err
+
+
+def unshare(flags: int) -> int:
+    """unshare(2) for the calling thread; returns 0 or the errno."""
+    return 0 if libc.unshare(flags) == 0 else ctypes.get_errno()
+
+
+def is_mounted(path: Path) -> bool:
+    """Whether something is mounted at ``path`` (its device differs from its parent's)."""
+    try:
+        return path.stat().st_dev != path.parent.stat().st_dev
+    except FileNotFoundError:
+        return False
+
+
+def mount_points() -> list[Path]:
+    """Every mount point of this mount namespace (mountinfo escapes blanks as octal)."""
+    with open("/proc/self/mountinfo") as f:
+        return [Path(_OCTAL.sub(lambda m: chr(int(m.group(1), 8)), line.split()[4]))
+                for line in f]
+
+
+def mounts_below(path: Path) -> list[Path]:
+    """Mount points at or below ``path``, deepest first."""
+    top = path.resolve()
+    return sorted((p for p in mount_points() if p.is_relative_to(top)),
+                  key=lambda p: -len(p.parts))
