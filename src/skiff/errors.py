@@ -11,6 +11,7 @@ body through its ``code``; the supervisor decides whether to retry through
 The tree::
 
     SkiffError
+     ├── ArmError                     an API error with its HTTP status and ARM code
      ├── InvalidInput                 the caller's input is malformed
      │    ├── InvalidReference        an image reference Docker would refuse
      │    ├── InvalidGroupSpec        a group definition that cannot run
@@ -56,6 +57,17 @@ class SkiffError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ArmError(SkiffError):
+    """An error the API answers as is: ``{"error": {"code", "message", "target"}}``
+    with ``status``. Validation rules raise it with ACI's own codes."""
+
+    def __init__(self, status: int, code: str, message: str, target: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.target = target
 
 
 class InvalidInput(SkiffError):
