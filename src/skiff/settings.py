@@ -138,6 +138,26 @@ class BackoffSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    """The control plane's server."""
+
+    #: Where the HTTPS API listens. Loopback by default: containers reach the
+    #: host through their bridge gateway when it listens there.
+    listen: str = "127.0.0.1:8443"
+    #: The one location (region) this skiff serves.
+    location: str = "local"
+    #: Requests may add up to this many times the host's CPUs and memory.
+    overcommit: float = 1.0
+    #: Container groups per page of a list answer (``nextLink`` for more).
+    page_size: int = 100
+    #: An operator's certificate and key instead of skiff's own CA's.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Reconcile workers (groups started, stopped or deleted at once).
+    workers: int = 4
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a skiff node needs to know."""
 
@@ -148,6 +168,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def images_root(self) -> Path:

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import click
 
 from skiff import __version__
+from skiff.cli.container import container
+from skiff.cli.node import serve, token
 from skiff.engine.images import Image, ImageStore, RegistryCredential, parse
 from skiff.errors import SkiffError
 from skiff.settings import DEFAULT_DATA_ROOT, ImageSettings, Settings
@@ -144,3 +146,8 @@ def prune(store: ImageStore) -> None:
     """Delete blobs and layers that no image and no container uses."""
     removed = store.prune()
     click.echo(", ".join(f"{count} {what}" for what, count in removed.items()) + " removed")
+
+
+main.add_command(container)
+main.add_command(serve)
+main.add_command(token)

@@ -592,6 +592,7 @@ class Supervisor:
 
     def _snapshot(self, group: _Group) -> GroupView:
         view = group.view
+        view.failure = group.failed_reason
         if group.failed_reason is not None:
             view.state = "Failed"
         else:

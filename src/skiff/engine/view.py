@@ -82,6 +82,9 @@ class GroupView:
     init_containers: list[ContainerView] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     stopped: bool = False  # the user stopped the group
+    #: Why the group as a whole failed (image, volume or network), if it did:
+    #: the control plane's provisioningState Failed, beside the containers' fates.
+    failure: str | None = None
 
     def all_containers(self) -> list[ContainerView]:
         return [*self.init_containers, *self.containers]

@@ -1,0 +1,93 @@
+"""The API's app factory and its one table from errors to ARM answers.
+
+Every failure leaves as an ARM error body ``{"error": {"code", "message",
+"target"}}`` with a fitting status: skiff's own errors by their class,
+FastAPI's request validation as 400 ``InvalidRequestContent``, unknown
+paths as 404, anything unforeseen as a 500 that says so without a traceback
+(and is logged). Secrets never appear: messages are built without them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from skiff import __version__
+from skiff.api import groups, misc, sockets
+from skiff.api.context import ControlPlane
+from skiff.api.paths import CanonicalPaths
+from skiff.errors import (
+    ArmError,
+    ContainerCreateFailed,
+    GroupNotFound,
+    ImageError,
+    InvalidInput,
+    SkiffError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, message: str, target: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if target:
+        body["target"] = target
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _status_of(exc: SkiffError) -> int:
+    if isinstance(exc, ArmError):
+        return exc.status
+    if isinstance(exc, GroupNotFound):
+        return 404
+    if isinstance(exc, InvalidInput | ImageError | ContainerCreateFailed):
+        return 400
+    return 409 if not exc.transient else 503
+
+
+def create_app(plane: ControlPlane) -> FastAPI:
+    """The ASGI app of one control plane."""
+    app = FastAPI(title="skiff", version=__version__,
+                  description="A self-hosted Azure Container Instances: the ACI REST API "
+                              "(Microsoft.ContainerInstance, api-version 2023-05-01).")
+    app.state.plane = plane
+    app.include_router(groups.router)
+    app.include_router(misc.router)
+    app.include_router(sockets.router)
+
+    @app.exception_handler(SkiffError)
+    async def skiff_error(_: Request, exc: SkiffError) -> JSONResponse:
+        target = exc.target if isinstance(exc, ArmError) else None
+        return _error(_status_of(exc), exc.code, exc.message, target)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+        return _error(400, "InvalidRequestContent",
+                      f"The request is invalid: {first.get('msg', 'malformed')}"
+                      + (f" ({where})" if where else ""), where or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _error(404, "InvalidResourceType",
+                          f"The resource type or path '{request.url.path}' is not supported.")
+        if exc.status_code == 405:
+            return _error(405, "MethodNotAllowed",
+                          f"{request.method} is not supported on '{request.url.path}'.")
+        return _error(exc.status_code, "BadRequest", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unforeseen(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "InternalServerError",
+                      "skiff hit an unexpected error; it has been logged.")
+
+    app.add_middleware(CanonicalPaths)
+    return app

@@ -1,0 +1,159 @@
+"""What every route needs: the store, the engine, the reconciler, the settings.
+
+One :class:`ControlPlane` per server, built by the app factory's caller and
+reached from routes through ``request.app.state.plane``; no globals.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from skiff.control.reconciler import Reconciler
+from skiff.engine.supervisor import Supervisor
+from skiff.errors import ArmError
+from skiff.settings import Settings
+from skiff.store import Store, TokenRecord
+
+API_VERSION = "2023-05-01"
+PROVIDER = "Microsoft.ContainerInstance"
+#: Seconds an exec or attach session's websocket address stays valid.
+SESSION_TTL_S = 300.0
+
+
+@dataclass
+class Session:
+    """An exec or attach request, waiting for its websocket."""
+
+    kind: str  # "exec" | "attach"
+    group_uid: str
+    container: str
+    password: str = field(repr=False)
+    command: list[str] = field(default_factory=list)
+    rows: int = 24
+    cols: int = 80
+    expires: float = 0.0
+
+
+class Sessions:
+    """Single-use exec/attach sessions, each behind a random password."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def add(self, session: Session) -> str:
+        session_id = secrets.token_urlsafe(16)
+        session.expires = time.monotonic() + SESSION_TTL_S
+        with self._lock:
+            now = time.monotonic()
+            self._items = {k: v for k, v in self._items.items() if v.expires > now}
+            self._items[session_id] = session
+        return session_id
+
+    def take(self, session_id: str, password: str) -> Session | None:
+        with self._lock:
+            session = self._items.get(session_id)
+            if session is None or session.expires < time.monotonic():
+                return None
+            if not hmac.compare_digest(session.password.encode(), password.encode()):
+                return None
+            del self._items[session_id]
+            return session
+
+
+@dataclass
+class ControlPlane:
+    settings: Settings
+    store: Store
+    engine: Supervisor
+    reconciler: Reconciler
+    #: https://host:port the server is reached at: for operation and websocket URLs.
+    base_url: str
+    sessions: Sessions = field(default_factory=Sessions)
+
+
+def plane(request: Request) -> ControlPlane:
+    value: ControlPlane = request.app.state.plane
+    return value
+
+
+def check_api_version(request: Request) -> str:
+    version = request.query_params.get("api-version")
+    if not version:
+        raise ArmError(400, "MissingApiVersionParameter",
+                       "The api-version query parameter (?api-version=) is required for all "
+                       "requests.")
+    if not _looks_like_version(version):
+        raise ArmError(400, "InvalidApiVersionParameter",
+                       f"The api-version '{version}' is invalid. The supported versions are "
+                       f"dates such as '{API_VERSION}'.")
+    return version
+
+
+def _looks_like_version(version: str) -> bool:
+    date, _, suffix = version.partition("-preview")
+    parts = date.split("-")
+    return (len(parts) == 3 and all(p.isdigit() for p in parts) and len(parts[0]) == 4
+            and suffix == "")
+
+
+def authenticate(request: Request) -> TokenRecord:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ArmError(401, "AuthenticationFailed",
+                       "Authentication failed. The 'Authorization' header is missing or is "
+                       "not a bearer token.")
+    record = plane(request).store.check_token(token.strip())
+    if record is None:
+        raise ArmError(401, "AuthenticationFailed",
+                       "Authentication failed. The access token is invalid or revoked.")
+    return record
+
+
+#: A route parameter that authenticates the request and gives its token.
+Principal = Annotated[TokenRecord, Depends(authenticate)]
+
+
+def check_subscription(token: TokenRecord, subscription: str) -> None:
+    """A token bound to one subscription sees nothing of any other: 404, as if absent."""
+    if token.subscription is not None and token.subscription.lower() != subscription.lower():
+        raise ArmError(404, "SubscriptionNotFound",
+                       f"The subscription '{subscription}' could not be found.")
+
+
+def arm_id(subscription: str, resource_group: str, name: str | None = None) -> str:
+    base = f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
+    if name is None:
+        return base
+    return f"{base}/providers/{PROVIDER}/containerGroups/{name}"
+
+
+def operation_url(plane_: ControlPlane, subscription: str, location: str, op_id: str) -> str:
+    return (f"{plane_.base_url}/subscriptions/{subscription}/providers/{PROVIDER}/locations/"
+            f"{location}/operations/{op_id}?api-version={API_VERSION}")
+
+
+def lro_headers(plane_: ControlPlane, subscription: str, location: str,
+                op_id: str) -> dict[str, str]:
+    url = operation_url(plane_, subscription, location, op_id)
+    return {"Azure-AsyncOperation": url, "Retry-After": "1"}
+
+
+def json_body(raw: bytes) -> Any:
+    if not raw.strip():
+        raise ArmError(400, "InvalidRequestContent", "The request content is empty.")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArmError(400, "InvalidRequestContent",
+                       f"The request content was invalid and could not be deserialized: "
+                       f"{exc}") from exc

@@ -1,0 +1,319 @@
+"""Container group routes: what ACI's REST API does to ``containerGroups``.
+
+Handlers validate, commit desired state to the store, kick the reconcile
+loop and answer at once; long-running work is reported through operation
+resources (``Azure-AsyncOperation``) as the SDK's ARM poller expects.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from skiff.api.context import (
+    PROVIDER,
+    ControlPlane,
+    Principal,
+    Session,
+    check_api_version,
+    check_subscription,
+    json_body,
+    lro_headers,
+    plane,
+)
+from skiff.engine.view import GroupView
+from skiff.errors import ArmError, GroupNotFound
+from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
+from skiff.store import GroupRecord, TokenRecord
+
+router = APIRouter(dependencies=[Depends(check_api_version)])
+GROUP = (f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
+         f"{PROVIDER}/containerGroups/{{name}}")
+
+
+def _record(plane_: ControlPlane, token: TokenRecord, subscription: str, resource_group: str,
+            name: str) -> GroupRecord:
+    check_subscription(token, subscription)
+    record = plane_.store.get_group(subscription, resource_group, name)
+    if record is None or record.desired == "deleted":
+        raise ArmError(404, "ResourceNotFound",
+                       f"The Resource '{PROVIDER}/containerGroups/{name}' under resource group "
+                       f"'{resource_group}' was not found.")
+    return record
+
+
+def _view(plane_: ControlPlane, uid: str) -> GroupView | None:
+    try:
+        return plane_.engine.view(uid)
+    except GroupNotFound:
+        return None
+
+
+def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = True,
+            view: GroupView | None = None) -> dict[str, Any]:
+    body = ContainerGroupBody.from_stored(record.body)
+    if instance_view and view is None:
+        view = _view(plane_, record.uid)
+    rendered = render_container_group(
+        body, resource_id=record.resource_id, name=record.name,
+        provisioning_state=record.provisioning_state, view=view if instance_view else None,
+        ip=view.ip if view is not None else None, include_instance_view=instance_view)
+    rendered["tags"] = record.tags or rendered.get("tags") or {}
+    return rendered
+
+
+def _capacity(plane_: ControlPlane, body: ContainerGroupBody, replacing: str | None) -> None:
+    """Refuse a group whose requests do not fit what the host has left."""
+    cpu = memory = 0.0
+    for record in _running(plane_, replacing):
+        cpu_, mem_ = _requests(ContainerGroupBody.from_stored(record.body))
+        cpu += cpu_
+        memory += mem_
+    want_cpu, want_mem = _requests(body)
+    ratio = plane_.settings.api.overcommit
+    host_cpu = (os.cpu_count() or 1) * ratio
+    host_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3 * ratio
+    if cpu + want_cpu > host_cpu + 1e-9 or memory + want_mem > host_mem + 1e-9:
+        raise ArmError(409, "ServiceUnavailable",
+                       f"The requested resource is not available in the location "
+                       f"'{plane_.settings.api.location}' at this moment: the group asks for "
+                       f"{want_cpu:g} CPU and {want_mem:g} GB, and {max(0, host_cpu - cpu):g} "
+                       f"CPU and {max(0, host_mem - memory):.1f} GB are left. Please retry "
+                       "with fewer resources or delete other groups.")
+
+
+def _running(plane_: ControlPlane, replacing: str | None) -> list[GroupRecord]:
+    """Every group that holds resources, but the one being replaced."""
+    found: list[GroupRecord] = []
+    marker = None
+    while True:
+        page, marker = plane_.store.list_groups(None, limit=1000, after=marker)
+        found.extend(r for r in page if r.desired == "running" and r.uid != replacing)
+        if marker is None:
+            return found
+
+
+def _requests(body: ContainerGroupBody) -> tuple[float, float]:
+    spec = body.to_stored()
+    cpu = memory = 0.0
+    for container in spec.get("properties", {}).get("containers", []):
+        requests = container.get("properties", {}).get("resources", {}).get("requests", {})
+        cpu += float(requests.get("cpu", 0))
+        memory += float(requests.get("memoryInGB", 0))
+    return cpu, memory
+
+
+@router.put(GROUP, status_code=201)
+async def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
+                           token: Principal) -> Response:
+    """Create a container group, or update one (tags in place; anything else redeploys)."""
+    plane_ = plane(request)
+    check_subscription(token, subscription)
+    body = parse_container_group(json_body(await request.body()), name=name,
+                                 default_location=plane_.settings.api.location,
+                                 known_locations=[plane_.settings.api.location])
+    existing = plane_.store.get_group(subscription, resource_group, name)
+    if existing is not None and existing.desired == "deleted":
+        raise ArmError(409, "ContainerGroupDeleting",
+                       f"The container group '{name}' is being deleted; retry once it is gone.")
+    stored = body.to_stored()
+    changed = existing is None or existing.body.get("properties") != stored.get("properties")
+    if changed:
+        _capacity(plane_, body, existing.uid if existing else None)
+    record, created = plane_.store.put_group(subscription, resource_group, name,
+                                             body.location, stored, body.tags or {})
+    headers: dict[str, str] = {}
+    if created or (existing is not None and record.generation != existing.generation):
+        op = plane_.store.create_operation(subscription, record.location, record.resource_id,
+                                           "create" if created else "update",
+                                           generation=record.generation)
+        headers = lro_headers(plane_, subscription, record.location, op.id)
+        plane_.reconciler.kick(record.uid)
+    return JSONResponse(_render(plane_, record), status_code=201 if created else 200,
+                        headers=headers)
+
+
+@router.get(GROUP)
+def get(subscription: str, resource_group: str, name: str, request: Request,
+        token: Principal) -> dict[str, Any]:
+    plane_ = plane(request)
+    return _render(plane_, _record(plane_, token, subscription, resource_group, name))
+
+
+@router.patch(GROUP)
+async def update_tags(subscription: str, resource_group: str, name: str, request: Request,
+                      token: Principal) -> dict[str, Any]:
+    plane_ = plane(request)
+    _record(plane_, token, subscription, resource_group, name)
+    patch = json_body(await request.body())
+    tags = patch.get("tags") if isinstance(patch, dict) else None
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+        raise ArmError(400, "InvalidRequestContent", "PATCH takes {\"tags\": {name: value}}.",
+                       target="tags")
+    record = plane_.store.update_tags(subscription, resource_group, name, tags)
+    assert record is not None
+    return _render(plane_, record)
+
+
+@router.delete(GROUP)
+def delete(subscription: str, resource_group: str, name: str, request: Request,
+           token: Principal) -> Response:
+    plane_ = plane(request)
+    check_subscription(token, subscription)
+    record = plane_.store.get_group(subscription, resource_group, name)
+    if record is None:
+        return Response(status_code=204)
+    record = plane_.store.set_desired(subscription, resource_group, name, "deleted") or record
+    op = plane_.store.create_operation(subscription, record.location, record.resource_id,
+                                       "delete", generation=record.generation)
+    plane_.reconciler.kick(record.uid)
+    return JSONResponse(_render(plane_, record, instance_view=False), status_code=202,
+                        headers=lro_headers(plane_, subscription, record.location, op.id))
+
+
+def _lro_action(request: Request, subscription: str, resource_group: str, name: str,
+                token: TokenRecord, kind: str, status: int) -> Response:
+    plane_ = plane(request)
+    record = _record(plane_, token, subscription, resource_group, name)
+    if kind in ("start", "restart"):
+        record = plane_.store.set_desired(subscription, resource_group, name,
+                                          "running") or record
+    op = plane_.store.create_operation(subscription, record.location, record.resource_id,
+                                       kind, generation=record.generation)
+    plane_.reconciler.kick(record.uid)
+    return Response(status_code=status,
+                    headers=lro_headers(plane_, subscription, record.location, op.id))
+
+
+@router.post(GROUP + "/start")
+def start(subscription: str, resource_group: str, name: str, request: Request,
+          token: Principal) -> Response:
+    return _lro_action(request, subscription, resource_group, name, token, "start", 202)
+
+
+@router.post(GROUP + "/restart")
+def restart(subscription: str, resource_group: str, name: str, request: Request,
+            token: Principal) -> Response:
+    # The SDK's begin_restart accepts 204 only; the operation header still tells progress.
+    return _lro_action(request, subscription, resource_group, name, token, "restart", 204)
+
+
+@router.post(GROUP + "/stop", status_code=204)
+def stop(subscription: str, resource_group: str, name: str, request: Request,
+         token: Principal) -> Response:
+    """Stop every container; the group and its definition stay."""
+    plane_ = plane(request)
+    record = _record(plane_, token, subscription, resource_group, name)
+    plane_.store.set_desired(subscription, resource_group, name, "stopped")
+    plane_.reconciler.kick(record.uid)
+    plane_.reconciler.wait_idle(record.uid)
+    return Response(status_code=204)
+
+
+def _list(plane_: ControlPlane, request: Request, subscription: str,
+          resource_group: str | None) -> dict[str, Any]:
+    marker = request.query_params.get("$skipToken")
+    records, after = plane_.store.list_groups(subscription, resource_group,
+                                              limit=plane_.settings.api.page_size, after=marker)
+    answer: dict[str, Any] = {"value": [_render(plane_, r, instance_view=False)
+                                        for r in records if r.desired != "deleted"]}
+    if after is not None:
+        query = dict(request.query_params)
+        query["$skipToken"] = after
+        answer["nextLink"] = f"{plane_.base_url}{request.url.path}?{urlencode(query)}"
+    return answer
+
+
+@router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups")
+def list_in_subscription(subscription: str, request: Request,
+                         token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    return _list(plane(request), request, subscription, None)
+
+
+@router.get(f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
+            f"{PROVIDER}/containerGroups")
+def list_in_resource_group(subscription: str, resource_group: str, request: Request,
+                           token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    return _list(plane(request), request, subscription, resource_group)
+
+
+# ---- containers -------------------------------------------------------------------------
+
+
+def _container(record: GroupRecord, container: str) -> None:
+    names = [c.get("name") for key in ("containers", "initContainers")
+             for c in record.body.get("properties", {}).get(key, [])]
+    if container not in names:
+        raise ArmError(404, "ContainerNotFound",
+                       f"The container '{container}' was not found in container group "
+                       f"'{record.name}'.")
+
+
+@router.get(GROUP + "/containers/{container}/logs")
+def logs(subscription: str, resource_group: str, name: str, container: str, request: Request,
+         token: Principal, tail: int | None = None, timestamps: bool = False,
+         previous: bool = False) -> dict[str, Any]:
+    """The container's output (all of it, up to 4 MB, or the last ``tail`` lines);
+    ``previous=true`` (a skiff extension) gives the previous instance's."""
+    plane_ = plane(request)
+    record = _record(plane_, token, subscription, resource_group, name)
+    _container(record, container)
+    if tail is not None and tail < 0:
+        raise ArmError(400, "InvalidRequestContent", "tail must be 0 or more.", target="tail")
+    try:
+        content = plane_.engine.logs(record.uid, container, tail=tail, timestamps=timestamps,
+                                     previous=previous)
+    except GroupNotFound:
+        content = ""
+    return {"content": content}
+
+
+async def _session(request: Request, subscription: str, resource_group: str, name: str,
+                   container: str, token: TokenRecord, kind: str) -> dict[str, str]:
+    plane_ = plane(request)
+    record = _record(plane_, token, subscription, resource_group, name)
+    _container(record, container)
+    command: list[str] = []
+    rows, cols = 24, 80
+    if kind == "exec":
+        doc = json_body(await request.body())
+        text = doc.get("command") if isinstance(doc, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise ArmError(400, "InvalidRequestContent", "exec needs a command.",
+                           target="command")
+        import shlex
+
+        command = shlex.split(text)
+        size = doc.get("terminalSize") or {}
+        if isinstance(size, dict):
+            rows, cols = int(size.get("rows") or 24), int(size.get("cols") or 80)
+    view = _view(plane_, record.uid)
+    state = view.container(container) if view is not None else None
+    if state is None or state.current.state != "Running":
+        raise ArmError(409, "ContainerNotRunning",
+                       f"The container '{container}' is not running.")
+    password = secrets.token_urlsafe(24)
+    session_id = plane_.sessions.add(Session(kind, record.uid, container, password, command,
+                                             rows, cols))
+    uri = plane_.base_url.replace("https://", "wss://", 1) + f"/ws/{kind}/{session_id}"
+    return {"webSocketUri": uri, "password": password}
+
+
+@router.post(GROUP + "/containers/{container}/exec")
+async def exec_(subscription: str, resource_group: str, name: str, container: str,
+                request: Request, token: Principal) -> dict[str, str]:
+    return await _session(request, subscription, resource_group, name, container, token, "exec")
+
+
+@router.post(GROUP + "/containers/{container}/attach")
+async def attach(subscription: str, resource_group: str, name: str, container: str,
+                 request: Request, token: Principal) -> dict[str, str]:
+    return await _session(request, subscription, resource_group, name, container, token,
+                          "attach")

@@ -1,0 +1,176 @@
+"""The rest of the API: resource groups, operation status, location resources, operations list."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from skiff.api.context import (
+    PROVIDER,
+    Principal,
+    arm_id,
+    check_api_version,
+    check_subscription,
+    json_body,
+    plane,
+)
+from skiff.engine.view import iso
+from skiff.errors import ArmError
+from skiff.models import ContainerGroupBody
+from skiff.store import GroupRecord, ResourceGroupRecord
+
+router = APIRouter(dependencies=[Depends(check_api_version)])
+RG = "/subscriptions/{subscription}/resourceGroups/{resource_group}"
+LOCATION = f"/subscriptions/{{subscription}}/providers/{PROVIDER}/locations/{{location}}"
+
+
+def _rg(record: ResourceGroupRecord) -> dict[str, Any]:
+    return {"id": arm_id(record.subscription, record.name), "name": record.name,
+            "type": "Microsoft.Resources/resourceGroups", "location": record.location,
+            "tags": record.tags, "properties": {"provisioningState": "Succeeded"}}
+
+
+@router.put(RG)
+async def put_resource_group(subscription: str, resource_group: str, request: Request,
+                             token: Principal) -> Response:
+    check_subscription(token, subscription)
+    doc = json_body(await request.body())
+    if not isinstance(doc, dict) or not isinstance(doc.get("location"), str):
+        raise ArmError(400, "LocationRequired", "A resource group needs a location.",
+                       target="location")
+    tags = doc.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise ArmError(400, "InvalidRequestContent", "tags must be an object.", target="tags")
+    record, created = plane(request).store.put_resource_group(subscription, resource_group,
+                                                              doc["location"], tags)
+    return JSONResponse(_rg(record), status_code=201 if created else 200)
+
+
+@router.get(RG)
+def get_resource_group(subscription: str, resource_group: str, request: Request,
+                       token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    record = plane(request).store.get_resource_group(subscription, resource_group)
+    if record is None:
+        raise ArmError(404, "ResourceGroupNotFound",
+                       f"Resource group '{resource_group}' could not be found.")
+    return _rg(record)
+
+
+@router.delete(RG)
+def delete_resource_group(subscription: str, resource_group: str, request: Request,
+                          token: Principal) -> Response:
+    """Delete the resource group and every container group in it."""
+    check_subscription(token, subscription)
+    plane_ = plane(request)
+    if plane_.store.get_resource_group(subscription, resource_group) is None:
+        return Response(status_code=204)
+    for record in plane_.store.delete_resource_group(subscription, resource_group):
+        plane_.reconciler.kick(record.uid)
+    return Response(status_code=202)
+
+
+@router.get("/subscriptions/{subscription}/resourcegroups")
+@router.get("/subscriptions/{subscription}/resourceGroups")
+def list_resource_groups(subscription: str, request: Request,
+                         token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    return {"value": [_rg(r) for r in plane(request).store.list_resource_groups(subscription)]}
+
+
+@router.get(LOCATION + "/operations/{operation}")
+def operation_status(subscription: str, location: str, operation: str, request: Request,
+                     token: Principal) -> dict[str, Any]:
+    """The status of a long-running operation, as the ARM poller reads it."""
+    check_subscription(token, subscription)
+    op = plane(request).store.get_operation(operation)
+    if op is None or op.subscription.lower() != subscription.lower():
+        raise ArmError(404, "OperationNotFound", f"The operation '{operation}' was not found.")
+    answer: dict[str, Any] = {
+        "id": f"/subscriptions/{subscription}/providers/{PROVIDER}/locations/{location}/"
+              f"operations/{operation}",
+        "name": operation, "status": op.status, "startTime": iso(op.started_at)}
+    if op.ended_at is not None:
+        answer["endTime"] = iso(op.ended_at)
+    if op.error:
+        answer["error"] = op.error
+    return answer
+
+
+def _location(request: Request, location: str) -> None:
+    known = plane(request).settings.api.location
+    if location.lower() != known.lower():
+        raise ArmError(404, "LocationNotAvailableForResourceType",
+                       f"The location '{location}' is not available; this skiff serves "
+                       f"'{known}'.")
+
+
+@router.get(LOCATION + "/usages")
+def usages(subscription: str, location: str, request: Request,
+           token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    _location(request, location)
+    plane_ = plane(request)
+    records: list[GroupRecord] = []
+    cores = 0.0
+    marker = None
+    while True:
+        page, marker = plane_.store.list_groups(subscription, limit=1000, after=marker)
+        records.extend(r for r in page if r.desired != "deleted")
+        if marker is None:
+            break
+    for record in records:
+        body = ContainerGroupBody.from_stored(record.body).to_stored()
+        for c in body.get("properties", {}).get("containers", []):
+            cores += float(c.get("properties", {}).get("resources", {}).get("requests", {})
+                           .get("cpu", 0))
+    limit_cores = (os.cpu_count() or 1) * plane_.settings.api.overcommit
+
+    def usage(name: str, label: str, current: float, limit: float) -> dict[str, Any]:
+        return {"unit": "Count", "currentValue": current, "limit": limit,
+                "name": {"value": name, "localizedValue": label}}
+
+    return {"value": [usage("ContainerGroups", "Container Groups", len(records), 100),
+                      usage("StandardCores", "Standard Cores", cores, limit_cores)]}
+
+
+@router.get(LOCATION + "/capabilities")
+def capabilities(subscription: str, location: str, request: Request,
+                 token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    _location(request, location)
+    ratio = plane(request).settings.api.overcommit
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3 * ratio
+    return {"value": [{
+        "resourceType": "containerGroups", "osType": "Linux",
+        "location": plane(request).settings.api.location, "ipAddressType": "Public",
+        "gpu": "None", "capabilities": {"maxMemoryInGB": round(memory, 1),
+                                        "maxCpu": (os.cpu_count() or 1) * ratio,
+                                        "maxGpuCount": 0}}]}
+
+
+@router.get(LOCATION + "/cachedImages")
+def cached_images(subscription: str, location: str, request: Request,
+                  token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    _location(request, location)
+    images = plane(request).engine.images.list()
+    return {"value": [{"osType": "Linux", "image": i.reference} for i in images]}
+
+
+_ACTIONS = ("read", "write", "delete", "restart/action", "stop/action", "start/action",
+            "containers/logs/read", "containers/exec/action", "containers/attach/action")
+
+
+@router.get(f"/providers/{PROVIDER}/operations")
+def provider_operations(request: Request,
+                        token: Principal) -> dict[str, Any]:
+    return {"value": [{
+        "name": f"{PROVIDER}/containerGroups/{action}", "origin": "User",
+        "display": {"provider": PROVIDER, "resource": "Container Groups",
+                    "operation": action.replace("/", " "),
+                    "description": f"containerGroups {action}"}} for action in _ACTIONS]}
+

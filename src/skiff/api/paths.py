@@ -1,0 +1,63 @@
+"""ARM paths are case-insensitive: canonicalize their fixed words before routing.
+
+``/subscriptions/s/resourcegroups/rg/providers/microsoft.containerinstance/
+containerGroups/x`` and every other spelling reach the same route. Only the
+fixed words at their positions are rewritten; names (resource groups,
+container groups) are left as the caller wrote them.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_PROVIDER = "Microsoft.ContainerInstance"
+_WORDS = {w.lower(): w for w in (
+    "subscriptions", "resourceGroups", "providers", _PROVIDER, "containerGroups", "containers",
+    "logs", "exec", "attach", "start", "stop", "restart", "locations", "operations", "usages",
+    "capabilities", "cachedImages",
+)}
+# Positions of fixed words, by the shapes of the API's paths (None: a name).
+_SHAPES: tuple[tuple[str | None, ...], ...] = (
+    ("subscriptions", None, "resourceGroups", None, "providers", _PROVIDER, "containerGroups",
+     None, "containers", None, "*"),
+    ("subscriptions", None, "resourceGroups", None, "providers", _PROVIDER, "containerGroups",
+     None, "*"),
+    ("subscriptions", None, "providers", _PROVIDER, "locations", None, "*", None),
+    ("subscriptions", None, "providers", _PROVIDER, "containerGroups"),
+    ("subscriptions", None, "resourceGroups", None),
+    ("subscriptions", None, "resourceGroups"),
+    ("providers", _PROVIDER, "operations"),
+)
+
+
+def canonical(path: str) -> str:
+    """The path with its fixed words spelled as the routes spell them."""
+    parts = path.split("/")
+    lead, segments = parts[0], parts[1:]
+    for shape in _SHAPES:
+        if len(segments) > len(shape):
+            continue
+        fixed = shape[:len(segments)]
+        if all(want is None or want == "*" or segments[i].lower() == want.lower()
+               for i, want in enumerate(fixed)):
+            out = [(_WORDS.get(seg.lower(), seg) if want is not None else seg)
+                   for seg, want in zip(segments, fixed, strict=False)]
+            return "/".join([lead, *out])
+    return path
+
+
+class CanonicalPaths:
+    """ASGI middleware applying :func:`canonical` to every request path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = canonical(scope["path"])
+            if path != scope["path"]:
+                scope = dict(scope)
+                scope["path"] = path
+                scope["raw_path"] = path.encode()
+        await self.app(scope, receive, send)
+

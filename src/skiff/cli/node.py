@@ -1,0 +1,71 @@
+"""Commands run on the node itself: ``skiff serve`` and ``skiff token``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from skiff.settings import DEFAULT_DATA_ROOT, ApiSettings, Settings
+
+_DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
+                          default=DEFAULT_DATA_ROOT, show_default=True, envvar="SKIFF_DATA_ROOT",
+                          help="Where skiff keeps its state.")
+
+
+@click.command()
+@_DATA_ROOT
+@click.option("--listen", default=ApiSettings.listen, show_default=True, metavar="HOST:PORT",
+              help="Where the HTTPS API listens.")
+@click.option("--location", default=ApiSettings.location, show_default=True,
+              help="The location (region) name this skiff serves.")
+@click.option("--dns-listen", default=None, metavar="HOST:PORT",
+              help="Where the DNS server for name labels listens (not yet served).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An operator's certificate instead of skiff's own CA's.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The key of --tls-cert.")
+@click.option("--overcommit", type=float, default=ApiSettings.overcommit, show_default=True,
+              help="Admit groups up to this many times the host's CPUs and memory.")
+@click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
+def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
+          tls_cert: Path | None, tls_key: Path | None, overcommit: float,
+          verbose: bool) -> None:
+    """Run the ACI API and the local engine on embedded defaults.
+
+    On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
+    certificate and an admin token (DATA_ROOT/admin.token). SIGTERM stops the
+    server; the containers keep running and are adopted at the next start.
+    """
+    from skiff.server import serve as run_server
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    del dns_listen  # the DNS server for name labels comes with networking (a later change)
+    api = ApiSettings(listen=listen, location=location, tls_cert=tls_cert, tls_key=tls_key,
+                      overcommit=overcommit)
+    run_server(Settings(data_root=data_root, api=api))
+
+
+@click.group()
+def token() -> None:
+    """Manage API tokens (on the node, in its store)."""
+
+
+@token.command("create")
+@_DATA_ROOT
+@click.option("--subscription", help="Bind the token to one subscription (else: admin).")
+@click.option("--name", default="", help="A name to recognise the token by.")
+def token_create(data_root: Path, subscription: str | None, name: str) -> None:
+    """Make a token and print it once: only its hash is kept."""
+    from skiff.store import Store
+
+    store = Store(data_root / "skiff.db")
+    try:
+        _, secret = store.create_token(subscription, name or (subscription or "admin"))
+    finally:
+        store.close()
+    click.echo(secret)

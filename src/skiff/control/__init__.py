@@ -1,0 +1,1 @@
+"""The control plane between the API and the engine: the reconcile loop."""

@@ -1,0 +1,169 @@
+"""The reconcile loop: moves the engine toward the desired state in the store.
+
+HTTP handlers only commit desired state and answer; every action on
+containers happens here, from what the store says, so a skiff killed at any
+moment and started again picks up exactly where it was: at start-up every
+group is reconciled (running containers are adopted by the engine, not
+restarted), and a periodic resync catches anything missed.
+
+Each group is handled by one worker at a time; a generation number guards
+against writing the result of an old definition over a newer one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from skiff.engine.supervisor import Supervisor
+from skiff.engine.view import GroupView
+from skiff.errors import GroupNotFound, SkiffError
+from skiff.models import ContainerGroupBody, to_engine_spec
+from skiff.store import GroupRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    """Worker threads converging each group of the store on the engine."""
+
+    def __init__(self, store: Store, engine: Supervisor, *, workers: int = 4,
+                 resync_s: float = 30.0) -> None:
+        self.store = store
+        self.engine = engine
+        self._workers = workers
+        self._resync_s = resync_s
+        self._queued: list[str] = []
+        self._busy: set[str] = set()
+        self._done = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ---- running ----------------------------------------------------------
+
+    def start(self) -> None:
+        for record in self.store.pending_work():
+            self.kick(record.uid)
+        for i in range(self._workers):
+            thread = threading.Thread(target=self._loop, name=f"skiff-reconcile-{i}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        resync = threading.Thread(target=self._resync, name="skiff-resync", daemon=True)
+        resync.start()
+        self._threads.append(resync)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._done:
+            self._done.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def kick(self, uid: str) -> None:
+        """Reconcile group ``uid`` soon."""
+        with self._done:
+            if uid not in self._queued:
+                self._queued.append(uid)
+            self._done.notify_all()
+
+    def wait_idle(self, uid: str, timeout_s: float = 60) -> bool:
+        """Wait until ``uid`` is neither queued nor being reconciled."""
+        deadline = time.monotonic() + timeout_s
+        with self._done:
+            while uid in self._queued or uid in self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._done.wait(left)
+        return True
+
+    def _next(self) -> str | None:
+        with self._done:
+            while not self._stop.is_set():
+                for uid in self._queued:
+                    if uid not in self._busy:
+                        self._queued.remove(uid)
+                        self._busy.add(uid)
+                        return uid
+                self._done.wait(1.0)
+        return None
+
+    def _loop(self) -> None:
+        while (uid := self._next()) is not None:
+            try:
+                self.converge(uid)
+            except Exception:  # a worker must survive any one group's failure
+                log.exception("reconciling group %s failed", uid)
+            finally:
+                with self._done:
+                    self._busy.discard(uid)
+                    self._done.notify_all()
+
+    def _resync(self) -> None:
+        while not self._stop.wait(self._resync_s):
+            for record in self.store.pending_work():
+                if record.provisioning_state in ("Pending", "Creating", "Deleting"):
+                    self.kick(record.uid)
+
+    # ---- one group ----------------------------------------------------------
+
+    def converge(self, uid: str) -> None:
+        """Make the engine match the store for group ``uid``, once."""
+        record = self.store.get_group_by_uid(uid)
+        if record is None:
+            return
+        if record.desired == "deleted":
+            self.engine.delete(uid)
+            self._finish(record, "Succeeded")
+            self.store.remove_group(uid)
+            return
+        if record.desired == "stopped":
+            self._quietly(lambda: self.engine.stop(uid))
+            self._finish(record, "Succeeded")
+            return
+        restart = any(op.kind == "restart"
+                      for op in self.store.operations_for(record.resource_id))
+        if record.provisioning_state == "Pending":
+            self.store.set_provisioning(uid, "Creating", generation=record.generation)
+        try:
+            body = ContainerGroupBody.from_stored(record.body)
+            spec = to_engine_spec(body, group_id=uid, name=record.name)
+            if restart:
+                self._quietly(lambda: self.engine.restart(uid))
+            view = self._run_or_start(uid, spec)
+        except SkiffError as exc:
+            error = {"code": exc.code, "message": exc.message}
+            self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
+            self._finish(record, "Failed", error)
+            return
+        if view.failure is not None:
+            error = {"code": "ContainerGroupDeploymentFailed", "message": view.failure}
+            self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
+            self._finish(record, "Failed", error)
+            return
+        self.store.set_provisioning(uid, "Succeeded", generation=record.generation)
+        self._finish(record, "Succeeded")
+
+    def _run_or_start(self, uid: str, spec: object) -> GroupView:
+        try:
+            current = self.engine.view(uid)
+        except GroupNotFound:
+            current = None
+        if current is not None and current.stopped:
+            return self.engine.start(uid)
+        return self.engine.run(spec)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _quietly(action: Callable[[], object]) -> None:
+        with contextlib.suppress(GroupNotFound):
+            action()
+
+    def _finish(self, record: GroupRecord, status: str,
+                error: dict[str, str] | None = None) -> None:
+        for op in self.store.operations_for(record.resource_id):
+            if op.generation is None or op.generation <= record.generation:
+                self.store.finish_operation(op.id, status, error)

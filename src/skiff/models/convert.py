@@ -1,0 +1,152 @@
+"""From a validated ARM body to the engine's :class:`~skiff.engine.model.GroupSpec`.
+
+The engine knows nothing of ARM's shapes; this is the one place that maps
+them. The body has passed :mod:`skiff.models.rules` (or was stored after it
+did), so nothing here validates again: it only translates, with ACI's
+defaults where a field is absent.
+
+Init containers have no ``resources`` in ACI. They run before the group's
+containers start, so each is given the group's whole size (the sum of its
+containers' requests), as a group's cgroup would allow anyway.
+"""
+
+from __future__ import annotations
+
+from skiff.engine import model as engine
+from skiff.errors import UnsupportedVolumeType
+from skiff.models.body import (
+    Container,
+    ContainerGroupBody,
+    ContainerProbe,
+    EnvironmentVariable,
+    InitContainer,
+    Volume,
+    VolumeMount,
+)
+
+
+def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str) -> engine.GroupSpec:
+    """The group as the engine runs it; ``group_id`` is the engine's id for it."""
+    props = body.properties
+    group_size = engine.Resources(
+        cpu=sum(c.properties.resources.requests.cpu for c in props.containers),
+        memory_gb=sum(c.properties.resources.requests.memory_in_gb for c in props.containers),
+    )
+    dns = None
+    if props.dns_config is not None:
+        dns = engine.DnsConfig(
+            name_servers=tuple(props.dns_config.name_servers),
+            search_domains=tuple((props.dns_config.search_domains or "").split()),
+            options=props.dns_config.options or "",
+        )
+    return engine.GroupSpec(
+        id=group_id,
+        name=name,
+        containers=tuple(_container(c) for c in props.containers),
+        init_containers=tuple(_init_container(c, group_size) for c in props.init_containers),
+        volumes=tuple(_volume(v) for v in props.volumes),
+        restart_policy=engine.RestartPolicy(props.restart_policy),
+        credentials=tuple(
+            engine.RegistryCredentialSpec(server=c.server, username=c.username,
+                                          password=c.password)
+            for c in props.image_registry_credentials
+        ),
+        dns=dns,
+    )
+
+
+def _container(container: Container) -> engine.Container:
+    p = container.properties
+    requests, limits = p.resources.requests, p.resources.limits
+    return engine.Container(
+        name=container.name,
+        image=p.image,
+        command=tuple(p.command) if p.command else None,
+        env=_env(p.environment_variables),
+        resources=engine.Resources(
+            cpu=requests.cpu,
+            memory_gb=requests.memory_in_gb,
+            cpu_limit=limits.cpu if limits is not None else None,
+            memory_limit_gb=limits.memory_in_gb if limits is not None else None,
+        ),
+        ports=tuple(engine.Port(port=q.port, protocol=q.protocol) for q in p.ports or []),
+        volume_mounts=_mounts(p.volume_mounts),
+        liveness=_probe(p.liveness_probe),
+        readiness=_probe(p.readiness_probe),
+    )
+
+
+def _init_container(container: InitContainer, size: engine.Resources) -> engine.Container:
+    p = container.properties
+    return engine.Container(
+        name=container.name,
+        image=p.image,
+        command=tuple(p.command) if p.command else None,
+        env=_env(p.environment_variables),
+        resources=size,
+        volume_mounts=_mounts(p.volume_mounts),
+    )
+
+
+def _env(env: list[EnvironmentVariable] | None) -> tuple[engine.EnvVar, ...]:
+    return tuple(
+        engine.EnvVar(name=v.name, value=v.secure_value, secure=True)
+        if v.secure_value is not None
+        else engine.EnvVar(name=v.name, value=v.value or "")
+        for v in env or []
+    )
+
+
+def _mounts(mounts: list[VolumeMount] | None) -> tuple[engine.VolumeMount, ...]:
+    return tuple(
+        engine.VolumeMount(name=m.name, mount_path=m.mount_path, read_only=bool(m.read_only))
+        for m in mounts or []
+    )
+
+
+def _probe(probe: ContainerProbe | None) -> engine.Probe | None:
+    if probe is None:
+        return None
+    action: engine.ExecAction | engine.HttpGetAction
+    if probe.exec_ is not None:
+        action = engine.ExecAction(command=tuple(probe.exec_.command or ()))
+    else:
+        assert probe.http_get is not None  # the rules require exactly one of the two
+        get = probe.http_get
+        path = get.path or "/"
+        action = engine.HttpGetAction(
+            port=get.port,
+            path=path if path.startswith("/") else f"/{path}",
+            scheme=get.scheme or "http",
+            headers=tuple((h.name or "", h.value or "") for h in get.http_headers or []),
+        )
+    # ACI's (and Kubernetes') defaults where a number is absent.
+    defaults = engine.Probe(action=action)
+    return engine.Probe(
+        action=action,
+        initial_delay_s=_or(probe.initial_delay_seconds, defaults.initial_delay_s),
+        period_s=_or(probe.period_seconds, defaults.period_s),
+        timeout_s=_or(probe.timeout_seconds, defaults.timeout_s),
+        failure_threshold=int(_or(probe.failure_threshold, defaults.failure_threshold)),
+        success_threshold=int(_or(probe.success_threshold, defaults.success_threshold)),
+    )
+
+
+def _or(value: int | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _volume(volume: Volume) -> engine.Volume:
+    source: engine.EmptyDirVolume | engine.SecretVolume | engine.GitRepoVolume
+    if volume.secret is not None:
+        source = engine.SecretVolume(files=tuple(sorted(volume.secret.items())))
+    elif volume.git_repo is not None:
+        repo = volume.git_repo
+        source = engine.GitRepoVolume(repository=repo.repository, directory=repo.directory,
+                                      revision=repo.revision)
+    elif volume.empty_dir is not None:
+        source = engine.EmptyDirVolume()
+    else:  # an azureFile share: refused by the rules, so only a stored body from elsewhere
+        raise UnsupportedVolumeType(f"volume {volume.name!r}: only emptyDir, secret and gitRepo "
+                                    "volumes can be provided")
+    return engine.Volume(name=volume.name, source=source)

@@ -1,0 +1,97 @@
+"""``skiff serve``: the API, the store, the reconcile loop and the engine in one process.
+
+On first start it makes the data root's CA and certificates and an admin
+token (``<data root>/admin.token``, 0600). SIGTERM stops the server, not the
+containers: conmon keeps them, and the next start adopts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from skiff.api.app import create_app
+from skiff.api.context import ControlPlane
+from skiff.api.tls import ensure_certificates
+from skiff.control.reconciler import Reconciler
+from skiff.engine.supervisor import Supervisor
+from skiff.settings import Settings
+from skiff.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Server:
+    """A built control plane, ready to serve; :meth:`close` undoes :func:`build`."""
+
+    plane: ControlPlane
+    host: str
+    port: int
+    cert: Path
+    key: Path
+
+    def close(self) -> None:
+        self.plane.reconciler.stop()
+        self.plane.engine.close()
+        self.plane.engine.networks.close()
+        self.plane.store.close()
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def ensure_admin_token(data_root: Path, store: Store) -> Path:
+    """The admin token's file; made (with a new token) on first start."""
+    path = data_root / "admin.token"
+    if not path.exists():
+        _, secret = store.create_token(None, "admin")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+    return path
+
+
+def build(settings: Settings) -> Server:
+    """Everything ``skiff serve`` runs, started except for the HTTP server itself."""
+    root = settings.data_root
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o711)  # noqa: S103 -- others may traverse to ca.pem, nothing more
+    host, port = split_listen(settings.api.listen)
+    if settings.api.tls_cert and settings.api.tls_key:
+        cert, key = settings.api.tls_cert, settings.api.tls_key
+    else:
+        files = ensure_certificates(root, host)
+        cert, key = files.cert, files.key
+    store = Store(root / "skiff.db")
+    ensure_admin_token(root, store)
+    engine = Supervisor(settings)
+    reconciler = Reconciler(store, engine, workers=settings.api.workers)
+    public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
+    base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
+    plane = ControlPlane(settings, store, engine, reconciler, base)
+    reconciler.start()
+    return Server(plane, host, port, cert, key)
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT; containers keep running after."""
+    server = build(settings)
+    try:
+        config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
+                                ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
+                                log_level="warning", lifespan="off", ws="websockets",
+                                timeout_graceful_shutdown=5)
+        log.info("skiff serves %s", server.plane.base_url)
+        print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root})",
+              flush=True)
+        uvicorn.Server(config).run()
+    finally:
+        server.close()

@@ -1,0 +1,141 @@
+"""What the store hands out: frozen records, and the keys it compares names by.
+
+Records are values: a caller may keep one, pass it to another thread or
+compare two, and nothing changes under it; the store's tables stay its own
+business. Each record is built from one row here, so the column lists and
+the JSON columns are decoded in one place.
+
+ARM compares resource group names, container group names, locations and
+resource ids without regard to case, but shows names in the case they were
+created with. The store therefore keeps two columns per name: the display
+name, and a *key* (:func:`name_key`) that every lookup and UNIQUE constraint
+uses. Keys are computed in Python, not with SQLite's ``lower()``, which only
+folds ASCII while resource group names may hold any Unicode letter.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+#: What a container group should be: the reconcile loop moves it there.
+Desired = Literal["running", "stopped", "deleted"]
+#: An ARM long-running operation's status, as the SDK's poller reads it.
+OperationStatus = Literal["InProgress", "Succeeded", "Failed", "Canceled"]
+
+DESIRED_STATES: frozenset[str] = frozenset(("running", "stopped", "deleted"))
+OPERATION_STATUSES: frozenset[str] = frozenset(("InProgress", "Succeeded", "Failed", "Canceled"))
+TERMINAL_STATUSES: frozenset[str] = OPERATION_STATUSES - {"InProgress"}
+
+GROUP_TYPE = "Microsoft.ContainerInstance/containerGroups"
+
+
+def name_key(name: str) -> str:
+    """The key two ARM names compare by: equal keys name the same resource."""
+    return name.lower()
+
+
+def location_key(location: str) -> str:
+    """The key two locations compare by: ARM takes "West US" and "westus" as one."""
+    return location.replace(" ", "").lower()
+
+
+def dumps(value: object) -> str:
+    """Canonical JSON: equal documents give equal text, whatever their keys' order."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads_dict(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else cast(dict[str, Any], json.loads(text))
+
+
+@dataclass(frozen=True)
+class ResourceGroupRecord:
+    """A resource group: a named folder of resources in a subscription."""
+
+    subscription: str
+    name: str  # as first created: the display case
+    location: str
+    tags: dict[str, str]
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ResourceGroupRecord:
+        return cls(row["subscription"], row["name"], row["location"],
+                   json.loads(row["tags"]), row["created_at"])
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """A container group's desired state, and what the reconcile loop last made of it."""
+
+    uid: str  # uuid4 hex: the engine's group id, stable for the group's whole life
+    subscription: str
+    resource_group: str  # display case of the resource group
+    name: str  # display case, as first created
+    location: str
+    body: dict[str, Any]  # the stored ARM body, secrets included, top-level "tags" left out
+    tags: dict[str, str]
+    provisioning_state: str
+    desired: Desired
+    generation: int  # bumped by every change the engine must act on
+    error: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def resource_id(self) -> str:
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                f"/providers/{GROUP_TYPE}/{self.name}")
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> GroupRecord:
+        return cls(
+            uid=row["uid"], subscription=row["subscription"],
+            resource_group=row["resource_group"], name=row["name"], location=row["location"],
+            body=json.loads(row["body"]), tags=json.loads(row["tags"]),
+            provisioning_state=row["provisioning_state"], desired=row["desired"],
+            generation=row["generation"], error=_loads_dict(row["error"]),
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    """An ARM long-running operation, polled through its Azure-AsyncOperation URL."""
+
+    id: str
+    subscription: str
+    location: str
+    resource_id: str
+    kind: str  # what started it: "create", "update", "delete", "start", "restart", ...
+    status: OperationStatus
+    error: dict[str, Any] | None
+    started_at: float
+    ended_at: float | None
+    generation: int | None  # the group generation whose reaching ends it, if any
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> OperationRecord:
+        return cls(
+            id=row["id"], subscription=row["subscription"], location=row["location"],
+            resource_id=row["resource_id"], kind=row["kind"], status=row["status"],
+            error=_loads_dict(row["error"]), started_at=row["started_at"],
+            ended_at=row["ended_at"], generation=row["generation"],
+        )
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token: who may call. The secret itself is never stored."""
+
+    id: str
+    subscription: str | None  # None: an admin token, which sees every subscription
+    name: str
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> TokenRecord:
+        return cls(row["id"], row["subscription"], row["name"], row["created_at"])

@@ -1,0 +1,180 @@
+"""The store's tables, as an ordered list of migrations.
+
+A skiff data root outlives the code that wrote it: an upgrade must open the
+old file and bring it forward, and a downgrade must not scribble over a file
+it does not understand. So the schema is never declared whole; it is the sum
+of :data:`MIGRATIONS`, applied in order, and the ``schema_version`` table
+records how many have been applied. Migration *n* (1-based) is
+``MIGRATIONS[n - 1]``; a released migration is never edited, only followed
+by a new one.
+
+Each migration runs in one ``BEGIN IMMEDIATE`` transaction together with the
+version bump (SQLite's DDL is transactional), so a crash or an error leaves
+the file at the version before, never half-way. The version is read inside
+that transaction, so two processes opening one old file at once apply each
+migration once. A file whose version is above ``len(MIGRATIONS)`` raises
+:class:`~skiff.store.errors.SchemaTooNew` and is left as it was.
+
+Why the UNIQUE constraints: two API requests may race to create the same
+resource group, the same container group or claim the same DNS label; the
+database, not a check in Python, decides which one wins. Names are compared
+through their ``*_key`` columns (see :func:`skiff.store.records.name_key`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from skiff.store.errors import SchemaTooNew, StoreError
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+    version INTEGER NOT NULL
+)"""
+
+# Version 1: resource groups, container groups, operations and tokens.
+_V1 = """
+CREATE TABLE resource_groups (
+    subscription TEXT NOT NULL,
+    name_key     TEXT NOT NULL,     -- name_key(name): what names compare by
+    name         TEXT NOT NULL,     -- as first created: the display case
+    location     TEXT NOT NULL,
+    tags         TEXT NOT NULL,     -- JSON object
+    created_at   REAL NOT NULL,
+    -- 1 once DELETE was accepted: hidden from reads, and the row goes with its
+    -- last container group (the container groups' foreign key needs it until then).
+    deleting     INTEGER NOT NULL DEFAULT 0 CHECK (deleting IN (0, 1)),
+    PRIMARY KEY (subscription, name_key)
+) WITHOUT ROWID;
+
+CREATE TABLE container_groups (
+    uid                TEXT PRIMARY KEY,  -- uuid4 hex: the engine's group id
+    subscription       TEXT NOT NULL,
+    rg_key             TEXT NOT NULL,
+    name_key           TEXT NOT NULL,
+    resource_group     TEXT NOT NULL,     -- display case, copied from resource_groups.name
+    name               TEXT NOT NULL,     -- display case
+    location           TEXT NOT NULL,
+    body               TEXT NOT NULL,     -- canonical JSON of the ARM body, secrets included
+    tags               TEXT NOT NULL,     -- JSON object
+    provisioning_state TEXT NOT NULL,
+    desired            TEXT NOT NULL CHECK (desired IN ('running', 'stopped', 'deleted')),
+    generation         INTEGER NOT NULL,
+    error              TEXT,              -- JSON object, or NULL
+    created_at         REAL NOT NULL,
+    updated_at         REAL NOT NULL,
+    -- also the index that lists in (rg, name) order and pages by key
+    UNIQUE (subscription, rg_key, name_key),
+    FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
+);
+
+CREATE TABLE operations (
+    id           TEXT PRIMARY KEY,
+    subscription TEXT NOT NULL,
+    location     TEXT NOT NULL,
+    resource_id  TEXT NOT NULL,
+    resource_key TEXT NOT NULL,  -- name_key(resource_id): ARM ids compare without case
+    kind         TEXT NOT NULL,
+    status       TEXT NOT NULL
+                 CHECK (status IN ('InProgress', 'Succeeded', 'Failed', 'Canceled')),
+    error        TEXT,
+    started_at   REAL NOT NULL,
+    ended_at     REAL,
+    generation   INTEGER
+);
+CREATE INDEX operations_by_resource ON operations (resource_key, status);
+CREATE INDEX operations_by_end ON operations (ended_at) WHERE ended_at IS NOT NULL;
+
+CREATE TABLE tokens (
+    id            TEXT PRIMARY KEY,
+    subscription  TEXT,                  -- NULL: admin, sees every subscription
+    name          TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,  -- hex; the secret itself is never stored
+    created_at    REAL NOT NULL
+);
+"""
+
+# Version 2: DNS name labels, one holder each, released with their group.
+_V2 = """
+CREATE TABLE dns_labels (
+    label     TEXT PRIMARY KEY,  -- lower case: DNS names compare without case
+    group_uid TEXT NOT NULL REFERENCES container_groups (uid) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX dns_labels_by_group ON dns_labels (group_uid);
+"""
+
+#: Every migration, oldest first; the schema's version is how many were applied.
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+#: The version this code writes.
+LATEST = len(MIGRATIONS)
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of ``script``, one by one (``executescript`` would commit first).
+
+    Cut at semicolons that SQLite itself takes as the end of a statement, so a
+    semicolon in a comment, a string or a trigger's body does not cut.
+    """
+    *pieces, rest = script.split(";")
+    text = ""
+    for piece in pieces:
+        text += piece + ";"
+        if sqlite3.complete_statement(text):
+            if _has_code(text):
+                yield text.strip()
+            text = ""
+    if _has_code(text + rest):
+        raise ValueError(f"unterminated SQL statement: {(text + rest).strip()[:80]!r}")
+
+
+def _has_code(text: str) -> bool:
+    lines = (line.split("--", 1)[0] for line in text.splitlines())
+    return any(line.strip(" \t;") for line in lines)
+
+
+def version(conn: sqlite3.Connection) -> int:
+    """The schema version of the file behind ``conn``: 0 for a new, empty file."""
+    known = conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if known is None:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, *, source: str,
+            migrations: Sequence[str] = MIGRATIONS) -> int:
+    """Bring the file behind ``conn`` (in autocommit mode) to ``len(migrations)``.
+
+    Returns the version reached. ``source`` names the file in messages.
+    """
+    latest = len(migrations)
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_VERSION_TABLE)
+                found = version(conn)
+                if found > latest:
+                    raise SchemaTooNew(source, found, latest)
+                if found == latest:
+                    conn.execute("COMMIT")
+                    return found
+                for statement in statements(migrations[found]):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (id, version) VALUES (1, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                    (found + 1,),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot bring the store {source} to schema version "
+                             f"{latest}: {exc}") from exc

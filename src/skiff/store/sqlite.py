@@ -1,0 +1,392 @@
+"""The store of desired state on SQLite: resource groups, container groups, DNS labels.
+
+The control plane owns desired state and the engine reports observed state;
+this is where the first lives, so that nothing an API answer promised is
+forgotten by a restart. Every write here is one transaction that checks and
+changes together (see :mod:`skiff.store.database`), which is what makes two
+racing PUTs of one name produce one group, and a reconcile result for an
+old generation unable to overwrite newer desired state.
+
+Generations. A container group's ``generation`` counts the changes the
+engine must act on: a new body, start, stop, restart, delete. A PUT with the
+same body (key order aside), or a change of tags only, leaves it alone. The
+reconcile loop reads a record, works towards it, and reports with
+``set_provisioning(uid, state, generation=record.generation)``, which
+applies only if no newer change came meanwhile.
+
+Deletion. A deleted container group stays, with desired ``"deleted"`` and
+provisioning state ``Deleting``, until the engine has torn it down and calls
+:meth:`Store.remove_group`; meanwhile it can be read (ARM shows ``Deleting``)
+but not changed or created again (409 ContainerGroupDeleting), because
+the engine still holds its containers, address and DNS label. A deleted
+resource group works the same way: its row stays with a ``deleting`` flag,
+invisible to reads at once, refusing new content (409
+ResourceGroupBeingDeleted, ARM's own answer), and goes with its last
+container group, or at once if it had none. Keeping the row (rather than
+deleting it and letting a new one of the same name appear while the old
+groups are still being torn down) keeps every container group attached to
+exactly one resource group row, which a foreign key enforces.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from skiff.errors import GroupNotFound
+from skiff.store.errors import (
+    ContainerGroupBeingDeleted,
+    InvalidResourceGroupLocation,
+    InvalidResourceLocation,
+    ResourceGroupBeingDeleted,
+)
+from skiff.store.operations import OperationsMixin
+from skiff.store.paging import after_clause, encode_marker
+from skiff.store.records import (
+    DESIRED_STATES,
+    GroupRecord,
+    ResourceGroupRecord,
+    dumps,
+    location_key,
+    name_key,
+)
+from skiff.store.tokens import TokensMixin
+
+_MAX_PAGE = 1000  # rows one listing call may ask for
+
+
+class Store(OperationsMixin, TokensMixin):
+    """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
+
+    # --- resource groups -------------------------------------------------------------------
+
+    def put_resource_group(self, sub: str, name: str, location: str,
+                           tags: Mapping[str, str]) -> tuple[ResourceGroupRecord, bool]:
+        """Create a resource group, or replace the tags of an existing one.
+
+        Returns the record and whether it was created. The name keeps the
+        case it was first created with.
+        """
+        with self.write() as conn:
+            row = _rg_row(conn, sub, name)
+            if row is None:
+                record = ResourceGroupRecord(sub, name, location, dict(tags), self.now())
+                _insert_rg(conn, record)
+                return record, True
+            _check_rg_usable(row)
+            if location_key(row["location"]) != location_key(location):
+                raise InvalidResourceGroupLocation(row["name"], row["location"], location)
+            conn.execute("UPDATE resource_groups SET tags = ?"
+                         " WHERE subscription = ? AND name_key = ?",
+                         (dumps(dict(tags)), sub, name_key(name)))
+            return replace(ResourceGroupRecord.from_row(row), tags=dict(tags)), False
+
+    def get_resource_group(self, sub: str, name: str) -> ResourceGroupRecord | None:
+        """The resource group, or None if there is none (or it is being deleted)."""
+        with self.read() as conn:
+            row = _rg_row(conn, sub, name)
+        return None if row is None or row["deleting"] else ResourceGroupRecord.from_row(row)
+
+    def list_resource_groups(self, sub: str) -> list[ResourceGroupRecord]:
+        """The subscription's resource groups, by name (any case)."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM resource_groups WHERE subscription = ? AND deleting = 0"
+                " ORDER BY name_key", (sub,),
+            ).fetchall()
+        return [ResourceGroupRecord.from_row(row) for row in rows]
+
+    def delete_resource_group(self, sub: str, name: str) -> list[GroupRecord]:
+        """Delete a resource group: every container group in it is to be deleted.
+
+        Returns those container groups (desired ``"deleted"``, ``Deleting``),
+        for the engine to tear down; each changed one's generation is bumped.
+        The group is invisible to reads from now on and goes with its last
+        container group. An unknown group gives ``[]``.
+        """
+        with self.write() as conn:
+            row = _rg_row(conn, sub, name)
+            if row is None:
+                return []
+            key = (sub, name_key(name))
+            conn.execute(
+                "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
+                " generation = generation + 1, updated_at = ?"
+                " WHERE subscription = ? AND rg_key = ? AND desired != 'deleted'",
+                (self.now(), *key),
+            )
+            rows = conn.execute(
+                "SELECT * FROM container_groups WHERE subscription = ? AND rg_key = ?"
+                " ORDER BY name_key", key,
+            ).fetchall()
+            if rows:
+                conn.execute("UPDATE resource_groups SET deleting = 1"
+                             " WHERE subscription = ? AND name_key = ?", key)
+            else:
+                conn.execute("DELETE FROM resource_groups WHERE subscription = ? AND name_key = ?",
+                             key)
+        return [GroupRecord.from_row(row) for row in rows]
+
+    # --- container groups ------------------------------------------------------------------
+
+    def put_group(self, sub: str, rg: str, name: str, location: str, body: Mapping[str, Any],
+                  tags: Mapping[str, str]) -> tuple[GroupRecord, bool]:
+        """Create or update a container group; returns the record and whether it was created.
+
+        The resource group is created if missing, in the group's location. A
+        new body bumps the generation and asks for a running group again
+        (provisioning state ``Pending``); the same body with other tags only
+        replaces the tags. ``body``'s top-level ``"tags"`` is not stored:
+        tags live in ``tags`` alone, so that they cannot tell two bodies apart.
+        """
+        body_json = dumps({k: v for k, v in body.items() if k != "tags"})
+        tags_json = dumps(dict(tags))
+        with self.write() as conn:
+            now = self.now()
+            rg_row = _rg_row(conn, sub, rg)
+            if rg_row is None:
+                _insert_rg(conn, ResourceGroupRecord(sub, rg, location, {}, now))
+                rg_name = rg
+            else:
+                _check_rg_usable(rg_row)
+                rg_name = rg_row["name"]
+            row = _group_row(conn, sub, rg, name)
+            if row is None:
+                uid = uuid.uuid4().hex
+                conn.execute(
+                    "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
+                    " resource_group, name, location, body, tags, provisioning_state, desired,"
+                    " generation, error, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?)",
+                    (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
+                     body_json, tags_json, now, now),
+                )
+                return _group_by_uid(conn, uid), True
+            uid = row["uid"]
+            if row["desired"] == "deleted":
+                raise ContainerGroupBeingDeleted(row["name"])
+            if location_key(row["location"]) != location_key(location):
+                raise InvalidResourceLocation(row["name"], rg_name, row["location"], location)
+            if row["body"] != body_json:
+                conn.execute(
+                    "UPDATE container_groups SET body = ?, tags = ?,"
+                    " provisioning_state = 'Pending', desired = 'running',"
+                    " generation = generation + 1, error = NULL,"
+                    " updated_at = ? WHERE uid = ?", (body_json, tags_json, now, uid),
+                )
+            elif row["tags"] != tags_json:
+                conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
+                             (tags_json, now, uid))
+            else:
+                return GroupRecord.from_row(row), False
+            return _group_by_uid(conn, uid), False
+
+    def get_group(self, sub: str, rg: str, name: str) -> GroupRecord | None:
+        """The container group (names in any case), also while it is being deleted."""
+        with self.read() as conn:
+            row = _group_row(conn, sub, rg, name)
+        return None if row is None else GroupRecord.from_row(row)
+
+    def get_group_by_uid(self, uid: str) -> GroupRecord | None:
+        with self.read() as conn:
+            row = conn.execute("SELECT * FROM container_groups WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else GroupRecord.from_row(row)
+
+    def list_groups(self, sub: str | None, rg: str | None = None, *, limit: int = 100,
+                    after: str | None = None) -> tuple[list[GroupRecord], str | None]:
+        """One page of container groups, in (subscription, resource group, name) order.
+
+        ``sub=None`` lists every subscription (for admins). Returns the page
+        and the marker of the next one (None on the last page), to pass as
+        ``after``. Pages are keyed, not counted: a group created or deleted
+        between two calls neither repeats nor hides another one.
+        """
+        if not 1 <= limit <= _MAX_PAGE:
+            raise ValueError(f"limit must be within 1..{_MAX_PAGE}, not {limit}")
+        clauses: list[str] = []
+        params: list[object] = []
+        if sub is not None:
+            clauses.append("subscription = ?")
+            params.append(sub)
+        if rg is not None:
+            clauses.append("rg_key = ?")
+            params.append(name_key(rg))
+        if after is not None:
+            clauses.append(after_clause(after, sub, rg, params))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self.read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM container_groups {where}"  # noqa: S608 (fixed clauses only)
+                " ORDER BY subscription, rg_key, name_key LIMIT ?", (*params, limit + 1),
+            ).fetchall()
+        page = [GroupRecord.from_row(row) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return page, None
+        last = rows[limit - 1]
+        return page, encode_marker(last["subscription"], last["rg_key"], last["name_key"])
+
+    def update_tags(self, sub: str, rg: str, name: str,
+                    tags: Mapping[str, str]) -> GroupRecord | None:
+        """Replace a container group's tags (ARM's PATCH); the generation stays."""
+        with self.write() as conn:
+            row = _group_row(conn, sub, rg, name)
+            if row is None:
+                return None
+            if row["desired"] == "deleted":
+                raise ContainerGroupBeingDeleted(row["name"])
+            conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
+                         (dumps(dict(tags)), self.now(), row["uid"]))
+            return _group_by_uid(conn, row["uid"])
+
+    def set_desired(self, sub: str, rg: str, name: str, desired: str) -> GroupRecord | None:
+        """Ask for a running, stopped or deleted group; bumps the generation.
+
+        Each call is a change for the engine to act on, even to the same
+        state: ``"running"`` on a running group is a restart. ``"deleted"``
+        also sets ``Deleting``; a group being deleted refuses anything else
+        (409) and takes ``"deleted"`` again as a no-op.
+        """
+        if desired not in DESIRED_STATES:
+            raise ValueError(f"not a desired state: {desired!r}")
+        with self.write() as conn:
+            row = _group_row(conn, sub, rg, name)
+            if row is None:
+                return None
+            if row["desired"] == "deleted":
+                if desired == "deleted":
+                    return GroupRecord.from_row(row)
+                raise ContainerGroupBeingDeleted(row["name"])
+            state = "Deleting" if desired == "deleted" else row["provisioning_state"]
+            conn.execute(
+                "UPDATE container_groups SET desired = ?, provisioning_state = ?,"
+                " generation = generation + 1, updated_at = ? WHERE uid = ?",
+                (desired, state, self.now(), row["uid"]),
+            )
+            return _group_by_uid(conn, row["uid"])
+
+    def set_provisioning(self, uid: str, state: str, *, error: Mapping[str, Any] | None = None,
+                         generation: int | None = None) -> bool:
+        """Record what the engine made of a group: its provisioning state and error.
+
+        With ``generation``, only if the group is still at that generation, so
+        that the result of reconciling an older generation cannot overwrite
+        newer desired state. Returns whether it applied.
+        """
+        sql = "UPDATE container_groups SET provisioning_state = ?, error = ?, updated_at = ?" \
+              " WHERE uid = ?"
+        params: tuple[object, ...] = (state, None if error is None else dumps(dict(error)),
+                                      self.now(), uid)
+        if generation is not None:
+            sql += " AND generation = ?"
+            params += (generation,)
+        with self.write() as conn:
+            return conn.execute(sql, params).rowcount == 1
+
+    def remove_group(self, uid: str) -> None:
+        """Forget a group the engine has torn down, with its DNS labels (and its resource
+        group, if that is being deleted and this was its last group)."""
+        with self.write() as conn:
+            row = conn.execute("SELECT subscription, rg_key FROM container_groups WHERE uid = ?",
+                               (uid,)).fetchone()
+            if row is None:
+                return
+            conn.execute("DELETE FROM dns_labels WHERE group_uid = ?", (uid,))
+            conn.execute("DELETE FROM container_groups WHERE uid = ?", (uid,))
+            conn.execute(
+                "DELETE FROM resource_groups WHERE subscription = ? AND name_key = ?"
+                " AND deleting = 1 AND NOT EXISTS"
+                " (SELECT 1 FROM container_groups WHERE subscription = ? AND rg_key = ?)",
+                (row["subscription"], row["rg_key"], row["subscription"], row["rg_key"]),
+            )
+
+    def pending_work(self) -> list[GroupRecord]:
+        """Every group whose desired state may not be reached, oldest change first.
+
+        That is every group: after a restart, even a group that was running
+        must be checked (and its containers re-adopted) by the reconcile loop.
+        """
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM container_groups ORDER BY updated_at, uid").fetchall()
+        return [GroupRecord.from_row(row) for row in rows]
+
+    def count_groups(self, sub: str) -> int:
+        """How many container groups the subscription has, not counting those being deleted
+        (for quotas)."""
+        with self.read() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM container_groups"
+                " WHERE subscription = ? AND desired != 'deleted'", (sub,),
+            ).fetchone()
+        return int(row[0])
+
+    # --- DNS name labels -------------------------------------------------------------------
+
+    def claim_dns_label(self, label: str, group_uid: str) -> bool:
+        """Take ``label`` (any case) for the group; False if another group holds it.
+
+        Claiming a label the group already holds is True. Raises
+        :class:`~skiff.errors.GroupNotFound` for an unknown group.
+        """
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM container_groups WHERE uid = ?",
+                            (group_uid,)).fetchone() is None:
+                raise GroupNotFound(f"no container group {group_uid} in the store")
+            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
+                               (name_key(label),)).fetchone()
+            if row is not None:
+                return bool(row["group_uid"] == group_uid)
+            conn.execute("INSERT INTO dns_labels (label, group_uid) VALUES (?, ?)",
+                         (name_key(label), group_uid))
+            return True
+
+    def release_dns_labels(self, group_uid: str) -> None:
+        """Free every label the group holds."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM dns_labels WHERE group_uid = ?", (group_uid,))
+
+    def dns_label_holder(self, label: str) -> str | None:
+        """The uid of the group holding ``label`` (any case), or None."""
+        with self.read() as conn:
+            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
+                               (name_key(label),)).fetchone()
+        return None if row is None else str(row["group_uid"])
+
+
+# --- helpers, run inside a caller's transaction ----------------------------------------------
+
+
+def _rg_row(conn: sqlite3.Connection, sub: str, name: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM resource_groups WHERE subscription = ? AND name_key = ?",
+        (sub, name_key(name))).fetchone()
+    return row
+
+
+def _insert_rg(conn: sqlite3.Connection, record: ResourceGroupRecord) -> None:
+    conn.execute(
+        "INSERT INTO resource_groups (subscription, name_key, name, location, tags, created_at,"
+        " deleting) VALUES (?, ?, ?, ?, ?, ?, 0)",
+        (record.subscription, name_key(record.name), record.name, record.location,
+         dumps(record.tags), record.created_at),
+    )
+
+
+def _check_rg_usable(row: sqlite3.Row) -> None:
+    if row["deleting"]:
+        raise ResourceGroupBeingDeleted(row["name"])
+
+
+def _group_row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM container_groups WHERE subscription = ? AND rg_key = ? AND name_key = ?",
+        (sub, name_key(rg), name_key(name))).fetchone()
+    return row
+
+
+def _group_by_uid(conn: sqlite3.Connection, uid: str) -> GroupRecord:
+    row = conn.execute("SELECT * FROM container_groups WHERE uid = ?", (uid,)).fetchone()
+    return GroupRecord.from_row(row)

@@ -1,0 +1,154 @@
+"""The official Azure SDK against a real skiff: the whole lifecycle of a group, and errors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.mgmt.containerinstance.models import (
+    Container,
+    ContainerGroup,
+    EnvironmentVariable,
+    ResourceRequests,
+    ResourceRequirements,
+)
+
+from tests.conftest import BuiltImages
+from tests.e2e.conftest import RunningServer
+
+SUB = "11111111-2222-3333-4444-555555555555"
+API = "?api-version=2023-05-01"
+
+
+class StaticToken:
+    """A credential handing the SDK a skiff token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def sdk(skiff: RunningServer, token: str | None = None) -> ContainerInstanceManagementClient:
+    return ContainerInstanceManagementClient(
+        StaticToken(token or skiff.token), SUB, base_url=skiff.url,
+        connection_verify=str(skiff.ca), polling_interval=0.2)
+
+
+def raw(skiff: RunningServer, token: str | None = "") -> httpx.Client:
+    headers = {} if token is None else {"Authorization": f"Bearer {token or skiff.token}"}
+    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), headers=headers, timeout=30)
+
+
+def group_model(images: BuiltImages, script: str = "echo hello; sleep 300") -> ContainerGroup:
+    return ContainerGroup(
+        location="local", os_type="Linux", restart_policy="Always",
+        containers=[Container(
+            name="main", image=images.bb, command=["sh", "-c", script],
+            resources=ResourceRequirements(requests=ResourceRequests(cpu=0.5, memory_in_gb=0.5)),
+            environment_variables=[EnvironmentVariable(name="SECRET", secure_value="hush-42")])])
+
+
+def test_sdk_lifecycle(skiff: RunningServer, images: BuiltImages) -> None:
+    """The SDK creates, reads, lists, logs, restarts, stops, starts and deletes a group."""
+    client = sdk(skiff)
+    created = client.container_groups.begin_create_or_update("rg1", "web", group_model(images)) \
+        .result()
+    assert created.provisioning_state == "Succeeded"
+    got = client.container_groups.get("rg1", "web")
+    assert got.containers[0].instance_view.current_state.state == "Running"
+    assert got.containers[0].environment_variables[0].secure_value is None
+    assert [g.name for g in client.container_groups.list_by_resource_group("rg1")] == ["web"]
+    assert [g.name for g in client.container_groups.list()] == ["web"]
+    deadline = time.monotonic() + 10
+    while "hello" not in (client.containers.list_logs("rg1", "web", "main").content or ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    client.container_groups.begin_restart("rg1", "web").result()
+    after = client.container_groups.get("rg1", "web")
+    assert after.containers[0].instance_view.current_state.state == "Running"
+    client.container_groups.stop("rg1", "web")
+    assert client.container_groups.get("rg1", "web").instance_view.state == "Stopped"
+    client.container_groups.begin_start("rg1", "web").result()
+    assert client.container_groups.get("rg1", "web").instance_view.state == "Running"
+    client.container_groups.begin_delete("rg1", "web").result()
+    with pytest.raises(ResourceNotFoundError):
+        client.container_groups.get("rg1", "web")
+    assert skiff.server.plane.engine.group_ids() == []
+
+
+def test_requests_without_a_valid_token_are_refused(skiff: RunningServer) -> None:
+    """No token or a wrong one: 401 AuthenticationFailed (the SDK's ClientAuthenticationError)."""
+    with pytest.raises(ClientAuthenticationError):
+        sdk(skiff, token="skf_not-a-token").container_groups.get("rg1", "x")
+    answer = raw(skiff, token=None).get(f"/subscriptions/{SUB}/resourceGroups/rg1/providers/"
+                                        f"Microsoft.ContainerInstance/containerGroups/x{API}")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "AuthenticationFailed"
+
+
+def test_bad_input_gets_arm_errors_never_500(skiff: RunningServer) -> None:
+    """Malformed JSON, a missing api-version, an unknown path: ARM error bodies."""
+    client = raw(skiff)
+    path = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.ContainerInstance/" \
+           "containerGroups/bad"
+    answer = client.put(path + API, content=b"{not json")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "InvalidRequestContent")
+    answer = client.get(path)
+    assert answer.json()["error"]["code"] == "MissingApiVersionParameter"
+    answer = client.put(path + API, json={"location": "local", "properties": {
+        "osType": "Windows", "containers": []}})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"]
+    assert client.get("/nowhere" + API).status_code == 404
+
+
+def test_subscription_tokens_see_only_their_subscription(
+    skiff: RunningServer, images: BuiltImages
+) -> None:
+    """A token bound to subscription A gets 404 for B's groups and never lists them."""
+    store = skiff.server.plane.store
+    _, token_a = store.create_token("sub-a", "a")
+    _, token_b = store.create_token("sub-b", "b")
+    body = {"location": "local", "properties": {"osType": "Linux", "containers": [{
+        "name": "c", "properties": {"image": images.bb, "command": ["sleep", "300"],
+                                    "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}
+    path = "/subscriptions/{}/resourceGroups/rg/providers/Microsoft.ContainerInstance/" \
+           "containerGroups/only-a" + API
+    assert raw(skiff, token_a).put(path.format("sub-a"), json=body).status_code == 201
+    assert raw(skiff, token_b).get(path.format("sub-a")).status_code == 404
+    listed = raw(skiff, token_b).get(
+        f"/subscriptions/sub-b/providers/Microsoft.ContainerInstance/containerGroups{API}")
+    assert listed.json()["value"] == []
+    assert raw(skiff, token_b).get(
+        f"/subscriptions/sub-a/providers/Microsoft.ContainerInstance/containerGroups{API}"
+    ).status_code == 404
+
+
+def test_case_insensitive_paths(skiff: RunningServer, images: BuiltImages) -> None:
+    """Paths are case-insensitive as in ARM."""
+    client = sdk(skiff)
+    client.container_groups.begin_create_or_update("MyRG", "web", group_model(images)).result()
+    answer = raw(skiff).get(f"/SUBSCRIPTIONS/{SUB}/resourcegroups/myrg/providers/"
+                            f"microsoft.containerinstance/CONTAINERGROUPS/web{API}")
+    assert answer.status_code == 200
+    assert answer.json()["name"] == "web"
+
+
+def test_failed_image_pull_fails_provisioning(skiff: RunningServer, images: BuiltImages) -> None:
+    """An image nobody has ends the create as provisioningState Failed, with a reason."""
+    model = group_model(images)
+    model.containers[0].image = f"{images.public.host}/nothing/here:1"
+    with pytest.raises(HttpResponseError) as failed:
+        sdk(skiff).container_groups.begin_create_or_update("rg1", "nope", model).result()
+    assert "nothing/here" in str(failed.value)
