@@ -1,0 +1,5 @@
+"""``python3 -m skiff``: the skiff command."""
+
+from skiff.cli.main import main
+
+main()

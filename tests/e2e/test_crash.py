@@ -1,0 +1,168 @@
+"""`skiff serve` killed with SIGKILL at any moment loses nothing, duplicates nothing, adopts all."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from skiff.engine import cgroups
+from skiff.engine.network import bridge_name
+from skiff.engine.runtime import run_dir_for
+from skiff.testing.registry import free_port
+from tests.conftest import BuiltImages
+
+SUB = "crash-test"
+API = "?api-version=2023-05-01"
+GROUPS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance/" \
+         "containerGroups"
+
+
+class Serve:
+    """`python3 -m skiff serve` as a process of its own."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "skiff", "serve", "--data-root", str(self.root),
+             "--listen", f"127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, "skiff serve exited"
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                if self.client().get(GROUPS + API).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, "skiff serve did not come up"
+            time.sleep(0.05)
+
+    def client(self) -> httpx.Client:
+        token = (self.root / "admin.token").read_text().strip()
+        return httpx.Client(base_url=f"https://127.0.0.1:{self.port}", timeout=30,
+                            verify=str(self.root / "ca.pem"),
+                            headers={"Authorization": f"Bearer {token}"})
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    root = tmp_path / "root"
+    server = Serve(root, free_port())
+    try:
+        yield server
+    finally:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(shutil.rmtree, run_dir_for(root), ignore_errors=True)
+            cleanup.callback(cgroups.remove, f"/{run_dir_for(root).name}")
+            cleanup.callback(subprocess.run, ["ip", "link", "del", bridge_name(root)],
+                             capture_output=True, check=False)
+            cleanup.callback(_drain_pool, root)
+            cleanup.callback(_delete_everything, server)
+
+
+def _delete_everything(server: Serve) -> None:
+    """Delete every group through a running server, then stop it (SIGTERM)."""
+    if server.process is None or server.process.poll() is not None:
+        server.start()
+    client = server.client()
+    names = [g["name"] for g in client.get(GROUPS + API).json()["value"]]
+    for name in names:
+        client.delete(f"{GROUPS}/{name}{API}")
+    deadline = time.monotonic() + 60
+    while client.get(GROUPS + API).json()["value"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.kill(signal.SIGTERM)
+
+
+def _drain_pool(root: Path) -> None:
+    from skiff.engine.network import Networks
+
+    networks = Networks(root)
+    networks.drain_pool()
+    networks.close()
+
+
+def _body(images: BuiltImages) -> dict[str, Any]:
+    return {"location": "local", "properties": {"osType": "Linux", "containers": [{
+        "name": "c", "properties": {
+            "image": images.bb,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+            "resources": {"requests": {"cpu": 0.05, "memoryInGB": 0.05}}}}]}}
+
+
+def _settled(client: httpx.Client, name: str, timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        group: dict[str, Any] = client.get(f"{GROUPS}/{name}{API}").json()
+        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
+            return group
+        assert time.monotonic() < deadline, f"{name} did not settle: {group}"
+        time.sleep(0.05)
+
+
+def test_sigkill_loses_no_group_duplicates_none_and_adopts_containers(
+    serve: Serve, images: BuiltImages
+) -> None:
+    """Groups accepted before a SIGKILL all exist after a restart, once each; the ones that
+    ran keep their containers (same start time, one Started event), the rest converge."""
+    serve.start()
+    client = serve.client()
+    for i in range(3):  # running before the kill
+        assert client.put(f"{GROUPS}/early-{i}{API}", json=_body(images)).status_code == 201
+    early = {f"early-{i}": _settled(client, f"early-{i}") for i in range(3)}
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def create_until_killed() -> None:
+        with serve.client() as own:
+            for i in range(200):
+                if stop.is_set():
+                    return
+                try:
+                    answer = own.put(f"{GROUPS}/late-{i}{API}", json=_body(images))
+                except httpx.HTTPError:
+                    return
+                if answer.status_code == 201:
+                    accepted.append(f"late-{i}")
+
+    creator = threading.Thread(target=create_until_killed)
+    creator.start()
+    deadline = time.monotonic() + 60
+    while len(accepted) < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    serve.kill()  # in the middle of creates, starts and reconciles
+    stop.set()
+    creator.join(timeout=60)
+    assert len(accepted) >= 4
+
+    serve.start()
+    client = serve.client()
+    listed = [g["name"] for g in client.get(GROUPS + API).json()["value"]]
+    assert len(listed) == len(set(listed))
+    assert set(early) | set(accepted) <= set(listed)
+    for name, before in early.items():
+        after = _settled(client, name)
+        state = after["properties"]["containers"][0]["properties"]["instanceView"]
+        previous = before["properties"]["containers"][0]["properties"]["instanceView"]
+        assert state["currentState"]["state"] == "Running"
+        assert state["currentState"]["startTime"] == previous["currentState"]["startTime"]
+        assert [e["name"] for e in state["events"]].count("Started") == 1
+    for name in listed:
+        assert _settled(client, name)["properties"]["provisioningState"] == "Succeeded"
