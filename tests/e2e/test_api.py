@@ -1,0 +1,113 @@
+"""The API's other resources and rules, over HTTPS against a real server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from tests.conftest import BuiltImages
+from tests.e2e.conftest import RunningServer
+
+SUB = "api-test"
+API = "?api-version=2023-05-01"
+RG = f"/subscriptions/{SUB}/resourceGroups/rg"
+GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
+LOCATION = f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/locations/local"
+
+
+def client(skiff: RunningServer) -> httpx.Client:
+    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
+                        headers={"Authorization": f"Bearer {skiff.token}"})
+
+
+def body(images: BuiltImages, cpu: float = 0.1, script: str = "sleep 300") -> dict[str, Any]:
+    return {"location": "local", "tags": {"team": "a"}, "properties": {
+        "osType": "Linux", "containers": [{"name": "c", "properties": {
+            "image": images.bb, "command": ["sh", "-c", script],
+            "resources": {"requests": {"cpu": cpu, "memoryInGB": 0.1}}}}]}}
+
+
+def settle(http: httpx.Client, name: str, timeout_s: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        group: dict[str, Any] = http.get(f"{GROUPS}/{name}{API}").json()
+        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
+            return group
+        assert time.monotonic() < deadline, group
+        time.sleep(0.05)
+
+
+def start_time(group: dict[str, Any]) -> str:
+    view = group["properties"]["containers"][0]["properties"]["instanceView"]
+    value: str = view["currentState"]["startTime"]
+    return value
+
+
+def test_group_larger_than_the_host_is_refused(skiff: RunningServer, images: BuiltImages) -> None:
+    """A group asking more CPU than the host has left gets ACI's capacity error; nothing stays."""
+    http = client(skiff)
+    answer = http.put(f"{GROUPS}/huge{API}", json=body(images, cpu=512))
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "ServiceUnavailable"
+    assert http.get(f"{GROUPS}/huge{API}").status_code == 404
+
+
+def test_tags_apply_in_place_and_other_changes_redeploy(
+    skiff: RunningServer, images: BuiltImages
+) -> None:
+    """PATCH and PUT with new tags keep the containers; a new command redeploys them."""
+    http = client(skiff)
+    assert http.put(f"{GROUPS}/g{API}", json=body(images)).status_code == 201
+    first = settle(http, "g")
+    patched = http.patch(f"{GROUPS}/g{API}", json={"tags": {"team": "b"}})
+    assert patched.json()["tags"] == {"team": "b"}
+    retagged = body(images)
+    retagged["tags"] = {"team": "c"}
+    again = http.put(f"{GROUPS}/g{API}", json=retagged)
+    assert again.status_code == 200
+    assert "Azure-AsyncOperation" not in again.headers
+    assert start_time(settle(http, "g")) == start_time(first)
+    changed = body(images, script="echo new; sleep 300")
+    answer = http.put(f"{GROUPS}/g{API}", json=changed)
+    assert "Azure-AsyncOperation" in answer.headers
+    deadline = time.monotonic() + 30
+    while start_time(settle(http, "g")) == start_time(first):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_resource_groups_and_their_deletion(skiff: RunningServer, images: BuiltImages) -> None:
+    """A group PUT creates its resource group; deleting the resource group deletes its groups."""
+    http = client(skiff)
+    assert http.put(f"{GROUPS}/g{API}", json=body(images)).status_code == 201
+    settle(http, "g")
+    rg = http.get(f"{RG}{API}").json()
+    assert (rg["name"], rg["location"]) == ("rg", "local")
+    assert http.delete(f"{RG}{API}").status_code == 202
+    assert http.get(f"{RG}{API}").status_code == 404
+    deadline = time.monotonic() + 30
+    while skiff.server.plane.engine.group_ids():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert http.get(f"{GROUPS}/g{API}").status_code == 404
+
+
+def test_location_resources_and_operations_list(skiff: RunningServer, images: BuiltImages) -> None:
+    """usages, capabilities, cachedImages and the operations list answer in ACI's shapes."""
+    http = client(skiff)
+    assert http.put(f"{GROUPS}/g{API}", json=body(images, cpu=0.5)).status_code == 201
+    settle(http, "g")
+    usages = {u["name"]["value"]: u for u in http.get(f"{LOCATION}/usages{API}").json()["value"]}
+    assert usages["ContainerGroups"]["currentValue"] == 1
+    assert usages["StandardCores"]["currentValue"] == 0.5
+    caps = http.get(f"{LOCATION}/capabilities{API}").json()["value"][0]
+    assert caps["osType"] == "Linux"
+    assert caps["capabilities"]["maxCpu"] >= 1
+    cached = http.get(f"{LOCATION}/cachedImages{API}").json()["value"]
+    assert images.bb in [c["image"] for c in cached]
+    ops = http.get(f"/providers/Microsoft.ContainerInstance/operations{API}").json()["value"]
+    assert "Microsoft.ContainerInstance/containerGroups/read" in [o["name"] for o in ops]
+    assert http.get(f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/locations/"
+                    f"mars/usages{API}").status_code == 404
