@@ -1,38 +1,40 @@
 """skiff's main job, end to end on this machine, with nothing from the internet.
 
-What it does today (it grows with the project):
-
-1. starts a real OCI registry (Debian's docker-registry) on a loopback port;
-2. builds a small web image from busybox-static and pushes it there;
-3. runs a container group of two containers through skiff's engine: a web
-   server and a client that fetches the page over the group's shared
-   localhost (image pulled into the data root, network namespace from CNI,
-   hardened runc containers under conmon);
-4. shows the group's state, address, events and the client's output;
-5. deletes the group (containers, rootfs, network, cgroups, logs) and the
-   registry; the pulled image stays cached.
+1. starts ``skiff serve`` on its embedded defaults (data root /var/lib/skiff,
+   HTTPS on 127.0.0.1:8443 with its own CA, an admin token);
+2. builds a small web image from busybox-static and imports it offline
+   (``skiff image import``);
+3. creates a container group with a web server through the API, as a user
+   would: ``skiff container create ... --ip-address Public --ports 80``;
+4. shows it Running, fetches its page from its IP, shows its logs;
+5. deletes it and stops the server (the imported image stays cached).
 
 Run it with ``sudo bash scripts/demo`` (it installs what is missing), or
-``python3 -m skiff.demo [--data-root DIR]`` once installed.
+``python3 -m skiff.demo [--data-root DIR] [--listen HOST:PORT]`` once installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-import uuid
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
-from skiff.engine.model import Container, GroupSpec, Resources
-from skiff.engine.supervisor import Supervisor
-from skiff.engine.view import GroupView
-from skiff.settings import DEFAULT_DATA_ROOT, NetworkSettings, Settings
-from skiff.testing.images import ImageSpec, LayerBuilder, Layout, busybox_layer, push
-from skiff.testing.registry import running_registry
+from skiff.settings import DEFAULT_DATA_ROOT, ApiSettings
+from skiff.testing.images import ImageSpec, LayerBuilder, Layout, busybox_layer, skopeo_copy
 
 PAGE = b"Hello from a skiff container group!\n"
+IMAGE = "skiff-demo/web:1"
+WEB = "trap 'exit 0' TERM; httpd -f -v -p 80 -h /www & wait"
 
 
 def _web_layer(b: LayerBuilder) -> None:
@@ -40,74 +42,107 @@ def _web_layer(b: LayerBuilder) -> None:
     b.file("www/index.html", PAGE)
 
 
-def _group(image: str) -> GroupSpec:
-    small = Resources(cpu=0.5, memory_gb=0.25)
-    return GroupSpec(
-        id=uuid.uuid4().hex, name="skiff-demo",
-        containers=(
-            # PID 1 ignores SIGTERM unless it traps it: these do, so delete is quick.
-            Container(name="web", image=image, resources=small, command=(
-                "sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait")),
-            Container(name="client", image=image, resources=small, command=(
-                "sh", "-c", "trap 'exit 0' TERM; "
-                            "until wget -q -O- http://127.0.0.1:8080/; do sleep 0.1; done; "
-                            "echo fetched by $(hostname); sleep 3600 & wait")),
-        ))
+def _port_free(listen: str) -> bool:
+    host, _, port = listen.rpartition(":")
+    with socket.socket() as s:
+        try:
+            s.bind((host or "127.0.0.1", int(port)))
+        except OSError:
+            return False
+    return True
 
 
-def _wait(engine: Supervisor, group_id: str, timeout_s: float = 30) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        out = engine.logs(group_id, "client")
-        if "fetched by" in out:
-            return out
-        time.sleep(0.05)
-    return engine.logs(group_id, "client")
-
-
-def _show(view: GroupView) -> None:
-    print(f"  group         {view.name}: {view.state}, address {view.ip}")
-    for container in view.containers:
-        events = ", ".join(e.name for e in container.events)
-        print(f"  container     {container.name}: {container.current.state} ({events})")
-
-
-def run(data_root: Path) -> int:
-    settings = Settings(data_root=data_root, network=NetworkSettings(pool_size=1))
-    print(f"skiff demo: data root {data_root}")
-    engine = Supervisor(settings)
-    ok = False
+@contextlib.contextmanager
+def _server(data_root: Path, listen: str) -> Iterator[dict[str, str]]:
+    """``skiff serve`` in the background; the environment its CLI needs."""
+    process = subprocess.Popen([sys.executable, "-m", "skiff", "serve", "--data-root",
+                                str(data_root), "--listen", listen], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="skiff-demo-") as scratch:
-            work = Path(scratch)
-            layout = Layout(work / "layout")
-            layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer, _web_layer])))
-            with running_registry(work / "registry") as registry:
-                print(f"  registry      docker-registry on {registry.host}")
-                push(work / "layout", "1", registry.host, "demo/web")
-                spec = _group(f"{registry.host}/demo/web:1")
-                start = time.perf_counter()
-                view = engine.run(spec)
-                took = (time.perf_counter() - start) * 1e3
-            print(f"  run group     {took:.0f} ms (pull, network, 2 containers created and "
-                  "started)")
-            out = _wait(engine, spec.id)
-            _show(engine.view(spec.id))
-            for line in out.splitlines():
-                print(f"  | {line}")
-            ok = view.state == "Running" and PAGE.decode().strip() in out
-            start = time.perf_counter()
-            engine.delete(spec.id)
-            print(f"  delete        {(time.perf_counter() - start) * 1e3:.0f} ms (containers, "
-                  "rootfs, network, cgroups, logs)")
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()  # "skiff: serving https://... (data root ...)"
+        if not line.startswith("skiff: serving"):
+            raise RuntimeError(f"skiff serve did not start: {line or process.wait()}")
+        print(f"  $ skiff serve --data-root {data_root} --listen {listen}")
+        print(f"    {line}")
+        env = dict(os.environ, SKIFF_DATA_ROOT=str(data_root), SKIFF_URL=f"https://{listen}")
+        yield env
     finally:
-        for group_id in engine.group_ids():
-            engine.delete(group_id)
-        engine.close()
-        engine.networks.drain_pool()
-        engine.networks.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _skiff(env: dict[str, str], *args: str, show: bool = True) -> str:
+    print("  $ skiff " + " ".join(a if " " not in a else repr(a) for a in args))
+    done = subprocess.run([sys.executable, "-m", "skiff", *args], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"skiff {args[0]} {args[1]} failed: {done.stderr.strip()}")
+    if show:
+        for line in done.stdout.rstrip().splitlines():
+            print(f"    {line}")
+    return done.stdout
+
+
+def run(data_root: Path, listen: str) -> int:
+    print(f"skiff demo: data root {data_root}")
+    if not _port_free(listen):
+        raise SystemExit(f"skiff demo: {listen} is taken (a skiff serve already running?); "
+                         "pass --listen HOST:PORT")
+    with tempfile.TemporaryDirectory(prefix="skiff-demo-") as scratch:
+        layout = Layout(Path(scratch) / "layout")
+        layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer, _web_layer])))
+        archive = Path(scratch) / "web.tar"
+        skopeo_copy(f"oci:{layout.path}:1", f"oci-archive:{archive}:{IMAGE}")
+        env = dict(os.environ, SKIFF_DATA_ROOT=str(data_root))
+        _skiff(env, "image", "import", str(archive), "--name", IMAGE)
+    with _server(data_root, listen) as env:
+        start = time.perf_counter()
+        _skiff(env, "container", "create", "-g", "demo", "-n", "web", "--image", IMAGE,
+               "--cpu", "0.5", "--memory", "0.5", "--ip-address", "Public", "--ports", "80",
+               "--command-line", f"sh -c \"{WEB}\"", "-o", "none")
+        print(f"    (created and Running in {(time.perf_counter() - start) * 1e3:.0f} ms)")
+        _skiff(env, "container", "show", "-g", "demo", "-n", "web", "-o", "table")
+        ip = json.loads(_skiff(env, "container", "show", "-g", "demo", "-n", "web",
+                               "--query", "ipAddress.ip", show=False))
+        print(f"  $ curl http://{ip}/")
+        page = _fetch(f"http://{ip}/")
+        print(f"    {page.decode().strip()}")
+        logs = _wait_for_logs(env)
+        _skiff(env, "container", "delete", "-g", "demo", "-n", "web", "--yes", "-o", "none")
+    ok = page == PAGE and "response:200" in logs
     print("skiff demo: " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1
+
+
+def _fetch(url: str, timeout_s: float = 20) -> bytes:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 -- our group
+                data: bytes = answer.read()
+                return data
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _wait_for_logs(env: dict[str, str], timeout_s: float = 20) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = subprocess.run([sys.executable, "-m", "skiff", "container", "logs", "-g", "demo",
+                              "-n", "web"], env=env, capture_output=True, text=True,
+                             check=False).stdout
+        if "response:200" in out or time.monotonic() > deadline:
+            print("  $ skiff container logs -g demo -n web")
+            for line in out.rstrip().splitlines():
+                print(f"    {line}")
+            return out
+        time.sleep(0.1)
 
 
 def main() -> None:
@@ -115,7 +150,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
                         help=f"where skiff keeps its state (default {DEFAULT_DATA_ROOT})")
-    sys.exit(run(parser.parse_args().data_root))
+    parser.add_argument("--listen", default=ApiSettings.listen,
+                        help=f"where the API listens (default {ApiSettings.listen})")
+    args = parser.parse_args()
+    sys.exit(run(args.data_root, args.listen))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+"""The README's main command keeps working."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from skiff import demo
+from skiff.engine import cgroups
+from skiff.engine.network import Networks, bridge_name
+from skiff.engine.runtime import run_dir_for
+from skiff.testing.registry import free_port
+
+
+def test_demo_runs_a_web_group_through_the_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo serves, imports an image, creates a web group, fetches its page, deletes it."""
+    root = tmp_path / "root"
+    try:
+        assert demo.run(root, f"127.0.0.1:{free_port()}") == 0
+    finally:
+        networks = Networks(root)
+        networks.drain_pool()
+        networks.close()
+        subprocess.run(["ip", "link", "del", bridge_name(root)], capture_output=True,
+                       check=False)
+        cgroups.remove(f"/{run_dir_for(root).name}")
+        shutil.rmtree(run_dir_for(root), ignore_errors=True)
+    out = capsys.readouterr().out
+    assert "Hello from a skiff container group!" in out
+    assert "Running" in out
+    assert "skiff demo: OK" in out
+    assert str(root) not in Path("/proc/self/mountinfo").read_text()
