@@ -1,0 +1,35 @@
+"""The node commands: `skiff token create`, and `skiff serve --help`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from skiff.cli.main import main
+from skiff.store import Store
+
+
+def test_token_create_prints_a_token_bound_to_its_subscription(tmp_path: Path) -> None:
+    """The printed token authenticates, bound to its subscription; only its hash is stored."""
+    result = CliRunner().invoke(main, ["token", "create", "--data-root", str(tmp_path),
+                                       "--subscription", "sub-1", "--name", "ci"])
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip()
+    store = Store(tmp_path / "skiff.db")
+    try:
+        record = store.check_token(secret)
+        assert record is not None
+        assert record.subscription == "sub-1"
+        assert store.check_token(secret + "x") is None
+    finally:
+        store.close()
+    assert secret.encode() not in (tmp_path / "skiff.db").read_bytes()
+
+
+def test_serve_help_names_its_options() -> None:
+    """`skiff serve --help` documents the embedded defaults."""
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--data-root", "--listen", "--location", "--tls-cert", "127.0.0.1:8443"):
+        assert option in result.output
