@@ -37,6 +37,7 @@ from skiff.engine.spec import (
     with_root,
     with_seccomp,
     with_tmpfs,
+    without_compat_syscalls,
 )
 from skiff.errors import InvalidInput, SkiffError, UserNotFound
 
@@ -534,3 +535,14 @@ def test_huge_passwd_is_refused(rootfs: Path) -> None:
         f.truncate(64 << 20)
     with pytest.raises(UserNotFound, match="larger"):
         resolve_user(rootfs, "app")
+
+
+def test_without_compat_syscalls_keeps_only_the_native_abi() -> None:
+    """The filter keeps x86_64 and drops the 32-bit ABIs; nothing else changes."""
+    spec = default_spec()
+    before = json.loads(json.dumps(spec["linux"]["seccomp"]))
+    assert len(before["architectures"]) > 1
+    without_compat_syscalls(spec)
+    after = spec["linux"]["seccomp"]
+    assert after["architectures"] == before["architectures"][:1]
+    assert after["syscalls"] == before["syscalls"]

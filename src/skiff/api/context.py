@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 
@@ -138,8 +139,10 @@ def arm_id(subscription: str, resource_group: str, name: str | None = None) -> s
 
 
 def operation_url(plane_: ControlPlane, subscription: str, location: str, op_id: str) -> str:
-    return (f"{plane_.base_url}/subscriptions/{subscription}/providers/{PROVIDER}/locations/"
-            f"{location}/operations/{op_id}?api-version={API_VERSION}")
+    # Percent-encoded: a header is latin-1, and a subscription may be any text.
+    sub, loc, op = (quote(part, safe="") for part in (subscription, location, op_id))
+    return (f"{plane_.base_url}/subscriptions/{sub}/providers/{PROVIDER}/locations/"
+            f"{loc}/operations/{op}?api-version={API_VERSION}")
 
 
 def lro_headers(plane_: ControlPlane, subscription: str, location: str,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from skiff.api.bodies import RESOURCE_GROUP, request_body
 from skiff.api.context import (
     PROVIDER,
+    ControlPlane,
     Principal,
     arm_id,
     check_api_version,
@@ -17,10 +21,11 @@ from skiff.api.context import (
     json_body,
     plane,
 )
+from skiff.control.reconciler import Reconciler
 from skiff.engine.view import iso
 from skiff.errors import ArmError
 from skiff.models import ContainerGroupBody
-from skiff.store import GroupRecord, ResourceGroupRecord
+from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
 RG = "/subscriptions/{subscription}/resourceGroups/{resource_group}"
@@ -33,7 +38,7 @@ def _rg(record: ResourceGroupRecord) -> dict[str, Any]:
             "tags": record.tags, "properties": {"provisioningState": "Succeeded"}}
 
 
-@router.put(RG)
+@router.put(RG, openapi_extra=request_body(RESOURCE_GROUP))
 async def put_resource_group(subscription: str, resource_group: str, request: Request,
                              token: Principal) -> Response:
     check_subscription(token, subscription)
@@ -81,14 +86,31 @@ def list_resource_groups(subscription: str, request: Request,
     return {"value": [_rg(r) for r in plane(request).store.list_resource_groups(subscription)]}
 
 
+#: Seconds a poll of an operation in progress is held, waiting for the operation to end.
+#: A client polling in a tight loop (rather than after ``Retry-After``) then costs a
+#: couple of waiting requests a second, not the hundreds of answers (and the CPU they
+#: take from the containers being started) it cost when every poll was answered at once;
+#: and any poller hears of the end at once. Short enough that a client obeying
+#: ``Retry-After`` still sees progress every 1.5 s, and far below any read timeout.
+OPERATION_HOLD_S = 0.5
+
+
 @router.get(LOCATION + "/operations/{operation}")
-def operation_status(subscription: str, location: str, operation: str, request: Request,
-                     token: Principal) -> dict[str, Any]:
-    """The status of a long-running operation, as the ARM poller reads it."""
+async def operation_status(subscription: str, location: str, operation: str, request: Request,
+                           token: Principal) -> Response:
+    """The status of a long-running operation, as the ARM poller reads it.
+
+    While the operation is in progress and its group is being reconciled, the answer
+    waits (up to :data:`OPERATION_HOLD_S`) for the reconcile loop to finish with it.
+    """
     check_subscription(token, subscription)
-    op = plane(request).store.get_operation(operation)
-    if op is None or op.subscription.lower() != subscription.lower():
-        raise ArmError(404, "OperationNotFound", f"The operation '{operation}' was not found.")
+    plane_ = plane(request)
+    op = _operation(plane_, subscription, operation)
+    if op.status == "InProgress":
+        group = _operation_group(plane_, op)
+        if group is not None:
+            await _until_idle(plane_.reconciler, group.uid, OPERATION_HOLD_S)
+            op = _operation(plane_, subscription, operation)
     answer: dict[str, Any] = {
         "id": f"/subscriptions/{subscription}/providers/{PROVIDER}/locations/{location}/"
               f"operations/{operation}",
@@ -97,7 +119,41 @@ def operation_status(subscription: str, location: str, operation: str, request: 
         answer["endTime"] = iso(op.ended_at)
     if op.error:
         answer["error"] = op.error
-    return answer
+    # The SDK's poller waits what the latest answer says, else 30 s.
+    headers = {"Retry-After": "1"} if op.status == "InProgress" else None
+    return JSONResponse(answer, headers=headers)
+
+
+def _operation(plane_: ControlPlane, subscription: str, operation: str) -> OperationRecord:
+    op = plane_.store.get_operation(operation)
+    if op is None or op.subscription.lower() != subscription.lower():
+        raise ArmError(404, "OperationNotFound", f"The operation '{operation}' was not found.")
+    return op
+
+
+def _operation_group(plane_: ControlPlane, op: OperationRecord) -> GroupRecord | None:
+    """The container group an operation acts on, if it still exists."""
+    parts = op.resource_id.split("/")
+    if len(parts) != 9 or parts[1].lower() != "subscriptions":
+        return None
+    return plane_.store.get_group(parts[2], parts[4], parts[8])
+
+
+async def _until_idle(reconciler: Reconciler, uid: str, timeout_s: float) -> None:
+    """Wait, without holding a thread, until the reconcile loop is idle on ``uid``."""
+    loop = asyncio.get_running_loop()
+    idle = asyncio.Event()
+
+    def wake() -> None:  # from a reconcile worker
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(idle.set)
+
+    withdraw = reconciler.when_idle(uid, wake)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), timeout_s)
+    finally:
+        withdraw()
 
 
 def _location(request: Request, location: str) -> None:

@@ -609,16 +609,24 @@ def body_from_file(path: Path, name: str | None) -> tuple[str, dict[str, Any]]:
 
 
 def _secrets_of(body: Mapping[str, Any]) -> list[str]:
-    props = body.get("properties") or {}
+    """The secret values of a deployment file, whatever its shape: a file the API
+    will refuse must still be read here, so that its error is the API's."""
+    def mapping(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
+    def items(value: Any) -> list[Mapping[str, Any]]:
+        return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+    props = mapping(body.get("properties"))
     found: list[str] = []
     for key in ("containers", "initContainers"):
-        for c in props.get(key) or []:
-            for env in (c.get("properties") or {}).get("environmentVariables") or []:
+        for c in items(props.get(key)):
+            for env in items(mapping(c.get("properties")).get("environmentVariables")):
                 found.append(str(env.get("secureValue") or ""))
-    found += [str(c.get("password") or "") for c in props.get("imageRegistryCredentials") or []]
-    for volume in props.get("volumes") or []:
-        found.append(str((volume.get("azureFile") or {}).get("storageAccountKey") or ""))
-        found += [str(v) for v in (volume.get("secret") or {}).values()]
+    found += [str(c.get("password") or "") for c in items(props.get("imageRegistryCredentials"))]
+    for volume in items(props.get("volumes")):
+        found.append(str(mapping(volume.get("azureFile")).get("storageAccountKey") or ""))
+        found += [str(v) for v in mapping(volume.get("secret")).values()]
     return found
 
 

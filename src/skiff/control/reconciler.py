@@ -38,6 +38,7 @@ class Reconciler:
         self._resync_s = resync_s
         self._queued: list[str] = []
         self._busy: set[str] = set()
+        self._idle_callbacks: dict[str, list[Callable[[], object]]] = {}
         self._done = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -81,6 +82,30 @@ class Reconciler:
                 self._done.wait(left)
         return True
 
+    def when_idle(self, uid: str, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback`` once ``uid`` is neither queued nor being reconciled: at once,
+        in this thread, if it is idle now; else from the worker that leaves it idle.
+
+        For waiters that must not hold a thread (the API's event loop): the callback
+        only hands the news on, quickly. Returns a function that withdraws it.
+        """
+        with self._done:
+            idle = uid not in self._queued and uid not in self._busy
+            if not idle:
+                self._idle_callbacks.setdefault(uid, []).append(callback)
+        if idle:
+            callback()
+
+        def withdraw() -> None:
+            with self._done:
+                callbacks = self._idle_callbacks.get(uid, [])
+                if callback in callbacks:
+                    callbacks.remove(callback)
+                if not callbacks:
+                    self._idle_callbacks.pop(uid, None)
+
+        return withdraw
+
     def _next(self) -> str | None:
         with self._done:
             while not self._stop.is_set():
@@ -102,6 +127,12 @@ class Reconciler:
                 with self._done:
                     self._busy.discard(uid)
                     self._done.notify_all()
+                    idle = [] if uid in self._queued else self._idle_callbacks.pop(uid, [])
+                for callback in idle:
+                    try:
+                        callback()
+                    except Exception:  # a waiter's failure is not the worker's
+                        log.exception("a callback waiting for group %s failed", uid)
 
     def _resync(self) -> None:
         while not self._stop.wait(self._resync_s):

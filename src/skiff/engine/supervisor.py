@@ -396,7 +396,10 @@ class Supervisor:
         for mount in container.volume_mounts:
             options.append(oci.with_bind(group.volume_paths[mount.name], mount.mount_path,
                                          readonly=mount.read_only))
-        return oci.default_spec(*options, network_path=str(attachment.netns_path))
+        spec = oci.default_spec(*options, network_path=str(attachment.netns_path))
+        if not self.settings.runtime.compat_syscalls:
+            oci.without_compat_syscalls(spec)
+        return spec
 
     def _group_cgroup(self, group: _Group) -> str:
         """The group's cgroup parent: one per node (data root), one per group."""

@@ -1,0 +1,70 @@
+"""The request bodies of the API, as JSON schemas for its OpenAPI description.
+
+The routes read their bodies from the request themselves (ARM's errors, not
+FastAPI's, must answer a bad one: :mod:`skiff.models.parse` validates), so
+FastAPI cannot describe them. These schemas say what the routes take, for
+``/openapi.json`` and the clients and fuzzers that read it; they are abridged
+(the models hold every rule) and never used to validate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# ACI's names: lowercase letters, digits and '-', not at either end (no '--' either,
+# which a pattern cannot say briefly).
+_NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
+_TAGS = {"type": "object", "additionalProperties": {"type": "string"}}
+_PORT = {"type": "object", "required": ["port"], "properties": {
+    "protocol": {"type": "string", "enum": ["TCP", "UDP"]},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}
+_RESOURCES = {"type": "object", "required": ["cpu", "memoryInGB"], "properties": {
+    "cpu": {"type": "number", "exclusiveMinimum": 0},
+    "memoryInGB": {"type": "number", "exclusiveMinimum": 0}}}
+_ENV = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,63}$"},
+    "value": {"type": "string"}, "secureValue": {"type": "string"}}}
+_CONTAINER = {"type": "object", "required": ["name", "properties"], "properties": {
+    "name": _NAME,
+    "properties": {"type": "object", "required": ["image", "resources"], "properties": {
+        "image": {"type": "string", "minLength": 1},
+        "command": {"type": "array", "items": {"type": "string"}},
+        "ports": {"type": "array", "items": _PORT},
+        "environmentVariables": {"type": "array", "items": _ENV},
+        "resources": {"type": "object", "required": ["requests"], "properties": {
+            "requests": _RESOURCES, "limits": _RESOURCES}}}}}}
+
+CONTAINER_GROUP: dict[str, Any] = {
+    "title": "ContainerGroup", "type": "object", "required": ["properties"],
+    "properties": {
+        "location": {"type": "string"},
+        "tags": _TAGS,
+        "properties": {"type": "object", "required": ["containers", "osType"], "properties": {
+            "osType": {"type": "string", "enum": ["Linux", "Windows"]},
+            "restartPolicy": {"type": "string", "enum": ["Always", "OnFailure", "Never"]},
+            "sku": {"type": "string", "enum": ["Standard", "Dedicated", "Confidential"]},
+            "containers": {"type": "array", "minItems": 1, "maxItems": 60, "items": _CONTAINER},
+            "ipAddress": {"type": "object", "required": ["ports", "type"], "properties": {
+                "ports": {"type": "array", "minItems": 1, "maxItems": 5, "items": _PORT},
+                "type": {"type": "string", "enum": ["Public", "Private"]},
+                "dnsNameLabel": {"type": "string"}}}}}}}
+
+TAGS_PATCH: dict[str, Any] = {
+    "title": "Resource", "type": "object", "required": ["tags"], "properties": {"tags": _TAGS}}
+
+EXEC_REQUEST: dict[str, Any] = {
+    "title": "ContainerExecRequest", "type": "object", "required": ["command"], "properties": {
+        "command": {"type": "string", "minLength": 1},
+        "terminalSize": {"type": "object", "properties": {
+            "rows": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "cols": {"type": "integer", "minimum": 1, "maximum": 65535}}}}}
+
+RESOURCE_GROUP: dict[str, Any] = {
+    "title": "ResourceGroup", "type": "object", "required": ["location"], "properties": {
+        "location": {"type": "string"}, "tags": _TAGS}}
+
+
+def request_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A route's ``openapi_extra``: it takes a JSON body of ``schema``."""
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
