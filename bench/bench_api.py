@@ -40,7 +40,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -56,16 +55,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from skiff.api.app import create_app
 from skiff.api.context import PROVIDER
 from skiff.engine import cgroups
 from skiff.models import parse_container_group
-from skiff.server import Server, build
-from skiff.settings import ApiSettings, NetworkSettings, RuntimeSettings, Settings
+from skiff.server import Server
 from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
-from skiff.testing.registry import free_port, running_registry
+from skiff.testing.registry import running_registry
+from skiff.testing.server import running_server
 
 SUB = "11111111-2222-3333-4444-555555555555"
 API = "api-version=2023-05-01"
@@ -96,55 +93,11 @@ class Endpoint:
     token: str
 
 
-def _wait_port(port: int, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError("the skiff server did not start listening")
-
-
 @contextlib.contextmanager
-def running_server(data_root: Path) -> Iterator[tuple[Server, Endpoint]]:
-    """Serve a skiff on ``data_root`` in this process (as tests/e2e does); stop and clean up
-    after: groups, server, network pool, bridge, cgroups, run directory."""
-    port = free_port()
-    settings = Settings(data_root=data_root, api=ApiSettings(listen=f"127.0.0.1:{port}"),
-                        network=NetworkSettings(pool_size=4),
-                        runtime=RuntimeSettings(stop_grace_s=1))
-    server = build(settings)
-    engine = server.plane.engine
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(shutil.rmtree, engine.runtime.run_dir, ignore_errors=True)
-        cleanup.callback(cgroups.remove, f"/{engine.runtime.run_dir.name}")
-        cleanup.callback(subprocess.run, ["ip", "link", "del", engine.networks.bridge],
-                         capture_output=True, check=False)
-        cleanup.callback(engine.networks.drain_pool)
-        cleanup.callback(server.close)
-
-        @cleanup.callback
-        def _delete_groups() -> None:
-            for group_id in engine.group_ids():
-                with contextlib.suppress(Exception):
-                    engine.delete(group_id)
-
-        config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
-                                ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
-                                log_level="warning", lifespan="off", ws="websockets-sansio",
-                                timeout_graceful_shutdown=1)
-        http = uvicorn.Server(config)
-        thread = threading.Thread(target=http.run, name="skiff-bench-server", daemon=True)
-        thread.start()
-
-        @cleanup.callback
-        def _stop_http() -> None:
-            http.should_exit = True
-            thread.join(timeout=10)
-
-        _wait_port(port)
-        token = (data_root / "admin.token").read_text().strip()
-        yield server, Endpoint(server.plane.base_url, str(data_root / "ca.pem"), token)
+def serving(data_root: Path) -> Iterator[tuple[Server, Endpoint]]:
+    """A skiff server in this process (skiff.testing.server) and where clients find it."""
+    with running_server(data_root, pool_size=4) as running:
+        yield running.server, Endpoint(running.url, str(running.ca), running.token)
 
 
 def group_body(image: str) -> dict[str, Any]:
@@ -487,7 +440,7 @@ def main() -> None:
         cleanup.callback(podman.clean)
         podman("pull", "--quiet", "--tls-verify=false", image)
 
-        server, endpoint = cleanup.enter_context(running_server(work / "root"))
+        server, endpoint = cleanup.enter_context(serving(work / "root"))
         client = cleanup.enter_context(client_process(endpoint))
 
         def remote(fn: Any, *fn_args: Any) -> Any:

@@ -87,7 +87,7 @@ def serve(settings: Settings) -> None:
     try:
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
-                                log_level="warning", lifespan="off", ws="websockets",
+                                log_level="warning", lifespan="off", ws="websockets-sansio",
                                 timeout_graceful_shutdown=5)
         log.info("skiff serves %s", server.plane.base_url)
         print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root})",

@@ -1,0 +1,92 @@
+"""A real skiff server (HTTPS, store, reconcile loop, engine) in this process.
+
+For end-to-end tests and benchmarks: it listens on a free loopback port over
+a given data root and, on exit, deletes every group it ran and removes what
+the node set up (network pool, bridge, cgroups, run directory), pass or fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from skiff.api.app import create_app
+from skiff.engine import cgroups
+from skiff.server import Server, build
+from skiff.settings import ApiSettings, NetworkSettings, RuntimeSettings, Settings
+from skiff.testing.registry import free_port
+
+
+@dataclass
+class RunningServer:
+    server: Server
+    url: str
+    ca: Path
+    token: str
+    data_root: Path
+
+    @property
+    def settings(self) -> Settings:
+        return self.server.plane.settings
+
+
+def wait_port(port: int, timeout_s: float = 15) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError("the skiff server did not start listening")
+
+
+@contextlib.contextmanager
+def running_server(data_root: Path, *, pool_size: int = 2,
+                   stop_grace_s: float = 1) -> Iterator[RunningServer]:
+    """Serve a skiff on ``data_root``; stop it and clean up after."""
+    port = free_port()
+    settings = Settings(data_root=data_root, api=ApiSettings(listen=f"127.0.0.1:{port}"),
+                        network=NetworkSettings(pool_size=pool_size),
+                        runtime=RuntimeSettings(stop_grace_s=stop_grace_s))
+    server = build(settings)
+    engine = server.plane.engine
+    with contextlib.ExitStack() as cleanup:  # each step runs even when one before it fails
+        cleanup.callback(shutil.rmtree, engine.runtime.run_dir, ignore_errors=True)
+        cleanup.callback(cgroups.remove, f"/{engine.runtime.run_dir.name}")
+        cleanup.callback(subprocess.run, ["ip", "link", "del", engine.networks.bridge],
+                         capture_output=True, check=False)
+        cleanup.callback(engine.networks.drain_pool)
+        cleanup.callback(server.close)
+
+        @cleanup.callback
+        def _delete_groups() -> None:
+            for group_id in engine.group_ids():
+                with contextlib.suppress(Exception):
+                    engine.delete(group_id)
+
+        config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
+                                ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
+                                log_level="warning", lifespan="off", ws="websockets-sansio",
+                                timeout_graceful_shutdown=1)
+        http = uvicorn.Server(config)
+        thread = threading.Thread(target=http.run, name="skiff-server", daemon=True)
+        thread.start()
+
+        @cleanup.callback
+        def _stop_http() -> None:
+            http.should_exit = True
+            thread.join(timeout=10)
+
+        wait_port(port)
+        token = (data_root / "admin.token").read_text().strip()
+        yield RunningServer(server, server.plane.base_url, data_root / "ca.pem", token,
+                            data_root)
