@@ -397,3 +397,21 @@ def test_restart_pending_when_skiff_stopped_happens_after_it_returns(
     before = engine.run(spec).containers[0].restart_count
     view = wait_view(engine, spec.id, lambda v: v.containers[0].restart_count > before)
     assert view.state == "Running"
+
+
+def test_group_deleted_after_a_restart_before_it_ran_again_leaves_nothing(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """Deleting a group that a previous skiff ran (and this one never did) still kills it."""
+    spec = group(images, box(images, "c", "sleep 300"))
+    first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF)
+    try:
+        cid = first.run(spec).containers[0].cid
+    finally:
+        first.close()
+    assert engine.runtime.status(cid).state == "running"
+    assert engine.view(spec.id).containers[0].cid == cid  # known from its state on disk
+    engine.delete(spec.id)
+    assert engine.runtime.status(cid).state == "missing"
+    assert engine.networks.get(spec.id) is None
+    assert engine.group_ids() == []

@@ -128,11 +128,11 @@ class Supervisor:
         fingerprint = hashlib.sha256(repr(spec).encode()).hexdigest()  # in memory only
         with self._lock:
             group = self._groups.get(spec.id)
-            adopted = group is None
             if group is None:
                 group = _Group(spec, self._load_view(spec))
                 self._groups[spec.id] = group
         with group.lock:
+            adopted = group.fingerprint is None  # its first run() in this process
             if group.fingerprint not in (None, fingerprint):
                 self._redeploy(group)
             group.fingerprint = fingerprint
@@ -220,6 +220,10 @@ class Supervisor:
         with self._lock:
             group = self._groups.pop(group_id, None)
         if group is None:
+            group = self._from_disk(group_id)  # e.g. deleted before run() after a restart
+        if group is None:
+            self.networks.teardown(group_id)
+            self.volumes.cleanup(group_id)
             return
         with group.lock:
             self._teardown(group, remove_logs=True)
@@ -264,9 +268,23 @@ class Supervisor:
     def _group(self, group_id: str) -> _Group:
         with self._lock:
             group = self._groups.get(group_id)
+            if group is None:
+                group = self._from_disk(group_id)
+                if group is not None:
+                    self._groups[group_id] = group
         if group is None:
             raise GroupNotFound(f"container group {group_id} is not on this node")
         return group
+
+    def _from_disk(self, group_id: str) -> _Group | None:
+        """A group this process has not run yet but whose containers may exist (skiff
+        restarted): enough of it to stop, view or delete it. run() brings the rest."""
+        path = self._state_dir / f"{_safe(group_id)}.json"
+        try:
+            view = GroupView.from_json(json.loads(path.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError, KeyError):
+            return None
+        return _Group(GroupSpec(id=group_id, name=view.name, containers=()), view)
 
     def _load_view(self, spec: GroupSpec) -> GroupView:
         path = self._state_dir / f"{_safe(spec.id)}.json"
