@@ -415,3 +415,20 @@ def test_group_deleted_after_a_restart_before_it_ran_again_leaves_nothing(
     assert engine.runtime.status(cid).state == "missing"
     assert engine.networks.get(spec.id) is None
     assert engine.group_ids() == []
+
+
+def test_group_stopped_before_a_restart_starts_with_its_definition(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """A group a previous skiff stopped starts again when given its definition."""
+    spec = group(images, box(images, "c", "echo up; sleep 300"))
+    first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF)
+    try:
+        first.run(spec)
+        first.stop(spec.id)
+    finally:
+        first.close()
+    assert engine.view(spec.id).state == "Stopped"
+    view = engine.start(spec.id, spec)
+    assert view.state == "Running"
+    assert view.containers[0].current.state == "Running"

@@ -197,8 +197,9 @@ class Supervisor:
             self._persist(group)
             return self._snapshot(group)
 
-    def start(self, group_id: str) -> GroupView:
-        """Start a stopped group again, from its init containers."""
+    def start(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
+        """Start a stopped group again, from its init containers (with ``spec`` when
+        given: a skiff that restarted knows the group's definition from its caller)."""
         group = self._group(group_id)
         with group.lock:
             group.view.stopped = False
@@ -207,13 +208,13 @@ class Supervisor:
             group.restart_at.clear()
             for view in group.view.all_containers():
                 view.transition(State("Waiting", None, None, None, "Starting"))
-            spec = group.spec
+            spec = spec or group.spec
         return self.run(spec)
 
-    def restart(self, group_id: str) -> GroupView:
+    def restart(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
         """Restart every container of the group in place."""
         self.stop(group_id)
-        return self.start(group_id)
+        return self.start(group_id, spec)
 
     def delete(self, group_id: str) -> None:
         """Kill the group's containers and remove everything of it. Idempotent."""
