@@ -643,7 +643,7 @@ def test_wss_is_verified_with_the_same_ca(tmp_path: Path) -> None:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         uri = f"wss://127.0.0.1:{server.socket.getsockname()[1]}/"
-        client = SkiffClient(BASE, "tok", ca=str(tmp_path / "ca.pem"), timeout=5)
+        client = SkiffClient(BASE, "tok", ca=str(tmp_path / "ca.pem"), timeout=30)
         with client.websocket(WebSocketTarget(uri, "pw")) as ws:
             assert ws.recv() == "out"
         with pytest.raises(ApiError, match="SKIFF_CA"), SkiffClient(BASE, "tok").websocket(
