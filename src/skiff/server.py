@@ -1,12 +1,15 @@
 """``skiff serve``: the API, the store, the reconcile loop and the engine in one process.
 
 On first start it makes the data root's CA and certificates and an admin
-token (``<data root>/admin.token``, 0600). SIGTERM stops the server, not the
+token (``<data root>/admin.token``, 0600). With ``DnsSettings.listen`` it
+also serves groups' name labels over DNS (:mod:`skiff.control.names`),
+relaying other names to the host's resolvers. SIGTERM stops the server, not the
 containers: conmon keeps them, and the next start adopts them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass
@@ -17,7 +20,9 @@ import uvicorn
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
+from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
+from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.supervisor import Supervisor
 from skiff.settings import Settings
 from skiff.store import Store
@@ -34,9 +39,13 @@ class Server:
     port: int
     cert: Path
     key: Path
+    #: The DNS server for name labels; None without ``DnsSettings.listen``.
+    dns: DnsServer | None = None
 
     def close(self) -> None:
         self.plane.reconciler.stop()
+        if self.dns is not None:
+            self.dns.stop()
         self.plane.engine.close()
         self.plane.engine.networks.close()
         self.plane.store.close()
@@ -46,6 +55,21 @@ def split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)
+
+
+def start_dns(settings: Settings) -> tuple[DnsServer | None, Zone | None]:
+    """The DNS server for name labels, started, and its zone; (None, None) without
+    ``DnsSettings.listen``. NetworkError if it cannot listen there."""
+    if settings.dns.listen is None:
+        return None, None
+    host, port = split_listen(settings.dns.listen)
+    # The SOA/NS glue must be an address clients reach: a wildcard is not one.
+    ns_ip = "127.0.0.1" if ipaddress.ip_address(host).is_unspecified else host
+    zone = Zone(settings.dns.zone, ttl=settings.dns.ttl, ns_ip=ns_ip)
+    server = DnsServer([zone], listen=[(host, port)],
+                       upstreams=host_nameservers(settings.network.resolv_conf))
+    server.start()
+    return server, zone
 
 
 def ensure_admin_token(data_root: Path, store: Store) -> Path:
@@ -73,12 +97,20 @@ def build(settings: Settings) -> Server:
     store = Store(root / "skiff.db")
     ensure_admin_token(root, store)
     engine = Supervisor(settings)
-    reconciler = Reconciler(store, engine, workers=settings.api.workers)
+    try:
+        dns, zone = start_dns(settings)
+    except BaseException:
+        engine.close()
+        engine.networks.close()
+        store.close()
+        raise
+    reconciler = Reconciler(store, engine, workers=settings.api.workers,
+                            names=Names(settings.dns, zone))
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
     plane = ControlPlane(settings, store, engine, reconciler, base)
     reconciler.start()
-    return Server(plane, host, port, cert, key)
+    return Server(plane, host, port, cert, key, dns)
 
 
 def serve(settings: Settings) -> None:

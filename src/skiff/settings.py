@@ -162,6 +162,24 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DnsSettings:
+    """The names groups get from their ``dnsNameLabel`` (see skiff.models.labels)."""
+
+    #: Where the authoritative DNS server for name labels listens
+    #: (``HOST:PORT``, UDP and TCP). None: no DNS server; groups' FQDNs are
+    #: still answered by the API.
+    listen: str | None = None
+    #: The zone below which groups are named: ``<label>.<location>.<zone>``.
+    zone: str = "skiff.internal"
+    #: Seconds resolvers may keep an answer, negative ones included: short,
+    #: since groups come and go and their addresses change.
+    ttl: int = 5
+    #: The tenant identity that ``TenantReuse`` labels hash: one tenant per
+    #: skiff server. Changing it renames every TenantReuse group.
+    tenant: str = "skiff"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a skiff node needs to know."""
 
@@ -173,6 +191,7 @@ class Settings:
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
 
     @property
     def images_root(self) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from skiff.engine import cgroups
+from skiff.engine import cgroups, firewall
 from skiff.engine.network import bridge_name
 from skiff.engine.runtime import run_dir_for
 from skiff.testing.registry import free_port
@@ -73,6 +73,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
             cleanup.callback(cgroups.remove, f"/{run_dir_for(root).name}")
             cleanup.callback(subprocess.run, ["ip", "link", "del", bridge_name(root)],
                              capture_output=True, check=False)
+            cleanup.callback(firewall.remove_host_guard, bridge_name(root))
             cleanup.callback(_drain_pool, root)
             cleanup.callback(_delete_everything, server)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from skiff import demo
-from skiff.engine import cgroups
+from skiff.engine import cgroups, firewall
 from skiff.engine.network import Networks, bridge_name
 from skiff.engine.runtime import run_dir_for
 from skiff.testing.registry import free_port
@@ -28,6 +28,7 @@ def test_demo_runs_a_web_group_through_the_api(
         networks.close()
         subprocess.run(["ip", "link", "del", bridge_name(root)], capture_output=True,
                        check=False)
+        firewall.remove_host_guard(bridge_name(root))
         cgroups.remove(f"/{run_dir_for(root).name}")
         shutil.rmtree(run_dir_for(root), ignore_errors=True)
     out = capsys.readouterr().out

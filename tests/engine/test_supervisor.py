@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import cgroups
+from skiff.engine import cgroups, firewall
 from skiff.engine.model import (
     Container,
     EmptyDirVolume,
@@ -21,6 +21,7 @@ from skiff.engine.model import (
     ExecAction,
     GroupSpec,
     HttpGetAction,
+    Port,
     Probe,
     RegistryCredentialSpec,
     Resources,
@@ -56,6 +57,7 @@ def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
             cleanup.callback(cgroups.remove, f"/{supervisor.runtime.run_dir.name}")
             cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
                              capture_output=True, check=False)
+            cleanup.callback(firewall.remove_host_guard, networks.bridge)
             cleanup.callback(networks.close)
             cleanup.callback(networks.drain_pool)
             cleanup.callback(supervisor.close)
@@ -432,3 +434,50 @@ def test_group_stopped_before_a_restart_starts_with_its_definition(
     view = engine.start(spec.id, spec)
     assert view.state == "Running"
     assert view.containers[0].current.state == "Running"
+
+
+def test_only_the_ip_address_ports_are_reachable_and_adoption_restores_the_filter(
+    engine: Supervisor, images: BuiltImages
+) -> None:
+    """ipAddress.ports are reachable from another namespace on the bridge, other ports
+    are not; the host is guarded; a new supervisor re-applies a lost filter."""
+    web = box(images, "web", "mkdir /www; echo hi > /www/index.html; "
+                             "httpd -p 8080 -h /www; httpd -f -p 8081 -h /www")
+    spec = group(images, web, ip_ports=(Port(8080),))
+    other = engine.networks.setup("outsider", "outsider")
+    try:
+        def fetch(ip: str, port: int) -> int:
+            return subprocess.run(
+                ["nsenter", f"--net={other.netns_path}", "timeout", "3", "busybox", "wget",
+                 "-q", "-O-", f"http://{ip}:{port}/"],
+                capture_output=True, timeout=10, check=False).returncode
+
+        def rules(netns: Path) -> str:
+            return subprocess.run(["nsenter", f"--net={netns}", "nft", "list", "ruleset"],
+                                  capture_output=True, check=True, text=True).stdout
+
+        first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF)
+        try:
+            ip = first.run(spec).ip
+            assert ip is not None
+            attachment = engine.networks.get(spec.id)
+            assert attachment is not None
+            assert "tcp dport 8080 accept" in rules(attachment.netns_path)
+            assert firewall.host_guard_installed(engine.networks.bridge)
+            deadline = time.monotonic() + 10
+            while fetch(ip, 8080) != 0:
+                assert time.monotonic() < deadline, "the declared port never answered"
+                time.sleep(0.1)
+            assert fetch(ip, 8081) != 0
+            subprocess.run(["nsenter", f"--net={attachment.netns_path}", "nft", "delete",
+                            "table", "inet", "skiff"], check=True)
+            assert fetch(ip, 8081) == 0  # the test tells a filtered port from an open one
+        finally:
+            first.close()  # skiff goes away; conmon keeps the container
+            view = engine.run(spec)  # the next skiff adopts it (and the fixture deletes it)
+        assert view.state == "Running"
+        assert "tcp dport 8080 accept" in rules(attachment.netns_path)
+        assert fetch(ip, 8081) != 0
+        assert fetch(ip, 8080) == 0
+    finally:
+        engine.networks.teardown("outsider")

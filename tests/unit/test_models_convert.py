@@ -91,6 +91,14 @@ def test_optional_fields_and_defaults() -> None:
         initial_delay_s=3, period_s=7, timeout_s=2, failure_threshold=5, success_threshold=2)
 
 
+def test_ip_address_ports_map_and_no_ip_address_means_no_ports() -> None:
+    """ipAddress.ports become the spec's ip_ports; a group without ipAddress has none."""
+    assert spec().ip_ports == (engine.Port(80, "TCP"),)
+    body = group_body()
+    body["properties"].pop("ipAddress")
+    assert to_engine_spec(parse(body), group_id="g", name="mygroup").ip_ports == ()
+
+
 def test_a_stored_azure_file_volume_is_refused_not_replaced() -> None:
     """A stored azureFile volume raises rather than quietly becoming an emptyDir."""
     stored = parse(group_body()).to_stored()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 
 import click
 
-from skiff.settings import DEFAULT_DATA_ROOT, ApiSettings, Settings
+from skiff.settings import DEFAULT_DATA_ROOT, ApiSettings, DnsSettings, Settings
 
 _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
                           default=DEFAULT_DATA_ROOT, show_default=True, envvar="SKIFF_DATA_ROOT",
@@ -21,7 +22,10 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
 @click.option("--location", default=ApiSettings.location, show_default=True,
               help="The location (region) name this skiff serves.")
 @click.option("--dns-listen", default=None, metavar="HOST:PORT",
-              help="Where the DNS server for name labels listens (not yet served).")
+              help="Serve groups' dnsNameLabel names over DNS (UDP and TCP) here; "
+                   "default: no DNS server.")
+@click.option("--dns-zone", default=DnsSettings.zone, show_default=True,
+              help="The zone groups are named in: <label>.<location>.<zone>.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An operator's certificate instead of skiff's own CA's.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -30,7 +34,7 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
               help="Admit groups up to this many times the host's CPUs and memory.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
-          tls_cert: Path | None, tls_key: Path | None, overcommit: float,
+          dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
           verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
@@ -44,10 +48,24 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    del dns_listen  # the DNS server for name labels comes with networking (a later change)
+    if dns_listen is not None:
+        _check_dns_listen(dns_listen)
     api = ApiSettings(listen=listen, location=location, tls_cert=tls_cert, tls_key=tls_key,
                       overcommit=overcommit)
-    run_server(Settings(data_root=data_root, api=api))
+    dns = DnsSettings(listen=dns_listen, zone=dns_zone)
+    run_server(Settings(data_root=data_root, api=api, dns=dns))
+
+
+def _check_dns_listen(listen: str) -> None:
+    """``--dns-listen`` must be an IP literal and a port: DNS servers are named by address."""
+    host, _, port = listen.rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]") or "127.0.0.1")
+        valid = 0 <= int(port) < 65536
+    except ValueError:
+        valid = False
+    if not valid:
+        raise click.BadParameter(f"{listen!r} is not IP:PORT", param_hint="--dns-listen")
 
 
 @click.group()

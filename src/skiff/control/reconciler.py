@@ -6,6 +6,10 @@ moment and started again picks up exactly where it was: at start-up every
 group is reconciled (running containers are adopted by the engine, not
 restarted), and a periodic resync catches anything missed.
 
+Groups' DNS names follow what each converge ends in (:mod:`skiff.control.names`):
+published when the group reaches Succeeded with an address, withdrawn when it
+is deleted, stopped or failed.
+
 Each group is handled by one worker at a time; a generation number guards
 against writing the result of an old definition over a newer one.
 """
@@ -18,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from skiff.control.names import Names
 from skiff.engine.model import GroupSpec
 from skiff.engine.supervisor import Supervisor
 from skiff.engine.view import GroupView
@@ -32,9 +37,10 @@ class Reconciler:
     """Worker threads converging each group of the store on the engine."""
 
     def __init__(self, store: Store, engine: Supervisor, *, workers: int = 4,
-                 resync_s: float = 30.0) -> None:
+                 resync_s: float = 30.0, names: Names | None = None) -> None:
         self.store = store
         self.engine = engine
+        self.names = names
         self._workers = workers
         self._resync_s = resync_s
         self._queued: list[str] = []
@@ -47,6 +53,8 @@ class Reconciler:
     # ---- running ----------------------------------------------------------
 
     def start(self) -> None:
+        if self.names is not None:
+            self.names.populate(self.store, self.engine)
         for record in self.store.pending_work():
             self.kick(record.uid)
         for i in range(self._workers):
@@ -147,13 +155,16 @@ class Reconciler:
         """Make the engine match the store for group ``uid``, once."""
         record = self.store.get_group_by_uid(uid)
         if record is None:
+            self._withdraw(uid)
             return
         if record.desired == "deleted":
+            self._withdraw(uid)
             self.engine.delete(uid)
             self._finish(record, "Succeeded")
             self.store.remove_group(uid)
             return
         if record.desired == "stopped":
+            self._withdraw(uid)
             self._quietly(lambda: self.engine.stop(uid))
             self._finish(record, "Succeeded")
             return
@@ -168,17 +179,25 @@ class Reconciler:
                 self._quietly(lambda: self.engine.restart(uid, spec))
             view = self._run_or_start(uid, spec)
         except SkiffError as exc:
+            self._withdraw(uid)
             error = {"code": exc.code, "message": exc.message}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
             return
         if view.failure is not None:
+            self._withdraw(uid)
             error = {"code": "ContainerGroupDeploymentFailed", "message": view.failure}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
             return
+        if self.names is not None:
+            self.names.publish(record, view.ip)
         self.store.set_provisioning(uid, "Succeeded", generation=record.generation)
         self._finish(record, "Succeeded")
+
+    def _withdraw(self, uid: str) -> None:
+        if self.names is not None:
+            self.names.withdraw(uid)
 
     def _run_or_start(self, uid: str, spec: GroupSpec) -> GroupView:
         try:

@@ -149,3 +149,5 @@ class GroupSpec:
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     credentials: tuple[RegistryCredentialSpec, ...] = ()
     dns: DnsConfig | None = None
+    #: ``ipAddress.ports``: the only ports reachable from outside the group.
+    ip_ports: tuple[Port, ...] = ()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skiff.engine import cgroups
+from skiff.engine import cgroups, firewall
 from skiff.engine import spec as oci
 from skiff.engine.images import Image, ImageStore, RegistryCredential
 from skiff.engine.model import Container, GroupSpec, RestartPolicy
@@ -113,6 +113,7 @@ class Supervisor:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8,
                                                            thread_name_prefix="skiff-engine")
         self._interval = monitor_interval_s
+        self._guarded = False  # whether the host's guard for the bridge is installed
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="skiff-monitor", daemon=True)
         self._monitor.start()
@@ -322,7 +323,7 @@ class Supervisor:
         # lets the container's process run.
         pulls = {ref: self._pool.submit(self.images.pull, ref, creds)
                  for ref in dict.fromkeys(wanted.values())}
-        network = self._pool.submit(self.networks.setup, spec.id, spec.name, spec.dns)
+        network = self._pool.submit(self._network, spec)
         try:
             group.volume_paths = self.volumes.prepare(spec.id, spec.volumes)
         except SkiffError as exc:
@@ -340,6 +341,19 @@ class Supervisor:
         except SkiffError as exc:
             self._fail(group, f"network could not be set up: {exc.message}")
         group.prepared = group.failed_reason is None
+
+    def _network(self, spec: GroupSpec) -> Attachment:
+        """The group's network, filtered: only ``ip_ports`` reachable from outside
+        the group (re-applied on every preparation, so adoption restores it), and
+        the host guarded from the groups (once per supervisor). The gateway, the
+        node itself, is trusted: it runs the HTTP probes."""
+        attachment = self.networks.setup(spec.id, spec.name, spec.dns)
+        if not self._guarded:
+            firewall.install_host_guard(self.networks.bridge, attachment.gateway)
+            self._guarded = True
+        firewall.apply_group_filter(attachment.netns_path, spec.ip_ports,
+                                    trusted=attachment.gateway)
+        return attachment
 
     def _pulled(self, group: _Group, name: str, ref: str,
                 pull: concurrent.futures.Future[Image]) -> bool:

@@ -52,6 +52,8 @@ def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str) -> eng
             for c in props.image_registry_credentials
         ),
         dns=dns,
+        ip_ports=tuple(engine.Port(port=q.port, protocol=q.protocol)
+                       for q in (props.ip_address.ports if props.ip_address else [])),
     )
 
 

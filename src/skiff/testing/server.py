@@ -20,9 +20,9 @@ from pathlib import Path
 import uvicorn
 
 from skiff.api.app import create_app
-from skiff.engine import cgroups
+from skiff.engine import cgroups, firewall
 from skiff.server import Server, build
-from skiff.settings import ApiSettings, NetworkSettings, RuntimeSettings, Settings
+from skiff.settings import ApiSettings, DnsSettings, NetworkSettings, RuntimeSettings, Settings
 from skiff.testing.registry import free_port
 
 
@@ -50,13 +50,17 @@ def wait_port(port: int, timeout_s: float = 15) -> None:
 
 
 @contextlib.contextmanager
-def running_server(data_root: Path, *, pool_size: int = 2,
-                   stop_grace_s: float = 1) -> Iterator[RunningServer]:
-    """Serve a skiff on ``data_root``; stop it and clean up after."""
+def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float = 1,
+                   dns_listen: str | None = None) -> Iterator[RunningServer]:
+    """Serve a skiff on ``data_root``; stop it and clean up after.
+
+    ``dns_listen`` (``HOST:PORT``): serve name labels over DNS there too.
+    """
     port = free_port()
     settings = Settings(data_root=data_root, api=ApiSettings(listen=f"127.0.0.1:{port}"),
                         network=NetworkSettings(pool_size=pool_size),
-                        runtime=RuntimeSettings(stop_grace_s=stop_grace_s))
+                        runtime=RuntimeSettings(stop_grace_s=stop_grace_s),
+                        dns=DnsSettings(listen=dns_listen))
     server = build(settings)
     engine = server.plane.engine
     with contextlib.ExitStack() as cleanup:  # each step runs even when one before it fails
@@ -64,6 +68,7 @@ def running_server(data_root: Path, *, pool_size: int = 2,
         cleanup.callback(cgroups.remove, f"/{engine.runtime.run_dir.name}")
         cleanup.callback(subprocess.run, ["ip", "link", "del", engine.networks.bridge],
                          capture_output=True, check=False)
+        cleanup.callback(firewall.remove_host_guard, engine.networks.bridge)
         cleanup.callback(engine.networks.drain_pool)
         cleanup.callback(server.close)
 
