@@ -351,10 +351,14 @@ class ConmonRuntime:
         except FileNotFoundError:
             return False
         os.replace(log, older)
+        if self._conmon_pid(cid) is None:
+            _trim_head(older, half)  # nothing writes any more: cut it to size now
+            return True
         try:
             fd = os.open(base / "ctl", os.O_WRONLY | os.O_NONBLOCK)
         except OSError:
-            return True  # conmon is gone: nothing writes the log any more
+            _trim_head(older, half)  # conmon just left
+            return True
         try:
             os.write(fd, _REOPEN_LOGS)
         finally:
