@@ -24,6 +24,7 @@ from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.supervisor import Supervisor
+from skiff.errors import SkiffError
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -72,6 +73,18 @@ def start_dns(settings: Settings) -> tuple[DnsServer | None, Zone | None]:
     return server, zone
 
 
+def _serve_groups(dns: DnsServer, engine: Supervisor) -> None:
+    """Answer the groups too: on port 53 of their gateway (resolv.conf cannot name a
+    port), where their resolv.conf then points. Without it they use the host's."""
+    gateway = engine.networks.gateway()
+    try:
+        dns.add_listener(gateway, 53, freebind=True)  # the bridge may not exist yet
+    except SkiffError as exc:
+        log.warning("groups keep the host's resolvers: %s", exc.message)
+        return
+    engine.networks.resolver = gateway
+
+
 def ensure_admin_token(data_root: Path, store: Store) -> Path:
     """The admin token's file; made (with a new token) on first start."""
     path = data_root / "admin.token"
@@ -104,6 +117,8 @@ def build(settings: Settings) -> Server:
         engine.networks.close()
         store.close()
         raise
+    if dns is not None:
+        _serve_groups(dns, engine)
     reconciler = Reconciler(store, engine, workers=settings.api.workers,
                             names=Names(settings.dns, zone))
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check

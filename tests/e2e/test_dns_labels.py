@@ -173,3 +173,29 @@ def test_subscription_reuse_names_follow_the_subscription(
     gone(http, url("a"))
     assert fqdn(http.put(url("b", rg="rg2"),
                          json=body(images, "shared1", "SubscriptionReuse"))) == first
+
+
+def test_containers_resolve_name_labels_through_the_gateway(
+    named: tuple[RunningServer, int], images: BuiltImages
+) -> None:
+    """A container's resolv.conf names skiff's resolver on the gateway, which answers
+    another group's name label with that group's address."""
+    skiff, _ = named
+    http = client(skiff)
+    assert http.put(url("target"), json=body(images, "target-web")).status_code == 201
+    target = settle(http, url("target"))
+    fqdn, ip = target["properties"]["ipAddress"]["fqdn"], target["properties"]["ipAddress"]["ip"]
+    asker = body(images, "asker-web")
+    command = f"cat /etc/resolv.conf; until nslookup {fqdn}; do sleep 0.2; done; sleep 300"
+    asker["properties"]["containers"][0]["properties"]["command"] = ["sh", "-c", command]
+    assert http.put(url("asker"), json=asker).status_code == 201
+    settle(http, url("asker"))
+    gateway = skiff.server.plane.engine.networks.gateway()
+    deadline = time.monotonic() + 30
+    while True:
+        logs = http.get(url("asker").replace(API, "") + f"/containers/c/logs{API}").json()
+        if ip in logs["content"].split("Name:")[-1]:
+            break
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.1)
+    assert f"nameserver {gateway}" in logs["content"]

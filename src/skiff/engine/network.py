@@ -349,6 +349,9 @@ class Networks:
     def __init__(self, data_root: Path, settings: NetworkSettings | None = None) -> None:
         self.data_root = data_root
         self.settings = settings or NetworkSettings()
+        #: A resolver the groups use instead of the host's (skiff's DNS server on the
+        #: bridge gateway: it answers name labels and relays the rest), once one listens.
+        self.resolver: str | None = None
         tag = root_tag(data_root)
         self.bridge = bridge_name(data_root)
         self.network_name = f"skiff-{tag}"
@@ -628,7 +631,13 @@ class Networks:
                           hostname_file=group_dir / "hostname",
                           resolv_conf=group_dir / "resolv.conf")
 
+    def gateway(self) -> str:
+        """The bridge's address, the groups' gateway: the first of the subnet."""
+        return str(ipaddress.IPv4Network(self.subnet).network_address + 1)
+
     def _resolv_conf(self, dns: DnsConfig | None) -> str:
+        if self.resolver is not None:
+            return render_resolv_conf(f"nameserver {self.resolver}\n", dns)
         texts = []
         for path in (self.settings.resolv_conf, _RESOLVED_UPSTREAMS):
             try:
