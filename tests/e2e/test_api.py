@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
@@ -30,13 +31,7 @@ def body(images: BuiltImages, cpu: float = 0.1, script: str = "sleep 300") -> di
 
 
 def settle(http: httpx.Client, name: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        group: dict[str, Any] = http.get(f"{GROUPS}/{name}{API}").json()
-        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
-            return group
-        assert time.monotonic() < deadline, group
-        time.sleep(0.05)
+    return settled(http, f"{GROUPS}/{name}{API}", timeout_s)
 
 
 def start_time(group: dict[str, Any]) -> str:

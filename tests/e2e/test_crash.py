@@ -20,6 +20,7 @@ from skiff.engine import cgroups, firewall
 from skiff.engine.network import bridge_name
 from skiff.engine.runtime import run_dir_for
 from skiff.testing.registry import free_port
+from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 
 SUB = "crash-test"
@@ -109,13 +110,7 @@ def _body(images: BuiltImages) -> dict[str, Any]:
 
 
 def _settled(client: httpx.Client, name: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        group: dict[str, Any] = client.get(f"{GROUPS}/{name}{API}").json()
-        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
-            return group
-        assert time.monotonic() < deadline, f"{name} did not settle: {group}"
-        time.sleep(0.05)
+    return settled(client, f"{GROUPS}/{name}{API}", timeout_s)
 
 
 def test_sigkill_loses_no_group_duplicates_none_and_adopts_containers(

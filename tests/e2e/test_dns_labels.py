@@ -17,6 +17,7 @@ import pytest
 from skiff.control.names import Names
 from skiff.dns import Zone
 from skiff.testing.registry import free_port
+from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer, running_server
 
@@ -53,14 +54,6 @@ def body(images: BuiltImages, label: str, scope: str | None = None) -> dict[str,
             "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}
 
 
-def settle(http: httpx.Client, path: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        group: dict[str, Any] = http.get(path).json()
-        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
-            return group
-        assert time.monotonic() < deadline, group
-        time.sleep(0.05)
 
 
 def gone(http: httpx.Client, path: str, timeout_s: float = 30) -> None:
@@ -91,7 +84,7 @@ def test_a_label_is_answered_over_dns_and_held_until_its_group_is_gone(
     assert created.status_code == 201, created.text
     fqdn = "webapp1.local.skiff.internal"
     assert created.json()["properties"]["ipAddress"]["fqdn"] == fqdn
-    group = settle(http, url("one"))
+    group = settled(http, url("one"))
     assert group["properties"]["provisioningState"] == "Succeeded", group
     assert group["properties"]["ipAddress"]["fqdn"] == fqdn
     ip = group["properties"]["ipAddress"]["ip"]
@@ -138,7 +131,7 @@ def test_a_label_is_answered_over_dns_and_held_until_its_group_is_gone(
     assert ask(port, fqdn).rcode() == dns.rcode.NXDOMAIN
     reused = http.put(url("two", rg="other"), json=body(images, "webapp1"))
     assert reused.status_code == 201, reused.text
-    assert settle(http, url("two", rg="other"))["properties"]["provisioningState"] == "Succeeded"
+    assert settled(http, url("two", rg="other"))["properties"]["provisioningState"] == "Succeeded"
     assert addresses(ask(port, fqdn)) == [
         http.get(url("two", rg="other")).json()["properties"]["ipAddress"]["ip"]]
 
@@ -183,13 +176,13 @@ def test_containers_resolve_name_labels_through_the_gateway(
     skiff, _ = named
     http = client(skiff)
     assert http.put(url("target"), json=body(images, "target-web")).status_code == 201
-    target = settle(http, url("target"))
+    target = settled(http, url("target"))
     fqdn, ip = target["properties"]["ipAddress"]["fqdn"], target["properties"]["ipAddress"]["ip"]
     asker = body(images, "asker-web")
     command = f"cat /etc/resolv.conf; until nslookup {fqdn}; do sleep 0.2; done; sleep 300"
     asker["properties"]["containers"][0]["properties"]["command"] = ["sh", "-c", command]
     assert http.put(url("asker"), json=asker).status_code == 201
-    settle(http, url("asker"))
+    settled(http, url("asker"))
     gateway = skiff.server.plane.engine.networks.gateway()
     deadline = time.monotonic() + 30
     while True:

@@ -33,7 +33,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,6 @@ class ExecSession:
 
     process: subprocess.Popen[bytes]
     terminal: int | None = None  # the pty master's fd when a TTY was asked for
-    _closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
         if self.terminal is not None:
@@ -108,9 +107,6 @@ class ConmonRuntime:
         if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", cid):
             raise RuntimeFailure(f"invalid container id {cid!r}")
         return self.root / cid
-
-    def log_path(self, cid: str) -> Path:
-        return self.dir(cid) / "ctr.log"
 
     def _runtime(self, *args: str, check: bool = True,
                  timeout: float = 30) -> subprocess.CompletedProcess[str]:

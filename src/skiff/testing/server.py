@@ -16,7 +16,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import uvicorn
 
 from skiff.api.app import create_app
@@ -95,3 +97,14 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
         token = (data_root / "admin.token").read_text().strip()
         yield RunningServer(server, server.plane.base_url, data_root / "ca.pem", token,
                             data_root)
+
+
+def settled(http: httpx.Client, path: str, timeout_s: float = 30) -> dict[str, Any]:
+    """GET the group at ``path`` until its provisioningState is Succeeded or Failed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        group: dict[str, Any] = http.get(path).json()
+        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
+            return group
+        assert time.monotonic() < deadline, f"{path} did not settle: {group}"
+        time.sleep(0.05)
