@@ -76,13 +76,18 @@ def start_dns(settings: Settings) -> tuple[DnsServer | None, Zone | None]:
 def _serve_groups(dns: DnsServer, engine: Supervisor) -> None:
     """Answer the groups too: on port 53 of their gateway (resolv.conf cannot name a
     port), where their resolv.conf then points. Without it they use the host's."""
-    gateway = engine.networks.gateway()
     try:
-        dns.add_listener(gateway, 53, freebind=True)  # the bridge may not exist yet
+        # The bridge may not exist yet; subnets' gateways: those of the groups there.
+        for gateway in engine.networks.gateways():
+            dns.add_listener(gateway, 53, freebind=True)
     except SkiffError as exc:
         log.warning("groups keep the host's resolvers: %s", exc.message)
         return
-    engine.networks.resolver = gateway
+
+    def serve(gateway: str) -> None:
+        dns.add_listener(gateway, 53, freebind=True)
+
+    engine.networks.serve_dns = serve
 
 
 def ensure_admin_token(data_root: Path, store: Store) -> Path:

@@ -62,6 +62,18 @@ class RuntimeSettings:
     runtime: str = "/usr/sbin/runc"
     #: The container monitor.
     conmon: str = "conmon"
+    #: gVisor's OCI runtime, for groups with ``isolation="sandbox"``. It runs
+    #: with ``--network=host`` inside each group's network namespace (its
+    #: netstack refuses to start on these hosts), every call in that namespace.
+    runsc: str = "/usr/bin/runsc"
+    #: More global runsc flags, e.g. ``("--platform=kvm",)`` or
+    #: ``("--debug", "--debug-log=/tmp/runsc/")``. The default platform is ptrace,
+    #: which needs no virtualisation (nested KVM hangs on these hosts).
+    runsc_flags: tuple[str, ...] = ()
+    #: CPU cores a sandbox may use while gVisor boots (its kernel is a Go
+    #: program that starts several threads); the group's real limit is set
+    #: once the sandbox runs, before any container of the group starts.
+    sandbox_startup_cpu: float = 1.0
     #: Runtime state, sockets and exit files; default /run/skiff-<hash of the
     #: data root>, short because unix socket paths are limited to 108 bytes.
     run_dir: Path | None = None
@@ -75,6 +87,19 @@ class RuntimeSettings:
     #: does. Off: the compat layer is attack surface few images need, and each
     #: ABI's seccomp filter costs runc ≈ 5 ms at every container start.
     compat_syscalls: bool = False
+    #: Remap users (runc only): ``(first host id, count)``. Each container gets a
+    #: user namespace where ids 0..count-1 are host ids first..first+count-1, for
+    #: users and groups, so its root is an unprivileged user on the host. The image
+    #: layers are shown to it through idmapped mounts (Linux 5.19+). None: no user
+    #: namespace, container ids are host ids. Privileged containers never remap.
+    userns: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.userns is not None:
+            first, count = self.userns
+            # Host id 0 would map the container's root to the host's; 2^32-1 is "no id".
+            if first <= 0 or count <= 0 or first + count > 2**32 - 1:
+                raise ValueError(f"invalid userns range {first}:{count}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +109,12 @@ class NetworkSettings:
     #: IPv4 subnet (CIDR) the groups' addresses come from. None: a /23 in
     #: 10.89.0.0-10.95.255.255 picked by the data root's hash (see skiff.engine.network).
     subnet: str | None = None
+    #: Make ``subnet`` a routable public pool on this host interface (``eth0``):
+    #: no NAT, and proxy ARP on the interface answers for the groups' addresses,
+    #: so other machines on its link reach groups directly. ``subnet`` must then
+    #: be a range of that link's addresses no other machine uses. None: the
+    #: public network is a NATed bridge reached from this host.
+    public_interface: str | None = None
     #: Slots (namespace + CNI ADD done) kept ready for group starts; 0: none.
     pool_size: int = 4
     #: Directory of the CNI plugin programs (``CNI_PATH``).
@@ -159,6 +190,12 @@ class ApiSettings:
     tls_key: Path | None = None
     #: Reconcile workers (groups started, stopped or deleted at once).
     workers: int = 4
+    #: Admit containers with ``securityContext.privileged`` (every capability, no
+    #: seccomp filter, the host's devices: root on the host) and capabilities that
+    #: act on the host's kernel (SYS_ADMIN, SYS_MODULE, ...). Off: refused with 400
+    #: PrivilegedContainerNotAllowed / CapabilityNotAllowed; turn it on only where
+    #: every tenant is trusted with the host.
+    allow_privileged: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

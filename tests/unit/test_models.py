@@ -16,6 +16,8 @@ LOCATIONS = ("westeurope", "eastus", "local")
 SECURE_VALUE = "s3cr3t-Secure-Value-9f2"
 REGISTRY_PASSWORD = "Registry-Passw0rd-7c1"
 SECRET_FILE = "Secret-File-Content-41d"
+SUBNET = ("/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/"
+          "vnet/subnets/default")
 SECRET_B64 = base64.b64encode(SECRET_FILE.encode()).decode()
 
 Body = dict[str, Any]
@@ -129,7 +131,17 @@ CASES: list[tuple[str, Callable[[Body], object], str, str | None]] = [
     ("priority", lambda b: props(b).update(priority="Low"), "InvalidPriority",
      "properties.priority"),
     ("subnetIds", lambda b: props(b).update(subnetIds=[{"id": "/subscriptions/x/subnets/y"}]),
-     "SubnetNotSupported", "properties.subnetIds"),
+     "InvalidSubnetId", "properties.subnetIds[0].id"),
+    ("two subnetIds", lambda b: props(b).update(subnetIds=[{"id": SUBNET}, {"id": SUBNET}]),
+     "InvalidSubnetId", "properties.subnetIds"),
+    ("public IP in a subnet", lambda b: props(b).update(subnetIds=[{"id": SUBNET}]),
+     "PublicIpAddressNotSupportedInSubnet", "properties.ipAddress.type"),
+    ("private IP without subnet", lambda b: props(b)["ipAddress"].update(type="Private"),
+     "PrivateIpAddressRequiresSubnet", "properties.ipAddress.type"),
+    ("label in a subnet", lambda b: (props(b).update(subnetIds=[{"id": SUBNET}]),
+                                     props(b)["ipAddress"].update(type="Private",
+                                                                  dnsNameLabel="hello-web")),
+     "DnsNameLabelNotSupportedInSubnet", "properties.ipAddress.dnsNameLabel"),
     ("container name", lambda b: props(b)["containers"][0].update(name="Web"),
      "InvalidContainerName", "properties.containers[0].name"),
     ("container name --", lambda b: props(b)["containers"][0].update(name="a--b"),

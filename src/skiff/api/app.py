@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skiff import __version__
-from skiff.api import groups, misc, sockets
+from skiff.api import groups, misc, networks, sockets
 from skiff.api.context import ControlPlane
 from skiff.api.paths import CanonicalPaths
 from skiff.errors import (
@@ -58,6 +58,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.state.plane = plane
     app.include_router(groups.router)
     app.include_router(misc.router)
+    app.include_router(networks.router)
     app.include_router(sockets.router)
 
     @app.exception_handler(SkiffError)

@@ -33,6 +33,7 @@ from skiff.engine.view import GroupView
 from skiff.errors import ArmError, GroupNotFound
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
 from skiff.models.labels import group_label
+from skiff.models.rules import subnet_key
 from skiff.store import GroupRecord, TokenRecord
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
@@ -123,7 +124,8 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
     check_subscription(token, subscription)
     body = parse_container_group(json_body(await request.body()), name=name,
                                  default_location=plane_.settings.api.location,
-                                 known_locations=[plane_.settings.api.location])
+                                 known_locations=[plane_.settings.api.location],
+                                 allow_privileged=plane_.settings.api.allow_privileged)
     existing = plane_.store.get_group(subscription, resource_group, name)
     if existing is not None and existing.desired == "deleted":
         raise ArmError(409, "ContainerGroupDeleting",
@@ -138,7 +140,8 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
     _check_label(plane_, body, subscription, resource_group,
                  existing.uid if existing is not None else None)
     record, created = plane_.store.put_group(subscription, resource_group, name,
-                                             body.location, stored, body.tags or {})
+                                             body.location, stored, body.tags or {},
+                                             subnet_key=subnet_key(body.properties))
     _claim_label(plane_, body, record, created)
     headers: dict[str, str] = {}
     if created or (existing is not None and record.generation != existing.generation):

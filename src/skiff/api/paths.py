@@ -11,7 +11,9 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _PROVIDER = "Microsoft.ContainerInstance"
+_NETWORK = "Microsoft.Network"
 _WORDS = {w.lower(): w for w in (
+    _NETWORK, "virtualNetworks", "subnets",
     "subscriptions", "resourceGroups", "providers", _PROVIDER, "containerGroups", "containers",
     "logs", "exec", "attach", "start", "stop", "restart", "locations", "operations", "usages",
     "capabilities", "cachedImages",
@@ -24,6 +26,9 @@ _SHAPES: tuple[tuple[str | None, ...], ...] = (
      None, "*"),
     ("subscriptions", None, "providers", _PROVIDER, "locations", None, "*", None),
     ("subscriptions", None, "providers", _PROVIDER, "containerGroups"),
+    ("subscriptions", None, "resourceGroups", None, "providers", _NETWORK, "virtualNetworks",
+     None, "subnets", None),
+    ("subscriptions", None, "providers", _NETWORK, "virtualNetworks"),
     ("subscriptions", None, "resourceGroups", None),
     ("subscriptions", None, "resourceGroups"),
     ("providers", _PROVIDER, "operations"),

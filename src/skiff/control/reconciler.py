@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 
 from skiff.control.names import Names
-from skiff.engine.model import GroupSpec
+from skiff.engine.model import GroupSpec, SubnetPlacement
 from skiff.engine.supervisor import Supervisor
 from skiff.engine.view import GroupView
-from skiff.errors import GroupNotFound, SkiffError
+from skiff.errors import GroupNotFound, InvalidGroupSpec, SkiffError
 from skiff.models import ContainerGroupBody, to_engine_spec
 from skiff.store import GroupRecord, Store
 
@@ -162,6 +162,7 @@ class Reconciler:
             self.engine.delete(uid)
             self._finish(record, "Succeeded")
             self.store.remove_group(uid)
+            self._forget_vnet(record)
             return
         if record.desired == "stopped":
             self._withdraw(uid)
@@ -174,7 +175,8 @@ class Reconciler:
             self.store.set_provisioning(uid, "Creating", generation=record.generation)
         try:
             body = ContainerGroupBody.from_stored(record.body)
-            spec = to_engine_spec(body, group_id=uid, name=record.name)
+            spec = to_engine_spec(body, group_id=uid, name=record.name,
+                                  subnet=self._placement(record))
             if restart:
                 self._quietly(lambda: self.engine.restart(uid, spec))
             view = self._run_or_start(uid, spec)
@@ -194,6 +196,29 @@ class Reconciler:
             self.names.publish(record, view.ip)
         self.store.set_provisioning(uid, "Succeeded", generation=record.generation)
         self._finish(record, "Succeeded")
+
+    def _placement(self, record: GroupRecord) -> SubnetPlacement | None:
+        """The subnet a private group is in, as the engine names it."""
+        if record.subnet_key is None:
+            return None
+        found = self.store.subnet_placement(record.subnet_key)
+        if found is None:
+            raise InvalidGroupSpec(f"the subnet {record.subnet_key} no longer exists")
+        vnet, subnet, prefix = found
+        return SubnetPlacement(vnet=vnet.resource_id.lower(), subnet=subnet.lower(),
+                               prefix=prefix)
+
+    def _forget_vnet(self, record: GroupRecord) -> None:
+        """After a private group's deletion: a virtual network deleted meanwhile (with
+        its resource group) whose last group this was leaves the node too."""
+        if record.subnet_key is None:
+            return
+        vnet_id = record.subnet_key.rsplit("/subnets/", 1)[0]
+        parts = vnet_id.strip("/").split("/")
+        if self.store.get_vnet(parts[1], parts[3], parts[-1]) is None \
+                and not self.store.vnet_in_use(vnet_id):
+            with contextlib.suppress(SkiffError):
+                self.engine.remove_vnet(vnet_id)
 
     def _withdraw(self, uid: str) -> None:
         if self.names is not None:

@@ -7,8 +7,12 @@ exists, so the mapping is obvious.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class RestartPolicy(StrEnum):
@@ -81,6 +85,39 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class SecurityContext:
+    """ACI's ``securityContext``: how far a container departs from skiff's hardened defaults.
+
+    The defaults (every field absent) are what a container gets without one:
+    the default capabilities, no-new-privileges, the default seccomp profile
+    and the image's user.
+    """
+
+    #: Every capability, no seccomp filter, no masked paths, the host's devices.
+    privileged: bool = False
+    #: None or False: no-new-privileges (setuid binaries gain nothing); True lifts it.
+    allow_privilege_escalation: bool | None = None
+    #: Capability names (``NET_ADMIN`` or ``CAP_NET_ADMIN``, or ``ALL``) added to and
+    #: dropped from the default set.
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    #: Numeric ids replacing the image's ``User`` (None: the image's).
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    #: A Docker-format seccomp profile replacing the default one (decoded JSON).
+    seccomp_profile: Mapping[str, Any] | None = field(default=None, repr=False, hash=False,
+                                                      compare=False)
+    #: SHA-256 of the profile's canonical JSON: equal profiles compare equal, and a
+    #: changed one changes the group's fingerprint (its repr), so it redeploys.
+    seccomp_digest: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.seccomp_profile is not None:
+            text = json.dumps(self.seccomp_profile, sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "seccomp_digest", hashlib.sha256(text.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str
@@ -92,6 +129,7 @@ class Container:
     volume_mounts: tuple[VolumeMount, ...] = ()
     liveness: Probe | None = None
     readiness: Probe | None = None
+    security: SecurityContext = field(default_factory=SecurityContext)
 
 
 @dataclass(frozen=True)
@@ -133,6 +171,23 @@ class DnsConfig:
 
 
 @dataclass(frozen=True)
+class SubnetPlacement:
+    """The virtual network subnet a group is placed in (ACI's ``subnetIds``).
+
+    ``vnet`` and ``subnet`` are stable keys (the resources' ids, lowercased):
+    the engine derives its bridge and rule names from them. Groups of one
+    virtual network reach each other (on their declared ports); nothing else
+    on the node reaches them but the node itself.
+    """
+
+    vnet: str
+    subnet: str
+    #: The subnet's range (``10.1.0.0/24``); groups get addresses from its 5th on,
+    #: as in Azure, which keeps the first four and the last.
+    prefix: str
+
+
+@dataclass(frozen=True)
 class GroupSpec:
     """A container group as the engine runs it.
 
@@ -147,7 +202,13 @@ class GroupSpec:
     init_containers: tuple[Container, ...] = ()
     volumes: tuple[Volume, ...] = ()
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    #: ``"container"``: each container on runc, as ACI's default; ``"sandbox"``: the
+    #: group in one gVisor sandbox (a user-space kernel between its containers and the
+    #: host; limits then hold for the group as a whole, see skiff.engine.sandbox).
+    isolation: str = "container"
     credentials: tuple[RegistryCredentialSpec, ...] = ()
     dns: DnsConfig | None = None
     #: ``ipAddress.ports``: the only ports reachable from outside the group.
     ip_ports: tuple[Port, ...] = ()
+    #: ``subnetIds``: a private group in a virtual network; None: the public network.
+    subnet: SubnetPlacement | None = None

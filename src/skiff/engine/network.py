@@ -62,14 +62,14 @@ import struct
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from skiff.engine import mounts
+from skiff.engine import firewall, mounts, subnets
 from skiff.engine.locking import locked
-from skiff.engine.model import DnsConfig
+from skiff.engine.model import DnsConfig, Port, SubnetPlacement
 from skiff.errors import CniError, InvalidInput, NetworkConflict, NetworkError, SkiffError
 from skiff.settings import NetworkSettings
 
@@ -105,6 +105,8 @@ class Attachment:
     hosts_file: Path
     hostname_file: Path
     resolv_conf: Path
+    #: The bridge the group hangs on (the public one, or its subnet's).
+    bridge: str = ""
 
 
 @dataclass(frozen=True)
@@ -349,9 +351,13 @@ class Networks:
     def __init__(self, data_root: Path, settings: NetworkSettings | None = None) -> None:
         self.data_root = data_root
         self.settings = settings or NetworkSettings()
-        #: A resolver the groups use instead of the host's (skiff's DNS server on the
-        #: bridge gateway: it answers name labels and relays the rest), once one listens.
-        self.resolver: str | None = None
+        #: Set when skiff serves DNS to the groups: called with a network's gateway
+        #: (idempotent) to listen on its port 53, which the groups' resolv.conf then
+        #: names. None: the groups use the host's resolvers.
+        self.serve_dns: Callable[[str], None] | None = None
+        self._subnets: dict[SubnetPlacement, dict[str, Any]] = {}
+        # Bridges whose host guard, and virtual networks whose isolation, are in place.
+        self._guarded: set[str] = set()
         tag = root_tag(data_root)
         self.bridge = bridge_name(data_root)
         self.network_name = f"skiff-{tag}"
@@ -362,8 +368,9 @@ class Networks:
         self._work = self.root / "work"
         self._locks = self.root / "locks"
         self._groups = self.root / "groups"
+        self._vnets = self.root / "vnets"  # <bridge prefix>: the virtual network's key
         self._state_lock = self.root / "state.lock"
-        for d in (self._ipam, self._pool, self._work, self._locks, self._groups):
+        for d in (self._ipam, self._pool, self._work, self._locks, self._groups, self._vnets):
             d.mkdir(parents=True, exist_ok=True)
         self._env = {"PATH": ":".join([os.environ.get("PATH", "/usr/bin:/bin"), *_SBIN]),
                      "CNI_PATH": str(self.settings.cni_path), "CNI_IFNAME": _IFNAME}
@@ -387,7 +394,10 @@ class Networks:
         return str(self._config()["plugins"][0]["ipam"]["ranges"][0][0]["subnet"])
 
     def _pick_subnet(self) -> ipaddress.IPv4Network:
-        taken = [net for dev, net in _host_routes() if dev != self.bridge]
+        # A routable pool lies inside its interface's own network, by design.
+        mine = (self.bridge, self.settings.public_interface)
+        taken = [net for dev, net in _host_routes()
+                 if dev not in mine and not dev.startswith(subnets.BRIDGE_PREFIX)]
         if self.settings.subnet is not None:
             try:
                 net = ipaddress.IPv4Network(self.settings.subnet)
@@ -429,9 +439,12 @@ class Networks:
             if self._conf is None:
                 subnet = self._pick_subnet()
                 mtu = self.settings.mtu or _host_mtu()
+                routable = self.settings.public_interface is not None
+                if routable:
+                    subnets.enable_proxy_arp(str(self.settings.public_interface))
                 bridge: dict[str, Any] = {
                     "type": "bridge", "bridge": self.bridge, "isGateway": True,
-                    "ipMasq": True, "hairpinMode": True,
+                    "ipMasq": not routable, "hairpinMode": True,
                     "ipam": {"type": "host-local", "ranges": [[{"subnet": str(subnet)}]],
                              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self._ipam)}}
                 if mtu:
@@ -496,11 +509,13 @@ class Networks:
         return self._locks / f"{slot_id}.lock"
 
     @contextlib.contextmanager
-    def _fresh_slot(self) -> Iterator[tuple[_Slot, Path]]:
-        """A new ready slot and its record (in work/, under the slot's lock). The
-        ``with`` body must move the record to the pool or a group; a slot left
-        behind, or one whose making failed, is destroyed."""
-        config = self._config()
+    def _fresh_slot(self, config: dict[str, Any] | None = None,
+                    ) -> Iterator[tuple[_Slot, Path]]:
+        """A new ready slot and its record (in work/, under the slot's lock), on the
+        public network or ``config``'s. The ``with`` body must move the record to
+        the pool or a group; a slot left behind, or one whose making failed, is
+        destroyed."""
+        config = config or self._config()
         with self._lock:
             if not self._netns_ready:
                 _ensure_netns_dir(self.settings.netns_dir)
@@ -629,15 +644,36 @@ class Networks:
                           ip=str(interface.ip), prefix_len=interface.network.prefixlen,
                           gateway=gateway, hosts_file=group_dir / "hosts",
                           hostname_file=group_dir / "hostname",
-                          resolv_conf=group_dir / "resolv.conf")
+                          resolv_conf=group_dir / "resolv.conf",
+                          bridge=str(slot.config["plugins"][0]["bridge"]))
 
-    def gateway(self) -> str:
+    def gateway(self, subnet: SubnetPlacement | None = None) -> str:
         """The bridge's address, the groups' gateway: the first of the subnet."""
-        return str(ipaddress.IPv4Network(self.subnet).network_address + 1)
+        prefix = self.subnet if subnet is None else subnet.prefix
+        return str(ipaddress.IPv4Network(prefix).network_address + 1)
 
-    def _resolv_conf(self, dns: DnsConfig | None) -> str:
-        if self.resolver is not None:
-            return render_resolv_conf(f"nameserver {self.resolver}\n", dns)
+    def bridge_of(self, subnet: SubnetPlacement | None = None) -> str:
+        """The bridge of the public network, or of a virtual network's subnet."""
+        return self.bridge if subnet is None else subnets.bridge(self.data_root, subnet)
+
+    def _subnet_config(self, subnet: SubnetPlacement) -> dict[str, Any]:
+        """The CNI configuration list of a virtual network's subnet (checked once)."""
+        with self._config_lock:
+            conf = self._subnets.get(subnet)
+        if conf is None:
+            public = ipaddress.IPv4Network(self.subnet)
+            conf = subnets.cni_config(self.data_root, subnet, ipam_dir=self._ipam,
+                                      mtu=self.settings.mtu or _host_mtu(),
+                                      taken=[*_host_routes(), (self.bridge, public)])
+            with self._config_lock:
+                self._subnets[subnet] = conf
+        return conf
+
+    def _resolv_conf(self, dns: DnsConfig | None, gateway: str | None = None) -> str:
+        if self.serve_dns is not None:
+            gateway = gateway or self.gateway()
+            self.serve_dns(gateway)
+            return render_resolv_conf(f"nameserver {gateway}\n", dns)
         texts = []
         for path in (self.settings.resolv_conf, _RESOLVED_UPSTREAMS):
             try:
@@ -646,36 +682,40 @@ class Networks:
                 texts.append("")
         return render_resolv_conf(texts[0], dns, texts[1])
 
-    def setup(self, group_id: str, hostname: str, dns: DnsConfig | None = None) -> Attachment:
+    def setup(self, group_id: str, hostname: str, dns: DnsConfig | None = None,
+              subnet: SubnetPlacement | None = None) -> Attachment:
         """Give the group its namespace and address; a second call returns the same.
 
-        A pooled slot makes this a rename and three small files (≈ 1 ms); with
-        an empty pool the slot is made here (≈ 40 ms). A group already set up
-        keeps its attachment and files as they are.
+        On the public network, a pooled slot makes this a rename and three small
+        files (≈ 1 ms); with an empty pool the slot is made here (≈ 40 ms). In a
+        virtual network's ``subnet`` the slot is always made here. A group
+        already set up keeps its attachment and files as they are.
         """
         _check_names(group_id, hostname)
-        resolv = self._resolv_conf(dns)
         try:
-            config = self._config()
+            config = self._config() if subnet is None else self._subnet_config(subnet)
+            resolv = self._resolv_conf(dns, None if subnet is None else self.gateway(subnet))
             stale: list[Path] = []
             with locked(self._state_lock):
-                found = self.get(group_id) or self._claim(group_id, hostname, resolv, config,
-                                                          stale)
+                found = self.get(group_id)
+                if found is None and subnet is None:
+                    found = self._claim(group_id, hostname, resolv, config, stale)
             for path in stale:  # outdated pool slots: their failure is not this group's
                 try:
                     self._retire(path)
                 except SkiffError as exc:
                     _log.warning("cannot retire the outdated slot %s: %s", path.name, exc)
             if found is None:
-                with self._fresh_slot() as (slot, record), locked(self._state_lock):
+                with self._fresh_slot(config) as (slot, record), locked(self._state_lock):
                     found = self.get(group_id)
-                    if found is not None:  # set up meanwhile: the new slot joins the pool
-                        os.rename(record, self._pool / record.name)
-                    else:
+                    if found is None:
                         found = self._attach(slot, record, group_id, hostname, resolv)
+                    elif subnet is None:  # set up meanwhile: the new slot joins the pool
+                        os.rename(record, self._pool / record.name)
         except OSError as exc:
             raise NetworkError(f"cannot set up the network of group {group_id}: {exc}") from exc
-        self._kick()
+        if subnet is None:
+            self._kick()
         return found
 
     def _claim(self, group_id: str, hostname: str, resolv: str, config: dict[str, Any],
@@ -725,6 +765,73 @@ class Networks:
         except OSError as exc:
             raise NetworkError(f"cannot tear down the network of group {group_id}: "
                                f"{exc}") from exc
+
+    def protect(self, attachment: Attachment, ports: Sequence[Port],
+                subnet: SubnetPlacement | None = None) -> None:
+        """Filter the group's traffic (call before its containers run): only
+        ``ports`` reach it from outside the group, the gateway (the node) excepted;
+        the host is guarded from its bridge (once); a virtual network is isolated
+        (once). Re-applied on every start, so adoption restores the group's filter."""
+        with self._lock:
+            todo = [name for name in (attachment.bridge, subnet and self._vnet_prefix(subnet))
+                    if name and name not in self._guarded]
+        for name in todo:
+            if name == attachment.bridge:
+                firewall.install_host_guard(attachment.bridge, attachment.gateway)
+            else:
+                assert subnet is not None  # remembered, so that remove_vnets finds it
+                _write_atomic(self._vnets / name, subnet.vnet.encode())
+                subnets.install_isolation(name, self.bridge)
+            with self._lock:
+                self._guarded.add(name)
+        firewall.apply_group_filter(attachment.netns_path, ports, trusted=attachment.gateway)
+
+    def _vnet_prefix(self, subnet: SubnetPlacement) -> str:
+        return subnets.vnet_prefix(self.data_root, subnet.vnet)
+
+    def check_address_space(self, prefixes: Sequence[str]) -> None:
+        """NetworkConflict if a virtual network's range overlaps a route of the host's
+        (other than virtual networks' bridges) or the public network."""
+        public = ipaddress.IPv4Network(self.subnet)
+        taken = [(dev, net) for dev, net in _host_routes()
+                 if not dev.startswith(subnets.BRIDGE_PREFIX)] + [(self.bridge, public)]
+        for text in prefixes:
+            net = ipaddress.IPv4Network(text, strict=False)
+            for dev, other in taken:
+                if net.overlaps(other):
+                    what = ("skiff's public network" if dev == self.bridge
+                            else f"the host's route on {dev}")
+                    raise NetworkConflict(f"the address space {net} overlaps {other}, "
+                                          f"{what}: choose another range")
+
+    def gateways(self) -> list[str]:
+        """The public network's gateway, then those of the subnets groups are in."""
+        found = [self.gateway()]
+        for group_id in self.list():
+            attachment = self.get(group_id)
+            if attachment is not None and attachment.gateway not in found:
+                found.append(attachment.gateway)
+        return found
+
+    def remove_vnet(self, vnet: str) -> None:
+        """Remove a virtual network's bridges, rules and leases from the host (no
+        group may be in it any more). Idempotent."""
+        prefix = subnets.vnet_prefix(self.data_root, vnet)
+        with self._lock:
+            self._guarded = {name for name in self._guarded if not name.startswith(prefix)}
+        with locked(self._state_lock):
+            subnets.remove(self.data_root, vnet)
+            (self._vnets / prefix).unlink(missing_ok=True)
+            for name in os.listdir(self._ipam):
+                if name.startswith(f"skiff-{prefix}"):
+                    shutil.rmtree(self._ipam / name, ignore_errors=True)
+            with self._config_lock:
+                for placement in [p for p in self._subnets if p.vnet == vnet]:
+                    del self._subnets[placement]
+
+    def vnets(self) -> list[str]:
+        """The virtual networks this node has set up (their keys)."""
+        return sorted({(self._vnets / name).read_text() for name in os.listdir(self._vnets)})
 
     def list(self) -> list[str]:
         """The ids of the groups with a network."""

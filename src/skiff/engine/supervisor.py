@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skiff.engine import cgroups, firewall
+from skiff.engine import cgroups
 from skiff.engine import spec as oci
 from skiff.engine.images import Image, ImageStore, RegistryCredential
 from skiff.engine.model import Container, GroupSpec, RestartPolicy
@@ -44,7 +44,8 @@ from skiff.engine.restarts import (
     decide,
     group_state,
 )
-from skiff.engine.runtime import ConmonRuntime, ContainerStatus
+from skiff.engine.runtime import ConmonRuntime, ContainerStatus, OciRuntime
+from skiff.engine.sandbox import Sandboxes, member_spec
 from skiff.engine.view import ContainerView, GroupView, State
 from skiff.engine.volumes import Volumes
 from skiff.errors import (
@@ -52,6 +53,7 @@ from skiff.errors import (
     GroupNotFound,
     ImageError,
     InvalidGroupSpec,
+    InvalidInput,
     SkiffError,
     UserNotFound,
 )
@@ -105,6 +107,7 @@ class Supervisor:
         self.networks = networks or Networks(settings.data_root, settings.network)
         self.volumes = volumes or Volumes(settings.data_root, settings.volumes)
         self.runtime = runtime or ConmonRuntime(settings.data_root, settings.runtime)
+        self.sandboxes = Sandboxes(settings.data_root, self.runtime, settings.runtime)
         self.backoff = backoff or settings.backoff
         self._state_dir = settings.data_root / "groups"
         self._state_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,7 @@ class Supervisor:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8,
                                                            thread_name_prefix="skiff-engine")
         self._interval = monitor_interval_s
-        self._guarded = False  # whether the host's guard for the bridge is installed
+
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="skiff-monitor", daemon=True)
         self._monitor.start()
@@ -232,6 +235,16 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 (self._state_dir / f"{_safe(group_id)}.json").unlink()
 
+    def remove_vnet(self, vnet: str) -> None:
+        """Remove a virtual network from the node once no group is in it."""
+        with self._lock:
+            users = [g.spec.id for g in self._groups.values()
+                     if g.spec.subnet is not None and g.spec.subnet.vnet == vnet]
+        if users:
+            raise InvalidInput(f"the virtual network {vnet} still has groups: "
+                               + ", ".join(users[:5]))
+        self.networks.remove_vnet(vnet)
+
     def logs(self, group_id: str, container: str, *, tail: int | None = None,
              timestamps: bool = False, previous: bool = False) -> str:
         group = self._group(group_id)
@@ -325,7 +338,8 @@ class Supervisor:
                  for ref in dict.fromkeys(wanted.values())}
         network = self._pool.submit(self._network, spec)
         try:
-            group.volume_paths = self.volumes.prepare(spec.id, spec.volumes)
+            group.volume_paths = self.volumes.prepare(spec.id, spec.volumes,
+                                                      owner=self._volume_owner(spec))
         except SkiffError as exc:
             self._fail(group, f"volumes could not be prepared: {exc.message}")
         for name, ref in wanted.items():
@@ -347,12 +361,8 @@ class Supervisor:
         the group (re-applied on every preparation, so adoption restores it), and
         the host guarded from the groups (once per supervisor). The gateway, the
         node itself, is trusted: it runs the HTTP probes."""
-        attachment = self.networks.setup(spec.id, spec.name, spec.dns)
-        if not self._guarded:
-            firewall.install_host_guard(self.networks.bridge, attachment.gateway)
-            self._guarded = True
-        firewall.apply_group_filter(attachment.netns_path, spec.ip_ports,
-                                    trusted=attachment.gateway)
+        attachment = self.networks.setup(spec.id, spec.name, spec.dns, spec.subnet)
+        self.networks.protect(attachment, spec.ip_ports, spec.subnet)
         return attachment
 
     def _pulled(self, group: _Group, name: str, ref: str,
@@ -410,7 +420,13 @@ class Supervisor:
         args = list(container.command) if container.command else [*config.entrypoint,
                                                                    *config.cmd]
         env = _merge_env(config.env, [(e.name, e.value) for e in container.env])
-        uid, gid, gids = oci.resolve_user(rootfs, config.user)
+        security = container.security
+        if security.privileged and not self.settings.api.allow_privileged:
+            # The API refuses it; a body stored before the setting changed gets here.
+            raise InvalidGroupSpec(f"container {container.name} is privileged, which this "
+                                   "node does not allow (skiff serve --allow-privileged)")
+        uid, gid, gids = oci.resolve_run_as(rootfs, config.user, security.run_as_user,
+                                            security.run_as_group)
         attachment = group.attachment
         assert attachment is not None
         options = [
@@ -429,10 +445,31 @@ class Supervisor:
         for mount in container.volume_mounts:
             options.append(oci.with_bind(group.volume_paths[mount.name], mount.mount_path,
                                          readonly=mount.read_only))
-        spec = oci.default_spec(*options, network_path=str(attachment.netns_path))
+        userns = self._userns(container)
+        if userns is not None:
+            for what, value in (("user", uid), ("group", gid), ("group", max(gids, default=0))):
+                if value >= userns[1]:
+                    raise InvalidGroupSpec(f"container {container.name} runs as {what} "
+                                           f"{value}, beyond the {userns[1]} ids its user "
+                                           "namespace maps")
+            options.append(oci.with_user_namespace(*userns))
+        options.extend(oci.security_options(security))
+        spec = oci.default_spec(*options, network_path=str(attachment.netns_path),
+                                cap_add=security.cap_add, cap_drop=security.cap_drop,
+                                privileged=security.privileged)
         if not self.settings.runtime.compat_syscalls:
             oci.without_compat_syscalls(spec)
         return spec
+
+    def _userns(self, container: Container) -> tuple[int, int] | None:
+        """The (first host id, count) ``container``'s user namespace maps, if any:
+        privileged containers run in the host's, as Docker's --userns=host."""
+        return None if container.security.privileged else self.settings.runtime.userns
+
+    def _volume_owner(self, spec: GroupSpec) -> int | None:
+        """The host id that owns the group's volumes: its remapped containers' root."""
+        remapped = [self._userns(c) for c in (*spec.init_containers, *spec.containers)]
+        return next((u[0] for u in remapped if u is not None), None)
 
     def _group_cgroup(self, group: _Group) -> str:
         """The group's cgroup parent: one per node (data root), one per group."""
@@ -443,17 +480,39 @@ class Supervisor:
         cid = view.cid if view is not None else container_id(group.spec.id, name)
         return f"{self._group_cgroup(group)}/{cid}"
 
+    def _isolate(self, group: _Group,
+                 spec: dict[str, Any]) -> tuple[dict[str, Any], OciRuntime | None]:
+        """The container's spec and runtime as its group's isolation wants them:
+        runc (None) as it is, or a member of the group's gVisor sandbox (made or
+        remade here when it does not run)."""
+        if group.spec.isolation != "sandbox":
+            return spec, None
+        assert group.attachment is not None
+        netns = group.attachment.netns_path
+        sandbox_id = self.sandboxes.ensure(group.spec, netns, self._group_cgroup(group))
+        return member_spec(spec, sandbox_id), self.sandboxes.oci_runtime(netns)
+
+    def _oom_cgroup(self, group: _Group, name: str) -> str:
+        """Where an OOM kill of ``name`` shows: its cgroup, or its sandbox's."""
+        if group.spec.isolation == "sandbox":
+            return self.sandboxes.cgroup(group.spec.id, self._group_cgroup(group))
+        return self._cgroup(group, name)
+
     def _start(self, group: _Group, container: Container, view: ContainerView) -> None:
         """A new instance of ``container``: fresh rootfs, create, start."""
         cid = view.cid
         self.runtime.delete(cid)
         self.images.remove_rootfs(cid)
         try:
-            rootfs = self.images.create_rootfs(cid, group.images[container.name])
+            rootfs = self.images.create_rootfs(cid, group.images[container.name],
+                                               idmap=self._userns(container))
             spec = self._spec(group, container, rootfs)
-            self.runtime.create(cid, spec, name=f"{group.spec.name}_{container.name}")
-            cgroups.set_cpu_quota(self._cgroup(group, container.name),
-                                  container.resources.effective_cpu)
+            spec, runtime = self._isolate(group, spec)
+            self.runtime.create(cid, spec, name=f"{group.spec.name}_{container.name}",
+                                oci=runtime)
+            if runtime is None:  # a sandbox's limits are the sandbox's, already set
+                cgroups.set_cpu_quota(self._cgroup(group, container.name),
+                                      container.resources.effective_cpu)
             view.event("Created", f"created container {container.name}")
             check = group.checks.pop(container.name, None)
             if check is not None:
@@ -525,7 +584,7 @@ class Supervisor:
             self._persist(group)
 
     def _record_exit(self, group: _Group, view: ContainerView, status: ContainerStatus) -> None:
-        oom = status.oom_killed or _oom_in_cgroup(self._cgroup(group, view.name))
+        oom = status.oom_killed or _oom_in_cgroup(self._oom_cgroup(group, view.name))
         code = status.exit_code if status.exit_code is not None else 255
         finished = status.finished_at or time.time()
         started = view.current.start_time or finished
@@ -617,6 +676,7 @@ class Supervisor:
             self.images.remove_rootfs(view.cid)
         group.restart_at.clear()
         group.probes.clear()
+        self.sandboxes.remove(group.spec.id, remove_logs=remove_logs)  # after its members
         cgroups.remove(self._group_cgroup(group))
         self.networks.teardown(group.spec.id)
         self.volumes.cleanup(group.spec.id)
@@ -685,6 +745,8 @@ def _validate(spec: GroupSpec) -> None:
     """Refuse definitions that cannot run, before anything is created."""
     if not spec.containers:
         raise InvalidGroupSpec("a container group needs at least one container")
+    if spec.isolation not in ("container", "sandbox"):
+        raise InvalidGroupSpec(f"unknown isolation {spec.isolation!r} (container or sandbox)")
     volumes = {v.name for v in spec.volumes}
     names: set[str] = set()
     for container in (*spec.init_containers, *spec.containers):

@@ -38,7 +38,11 @@ Body and group:
 - ``InvalidRestartPolicy``: restartPolicy is not Always, OnFailure or Never.
 - ``InvalidSku``: sku is not Standard, Dedicated or Confidential.
 - ``InvalidPriority``: priority is not Regular or Spot.
-- ``SubnetNotSupported``: subnetIds is given: virtual network deployment is not supported yet.
+- ``InvalidSubnetId``: subnetIds has more than one entry, or its id is not a subnet's
+  resource id. (``SubnetNotFound``, the subnet does not exist, is the store's.)
+- ``PrivateIpAddressRequiresSubnet``: ipAddress.type is Private without subnetIds.
+- ``PublicIpAddressNotSupportedInSubnet``: a group in a subnet asks for a Public IP.
+- ``DnsNameLabelNotSupportedInSubnet``: a group in a subnet asks for a DNS name label.
 - ``InvalidDnsConfig``: dnsConfig names no DNS server.
 
 Containers:

@@ -13,20 +13,25 @@ containers' requests), as a group's cgroup would allow anyway.
 from __future__ import annotations
 
 from skiff.engine import model as engine
-from skiff.errors import UnsupportedVolumeType
+from skiff.errors import InvalidInput, UnsupportedVolumeType
 from skiff.models.body import (
     Container,
     ContainerGroupBody,
     ContainerProbe,
     EnvironmentVariable,
     InitContainer,
+    SecurityContext,
     Volume,
     VolumeMount,
 )
+from skiff.models.rules import decode_seccomp_profile
 
 
-def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str) -> engine.GroupSpec:
-    """The group as the engine runs it; ``group_id`` is the engine's id for it."""
+def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str,
+                   subnet: engine.SubnetPlacement | None = None) -> engine.GroupSpec:
+    """The group as the engine runs it; ``group_id`` is the engine's id for it,
+    ``subnet`` the virtual network subnet its ``subnetIds`` names (resolved by the
+    caller, which has the store)."""
     props = body.properties
     group_size = engine.Resources(
         cpu=sum(c.properties.resources.requests.cpu for c in props.containers),
@@ -54,6 +59,7 @@ def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str) -> eng
         dns=dns,
         ip_ports=tuple(engine.Port(port=q.port, protocol=q.protocol)
                        for q in (props.ip_address.ports if props.ip_address else [])),
+        subnet=subnet,
     )
 
 
@@ -75,6 +81,7 @@ def _container(container: Container) -> engine.Container:
         volume_mounts=_mounts(p.volume_mounts),
         liveness=_probe(p.liveness_probe),
         readiness=_probe(p.readiness_probe),
+        security=_security(p.security_context),
     )
 
 
@@ -87,6 +94,27 @@ def _init_container(container: InitContainer, size: engine.Resources) -> engine.
         env=_env(p.environment_variables),
         resources=size,
         volume_mounts=_mounts(p.volume_mounts),
+        security=_security(p.security_context),
+    )
+
+
+def _security(context: SecurityContext | None) -> engine.SecurityContext:
+    if context is None:
+        return engine.SecurityContext()
+    caps = context.capabilities
+    profile = None
+    if context.seccomp_profile is not None:
+        profile = decode_seccomp_profile(context.seccomp_profile)
+        if profile is None:  # the rules refuse it; only a stored body from elsewhere
+            raise InvalidInput("the seccompProfile is not base64 of a JSON object")
+    return engine.SecurityContext(
+        privileged=bool(context.privileged),
+        allow_privilege_escalation=context.allow_privilege_escalation,
+        cap_add=tuple(caps.add or ()) if caps else (),
+        cap_drop=tuple(caps.drop or ()) if caps else (),
+        run_as_user=context.run_as_user,
+        run_as_group=context.run_as_group,
+        seccomp_profile=profile,
     )
 
 

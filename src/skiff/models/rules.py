@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Collection, Sequence
 from typing import NoReturn
 
 from skiff.engine.images.reference import parse as parse_reference
-from skiff.errors import ArmError, InvalidReference
+from skiff.engine.seccomp import convert as convert_seccomp
+from skiff.engine.spec import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from skiff.errors import ArmError, InvalidReference, SeccompProfileError
 from skiff.models.body import (
     IP_ADDRESS_TYPES,
     LABEL_SCOPES,
@@ -36,6 +39,7 @@ from skiff.models.body import (
     EnvironmentVariable,
     GroupProperties,
     InitContainer,
+    SecurityContext,
     Volume,
     VolumeMount,
 )
@@ -50,6 +54,19 @@ _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")
 _DNS_LABEL = re.compile(r"[a-z][a-z0-9-]{3,61}[a-z0-9]")
 _GIT_SCHEMES = ("http://", "https://", "git://")
+#: runAsUser/runAsGroup: unsigned 32-bit ids, less 2^32-1, which the kernel reads as "none".
+MAX_RUN_AS_ID = 2**32 - 2
+#: The longest base64 seccompProfile: Docker's default profile is ~25 KB of JSON.
+MAX_SECCOMP_PROFILE = 256 * 1024
+#: Capabilities a container may add without ``--allow-privileged``: the defaults, and
+#: those whose power stops at the container's own namespaces and cgroups (its network,
+#: locked memory, scheduling). The others (SYS_ADMIN, SYS_MODULE, SYS_PTRACE,
+#: DAC_READ_SEARCH, BPF, ...) act on the host's kernel: adding one is as good as
+#: ``privileged``, so it is allowed only where privileged containers are.
+UNPRIVILEGED_CAPABILITIES = frozenset({
+    *DEFAULT_CAPABILITIES, "CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_NET_BROADCAST",
+    "CAP_IPC_LOCK", "CAP_SYS_NICE", "CAP_LEASE", "CAP_AUDIT_READ",
+})
 
 
 def fail(code: str, message: str, target: str | None = None) -> NoReturn:
@@ -86,15 +103,15 @@ def check_location(body: ContainerGroupBody, known_locations: Collection[str]) -
          f"resource type is '{','.join(sorted(known_locations))}'.", "location")
 
 
-def check_body(body: ContainerGroupBody, known_locations: Collection[str]) -> None:
-    """Every rule of the group, in reading order."""
+def check_body(body: ContainerGroupBody, known_locations: Collection[str], *,
+               allow_privileged: bool = False) -> None:
+    """Every rule of the group, in reading order; ``allow_privileged`` admits
+    ``securityContext.privileged`` and the host-level capabilities."""
     check_location(body, known_locations)
     props = body.properties
     _check_enums(props)
-    if props.subnet_ids:
-        fail("SubnetNotSupported", "Virtual network deployment (subnetIds) is not supported "
-             "by this skiff host yet.", "properties.subnetIds")
-    _check_containers(props)
+    _check_subnets(props)
+    _check_containers(props, allow_privileged=allow_privileged)
     _check_volumes(props)
     _check_ports(props)
     _check_credentials(props)
@@ -124,7 +141,7 @@ def _check_enums(props: GroupProperties) -> None:
 # --- containers ------------------------------------------------------------------------------
 
 
-def _check_containers(props: GroupProperties) -> None:
+def _check_containers(props: GroupProperties, *, allow_privileged: bool) -> None:
     if not props.containers:
         fail("ContainerGroupContainersRequired", "A container group needs at least one "
              "container in properties.containers.", "properties.containers")
@@ -150,6 +167,10 @@ def _check_containers(props: GroupProperties) -> None:
         _check_image(container.properties.image, f"{where}.properties.image")
         _check_env(container.properties.environment_variables or [], f"{where}.properties")
         _check_mounts(container.properties.volume_mounts or [], f"{where}.properties")
+        if container.properties.security_context is not None:
+            _check_security(container.properties.security_context, container.name,
+                            f"{where}.properties.securityContext",
+                            allow_privileged=allow_privileged)
     total_cpu = sum(c.properties.resources.requests.cpu for c in props.containers)
     total_mem = sum(c.properties.resources.requests.memory_in_gb for c in props.containers)
     for i, container in enumerate(props.containers):
@@ -247,6 +268,101 @@ def _check_probe(probe: ContainerProbe, target: str) -> None:
     ):
         if value is not None and value < least:
             fail("InvalidProbe", f"{field} must be at least {least}.", f"{target}.{field}")
+
+
+def _check_security(context: SecurityContext, name: str, target: str, *,
+                    allow_privileged: bool) -> None:
+    if context.privileged and not allow_privileged:
+        fail("PrivilegedContainerNotAllowed", f"The container {name!r} asks to run privileged, "
+             "which this skiff host does not allow (see skiff serve --allow-privileged).",
+             f"{target}.privileged")
+    caps = context.capabilities
+    for kind, names in (("add", caps.add if caps else None),
+                        ("drop", caps.drop if caps else None)):
+        for j, cap in enumerate(names or []):
+            where = f"{target}.capabilities.{kind}[{j}]"
+            upper = cap.upper()
+            full = upper if upper.startswith("CAP_") else f"CAP_{upper}"
+            if upper != "ALL" and full not in ALL_CAPABILITIES:
+                fail("InvalidCapability", f"The capability {cap[:40]!r} of container "
+                     f"{name!r} is unknown: use names such as NET_ADMIN (with or without "
+                     "CAP_), or ALL.", where)
+            if (kind == "add" and not allow_privileged
+                    and (upper == "ALL" or full not in UNPRIVILEGED_CAPABILITIES)):
+                fail("CapabilityNotAllowed", f"The container {name!r} asks for capability "
+                     f"{cap[:40]!r}, which acts on the host's kernel: this skiff host allows it "
+                     "only with privileged containers (see skiff serve --allow-privileged).",
+                     where)
+    for field, value in (("runAsUser", context.run_as_user),
+                         ("runAsGroup", context.run_as_group)):
+        if value is not None and not 0 <= value <= MAX_RUN_AS_ID:
+            fail("InvalidRunAsId", f"The {field} of container {name!r} must be an id from 0 "
+                 f"to {MAX_RUN_AS_ID}.", f"{target}.{field}")
+    if context.seccomp_profile is not None:
+        problem = seccomp_profile_problem(context.seccomp_profile)
+        if problem is not None:
+            fail("InvalidSeccompProfile", f"The seccompProfile of container {name!r} {problem}.",
+                 f"{target}.seccompProfile")
+
+
+def decode_seccomp_profile(encoded: str) -> dict[str, object] | None:
+    """The JSON object a base64 ``seccompProfile`` holds, or None if it holds none."""
+    if len(encoded) > MAX_SECCOMP_PROFILE or not _is_base64(encoded):
+        return None
+    try:
+        doc = json.loads(base64.b64decode(re.sub(r"\s", "", encoded)))
+    except ValueError:  # not UTF-8 or not JSON
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def seccomp_profile_problem(encoded: str) -> str | None:
+    """What is wrong with a base64 ``seccompProfile`` (a phrase), or None if nothing is.
+
+    It must decode to a Docker-format profile: an object with a string
+    ``defaultAction``, and ``syscalls`` (if any) a list of rules, each naming its
+    syscalls (``names`` or ``name``) and a string ``action``.
+    """
+    if len(encoded) > MAX_SECCOMP_PROFILE:
+        return f"is longer than {MAX_SECCOMP_PROFILE // 1024} KiB"
+    doc = decode_seccomp_profile(encoded)
+    if doc is None:
+        return "is not base64 of a JSON object"
+    if not isinstance(doc.get("defaultAction"), str):
+        return "has no defaultAction (a string such as SCMP_ACT_ERRNO)"
+    syscalls = doc.get("syscalls")
+    if syscalls is None:
+        return None
+    if not isinstance(syscalls, list):
+        return "has syscalls that are not a list"
+    for k, rule in enumerate(syscalls):
+        if not isinstance(rule, dict):
+            return f"has a rule (syscalls[{k}]) that is not an object"
+        names = rule.get("names") if rule.get("names") is not None else [rule.get("name")]
+        if (not isinstance(names, list) or not names
+                or not all(isinstance(n, str) and n for n in names)):
+            return f"has a rule (syscalls[{k}]) without syscall names"
+        if not isinstance(rule.get("action"), str):
+            return f"has a rule (syscalls[{k}]) without an action"
+        args = rule.get("args")
+        if args is not None and not (isinstance(args, list)
+                                     and all(isinstance(a, dict) for a in args)):
+            return f"has a rule (syscalls[{k}]) whose args are not a list of objects"
+        for key in ("includes", "excludes"):
+            if rule.get(key) is not None and not isinstance(rule[key], dict):
+                return f"has a rule (syscalls[{k}]) whose {key} is not an object"
+    arch_map = doc.get("archMap")
+    if arch_map is not None and not (isinstance(arch_map, list)
+                                     and all(isinstance(e, dict) for e in arch_map)):
+        return "has an archMap that is not a list of objects"
+    for key in ("architectures", "flags"):
+        if doc.get(key) is not None and not isinstance(doc[key], list):
+            return f"has {key} that are not a list"
+    try:  # what the engine will do with it, for any capability set and kernel
+        convert_seccomp(doc, caps=(), arch="amd64", kernel=(6, 1))
+    except (SeccompProfileError, TypeError, ValueError, AttributeError, KeyError):
+        return "is not a seccomp profile skiff can read (see Docker's format)"
+    return None
 
 
 # --- volumes ---------------------------------------------------------------------------------
@@ -375,6 +491,45 @@ def _check_ports(props: GroupProperties) -> None:
         _enum(ip.auto_generated_domain_name_label_scope, LABEL_SCOPES,
               "InvalidAutoGeneratedDomainNameLabelScope", "autoGeneratedDomainNameLabelScope",
               "properties.ipAddress.autoGeneratedDomainNameLabelScope")
+
+
+_SUBNET_ID = re.compile(r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+                        r"Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+/?",
+                        re.IGNORECASE)
+
+
+def subnet_key(props: GroupProperties) -> str | None:
+    """The key of the subnet a private group is placed in: its ARM id in lower case."""
+    if not props.subnet_ids:
+        return None
+    return str(props.subnet_ids[0].get("id", "")).rstrip("/").lower()
+
+
+def _check_subnets(props: GroupProperties) -> None:
+    """subnetIds: one subnet, by ARM id; the group is then private (no public IP, no
+    DNS name label), and a Private IP needs a subnet."""
+    ip = props.ip_address
+    if not props.subnet_ids:
+        if ip is not None and ip.type == "Private":
+            fail("PrivateIpAddressRequiresSubnet", "A Private IP address needs a virtual "
+                 "network subnet in properties.subnetIds.", "properties.ipAddress.type")
+        return
+    if len(props.subnet_ids) > 1:
+        fail("InvalidSubnetId", "A container group is placed in one subnet: give one "
+             "subnetIds entry.", "properties.subnetIds")
+    subnet_id = props.subnet_ids[0].get("id") if isinstance(props.subnet_ids[0], dict) else None
+    if not isinstance(subnet_id, str) or not _SUBNET_ID.fullmatch(subnet_id):
+        fail("InvalidSubnetId", f"The subnet id {str(subnet_id)[:200]!r} is not a subnet's "
+             "resource id (/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Network"
+             "/virtualNetworks/{vnet}/subnets/{subnet}).", "properties.subnetIds[0].id")
+    if ip is not None and ip.type != "Private":
+        fail("PublicIpAddressNotSupportedInSubnet", "A container group in a virtual network "
+             "has a Private IP address: set ipAddress.type to 'Private'.",
+             "properties.ipAddress.type")
+    if ip is not None and ip.dns_name_label:
+        fail("DnsNameLabelNotSupportedInSubnet", "A container group in a virtual network "
+             "has no DNS name label: remove ipAddress.dnsNameLabel.",
+             "properties.ipAddress.dnsNameLabel")
 
 
 def _check_credentials(props: GroupProperties) -> None:

@@ -31,6 +31,7 @@ from skiff.store.records import (
     OperationStatus,
     ResourceGroupRecord,
     TokenRecord,
+    VnetRecord,
 )
 from skiff.store.sqlite import Store
 from skiff.store.tokens import TOKEN_PREFIX
@@ -52,4 +53,5 @@ __all__ = [
     "StoreError",
     "StoreSettings",
     "TokenRecord",
+    "VnetRecord",
 ]

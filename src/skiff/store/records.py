@@ -30,6 +30,7 @@ OPERATION_STATUSES: frozenset[str] = frozenset(("InProgress", "Succeeded", "Fail
 TERMINAL_STATUSES: frozenset[str] = OPERATION_STATUSES - {"InProgress"}
 
 GROUP_TYPE = "Microsoft.ContainerInstance/containerGroups"
+VNET_TYPE = "Microsoft.Network/virtualNetworks"
 
 
 def name_key(name: str) -> str:
@@ -84,6 +85,8 @@ class GroupRecord:
     error: dict[str, Any] | None
     created_at: float
     updated_at: float
+    #: The key of the subnet a private group is placed in (its ARM id, lower case).
+    subnet_key: str | None = None
 
     @property
     def resource_id(self) -> str:
@@ -99,7 +102,45 @@ class GroupRecord:
             provisioning_state=row["provisioning_state"], desired=row["desired"],
             generation=row["generation"], error=_loads_dict(row["error"]),
             created_at=row["created_at"], updated_at=row["updated_at"],
+            subnet_key=row["subnet_key"],
         )
+
+
+@dataclass(frozen=True)
+class VnetRecord:
+    """A virtual network: its address space and subnets, as ARM's body holds them."""
+
+    subscription: str
+    resource_group: str
+    name: str
+    location: str
+    body: dict[str, Any]  # {"properties": {"addressSpace": ..., "subnets": [...]}}
+    tags: dict[str, str]
+    guid: str
+    created_at: float
+
+    @property
+    def resource_id(self) -> str:
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                f"/providers/{VNET_TYPE}/{self.name}")
+
+    def subnets(self) -> dict[str, tuple[str, str]]:
+        """Subnet name key → (name, address prefix)."""
+        found = {}
+        for subnet in self.body.get("properties", {}).get("subnets", []):
+            props = subnet.get("properties", {})
+            prefix = props.get("addressPrefix") or (props.get("addressPrefixes") or [""])[0]
+            found[name_key(subnet["name"])] = (subnet["name"], prefix)
+        return found
+
+    def subnet_key(self, subnet: str) -> str:
+        return name_key(f"{self.resource_id}/subnets/{subnet}")
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> VnetRecord:
+        return cls(row["subscription"], row["resource_group"], row["name"], row["location"],
+                   json.loads(row["body"]), json.loads(row["tags"]), row["guid"],
+                   row["created_at"])
 
 
 @dataclass(frozen=True)

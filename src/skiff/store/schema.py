@@ -105,8 +105,33 @@ CREATE TABLE dns_labels (
 CREATE INDEX dns_labels_by_group ON dns_labels (group_uid);
 """
 
+# Version 3: virtual networks (their subnets live in the body, as in ARM), and the
+# subnet each private container group is placed in (a key: the subnet's ARM id,
+# compared without case), which is what makes a subnet "in use".
+_V3 = """
+CREATE TABLE virtual_networks (
+    subscription   TEXT NOT NULL,
+    rg_key         TEXT NOT NULL,
+    name_key       TEXT NOT NULL,
+    resource_group TEXT NOT NULL,     -- display case, copied from resource_groups.name
+    name           TEXT NOT NULL,     -- display case
+    location       TEXT NOT NULL,
+    body           TEXT NOT NULL,     -- canonical JSON: {"properties": {...}}
+    tags           TEXT NOT NULL,     -- JSON object
+    guid           TEXT NOT NULL,     -- resourceGuid
+    created_at     REAL NOT NULL,
+    PRIMARY KEY (subscription, rg_key, name_key),
+    FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
+) WITHOUT ROWID;
+
+ALTER TABLE container_groups ADD COLUMN subnet_key TEXT;
+
+CREATE INDEX container_groups_by_subnet ON container_groups (subnet_key)
+    WHERE subnet_key IS NOT NULL;
+"""
+
 #: Every migration, oldest first; the schema's version is how many were applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 

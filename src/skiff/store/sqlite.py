@@ -41,7 +41,6 @@ from skiff.store.errors import (
     ContainerGroupBeingDeleted,
     InvalidResourceGroupLocation,
     InvalidResourceLocation,
-    ResourceGroupBeingDeleted,
 )
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
@@ -53,12 +52,14 @@ from skiff.store.records import (
     location_key,
     name_key,
 )
+from skiff.store.rows import check_rg_usable, insert_rg, rg_row
 from skiff.store.tokens import TokensMixin
+from skiff.store.vnets import VirtualNetworksMixin, check_placement
 
 _MAX_PAGE = 1000  # rows one listing call may ask for
 
 
-class Store(OperationsMixin, TokensMixin):
+class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -71,12 +72,12 @@ class Store(OperationsMixin, TokensMixin):
         case it was first created with.
         """
         with self.write() as conn:
-            row = _rg_row(conn, sub, name)
+            row = rg_row(conn, sub, name)
             if row is None:
                 record = ResourceGroupRecord(sub, name, location, dict(tags), self.now())
-                _insert_rg(conn, record)
+                insert_rg(conn, record)
                 return record, True
-            _check_rg_usable(row)
+            check_rg_usable(row)
             if location_key(row["location"]) != location_key(location):
                 raise InvalidResourceGroupLocation(row["name"], row["location"], location)
             conn.execute("UPDATE resource_groups SET tags = ?"
@@ -87,7 +88,7 @@ class Store(OperationsMixin, TokensMixin):
     def get_resource_group(self, sub: str, name: str) -> ResourceGroupRecord | None:
         """The resource group, or None if there is none (or it is being deleted)."""
         with self.read() as conn:
-            row = _rg_row(conn, sub, name)
+            row = rg_row(conn, sub, name)
         return None if row is None or row["deleting"] else ResourceGroupRecord.from_row(row)
 
     def list_resource_groups(self, sub: str) -> list[ResourceGroupRecord]:
@@ -108,7 +109,7 @@ class Store(OperationsMixin, TokensMixin):
         container group. An unknown group gives ``[]``.
         """
         with self.write() as conn:
-            row = _rg_row(conn, sub, name)
+            row = rg_row(conn, sub, name)
             if row is None:
                 return []
             key = (sub, name_key(name))
@@ -133,8 +134,12 @@ class Store(OperationsMixin, TokensMixin):
     # --- container groups ------------------------------------------------------------------
 
     def put_group(self, sub: str, rg: str, name: str, location: str, body: Mapping[str, Any],
-                  tags: Mapping[str, str]) -> tuple[GroupRecord, bool]:
+                  tags: Mapping[str, str], *,
+                  subnet_key: str | None = None) -> tuple[GroupRecord, bool]:
         """Create or update a container group; returns the record and whether it was created.
+
+        ``subnet_key`` places a private group in a virtual network's subnet (its
+        ARM id, lower case), which must exist (400 SubnetNotFound) and is then in use.
 
         The resource group is created if missing, in the group's location. A
         new body bumps the generation and asks for a running group again
@@ -146,23 +151,25 @@ class Store(OperationsMixin, TokensMixin):
         tags_json = dumps(dict(tags))
         with self.write() as conn:
             now = self.now()
-            rg_row = _rg_row(conn, sub, rg)
-            if rg_row is None:
-                _insert_rg(conn, ResourceGroupRecord(sub, rg, location, {}, now))
+            rg_found = rg_row(conn, sub, rg)
+            if rg_found is None:
+                insert_rg(conn, ResourceGroupRecord(sub, rg, location, {}, now))
                 rg_name = rg
             else:
-                _check_rg_usable(rg_row)
-                rg_name = rg_row["name"]
+                check_rg_usable(rg_found)
+                rg_name = rg_found["name"]
+            if subnet_key is not None:
+                check_placement(conn, subnet_key)
             row = _group_row(conn, sub, rg, name)
             if row is None:
                 uid = uuid.uuid4().hex
                 conn.execute(
                     "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
                     " resource_group, name, location, body, tags, provisioning_state, desired,"
-                    " generation, error, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?)",
+                    " generation, error, created_at, updated_at, subnet_key)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?)",
                     (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
-                     body_json, tags_json, now, now),
+                     body_json, tags_json, now, now, subnet_key),
                 )
                 return _group_by_uid(conn, uid), True
             uid = row["uid"]
@@ -175,7 +182,8 @@ class Store(OperationsMixin, TokensMixin):
                     "UPDATE container_groups SET body = ?, tags = ?,"
                     " provisioning_state = 'Pending', desired = 'running',"
                     " generation = generation + 1, error = NULL,"
-                    " updated_at = ? WHERE uid = ?", (body_json, tags_json, now, uid),
+                    " updated_at = ?, subnet_key = ? WHERE uid = ?",
+                    (body_json, tags_json, now, subnet_key, uid),
                 )
             elif row["tags"] != tags_json:
                 conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
@@ -357,27 +365,6 @@ class Store(OperationsMixin, TokensMixin):
 
 
 # --- helpers, run inside a caller's transaction ----------------------------------------------
-
-
-def _rg_row(conn: sqlite3.Connection, sub: str, name: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM resource_groups WHERE subscription = ? AND name_key = ?",
-        (sub, name_key(name))).fetchone()
-    return row
-
-
-def _insert_rg(conn: sqlite3.Connection, record: ResourceGroupRecord) -> None:
-    conn.execute(
-        "INSERT INTO resource_groups (subscription, name_key, name, location, tags, created_at,"
-        " deleting) VALUES (?, ?, ?, ?, ?, ?, 0)",
-        (record.subscription, name_key(record.name), record.name, record.location,
-         dumps(record.tags), record.created_at),
-    )
-
-
-def _check_rg_usable(row: sqlite3.Row) -> None:
-    if row["deleting"]:
-        raise ResourceGroupBeingDeleted(row["name"])
 
 
 def _group_row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:

@@ -71,6 +71,13 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
         cleanup.callback(subprocess.run, ["ip", "link", "del", engine.networks.bridge],
                          capture_output=True, check=False)
         cleanup.callback(firewall.remove_host_guard, engine.networks.bridge)
+
+        @cleanup.callback
+        def _remove_vnets() -> None:
+            for vnet in engine.networks.vnets():
+                with contextlib.suppress(Exception):
+                    engine.networks.remove_vnet(vnet)
+
         cleanup.callback(engine.networks.drain_pool)
         cleanup.callback(server.close)
 

@@ -1,0 +1,174 @@
+"""Microsoft.Network routes: virtual networks and their subnets.
+
+Only what private container groups need: PUT, GET, list and DELETE of
+``virtualNetworks`` and of their ``subnets``. A virtual network is a record
+in the store, nothing more, until a group is placed in one of its subnets:
+the engine then makes the subnet's bridge and the network's isolation rules
+(:mod:`skiff.engine.subnets`), and removes them when the network is deleted.
+So every change answers at once, provisioningState Succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from skiff.api.context import (
+    ControlPlane,
+    Principal,
+    check_api_version,
+    check_subscription,
+    json_body,
+    plane,
+)
+from skiff.errors import ArmError, SkiffError
+from skiff.models import network as models
+from skiff.store import VnetRecord
+from skiff.store.records import name_key
+
+log = logging.getLogger(__name__)
+router = APIRouter(dependencies=[Depends(check_api_version)])
+_PROVIDER = "providers/Microsoft.Network/virtualNetworks"
+VNETS = f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/{_PROVIDER}"
+VNET = VNETS + "/{name}"
+SUBNETS = VNET + "/subnets"
+SUBNET = SUBNETS + "/{subnet}"
+
+
+def _not_found(what: str, name: str, resource_group: str) -> ArmError:
+    return ArmError(404, "ResourceNotFound",
+                    f"The Resource 'Microsoft.Network/{what}/{name}' under resource group "
+                    f"'{resource_group}' was not found.")
+
+
+def _vnet(plane_: ControlPlane, token: Any, subscription: str, resource_group: str,
+          name: str) -> VnetRecord:
+    check_subscription(token, subscription)
+    record = plane_.store.get_vnet(subscription, resource_group, name)
+    if record is None:
+        raise _not_found("virtualNetworks", name, resource_group)
+    return record
+
+
+def _check_on_node(plane_: ControlPlane, body: models.VnetBody) -> None:
+    """400 if the address space clashes with the node's own routes or public pool."""
+    space = body.properties.address_space
+    try:
+        plane_.engine.networks.check_address_space(space.address_prefixes if space else [])
+    except SkiffError as exc:
+        raise ArmError(400, "VirtualNetworkAddressSpaceConflict", exc.message,
+                       target="properties.addressSpace.addressPrefixes") from exc
+
+
+@router.put(VNET)
+async def put_vnet(subscription: str, resource_group: str, name: str, request: Request,
+                   token: Principal) -> Response:
+    """Create or replace a virtual network (its subnets included)."""
+    plane_ = plane(request)
+    check_subscription(token, subscription)
+    body = models.parse_vnet(json_body(await request.body()), name=name,
+                             default_location=plane_.settings.api.location)
+    _check_on_node(plane_, body)
+    assert body.location is not None
+    record, created = await asyncio.to_thread(
+        plane_.store.put_vnet, subscription, resource_group, name, body.location,
+        models.stored(body), body.tags or {})
+    return JSONResponse(models.render_vnet(record), status_code=201 if created else 200)
+
+
+@router.get(VNET)
+def get_vnet(subscription: str, resource_group: str, name: str, request: Request,
+             token: Principal) -> dict[str, Any]:
+    return models.render_vnet(_vnet(plane(request), token, subscription, resource_group, name))
+
+
+@router.get(VNETS)
+def list_vnets(subscription: str, resource_group: str, request: Request,
+               token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    records = plane(request).store.list_vnets(subscription, resource_group)
+    return {"value": [models.render_vnet(r) for r in records]}
+
+
+@router.get(f"/subscriptions/{{subscription}}/{_PROVIDER}")
+def list_all_vnets(subscription: str, request: Request, token: Principal) -> dict[str, Any]:
+    check_subscription(token, subscription)
+    return {"value": [models.render_vnet(r) for r in plane(request).store.list_vnets(
+        subscription)]}
+
+
+async def _forget_on_node(plane_: ControlPlane, record: VnetRecord) -> None:
+    """Remove what the engine made for the network (bridges, rules); a failure is
+    logged, not answered: the network is gone from the API either way."""
+    try:
+        await asyncio.to_thread(plane_.engine.remove_vnet, name_key(record.resource_id))
+    except SkiffError as exc:
+        log.warning("virtual network %s: cannot clean the node up: %s", record.name,
+                    exc.message)
+
+
+@router.delete(VNET)
+async def delete_vnet(subscription: str, resource_group: str, name: str, request: Request,
+                      token: Principal) -> Response:
+    """Delete a virtual network; 400 InUseSubnetCannotBeDeleted while a group is in it."""
+    plane_ = plane(request)
+    check_subscription(token, subscription)
+    record = await asyncio.to_thread(plane_.store.delete_vnet, subscription, resource_group,
+                                     name)
+    if record is None:
+        return Response(status_code=204)
+    await _forget_on_node(plane_, record)
+    return Response(status_code=200)
+
+
+@router.put(SUBNET)
+async def put_subnet(subscription: str, resource_group: str, name: str, subnet: str,
+                     request: Request, token: Principal) -> Response:
+    """Create or replace one subnet of an existing virtual network."""
+    plane_ = plane(request)
+    before = _vnet(plane_, token, subscription, resource_group, name)
+    model = models.parse_subnet(json_body(await request.body()), name=subnet)
+    record = await asyncio.to_thread(
+        plane_.store.change_vnet, subscription, resource_group, name,
+        lambda body: models.put_subnet(body, model))
+    if record is None:
+        raise _not_found("virtualNetworks", name, resource_group)
+    found = models.find_subnet(record, subnet)
+    assert found is not None
+    created = models.find_subnet(before, subnet) is None
+    return JSONResponse(models.render_subnet(record, found), status_code=201 if created else 200)
+
+
+@router.get(SUBNET)
+def get_subnet(subscription: str, resource_group: str, name: str, subnet: str,
+               request: Request, token: Principal) -> dict[str, Any]:
+    record = _vnet(plane(request), token, subscription, resource_group, name)
+    found = models.find_subnet(record, subnet)
+    if found is None:
+        raise _not_found(f"virtualNetworks/{name}/subnets", subnet, resource_group)
+    return models.render_subnet(record, found)
+
+
+@router.get(SUBNETS)
+def list_subnets(subscription: str, resource_group: str, name: str, request: Request,
+                 token: Principal) -> dict[str, Any]:
+    record = _vnet(plane(request), token, subscription, resource_group, name)
+    return {"value": [models.render_subnet(record, s)
+                      for s in record.body.get("properties", {}).get("subnets", [])]}
+
+
+@router.delete(SUBNET)
+async def delete_subnet(subscription: str, resource_group: str, name: str, subnet: str,
+                        request: Request, token: Principal) -> Response:
+    """Delete a subnet; 400 InUseSubnetCannotBeDeleted while a group is in it."""
+    plane_ = plane(request)
+    before = _vnet(plane_, token, subscription, resource_group, name)
+    if models.find_subnet(before, subnet) is None:
+        return Response(status_code=204)
+    await asyncio.to_thread(plane_.store.change_vnet, subscription, resource_group, name,
+                            lambda body: models.remove_subnet(body, subnet))
+    return Response(status_code=200)

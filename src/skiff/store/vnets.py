@@ -1,0 +1,222 @@
+"""Virtual networks: the Microsoft.Network subset private container groups are placed in.
+
+A virtual network's body (address space and subnets) is validated by
+:mod:`skiff.models.network` before it gets here; what the store adds are the
+rules that need every other resource at once, checked in the transaction
+that writes, so that no race gets round them:
+
+- a subnet a container group is placed in cannot be removed (400
+  ``InUseSubnetCannotBeDeleted``, ARM's code), nor its range changed (400
+  ``InUseSubnetCannotBeUpdated``), nor its virtual network deleted;
+- two virtual networks of one node cannot overlap (400
+  ``VirtualNetworkAddressSpaceConflict``): they are routed by one host, which
+  could not tell them apart (Azure allows it, since its networks never meet);
+- a group can only be placed in a subnet that exists (400 ``SubnetNotFound``).
+
+A group's placement is the ``subnet_key`` column of ``container_groups``: the
+subnet's ARM id, lower case. Subnets live in the virtual network's body, as in
+ARM, where a GET of the network lists them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from skiff.errors import ArmError
+from skiff.store.database import Database
+from skiff.store.records import ResourceGroupRecord, VnetRecord, dumps, location_key, name_key
+from skiff.store.rows import check_rg_usable, insert_rg, rg_row
+
+#: Changes a virtual network's body (a subnet's PUT or DELETE); may raise ArmError.
+BodyChange = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class VirtualNetworksMixin(Database):
+    """The store's ``virtual_networks`` table, and groups' placement in subnets."""
+
+    def put_vnet(self, sub: str, rg: str, name: str, location: str, body: Mapping[str, Any],
+                 tags: Mapping[str, str]) -> tuple[VnetRecord, bool]:
+        """Create or replace a virtual network; returns the record and whether it was new."""
+        with self.write() as conn:
+            return self._write_vnet(conn, sub, rg, name, location, dict(body), dict(tags))
+
+    def change_vnet(self, sub: str, rg: str, name: str, change: BodyChange) -> VnetRecord | None:
+        """Apply ``change`` to a virtual network's body in one transaction (a subnet
+        added, replaced or removed); None if there is no such network."""
+        with self.write() as conn:
+            row = _vnet_row(conn, sub, rg, name)
+            if row is None:
+                return None
+            record = VnetRecord.from_row(row)
+            return self._write_vnet(conn, sub, rg, name, record.location,
+                                    change(record.body), record.tags)[0]
+
+    def get_vnet(self, sub: str, rg: str, name: str) -> VnetRecord | None:
+        with self.read() as conn:
+            row = _vnet_row(conn, sub, rg, name)
+        return None if row is None else VnetRecord.from_row(row)
+
+    def list_vnets(self, sub: str, rg: str | None = None) -> list[VnetRecord]:
+        """The virtual networks of a subscription (or one of its resource groups)."""
+        sql, params = "SELECT * FROM virtual_networks WHERE subscription = ?", [sub]
+        if rg is not None:
+            sql += " AND rg_key = ?"
+            params.append(name_key(rg))
+        with self.read() as conn:
+            rows = conn.execute(sql + " ORDER BY rg_key, name_key", params).fetchall()
+        return [VnetRecord.from_row(row) for row in rows]
+
+    def delete_vnet(self, sub: str, rg: str, name: str) -> VnetRecord | None:
+        """Delete a virtual network none of whose subnets is in use; returns what was
+        deleted (None: there was none)."""
+        with self.write() as conn:
+            row = _vnet_row(conn, sub, rg, name)
+            if row is None:
+                return None
+            record = VnetRecord.from_row(row)
+            for key, (subnet, _) in record.subnets().items():
+                _refuse_in_use(conn, record, key, subnet)
+            conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?"
+                         " AND name_key = ?", (sub, name_key(rg), name_key(name)))
+            return record
+
+    def vnet_in_use(self, vnet_id: str) -> bool:
+        """Whether any container group (being deleted or not) is in one of the subnets
+        of the virtual network with the ARM id ``vnet_id``."""
+        with self.read() as conn:
+            return conn.execute(
+                "SELECT 1 FROM container_groups WHERE subnet_key LIKE ? ESCAPE '\\' LIMIT 1",
+                (_like_prefix(name_key(vnet_id) + "/subnets/"),)).fetchone() is not None
+
+    def subnet_placement(self, subnet_key: str) -> tuple[VnetRecord, str, str] | None:
+        """The virtual network, subnet name and address prefix a subnet key names."""
+        with self.read() as conn:
+            return _placement(conn, subnet_key)
+
+    def _write_vnet(self, conn: sqlite3.Connection, sub: str, rg: str, name: str,
+                    location: str, body: dict[str, Any],
+                    tags: dict[str, str]) -> tuple[VnetRecord, bool]:
+        now = self.now()
+        rg_found = rg_row(conn, sub, rg)
+        if rg_found is None:
+            insert_rg(conn, ResourceGroupRecord(sub, rg, location, {}, now))
+            rg_name = rg
+        else:
+            check_rg_usable(rg_found)
+            rg_name = rg_found["name"]
+        row = _vnet_row(conn, sub, rg, name)
+        if row is None:
+            record = VnetRecord(sub, rg_name, name, location, body, tags, str(uuid.uuid4()), now)
+        else:
+            old = VnetRecord.from_row(row)
+            if location_key(old.location) != location_key(location):
+                raise ArmError(400, "InvalidResourceLocation",
+                               f"The resource '{old.name}' already exists in location "
+                               f"'{old.location}' in resource group '{rg_name}'. A resource "
+                               "with the same name cannot be created in location "
+                               f"'{location}'.")
+            record = VnetRecord(sub, old.resource_group, old.name, old.location, body, tags,
+                                old.guid, old.created_at)
+            new_subnets = record.subnets()
+            for key, (subnet, prefix) in old.subnets().items():
+                if key not in new_subnets:
+                    _refuse_in_use(conn, old, key, subnet)
+                elif _net(new_subnets[key][1]) != _net(prefix):
+                    _refuse_in_use(conn, old, key, subnet, change=True)
+        _refuse_overlaps(conn, record)
+        conn.execute(
+            "INSERT INTO virtual_networks (subscription, rg_key, name_key, resource_group, name,"
+            " location, body, tags, guid, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (subscription, rg_key, name_key) DO UPDATE SET body = excluded.body,"
+            " tags = excluded.tags",
+            (sub, name_key(rg), name_key(name), record.resource_group, record.name,
+             record.location, dumps(record.body), dumps(record.tags), record.guid,
+             record.created_at))
+        return record, row is None
+
+
+# --- helpers, run inside a caller's transaction ----------------------------------------------
+
+
+def _vnet_row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM virtual_networks WHERE subscription = ? AND rg_key = ? AND name_key = ?",
+        (sub, name_key(rg), name_key(name))).fetchone()
+    return row
+
+
+def _net(prefix: str) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(prefix, strict=False)
+    except ValueError:
+        return None
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _refuse_in_use(conn: sqlite3.Connection, vnet: VnetRecord, key: str, subnet: str,
+                   change: bool = False) -> None:
+    row = conn.execute("SELECT name FROM container_groups WHERE subnet_key = ? LIMIT 1",
+                       (vnet.subnet_key(key),)).fetchone()
+    if row is None:
+        return
+    if change:
+        raise ArmError(400, "InUseSubnetCannotBeUpdated",
+                       f"The address prefix of subnet '{subnet}' of virtual network "
+                       f"'{vnet.name}' cannot change: container group '{row['name']}' is in "
+                       "it.")
+    raise ArmError(400, "InUseSubnetCannotBeDeleted",
+                   f"Subnet '{subnet}' of virtual network '{vnet.name}' is in use by container "
+                   f"group '{row['name']}' and cannot be deleted. Delete the container groups "
+                   "in the subnet first.")
+
+
+def _address_space(record: VnetRecord) -> list[ipaddress.IPv4Network]:
+    space = record.body.get("properties", {}).get("addressSpace") or {}
+    return [n for n in map(_net, space.get("addressPrefixes") or []) if n is not None]
+
+
+def _refuse_overlaps(conn: sqlite3.Connection, record: VnetRecord) -> None:
+    mine = _address_space(record)
+    for row in conn.execute("SELECT * FROM virtual_networks"):
+        other = VnetRecord.from_row(row)
+        if name_key(other.resource_id) == name_key(record.resource_id):
+            continue
+        for a in mine:
+            for b in _address_space(other):
+                if a.overlaps(b):
+                    raise ArmError(400, "VirtualNetworkAddressSpaceConflict",
+                                   f"The address space {a} overlaps {b} of virtual network "
+                                   f"'{other.name}' on this node, which routes every virtual "
+                                   "network itself: choose a range no other one uses.",
+                                   target="properties.addressSpace.addressPrefixes")
+
+
+def _placement(conn: sqlite3.Connection, subnet_key: str) -> tuple[VnetRecord, str, str] | None:
+    """Parse ``/subscriptions/S/resourcegroups/R/providers/microsoft.network/
+    virtualnetworks/V/subnets/N`` (lower case) and look it up."""
+    parts = subnet_key.strip("/").split("/")
+    if (len(parts) != 10 or parts[0] != "subscriptions" or parts[2] != "resourcegroups"
+            or parts[4:7] != ["providers", "microsoft.network", "virtualnetworks"]
+            or parts[8] != "subnets"):
+        return None
+    row = _vnet_row(conn, parts[1], parts[3], parts[7])
+    if row is None:
+        return None
+    record = VnetRecord.from_row(row)
+    found = record.subnets().get(parts[9])
+    return None if found is None else (record, found[0], found[1])
+
+
+def check_placement(conn: sqlite3.Connection, subnet_key: str) -> None:
+    """400 SubnetNotFound unless the subnet exists (run in put_group's transaction)."""
+    if _placement(conn, subnet_key) is None:
+        raise ArmError(400, "SubnetNotFound",
+                       f"The subnet '{subnet_key}' does not exist: create the virtual network "
+                       "and its subnet first.", target="properties.subnetIds")
