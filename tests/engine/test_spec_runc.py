@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,18 +22,26 @@ from typing import Any
 
 import pytest
 
+from skiff.engine.idmap import bind_idmapped
+from skiff.engine.model import SecurityContext
 from skiff.engine.spec import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
     MASKED_PATHS,
     SpecOption,
     default_spec,
+    host_capabilities,
+    resolve_run_as,
     resolve_user,
+    security_options,
+    with_bind,
     with_cgroups_path,
     with_hostname,
+    with_namespaces,
     with_process,
     with_resources,
     with_root,
+    with_user_namespace,
 )
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -233,3 +242,179 @@ def test_user_from_the_image_passwd(bundle: Bundle) -> None:
     lines = out.split("\n")
     assert lines[:3] == ["1000", "1000", "1000 2000"], out
     assert int(_status(out)["CapEff"], 16) == 0
+
+
+# --- securityContext ---------------------------------------------------------------------------
+
+
+def _profile_denying(*syscalls: str) -> dict[str, Any]:
+    """A Docker-format profile: allow everything but ``syscalls`` (EPERM)."""
+    return {"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": list(syscalls), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+
+
+def run_with(bundle: Bundle, script: str, context: SecurityContext, *options: SpecOption,
+             uid: int = 0, gid: int = 0, rootfs: Path | None = None) -> str:
+    """Run ``sh -c script`` in a spec built as the supervisor builds it for ``context``."""
+    spec = default_spec(with_root(rootfs or bundle.rootfs), with_hostname("skiff-test"),
+                        with_resources(0.5, MEMORY, PIDS), with_cgroups_path(bundle.cgroups_path),
+                        with_process(["/bin/sh", "-c", script], PATH_ENV, uid=uid, gid=gid),
+                        *options, *security_options(context),
+                        cap_add=context.cap_add, cap_drop=context.cap_drop,
+                        privileged=context.privileged)
+    (bundle.path / "config.json").write_text(json.dumps(spec))
+    done = subprocess.run(bundle.runc("run", "--bundle", str(bundle.path), bundle.id),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60, check=False)
+    return done.stdout + done.stderr
+
+
+def test_cap_add_net_admin_is_effective(bundle: Bundle) -> None:
+    """capabilities.add NET_ADMIN puts CAP_NET_ADMIN in CapEff on top of the defaults."""
+    out = run_with(bundle, "grep CapEff /proc/self/status",
+                   SecurityContext(cap_add=("NET_ADMIN",)))
+    assert int(_status(out)["CapEff"], 16) == _mask([*DEFAULT_CAPABILITIES, "CAP_NET_ADMIN"])
+
+
+def test_cap_drop_all_leaves_no_capability(bundle: Bundle) -> None:
+    """capabilities.drop ALL gives root CapEff 0: it cannot even chown."""
+    out = run_with(bundle, "grep -E 'CapEff|CapBnd' /proc/self/status; "
+                   "touch /tmp/f; chown 1:1 /tmp/f; echo chown=$?",
+                   SecurityContext(cap_drop=("ALL",)))
+    assert int(_status(out)["CapEff"], 16) == 0, out
+    assert int(_status(out)["CapBnd"], 16) == 0, out
+    assert "chown=0" not in out
+
+
+def test_run_as_user_overrides_the_image_user(bundle: Bundle) -> None:
+    """runAsUser 1000 runs the process as uid 1000 with the image's group for it."""
+    context = SecurityContext(run_as_user=1000)
+    uid, gid, _ = resolve_run_as(bundle.rootfs, "", context.run_as_user)
+    out = run_with(bundle, "id -u; id -g", context, uid=uid, gid=gid)
+    assert out.split() == ["1000", "1000"], out
+
+
+def test_allow_privilege_escalation_lifts_no_new_privs(bundle: Bundle) -> None:
+    """allowPrivilegeEscalation true gives NoNewPrivs 0; false keeps the default 1."""
+    out = run_with(bundle, "grep NoNewPrivs /proc/self/status",
+                   SecurityContext(allow_privilege_escalation=True))
+    assert _status(out)["NoNewPrivs"] == "0", out
+    out = run_with(bundle, "grep NoNewPrivs /proc/self/status",
+                   SecurityContext(allow_privilege_escalation=False))
+    assert _status(out)["NoNewPrivs"] == "1", out
+
+
+def test_custom_seccomp_profile_blocks_mkdir(bundle: Bundle) -> None:
+    """A profile denying mkdir/mkdirat makes mkdir fail with EPERM while the rest runs."""
+    profile = _profile_denying("mkdir", "mkdirat")
+    out = run_with(bundle, "mkdir /tmp/d; echo mkdir=$?; touch /tmp/f; echo touch=$?",
+                   SecurityContext(seccomp_profile=profile))
+    assert "mkdir=1" in out, out
+    assert "Operation not permitted" in out, out
+    assert "touch=0" in out, out
+
+
+def test_privileged_has_every_capability_and_no_filter(bundle: Bundle) -> None:
+    """privileged: every capability, no seccomp filter, no masked paths, host devices."""
+    script = ("grep -E 'CapEff|Seccomp' /proc/self/status; "
+              "echo kcore=$(cat /proc/kcore 2>/dev/null | head -c 4 | wc -c); "
+              "ls /dev | wc -l")
+    out = run_with(bundle, script, SecurityContext(privileged=True))
+    status = _status(out)
+    assert "CapEff" in status, out
+    assert int(status["CapEff"], 16) == _mask(host_capabilities()), out
+    assert status["Seccomp"] == "0", out
+    if os.path.exists("/proc/kcore"):
+        assert "kcore=4" in out, out
+    assert int(out.strip().splitlines()[-1]) > 10  # the host's devices, not runc's few
+
+
+# --- user namespaces ---------------------------------------------------------------------------
+
+USERNS = (200000, 65536)
+
+
+@dataclass
+class Remapped:
+    """A remapped container's rootfs: an overlay on an idmapped view of a busybox tree."""
+
+    base: Path  # 0711, as skiff's data root: the mapped root may only traverse it
+    rootfs: Path
+    upper: Path
+
+
+@pytest.fixture
+def remapped(bundle: Bundle) -> Iterator[Remapped]:
+    """An overlay rootfs as a remapped container gets it: its lower layer an idmapped
+    view of the busybox tree, its upper dir owned by the mapped root; all in a directory
+    the mapped root can traverse (pytest's own are 0700). Unmounted and removed after."""
+    base = Path(tempfile.mkdtemp(prefix="skiff-userns-"))
+    os.chmod(base, 0o711)  # noqa: S103 -- traversable, as skiff's data root is
+    made = Remapped(base=base, rootfs=base / "merged", upper=base / "upper")
+    layer, view, work = base / "layer", base / "view", base / "work"
+    shutil.copytree(bundle.rootfs, layer, symlinks=True)
+    for directory in (view, made.upper, work, made.rootfs):
+        directory.mkdir()
+    os.chown(made.upper, USERNS[0], USERNS[0])
+    mounted: list[Path] = []
+    try:
+        bind_idmapped(layer, view, *USERNS)
+        mounted.append(view)
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={view},upperdir={made.upper},workdir={work}",
+                        str(made.rootfs)], check=True, capture_output=True)
+        mounted.append(made.rootfs)
+        yield made
+    finally:
+        subprocess.run(bundle.runc("delete", "--force", bundle.id), capture_output=True,
+                       timeout=30, check=False)
+        for path in reversed(mounted):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_userns_maps_root_to_the_host_range(bundle: Bundle, remapped: Remapped) -> None:
+    """Under a user namespace uid_map shows the range, the image is root's, and a file
+    the container's root creates in an emptyDir-like bind is owned by the mapped uid."""
+    empty = remapped.base / "empty"
+    empty.mkdir()
+    os.chmod(empty, 0o777)  # noqa: S103 -- as an emptyDir volume is
+    out = run_with(bundle, "cat /proc/self/uid_map /proc/self/gid_map; id -u; "
+                   "stat -c %u:%g /bin/busybox; touch /data/made; echo touch=$?; "
+                   "echo x > /etc/written; echo etc=$?",
+                   SecurityContext(), with_user_namespace(*USERNS),
+                   with_bind(empty, "/data"), rootfs=remapped.rootfs)
+    lines = [line.split() for line in out.splitlines()]
+    assert lines[0] == ["0", str(USERNS[0]), str(USERNS[1])], out
+    assert lines[1] == ["0", str(USERNS[0]), str(USERNS[1])], out
+    assert "touch=0" in out, out
+    assert "etc=0" in out, out
+    assert out.splitlines()[2:4] == ["0", "0:0"], out
+    made = (empty / "made").stat()
+    assert (made.st_uid, made.st_gid) == (USERNS[0], USERNS[0])
+    written = (remapped.upper / "etc" / "written").stat()
+    assert written.st_uid == USERNS[0]  # the upper layer holds mapped ids, never host root's
+
+
+@pytest.fixture
+def netns() -> Iterator[Path]:
+    """A network namespace of the host's (as a group's is), deleted afterwards."""
+    name = f"skiff-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield Path("/run/netns") / name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+def test_userns_joins_a_host_network_namespace(bundle: Bundle, remapped: Remapped,
+                                               netns: Path) -> None:
+    """A remapped container joins a network namespace the host made (as a group's is),
+    with /sys still mounted read-only."""
+    out = run_with(bundle, "cat /proc/self/uid_map; touch /sys/x; echo sys=$?; "
+                   "echo pids=$(cat /sys/fs/cgroup/pids/pids.max)",
+                   SecurityContext(), with_namespaces(str(netns)),
+                   with_user_namespace(*USERNS), rootfs=remapped.rootfs)
+    assert out.split()[:3] == ["0", str(USERNS[0]), str(USERNS[1])], out
+    assert "sys=1" in out, out
+    assert f"pids={PIDS}" in out, out  # the container's own cgroups, not the host's

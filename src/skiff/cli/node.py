@@ -8,7 +8,11 @@ from pathlib import Path
 
 import click
 
-from skiff.settings import DEFAULT_DATA_ROOT, ApiSettings, DnsSettings, Settings
+from skiff.settings import DEFAULT_DATA_ROOT, ApiSettings, DnsSettings, RuntimeSettings, Settings
+
+#: ``--userns-remap`` given alone: 65536 ids (a whole 16-bit range, what images use)
+#: from 100000, above the ids of the host's users (useradd's default subuid start).
+USERNS_DEFAULT = "100000:65536"
 
 _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
                           default=DEFAULT_DATA_ROOT, show_default=True, envvar="SKIFF_DATA_ROOT",
@@ -32,10 +36,19 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
               help="The key of --tls-cert.")
 @click.option("--overcommit", type=float, default=ApiSettings.overcommit, show_default=True,
               help="Admit groups up to this many times the host's CPUs and memory.")
+@click.option("--allow-privileged", is_flag=True,
+              help="Admit containers with securityContext.privileged and capabilities that "
+                   "act on the host's kernel (SYS_ADMIN, ...): root on the host. Only where "
+                   "every tenant is trusted with it; default: refused with 400.")
+@click.option("--userns-remap", default=None, is_flag=False, flag_value=USERNS_DEFAULT,
+              metavar="FIRST:COUNT",
+              help="Run each (unprivileged) container in a user namespace: its ids 0..COUNT-1 "
+                   f"are host ids FIRST.., so its root is no root on the host (given alone: "
+                   f"{USERNS_DEFAULT}). Needs Linux 5.19+ (idmapped overlay layers).")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
           dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
-          verbose: bool) -> None:
+          allow_privileged: bool, userns_remap: str | None, verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -51,9 +64,22 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
     if dns_listen is not None:
         _check_dns_listen(dns_listen)
     api = ApiSettings(listen=listen, location=location, tls_cert=tls_cert, tls_key=tls_key,
-                      overcommit=overcommit)
+                      overcommit=overcommit, allow_privileged=allow_privileged)
     dns = DnsSettings(listen=dns_listen, zone=dns_zone)
-    run_server(Settings(data_root=data_root, api=api, dns=dns))
+    runtime = RuntimeSettings(userns=parse_userns(userns_remap) if userns_remap else None)
+    run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime))
+
+
+def parse_userns(text: str) -> tuple[int, int]:
+    """``--userns-remap FIRST:COUNT`` as (first, count): FIRST above 0, the range in 32 bits."""
+    first, _, count = text.partition(":")
+    try:
+        pair = (int(first), int(count))
+        RuntimeSettings(userns=pair)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not FIRST:COUNT with FIRST > 0 and COUNT > 0",
+                                 param_hint="--userns-remap") from None
+    return pair
 
 
 def _check_dns_listen(listen: str) -> None:

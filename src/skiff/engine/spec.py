@@ -33,8 +33,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from skiff.engine.seccomp import default_seccomp
+from skiff.engine.model import SecurityContext
+from skiff.engine.seccomp import convert as convert_seccomp
+from skiff.engine.seccomp import default_seccomp, goarch, kernel_version
 from skiff.errors import InvalidInput, UserNotFound
+from skiff.settings import Platform
 
 SpecOption = Callable[[dict[str, Any]], None]
 
@@ -327,6 +330,144 @@ def with_default_seccomp(arch: str | None = None) -> SpecOption:
     return apply
 
 
+def with_custom_seccomp(profile: Mapping[str, Any], arch: str | None = None) -> SpecOption:
+    """A Docker-format ``profile`` (a securityContext's) in place of the default one,
+    resolved like it for the bounding set the spec has *now*."""
+    doc = dict(profile)
+
+    def apply(spec: dict[str, Any]) -> None:
+        caps = spec["process"].get("capabilities", {}).get("bounding", ())
+        spec["linux"]["seccomp"] = convert_seccomp(
+            doc, caps=caps, arch=goarch(arch or Platform.host().architecture),
+            kernel=kernel_version())
+
+    return apply
+
+
+def with_user_namespace(host_id: int, size: int) -> SpecOption:
+    """A new user namespace: ids 0..size-1 inside are ``host_id``.. outside, for users
+    and groups alike, so the container's root is an unprivileged user on the host.
+
+    The rootfs and every mount source must be reachable by those host ids (see
+    :mod:`skiff.engine.idmap`); runc itself bind-mounts the default devices, which a
+    user namespace may not create.
+
+    Apply it after :func:`with_namespaces` and the bind mounts, which it gives the flags
+    of their sources' mounts (see :func:`_keep_locked_flags`). A new sysfs can be
+    mounted only by the owner of the network namespace, and a joined one (a group's)
+    belongs to the host: /sys then becomes a read-only recursive bind of the host's
+    sysfs (a non-recursive one would uncover what the host's submounts hide, which the
+    kernel refuses in a user namespace). It shows the host's network interfaces in
+    /sys/class/net where a sysfs of its own shows the group's, as with rootless Podman;
+    the submounts stay writable only to their owners, the host's root, and
+    /sys/fs/cgroup is covered by the container's own.
+    """
+    if host_id <= 0 or size <= 0 or host_id + size > 2**32 - 1:
+        raise InvalidInput(f"a user namespace needs host ids above 0, not {host_id}+{size}")
+    mapping = [{"containerID": 0, "hostID": host_id, "size": size}]
+
+    def apply(spec: dict[str, Any]) -> None:
+        namespaces = [n for n in spec["linux"].get("namespaces", []) if n["type"] != "user"]
+        spec["linux"]["namespaces"] = [*namespaces, {"type": "user"}]
+        spec["linux"]["uidMappings"] = [dict(m) for m in mapping]
+        spec["linux"]["gidMappings"] = [dict(m) for m in mapping]
+        joined = any(n["type"] == "network" and n.get("path") for n in namespaces)
+        for mount in spec["mounts"]:
+            if joined and mount["destination"] == "/sys" and mount["type"] == "sysfs":
+                mount.update(type="bind", source="/sys",
+                             options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+            elif mount["type"] == "bind":
+                _keep_locked_flags(mount)
+
+    return apply
+
+
+#: statvfs flags that a user namespace may not clear from a bind of a mount that
+#: has them (the kernel locks them), with the OCI option that keeps them.
+_LOCKED_FLAGS = ((os.ST_RDONLY, "ro"), (os.ST_NOSUID, "nosuid"), (os.ST_NODEV, "nodev"),
+                 (os.ST_NOEXEC, "noexec"))
+
+
+def _keep_locked_flags(mount: dict[str, Any]) -> None:
+    """Add to a bind mount's options the flags its source's mount has (a secret
+    volume's ro and noexec): runc 1.1 remounts binds with only the flags asked for,
+    and inside a user namespace the kernel refuses (EPERM) to clear locked ones."""
+    try:
+        flags = os.statvfs(mount["source"]).f_flag
+    except OSError:
+        return  # runc reports a missing source better than we could
+    options = mount.setdefault("options", [])
+    for flag, option in _LOCKED_FLAGS:
+        if flags & flag and option not in options:
+            options.append(option)
+
+
+def host_devices(root: Path = Path("/dev")) -> list[dict[str, Any]]:
+    """The host's device nodes under ``root`` as OCI ``linux.devices`` entries.
+
+    What Docker gives a privileged container: every char and block device,
+    subdirectories included, except those a container has of its own (its pts
+    instance, shm, mqueue) and the console.
+    """
+    skip = {"pts", "shm", "mqueue", "console", "ptmx"}
+    found: list[dict[str, Any]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        if rel == ".":
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in sorted((*filenames, *dirnames)):
+            if rel == "." and name in skip:
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue  # gone meanwhile
+            kind = "c" if stat.S_ISCHR(info.st_mode) else "b" if stat.S_ISBLK(info.st_mode) else ""
+            if kind:
+                found.append({"path": path if root == Path("/dev") else
+                              "/dev/" + os.path.relpath(path, root),
+                              "type": kind, "major": os.major(info.st_rdev),
+                              "minor": os.minor(info.st_rdev),
+                              "fileMode": stat.S_IMODE(info.st_mode),
+                              "uid": info.st_uid, "gid": info.st_gid})
+    return found
+
+
+def host_capabilities(status: Path = Path("/proc/self/status")) -> list[str]:
+    """The capabilities in this process's bounding set: all a container can be given
+    (a host that is itself a container may lack some, such as CAP_SYS_RESOURCE)."""
+    for line in status.read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return [c for i, c in enumerate(ALL_CAPABILITIES) if mask >> i & 1]
+    return list(ALL_CAPABILITIES)
+
+
+def with_privileged(devices: Iterable[Mapping[str, Any]] | None = None) -> SpecOption:
+    """What Docker's ``--privileged`` gives: every capability the host has, the host's
+    devices (all allowed in the devices cgroup), /sys and the cgroups writable, no
+    masked or read-only paths and no seccomp filter (:func:`default_spec` with
+    ``privileged=True`` leaves them out). Root in such a container is root on the host.
+    """
+    nodes = [dict(d) for d in (host_devices() if devices is None else devices)]
+    caps = host_capabilities()
+
+    def apply(spec: dict[str, Any]) -> None:
+        spec["process"]["capabilities"] = {
+            "bounding": list(caps), "effective": list(caps), "permitted": list(caps),
+        }
+        spec["linux"]["devices"] = [dict(d) for d in nodes]
+        spec["linux"].setdefault("resources", {})["devices"] = [{"allow": True, "access": "rwm"}]
+        for key in ("maskedPaths", "readonlyPaths", "seccomp"):
+            spec["linux"].pop(key, None)
+        for mount in spec["mounts"]:
+            if mount["destination"] in ("/sys", "/sys/fs/cgroup"):
+                mount["options"] = [o for o in mount["options"] if o != "ro"]
+
+    return apply
+
+
 def without_compat_syscalls(spec: dict[str, Any]) -> None:
     """Keep the seccomp filter to the native syscall ABI (x86_64), dropping the
     32-bit ones (i386, x32) Docker's profile also allows.
@@ -443,16 +584,30 @@ def with_oom_score_adj(score: int) -> SpecOption:
     return apply
 
 
+def security_options(context: SecurityContext, arch: str | None = None) -> list[SpecOption]:
+    """The options a securityContext adds to :func:`default_spec` (whose ``cap_add``,
+    ``cap_drop`` and ``privileged`` take the rest): no-new-privileges lifted only
+    when ``allowPrivilegeEscalation`` is true, and a custom seccomp profile in
+    place of the default one (none at all when privileged)."""
+    options: list[SpecOption] = []
+    if context.allow_privilege_escalation or context.privileged:
+        options.append(with_no_new_privileges(False))
+    if context.seccomp_profile is not None and not context.privileged:
+        options.append(with_custom_seccomp(context.seccomp_profile, arch))
+    return options
+
+
 def default_spec(*options: SpecOption, network_path: str | None = None,
                  cap_add: Iterable[str] = (), cap_drop: Iterable[str] = (),
-                 arch: str | None = None) -> dict[str, Any]:
+                 arch: str | None = None, privileged: bool = False) -> dict[str, Any]:
     """The hardened spec every skiff container starts from, with ``options`` applied after.
 
     Namespaces (joining ``network_path`` when given), default mounts, the
     default capabilities adjusted by ``cap_add``/``cap_drop``, no new
     privileges, masked and read-only paths and RLIMIT_NOFILE 1024. The
     seccomp filter is resolved last, for the final bounding set, unless an
-    option set one.
+    option set one. ``privileged`` applies :func:`with_privileged` before
+    ``options`` and sets no seccomp filter.
     """
     spec = build_spec(
         with_namespaces(network_path),
@@ -462,9 +617,10 @@ def default_spec(*options: SpecOption, network_path: str | None = None,
         with_masked_paths(),
         with_readonly_paths(),
         with_rlimits(),
+        *((with_privileged(),) if privileged else ()),
         *options,
     )
-    if "seccomp" not in spec["linux"]:
+    if "seccomp" not in spec["linux"] and not privileged:
         with_default_seccomp(arch)(spec)
     return spec
 
@@ -581,6 +737,26 @@ def _numeric(text: str) -> int | None:
     if value > _MAX_ID:
         raise UserNotFound(f"id {value} is out of range (0 to {_MAX_ID})")
     return value
+
+
+def resolve_run_as(rootfs: Path, image_user: str, run_as_user: int | None = None,
+                   run_as_group: int | None = None) -> tuple[int, int, tuple[int, ...]]:
+    """The image's user with a securityContext's ``runAsUser``/``runAsGroup`` in place.
+
+    ``runAsUser`` replaces the image's ``User`` as a numeric ``--user`` would (its
+    group and supplementary groups from the image's files, gid 0 without an
+    entry); ``runAsGroup`` then replaces the primary group.
+    """
+    if run_as_user is None:
+        uid, gid, extra = resolve_user(rootfs, image_user)
+    elif run_as_user <= _MAX_ID:
+        uid, gid, extra = resolve_user(rootfs, str(run_as_user))
+    else:  # beyond what passwd files hold: the id as given
+        uid, gid, extra = run_as_user, 0, ()
+    if run_as_group is not None:
+        gid = run_as_group
+        extra = tuple(g for g in extra if g != gid)
+    return uid, gid, extra
 
 
 def resolve_user(rootfs: Path, user: str) -> tuple[int, int, tuple[int, ...]]:

@@ -4,7 +4,10 @@ Each volume of a group is one directory, ``<data root>/volumes/<group id>/<volum
 name>``, which the runtime bind-mounts (read-only when a ``volumeMount`` says
 so: that is the runtime's job, not this module's). The group directory is
 mode 0700: containers reach their volumes through bind mounts made by root,
-and no other user of the host can look in.
+and no other user of the host can look in. Under ``--userns-remap`` runc makes
+those mounts as the container's root, a mapped host id: the group directory
+then belongs to that id (still 0700), the volumes' root lets it through
+(0711), and a gitRepo clone is given to it, to be as writable as without.
 
 Each kind of volume source is a small driver behind :class:`VolumeDriver`,
 looked up by the source's type, so that file shares (``azureFile``) come later
@@ -405,6 +408,14 @@ def _check_component(kind: str, value: str) -> None:
         raise InvalidVolume(f"invalid {kind} {value[:80]!r}")
 
 
+def _chown_tree(path: Path, owner: int) -> None:
+    """Give ``path`` and everything below it to ``owner`` (user and group), links not followed."""
+    os.chown(path, owner, owner, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), owner, owner, follow_symlinks=False)
+
+
 class Volumes:
     """The volumes of every group, under ``<data_root>/volumes/<group id>/<volume name>``."""
 
@@ -426,8 +437,12 @@ class Volumes:
                                         f"{type(volume.source).__name__} are not supported")
         return driver
 
-    def prepare(self, group_id: str, volumes: Sequence[Volume]) -> dict[str, Path]:
+    def prepare(self, group_id: str, volumes: Sequence[Volume], *,
+                owner: int | None = None) -> dict[str, Path]:
         """Make the group's volumes; returns volume name → host directory.
+
+        ``owner``: the host id of the group's containers' root when they run in a
+        user namespace (see the module's docstring).
 
         Idempotent: a volume already in place is kept as it is (an emptyDir's
         files, a clone), one that is not (half made, or of another kind) is
@@ -457,6 +472,11 @@ class Volumes:
                 remove_tree(path)
                 made.append(path)
                 driver.create(volume.name, path, volume.source)
+                if owner is not None and isinstance(volume.source, GitRepoVolume):
+                    _chown_tree(path, owner)
+            if owner is not None:
+                os.chmod(self.root, 0o711)  # noqa: S103 -- traversable, not readable
+                os.chown(group, owner, owner)
         except BaseException as exc:
             for path in [*reversed(made), *([group] if fresh_group else [])]:
                 with contextlib.suppress(SkiffError):  # the first error is the one to report

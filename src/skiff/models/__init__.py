@@ -65,6 +65,16 @@ Containers:
 - ``InvalidProbe``: a liveness or readiness probe has both or neither of exec and httpGet,
   an empty exec command, an httpGet without a port or with a scheme other than http/https,
   a negative initialDelaySeconds or a period, timeout or threshold below 1.
+- ``PrivilegedContainerNotAllowed``: a container's securityContext.privileged is true on a
+  server not started with ``--allow-privileged``.
+- ``InvalidCapability``: securityContext.capabilities names a capability Linux does not
+  have (names are matched with or without ``CAP_``, in any case; ``ALL`` is one).
+- ``CapabilityNotAllowed``: capabilities.add names ALL or a capability that acts on the
+  host's kernel (anything beyond the defaults and NET_RAW, NET_ADMIN, NET_BROADCAST,
+  IPC_LOCK, SYS_NICE, LEASE, AUDIT_READ) without ``--allow-privileged``.
+- ``InvalidRunAsId``: runAsUser or runAsGroup is outside 0 to 2^32-2.
+- ``InvalidSeccompProfile``: seccompProfile is not base64 of a JSON object with a string
+  defaultAction and well-formed rules (Docker's format), or is over 256 KiB.
 
 Ports and the IP address:
 

@@ -163,6 +163,25 @@ class ContainerProbe(ArmModel):
     timeout_seconds: int | None = None
 
 
+class SecurityContextCapabilities(ArmModel):
+    """Capabilities added to and dropped from the default set (``NET_ADMIN``, ``ALL``)."""
+
+    add: list[str] | None = None
+    drop: list[str] | None = None
+
+
+class SecurityContext(ArmModel):
+    """A container's ``securityContext``; the rules check its values, convert maps them."""
+
+    privileged: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    capabilities: SecurityContextCapabilities | None = None
+    run_as_group: int | None = None
+    run_as_user: int | None = None
+    #: A seccomp profile (Docker's JSON format), base64-encoded as in ACI.
+    seccomp_profile: str | None = Field(default=None, repr=False)
+
+
 class InitContainerProperties(ArmModel):
     """What an init container may say: no ports, resources nor probes."""
 
@@ -172,7 +191,7 @@ class InitContainerProperties(ArmModel):
     command: list[str] | None = None
     environment_variables: list[EnvironmentVariable] | None = None
     volume_mounts: list[VolumeMount] | None = None
-    security_context: dict[str, Any] | None = None
+    security_context: SecurityContext | None = None
 
 
 class ContainerProperties(InitContainerProperties):

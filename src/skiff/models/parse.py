@@ -60,11 +60,13 @@ _EXPECTED = {
 
 
 def parse_container_group(body: dict[str, Any], *, name: str, default_location: str,
-                          known_locations: Collection[str]) -> ContainerGroupBody:
+                          known_locations: Collection[str],
+                          allow_privileged: bool = False) -> ContainerGroupBody:
     """Validate a PUT body for the group ``name``; raise ArmError(400, ...) on the first
-    broken rule. The result is normalized: enumerations in their canonical spelling,
-    defaults filled in (location, restartPolicy, sku, port protocols), read-only
-    properties dropped, unknown properties kept."""
+    broken rule (``allow_privileged`` admits privileged containers). The result is
+    normalized: enumerations in their canonical spelling, defaults filled in (location,
+    restartPolicy, sku, port protocols), read-only properties dropped, unknown
+    properties kept."""
     check_group_name(name)
     if not isinstance(body, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
@@ -79,7 +81,7 @@ def parse_container_group(body: dict[str, Any], *, name: str, default_location: 
     except ValidationError as exc:
         # from None: pydantic's error quotes the input, which may hold secrets.
         raise content_error(exc.errors()[0]) from None
-    check_body(model, known_locations)
+    check_body(model, known_locations, allow_privileged=allow_privileged)
     return model
 
 

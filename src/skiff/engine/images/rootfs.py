@@ -9,6 +9,13 @@ Mount options must fit in one page. Layers are named through short links
 (``l/<20 hex>``) to keep the option string small; an image with so many layers
 that even those overflow the page is mounted by a ``mount`` process started
 in the links' directory, with relative names (what containers-storage does).
+
+A remapped container's rootfs (``idmap``: its user namespace's first host id
+and count) takes its layers from an idmapped view of the image store (see
+:mod:`skiff.engine.idmap`), one per mapping, shared; its upper directory
+belongs to the mapped root, and the directories down to it can be traversed
+by others (0711, as Docker's userns-remap root) since runc mounts it from
+inside the user namespace.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.engine import idmap as idmapped
 from skiff.engine import mounts
 from skiff.errors import RootfsError
 
@@ -36,6 +45,8 @@ class RootfsRecord:
     container_id: str
     image: str  # the manifest digest of the image
     layers: tuple[str, ...]  # diff-ids, bottom first
+    #: (first host id, count) of a remapped container's user namespace, else None.
+    idmap: tuple[int, int] | None = None
 
 
 def _mount_overlay(target: Path, options: str, cwd: Path | None = None) -> None:
@@ -61,13 +72,22 @@ def unmount(path: Path) -> None:
     raise RootfsError(f"cannot unmount {path}: it stays mounted")
 
 
+def _traversable(directory: Path) -> None:
+    """Let others through ``directory`` (o+x), not read it: a remapped root is "other"."""
+    mode = directory.stat().st_mode
+    if not mode & 0o001:
+        os.chmod(directory, (mode & 0o7777) | 0o001)
+
+
 class Rootfses:
     """Rootfs directories under ``root/rootfs/<container id>``."""
 
     def __init__(self, root: Path, links: Path) -> None:
         self.root = root / "rootfs"
         self.links = links
+        self.views = root / "idmapped"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._views_lock = threading.Lock()
         if _FORBIDDEN & set(str(root)):
             raise RootfsError(f"the data root {root} must not contain any of , : = "
                               "(they separate overlayfs mount options)")
@@ -90,17 +110,26 @@ class Rootfses:
         for sub in ("upper", "work", "merged"):
             (base / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(base / "upper", 0o755)  # noqa: S103 -- the container's "/" takes the upper dir's mode
+        if record.idmap is not None:
+            os.chown(base / "upper", record.idmap[0], record.idmap[0])
+            for directory in (self.root.parent, self.root, base):
+                _traversable(directory)
         meta = base / "rootfs.json"
         if not meta.exists():
             tmp = base / "rootfs.json.tmp"
-            tmp.write_text(json.dumps({"image": record.image, "layers": list(record.layers)}))
+            doc: dict[str, object] = {"image": record.image, "layers": list(record.layers)}
+            if record.idmap is not None:
+                doc["idmap"] = list(record.idmap)
+            tmp.write_text(json.dumps(doc))
             os.replace(tmp, meta)
-        self._mount(base, link_names)
+        self._mount(base, link_names, record.idmap)
         return merged
 
-    def _mount(self, base: Path, link_names: Sequence[str]) -> None:
+    def _mount(self, base: Path, link_names: Sequence[str],
+               idmap: tuple[int, int] | None = None) -> None:
+        links = self.links if idmap is None else self._view(idmap) / self.links.name
         tail = f",upperdir={base}/upper,workdir={base}/work"
-        lower = ":".join(str(self.links / name) for name in reversed(link_names))
+        lower = ":".join(str(links / name) for name in reversed(link_names))
         options = f"lowerdir={lower}{tail}"
         if len(options) < _PAGE:
             _mount_overlay(base / "merged", options)
@@ -109,7 +138,24 @@ class Rootfses:
         if len(options) >= _PAGE:
             raise RootfsError(f"the image has too many layers ({len(link_names)}) for one "
                               "overlay mount")
-        _mount_overlay(base / "merged", options, cwd=self.links)
+        _mount_overlay(base / "merged", options, cwd=links)
+
+    def _view(self, idmap: tuple[int, int]) -> Path:
+        """The store's root as ids ``idmap`` see it (mounted on first use, then kept):
+        the layers' links resolve inside it, so lowerdirs taken from it are idmapped."""
+        view = self.views / f"{idmap[0]}-{idmap[1]}"
+        with self._views_lock:
+            if not mounts.is_mounted(view):
+                view.mkdir(parents=True, exist_ok=True)
+                idmapped.bind_idmapped(self.root.parent, view, *idmap)
+        return view
+
+    def unmount_views(self) -> None:
+        """Unmount every idmapped view (rootfses mounted from one keep it alive)."""
+        with self._views_lock:
+            if self.views.is_dir():
+                for entry in os.scandir(self.views):
+                    unmount(Path(entry.path))
 
     def mount(self, container_id: str, link_names: Sequence[str]) -> Path:
         """Mount an existing rootfs again (after a reboot); returns its path."""
@@ -118,7 +164,8 @@ class Rootfses:
             raise RootfsError(f"container {container_id} has no rootfs")
         merged = base / "merged"
         if not mounts.is_mounted(merged):
-            self._mount(base, link_names)
+            record = self.get(container_id)
+            self._mount(base, link_names, record.idmap if record is not None else None)
         return merged
 
     def get(self, container_id: str) -> RootfsRecord | None:
@@ -126,7 +173,9 @@ class Rootfses:
             doc = json.loads((self._dir(container_id) / "rootfs.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        return RootfsRecord(container_id, doc["image"], tuple(doc["layers"]))
+        found = doc.get("idmap")
+        idmap = (int(found[0]), int(found[1])) if found else None
+        return RootfsRecord(container_id, doc["image"], tuple(doc["layers"]), idmap)
 
     def path(self, container_id: str) -> Path:
         return self._dir(container_id) / "merged"

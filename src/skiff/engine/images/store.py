@@ -384,11 +384,16 @@ class ImageStore:
 
     # ---- root filesystems ---------------------------------------------------
 
-    def create_rootfs(self, container_id: str, image: Image) -> Path:
-        """Mount a new rootfs for ``container_id`` from ``image``; returns its path."""
+    def create_rootfs(self, container_id: str, image: Image, *,
+                      idmap: tuple[int, int] | None = None) -> Path:
+        """Mount a new rootfs for ``container_id`` from ``image``; returns its path.
+
+        ``idmap`` (first host id, count): for a container in a user namespace mapping
+        its ids 0.. to those (see :mod:`skiff.engine.images.rootfs`).
+        """
         with locked(self._gc_lock, shared=True):
             links = [self._layer_link(d) for d in image.layers]
-            record = RootfsRecord(container_id, image.digest, image.layers)
+            record = RootfsRecord(container_id, image.digest, image.layers, idmap)
             return self.rootfs.create(record, links)
 
     def mount_rootfs(self, container_id: str) -> Path:
