@@ -1,0 +1,158 @@
+"""Virtual networks end to end: Microsoft.Network's API, and private groups placed in subnets.
+
+A real server, real groups (busybox httpd) and real traffic: the node (the
+test process) reaches a private group; a public group's container does not.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from skiff.engine import subnets
+from skiff.testing.server import settled
+from tests.conftest import BuiltImages
+from tests.e2e.conftest import RunningServer
+
+API = "?api-version=2023-05-01"
+NET = "providers/Microsoft.Network/virtualNetworks"
+ACI = "providers/Microsoft.ContainerInstance/containerGroups"
+RG = "/subscriptions/sub-1/resourceGroups/rg"
+
+
+def client(skiff: RunningServer) -> httpx.Client:
+    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
+                        headers={"Authorization": f"Bearer {skiff.token}"})
+
+
+def vnet_body(space: str = "10.210.0.0/16", **subnets_: str) -> dict[str, Any]:
+    return {"location": "local", "properties": {
+        "addressSpace": {"addressPrefixes": [space]},
+        "subnets": [{"name": n, "properties": {"addressPrefix": p}}
+                    for n, p in subnets_.items()]}}
+
+
+def subnet_id(vnet: str, subnet: str) -> str:
+    return f"{RG}/{NET}/{vnet}/subnets/{subnet}"
+
+
+def group_body(images: BuiltImages, subnet: str | None, command: str) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "osType": "Linux", "restartPolicy": "Never",
+        "ipAddress": {"type": "Private" if subnet else "Public", "ports": [{"port": 80}]},
+        "containers": [{"name": "c", "properties": {
+            "image": images.bb, "command": ["sh", "-c", command], "ports": [{"port": 80}],
+            "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}
+    if subnet:
+        props["subnetIds"] = [{"id": subnet}]
+    return {"location": "local", "properties": props}
+
+
+def error(response: httpx.Response) -> str:
+    assert response.status_code == 400, response.text
+    return str(response.json()["error"]["code"])
+
+
+def test_virtual_networks_are_resources_with_arm_rules(skiff: RunningServer) -> None:
+    """PUT/GET/list/DELETE of networks and subnets, with Azure's refusals."""
+    http = client(skiff)
+    made = http.put(f"{RG}/{NET}/net1{API}", json=vnet_body(default="10.210.1.0/24"))
+    assert made.status_code == 201, made.text
+    doc = made.json()
+    assert doc["id"] == f"{RG}/{NET}/net1"
+    assert doc["type"] == "Microsoft.Network/virtualNetworks"
+    assert doc["properties"]["provisioningState"] == "Succeeded"
+    assert doc["properties"]["subnets"][0]["id"] == subnet_id("net1", "default")
+    assert http.get(f"{RG}/{NET}/NET1{API}").json()["name"] == "net1"  # names ignore case
+    sub = http.put(f"{RG}/{NET}/net1/subnets/more{API}",
+                   json={"properties": {"addressPrefix": "10.210.2.0/24"}})
+    assert sub.status_code == 201, sub.text
+    assert [s["name"] for s in http.get(f"{RG}/{NET}/net1/subnets{API}").json()["value"]] == [
+        "default", "more"]
+    assert [v["name"] for v in http.get(f"{RG}/{NET}{API}").json()["value"]] == ["net1"]
+    # Azure's rules.
+    assert error(http.put(f"{RG}/{NET}/net1/subnets/out{API}", json={
+        "properties": {"addressPrefix": "10.99.0.0/24"}})) == "NetcfgSubnetRangeOutsideVnet"
+    assert error(http.put(f"{RG}/{NET}/net1/subnets/lap{API}", json={
+        "properties": {"addressPrefix": "10.210.1.128/25"}})) == "NetcfgSubnetRangesOverlap"
+    assert error(http.put(f"{RG}/{NET}/net1/subnets/tiny{API}", json={
+        "properties": {"addressPrefix": "10.210.3.0/30"}})) == "NetcfgInvalidSubnet"
+    assert error(http.put(f"{RG}/{NET}/bad{API}", json=vnet_body("10.1.2.3/16"))
+                 ) == "InvalidAddressPrefix"
+    # The node's own rules: no overlap with another network or the public one.
+    assert error(http.put(f"{RG}/{NET}/net2{API}", json=vnet_body("10.210.128.0/17"))
+                 ) == "VirtualNetworkAddressSpaceConflict"
+    public = skiff.server.plane.engine.networks.subnet
+    assert error(http.put(f"{RG}/{NET}/net3{API}", json=vnet_body(public))
+                 ) == "VirtualNetworkAddressSpaceConflict"
+    assert http.get(f"{RG}/{NET}/net2{API}").status_code == 404
+    assert http.delete(f"{RG}/{NET}/net1/subnets/more{API}").status_code == 200
+    assert http.delete(f"{RG}/{NET}/net1{API}").status_code == 200
+    assert http.delete(f"{RG}/{NET}/net1{API}").status_code == 204
+    assert http.get(f"{RG}/{NET}/net1{API}").status_code == 404
+
+
+def test_a_private_group_runs_in_its_subnet_and_holds_it(
+    skiff: RunningServer, images: BuiltImages, tmp_path: Path
+) -> None:
+    """A group with subnetIds gets the subnet's 5th address, serves the node, is
+    unreachable from a public group, and keeps its subnet and network from being
+    deleted until it is gone; then the node is clean."""
+    http = client(skiff)
+    assert http.put(f"{RG}/{NET}/net1{API}",
+                    json=vnet_body(default="10.210.1.0/24")).status_code == 201
+    missing = http.put(f"{RG}/{ACI}/priv{API}", json=group_body(
+        images, subnet_id("net1", "nope"), "true"))
+    assert error(missing) == "SubnetNotFound"
+    assert http.get(f"{RG}/{ACI}/priv{API}").status_code == 404
+
+    serve = "mkdir -p /www && echo private > /www/index.html && httpd -f -p 80 -h /www"
+    made = http.put(f"{RG}/{ACI}/priv{API}",
+                    json=group_body(images, subnet_id("net1", "default"), serve))
+    assert made.status_code == 201, made.text
+    group = settled(http, f"{RG}/{ACI}/priv{API}")
+    assert group["properties"]["provisioningState"] == "Succeeded", group
+    ip = group["properties"]["ipAddress"]["ip"]
+    assert ip == "10.210.1.4"
+    assert group["properties"]["ipAddress"]["type"] == "Private"
+    assert group["properties"]["subnetIds"] == [{"id": subnet_id("net1", "default")}]
+    deadline = time.monotonic() + 10
+    while True:  # the node reaches it (it runs the probes)
+        try:
+            assert httpx.get(f"http://{ip}/", timeout=2).text == "private\n"
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    fetch = f"timeout 3 wget -q -O - http://{ip}/ && echo reached || echo blocked"
+    public = http.put(f"{RG}/{ACI}/pub{API}", json=group_body(images, None, fetch))
+    assert public.status_code == 201, public.text
+    deadline = time.monotonic() + 30
+    while "blocked" not in (logs := http.get(
+            f"{RG}/{ACI}/pub/containers/c/logs{API}").json().get("content", "")):
+        assert "reached" not in logs
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.2)
+
+    assert error(http.delete(f"{RG}/{NET}/net1{API}")) == "InUseSubnetCannotBeDeleted"
+    assert error(http.delete(f"{RG}/{NET}/net1/subnets/default{API}")
+                 ) == "InUseSubnetCannotBeDeleted"
+    assert error(http.put(f"{RG}/{NET}/net1{API}", json=vnet_body(other="10.210.2.0/24"))
+                 ) == "InUseSubnetCannotBeDeleted"
+    assert error(http.put(f"{RG}/{NET}/net1{API}", json=vnet_body(default="10.210.1.0/25"))
+                 ) == "InUseSubnetCannotBeUpdated"
+
+    assert http.delete(f"{RG}/{ACI}/priv{API}").status_code in (200, 202)
+    deadline = time.monotonic() + 30
+    while http.delete(f"{RG}/{ACI}/priv{API}").status_code != 204:  # torn down: forgotten
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    deleted = http.delete(f"{RG}/{NET}/net1{API}")
+    assert deleted.status_code == 200, deleted.text
+    prefix = subnets.vnet_prefix(skiff.settings.data_root, f"{RG}/{NET}/net1".lower())
+    assert not any(d.name.startswith(prefix) for d in Path("/sys/class/net").iterdir())
+    assert not subnets.isolation_installed(prefix)
