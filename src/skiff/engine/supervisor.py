@@ -445,7 +445,7 @@ class Supervisor:
         for mount in container.volume_mounts:
             options.append(oci.with_bind(group.volume_paths[mount.name], mount.mount_path,
                                          readonly=mount.read_only))
-        userns = self._userns(container)
+        userns = self._userns(group.spec, container)
         if userns is not None:
             for what, value in (("user", uid), ("group", gid), ("group", max(gids, default=0))):
                 if value >= userns[1]:
@@ -461,14 +461,17 @@ class Supervisor:
             oci.without_compat_syscalls(spec)
         return spec
 
-    def _userns(self, container: Container) -> tuple[int, int] | None:
-        """The (first host id, count) ``container``'s user namespace maps, if any:
-        privileged containers run in the host's, as Docker's --userns=host."""
-        return None if container.security.privileged else self.settings.runtime.userns
+    def _userns(self, spec: GroupSpec, container: Container) -> tuple[int, int] | None:
+        """The (first host id, count) ``container``'s user namespace maps, if any: runc
+        only (a gVisor sandbox has its own kernel), and privileged containers run in the
+        host's, as with Docker's --userns=host."""
+        if container.security.privileged or spec.isolation == "sandbox":
+            return None
+        return self.settings.runtime.userns
 
     def _volume_owner(self, spec: GroupSpec) -> int | None:
         """The host id that owns the group's volumes: its remapped containers' root."""
-        remapped = [self._userns(c) for c in (*spec.init_containers, *spec.containers)]
+        remapped = [self._userns(spec, c) for c in (*spec.init_containers, *spec.containers)]
         return next((u[0] for u in remapped if u is not None), None)
 
     def _group_cgroup(self, group: _Group) -> str:
@@ -505,7 +508,7 @@ class Supervisor:
         self.images.remove_rootfs(cid)
         try:
             rootfs = self.images.create_rootfs(cid, group.images[container.name],
-                                               idmap=self._userns(container))
+                                               idmap=self._userns(group.spec, container))
             spec = self._spec(group, container, rootfs)
             spec, runtime = self._isolate(group, spec)
             self.runtime.create(cid, spec, name=f"{group.spec.name}_{container.name}",
@@ -678,7 +681,7 @@ class Supervisor:
         group.probes.clear()
         self.sandboxes.remove(group.spec.id, remove_logs=remove_logs)  # after its members
         cgroups.remove(self._group_cgroup(group))
-        self.networks.teardown(group.spec.id)
+        self.networks.teardown(group.spec.id, wait=False)  # its CNI DEL runs meanwhile
         self.volumes.cleanup(group.spec.id)
         group.attachment = None
         group.prepared = False
