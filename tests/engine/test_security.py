@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import cgroups, firewall
+from skiff.engine import cgroups, firewall, mounts
 from skiff.engine.model import (
     Container,
     EmptyDirVolume,
@@ -200,3 +200,21 @@ def test_privileged_container_sees_host_devices(engine: Supervisor,
     out = logs_once(engine, spec, "app").split()
     assert out[:2] == ["Seccomp:", "0"], out
     assert int(out[2]) > 10, out
+
+
+def test_one_idmapped_view_however_many_rootfses(remapped: Supervisor,
+                                                  images: BuiltImages) -> None:
+    """Every remapped rootfs (two containers, restarts) shares one idmapped view of the
+    store, and unmount_views leaves none mounted."""
+    spec = group(box(images, "a", "sleep 0.2"), box(images, "b", "sleep 300"))
+    remapped.run(spec)
+    wait_view(remapped, spec.id, lambda v: v.containers[0].restart_count >= 2)
+    views = remapped.images.rootfs.views
+
+    def mounted() -> int:
+        return sum(1 for p in mounts.mount_points() if p.is_relative_to(views))
+
+    assert mounted() == 1
+    remapped.delete(spec.id)
+    remapped.images.rootfs.unmount_views()
+    assert mounted() == 0

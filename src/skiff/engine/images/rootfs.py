@@ -72,6 +72,12 @@ def unmount(path: Path) -> None:
     raise RootfsError(f"cannot unmount {path}: it stays mounted")
 
 
+def _is_mount_point(path: Path) -> bool:
+    """Whether something is mounted at ``path``, by mountinfo: an idmapped bind of the
+    store shares its device, which :func:`mounts.is_mounted` compares."""
+    return path.resolve() in mounts.mount_points()
+
+
 def _traversable(directory: Path) -> None:
     """Let others through ``directory`` (o+x), not read it: a remapped root is "other"."""
     mode = directory.stat().st_mode
@@ -145,7 +151,7 @@ class Rootfses:
         the layers' links resolve inside it, so lowerdirs taken from it are idmapped."""
         view = self.views / f"{idmap[0]}-{idmap[1]}"
         with self._views_lock:
-            if not mounts.is_mounted(view):
+            if not _is_mount_point(view):
                 view.mkdir(parents=True, exist_ok=True)
                 idmapped.bind_idmapped(self.root.parent, view, *idmap)
         return view
@@ -153,9 +159,16 @@ class Rootfses:
     def unmount_views(self) -> None:
         """Unmount every idmapped view (rootfses mounted from one keep it alive)."""
         with self._views_lock:
-            if self.views.is_dir():
-                for entry in os.scandir(self.views):
-                    unmount(Path(entry.path))
+            if not self.views.is_dir():
+                return
+            for entry in os.scandir(self.views):
+                view = Path(entry.path)
+                for _ in range(16):  # one a round: views may be stacked
+                    if not _is_mount_point(view):
+                        break
+                    err = mounts.detach(view)
+                    if err:
+                        raise RootfsError(f"cannot unmount {view}: {os.strerror(err)}")
 
     def mount(self, container_id: str, link_names: Sequence[str]) -> Path:
         """Mount an existing rootfs again (after a reboot); returns its path."""
