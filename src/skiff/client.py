@@ -15,6 +15,12 @@ the status is terminal. Links the server hands out (operations, ``nextLink``)
 are only followed on the API's own origin: a link to another host is re-rooted
 on the base URL, so the bearer token never travels anywhere else.
 
+The virtual networks that private groups are placed in are
+``Microsoft.Network`` resources (``virtualNetworks`` and their ``subnets``,
+same api-version); the client has typed methods for them too, which answer
+the resource as the API accepted it (waiting, should the API answer with an
+operation, as Azure does).
+
 Configuration comes in explicitly (:class:`SkiffClient`) or from the
 environment (:meth:`SkiffClient.from_env`): ``SKIFF_URL``, ``SKIFF_TOKEN``
 (else ``<data root>/admin.token``), ``SKIFF_CA`` (else ``<data root>/ca.pem``
@@ -45,6 +51,7 @@ API_VERSION = "2023-05-01"
 DEFAULT_URL = "https://127.0.0.1:8443"
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 PROVIDER = "Microsoft.ContainerInstance"
+NETWORK_PROVIDER = "Microsoft.Network"
 
 _TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 # Without Retry-After the SDK waits 30 s; skiff always sends 1, so 1 is the
@@ -238,6 +245,30 @@ class SkiffClient:
             path += f"/{quote(name, safe='')}"
         return path
 
+    def vnet_url(self, rg: str | None = None, name: str | None = None) -> str:
+        """The ARM path of a virtual network, of the networks of a resource group
+        (``name`` None), or of the subscription's networks (both None)."""
+        path = f"/subscriptions/{quote(self.subscription, safe='')}"
+        if rg is not None:
+            path += f"/resourceGroups/{quote(rg, safe='')}"
+        path += f"/providers/{NETWORK_PROVIDER}/virtualNetworks"
+        if name is not None:
+            if rg is None:
+                raise ValueError("a virtual network's path needs its resource group")
+            path += f"/{quote(name, safe='')}"
+        return path
+
+    def subnet_url(self, rg: str, vnet: str, name: str | None = None) -> str:
+        """The ARM path of a subnet, or of the subnets of a virtual network (``name`` None)."""
+        path = f"{self.vnet_url(rg, vnet)}/subnets"
+        return path if name is None else f"{path}/{quote(name, safe='')}"
+
+    def subnet_id(self, rg: str, vnet: str, name: str) -> str:
+        """A subnet's ARM resource id, as a group's ``subnetIds`` names it (not URL-quoted:
+        an id is a name, not a path to send)."""
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{rg}/providers/"
+                f"{NETWORK_PROVIDER}/virtualNetworks/{vnet}/subnets/{name}")
+
     def _container_url(self, rg: str, name: str, container: str, action: str) -> str:
         return f"{self.group_url(rg, name)}/containers/{quote(container, safe='')}/{action}"
 
@@ -311,7 +342,11 @@ class SkiffClient:
 
     def iter_groups(self, rg: str | None = None) -> Iterator[dict[str, Any]]:
         """The groups of a resource group, or of the subscription; follows ``nextLink``."""
-        url: str | httpx.URL = self.group_url(rg)
+        return self._pages(self.group_url(rg), "groups")
+
+    def _pages(self, first: str, what: str) -> Iterator[dict[str, Any]]:
+        """The items of a list answer and of its ``nextLink`` pages."""
+        url: str | httpx.URL = first
         seen: set[str] = set()
         for _ in range(_MAX_PAGES):
             page = _json(self._send("GET", url))
@@ -324,7 +359,7 @@ class SkiffClient:
                 return
             seen.add(link)
             url = self._local(str(link))
-        raise ApiError(200, "InvalidResponse", f"more than {_MAX_PAGES} pages of groups")
+        raise ApiError(200, "InvalidResponse", f"more than {_MAX_PAGES} pages of {what}")
 
     def update_tags(self, rg: str, name: str, tags: Mapping[str, str]) -> dict[str, Any]:
         """PATCH the group's tags; the group."""
@@ -364,6 +399,64 @@ class SkiffClient:
     def stop(self, rg: str, name: str) -> None:
         """Stop the group's containers (synchronous: 204)."""
         self._action(rg, name, "stop")
+
+    # -- virtual networks and subnets ----------------------------------------
+
+    def _put_resource(self, url: str, body: Mapping[str, Any], *,
+                      progress: Progress | None = None) -> dict[str, Any]:
+        """PUT a resource that may be long-running; the resource once it is provisioned.
+
+        skiff answers network changes at once (provisioningState Succeeded, no
+        operation), and then the answer is the resource; an answer with an
+        operation, as Azure's, is waited for and the resource read again."""
+        operation = self._operation("PUT", url, self._send("PUT", url, json=body))
+        state = str(operation.body.get("properties", {}).get("provisioningState")
+                    or "Succeeded")
+        if (operation.async_url is None and operation.location_url is None
+                and state.lower() == "succeeded"):
+            return operation.body
+        self.wait(operation, progress=progress)
+        return _json(self._send("GET", url))
+
+    def _delete_resource(self, url: str, *, progress: Progress | None = None) -> None:
+        """DELETE a resource and wait until it is gone (204: there was none)."""
+        self.wait(self._operation("DELETE", url, self._send("DELETE", url)), progress=progress)
+
+    def create_or_update_vnet(self, rg: str, name: str, body: Mapping[str, Any], *,
+                              progress: Progress | None = None) -> dict[str, Any]:
+        """PUT a virtual network (its subnets included: a PUT replaces them); the network."""
+        return self._put_resource(self.vnet_url(rg, name), body, progress=progress)
+
+    def get_vnet(self, rg: str, name: str) -> dict[str, Any]:
+        """The virtual network (``ResourceNotFound`` 404 if there is none)."""
+        return _json(self._send("GET", self.vnet_url(rg, name)))
+
+    def list_vnets(self, rg: str | None = None) -> list[dict[str, Any]]:
+        """Every virtual network of a resource group, or of the subscription."""
+        return [*self._pages(self.vnet_url(rg), "virtual networks")]
+
+    def delete_vnet(self, rg: str, name: str, *, progress: Progress | None = None) -> None:
+        """Delete a virtual network (400 ``InUseSubnetCannotBeDeleted`` while a group is in
+        one of its subnets); nothing to do if there is none."""
+        self._delete_resource(self.vnet_url(rg, name), progress=progress)
+
+    def create_or_update_subnet(self, rg: str, vnet: str, name: str, body: Mapping[str, Any],
+                                *, progress: Progress | None = None) -> dict[str, Any]:
+        """PUT one subnet of an existing virtual network; the subnet."""
+        return self._put_resource(self.subnet_url(rg, vnet, name), body, progress=progress)
+
+    def get_subnet(self, rg: str, vnet: str, name: str) -> dict[str, Any]:
+        """The subnet (``ResourceNotFound`` 404 if it, or its network, is not there)."""
+        return _json(self._send("GET", self.subnet_url(rg, vnet, name)))
+
+    def list_subnets(self, rg: str, vnet: str) -> list[dict[str, Any]]:
+        """Every subnet of a virtual network."""
+        return [*self._pages(self.subnet_url(rg, vnet), "subnets")]
+
+    def delete_subnet(self, rg: str, vnet: str, name: str, *,
+                      progress: Progress | None = None) -> None:
+        """Delete a subnet (400 ``InUseSubnetCannotBeDeleted`` while a group is in it)."""
+        self._delete_resource(self.subnet_url(rg, vnet, name), progress=progress)
 
     # -- containers -----------------------------------------------------------
 

@@ -19,7 +19,7 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from click.testing import CliRunner, Result
 from websockets.sync.server import Server, ServerConnection, serve
 
-from skiff.cli.container import _Progress, az_view, emit
+from skiff.cli.container import _Progress, az_view, emit, group_body
 from skiff.cli.main import main
 from skiff.client import API_VERSION, SkiffClient
 
@@ -312,6 +312,61 @@ def test_create_needs_image_or_file() -> None:
     result = run(FakeArm(), "create", "-g", "rg", "-n", "web")
     assert result.exit_code == 2
     assert "--image" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    (["--ip-address", "Private"], "--ip-address Private places the group in a virtual network"),
+    (["--vnet", "v"], "usage error: --vnet NAME --subnet NAME"),
+    (["--subnet", "s"], "usage error: --vnet NAME --subnet NAME"),
+    (["--vnet", "v", "--subnet", "s", "--dns-name-label", "web"],
+     "--dns-name-label cannot be used with --subnet"),
+    (["--vnet", "v", "--subnet", "s", "--ip-address", "Public"],
+     "--ip-address Public cannot be used with --subnet"),
+])
+def test_create_network_flags_that_cannot_work_are_usage_errors(args: list[str],
+                                                                why: str) -> None:
+    """A private address without a subnet, a subnet without its network, a DNS label or a
+    public address in a subnet: usage errors (exit 2) that say why, before any request."""
+    arm = FakeArm()
+    result = run(arm, "create", "-g", "rg", "-n", "web", "--image", "nginx", *args)
+    assert result.exit_code == 2
+    assert why in " ".join(result.stderr.split())
+    assert arm.requests == []
+
+
+def test_create_file_refuses_subnet_flags(tmp_path: Path) -> None:
+    """--vnet/--subnet with --file is refused (the file names its subnet), not ignored."""
+    (tmp_path / "g.yaml").write_text(ACI_YAML)
+    arm = FakeArm()
+    result = run(arm, "create", "-g", "rg", "-f", str(tmp_path / "g.yaml"), "--vnet", "v",
+                 "--subnet", "s")
+    assert result.exit_code == 2
+    assert "properties.subnetIds" in result.stderr
+    assert arm.requests == []
+
+
+def test_group_body_in_a_subnet_is_private_with_ports() -> None:
+    """group_body with a subnet id: subnetIds holds it, the address is Private with the
+    ports (also opened on the container), and there is no DNS name label."""
+    subnet = (f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/"
+              "virtualNetworks/v/subnets/s")
+    props = group_body(name="web", image="nginx", ports=(80, 443), subnet_id=subnet)[
+        "properties"]
+    ports = [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 443}]
+    assert props["subnetIds"] == [{"id": subnet}]
+    assert props["ipAddress"] == {"ports": ports, "type": "Private"}
+    assert props["containers"][0]["properties"]["ports"] == ports
+    assert "subnetIds" not in group_body(name="web", image="nginx")["properties"]
+
+
+def test_create_help_documents_the_network_flags() -> None:
+    """create --help names --vnet, --subnet and their prefixes with az's defaults."""
+    result = CliRunner().invoke(main, ["container", "create", "--help"])
+    text = " ".join(result.output.split())
+    for flag in ("--vnet TEXT", "--subnet TEXT", "--vnet-address-prefix PREFIX",
+                 "--subnet-address-prefix PREFIX", "[default: 10.0.0.0/16]",
+                 "[default: 10.0.0.0/24]"):
+        assert flag in text
 
 
 ACI_YAML = """\

@@ -382,6 +382,127 @@ def test_resource_group_location() -> None:
     assert client.resource_group_location("rg") is None
 
 
+# --- virtual networks and subnets --------------------------------------------------------------
+
+NET = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks"
+VNET_PATH = f"{NET}/vnet1"
+SUBNET_PATH = f"{VNET_PATH}/subnets/sub1"
+
+
+def vnet(state: str = "Succeeded", *subnets: dict[str, Any]) -> dict[str, Any]:
+    """A virtual network as the API answers it."""
+    return {"id": VNET_PATH, "name": "vnet1", "type": "Microsoft.Network/virtualNetworks",
+            "location": "local", "properties": {
+                "provisioningState": state, "subnets": list(subnets),
+                "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}}
+
+
+def subnet(state: str = "Succeeded") -> dict[str, Any]:
+    """A subnet as the API answers it."""
+    return {"id": SUBNET_PATH, "name": "sub1", "type": "Microsoft.Network/virtualNetworks/subnets",
+            "properties": {"provisioningState": state, "addressPrefix": "10.0.0.0/24"}}
+
+
+def test_vnet_put_answered_at_once_is_the_network() -> None:
+    """A PUT skiff answers Succeeded at once is the network: no poll, no second GET; the
+    body, path and api-version are ARM's."""
+    rec = Recorder({("PUT", VNET_PATH): [httpx.Response(201, json=vnet())]})
+    body = {"location": "local", "properties": {"addressSpace": {
+        "addressPrefixes": ["10.0.0.0/16"]}}}
+    assert client_for(rec).create_or_update_vnet("rg", "vnet1", body)["name"] == "vnet1"
+    (request,) = rec.requests
+    assert json.loads(request.content) == body
+    assert request.url.params["api-version"] == API_VERSION
+
+
+def test_vnet_put_with_an_operation_waits_then_reads_the_network() -> None:
+    """A PUT answered with Azure-AsyncOperation (as Azure's network API does) is polled
+    until it ends, and the network is read again."""
+    rec = Recorder({("PUT", VNET_PATH): [accepted(201, vnet("Updating"))],
+                    ("GET", OP_PATH): [op("InProgress"), op("Succeeded")],
+                    ("GET", VNET_PATH): [httpx.Response(200, json=vnet())]})
+    got = client_for(rec).create_or_update_vnet("rg", "vnet1", {"properties": {}})
+    assert got["properties"]["provisioningState"] == "Succeeded"
+    assert rec.calls() == [("PUT", VNET_PATH), ("GET", OP_PATH), ("GET", OP_PATH),
+                           ("GET", VNET_PATH)]
+
+
+def test_vnet_put_answered_failed_raises() -> None:
+    """A network answered provisioningState Failed is OperationFailed, not a success."""
+    rec = Recorder({("PUT", VNET_PATH): [httpx.Response(200, json=vnet("Failed"))]})
+    with pytest.raises(OperationFailed):
+        client_for(rec).create_or_update_vnet("rg", "vnet1", {"properties": {}})
+
+
+def test_vnet_get_list_and_delete_paths() -> None:
+    """get/list/delete of networks reach the network's, the resource group's and the
+    subscription's ARM paths; list follows nextLink."""
+    all_path = f"/subscriptions/{SUB}/providers/Microsoft.Network/virtualNetworks"
+    page1 = {"value": [vnet()], "nextLink": f"{BASE}{NET}?api-version={API_VERSION}&page=2"}
+    rec = Recorder({("GET", VNET_PATH): [httpx.Response(200, json=vnet())],
+                    ("GET", NET): [httpx.Response(200, json=page1),
+                                   httpx.Response(200, json={"value": [vnet()]})],
+                    ("GET", all_path): [httpx.Response(200, json={"value": []})],
+                    ("DELETE", VNET_PATH): [httpx.Response(200)]})
+    client = client_for(rec)
+    assert client.get_vnet("rg", "vnet1")["id"] == VNET_PATH
+    assert len(client.list_vnets("rg")) == 2
+    assert client.list_vnets() == []
+    client.delete_vnet("rg", "vnet1")
+    assert rec.calls() == [("GET", VNET_PATH), ("GET", NET), ("GET", NET), ("GET", all_path),
+                           ("DELETE", VNET_PATH)]
+
+
+def test_subnet_put_get_list_delete_paths() -> None:
+    """Subnets live under their network's path: PUT, GET, list and DELETE reach them."""
+    rec = Recorder({("PUT", SUBNET_PATH): [httpx.Response(201, json=subnet())],
+                    ("GET", SUBNET_PATH): [httpx.Response(200, json=subnet())],
+                    ("GET", f"{VNET_PATH}/subnets"): [httpx.Response(200, json={
+                        "value": [subnet()]})],
+                    ("DELETE", SUBNET_PATH): [httpx.Response(204)]})
+    client = client_for(rec)
+    body = {"properties": {"addressPrefix": "10.0.0.0/24"}}
+    assert client.create_or_update_subnet("rg", "vnet1", "sub1", body)["name"] == "sub1"
+    assert json.loads(rec.requests[0].content) == body
+    assert client.get_subnet("rg", "vnet1", "sub1")["id"] == SUBNET_PATH
+    assert [s["name"] for s in client.list_subnets("rg", "vnet1")] == ["sub1"]
+    client.delete_subnet("rg", "vnet1", "sub1")
+    assert [m for m, _ in rec.calls()] == ["PUT", "GET", "GET", "DELETE"]
+
+
+def test_subnet_id_is_the_arm_id_and_paths_are_quoted() -> None:
+    """subnet_id is the ARM id a group's subnetIds holds; names in paths are quoted."""
+    rec = Recorder({})
+    client = client_for(rec)
+    assert client.subnet_id("rg", "vnet1", "sub1") == SUBNET_PATH
+    with pytest.raises(ApiError):
+        client.get_subnet("rg", "v/x", "s")
+    assert rec.requests[0].url.raw_path.startswith(f"{NET}/v%2Fx/subnets/s?".encode())
+    with pytest.raises(ValueError, match="resource group"):
+        client.vnet_url(None, "vnet1")
+
+
+@pytest.mark.parametrize(("method", "code", "target"), [
+    ("DELETE", "InUseSubnetCannotBeDeleted", None),
+    ("PUT", "NetcfgSubnetRangeOutsideVnet", "properties.addressPrefix"),
+])
+def test_network_errors_become_api_errors(method: str, code: str, target: str | None) -> None:
+    """The API's network refusals (a subnet in use, a subnet outside its network) become
+    ApiError with their status, ARM code and target."""
+    error = {"code": code, "message": "refused", **({"target": target} if target else {})}
+    rec = Recorder({(method, SUBNET_PATH): [httpx.Response(400, json={"error": error})]})
+    client = client_for(rec)
+    def call() -> None:
+        if method == "DELETE":
+            client.delete_subnet("rg", "vnet1", "sub1")
+        else:
+            client.create_or_update_subnet("rg", "vnet1", "sub1", {"properties": {}})
+
+    with pytest.raises(ApiError) as info:
+        call()
+    assert (info.value.status, info.value.code, info.value.target) == (400, code, target)
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 

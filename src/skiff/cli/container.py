@@ -36,7 +36,7 @@ from copy import deepcopy
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from enum import Enum
-from functools import wraps
+from functools import partial, wraps
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar, cast
 
@@ -48,6 +48,13 @@ from azure.mgmt.containerinstance.models import ContainerGroup
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.sync.client import ClientConnection
 
+from skiff.cli.subnets import (
+    DEFAULT_SUBNET_PREFIX,
+    DEFAULT_VNET_PREFIX,
+    ensure_subnet,
+    is_resource_id,
+    subnet_ref,
+)
 from skiff.client import API_VERSION, ApiError, SkiffClient, WebSocketTarget
 from skiff.errors import SkiffError
 
@@ -544,9 +551,12 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
                environment_variables: list[tuple[str, str]] | None = None,
                secure_environment_variables: list[tuple[str, str]] | None = None,
                registry_login_server: str | None = None, registry_username: str | None = None,
-               registry_password: str | None = None, os_type: str = "Linux") -> dict[str, Any]:
+               registry_password: str | None = None, os_type: str = "Linux",
+               subnet_id: str | None = None) -> dict[str, Any]:
     """The ARM body of ``az container create``'s flags: one container named as
-    the group; ports opened on an IP address only when it asks for one."""
+    the group; ports opened on an IP address only when it asks for one. A group
+    in a subnet (``subnet_id``, its ARM id) has a Private address, as in az;
+    the flags that contradict that are refused before (:func:`_check_network_flags`)."""
     env = [{"name": k, "value": v} for k, v in environment_variables or []]
     env += [{"name": k, "secureValue": v} for k, v in secure_environment_variables or []]
     container: dict[str, Any] = {
@@ -560,7 +570,7 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
     props: dict[str, Any] = {"containers": [{"name": name, "properties": container}],
                              "osType": os_type, "restartPolicy": restart_policy}
     ip_type = "Public" if dns_name_label else ip_address
-    if ip_address and ip_address.lower() == "private":
+    if subnet_id or (ip_address and ip_address.lower() == "private"):
         ip_type = "Private"
     if ip_type:
         open_ports = [{"protocol": protocol or "TCP", "port": p} for p in ports]
@@ -569,6 +579,8 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
         if dns_name_label:
             ip["dnsNameLabel"] = dns_name_label
         props["ipAddress"] = ip
+    if subnet_id:
+        props["subnetIds"] = [{"id": subnet_id}]
     if registry_login_server:
         props["imageRegistryCredentials"] = [{"server": registry_login_server,
                                               "username": registry_username,
@@ -577,6 +589,32 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
     if location:
         body["location"] = location
     return body
+
+
+def _check_network_flags(*, vnet: str | None, subnet: str | None, ip_address: str | None,
+                         dns_name_label: str | None) -> None:
+    """Refuse what az refuses, or what the API would, before anything is made: a group
+    in a subnet is private (no public IP, no DNS name label), a private one needs a subnet."""
+    private = ip_address is not None and ip_address.lower() == "private"
+    if not subnet:
+        if vnet:
+            raise click.UsageError("usage error: --vnet NAME --subnet NAME | --vnet ID "
+                                   "--subnet NAME | --subnet ID")
+        if private:
+            raise click.UsageError("--ip-address Private places the group in a virtual "
+                                   "network: give its subnet with --vnet NAME --subnet NAME "
+                                   "(or --subnet ID).")
+        return
+    if not vnet and not is_resource_id(subnet):
+        raise click.UsageError("usage error: --vnet NAME --subnet NAME | --vnet ID --subnet "
+                               "NAME | --subnet ID")
+    if dns_name_label:
+        raise click.UsageError("--dns-name-label cannot be used with --subnet: a group in a "
+                               "virtual network has a private IP address and no DNS name "
+                               "label.")
+    if ip_address and not private:
+        raise click.UsageError("--ip-address Public cannot be used with --subnet: a group in "
+                               "a virtual network has a private IP address.")
 
 
 # Top-level keys of a container group resource; an ACI YAML file's others
@@ -674,6 +712,21 @@ def _secrets_of(body: Mapping[str, Any]) -> list[str]:
                    "when omitted on a terminal).")
 @click.option("--os-type", type=click.Choice(["Linux", "Windows"], case_sensitive=False),
               default="Linux", show_default=True, help="The OS type of the containers.")
+@click.option("--vnet",
+              help="The name of the VNET when creating a new one or referencing an existing "
+                   "one. Can also reference an existing vnet by ID.")
+@click.option("--vnet-address-prefix", default=DEFAULT_VNET_PREFIX, show_default=True,
+              metavar="PREFIX",
+              help="The IP address prefix to use when creating a new VNET in CIDR format.")
+@click.option("--subnet",
+              help="The name of the subnet when creating a new VNET or referencing an "
+                   "existing one. Can also reference an existing subnet by ID. The group "
+                   "gets a private IP address in it (no --dns-name-label); a subnet that does "
+                   "not exist is made, its VNET too.")
+@click.option("--subnet-address-prefix", default=DEFAULT_SUBNET_PREFIX, show_default=True,
+              metavar="PREFIX",
+              help="The subnet IP address prefix to use when creating a new VNET in CIDR "
+                   "format.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for the long-running operation to finish.")
 @_output_options
@@ -684,7 +737,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
            restart_policy: str, command_line: str | None, environment_variables: tuple[str, ...],
            secure_environment_variables: tuple[str, ...], registry_login_server: str | None,
            registry_username: str | None, registry_password: str | None, os_type: str,
-           no_wait: bool, output: str, query: Any) -> None:
+           vnet: str | None, vnet_address_prefix: str, subnet: str | None,
+           subnet_address_prefix: str, no_wait: bool, output: str, query: Any) -> None:
     """Create a container group.
 
     Waits until the group is deployed (a progress display on stderr) and prints
@@ -696,10 +750,17 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
       skiff container create -g MyResourceGroup --name myapp --image nginx --ports 80 443 --dns-name-label contoso
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --command-line "/bin/sh -c '/path to/myscript.sh'"
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --environment-variables key1=value1 key2=value2
+      skiff container create -g MyResourceGroup --name myapp --image nginx --vnet MyVnet --subnet MySubnet --ports 80
       skiff container create -g MyResourceGroup --name myapp -f containerGroup.yaml
     """  # noqa: E501
     _keep_secret(registry_password, *(v.partition("=")[2] for v in secure_environment_variables))
+    body: dict[str, Any] = {}
+    # The flags' body waits for the subnet's id, known once the client has found or made it.
+    build: Callable[..., dict[str, Any]] | None = None
     if file is not None:
+        if vnet or subnet:
+            raise click.UsageError("--vnet and --subnet cannot be used with --file: give the "
+                                   "subnet in the file's properties.subnetIds.")
         name, body = body_from_file(file, name)
         _keep_secret(*_secrets_of(body))
     else:
@@ -707,6 +768,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             raise click.UsageError("Missing option '--name' / '-n'.")
         if not image:
             raise click.UsageError("Missing option '--image' (or give a --file).")
+        _check_network_flags(vnet=vnet, subnet=subnet, ip_address=ip_address,
+                             dns_name_label=dns_name_label)
         if (registry_username or registry_password) and not registry_login_server:
             registry_login_server = _registry_server(image)
             if registry_login_server is None:
@@ -723,8 +786,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
                                           "custom image registry.")
                 registry_password = click.prompt("Image registry password", hide_input=True)
                 _keep_secret(registry_password)
-        body = group_body(
-            name=name, image=image, cpu=cpu, memory=memory, ports=ports or (80,),
+        build = partial(
+            group_body, name=name, image=image, cpu=cpu, memory=memory, ports=ports or (80,),
             protocol=protocol, ip_address=ip_address, dns_name_label=dns_name_label,
             restart_policy=restart_policy, command_line=command_line,
             environment_variables=_pairs(environment_variables, "--environment-variables"),
@@ -733,8 +796,16 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             registry_login_server=registry_login_server, registry_username=registry_username,
             registry_password=registry_password, os_type=os_type)
     with _client() as client:
+        ref = None if build is None or not subnet else subnet_ref(
+            subscription=client.subscription, resource_group=resource_group, vnet=vnet,
+            subnet=subnet)
         location = location or body.get("location") or client.resource_group_location(
             resource_group)
+        if build is not None:
+            subnet_id = None if ref is None else ensure_subnet(
+                client, ref, location=location, vnet_prefix=vnet_address_prefix,
+                subnet_prefix=subnet_address_prefix)
+            body = build(subnet_id=subnet_id)
         if location:
             body["location"] = location
         if no_wait:

@@ -19,6 +19,7 @@ import click
 
 from skiff import __version__
 from skiff.cli.container import container
+from skiff.cli.network import network
 from skiff.cli.node import serve, token
 from skiff.engine.images import Image, ImageStore, RegistryCredential, parse
 from skiff.errors import SkiffError
@@ -149,5 +150,6 @@ def prune(store: ImageStore) -> None:
 
 
 main.add_command(container)
+main.add_command(network)
 main.add_command(serve)
 main.add_command(token)
