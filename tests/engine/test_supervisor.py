@@ -269,6 +269,7 @@ def test_delete_leaves_nothing_behind(engine: Supervisor, images: BuiltImages) -
     attachment = engine.networks.get(spec.id)
     assert attachment is not None
     engine.delete(spec.id)
+    engine.networks.settle()  # the CNI DEL finishes in the background
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(engine.settings.data_root) not in mounts
     assert not attachment.netns_path.exists()

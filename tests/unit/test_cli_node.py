@@ -33,3 +33,14 @@ def test_serve_help_names_its_options() -> None:
     assert result.exit_code == 0
     for option in ("--data-root", "--listen", "--location", "--tls-cert", "127.0.0.1:8443"):
         assert option in result.output
+
+
+def test_serve_refuses_a_public_interface_without_its_subnet() -> None:
+    """--public-interface alone, or a --public-subnet that is no CIDR, is a usage error."""
+    alone = CliRunner().invoke(main, ["serve", "--public-interface", "eth0"])
+    assert alone.exit_code == 2
+    assert "--public-subnet" in alone.output
+    bad = CliRunner().invoke(main, ["serve", "--public-subnet", "10.0.0.1/24"])
+    assert bad.exit_code == 2
+    assert "--public-subnet" in bad.output
+    assert "--public-interface" in CliRunner().invoke(main, ["serve", "--help"]).output

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from skiff.settings import DEFAULT_DATA_ROOT, ApiSettings, DnsSettings, RuntimeSettings, Settings
+from skiff.settings import (
+    DEFAULT_DATA_ROOT,
+    ApiSettings,
+    DnsSettings,
+    NetworkSettings,
+    RuntimeSettings,
+    Settings,
+)
 
 #: ``--userns-remap`` given alone: 65536 ids (a whole 16-bit range, what images use)
 #: from 100000, above the ids of the host's users (useradd's default subuid start).
@@ -45,10 +52,18 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
               help="Run each (unprivileged) container in a user namespace: its ids 0..COUNT-1 "
                    f"are host ids FIRST.., so its root is no root on the host (given alone: "
                    f"{USERNS_DEFAULT}). Needs Linux 5.19+ (idmapped overlay layers).")
+@click.option("--public-subnet", default=None, metavar="CIDR",
+              help="The range public groups get addresses from; default: a /23 in "
+                   "10.89.0.0-10.95.255.255, NATed, reached from this host.")
+@click.option("--public-interface", default=None, metavar="IFACE",
+              help="Make --public-subnet routable on this interface: no NAT, proxy ARP "
+                   "answers for the groups' addresses, so other machines on its link reach "
+                   "groups directly. The range must be free addresses of that link.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
           dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
-          allow_privileged: bool, userns_remap: str | None, verbose: bool) -> None:
+          allow_privileged: bool, userns_remap: str | None, public_subnet: str | None,
+          public_interface: str | None, verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -67,7 +82,17 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
                       overcommit=overcommit, allow_privileged=allow_privileged)
     dns = DnsSettings(listen=dns_listen, zone=dns_zone)
     runtime = RuntimeSettings(userns=parse_userns(userns_remap) if userns_remap else None)
-    run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime))
+    if public_interface is not None and public_subnet is None:
+        raise click.UsageError("--public-interface needs --public-subnet: the range of its "
+                               "link that groups may use")
+    if public_subnet is not None:
+        try:
+            ipaddress.IPv4Network(public_subnet)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--public-subnet") from None
+    network = NetworkSettings(subnet=public_subnet, public_interface=public_interface)
+    run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime,
+                        network=network))
 
 
 def parse_userns(text: str) -> tuple[int, int]:

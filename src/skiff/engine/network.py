@@ -46,6 +46,7 @@ overrides it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -382,6 +383,9 @@ class Networks:
         self._creating = 0
         self._draining = 0
         self._closed = False
+        # One thread finishes teardowns in order (CNI DELs take the iptables lock anyway).
+        self._retirer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="skiff-netns-retire")
         #: The last failure of the background refill, for diagnostics.
         self.pool_error: Exception | None = None
         self._reap()
@@ -750,21 +754,63 @@ class Networks:
         for plugin in slot.config["plugins"]:
             self._cni("CHECK", slot, plugin, slot.result)
 
-    def teardown(self, group_id: str) -> None:
+    def teardown(self, group_id: str, *, wait: bool = True) -> None:
         """Remove the group's network: CNI DEL, namespace, files, lease. Idempotent.
 
         If a plugin's DEL fails, the error is raised and the slot stays in work/;
         the next teardown, ``drain_pool`` or ``Networks`` tries again.
+
+        ``wait=False`` returns once the group has no network any more (its record
+        moved to work/, ≈ 1 ms) and leaves the CNI DEL (≈ 100 ms here, most of it
+        the plugins' iptables calls) to a background thread; a crash meanwhile
+        leaves the record in work/, where the next ``Networks`` finishes it.
+        :meth:`settle` waits for those.
         """
         _check_names(group_id)
         group_dir = self._groups / group_id
         try:
+            if not wait:
+                self._retire_later(group_dir)
+                return
             self._retire(group_dir / "cni.json", group_dir=group_dir)
             if os.listdir(self._work):
                 self._reap()  # what an earlier failed teardown left
         except OSError as exc:
             raise NetworkError(f"cannot tear down the network of group {group_id}: "
                                f"{exc}") from exc
+
+    def _retire_later(self, group_dir: Path) -> None:
+        with locked(self._state_lock):
+            slot = _read_slot(group_dir / "cni.json")
+            if slot is None:
+                shutil.rmtree(group_dir, ignore_errors=True)
+                return
+            # Locked here, unlocked by the retiring thread: flock belongs to the open
+            # file, not the thread, so the lock is held across the hand-over.
+            fd = os.open(self._lock_path(slot.id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            record = self._work / f"{slot.id}.json"
+            os.rename(group_dir / "cni.json", record)
+            shutil.rmtree(group_dir)
+        try:
+            self._retirer.submit(self._finish_retire, slot, record, fd)
+        except RuntimeError:  # closed: do it here
+            self._finish_retire(slot, record, fd)
+
+    def _finish_retire(self, slot: _Slot, record: Path, fd: int) -> None:
+        try:
+            self._destroy(slot)
+            record.unlink()
+            self._lock_path(slot.id).unlink(missing_ok=True)
+        except (SkiffError, OSError) as exc:
+            _log.warning("slot %s stays for the next clean-up: %s", slot.id, exc)
+        finally:
+            os.close(fd)
+
+    def settle(self) -> None:
+        """Wait until the networks torn down with ``wait=False`` are gone."""
+        with contextlib.suppress(RuntimeError):  # closed: close() waited for them
+            self._retirer.submit(lambda: None).result()
 
     def protect(self, attachment: Attachment, ports: Sequence[Port],
                 subnet: SubnetPlacement | None = None) -> None:
@@ -817,6 +863,7 @@ class Networks:
         """Remove a virtual network's bridges, rules and leases from the host (no
         group may be in it any more). Idempotent."""
         prefix = subnets.vnet_prefix(self.data_root, vnet)
+        self.settle()  # its groups' bridge ports go before the bridges
         with self._lock:
             self._guarded = {name for name in self._guarded if not name.startswith(prefix)}
         with locked(self._state_lock):
@@ -906,6 +953,7 @@ class Networks:
             self._draining += 1
         try:
             self._wait_refill()
+            self.settle()
             for name in os.listdir(self._pool):
                 if name.endswith(".json"):
                     self._retire(self._pool / name)
@@ -915,7 +963,9 @@ class Networks:
                 self._draining -= 1
 
     def close(self) -> None:
-        """Stop refilling the pool; its slots stay for the next ``Networks``."""
+        """Stop refilling the pool (its slots stay for the next ``Networks``) and
+        finish the teardowns under way."""
         with self._lock:
             self._closed = True
         self._wait_refill()
+        self._retirer.shutdown(wait=True)
