@@ -64,6 +64,27 @@ RESOURCE_GROUP: dict[str, Any] = {
         "location": {"type": "string"}, "tags": _TAGS}}
 
 
+_CIDR = {"type": "string", "pattern": r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"}
+_SUBNET_PROPERTIES = {"type": "object", "properties": {
+    "addressPrefix": _CIDR, "addressPrefixes": {"type": "array", "items": _CIDR},
+    "delegations": {"type": "array", "items": {"type": "object"}}}}
+
+SUBNET: dict[str, Any] = {
+    "title": "Subnet", "type": "object", "required": ["properties"], "properties": {
+        "properties": _SUBNET_PROPERTIES}}
+
+VIRTUAL_NETWORK: dict[str, Any] = {
+    "title": "VirtualNetwork", "type": "object", "required": ["properties"], "properties": {
+        "location": {"type": "string"},
+        "tags": _TAGS,
+        "properties": {"type": "object", "required": ["addressSpace"], "properties": {
+            "addressSpace": {"type": "object", "required": ["addressPrefixes"], "properties": {
+                "addressPrefixes": {"type": "array", "minItems": 1, "items": _CIDR}}},
+            "subnets": {"type": "array", "items": {
+                "type": "object", "required": ["name", "properties"], "properties": {
+                    "name": {"type": "string"}, "properties": _SUBNET_PROPERTIES}}}}}}}
+
+
 def request_body(schema: dict[str, Any]) -> dict[str, Any]:
     """A route's ``openapi_extra``: it takes a JSON body of ``schema``."""
     return {"requestBody": {"required": True,

@@ -23,7 +23,7 @@ from skiff.api.context import (
 )
 from skiff.control.reconciler import Reconciler
 from skiff.engine.view import iso
-from skiff.errors import ArmError
+from skiff.errors import ArmError, SkiffError
 from skiff.models import ContainerGroupBody
 from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord
 
@@ -68,13 +68,20 @@ def get_resource_group(subscription: str, resource_group: str, request: Request,
 @router.delete(RG)
 def delete_resource_group(subscription: str, resource_group: str, request: Request,
                           token: Principal) -> Response:
-    """Delete the resource group and every container group in it."""
+    """Delete the resource group and everything in it: its container groups (through
+    the reconcile loop) and its virtual networks (at once; a network whose groups
+    are still being deleted leaves the node with the last of them)."""
     check_subscription(token, subscription)
     plane_ = plane(request)
     if plane_.store.get_resource_group(subscription, resource_group) is None:
         return Response(status_code=204)
+    vnets = plane_.store.list_vnets(subscription, resource_group)
     for record in plane_.store.delete_resource_group(subscription, resource_group):
         plane_.reconciler.kick(record.uid)
+    for vnet in vnets:
+        if not plane_.store.vnet_in_use(vnet.resource_id):
+            with contextlib.suppress(SkiffError):
+                plane_.engine.remove_vnet(vnet.resource_id.lower())
     return Response(status_code=202)
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from skiff.api.bodies import SUBNET as SUBNET_BODY
+from skiff.api.bodies import VIRTUAL_NETWORK, request_body
 from skiff.api.context import (
     ControlPlane,
     Principal,
@@ -64,7 +66,7 @@ def _check_on_node(plane_: ControlPlane, body: models.VnetBody) -> None:
                        target="properties.addressSpace.addressPrefixes") from exc
 
 
-@router.put(VNET)
+@router.put(VNET, openapi_extra=request_body(VIRTUAL_NETWORK))
 async def put_vnet(subscription: str, resource_group: str, name: str, request: Request,
                    token: Principal) -> Response:
     """Create or replace a virtual network (its subnets included)."""
@@ -125,7 +127,7 @@ async def delete_vnet(subscription: str, resource_group: str, name: str, request
     return Response(status_code=200)
 
 
-@router.put(SUBNET)
+@router.put(SUBNET, openapi_extra=request_body(SUBNET_BODY))
 async def put_subnet(subscription: str, resource_group: str, name: str, subnet: str,
                      request: Request, token: Principal) -> Response:
     """Create or replace one subnet of an existing virtual network."""

@@ -123,6 +123,10 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 "SELECT * FROM container_groups WHERE subscription = ? AND rg_key = ?"
                 " ORDER BY name_key", key,
             ).fetchall()
+            # Its virtual networks go at once (groups elsewhere in one of their subnets
+            # lose it: their next start fails with the subnet not found).
+            conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
+                         key)
             if rows:
                 conn.execute("UPDATE resource_groups SET deleting = 1"
                              " WHERE subscription = ? AND name_key = ?", key)

@@ -1,0 +1,82 @@
+"""Virtual networks in the store: subnets in use, node-wide overlaps, placement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skiff.errors import ArmError
+from skiff.models import network as models
+from skiff.store import Store
+
+SUBNET_KEY = ("/subscriptions/s/resourcegroups/rg/providers/microsoft.network/"
+              "virtualnetworks/net/subnets/default")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "store.db") as s:
+        yield s
+
+
+def body(space: str = "10.1.0.0/16", **subnets: str) -> dict[str, Any]:
+    return {"properties": {"addressSpace": {"addressPrefixes": [space]}, "subnets": [
+        {"name": n, "properties": {"addressPrefix": p}} for n, p in subnets.items()]}}
+
+
+def code(exc: pytest.ExceptionInfo[ArmError]) -> str:
+    return exc.value.code
+
+
+def test_a_subnet_in_use_cannot_go_or_change(store: Store) -> None:
+    """A group placed in a subnet keeps it, its range and its network from changing."""
+    store.put_vnet("s", "rg", "net", "local", body(default="10.1.0.0/24"), {})
+    record, _ = store.put_group("s", "rg", "g", "local", {"properties": {}}, {},
+                                subnet_key=SUBNET_KEY)
+    assert record.subnet_key == SUBNET_KEY
+    found = store.subnet_placement(SUBNET_KEY)
+    assert found is not None
+    assert found[1:] == ("default", "10.1.0.0/24")
+    with pytest.raises(ArmError) as exc:
+        store.delete_vnet("s", "rg", "net")
+    assert code(exc) == "InUseSubnetCannotBeDeleted"
+    with pytest.raises(ArmError) as exc:
+        store.put_vnet("s", "rg", "net", "local", body(default="10.1.0.0/25"), {})
+    assert code(exc) == "InUseSubnetCannotBeUpdated"
+    with pytest.raises(ArmError) as exc:
+        store.change_vnet("s", "rg", "net", lambda b: models.remove_subnet(b, "DEFAULT"))
+    assert code(exc) == "InUseSubnetCannotBeDeleted"
+    assert store.vnet_in_use("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
+                             "virtualNetworks/NET")
+    store.remove_group(record.uid)
+    assert store.delete_vnet("s", "rg", "net") is not None
+    assert store.get_vnet("s", "rg", "net") is None
+
+
+def test_groups_need_an_existing_subnet(store: Store) -> None:
+    """Placing a group in a subnet that does not exist is refused; nothing is stored."""
+    with pytest.raises(ArmError) as exc:
+        store.put_group("s", "rg", "g", "local", {"properties": {}}, {}, subnet_key=SUBNET_KEY)
+    assert code(exc) == "SubnetNotFound"
+    assert store.get_group("s", "rg", "g") is None
+
+
+def test_networks_of_one_node_do_not_overlap(store: Store) -> None:
+    """Two networks overlapping are refused, whatever their subscription; one may grow."""
+    store.put_vnet("s", "rg", "net", "local", body("10.1.0.0/16"), {})
+    with pytest.raises(ArmError) as exc:
+        store.put_vnet("t", "other", "net2", "local", body("10.1.128.0/17"), {})
+    assert code(exc) == "VirtualNetworkAddressSpaceConflict"
+    store.put_vnet("s", "rg", "NET", "local", body("10.0.0.0/15"), {})  # itself: fine
+    assert [v.name for v in store.list_vnets("s")] == ["net"]
+
+
+def test_deleting_the_resource_group_takes_its_networks(store: Store) -> None:
+    """A resource group's deletion removes its virtual networks with it."""
+    store.put_vnet("s", "rg", "net", "local", body(default="10.1.0.0/24"), {})
+    store.delete_resource_group("s", "rg")
+    assert store.list_vnets("s") == []
+    assert store.get_resource_group("s", "rg") is None
