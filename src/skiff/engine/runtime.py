@@ -18,6 +18,12 @@ Where things live::
         prev.log                    the previous instance's output
         persist/                    conmon's exit and oom files
     /run/skiff-<hash>/              runc's state, conmon's sockets, exit files
+
+A container may run on another OCI runtime than the node's runc: its
+:class:`OciRuntime` (kept in ``runtime.json`` beside its spec, so a
+restarted skiff still kills and deletes it right) says which program, with
+which flags, in which network namespace; gVisor sandboxes use that (see
+:mod:`skiff.engine.sandbox`).
 """
 
 from __future__ import annotations
@@ -79,6 +85,56 @@ class ExecSession:
         self.process.wait()
 
 
+@dataclass(frozen=True)
+class OciRuntime:
+    """How the OCI runtime is called for one container."""
+
+    #: The OCI runtime CLI (runc, runsc).
+    program: str
+    #: Its state directory (``--root``).
+    root: Path
+    #: Global flags after ``--root``.
+    flags: tuple[str, ...] = ()
+    #: The network namespace every call (conmon's included) runs in: runsc's
+    #: control sockets are abstract, so only there does it find its sandboxes.
+    netns: Path | None = None
+    #: The program conmon runs as the runtime, with its own leading flags;
+    #: None: ``program`` itself.
+    shim: str | None = None
+    shim_args: tuple[str, ...] = ()
+    #: A sandbox member: its process starts when skiff writes ``start`` on the
+    #: bundle's ``start`` fifo (the shim's waiter runs ``runsc start``).
+    member: bool = False
+
+    def _enter(self) -> list[str]:
+        return ["nsenter", f"--net={self.netns}"] if self.netns is not None else []
+
+    def argv(self, *args: str) -> list[str]:
+        """A command line of the runtime, inside the namespace if there is one."""
+        return [*self._enter(), self.program, f"--root={self.root}", *self.flags, *args]
+
+    def conmon(self, conmon: str) -> tuple[list[str], list[str]]:
+        """(what conmon runs as, conmon's ``-r`` and ``--runtime-arg`` options)."""
+        args = [*self.shim_args, f"--root={self.root}", *self.flags]
+        options = ["-r", self.shim or self.program]
+        for arg in args:
+            options += ["--runtime-arg", arg]
+        return [*self._enter(), conmon], options
+
+    def to_json(self) -> dict[str, Any]:
+        return {"program": self.program, "root": str(self.root), "flags": list(self.flags),
+                "netns": None if self.netns is None else str(self.netns),
+                "shim": self.shim, "shim_args": list(self.shim_args), "member": self.member}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OciRuntime:
+        return cls(program=str(data["program"]), root=Path(data["root"]),
+                   flags=tuple(data.get("flags", ())),
+                   netns=Path(data["netns"]) if data.get("netns") else None,
+                   shim=data.get("shim"), shim_args=tuple(data.get("shim_args", ())),
+                   member=bool(data.get("member", False)))
+
+
 def _runtime_message(text: str) -> str:
     """runc's error without its log decoration."""
     messages = [m.group(1).replace('\\"', '"').replace("\\\\", "\\")
@@ -100,6 +156,8 @@ class ConmonRuntime:
         for d in (self.root, self.runtime_root, self.sockets, self.exits):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)  # specs and logs may hold secrets
+        #: The node's default: runc, as configured.
+        self.default_oci = OciRuntime(program=self.settings.runtime, root=self.runtime_root)
 
     # ---- paths ------------------------------------------------------------
 
@@ -108,25 +166,34 @@ class ConmonRuntime:
             raise RuntimeFailure(f"invalid container id {cid!r}")
         return self.root / cid
 
-    def _runtime(self, *args: str, check: bool = True,
-                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        argv = [self.settings.runtime, f"--root={self.runtime_root}", *args]
+    def oci(self, cid: str) -> OciRuntime:
+        """The OCI runtime of ``cid``: as recorded at its creation, else the default."""
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
+            data = json.loads((self.dir(cid) / "runtime.json").read_text())
+            return OciRuntime.from_json(data)
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+            return self.default_oci
+
+    def _runtime(self, *args: str, check: bool = True, timeout: float = 30,
+                 oci: OciRuntime | None = None) -> subprocess.CompletedProcess[str]:
+        oci = oci or self.default_oci
+        try:
+            done = subprocess.run(oci.argv(*args), capture_output=True, text=True,
+                                  timeout=timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeFailure(f"{self.settings.runtime} {args[0]} failed: {exc}") from exc
+            raise RuntimeFailure(f"{oci.program} {args[0]} failed: {exc}") from exc
         if check and done.returncode != 0:
-            raise RuntimeFailure(f"{self.settings.runtime} {args[0]} failed: "
-                                 f"{_runtime_message(done.stderr)}")
+            raise RuntimeFailure(f"{oci.program} {args[0]} failed: "
+                                 f"{_runtime_message(done.stderr or done.stdout)}")
         return done
 
     # ---- lifecycle ----------------------------------------------------------
 
     def create(self, cid: str, spec: dict[str, Any], *, name: str = "",
-               stdin: bool = False) -> int:
-        """Create the container ``cid`` from the OCI ``spec`` under a new conmon;
-        returns the container's pid. Its process waits for :meth:`start`.
+               stdin: bool = False, oci: OciRuntime | None = None) -> int:
+        """Create the container ``cid`` from the OCI ``spec`` under a new conmon,
+        on ``oci`` (default: the node's runc); returns the pid conmon watches.
+        Its process waits for :meth:`start`.
 
         A previous instance of ``cid`` must have been deleted; its output is
         kept as the previous log.
@@ -139,13 +206,20 @@ class ConmonRuntime:
                      0o600)
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(spec))
+        record = base / "runtime.json"
+        if oci is None:
+            with contextlib.suppress(FileNotFoundError):
+                record.unlink()
+            oci = self.default_oci
+        else:
+            record.write_text(json.dumps(oci.to_json()))
+        conmon_cmd, runtime_options = oci.conmon(self.settings.conmon)
         argv = [
-            self.settings.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
-            "-r", self.settings.runtime, "-b", str(base), "-p", str(base / "pidfile"),
+            *conmon_cmd, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
+            *runtime_options, "-b", str(base), "-p", str(base / "pidfile"),
             "-l", f"k8s-file:{base / 'ctr.log'}", "--exit-dir", str(self.exits),
             "--socket-dir-path", str(self.sockets), "--conmon-pidfile", str(base / "conmon.pid"),
-            "-0", str(base / "persist"), "--runtime-arg", f"--root={self.runtime_root}",
-            "--log-level", "error",
+            "-0", str(base / "persist"), "--log-level", "error",
         ]
         if stdin:
             argv += ["-i", "--leave-stdin-open"]
@@ -218,7 +292,7 @@ class ConmonRuntime:
         (base / "persist").mkdir()  # conmon writes its exit and oom files there, if it exists
 
     def _cleanup_failed(self, cid: str) -> None:
-        self._runtime("delete", "--force", cid, check=False)
+        self._runtime("delete", "--force", cid, check=False, oci=self.oci(cid))
         with contextlib.suppress(FileNotFoundError):
             (self.exits / cid).unlink()
 
@@ -231,10 +305,34 @@ class ConmonRuntime:
         of a ≈ 55 ms group start); any other runtime, or any surprise, goes
         through ``<runtime> start``.
         """
-        fifo = self.runtime_root / cid / "exec.fifo"
-        if Path(self.settings.runtime).name == "runc" and _release_fifo(fifo):
+        oci = self.oci(cid)
+        if oci.member:
+            self._start_member(cid)
             return
-        self._runtime("start", cid)
+        fifo = oci.root / cid / "exec.fifo"
+        if Path(oci.program).name == "runc" and _release_fifo(fifo):
+            return
+        self._runtime("start", cid, oci=oci)
+
+    def _start_member(self, cid: str) -> None:
+        """Give a sandbox member's waiter the go and wait for ``runsc start``'s outcome:
+        as with runc, a command that cannot run fails here, with runsc's reason."""
+        base = self.dir(cid)
+        if not _signal_fifo(base / "start", b"start\n"):
+            raise RuntimeFailure(f"container {cid} cannot be started: its waiter is gone")
+        deadline = time.monotonic() + self.settings.create_timeout_s
+        delay = 0.001
+        while not (text := _read_or_empty(base / "started").strip()):
+            if time.monotonic() >= deadline:
+                raise RuntimeFailure(f"runsc did not start container {cid} in time")
+            if self._conmon_pid(cid) is None and not (base / "started").exists():
+                raise RuntimeFailure(f"container {cid} is gone: its monitor left")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)  # a read of a missing file costs microseconds
+        if text != "0":
+            message = _json_log_message(_read_or_empty(base / "start.log"))
+            self._cleanup_failed(cid)
+            raise ContainerCreateFailed(message or f"runsc start failed ({text})")
 
     def _conmon_pid(self, cid: str) -> int | None:
         try:
@@ -288,7 +386,7 @@ class ConmonRuntime:
 
     def kill(self, cid: str, sig: int = signal.SIGTERM, *, all_processes: bool = False) -> None:
         args = ["kill", *(["--all"] if all_processes else []), cid, str(int(sig))]
-        self._runtime(*args, check=False)
+        self._runtime(*args, check=False, oci=self.oci(cid))
 
     def stop(self, cid: str, grace_s: float | None = None) -> ContainerStatus:
         """SIGTERM, then SIGKILL after the grace period; returns the final status."""
@@ -305,8 +403,12 @@ class ConmonRuntime:
 
     def delete(self, cid: str) -> None:
         """Remove the runtime's container (stopping it at once); keeps logs. Idempotent."""
-        if (self.runtime_root / cid).exists():  # runc's state: skip the call when there is none
-            self._runtime("delete", "--force", cid, check=False)
+        oci = self.oci(cid)
+        if oci.member:  # a member created but never started: its waiter leaves
+            _signal_fifo(self.dir(cid) / "start", b"delete\n")
+        # runc's state: skip the call when there is none (runsc names its files otherwise)
+        if oci.program != self.default_oci.program or (oci.root / cid).exists():
+            self._runtime("delete", "--force", cid, check=False, oci=oci)
         pid = self._conmon_pid(cid)
         if pid is not None:  # conmon leaves once the container is gone
             deadline = time.monotonic() + 5
@@ -431,7 +533,8 @@ class ConmonRuntime:
         ``terminal`` is the master end of the pty, for input and output."""
         if self.status(cid).state != "running":
             raise RuntimeFailure(f"container {cid} is not running")
-        argv = [self.settings.runtime, f"--root={self.runtime_root}", "exec"]
+        oci = self.oci(cid)
+        argv = oci.argv("exec")
         for item in env:
             argv += ["--env", item]
         if cwd:
@@ -441,6 +544,10 @@ class ConmonRuntime:
             process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE)
             return ExecSession(process)
+        # runsc has no --tty and (this 2022 build) shows the pty to the command as a
+        # plain file: the session still talks through a terminal (echo and line
+        # editing on the host's side), but isatty() is false inside the sandbox.
+        tty_flag = [] if Path(oci.program).name == "runsc" else ["--tty"]
         # runc relays a terminal it allocates to its own stdio when that is a
         # terminal itself, and copies that terminal's size: so it gets the slave
         # end of a pty of ours, and the session keeps the master.
@@ -448,7 +555,7 @@ class ConmonRuntime:
         if terminal_size is not None:
             _set_window(master, *terminal_size)
         try:
-            process = subprocess.Popen([*argv, "--tty", cid, *args], stdin=slave, stdout=slave,
+            process = subprocess.Popen([*argv, *tty_flag, cid, *args], stdin=slave, stdout=slave,
                                        stderr=slave, start_new_session=True)
         except OSError as exc:
             os.close(master)
@@ -475,6 +582,38 @@ def _release_fifo(fifo: Path, timeout_s: float = 5.0) -> bool:
         os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         fifo.unlink()
+    return True
+
+
+def _json_log_message(text: str) -> str:
+    """The last message of a JSON-lines log (runsc's ``--log``)."""
+    for line in reversed(text.splitlines()):
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):
+            message = json.loads(line).get("msg")
+            if isinstance(message, str):
+                return message[:500]
+    return text.strip()[-500:]
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _signal_fifo(fifo: Path, message: bytes) -> bool:
+    """Write ``message`` to a fifo someone reads; False if nobody does."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, message)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return True
 
 

@@ -526,6 +526,8 @@ class Supervisor:
                 if group.images[container.name].digest != used.digest:
                     self._start(group, container, view)  # the tag moved: the new image
                     return
+            if runtime is not None:
+                self.sandboxes.wait_started(group.spec.id)
             self.runtime.start(cid)
         except (ContainerCreateFailed, UserNotFound, SkiffError) as exc:
             now = time.time()
