@@ -58,7 +58,7 @@ class ImageSettings:
 class RuntimeSettings:
     """How containers are run."""
 
-    #: The OCI runtime CLI (runc; runsc for gVisor sandboxes).
+    #: The OCI runtime CLI of groups with ``isolation="container"`` (runc; see ``runsc``).
     runtime: str = "/usr/sbin/runc"
     #: The container monitor.
     conmon: str = "conmon"

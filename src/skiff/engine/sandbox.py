@@ -27,6 +27,22 @@ waits for skiff's go on a fifo (``runc start``'s exec fifo, in reverse),
 runs ``runsc start`` with those pipes as stdio (its outcome in ``started``,
 its error in ``start.log``) and ends with the member's exit status from
 ``runsc wait``.
+
+What differs from runc, per container:
+
+- CPU and memory limits hold for the group as a whole (the sum of its
+  containers', or its largest init container's, plus
+  :data:`SANDBOX_OVERHEAD_BYTES` for gVisor itself), not per container: one
+  container may use what another leaves. The pids limit stays per container.
+- An OOM kill ends the sandbox, so every container of the group ends
+  (137, ``OOMKilled``); the restart policy then starts them in a new one.
+- ``exec`` with a TTY talks through a terminal on the host's side, but this
+  runsc build (2022) shows it to the command as a plain file (isatty() is
+  false inside); without a TTY, exec is as with runc.
+- User namespaces (``RuntimeSettings.userns``) and seccomp profiles do not
+  apply: gVisor's kernel stands between the containers and the host's.
+- The containers share one kernel: loopback works between them (busybox's
+  wget over loopback fails with EAGAIN under hostinet; nc works).
 """
 
 from __future__ import annotations
