@@ -274,11 +274,9 @@ class Sandboxes:
             with contextlib.suppress(Exception):
                 started.result(timeout=self.settings.create_timeout_s)
         with self._group_lock(group_id):
-            if not self.runtime.dir(sid).exists():
-                return
             if remove_logs:
                 self.runtime.remove(sid)
-            else:
+            elif self.runtime.dir(sid).exists():
                 self.runtime.delete(sid)
         with self._lock:
             self._group_locks.pop(group_id, None)
