@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from skiff.engine import firewall
@@ -56,17 +57,21 @@ def main() -> None:
         net.prewarm()
         for i in range(args.rounds):
             net.prewarm()  # a full pool, as between group starts on a quiet node
-            group = f"pub{i}"
-            results["public start (pool + filters)"].append(_ms(lambda g=group: net.protect(
-                net.setup(g, g), PORTS)))
+            public, private = f"pub{i}", f"priv{i}"
+
+            def start_public(g: str = public) -> None:
+                net.protect(net.setup(g, g), PORTS)
+
+            def start_private(g: str = private) -> None:
+                net.protect(net.setup(g, g, subnet=SUBNET), PORTS, SUBNET)
+
+            results["public start (pool + filters)"].append(_ms(start_public))
             results["delete, background CNI DEL (skiff)"].append(
-                _ms(lambda g=group: net.teardown(g, wait=False)))
+                _ms(partial(net.teardown, public, wait=False)))
             net.settle()
-            group = f"priv{i}"
-            results["private start (CNI ADD + filters)"].append(_ms(lambda g=group: net.protect(
-                net.setup(g, g, subnet=SUBNET), PORTS, SUBNET)))
+            results["private start (CNI ADD + filters)"].append(_ms(start_private))
             results["delete, synchronous CNI DEL (before)"].append(
-                _ms(lambda g=group: net.teardown(g)))
+                _ms(partial(net.teardown, private)))
     finally:
         with contextlib.suppress(Exception):
             for group in net.list():

@@ -196,6 +196,10 @@ class ApiSettings:
     #: PrivilegedContainerNotAllowed / CapabilityNotAllowed; turn it on only where
     #: every tenant is trusted with the host.
     allow_privileged: bool = False
+    #: The isolation of groups that do not choose one (skiff's extension
+    #: ``properties.isolation``): ``Container`` (runc, hardened) or ``Sandbox``
+    #: (one gVisor sandbox per group: a user-space kernel between it and the host).
+    default_isolation: str = "Container"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -832,3 +832,10 @@ def test_az_view_falls_back_when_the_sdk_cannot_read_the_body() -> None:
     view = az_view(body)
     assert view["resourceGroup"] == "rg"
     assert view["containers"][0]["resources"]["requests"]["cpu"] == "lots"
+
+
+def test_group_body_carries_the_isolation_asked_for() -> None:
+    """--isolation sandbox sets skiff's properties.isolation; without it the server decides."""
+    assert group_body(name="web", image="nginx", isolation="sandbox")["properties"][
+        "isolation"] == "Sandbox"
+    assert "isolation" not in group_body(name="web", image="nginx")["properties"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skiff.engine import model as engine
-from skiff.errors import UnsupportedVolumeType
+from skiff.errors import ArmError, UnsupportedVolumeType
 from skiff.models import ContainerGroupBody, to_engine_spec
 from tests.unit.test_models import (
     REGISTRY_PASSWORD,
@@ -113,3 +113,18 @@ def test_the_spec_survives_a_store_round_trip() -> None:
     again = ContainerGroupBody.from_stored(body.to_stored())
     assert to_engine_spec(again, group_id="g", name="n") == to_engine_spec(body, group_id="g",
                                                                            name="n")
+
+
+def test_isolation_maps_and_is_checked() -> None:
+    """properties.isolation (any case) picks the engine's isolation; Container without
+    it; another value is 400 InvalidIsolation."""
+    assert spec().isolation == "container"
+    body = group_body()
+    body["properties"]["isolation"] = "sandbox"
+    parsed = parse(body)
+    assert parsed.properties.isolation == "Sandbox"
+    assert to_engine_spec(parsed, group_id="u", name="g").isolation == "sandbox"
+    body["properties"]["isolation"] = "vm"
+    with pytest.raises(ArmError) as exc:
+        parse(body)
+    assert exc.value.code == "InvalidIsolation"

@@ -139,6 +139,9 @@ def test_the_azure_sdk_reads_the_answered_context() -> None:
                                     name="mygroup", provisioning_state="Succeeded", view=None)
     sdk = ContainerGroup.deserialize(answer)
     context = sdk.containers[0].security_context
+    assert context is not None
+    assert context.capabilities is not None
+    assert context.seccomp_profile is not None
     assert context.allow_privilege_escalation is True
     assert context.capabilities.add == ["NET_ADMIN", "cap_sys_nice"]
     assert context.capabilities.drop == ["ALL"]

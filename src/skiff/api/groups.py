@@ -126,6 +126,8 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
                                  default_location=plane_.settings.api.location,
                                  known_locations=[plane_.settings.api.location],
                                  allow_privileged=plane_.settings.api.allow_privileged)
+    if body.properties.isolation is None:  # the server's default, kept with the group
+        body.properties.isolation = plane_.settings.api.default_isolation
     existing = plane_.store.get_group(subscription, resource_group, name)
     if existing is not None and existing.desired == "deleted":
         raise ArmError(409, "ContainerGroupDeleting",

@@ -552,7 +552,7 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
                secure_environment_variables: list[tuple[str, str]] | None = None,
                registry_login_server: str | None = None, registry_username: str | None = None,
                registry_password: str | None = None, os_type: str = "Linux",
-               subnet_id: str | None = None) -> dict[str, Any]:
+               subnet_id: str | None = None, isolation: str | None = None) -> dict[str, Any]:
     """The ARM body of ``az container create``'s flags: one container named as
     the group; ports opened on an IP address only when it asks for one. A group
     in a subnet (``subnet_id``, its ARM id) has a Private address, as in az;
@@ -581,6 +581,8 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
         props["ipAddress"] = ip
     if subnet_id:
         props["subnetIds"] = [{"id": subnet_id}]
+    if isolation:  # skiff's extension: Container (runc) or Sandbox (gVisor)
+        props["isolation"] = isolation.capitalize()
     if registry_login_server:
         props["imageRegistryCredentials"] = [{"server": registry_login_server,
                                               "username": registry_username,
@@ -710,6 +712,10 @@ def _secrets_of(body: Mapping[str, Any]) -> list[str]:
 @click.option("--registry-password",
               help="The password to log in container image registry server (prompted for "
                    "when omitted on a terminal).")
+@click.option("--isolation", type=click.Choice(["sandbox", "container"], case_sensitive=False),
+              help="skiff: run the group in one gVisor sandbox (a user-space kernel between "
+                   "it and the host) or as hardened runc containers. Default: the server's "
+                   "(skiff serve --default-isolation).")
 @click.option("--os-type", type=click.Choice(["Linux", "Windows"], case_sensitive=False),
               default="Linux", show_default=True, help="The OS type of the containers.")
 @click.option("--vnet",
@@ -736,8 +742,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
            protocol: str | None, ip_address: str | None, dns_name_label: str | None,
            restart_policy: str, command_line: str | None, environment_variables: tuple[str, ...],
            secure_environment_variables: tuple[str, ...], registry_login_server: str | None,
-           registry_username: str | None, registry_password: str | None, os_type: str,
-           vnet: str | None, vnet_address_prefix: str, subnet: str | None,
+           registry_username: str | None, registry_password: str | None, isolation: str | None,
+           os_type: str, vnet: str | None, vnet_address_prefix: str, subnet: str | None,
            subnet_address_prefix: str, no_wait: bool, output: str, query: Any) -> None:
     """Create a container group.
 
@@ -794,7 +800,7 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             secure_environment_variables=_pairs(secure_environment_variables,
                                                 "--secure-environment-variables"),
             registry_login_server=registry_login_server, registry_username=registry_username,
-            registry_password=registry_password, os_type=os_type)
+            registry_password=registry_password, os_type=os_type, isolation=isolation)
     with _client() as client:
         ref = None if build is None or not subnet else subnet_ref(
             subscription=client.subscription, resource_group=resource_group, vnet=vnet,

@@ -52,6 +52,11 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
               help="Run each (unprivileged) container in a user namespace: its ids 0..COUNT-1 "
                    f"are host ids FIRST.., so its root is no root on the host (given alone: "
                    f"{USERNS_DEFAULT}). Needs Linux 5.19+ (idmapped overlay layers).")
+@click.option("--default-isolation", type=click.Choice(["container", "sandbox"],
+                                                      case_sensitive=False),
+              default="container", show_default=True,
+              help="How groups that do not choose (properties.isolation) are isolated: "
+                   "container (runc, hardened) or sandbox (one gVisor sandbox per group).")
 @click.option("--public-subnet", default=None, metavar="CIDR",
               help="The range public groups get addresses from; default: a /23 in "
                    "10.89.0.0-10.95.255.255, NATed, reached from this host.")
@@ -62,7 +67,8 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
           dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
-          allow_privileged: bool, userns_remap: str | None, public_subnet: str | None,
+          allow_privileged: bool, userns_remap: str | None, default_isolation: str,
+          public_subnet: str | None,
           public_interface: str | None, verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
@@ -79,7 +85,8 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
     if dns_listen is not None:
         _check_dns_listen(dns_listen)
     api = ApiSettings(listen=listen, location=location, tls_cert=tls_cert, tls_key=tls_key,
-                      overcommit=overcommit, allow_privileged=allow_privileged)
+                      overcommit=overcommit, allow_privileged=allow_privileged,
+                      default_isolation=default_isolation.capitalize())
     dns = DnsSettings(listen=dns_listen, zone=dns_zone)
     runtime = RuntimeSettings(userns=parse_userns(userns_remap) if userns_remap else None)
     if public_interface is not None and public_subnet is None:

@@ -43,6 +43,8 @@ Body and group:
 - ``PrivateIpAddressRequiresSubnet``: ipAddress.type is Private without subnetIds.
 - ``PublicIpAddressNotSupportedInSubnet``: a group in a subnet asks for a Public IP.
 - ``DnsNameLabelNotSupportedInSubnet``: a group in a subnet asks for a DNS name label.
+- ``InvalidIsolation``: the skiff extension ``properties.isolation`` is neither Container
+  (runc) nor Sandbox (one gVisor sandbox for the group).
 - ``InvalidDnsConfig``: dnsConfig names no DNS server.
 
 Containers:

@@ -39,6 +39,7 @@ PROTOCOLS = ("TCP", "UDP")
 IP_ADDRESS_TYPES = ("Public", "Private")
 LABEL_SCOPES = ("Unsecure", "TenantReuse", "SubscriptionReuse", "ResourceGroupReuse", "Noreuse")
 HTTP_SCHEMES = ("http", "https")
+ISOLATIONS = ("Container", "Sandbox")
 
 
 def canonical(value: Any, choices: tuple[str, ...]) -> Any:
@@ -290,6 +291,14 @@ class GroupProperties(ArmModel):
     extensions: list[dict[str, Any]] | None = None
     encryption_properties: dict[str, Any] | None = None
     confidential_compute_properties: dict[str, Any] | None = None
+    #: skiff's extension: ``Sandbox`` (a gVisor sandbox for the whole group) or
+    #: ``Container`` (runc); absent: the server's default (``--default-isolation``).
+    isolation: str | None = None
+
+    @field_validator("isolation", mode="before")
+    @classmethod
+    def _isolation(cls, value: Any) -> Any:
+        return canonical(value, ISOLATIONS)
 
     @field_validator("init_containers", "image_registry_credentials", "volumes", mode="before")
     @classmethod

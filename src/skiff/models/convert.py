@@ -60,6 +60,7 @@ def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str,
         ip_ports=tuple(engine.Port(port=q.port, protocol=q.protocol)
                        for q in (props.ip_address.ports if props.ip_address else [])),
         subnet=subnet,
+        isolation=(props.isolation or "Container").lower(),
     )
 
 

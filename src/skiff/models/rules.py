@@ -27,6 +27,7 @@ from skiff.engine.spec import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from skiff.errors import ArmError, InvalidReference, SeccompProfileError
 from skiff.models.body import (
     IP_ADDRESS_TYPES,
+    ISOLATIONS,
     LABEL_SCOPES,
     OS_TYPES,
     PRIORITIES,
@@ -136,6 +137,9 @@ def _check_enums(props: GroupProperties) -> None:
     _enum(props.sku, SKUS, "InvalidSku", "sku", "properties.sku")
     if props.priority is not None:
         _enum(props.priority, PRIORITIES, "InvalidPriority", "priority", "properties.priority")
+    if props.isolation is not None:
+        _enum(props.isolation, ISOLATIONS, "InvalidIsolation", "isolation",
+              "properties.isolation")
 
 
 # --- containers ------------------------------------------------------------------------------
