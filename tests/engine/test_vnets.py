@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import secrets
 import socket
 import subprocess
@@ -268,3 +269,31 @@ def test_bad_or_clashing_subnets_are_refused(node: Networks) -> None:
     with pytest.raises(NetworkConflict):  # the uplink's own link
         node.setup("x3", "x3", subnet=SubnetPlacement("v", "s", "198.51.100.0/25"))
     assert node.list() == []
+
+
+def test_a_subnet_in_use_keeps_one_slot_ready(tmp_path: Path) -> None:
+    """After a subnet's first group, the next one takes a pooled slot of that subnet;
+    removing the virtual network removes the pooled slot too."""
+    net = Networks(tmp_path / "pooled", NetworkSettings(pool_size=1))
+    try:
+        first = place(net, "p1", A1)
+        net.prewarm(A1)  # waits for the background fill
+        pooled = list((net.root / "pools" / first.bridge).glob("*.json"))
+        assert len(pooled) == 1
+        pooled_netns = json.loads(pooled[0].read_bytes())["path"]
+        second = place(net, "p2", A1)
+        assert str(second.netns_path) == pooled_netns
+        assert second.ip == "10.201.1.5"
+        net.teardown("p1")
+        net.teardown("p2")
+        net.prewarm(A1)
+        net.remove_vnet("vnet-a")
+        assert not (net.root / "pools" / first.bridge).exists()
+        assert _remove_leftovers(net) == []
+    finally:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(sh, "ip", "link", "del", net.bridge, check=False)
+            cleanup.callback(net.close)
+            cleanup.callback(net.remove_vnet, "vnet-a")
+            for group in net.list():
+                cleanup.callback(net.teardown, group)

@@ -23,6 +23,7 @@ Layout under ``<data root>/network``::
     state.lock            held (flock) while a slot is claimed, placed or retired
     ipam/<network>/       host-local's leases
     pool/<slot>.json      ready slots: namespace, CNI config and ADD result
+    pools/<bridge>/       one ready slot per virtual network subnet in use
     work/<slot>.json      slots being made or destroyed, under locks/<slot>.lock;
                           one whose lock nobody holds was abandoned by a crash
                           and is destroyed by the next ``Networks``
@@ -366,12 +367,14 @@ class Networks:
         self.root = data_root / "network"
         self._ipam = self.root / "ipam"
         self._pool = self.root / "pool"
+        self._pools = self.root / "pools"  # <subnet bridge>/<slot>.json: subnets' pools
         self._work = self.root / "work"
         self._locks = self.root / "locks"
         self._groups = self.root / "groups"
         self._vnets = self.root / "vnets"  # <bridge prefix>: the virtual network's key
         self._state_lock = self.root / "state.lock"
-        for d in (self._ipam, self._pool, self._work, self._locks, self._groups, self._vnets):
+        for d in (self._ipam, self._pool, self._pools, self._work, self._locks, self._groups,
+                  self._vnets):
             d.mkdir(parents=True, exist_ok=True)
         self._env = {"PATH": ":".join([os.environ.get("PATH", "/usr/bin:/bin"), *_SBIN]),
                      "CNI_PATH": str(self.settings.cni_path), "CNI_IFNAME": _IFNAME}
@@ -383,6 +386,7 @@ class Networks:
         self._creating = 0
         self._draining = 0
         self._closed = False
+        self._filling: dict[str, threading.Thread] = {}  # subnet pools being filled
         # One thread finishes teardowns in order (CNI DELs take the iptables lock anyway).
         self._retirer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="skiff-netns-retire")
@@ -690,20 +694,22 @@ class Networks:
               subnet: SubnetPlacement | None = None) -> Attachment:
         """Give the group its namespace and address; a second call returns the same.
 
-        On the public network, a pooled slot makes this a rename and three small
-        files (≈ 1 ms); with an empty pool the slot is made here (≈ 40 ms). In a
-        virtual network's ``subnet`` the slot is always made here. A group
-        already set up keeps its attachment and files as they are.
+        A pooled slot makes this a rename and three small files (≈ 1 ms); with
+        an empty pool the slot is made here (≈ 40 ms). The public network's pool
+        holds ``pool_size`` slots; a virtual network's ``subnet`` gets a pool of
+        one once a group was placed there (its first group pays the CNI ADD). A
+        group already set up keeps its attachment and files as they are.
         """
         _check_names(group_id, hostname)
         try:
             config = self._config() if subnet is None else self._subnet_config(subnet)
             resolv = self._resolv_conf(dns, None if subnet is None else self.gateway(subnet))
             stale: list[Path] = []
+            pool = self._pool if subnet is None else self._subnet_pool(subnet)
             with locked(self._state_lock):
                 found = self.get(group_id)
-                if found is None and subnet is None:
-                    found = self._claim(group_id, hostname, resolv, config, stale)
+                if found is None:
+                    found = self._claim(group_id, hostname, resolv, config, stale, pool)
             for path in stale:  # outdated pool slots: their failure is not this group's
                 try:
                     self._retire(path)
@@ -714,20 +720,22 @@ class Networks:
                     found = self.get(group_id)
                     if found is None:
                         found = self._attach(slot, record, group_id, hostname, resolv)
-                    elif subnet is None:  # set up meanwhile: the new slot joins the pool
-                        os.rename(record, self._pool / record.name)
+                    else:  # set up meanwhile: the new slot joins the pool
+                        os.rename(record, pool / record.name)
         except OSError as exc:
             raise NetworkError(f"cannot set up the network of group {group_id}: {exc}") from exc
         if subnet is None:
             self._kick()
+        else:
+            self._kick_subnet(subnet, config)
         return found
 
     def _claim(self, group_id: str, hostname: str, resolv: str, config: dict[str, Any],
-               stale: list[Path]) -> Attachment | None:
-        """Attach a pooled slot to the group (under the state lock); None if the
+               stale: list[Path], pool: Path) -> Attachment | None:
+        """Attach a slot of ``pool`` to the group (under the state lock); None if the
         pool has no usable one. Outdated slots are added to ``stale``."""
-        for name in sorted(os.listdir(self._pool)):
-            path = self._pool / name
+        for name in sorted(os.listdir(pool) if pool.is_dir() else []):
+            path = pool / name
             slot = _read_slot(path) if name.endswith(".json") else None
             if slot is None:
                 continue
@@ -864,6 +872,7 @@ class Networks:
         group may be in it any more). Idempotent."""
         prefix = subnets.vnet_prefix(self.data_root, vnet)
         self.settle()  # its groups' bridge ports go before the bridges
+        self._drain_subnet_pools(prefix)
         with self._lock:
             self._guarded = {name for name in self._guarded if not name.startswith(prefix)}
         with locked(self._state_lock):
@@ -937,8 +946,18 @@ class Networks:
         if thread is not None:
             thread.join()
 
-    def prewarm(self) -> None:
-        """Fill the pool now, in this thread (at node start, say)."""
+    def prewarm(self, subnet: SubnetPlacement | None = None) -> None:
+        """Fill the pool now, in this thread (at node start, say); with ``subnet``,
+        that subnet's pool of one."""
+        if subnet is not None:
+            pool = self._subnet_pool(subnet)
+            with self._lock:
+                filling = self._filling.get(pool.name)
+            if filling is not None:
+                filling.join()
+            if not (pool.is_dir() and any(n.endswith(".json") for n in os.listdir(pool))):
+                self._fill_subnet_pool(pool, self._subnet_config(subnet))
+            return
         config = self._config()
         for name in os.listdir(self._pool):
             slot = _read_slot(self._pool / name) if name.endswith(".json") else None
@@ -947,8 +966,51 @@ class Networks:
         while self._reserve(thread=False):
             self._add_to_pool()
 
+    # ---- subnets' pools: one slot each, for the subnets groups were placed in ----
+
+    def _subnet_pool(self, subnet: SubnetPlacement) -> Path:
+        return self._pools / self.bridge_of(subnet)
+
+    def _kick_subnet(self, subnet: SubnetPlacement, config: dict[str, Any]) -> None:
+        """Make the subnet's pooled slot in the background, unless it has one."""
+        pool = self._subnet_pool(subnet)
+        with self._lock:
+            if (self.settings.pool_size <= 0 or self._closed or self._draining
+                    or pool.name in self._filling
+                    or (pool.is_dir() and any(n.endswith(".json") for n in os.listdir(pool)))):
+                return
+            thread = threading.Thread(target=self._fill_subnet_pool, args=(pool, config),
+                                      name="skiff-netns-subnet-pool", daemon=True)
+            self._filling[pool.name] = thread
+            thread.start()
+
+    def _fill_subnet_pool(self, pool: Path, config: dict[str, Any]) -> None:
+        try:
+            pool.mkdir(exist_ok=True)
+            with self._fresh_slot(config) as (_, record):
+                os.rename(record, pool / record.name)
+        except Exception as exc:  # the thread must not die silently; the next setup retries
+            _log.warning("the pool of %s cannot be filled: %s", pool.name, exc)
+            self.pool_error = exc
+        finally:
+            with self._lock:
+                self._filling.pop(pool.name, None)
+
+    def _drain_subnet_pools(self, prefix: str = subnets.BRIDGE_PREFIX) -> None:
+        """Destroy the pooled slots of the subnets whose bridge starts with ``prefix``."""
+        with self._lock:
+            threads = [t for name, t in self._filling.items() if name.startswith(prefix)]
+        for thread in threads:
+            thread.join()
+        for pool in sorted(self._pools.iterdir()):
+            if pool.name.startswith(prefix):
+                for name in os.listdir(pool):
+                    if name.endswith(".json"):
+                        self._retire(pool / name)
+                shutil.rmtree(pool, ignore_errors=True)
+
     def drain_pool(self) -> None:
-        """Destroy every pooled slot (the groups' slots stay)."""
+        """Destroy every pooled slot, the subnets' too (the groups' slots stay)."""
         with self._lock:
             self._draining += 1
         try:
@@ -957,6 +1019,7 @@ class Networks:
             for name in os.listdir(self._pool):
                 if name.endswith(".json"):
                     self._retire(self._pool / name)
+            self._drain_subnet_pools()
             self._reap()
         finally:
             with self._lock:
@@ -967,5 +1030,8 @@ class Networks:
         finish the teardowns under way."""
         with self._lock:
             self._closed = True
+            filling = list(self._filling.values())
         self._wait_refill()
+        for thread in filling:
+            thread.join()
         self._retirer.shutdown(wait=True)
