@@ -17,6 +17,11 @@ the group (a rename) and a background thread refills the pool; with an empty
 pool the slot is made inline. Slots are named by a random id, not by the
 group, since a pooled slot has no group yet.
 
+The pieces live beside: the CNI protocol and slot records in
+:mod:`skiff.engine.cni`, namespaces in :mod:`skiff.engine.netns`, a group's
+``hosts`` and ``resolv.conf`` in :mod:`skiff.engine.resolv`, virtual network
+subnets in :mod:`skiff.engine.subnets`, port filters in :mod:`skiff.engine.firewall`.
+
 Layout under ``<data root>/network``::
 
     network.json          the subnet derived at first use, so it never moves
@@ -49,7 +54,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -59,9 +63,7 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import struct
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -69,28 +71,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from skiff.engine import firewall, mounts, subnets
+from skiff.engine import firewall, mounts, netns, subnets
+from skiff.engine.cni import CNI_VERSION, CniRunner, Slot, read_slot, slot_address, write_atomic
 from skiff.engine.locking import locked
 from skiff.engine.model import DnsConfig, Port, SubnetPlacement
-from skiff.errors import CniError, InvalidInput, NetworkConflict, NetworkError, SkiffError
+from skiff.engine.resolv import render_hosts, render_resolv_conf
+from skiff.errors import InvalidInput, NetworkConflict, NetworkError, SkiffError
 from skiff.settings import NetworkSettings
 
 _log = logging.getLogger(__name__)
 
-CNI_VERSION = "1.0.0"  # the newest the installed plugins (1.1.1) speak
-_IFNAME = "eth0"
 # 10.89.0.0/16 … 10.95.0.0/16 in /23s: 7 x 128 candidate subnets.
 _RING_FIRST, _RING_LAST, _PREFIX = 89, 95, 23
 _RING_SIZE = (_RING_LAST - _RING_FIRST + 1) * 2 ** (_PREFIX - 16)
 # Where systemd-resolved lists the real upstream servers behind 127.0.0.53.
 _RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
-_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # the plugins run iptables from PATH
-
-_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 _GROUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?")
-_DOMAIN = re.compile(r"[A-Za-z0-9_.-]{1,253}")
 
 
 
@@ -109,21 +107,6 @@ class Attachment:
     resolv_conf: Path
     #: The bridge the group hangs on (the public one, or its subnet's).
     bridge: str = ""
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """A namespace with its CNI config and the chain's ADD result (None until known)."""
-
-    id: str
-    netns: str  # the namespace's name, also the CNI container id
-    path: str  # where the namespace is mounted (CNI_NETNS)
-    config: dict[str, Any]  # the network configuration list it was added with
-    result: dict[str, Any] | None = None
-
-    def record(self) -> bytes:
-        return json.dumps({"slot": self.id, "netns": self.netns, "path": self.path,
-                           "config": self.config, "result": self.result}, indent=1).encode()
 
 
 # ---- names, subnets, files: pure helpers ----------------------------------------------
@@ -172,169 +155,6 @@ def _host_mtu() -> int | None:
     return None
 
 
-def render_hosts(ip: str, hostname: str) -> str:
-    return (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"{ip}\t{hostname}\n")
-
-
-def _parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
-    servers: list[str] = []
-    search: list[str] = []
-    options: list[str] = []
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            servers.append(words[1])
-        elif words and words[0] in ("search", "domain"):
-            search = words[1:]  # the last of them wins, as in glibc
-        elif words and words[0] == "options":
-            options.extend(words[1:])
-    return servers, search, options
-
-
-def _reachable_server(server: str) -> bool:
-    """Whether a group can use the host's server: IPv4 (groups have no IPv6), not
-    loopback (127.0.0.53 is the host's, not the namespace's)."""
-    try:
-        address = ipaddress.ip_address(server.split("%", 1)[0])
-    except ValueError:
-        return False
-    return address.version == 4 and not address.is_loopback
-
-
-def render_resolv_conf(host: str, dns: DnsConfig | None = None, upstreams: str = "") -> str:
-    """A group's resolv.conf: the host's (``host``; ``upstreams`` when all of its
-    servers are loopback ones), each part replaced by ``dns``'s when given."""
-    servers, search, options = _parse_resolv(host)
-    if servers and not any(_reachable_server(s) for s in servers) and upstreams:
-        servers = _parse_resolv(upstreams)[0]
-    servers = [s for s in servers if _reachable_server(s)]
-    if dns is not None:
-        for server in dns.name_servers:
-            try:
-                ipaddress.ip_address(server)
-            except ValueError as exc:
-                raise InvalidInput(f"DNS name server {server!r} is not an IP address") from exc
-        for domain in dns.search_domains:
-            if not _DOMAIN.fullmatch(domain):
-                raise InvalidInput(f"DNS search domain {domain!r} is not a domain name")
-        if any(c in dns.options for c in "\n\r#;"):
-            raise InvalidInput(f"DNS options {dns.options!r} must be one line of options")
-        servers = list(dns.name_servers) or servers
-        search = list(dns.search_domains) or search
-        options = dns.options.split() or options
-    lines = ["# written by skiff"] + [f"nameserver {s}" for s in servers]
-    if search:
-        lines.append("search " + " ".join(search))
-    if options:
-        lines.append("options " + " ".join(options))
-    return "\n".join(lines) + "\n"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _read_slot(path: Path) -> _Slot | None:
-    try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise NetworkError(f"the network record {path} is unreadable: {exc}") from exc
-    try:
-        return _Slot(id=str(doc["slot"]), netns=str(doc["netns"]), path=str(doc["path"]),
-                     config=doc["config"], result=doc["result"])
-    except (KeyError, TypeError) as exc:
-        raise NetworkError(f"the network record {path} is incomplete: {exc}") from exc
-
-
-def _address(slot: _Slot) -> tuple[ipaddress.IPv4Interface, str]:
-    """The slot's interface address and gateway, from its CNI result."""
-    try:
-        first = (slot.result or {})["ips"][0]
-        return ipaddress.IPv4Interface(first["address"]), str(first["gateway"])
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise NetworkError(f"the CNI result of {slot.netns} holds no IPv4 address") from exc
-
-
-# ---- namespaces ------------------------------------------------------------------------
-
-
-def _ensure_netns_dir(path: Path) -> None:
-    """Make ``path`` a shared mount point, as ``ip netns`` does: namespace mounts then
-    propagate to (and their unmounts from) mount namespaces copied later, such as
-    containers', which would otherwise keep deleted namespaces alive."""
-    path.mkdir(parents=True, exist_ok=True)
-    shared = mounts.MS_SHARED | mounts.MS_REC
-    err = mounts.mount("none", path, None, shared)
-    if not err:
-        return
-    if err != errno.EINVAL:  # EINVAL: not a mount point yet
-        raise NetworkError(f"cannot share {path}: {os.strerror(err)}")
-    err = (mounts.mount(path, path, "none", mounts.MS_BIND | mounts.MS_REC)
-           or mounts.mount("none", path, None, shared))
-    if err:
-        raise NetworkError(f"cannot make {path} a mount point: {os.strerror(err)}")
-
-
-def _loopback_up() -> None:
-    """Set ``lo`` up in the calling thread's namespace (the bridge plugin does not)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack("16sH22x", b"lo", 0))
-        flags = struct.unpack_from("16sH", req)[1]
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
-
-
-def _create_netns(path: Path) -> None:
-    """A new network namespace mounted at ``path``, ``lo`` up.
-
-    What ``ip netns add`` does, in-process (≈ 0.5 ms instead of ≈ 3 ms for
-    ``ip netns add`` and ``ip link set lo up``): a short-lived thread unshares
-    its network namespace, bind-mounts it and dies, so no other thread moves.
-    """
-    try:
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
-    except OSError as exc:
-        raise NetworkError(f"cannot create the namespace file {path}: {exc.strerror}") from exc
-    failure: list[str] = []
-
-    def enter_and_mount() -> None:
-        err = mounts.unshare(mounts.CLONE_NEWNET)
-        if err:
-            failure.append(f"unshare: {os.strerror(err)}")
-            return
-        err = mounts.mount("/proc/thread-self/ns/net", path, "none", mounts.MS_BIND)
-        if err:
-            failure.append(f"mount: {os.strerror(err)}")
-            return
-        try:
-            _loopback_up()
-        except OSError as exc:
-            failure.append(f"lo up: {exc.strerror}")
-
-    thread = threading.Thread(target=enter_and_mount, name="skiff-netns-create")
-    thread.start()
-    thread.join()
-    if failure:
-        _delete_netns(path)
-        raise NetworkError(f"cannot create the network namespace {path.name}: {failure[0]}")
-
-
-def _delete_netns(path: Path) -> None:
-    """Unmount and remove the namespace at ``path``; nothing happens if it is gone."""
-    err = mounts.detach(path)
-    if err:
-        raise NetworkError(f"cannot unmount the namespace {path}: {os.strerror(err)}")
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise NetworkError(f"cannot remove the namespace file {path}: {exc.strerror}") from exc
-
-
 def _check_names(group_id: str, hostname: str | None = None) -> None:
     if not _GROUP_ID.fullmatch(group_id) or ".." in group_id:
         raise InvalidInput(f"{group_id!r} is not a valid group id")
@@ -376,8 +196,7 @@ class Networks:
         for d in (self._ipam, self._pool, self._pools, self._work, self._locks, self._groups,
                   self._vnets):
             d.mkdir(parents=True, exist_ok=True)
-        self._env = {"PATH": ":".join([os.environ.get("PATH", "/usr/bin:/bin"), *_SBIN]),
-                     "CNI_PATH": str(self.settings.cni_path), "CNI_IFNAME": _IFNAME}
+        self._plugins = CniRunner(self.settings.cni_path, self.settings.cni_timeout_s)
         self._lock = threading.Lock()  # the pool's bookkeeping below
         self._config_lock = threading.Lock()
         self._conf: dict[str, Any] | None = None
@@ -461,56 +280,10 @@ class Networks:
                               "plugins": [bridge, {"type": "firewall", "backend": "iptables"}]}
             return self._conf
 
-    # ---- CNI ---------------------------------------------------------------
-
-    def _cni(self, command: str, slot: _Slot, plugin: dict[str, Any],
-             prev: dict[str, Any] | None, netns: str | None = None) -> dict[str, Any] | None:
-        """Run one plugin of the slot's chain; ADD returns its result. ``netns``
-        overrides the slot's namespace path ("": gone, which DEL allows)."""
-        kind = str(plugin["type"])
-        conf = {**plugin, "cniVersion": slot.config["cniVersion"], "name": slot.config["name"]}
-        if prev is not None:
-            conf["prevResult"] = prev
-        env = {**self._env, "CNI_COMMAND": command, "CNI_CONTAINERID": slot.netns,
-               "CNI_NETNS": str(self._netns_path(slot)) if netns is None else netns}
-        try:
-            done = subprocess.run([str(self.settings.cni_path / kind)], input=json.dumps(conf),
-                                  capture_output=True, text=True, env=env, check=False,
-                                  timeout=self.settings.cni_timeout_s)
-        except subprocess.TimeoutExpired as exc:
-            raise CniError(f"CNI plugin {kind} {command} for {slot.netns} did not finish "
-                           f"within {self.settings.cni_timeout_s:g} s",
-                           plugin=kind, command=command, cni_code=11) from exc
-        except OSError as exc:
-            raise NetworkError(f"cannot run the CNI plugin {self.settings.cni_path / kind}: "
-                               f"{exc.strerror}") from exc
-        if done.returncode != 0:
-            try:
-                doc = json.loads(done.stdout)
-                msg, code = str(doc["msg"]), int(doc["code"])
-                if doc.get("details"):
-                    msg += f" ({doc['details']})"
-            except (ValueError, KeyError, TypeError):
-                msg = (done.stdout.strip() or done.stderr.strip() or "no output")[:400]
-                code = 999
-            raise CniError(f"CNI plugin {kind} {command} for {slot.netns} failed: {msg}",
-                           plugin=kind, command=command, cni_code=code)
-        if command != "ADD":
-            return None
-        try:
-            result = json.loads(done.stdout)
-        except ValueError as exc:
-            raise CniError(f"CNI plugin {kind} ADD answered no JSON result",
-                           plugin=kind, command=command, cni_code=6) from exc
-        if not isinstance(result, dict):
-            raise CniError(f"CNI plugin {kind} ADD answered no JSON object",
-                           plugin=kind, command=command, cni_code=6)
-        return result
-
     # ---- slots -------------------------------------------------------------
 
     @staticmethod
-    def _netns_path(slot: _Slot) -> Path:
+    def _netns_path(slot: Slot) -> Path:
         return Path(slot.path)
 
     def _lock_path(self, slot_id: str) -> Path:
@@ -518,7 +291,7 @@ class Networks:
 
     @contextlib.contextmanager
     def _fresh_slot(self, config: dict[str, Any] | None = None,
-                    ) -> Iterator[tuple[_Slot, Path]]:
+                    ) -> Iterator[tuple[Slot, Path]]:
         """A new ready slot and its record (in work/, under the slot's lock), on the
         public network or ``config``'s. The ``with`` body must move the record to
         the pool or a group; a slot left behind, or one whose making failed, is
@@ -526,22 +299,22 @@ class Networks:
         config = config or self._config()
         with self._lock:
             if not self._netns_ready:
-                _ensure_netns_dir(self.settings.netns_dir)
+                netns.ensure_dir(self.settings.netns_dir)
                 self._netns_ready = True
         slot_id = secrets.token_hex(6)
         name = self._ns_prefix + slot_id
-        slot = _Slot(id=slot_id, netns=name, path=str(self.settings.netns_dir / name),
+        slot = Slot(id=slot_id, netns=name, path=str(self.settings.netns_dir / name),
                      config=config)
         record, lock = self._work / f"{slot_id}.json", self._lock_path(slot_id)
         with locked(lock):
             try:
-                _write_atomic(record, slot.record())
-                _create_netns(self._netns_path(slot))
+                write_atomic(record, slot.record())
+                netns.create(self._netns_path(slot))
                 result = None
                 for plugin in config["plugins"]:
-                    result = self._cni("ADD", slot, plugin, result)
+                    result = self._plugins.run("ADD", slot, plugin, result)
                     slot = replace(slot, result=result)
-                    _write_atomic(record, slot.record())  # DEL must know what ADD did
+                    write_atomic(record, slot.record())  # DEL must know what ADD did
                 yield slot, record
             finally:
                 if record.exists():
@@ -552,38 +325,21 @@ class Networks:
                         _log.warning("slot %s stays for the next clean-up: %s", slot_id, exc)
                 lock.unlink(missing_ok=True)
 
-    def _destroy(self, slot: _Slot) -> None:
+    def _destroy(self, slot: Slot) -> None:
         """CNI DEL through the chain backwards, then remove the namespace."""
         first: SkiffError | None = None
         netns_gone = not mounts.is_mounted(self._netns_path(slot))
         for plugin in reversed(slot.config["plugins"]):
             try:
-                self._cni("DEL", slot, plugin, slot.result, netns="" if netns_gone else None)
+                self._plugins.run("DEL", slot, plugin, slot.result,
+                                  netns="" if netns_gone else None)
             except SkiffError as exc:
                 first = first or exc
         if netns_gone:
-            self._unmasquerade(slot)
-        _delete_netns(self._netns_path(slot))
+            self._plugins.unmasquerade(slot)
+        netns.delete(self._netns_path(slot))
         if first is not None:
             raise first
-
-    def _unmasquerade(self, slot: _Slot) -> None:
-        """Remove the bridge plugin's NAT rules of a slot whose namespace vanished
-        behind skiff's back: the plugin (1.1.1) learns the addresses to unmasquerade
-        from the namespace's interface, so without one it leaves the rules. Names
-        as in libcni: chain ``CNI-`` + sha512(network + id)[:24]."""
-        name, cid = str(slot.config["name"]), slot.netns
-        chain = "CNI-" + hashlib.sha512(f"{name}{cid}".encode()).hexdigest()[:24]
-        comment = f'name: "{name}" id: "{cid}"'
-        rules: list[list[str]] = [
-            ["-D", "POSTROUTING", "-s", f"{ip['address'].split('/')[0]}/32", "-m", "comment",
-             "--comment", comment, "-j", chain]
-            for ip in (slot.result or {}).get("ips", []) if "." in ip.get("address", "")]
-        for args in [*rules, ["-F", chain], ["-X", chain]]:
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["iptables", "-w", "-t", "nat", *args], env=self._env,
-                               capture_output=True, check=False,
-                               timeout=self.settings.cni_timeout_s)
 
     def _retire(self, path: Path, group_dir: Path | None = None) -> bool:
         """Destroy the slot recorded at ``path`` (pool or group; ``group_dir`` goes
@@ -591,7 +347,7 @@ class Networks:
         slot's lock, so a crash midway is finished by the next clean-up."""
         with contextlib.ExitStack() as stack:
             with locked(self._state_lock):
-                slot = _read_slot(path)
+                slot = read_slot(path)
                 if slot is None:
                     if group_dir is not None:
                         shutil.rmtree(group_dir, ignore_errors=True)
@@ -618,7 +374,7 @@ class Networks:
                 if not mine:
                     continue  # being made or destroyed right now
                 try:
-                    slot = _read_slot(record)
+                    slot = read_slot(record)
                     if slot is not None:
                         self._destroy(slot)
                         record.unlink()
@@ -627,26 +383,26 @@ class Networks:
                     continue
                 lock.unlink(missing_ok=True)
 
-    def _usable(self, slot: _Slot, config: dict[str, Any]) -> bool:
+    def _usable(self, slot: Slot, config: dict[str, Any]) -> bool:
         """Whether a pooled slot is current: same config, namespace still there
         (a reboot empties /run/netns)."""
         return slot.config == config and mounts.is_mounted(self._netns_path(slot))
 
     # ---- groups ------------------------------------------------------------
 
-    def _attach(self, slot: _Slot, record: Path, group_id: str, hostname: str,
+    def _attach(self, slot: Slot, record: Path, group_id: str, hostname: str,
                 resolv: str) -> Attachment:
-        interface = _address(slot)[0]
+        interface = slot_address(slot)[0]
         group_dir = self._groups / group_id
         group_dir.mkdir(exist_ok=True)
-        _write_atomic(group_dir / "hosts", render_hosts(str(interface.ip), hostname).encode())
-        _write_atomic(group_dir / "hostname", f"{hostname}\n".encode())
-        _write_atomic(group_dir / "resolv.conf", resolv.encode())
+        write_atomic(group_dir / "hosts", render_hosts(str(interface.ip), hostname).encode())
+        write_atomic(group_dir / "hostname", f"{hostname}\n".encode())
+        write_atomic(group_dir / "resolv.conf", resolv.encode())
         os.rename(record, group_dir / "cni.json")
         return self._attachment(group_id, slot)
 
-    def _attachment(self, group_id: str, slot: _Slot) -> Attachment:
-        interface, gateway = _address(slot)
+    def _attachment(self, group_id: str, slot: Slot) -> Attachment:
+        interface, gateway = slot_address(slot)
         group_dir = self._groups / group_id
         return Attachment(group_id=group_id, netns_path=self._netns_path(slot),
                           ip=str(interface.ip), prefix_len=interface.network.prefixlen,
@@ -736,7 +492,7 @@ class Networks:
         pool has no usable one. Outdated slots are added to ``stale``."""
         for name in sorted(os.listdir(pool) if pool.is_dir() else []):
             path = pool / name
-            slot = _read_slot(path) if name.endswith(".json") else None
+            slot = read_slot(path) if name.endswith(".json") else None
             if slot is None:
                 continue
             if not self._usable(slot, config):
@@ -748,19 +504,19 @@ class Networks:
     def get(self, group_id: str) -> Attachment | None:
         """The group's attachment, or None if it has no network."""
         _check_names(group_id)
-        slot = _read_slot(self._groups / group_id / "cni.json")
+        slot = read_slot(self._groups / group_id / "cni.json")
         return None if slot is None else self._attachment(group_id, slot)
 
     def check(self, group_id: str) -> None:
         """Ask the plugins (CNI CHECK) whether the group's network is still as added."""
         _check_names(group_id)
-        slot = _read_slot(self._groups / group_id / "cni.json")
+        slot = read_slot(self._groups / group_id / "cni.json")
         if slot is None:
             raise NetworkError(f"group {group_id} has no network")
         if not mounts.is_mounted(self._netns_path(slot)):
             raise NetworkError(f"the network namespace of group {group_id} is gone")
         for plugin in slot.config["plugins"]:
-            self._cni("CHECK", slot, plugin, slot.result)
+            self._plugins.run("CHECK", slot, plugin, slot.result)
 
     def teardown(self, group_id: str, *, wait: bool = True) -> None:
         """Remove the group's network: CNI DEL, namespace, files, lease. Idempotent.
@@ -789,7 +545,7 @@ class Networks:
 
     def _retire_later(self, group_dir: Path) -> None:
         with locked(self._state_lock):
-            slot = _read_slot(group_dir / "cni.json")
+            slot = read_slot(group_dir / "cni.json")
             if slot is None:
                 shutil.rmtree(group_dir, ignore_errors=True)
                 return
@@ -805,7 +561,7 @@ class Networks:
         except RuntimeError:  # closed: do it here
             self._finish_retire(slot, record, fd)
 
-    def _finish_retire(self, slot: _Slot, record: Path, fd: int) -> None:
+    def _finish_retire(self, slot: Slot, record: Path, fd: int) -> None:
         try:
             self._destroy(slot)
             record.unlink()
@@ -834,7 +590,7 @@ class Networks:
                 firewall.install_host_guard(attachment.bridge, attachment.gateway)
             else:
                 assert subnet is not None  # remembered, so that remove_vnets finds it
-                _write_atomic(self._vnets / name, subnet.vnet.encode())
+                write_atomic(self._vnets / name, subnet.vnet.encode())
                 subnets.install_isolation(name, self.bridge)
             with self._lock:
                 self._guarded.add(name)
@@ -960,7 +716,7 @@ class Networks:
             return
         config = self._config()
         for name in os.listdir(self._pool):
-            slot = _read_slot(self._pool / name) if name.endswith(".json") else None
+            slot = read_slot(self._pool / name) if name.endswith(".json") else None
             if slot is not None and not self._usable(slot, config):
                 self._retire(self._pool / name)
         while self._reserve(thread=False):

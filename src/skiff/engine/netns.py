@@ -1,0 +1,95 @@
+"""Network namespaces, made and removed in-process.
+
+A group's network namespace is mounted under ``/run/netns`` (where ``ip netns``
+and ``nsenter`` find it) so that it outlives the processes in it, and skiff,
+restarted, finds it again. Making one is what ``ip netns add`` and ``ip link
+set lo up`` do, without their two process starts (≈ 0.5 ms instead of ≈ 3 ms):
+a short-lived thread unshares its network namespace, bind-mounts it and dies,
+so no other thread of skiff moves.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+
+from skiff.engine import mounts
+from skiff.errors import NetworkError
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def ensure_dir(path: Path) -> None:
+    """Make ``path`` a shared mount point, as ``ip netns`` does: namespace mounts then
+    propagate to (and their unmounts from) mount namespaces copied later, such as
+    containers', which would otherwise keep deleted namespaces alive."""
+    path.mkdir(parents=True, exist_ok=True)
+    shared = mounts.MS_SHARED | mounts.MS_REC
+    err = mounts.mount("none", path, None, shared)
+    if not err:
+        return
+    if err != errno.EINVAL:  # EINVAL: not a mount point yet
+        raise NetworkError(f"cannot share {path}: {os.strerror(err)}")
+    err = (mounts.mount(path, path, "none", mounts.MS_BIND | mounts.MS_REC)
+           or mounts.mount("none", path, None, shared))
+    if err:
+        raise NetworkError(f"cannot make {path} a mount point: {os.strerror(err)}")
+
+
+def _loopback_up() -> None:
+    """Set ``lo`` up in the calling thread's namespace (the bridge plugin does not)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack("16sH22x", b"lo", 0))
+        flags = struct.unpack_from("16sH", req)[1]
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+
+
+def create(path: Path) -> None:
+    """A new network namespace mounted at ``path``, ``lo`` up.
+
+    What ``ip netns add`` does, in-process (≈ 0.5 ms instead of ≈ 3 ms for
+    ``ip netns add`` and ``ip link set lo up``): a short-lived thread unshares
+    its network namespace, bind-mounts it and dies, so no other thread moves.
+    """
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+    except OSError as exc:
+        raise NetworkError(f"cannot create the namespace file {path}: {exc.strerror}") from exc
+    failure: list[str] = []
+
+    def enter_and_mount() -> None:
+        err = mounts.unshare(mounts.CLONE_NEWNET)
+        if err:
+            failure.append(f"unshare: {os.strerror(err)}")
+            return
+        err = mounts.mount("/proc/thread-self/ns/net", path, "none", mounts.MS_BIND)
+        if err:
+            failure.append(f"mount: {os.strerror(err)}")
+            return
+        try:
+            _loopback_up()
+        except OSError as exc:
+            failure.append(f"lo up: {exc.strerror}")
+
+    thread = threading.Thread(target=enter_and_mount, name="skiff-netns-create")
+    thread.start()
+    thread.join()
+    if failure:
+        delete(path)
+        raise NetworkError(f"cannot create the network namespace {path.name}: {failure[0]}")
+
+
+def delete(path: Path) -> None:
+    """Unmount and remove the namespace at ``path``; nothing happens if it is gone."""
+    err = mounts.detach(path)
+    if err:
+        raise NetworkError(f"cannot unmount the namespace {path}: {os.strerror(err)}")
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise NetworkError(f"cannot remove the namespace file {path}: {exc.strerror}") from exc
