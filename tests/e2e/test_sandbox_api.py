@@ -1,0 +1,64 @@
+"""A sandboxed group through the API: skiff's ``properties.isolation`` extension."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from skiff.testing.server import settled
+from tests.conftest import BuiltImages
+from tests.e2e.conftest import RunningServer
+
+API = "?api-version=2023-05-01"
+GROUPS = ("/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerInstance/"
+          "containerGroups")
+
+
+def client(skiff: RunningServer) -> httpx.Client:
+    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
+                        headers={"Authorization": f"Bearer {skiff.token}"})
+
+
+def body(images: BuiltImages, isolation: str | None) -> dict[str, Any]:
+    props: dict[str, Any] = {"osType": "Linux", "containers": [{"name": "c", "properties": {
+        "image": images.bb, "command": ["sh", "-c", "uname -r; echo ready; sleep 300"],
+        "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.25}}}}]}
+    if isolation is not None:
+        props["isolation"] = isolation
+    return {"location": "local", "properties": props}
+
+
+def logs(http: httpx.Client, name: str) -> str:
+    deadline = time.monotonic() + 30
+    while "ready" not in (text := str(http.get(f"{GROUPS}/{name}/containers/c/logs{API}")
+                                      .json().get("content", ""))):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+    return text
+
+
+def test_a_group_asking_for_a_sandbox_runs_on_gvisor(
+    skiff: RunningServer, images: BuiltImages
+) -> None:
+    """isolation Sandbox runs the group under gVisor's kernel (uname says 4.4.0, not the
+    host's), answered back; without it the server's default, Container, is stored."""
+    http = client(skiff)
+    made = http.put(f"{GROUPS}/boxed{API}", json=body(images, "sandbox"))
+    assert made.status_code == 201, made.text
+    group = settled(http, f"{GROUPS}/boxed{API}")
+    assert group["properties"]["provisioningState"] == "Succeeded", group
+    assert group["properties"]["isolation"] == "Sandbox"
+    host_kernel = Path("/proc/sys/kernel/osrelease").read_text().strip()
+    boxed = logs(http, "boxed")
+    assert boxed.splitlines()[0] != host_kernel
+    assert boxed.startswith("4.4.0")  # gVisor's Linux
+    plain = http.put(f"{GROUPS}/plain{API}", json=body(images, None))
+    assert plain.status_code == 201, plain.text
+    assert settled(http, f"{GROUPS}/plain{API}")["properties"]["isolation"] == "Container"
+    assert logs(http, "plain").splitlines()[0] == host_kernel
+    bad = http.put(f"{GROUPS}/bad{API}", json=body(images, "vm"))
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "InvalidIsolation"
