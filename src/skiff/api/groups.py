@@ -7,6 +7,7 @@ resources (``Azure-AsyncOperation``) as the SDK's ARM poller expects.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shlex
@@ -119,10 +120,21 @@ def _requests(stored: dict[str, Any]) -> tuple[float, float]:
 @router.put(GROUP, status_code=201, openapi_extra=request_body(CONTAINER_GROUP))
 async def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
                            token: Principal) -> Response:
-    """Create a container group, or update one (tags in place; anything else redeploys)."""
+    """Create a container group, or update one (tags in place; anything else redeploys).
+
+    The work (validation, store transactions with their fsyncs, rendering) runs
+    in a worker thread, so that concurrent requests are not queued behind it
+    on the event loop."""
     plane_ = plane(request)
     check_subscription(token, subscription)
-    body = parse_container_group(json_body(await request.body()), name=name,
+    raw = await request.body()
+    return await asyncio.to_thread(_create_or_update, plane_, subscription, resource_group,
+                                   name, raw)
+
+
+def _create_or_update(plane_: ControlPlane, subscription: str, resource_group: str, name: str,
+                      raw: bytes) -> Response:
+    body = parse_container_group(json_body(raw), name=name,
                                  default_location=plane_.settings.api.location,
                                  known_locations=[plane_.settings.api.location],
                                  allow_privileged=plane_.settings.api.allow_privileged)
