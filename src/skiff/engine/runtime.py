@@ -20,10 +20,14 @@ Where things live::
     /run/skiff-<hash>/              runc's state, conmon's sockets, exit files
 
 A container may run on another OCI runtime than the node's runc: its
-:class:`OciRuntime` (kept in ``runtime.json`` beside its spec, so a
-restarted skiff still kills and deletes it right) says which program, with
-which flags, in which network namespace; gVisor sandboxes use that (see
-:mod:`skiff.engine.sandbox`).
+:class:`~skiff.engine.oci.OciRuntime` (kept in ``runtime.json`` beside its
+spec, so a restarted skiff still kills and deletes it right) says which
+program, with which flags, in which network namespace; gVisor sandboxes use
+that (see :mod:`skiff.engine.sandbox`). How such a program is called, and
+where runc and runsc differ, is :mod:`skiff.engine.oci`'s; reading,
+following and rotating conmon's logs is :mod:`skiff.engine.logs`'s. This
+module keeps the container's lifecycle: conmon, its files, and the state
+they tell.
 """
 
 from __future__ import annotations
@@ -43,12 +47,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skiff.engine.logs import follow_log, read_log, retire_log, rotate_log
+from skiff.engine.oci import (
+    ExecSession,
+    OciRuntime,
+    json_log_message,
+    release_fifo,
+    runtime_message,
+    signal_fifo,
+)
 from skiff.errors import ContainerCreateFailed, RuntimeFailure
 from skiff.settings import RuntimeSettings
-
-_LOG_LINE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) ?(.*)$")
-_RUNC_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
-_REOPEN_LOGS = b"2 0 0\n"  # conmon's ctl fifo: message type 2 reopens the log file
 
 
 def run_dir_for(data_root: Path) -> Path:
@@ -66,81 +75,6 @@ class ContainerStatus:
     exit_code: int | None = None
     oom_killed: bool = False
     finished_at: float | None = None
-
-
-@dataclass
-class ExecSession:
-    """A command running in a container: its process and, with a TTY, the terminal."""
-
-    process: subprocess.Popen[bytes]
-    terminal: int | None = None  # the pty master's fd when a TTY was asked for
-
-    def close(self) -> None:
-        if self.terminal is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.terminal)
-            self.terminal = None
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-
-@dataclass(frozen=True)
-class OciRuntime:
-    """How the OCI runtime is called for one container."""
-
-    #: The OCI runtime CLI (runc, runsc).
-    program: str
-    #: Its state directory (``--root``).
-    root: Path
-    #: Global flags after ``--root``.
-    flags: tuple[str, ...] = ()
-    #: The network namespace every call (conmon's included) runs in: runsc's
-    #: control sockets are abstract, so only there does it find its sandboxes.
-    netns: Path | None = None
-    #: The program conmon runs as the runtime, with its own leading flags;
-    #: None: ``program`` itself.
-    shim: str | None = None
-    shim_args: tuple[str, ...] = ()
-    #: A sandbox member: its process starts when skiff writes ``start`` on the
-    #: bundle's ``start`` fifo (the shim's waiter runs ``runsc start``).
-    member: bool = False
-
-    def _enter(self) -> list[str]:
-        return ["nsenter", f"--net={self.netns}"] if self.netns is not None else []
-
-    def argv(self, *args: str) -> list[str]:
-        """A command line of the runtime, inside the namespace if there is one."""
-        return [*self._enter(), self.program, f"--root={self.root}", *self.flags, *args]
-
-    def conmon(self, conmon: str) -> tuple[list[str], list[str]]:
-        """(what conmon runs as, conmon's ``-r`` and ``--runtime-arg`` options)."""
-        args = [*self.shim_args, f"--root={self.root}", *self.flags]
-        options = ["-r", self.shim or self.program]
-        for arg in args:
-            options += ["--runtime-arg", arg]
-        return [*self._enter(), conmon], options
-
-    def to_json(self) -> dict[str, Any]:
-        return {"program": self.program, "root": str(self.root), "flags": list(self.flags),
-                "netns": None if self.netns is None else str(self.netns),
-                "shim": self.shim, "shim_args": list(self.shim_args), "member": self.member}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> OciRuntime:
-        return cls(program=str(data["program"]), root=Path(data["root"]),
-                   flags=tuple(data.get("flags", ())),
-                   netns=Path(data["netns"]) if data.get("netns") else None,
-                   shim=data.get("shim"), shim_args=tuple(data.get("shim_args", ())),
-                   member=bool(data.get("member", False)))
-
-
-def _runtime_message(text: str) -> str:
-    """runc's error without its log decoration."""
-    messages = [m.group(1).replace('\\"', '"').replace("\\\\", "\\")
-                for m in _RUNC_MSG.finditer(text)]
-    message = messages[-1] if messages else text.strip()
-    return message.replace('\\"', '"')[:500]
 
 
 class ConmonRuntime:
@@ -176,16 +110,7 @@ class ConmonRuntime:
 
     def _runtime(self, *args: str, check: bool = True, timeout: float = 30,
                  oci: OciRuntime | None = None) -> subprocess.CompletedProcess[str]:
-        oci = oci or self.default_oci
-        try:
-            done = subprocess.run(oci.argv(*args), capture_output=True, text=True,
-                                  timeout=timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeFailure(f"{oci.program} {args[0]} failed: {exc}") from exc
-        if check and done.returncode != 0:
-            raise RuntimeFailure(f"{oci.program} {args[0]} failed: "
-                                 f"{_runtime_message(done.stderr or done.stdout)}")
-        return done
+        return (oci or self.default_oci).run(*args, check=check, timeout=timeout)
 
     # ---- lifecycle ----------------------------------------------------------
 
@@ -250,7 +175,7 @@ class ConmonRuntime:
                 os.close(write_end)
         pid = report.get("data")
         if not isinstance(pid, int) or pid <= 0:
-            message = _runtime_message(str(report.get("message", "unknown error")))
+            message = runtime_message(str(report.get("message", "unknown error")))
             self._cleanup_failed(cid)
             raise ContainerCreateFailed(message)
         return pid
@@ -276,15 +201,7 @@ class ConmonRuntime:
     def _retire_instance(self, cid: str) -> None:
         """Clear what a previous instance left, keeping its output as prev.log."""
         base = self.dir(cid)
-        log, rotated = base / "ctr.log", base / "ctr.log.1"
-        if log.exists() or rotated.exists():
-            with open(base / "prev.log", "wb") as out:
-                for part in (rotated, log):
-                    with contextlib.suppress(FileNotFoundError), open(part, "rb") as f:
-                        shutil.copyfileobj(f, out)
-            for part in (rotated, log):
-                with contextlib.suppress(FileNotFoundError):
-                    part.unlink()
+        retire_log(base)
         for stale in (self.exits / cid, base / "pidfile", base / "conmon.pid"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
@@ -310,7 +227,7 @@ class ConmonRuntime:
             self._start_member(cid)
             return
         fifo = oci.root / cid / "exec.fifo"
-        if Path(oci.program).name == "runc" and _release_fifo(fifo):
+        if Path(oci.program).name == "runc" and release_fifo(fifo):
             return
         self._runtime("start", cid, oci=oci)
 
@@ -318,7 +235,7 @@ class ConmonRuntime:
         """Give a sandbox member's waiter the go and wait for ``runsc start``'s outcome:
         as with runc, a command that cannot run fails here, with runsc's reason."""
         base = self.dir(cid)
-        if not _signal_fifo(base / "start", b"start\n"):
+        if not signal_fifo(base / "start", b"start\n"):
             raise RuntimeFailure(f"container {cid} cannot be started: its waiter is gone")
         deadline = time.monotonic() + self.settings.create_timeout_s
         delay = 0.001
@@ -330,7 +247,7 @@ class ConmonRuntime:
             time.sleep(delay)
             delay = min(delay * 2, 0.002)  # a read of a missing file costs microseconds
         if text != "0":
-            message = _json_log_message(_read_or_empty(base / "start.log"))
+            message = json_log_message(_read_or_empty(base / "start.log"))
             self._cleanup_failed(cid)
             raise ContainerCreateFailed(message or f"runsc start failed ({text})")
 
@@ -405,7 +322,7 @@ class ConmonRuntime:
         """Remove the runtime's container (stopping it at once); keeps logs. Idempotent."""
         oci = self.oci(cid)
         if oci.member:  # a member created but never started: its waiter leaves
-            _signal_fifo(self.dir(cid) / "start", b"delete\n")
+            signal_fifo(self.dir(cid) / "start", b"delete\n")
         # runc's state: skip the call when there is none (runsc names its files otherwise)
         if oci.program != self.default_oci.program or (oci.root / cid).exists():
             self._runtime("delete", "--force", cid, check=False, oci=oci)
@@ -433,95 +350,23 @@ class ConmonRuntime:
     # ---- logs ---------------------------------------------------------------
 
     def rotate_logs(self, cid: str) -> bool:
-        """Keep at most ``log_max_bytes`` of output: past half of it, the log moves
-        to ctr.log.1 (replacing the older part) and conmon reopens ctr.log.
-
-        conmon reopens asynchronously, so output written meanwhile still lands
-        in ctr.log.1; once nothing writes there any more, its head is trimmed."""
-        base = self.dir(cid)
-        log, older = base / "ctr.log", base / "ctr.log.1"
-        half = self.settings.log_max_bytes // 2
-        if older.exists() and (log.exists() or self._conmon_pid(cid) is None):
-            _trim_head(older, half)
-        try:
-            if log.stat().st_size < half:
-                return False
-        except FileNotFoundError:
-            return False
-        os.replace(log, older)
-        if self._conmon_pid(cid) is None:
-            _trim_head(older, half)  # nothing writes any more: cut it to size now
-            return True
-        try:
-            fd = os.open(base / "ctl", os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            _trim_head(older, half)  # conmon just left
-            return True
-        try:
-            os.write(fd, _REOPEN_LOGS)
-        finally:
-            os.close(fd)
-        return True
+        """Keep at most ``log_max_bytes`` of the container's output (see
+        :func:`~skiff.engine.logs.rotate_log`); True if the log was rotated."""
+        return rotate_log(self.dir(cid), self.settings.log_max_bytes,
+                          lambda: self._conmon_pid(cid) is not None)
 
     def logs(self, cid: str, *, tail: int | None = None, timestamps: bool = False,
              previous: bool = False) -> str:
         """The container's output, stdout and stderr interleaved as written."""
-        base = self.dir(cid)
-        parts = [base / "prev.log"] if previous else [base / "ctr.log.1", base / "ctr.log"]
-        lines = list(_parse_k8s_log(parts, timestamps))
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        return "".join(lines)
+        return read_log(self.dir(cid), tail=tail, timestamps=timestamps, previous=previous)
 
     def follow(self, cid: str, *, timestamps: bool = False,
                poll_s: float = 0.05) -> Iterator[str]:
         """Attach to the container's output: each line as it is written, across
         log rotations, until the container has exited and all is read."""
-        path = self.dir(cid) / "ctr.log"
-        f: Any = None
-        inode = None
-        buffered = ""
-        partial = ""
-        try:
-            while True:
-                if f is None:
-                    try:
-                        f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-                        inode = os.fstat(f.fileno()).st_ino
-                    except FileNotFoundError:
-                        f = None
-                chunk = f.readline() if f is not None else ""
-                if chunk:
-                    buffered += chunk
-                    if not buffered.endswith("\n"):
-                        continue  # conmon is mid-write: wait for the rest of the record
-                    match = _LOG_LINE.match(buffered.rstrip("\n"))
-                    buffered = ""
-                    if match:
-                        stamp, _stream, tag, text = match.groups()
-                        if tag == "P":
-                            partial += text
-                            continue
-                        line, partial = partial + text, ""
-                        yield f"{stamp} {line}\n" if timestamps else f"{line}\n"
-                    continue
-                try:
-                    rotated = path.stat().st_ino != inode
-                except FileNotFoundError:
-                    rotated = f is not None
-                if rotated and f is not None:
-                    f.close()  # the rest of this file was read: go on in the new one
-                    f = None
-                    continue
-                if self.status(cid).state != "running":
-                    if f is not None and (more := f.read()):
-                        buffered += more
-                        continue
-                    return
-                time.sleep(poll_s)
-        finally:
-            if f is not None:
-                f.close()
+        yield from follow_log(self.dir(cid) / "ctr.log",
+                              lambda: self.status(cid).state == "running",
+                              timestamps=timestamps, poll_s=poll_s)
 
     # ---- exec ---------------------------------------------------------------
 
@@ -533,66 +378,8 @@ class ConmonRuntime:
         ``terminal`` is the master end of the pty, for input and output."""
         if self.status(cid).state != "running":
             raise RuntimeFailure(f"container {cid} is not running")
-        oci = self.oci(cid)
-        argv = oci.argv("exec")
-        for item in env:
-            argv += ["--env", item]
-        if cwd:
-            argv += ["--cwd", cwd]
-        if not tty:
-            argv += [cid, *args]
-            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE)
-            return ExecSession(process)
-        # runsc has no --tty and (this 2022 build) shows the pty to the command as a
-        # plain file: the session still talks through a terminal (echo and line
-        # editing on the host's side), but isatty() is false inside the sandbox.
-        tty_flag = [] if Path(oci.program).name == "runsc" else ["--tty"]
-        # runc relays a terminal it allocates to its own stdio when that is a
-        # terminal itself, and copies that terminal's size: so it gets the slave
-        # end of a pty of ours, and the session keeps the master.
-        master, slave = os.openpty()
-        if terminal_size is not None:
-            _set_window(master, *terminal_size)
-        try:
-            process = subprocess.Popen([*argv, *tty_flag, cid, *args], stdin=slave, stdout=slave,
-                                       stderr=slave, start_new_session=True)
-        except OSError as exc:
-            os.close(master)
-            raise RuntimeFailure(f"exec failed: {exc}") from exc
-        finally:
-            os.close(slave)
-        return ExecSession(process, master)
-
-
-def _release_fifo(fifo: Path, timeout_s: float = 5.0) -> bool:
-    """Read runc's exec fifo as ``runc start`` does; False if that was not possible."""
-    try:
-        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        if not select.select([fd], [], [], timeout_s)[0]:
-            return False
-        if not os.read(fd, 16):
-            return False
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        fifo.unlink()
-    return True
-
-
-def _json_log_message(text: str) -> str:
-    """The last message of a JSON-lines log (runsc's ``--log``)."""
-    for line in reversed(text.splitlines()):
-        with contextlib.suppress(json.JSONDecodeError, AttributeError):
-            message = json.loads(line).get("msg")
-            if isinstance(message, str):
-                return message[:500]
-    return text.strip()[-500:]
+        return self.oci(cid).exec(cid, args, tty=tty, env=env, cwd=cwd,
+                                  terminal_size=terminal_size)
 
 
 def _read_or_empty(path: Path) -> str:
@@ -600,63 +387,3 @@ def _read_or_empty(path: Path) -> str:
         return path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def _signal_fifo(fifo: Path, message: bytes) -> bool:
-    """Write ``message`` to a fifo someone reads; False if nobody does."""
-    try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        os.write(fd, message)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return True
-
-
-def _trim_head(path: Path, keep: int) -> None:
-    """Cut ``path`` to its last ``keep`` bytes or less, at a line boundary."""
-    size = path.stat().st_size
-    if size <= keep:
-        return
-    with open(path, "rb") as f:
-        f.seek(size - keep)
-        tail = f.read()
-    tail = tail[tail.find(b"\n") + 1:]
-    tmp = path.with_name(path.name + ".trim")
-    tmp.write_bytes(tail)
-    os.replace(tmp, path)
-
-
-def _parse_k8s_log(paths: Sequence[Path], timestamps: bool) -> Iterator[str]:
-    partial = ""
-    for path in paths:
-        try:
-            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 -- closed below
-        except FileNotFoundError:
-            continue
-        with f:
-            for raw in f:
-                match = _LOG_LINE.match(raw.rstrip("\n"))
-                if not match:
-                    continue
-                stamp, _stream, tag, text = match.groups()
-                if tag == "P":  # a partial line: the rest follows in the next record
-                    partial += text
-                    continue
-                line = partial + text
-                partial = ""
-                yield f"{stamp} {line}\n" if timestamps else f"{line}\n"
-    if partial:
-        yield partial
-
-
-def _set_window(fd: int, rows: int, cols: int) -> None:
-    import fcntl
-    import struct
-    import termios
-
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

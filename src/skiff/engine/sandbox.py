@@ -15,7 +15,7 @@ to start here, so runsc runs with ``--network=host`` *inside the group's
 network namespace*, which leaves the namespace, its firewall and its DNS as
 with runc; and runsc's control sockets are abstract unix sockets, bound to
 the namespace, so every runsc command (conmon too) runs in it: the
-:class:`~skiff.engine.runtime.OciRuntime` of a sandboxed container says so.
+:class:`~skiff.engine.oci.OciRuntime` of a sandboxed container says so.
 
 conmon watches a container by waiting for the pid ``<runtime> create`` wrote,
 which must become its child. runsc writes the *sandbox's* pid for every
@@ -59,7 +59,8 @@ from typing import Any
 from skiff.engine import cgroups
 from skiff.engine import spec as oci
 from skiff.engine.model import GroupSpec
-from skiff.engine.runtime import ConmonRuntime, OciRuntime
+from skiff.engine.oci import OciRuntime
+from skiff.engine.runtime import ConmonRuntime
 from skiff.errors import RuntimeFailure
 from skiff.settings import RuntimeSettings
 

@@ -36,6 +36,7 @@ from skiff.engine import spec as oci
 from skiff.engine.images import Image, ImageStore, RegistryCredential
 from skiff.engine.model import Container, GroupSpec, RestartPolicy
 from skiff.engine.network import Attachment, Networks
+from skiff.engine.oci import OciRuntime
 from skiff.engine.probes import ProbeState, run_probe
 from skiff.engine.restarts import (
     ContainerExit,
@@ -44,7 +45,7 @@ from skiff.engine.restarts import (
     decide,
     group_state,
 )
-from skiff.engine.runtime import ConmonRuntime, ContainerStatus, OciRuntime
+from skiff.engine.runtime import ConmonRuntime, ContainerStatus
 from skiff.engine.sandbox import Sandboxes, member_spec
 from skiff.engine.view import ContainerView, GroupView, State
 from skiff.engine.volumes import Volumes
