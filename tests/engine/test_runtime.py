@@ -184,9 +184,18 @@ def test_log_rotation_keeps_the_newest_output_within_the_limit(
     try:
         cid = made.create(["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i; "
                                         "i=$((i+1)); done; echo done"])
+        conmon = runtime._conmon_pid(cid)
         rotations = 0
         while runtime.status(cid).state == "running":
             rotations += runtime.rotate_logs(cid)
+        # Once conmon is gone nothing writes any more, and the next rotation cuts the
+        # log to size (while it runs, a loaded machine may let more than one write
+        # pass between two checks).
+        deadline = time.monotonic() + 10
+        while conmon is not None and Path(f"/proc/{conmon}").exists() \
+                and not _is_zombie(conmon):
+            assert time.monotonic() < deadline, "conmon did not exit"
+            time.sleep(0.01)
         rotations += runtime.rotate_logs(cid)
         logs = runtime.logs(cid)
         assert rotations >= 1
