@@ -99,6 +99,8 @@ _MAX_ID = 2**31 - 1
 _MAX_ID_FILE = 4 << 20
 #: Symlinks followed while resolving one path, Linux's own limit (MAXSYMLINKS).
 _MAX_SYMLINKS = 40
+#: clone(2)'s and unshare(2)'s flag for a new user namespace (linux/sched.h).
+_CLONE_NEWUSER = 0x10000000
 
 
 
@@ -320,12 +322,51 @@ def with_seccomp(profile: Mapping[str, Any]) -> SpecOption:
     return apply
 
 
+def without_new_user_namespaces(seccomp: dict[str, Any]) -> None:
+    """Make a resolved filter refuse new user namespaces: ``clone`` and ``unshare``
+    with CLONE_NEWUSER fail with EPERM, ``clone3`` (whose flags seccomp cannot
+    read) with ENOSYS, so that libcs fall back to ``clone``.
+
+    containers-common's profile allows all three to everyone (Podman nests
+    rootless containers), but a user namespace hands its creator every
+    capability over the kernel code it reaches (new mounts, netfilter, cgroup
+    and filesystem parsers): the road most container escapes of recent years
+    took (CVE-2022-0185, CVE-2022-0492, CVE-2023-0386). Docker's and
+    containerd's default profiles refuse them unless the container holds
+    CAP_SYS_ADMIN; so does skiff's, through :func:`with_default_seccomp`.
+    """
+    syscalls = []
+    for rule in seccomp.get("syscalls", ()):
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args"):
+            names = [n for n in rule["names"] if n not in ("clone", "clone3", "unshare")]
+            if not names:
+                continue
+            rule = {**rule, "names": names}
+        syscalls.append(rule)
+    # clone's flags are its second argument on s390, its first elsewhere.
+    s390 = any(a.startswith("SCMP_ARCH_S390") for a in seccomp.get("architectures", ()))
+    for name, index in (("clone", 1 if s390 else 0), ("unshare", 0)):
+        for value, action in ((0, {"action": "SCMP_ACT_ALLOW"}),
+                              (_CLONE_NEWUSER, {"action": "SCMP_ACT_ERRNO",
+                                                "errnoRet": errno.EPERM})):
+            syscalls.append({"names": [name], **action, "args": [
+                {"index": index, "value": _CLONE_NEWUSER, "valueTwo": value,
+                 "op": "SCMP_CMP_MASKED_EQ"}]})
+    syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS})
+    seccomp["syscalls"] = syscalls
+
+
 def with_default_seccomp(arch: str | None = None) -> SpecOption:
-    """containers-common's profile, resolved for the bounding set the spec has *now*."""
+    """containers-common's profile, resolved for the bounding set the spec has *now*;
+    without CAP_SYS_ADMIN in it, no new user namespaces (see
+    :func:`without_new_user_namespaces`)."""
 
     def apply(spec: dict[str, Any]) -> None:
         caps = spec["process"].get("capabilities", {}).get("bounding", ())
-        spec["linux"]["seccomp"] = default_seccomp(caps, arch)
+        seccomp = default_seccomp(caps, arch)
+        if "CAP_SYS_ADMIN" not in caps:
+            without_new_user_namespaces(seccomp)
+        spec["linux"]["seccomp"] = seccomp
 
     return apply
 
