@@ -80,6 +80,8 @@ def rotate_log(base: Path, max_bytes: int, monitor_alive: Callable[[], bool]) ->
         return True
     try:
         os.write(fd, _REOPEN_LOGS)
+    except OSError:  # EPIPE: conmon closed its end between the open and the write
+        _trim_head(older, half)
     finally:
         os.close(fd)
     return True
