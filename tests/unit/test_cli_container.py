@@ -19,8 +19,11 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from click.testing import CliRunner, Result
 from websockets.sync.server import Server, ServerConnection, serve
 
-from skiff.cli.container import _Progress, az_view, emit, group_body
+from skiff.cli.bodies import group_body
+from skiff.cli.common import Progress
 from skiff.cli.main import main
+from skiff.cli.output import emit
+from skiff.cli.views import az_view
 from skiff.client import API_VERSION, SkiffClient
 
 BASE = "https://skiff.test:8443"
@@ -810,7 +813,7 @@ class _Tty(io.StringIO):
 def test_progress_spins_on_a_terminal_only() -> None:
     """The progress display writes a spinner and the status to a terminal, nothing elsewhere."""
     tty, pipe = _Tty(), io.StringIO()
-    for stream in (_Progress(tty), _Progress(pipe)):
+    for stream in (Progress(tty), Progress(pipe)):
         stream("InProgress")
         stream.done()
     assert tty.getvalue().startswith("\r| Running .. 0s InProgress\x1b[K")

@@ -6,7 +6,8 @@ networks and their subnets with az's flags, defaults and output: ``-o json``
 prints a resource as az does (``properties`` flattened, ``resourceGroup``
 added), ``vnet create`` answers ``{"newVNet": ...}``, ``-o table`` is az's
 table of networks. Output options, ``--query`` and errors are those of
-``skiff container`` (one ``ERROR: (Code) message`` line; exit 3 on 404).
+``skiff container``, shared through :mod:`skiff.cli.common` and
+:mod:`skiff.cli.output` (one ``ERROR: (Code) message`` line; exit 3 on 404).
 """
 
 from __future__ import annotations
@@ -17,16 +18,10 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from skiff.cli.container import (
-    _add_resource_group,
-    _AzCommand,
-    _client,
-    _errors,
-    _output_options,
-    _todict,
-    emit,
-)
+from skiff.cli.common import AzCommand, handle_errors, new_client
+from skiff.cli.output import emit, output_options
 from skiff.cli.subnets import DEFAULT_VNET_PREFIX
+from skiff.cli.views import add_resource_group, todict
 from skiff.client import SkiffClient
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,8 +38,8 @@ def subnet_view(body: Mapping[str, Any]) -> dict[str, Any]:
     view = _flat(body)
     if isinstance(view.get("delegations"), list):
         view["delegations"] = [_flat(d) for d in view["delegations"] if isinstance(d, dict)]
-    out = cast(dict[str, Any], _todict(view))
-    _add_resource_group(out)
+    out = cast(dict[str, Any], todict(view))
+    add_resource_group(out)
     return out
 
 
@@ -53,8 +48,8 @@ def vnet_view(body: Mapping[str, Any]) -> dict[str, Any]:
     view = _flat(body)
     if isinstance(view.get("subnets"), list):
         view["subnets"] = [subnet_view(s) for s in view["subnets"] if isinstance(s, dict)]
-    out = cast(dict[str, Any], _todict(view))
-    _add_resource_group(out)
+    out = cast(dict[str, Any], todict(view))
+    add_resource_group(out)
     return out
 
 
@@ -136,7 +131,7 @@ def _rg(required: bool = True) -> Callable[[F], F]:
                         "Name of resource group. Default: every network of the subscription.")
 
 
-@vnet.command("create", cls=_AzCommand)
+@vnet.command("create", cls=AzCommand)
 @_rg()
 @click.option("--name", "-n", required=True, help="The virtual network (VNet) name.")
 @click.option("--address-prefixes", multiple=True, metavar="PREFIX [PREFIX ...]",
@@ -148,8 +143,8 @@ def _rg(required: bool = True) -> Callable[[F], F]:
                    "subnet. Default: the VNet's first address with a /24 mask "
                    "(10.0.0.0/24 for the default VNet).")
 @click.option("--location", "-l", help="Location. Default: the resource group's location.")
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def vnet_create(resource_group: str, name: str, address_prefixes: tuple[str, ...],
                 subnet_name: str | None, subnet_prefixes: tuple[str, ...],
                 location: str | None, output: str, query: Any) -> None:
@@ -169,7 +164,7 @@ def vnet_create(resource_group: str, name: str, address_prefixes: tuple[str, ...
     body = vnet_body(address_prefixes=address_prefixes or (DEFAULT_VNET_PREFIX,),
                      subnet_name=subnet_name, subnet_prefixes=subnet_prefixes,
                      location=location)
-    with _client() as client:
+    with new_client() as client:
         location = location or client.resource_group_location(resource_group)
         if location:
             body["location"] = location
@@ -180,22 +175,22 @@ def vnet_create(resource_group: str, name: str, address_prefixes: tuple[str, ...
 @vnet.command("show")
 @_rg()
 @click.option("--name", "-n", required=True, help="The virtual network (VNet) name.")
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def vnet_show(resource_group: str, name: str, output: str, query: Any) -> None:
     """Get the details of a virtual network."""
-    with _client() as client:
+    with new_client() as client:
         found = client.get_vnet(resource_group, name)
     emit(vnet_view(found), output, query, table=_vnet_table)
 
 
 @vnet.command("list")
 @_rg(required=False)
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def vnet_list(resource_group: str | None, output: str, query: Any) -> None:
     """List virtual networks."""
-    with _client() as client:
+    with new_client() as client:
         found = client.list_vnets(resource_group)
     emit([vnet_view(v) for v in found], output, query, table=_vnet_table)
 
@@ -203,15 +198,15 @@ def vnet_list(resource_group: str | None, output: str, query: Any) -> None:
 @vnet.command("delete")
 @_rg()
 @click.option("--name", "-n", required=True, help="The virtual network (VNet) name.")
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def vnet_delete(resource_group: str, name: str, output: str, query: Any) -> None:
     """Delete a virtual network.
 
     Refused (InUseSubnetCannotBeDeleted) while a container group is in one of
     its subnets; deleting a network that is not there does nothing.
     """
-    with _client() as client:
+    with new_client() as client:
         client.delete_vnet(resource_group, name)
 
 
@@ -227,7 +222,7 @@ def _subnet_args(func: F) -> F:
     return _rg()(func)
 
 
-@subnet.command("create", cls=_AzCommand)
+@subnet.command("create", cls=AzCommand)
 @_subnet_args
 @click.option("--address-prefixes", multiple=True, required=True,
               metavar="PREFIX [PREFIX ...]",
@@ -236,8 +231,8 @@ def _subnet_args(func: F) -> F:
 @click.option("--delegations", multiple=True, metavar="SERVICE [SERVICE ...]",
               help="Space-separated list of services to whom the subnet should be "
                    "delegated, e.g. Microsoft.ContainerInstance/containerGroups.")
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def subnet_create(resource_group: str, vnet_name: str, name: str,
                   address_prefixes: tuple[str, ...], delegations: tuple[str, ...],
                   output: str, query: Any) -> None:
@@ -248,19 +243,19 @@ def subnet_create(resource_group: str, vnet_name: str, name: str,
       skiff network vnet subnet create -g MyResourceGroup --vnet-name MyVnet -n MySubnet --address-prefixes 10.0.0.0/24
     """  # noqa: E501
     body = {"properties": subnet_properties(address_prefixes, delegations)}
-    with _client() as client:
+    with new_client() as client:
         created = client.create_or_update_subnet(resource_group, vnet_name, name, body)
     emit(subnet_view(created), output, query)
 
 
 @subnet.command("show")
 @_subnet_args
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def subnet_show(resource_group: str, vnet_name: str, name: str, output: str,
                 query: Any) -> None:
     """Show details of a subnet."""
-    with _client() as client:
+    with new_client() as client:
         found = client.get_subnet(resource_group, vnet_name, name)
     emit(subnet_view(found), output, query)
 
@@ -268,24 +263,24 @@ def subnet_show(resource_group: str, vnet_name: str, name: str, output: str,
 @subnet.command("list")
 @_rg()
 @click.option("--vnet-name", required=True, help="The virtual network (VNet) name.")
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def subnet_list(resource_group: str, vnet_name: str, output: str, query: Any) -> None:
     """List the subnets in a virtual network."""
-    with _client() as client:
+    with new_client() as client:
         found = client.list_subnets(resource_group, vnet_name)
     emit([subnet_view(s) for s in found], output, query)
 
 
 @subnet.command("delete")
 @_subnet_args
-@_output_options
-@_errors
+@output_options
+@handle_errors
 def subnet_delete(resource_group: str, vnet_name: str, name: str, output: str,
                   query: Any) -> None:
     """Delete a subnet.
 
     Refused (InUseSubnetCannotBeDeleted) while a container group is in it.
     """
-    with _client() as client:
+    with new_client() as client:
         client.delete_subnet(resource_group, vnet_name, name)
