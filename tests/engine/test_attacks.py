@@ -33,7 +33,6 @@ from typing import Any
 
 import pytest
 
-from skiff.engine import cgroups, firewall
 from skiff.engine import spec as oci
 from skiff.engine.model import (
     Container,
@@ -44,13 +43,12 @@ from skiff.engine.model import (
     Volume,
     VolumeMount,
 )
-from skiff.engine.network import Networks
 from skiff.engine.sandbox import holder_id
 from skiff.engine.supervisor import PIDS_LIMIT, Supervisor
-from skiff.settings import NetworkSettings, RuntimeSettings, Settings
+from skiff.settings import RuntimeSettings, Settings
 from tests.conftest import BuiltImages
-from tests.engine.test_sandbox import _kill, _runsc_pids
-from tests.engine.test_supervisor import FAST_BACKOFF, box, group, wait_view
+from tests.engine.supervising import supervising
+from tests.engine.test_supervisor import box, group, wait_view
 
 #: CAP_SYS_MODULE's bit in /proc/<pid>/status's capability masks.
 _CAP_SYS_MODULE = 16
@@ -73,26 +71,8 @@ def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
     """A supervisor on a fresh data root; its groups, sandboxes, namespaces, bridge and
     cgroups go after, pass or fail."""
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    networks = Networks(settings.data_root, NetworkSettings(pool_size=1))
-    supervisor = Supervisor(settings, networks=networks, backoff=FAST_BACKOFF,
-                            monitor_interval_s=0.05)
-    runsc_root = supervisor.sandboxes.root
-    try:
+    with supervising(settings) as supervisor:
         yield supervisor
-    finally:
-        with contextlib.ExitStack() as cleanup:
-            cleanup.callback(shutil.rmtree, supervisor.runtime.run_dir, ignore_errors=True)
-            cleanup.callback(cgroups.remove, f"/{supervisor.runtime.run_dir.name}")
-            cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
-                             capture_output=True, check=False)
-            cleanup.callback(firewall.remove_host_guard, networks.bridge)
-            cleanup.callback(networks.close)
-            cleanup.callback(networks.drain_pool)
-            for pid in _runsc_pids(runsc_root):  # a sandbox skiff lost track of
-                cleanup.callback(_kill, pid)
-            cleanup.callback(supervisor.close)
-            for group_id in supervisor.group_ids():
-                cleanup.callback(supervisor.delete, group_id)
 
 
 @pytest.fixture

@@ -7,39 +7,24 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skiff.engine import cgroups, firewall
 from skiff.engine.model import Container, GroupSpec, RestartPolicy
-from skiff.engine.network import Networks
 from skiff.engine.sandbox import SANDBOX_OVERHEAD_BYTES, holder_id
 from skiff.engine.supervisor import Supervisor
 from skiff.errors import InvalidGroupSpec
-from skiff.settings import NetworkSettings, RuntimeSettings, Settings
+from skiff.settings import RuntimeSettings, Settings
 from tests.conftest import BuiltImages
 from tests.engine import test_supervisor as conformance
-from tests.engine.test_supervisor import FAST_BACKOFF, box, wait_view
+from tests.engine.supervising import runsc_pids, supervising
+from tests.engine.test_supervisor import box, wait_view
 from tests.engine.test_supervisor import group as _runc_group
 
 pytestmark = pytest.mark.skipif(shutil.which("runsc") is None, reason="needs runsc")
-
-
-def _runsc_pids(root: Path) -> list[int]:
-    """Processes of runsc (sandboxes, gofers) whose state lives under ``root``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if argv[0].startswith(b"runsc") and f"--root={root}".encode() in argv:
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture
@@ -47,31 +32,8 @@ def sandboxed(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
     """A supervisor on a fresh data root; its groups, sandboxes, namespaces and cgroups
     go after, pass or fail."""
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    networks = Networks(settings.data_root, NetworkSettings(pool_size=1))
-    supervisor = Supervisor(settings, networks=networks, backoff=FAST_BACKOFF,
-                            monitor_interval_s=0.05)
-    runsc_root = supervisor.sandboxes.root
-    try:
+    with supervising(settings) as supervisor:
         yield supervisor
-    finally:
-        with contextlib.ExitStack() as cleanup:
-            cleanup.callback(shutil.rmtree, supervisor.runtime.run_dir, ignore_errors=True)
-            cleanup.callback(cgroups.remove, f"/{supervisor.runtime.run_dir.name}")
-            cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
-                             capture_output=True, check=False)
-            cleanup.callback(firewall.remove_host_guard, networks.bridge)
-            cleanup.callback(networks.close)
-            cleanup.callback(networks.drain_pool)
-            for pid in _runsc_pids(runsc_root):  # a sandbox skiff lost track of
-                cleanup.callback(_kill, pid)
-            cleanup.callback(supervisor.close)
-            for group_id in supervisor.group_ids():
-                cleanup.callback(supervisor.delete, group_id)
-
-
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def test_sandboxed_group_runs_inside_gvisor(sandboxed: Supervisor, images: BuiltImages) -> None:
@@ -146,7 +108,7 @@ def test_containers_share_one_sandbox_that_outlives_their_restarts(
     sandboxed.run(spec)
     sandbox = _sandbox_pid(sandboxed, spec.id)
     assert Path(f"/proc/{sandbox}/cmdline").read_bytes().startswith(b"runsc-sandbox")
-    sandboxes = [p for p in _runsc_pids(sandboxed.sandboxes.root)
+    sandboxes = [p for p in runsc_pids(sandboxed.sandboxes.root)
                  if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"runsc-sandbox")]
     assert sandboxes == [sandbox]
     view = wait_view(sandboxed, spec.id, lambda v: v.containers[1].restart_count >= 2)
@@ -206,10 +168,10 @@ def test_delete_leaves_no_sandbox_behind(sandboxed: Supervisor, images: BuiltIma
     spec = _runc_group(images, box(images, "c", "sleep 300"), isolation="sandbox")
     sandboxed.run(spec)
     root = sandboxed.sandboxes.root
-    assert _runsc_pids(root)
+    assert runsc_pids(root)
     assert list(root.iterdir())
     sandboxed.delete(spec.id)
-    assert _runsc_pids(root) == []
+    assert runsc_pids(root) == []
     assert [p.name for p in root.iterdir()] == []
     assert not sandboxed.runtime.dir(holder_id(spec.id)).exists()
     node_cgroup = Path("/sys/fs/cgroup/memory") / sandboxed.runtime.run_dir.name

@@ -9,7 +9,6 @@ and logs work as without remapping (exec needs runc 1.2+).
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import cgroups, firewall, mounts
+from skiff.engine import mounts
 from skiff.engine.model import (
     Container,
     EmptyDirVolume,
@@ -34,13 +33,12 @@ from skiff.engine.model import (
     Volume,
     VolumeMount,
 )
-from skiff.engine.network import Networks
 from skiff.engine.supervisor import Supervisor
 from skiff.engine.view import GroupView
-from skiff.settings import ApiSettings, BackoffSettings, NetworkSettings, RuntimeSettings, Settings
+from skiff.settings import ApiSettings, RuntimeSettings, Settings
 from tests.conftest import BuiltImages
+from tests.engine.supervising import supervising
 
-FAST_BACKOFF = BackoffSettings(initial_s=0.2, factor=2, max_s=1, reset_after_s=600)
 #: Host ids of the remapped containers: clear of the host's users and of test_spec_runc's.
 USERNS = (300000, 65536)
 
@@ -54,25 +52,11 @@ def make_engine(userns: tuple[int, int] | None, allow_privileged: bool = False
     os.chmod(data_root, 0o711)  # noqa: S103 -- as skiff.server does
     settings = Settings(data_root=data_root, api=ApiSettings(allow_privileged=allow_privileged),
                         runtime=RuntimeSettings(stop_grace_s=1, userns=userns))
-    networks = Networks(settings.data_root, NetworkSettings(pool_size=1))
-    supervisor = Supervisor(settings, networks=networks, backoff=FAST_BACKOFF,
-                            monitor_interval_s=0.05)
     try:
-        yield supervisor
+        with supervising(settings) as supervisor:
+            yield supervisor
     finally:
-        with contextlib.ExitStack() as cleanup:
-            cleanup.callback(shutil.rmtree, data_root, ignore_errors=True)
-            cleanup.callback(supervisor.images.rootfs.unmount_views)
-            cleanup.callback(shutil.rmtree, supervisor.runtime.run_dir, ignore_errors=True)
-            cleanup.callback(cgroups.remove, f"/{supervisor.runtime.run_dir.name}")
-            cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
-                             capture_output=True, check=False)
-            cleanup.callback(firewall.remove_host_guard, networks.bridge)
-            cleanup.callback(networks.close)
-            cleanup.callback(networks.drain_pool)
-            cleanup.callback(supervisor.close)
-            for group_id in supervisor.group_ids():
-                cleanup.callback(supervisor.delete, group_id)
+        shutil.rmtree(data_root, ignore_errors=True)
 
 
 @pytest.fixture

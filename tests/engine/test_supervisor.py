@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import shutil
 import subprocess
 import time
 import uuid
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import cgroups, firewall
+from skiff.engine import firewall
 from skiff.engine.model import (
     Container,
     EmptyDirVolume,
@@ -30,14 +28,12 @@ from skiff.engine.model import (
     Volume,
     VolumeMount,
 )
-from skiff.engine.network import Networks
 from skiff.engine.supervisor import Supervisor
 from skiff.engine.view import GroupView
 from skiff.errors import InvalidGroupSpec
-from skiff.settings import BackoffSettings, NetworkSettings, RuntimeSettings, Settings
+from skiff.settings import BackoffSettings, RuntimeSettings, Settings
 from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
-
-FAST_BACKOFF = BackoffSettings(initial_s=0.2, factor=2, max_s=1, reset_after_s=600)
+from tests.engine.supervising import FAST_BACKOFF, supervising
 
 
 @pytest.fixture
@@ -45,24 +41,8 @@ def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
     """A supervisor on a fresh data root; every group, namespace and bridge goes after."""
     # A short grace: most test containers are shells that ignore SIGTERM as PID 1.
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    networks = Networks(settings.data_root, NetworkSettings(pool_size=1))
-    supervisor = Supervisor(settings, networks=networks, backoff=FAST_BACKOFF,
-                            monitor_interval_s=0.05)
-    try:
+    with supervising(settings) as supervisor:
         yield supervisor
-    finally:
-        # Each step runs even when one before it fails: nothing may leak from a failed test.
-        with contextlib.ExitStack() as cleanup:
-            cleanup.callback(shutil.rmtree, supervisor.runtime.run_dir, ignore_errors=True)
-            cleanup.callback(cgroups.remove, f"/{supervisor.runtime.run_dir.name}")
-            cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
-                             capture_output=True, check=False)
-            cleanup.callback(firewall.remove_host_guard, networks.bridge)
-            cleanup.callback(networks.close)
-            cleanup.callback(networks.drain_pool)
-            cleanup.callback(supervisor.close)
-            for group_id in supervisor.group_ids():
-                cleanup.callback(supervisor.delete, group_id)
 
 
 def group(images: BuiltImages, *containers: Container, **fields: object) -> GroupSpec:
@@ -472,7 +452,10 @@ def test_only_the_ip_address_ports_are_reachable_and_adoption_restores_the_filte
             assert fetch(ip, 8081) != 0
             subprocess.run(["nsenter", f"--net={attachment.netns_path}", "nft", "delete",
                             "table", "inet", "skiff"], check=True)
-            assert fetch(ip, 8081) == 0  # the test tells a filtered port from an open one
+            deadline = time.monotonic() + 10  # the test tells a filtered port from an open
+            while fetch(ip, 8081) != 0:       # one (the second httpd starts after the first)
+                assert time.monotonic() < deadline, "port 8081 never answered unfiltered"
+                time.sleep(0.1)
         finally:
             first.close()  # skiff goes away; conmon keeps the container
             view = engine.run(spec)  # the next skiff adopts it (and the fixture deletes it)
