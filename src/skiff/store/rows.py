@@ -24,6 +24,17 @@ def insert_rg(conn: sqlite3.Connection, record: ResourceGroupRecord) -> None:
     )
 
 
+def ensure_rg(conn: sqlite3.Connection, sub: str, name: str, location: str, now: float) -> str:
+    """The display name of resource group ``name``, created (in ``location``) if missing;
+    ResourceGroupBeingDeleted if it is being deleted."""
+    row = rg_row(conn, sub, name)
+    if row is None:
+        insert_rg(conn, ResourceGroupRecord(sub, name, location, {}, now))
+        return name
+    check_rg_usable(row)
+    return str(row["name"])
+
+
 def check_rg_usable(row: sqlite3.Row) -> None:
     if row["deleting"]:
         raise ResourceGroupBeingDeleted(row["name"])

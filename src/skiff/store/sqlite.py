@@ -52,7 +52,7 @@ from skiff.store.records import (
     location_key,
     name_key,
 )
-from skiff.store.rows import check_rg_usable, insert_rg, rg_row
+from skiff.store.rows import check_rg_usable, ensure_rg, insert_rg, rg_row
 from skiff.store.tokens import TokensMixin
 from skiff.store.vnets import VirtualNetworksMixin, check_placement
 
@@ -155,13 +155,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         tags_json = dumps(dict(tags))
         with self.write() as conn:
             now = self.now()
-            rg_found = rg_row(conn, sub, rg)
-            if rg_found is None:
-                insert_rg(conn, ResourceGroupRecord(sub, rg, location, {}, now))
-                rg_name = rg
-            else:
-                check_rg_usable(rg_found)
-                rg_name = rg_found["name"]
+            rg_name = ensure_rg(conn, sub, rg, location, now)
             if subnet_key is not None:
                 check_placement(conn, subnet_key)
             row = _group_row(conn, sub, rg, name)

@@ -28,8 +28,8 @@ from typing import Any
 
 from skiff.errors import ArmError
 from skiff.store.database import Database
-from skiff.store.records import ResourceGroupRecord, VnetRecord, dumps, location_key, name_key
-from skiff.store.rows import check_rg_usable, insert_rg, rg_row
+from skiff.store.records import VnetRecord, dumps, location_key, name_key
+from skiff.store.rows import ensure_rg
 
 #: Changes a virtual network's body (a subnet's PUT or DELETE); may raise ArmError.
 BodyChange = Callable[[dict[str, Any]], dict[str, Any]]
@@ -101,13 +101,7 @@ class VirtualNetworksMixin(Database):
                     location: str, body: dict[str, Any],
                     tags: dict[str, str]) -> tuple[VnetRecord, bool]:
         now = self.now()
-        rg_found = rg_row(conn, sub, rg)
-        if rg_found is None:
-            insert_rg(conn, ResourceGroupRecord(sub, rg, location, {}, now))
-            rg_name = rg
-        else:
-            check_rg_usable(rg_found)
-            rg_name = rg_found["name"]
+        rg_name = ensure_rg(conn, sub, rg, location, now)
         row = _vnet_row(conn, sub, rg, name)
         if row is None:
             record = VnetRecord(sub, rg_name, name, location, body, tags, str(uuid.uuid4()), now)
