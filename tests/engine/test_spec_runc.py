@@ -24,16 +24,16 @@ import pytest
 
 from skiff.engine.idmap import bind_idmapped
 from skiff.engine.model import SecurityContext
-from skiff.engine.spec import (
+from skiff.engine.security import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
+    host_capabilities,
+    security_options,
+)
+from skiff.engine.spec import (
     MASKED_PATHS,
     SpecOption,
     default_spec,
-    host_capabilities,
-    resolve_run_as,
-    resolve_user,
-    security_options,
     with_bind,
     with_cgroups_path,
     with_hostname,
@@ -41,8 +41,9 @@ from skiff.engine.spec import (
     with_process,
     with_resources,
     with_root,
-    with_user_namespace,
 )
+from skiff.engine.userns import with_user_namespace
+from skiff.engine.users import resolve_run_as, resolve_user
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: The parent of every test container's cgroups, removed when left empty.

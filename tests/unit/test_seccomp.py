@@ -16,7 +16,7 @@ from skiff.engine.seccomp import (
     kernel_version,
     load_profile,
 )
-from skiff.engine.spec import DEFAULT_CAPABILITIES
+from skiff.engine.security import DEFAULT_CAPABILITIES
 from skiff.errors import SeccompProfileError
 
 ARCH_MAP = [

@@ -11,34 +11,36 @@ from typing import Any
 import pytest
 
 from skiff.engine.seccomp import DEFAULT_PROFILE
-from skiff.engine.spec import (
+from skiff.engine.security import (
     DEFAULT_CAPABILITIES,
+    capability_set,
+    with_capabilities,
+    with_default_seccomp,
+    with_no_new_privileges,
+    with_seccomp,
+    without_compat_syscalls,
+)
+from skiff.engine.spec import (
     MASKED_PATHS,
     READONLY_PATHS,
     build_spec,
-    capability_set,
     default_spec,
-    resolve_user,
     with_annotations,
     with_bind,
-    with_capabilities,
     with_cgroups_path,
     with_default_mounts,
-    with_default_seccomp,
     with_hostname,
     with_masked_paths,
     with_namespaces,
-    with_no_new_privileges,
     with_oom_score_adj,
     with_process,
     with_readonly_paths,
     with_resources,
     with_rlimits,
     with_root,
-    with_seccomp,
     with_tmpfs,
-    without_compat_syscalls,
 )
+from skiff.engine.users import resolve_user
 from skiff.errors import InvalidInput, SkiffError, UserNotFound
 
 needs_profile = pytest.mark.skipif(not DEFAULT_PROFILE.exists(),

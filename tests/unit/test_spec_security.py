@@ -10,20 +10,22 @@ import pytest
 
 from skiff.engine.model import SecurityContext
 from skiff.engine.seccomp import DEFAULT_PROFILE
-from skiff.engine.spec import (
+from skiff.engine.security import (
     DEFAULT_CAPABILITIES,
+    host_capabilities,
+    security_options,
+    with_custom_seccomp,
+    with_privileged,
+)
+from skiff.engine.spec import (
     build_spec,
     default_spec,
-    host_capabilities,
-    resolve_run_as,
-    security_options,
     with_bind,
-    with_custom_seccomp,
     with_default_mounts,
     with_namespaces,
-    with_privileged,
-    with_user_namespace,
 )
+from skiff.engine.userns import with_user_namespace
+from skiff.engine.users import resolve_run_as
 from skiff.errors import InvalidInput
 
 needs_profile = pytest.mark.skipif(not DEFAULT_PROFILE.exists(),

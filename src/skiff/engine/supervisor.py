@@ -47,6 +47,9 @@ from skiff.engine.restarts import (
 )
 from skiff.engine.runtime import ConmonRuntime, ContainerStatus
 from skiff.engine.sandbox import Sandboxes, member_spec
+from skiff.engine.security import security_options, without_compat_syscalls
+from skiff.engine.userns import with_user_namespace
+from skiff.engine.users import resolve_run_as
 from skiff.engine.view import ContainerView, GroupView, State
 from skiff.engine.volumes import Volumes
 from skiff.errors import (
@@ -426,8 +429,8 @@ class Supervisor:
             # The API refuses it; a body stored before the setting changed gets here.
             raise InvalidGroupSpec(f"container {container.name} is privileged, which this "
                                    "node does not allow (skiff serve --allow-privileged)")
-        uid, gid, gids = oci.resolve_run_as(rootfs, config.user, security.run_as_user,
-                                            security.run_as_group)
+        uid, gid, gids = resolve_run_as(rootfs, config.user, security.run_as_user,
+                                        security.run_as_group)
         attachment = group.attachment
         assert attachment is not None
         options = [
@@ -453,13 +456,13 @@ class Supervisor:
                     raise InvalidGroupSpec(f"container {container.name} runs as {what} "
                                            f"{value}, beyond the {userns[1]} ids its user "
                                            "namespace maps")
-            options.append(oci.with_user_namespace(*userns))
-        options.extend(oci.security_options(security))
+            options.append(with_user_namespace(*userns))
+        options.extend(security_options(security))
         spec = oci.default_spec(*options, network_path=str(attachment.netns_path),
                                 cap_add=security.cap_add, cap_drop=security.cap_drop,
                                 privileged=security.privileged)
         if not self.settings.runtime.compat_syscalls:
-            oci.without_compat_syscalls(spec)
+            without_compat_syscalls(spec)
         return spec
 
     def _userns(self, spec: GroupSpec, container: Container) -> tuple[int, int] | None:

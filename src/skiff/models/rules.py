@@ -23,7 +23,7 @@ from typing import NoReturn
 
 from skiff.engine.images.reference import parse as parse_reference
 from skiff.engine.seccomp import convert as convert_seccomp
-from skiff.engine.spec import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from skiff.engine.security import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from skiff.errors import ArmError, InvalidReference, SeccompProfileError
 from skiff.models.body import (
     IP_ADDRESS_TYPES,
