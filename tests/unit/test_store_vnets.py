@@ -80,3 +80,20 @@ def test_deleting_the_resource_group_takes_its_networks(store: Store) -> None:
     store.delete_resource_group("s", "rg")
     assert store.list_vnets("s") == []
     assert store.get_resource_group("s", "rg") is None
+
+
+def test_subnet_ids_match_whatever_the_case_of_the_subscription(store: Store) -> None:
+    """A subscription id in capitals (as some clients send it) still finds its subnet."""
+    store.put_vnet("ABC-DEF", "RG", "Net", "local", body(default="10.1.0.0/24"), {})
+    key = ("/subscriptions/abc-def/resourcegroups/rg/providers/microsoft.network/"
+           "virtualnetworks/net/subnets/default")
+    found = store.subnet_placement(key)
+    assert found is not None
+    assert found[0].name == "Net"
+    record, _ = store.put_group("ABC-DEF", "rg", "g", "local", {"properties": {}}, {},
+                                subnet_key=key)
+    assert record.subnet_key == key
+    assert store.vnet_by_id("/subscriptions/ABC-DEF/resourceGroups/rg/providers/"
+                            "Microsoft.Network/virtualNetworks/NET") is not None
+    assert store.subnet_placement(key.replace("/default", "/other")) is None
+    assert store.subnet_placement("/subscriptions/abc-def/subnets/default") is None

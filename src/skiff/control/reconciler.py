@@ -214,9 +214,7 @@ class Reconciler:
         if record.subnet_key is None:
             return
         vnet_id = record.subnet_key.rsplit("/subnets/", 1)[0]
-        parts = vnet_id.strip("/").split("/")
-        if self.store.get_vnet(parts[1], parts[3], parts[-1]) is None \
-                and not self.store.vnet_in_use(vnet_id):
+        if self.store.vnet_by_id(vnet_id) is None and not self.store.vnet_in_use(vnet_id):
             with contextlib.suppress(SkiffError):
                 self.engine.remove_vnet(vnet_id)
 

@@ -92,6 +92,11 @@ class VirtualNetworksMixin(Database):
                 "SELECT 1 FROM container_groups WHERE subnet_key LIKE ? ESCAPE '\\' LIMIT 1",
                 (_like_prefix(name_key(vnet_id) + "/subnets/"),)).fetchone() is not None
 
+    def vnet_by_id(self, vnet_id: str) -> VnetRecord | None:
+        """The virtual network with the ARM id ``vnet_id`` (any case), or None."""
+        with self.read() as conn:
+            return _vnet_by_id(conn, vnet_id)
+
     def subnet_placement(self, subnet_key: str) -> tuple[VnetRecord, str, str] | None:
         """The virtual network, subnet name and address prefix a subnet key names."""
         with self.read() as conn:
@@ -192,20 +197,27 @@ def _refuse_overlaps(conn: sqlite3.Connection, record: VnetRecord) -> None:
                                    target="properties.addressSpace.addressPrefixes")
 
 
+def _vnet_by_id(conn: sqlite3.Connection, vnet_id: str) -> VnetRecord | None:
+    """The virtual network an ARM id names, in any case (``/subscriptions/S/
+    resourceGroups/R/providers/Microsoft.Network/virtualNetworks/V``)."""
+    parts = name_key(vnet_id).strip("/").split("/")
+    if (len(parts) != 8 or parts[0] != "subscriptions" or parts[2] != "resourcegroups"
+            or parts[4:7] != ["providers", "microsoft.network", "virtualnetworks"]):
+        return None
+    # Subscription ids are stored as given and compared without case here: a key is
+    # lower case, and an id may be written in capitals (ASCII: SQLite's lower() folds it).
+    row = conn.execute(
+        "SELECT * FROM virtual_networks WHERE lower(subscription) = ? AND rg_key = ?"
+        " AND name_key = ?", (parts[1], parts[3], parts[7])).fetchone()
+    return None if row is None else VnetRecord.from_row(row)
+
+
 def _placement(conn: sqlite3.Connection, subnet_key: str) -> tuple[VnetRecord, str, str] | None:
-    """Parse ``/subscriptions/S/resourcegroups/R/providers/microsoft.network/
-    virtualnetworks/V/subnets/N`` (lower case) and look it up."""
-    parts = subnet_key.strip("/").split("/")
-    if (len(parts) != 10 or parts[0] != "subscriptions" or parts[2] != "resourcegroups"
-            or parts[4:7] != ["providers", "microsoft.network", "virtualnetworks"]
-            or parts[8] != "subnets"):
-        return None
-    row = _vnet_row(conn, parts[1], parts[3], parts[7])
-    if row is None:
-        return None
-    record = VnetRecord.from_row(row)
-    found = record.subnets().get(parts[9])
-    return None if found is None else (record, found[0], found[1])
+    """Look up ``<virtual network id>/subnets/N`` (any case)."""
+    vnet_id, sep, subnet = name_key(subnet_key).rstrip("/").rpartition("/subnets/")
+    record = _vnet_by_id(conn, vnet_id) if sep and "/" not in subnet else None
+    found = None if record is None else record.subnets().get(subnet)
+    return None if found is None or record is None else (record, found[0], found[1])
 
 
 def check_placement(conn: sqlite3.Connection, subnet_key: str) -> None:
