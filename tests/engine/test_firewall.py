@@ -181,13 +181,19 @@ def test_the_trusted_source_reaches_any_port(net: Networks) -> None:
     a, b = net.setup("a", "alpha"), net.setup("b", "beta")
     firewall.apply_group_filter(a.netns_path, [], trusted=a.gateway)
     assert tcp_received(a, b, a.ip, 8080) == ""
-    listener = subprocess.Popen([*nsenter(a), BUSYBOX, "nc", "-l", "-p", "8080"],
+    assert from_the_node(a, 8080) == b"probe\n"
+
+
+def from_the_node(server: Attachment, port: int) -> bytes:
+    """What a busybox nc server in ``server`` receives when the node (this process)
+    connects to its address and sends a line."""
+    listener = subprocess.Popen([*nsenter(server), BUSYBOX, "nc", "-l", "-p", str(port)],
                                 stdout=subprocess.PIPE)
     try:
-        wait_for(lambda: listening(a, 8080))
-        with socket.create_connection((a.ip, 8080), timeout=2) as conn:
+        wait_for(lambda: listening(server, port))
+        with socket.create_connection((server.ip, port), timeout=2) as conn:
             conn.sendall(b"probe\n")
-        assert listener.communicate(timeout=5)[0] == b"probe\n"
+        return listener.communicate(timeout=5)[0]
     finally:
         if listener.poll() is None:
             listener.kill()

@@ -26,7 +26,7 @@ from skiff.engine.model import Port, SubnetPlacement
 from skiff.engine.network import Attachment, Networks
 from skiff.errors import InvalidInput, NetworkConflict
 from skiff.settings import NetworkSettings
-from tests.engine.test_firewall import host_server, tcp_received
+from tests.engine.test_firewall import from_the_node, host_server, tcp_received
 from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh, wait_for
 
 PUBLIC_POOL = "198.51.100.128/27"
@@ -216,17 +216,7 @@ def test_private_groups_cannot_reach_host_services(node: Networks) -> None:
 def test_the_node_reaches_private_groups_for_probes(node: Networks) -> None:
     """The node itself (the gateway) reaches a private group's ports."""
     a1 = place(node, "a1", A1, ports=[])
-    listener = subprocess.Popen(["nsenter", f"--net={a1.netns_path}", BUSYBOX, "nc", "-l",
-                                 "-p", "8080"], stdout=subprocess.PIPE)
-    try:
-        wait_for(lambda: listening(a1, 8080))
-        with socket.create_connection((a1.ip, 8080), timeout=2) as conn:
-            conn.sendall(b"probe\n")
-        assert listener.communicate(timeout=5)[0] == b"probe\n"
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
+    assert from_the_node(a1, 8080) == b"probe\n"
 
 
 def test_resolv_conf_names_the_subnet_gateway_when_dns_is_served(node: Networks) -> None:
