@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from skiff.engine import spec as oci
+from skiff.engine.containerspec import PIDS_LIMIT
 from skiff.engine.model import (
     Container,
     EmptyDirVolume,
@@ -44,7 +45,7 @@ from skiff.engine.model import (
     VolumeMount,
 )
 from skiff.engine.sandbox import holder_id
-from skiff.engine.supervisor import PIDS_LIMIT, Supervisor
+from skiff.engine.supervisor import Supervisor
 from skiff.settings import RuntimeSettings, Settings
 from tests.conftest import BuiltImages
 from tests.engine.supervising import supervising
