@@ -97,3 +97,21 @@ def test_subnet_ids_match_whatever_the_case_of_the_subscription(store: Store) ->
                             "Microsoft.Network/virtualNetworks/NET") is not None
     assert store.subnet_placement(key.replace("/default", "/other")) is None
     assert store.subnet_placement("/subscriptions/abc-def/subnets/default") is None
+
+
+def test_a_resource_group_whose_network_another_uses_is_not_deleted(store: Store) -> None:
+    """Deleting a resource group is refused while a group of another resource group is
+    in one of its subnets; nothing changes; once that group is gone it works."""
+    store.put_vnet("s", "net-rg", "net", "local", body(default="10.1.0.0/24"), {})
+    key = ("/subscriptions/s/resourcegroups/net-rg/providers/microsoft.network/"
+           "virtualnetworks/net/subnets/default")
+    record, _ = store.put_group("s", "apps", "g", "local", {"properties": {}}, {},
+                                subnet_key=key)
+    with pytest.raises(ArmError) as exc:
+        store.delete_resource_group("s", "net-rg")
+    assert code(exc) == "InUseSubnetCannotBeDeleted"
+    assert store.get_vnet("s", "net-rg", "net") is not None
+    assert store.get_resource_group("s", "net-rg") is not None
+    store.remove_group(record.uid)
+    store.delete_resource_group("s", "net-rg")
+    assert store.get_vnet("s", "net-rg", "net") is None

@@ -54,7 +54,11 @@ from skiff.store.records import (
 )
 from skiff.store.rows import check_rg_usable, ensure_rg, insert_rg, rg_row
 from skiff.store.tokens import TokensMixin
-from skiff.store.vnets import VirtualNetworksMixin, check_placement
+from skiff.store.vnets import (
+    VirtualNetworksMixin,
+    check_placement,
+    refuse_networks_used_elsewhere,
+)
 
 _MAX_PAGE = 1000  # rows one listing call may ask for
 
@@ -113,6 +117,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
             if row is None:
                 return []
             key = (sub, name_key(name))
+            refuse_networks_used_elsewhere(conn, sub, name)
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"
@@ -123,8 +128,8 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 "SELECT * FROM container_groups WHERE subscription = ? AND rg_key = ?"
                 " ORDER BY name_key", key,
             ).fetchall()
-            # Its virtual networks go at once (groups elsewhere in one of their subnets
-            # lose it: their next start fails with the subnet not found).
+            # Its virtual networks go at once (no group of another resource group is in
+            # one of their subnets: refused above).
             conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
                          key)
             if rows:

@@ -226,3 +226,23 @@ def check_placement(conn: sqlite3.Connection, subnet_key: str) -> None:
         raise ArmError(400, "SubnetNotFound",
                        f"The subnet '{subnet_key}' does not exist: create the virtual network "
                        "and its subnet first.", target="properties.subnetIds")
+
+
+def refuse_networks_used_elsewhere(conn: sqlite3.Connection, sub: str, rg: str) -> None:
+    """400 InUseSubnetCannotBeDeleted if a container group of another resource group
+    is in a subnet of one of ``rg``'s virtual networks (run in its deletion's
+    transaction: ARM refuses to delete a resource group whose network is in use)."""
+    rows = conn.execute("SELECT * FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
+                        (sub, name_key(rg))).fetchall()
+    for row in rows:
+        vnet = VnetRecord.from_row(row)
+        user = conn.execute(
+            "SELECT resource_group, name FROM container_groups WHERE subnet_key LIKE ?"
+            " ESCAPE '\\' AND NOT (subscription = ? AND rg_key = ?) LIMIT 1",
+            (_like_prefix(name_key(vnet.resource_id) + "/subnets/"), sub,
+             name_key(rg))).fetchone()
+        if user is not None:
+            raise ArmError(400, "InUseSubnetCannotBeDeleted",
+                           f"Resource group '{rg}' cannot be deleted: its virtual network "
+                           f"'{vnet.name}' is in use by container group '{user['name']}' of "
+                           f"resource group '{user['resource_group']}'.")
