@@ -15,7 +15,6 @@ of a prepared bundle (no image check, no network, no monitor).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import statistics
@@ -25,12 +24,10 @@ import time
 import uuid
 from pathlib import Path
 
-from skiff.engine import cgroups
 from skiff.engine.model import Container, GroupSpec, Resources
 from skiff.engine.supervisor import Supervisor
-from skiff.settings import NetworkSettings, Settings
-from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
-from skiff.testing.registry import running_registry
+from skiff.settings import Settings
+from skiff.testing.engine import cached_busybox, supervising
 
 # Handles SIGTERM (PID 1 ignores it otherwise), so deletes need no grace period.
 SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
@@ -120,46 +117,29 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=200)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
-    settings = Settings(data_root=work / "root", network=NetworkSettings(pool_size=4))
-    engine = Supervisor(settings)
     try:
-        layout = Layout(work / "layout")
-        layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
-        with running_registry(work / "registry") as registry:
-            push(work / "layout", "1", registry.host, "bench/busybox")
-            image = f"{registry.host}/bench/busybox:1"
-            engine.images.pull(image)
-            engine.networks.prewarm()
+        with (supervising(Settings(data_root=work / "root"), pool_size=4) as engine,
+              cached_busybox(engine, work) as image):
             group_starts(engine, image, 1, 3)  # warm-up: caches, pool, seccomp profile
             floor = bare_runc(work, args.rounds)
             one = group_starts(engine, image, 1, args.rounds)
             three = group_starts(engine, image, 3, args.rounds)
             floor_after = bare_runc(work, args.rounds)
             crowd = many_groups(engine, image, args.groups) if args.groups else {}
-        print(f"{'what':<44} {'p50':>8} {'p90':>8}")
-        for what, samples in (("bare runc run -d (floor, before)", floor),
-                              ("run group, 1 container", one),
-                              ("run group, 3 containers", three),
-                              ("bare runc run -d (floor, after)", floor_after)):
-            p50, p90 = _percentiles(samples)
-            print(f"{what:<44} {p50:>6.1f}ms {p90:>6.1f}ms")
-        floor_p50 = statistics.median(floor + floor_after)
-        print(f"ratio to the floor (p50): 1 container {statistics.median(one) / floor_p50:.2f}x, "
-              f"3 containers {statistics.median(three) / floor_p50:.2f}x")
-        if crowd:
-            print(json.dumps(crowd, indent=2))
     finally:
-        for gid in engine.group_ids():
-            with contextlib.suppress(Exception):
-                engine.delete(gid)
-        engine.close()
-        engine.networks.drain_pool()
-        engine.networks.close()
-        subprocess.run(["ip", "link", "del", engine.networks.bridge], capture_output=True,
-                       check=False)
-        shutil.rmtree(engine.runtime.run_dir, ignore_errors=True)
-        cgroups.remove(f"/{engine.runtime.run_dir.name}")
         shutil.rmtree(work, ignore_errors=True)
+    print(f"{'what':<44} {'p50':>8} {'p90':>8}")
+    for what, samples in (("bare runc run -d (floor, before)", floor),
+                          ("run group, 1 container", one),
+                          ("run group, 3 containers", three),
+                          ("bare runc run -d (floor, after)", floor_after)):
+        p50, p90 = _percentiles(samples)
+        print(f"{what:<44} {p50:>6.1f}ms {p90:>6.1f}ms")
+    floor_p50 = statistics.median(floor + floor_after)
+    print(f"ratio to the floor (p50): 1 container {statistics.median(one) / floor_p50:.2f}x, "
+          f"3 containers {statistics.median(three) / floor_p50:.2f}x")
+    if crowd:
+        print(json.dumps(crowd, indent=2))
 
 
 if __name__ == "__main__":

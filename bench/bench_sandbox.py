@@ -19,7 +19,6 @@ kernel does the container's start-up work inside it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import statistics
@@ -29,12 +28,10 @@ import time
 import uuid
 from pathlib import Path
 
-from skiff.engine import cgroups
 from skiff.engine.model import Container, GroupSpec, Resources
 from skiff.engine.supervisor import Supervisor
-from skiff.settings import NetworkSettings, Settings
-from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
-from skiff.testing.registry import running_registry
+from skiff.settings import Settings
+from skiff.testing.engine import cached_busybox, supervising
 
 # Handles SIGTERM (PID 1 ignores it otherwise), so deletes need no grace period.
 SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
@@ -95,42 +92,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
-    settings = Settings(data_root=work / "root", network=NetworkSettings(pool_size=4))
-    engine = Supervisor(settings)
     try:
-        layout = Layout(work / "layout")
-        layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
-        with running_registry(work / "registry") as registry:
-            push(work / "layout", "1", registry.host, "bench/busybox")
-            image = f"{registry.host}/bench/busybox:1"
-            engine.images.pull(image)
-            engine.networks.prewarm()
+        with (supervising(Settings(data_root=work / "root"), pool_size=4) as engine,
+              cached_busybox(engine, work) as image):
             floor_netns = engine.networks.setup("bench-floor", "bench-floor").netns_path
-            group_starts(engine, image, 3)  # warm-up: caches, pool, the holder's rootfs
-            floor = bare_runsc(work, floor_netns, args.rounds)
-            one = group_starts(engine, image, args.rounds)
-            floor_after = bare_runsc(work, floor_netns, args.rounds)
-        print(f"{'what':<48} {'p50':>8} {'p90':>8}")
-        for what, samples in (("bare runsc run --detach in a netns (floor, before)", floor),
-                              ("run sandboxed group, 1 container", one),
-                              ("bare runsc run --detach in a netns (floor, after)", floor_after)):
-            p50, p90 = _percentiles(samples)
-            print(f"{what:<48} {p50:>6.1f}ms {p90:>6.1f}ms")
-        floor_p50 = statistics.median(floor + floor_after)
-        print(f"ratio to the floor (p50): {statistics.median(one) / floor_p50:.2f}x")
+            try:
+                group_starts(engine, image, 3)  # warm-up: caches, pool, the holder's rootfs
+                floor = bare_runsc(work, floor_netns, args.rounds)
+                one = group_starts(engine, image, args.rounds)
+                floor_after = bare_runsc(work, floor_netns, args.rounds)
+            finally:
+                engine.networks.teardown("bench-floor")
     finally:
-        for gid in engine.group_ids():
-            with contextlib.suppress(Exception):
-                engine.delete(gid)
-        engine.networks.teardown("bench-floor")
-        engine.close()
-        engine.networks.drain_pool()
-        engine.networks.close()
-        subprocess.run(["ip", "link", "del", engine.networks.bridge], capture_output=True,
-                       check=False)
-        shutil.rmtree(engine.runtime.run_dir, ignore_errors=True)
-        cgroups.remove(f"/{engine.runtime.run_dir.name}")
         shutil.rmtree(work, ignore_errors=True)
+    print(f"{'what':<48} {'p50':>8} {'p90':>8}")
+    for what, samples in (("bare runsc run --detach in a netns (floor, before)", floor),
+                          ("run sandboxed group, 1 container", one),
+                          ("bare runsc run --detach in a netns (floor, after)", floor_after)):
+        p50, p90 = _percentiles(samples)
+        print(f"{what:<48} {p50:>6.1f}ms {p90:>6.1f}ms")
+    floor_p50 = statistics.median(floor + floor_after)
+    print(f"ratio to the floor (p50): {statistics.median(one) / floor_p50:.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +33,10 @@ from skiff.engine.model import (
     VolumeMount,
 )
 from skiff.engine.supervisor import Supervisor
-from skiff.engine.view import GroupView
 from skiff.settings import ApiSettings, RuntimeSettings, Settings
 from tests.conftest import BuiltImages
 from tests.engine.supervising import supervising
+from tests.engine.test_supervisor import wait_view
 
 #: Host ids of the remapped containers: clear of the host's users and of test_spec_runc's.
 USERNS = (300000, 65536)
@@ -79,17 +78,6 @@ def box(images: BuiltImages, name: str, script: str, **fields: object) -> Contai
 def group(*containers: Container, **fields: object) -> GroupSpec:
     return GroupSpec(id=uuid.uuid4().hex, name="grp-" + uuid.uuid4().hex[:6],
                      containers=containers, **fields)  # type: ignore[arg-type]
-
-
-def wait_view(engine: Supervisor, group_id: str, condition: Callable[[GroupView], bool],
-              timeout_s: float = 20) -> GroupView:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        view = engine.view(group_id)
-        if condition(view):
-            return view
-        assert time.monotonic() < deadline, f"condition not met; last view: {view}"
-        time.sleep(0.05)
 
 
 def logs_once(engine: Supervisor, spec: GroupSpec, name: str, marker: str = "done") -> str:

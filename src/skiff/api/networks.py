@@ -79,13 +79,13 @@ async def put_vnet(subscription: str, resource_group: str, name: str, request: R
     record, created = await asyncio.to_thread(
         plane_.store.put_vnet, subscription, resource_group, name, body.location,
         models.stored(body), body.tags or {})
-    return JSONResponse(models.render_vnet(record), status_code=201 if created else 200)
+    return JSONResponse(render_vnet(record), status_code=201 if created else 200)
 
 
 @router.get(VNET)
 def get_vnet(subscription: str, resource_group: str, name: str, request: Request,
              token: Principal) -> dict[str, Any]:
-    return models.render_vnet(_vnet(plane(request), token, subscription, resource_group, name))
+    return render_vnet(_vnet(plane(request), token, subscription, resource_group, name))
 
 
 @router.get(VNETS)
@@ -93,13 +93,13 @@ def list_vnets(subscription: str, resource_group: str, request: Request,
                token: Principal) -> dict[str, Any]:
     check_subscription(token, subscription)
     records = plane(request).store.list_vnets(subscription, resource_group)
-    return {"value": [models.render_vnet(r) for r in records]}
+    return {"value": [render_vnet(r) for r in records]}
 
 
 @router.get(f"/subscriptions/{{subscription}}/{_PROVIDER}")
 def list_all_vnets(subscription: str, request: Request, token: Principal) -> dict[str, Any]:
     check_subscription(token, subscription)
-    return {"value": [models.render_vnet(r) for r in plane(request).store.list_vnets(
+    return {"value": [render_vnet(r) for r in plane(request).store.list_vnets(
         subscription)]}
 
 
@@ -139,27 +139,27 @@ async def put_subnet(subscription: str, resource_group: str, name: str, subnet: 
         lambda body: models.put_subnet(body, model))
     if record is None:
         raise _not_found("virtualNetworks", name, resource_group)
-    found = models.find_subnet(record, subnet)
+    found = find_subnet(record, subnet)
     assert found is not None
-    created = models.find_subnet(before, subnet) is None
-    return JSONResponse(models.render_subnet(record, found), status_code=201 if created else 200)
+    created = find_subnet(before, subnet) is None
+    return JSONResponse(render_subnet(record, found), status_code=201 if created else 200)
 
 
 @router.get(SUBNET)
 def get_subnet(subscription: str, resource_group: str, name: str, subnet: str,
                request: Request, token: Principal) -> dict[str, Any]:
     record = _vnet(plane(request), token, subscription, resource_group, name)
-    found = models.find_subnet(record, subnet)
+    found = find_subnet(record, subnet)
     if found is None:
         raise _not_found(f"virtualNetworks/{name}/subnets", subnet, resource_group)
-    return models.render_subnet(record, found)
+    return render_subnet(record, found)
 
 
 @router.get(SUBNETS)
 def list_subnets(subscription: str, resource_group: str, name: str, request: Request,
                  token: Principal) -> dict[str, Any]:
     record = _vnet(plane(request), token, subscription, resource_group, name)
-    return {"value": [models.render_subnet(record, s)
+    return {"value": [render_subnet(record, s)
                       for s in record.body.get("properties", {}).get("subnets", [])]}
 
 
@@ -169,8 +169,38 @@ async def delete_subnet(subscription: str, resource_group: str, name: str, subne
     """Delete a subnet; 400 InUseSubnetCannotBeDeleted while a group is in it."""
     plane_ = plane(request)
     before = _vnet(plane_, token, subscription, resource_group, name)
-    if models.find_subnet(before, subnet) is None:
+    if find_subnet(before, subnet) is None:
         return Response(status_code=204)
     await asyncio.to_thread(plane_.store.change_vnet, subscription, resource_group, name,
                             lambda body: models.remove_subnet(body, subnet))
     return Response(status_code=200)
+
+
+# ---- answers ----------------------------------------------------------------------------
+
+
+def _etag(record: VnetRecord) -> str:
+    return f'W/"{record.guid}"'
+
+
+def render_subnet(record: VnetRecord, subnet: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"{record.resource_id}/subnets/{subnet['name']}", "name": subnet["name"],
+            "type": models.SUBNET_TYPE, "etag": _etag(record),
+            "properties": {**subnet.get("properties", {}), "provisioningState": "Succeeded"}}
+
+
+def render_vnet(record: VnetRecord) -> dict[str, Any]:
+    props = record.body.get("properties", {})
+    return {"id": record.resource_id, "name": record.name, "type": models.VNET_TYPE,
+            "location": record.location, "tags": record.tags, "etag": _etag(record),
+            "properties": {**props, "provisioningState": "Succeeded",
+                           "resourceGuid": record.guid,
+                           "subnets": [render_subnet(record, s)
+                                       for s in props.get("subnets", [])]}}
+
+
+def find_subnet(record: VnetRecord, name: str) -> dict[str, Any] | None:
+    for subnet in record.body.get("properties", {}).get("subnets", []):
+        if str(subnet["name"]).lower() == name.lower():
+            return dict(subnet)
+    return None

@@ -35,7 +35,6 @@ from pydantic import Field, ValidationError
 from skiff.errors import ArmError
 from skiff.models.body import ArmModel
 from skiff.models.parse import content_error
-from skiff.store import VnetRecord
 
 VNET_TYPE = "Microsoft.Network/virtualNetworks"
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
@@ -195,30 +194,3 @@ def remove_subnet(vnet_body: dict[str, Any], name: str) -> dict[str, Any]:
 def stored(model: VnetBody) -> dict[str, Any]:
     """What the store keeps: the properties (tags and location are columns)."""
     return {"properties": model.properties.model_dump(by_alias=True, exclude_none=True)}
-
-
-def _etag(record: VnetRecord) -> str:
-    return f'W/"{record.guid}"'
-
-
-def render_subnet(record: VnetRecord, subnet: dict[str, Any]) -> dict[str, Any]:
-    return {"id": f"{record.resource_id}/subnets/{subnet['name']}", "name": subnet["name"],
-            "type": SUBNET_TYPE, "etag": _etag(record),
-            "properties": {**subnet.get("properties", {}), "provisioningState": "Succeeded"}}
-
-
-def render_vnet(record: VnetRecord) -> dict[str, Any]:
-    props = record.body.get("properties", {})
-    return {"id": record.resource_id, "name": record.name, "type": VNET_TYPE,
-            "location": record.location, "tags": record.tags, "etag": _etag(record),
-            "properties": {**props, "provisioningState": "Succeeded",
-                           "resourceGuid": record.guid,
-                           "subnets": [render_subnet(record, s)
-                                       for s in props.get("subnets", [])]}}
-
-
-def find_subnet(record: VnetRecord, name: str) -> dict[str, Any] | None:
-    for subnet in record.body.get("properties", {}).get("subnets", []):
-        if str(subnet["name"]).lower() == name.lower():
-            return dict(subnet)
-    return None
