@@ -57,7 +57,7 @@ from typing import Any
 import httpx
 
 from skiff.api.context import PROVIDER
-from skiff.engine import cgroups
+from skiff.engine.runtime import cgroups
 from skiff.models import parse_container_group
 from skiff.server import Server
 from skiff.testing.images import ImageSpec, Layout, busybox_layer, push

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from skiff.engine import firewall
-from skiff.engine.model import Port, SubnetPlacement
-from skiff.engine.network import Networks
+from skiff.core.spec import Port, SubnetPlacement
+from skiff.engine.network import firewall
+from skiff.engine.network.networks import Networks
 from skiff.settings import NetworkSettings
 
 PORTS = [Port(80)]

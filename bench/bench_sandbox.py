@@ -28,8 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
-from skiff.engine.model import Container, GroupSpec, Resources
-from skiff.engine.supervisor import Supervisor
+from skiff.core.spec import Container, GroupSpec, Resources
+from skiff.engine.group.supervisor import Supervisor
 from skiff.settings import Settings
 from skiff.testing.engine import cached_busybox, supervising
 

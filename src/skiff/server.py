@@ -23,7 +23,7 @@ from skiff.api.tls import ensure_certificates
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.dns import DnsServer, Zone, host_nameservers
-from skiff.engine.supervisor import Supervisor
+from skiff.engine.group.supervisor import Supervisor
 from skiff.errors import SkiffError
 from skiff.settings import Settings
 from skiff.store import Store
@@ -36,6 +36,8 @@ class Server:
     """A built control plane, ready to serve; :meth:`close` undoes :func:`build`."""
 
     plane: ControlPlane
+    #: The local node's engine (the plane holds it as an :class:`~skiff.core.engine.Engine`).
+    node: Supervisor
     host: str
     port: int
     cert: Path
@@ -47,8 +49,8 @@ class Server:
         self.plane.reconciler.stop()
         if self.dns is not None:
             self.dns.stop()
-        self.plane.engine.close()
-        self.plane.engine.networks.close()
+        self.node.close()
+        self.node.networks.close()
         self.plane.store.close()
 
 
@@ -130,7 +132,7 @@ def build(settings: Settings) -> Server:
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
     plane = ControlPlane(settings, store, engine, reconciler, base)
     reconciler.start()
-    return Server(plane, host, port, cert, key, dns)
+    return Server(plane, engine, host, port, cert, key, dns)
 
 
 def serve(settings: Settings) -> None:

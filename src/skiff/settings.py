@@ -107,7 +107,7 @@ class NetworkSettings:
     """How groups are networked."""
 
     #: IPv4 subnet (CIDR) the groups' addresses come from. None: a /23 in
-    #: 10.89.0.0-10.95.255.255 picked by the data root's hash (see skiff.engine.network).
+    #: 10.89.0.0-10.95.255.255 picked by the data root's hash (see skiff.engine.network.networks).
     subnet: str | None = None
     #: Make ``subnet`` a routable public pool on this host interface (``eth0``):
     #: no NAT, and proxy ARP on the interface answers for the groups' addresses,

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from skiff.engine import cgroups, firewall
-from skiff.engine.network import bridge_name
-from skiff.engine.runtime import run_dir_for
+from skiff.engine.network import firewall
+from skiff.engine.network.networks import bridge_name
+from skiff.engine.runtime import cgroups
+from skiff.engine.runtime.conmon import run_dir_for
 from skiff.testing.registry import free_port
 from skiff.testing.server import settled
 from tests.conftest import BuiltImages
@@ -94,7 +95,7 @@ def _delete_everything(server: Serve) -> None:
 
 
 def _drain_pool(root: Path) -> None:
-    from skiff.engine.network import Networks
+    from skiff.engine.network.networks import Networks
 
     networks = Networks(root)
     networks.drain_pool()

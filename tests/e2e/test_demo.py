@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from skiff import demo
-from skiff.engine import cgroups, firewall
-from skiff.engine.network import Networks, bridge_name
-from skiff.engine.runtime import run_dir_for
+from skiff.engine.network import firewall
+from skiff.engine.network.networks import Networks, bridge_name
+from skiff.engine.runtime import cgroups
+from skiff.engine.runtime.conmon import run_dir_for
 from skiff.testing.registry import free_port
 
 

@@ -183,7 +183,7 @@ def test_containers_resolve_name_labels_through_the_gateway(
     asker["properties"]["containers"][0]["properties"]["command"] = ["sh", "-c", command]
     assert http.put(url("asker"), json=asker).status_code == 201
     settled(http, url("asker"))
-    gateway = skiff.server.plane.engine.networks.gateway()
+    gateway = skiff.server.node.networks.gateway()
     deadline = time.monotonic() + 30
     while True:
         logs = http.get(url("asker").replace(API, "") + f"/containers/c/logs{API}").json()

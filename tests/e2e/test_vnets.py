@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from skiff.engine import subnets
+from skiff.engine.network import subnets
 from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
@@ -85,7 +85,7 @@ def test_virtual_networks_are_resources_with_arm_rules(skiff: RunningServer) -> 
     # The node's own rules: no overlap with another network or the public one.
     assert error(http.put(f"{RG}/{NET}/net2{API}", json=vnet_body("10.210.128.0/17"))
                  ) == "VirtualNetworkAddressSpaceConflict"
-    public = skiff.server.plane.engine.networks.subnet
+    public = skiff.server.node.networks.subnet
     assert error(http.put(f"{RG}/{NET}/net3{API}", json=vnet_body(public))
                  ) == "VirtualNetworkAddressSpaceConflict"
     assert http.get(f"{RG}/{NET}/net2{API}").status_code == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from skiff.engine.supervisor import Supervisor
+from skiff.engine.group.supervisor import Supervisor
 from skiff.settings import BackoffSettings, Settings
 from skiff.testing import engine as testing
 

@@ -33,9 +33,7 @@ from typing import Any
 
 import pytest
 
-from skiff.engine import spec as oci
-from skiff.engine.containerspec import PIDS_LIMIT
-from skiff.engine.model import (
+from skiff.core.spec import (
     Container,
     EmptyDirVolume,
     GroupSpec,
@@ -44,8 +42,10 @@ from skiff.engine.model import (
     Volume,
     VolumeMount,
 )
-from skiff.engine.sandbox import holder_id
-from skiff.engine.supervisor import Supervisor
+from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.runtime.sandbox import holder_id
+from skiff.engine.spec import options as oci
+from skiff.engine.spec.container import PIDS_LIMIT
 from skiff.settings import RuntimeSettings, Settings
 from tests.conftest import BuiltImages
 from tests.engine.supervising import supervising

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import firewall
-from skiff.engine.model import Port
-from skiff.engine.network import Attachment, Networks
+from skiff.core.spec import Port
+from skiff.engine.network import firewall
+from skiff.engine.network.networks import Attachment, Networks
 from skiff.errors import InvalidInput
 from skiff.settings import NetworkSettings
 from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh, wait_for

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from skiff.engine.model import DnsConfig
-from skiff.engine.network import Attachment, Networks, root_tag, subnet_candidates
-from skiff.engine.resolv import render_resolv_conf
+from skiff.core.spec import DnsConfig
+from skiff.engine.network.networks import Attachment, Networks, root_tag, subnet_candidates
+from skiff.engine.network.resolv import render_resolv_conf
 from skiff.errors import CniError, InvalidInput, NetworkConflict, NetworkError
 from skiff.settings import NetworkSettings
 

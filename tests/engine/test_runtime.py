@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from skiff.engine import cgroups
 from skiff.engine.images import Image, ImageStore
-from skiff.engine.runtime import ConmonRuntime
+from skiff.engine.runtime import cgroups
+from skiff.engine.runtime.conmon import ConmonRuntime
 from skiff.errors import ContainerCreateFailed
 from skiff.settings import RuntimeSettings
 from tests.conftest import BuiltImages
@@ -112,7 +112,7 @@ def test_container_outlives_the_process_that_created_it(
     spec = minimal_spec(rootfs, ["sh", "-c", loop], f"/skiff-test/{cid}")
     script = (
         "import json, sys; from pathlib import Path;"
-        "from skiff.engine.runtime import ConmonRuntime;"
+        "from skiff.engine.runtime.conmon import ConmonRuntime;"
         "rt = ConmonRuntime(Path(sys.argv[1])); rt.create(sys.argv[2], json.loads(sys.argv[3]));"
         "rt.start(sys.argv[2])"
     )

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine.model import Container, GroupSpec, RestartPolicy
-from skiff.engine.sandbox import SANDBOX_OVERHEAD_BYTES, holder_id
-from skiff.engine.supervisor import Supervisor
+from skiff.core.spec import Container, GroupSpec, RestartPolicy
+from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.runtime.sandbox import SANDBOX_OVERHEAD_BYTES, holder_id
 from skiff.errors import InvalidGroupSpec
 from skiff.settings import RuntimeSettings, Settings
 from tests.conftest import BuiltImages

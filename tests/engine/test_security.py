@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import mounts
-from skiff.engine.model import (
+from skiff.core.spec import (
     Container,
     EmptyDirVolume,
     GroupSpec,
@@ -32,7 +31,8 @@ from skiff.engine.model import (
     Volume,
     VolumeMount,
 )
-from skiff.engine.supervisor import Supervisor
+from skiff.engine import mounts
+from skiff.engine.group.supervisor import Supervisor
 from skiff.settings import ApiSettings, RuntimeSettings, Settings
 from tests.conftest import BuiltImages
 from tests.engine.supervising import supervising

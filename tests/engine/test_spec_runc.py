@@ -22,15 +22,10 @@ from typing import Any
 
 import pytest
 
+from skiff.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from skiff.core.spec import SecurityContext
 from skiff.engine.idmap import bind_idmapped
-from skiff.engine.model import SecurityContext
-from skiff.engine.security import (
-    ALL_CAPABILITIES,
-    DEFAULT_CAPABILITIES,
-    host_capabilities,
-    security_options,
-)
-from skiff.engine.spec import (
+from skiff.engine.spec.options import (
     MASKED_PATHS,
     SpecOption,
     default_spec,
@@ -42,8 +37,9 @@ from skiff.engine.spec import (
     with_resources,
     with_root,
 )
-from skiff.engine.userns import with_user_namespace
-from skiff.engine.users import resolve_run_as, resolve_user
+from skiff.engine.spec.security import host_capabilities, security_options
+from skiff.engine.spec.userns import with_user_namespace
+from skiff.engine.spec.users import resolve_run_as, resolve_user
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: The parent of every test container's cgroups, removed when left empty.

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import firewall
-from skiff.engine.model import (
+from skiff.core.spec import (
     Container,
     EmptyDirVolume,
     EnvVar,
@@ -28,8 +27,9 @@ from skiff.engine.model import (
     Volume,
     VolumeMount,
 )
-from skiff.engine.supervisor import Supervisor
-from skiff.engine.view import GroupView
+from skiff.core.view import GroupView
+from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.network import firewall
 from skiff.errors import InvalidGroupSpec
 from skiff.settings import BackoffSettings, RuntimeSettings, Settings
 from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages

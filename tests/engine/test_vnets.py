@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine import firewall, subnets
-from skiff.engine.model import Port, SubnetPlacement
-from skiff.engine.network import Attachment, Networks
+from skiff.core.spec import Port, SubnetPlacement
+from skiff.engine.network import firewall, subnets
+from skiff.engine.network.networks import Attachment, Networks
 from skiff.errors import InvalidInput, NetworkConflict
 from skiff.settings import NetworkSettings
 from tests.engine.test_firewall import from_the_node, host_server, tcp_received

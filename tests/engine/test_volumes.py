@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from skiff.engine.model import EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
-from skiff.engine.volumes import Volumes
+from skiff.core.spec import EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
+from skiff.engine.volumes.manager import Volumes
 from skiff.errors import (
     GitRepoUnreachable,
     GitRepoVolumeFailed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skiff.engine import model as engine
+from skiff.core import spec as engine
 from skiff.errors import ArmError, UnsupportedVolumeType
 from skiff.models import ContainerGroupBody, to_engine_spec
 from tests.unit.test_models import (

@@ -8,7 +8,7 @@ from typing import Any
 
 from azure.mgmt.containerinstance.models import ContainerGroup
 
-from skiff.engine.view import ContainerView, Event, GroupView, State
+from skiff.core.view import ContainerView, Event, GroupView, State
 from skiff.models import ContainerGroupBody, render_container_group
 from tests.unit.test_models import (
     REGISTRY_PASSWORD,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from azure.mgmt.containerinstance.models import ContainerGroup
 
-from skiff.engine import model as engine
+from skiff.core import spec as engine
 from skiff.errors import ArmError
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
 from skiff.models.convert import to_engine_spec

@@ -1,4 +1,4 @@
-"""Unit tests for skiff.engine.images.reference: Docker's image reference rules."""
+"""Unit tests for skiff.core.reference: Docker's image reference rules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from skiff.engine.images.reference import (
+from skiff.core.reference import (
     DOCKER_HUB,
     Reference,
     is_loopback,

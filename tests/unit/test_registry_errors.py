@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine.images.reference import parse
+from skiff.core.reference import parse
 from skiff.engine.images.registry import RegistryCredential, Skopeo, classify, credential_for
 from skiff.errors import (
     DigestMismatch,

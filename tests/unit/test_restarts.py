@@ -1,4 +1,4 @@
-"""Unit tests for skiff.engine.restarts: restart policies, backoff and group states."""
+"""Unit tests for skiff.engine.group.restarts: restart policies, backoff and group states."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from skiff.engine.model import RestartPolicy
-from skiff.engine.restarts import (
+from skiff.core.spec import RestartPolicy
+from skiff.engine.group.restarts import (
     Action,
     ContainerExit,
     ContainerState,

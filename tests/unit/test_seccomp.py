@@ -8,15 +8,10 @@ from typing import Any
 
 import pytest
 
-from skiff.engine import seccomp
-from skiff.engine.seccomp import (
-    DEFAULT_PROFILE,
-    convert,
-    default_seccomp,
-    kernel_version,
-    load_profile,
-)
-from skiff.engine.security import DEFAULT_CAPABILITIES
+from skiff.core.capabilities import DEFAULT_CAPABILITIES
+from skiff.core.seccomp import convert, kernel_version
+from skiff.engine.spec import seccomp
+from skiff.engine.spec.seccomp import DEFAULT_PROFILE, default_seccomp, load_profile
 from skiff.errors import SeccompProfileError
 
 ARCH_MAP = [

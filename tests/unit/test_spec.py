@@ -10,17 +10,8 @@ from typing import Any
 
 import pytest
 
-from skiff.engine.seccomp import DEFAULT_PROFILE
-from skiff.engine.security import (
-    DEFAULT_CAPABILITIES,
-    capability_set,
-    with_capabilities,
-    with_default_seccomp,
-    with_no_new_privileges,
-    with_seccomp,
-    without_compat_syscalls,
-)
-from skiff.engine.spec import (
+from skiff.core.capabilities import DEFAULT_CAPABILITIES
+from skiff.engine.spec.options import (
     MASKED_PATHS,
     READONLY_PATHS,
     build_spec,
@@ -40,7 +31,16 @@ from skiff.engine.spec import (
     with_root,
     with_tmpfs,
 )
-from skiff.engine.users import resolve_user
+from skiff.engine.spec.seccomp import DEFAULT_PROFILE
+from skiff.engine.spec.security import (
+    capability_set,
+    with_capabilities,
+    with_default_seccomp,
+    with_no_new_privileges,
+    with_seccomp,
+    without_compat_syscalls,
+)
+from skiff.engine.spec.users import resolve_user
 from skiff.errors import InvalidInput, SkiffError, UserNotFound
 
 needs_profile = pytest.mark.skipif(not DEFAULT_PROFILE.exists(),

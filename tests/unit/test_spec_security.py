@@ -8,24 +8,24 @@ from typing import Any
 
 import pytest
 
-from skiff.engine.model import SecurityContext
-from skiff.engine.seccomp import DEFAULT_PROFILE
-from skiff.engine.security import (
-    DEFAULT_CAPABILITIES,
-    host_capabilities,
-    security_options,
-    with_custom_seccomp,
-    with_privileged,
-)
-from skiff.engine.spec import (
+from skiff.core.capabilities import DEFAULT_CAPABILITIES
+from skiff.core.spec import SecurityContext
+from skiff.engine.spec.options import (
     build_spec,
     default_spec,
     with_bind,
     with_default_mounts,
     with_namespaces,
 )
-from skiff.engine.userns import with_user_namespace
-from skiff.engine.users import resolve_run_as
+from skiff.engine.spec.seccomp import DEFAULT_PROFILE
+from skiff.engine.spec.security import (
+    host_capabilities,
+    security_options,
+    with_custom_seccomp,
+    with_privileged,
+)
+from skiff.engine.spec.userns import with_user_namespace
+from skiff.engine.spec.users import resolve_run_as
 from skiff.errors import InvalidInput
 
 needs_profile = pytest.mark.skipif(not DEFAULT_PROFILE.exists(),

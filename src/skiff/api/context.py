@@ -18,7 +18,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 
 from skiff.control.reconciler import Reconciler
-from skiff.engine.supervisor import Supervisor
+from skiff.core.engine import Engine
 from skiff.errors import ArmError
 from skiff.settings import Settings
 from skiff.store import Store, TokenRecord
@@ -74,7 +74,7 @@ class Sessions:
 class ControlPlane:
     settings: Settings
     store: Store
-    engine: Supervisor
+    engine: Engine
     reconciler: Reconciler
     #: https://host:port the server is reached at: for operation and websocket URLs.
     base_url: str

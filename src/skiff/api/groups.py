@@ -8,7 +8,6 @@ resources (``Azure-AsyncOperation``) as the SDK's ARM poller expects.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import shlex
 from typing import Any
@@ -30,7 +29,7 @@ from skiff.api.context import (
     plane,
 )
 from skiff.control.names import group_fqdn
-from skiff.engine.view import GroupView
+from skiff.core.view import GroupView
 from skiff.errors import ArmError, GroupNotFound
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
 from skiff.models.labels import group_label
@@ -83,8 +82,9 @@ def _capacity(plane_: ControlPlane, body: ContainerGroupBody, replacing: str | N
         memory += mem_
     want_cpu, want_mem = _requests(body.to_stored())
     ratio = plane_.settings.api.overcommit
-    host_cpu = (os.cpu_count() or 1) * ratio
-    host_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3 * ratio
+    capacity = plane_.engine.capacity()
+    host_cpu = capacity.cpu_cores * ratio
+    host_mem = capacity.memory_gb * ratio
     if cpu + want_cpu > host_cpu + 1e-9 or memory + want_mem > host_mem + 1e-9:
         raise ArmError(409, "ServiceUnavailable",
                        f"The requested resource is not available in the location "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -22,7 +21,7 @@ from skiff.api.context import (
     plane,
 )
 from skiff.control.reconciler import Reconciler
-from skiff.engine.view import iso
+from skiff.core.view import iso
 from skiff.errors import ArmError, SkiffError
 from skiff.models import ContainerGroupBody
 from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord
@@ -190,7 +189,7 @@ def usages(subscription: str, location: str, request: Request,
         for c in body.get("properties", {}).get("containers", []):
             cores += float(c.get("properties", {}).get("resources", {}).get("requests", {})
                            .get("cpu", 0))
-    limit_cores = (os.cpu_count() or 1) * plane_.settings.api.overcommit
+    limit_cores = plane_.engine.capacity().cpu_cores * plane_.settings.api.overcommit
 
     def usage(name: str, label: str, current: float, limit: float) -> dict[str, Any]:
         return {"unit": "Count", "currentValue": current, "limit": limit,
@@ -206,13 +205,13 @@ def capabilities(subscription: str, location: str, request: Request,
     check_subscription(token, subscription)
     _location(request, location)
     ratio = plane(request).settings.api.overcommit
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3 * ratio
+    capacity = plane(request).engine.capacity()
     return {"value": [{
         "resourceType": "containerGroups", "osType": "Linux",
         "location": plane(request).settings.api.location, "ipAddressType": "Public",
-        "gpu": "None", "capabilities": {"maxMemoryInGB": round(memory, 1),
-                                        "maxCpu": (os.cpu_count() or 1) * ratio,
-                                        "maxGpuCount": 0}}]}
+        "gpu": "None", "capabilities": {"maxMemoryInGB": round(capacity.memory_gb * ratio, 1),
+                                        "maxCpu": capacity.cpu_cores * ratio,
+                                        "maxGpuCount": capacity.gpus}}]}
 
 
 @router.get(LOCATION + "/cachedImages")
@@ -220,8 +219,8 @@ def cached_images(subscription: str, location: str, request: Request,
                   token: Principal) -> dict[str, Any]:
     check_subscription(token, subscription)
     _location(request, location)
-    images = plane(request).engine.images.list()
-    return {"value": [{"osType": "Linux", "image": i.reference} for i in images]}
+    images = plane(request).engine.cached_images()
+    return {"value": [{"osType": "Linux", "image": image} for image in images]}
 
 
 _ACTIONS = ("read", "write", "delete", "restart/action", "stop/action", "start/action",

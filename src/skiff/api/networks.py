@@ -4,7 +4,7 @@ Only what private container groups need: PUT, GET, list and DELETE of
 ``virtualNetworks`` and of their ``subnets``. A virtual network is a record
 in the store, nothing more, until a group is placed in one of its subnets:
 the engine then makes the subnet's bridge and the network's isolation rules
-(:mod:`skiff.engine.subnets`), and removes them when the network is deleted.
+(:mod:`skiff.engine.network.subnets`), and removes them when the network is deleted.
 So every change answers at once, provisioningState Succeeded.
 """
 
@@ -60,7 +60,7 @@ def _check_on_node(plane_: ControlPlane, body: models.VnetBody) -> None:
     """400 if the address space clashes with the node's own routes or public pool."""
     space = body.properties.address_space
     try:
-        plane_.engine.networks.check_address_space(space.address_prefixes if space else [])
+        plane_.engine.check_address_space(space.address_prefixes if space else [])
     except SkiffError as exc:
         raise ArmError(400, "VirtualNetworkAddressSpaceConflict", exc.message,
                        target="properties.addressSpace.addressPrefixes") from exc

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -55,16 +54,11 @@ async def _exec(websocket: WebSocket, uid: str, container: str, command: list[st
     engine = websocket.app.state.plane.engine
     session = await asyncio.to_thread(engine.exec, uid, container, command, tty=True,
                                       terminal_size=size)
-    master = session.terminal
-    assert master is not None
 
     async def output() -> None:
         while True:
-            try:
-                data = await asyncio.to_thread(os.read, master, 65536)
-            except OSError:  # EIO: the command ended and the terminal closed
-                return
-            if not data:
+            data = await asyncio.to_thread(session.read, 65536)
+            if not data:  # the command ended
                 return
             await websocket.send_bytes(data)
 
@@ -76,7 +70,7 @@ async def _exec(websocket: WebSocket, uid: str, container: str, command: list[st
                     return
                 data = message.get("bytes") or (message.get("text") or "").encode()
                 if data:
-                    await asyncio.to_thread(os.write, master, data)
+                    await asyncio.to_thread(session.write, data)
 
     reader = asyncio.create_task(keystrokes())
     try:

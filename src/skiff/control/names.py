@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from skiff.core.engine import Engine
 from skiff.dns import Zone
-from skiff.engine.supervisor import Supervisor
 from skiff.errors import GroupNotFound, SkiffError
 from skiff.models import ContainerGroupBody
 from skiff.models.labels import fqdn, group_label
@@ -79,7 +79,7 @@ class Names:
             if name is not None:
                 self.zone.remove(name)
 
-    def populate(self, store: Store, engine: Supervisor) -> None:
+    def populate(self, store: Store, engine: Engine) -> None:
         """Publish every group that should run and has an address in the engine now."""
         if self.zone is None:
             return

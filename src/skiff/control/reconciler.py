@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 
 from skiff.control.names import Names
-from skiff.engine.model import GroupSpec, SubnetPlacement
-from skiff.engine.supervisor import Supervisor
-from skiff.engine.view import GroupView
+from skiff.core.engine import Engine
+from skiff.core.spec import GroupSpec, SubnetPlacement
+from skiff.core.view import GroupView
 from skiff.errors import GroupNotFound, InvalidGroupSpec, SkiffError
 from skiff.models import ContainerGroupBody, to_engine_spec
 from skiff.store import GroupRecord, Store
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class Reconciler:
     """Worker threads converging each group of the store on the engine."""
 
-    def __init__(self, store: Store, engine: Supervisor, *, workers: int = 4,
+    def __init__(self, store: Store, engine: Engine, *, workers: int = 4,
                  resync_s: float = 30.0, names: Names | None = None) -> None:
         self.store = store
         self.engine = engine

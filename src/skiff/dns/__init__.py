@@ -6,9 +6,10 @@ of addresses, relaying other names to the host's resolvers
 (:func:`host_nameservers`) when given them.
 """
 
+from skiff.core.names import label_fqdn
 from skiff.dns.server import Address, DnsServer
 from skiff.dns.upstream import Upstream, host_nameservers
-from skiff.dns.zone import Answer, Rcode, Record, RRType, Soa, Zone, label_fqdn
+from skiff.dns.zone import Answer, Rcode, Record, RRType, Soa, Zone
 
 __all__ = ["Address", "Answer", "DnsServer", "RRType", "Rcode", "Record", "Soa", "Upstream",
            "Zone", "host_nameservers", "label_fqdn"]

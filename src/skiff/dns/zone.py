@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
+from skiff.core.names import normalize
+
 
 class Rcode(IntEnum):
     """Response codes (RFC 1035 §4.1.1) that the server sends."""
@@ -108,16 +110,6 @@ _MAX_LABEL, _MAX_NAME = 63, 253
 # to be sane; the negative-caching TTL (``minimum``) is the zone's TTL.
 _REFRESH, _RETRY, _EXPIRE = 3600, 600, 86400
 _SERIAL_MOD = 1 << 32
-
-
-def normalize(name: str) -> str:
-    """``name`` as the zone compares it: lower case, no trailing dot."""
-    return name.lower().removesuffix(".")
-
-
-def label_fqdn(label: str, location: str, origin: str) -> str:
-    """The FQDN of a group's ``dnsNameLabel``: ``<label>.<location>.<origin>``."""
-    return normalize(f"{label}.{location}.{origin}")
 
 
 def _check_name(name: str) -> None:

@@ -8,7 +8,7 @@ shapes, and the API never has to know ACI's rules. The modules:
 - ``body``: the models (2023-05-01 shapes, camelCase, unknown properties kept);
 - ``parse``: a PUT body to a model, or one :class:`~skiff.errors.ArmError`;
 - ``rules``: ACI's rules and limits;
-- ``convert``: a model to the engine's :class:`~skiff.engine.model.GroupSpec`;
+- ``convert``: a model to the engine's :class:`~skiff.core.spec.GroupSpec`;
 - ``render``: the ARM answer, secrets redacted, with the engine's instance view;
 - ``deployment``: ACI's YAML deployment files;
 - ``labels``: the effective DNS label of a ``dnsNameLabel`` under its

@@ -1,4 +1,4 @@
-"""From a validated ARM body to the engine's :class:`~skiff.engine.model.GroupSpec`.
+"""From a validated ARM body to the engine's :class:`~skiff.core.spec.GroupSpec`.
 
 The engine knows nothing of ARM's shapes; this is the one place that maps
 them. The body has passed :mod:`skiff.models.rules` (or was stored after it
@@ -12,7 +12,7 @@ containers' requests), as a group's cgroup would allow anyway.
 
 from __future__ import annotations
 
-from skiff.engine import model as engine
+from skiff.core import spec as engine
 from skiff.errors import InvalidInput, UnsupportedVolumeType
 from skiff.models.body import (
     Container,

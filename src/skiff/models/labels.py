@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 
-from skiff.dns import label_fqdn
+from skiff.core.names import label_fqdn
 from skiff.models.body import ContainerGroupBody
 
 UNSECURE = "Unsecure"

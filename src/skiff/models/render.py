@@ -7,7 +7,7 @@ is answered by name), a registry password, a secret volume's contents (its
 file names map to null), an Azure file share's ``storageAccountKey``, a Log
 Analytics ``workspaceKey`` nor an extension's ``protectedSettings``.
 
-The instance view comes from the engine's :class:`~skiff.engine.view.GroupView`:
+The instance view comes from the engine's :class:`~skiff.core.view.GroupView`:
 per container the restart count, current and previous state and events, and
 for the group its state and events. Without a view (the group is not yet on a
 node) the instance views are left out rather than made up.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skiff.engine.view import ContainerView, Event, GroupView, State, iso
+from skiff.core.view import ContainerView, Event, GroupView, State, iso
 from skiff.models.body import ContainerGroupBody
 
 RESOURCE_TYPE = "Microsoft.ContainerInstance/containerGroups"

@@ -21,9 +21,9 @@ import re
 from collections.abc import Collection, Sequence
 from typing import NoReturn
 
-from skiff.engine.images.reference import parse as parse_reference
-from skiff.engine.seccomp import convert as convert_seccomp
-from skiff.engine.security import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from skiff.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from skiff.core.reference import parse as parse_reference
+from skiff.core.seccomp import convert as convert_seccomp
 from skiff.errors import ArmError, InvalidReference, SeccompProfileError
 from skiff.models.body import (
     IP_ADDRESS_TYPES,

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from skiff.engine import cgroups, firewall
-from skiff.engine.network import Networks
-from skiff.engine.supervisor import Supervisor
+from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.network import firewall
+from skiff.engine.network.networks import Networks
+from skiff.engine.runtime import cgroups
 from skiff.settings import NetworkSettings, Settings
 from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
 from skiff.testing.registry import running_registry

@@ -22,7 +22,8 @@ import httpx
 import uvicorn
 
 from skiff.api.app import create_app
-from skiff.engine import cgroups, firewall
+from skiff.engine.network import firewall
+from skiff.engine.runtime import cgroups
 from skiff.server import Server, build
 from skiff.settings import ApiSettings, DnsSettings, NetworkSettings, RuntimeSettings, Settings
 from skiff.testing.registry import free_port
@@ -64,7 +65,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
                         runtime=RuntimeSettings(stop_grace_s=stop_grace_s),
                         dns=DnsSettings(listen=dns_listen))
     server = build(settings)
-    engine = server.plane.engine
+    engine = server.node
     with contextlib.ExitStack() as cleanup:  # each step runs even when one before it fails
         cleanup.callback(shutil.rmtree, engine.runtime.run_dir, ignore_errors=True)
         cleanup.callback(cgroups.remove, f"/{engine.runtime.run_dir.name}")

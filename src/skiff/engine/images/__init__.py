@@ -2,8 +2,8 @@
 unpacked once, overlayfs root filesystems, archive import and garbage
 collection. :class:`ImageStore` is the whole public surface."""
 
+from skiff.core.reference import Reference, parse
 from skiff.engine.images.manifest import ImageConfig
-from skiff.engine.images.reference import Reference, parse
 from skiff.engine.images.registry import RegistryCredential
 from skiff.engine.images.store import Image, ImageStore
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skiff.engine.images.reference import Reference, is_loopback, normalize_registry
+from skiff.core.reference import Reference, is_loopback, normalize_registry
 from skiff.errors import (
     DigestMismatch,
     ImageError,

@@ -29,10 +29,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.core.reference import Reference, parse
 from skiff.engine.images import manifest as mf
 from skiff.engine.images.blobs import BlobStore
 from skiff.engine.images.layers import unpack_layer
-from skiff.engine.images.reference import Reference, parse
 from skiff.engine.images.registry import RegistryCredential, Skopeo, credential_for
 from skiff.engine.images.rootfs import Rootfses, RootfsRecord
 from skiff.engine.locking import locked

@@ -1,0 +1,153 @@
+"""The Engine protocol: everything a control plane asks of whatever runs its groups.
+
+The control plane (:mod:`skiff.control`) and the API (:mod:`skiff.api`) hold an
+:class:`Engine` and nothing more concrete, so one API serves several backends:
+
+- the local node, :class:`skiff.engine.group.supervisor.Supervisor` (runc and
+  gVisor under conmon, CNI networks, the image store on this machine);
+- a fake, :class:`skiff.testing.fake.FakeEngine`, for unit tests of the layer
+  above (the reconcile loop, the routes) without root;
+- a Kubernetes backend later, placing groups as pods.
+
+Its shape, and how the coming work fits it without another redesign:
+
+- A group is given as a :class:`~skiff.core.spec.GroupSpec` (desired state,
+  secrets included, never persisted by the engine) and observed as a
+  :class:`~skiff.core.view.GroupView`. :meth:`Engine.run` is idempotent: a
+  reconcile loop may call it at any time, and an engine restarted under running
+  containers adopts them. File-share volumes, GPUs and config maps are fields
+  of the spec (new volume kinds behind the engine's volume drivers; GPU counts
+  in each container's resources), not new methods.
+- :meth:`Engine.capacity` says what the node offers (CPU, memory, GPUs), for
+  admission and for ``capabilities``; per-group metric samples come as a
+  method returning samples of the same kind, beside :meth:`Engine.view`.
+- Standby pools' ready groups are groups run from a spec whose identity is
+  reassigned when claimed: run, then (later) a ``claim``; nothing here assumes
+  a group's id is its ARM name.
+- Node-level resources the control plane decides on (virtual networks today)
+  have a remove and a list, so the reconcile loop can record the decision first
+  and sweep after a crash.
+
+Every method raises :class:`skiff.errors.SkiffError` subclasses only
+(:class:`~skiff.errors.GroupNotFound` for an unknown group id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from skiff.core.spec import GroupSpec
+from skiff.core.view import GroupView
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    """What an engine can give its groups in all, before overcommit."""
+
+    cpu_cores: float
+    memory_gb: float
+    #: GPUs the engine can attach (none on the local node today).
+    gpus: int = 0
+
+
+@runtime_checkable
+class ExecStream(Protocol):
+    """A command running in a container behind a terminal: its output is read until
+    ``b""`` (the command ended), keystrokes are written in."""
+
+    def read(self, size: int = 65536) -> bytes:
+        """The next output of the terminal, blocking; ``b""`` once the command ended."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the command's terminal."""
+        ...
+
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """The command's exit code once it ended; None if still running at the timeout."""
+        ...
+
+    def close(self) -> None:
+        """End the session (the command is killed if still running)."""
+        ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Runs container groups; the control plane's only way to touch a machine."""
+
+    # ---- groups ---------------------------------------------------------------
+
+    def run(self, spec: GroupSpec) -> GroupView:
+        """Make group ``spec.id`` run as ``spec`` says and return its view once its first
+        containers started (or it failed). Idempotent; a changed spec redeploys."""
+        ...
+
+    def view(self, group_id: str) -> GroupView:
+        """What is observed of the group now."""
+        ...
+
+    def group_ids(self) -> list[str]:
+        """The groups this engine holds."""
+        ...
+
+    def stop(self, group_id: str) -> GroupView:
+        """Kill the group's containers and release its resources; its history stays."""
+        ...
+
+    def start(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
+        """Start a stopped group again (from ``spec`` when given)."""
+        ...
+
+    def restart(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
+        """Restart every container of the group in place."""
+        ...
+
+    def delete(self, group_id: str) -> None:
+        """Remove the group and everything of it. Idempotent."""
+        ...
+
+    # ---- a group's containers ---------------------------------------------------
+
+    def logs(self, group_id: str, container: str, *, tail: int | None = None,
+             timestamps: bool = False, previous: bool = False) -> str:
+        """The container's output (of its previous instance with ``previous``)."""
+        ...
+
+    def attach(self, group_id: str, container: str) -> Iterator[str]:
+        """The container's output stream, line by line as written, until it exits."""
+        ...
+
+    def exec(self, group_id: str, container: str, command: list[str], *, tty: bool = False,
+             terminal_size: tuple[int, int] | None = None) -> ExecStream:
+        """Run ``command`` in a running container."""
+        ...
+
+    # ---- the node -----------------------------------------------------------------
+
+    def capacity(self) -> NodeCapacity:
+        """What the engine can give its groups in all."""
+        ...
+
+    def cached_images(self) -> list[str]:
+        """References of the images the engine holds, ready to start."""
+        ...
+
+    def check_address_space(self, prefixes: Sequence[str]) -> None:
+        """NetworkConflict if a virtual network with these prefixes cannot be routed here."""
+        ...
+
+    def vnets(self) -> list[str]:
+        """The virtual networks (keys: lower-case ARM ids) set up on the node."""
+        ...
+
+    def remove_vnet(self, vnet: str) -> None:
+        """Remove a virtual network from the node; refused while a group is in it.
+        Idempotent."""
+        ...
+
+    def close(self) -> None:
+        """Stop watching and release the engine's own resources (groups keep running)."""
+        ...

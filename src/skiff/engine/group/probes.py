@@ -1,0 +1,102 @@
+"""Liveness and readiness probes: exec and httpGet, with Kubernetes' timing rules.
+
+A probe's bookkeeping (:class:`ProbeState`) is pure: when it is due, and
+what a result means after ``successThreshold`` / ``failureThreshold``
+results in a row. :func:`run_probe` does one check: an exec through the
+runtime, or an HTTP GET from the host to the group's address (from outside
+the container, so a sandbox's loopback quirks do not matter).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import ssl
+import subprocess
+from dataclasses import dataclass, field
+
+from skiff.core.spec import ExecAction, HttpGetAction, Probe
+from skiff.engine.runtime.conmon import ConmonRuntime
+from skiff.errors import SkiffError
+
+
+@dataclass
+class ProbeState:
+    """One probe of one container instance."""
+
+    started_at: float
+    next_at: float = 0.0
+    successes: int = 0
+    failures: int = 0
+    pending: concurrent.futures.Future[tuple[bool, str]] | None = field(default=None,
+                                                                       repr=False)
+
+    def due(self, probe: Probe, now: float) -> bool:
+        return (self.pending is None and now >= self.started_at + probe.initial_delay_s
+                and now >= self.next_at)
+
+    def record(self, probe: Probe, ok: bool, now: float) -> bool | None:
+        """Count a result; returns True when the container just became healthy
+        (or ready), False when it just crossed the failure threshold, else None."""
+        self.next_at = now + probe.period_s
+        if ok:
+            self.failures = 0
+            self.successes += 1
+            return True if self.successes == max(1, probe.success_threshold) else None
+        self.successes = 0
+        self.failures += 1
+        if self.failures >= max(1, probe.failure_threshold):
+            self.failures = 0
+            return False
+        return None
+
+
+def run_probe(probe: Probe, runtime: ConmonRuntime, cid: str,
+              ip: str | None) -> tuple[bool, str]:
+    """Run one check of ``probe``; (passed, what happened)."""
+    action = probe.action
+    if isinstance(action, ExecAction):
+        return _exec(runtime, cid, action, probe.timeout_s)
+    if ip is None:
+        return False, "the group has no address"
+    return _http(ip, action, probe.timeout_s)
+
+
+def _exec(runtime: ConmonRuntime, cid: str, action: ExecAction,
+          timeout_s: float) -> tuple[bool, str]:
+    try:
+        session = runtime.exec(cid, list(action.command))
+    except SkiffError as exc:
+        return False, exc.message
+    try:
+        out, err = session.process.communicate(timeout=max(timeout_s, 0.5))
+    except subprocess.TimeoutExpired:
+        session.close()
+        return False, f"command timed out after {timeout_s:g} s"
+    code = session.process.returncode
+    if code == 0:
+        return True, "ok"
+    detail = (err or out).decode(errors="replace").strip()[:200]
+    return False, f"command exited with {code}" + (f": {detail}" if detail else "")
+
+
+def _http(ip: str, action: HttpGetAction, timeout_s: float) -> tuple[bool, str]:
+    connection: http.client.HTTPConnection
+    if action.scheme.lower() == "https":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # as Kubernetes: probes do not verify certificates
+        connection = http.client.HTTPSConnection(ip, action.port, timeout=timeout_s,
+                                                 context=context)
+    else:
+        connection = http.client.HTTPConnection(ip, action.port, timeout=timeout_s)
+    try:
+        connection.request("GET", action.path or "/", headers=dict(action.headers))
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"GET {action.path} on port {action.port}: {exc}"
+    finally:
+        connection.close()
+    if 200 <= status < 400:
+        return True, f"HTTP {status}"
+    return False, f"GET {action.path} on port {action.port}: HTTP {status}"

@@ -1,0 +1,436 @@
+"""The group supervisor: turns a :class:`GroupSpec` into running, watched containers.
+
+It is the engine's surface for the control plane, shaped for a reconcile
+loop: :meth:`Supervisor.run` is idempotent (a group already running is
+adopted, not restarted, so calling it again after a restart of skiff
+re-attaches to the containers conmon kept alive), and :meth:`view` reports
+what is observed. Desired state stays with the caller: the engine persists
+only what it observed (instance views, restart counts), never the spec with
+its secrets.
+
+A group goes: prepare (pull every image in parallel, take a network
+namespace from the warm pool, prepare volumes) → init containers one at a
+time, each to completion → app containers, created in parallel and started.
+A monitor thread then watches exits, applies the restart policy with
+backoff (:mod:`skiff.engine.group.restarts`), runs probes and rotates logs.
+
+This module decides *when*; the parts live beside it: the group's record
+and its file (:mod:`~skiff.engine.group.record`), the checks of a definition
+(:mod:`~skiff.engine.group.validation`), preparing images, network and volumes
+(:mod:`~skiff.engine.group.preparation`), each container's OCI spec
+(:mod:`~skiff.engine.spec.container`) and what the monitor makes of exits
+and probes (:mod:`~skiff.engine.group.monitoring`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from skiff.core.engine import NodeCapacity
+from skiff.core.spec import Container, GroupSpec
+from skiff.core.view import ContainerView, GroupView, State
+from skiff.engine.group import monitoring, preparation
+from skiff.engine.group.probes import ProbeState
+from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot
+from skiff.engine.group.restarts import ContainerExit
+from skiff.engine.group.validation import validate
+from skiff.engine.images import ImageStore
+from skiff.engine.network.networks import Networks
+from skiff.engine.runtime import cgroups
+from skiff.engine.runtime.conmon import ConmonRuntime, ContainerStatus
+from skiff.engine.runtime.oci import ExecSession
+from skiff.engine.runtime.sandbox import Sandboxes
+from skiff.engine.spec import container as containerspec
+from skiff.engine.volumes.manager import Volumes
+from skiff.errors import (
+    ContainerCreateFailed,
+    GroupNotFound,
+    InvalidInput,
+    SkiffError,
+    UserNotFound,
+)
+from skiff.settings import BackoffSettings, Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks at every running container.
+MONITOR_INTERVAL_S = 0.2
+
+
+class Supervisor:
+    """All container groups of this node."""
+
+    def __init__(self, settings: Settings, *, images: ImageStore | None = None,
+                 networks: Networks | None = None, volumes: Volumes | None = None,
+                 runtime: ConmonRuntime | None = None, backoff: BackoffSettings | None = None,
+                 monitor_interval_s: float = MONITOR_INTERVAL_S) -> None:
+        self.settings = settings
+        self.images = images or ImageStore(settings.images_root, settings.images)
+        self.networks = networks or Networks(settings.data_root, settings.network)
+        self.volumes = volumes or Volumes(settings.data_root, settings.volumes)
+        self.runtime = runtime or ConmonRuntime(settings.data_root, settings.runtime)
+        self.sandboxes = Sandboxes(settings.data_root, self.runtime, settings.runtime)
+        self.backoff = backoff or settings.backoff
+        self._files = GroupFiles(settings.data_root / "groups")
+        self._groups: dict[str, Group] = {}
+        self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8,
+                                                           thread_name_prefix="skiff-engine")
+        self._interval = monitor_interval_s
+
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="skiff-monitor", daemon=True)
+        self._monitor.start()
+
+    # ---- the public surface -------------------------------------------------
+
+    def run(self, spec: GroupSpec) -> GroupView:
+        """Make the group run as ``spec`` says; returns its view once its first
+        containers were started (or it failed). Idempotent: containers of the
+        group that already run (say, across a restart of skiff) are adopted;
+        a changed definition redeploys the group."""
+        validate(spec)
+        fingerprint = hashlib.sha256(repr(spec).encode()).hexdigest()  # in memory only
+        with self._lock:
+            group = self._groups.get(spec.id)
+            if group is None:
+                group = Group(spec, self._files.load_view(spec))
+                self._groups[spec.id] = group
+        with group.lock:
+            adopted = group.fingerprint is None  # its first run() in this process
+            if group.fingerprint not in (None, fingerprint):
+                self._redeploy(group)
+            group.fingerprint = fingerprint
+            group.spec = spec
+            if group.view.stopped:
+                return snapshot(group)
+            if not group.prepared:
+                preparation.prepare(group, pool=self._pool, images=self.images,
+                                    networks=self.networks, volumes=self.volumes,
+                                    runtime=self.settings.runtime)
+                if adopted and group.failed_reason is None:
+                    monitoring.resume_restarts(group)
+            if group.failed_reason is None:
+                self._advance(group)
+            self._files.save(group)
+            return snapshot(group)
+
+    def _redeploy(self, group: Group) -> None:
+        """The definition changed: new containers, from the new definition."""
+        self._teardown(group, remove_logs=False)
+        group.failed_reason = None
+        group.init_index = 0
+        group.images.clear()
+        group.checks.clear()
+        for view in group.view.all_containers():
+            view.transition(State("Waiting", None, None, None, "Redeploying"))
+
+    def view(self, group_id: str) -> GroupView:
+        group = self._group(group_id)
+        with group.lock:
+            self._observe(group)
+            return snapshot(group)
+
+    def group_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._groups)
+
+    def stop(self, group_id: str) -> GroupView:
+        """Kill every container and release the group's network and volumes; the
+        group's definition and history stay."""
+        group = self._group(group_id)
+        with group.lock:
+            self._teardown(group, remove_logs=False)
+            group.view.stopped = True
+            for view in group.view.all_containers():
+                if view.current.state != "Terminated":
+                    view.transition(State("Terminated", view.current.start_time, 137,
+                                          time.time(), "Stopped"))
+            self._files.save(group)
+            return snapshot(group)
+
+    def start(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
+        """Start a stopped group again, from its init containers (with ``spec`` when
+        given: a skiff that restarted knows the group's definition from its caller)."""
+        group = self._group(group_id)
+        with group.lock:
+            group.view.stopped = False
+            group.failed_reason = None
+            group.init_index = 0
+            group.restart_at.clear()
+            for view in group.view.all_containers():
+                view.transition(State("Waiting", None, None, None, "Starting"))
+            spec = spec or group.spec
+        return self.run(spec)
+
+    def restart(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
+        """Restart every container of the group in place."""
+        self.stop(group_id)
+        return self.start(group_id, spec)
+
+    def delete(self, group_id: str) -> None:
+        """Kill the group's containers and remove everything of it. Idempotent."""
+        with self._lock:
+            group = self._groups.pop(group_id, None)
+        if group is None:
+            group = self._files.load(group_id)  # e.g. deleted before run() after a restart
+        if group is None:
+            self.networks.teardown(group_id)
+            self.volumes.cleanup(group_id)
+            return
+        with group.lock:
+            self._teardown(group, remove_logs=True)
+            self._files.remove(group_id)
+
+    def remove_vnet(self, vnet: str) -> None:
+        """Remove a virtual network from the node once no group is in it."""
+        with self._lock:
+            users = [g.spec.id for g in self._groups.values()
+                     if g.spec.subnet is not None and g.spec.subnet.vnet == vnet]
+        if users:
+            raise InvalidInput(f"the virtual network {vnet} still has groups: "
+                               + ", ".join(users[:5]))
+        self.networks.remove_vnet(vnet)
+
+    def logs(self, group_id: str, container: str, *, tail: int | None = None,
+             timestamps: bool = False, previous: bool = False) -> str:
+        group = self._group(group_id)
+        view = group.view.container(container)
+        if view is None:
+            raise GroupNotFound(f"container group {group.view.name} has no container "
+                                f"{container!r}")
+        return self.runtime.logs(view.cid, tail=tail, timestamps=timestamps, previous=previous)
+
+    def attach(self, group_id: str, container: str) -> Iterator[str]:
+        """The container's output stream, line by line as written, until it exits."""
+        group = self._group(group_id)
+        view = group.view.container(container)
+        if view is None:
+            raise GroupNotFound(f"container group {group.view.name} has no container "
+                                f"{container!r}")
+        return self.runtime.follow(view.cid)
+
+    def exec(self, group_id: str, container: str, command: list[str], *,
+             tty: bool = False, terminal_size: tuple[int, int] | None = None) -> ExecSession:
+        group = self._group(group_id)
+        view = group.view.container(container)
+        if view is None or view.init:
+            raise GroupNotFound(f"container group {group.view.name} has no container "
+                                f"{container!r}")
+        return self.runtime.exec(view.cid, command, tty=tty, terminal_size=terminal_size)
+
+    # ---- the node -----------------------------------------------------------
+
+    def capacity(self) -> NodeCapacity:
+        """This machine's cores and memory."""
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+        return NodeCapacity(cpu_cores=float(os.cpu_count() or 1), memory_gb=memory)
+
+    def cached_images(self) -> list[str]:
+        return [image.reference for image in self.images.list()]
+
+    def check_address_space(self, prefixes: Sequence[str]) -> None:
+        self.networks.check_address_space(prefixes)
+
+    def vnets(self) -> list[str]:
+        return self.networks.vnets()
+
+    def close(self) -> None:
+        """Stop watching (containers keep running: conmon holds them)."""
+        self._stop.set()
+        self._monitor.join(timeout=5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---- finding a group ----------------------------------------------------
+
+    def _group(self, group_id: str) -> Group:
+        """The group in memory, or as last saved (skiff restarted)."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                group = self._files.load(group_id)
+                if group is not None:
+                    self._groups[group_id] = group
+        if group is None:
+            raise GroupNotFound(f"container group {group_id} is not on this node")
+        return group
+
+    # ---- starting -----------------------------------------------------------
+
+    def _advance(self, group: Group) -> None:
+        """Start what comes next: the next init container, or the app containers."""
+        spec = group.spec
+        while group.init_index < len(spec.init_containers):
+            init = spec.init_containers[group.init_index]
+            view = group.view.init_containers[group.init_index]
+            status = self.runtime.status(view.cid)
+            if view.current.state == "Terminated" and view.current.exit_code == 0:
+                group.init_index += 1
+                continue
+            if status.state == "running" or group.restart_at.get(init.name):
+                return  # running, or waiting out its backoff
+            if view.current.state == "Terminated":
+                return  # failed: the monitor applies the restart policy
+            self._start(group, init, view)
+            return
+        pending = [(c, v) for c, v in zip(spec.containers, group.view.containers, strict=True)
+                   if self.runtime.status(v.cid).state != "running"
+                   and v.name not in group.restart_at
+                   and v.current.state != "Terminated"]
+        if len(pending) == 1:
+            self._start(group, *pending[0])
+        elif pending:
+            list(self._pool.map(lambda cv: self._start(group, *cv), pending))
+
+    def _oom_cgroup(self, group: Group, name: str) -> str:
+        """Where an OOM kill of ``name`` shows: its cgroup, or its sandbox's."""
+        if group.spec.isolation == "sandbox":
+            return self.sandboxes.cgroup(group.spec.id, self._group_cgroup(group))
+        return self._cgroup(group, name)
+
+    def _group_cgroup(self, group: Group) -> str:
+        return containerspec.group_cgroup(self.runtime.run_dir, group)
+
+    def _cgroup(self, group: Group, name: str) -> str:
+        return containerspec.container_cgroup(self.runtime.run_dir, group, name)
+
+    def _start(self, group: Group, container: Container, view: ContainerView) -> None:
+        """A new instance of ``container``: fresh rootfs, create, start."""
+        cid = view.cid
+        self.runtime.delete(cid)
+        self.images.remove_rootfs(cid)
+        try:
+            rootfs = self.images.create_rootfs(cid, group.images[container.name],
+                                               idmap=containerspec.user_namespace(
+                                                   self.settings.runtime, group.spec, container))
+            spec = containerspec.container_spec(self.settings, group, container, rootfs,
+                                                self._cgroup(group, container.name))
+            spec, runtime = containerspec.isolate(self.sandboxes, group, spec,
+                                                  self._group_cgroup(group))
+            self.runtime.create(cid, spec, name=f"{group.spec.name}_{container.name}",
+                                oci=runtime)
+            if runtime is None:  # a sandbox's limits are the sandbox's, already set
+                cgroups.set_cpu_quota(self._cgroup(group, container.name),
+                                      container.resources.effective_cpu)
+            view.event("Created", f"created container {container.name}")
+            check = group.checks.pop(container.name, None)
+            if check is not None:
+                used = group.images[container.name]
+                if not preparation.pulled(group, container.name, container.image, check):
+                    self.runtime.delete(cid)  # never run an image the caller may not read
+                    return
+                if group.images[container.name].digest != used.digest:
+                    self._start(group, container, view)  # the tag moved: the new image
+                    return
+            if runtime is not None:
+                self.sandboxes.wait_started(group.spec.id)
+            self.runtime.start(cid)
+        except (ContainerCreateFailed, UserNotFound, SkiffError) as exc:
+            now = time.time()
+            view.event("Failed", f"failed to start container {container.name}: {exc.message}",
+                       warning=True, now=now)
+            view.transition(State("Terminated", now, 128, now, exc.message))
+            self._exited(group, view, ContainerExit(exit_code=128, started_at=now,
+                                                    finished_at=now))
+            return
+        now = time.time()
+        view.transition(State("Running", now, None, None, ""))
+        view.ready = container.readiness is None
+        view.event("Started", f"started container {container.name}", now=now)
+        for kind in ("liveness", "readiness"):
+            if getattr(container, kind) is not None:
+                group.probes[(container.name, kind)] = ProbeState(now)
+
+    # ---- watching -----------------------------------------------------------
+
+    def _watch(self) -> None:
+        tick = 0
+        while not self._stop.wait(self._interval):
+            tick += 1
+            with self._lock:
+                groups = list(self._groups.values())
+            for group in groups:
+                if not group.lock.acquire(blocking=False):
+                    continue  # busy starting or stopping: next round
+                try:
+                    self._observe(group, rotate=tick % 25 == 0)
+                except Exception:  # the monitor must survive anything one group does
+                    log.exception("monitoring group %s failed", group.view.name)
+                finally:
+                    group.lock.release()
+
+    def _observe(self, group: Group, rotate: bool = False) -> None:
+        if group.view.stopped or not group.prepared:
+            return
+        now = time.time()
+        changed = False
+        for view in group.view.all_containers():
+            if view.current.state != "Running":
+                continue
+            status = self.runtime.status(view.cid)
+            if status.state == "running":
+                if rotate:
+                    self.runtime.rotate_logs(view.cid)
+                continue
+            changed = True
+            self._record_exit(group, view, status)
+        for name, when in list(group.restart_at.items()):
+            if when <= now:
+                del group.restart_at[name]
+                changed = True
+                self._restart(group, name)
+        changed |= monitoring.run_probes(group, self._pool, self.runtime, now)
+        if changed:
+            self._advance(group)
+            self._files.save(group)
+
+    def _record_exit(self, group: Group, view: ContainerView, status: ContainerStatus) -> None:
+        oom = status.oom_killed or monitoring.oom_in_cgroup(self._oom_cgroup(group, view.name))
+        exited = monitoring.terminated(view, status, oom)
+        self.runtime.delete(view.cid)
+        self._exited(group, view, exited)
+
+    def _exited(self, group: Group, view: ContainerView, exited: ContainerExit) -> None:
+        reason = monitoring.after_exit(group, view, exited, self.backoff)
+        if reason is not None:
+            group.fail(reason)
+
+    def _restart(self, group: Group, name: str) -> None:
+        for container, view in pairs(group):
+            if view.name == name:
+                view.transition(State("Waiting", None, None, None, "Restarting"))
+                if view.init:
+                    return  # _advance starts it again in order
+                self._start(group, container, view)
+
+    # ---- tearing down -----------------------------------------------------
+
+    def _teardown(self, group: Group, *, remove_logs: bool) -> None:
+        """Stop every container (SIGTERM, grace, SIGKILL) in parallel, then remove
+        their rootfs, the network namespace and the volumes."""
+        views = group.view.all_containers()
+        for view in views:
+            if self.runtime.status(view.cid).state == "running":
+                view.event("Killing", f"stopping container {view.name}")
+        list(self._pool.map(lambda v: self.runtime.stop(v.cid), views))
+        for view in views:
+            if remove_logs:
+                self.runtime.remove(view.cid)
+            else:
+                self.runtime.delete(view.cid)
+            self.images.remove_rootfs(view.cid)
+        group.restart_at.clear()
+        group.probes.clear()
+        self.sandboxes.remove(group.spec.id, remove_logs=remove_logs)  # after its members
+        cgroups.remove(self._group_cgroup(group))
+        self.networks.teardown(group.spec.id, wait=False)  # its CNI DEL runs meanwhile
+        self.volumes.cleanup(group.spec.id)
+        group.attachment = None
+        group.prepared = False
+        group.view.ip = None

@@ -1,0 +1,159 @@
+"""The layers' import contracts (as kopf's .importlinter): each layer imports only downward.
+
+Checked on the source's syntax trees, module-level imports only: an import inside a
+function (a node-local CLI command loading the engine) or under ``TYPE_CHECKING``
+loads nothing when the module is imported. A second check imports the light entry
+points in a fresh interpreter and lists what they loaded.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import skiff
+
+SRC = Path(skiff.__file__).parent
+
+#: layer → the packages of skiff it must not import at module level.
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    # The contract: plain data and pure functions, on the standard library.
+    "skiff.core": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.models",
+                   "skiff.cli", "skiff.client", "skiff.dns", "skiff.server", "skiff.testing"),
+    # ARM models: the API's shapes, mapped onto the contract, never onto an engine.
+    "skiff.models": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
+                     "skiff.dns", "skiff.server", "skiff.testing"),
+    # The node engine knows nothing of the API, the store or the control plane.
+    "skiff.engine": ("skiff.api", "skiff.store", "skiff.control", "skiff.models", "skiff.cli",
+                     "skiff.client", "skiff.server", "skiff.testing"),
+    # The store keeps records; it runs nothing.
+    "skiff.store": ("skiff.engine", "skiff.api", "skiff.control", "skiff.cli", "skiff.server",
+                    "skiff.testing"),
+    # The control plane drives an engine through the contract, never a concrete one.
+    "skiff.control": ("skiff.engine", "skiff.api", "skiff.cli", "skiff.server", "skiff.testing"),
+    # Routes reach the engine through the control plane's Engine, never a concrete one.
+    "skiff.api": ("skiff.engine", "skiff.cli", "skiff.server", "skiff.testing"),
+    # The CLI talks HTTP; node-local commands import the engine or store inside the command.
+    "skiff.cli": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.server",
+                  "skiff.dns", "skiff.models", "skiff.testing"),
+    "skiff.client": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
+                     "skiff.models", "skiff.server", "skiff.testing"),
+    "skiff.dns": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
+                  "skiff.models", "skiff.server", "skiff.testing"),
+}
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def module_level_imports(path: Path, module: str) -> Iterator[tuple[int, str]]:
+    """(line, imported module) of each import run when ``module`` is imported."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    pending: list[ast.stmt] = list(ast.parse(path.read_text()).body)
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, ast.If):
+            if not _is_type_checking(node):
+                pending.extend(node.body)
+            pending.extend(node.orelse)
+        elif isinstance(node, ast.Try):
+            pending.extend([*node.body, *node.orelse, *node.finalbody,
+                            *(s for h in node.handlers for s in h.body)])
+        elif isinstance(node, ast.With):
+            pending.extend(node.body)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
+            yield node.lineno, base
+            for alias in node.names:  # ``from skiff import engine`` imports skiff.engine
+                yield node.lineno, f"{base}.{alias.name}"
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def violations() -> list[str]:
+    found = []
+    for module, path in _modules():
+        for layer, forbidden in FORBIDDEN.items():
+            if not _within(module, layer):
+                continue
+            for line, imported in module_level_imports(path, module):
+                bad = [f for f in forbidden if _within(imported, f)]
+                if bad:
+                    found.append(f"{module}:{line} imports {imported} ({layer} must not import "
+                                 f"{bad[0]})")
+    return found
+
+
+def test_layers_import_only_downward() -> None:
+    """No module imports, at module level, a layer its own layer must not reach."""
+    assert violations() == []
+
+
+def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
+    """The checker finds a module-level import, relative or absolute, and skips function and
+    TYPE_CHECKING imports (so a green contract test means something)."""
+    pkg = tmp_path / "skiff" / "models"
+    pkg.mkdir(parents=True)
+    source = pkg / "bad.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from ..engine.images import ImageStore\n"
+        "import skiff.store\n"
+        "if TYPE_CHECKING:\n    from skiff.engine import network\n"
+        "def f():\n    from skiff.engine import runtime\n")
+    found = [name for _, name in module_level_imports(source, "skiff.models.bad")]
+    assert "skiff.engine.images" in found
+    assert "skiff.store" in found
+    assert not any(name.startswith(("skiff.engine.network", "skiff.engine.runtime"))
+                   for name in found)
+
+
+def _loaded_by(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\n"
+                          "print('\\n'.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return set(out.stdout.split())
+
+
+_ENGINE = ("skiff.engine", "skiff.store", "skiff.server", "skiff.control", "sqlite3")
+
+
+@pytest.mark.parametrize(("code", "forbidden"), [
+    ("import skiff.models", (*_ENGINE, "skiff.api", "skiff.dns", "zstandard", "ctypes")),
+    ("import skiff.core.spec, skiff.core.view, skiff.core.reference, skiff.core.engine",
+     (*_ENGINE, "skiff.api", "skiff.models", "pydantic", "zstandard", "ctypes")),
+    # httpx, the CLI's client, loads zstandard itself (a response decoder).
+    ("from click.testing import CliRunner\nfrom skiff.cli.main import main\n"
+     "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
+     "assert CliRunner().invoke(main, ['image', '--help']).exit_code == 0",
+     (*_ENGINE, "skiff.api", "skiff.models", "uvicorn", "fastapi")),
+])
+def test_light_entry_points_load_no_engine(code: str, forbidden: tuple[str, ...]) -> None:
+    """Importing the ARM models or the contract, or running ``skiff --help``, loads no engine,
+    no store and none of the engine's heavy dependencies (zstandard, ctypes mounts)."""
+    loaded = _loaded_by(code)
+    assert sorted(m for m in loaded if any(_within(m, f) for f in forbidden)) == []
