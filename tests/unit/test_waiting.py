@@ -1,0 +1,36 @@
+"""The tests' one waiting loop."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from skiff.testing.waiting import NeverHappened, eventually
+
+
+def test_eventually_returns_the_first_truthy_value() -> None:
+    """It polls until the check holds and hands back what the check returned."""
+    counter = itertools.count()
+    assert eventually(lambda: next(counter) >= 3 and "done", what="count", interval_s=0) == "done"
+
+
+def test_eventually_fails_naming_what_never_happened() -> None:
+    """At the timeout it fails with the caller's words and the last value seen."""
+    with pytest.raises(NeverHappened, match=r"the sky falls: not after 0.05 s \(last: 0\)"):
+        eventually(lambda: 0, what="the sky falls", timeout_s=0.05, interval_s=0.01)
+
+
+def test_eventually_treats_ignored_errors_as_not_yet() -> None:
+    """An ignored exception is retried; any other propagates at once."""
+    calls = iter([OSError("refused"), OSError("refused"), 7])
+
+    def check() -> int:
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert eventually(check, what="port", ignore=(OSError,), interval_s=0) == 7
+    with pytest.raises(KeyError):
+        eventually(lambda: {}["x"], what="key", ignore=(OSError,))
