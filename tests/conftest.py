@@ -26,13 +26,27 @@ from skiff.testing.registry import Registry, running_registry
 PRIVATE_USER, PRIVATE_PASSWORD = "skiffuser", "s3cret-Pa55word-xyzzy"
 
 
+# Modules that need root but do not say so yet: their owners are adding
+# ``pytestmark = pytest.mark.root`` to them; until then they are marked here.
+_ROOT_MODULES_NOT_YET_MARKED = frozenset({
+    "tests/engine/test_attacks.py", "tests/engine/test_firewall.py",
+    "tests/engine/test_network.py", "tests/engine/test_runtime.py",
+    "tests/engine/test_sandbox.py", "tests/engine/test_supervisor.py",
+    "tests/engine/test_vnets.py",
+})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under tests/engine need root (mounts, registries, runtimes): CI is root."""
+    """Tests marked ``root`` (mounts, namespaces, runtimes, real registries) are skipped
+    unless the run is root, as CI's is; every other test runs as any user."""
+    for item in items:
+        if item.nodeid.partition("::")[0] in _ROOT_MODULES_NOT_YET_MARKED:
+            item.add_marker(pytest.mark.root)
     if os.geteuid() == 0:
         return
-    skip = pytest.mark.skip(reason="needs root (run as root, as CI does)")
+    skip = pytest.mark.skip(reason="marked root: needs root (run as root, as CI does)")
     for item in items:
-        if "tests/engine/" in str(item.path):
+        if item.get_closest_marker("root") is not None:
             item.add_marker(skip)
 
 

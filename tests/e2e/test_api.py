@@ -6,10 +6,13 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
+
+pytestmark = pytest.mark.root
 
 SUB = "api-test"
 API = "?api-version=2023-05-01"

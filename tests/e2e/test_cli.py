@@ -17,6 +17,8 @@ from skiff.client import SkiffClient
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
+pytestmark = pytest.mark.root
+
 RG = "cli-rg"
 # A fresh id per container instance: tells one instance's output from the next one's.
 INSTANCE_ID = "$(cat /proc/sys/kernel/random/uuid)"

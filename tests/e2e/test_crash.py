@@ -24,6 +24,8 @@ from skiff.testing.registry import free_port
 from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 
+pytestmark = pytest.mark.root
+
 SUB = "crash-test"
 API = "?api-version=2023-05-01"
 GROUPS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance/" \

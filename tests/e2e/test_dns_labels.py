@@ -21,6 +21,8 @@ from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer, running_server
 
+pytestmark = pytest.mark.root
+
 API = "?api-version=2023-05-01"
 PROVIDER = "providers/Microsoft.ContainerInstance/containerGroups"
 

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
+
+pytestmark = pytest.mark.root
 
 API = "?api-version=2023-05-01"
 GROUPS = ("/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerInstance/"

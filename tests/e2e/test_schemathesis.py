@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import APIOperation, Case, GenerationMode
@@ -27,6 +28,8 @@ from skiff.engine.images import parse
 from skiff.errors import SkiffError
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
+
+pytestmark = pytest.mark.root
 
 API_VERSION = "2023-05-01"
 SUB = "00000000-0000-0000-0000-000000000000"

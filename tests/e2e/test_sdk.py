@@ -25,6 +25,8 @@ from azure.mgmt.containerinstance.models import (
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
+pytestmark = pytest.mark.root
+
 SUB = "11111111-2222-3333-4444-555555555555"
 API = "?api-version=2023-05-01"
 

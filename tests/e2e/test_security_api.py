@@ -7,9 +7,13 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 from tests.e2e.test_api import API, GROUPS, body, client, settle
+
+pytestmark = pytest.mark.root
 
 
 def with_context(images: BuiltImages, context: dict[str, Any], script: str) -> dict[str, Any]:

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from skiff.engine.network import subnets
 from skiff.testing.server import settled
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
+
+pytestmark = pytest.mark.root
 
 API = "?api-version=2023-05-01"
 NET = "providers/Microsoft.Network/virtualNetworks"

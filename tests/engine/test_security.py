@@ -38,6 +38,8 @@ from tests.conftest import BuiltImages
 from tests.engine.supervising import supervising
 from tests.engine.test_supervisor import wait_view
 
+pytestmark = pytest.mark.root
+
 #: Host ids of the remapped containers: clear of the host's users and of test_spec_runc's.
 USERNS = (300000, 65536)
 

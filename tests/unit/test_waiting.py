@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_eventually_fails_naming_what_never_happened() -> None:
 
 def test_eventually_treats_ignored_errors_as_not_yet() -> None:
     """An ignored exception is retried; any other propagates at once."""
-    calls = iter([OSError("refused"), OSError("refused"), 7])
+    calls: Iterator[OSError | int] = iter([OSError("refused"), OSError("refused"), 7])
 
     def check() -> int:
         value = next(calls)
@@ -32,5 +33,6 @@ def test_eventually_treats_ignored_errors_as_not_yet() -> None:
         return value
 
     assert eventually(check, what="port", ignore=(OSError,), interval_s=0) == 7
+    empty: dict[str, int] = {}
     with pytest.raises(KeyError):
-        eventually(lambda: {}["x"], what="key", ignore=(OSError,))
+        eventually(lambda: empty["x"], what="key", ignore=(OSError,))
