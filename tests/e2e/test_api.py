@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 from skiff.testing.server import settled
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
@@ -70,10 +70,8 @@ def test_tags_apply_in_place_and_other_changes_redeploy(
     changed = body(images, script="echo new; sleep 300")
     answer = http.put(f"{GROUPS}/g{API}", json=changed)
     assert "Azure-AsyncOperation" in answer.headers
-    deadline = time.monotonic() + 30
-    while start_time(settle(http, "g")) == start_time(first):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: start_time(settle(http, "g")) != start_time(first),
+               what="the new command redeploys the container (a new start time)", timeout_s=30)
 
 
 def test_resource_groups_and_their_deletion(skiff: RunningServer, images: BuiltImages) -> None:
@@ -85,10 +83,8 @@ def test_resource_groups_and_their_deletion(skiff: RunningServer, images: BuiltI
     assert (rg["name"], rg["location"]) == ("rg", "local")
     assert http.delete(f"{RG}{API}").status_code == 202
     assert http.get(f"{RG}{API}").status_code == 404
-    deadline = time.monotonic() + 30
-    while skiff.server.plane.engine.group_ids():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: not skiff.server.plane.engine.group_ids(),
+               what="the resource group's container groups are deleted", timeout_s=30)
     assert http.get(f"{GROUPS}/g{API}").status_code == 404
 
 

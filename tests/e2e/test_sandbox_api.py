@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from skiff.testing.server import settled
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
@@ -35,12 +35,10 @@ def body(images: BuiltImages, isolation: str | None) -> dict[str, Any]:
 
 
 def logs(http: httpx.Client, name: str) -> str:
-    deadline = time.monotonic() + 30
-    while "ready" not in (text := str(http.get(f"{GROUPS}/{name}/containers/c/logs{API}")
-                                      .json().get("content", ""))):
-        assert time.monotonic() < deadline, text
-        time.sleep(0.1)
-    return text
+    """The container's logs, once it printed ready."""
+    return eventually(
+        lambda: str(http.get(f"{GROUPS}/{name}/containers/c/logs{API}").json().get("content", "")),
+        until=lambda text: "ready" in text, what=f"{name} prints ready", timeout_s=30)
 
 
 def test_a_group_asking_for_a_sandbox_runs_on_gvisor(

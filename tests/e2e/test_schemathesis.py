@@ -12,7 +12,6 @@ valid groups start real, cheap containers. All of them are deleted at the end.
 from __future__ import annotations
 
 import ssl
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +25,7 @@ from skiff.api.app import create_app
 from skiff.client import SkiffClient
 from skiff.engine.images import parse
 from skiff.errors import SkiffError
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
@@ -143,18 +143,14 @@ def _delete_everything(skiff: RunningServer) -> None:
             answer = api.delete(f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
                                 f"Microsoft.ContainerInstance/containerGroups/{name}")
             assert answer.status_code in (202, 204), answer.text
-    deadline = time.monotonic() + 60
-    while store.list_groups(None, limit=1000)[0] or engine.group_ids():
-        assert time.monotonic() < deadline, "the fuzzed groups were not all deleted"
-        time.sleep(0.1)
+    eventually(lambda: not store.list_groups(None, limit=1000)[0] and not engine.group_ids(),
+               what="the fuzzed groups are all deleted", timeout_s=60, interval_s=0.1)
 
 
-def _wait_for_running(api: httpx.Client, resource_id: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while api.get(resource_id).json()["properties"].get("instanceView", {}).get(
-            "state") != "Running":
-        assert time.monotonic() < deadline, "the target group did not start"
-        time.sleep(0.1)
+def _running(api: httpx.Client, resource_id: str) -> bool:
+    """Whether the group's instanceView says Running."""
+    view = api.get(resource_id).json()["properties"].get("instanceView", {})
+    return bool(view.get("state") == "Running")
 
 
 def test_every_operation_answers_arm_errors_and_never_5xx(
@@ -176,7 +172,8 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
             assert created.status_code == 201, created.text
             operation_id = created.headers["Azure-AsyncOperation"].split("?")[0].split("/")[-1]
             target = {**TARGET, "operation": operation_id}
-            _wait_for_running(api, created.json()["id"])
+            eventually(lambda: _running(api, created.json()["id"]), what="the target group runs",
+                       timeout_s=30)
             network = api.put(f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/"
                               "Microsoft.Network/virtualNetworks/target", json={
                                   "location": "local", "properties": {
@@ -227,7 +224,8 @@ def test_exec_refuses_commands_and_sizes_it_cannot_use(
     with _api(skiff) as api:
         created = api.put(path, json=_sleeper(images.bb))
         assert created.status_code == 201, created.text
-        _wait_for_running(api, created.json()["id"])
+        eventually(lambda: _running(api, created.json()["id"]), what="the group runs",
+                   timeout_s=30)
         for body in bad:
             answer = api.post(f"{path}/containers/main/exec", content=body,
                               headers={"Content-Type": "application/json"})

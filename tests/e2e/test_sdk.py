@@ -22,6 +22,7 @@ from azure.mgmt.containerinstance.models import (
     ResourceRequirements,
 )
 
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
@@ -72,10 +73,9 @@ def test_sdk_lifecycle(skiff: RunningServer, images: BuiltImages) -> None:
     assert got.containers[0].environment_variables[0].secure_value is None
     assert [g.name for g in client.container_groups.list_by_resource_group("rg1")] == ["web"]
     assert [g.name for g in client.container_groups.list()] == ["web"]
-    deadline = time.monotonic() + 10
-    while "hello" not in (client.containers.list_logs("rg1", "web", "main").content or ""):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    eventually(lambda: client.containers.list_logs("rg1", "web", "main").content or "",
+               until=lambda content: "hello" in content, what="the container's output",
+               timeout_s=10)
     client.container_groups.begin_restart("rg1", "web").result()
     after = client.container_groups.get("rg1", "web")
     assert after.containers[0].instance_view.current_state.state == "Running"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import pytest
 
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 from tests.e2e.test_api import API, GROUPS, body, client, settle
@@ -49,11 +49,10 @@ def test_security_context_runs_and_round_trips(skiff: RunningServer,
     assert answer.status_code == 201, answer.text
     group = settle(http, "secure")
     assert group["properties"]["containers"][0]["properties"]["securityContext"] == context
-    deadline = time.monotonic() + 20
-    logs = ""
-    while "Seccomp" not in logs and time.monotonic() < deadline:
-        time.sleep(0.1)
-        logs = http.get(f"{GROUPS}/secure/containers/c/logs{API}").json()["content"]
+    logs: str = eventually(
+        lambda: http.get(f"{GROUPS}/secure/containers/c/logs{API}").json()["content"],
+        until=lambda content: "Seccomp" in content, what="the container's status lines",
+        timeout_s=20)
     lines = logs.splitlines()
     assert lines[:2] == ["1234", "4321"], logs
     status = dict(line.split(":\t") for line in lines[2:5])

@@ -6,7 +6,6 @@ test process) reaches a private group; a public group's container does not.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from skiff.engine.network import subnets
 from skiff.testing.server import settled
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
 from tests.e2e.conftest import RunningServer
 
@@ -122,24 +122,19 @@ def test_a_private_group_runs_in_its_subnet_and_holds_it(
     assert ip == "10.210.1.4"
     assert group["properties"]["ipAddress"]["type"] == "Private"
     assert group["properties"]["subnetIds"] == [{"id": subnet_id("net1", "default")}]
-    deadline = time.monotonic() + 10
-    while True:  # the node reaches it (it runs the probes)
-        try:
-            assert httpx.get(f"http://{ip}/", timeout=2).text == "private\n"
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    page = eventually(lambda: httpx.get(f"http://{ip}/", timeout=2).text,  # as probes do
+                      what=f"the node reaches {ip}", timeout_s=10, ignore=(httpx.TransportError,))
+    assert page == "private\n"
 
     fetch = f"timeout 3 wget -q -O - http://{ip}/ && echo reached || echo blocked"
     public = http.put(f"{RG}/{ACI}/pub{API}", json=group_body(images, None, fetch))
     assert public.status_code == 201, public.text
-    deadline = time.monotonic() + 30
-    while "blocked" not in (logs := http.get(
-            f"{RG}/{ACI}/pub/containers/c/logs{API}").json().get("content", "")):
-        assert "reached" not in logs
-        assert time.monotonic() < deadline, logs
-        time.sleep(0.2)
+    logs: str = eventually(
+        lambda: http.get(f"{RG}/{ACI}/pub/containers/c/logs{API}").json().get("content", ""),
+        until=lambda content: "blocked" in content or "reached" in content,
+        what="the public group's fetch ends", timeout_s=30)
+    assert "blocked" in logs, logs
+    assert "reached" not in logs, logs
 
     assert error(http.delete(f"{RG}/{NET}/net1{API}")) == "InUseSubnetCannotBeDeleted"
     assert error(http.delete(f"{RG}/{NET}/net1/subnets/default{API}")
@@ -150,10 +145,8 @@ def test_a_private_group_runs_in_its_subnet_and_holds_it(
                  ) == "InUseSubnetCannotBeUpdated"
 
     assert http.delete(f"{RG}/{ACI}/priv{API}").status_code in (200, 202)
-    deadline = time.monotonic() + 30
-    while http.delete(f"{RG}/{ACI}/priv{API}").status_code != 204:  # torn down: forgotten
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: http.delete(f"{RG}/{ACI}/priv{API}").status_code == 204,
+               what="the private group is torn down and forgotten", timeout_s=30)
     deleted = http.delete(f"{RG}/{NET}/net1{API}")
     assert deleted.status_code == 200, deleted.text
     prefix = subnets.vnet_prefix(skiff.settings.data_root, f"{RG}/{NET}/net1".lower())

@@ -8,7 +8,6 @@ or closed registry, a tampered blob) fail before any of that and run as anyone.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -35,6 +34,7 @@ from skiff.errors import (
 )
 from skiff.settings import ImageSettings
 from skiff.testing.images import skopeo_copy
+from skiff.testing.waiting import eventually
 from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
 
 
@@ -385,6 +385,17 @@ def test_remove_and_prune(store: ImageStore, images: BuiltImages) -> None:
     assert list((store.root / "l").iterdir()) == []
 
 
+def _kill_when(child: subprocess.Popen[bytes], reached: Callable[[], bool], moment: str) -> None:
+    """SIGKILL ``child`` as soon as ``reached()``; fail if it ended before."""
+    try:
+        eventually(lambda: reached() or child.poll() is not None, what=f"the pull is {moment}",
+                   timeout_s=60, interval_s=0.001)
+        assert child.poll() is None, f"the pull ended before it was {moment}"
+    finally:
+        child.kill()
+        child.wait()
+
+
 @pytest.mark.root
 def test_crash_mid_pull_leaves_no_corrupt_blob_or_layer(
     tmp_path: Path, images: BuiltImages
@@ -399,13 +410,8 @@ def test_crash_mid_pull_leaves_no_corrupt_blob_or_layer(
         "half unpacked": lambda: len(list((root / "layers").glob("[0-9a-f]*"))) >= 40,
     }
     for moment, reached in moments.items():
-        child = subprocess.Popen([sys.executable, "-c", code, str(root), images.many])
-        deadline = time.monotonic() + 60
-        while not reached() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert child.poll() is None, f"the pull ended before it was {moment}"
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        _kill_when(subprocess.Popen([sys.executable, "-c", code, str(root), images.many]),
+                   reached, moment)
         store = ImageStore(root)
         assert all(sha256_file(store.blobs.path(d)) == d for d in store.blobs.digests())
     store = ImageStore(root)

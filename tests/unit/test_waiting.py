@@ -36,3 +36,14 @@ def test_eventually_treats_ignored_errors_as_not_yet() -> None:
     empty: dict[str, int] = {}
     with pytest.raises(KeyError):
         eventually(lambda: empty["x"], what="key", ignore=(OSError,))
+
+
+def test_eventually_until_returns_the_awaited_value_and_shows_the_last_one() -> None:
+    """With ``until`` the fetched value itself is returned once it holds, and a failure
+    shows the last value fetched (logs, a resource), not a bare False."""
+    logs = iter(["", "starting\n", "starting\nready\n"])
+    assert eventually(lambda: next(logs), until=lambda text: "ready" in text, what="ready",
+                      interval_s=0) == "starting\nready\n"
+    with pytest.raises(NeverHappened, match=r"ready: not after 0.05 s \(last: 'starting\\n'\)"):
+        eventually(lambda: "starting\n", until=lambda text: "ready" in text, what="ready",
+                   timeout_s=0.05, interval_s=0.01)

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from skiff.engine.runtime import cgroups
 from skiff.server import Server, build
 from skiff.settings import ApiSettings, DnsSettings, NetworkSettings, RuntimeSettings, Settings
 from skiff.testing.registry import free_port
+from skiff.testing.waiting import eventually
 
 
 @dataclass
@@ -44,12 +44,12 @@ class RunningServer:
 
 def wait_port(port: int, timeout_s: float = 15) -> None:
     """Wait until something accepts connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError("the skiff server did not start listening")
+    def accepts() -> bool:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+
+    eventually(accepts, what=f"something listens on 127.0.0.1:{port}", timeout_s=timeout_s,
+               interval_s=0.02, ignore=(OSError,))
 
 
 @contextlib.contextmanager
@@ -109,10 +109,9 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
 
 def settled(http: httpx.Client, path: str, timeout_s: float = 30) -> dict[str, Any]:
     """GET the group at ``path`` until its provisioningState is Succeeded or Failed."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        group: dict[str, Any] = http.get(path).json()
-        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
-            return group
-        assert time.monotonic() < deadline, f"{path} did not settle: {group}"
-        time.sleep(0.05)
+    def group() -> dict[str, Any]:
+        found: dict[str, Any] = http.get(path).json()
+        return found
+
+    return eventually(group, until=lambda g: g["properties"]["provisioningState"] in (
+        "Succeeded", "Failed"), what=f"{path} settles", timeout_s=timeout_s)
