@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
-from skiff.testing.server import settled
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.documents import one_container_group
+from skiff.testing.server import RunningServer, settled
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.root
 
@@ -21,16 +21,9 @@ GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
 LOCATION = f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/locations/local"
 
 
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
-
-
 def body(images: BuiltImages, cpu: float = 0.1, script: str = "sleep 300") -> dict[str, Any]:
-    return {"location": "local", "tags": {"team": "a"}, "properties": {
-        "osType": "Linux", "containers": [{"name": "c", "properties": {
-            "image": images.bb, "command": ["sh", "-c", script],
-            "resources": {"requests": {"cpu": cpu, "memoryInGB": 0.1}}}}]}}
+    """A one-container group tagged team a."""
+    return {**one_container_group(images.bb, script, cpu=cpu), "tags": {"team": "a"}}
 
 
 def settle(http: httpx.Client, name: str, timeout_s: float = 30) -> dict[str, Any]:
@@ -45,7 +38,7 @@ def start_time(group: dict[str, Any]) -> str:
 
 def test_group_larger_than_the_host_is_refused(skiff: RunningServer, images: BuiltImages) -> None:
     """A group asking more CPU than the host has left gets ACI's capacity error; nothing stays."""
-    http = client(skiff)
+    http = skiff.client()
     answer = http.put(f"{GROUPS}/huge{API}", json=body(images, cpu=512))
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "ServiceUnavailable"
@@ -56,7 +49,7 @@ def test_tags_apply_in_place_and_other_changes_redeploy(
     skiff: RunningServer, images: BuiltImages
 ) -> None:
     """PATCH and PUT with new tags keep the containers; a new command redeploys them."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{GROUPS}/g{API}", json=body(images)).status_code == 201
     first = settle(http, "g")
     patched = http.patch(f"{GROUPS}/g{API}", json={"tags": {"team": "b"}})
@@ -76,7 +69,7 @@ def test_tags_apply_in_place_and_other_changes_redeploy(
 
 def test_resource_groups_and_their_deletion(skiff: RunningServer, images: BuiltImages) -> None:
     """A group PUT creates its resource group; deleting the resource group deletes its groups."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{GROUPS}/g{API}", json=body(images)).status_code == 201
     settle(http, "g")
     rg = http.get(f"{RG}{API}").json()
@@ -90,7 +83,7 @@ def test_resource_groups_and_their_deletion(skiff: RunningServer, images: BuiltI
 
 def test_location_resources_and_operations_list(skiff: RunningServer, images: BuiltImages) -> None:
     """usages, capabilities, cachedImages and the operations list answer in ACI's shapes."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{GROUPS}/g{API}", json=body(images, cpu=0.5)).status_code == 201
     settle(http, "g")
     usages = {u["name"]["value"]: u for u in http.get(f"{LOCATION}/usages{API}").json()["value"]}

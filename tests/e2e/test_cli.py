@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 
 from skiff.cli.main import main
 from skiff.client import SkiffClient
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.root
 

@@ -19,10 +19,10 @@ from skiff.engine.network import firewall
 from skiff.engine.network.networks import bridge_name
 from skiff.engine.runtime import cgroups
 from skiff.engine.runtime.conmon import run_dir_for
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.registry import free_port
 from skiff.testing.server import settled
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
 
 pytestmark = pytest.mark.root
 

@@ -15,11 +15,10 @@ import pytest
 
 from skiff.control.names import Names
 from skiff.dns import Zone
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.registry import free_port
-from skiff.testing.server import settled
+from skiff.testing.server import RunningServer, running_server, settled
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer, running_server
 
 pytestmark = pytest.mark.root
 
@@ -34,10 +33,6 @@ def named(tmp_path: Path) -> Iterator[tuple[RunningServer, int]]:
     with running_server(tmp_path / "root", dns_listen=f"127.0.0.1:{port}") as running:
         yield running, port
 
-
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
 
 
 def url(name: str, sub: str = "sub-1", rg: str = "rg") -> str:
@@ -77,7 +72,7 @@ def test_a_label_is_answered_over_dns_and_held_until_its_group_is_gone(
 ) -> None:
     """GET shows the FQDN, DNS answers the group's IP; the label is exclusive until delete."""
     skiff, port = named
-    http = client(skiff)
+    http = skiff.client()
     created = http.put(url("one"), json=body(images, "webapp1"))
     assert created.status_code == 201, created.text
     fqdn = "webapp1.local.skiff.internal"
@@ -136,7 +131,7 @@ def test_subscription_reuse_names_follow_the_subscription(
     skiff: RunningServer, images: BuiltImages
 ) -> None:
     """SubscriptionReuse: one name per subscription (held, then reused there), another elsewhere."""
-    http = client(skiff)
+    http = skiff.client()
 
     def fqdn(answer: httpx.Response) -> str:
         assert answer.status_code in (200, 201), answer.text
@@ -170,7 +165,7 @@ def test_containers_resolve_name_labels_through_the_gateway(
     """A container's resolv.conf names skiff's resolver on the gateway, which answers
     another group's name label with that group's address."""
     skiff, _ = named
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(url("target"), json=body(images, "target-web")).status_code == 201
     target = settled(http, url("target"))
     fqdn, ip = target["properties"]["ipAddress"]["fqdn"], target["properties"]["ipAddress"]["ip"]

@@ -8,10 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from skiff.testing.server import settled
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer, settled
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.root
 
@@ -19,10 +18,6 @@ API = "?api-version=2023-05-01"
 GROUPS = ("/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerInstance/"
           "containerGroups")
 
-
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
 
 
 def body(images: BuiltImages, isolation: str | None) -> dict[str, Any]:
@@ -46,7 +41,7 @@ def test_a_group_asking_for_a_sandbox_runs_on_gvisor(
 ) -> None:
     """isolation Sandbox runs the group under gVisor's kernel (uname says 4.4.0, not the
     host's), answered back; without it the server's default, Container, is stored."""
-    http = client(skiff)
+    http = skiff.client()
     made = http.put(f"{GROUPS}/boxed{API}", json=body(images, "sandbox"))
     assert made.status_code == 201, made.text
     group = settled(http, f"{GROUPS}/boxed{API}")

@@ -11,7 +11,6 @@ valid groups start real, cheap containers. All of them are deleted at the end.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 from urllib.parse import quote
 
@@ -25,9 +24,9 @@ from skiff.api.app import create_app
 from skiff.client import SkiffClient
 from skiff.engine.images import parse
 from skiff.errors import SkiffError
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.root
 
@@ -128,9 +127,7 @@ def _fuzz(operation: Operation, image: str, seen: dict[str, set[int]], examples:
 
 def _api(skiff: RunningServer) -> httpx.Client:
     """The fixture server over HTTPS, as the admin."""
-    return httpx.Client(base_url=skiff.url, verify=ssl.create_default_context(cafile=skiff.ca),
-                        headers={"Authorization": f"Bearer {skiff.token}"},
-                        params={"api-version": API_VERSION}, timeout=30)
+    return skiff.client(params={"api-version": API_VERSION})
 
 
 def _delete_everything(skiff: RunningServer) -> None:

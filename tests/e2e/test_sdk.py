@@ -22,9 +22,9 @@ from azure.mgmt.containerinstance.models import (
     ResourceRequirements,
 )
 
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.root
 

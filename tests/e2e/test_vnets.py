@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from skiff.engine.network import subnets
-from skiff.testing.server import settled
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer, settled
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.root
 
@@ -25,10 +24,6 @@ NET = "providers/Microsoft.Network/virtualNetworks"
 ACI = "providers/Microsoft.ContainerInstance/containerGroups"
 RG = "/subscriptions/sub-1/resourceGroups/rg"
 
-
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
 
 
 def vnet_body(space: str = "10.210.0.0/16", **subnets_: str) -> dict[str, Any]:
@@ -61,7 +56,7 @@ def error(response: httpx.Response) -> str:
 
 def test_virtual_networks_are_resources_with_arm_rules(skiff: RunningServer) -> None:
     """PUT/GET/list/DELETE of networks and subnets, with Azure's refusals."""
-    http = client(skiff)
+    http = skiff.client()
     made = http.put(f"{RG}/{NET}/net1{API}", json=vnet_body(default="10.210.1.0/24"))
     assert made.status_code == 201, made.text
     doc = made.json()
@@ -104,7 +99,7 @@ def test_a_private_group_runs_in_its_subnet_and_holds_it(
     """A group with subnetIds gets the subnet's 5th address, serves the node, is
     unreachable from a public group, and keeps its subnet and network from being
     deleted until it is gone; then the node is clean."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{RG}/{NET}/net1{API}",
                     json=vnet_body(default="10.210.1.0/24")).status_code == 201
     missing = http.put(f"{RG}/{ACI}/priv{API}", json=group_body(

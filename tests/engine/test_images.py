@@ -33,9 +33,9 @@ from skiff.errors import (
     RegistryUnreachable,
 )
 from skiff.settings import ImageSettings
+from skiff.testing.catalog import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
 from skiff.testing.images import skopeo_copy
 from skiff.testing.waiting import eventually
-from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
 
 
 def creds_for(images: BuiltImages, password: str = PRIVATE_PASSWORD) -> list[RegistryCredential]:

@@ -31,6 +31,8 @@ from skiff.testing.waiting import eventually
 
 @dataclass
 class RunningServer:
+    """A skiff serving HTTPS at ``url`` (its CA certificate at ``ca``), with the admin token."""
+
     server: Server
     url: str
     ca: Path
@@ -40,6 +42,11 @@ class RunningServer:
     @property
     def settings(self) -> Settings:
         return self.server.plane.settings
+
+    def client(self, **options: Any) -> httpx.Client:
+        """An HTTPS client of the API, as the admin (``options`` go to httpx.Client)."""
+        return httpx.Client(base_url=self.url, verify=str(self.ca), timeout=30,
+                            headers={"Authorization": f"Bearer {self.token}"}, **options)
 
 
 def wait_port(port: int, timeout_s: float = 15) -> None:
