@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -56,7 +57,7 @@ class Serve:
     def client(self) -> httpx.Client:
         token = (self.root / "admin.token").read_text().strip()
         return httpx.Client(base_url=f"https://127.0.0.1:{self.port}", timeout=30,
-                            verify=str(self.root / "ca.pem"),
+                            verify=ssl.create_default_context(cafile=self.root / "ca.pem"),
                             headers={"Authorization": f"Bearer {token}"})
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

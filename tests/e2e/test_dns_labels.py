@@ -34,7 +34,6 @@ def named(tmp_path: Path) -> Iterator[tuple[RunningServer, int]]:
         yield running, port
 
 
-
 def url(name: str, sub: str = "sub-1", rg: str = "rg") -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/{PROVIDER}/{name}{API}"
 

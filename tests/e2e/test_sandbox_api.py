@@ -19,7 +19,6 @@ GROUPS = ("/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerI
           "containerGroups")
 
 
-
 def body(images: BuiltImages, isolation: str | None) -> dict[str, Any]:
     props: dict[str, Any] = {"osType": "Linux", "containers": [{"name": "c", "properties": {
         "image": images.bb, "command": ["sh", "-c", "uname -r; echo ready; sleep 300"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
@@ -50,7 +51,8 @@ def sdk(skiff: RunningServer, token: str | None = None) -> ContainerInstanceMana
 
 def raw(skiff: RunningServer, token: str | None = "") -> httpx.Client:
     headers = {} if token is None else {"Authorization": f"Bearer {token or skiff.token}"}
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), headers=headers, timeout=30)
+    return httpx.Client(base_url=skiff.url, verify=ssl.create_default_context(cafile=skiff.ca),
+                        headers=headers, timeout=30)
 
 
 def group_model(images: BuiltImages, script: str = "echo hello; sleep 300") -> ContainerGroup:

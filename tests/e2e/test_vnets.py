@@ -25,7 +25,6 @@ ACI = "providers/Microsoft.ContainerInstance/containerGroups"
 RG = "/subscriptions/sub-1/resourceGroups/rg"
 
 
-
 def vnet_body(space: str = "10.210.0.0/16", **subnets_: str) -> dict[str, Any]:
     return {"location": "local", "properties": {
         "addressSpace": {"addressPrefixes": [space]},

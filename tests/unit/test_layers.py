@@ -1059,7 +1059,6 @@ def test_rejected_etc_passwd_hardlink_leaves_it_unlinked(site: Site) -> None:
     assert not os.path.lexists(site.dest / "etc" / "passwd")
 
 
-
 @pytest.mark.parametrize(("data", "diff_id", "error"), [
     pytest.param(gzip.compress(_sample()), None, None, id="ok"),
     pytest.param(gzip.compress(_sample()), "sha256:" + "0" * 64, DigestMismatch, id="mismatch"),

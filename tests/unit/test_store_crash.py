@@ -57,13 +57,14 @@ def run_and_kill(path: Path, out: Path, tag: str, kill_after: int) -> list[str]:
     with out.open("wb") as stdout:
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), tag],
                                  stdout=stdout, stderr=subprocess.PIPE)
+
     def written() -> bool:
         assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
         return count_rows(path) >= kill_after
 
     try:
         eventually(written, what=f"the writer commits {kill_after} groups", timeout_s=60,
-                   interval_s=0.001)  # a short poll: the kill lands at a random moment
+                   interval_s=0.001)  # polled often: the kill lands right after the count
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()

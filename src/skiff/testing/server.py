@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -45,7 +46,8 @@ class RunningServer:
 
     def client(self, **options: Any) -> httpx.Client:
         """An HTTPS client of the API, as the admin (``options`` go to httpx.Client)."""
-        return httpx.Client(base_url=self.url, verify=str(self.ca), timeout=30,
+        return httpx.Client(base_url=self.url, timeout=30,
+                            verify=ssl.create_default_context(cafile=self.ca),
                             headers={"Authorization": f"Bearer {self.token}"}, **options)
 
 
@@ -120,5 +122,7 @@ def settled(http: httpx.Client, path: str, timeout_s: float = 30) -> dict[str, A
         found: dict[str, Any] = http.get(path).json()
         return found
 
-    return eventually(group, until=lambda g: g["properties"]["provisioningState"] in (
-        "Succeeded", "Failed"), what=f"{path} settles", timeout_s=timeout_s)
+    def done(found: dict[str, Any]) -> bool:
+        return found["properties"]["provisioningState"] in ("Succeeded", "Failed")
+
+    return eventually(group, until=done, what=f"{path} settles", timeout_s=timeout_s)
