@@ -1,11 +1,11 @@
-"""Shared fixtures: real registries on loopback and images built from busybox-static."""
+"""Shared fixtures (the catalog's images in real registries, an image store), and which
+tests are skipped without root."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,108 +13,45 @@ import pytest
 from skiff.engine import mounts
 from skiff.engine.images import ImageStore
 from skiff.engine.images.rootfs import unmount
-from skiff.testing.images import (
-    ImageSpec,
-    LayerBuilder,
-    LayerWriter,
-    Layout,
-    busybox_layer,
-    push,
-)
-from skiff.testing.registry import Registry, running_registry
 
-PRIVATE_USER, PRIVATE_PASSWORD = "skiffuser", "s3cret-Pa55word-xyzzy"
+# Re-exported for the test modules that still import them from here (test_supervisor and
+# the modules built on it, which are moving); new code imports skiff.testing.catalog.
+from skiff.testing.catalog import PRIVATE_PASSWORD as PRIVATE_PASSWORD
+from skiff.testing.catalog import PRIVATE_USER as PRIVATE_USER
+from skiff.testing.catalog import BuiltImages as BuiltImages
+from skiff.testing.catalog import built_images
+
+# Modules that need root but do not say so yet: their owners are adding
+# ``pytestmark = pytest.mark.root`` to them; until then they are marked here.
+_ROOT_MODULES_NOT_YET_MARKED = frozenset({
+    "tests/engine/test_attacks.py", "tests/engine/test_firewall.py",
+    "tests/engine/test_network.py", "tests/engine/test_runtime.py",
+    "tests/engine/test_sandbox.py", "tests/engine/test_supervisor.py",
+    "tests/engine/test_vnets.py",
+})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under tests/engine need root (mounts, registries, runtimes): CI is root."""
+    """Tests marked ``root`` (mounts, namespaces, runtimes, real registries) are skipped
+    unless the run is root, as CI's is; every other test runs as any user."""
+    for item in items:
+        if item.nodeid.partition("::")[0] in _ROOT_MODULES_NOT_YET_MARKED:
+            item.add_marker(pytest.mark.root)
     if os.geteuid() == 0:
         return
-    skip = pytest.mark.skip(reason="needs root (run as root, as CI does)")
+    skip = pytest.mark.skip(reason="marked root: needs root (run as root, as CI does)")
     for item in items:
-        if "tests/engine/" in str(item.path):
+        if item.get_closest_marker("root") is not None:
             item.add_marker(skip)
-
-
-def _data_layer(b: LayerBuilder) -> None:
-    b.dir("data")
-    b.file("data/gone", b"hidden by the layer above\n")
-    b.file("data/kept", b"kept\n")
-    b.dir("cache")
-    b.file("cache/old", b"hidden by the opaque marker\n")
-    b.file("bin/su-test", b"#!/bin/sh\n", mode=0o4755)
-    b.dir("shared", mode=0o1777)
-
-
-def _top_layer(b: LayerBuilder) -> None:
-    b.whiteout("data/gone")
-    b.opaque("cache")
-    b.file("cache/new", b"fresh\n")
-    b.file("etc/motd", b"hello from skiff\n")
-
-
-def _app_layer(b: LayerBuilder) -> None:
-    b.dir("app")
-    b.file("app/run.sh", b"#!/bin/sh\necho app\n", mode=0o755)
-
-
-def _numbered(i: int) -> LayerWriter:
-    def write(b: LayerBuilder) -> None:
-        b.file(f"layer-{i:02d}", f"{i}\n".encode())
-
-    return write
-
-
-def _escape_layer(b: LayerBuilder) -> None:
-    b.file("../../evil", b"escaped\n")
-
-
-@dataclass(frozen=True)
-class BuiltImages:
-    """What the session's registries hold."""
-
-    layout: Path
-    public: Registry
-    private: Registry
-    bb: str  # busybox + data layer (whiteout, opaque, setuid) + top layer
-    app: str  # shares bb's base layer; a rich config
-    multi: str  # a multi-platform index: amd64 and arm64
-    private_bb: str  # bb on the registry behind htpasswd
-    evil: str  # a layer that tries to leave its directory
-    many: str  # 80 layers: more than one page of overlay options
 
 
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImages]:
+    """The catalog's images in a public and a private registry, for the whole session."""
     if shutil.which("docker-registry") is None or shutil.which("skopeo") is None:
         pytest.skip("needs docker-registry and skopeo (run .ci/run)")
-    base = tmp_path_factory.mktemp("registries")
-    layout_dir = base / "layout"
-    layout = Layout(layout_dir)
-    layout.tag("bb", layout.image(ImageSpec(layers=[busybox_layer, _data_layer, _top_layer])))
-    layout.tag("app", layout.image(ImageSpec(
-        layers=[busybox_layer, _app_layer], entrypoint=["/app/run.sh"], cmd=["--serve"],
-        env=["PATH=/bin", "MODE=test"], working_dir="/app", user="65534:65534",
-        exposed_ports=["80/tcp", "53/udp"], labels={"org.skiff.test": "yes"})))
-    amd = layout.image(ImageSpec(layers=[busybox_layer], architecture="amd64"))
-    arm = layout.image(ImageSpec(layers=[busybox_layer, _app_layer], architecture="arm64"))
-    layout.tag("multi", layout.index([arm, amd]))
-    layout.tag("evil", layout.image(ImageSpec(layers=[busybox_layer, _escape_layer])))
-    many_layers: list[LayerWriter] = [busybox_layer, *(_numbered(i) for i in range(79))]
-    layout.tag("many", layout.image(ImageSpec(layers=many_layers)))
-    with running_registry(base / "public") as public, running_registry(
-        base / "private", user=PRIVATE_USER, password=PRIVATE_PASSWORD
-    ) as private:
-        for tag in ("bb", "app", "evil", "many"):
-            push(layout_dir, tag, public.host, f"test/{tag}")
-        push(layout_dir, "multi", public.host, "test/multi", all_platforms=True)
-        push(layout_dir, "bb", private.host, "secret/bb", creds=private.creds)
-        yield BuiltImages(
-            layout=layout_dir, public=public, private=private,
-            bb=f"{public.host}/test/bb:bb", app=f"{public.host}/test/app:app",
-            multi=f"{public.host}/test/multi:multi", private_bb=f"{private.host}/secret/bb:bb",
-            evil=f"{public.host}/test/evil:evil", many=f"{public.host}/test/many:many",
-        )
+    with built_images(tmp_path_factory.mktemp("registries")) as built:
+        yield built
 
 
 @pytest.fixture

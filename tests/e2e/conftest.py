@@ -9,10 +9,9 @@ import pytest
 
 from skiff.testing.server import RunningServer, running_server
 
-__all__ = ["RunningServer", "running_server"]
-
 
 @pytest.fixture
 def skiff(tmp_path: Path) -> Iterator[RunningServer]:
+    """A skiff serving on a fresh data root; its groups and node set-up go after."""
     with running_server(tmp_path / "root") as running:
         yield running

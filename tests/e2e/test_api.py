@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
+import pytest
 
-from skiff.testing.server import settled
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.documents import one_container_group
+from skiff.testing.server import RunningServer, settled
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 SUB = "api-test"
 API = "?api-version=2023-05-01"
@@ -18,16 +21,9 @@ GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
 LOCATION = f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/locations/local"
 
 
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
-
-
 def body(images: BuiltImages, cpu: float = 0.1, script: str = "sleep 300") -> dict[str, Any]:
-    return {"location": "local", "tags": {"team": "a"}, "properties": {
-        "osType": "Linux", "containers": [{"name": "c", "properties": {
-            "image": images.bb, "command": ["sh", "-c", script],
-            "resources": {"requests": {"cpu": cpu, "memoryInGB": 0.1}}}}]}}
+    """A one-container group tagged team a."""
+    return {**one_container_group(images.bb, script, cpu=cpu), "tags": {"team": "a"}}
 
 
 def settle(http: httpx.Client, name: str, timeout_s: float = 30) -> dict[str, Any]:
@@ -42,7 +38,7 @@ def start_time(group: dict[str, Any]) -> str:
 
 def test_group_larger_than_the_host_is_refused(skiff: RunningServer, images: BuiltImages) -> None:
     """A group asking more CPU than the host has left gets ACI's capacity error; nothing stays."""
-    http = client(skiff)
+    http = skiff.client()
     answer = http.put(f"{GROUPS}/huge{API}", json=body(images, cpu=512))
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "ServiceUnavailable"
@@ -53,7 +49,7 @@ def test_tags_apply_in_place_and_other_changes_redeploy(
     skiff: RunningServer, images: BuiltImages
 ) -> None:
     """PATCH and PUT with new tags keep the containers; a new command redeploys them."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{GROUPS}/g{API}", json=body(images)).status_code == 201
     first = settle(http, "g")
     patched = http.patch(f"{GROUPS}/g{API}", json={"tags": {"team": "b"}})
@@ -67,31 +63,27 @@ def test_tags_apply_in_place_and_other_changes_redeploy(
     changed = body(images, script="echo new; sleep 300")
     answer = http.put(f"{GROUPS}/g{API}", json=changed)
     assert "Azure-AsyncOperation" in answer.headers
-    deadline = time.monotonic() + 30
-    while start_time(settle(http, "g")) == start_time(first):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: start_time(settle(http, "g")) != start_time(first),
+               what="the new command redeploys the container (a new start time)", timeout_s=30)
 
 
 def test_resource_groups_and_their_deletion(skiff: RunningServer, images: BuiltImages) -> None:
     """A group PUT creates its resource group; deleting the resource group deletes its groups."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{GROUPS}/g{API}", json=body(images)).status_code == 201
     settle(http, "g")
     rg = http.get(f"{RG}{API}").json()
     assert (rg["name"], rg["location"]) == ("rg", "local")
     assert http.delete(f"{RG}{API}").status_code == 202
     assert http.get(f"{RG}{API}").status_code == 404
-    deadline = time.monotonic() + 30
-    while skiff.server.plane.engine.group_ids():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: not skiff.server.plane.engine.group_ids(),
+               what="the resource group's container groups are deleted", timeout_s=30)
     assert http.get(f"{GROUPS}/g{API}").status_code == 404
 
 
 def test_location_resources_and_operations_list(skiff: RunningServer, images: BuiltImages) -> None:
     """usages, capabilities, cachedImages and the operations list answer in ACI's shapes."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{GROUPS}/g{API}", json=body(images, cpu=0.5)).status_code == 201
     settle(http, "g")
     usages = {u["name"]["value"]: u for u in http.get(f"{LOCATION}/usages{API}").json()["value"]}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +12,11 @@ from click.testing import CliRunner, Result
 
 from skiff.cli.main import main
 from skiff.client import SkiffClient
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 RG = "cli-rg"
 # A fresh id per container instance: tells one instance's output from the next one's.
@@ -58,13 +59,6 @@ def create(skiff: RunningServer, images: BuiltImages, name: str, script: str,
     return group
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def logs(skiff: RunningServer, name: str, *extra: str) -> str:
     return ok(cli(skiff, "logs", "-g", RG, "-n", name, *extra)).stdout
 
@@ -95,7 +89,8 @@ def test_create_from_flags_waits_and_prints_the_group(
         {"name": "GREETING", "value": "hello"}, {"name": "MODE", "value": "test"},
         {"name": "TOKEN"}]
     assert "hush-hush-42" not in json.dumps(group)
-    wait_for(lambda: "hello" in logs(skiff, "flags"), "the container's output")
+    eventually(lambda: logs(skiff, "flags"), until=lambda out: "hello" in out,
+               what="the container's output", timeout_s=15)
 
 
 def test_create_from_a_yaml_file_deploys_every_container(
@@ -129,20 +124,23 @@ def test_create_from_a_yaml_file_deploys_every_container(
     listed = ok(cli(skiff, "list", "-o", "tsv", "--query",
                     "[].{n: name, rg: resourceGroup, c: length(containers)}"))
     assert listed.stdout == f"pair\t{RG}\t2\n"
-    wait_for(lambda: logs(skiff, "pair", "--container-name", "second") == "two\n",
-             "the second container's output")
+    eventually(lambda: logs(skiff, "pair", "--container-name", "second"),
+               until=lambda out: out == "two\n", what="the second container's output",
+               timeout_s=15)
 
 
 def test_logs_tail_and_previous_after_a_restart(skiff: RunningServer, images: BuiltImages) -> None:
     """logs --tail gives the last lines; after restart, --previous gives the old instance's."""
     create(skiff, images, "logs", f"echo id-{INSTANCE_ID}; echo two; echo three; sleep 300")
-    wait_for(lambda: logs(skiff, "logs").endswith("three\n"), "the container's output")
+    eventually(lambda: logs(skiff, "logs"), until=lambda out: out.endswith("three\n"),
+               what="the container's output", timeout_s=15)
     first = logs(skiff, "logs").splitlines()[0]
     assert first.startswith("id-")
     assert logs(skiff, "logs", "--tail", "1") == "three\n"
     assert logs(skiff, "logs", "--tail", "2") == "two\nthree\n"
     ok(cli(skiff, "restart", "-g", RG, "-n", "logs"))
-    wait_for(lambda: logs(skiff, "logs").endswith("three\n"), "the new instance's output")
+    eventually(lambda: logs(skiff, "logs"), until=lambda out: out.endswith("three\n"),
+               what="the new instance's output", timeout_s=15)
     assert logs(skiff, "logs", "--previous").splitlines()[0] == first
     assert logs(skiff, "logs").splitlines()[0] != first
 
@@ -178,11 +176,13 @@ def test_stop_start_and_restart(skiff: RunningServer, images: BuiltImages) -> No
     assert state(skiff, "cycle") == "Stopped"
     ok(cli(skiff, "start", "-g", RG, "-n", "cycle"))
     assert state(skiff, "cycle") == "Running"
-    wait_for(lambda: logs(skiff, "cycle").startswith("id-"), "the started instance's output")
+    eventually(lambda: logs(skiff, "cycle"), until=lambda out: out.startswith("id-"),
+               what="the started instance's output", timeout_s=15)
     before = logs(skiff, "cycle")
     ok(cli(skiff, "restart", "-g", RG, "-n", "cycle"))
     assert state(skiff, "cycle") == "Running"
-    wait_for(lambda: logs(skiff, "cycle").startswith("id-"), "the new instance's output")
+    eventually(lambda: logs(skiff, "cycle"), until=lambda out: out.startswith("id-"),
+               what="the new instance's output", timeout_s=15)
     assert logs(skiff, "cycle") != before
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,12 @@ from skiff.engine.network import firewall
 from skiff.engine.network.networks import bridge_name
 from skiff.engine.runtime import cgroups
 from skiff.engine.runtime.conmon import run_dir_for
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.registry import free_port
 from skiff.testing.server import settled
-from tests.conftest import BuiltImages
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 SUB = "crash-test"
 API = "?api-version=2023-05-01"
@@ -42,19 +45,19 @@ class Serve:
             [sys.executable, "-m", "skiff", "serve", "--data-root", str(self.root),
              "--listen", f"127.0.0.1:{self.port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, "skiff serve exited"
-            with contextlib.suppress(httpx.HTTPError, OSError):
-                if self.client().get(GROUPS + API).status_code == 200:
-                    return
-            assert time.monotonic() < deadline, "skiff serve did not come up"
-            time.sleep(0.05)
+        process = self.process
+
+        def answers() -> bool:
+            assert process.poll() is None, "skiff serve exited"
+            return self.client().get(GROUPS + API).status_code == 200
+
+        eventually(answers, what="skiff serve answers", timeout_s=30,
+                   ignore=(httpx.HTTPError, OSError))  # not listening yet, no token yet
 
     def client(self) -> httpx.Client:
         token = (self.root / "admin.token").read_text().strip()
         return httpx.Client(base_url=f"https://127.0.0.1:{self.port}", timeout=30,
-                            verify=str(self.root / "ca.pem"),
+                            verify=ssl.create_default_context(cafile=self.root / "ca.pem"),
                             headers={"Authorization": f"Bearer {token}"})
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -88,9 +91,8 @@ def _delete_everything(server: Serve) -> None:
     names = [g["name"] for g in client.get(GROUPS + API).json()["value"]]
     for name in names:
         client.delete(f"{GROUPS}/{name}{API}")
-    deadline = time.monotonic() + 60
-    while client.get(GROUPS + API).json()["value"] and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: not client.get(GROUPS + API).json()["value"],
+               what="every group is deleted", timeout_s=60, interval_s=0.1)
     server.kill(signal.SIGTERM)
 
 
@@ -141,13 +143,13 @@ def test_sigkill_loses_no_group_duplicates_none_and_adopts_containers(
 
     creator = threading.Thread(target=create_until_killed)
     creator.start()
-    deadline = time.monotonic() + 60
-    while len(accepted) < 4 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    serve.kill()  # in the middle of creates, starts and reconciles
-    stop.set()
-    creator.join(timeout=60)
-    assert len(accepted) >= 4
+    try:
+        eventually(lambda: len(accepted) >= 4, what="four creates accepted", timeout_s=60,
+                   interval_s=0.005)
+    finally:
+        serve.kill()  # in the middle of creates, starts and reconciles
+        stop.set()
+        creator.join(timeout=60)
 
     serve.start()
     client = serve.client()

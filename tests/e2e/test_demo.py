@@ -15,6 +15,8 @@ from skiff.engine.runtime import cgroups
 from skiff.engine.runtime.conmon import run_dir_for
 from skiff.testing.registry import free_port
 
+pytestmark = pytest.mark.root
+
 
 def test_demo_runs_a_web_group_through_the_api(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

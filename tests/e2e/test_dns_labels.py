@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,12 @@ import pytest
 
 from skiff.control.names import Names
 from skiff.dns import Zone
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.registry import free_port
-from skiff.testing.server import settled
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer, running_server
+from skiff.testing.server import RunningServer, running_server, settled
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 API = "?api-version=2023-05-01"
 PROVIDER = "providers/Microsoft.ContainerInstance/containerGroups"
@@ -31,11 +32,6 @@ def named(tmp_path: Path) -> Iterator[tuple[RunningServer, int]]:
     port = free_port()
     with running_server(tmp_path / "root", dns_listen=f"127.0.0.1:{port}") as running:
         yield running, port
-
-
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
 
 
 def url(name: str, sub: str = "sub-1", rg: str = "rg") -> str:
@@ -54,15 +50,11 @@ def body(images: BuiltImages, label: str, scope: str | None = None) -> dict[str,
             "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}
 
 
-
-
 def gone(http: httpx.Client, path: str, timeout_s: float = 30) -> None:
     """Delete the group and wait until the store forgot it (and released its label)."""
     assert http.delete(path).status_code in (200, 202, 204)
-    deadline = time.monotonic() + timeout_s
-    while http.get(path).status_code != 404 or http.delete(path).status_code != 204:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: http.get(path).status_code == 404 and http.delete(path).status_code == 204,
+               what=f"{path} is forgotten", timeout_s=timeout_s)
 
 
 def ask(port: int, name: str, rdtype: str = "A") -> dns.message.Message:
@@ -79,7 +71,7 @@ def test_a_label_is_answered_over_dns_and_held_until_its_group_is_gone(
 ) -> None:
     """GET shows the FQDN, DNS answers the group's IP; the label is exclusive until delete."""
     skiff, port = named
-    http = client(skiff)
+    http = skiff.client()
     created = http.put(url("one"), json=body(images, "webapp1"))
     assert created.status_code == 201, created.text
     fqdn = "webapp1.local.skiff.internal"
@@ -120,10 +112,8 @@ def test_a_label_is_answered_over_dns_and_held_until_its_group_is_gone(
     assert ask(port, fqdn).rcode() == dns.rcode.NXDOMAIN  # a stopped group has no address
     assert http.post(f"/subscriptions/sub-1/resourceGroups/rg/{PROVIDER}/one/start{API}"
                      ).status_code in (202, 204)
-    deadline = time.monotonic() + 30
-    while not addresses(ask(port, fqdn)):  # published again once the group runs again
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: addresses(ask(port, fqdn)),  # once the group runs again
+               what=f"{fqdn} is published again", timeout_s=30)
     restarted = http.get(url("one")).json()
     assert addresses(ask(port, fqdn)) == [restarted["properties"]["ipAddress"]["ip"]]
 
@@ -140,7 +130,7 @@ def test_subscription_reuse_names_follow_the_subscription(
     skiff: RunningServer, images: BuiltImages
 ) -> None:
     """SubscriptionReuse: one name per subscription (held, then reused there), another elsewhere."""
-    http = client(skiff)
+    http = skiff.client()
 
     def fqdn(answer: httpx.Response) -> str:
         assert answer.status_code in (200, 201), answer.text
@@ -174,7 +164,7 @@ def test_containers_resolve_name_labels_through_the_gateway(
     """A container's resolv.conf names skiff's resolver on the gateway, which answers
     another group's name label with that group's address."""
     skiff, _ = named
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(url("target"), json=body(images, "target-web")).status_code == 201
     target = settled(http, url("target"))
     fqdn, ip = target["properties"]["ipAddress"]["fqdn"], target["properties"]["ipAddress"]["ip"]
@@ -184,11 +174,9 @@ def test_containers_resolve_name_labels_through_the_gateway(
     assert http.put(url("asker"), json=asker).status_code == 201
     settled(http, url("asker"))
     gateway = skiff.server.node.networks.gateway()
-    deadline = time.monotonic() + 30
-    while True:
-        logs = http.get(url("asker").replace(API, "") + f"/containers/c/logs{API}").json()
-        if ip in logs["content"].split("Name:")[-1]:
-            break
-        assert time.monotonic() < deadline, logs
-        time.sleep(0.1)
-    assert f"nameserver {gateway}" in logs["content"]
+    logs: str = eventually(
+        lambda: http.get(url("asker").replace(API, "") + f"/containers/c/logs{API}").json()[
+            "content"],
+        until=lambda content: ip in content.split("Name:")[-1],
+        what=f"the asker's nslookup answers {fqdn} with {ip}", timeout_s=30)
+    assert f"nameserver {gateway}" in logs

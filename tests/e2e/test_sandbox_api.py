@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from skiff.testing.server import settled
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer, settled
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 API = "?api-version=2023-05-01"
 GROUPS = ("/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerInstance/"
           "containerGroups")
-
-
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
 
 
 def body(images: BuiltImages, isolation: str | None) -> dict[str, Any]:
@@ -32,12 +29,10 @@ def body(images: BuiltImages, isolation: str | None) -> dict[str, Any]:
 
 
 def logs(http: httpx.Client, name: str) -> str:
-    deadline = time.monotonic() + 30
-    while "ready" not in (text := str(http.get(f"{GROUPS}/{name}/containers/c/logs{API}")
-                                      .json().get("content", ""))):
-        assert time.monotonic() < deadline, text
-        time.sleep(0.1)
-    return text
+    """The container's logs, once it printed ready."""
+    return eventually(
+        lambda: str(http.get(f"{GROUPS}/{name}/containers/c/logs{API}").json().get("content", "")),
+        until=lambda text: "ready" in text, what=f"{name} prints ready", timeout_s=30)
 
 
 def test_a_group_asking_for_a_sandbox_runs_on_gvisor(
@@ -45,7 +40,7 @@ def test_a_group_asking_for_a_sandbox_runs_on_gvisor(
 ) -> None:
     """isolation Sandbox runs the group under gVisor's kernel (uname says 4.4.0, not the
     host's), answered back; without it the server's default, Container, is stored."""
-    http = client(skiff)
+    http = skiff.client()
     made = http.put(f"{GROUPS}/boxed{API}", json=body(images, "sandbox"))
     assert made.status_code == 201, made.text
     group = settled(http, f"{GROUPS}/boxed{API}")

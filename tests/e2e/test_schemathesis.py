@@ -11,12 +11,11 @@ valid groups start real, cheap containers. All of them are deleted at the end.
 
 from __future__ import annotations
 
-import ssl
-import time
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import APIOperation, Case, GenerationMode
@@ -25,8 +24,11 @@ from skiff.api.app import create_app
 from skiff.client import SkiffClient
 from skiff.engine.images import parse
 from skiff.errors import SkiffError
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 API_VERSION = "2023-05-01"
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -125,9 +127,7 @@ def _fuzz(operation: Operation, image: str, seen: dict[str, set[int]], examples:
 
 def _api(skiff: RunningServer) -> httpx.Client:
     """The fixture server over HTTPS, as the admin."""
-    return httpx.Client(base_url=skiff.url, verify=ssl.create_default_context(cafile=skiff.ca),
-                        headers={"Authorization": f"Bearer {skiff.token}"},
-                        params={"api-version": API_VERSION}, timeout=30)
+    return skiff.client(params={"api-version": API_VERSION})
 
 
 def _delete_everything(skiff: RunningServer) -> None:
@@ -140,18 +140,14 @@ def _delete_everything(skiff: RunningServer) -> None:
             answer = api.delete(f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
                                 f"Microsoft.ContainerInstance/containerGroups/{name}")
             assert answer.status_code in (202, 204), answer.text
-    deadline = time.monotonic() + 60
-    while store.list_groups(None, limit=1000)[0] or engine.group_ids():
-        assert time.monotonic() < deadline, "the fuzzed groups were not all deleted"
-        time.sleep(0.1)
+    eventually(lambda: not store.list_groups(None, limit=1000)[0] and not engine.group_ids(),
+               what="the fuzzed groups are all deleted", timeout_s=60, interval_s=0.1)
 
 
-def _wait_for_running(api: httpx.Client, resource_id: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while api.get(resource_id).json()["properties"].get("instanceView", {}).get(
-            "state") != "Running":
-        assert time.monotonic() < deadline, "the target group did not start"
-        time.sleep(0.1)
+def _running(api: httpx.Client, resource_id: str) -> bool:
+    """Whether the group's instanceView says Running."""
+    view = api.get(resource_id).json()["properties"].get("instanceView", {})
+    return bool(view.get("state") == "Running")
 
 
 def test_every_operation_answers_arm_errors_and_never_5xx(
@@ -173,7 +169,8 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
             assert created.status_code == 201, created.text
             operation_id = created.headers["Azure-AsyncOperation"].split("?")[0].split("/")[-1]
             target = {**TARGET, "operation": operation_id}
-            _wait_for_running(api, created.json()["id"])
+            eventually(lambda: _running(api, created.json()["id"]), what="the target group runs",
+                       timeout_s=30)
             network = api.put(f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/"
                               "Microsoft.Network/virtualNetworks/target", json={
                                   "location": "local", "properties": {
@@ -224,7 +221,8 @@ def test_exec_refuses_commands_and_sizes_it_cannot_use(
     with _api(skiff) as api:
         created = api.put(path, json=_sleeper(images.bb))
         assert created.status_code == 201, created.text
-        _wait_for_running(api, created.json()["id"])
+        eventually(lambda: _running(api, created.json()["id"]), what="the group runs",
+                   timeout_s=30)
         for body in bad:
             answer = api.post(f"{path}/containers/main/exec", content=body,
                               headers={"Content-Type": "application/json"})

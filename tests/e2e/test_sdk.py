@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
@@ -22,8 +23,11 @@ from azure.mgmt.containerinstance.models import (
     ResourceRequirements,
 )
 
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 SUB = "11111111-2222-3333-4444-555555555555"
 API = "?api-version=2023-05-01"
@@ -47,7 +51,8 @@ def sdk(skiff: RunningServer, token: str | None = None) -> ContainerInstanceMana
 
 def raw(skiff: RunningServer, token: str | None = "") -> httpx.Client:
     headers = {} if token is None else {"Authorization": f"Bearer {token or skiff.token}"}
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), headers=headers, timeout=30)
+    return httpx.Client(base_url=skiff.url, verify=ssl.create_default_context(cafile=skiff.ca),
+                        headers=headers, timeout=30)
 
 
 def group_model(images: BuiltImages, script: str = "echo hello; sleep 300") -> ContainerGroup:
@@ -70,10 +75,9 @@ def test_sdk_lifecycle(skiff: RunningServer, images: BuiltImages) -> None:
     assert got.containers[0].environment_variables[0].secure_value is None
     assert [g.name for g in client.container_groups.list_by_resource_group("rg1")] == ["web"]
     assert [g.name for g in client.container_groups.list()] == ["web"]
-    deadline = time.monotonic() + 10
-    while "hello" not in (client.containers.list_logs("rg1", "web", "main").content or ""):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    eventually(lambda: client.containers.list_logs("rg1", "web", "main").content or "",
+               until=lambda content: "hello" in content, what="the container's output",
+               timeout_s=10)
     client.container_groups.begin_restart("rg1", "web").result()
     after = client.container_groups.get("rg1", "web")
     assert after.containers[0].instance_view.current_state.state == "Running"

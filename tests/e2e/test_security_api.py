@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
-from tests.e2e.test_api import API, GROUPS, body, client, settle
+import pytest
+
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.documents import one_container_group
+from skiff.testing.server import RunningServer, settled
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
+
+API = "?api-version=2023-05-01"
+GROUPS = ("/subscriptions/security-test/resourceGroups/rg/providers/"
+          "Microsoft.ContainerInstance/containerGroups")
 
 
 def with_context(images: BuiltImages, context: dict[str, Any], script: str) -> dict[str, Any]:
-    doc = body(images, script=script)
+    """A one-container group running ``script`` with ``context`` as its securityContext."""
+    doc = one_container_group(images.bb, script)
     doc["properties"]["containers"][0]["properties"]["securityContext"] = context
     return doc
 
@@ -22,7 +31,7 @@ def test_privileged_is_refused_and_nothing_stays(skiff: RunningServer,
                                                 images: BuiltImages) -> None:
     """A privileged container gets 400 PrivilegedContainerNotAllowed from a default server,
     and no group is created."""
-    http = client(skiff)
+    http = skiff.client()
     answer = http.put(f"{GROUPS}/priv{API}", json=with_context(images, {"privileged": True},
                                                                "sleep 300"))
     assert answer.status_code == 400
@@ -39,17 +48,16 @@ def test_security_context_runs_and_round_trips(skiff: RunningServer,
     profile = base64.b64encode(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}).encode()).decode()
     context = {"runAsUser": 1234, "runAsGroup": 4321, "allowPrivilegeEscalation": True,
                "capabilities": {"drop": ["ALL"]}, "seccompProfile": profile}
-    http = client(skiff)
+    http = skiff.client()
     script = "id -u; id -g; grep -E 'CapEff|NoNewPrivs|Seccomp:' /proc/self/status; sleep 300"
     answer = http.put(f"{GROUPS}/secure{API}", json=with_context(images, context, script))
     assert answer.status_code == 201, answer.text
-    group = settle(http, "secure")
+    group = settled(http, f"{GROUPS}/secure{API}")
     assert group["properties"]["containers"][0]["properties"]["securityContext"] == context
-    deadline = time.monotonic() + 20
-    logs = ""
-    while "Seccomp" not in logs and time.monotonic() < deadline:
-        time.sleep(0.1)
-        logs = http.get(f"{GROUPS}/secure/containers/c/logs{API}").json()["content"]
+    logs: str = eventually(
+        lambda: http.get(f"{GROUPS}/secure/containers/c/logs{API}").json()["content"],
+        until=lambda content: "Seccomp" in content, what="the container's status lines",
+        timeout_s=20)
     lines = logs.splitlines()
     assert lines[:2] == ["1234", "4321"], logs
     status = dict(line.split(":\t") for line in lines[2:5])

@@ -6,26 +6,23 @@ test process) reaches a private group; a public group's container does not.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from skiff.engine.network import subnets
-from skiff.testing.server import settled
-from tests.conftest import BuiltImages
-from tests.e2e.conftest import RunningServer
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.server import RunningServer, settled
+from skiff.testing.waiting import eventually
+
+pytestmark = pytest.mark.root
 
 API = "?api-version=2023-05-01"
 NET = "providers/Microsoft.Network/virtualNetworks"
 ACI = "providers/Microsoft.ContainerInstance/containerGroups"
 RG = "/subscriptions/sub-1/resourceGroups/rg"
-
-
-def client(skiff: RunningServer) -> httpx.Client:
-    return httpx.Client(base_url=skiff.url, verify=str(skiff.ca), timeout=30,
-                        headers={"Authorization": f"Bearer {skiff.token}"})
 
 
 def vnet_body(space: str = "10.210.0.0/16", **subnets_: str) -> dict[str, Any]:
@@ -58,7 +55,7 @@ def error(response: httpx.Response) -> str:
 
 def test_virtual_networks_are_resources_with_arm_rules(skiff: RunningServer) -> None:
     """PUT/GET/list/DELETE of networks and subnets, with Azure's refusals."""
-    http = client(skiff)
+    http = skiff.client()
     made = http.put(f"{RG}/{NET}/net1{API}", json=vnet_body(default="10.210.1.0/24"))
     assert made.status_code == 201, made.text
     doc = made.json()
@@ -101,7 +98,7 @@ def test_a_private_group_runs_in_its_subnet_and_holds_it(
     """A group with subnetIds gets the subnet's 5th address, serves the node, is
     unreachable from a public group, and keeps its subnet and network from being
     deleted until it is gone; then the node is clean."""
-    http = client(skiff)
+    http = skiff.client()
     assert http.put(f"{RG}/{NET}/net1{API}",
                     json=vnet_body(default="10.210.1.0/24")).status_code == 201
     missing = http.put(f"{RG}/{ACI}/priv{API}", json=group_body(
@@ -119,24 +116,19 @@ def test_a_private_group_runs_in_its_subnet_and_holds_it(
     assert ip == "10.210.1.4"
     assert group["properties"]["ipAddress"]["type"] == "Private"
     assert group["properties"]["subnetIds"] == [{"id": subnet_id("net1", "default")}]
-    deadline = time.monotonic() + 10
-    while True:  # the node reaches it (it runs the probes)
-        try:
-            assert httpx.get(f"http://{ip}/", timeout=2).text == "private\n"
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    page = eventually(lambda: httpx.get(f"http://{ip}/", timeout=2).text,  # as probes do
+                      what=f"the node reaches {ip}", timeout_s=10, ignore=(httpx.TransportError,))
+    assert page == "private\n"
 
     fetch = f"timeout 3 wget -q -O - http://{ip}/ && echo reached || echo blocked"
     public = http.put(f"{RG}/{ACI}/pub{API}", json=group_body(images, None, fetch))
     assert public.status_code == 201, public.text
-    deadline = time.monotonic() + 30
-    while "blocked" not in (logs := http.get(
-            f"{RG}/{ACI}/pub/containers/c/logs{API}").json().get("content", "")):
-        assert "reached" not in logs
-        assert time.monotonic() < deadline, logs
-        time.sleep(0.2)
+    logs: str = eventually(
+        lambda: http.get(f"{RG}/{ACI}/pub/containers/c/logs{API}").json().get("content", ""),
+        until=lambda content: "blocked" in content or "reached" in content,
+        what="the public group's fetch ends", timeout_s=30)
+    assert "blocked" in logs, logs
+    assert "reached" not in logs, logs
 
     assert error(http.delete(f"{RG}/{NET}/net1{API}")) == "InUseSubnetCannotBeDeleted"
     assert error(http.delete(f"{RG}/{NET}/net1/subnets/default{API}")
@@ -147,10 +139,8 @@ def test_a_private_group_runs_in_its_subnet_and_holds_it(
                  ) == "InUseSubnetCannotBeUpdated"
 
     assert http.delete(f"{RG}/{ACI}/priv{API}").status_code in (200, 202)
-    deadline = time.monotonic() + 30
-    while http.delete(f"{RG}/{ACI}/priv{API}").status_code != 204:  # torn down: forgotten
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: http.delete(f"{RG}/{ACI}/priv{API}").status_code == 204,
+               what="the private group is torn down and forgotten", timeout_s=30)
     deleted = http.delete(f"{RG}/{NET}/net1{API}")
     assert deleted.status_code == 200, deleted.text
     prefix = subnets.vnet_prefix(skiff.settings.data_root, f"{RG}/{NET}/net1".lower())

@@ -1,9 +1,13 @@
-"""The image engine against real registries, skopeo and overlayfs."""
+"""The image engine against real registries, skopeo and overlayfs.
+
+Unpacking layers (chown, mknod, trusted.* xattrs) and mounting overlays need
+root: those tests are marked ``root``. The pull errors (missing image, silent
+or closed registry, a tampered blob) fail before any of that and run as anyone.
+"""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -29,14 +33,16 @@ from skiff.errors import (
     RegistryUnreachable,
 )
 from skiff.settings import ImageSettings
+from skiff.testing.catalog import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
 from skiff.testing.images import skopeo_copy
-from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
+from skiff.testing.waiting import eventually
 
 
 def creds_for(images: BuiltImages, password: str = PRIVATE_PASSWORD) -> list[RegistryCredential]:
     return [RegistryCredential(images.private.host, PRIVATE_USER, password)]
 
 
+@pytest.mark.root
 def test_pull_unpacks_layers_with_whiteouts_opaque_dirs_and_setuid(
     store: ImageStore, images: BuiltImages
 ) -> None:
@@ -56,6 +62,7 @@ def test_pull_unpacks_layers_with_whiteouts_opaque_dirs_and_setuid(
     assert os.getxattr(top / "cache", "trusted.overlay.opaque") == b"y"
 
 
+@pytest.mark.root
 def test_container_runs_in_the_rootfs(store: ImageStore, images: BuiltImages) -> None:
     """The assembled rootfs is a working root: busybox runs in it (chroot)."""
     root = store.create_rootfs("c1", store.pull(images.bb))
@@ -64,6 +71,7 @@ def test_container_runs_in_the_rootfs(store: ImageStore, images: BuiltImages) ->
     assert out == "hello from skiff\nnew\n"
 
 
+@pytest.mark.root
 def test_image_config_is_exposed(store: ImageStore, images: BuiltImages) -> None:
     """Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts and Labels come from the image."""
     config = store.pull(images.app).config
@@ -76,6 +84,7 @@ def test_image_config_is_exposed(store: ImageStore, images: BuiltImages) -> None
     assert dict(config.labels) == {"org.skiff.test": "yes"}
 
 
+@pytest.mark.root
 def test_cached_image_is_reused_without_blob_downloads(
     store: ImageStore, images: BuiltImages
 ) -> None:
@@ -87,6 +96,7 @@ def test_cached_image_is_reused_without_blob_downloads(
     assert second.digest == first.digest
 
 
+@pytest.mark.root
 def test_shared_layers_are_stored_and_downloaded_once(
     store: ImageStore, images: BuiltImages
 ) -> None:
@@ -108,6 +118,7 @@ def _layer_blobs(store: ImageStore, image: Any) -> list[str]:
     return [d.digest for d in parse_manifest(store.blobs.read(image.digest)).layers]
 
 
+@pytest.mark.root
 def test_concurrent_pulls_fetch_each_blob_once(tmp_path: Path, images: BuiltImages) -> None:
     """Two pulls of the same image at once (two stores on one root) download each blob once."""
     before = len(images.public.blob_downloads())
@@ -125,6 +136,7 @@ def test_concurrent_pulls_fetch_each_blob_once(tmp_path: Path, images: BuiltImag
     assert len(fetched) == len(set(fetched)) == 3  # config + two layers, each once
 
 
+@pytest.mark.root
 def test_multi_platform_index_resolves_to_the_host_platform(
     store: ImageStore, images: BuiltImages
 ) -> None:
@@ -134,6 +146,7 @@ def test_multi_platform_index_resolves_to_the_host_platform(
     assert sha256_file(store.blobs.path(image.digest)) == image.digest
 
 
+@pytest.mark.root
 def test_pull_by_digest(store: ImageStore, images: BuiltImages) -> None:
     """`repo@sha256:...` pulls exactly that manifest; a digest nobody has is not found."""
     image = store.pull(images.bb)
@@ -143,6 +156,7 @@ def test_pull_by_digest(store: ImageStore, images: BuiltImages) -> None:
         store.pull(f"{repo}@sha256:{'0' * 64}")
 
 
+@pytest.mark.root
 def test_private_image_needs_credentials(store: ImageStore, images: BuiltImages) -> None:
     """Without or with wrong credentials a private image is refused; with them it is pulled."""
     with pytest.raises(RegistryUnauthorized):
@@ -153,6 +167,7 @@ def test_private_image_needs_credentials(store: ImageStore, images: BuiltImages)
     assert not image.anonymous
 
 
+@pytest.mark.root
 def test_cached_private_image_is_not_handed_to_a_caller_without_credentials(
     store: ImageStore, images: BuiltImages
 ) -> None:
@@ -164,6 +179,7 @@ def test_cached_private_image_is_not_handed_to_a_caller_without_credentials(
         store.pull(images.private_bb, creds_for(images, "wrong-password"))
 
 
+@pytest.mark.root
 def test_credentials_never_appear_in_arguments_errors_or_files(
     store: ImageStore, images: BuiltImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -226,6 +242,7 @@ def test_refused_connection_is_unreachable(store: ImageStore) -> None:
         store.pull(f"127.0.0.1:{port}/some/image:1")
 
 
+@pytest.mark.root
 def test_public_image_is_served_from_cache_when_its_registry_is_down(
     tmp_path: Path, images: BuiltImages
 ) -> None:
@@ -264,6 +281,7 @@ def test_tampered_blob_is_a_digest_mismatch_and_stores_nothing(
     assert [p.name for p in (store.root / "layers").iterdir()] == []
 
 
+@pytest.mark.root
 def test_layer_escaping_its_directory_is_rejected_and_leaves_nothing(
     store: ImageStore, images: BuiltImages, tmp_path: Path
 ) -> None:
@@ -275,6 +293,7 @@ def test_layer_escaping_its_directory_is_rejected_and_leaves_nothing(
     assert not any(tmp_path.rglob("evil"))
 
 
+@pytest.mark.root
 def test_many_layers_mount(store: ImageStore, images: BuiltImages) -> None:
     """An 80-layer image, whose layer paths overflow one page of mount options, mounts."""
     image = store.pull(images.many)
@@ -285,6 +304,7 @@ def test_many_layers_mount(store: ImageStore, images: BuiltImages) -> None:
     assert (root / "bin" / "busybox").is_file()
 
 
+@pytest.mark.root
 def test_rootfs_writes_stay_in_each_containers_upper_dir(
     store: ImageStore, images: BuiltImages
 ) -> None:
@@ -298,6 +318,7 @@ def test_rootfs_writes_stay_in_each_containers_upper_dir(
     assert (store.layer_path(image.layers[1]) / "data" / "kept").read_text() == "kept\n"
 
 
+@pytest.mark.root
 def test_remove_rootfs_unmounts_and_deletes(store: ImageStore, images: BuiltImages) -> None:
     """Removing a rootfs unmounts it and deletes its directories; doing it twice is fine."""
     root = store.create_rootfs("gone", store.pull(images.bb))
@@ -307,6 +328,7 @@ def test_remove_rootfs_unmounts_and_deletes(store: ImageStore, images: BuiltImag
     assert not root.parent.exists()
 
 
+@pytest.mark.root
 def test_rootfs_is_mounted_again_after_a_reboot(store: ImageStore, images: BuiltImages) -> None:
     """A recorded rootfs whose mount vanished (a reboot) is mounted again with its writes."""
     root = store.create_rootfs("c", store.pull(images.bb))
@@ -316,6 +338,7 @@ def test_rootfs_is_mounted_again_after_a_reboot(store: ImageStore, images: Built
     assert (root / "written").read_text() == "survives\n"
 
 
+@pytest.mark.root
 def test_import_docker_archive_and_oci_archive(tmp_path: Path, images: BuiltImages) -> None:
     """`docker save` tarballs and OCI archives import, under their own or a given name."""
     docker_tar, oci_tar = tmp_path / "bb-docker.tar", tmp_path / "bb-oci.tar"
@@ -335,6 +358,7 @@ def test_import_docker_archive_and_oci_archive(tmp_path: Path, images: BuiltImag
     assert (root / "data" / "kept").exists()
 
 
+@pytest.mark.root
 def test_remove_and_prune(store: ImageStore, images: BuiltImages) -> None:
     """Pruning deletes what no image and no container uses, and nothing else."""
     bb, app = store.pull(images.bb), store.pull(images.app)
@@ -361,6 +385,18 @@ def test_remove_and_prune(store: ImageStore, images: BuiltImages) -> None:
     assert list((store.root / "l").iterdir()) == []
 
 
+def _kill_when(child: subprocess.Popen[bytes], reached: Callable[[], bool], moment: str) -> None:
+    """SIGKILL ``child`` as soon as ``reached()``; fail if it ended before."""
+    try:
+        eventually(lambda: reached() or child.poll() is not None, what=f"the pull is {moment}",
+                   timeout_s=60, interval_s=0.001)
+        assert child.poll() is None, f"the pull ended before it was {moment}"
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.root
 def test_crash_mid_pull_leaves_no_corrupt_blob_or_layer(
     tmp_path: Path, images: BuiltImages
 ) -> None:
@@ -374,13 +410,8 @@ def test_crash_mid_pull_leaves_no_corrupt_blob_or_layer(
         "half unpacked": lambda: len(list((root / "layers").glob("[0-9a-f]*"))) >= 40,
     }
     for moment, reached in moments.items():
-        child = subprocess.Popen([sys.executable, "-c", code, str(root), images.many])
-        deadline = time.monotonic() + 60
-        while not reached() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert child.poll() is None, f"the pull ended before it was {moment}"
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        _kill_when(subprocess.Popen([sys.executable, "-c", code, str(root), images.many]),
+                   reached, moment)
         store = ImageStore(root)
         assert all(sha256_file(store.blobs.path(d)) == d for d in store.blobs.digests())
     store = ImageStore(root)

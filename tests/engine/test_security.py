@@ -34,9 +34,11 @@ from skiff.core.spec import (
 from skiff.engine import mounts
 from skiff.engine.group.supervisor import Supervisor
 from skiff.settings import ApiSettings, RuntimeSettings, Settings
-from tests.conftest import BuiltImages
+from skiff.testing.catalog import BuiltImages
 from tests.engine.supervising import supervising
 from tests.engine.test_supervisor import wait_view
+
+pytestmark = pytest.mark.root
 
 #: Host ids of the remapped containers: clear of the host's users and of test_spec_runc's.
 USERNS = (300000, 65536)

@@ -49,10 +49,10 @@ PATH_ENV = ["PATH=/bin", "HOME=/"]
 MEMORY = 64 << 20
 PIDS = 64
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.root, pytest.mark.skipif(
     shutil.which("runc") is None or not (CGROUP_ROOT / "pids").is_dir(),
     reason="needs runc and cgroup v1 hierarchies",
-)
+)]
 
 
 def _busybox() -> Path:

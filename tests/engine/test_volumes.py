@@ -1,4 +1,8 @@
-"""Group volumes on the host: emptyDir, secret tmpfs and gitRepo clones from a real git daemon."""
+"""Group volumes on the host: emptyDir, secret tmpfs and gitRepo clones from a real git daemon.
+
+Only a secret volume mounts (a tmpfs): its tests are marked ``root``; emptyDir,
+gitRepo and every refusal run as any user.
+"""
 
 from __future__ import annotations
 
@@ -277,6 +281,7 @@ def test_a_registered_driver_makes_its_kind(data_root: Path) -> None:
 BINARY = bytes(range(256)) * 3
 
 
+@pytest.mark.root
 def test_secret_files_are_decoded_exactly_onto_a_read_only_tmpfs(volumes: Volumes) -> None:
     """Each entry is a 0444 file with the exact decoded bytes, on a small noexec,nosuid,nodev,
     read-only tmpfs."""
@@ -297,6 +302,7 @@ def test_secret_files_are_decoded_exactly_onto_a_read_only_tmpfs(volumes: Volume
     assert caught.value.errno == errno.EROFS
 
 
+@pytest.mark.root
 def test_cleanup_unmounts_the_secret_and_leaves_nothing(volumes: Volumes, data_root: Path) -> None:
     """After cleanup the tmpfs is no longer mounted and the group's directory is gone."""
     path = volumes.prepare(GROUP, [Volume("creds", SecretVolume((("k", b64(b"v")),)))])["creds"]
@@ -306,6 +312,7 @@ def test_cleanup_unmounts_the_secret_and_leaves_nothing(volumes: Volumes, data_r
     assert not (data_root / "volumes" / GROUP).exists()
 
 
+@pytest.mark.root
 def test_preparing_a_secret_again_keeps_its_mount_until_its_content_changes(
     volumes: Volumes,
 ) -> None:
@@ -363,6 +370,7 @@ def test_a_file_given_twice_is_refused(volumes: Volumes, data_root: Path) -> Non
     assert not (data_root / "volumes").exists()
 
 
+@pytest.mark.root
 def test_a_secret_larger_than_its_tmpfs_is_refused(data_root: Path) -> None:
     """A secret must fit its tmpfs (whole pages per file): exactly full fits, one byte more
     does not."""
@@ -490,6 +498,7 @@ def test_the_spy_git_would_have_been_seen(
     assert "protocol.ext.allow=never" in marker.read_text()
 
 
+@pytest.mark.root
 def test_an_unreachable_repository_fails_fast_and_leaves_nothing(
     volumes: Volumes, data_root: Path
 ) -> None:

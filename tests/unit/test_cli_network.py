@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from skiff.cli.main import main
 from skiff.cli.network import default_subnet_prefix, vnet_body
 from skiff.client import API_VERSION, SkiffClient
-from tests.unit.test_cli_container import BASE, SUB, FakeArm, failed, ok
+from skiff.testing.fakearm import BASE, SUB, FakeArm, failed, ok
 
 NETWORK = "/providers/Microsoft.Network/virtualNetworks"
 _VNETS = re.compile(rf"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?{NETWORK}$")

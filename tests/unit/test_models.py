@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -10,76 +9,22 @@ from typing import Any
 import pytest
 
 from skiff.errors import ArmError
-from skiff.models import ContainerGroupBody, parse_container_group
+from skiff.models import ContainerGroupBody
+from skiff.testing.documents import (
+    LOCATIONS,
+    REGISTRY_PASSWORD,
+    SECRET_B64,
+    SECRET_FILE,
+    SECURE_VALUE,
+    Body,
+    group_body,
+    parse,
+    props,
+    web,
+)
 
-LOCATIONS = ("westeurope", "eastus", "local")
-SECURE_VALUE = "s3cr3t-Secure-Value-9f2"
-REGISTRY_PASSWORD = "Registry-Passw0rd-7c1"
-SECRET_FILE = "Secret-File-Content-41d"
 SUBNET = ("/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/"
           "vnet/subnets/default")
-SECRET_B64 = base64.b64encode(SECRET_FILE.encode()).decode()
-
-Body = dict[str, Any]
-
-
-def group_body() -> Body:
-    """A valid body using most features: two containers, an init container, three volumes."""
-    return {
-        "location": "westeurope",
-        "tags": {"team": "web"},
-        "properties": {
-            "osType": "Linux",
-            "containers": [
-                {"name": "web", "properties": {
-                    "image": "nginx:1.25",
-                    "command": ["nginx", "-g", "daemon off;"],
-                    "ports": [{"port": 80}],
-                    "environmentVariables": [
-                        {"name": "MODE", "value": "prod"},
-                        {"name": "TOKEN", "secureValue": SECURE_VALUE},
-                    ],
-                    "resources": {"requests": {"cpu": 1, "memoryInGB": 1.5}},
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                    "livenessProbe": {"httpGet": {"port": 80, "path": "/healthz"},
-                                      "periodSeconds": 5},
-                }},
-                {"name": "sidecar", "properties": {
-                    "image": "busybox",
-                    "command": ["sleep", "inf"],
-                    "ports": [{"port": 9000, "protocol": "UDP"}],
-                    "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.5},
-                                  "limits": {"cpu": 1.5, "memoryInGB": 1}},
-                    "volumeMounts": [{"name": "secrets", "mountPath": "/etc/secrets",
-                                      "readOnly": True}],
-                    "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}},
-                }},
-            ],
-            "initContainers": [
-                {"name": "init", "properties": {"image": "busybox", "command": ["true"],
-                                                "volumeMounts": [{"name": "repo",
-                                                                  "mountPath": "/repo"}]}},
-            ],
-            "imageRegistryCredentials": [
-                {"server": "registry.example.com", "username": "me",
-                 "password": REGISTRY_PASSWORD},
-            ],
-            "ipAddress": {"type": "Public", "ports": [{"port": 80, "protocol": "TCP"}],
-                          "dnsNameLabel": "myweb"},
-            "volumes": [
-                {"name": "data", "emptyDir": {}},
-                {"name": "secrets", "secret": {"key.txt": SECRET_B64}},
-                {"name": "repo", "gitRepo": {"repository": "https://example.com/x/y.git",
-                                             "revision": "main"}},
-            ],
-        },
-    }
-
-
-def parse(body: Any, name: str = "mygroup") -> ContainerGroupBody:
-    """Parse as the API does, with westeurope as the default location."""
-    return parse_container_group(body, name=name, default_location="westeurope",
-                                 known_locations=LOCATIONS)
 
 
 def refused(body: Any, name: str = "mygroup") -> ArmError:
@@ -88,14 +33,6 @@ def refused(body: Any, name: str = "mygroup") -> ArmError:
         parse(body, name)
     assert info.value.status == 400
     return info.value
-
-
-def props(b: Body) -> Body:
-    return b["properties"]  # type: ignore[no-any-return]
-
-
-def web(b: Body) -> Body:
-    return props(b)["containers"][0]["properties"]  # type: ignore[no-any-return]
 
 
 def sidecar(b: Body) -> Body:

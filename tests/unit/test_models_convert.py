@@ -7,7 +7,7 @@ import pytest
 from skiff.core import spec as engine
 from skiff.errors import ArmError, UnsupportedVolumeType
 from skiff.models import ContainerGroupBody, to_engine_spec
-from tests.unit.test_models import (
+from skiff.testing.documents import (
     REGISTRY_PASSWORD,
     SECRET_B64,
     SECURE_VALUE,

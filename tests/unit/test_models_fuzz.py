@@ -12,7 +12,7 @@ from azure.mgmt.containerinstance.models import ContainerGroup
 
 from skiff.errors import ArmError
 from skiff.models import ContainerGroupBody, render_container_group, to_engine_spec
-from tests.unit.test_models import group_body, parse
+from skiff.testing.documents import group_body, parse
 
 # Values of every JSON type and some awkward ones; 10**30 overflows any C integer.
 WRONG: list[Any] = [

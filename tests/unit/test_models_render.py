@@ -10,7 +10,7 @@ from azure.mgmt.containerinstance.models import ContainerGroup
 
 from skiff.core.view import ContainerView, Event, GroupView, State
 from skiff.models import ContainerGroupBody, render_container_group
-from tests.unit.test_models import (
+from skiff.testing.documents import (
     REGISTRY_PASSWORD,
     SECRET_B64,
     SECRET_FILE,

@@ -14,7 +14,7 @@ from skiff.errors import ArmError
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
 from skiff.models.convert import to_engine_spec
 from skiff.models.rules import MAX_RUN_AS_ID
-from tests.unit.test_models import LOCATIONS, Body, group_body, props, web
+from skiff.testing.documents import LOCATIONS, Body, group_body, props, web
 
 C0 = "properties.containers[0].properties.securityContext"
 I0 = "properties.initContainers[0].properties.securityContext"

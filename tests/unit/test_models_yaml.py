@@ -6,7 +6,7 @@ import pytest
 
 from skiff.errors import ArmError
 from skiff.models import parse_yaml_deployment, to_engine_spec
-from tests.unit.test_models import LOCATIONS, parse
+from skiff.testing.documents import LOCATIONS, parse
 
 # As in Microsoft's "Deploy a multi-container group using a YAML file" tutorial (its group
 # name lower-cased, as group names must be), with a secret volume and a DNS name label.

@@ -7,10 +7,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from skiff.store import Store
+from skiff.testing.waiting import eventually
 
 # The child writes as the API and the reconcile loop do (create, report, change the body),
 # and prints each group's uid once put_group has returned, i.e. once it is committed.
@@ -57,12 +57,14 @@ def run_and_kill(path: Path, out: Path, tag: str, kill_after: int) -> list[str]:
     with out.open("wb") as stdout:
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), tag],
                                  stdout=stdout, stderr=subprocess.PIPE)
+
+    def written() -> bool:
+        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+        return count_rows(path) >= kill_after
+
     try:
-        deadline = time.monotonic() + 60
-        while count_rows(path) < kill_after:
-            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            assert time.monotonic() < deadline, "the writer is too slow"
-            time.sleep(0.001)  # a poll interval, not a wait for something to happen
+        eventually(written, what=f"the writer commits {kill_after} groups", timeout_s=60,
+                   interval_s=0.001)  # polled often: the kill lands right after the count
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()

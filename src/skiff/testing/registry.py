@@ -12,10 +12,11 @@ import http.client
 import re
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from skiff.testing.waiting import eventually
 
 REGISTRY_BIN = "docker-registry"
 _BLOB_GET = re.compile(
@@ -58,11 +59,9 @@ class Registry:
         conn.request("GET", marker)
         conn.getresponse().read()
         conn.close()
-        deadline = time.monotonic() + timeout_s
-        while marker not in self.log.read_text(errors="replace"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the registry log does not show a request made just now")
-            time.sleep(0.01)
+        eventually(lambda: marker in self.log.read_text(errors="replace"),
+                   what="the registry log shows a request made just now", timeout_s=timeout_s,
+                   interval_s=0.01)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -73,20 +72,16 @@ class Registry:
             self.process.wait()
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"docker-registry exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/v2/")
-            status = conn.getresponse().status
-            conn.close()
-            if status in (200, 401):
-                return
-        time.sleep(0.05)
-    raise RuntimeError("docker-registry did not become ready")
+def _answers(port: int, process: subprocess.Popen[bytes]) -> bool:
+    """Whether the registry answers ``/v2/`` (401 too: it is up, behind htpasswd)."""
+    if process.poll() is not None:
+        raise RuntimeError(f"docker-registry exited with {process.returncode}")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status in (200, 401)
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager
@@ -117,7 +112,8 @@ def running_registry(workdir: Path, *, user: str | None = None,
     registry = Registry(f"127.0.0.1:{port}", log, process,
                         f"{user}:{password}" if user is not None else None)
     try:
-        _wait_ready(port, process)
+        eventually(lambda: _answers(port, process), what="docker-registry answers",
+                   timeout_s=15, ignore=(OSError,))
         yield registry
     finally:
         registry.stop()

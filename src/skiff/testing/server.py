@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,13 @@ from skiff.engine.runtime import cgroups
 from skiff.server import Server, build
 from skiff.settings import ApiSettings, DnsSettings, NetworkSettings, RuntimeSettings, Settings
 from skiff.testing.registry import free_port
+from skiff.testing.waiting import eventually
 
 
 @dataclass
 class RunningServer:
+    """A skiff serving HTTPS at ``url`` (its CA certificate at ``ca``), with the admin token."""
+
     server: Server
     url: str
     ca: Path
@@ -41,15 +44,21 @@ class RunningServer:
     def settings(self) -> Settings:
         return self.server.plane.settings
 
+    def client(self, **options: Any) -> httpx.Client:
+        """An HTTPS client of the API, as the admin (``options`` go to httpx.Client)."""
+        return httpx.Client(base_url=self.url, timeout=30,
+                            verify=ssl.create_default_context(cafile=self.ca),
+                            headers={"Authorization": f"Bearer {self.token}"}, **options)
+
 
 def wait_port(port: int, timeout_s: float = 15) -> None:
     """Wait until something accepts connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError("the skiff server did not start listening")
+    def accepts() -> bool:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+
+    eventually(accepts, what=f"something listens on 127.0.0.1:{port}", timeout_s=timeout_s,
+               interval_s=0.02, ignore=(OSError,))
 
 
 @contextlib.contextmanager
@@ -109,10 +118,11 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
 
 def settled(http: httpx.Client, path: str, timeout_s: float = 30) -> dict[str, Any]:
     """GET the group at ``path`` until its provisioningState is Succeeded or Failed."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        group: dict[str, Any] = http.get(path).json()
-        if group["properties"]["provisioningState"] in ("Succeeded", "Failed"):
-            return group
-        assert time.monotonic() < deadline, f"{path} did not settle: {group}"
-        time.sleep(0.05)
+    def group() -> dict[str, Any]:
+        found: dict[str, Any] = http.get(path).json()
+        return found
+
+    def done(found: dict[str, Any]) -> bool:
+        return found["properties"]["provisioningState"] in ("Succeeded", "Failed")
+
+    return eventually(group, until=done, what=f"{path} settles", timeout_s=timeout_s)

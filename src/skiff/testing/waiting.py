@@ -3,7 +3,9 @@
 ``eventually(check, what=...)`` calls ``check`` until it returns something truthy
 and returns that value; at the timeout it fails with ``what`` and the last value
 or error seen, so a slow machine makes a test slower, never wrong, and a failure
-says what never happened.
+says what never happened. With ``until``, ``check`` fetches a value (logs, a
+resource) and ``until(value)`` says whether it is the awaited one: the value is
+returned, and the last one fetched is in the failure.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ class NeverHappened(AssertionError):
 
 
 def eventually(check: Callable[[], T], *, what: str, timeout_s: float = 10.0,
-               interval_s: float = 0.05, ignore: tuple[type[BaseException], ...] = ()) -> T:
-    """``check()``'s first truthy value, polling every ``interval_s``; NeverHappened after
+               interval_s: float = 0.05, ignore: tuple[type[BaseException], ...] = (),
+               until: Callable[[T], object] | None = None) -> T:
+    """``check()``'s first truthy value (or, with ``until``, its first value that
+    ``until`` holds for), polling every ``interval_s``; NeverHappened after
     ``timeout_s``. Exceptions of the ``ignore`` types count as "not yet"."""
     deadline = time.monotonic() + timeout_s
     last: object = None
@@ -31,7 +35,7 @@ def eventually(check: Callable[[], T], *, what: str, timeout_s: float = 10.0,
         except ignore as exc:
             last = exc
         else:
-            if value:
+            if until(value) if until is not None else value:
                 return value
             last = value
         if time.monotonic() >= deadline:
