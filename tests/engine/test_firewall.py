@@ -23,7 +23,8 @@ from skiff.engine.network import firewall
 from skiff.engine.network.networks import Attachment, Networks
 from skiff.errors import InvalidInput
 from skiff.settings import NetworkSettings
-from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh, wait_for
+from skiff.testing.waiting import eventually
+from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh
 
 _UDP_SERVER = """
 import socket, sys
@@ -73,7 +74,7 @@ def tcp_received(server: Attachment, client: Attachment, address: str, port: int
     listener = subprocess.Popen([*nsenter(server), BUSYBOX, "nc", "-l", "-p", str(port)],
                                 stdout=subprocess.PIPE)
     try:
-        wait_for(lambda: listening(server, port))
+        eventually(lambda: listening(server, port), what=f"a listener on port {port}")
         subprocess.run([*nsenter(client), "timeout", "2", BUSYBOX, "nc", address, str(port)],
                        input=b"knock knock\n", capture_output=True, timeout=10, check=False)
         if listener.poll() is None:
@@ -190,7 +191,7 @@ def from_the_node(server: Attachment, port: int) -> bytes:
     listener = subprocess.Popen([*nsenter(server), BUSYBOX, "nc", "-l", "-p", str(port)],
                                 stdout=subprocess.PIPE)
     try:
-        wait_for(lambda: listening(server, port))
+        eventually(lambda: listening(server, port), what=f"a listener on port {port}")
         with socket.create_connection((server.ip, port), timeout=2) as conn:
             conn.sendall(b"probe\n")
         return listener.communicate(timeout=5)[0]
@@ -240,7 +241,8 @@ def test_the_host_guard_blocks_the_host_but_dns_on_the_gateway(net: Networks) ->
     with host_server(socket.SOCK_STREAM, a.gateway, 18080) as received:
         client = [*nsenter(a), "timeout", "2", BUSYBOX, "nc", a.gateway, "18080"]
         subprocess.run(client, input=b"before\n", capture_output=True, timeout=10)
-        wait_for(lambda: received == [b"before\n"])  # reachable without the guard
+        eventually(lambda: received == [b"before\n"],  # reachable without the guard
+                   what="the host server got the line sent before the guard")
         firewall.install_host_guard(net.bridge, a.gateway)
         subprocess.run(client, input=b"after\n", capture_output=True, timeout=10)
         time.sleep(0.2)
@@ -257,7 +259,7 @@ def test_the_host_guard_blocks_the_host_but_dns_on_the_gateway(net: Networks) ->
         return
     try:
         sh(*nsenter(a), "python3", "-c", _UDP_CLIENT, a.gateway, "53")
-        wait_for(lambda: b"datagram" in received_dns)
+        eventually(lambda: b"datagram" in received_dns, what="a datagram on the gateway's port 53")
     finally:
         dns.__exit__(None, None, None)
     with host_server(socket.SOCK_DGRAM, a.gateway, 5353) as other:

@@ -16,7 +16,6 @@ import re
 import shlex
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +28,7 @@ from skiff.engine.network.networks import Attachment, Networks, root_tag, subnet
 from skiff.engine.network.resolv import render_resolv_conf
 from skiff.errors import CniError, InvalidInput, NetworkConflict, NetworkError
 from skiff.settings import NetworkSettings
+from skiff.testing.waiting import eventually
 
 NETNS_DIR = Path("/run/netns")
 BUSYBOX = "/bin/busybox"
@@ -39,14 +39,6 @@ MakeNetworks = Callable[..., Networks]
 def sh(*args: str, input: bytes | None = None, check: bool = True) -> str:
     return subprocess.run(args, input=input, capture_output=True, check=check,
                           timeout=30).stdout.decode()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s} s: {condition}")
-        time.sleep(0.01)
 
 
 def namespaces(root: Path) -> set[str]:
@@ -80,7 +72,7 @@ def exchange(server: Attachment, client: Attachment, address: str, port: int) ->
     listener = subprocess.Popen(["nsenter", f"--net={server.netns_path}", BUSYBOX, "nc",
                                  "-l", "-p", str(port)], stdout=subprocess.PIPE)
     try:
-        wait_for(lambda: listening(server, port))
+        eventually(lambda: listening(server, port), what=f"a listener on port {port}")
         in_netns(client, "timeout", "5", BUSYBOX, "nc", address, str(port),
                  input=b"hello from the other side\n")
         out, _ = listener.communicate(timeout=5)
@@ -236,7 +228,7 @@ def test_pooled_setup_takes_a_ready_slot_and_refills(networks: MakeNetworks) -> 
     assert att.netns_path.name in pooled
     assert "UP" in in_netns(att, "ip", "link", "show", "lo").split(">")[0]
     assert f"{att.ip}\tweb\n" in att.hosts_file.read_text()
-    wait_for(lambda: net.pooled() == 2)
+    eventually(lambda: net.pooled() == 2, what="the pool refilled to 2 slots")
     net.close()
     assert len(namespaces(net.data_root)) == 3
     other = net.setup("g2", "db")  # still served from the pool after close
@@ -252,7 +244,7 @@ def test_state_survives_a_restart(networks: MakeNetworks) -> None:
     first = networks(pool_size=2)
     first.prewarm()
     att = first.setup("g1", "web")
-    wait_for(lambda: first.pooled() == 2)
+    eventually(lambda: first.pooled() == 2, what="the pool refilled to 2 slots")
     first.close()
     pooled = namespaces(first.data_root) - {att.netns_path.name}
     lease_dir = first.root / "ipam" / first.network_name

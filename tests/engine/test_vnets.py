@@ -26,8 +26,9 @@ from skiff.engine.network import firewall, subnets
 from skiff.engine.network.networks import Attachment, Networks
 from skiff.errors import InvalidInput, NetworkConflict
 from skiff.settings import NetworkSettings
+from skiff.testing.waiting import eventually
 from tests.engine.test_firewall import from_the_node, host_server, tcp_received
-from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh, wait_for
+from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh
 
 PUBLIC_POOL = "198.51.100.128/27"
 A1 = SubnetPlacement("vnet-a", "s1", "10.201.1.0/24")
@@ -112,7 +113,7 @@ def from_outside(outside: Outside, server: Attachment, port: int) -> str:
     listener = subprocess.Popen(["nsenter", f"--net={server.netns_path}", BUSYBOX, "nc", "-l",
                                  "-p", str(port)], stdout=subprocess.PIPE)
     try:
-        wait_for(lambda: listening(server, port))
+        eventually(lambda: listening(server, port), what=f"a listener on port {port}")
         outside.run("timeout", "2", BUSYBOX, "nc", server.ip, str(port), input=b"hi\n")
         with contextlib.suppress(subprocess.TimeoutExpired):
             return listener.communicate(timeout=0.5)[0].decode()
@@ -209,7 +210,7 @@ def test_private_groups_cannot_reach_host_services(node: Networks) -> None:
                             target, "18081"], input=b"in\n", capture_output=True, timeout=10)
         with socket.create_connection(("127.0.0.1", 18081), timeout=2) as conn:
             conn.sendall(b"local\n")  # the server works
-        wait_for(lambda: b"local\n" in received)
+        eventually(lambda: b"local\n" in received, what="the host server got the local line")
         assert received == [b"local\n"]
 
 

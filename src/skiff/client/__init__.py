@@ -1,0 +1,54 @@
+"""A small typed HTTP client of skiff's ARM API, for the CLI and for tests.
+
+skiff speaks the ACI REST API (``Microsoft.ContainerInstance``, api-version
+2023-05-01), so the Azure SDK works against it; this client exists because
+the ``skiff`` CLI needs less than the SDK and must say more when something
+fails: every answer is decoded JSON (``dict``), every failure one
+:class:`ApiError` with the HTTP status and the ARM code the server sent, and
+nothing of httpx or websockets leaks out (their exceptions are mapped at the
+boundary to ``ApiError(0, "ConnectionFailed", ...)``).
+
+Long-running operations follow ARM's contract as the SDK's poller does: poll
+the ``Azure-AsyncOperation`` URL (else ``Location``, else the resource's
+``provisioningState``), waiting ``Retry-After`` seconds between polls, until
+the status is terminal. Links the server hands out (operations, ``nextLink``)
+are only followed on the API's own origin: a link to another host is re-rooted
+on the base URL, so the bearer token never travels anywhere else.
+
+The virtual networks that private groups are placed in are
+``Microsoft.Network`` resources (``virtualNetworks`` and their ``subnets``,
+same api-version); the client has typed methods for them too, which answer
+the resource as the API accepted it (waiting, should the API answer with an
+operation, as Azure does).
+
+Configuration comes in explicitly (:class:`SkiffClient`) or from the
+environment (:meth:`SkiffClient.from_env`): ``SKIFF_URL``, ``SKIFF_TOKEN``
+(else ``<data root>/admin.token``), ``SKIFF_CA`` (else ``<data root>/ca.pem``
+when it exists), ``SKIFF_SUBSCRIPTION``; the data root is ``SKIFF_DATA_ROOT``.
+
+The parts: :mod:`~skiff.client.errors` (the error tree, what an answer means),
+:mod:`~skiff.client.polling` (the one loop that waits for operations),
+:mod:`~skiff.client.http` (configuration, requests, pages), and the resources
+in :mod:`~skiff.client.groups`, :mod:`~skiff.client.containers` and
+:mod:`~skiff.client.networks`, which :class:`SkiffClient` puts together.
+"""
+
+from __future__ import annotations
+
+from skiff.client.containers import ContainersApi, WebSocketTarget
+from skiff.client.errors import ApiError, ClientConfigError, OperationFailed, error_from
+from skiff.client.groups import PROVIDER
+from skiff.client.http import API_VERSION, DEFAULT_SUBSCRIPTION, DEFAULT_URL
+from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
+from skiff.client.polling import Operation, Poller, Progress
+
+__all__ = [
+    "API_VERSION", "DEFAULT_SUBSCRIPTION", "DEFAULT_URL", "NETWORK_PROVIDER", "PROVIDER",
+    "ApiError", "ClientConfigError", "Operation", "OperationFailed", "Poller", "Progress",
+    "SkiffClient", "WebSocketTarget", "error_from",
+]
+
+
+class SkiffClient(ContainersApi, NetworksApi):
+    """skiff's ARM API for container groups, their containers and the virtual
+    networks they are placed in, in the shapes of api-version 2023-05-01."""
