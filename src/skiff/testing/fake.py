@@ -213,8 +213,10 @@ class FakeEngine:
             return self.run(spec or group.spec)
 
     def restart(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
-        self.stop(group_id)
-        return self.start(group_id, spec)
+        with self._lock:
+            self._call("restart", group_id)
+            self.stop(group_id)
+            return self.start(group_id, spec)
 
     def delete(self, group_id: str) -> None:
         with self._lock:
