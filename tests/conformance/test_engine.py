@@ -234,6 +234,38 @@ def test_a_failing_container_stays_terminated_under_never(node: Node) -> None:
     assert view.failure is None  # the job failed, not the deployment
 
 
+def test_init_containers_run_to_completion_before_the_app(node: Node) -> None:
+    """An init container runs first, to exit 0; then the app container starts."""
+    spec = group(node, "echo app; sleep 300", init_containers=(
+        Container(name="init", image=node.image, command=("sh", "-c", "echo init; sleep 0.5"),
+                  resources=Resources(cpu=0.25, memory_gb=0.25)),))
+    node.engine.run(spec)
+    view = wait_view(node, spec, lambda v: v.containers[0].current.state == "Running",
+                     "the app container started")
+    init = view.init_containers[0]
+    assert (init.name, init.current.state, init.current.exit_code) == ("init", "Terminated", 0)
+    assert init.current.finish_time is not None
+    app_start = started(view)
+    assert app_start is not None
+    assert app_start >= init.current.finish_time - 0.01
+    assert node.engine.logs(spec.id, "init") == "init\n"
+    eventually(lambda: node.engine.logs(spec.id, "c") == "app\n", what="the app's output")
+
+
+def test_a_failed_init_container_fails_the_group_under_never(node: Node) -> None:
+    """An init container that exits 3 under Never fails the group; the app never starts."""
+    spec = group(node, "echo app; sleep 300", policy=RestartPolicy.NEVER, init_containers=(
+        Container(name="init", image=node.image, command=("sh", "-c", "exit 3"),
+                  resources=Resources(cpu=0.25, memory_gb=0.25)),))
+    node.engine.run(spec)
+    view = wait_view(node, spec, lambda v: v.state == "Failed", "the group Failed")
+    assert view.failure is not None
+    assert "init" in view.failure
+    assert view.init_containers[0].current.exit_code == 3
+    assert view.containers[0].current.state == "Waiting"
+    assert "Started" not in [e.name for e in view.containers[0].events]
+
+
 def test_delete_leaves_nothing(node: Node) -> None:
     """delete() removes the group and all it had on the node; a second delete is a no-op;
     the group is then unknown."""

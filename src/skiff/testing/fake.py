@@ -24,7 +24,8 @@ alike:
   ``remove_vnet`` refuses (InvalidInput) while a group of the engine is in it.
 
 Time is computed, not waited for: each call brings the groups up to the
-engine's ``clock`` (give a test clock to step through backoffs exactly).
+engine's ``clock`` (give a test clock to step through backoffs exactly); the
+playing is :mod:`skiff.testing.simulation`'s.
 
 Failures are injected: :attr:`FakeEngine.pull_errors` makes an image's pull fail
 (the group then fails with ``view.failure``, as on the node), and
@@ -32,84 +33,29 @@ Failures are injected: :attr:`FakeEngine.pull_errors` makes an image's pull fail
 records what was asked of it.
 
 Not simulated: volumes, probes, resource limits and OOM kills, DNS, real
-programs (an exec'd command's input goes nowhere), image registry checks,
-crash and adoption across processes (the fake's groups live in its memory).
+programs (an exec'd command's input goes nowhere; without a TTY its output is
+still read from the stream, where the node's engine leaves it on the process's
+pipes), image registry checks, crash and adoption across processes (the fake's
+groups live in its memory).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import cast
 
 from skiff.core.engine import NodeCapacity
-from skiff.core.spec import Container, GroupSpec
+from skiff.core.spec import GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
-from skiff.engine.group.restarts import (
-    ContainerExit,
-    ContainerState,
-    ContainerStateName,
-    RestartState,
-    decide,
-    group_state,
-)
 from skiff.engine.group.validation import validate
 from skiff.errors import GroupNotFound, InvalidInput, NetworkConflict, RuntimeFailure, SkiffError
 from skiff.settings import BackoffSettings
-from skiff.testing.scripts import FakeExec, Program, parse
-
-#: Events a simulation may process in one call: a guard against a spinning container.
-_MAX_STEPS = 10_000
-
-
-@dataclass
-class _Box:
-    """One container of a fake group: its definition, its view, its current instance."""
-
-    container: Container
-    view: ContainerView
-    program: Program
-    started_at: float | None = None  # of the current instance
-    killed_at: float | None = None  # the current instance was stopped then
-    restart: RestartState = field(default_factory=RestartState)
-    restart_at: float | None = None
-    previous: list[tuple[float, str]] = field(default_factory=list)
-
-    def ends_at(self) -> float | None:
-        if self.view.current.state != "Running" or self.started_at is None:
-            return None
-        return None if self.program.end is None else self.started_at + self.program.end
-
-    def output(self, now: float) -> list[tuple[float, str]]:
-        """The current instance's lines so far, stamped with their time."""
-        if self.started_at is None:
-            return []
-        until = min(t for t in (now, self.ends_at(), self.killed_at) if t is not None)
-        return [(self.started_at + o, line) for o, line in self.program.lines
-                if self.started_at + o <= until]
-
-
-@dataclass
-class _Group:
-    spec: GroupSpec
-    view: GroupView
-    fingerprint: str
-    boxes: list[_Box] = field(default_factory=list)  # init containers first
-    init_index: int = 0
-    prepared: bool = False
-
-    @property
-    def inits(self) -> list[_Box]:
-        return [b for b in self.boxes if b.view.init]
-
-    @property
-    def apps(self) -> list[_Box]:
-        return [b for b in self.boxes if not b.view.init]
+from skiff.testing import simulation
+from skiff.testing.scripts import FakeExec, parse
+from skiff.testing.simulation import Box, FakeGroup
 
 
 class FakeEngine:
@@ -132,7 +78,7 @@ class FakeEngine:
         #: (method, group id or network) of every call, in order.
         self.calls: list[tuple[str, str]] = []
         self._failures: dict[str, list[SkiffError]] = {}
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, FakeGroup] = {}
         self._addresses: dict[str, str] = {}  # group id → its address
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -162,7 +108,7 @@ class FakeEngine:
             fingerprint = hashlib.sha256(repr(spec).encode()).hexdigest()
             group = self._groups.get(spec.id)
             if group is None:
-                group = _Group(spec, GroupView(spec.id, spec.name), fingerprint)
+                group = FakeGroup(spec, GroupView(spec.id, spec.name), fingerprint)
                 self._groups[spec.id] = group
             elif group.fingerprint != fingerprint:
                 self._catch_up(group, now)
@@ -176,13 +122,13 @@ class FakeEngine:
             if not group.view.stopped and not group.prepared:
                 self._prepare(group, now)
             self._catch_up(group, now)
-            return self._snapshot(group)
+            return simulation.snapshot(group)
 
     def view(self, group_id: str) -> GroupView:
         with self._lock:
             group = self._group("view", group_id)
             self._catch_up(group, self.clock())
-            return self._snapshot(group)
+            return simulation.snapshot(group)
 
     def group_ids(self) -> list[str]:
         with self._lock:
@@ -199,7 +145,7 @@ class FakeEngine:
                 if box.view.current.state != "Terminated":
                     box.view.transition(State("Terminated", box.view.current.start_time, 137,
                                               now, "Stopped"))
-            return self._snapshot(group)
+            return simulation.snapshot(group)
 
     def start(self, group_id: str, spec: GroupSpec | None = None) -> GroupView:
         with self._lock:
@@ -233,7 +179,8 @@ class FakeEngine:
         with self._lock:
             box = self._box("logs", group_id, container)
             lines = box.previous if previous else box.output(self.clock())
-        text = [f"{_stamp(t)} {line}\n" if timestamps else f"{line}\n" for t, line in lines]
+        text = [f"{simulation.stamp(t)} {line}\n" if timestamps else f"{line}\n"
+                for t, line in lines]
         if tail is not None:
             text = text[-tail:] if tail > 0 else []
         return "".join(text)
@@ -316,7 +263,7 @@ class FakeEngine:
 
     # ---- the simulation ---------------------------------------------------------------------
 
-    def _group(self, method: str, group_id: str) -> _Group:
+    def _group(self, method: str, group_id: str) -> FakeGroup:
         self._call(method, group_id)
         group = self._groups.get(group_id)
         if group is None:
@@ -324,10 +271,10 @@ class FakeEngine:
         return group
 
     @staticmethod
-    def _box_of(group: _Group, name: str) -> _Box | None:
+    def _box_of(group: FakeGroup, name: str) -> Box | None:
         return next((b for b in group.boxes if b.view.name == name), None)
 
-    def _box(self, method: str, group_id: str, name: str) -> _Box:
+    def _box(self, method: str, group_id: str, name: str) -> Box:
         group = self._group(method, group_id)
         self._catch_up(group, self.clock())
         box = self._box_of(group, name)
@@ -335,7 +282,7 @@ class FakeEngine:
             raise GroupNotFound(f"container group {group.view.name} has no container {name!r}")
         return box
 
-    def _prepare(self, group: _Group, now: float) -> None:
+    def _prepare(self, group: FakeGroup, now: float) -> None:
         """Views for the spec's containers (history kept by name), "pulls", an address."""
         spec, known = group.spec, {b.view.name: b for b in group.boxes}
         group.boxes, group.view.containers, group.view.init_containers = [], [], []
@@ -344,7 +291,7 @@ class FakeEngine:
             old = known.get(container.name)
             view = old.view if old is not None and old.view.init == init else ContainerView(
                 container.name, f"fake-{spec.id[:8]}-{container.name}", init=init)
-            box = _Box(container, view, parse(container.command))
+            box = Box(container, view, parse(container.command))
             if old is not None and old.view is view:  # its last instance's output is kept
                 box.restart = old.restart
                 box.previous = old.output(now) if old.started_at is not None else old.previous
@@ -369,7 +316,7 @@ class FakeEngine:
         if spec.subnet is not None:
             self.node_vnets.add(spec.subnet.vnet)
         group.prepared = True
-        self._advance(group, now)
+        simulation.advance(group, now)
 
     def _address(self, spec: GroupSpec) -> str:
         net = (ipaddress.IPv4Network(spec.subnet.prefix, strict=False) if spec.subnet
@@ -381,75 +328,11 @@ class FakeEngine:
         self._addresses[spec.id] = address
         return address
 
-    def _advance(self, group: _Group, when: float) -> None:
-        """Start what comes next at ``when``: the next init container, or the app ones."""
-        inits = group.inits
-        while group.init_index < len(inits):
-            box = inits[group.init_index]
-            current = box.view.current
-            if current.state == "Terminated" and current.exit_code == 0:
-                group.init_index += 1
-                continue
-            if current.state == "Waiting" and box.restart_at is None:
-                self._start(box, when)
-            return
-        for box in group.apps:
-            if box.view.current.state == "Waiting" and box.restart_at is None:
-                self._start(box, when)
-
-    def _start(self, box: _Box, when: float) -> None:
-        if box.started_at is not None:
-            box.previous = box.output(when)
-        box.started_at, box.killed_at = when, None
-        name = box.view.name
-        box.view.event("Created", f"created container {name}", now=when)
-        box.view.transition(State("Running", when))
-        box.view.ready = True
-        box.view.event("Started", f"started container {name}", now=when)
-
-    def _catch_up(self, group: _Group, now: float) -> None:
-        """Play every exit and restart due by ``now``, in the order of their times."""
-        for _ in range(_MAX_STEPS):
-            if group.view.stopped or not group.prepared or group.view.failure is not None:
-                return
-            due = [(t, 0, b) for b in group.boxes if (t := b.ends_at()) is not None]
-            due += [(b.restart_at, 1, b) for b in group.boxes if b.restart_at is not None]
-            if not due:
-                return
-            when, kind, box = min(due, key=lambda d: (d[0], d[1]))
-            if when > now:
-                return
-            if kind == 1:
-                box.restart_at = None
-                self._start(box, when)
-            else:
-                self._exited(group, box, when)
+    def _catch_up(self, group: FakeGroup, now: float) -> None:
+        if simulation.catch_up(group, now, self.backoff):
             self._changed.notify_all()
 
-    def _exited(self, group: _Group, box: _Box, when: float) -> None:
-        code, started = box.program.exit_code, box.started_at or when
-        box.view.transition(State("Terminated", started, code, when,
-                                  "Completed" if code == 0 else "Error"))
-        if box.view.init and code == 0:
-            self._advance(group, when)
-            return
-        decision, state = decide(group.spec.restart_policy,
-                                 ContainerExit(exit_code=code, started_at=started,
-                                               finished_at=when), box.restart, self.backoff)
-        if decision.action == "stay_stopped":
-            if box.view.init:
-                group.view.failure = f"init container {box.view.name} failed with exit " \
-                                     f"code {code}"
-            return
-        box.restart = state
-        box.view.restart_count = state.restart_count
-        box.restart_at = when + decision.delay_s
-        if decision.delay_s > 0:
-            box.view.event("BackOff", f"back-off restarting failed container "
-                                      f"{box.view.name}: {decision.reason}", warning=True,
-                           now=when)
-
-    def _teardown(self, group: _Group, now: float) -> None:
+    def _teardown(self, group: FakeGroup, now: float) -> None:
         """Kill the running instances (the caller says what their views become); the
         address goes, the virtual network's bridge stays."""
         for box in group.boxes:
@@ -461,22 +344,3 @@ class FakeEngine:
         group.view.ip = None
         self._addresses.pop(group.spec.id, None)
         self._changed.notify_all()
-
-    @staticmethod
-    def _snapshot(group: _Group) -> GroupView:
-        view = group.view
-        if view.failure is not None:
-            view.state = "Failed"
-        else:
-            states = [ContainerState(cast(ContainerStateName, b.view.current.state),
-                                     b.view.current.exit_code, b.view.restart_count)
-                      for b in group.apps]
-            view.state = group_state(group.spec.restart_policy, states, stopped=view.stopped)
-        return copy.deepcopy(view)
-
-
-def _stamp(ts: float) -> str:
-    """A line's time as conmon's k8s-file log writes it: RFC 3339 with nanoseconds."""
-    seconds = int(ts)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + \
-        f".{int((ts - seconds) * 1e9):09d}+00:00"
