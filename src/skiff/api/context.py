@@ -6,6 +6,8 @@ reached from routes through ``request.app.state.plane``; no globals.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import secrets
@@ -79,6 +81,24 @@ class ControlPlane:
     #: https://host:port the server is reached at: for operation and websocket URLs.
     base_url: str
     sessions: Sessions = field(default_factory=Sessions)
+
+
+async def until_idle(reconciler: Reconciler, uid: str, timeout_s: float) -> None:
+    """Wait, without holding a thread, until the reconcile loop is idle on ``uid`` (a
+    group, or :data:`~skiff.control.reconciler.VNET_TEARDOWNS`), at most ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    idle = asyncio.Event()
+
+    def wake() -> None:  # from a reconcile worker
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(idle.set)
+
+    withdraw = reconciler.when_idle(uid, wake)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), timeout_s)
+    finally:
+        withdraw()
 
 
 def plane(request: Request) -> ControlPlane:

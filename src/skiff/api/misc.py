@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -19,10 +17,11 @@ from skiff.api.context import (
     check_subscription,
     json_body,
     plane,
+    until_idle,
 )
-from skiff.control.reconciler import Reconciler
+from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.core.view import iso
-from skiff.errors import ArmError, SkiffError
+from skiff.errors import ArmError
 from skiff.models import ContainerGroupBody
 from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord
 
@@ -67,20 +66,17 @@ def get_resource_group(subscription: str, resource_group: str, request: Request,
 @router.delete(RG)
 def delete_resource_group(subscription: str, resource_group: str, request: Request,
                           token: Principal) -> Response:
-    """Delete the resource group and everything in it: its container groups (through
-    the reconcile loop) and its virtual networks (at once; a network whose groups
-    are still being deleted leaves the node with the last of them)."""
+    """Delete the resource group and everything in it: its container groups and its
+    virtual networks, both through the reconcile loop (the store records the networks'
+    removal from the node with the deletion; a network whose groups are still being
+    deleted leaves the node after the last of them)."""
     check_subscription(token, subscription)
     plane_ = plane(request)
     if plane_.store.get_resource_group(subscription, resource_group) is None:
         return Response(status_code=204)
-    vnets = plane_.store.list_vnets(subscription, resource_group)
     for record in plane_.store.delete_resource_group(subscription, resource_group):
         plane_.reconciler.kick(record.uid)
-    for vnet in vnets:
-        if not plane_.store.vnet_in_use(vnet.resource_id):
-            with contextlib.suppress(SkiffError):
-                plane_.engine.remove_vnet(vnet.resource_id.lower())
+    plane_.reconciler.kick(VNET_TEARDOWNS)
     return Response(status_code=202)
 
 
@@ -115,7 +111,7 @@ async def operation_status(subscription: str, location: str, operation: str, req
     if op.status == "InProgress":
         group = _operation_group(plane_, op)
         if group is not None:
-            await _until_idle(plane_.reconciler, group.uid, OPERATION_HOLD_S)
+            await until_idle(plane_.reconciler, group.uid, OPERATION_HOLD_S)
             op = _operation(plane_, subscription, operation)
     answer: dict[str, Any] = {
         "id": f"/subscriptions/{subscription}/providers/{PROVIDER}/locations/{location}/"
@@ -143,23 +139,6 @@ def _operation_group(plane_: ControlPlane, op: OperationRecord) -> GroupRecord |
     if len(parts) != 9 or parts[1].lower() != "subscriptions":
         return None
     return plane_.store.get_group(parts[2], parts[4], parts[8])
-
-
-async def _until_idle(reconciler: Reconciler, uid: str, timeout_s: float) -> None:
-    """Wait, without holding a thread, until the reconcile loop is idle on ``uid``."""
-    loop = asyncio.get_running_loop()
-    idle = asyncio.Event()
-
-    def wake() -> None:  # from a reconcile worker
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(idle.set)
-
-    withdraw = reconciler.when_idle(uid, wake)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(idle.wait(), timeout_s)
-    finally:
-        withdraw()
 
 
 def _location(request: Request, location: str) -> None:

@@ -4,14 +4,16 @@ Only what private container groups need: PUT, GET, list and DELETE of
 ``virtualNetworks`` and of their ``subnets``. A virtual network is a record
 in the store, nothing more, until a group is placed in one of its subnets:
 the engine then makes the subnet's bridge and the network's isolation rules
-(:mod:`skiff.engine.network.subnets`), and removes them when the network is deleted.
-So every change answers at once, provisioningState Succeeded.
+(:mod:`skiff.engine.network.subnets`). Deleting the network records their
+removal in the store with the deletion; the reconcile loop removes them
+(:data:`~skiff.control.reconciler.VNET_TEARDOWNS`), and DELETE waits a while
+for it so that a 200 usually finds the node clean. So every change answers at
+once, provisioningState Succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,19 +28,22 @@ from skiff.api.context import (
     check_subscription,
     json_body,
     plane,
+    until_idle,
 )
+from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.errors import ArmError, SkiffError
 from skiff.models import network as models
 from skiff.store import VnetRecord
-from skiff.store.records import name_key
 
-log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(check_api_version)])
 _PROVIDER = "providers/Microsoft.Network/virtualNetworks"
 VNETS = f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/{_PROVIDER}"
 VNET = VNETS + "/{name}"
 SUBNETS = VNET + "/subnets"
 SUBNET = SUBNETS + "/{subnet}"
+#: Seconds a DELETE of a virtual network waits for the node to be rid of it: it takes
+#: a fraction of a second, unless every reconcile worker is busy with groups.
+TEARDOWN_WAIT_S = 30.0
 
 
 def _not_found(what: str, name: str, resource_group: str) -> ArmError:
@@ -103,16 +108,6 @@ def list_all_vnets(subscription: str, request: Request, token: Principal) -> dic
         subscription)]}
 
 
-async def _forget_on_node(plane_: ControlPlane, record: VnetRecord) -> None:
-    """Remove what the engine made for the network (bridges, rules); a failure is
-    logged, not answered: the network is gone from the API either way."""
-    try:
-        await asyncio.to_thread(plane_.engine.remove_vnet, name_key(record.resource_id))
-    except SkiffError as exc:
-        log.warning("virtual network %s: cannot clean the node up: %s", record.name,
-                    exc.message)
-
-
 @router.delete(VNET)
 async def delete_vnet(subscription: str, resource_group: str, name: str, request: Request,
                       token: Principal) -> Response:
@@ -123,7 +118,10 @@ async def delete_vnet(subscription: str, resource_group: str, name: str, request
                                      name)
     if record is None:
         return Response(status_code=204)
-    await _forget_on_node(plane_, record)
+    # The node's part (bridges, rules) goes through the reconcile loop, from the record
+    # the deletion wrote; its failure is the loop's to retry, not the answer's.
+    plane_.reconciler.kick(VNET_TEARDOWNS)
+    await until_idle(plane_.reconciler, VNET_TEARDOWNS, TEARDOWN_WAIT_S)
     return Response(status_code=200)
 
 

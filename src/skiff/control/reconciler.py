@@ -12,6 +12,14 @@ is deleted, stopped or failed.
 
 Each group is handled by one worker at a time; a generation number guards
 against writing the result of an old definition over a newer one.
+
+Node-level effects of a decision go the same way. Deleting a virtual network
+(alone or with its resource group) records its teardown in the store, in the
+transaction that deletes it; the loop's :data:`VNET_TEARDOWNS` work item then
+removes each such network from the node once no group is in it, and clears
+the record. At start-up that item also sweeps: a network the engine has that
+the store neither knows nor places a group in is removed (a record lost to an
+older skiff, a teardown that failed for good).
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from skiff.store import GroupRecord, Store
 
 log = logging.getLogger(__name__)
 
+#: The work item that removes deleted virtual networks from the node (a group's uid is
+#: hex, so no group has this one). Kick it, and wait for it, as a group's.
+VNET_TEARDOWNS = ":vnet-teardowns"
+
 
 class Reconciler:
     """Worker threads converging each group of the store on the engine."""
@@ -49,6 +61,7 @@ class Reconciler:
         self._done = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._sweep = False  # the next teardown also sweeps the node's networks
 
     # ---- running ----------------------------------------------------------
 
@@ -57,6 +70,8 @@ class Reconciler:
             self.names.populate(self.store, self.engine)
         for record in self.store.pending_work():
             self.kick(record.uid)
+        self._sweep = True
+        self.kick(VNET_TEARDOWNS)
         for i in range(self._workers):
             thread = threading.Thread(target=self._loop, name=f"skiff-reconcile-{i}",
                                       daemon=True)
@@ -74,7 +89,8 @@ class Reconciler:
             thread.join(timeout=15)
 
     def kick(self, uid: str) -> None:
-        """Reconcile group ``uid`` soon."""
+        """Reconcile group ``uid`` soon (or, for :data:`VNET_TEARDOWNS`, tear down the
+        deleted virtual networks)."""
         with self._done:
             if uid not in self._queued:
                 self._queued.append(uid)
@@ -129,9 +145,12 @@ class Reconciler:
     def _loop(self) -> None:
         while (uid := self._next()) is not None:
             try:
-                self.converge(uid)
+                if uid == VNET_TEARDOWNS:
+                    self.tear_down_vnets()
+                else:
+                    self.converge(uid)
             except Exception:  # a worker must survive any one group's failure
-                log.exception("reconciling group %s failed", uid)
+                log.exception("reconciling %s failed", uid)
             finally:
                 with self._done:
                     self._busy.discard(uid)
@@ -148,6 +167,8 @@ class Reconciler:
             for record in self.store.pending_work():
                 if record.provisioning_state in ("Pending", "Creating", "Deleting"):
                     self.kick(record.uid)
+            if self.store.vnet_teardowns():
+                self.kick(VNET_TEARDOWNS)
 
     # ---- one group ----------------------------------------------------------
 
@@ -162,7 +183,8 @@ class Reconciler:
             self.engine.delete(uid)
             self._finish(record, "Succeeded")
             self.store.remove_group(uid)
-            self._forget_vnet(record)
+            if record.subnet_key is not None:  # its network may wait for its last group
+                self.kick(VNET_TEARDOWNS)
             return
         if record.desired == "stopped":
             self._withdraw(uid)
@@ -208,15 +230,37 @@ class Reconciler:
         return SubnetPlacement(vnet=vnet.resource_id.lower(), subnet=subnet.lower(),
                                prefix=prefix)
 
-    def _forget_vnet(self, record: GroupRecord) -> None:
-        """After a private group's deletion: a virtual network deleted meanwhile (with
-        its resource group) whose last group this was leaves the node too."""
-        if record.subnet_key is None:
-            return
-        vnet_id = record.subnet_key.rsplit("/subnets/", 1)[0]
-        if self.store.vnet_by_id(vnet_id) is None and not self.store.vnet_in_use(vnet_id):
-            with contextlib.suppress(SkiffError):
-                self.engine.remove_vnet(vnet_id)
+    # ---- virtual networks on the node ------------------------------------------------
+
+    def tear_down_vnets(self) -> None:
+        """Remove from the node each deleted virtual network no group is in any more, and
+        forget its teardown; one still in use waits for its last group's deletion, one
+        the engine fails to remove for the next resync. After a start, sweep too."""
+        for key in self.store.vnet_teardowns():
+            if self.store.vnet_in_use(key):
+                continue  # its groups are being deleted: the last one kicks this again
+            try:
+                self.engine.remove_vnet(key)
+            except SkiffError as exc:
+                log.warning("virtual network %s: cannot remove it from the node yet: %s",
+                            key, exc.message)
+                continue
+            self.store.finish_vnet_teardown(key)
+        if self._sweep:
+            self._sweep = False
+            self.sweep_vnets()
+
+    def sweep_vnets(self) -> None:
+        """Remove every virtual network the engine has that the store neither holds nor
+        places a group in: nothing would ever remove it otherwise."""
+        for key in self.engine.vnets():
+            if self.store.vnet_by_id(key) is not None or self.store.vnet_in_use(key):
+                continue
+            try:
+                self.engine.remove_vnet(key)
+            except SkiffError as exc:
+                log.warning("virtual network %s: left on the node by an earlier run, cannot "
+                            "remove it: %s", key, exc.message)
 
     def _withdraw(self, uid: str) -> None:
         if self.names is not None:

@@ -130,8 +130,19 @@ CREATE INDEX container_groups_by_subnet ON container_groups (subnet_key)
     WHERE subnet_key IS NOT NULL;
 """
 
+# Version 4: virtual networks deleted from the store whose removal from the node is
+# pending. A row is written in the transaction that deletes the network (alone or with
+# its resource group) and cleared by the reconcile loop once the engine removed it, so
+# that a crash between the two leaks no bridge: the next start finishes the removal.
+_V4 = """
+CREATE TABLE vnet_teardowns (
+    vnet_key    TEXT PRIMARY KEY,  -- the network's ARM id, lower case: the engine's key
+    recorded_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: Every migration, oldest first; the schema's version is how many were applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 

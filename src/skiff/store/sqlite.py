@@ -57,6 +57,7 @@ from skiff.store.tokens import TokensMixin
 from skiff.store.vnets import (
     VirtualNetworksMixin,
     check_placement,
+    delete_vnets_of,
     refuse_networks_used_elsewhere,
 )
 
@@ -109,6 +110,8 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
 
         Returns those container groups (desired ``"deleted"``, ``Deleting``),
         for the engine to tear down; each changed one's generation is bumped.
+        Its virtual networks are deleted, their removal from the node recorded
+        (:meth:`vnet_teardowns`).
         The group is invisible to reads from now on and goes with its last
         container group. An unknown group gives ``[]``.
         """
@@ -129,9 +132,8 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 " ORDER BY name_key", key,
             ).fetchall()
             # Its virtual networks go at once (no group of another resource group is in
-            # one of their subnets: refused above).
-            conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
-                         key)
+            # one of their subnets: refused above), each noted for removal from the node.
+            delete_vnets_of(conn, sub, name, self.now())
             if rows:
                 conn.execute("UPDATE resource_groups SET deleting = 1"
                              " WHERE subscription = ? AND name_key = ?", key)

@@ -16,6 +16,12 @@ that writes, so that no race gets round them:
 A group's placement is the ``subnet_key`` column of ``container_groups``: the
 subnet's ARM id, lower case. Subnets live in the virtual network's body, as in
 ARM, where a GET of the network lists them.
+
+Deleting a network also records its removal from the node, a row of
+``vnet_teardowns`` written in the same transaction: the reconcile loop removes
+the bridges once no group is in the network any more, then clears the row
+(:meth:`VirtualNetworksMixin.finish_vnet_teardown`). A crash in between leaves
+the row, and the next start finishes the work.
 """
 
 from __future__ import annotations
@@ -82,7 +88,21 @@ class VirtualNetworksMixin(Database):
                 _refuse_in_use(conn, record, key, subnet)
             conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?"
                          " AND name_key = ?", (sub, name_key(rg), name_key(name)))
+            record_teardown(conn, record, self.now())
             return record
+
+    def vnet_teardowns(self) -> list[str]:
+        """The keys (lower-case ARM ids) of deleted virtual networks still to be removed
+        from the node, oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT vnet_key FROM vnet_teardowns ORDER BY recorded_at, vnet_key").fetchall()
+        return [str(row["vnet_key"]) for row in rows]
+
+    def finish_vnet_teardown(self, vnet_key: str) -> None:
+        """The engine removed the network ``vnet_key``: forget that it was to be."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM vnet_teardowns WHERE vnet_key = ?", (name_key(vnet_key),))
 
     def vnet_in_use(self, vnet_id: str) -> bool:
         """Whether any container group (being deleted or not) is in one of the subnets
@@ -226,6 +246,24 @@ def check_placement(conn: sqlite3.Connection, subnet_key: str) -> None:
         raise ArmError(400, "SubnetNotFound",
                        f"The subnet '{subnet_key}' does not exist: create the virtual network "
                        "and its subnet first.", target="properties.subnetIds")
+
+
+def record_teardown(conn: sqlite3.Connection, record: VnetRecord, now: float) -> None:
+    """Note that the deleted network ``record`` is to be removed from the node (run in its
+    deletion's transaction)."""
+    conn.execute("INSERT INTO vnet_teardowns (vnet_key, recorded_at) VALUES (?, ?)"
+                 " ON CONFLICT (vnet_key) DO NOTHING", (name_key(record.resource_id), now))
+
+
+def delete_vnets_of(conn: sqlite3.Connection, sub: str, rg: str, now: float) -> None:
+    """Delete every virtual network of a resource group, each with its teardown recorded
+    (run in the resource group's deletion's transaction)."""
+    rows = conn.execute("SELECT * FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
+                        (sub, name_key(rg))).fetchall()
+    for row in rows:
+        record_teardown(conn, VnetRecord.from_row(row), now)
+    conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
+                 (sub, name_key(rg)))
 
 
 def refuse_networks_used_elsewhere(conn: sqlite3.Connection, sub: str, rg: str) -> None:

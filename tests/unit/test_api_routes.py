@@ -1,0 +1,321 @@
+"""The ACI routes in process: the app over a real store, a running reconcile loop and the
+FakeEngine, through httpx's ASGI transport (no sockets, no TLS, no root).
+
+What the SDK's poller and the CLI rely on: the status codes, the operation
+header and its polling, the instance view, auth's 401 and 404, and ARM error
+bodies for bad input, never a 500.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from fastapi import FastAPI
+
+from skiff.api.app import create_app
+from skiff.api.context import ControlPlane
+from skiff.control.reconciler import Reconciler
+from skiff.errors import ImageNotFound
+from skiff.settings import Settings
+from skiff.store import Store
+from skiff.testing.fake import FakeEngine
+from skiff.testing.waiting import eventually
+
+SUB = "sub-1"
+BASE = "https://skiff.test"
+API = "?api-version=2023-05-01"
+RG = f"/subscriptions/{SUB}/resourceGroups/rg"
+GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
+NETS = f"{RG}/providers/Microsoft.Network/virtualNetworks"
+IMAGE = "registry.test/busybox:1"
+
+
+class Client:
+    """httpx's AsyncClient on the app's ASGI transport, called from sync tests: requests run
+    on one event loop in a thread of their own, as a server's would."""
+
+    def __init__(self, portal: BlockingPortal, app: FastAPI, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._portal = portal
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url=BASE, headers=headers)
+
+    def request(self, method: str, url: str, **options: Any) -> httpx.Response:
+        response: httpx.Response = self._portal.call(
+            functools.partial(self._client.request, method, url, **options))
+        return response
+
+    def get(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("GET", url, **options)
+
+    def put(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("PUT", url, **options)
+
+    def post(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("POST", url, **options)
+
+    def delete(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("DELETE", url, **options)
+
+
+@pytest.fixture
+def portal() -> Iterator[BlockingPortal]:
+    with start_blocking_portal() as running:
+        yield running
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane over the fake engine, its reconcile loop running."""
+    store = Store(tmp_path / "skiff.db")
+    engine = FakeEngine()
+    reconciler = Reconciler(store, engine, workers=2)
+    plane = ControlPlane(Settings(data_root=tmp_path), store, engine, reconciler, BASE)
+    reconciler.start()
+    yield plane
+    reconciler.stop()
+    store.close()
+
+
+@pytest.fixture
+def app(plane: ControlPlane) -> FastAPI:
+    return create_app(plane)
+
+
+@pytest.fixture
+def http(plane: ControlPlane, app: FastAPI, portal: BlockingPortal) -> Client:
+    """A client holding a token of subscription ``SUB``."""
+    _, secret = plane.store.create_token(SUB, "tests")
+    return Client(portal, app, secret)
+
+
+def engine_of(plane: ControlPlane) -> FakeEngine:
+    assert isinstance(plane.engine, FakeEngine)
+    return plane.engine
+
+
+def body(script: str = "echo hello; sleep 300", image: str = IMAGE,
+         **props: Any) -> dict[str, Any]:
+    return {"location": "local", "properties": {
+        "osType": "Linux", **props, "containers": [{"name": "c", "properties": {
+            "image": image, "command": ["sh", "-c", script],
+            "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.5}}}}]}}
+
+
+def finished(http: Client, answer: httpx.Response) -> dict[str, Any]:
+    """Poll the answer's Azure-AsyncOperation until it is no longer InProgress."""
+    url = answer.headers["Azure-AsyncOperation"]
+    assert url.startswith(BASE)
+
+    def status() -> dict[str, Any] | None:
+        doc: dict[str, Any] = http.get(url).json()
+        return None if doc["status"] == "InProgress" else doc
+
+    done = eventually(status, what=f"the operation {url} to end")
+    assert done is not None
+    return done
+
+
+def instance(http: Client, name: str = "g") -> dict[str, Any]:
+    doc: dict[str, Any] = http.get(f"{GROUPS}/{name}{API}").json()
+    return doc
+
+
+def container_view(group: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = group["properties"]["containers"][0]["properties"]["instanceView"]
+    return view
+
+
+def create(http: Client, name: str = "g", **fields: Any) -> dict[str, Any]:
+    answer = http.put(f"{GROUPS}/{name}{API}", json=body(**fields))
+    assert answer.status_code == 201, answer.text
+    return finished(http, answer)
+
+
+def test_put_answers_201_and_its_operation_succeeds(http: Client) -> None:
+    """PUT → 201 with Azure-AsyncOperation; the operation ends Succeeded and GET shows the
+    group Succeeded and Running, its container Running."""
+    answer = http.put(f"{GROUPS}/g{API}", json=body())
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["name"] == "g"
+    assert answer.headers["Retry-After"] == "1"
+    assert finished(http, answer)["status"] == "Succeeded"
+    group = instance(http)
+    assert group["properties"]["provisioningState"] == "Succeeded"
+    assert group["properties"]["instanceView"]["state"] == "Running"
+    assert container_view(group)["currentState"]["state"] == "Running"
+    assert [e["name"] for e in container_view(group)["events"]] == [
+        "Pulling", "Pulled", "Created", "Started"]
+    again = http.put(f"{GROUPS}/g{API}", json=body())  # the same definition: no operation
+    assert again.status_code == 200
+    assert "Azure-AsyncOperation" not in again.headers
+
+
+def test_list_and_logs(http: Client) -> None:
+    """Groups are listed in their resource group and subscription; logs show the output."""
+    create(http, "g")
+    create(http, "h", script="echo other; sleep 300")
+    names = [g["name"] for g in http.get(f"{GROUPS}{API}").json()["value"]]
+    assert names == ["g", "h"]
+    every = http.get(f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/"
+                     f"containerGroups{API}").json()["value"]
+    assert [g["name"] for g in every] == ["g", "h"]
+    assert http.get(f"{GROUPS}/h/containers/c/logs{API}").json() == {"content": "other\n"}
+    missing = http.get(f"{GROUPS}/h/containers/nope/logs{API}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "ContainerNotFound"
+
+
+def test_stop_start_and_restart(http: Client) -> None:
+    """stop → 204 and Stopped; start → 202 and an operation back to Running; restart → 204
+    and an operation after which the container is a new instance."""
+    create(http)
+    assert http.post(f"{GROUPS}/g/stop{API}").status_code == 204
+    assert instance(http)["properties"]["instanceView"]["state"] == "Stopped"
+    started = http.post(f"{GROUPS}/g/start{API}")
+    assert started.status_code == 202
+    assert finished(http, started)["status"] == "Succeeded"
+    assert instance(http)["properties"]["instanceView"]["state"] == "Running"
+    before = container_view(instance(http))
+    restarted = http.post(f"{GROUPS}/g/restart{API}")
+    assert restarted.status_code == 204
+    assert finished(http, restarted)["status"] == "Succeeded"
+    after = container_view(instance(http))
+    assert after["currentState"]["state"] == "Running"
+    def killings(view: dict[str, Any]) -> int:
+        return sum(e["count"] for e in view["events"] if e["name"] == "Killing")
+
+    assert killings(after) == killings(before) + 1
+
+
+def test_delete_removes_the_group(http: Client, plane: ControlPlane) -> None:
+    """DELETE → 202 and an operation; then the group is gone from the API and the engine,
+    and a second DELETE answers 204."""
+    create(http)
+    answer = http.delete(f"{GROUPS}/g{API}")
+    assert answer.status_code == 202
+    assert finished(http, answer)["status"] == "Succeeded"
+    eventually(lambda: http.get(f"{GROUPS}/g{API}").status_code == 404,
+               what="the group forgotten")
+    assert engine_of(plane).group_ids() == []
+    assert http.delete(f"{GROUPS}/g{API}").status_code == 204
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_operation(http: Client,
+                                                            plane: ControlPlane) -> None:
+    """A failed pull ends the operation Failed with an error, and the group Failed."""
+    engine_of(plane).pull_errors["registry.test/nope:1"] = ImageNotFound("manifest unknown")
+    answer = http.put(f"{GROUPS}/g{API}", json=body(image="registry.test/nope:1"))
+    assert answer.status_code == 201
+    done = finished(http, answer)
+    assert done["status"] == "Failed"
+    assert "manifest unknown" in done["error"]["message"]
+    assert instance(http)["properties"]["provisioningState"] == "Failed"
+
+
+def test_auth(plane: ControlPlane, http: Client, app: FastAPI, portal: BlockingPortal) -> None:
+    """No token or a wrong one: 401; another subscription's token: 404, as if absent."""
+    create(http)
+    bare = Client(portal, app, None)
+    answer = bare.get(f"{GROUPS}/g{API}")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "AuthenticationFailed"
+    wrong = bare.get(f"{GROUPS}/g{API}", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    _, other = plane.store.create_token("sub-2", "other")
+    foreign = bare.get(f"{GROUPS}/g{API}", headers={"Authorization": f"Bearer {other}"})
+    assert foreign.status_code == 404
+    assert foreign.json()["error"]["code"] == "SubscriptionNotFound"
+    _, admin = plane.store.create_token(None, "admin")
+    assert bare.get(f"{GROUPS}/g{API}",
+                    headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"{not json", b"[]", b'{"location": "local"}', b'{"properties": {"containers": 7}}',
+    b'{"properties": {"containers": [{"name": "c"}]}}',
+    b'{"properties": {"containers": [{"name": "c", "properties": {"image": "x",'
+    b' "resources": {"requests": {"cpu": "lots", "memoryInGB": 1}}}}]}}',
+    b"\xff\xfe",
+])
+def test_a_bad_body_gets_an_arm_400(http: Client, content: bytes) -> None:
+    """Malformed or invalid bodies answer 400 with an ARM error body, never a 500, and
+    nothing is created."""
+    answer = http.put(f"{GROUPS}/g{API}", content=content,
+                      headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"]
+    assert error["message"]
+    assert http.get(f"{GROUPS}/g{API}").status_code == 404
+
+
+def test_a_missing_api_version_is_refused(http: Client) -> None:
+    """Every route needs ?api-version=, as ARM's."""
+    answer = http.get(f"{GROUPS}/g")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "MissingApiVersionParameter"
+
+
+def vnet_body() -> dict[str, Any]:
+    return {"location": "local", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.210.0.0/16"]},
+        "subnets": [{"name": "default", "properties": {"addressPrefix": "10.210.1.0/24"}}]}}
+
+
+def private(script: str = "sleep 300") -> dict[str, Any]:
+    doc = body(script, restartPolicy="Never",
+               ipAddress={"type": "Private", "ports": [{"port": 80}]},
+               subnetIds=[{"id": f"{NETS}/net/subnets/default"}])
+    doc["properties"]["containers"][0]["properties"]["ports"] = [{"port": 80}]
+    return doc
+
+
+def test_deleting_a_virtual_network_clears_the_node_before_answering(
+    http: Client, plane: ControlPlane
+) -> None:
+    """A network in use is refused (400); once its group is gone, DELETE answers 200 with the
+    node already rid of it (through the reconcile loop), then 204."""
+    engine = engine_of(plane)
+    assert http.put(f"{NETS}/net{API}", json=vnet_body()).status_code == 201
+    made = http.put(f"{GROUPS}/priv{API}", json=private())
+    assert made.status_code == 201, made.text
+    assert finished(http, made)["status"] == "Succeeded"
+    assert instance(http, "priv")["properties"]["ipAddress"]["ip"] == "10.210.1.4"
+    key = f"{NETS}/net".lower()
+    assert engine.vnets() == [key]
+    refused = http.delete(f"{NETS}/net{API}")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "InUseSubnetCannotBeDeleted"
+    assert finished(http, http.delete(f"{GROUPS}/priv{API}"))["status"] == "Succeeded"
+    eventually(lambda: http.delete(f"{GROUPS}/priv{API}").status_code == 204,
+               what="the group forgotten")
+    deleted = http.delete(f"{NETS}/net{API}")
+    assert deleted.status_code == 200
+    assert deleted.content == b""
+    assert engine.vnets() == []
+    assert plane.store.vnet_teardowns() == []
+    assert http.delete(f"{NETS}/net{API}").status_code == 204
+
+
+def test_deleting_a_resource_group_takes_its_groups_and_networks(
+    http: Client, plane: ControlPlane
+) -> None:
+    """DELETE of the resource group → 202; its groups go, then its network leaves the node
+    after its last group."""
+    engine = engine_of(plane)
+    assert http.put(f"{NETS}/net{API}", json=vnet_body()).status_code == 201
+    assert finished(http, http.put(f"{GROUPS}/priv{API}", json=private()))["status"] == \
+        "Succeeded"
+    assert http.delete(f"{RG}{API}").status_code == 202
+    assert http.get(f"{RG}{API}").status_code == 404
+    eventually(lambda: not engine.group_ids() and not engine.vnets()
+               and not plane.store.vnet_teardowns(),
+               what="the groups and the network gone from the node")
+    assert http.get(f"{NETS}/net{API}").status_code == 404
