@@ -1,4 +1,10 @@
-"""Containers on runc through conmon: create, start, exit codes, logs, stop, exec, adoption."""
+"""Containers on runc through conmon: create, start, exit codes, logs, stop, exec, adoption.
+
+runc only: these drive :class:`~skiff.engine.runtime.conmon.ConmonRuntime` itself with
+runc's own default spec (log rotation, the exec terminal's size, a process that outlives
+its creator). The same lifecycle through the driver protocol, on runc and on gVisor, is
+test_drivers.py's; a sandbox's exec terminal is test_sandbox.py's.
+"""
 
 from __future__ import annotations
 
