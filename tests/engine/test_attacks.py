@@ -2,7 +2,8 @@
 the other groups stay healthy.
 
 Every test runs twice, once with the group under runc (``isolation="container"``) and
-once in a gVisor sandbox (``isolation="sandbox"``), and plays the attacker from inside
+once in a gVisor sandbox (``isolation="sandbox"``): its groups come from the engine
+tests' ``group`` fixture (tests/engine/conftest.py). Each plays the attacker from inside
 a container: looking for the host's processes, mounting, writing the host's sysctls,
 loading kernel modules, reaching the host's services, escaping through symlinks and
 /proc, fork-bombing and eating memory. Each asserts what the attacker got (nothing)
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,37 +44,19 @@ from skiff.core.spec import (
     VolumeMount,
 )
 from skiff.engine.group.supervisor import Supervisor
-from skiff.engine.runtime.sandbox import holder_id
 from skiff.engine.spec import options as oci
 from skiff.engine.spec.container import PIDS_LIMIT
-from skiff.settings import RuntimeSettings, Settings
+from skiff.testing.engine import wait_view
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
-from tests.engine.supervising import supervising
-from tests.engine.test_supervisor import box, group, wait_view
+from tests.engine.supervising import GroupMaker, box
+
+pytestmark = pytest.mark.root
 
 #: CAP_SYS_MODULE's bit in /proc/<pid>/status's capability masks.
 _CAP_SYS_MODULE = 16
 #: clone(2)'s and unshare(2)'s flag for a new user namespace.
 _CLONE_NEWUSER = 0x10000000
-
-
-@pytest.fixture(params=[
-    "container",
-    pytest.param("sandbox", marks=pytest.mark.skipif(shutil.which("runsc") is None,
-                                                     reason="needs runsc")),
-])
-def isolation(request: pytest.FixtureRequest) -> str:
-    """The runtime a test's groups run on: runc, or a gVisor sandbox per group."""
-    return str(request.param)
-
-
-@pytest.fixture
-def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
-    """A supervisor on a fresh data root; its groups, sandboxes, namespaces, bridge and
-    cgroups go after, pass or fail."""
-    settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    with supervising(settings) as supervisor:
-        yield supervisor
 
 
 @pytest.fixture
@@ -102,58 +85,37 @@ def attack(engine: Supervisor, group_id: str, container: str, script: str,
     return session.process.returncode, out.decode(errors="replace")
 
 
-def running(engine: Supervisor, images: BuiltImages, isolation: str,
-            *containers: Container, **fields: object) -> GroupSpec:
-    """A group of ``containers`` on ``isolation``, running."""
-    spec = group(images, *containers, isolation=isolation, **fields)
+def running(engine: Supervisor, group: GroupMaker, *containers: Container,
+            **fields: object) -> GroupSpec:
+    """A group of ``containers`` on the test's runtime, running."""
+    spec = group(*containers, **fields)
     view = engine.run(spec)
     assert view.state == "Running", view
     return spec
 
 
-def _pid_of(engine: Supervisor, group_id: str, container: str, isolation: str) -> int:
-    """The host pid whose cgroups hold the container's limits: its own process under
-    runc, the sandbox (gVisor's kernel) under runsc."""
-    if isolation == "sandbox":
-        return int((engine.runtime.dir(holder_id(group_id)) / "pidfile").read_text())
-    view = engine.view(group_id).containers
-    cid = next(c.cid for c in view if c.name == container)
-    pid = engine.runtime.status(cid).pid
-    assert pid is not None
-    return pid
-
-
-def pids_cgroup(pid: int) -> Path:
-    """The pids cgroup directory of a host process (cgroup v1, or v2's unified tree)."""
-    unified = None
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            return Path("/sys/fs/cgroup/pids") / path.lstrip("/")
-        if controllers == "":
-            unified = Path("/sys/fs/cgroup") / path.lstrip("/")
-    assert unified is not None, f"process {pid} is in no pids cgroup"
-    return unified
-
-
-def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+def pids_cgroup(engine: Supervisor, group: GroupMaker, group_id: str, container: str) -> Path:
+    """The pids cgroup directory that holds the container's limits, as its runtime driver
+    says: the container's own under runc, the sandbox's (gVisor's kernel) under runsc
+    (cgroup v1, or v2's unified tree)."""
+    cid = next(c.cid for c in engine.view(group_id).containers if c.name == container)
+    path = engine.drivers[group.isolation].limits_cgroup(group_id, cid).lstrip("/")
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return Path("/sys/fs/cgroup") / path
+    return Path("/sys/fs/cgroup/pids") / path
 
 
 # ---- 1. the host's processes ----------------------------------------------------------------
 
 
 def test_host_processes_are_out_of_sight(engine: Supervisor, images: BuiltImages,
-                                         isolation: str) -> None:
+                                         group: GroupMaker) -> None:
     """ps and /proc in a container show its own processes only: neither this test's
     process nor a marker process the test runs on the host."""
     token = "skiff-marker-" + uuid.uuid4().hex
     marker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", token])
     try:
-        spec = running(engine, images, isolation, box(images, "c", "sleep 300"))
+        spec = running(engine, group, box(images, "c", "sleep 300"))
         code, out = attack(engine, spec.id, "c",
                            "ps -o pid,args; for f in /proc/[0-9]*/cmdline; "
                            "do tr '\\0' ' ' < $f; echo; done; ls /proc")
@@ -180,13 +142,13 @@ def _host_sysctls() -> dict[str, str]:
 
 
 def test_mounting_and_writing_host_sysctls_fail(engine: Supervisor, images: BuiltImages,
-                                                isolation: str) -> None:
+                                                group: GroupMaker) -> None:
     """A container's root can neither mount (tmpfs, /proc/sys remounted rw, in a new
     mount or user namespace: under runc it may not even make the latter) nor write the
     host's sysctls nor read the host's disk; the host's values stay."""
     before = _host_sysctls()
     disk = os.stat("/").st_dev
-    spec = running(engine, images, isolation, box(images, "c", "sleep 300"))
+    spec = running(engine, group, box(images, "c", "sleep 300"))
     _, out = attack(engine, spec.id, "c", f"""
         id -u
         grep -E '^Cap(Eff|Bnd)' /proc/self/status
@@ -206,7 +168,7 @@ def test_mounting_and_writing_host_sysctls_fail(engine: Supervisor, images: Buil
     """)
     assert "attempted" in out
     assert "BREACH" not in out, out
-    if isolation == "container":  # in gVisor, a user namespace is its own kernel's
+    if group.isolation == "container":  # in gVisor, a user namespace is its own kernel's
         assert "userns-made" not in out, out
     assert _host_sysctls() == before
 
@@ -245,11 +207,11 @@ def _host_modules() -> str | None:
 
 
 def test_loading_a_kernel_module_fails(engine: Supervisor, images: BuiltImages,
-                                       isolation: str) -> None:
+                                       group: GroupMaker) -> None:
     """insmod and modprobe fail in a container, which holds no CAP_SYS_MODULE; the
     host's module list stays as it was."""
     before = _host_modules()
-    spec = running(engine, images, isolation, box(images, "c", "sleep 300"))
+    spec = running(engine, group, box(images, "c", "sleep 300"))
     _, out = attack(engine, spec.id, "c", """
         grep -E '^Cap(Eff|Bnd)' /proc/self/status
         head -c 4096 /dev/zero > /tmp/evil.ko
@@ -317,11 +279,11 @@ def host_server(address: str, greeting: bytes) -> Iterator[_Server]:
 
 
 def test_host_loopback_and_gateway_services_are_unreachable(
-        engine: Supervisor, images: BuiltImages, isolation: str) -> None:
+        engine: Supervisor, images: BuiltImages, group: GroupMaker) -> None:
     """A server on the host's 127.0.0.1, and one on the group's gateway address, cannot
     be reached from a container (its 127.0.0.1 is its own; the host's guard drops the
     gateway), while both answer on the host."""
-    spec = running(engine, images, isolation, box(images, "c", "sleep 300"))
+    spec = running(engine, group, box(images, "c", "sleep 300"))
     attachment = engine.networks.get(spec.id)
     assert attachment is not None
     greeting = b"host-service-" + uuid.uuid4().hex.encode()
@@ -352,7 +314,7 @@ def test_host_loopback_and_gateway_services_are_unreachable(
 
 
 def test_symlinks_in_volumes_and_proc_roots_stay_inside(
-        engine: Supervisor, images: BuiltImages, isolation: str,
+        engine: Supervisor, images: BuiltImages, group: GroupMaker,
         planted: tuple[Path, str]) -> None:
     """Symlinks one container plants in a shared emptyDir (to /, up with ../.., to the
     host's path) and /proc/<pid>/root lead another container only into its own root:
@@ -368,7 +330,7 @@ def test_symlinks_in_volumes_and_proc_roots_stay_inside(
         touch /shared/ready
         sleep 300""", volume_mounts=shared)
     reader = box(images, "reader", "sleep 300", volume_mounts=shared)
-    spec = running(engine, images, isolation, writer, reader,
+    spec = running(engine, group, writer, reader,
                    volumes=(Volume("shared", EmptyDirVolume()),))
     attachment = engine.networks.get(spec.id)
     assert attachment is not None
@@ -408,22 +370,23 @@ def _responsive(engine: Supervisor, group_id: str, container: str) -> float:
 
 
 def test_fork_bomb_hits_the_pids_limit_and_harms_no_one_else(
-        engine: Supervisor, images: BuiltImages, isolation: str) -> None:
+        engine: Supervisor, images: BuiltImages, group: GroupMaker) -> None:
     """A fork bomb fills its pids limit (4096 under runc; under runsc, the sandbox's),
     while the host and another group keep answering; the bomb's group then deletes
     cleanly, leaving no process behind."""
-    bystander = running(engine, images, isolation, box(images, "calm", "sleep 300"))
+    bystander = running(engine, group, box(images, "calm", "sleep 300"))
     bomb = Container(name="bomb", image=images.bb,
                      command=("sh", "-c", "f() { f | f & }; f; exec sleep 300"),
                      resources=Resources(cpu=0.5, memory_gb=1))
-    spec = running(engine, images, isolation, bomb)
-    pids = pids_cgroup(_pid_of(engine, spec.id, "bomb", isolation))
+    spec = running(engine, group, bomb)
+    pids = pids_cgroup(engine, group, spec.id, "bomb")
 
     def limit_hit() -> bool:
         events = (pids / "pids.events").read_text()
         return int(events.split()[-1]) > 0
 
-    until(limit_hit, 60, "the fork bomb to hit its pids limit")
+    eventually(limit_hit, what="the fork bomb to hit its pids limit", timeout_s=60,
+               interval_s=0.1)
     assert int((pids / "pids.max").read_text()) == PIDS_LIMIT
     started = time.monotonic()
     subprocess.run(["true"], check=True, timeout=10)
@@ -440,14 +403,14 @@ def test_fork_bomb_hits_the_pids_limit_and_harms_no_one_else(
 
 
 def test_memory_hog_is_oom_killed_and_harms_no_one_else(
-        engine: Supervisor, images: BuiltImages, isolation: str) -> None:
+        engine: Supervisor, images: BuiltImages, group: GroupMaker) -> None:
     """A container allocating beyond its limit is OOM-killed (137, OOMKilled) while
     another group runs on, untouched and answering."""
-    bystander = running(engine, images, isolation, box(images, "calm", "sleep 300"))
+    bystander = running(engine, group, box(images, "calm", "sleep 300"))
     hog = Container(name="hog", image=images.bb,
                     command=("sh", "-c", "dd if=/dev/zero of=/dev/null bs=300M count=1"),
                     resources=Resources(cpu=0.5, memory_gb=0.1))
-    spec = group(images, hog, restart_policy=RestartPolicy.NEVER, isolation=isolation)
+    spec = group(hog, restart_policy=RestartPolicy.NEVER)
     engine.run(spec)
     view = wait_view(engine, spec.id, lambda v: v.state == "Failed", timeout_s=60)
     current = view.containers[0].current

@@ -1,4 +1,10 @@
-"""Containers on runc through conmon: create, start, exit codes, logs, stop, exec, adoption."""
+"""Containers on runc through conmon: create, start, exit codes, logs, stop, exec, adoption.
+
+runc only: these drive :class:`~skiff.engine.runtime.conmon.ConmonRuntime` itself with
+runc's own default spec (log rotation, the exec terminal's size, a process that outlives
+its creator). The same lifecycle through the driver protocol, on runc and on gVisor, is
+test_drivers.py's; a sandbox's exec terminal is test_sandbox.py's.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +29,10 @@ from skiff.engine.runtime import cgroups
 from skiff.engine.runtime.conmon import ConmonRuntime
 from skiff.errors import ContainerCreateFailed
 from skiff.settings import RuntimeSettings
+from skiff.testing.waiting import eventually
 from tests.conftest import BuiltImages
+
+pytestmark = pytest.mark.root
 
 
 @pytest.fixture
@@ -133,7 +142,8 @@ def test_stop_kills_a_container_that_ignores_sigterm(
 ) -> None:
     """SIGTERM first; after the grace period, SIGKILL: exit code 137."""
     cid = containers.create(["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"])
-    _wait_for(lambda: runtime.logs(cid) == "ready\n")
+    eventually(lambda: runtime.logs(cid) == "ready\n", what="the container to be ready",
+               interval_s=0.01)
     start = time.monotonic()
     status = runtime.stop(cid, grace_s=1)
     assert status.exit_code == 137
@@ -161,16 +171,18 @@ def test_exec_without_and_with_a_tty(containers: Containers, runtime: ConmonRunt
     assert out == b"got:hello\n0\n"
     tty = runtime.exec(cid, ["sh", "-c", "stty size; tty"], tty=True, terminal_size=(40, 120))
     assert tty.terminal is not None
-    output = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and b"/dev/pts" not in output:
-        ready, _, _ = select.select([tty.terminal], [], [], 0.5)
-        if ready:
-            try:
-                output += os.read(tty.terminal, 4096)
-            except OSError:
-                break
-    tty.close()
+    terminal = tty.terminal
+    output = bytearray()
+
+    def printed() -> bool:
+        if select.select([terminal], [], [], 0.1)[0]:
+            output.extend(tty.read(4096))
+        return b"/dev/pts" in output
+
+    try:
+        eventually(printed, what="the terminal's size and name", interval_s=0.01)
+    finally:
+        tty.close()
     assert b"40 120" in output
     assert b"/dev/pts/" in output
 
@@ -191,11 +203,8 @@ def test_log_rotation_keeps_the_newest_output_within_the_limit(
         # Once conmon is gone nothing writes any more, and the next rotation cuts the
         # log to size (while it runs, a loaded machine may let more than one write
         # pass between two checks).
-        deadline = time.monotonic() + 10
-        while conmon is not None and Path(f"/proc/{conmon}").exists() \
-                and not _is_zombie(conmon):
-            assert time.monotonic() < deadline, "conmon did not exit"
-            time.sleep(0.01)
+        eventually(lambda: conmon is None or _is_zombie(conmon), what="conmon to exit",
+                   interval_s=0.01)
         rotations += runtime.rotate_logs(cid)
         logs = runtime.logs(cid)
         assert rotations >= 1
@@ -227,13 +236,6 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
-
-
-def _wait_for(condition: Any, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_follow_streams_output_as_it_is_written(

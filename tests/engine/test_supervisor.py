@@ -1,12 +1,16 @@
-"""Container groups end to end on this node: real images, runc, conmon, CNI, volumes."""
+"""Container groups end to end on this node: real images, runc or gVisor, conmon, CNI, volumes.
+
+The engine's conformance suite: every test that makes its groups with the ``group``
+fixture runs once per runtime driver, on runc and in a gVisor sandbox (see
+tests/engine/conftest.py). What holds for one runtime only is elsewhere: gVisor's
+particulars in test_sandbox.py, runc's in test_runtime.py and test_security.py.
+"""
 
 from __future__ import annotations
 
 import base64
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,6 @@ from skiff.core.spec import (
     EmptyDirVolume,
     EnvVar,
     ExecAction,
-    GroupSpec,
     HttpGetAction,
     Port,
     Probe,
@@ -27,53 +30,25 @@ from skiff.core.spec import (
     Volume,
     VolumeMount,
 )
-from skiff.core.view import GroupView
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.network import firewall
 from skiff.errors import InvalidGroupSpec
-from skiff.settings import BackoffSettings, RuntimeSettings, Settings
+from skiff.settings import BackoffSettings
+from skiff.testing.engine import wait_view as wait_view  # test_security imports it from here
+from skiff.testing.waiting import eventually
 from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
-from tests.engine.supervising import FAST_BACKOFF, supervising
+from tests.engine.supervising import FAST_BACKOFF, GroupMaker, box, group_spec
 
-
-@pytest.fixture
-def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
-    """A supervisor on a fresh data root; every group, namespace and bridge goes after."""
-    # A short grace: most test containers are shells that ignore SIGTERM as PID 1.
-    settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    with supervising(settings) as supervisor:
-        yield supervisor
-
-
-def group(images: BuiltImages, *containers: Container, **fields: object) -> GroupSpec:
-    name = fields.pop("name", "grp-" + uuid.uuid4().hex[:6])
-    return GroupSpec(id=uuid.uuid4().hex, name=str(name), containers=containers, **fields)  # type: ignore[arg-type]
-
-
-def box(images: BuiltImages, name: str, script: str, **fields: object) -> Container:
-    """A busybox container running a shell script."""
-    return Container(name=name, image=images.bb, command=("sh", "-c", script),
-                     resources=Resources(cpu=0.5, memory_gb=0.25), **fields)  # type: ignore[arg-type]
-
-
-def wait_view(engine: Supervisor, group_id: str, condition: Callable[[GroupView], bool],
-              timeout_s: float = 20) -> GroupView:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        view = engine.view(group_id)
-        if condition(view):
-            return view
-        assert time.monotonic() < deadline, f"condition not met; last view: {view}"
-        time.sleep(0.05)
+pytestmark = pytest.mark.root
 
 
 def test_single_container_group_runs_with_its_name_and_address(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A group runs: Running, an IP, hostname and /etc/hosts naming the group, env merged."""
-    spec = group(images, box(images, "web", "hostname; grep -c $(hostname) /etc/hosts; "
-                                            "echo $MODE $PATH; sleep 300",
-                             env=(EnvVar("MODE", "demo"),)), name="web-group")
+    spec = group(box(images, "web", "hostname; grep -c $(hostname) /etc/hosts; "
+                                    "echo $MODE $PATH; sleep 300",
+                     env=(EnvVar("MODE", "demo"),)), name="web-group")
     view = engine.run(spec)
     assert view.state == "Running"
     assert view.ip is not None
@@ -87,10 +62,11 @@ def test_single_container_group_runs_with_its_name_and_address(
     assert lines[2].startswith("demo /usr/local/sbin")
 
 
-def test_containers_of_a_group_share_localhost(engine: Supervisor, images: BuiltImages) -> None:
+def test_containers_of_a_group_share_localhost(
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
     """Two containers of one group talk over 127.0.0.1 (one netns per group, lo up)."""
-    spec = group(images,
-                 box(images, "server", "echo hello-from-server | nc -l -p 8080"),
+    spec = group(box(images, "server", "echo hello-from-server | nc -l -p 8080"),
                  box(images, "client", "until nc 127.0.0.1 8080; do sleep 0.1; done; sleep 300"),
                  restart_policy=RestartPolicy.NEVER)
     engine.run(spec)
@@ -99,10 +75,10 @@ def test_containers_of_a_group_share_localhost(engine: Supervisor, images: Built
 
 @pytest.mark.parametrize(("code", "state"), [(0, "Succeeded"), (3, "Failed")])
 def test_never_policy_ends_succeeded_or_failed(
-    engine: Supervisor, images: BuiltImages, code: int, state: str
+    engine: Supervisor, images: BuiltImages, group: GroupMaker, code: int, state: str
 ) -> None:
     """Under Never, a group whose container exits 0 Succeeds, non-zero Fails; no restart."""
-    spec = group(images, box(images, "job", f"exit {code}"), restart_policy=RestartPolicy.NEVER)
+    spec = group(box(images, "job", f"exit {code}"), restart_policy=RestartPolicy.NEVER)
     engine.run(spec)
     view = wait_view(engine, spec.id, lambda v: v.state in ("Succeeded", "Failed"))
     assert view.state == state
@@ -113,10 +89,10 @@ def test_never_policy_ends_succeeded_or_failed(
 
 
 def test_on_failure_restarts_with_backoff_and_keeps_previous_logs(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A failing container restarts with backoff, counts restarts, keeps the last instance's log."""
-    spec = group(images, box(images, "flaky", "echo failing; exit 1"),
+    spec = group(box(images, "flaky", "echo failing; exit 1"),
                  restart_policy=RestartPolicy.ON_FAILURE)
     engine.run(spec)
     view = wait_view(engine, spec.id, lambda v: v.containers[0].restart_count >= 3)
@@ -130,12 +106,11 @@ def test_on_failure_restarts_with_backoff_and_keeps_previous_logs(
 
 
 def test_init_containers_run_in_order_before_the_app(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """Init containers run one after another to completion; the app sees what they wrote."""
     mount = (VolumeMount("work", "/work"),)
     spec = group(
-        images,
         box(images, "app", "cat /work/order; sleep 300", volume_mounts=mount),
         init_containers=(
             box(images, "first", "echo first >> /work/order", volume_mounts=mount),
@@ -151,10 +126,10 @@ def test_init_containers_run_in_order_before_the_app(
 
 
 def test_failing_init_container_fails_the_group_under_never(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """An init container that fails under Never fails the group; the app never starts."""
-    spec = group(images, box(images, "app", "sleep 300"),
+    spec = group(box(images, "app", "sleep 300"),
                  init_containers=(box(images, "setup", "exit 7"),),
                  restart_policy=RestartPolicy.NEVER)
     engine.run(spec)
@@ -164,10 +139,12 @@ def test_failing_init_container_fails_the_group_under_never(
     assert "Started" not in [e.name for e in view.containers[0].events]
 
 
-def test_missing_image_fails_the_group_clearly(engine: Supervisor, images: BuiltImages) -> None:
+def test_missing_image_fails_the_group_clearly(
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
     """An image the registry lacks fails the group at once with a Failed event naming it."""
     missing = f"{images.public.host}/test/absent:1"
-    spec = group(images, Container(name="c", image=missing))
+    spec = group(Container(name="c", image=missing))
     view = engine.run(spec)
     assert view.state == "Failed"
     failed = [e for e in view.containers[0].events if e.name == "Failed"]
@@ -176,10 +153,10 @@ def test_missing_image_fails_the_group_clearly(engine: Supervisor, images: Built
 
 
 def test_command_not_found_ends_as_a_clear_failure(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A command missing from the image terminates the container with the runtime's reason."""
-    spec = group(images, Container(name="c", image=images.bb, command=("no-such-binary",)),
+    spec = group(Container(name="c", image=images.bb, command=("no-such-binary",)),
                  restart_policy=RestartPolicy.NEVER)
     view = engine.run(spec)
     assert view.state == "Failed"
@@ -192,10 +169,10 @@ def test_command_not_found_ends_as_a_clear_failure(
     (VolumeMount("v", "/data"), VolumeMount("v", "/data/")),
 ])
 def test_bad_mounts_are_refused_before_anything_is_created(
-    engine: Supervisor, images: BuiltImages, mounts: tuple[VolumeMount, ...]
+    engine: Supervisor, images: BuiltImages, group: GroupMaker, mounts: tuple[VolumeMount, ...]
 ) -> None:
     """A mount naming no volume, or two mounts on one path, is refused up front."""
-    spec = group(images, box(images, "c", "true", volume_mounts=mounts),
+    spec = group(box(images, "c", "true", volume_mounts=mounts),
                  volumes=(Volume("v", EmptyDirVolume()),))
     with pytest.raises(InvalidGroupSpec):
         engine.run(spec)
@@ -203,9 +180,19 @@ def test_bad_mounts_are_refused_before_anything_is_created(
     assert engine.networks.list() == []
 
 
-def test_stop_and_start(engine: Supervisor, images: BuiltImages) -> None:
+def test_unknown_isolation_is_refused(engine: Supervisor, images: BuiltImages) -> None:
+    """An isolation no runtime driver runs is refused before anything is made (no runtime
+    is involved: it runs once)."""
+    spec = group_spec(box(images, "c", "true"), isolation="vm")
+    with pytest.raises(InvalidGroupSpec, match="container or sandbox"):
+        engine.run(spec)
+    assert engine.group_ids() == []
+    assert engine.networks.list() == []
+
+
+def test_stop_and_start(engine: Supervisor, images: BuiltImages, group: GroupMaker) -> None:
     """Stop kills the containers and keeps the group; start runs it again."""
-    spec = group(images, box(images, "c", "echo up; sleep 300"))
+    spec = group(box(images, "c", "echo up; sleep 300"))
     engine.run(spec)
     stopped = engine.stop(spec.id)
     assert stopped.state == "Stopped"
@@ -217,10 +204,10 @@ def test_stop_and_start(engine: Supervisor, images: BuiltImages) -> None:
 
 
 def test_running_group_is_adopted_by_a_new_supervisor(
-    engine: Supervisor, images: BuiltImages, tmp_path: Path
+    engine: Supervisor, images: BuiltImages, group: GroupMaker, tmp_path: Path
 ) -> None:
     """After skiff restarts, running the same spec adopts its containers: no restart."""
-    spec = group(images, box(images, "c", "sleep 300"))
+    spec = group(box(images, "c", "sleep 300"))
     first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF)
     try:
         first.run(spec)
@@ -235,11 +222,13 @@ def test_running_group_is_adopted_by_a_new_supervisor(
     assert [e.name for e in view.containers[0].events].count("Started") == 1
 
 
-def test_delete_leaves_nothing_behind(engine: Supervisor, images: BuiltImages) -> None:
+def test_delete_leaves_nothing_behind(
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
     """Deleting a group removes rootfs mounts, netns, veth, lease, cgroups, conmon and logs."""
     secret = SecretVolume(files=(("token", base64.b64encode(b"s3cret").decode()),))
-    spec = group(images, box(images, "c", "sleep 300",
-                             volume_mounts=(VolumeMount("s", "/secret", read_only=True),)),
+    spec = group(box(images, "c", "sleep 300",
+                     volume_mounts=(VolumeMount("s", "/secret", read_only=True),)),
                  volumes=(Volume("s", secret),))
     view = engine.run(spec)
     cid = view.containers[0].cid
@@ -266,12 +255,12 @@ def test_delete_leaves_nothing_behind(engine: Supervisor, images: BuiltImages) -
     assert engine.group_ids() == []
 
 
-def test_oom_kill_is_reported(engine: Supervisor, images: BuiltImages) -> None:
+def test_oom_kill_is_reported(engine: Supervisor, images: BuiltImages, group: GroupMaker) -> None:
     """A container over its memory limit is killed: Terminated 137 and an OOMKilled event."""
     hog = Container(name="hog", image=images.bb,
                     command=("sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1"),
                     resources=Resources(cpu=0.5, memory_gb=0.05))
-    spec = group(images, hog, restart_policy=RestartPolicy.NEVER)
+    spec = group(hog, restart_policy=RestartPolicy.NEVER)
     engine.run(spec)
     view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
     container = view.containers[0]
@@ -281,12 +270,12 @@ def test_oom_kill_is_reported(engine: Supervisor, images: BuiltImages) -> None:
 
 
 def test_failing_liveness_probe_restarts_the_container(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A liveness probe that fails its threshold kills the container; the policy restarts it."""
     probe = Probe(ExecAction(("test", "-f", "/tmp/healthy")), period_s=0.2, failure_threshold=2,
                   timeout_s=2)
-    spec = group(images, box(images, "c", "sleep 300", liveness=probe))
+    spec = group(box(images, "c", "sleep 300", liveness=probe))
     engine.run(spec)
     view = wait_view(engine, spec.id, lambda v: v.containers[0].restart_count >= 1)
     names = [e.name for e in view.containers[0].events]
@@ -294,9 +283,11 @@ def test_failing_liveness_probe_restarts_the_container(
     assert "Killing" in names
 
 
-def test_exec_in_a_running_container(engine: Supervisor, images: BuiltImages) -> None:
+def test_exec_in_a_running_container(
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
     """exec runs a command in the group's container and streams its output."""
-    spec = group(images, box(images, "c", "sleep 300"), name="exec-grp")
+    spec = group(box(images, "c", "sleep 300"), name="exec-grp")
     engine.run(spec)
     session = engine.exec(spec.id, "c", ["hostname"])
     out, _ = session.process.communicate(timeout=10)
@@ -304,16 +295,16 @@ def test_exec_in_a_running_container(engine: Supervisor, images: BuiltImages) ->
 
 
 def test_cached_private_image_never_runs_for_a_group_without_credentials(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A private image cached by one group is refused to a group without credentials:
     its container is created while the registry check runs, but never started."""
     creds = (RegistryCredentialSpec(images.private.host, PRIVATE_USER, PRIVATE_PASSWORD),)
-    allowed = group(images, Container(name="c", image=images.private_bb,
-                                      command=("sleep", "300")), credentials=creds)
+    allowed = group(Container(name="c", image=images.private_bb, command=("sleep", "300")),
+                    credentials=creds)
     assert engine.run(allowed).state == "Running"
-    refused = group(images, Container(name="c", image=images.private_bb,
-                                      command=("sh", "-c", "echo leaked; sleep 300")))
+    refused = group(Container(name="c", image=images.private_bb,
+                              command=("sh", "-c", "echo leaked; sleep 300")))
     view = engine.run(refused)
     assert view.state == "Failed"
     assert "Started" not in [e.name for e in view.containers[0].events]
@@ -322,25 +313,25 @@ def test_cached_private_image_never_runs_for_a_group_without_credentials(
 
 
 def test_http_readiness_probe_marks_the_container_ready(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """An httpGet readiness probe passes once the container serves on its port."""
     probe = Probe(HttpGetAction(port=8080, path="/"), period_s=0.2, timeout_s=2)
     web = box(images, "web", "sleep 0.5; mkdir /www; echo hi > /www/index.html; "
                              "httpd -f -p 8080 -h /www", readiness=probe)
-    spec = group(images, web)
+    spec = group(web)
     view = engine.run(spec)
     assert view.containers[0].ready is False
     wait_view(engine, spec.id, lambda v: v.containers[0].ready)
 
 
 def test_secure_environment_values_stay_out_of_readable_files(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A secureValue reaches the container but no file others can read, nor the state file."""
     secret = "sv-" + uuid.uuid4().hex
-    spec = group(images, box(images, "c", "echo ${TOKEN:0:3}; sleep 300",
-                             env=(EnvVar("TOKEN", secret, secure=True),)))
+    spec = group(box(images, "c", "echo ${TOKEN:0:3}; sleep 300",
+                     env=(EnvVar("TOKEN", secret, secure=True),)))
     engine.run(spec)
     wait_view(engine, spec.id, lambda v: engine.logs(spec.id, "c") == "sv-\n")
     found = subprocess.run(["grep", "-rlF", secret, str(engine.settings.data_root)],
@@ -349,13 +340,14 @@ def test_secure_environment_values_stay_out_of_readable_files(
     assert all(Path(p).name == "config.json" for p in found)
 
 
-def test_changed_definition_redeploys_the_group(engine: Supervisor, images: BuiltImages) -> None:
+def test_changed_definition_redeploys_the_group(
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
     """Running a group again with another definition replaces its containers."""
-    first = group(images, box(images, "c", "echo one; sleep 300"))
+    first = group(box(images, "c", "echo one; sleep 300"))
     engine.run(first)
     wait_view(engine, first.id, lambda v: engine.logs(first.id, "c") == "one\n")
-    second = GroupSpec(id=first.id, name=first.name,
-                       containers=(box(images, "c", "echo two; sleep 300"),))
+    second = group(box(images, "c", "echo two; sleep 300"), id=first.id, name=first.name)
     view = engine.run(second)
     assert view.state == "Running"
     wait_view(engine, first.id, lambda v: engine.logs(first.id, "c") == "two\n")
@@ -365,10 +357,10 @@ def test_changed_definition_redeploys_the_group(engine: Supervisor, images: Buil
 
 
 def test_restart_pending_when_skiff_stopped_happens_after_it_returns(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A container waiting out its backoff when skiff went away restarts once skiff is back."""
-    spec = group(images, box(images, "c", "exit 1"), restart_policy=RestartPolicy.ALWAYS)
+    spec = group(box(images, "c", "exit 1"), restart_policy=RestartPolicy.ALWAYS)
     slow = BackoffSettings(initial_s=3600, factor=2, max_s=3600, reset_after_s=600)
     first = Supervisor(engine.settings, networks=engine.networks, backoff=slow,
                        monitor_interval_s=0.05)
@@ -383,10 +375,10 @@ def test_restart_pending_when_skiff_stopped_happens_after_it_returns(
 
 
 def test_group_deleted_after_a_restart_before_it_ran_again_leaves_nothing(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """Deleting a group that a previous skiff ran (and this one never did) still kills it."""
-    spec = group(images, box(images, "c", "sleep 300"))
+    spec = group(box(images, "c", "sleep 300"))
     first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF)
     try:
         cid = first.run(spec).containers[0].cid
@@ -398,13 +390,15 @@ def test_group_deleted_after_a_restart_before_it_ran_again_leaves_nothing(
     assert engine.runtime.status(cid).state == "missing"
     assert engine.networks.get(spec.id) is None
     assert engine.group_ids() == []
+    node_cgroup = Path("/sys/fs/cgroup/memory") / engine.runtime.run_dir.name
+    assert not list(node_cgroup.glob("*/*"))  # nothing of its runtime (a sandbox) is left
 
 
 def test_group_stopped_before_a_restart_starts_with_its_definition(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """A group a previous skiff stopped starts again when given its definition."""
-    spec = group(images, box(images, "c", "echo up; sleep 300"))
+    spec = group(box(images, "c", "echo up; sleep 300"))
     first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF)
     try:
         first.run(spec)
@@ -418,13 +412,13 @@ def test_group_stopped_before_a_restart_starts_with_its_definition(
 
 
 def test_only_the_ip_address_ports_are_reachable_and_adoption_restores_the_filter(
-    engine: Supervisor, images: BuiltImages
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
     """ipAddress.ports are reachable from another namespace on the bridge, other ports
     are not; the host is guarded; a new supervisor re-applies a lost filter."""
     web = box(images, "web", "mkdir /www; echo hi > /www/index.html; "
                              "httpd -p 8080 -h /www; httpd -f -p 8081 -h /www")
-    spec = group(images, web, ip_ports=(Port(8080),))
+    spec = group(web, ip_ports=(Port(8080),))
     other = engine.networks.setup("outsider", "outsider")
     try:
         def fetch(ip: str, port: int) -> int:
@@ -445,17 +439,15 @@ def test_only_the_ip_address_ports_are_reachable_and_adoption_restores_the_filte
             assert attachment is not None
             assert "tcp dport 8080 accept" in rules(attachment.netns_path)
             assert firewall.host_guard_installed(engine.networks.bridge)
-            deadline = time.monotonic() + 10
-            while fetch(ip, 8080) != 0:
-                assert time.monotonic() < deadline, "the declared port never answered"
-                time.sleep(0.1)
+            eventually(lambda: fetch(ip, 8080) == 0, what="the declared port to answer",
+                       interval_s=0.1)
             assert fetch(ip, 8081) != 0
             subprocess.run(["nsenter", f"--net={attachment.netns_path}", "nft", "delete",
                             "table", "inet", "skiff"], check=True)
-            deadline = time.monotonic() + 10  # the test tells a filtered port from an open
-            while fetch(ip, 8081) != 0:       # one (the second httpd starts after the first)
-                assert time.monotonic() < deadline, "port 8081 never answered unfiltered"
-                time.sleep(0.1)
+            # The test tells a filtered port from an open one (the second httpd starts
+            # after the first).
+            eventually(lambda: fetch(ip, 8081) == 0, what="port 8081 to answer unfiltered",
+                       interval_s=0.1)
         finally:
             first.close()  # skiff goes away; conmon keeps the container
             view = engine.run(spec)  # the next skiff adopts it (and the fixture deletes it)

@@ -5,7 +5,8 @@ the sandboxes skiff may have lost track of, the network pool, bridge and host
 guard, the idmapped views, the cgroups and the run directory. Each step runs
 even when one before it fails, so nothing leaks from a failed run.
 :func:`cached_busybox` gives such a Supervisor a busybox image pulled from a
-local registry, as the benchmarks start from.
+local registry, as the benchmarks start from; :func:`wait_view` waits for a
+group's instance view to show what a test expects.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from skiff.core.view import GroupView
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.network import firewall
 from skiff.engine.network.networks import Networks
 from skiff.engine.runtime import cgroups
+from skiff.engine.runtime.gvisor import GvisorDriver
 from skiff.settings import NetworkSettings, Settings
 from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
 from skiff.testing.registry import running_registry
+from skiff.testing.waiting import NeverHappened, eventually
 
 
 def runsc_pids(root: Path) -> list[int]:
@@ -39,6 +43,12 @@ def runsc_pids(root: Path) -> list[int]:
             if argv[0].startswith(b"runsc") and f"--root={root}".encode() in argv:
                 found.append(int(entry.name))
     return found
+
+
+def runsc_roots(supervisor: Supervisor) -> list[Path]:
+    """The state directories (``--root``) of the supervisor's gVisor sandboxes."""
+    return [driver.sandboxes.root for driver in supervisor.drivers.values()
+            if isinstance(driver, GvisorDriver)]
 
 
 def kill(pid: int) -> None:
@@ -65,8 +75,9 @@ def supervising(settings: Settings, *, pool_size: int = 1,
             cleanup.callback(firewall.remove_host_guard, networks.bridge)
             cleanup.callback(networks.close)
             cleanup.callback(networks.drain_pool)
-            for pid in runsc_pids(supervisor.sandboxes.root):  # sandboxes skiff lost
-                cleanup.callback(kill, pid)
+            for root in runsc_roots(supervisor):
+                for pid in runsc_pids(root):  # sandboxes skiff lost
+                    cleanup.callback(kill, pid)
             cleanup.callback(supervisor.close)
             for group_id in supervisor.group_ids():
                 cleanup.callback(supervisor.delete, group_id)
@@ -84,3 +95,21 @@ def cached_busybox(engine: Supervisor, work: Path) -> Iterator[str]:
         engine.images.pull(image)
         engine.networks.prewarm()
         yield image
+
+
+def wait_view(engine: Supervisor, group_id: str, condition: Callable[[GroupView], object],
+              timeout_s: float = 20) -> GroupView:
+    """The group's view once ``condition`` holds for it; NeverHappened, with the last view
+    seen, if it does not within ``timeout_s``."""
+    seen: list[GroupView] = []
+
+    def check() -> GroupView | None:
+        seen[:] = [engine.view(group_id)]
+        return seen[0] if condition(seen[0]) else None
+
+    try:
+        found = eventually(check, what=f"group {group_id}'s view to match", timeout_s=timeout_s)
+    except NeverHappened as exc:
+        raise NeverHappened(f"{exc}; its last view: {seen[0] if seen else None}") from None
+    assert found is not None  # eventually() returns a truthy value
+    return found

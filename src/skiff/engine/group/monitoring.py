@@ -22,7 +22,8 @@ from skiff.core.view import ContainerView, State
 from skiff.engine.group.probes import run_probe
 from skiff.engine.group.record import Group, pairs
 from skiff.engine.group.restarts import ContainerExit, decide
-from skiff.engine.runtime.conmon import ConmonRuntime, ContainerStatus
+from skiff.engine.runtime.conmon import ContainerStatus
+from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.settings import BackoffSettings
 
 
@@ -78,7 +79,7 @@ def resume_restarts(group: Group) -> None:
             group.restart_at[view.name] = now
 
 
-def run_probes(group: Group, pool: concurrent.futures.Executor, runtime: ConmonRuntime,
+def run_probes(group: Group, pool: concurrent.futures.Executor, driver: RuntimeDriver,
                now: float) -> bool:
     """Start the probes that are due, take the results of those done; True when a
     container was killed for failing its liveness probe."""
@@ -92,7 +93,7 @@ def run_probes(group: Group, pool: concurrent.futures.Executor, runtime: ConmonR
             if probe is None or state is None:
                 continue
             if state.due(probe, now):  # checks run on the pool: the monitor never waits
-                state.pending = pool.submit(run_probe, probe, runtime, view.cid,
+                state.pending = pool.submit(run_probe, probe, driver, view.cid,
                                             group.view.ip)
             if state.pending is None or not state.pending.done():
                 continue
@@ -107,7 +108,7 @@ def run_probes(group: Group, pool: concurrent.futures.Executor, runtime: ConmonR
             if kind == "liveness" and verdict is False:
                 view.event("Killing", f"container {container.name} failed its liveness "
                                       "probe and will be restarted")
-                runtime.kill(view.cid, signal.SIGKILL, all_processes=True)
+                driver.kill(view.cid, signal.SIGKILL, all_processes=True)
                 changed = True
     return changed
 

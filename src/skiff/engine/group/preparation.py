@@ -18,15 +18,16 @@ from skiff.core.spec import GroupSpec
 from skiff.engine.group.record import Group, sync_views
 from skiff.engine.images import Image, ImageStore, RegistryCredential
 from skiff.engine.network.networks import Attachment, Networks
+from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.spec import container as containerspec
 from skiff.engine.volumes.manager import Volumes
 from skiff.errors import ImageError, SkiffError
-from skiff.settings import RuntimeSettings
 
 
 def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageStore,
-            networks: Networks, volumes: Volumes, runtime: RuntimeSettings) -> None:
-    """Images, network and volumes: everything the containers need."""
+            networks: Networks, volumes: Volumes, driver: RuntimeDriver) -> None:
+    """Images, network and volumes: everything the containers need (the volumes owned
+    as the group's ``driver`` maps its users)."""
     spec = group.spec
     sync_views(group)
     creds = [RegistryCredential(c.server, c.username, c.password) for c in spec.credentials]
@@ -42,7 +43,7 @@ def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageSto
     attaching = pool.submit(network, networks, spec)
     try:
         group.volume_paths = volumes.prepare(spec.id, spec.volumes,
-                                             owner=containerspec.volume_owner(runtime, spec))
+                                             owner=containerspec.volume_owner(driver, spec))
     except SkiffError as exc:
         group.fail(f"volumes could not be prepared: {exc.message}")
     for name, ref in wanted.items():

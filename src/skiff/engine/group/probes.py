@@ -3,7 +3,7 @@
 A probe's bookkeeping (:class:`ProbeState`) is pure: when it is due, and
 what a result means after ``successThreshold`` / ``failureThreshold``
 results in a row. :func:`run_probe` does one check: an exec through the
-runtime, or an HTTP GET from the host to the group's address (from outside
+group's runtime driver, or an HTTP GET from the host to the group's address (from outside
 the container, so a sandbox's loopback quirks do not matter).
 """
 
@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from skiff.core.spec import ExecAction, HttpGetAction, Probe
-from skiff.engine.runtime.conmon import ConmonRuntime
+from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.errors import SkiffError
 
 
@@ -51,21 +51,21 @@ class ProbeState:
         return None
 
 
-def run_probe(probe: Probe, runtime: ConmonRuntime, cid: str,
+def run_probe(probe: Probe, driver: RuntimeDriver, cid: str,
               ip: str | None) -> tuple[bool, str]:
     """Run one check of ``probe``; (passed, what happened)."""
     action = probe.action
     if isinstance(action, ExecAction):
-        return _exec(runtime, cid, action, probe.timeout_s)
+        return _exec(driver, cid, action, probe.timeout_s)
     if ip is None:
         return False, "the group has no address"
     return _http(ip, action, probe.timeout_s)
 
 
-def _exec(runtime: ConmonRuntime, cid: str, action: ExecAction,
+def _exec(driver: RuntimeDriver, cid: str, action: ExecAction,
           timeout_s: float) -> tuple[bool, str]:
     try:
-        session = runtime.exec(cid, list(action.command))
+        session = driver.exec(cid, list(action.command))
     except SkiffError as exc:
         return False, exc.message
     try:

@@ -19,7 +19,10 @@ and its file (:mod:`~skiff.engine.group.record`), the checks of a definition
 (:mod:`~skiff.engine.group.validation`), preparing images, network and volumes
 (:mod:`~skiff.engine.group.preparation`), each container's OCI spec
 (:mod:`~skiff.engine.spec.container`) and what the monitor makes of exits
-and probes (:mod:`~skiff.engine.group.monitoring`).
+and probes (:mod:`~skiff.engine.group.monitoring`). *How* a container runs
+is its group's runtime driver's (:mod:`~skiff.engine.runtime.driver`: runc,
+or a gVisor sandbox per group), taken from the group's isolation
+(:mod:`~skiff.engine.runtime.registry`); the supervisor never asks which.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from skiff.core.engine import NodeCapacity
 from skiff.core.spec import Container, GroupSpec
@@ -42,10 +46,10 @@ from skiff.engine.group.restarts import ContainerExit
 from skiff.engine.group.validation import validate
 from skiff.engine.images import ImageStore
 from skiff.engine.network.networks import Networks
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import registry
 from skiff.engine.runtime.conmon import ConmonRuntime, ContainerStatus
+from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.runtime.oci import ExecSession
-from skiff.engine.runtime.sandbox import Sandboxes
 from skiff.engine.spec import container as containerspec
 from skiff.engine.volumes.manager import Volumes
 from skiff.errors import (
@@ -75,7 +79,8 @@ class Supervisor:
         self.networks = networks or Networks(settings.data_root, settings.network)
         self.volumes = volumes or Volumes(settings.data_root, settings.volumes)
         self.runtime = runtime or ConmonRuntime(settings.data_root, settings.runtime)
-        self.sandboxes = Sandboxes(settings.data_root, self.runtime, settings.runtime)
+        #: One driver per isolation, all on ``runtime`` (see :meth:`_driver`).
+        self.drivers = registry.node_drivers(self.runtime, settings.runtime)
         self.backoff = backoff or settings.backoff
         self._files = GroupFiles(settings.data_root / "groups")
         self._groups: dict[str, Group] = {}
@@ -113,7 +118,7 @@ class Supervisor:
             if not group.prepared:
                 preparation.prepare(group, pool=self._pool, images=self.images,
                                     networks=self.networks, volumes=self.volumes,
-                                    runtime=self.settings.runtime)
+                                    driver=self._driver(group))
                 if adopted and group.failed_reason is None:
                     monitoring.resume_restarts(group)
             if group.failed_reason is None:
@@ -179,7 +184,7 @@ class Supervisor:
         with self._lock:
             group = self._groups.pop(group_id, None)
         if group is None:
-            group = self._files.load(group_id)  # e.g. deleted before run() after a restart
+            group = self._load(group_id)  # e.g. deleted before run() after a restart
         if group is None:
             self.networks.teardown(group_id)
             self.volumes.cleanup(group_id)
@@ -205,7 +210,8 @@ class Supervisor:
         if view is None:
             raise GroupNotFound(f"container group {group.view.name} has no container "
                                 f"{container!r}")
-        return self.runtime.logs(view.cid, tail=tail, timestamps=timestamps, previous=previous)
+        return self._driver(group).logs(view.cid, tail=tail, timestamps=timestamps,
+                                        previous=previous)
 
     def attach(self, group_id: str, container: str) -> Iterator[str]:
         """The container's output stream, line by line as written, until it exits."""
@@ -214,7 +220,7 @@ class Supervisor:
         if view is None:
             raise GroupNotFound(f"container group {group.view.name} has no container "
                                 f"{container!r}")
-        return self.runtime.follow(view.cid)
+        return self._driver(group).follow(view.cid)
 
     def exec(self, group_id: str, container: str, command: list[str], *,
              tty: bool = False, terminal_size: tuple[int, int] | None = None) -> ExecSession:
@@ -223,7 +229,7 @@ class Supervisor:
         if view is None or view.init:
             raise GroupNotFound(f"container group {group.view.name} has no container "
                                 f"{container!r}")
-        return self.runtime.exec(view.cid, command, tty=tty, terminal_size=terminal_size)
+        return self._driver(group).exec(view.cid, command, tty=tty, terminal_size=terminal_size)
 
     # ---- the node -----------------------------------------------------------
 
@@ -254,22 +260,36 @@ class Supervisor:
         with self._lock:
             group = self._groups.get(group_id)
             if group is None:
-                group = self._files.load(group_id)
+                group = self._load(group_id)
                 if group is not None:
                     self._groups[group_id] = group
         if group is None:
             raise GroupNotFound(f"container group {group_id} is not on this node")
         return group
 
+    def _load(self, group_id: str) -> Group | None:
+        """The group as last saved, run with the isolation its driver's state on this
+        node tells (a restarted skiff knows the rest of its definition from run())."""
+        group = self._files.load(group_id)
+        if group is not None:
+            group.spec = replace(group.spec,
+                                 isolation=registry.isolation_of(self.drivers, group_id))
+        return group
+
+    def _driver(self, group: Group) -> RuntimeDriver:
+        """The runtime of the group's containers, by its isolation (checked by validate())."""
+        return self.drivers[group.spec.isolation]
+
     # ---- starting -----------------------------------------------------------
 
     def _advance(self, group: Group) -> None:
         """Start what comes next: the next init container, or the app containers."""
         spec = group.spec
+        driver = self._driver(group)
         while group.init_index < len(spec.init_containers):
             init = spec.init_containers[group.init_index]
             view = group.view.init_containers[group.init_index]
-            status = self.runtime.status(view.cid)
+            status = driver.status(view.cid)
             if view.current.state == "Terminated" and view.current.exit_code == 0:
                 group.init_index += 1
                 continue
@@ -280,7 +300,7 @@ class Supervisor:
             self._start(group, init, view)
             return
         pending = [(c, v) for c, v in zip(spec.containers, group.view.containers, strict=True)
-                   if self.runtime.status(v.cid).state != "running"
+                   if driver.status(v.cid).state != "running"
                    and v.name not in group.restart_at
                    and v.current.state != "Terminated"]
         if len(pending) == 1:
@@ -288,49 +308,35 @@ class Supervisor:
         elif pending:
             list(self._pool.map(lambda cv: self._start(group, *cv), pending))
 
-    def _oom_cgroup(self, group: Group, name: str) -> str:
-        """Where an OOM kill of ``name`` shows: its cgroup, or its sandbox's."""
-        if group.spec.isolation == "sandbox":
-            return self.sandboxes.cgroup(group.spec.id, self._group_cgroup(group))
-        return self._cgroup(group, name)
-
-    def _group_cgroup(self, group: Group) -> str:
-        return containerspec.group_cgroup(self.runtime.run_dir, group)
-
-    def _cgroup(self, group: Group, name: str) -> str:
-        return containerspec.container_cgroup(self.runtime.run_dir, group, name)
-
     def _start(self, group: Group, container: Container, view: ContainerView) -> None:
         """A new instance of ``container``: fresh rootfs, create, start."""
         cid = view.cid
-        self.runtime.delete(cid)
+        driver = self._driver(group)
+        driver.delete(cid)
         self.images.remove_rootfs(cid)
         try:
             rootfs = self.images.create_rootfs(cid, group.images[container.name],
-                                               idmap=containerspec.user_namespace(
-                                                   self.settings.runtime, group.spec, container))
+                                               idmap=driver.user_namespace(group.spec,
+                                                                           container))
             spec = containerspec.container_spec(self.settings, group, container, rootfs,
-                                                self._cgroup(group, container.name))
-            spec, runtime = containerspec.isolate(self.sandboxes, group, spec,
-                                                  self._group_cgroup(group))
-            self.runtime.create(cid, spec, name=f"{group.spec.name}_{container.name}",
-                                oci=runtime)
-            if runtime is None:  # a sandbox's limits are the sandbox's, already set
-                cgroups.set_cpu_quota(self._cgroup(group, container.name),
-                                      container.resources.effective_cpu)
+                                                driver)
+            assert group.attachment is not None  # prepared
+            netns = group.attachment.netns_path
+            driver.setup_group(group.spec, netns)
+            driver.create(cid, spec, name=f"{group.spec.name}_{container.name}", netns=netns)
+            driver.apply_limits(group.spec.id, cid, container)
             view.event("Created", f"created container {container.name}")
             check = group.checks.pop(container.name, None)
             if check is not None:
                 used = group.images[container.name]
                 if not preparation.pulled(group, container.name, container.image, check):
-                    self.runtime.delete(cid)  # never run an image the caller may not read
+                    driver.delete(cid)  # never run an image the caller may not read
                     return
                 if group.images[container.name].digest != used.digest:
                     self._start(group, container, view)  # the tag moved: the new image
                     return
-            if runtime is not None:
-                self.sandboxes.wait_started(group.spec.id)
-            self.runtime.start(cid)
+            driver.wait_group(group.spec.id)
+            driver.start(cid)
         except (ContainerCreateFailed, UserNotFound, SkiffError) as exc:
             now = time.time()
             view.event("Failed", f"failed to start container {container.name}: {exc.message}",
@@ -370,13 +376,14 @@ class Supervisor:
             return
         now = time.time()
         changed = False
+        driver = self._driver(group)
         for view in group.view.all_containers():
             if view.current.state != "Running":
                 continue
-            status = self.runtime.status(view.cid)
+            status = driver.status(view.cid)
             if status.state == "running":
                 if rotate:
-                    self.runtime.rotate_logs(view.cid)
+                    driver.rotate_logs(view.cid)
                 continue
             changed = True
             self._record_exit(group, view, status)
@@ -385,15 +392,17 @@ class Supervisor:
                 del group.restart_at[name]
                 changed = True
                 self._restart(group, name)
-        changed |= monitoring.run_probes(group, self._pool, self.runtime, now)
+        changed |= monitoring.run_probes(group, self._pool, driver, now)
         if changed:
             self._advance(group)
             self._files.save(group)
 
     def _record_exit(self, group: Group, view: ContainerView, status: ContainerStatus) -> None:
-        oom = status.oom_killed or monitoring.oom_in_cgroup(self._oom_cgroup(group, view.name))
+        driver = self._driver(group)
+        oom = status.oom_killed or monitoring.oom_in_cgroup(
+            driver.limits_cgroup(group.spec.id, view.cid))
         exited = monitoring.terminated(view, status, oom)
-        self.runtime.delete(view.cid)
+        driver.delete(view.cid)
         self._exited(group, view, exited)
 
     def _exited(self, group: Group, view: ContainerView, exited: ContainerExit) -> None:
@@ -413,22 +422,23 @@ class Supervisor:
 
     def _teardown(self, group: Group, *, remove_logs: bool) -> None:
         """Stop every container (SIGTERM, grace, SIGKILL) in parallel, then remove
-        their rootfs, the network namespace and the volumes."""
+        their rootfs, what the driver keeps of the group (a sandbox, its cgroup), the
+        network namespace and the volumes."""
+        driver = self._driver(group)
         views = group.view.all_containers()
         for view in views:
-            if self.runtime.status(view.cid).state == "running":
+            if driver.status(view.cid).state == "running":
                 view.event("Killing", f"stopping container {view.name}")
-        list(self._pool.map(lambda v: self.runtime.stop(v.cid), views))
+        list(self._pool.map(lambda v: driver.stop(v.cid), views))
         for view in views:
             if remove_logs:
-                self.runtime.remove(view.cid)
+                driver.remove(view.cid)
             else:
-                self.runtime.delete(view.cid)
+                driver.delete(view.cid)
             self.images.remove_rootfs(view.cid)
         group.restart_at.clear()
         group.probes.clear()
-        self.sandboxes.remove(group.spec.id, remove_logs=remove_logs)  # after its members
-        cgroups.remove(self._group_cgroup(group))
+        driver.teardown_group(group.spec.id, remove_logs=remove_logs)  # after its members
         self.networks.teardown(group.spec.id, wait=False)  # its CNI DEL runs meanwhile
         self.volumes.cleanup(group.spec.id)
         group.attachment = None

@@ -2,10 +2,10 @@
 
 The API validates what ACI validates (:mod:`skiff.models`); the engine does
 not trust its caller to have done so. A definition that cannot run (no
-container, two containers of one name, a mount of a volume the group does
-not define, two volumes at one path) is refused here with
-:class:`~skiff.errors.InvalidGroupSpec`, before a pull, a network namespace
-or a volume is spent on it.
+container, an isolation no runtime driver runs, two containers of one name, a
+mount of a volume the group does not define, two volumes at one path) is
+refused here with :class:`~skiff.errors.InvalidGroupSpec`, before a pull, a
+network namespace or a volume is spent on it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from skiff.core.spec import GroupSpec
+from skiff.engine.runtime.registry import ISOLATIONS
 from skiff.errors import InvalidGroupSpec
 
 
@@ -20,8 +21,9 @@ def validate(spec: GroupSpec) -> None:
     """Refuse definitions that cannot run, before anything is created."""
     if not spec.containers:
         raise InvalidGroupSpec("a container group needs at least one container")
-    if spec.isolation not in ("container", "sandbox"):
-        raise InvalidGroupSpec(f"unknown isolation {spec.isolation!r} (container or sandbox)")
+    if spec.isolation not in ISOLATIONS:
+        raise InvalidGroupSpec(f"unknown isolation {spec.isolation!r} "
+                               f"({' or '.join(ISOLATIONS)})")
     volumes = {v.name for v in spec.volumes}
     names: set[str] = set()
     for container in (*spec.init_containers, *spec.containers):

@@ -82,6 +82,7 @@ class ConmonRuntime:
 
     def __init__(self, data_root: Path, settings: RuntimeSettings | None = None) -> None:
         self.settings = settings or RuntimeSettings()
+        self.data_root = data_root
         self.root = data_root / "containers"
         self.run_dir = self.settings.run_dir or run_dir_for(data_root)
         self.runtime_root = self.run_dir / "runtime"

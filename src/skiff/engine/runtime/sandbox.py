@@ -1,6 +1,7 @@
 """gVisor sandboxes: one runsc sandbox per container group, its containers inside.
 
-A group with ``isolation="sandbox"`` runs on runsc in multi-container mode,
+A group with ``isolation="sandbox"`` runs on runsc in multi-container mode
+(its runtime driver is :class:`~skiff.engine.runtime.gvisor.GvisorDriver`),
 as containerd's runsc shim runs a Kubernetes pod: a *holder* (a static
 busybox sleeping in a tiny read-only rootfs under the data root, the
 "pause" container) is the sandbox's first container, annotated

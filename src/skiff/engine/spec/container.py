@@ -2,10 +2,12 @@
 
 :mod:`skiff.engine.spec.options` knows the OCI format and its small options; this
 module knows a group: which image config, environment, user, hostname,
-network files, volumes, limits and cgroup a container of it gets, whether
-it runs in a user namespace, and, for a group isolated in a gVisor sandbox,
-how the spec becomes a member of the group's sandbox. Plain functions of
-what they need, so the supervisor only decides *when* a container starts.
+network files, volumes and limits a container of it gets. What depends on the
+runtime the group runs on is its driver's
+(:class:`~skiff.engine.runtime.driver.RuntimeDriver`): the container's cgroup,
+whether it runs in a user namespace, and the driver's part of the spec (a
+gVisor sandbox's member, its limits the sandbox's). Plain functions of what
+they need, so the supervisor only decides *when* a container starts.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.spec import Container, GroupSpec
-from skiff.engine.group.record import Group, container_id, safe_name
-from skiff.engine.runtime.oci import OciRuntime
-from skiff.engine.runtime.sandbox import Sandboxes, member_spec
+from skiff.engine.group.record import Group, container_id
+from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.spec import options as oci
 from skiff.engine.spec.security import security_options, without_compat_syscalls
 from skiff.engine.spec.userns import with_user_namespace
 from skiff.engine.spec.users import resolve_run_as
 from skiff.errors import InvalidGroupSpec
-from skiff.settings import RuntimeSettings, Settings
+from skiff.settings import Settings
 
 #: Processes per container: generous for real programs, fatal to fork bombs.
 PIDS_LIMIT = 4096
@@ -31,37 +32,17 @@ PIDS_LIMIT = 4096
 STARTUP_CPU_CORES = 1.0
 
 
-def group_cgroup(run_dir: Path, group: Group) -> str:
-    """The group's cgroup parent: one per node (data root), one per group."""
-    return f"/{run_dir.name}/{safe_name(group.spec.id)[:16]}"
-
-
-def container_cgroup(run_dir: Path, group: Group, name: str) -> str:
-    view = group.view.container(name)
-    cid = view.cid if view is not None else container_id(group.spec.id, name)
-    return f"{group_cgroup(run_dir, group)}/{cid}"
-
-
-def user_namespace(runtime: RuntimeSettings, spec: GroupSpec,
-                   container: Container) -> tuple[int, int] | None:
-    """The (first host id, count) ``container``'s user namespace maps, if any: runc
-    only (a gVisor sandbox has its own kernel), and privileged containers run in the
-    host's, as with Docker's --userns=host."""
-    if container.security.privileged or spec.isolation == "sandbox":
-        return None
-    return runtime.userns
-
-
-def volume_owner(runtime: RuntimeSettings, spec: GroupSpec) -> int | None:
+def volume_owner(driver: RuntimeDriver, spec: GroupSpec) -> int | None:
     """The host id that owns the group's volumes: its remapped containers' root."""
-    remapped = [user_namespace(runtime, spec, c)
+    remapped = [driver.user_namespace(spec, c)
                 for c in (*spec.init_containers, *spec.containers)]
     return next((u[0] for u in remapped if u is not None), None)
 
 
 def container_spec(settings: Settings, group: Group, container: Container, rootfs: Path,
-                   cgroup: str) -> dict[str, Any]:
-    """The OCI spec of ``container`` of ``group``, its rootfs at ``rootfs``."""
+                   driver: RuntimeDriver) -> dict[str, Any]:
+    """The OCI spec of ``container`` of ``group``, its rootfs at ``rootfs``, as the
+    group's ``driver`` runs it."""
     image = group.images[container.name]
     config = image.config
     args = list(container.command) if container.command else [*config.entrypoint,
@@ -84,16 +65,16 @@ def container_spec(settings: Settings, group: Group, container: Container, rootf
         oci.with_bind(attachment.hosts_file, "/etc/hosts", readonly=True),
         oci.with_bind(attachment.hostname_file, "/etc/hostname", readonly=True),
         oci.with_bind(attachment.resolv_conf, "/etc/resolv.conf", readonly=True),
-        # At least a core while runc sets up (see cgroups.py); the supervisor
-        # tightens it before the container starts.
+        # At least a core while runc sets up (see cgroups.py); the runc driver
+        # tightens it before the container starts (a sandbox's member has none).
         oci.with_resources(max(container.resources.effective_cpu, STARTUP_CPU_CORES),
                            container.resources.effective_memory_bytes, PIDS_LIMIT),
-        oci.with_cgroups_path(cgroup),
+        oci.with_cgroups_path(driver.container_cgroup(group.spec.id, cid(group, container))),
     ]
     for mount in container.volume_mounts:
         options.append(oci.with_bind(group.volume_paths[mount.name], mount.mount_path,
                                      readonly=mount.read_only))
-    userns = user_namespace(settings.runtime, group.spec, container)
+    userns = driver.user_namespace(group.spec, container)
     if userns is not None:
         for what, value in (("user", uid), ("group", gid), ("group", max(gids, default=0))):
             if value >= userns[1]:
@@ -107,20 +88,13 @@ def container_spec(settings: Settings, group: Group, container: Container, rootf
                             privileged=security.privileged)
     if not settings.runtime.compat_syscalls:
         without_compat_syscalls(spec)
-    return spec
+    return driver.adapt_spec(group.spec, spec)
 
 
-def isolate(sandboxes: Sandboxes, group: Group, spec: dict[str, Any],
-            cgroup_parent: str) -> tuple[dict[str, Any], OciRuntime | None]:
-    """The container's spec and runtime as its group's isolation wants them:
-    runc (None) as it is, or a member of the group's gVisor sandbox (made or
-    remade here when it does not run)."""
-    if group.spec.isolation != "sandbox":
-        return spec, None
-    assert group.attachment is not None
-    netns = group.attachment.netns_path
-    sandbox_id = sandboxes.ensure(group.spec, netns, cgroup_parent)
-    return member_spec(spec, sandbox_id), sandboxes.oci_runtime(netns)
+def cid(group: Group, container: Container) -> str:
+    """The runtime id of ``container`` of ``group``."""
+    view = group.view.container(container.name)
+    return view.cid if view is not None else container_id(group.spec.id, container.name)
 
 
 def hostname(name: str) -> str:
