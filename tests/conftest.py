@@ -13,30 +13,12 @@ import pytest
 from skiff.engine import mounts
 from skiff.engine.images import ImageStore
 from skiff.engine.images.rootfs import unmount
-
-# Re-exported for the test modules that still import them from here (test_supervisor and
-# the modules built on it, which are moving); new code imports skiff.testing.catalog.
-from skiff.testing.catalog import PRIVATE_PASSWORD as PRIVATE_PASSWORD
-from skiff.testing.catalog import PRIVATE_USER as PRIVATE_USER
-from skiff.testing.catalog import BuiltImages as BuiltImages
-from skiff.testing.catalog import built_images
-
-# Modules that need root but do not say so yet: their owners are adding
-# ``pytestmark = pytest.mark.root`` to them; until then they are marked here.
-_ROOT_MODULES_NOT_YET_MARKED = frozenset({
-    "tests/engine/test_attacks.py", "tests/engine/test_firewall.py",
-    "tests/engine/test_network.py", "tests/engine/test_runtime.py",
-    "tests/engine/test_sandbox.py", "tests/engine/test_supervisor.py",
-    "tests/engine/test_vnets.py",
-})
+from skiff.testing.catalog import BuiltImages, built_images
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``root`` (mounts, namespaces, runtimes, real registries) are skipped
     unless the run is root, as CI's is; every other test runs as any user."""
-    for item in items:
-        if item.nodeid.partition("::")[0] in _ROOT_MODULES_NOT_YET_MARKED:
-            item.add_marker(pytest.mark.root)
     if os.geteuid() == 0:
         return
     skip = pytest.mark.skip(reason="marked root: needs root (run as root, as CI does)")

@@ -28,8 +28,8 @@ from skiff.engine.group.supervisor import Supervisor
 from skiff.errors import GroupNotFound, InvalidInput
 from skiff.settings import RuntimeSettings, Settings
 from skiff.testing.fake import FakeEngine
+from skiff.testing.groups import FAST_BACKOFF, fast_supervising
 from skiff.testing.waiting import eventually
-from tests.engine.supervising import FAST_BACKOFF, supervising
 
 #: A virtual network for the cases that place a group in one: a range no other test uses.
 VNET = "/subscriptions/conformance/resourcegroups/rg/providers/microsoft.network/" \
@@ -80,7 +80,7 @@ def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Node]:
     images = request.getfixturevalue("images")
     # A short grace: the test containers are shells, which ignore SIGTERM as PID 1.
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    with supervising(settings) as supervisor:
+    with fast_supervising(settings) as supervisor:
         yield Node(supervisor, images.bb, _local_traces(supervisor))
 
 

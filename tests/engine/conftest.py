@@ -18,8 +18,8 @@ import pytest
 from skiff.core.spec import Container, GroupSpec
 from skiff.engine.group.supervisor import Supervisor
 from skiff.settings import RuntimeSettings, Settings
-from tests.conftest import BuiltImages
-from tests.engine.supervising import GroupMaker, group_spec, needs_runsc, supervising
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.groups import GroupMaker, fast_supervising, group_spec, needs_runsc
 
 
 @pytest.fixture(params=["container", pytest.param("sandbox", marks=needs_runsc)])
@@ -47,5 +47,5 @@ def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
     cgroups go after, pass or fail."""
     # A short grace: most test containers are shells that ignore SIGTERM as PID 1.
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    with supervising(settings) as supervisor:
+    with fast_supervising(settings) as supervisor:
         yield supervisor

@@ -46,10 +46,10 @@ from skiff.core.spec import (
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.spec import options as oci
 from skiff.engine.spec.container import PIDS_LIMIT
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.engine import wait_view
+from skiff.testing.groups import GroupMaker, box
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.engine.supervising import GroupMaker, box
 
 pytestmark = pytest.mark.root
 

@@ -27,9 +27,9 @@ from skiff.engine.runtime.gvisor import GvisorDriver
 from skiff.engine.runtime.registry import node_drivers
 from skiff.engine.spec import options as oci
 from skiff.settings import RuntimeSettings
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.engine import kill, runsc_pids
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
 
 pytestmark = pytest.mark.root
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,18 @@ from skiff.engine.network import firewall
 from skiff.engine.network.networks import Attachment, Networks
 from skiff.errors import InvalidInput
 from skiff.settings import NetworkSettings
+from skiff.testing.netcheck import (
+    BUSYBOX,
+    from_the_node,
+    host_server,
+    nsenter,
+    remove_leftovers,
+    sh,
+    tcp_received,
+)
 from skiff.testing.waiting import eventually
-from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh
+
+pytestmark = pytest.mark.root
 
 _UDP_SERVER = """
 import socket, sys
@@ -57,35 +66,11 @@ def net(tmp_path: Path) -> Iterator[Networks]:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(sh, "ip", "link", "del", networks.bridge, check=False)
             cleanup.callback(firewall.remove_host_guard, networks.bridge)
-            cleanup.callback(lambda: errors.extend(_remove_leftovers(networks)))
+            cleanup.callback(lambda: errors.extend(remove_leftovers(networks)))
             for group in networks.list():
                 cleanup.callback(networks.teardown, group)
         if errors:
             pytest.fail("the test left things behind: " + "; ".join(errors))
-
-
-def nsenter(att: Attachment | None) -> list[str]:
-    return [] if att is None else ["nsenter", f"--net={att.netns_path}"]
-
-
-def tcp_received(server: Attachment, client: Attachment, address: str, port: int) -> str:
-    """What a busybox nc server in ``server`` receives when ``client`` sends a line
-    to ``address:port`` (empty if the connection does not get through in 2 s)."""
-    listener = subprocess.Popen([*nsenter(server), BUSYBOX, "nc", "-l", "-p", str(port)],
-                                stdout=subprocess.PIPE)
-    try:
-        eventually(lambda: listening(server, port), what=f"a listener on port {port}")
-        subprocess.run([*nsenter(client), "timeout", "2", BUSYBOX, "nc", address, str(port)],
-                       input=b"knock knock\n", capture_output=True, timeout=10, check=False)
-        if listener.poll() is None:
-            time.sleep(0.1)
-        if listener.poll() is None:
-            return ""
-        return listener.communicate(timeout=5)[0].decode()
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
 
 
 def udp_received(server: Attachment, client: Attachment, address: str, port: int) -> str:
@@ -102,41 +87,6 @@ def udp_received(server: Attachment, client: Attachment, address: str, port: int
         if listener.poll() is None:
             listener.kill()
             listener.wait()
-
-
-@contextlib.contextmanager
-def host_server(kind: socket.SocketKind, address: str, port: int) -> Iterator[list[bytes]]:
-    """A server on the host at ``address:port``; yields what it received so far."""
-    received: list[bytes] = []
-    sock = socket.socket(socket.AF_INET, kind)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((address, port))
-    sock.settimeout(0.1)
-    if kind == socket.SOCK_STREAM:
-        sock.listen()
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                if kind == socket.SOCK_STREAM:
-                    conn, _ = sock.accept()
-                    with conn:
-                        conn.settimeout(1)
-                        received.append(conn.recv(100))
-                else:
-                    received.append(sock.recvfrom(100)[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield received
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
 
 
 def group_rules(att: Attachment) -> str:
@@ -183,22 +133,6 @@ def test_the_trusted_source_reaches_any_port(net: Networks) -> None:
     firewall.apply_group_filter(a.netns_path, [], trusted=a.gateway)
     assert tcp_received(a, b, a.ip, 8080) == ""
     assert from_the_node(a, 8080) == b"probe\n"
-
-
-def from_the_node(server: Attachment, port: int) -> bytes:
-    """What a busybox nc server in ``server`` receives when the node (this process)
-    connects to its address and sends a line."""
-    listener = subprocess.Popen([*nsenter(server), BUSYBOX, "nc", "-l", "-p", str(port)],
-                                stdout=subprocess.PIPE)
-    try:
-        eventually(lambda: listening(server, port), what=f"a listener on port {port}")
-        with socket.create_connection((server.ip, port), timeout=2) as conn:
-            conn.sendall(b"probe\n")
-        return listener.communicate(timeout=5)[0]
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
 
 
 def test_applying_again_replaces_the_rules(net: Networks) -> None:

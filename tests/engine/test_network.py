@@ -8,12 +8,9 @@ between namespaces the tests create.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
-import re
-import shlex
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -24,47 +21,26 @@ from typing import Any
 import pytest
 
 from skiff.core.spec import DnsConfig
-from skiff.engine.network.networks import Attachment, Networks, root_tag, subnet_candidates
+from skiff.engine.network.networks import Attachment, Networks, subnet_candidates
 from skiff.engine.network.resolv import render_resolv_conf
 from skiff.errors import CniError, InvalidInput, NetworkConflict, NetworkError
 from skiff.settings import NetworkSettings
+from skiff.testing.netcheck import (
+    BUSYBOX,
+    NETNS_DIR,
+    in_netns,
+    iptables_lines,
+    listening,
+    namespaces,
+    remove_leftovers,
+    sh,
+    veths_on,
+)
 from skiff.testing.waiting import eventually
 
-NETNS_DIR = Path("/run/netns")
-BUSYBOX = "/bin/busybox"
+pytestmark = pytest.mark.root
 
 MakeNetworks = Callable[..., Networks]
-
-
-def sh(*args: str, input: bytes | None = None, check: bool = True) -> str:
-    return subprocess.run(args, input=input, capture_output=True, check=check,
-                          timeout=30).stdout.decode()
-
-
-def namespaces(root: Path) -> set[str]:
-    prefix = f"sk-{root_tag(root)}-"
-    return {n for n in os.listdir(NETNS_DIR) if n.startswith(prefix)} if NETNS_DIR.exists() \
-        else set()
-
-
-def veths_on(bridge: str) -> list[str]:
-    out = sh("ip", "-j", "link", "show", "master", bridge, check=False)
-    return [link["ifname"] for link in json.loads(out or "[]")]
-
-
-def iptables_lines(needle: str) -> list[str]:
-    return [line for line in sh("iptables-save").splitlines()
-            if line.startswith("-A") and needle in line]
-
-
-def in_netns(att: Attachment, *cmd: str, input: bytes | None = None) -> str:
-    return sh("nsenter", f"--net={att.netns_path}", *cmd, input=input)
-
-
-def listening(att: Attachment, port: int) -> bool:
-    """Whether a socket listens on ``port`` in the group's namespace (IPv4 or IPv6)."""
-    tcp = in_netns(att, "cat", "/proc/net/tcp", "/proc/net/tcp6")
-    return re.search(rf":{port:04X} [0:]+ 0A ", tcp) is not None
 
 
 def exchange(server: Attachment, client: Attachment, address: str, port: int) -> str:
@@ -81,44 +57,6 @@ def exchange(server: Attachment, client: Attachment, address: str, port: int) ->
         if listener.poll() is None:
             listener.kill()
             listener.wait()
-
-
-def _subnet_of(net: Networks) -> ipaddress.IPv4Network | None:
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        if net.settings.subnet:
-            return ipaddress.IPv4Network(net.settings.subnet, strict=False)
-        return ipaddress.IPv4Network(
-            json.loads((net.root / "network.json").read_bytes())["subnet"])
-    return None
-
-
-def _remove_leftovers(net: Networks) -> list[str]:
-    """Remove whatever of ``net``'s root is still on the host; name what was found."""
-    found: list[str] = []
-    for name in namespaces(net.data_root):
-        found.append(f"netns {name}")
-        sh("ip", "netns", "del", name, check=False)
-    for veth in veths_on(net.bridge):
-        found.append(f"veth {veth}")
-        sh("ip", "link", "del", veth, check=False)
-    chains = set()
-    for line in iptables_lines(net.network_name):  # ipMasq rules name the network
-        found.append(f"nat rule {line}")
-        args = shlex.split(line)
-        if args[1] == "POSTROUTING":
-            chains.add(args[-1])
-            sh("iptables", "-t", "nat", "-D", *args[1:], check=False)
-    for chain in chains:
-        sh("iptables", "-t", "nat", "-F", chain, check=False)
-        sh("iptables", "-t", "nat", "-X", chain, check=False)
-    subnet = _subnet_of(net)
-    for line in iptables_lines("-A CNI-FORWARD"):
-        args = shlex.split(line)
-        addresses = [args[i + 1] for i, a in enumerate(args) if a in ("-s", "-d")]
-        if subnet and any(ipaddress.IPv4Network(a).overlaps(subnet) for a in addresses):
-            found.append(f"filter rule {line}")
-            sh("iptables", "-D", *args[1:], check=False)
-    return found
 
 
 @pytest.fixture
@@ -144,7 +82,7 @@ def networks(tmp_path: Path) -> Iterator[MakeNetworks]:
     left: list[str] = []
     for net in made:
         try:
-            left += _remove_leftovers(net)
+            left += remove_leftovers(net)
         except Exception as exc:
             errors.append(f"removing leftovers of {net.data_root}: {exc!r}")
     for bridge in {net.bridge for net in made}:

@@ -29,8 +29,8 @@ from skiff.engine.runtime import cgroups
 from skiff.engine.runtime.conmon import ConmonRuntime
 from skiff.errors import ContainerCreateFailed
 from skiff.settings import RuntimeSettings
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
 
 pytestmark = pytest.mark.root
 

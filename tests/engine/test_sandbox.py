@@ -19,10 +19,10 @@ from skiff.core.spec import Container, GroupSpec, RestartPolicy
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.runtime.gvisor import GvisorDriver
 from skiff.engine.runtime.sandbox import SANDBOX_OVERHEAD_BYTES, holder_id
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.engine import wait_view
+from skiff.testing.groups import box, group_spec, needs_runsc, runsc_pids
 from skiff.testing.waiting import eventually
-from tests.conftest import BuiltImages
-from tests.engine.supervising import box, group_spec, needs_runsc, runsc_pids
 
 pytestmark = [pytest.mark.root, needs_runsc]
 

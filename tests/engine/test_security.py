@@ -35,8 +35,8 @@ from skiff.engine import mounts
 from skiff.engine.group.supervisor import Supervisor
 from skiff.settings import ApiSettings, RuntimeSettings, Settings
 from skiff.testing.catalog import BuiltImages
-from tests.engine.supervising import supervising
-from tests.engine.test_supervisor import wait_view
+from skiff.testing.engine import wait_view
+from skiff.testing.groups import fast_supervising
 
 pytestmark = pytest.mark.root
 
@@ -54,7 +54,7 @@ def make_engine(userns: tuple[int, int] | None, allow_privileged: bool = False
     settings = Settings(data_root=data_root, api=ApiSettings(allow_privileged=allow_privileged),
                         runtime=RuntimeSettings(stop_grace_s=1, userns=userns))
     try:
-        with supervising(settings) as supervisor:
+        with fast_supervising(settings) as supervisor:
             yield supervisor
     finally:
         shutil.rmtree(data_root, ignore_errors=True)

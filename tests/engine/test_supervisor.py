@@ -34,10 +34,10 @@ from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.network import firewall
 from skiff.errors import InvalidGroupSpec
 from skiff.settings import BackoffSettings
-from skiff.testing.engine import wait_view as wait_view  # test_security imports it from here
+from skiff.testing.catalog import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
+from skiff.testing.engine import wait_view
+from skiff.testing.groups import FAST_BACKOFF, GroupMaker, box, group_spec
 from skiff.testing.waiting import eventually
-from tests.conftest import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
-from tests.engine.supervising import FAST_BACKOFF, GroupMaker, box, group_spec
 
 pytestmark = pytest.mark.root
 

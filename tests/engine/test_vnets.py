@@ -26,9 +26,18 @@ from skiff.engine.network import firewall, subnets
 from skiff.engine.network.networks import Attachment, Networks
 from skiff.errors import InvalidInput, NetworkConflict
 from skiff.settings import NetworkSettings
+from skiff.testing.netcheck import (
+    BUSYBOX,
+    from_the_node,
+    host_server,
+    listening,
+    remove_leftovers,
+    sh,
+    tcp_received,
+)
 from skiff.testing.waiting import eventually
-from tests.engine.test_firewall import from_the_node, host_server, tcp_received
-from tests.engine.test_network import BUSYBOX, _remove_leftovers, listening, sh
+
+pytestmark = pytest.mark.root
 
 PUBLIC_POOL = "198.51.100.128/27"
 A1 = SubnetPlacement("vnet-a", "s1", "10.201.1.0/24")
@@ -84,7 +93,7 @@ def node(tmp_path: Path, outside: Outside) -> Iterator[Networks]:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(sh, "ip", "link", "del", net.bridge, check=False)
             cleanup.callback(firewall.remove_host_guard, net.bridge)
-            cleanup.callback(lambda: errors.extend(_remove_leftovers(net)))
+            cleanup.callback(lambda: errors.extend(remove_leftovers(net)))
             for vnet in ("vnet-a", "vnet-b"):
                 cleanup.callback(net.remove_vnet, vnet)
             for group in net.list():
@@ -280,7 +289,7 @@ def test_a_subnet_in_use_keeps_one_slot_ready(tmp_path: Path) -> None:
         net.prewarm(A1)
         net.remove_vnet("vnet-a")
         assert not (net.root / "pools" / first.bridge).exists()
-        assert _remove_leftovers(net) == []
+        assert remove_leftovers(net) == []
     finally:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(sh, "ip", "link", "del", net.bridge, check=False)

@@ -20,7 +20,7 @@ from skiff.core.spec import Container, GroupSpec, Resources
 from skiff.engine.group.supervisor import Supervisor
 from skiff.settings import BackoffSettings, Settings
 from skiff.testing import engine as testing
-from tests.conftest import BuiltImages
+from skiff.testing.catalog import BuiltImages
 
 #: Restarts within a test's patience: 0.2 s doubling to 1 s.
 FAST_BACKOFF = BackoffSettings(initial_s=0.2, factor=2, max_s=1, reset_after_s=600)
@@ -30,7 +30,7 @@ needs_runsc = pytest.mark.skipif(shutil.which("runsc") is None, reason="needs ru
 
 
 @contextlib.contextmanager
-def supervising(settings: Settings) -> Iterator[Supervisor]:
+def fast_supervising(settings: Settings) -> Iterator[Supervisor]:
     """A Supervisor on ``settings``; everything it made goes after, pass or fail."""
     with testing.supervising(settings, backoff=FAST_BACKOFF,
                              monitor_interval_s=0.05) as supervisor:
