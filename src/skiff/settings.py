@@ -200,6 +200,11 @@ class ApiSettings:
     #: ``properties.isolation``): ``Container`` (runc, hardened) or ``Sandbox``
     #: (one gVisor sandbox per group: a user-space kernel between it and the host).
     default_isolation: str = "Container"
+    #: Images every tenant may see in ``locations/{l}/cachedImages`` once they are in
+    #: the node's cache (e.g. the base images the operator pulls ahead). Any other
+    #: cached image is listed only to subscriptions whose groups use it: the cache is
+    #: shared, and a reference can tell what another tenant runs.
+    public_cached_images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

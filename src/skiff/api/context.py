@@ -23,7 +23,7 @@ from skiff.control.reconciler import Reconciler
 from skiff.core.engine import Engine
 from skiff.errors import ArmError
 from skiff.settings import Settings
-from skiff.store import Store, TokenRecord
+from skiff.store import Store, TokenRecord, subscription_key
 
 API_VERSION = "2023-05-01"
 PROVIDER = "Microsoft.ContainerInstance"
@@ -144,11 +144,45 @@ def authenticate(request: Request) -> TokenRecord:
 Principal = Annotated[TokenRecord, Depends(authenticate)]
 
 
+def may_access(token: TokenRecord, subscription: str) -> bool:
+    """Whether ``token`` may act in ``subscription``: an admin token in every one, a bound
+    token in its own (ids compared by :func:`~skiff.store.subscription_key`, as ARM
+    compares them, so a token made for ``ACME`` reaches ``acme``, the same subscription)."""
+    return (token.subscription is None
+            or subscription_key(token.subscription) == subscription_key(subscription))
+
+
 def check_subscription(token: TokenRecord, subscription: str) -> None:
     """A token bound to one subscription sees nothing of any other: 404, as if absent."""
-    if token.subscription is not None and token.subscription.lower() != subscription.lower():
+    if not may_access(token, subscription):
         raise ArmError(404, "SubscriptionNotFound",
                        f"The subscription '{subscription}' could not be found.")
+
+
+#: What a resource must be allowed to do to a subnet to be placed in it (ARM's action).
+SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
+
+
+def check_linked(token: TokenRecord, *, action: str, scope: str, linked: str,
+                 linked_action: str) -> None:
+    """403 LinkedAuthorizationFailed unless ``token`` may use the resource ``linked`` (an
+    ARM id the request names, such as a subnet a group is placed in) from ``scope``.
+
+    A resource is looked up by its id in whichever subscription the id names, so a
+    request must not name what its token could not reach: skiff has no role assignments
+    yet, so a token bound to a subscription links only that subscription's resources,
+    and the admin token any. The refusal is the same whether the linked resource exists
+    or not, and names only what the request itself named.
+    """
+    parts = linked.strip("/").split("/")
+    linked_sub = parts[1] if len(parts) > 1 and parts[0].lower() == "subscriptions" else ""
+    if may_access(token, linked_sub):
+        return
+    raise ArmError(403, "LinkedAuthorizationFailed",
+                   f"The client '{token.name}' with object id '{token.id}' has permission to "
+                   f"perform action '{action}' on scope '{scope}'; however, it does not have "
+                   f"permission to perform action(s) '{linked_action}' on the linked "
+                   f"scope(s) '{linked}' or the linked scope(s) are invalid.")
 
 
 def arm_id(subscription: str, resource_group: str, name: str | None = None) -> str:

@@ -19,10 +19,13 @@ from fastapi.responses import JSONResponse
 from skiff.api.bodies import CONTAINER_GROUP, EXEC_REQUEST, TAGS_PATCH, request_body
 from skiff.api.context import (
     PROVIDER,
+    SUBNET_JOIN,
     ControlPlane,
     Principal,
     Session,
+    arm_id,
     check_api_version,
+    check_linked,
     check_subscription,
     json_body,
     lro_headers,
@@ -128,16 +131,22 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
     plane_ = plane(request)
     check_subscription(token, subscription)
     raw = await request.body()
-    return await asyncio.to_thread(_create_or_update, plane_, subscription, resource_group,
-                                   name, raw)
+    return await asyncio.to_thread(_create_or_update, plane_, token, subscription,
+                                   resource_group, name, raw)
 
 
-def _create_or_update(plane_: ControlPlane, subscription: str, resource_group: str, name: str,
-                      raw: bytes) -> Response:
+def _create_or_update(plane_: ControlPlane, token: TokenRecord, subscription: str,
+                      resource_group: str, name: str, raw: bytes) -> Response:
     body = parse_container_group(json_body(raw), name=name,
                                  default_location=plane_.settings.api.location,
                                  known_locations=[plane_.settings.api.location],
                                  allow_privileged=plane_.settings.api.allow_privileged)
+    placement = subnet_key(body.properties)
+    if placement is not None:  # before any look-up: the answer tells nothing of the subnet
+        check_linked(token, action=f"{PROVIDER}/containerGroups/write",
+                     scope=arm_id(subscription, resource_group, name),
+                     linked=str((body.properties.subnet_ids or [{}])[0].get("id", placement)),
+                     linked_action=SUBNET_JOIN)
     if body.properties.isolation is None:  # the server's default, kept with the group
         body.properties.isolation = plane_.settings.api.default_isolation
     existing = plane_.store.get_group(subscription, resource_group, name)
@@ -155,7 +164,7 @@ def _create_or_update(plane_: ControlPlane, subscription: str, resource_group: s
                  existing.uid if existing is not None else None)
     record, created = plane_.store.put_group(subscription, resource_group, name,
                                              body.location, stored, body.tags or {},
-                                             subnet_key=subnet_key(body.properties))
+                                             subnet_key=placement)
     _claim_label(plane_, body, record, created)
     headers: dict[str, str] = {}
     if created or (existing is not None and record.generation != existing.generation):

@@ -20,10 +20,11 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.control.reconciler import VNET_TEARDOWNS
+from skiff.core.reference import parse as parse_reference
 from skiff.core.view import iso
-from skiff.errors import ArmError
+from skiff.errors import ArmError, InvalidReference
 from skiff.models import ContainerGroupBody
-from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord
+from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord, subscription_key
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
 RG = "/subscriptions/{subscription}/resourceGroups/{resource_group}"
@@ -128,7 +129,7 @@ async def operation_status(subscription: str, location: str, operation: str, req
 
 def _operation(plane_: ControlPlane, subscription: str, operation: str) -> OperationRecord:
     op = plane_.store.get_operation(operation)
-    if op is None or op.subscription.lower() != subscription.lower():
+    if op is None or op.subscription != subscription_key(subscription):
         raise ArmError(404, "OperationNotFound", f"The operation '{operation}' was not found.")
     return op
 
@@ -196,10 +197,43 @@ def capabilities(subscription: str, location: str, request: Request,
 @router.get(LOCATION + "/cachedImages")
 def cached_images(subscription: str, location: str, request: Request,
                   token: Principal) -> dict[str, Any]:
+    """The images in the node's cache that the subscription may know of: those its own
+    groups use, and those the operator made public (``--public-cached-image``).
+
+    The node's cache is shared by every tenant, and an image's reference can tell what
+    another tenant runs (a private registry, a product's name), so it is never listed
+    whole."""
     check_subscription(token, subscription)
     _location(request, location)
-    images = plane(request).engine.cached_images()
+    plane_ = plane(request)
+    visible = {_image_key(ref) for ref in plane_.settings.api.public_cached_images}
+    visible |= _images_of(plane_, subscription)
+    images = [ref for ref in plane_.engine.cached_images() if _image_key(ref) in visible]
     return {"value": [{"osType": "Linux", "image": image} for image in images]}
+
+
+def _image_key(text: str) -> str:
+    """An image reference as the cache knows it (``busybox``: docker.io/library/busybox:latest)."""
+    try:
+        return str(parse_reference(text))
+    except InvalidReference:
+        return text
+
+
+def _images_of(plane_: ControlPlane, subscription: str) -> set[str]:
+    """The images (keys) of every container, init containers too, of the subscription's groups."""
+    found: set[str] = set()
+    marker = None
+    while True:
+        page, marker = plane_.store.list_groups(subscription, limit=1000, after=marker)
+        for record in page:
+            props = record.body.get("properties", {})
+            for container in (*props.get("containers", []), *props.get("initContainers", [])):
+                image = container.get("properties", {}).get("image")
+                if isinstance(image, str):
+                    found.add(_image_key(image))
+        if marker is None:
+            return found
 
 
 _ACTIONS = ("read", "write", "delete", "restart/action", "stop/action", "start/action",

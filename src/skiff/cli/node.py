@@ -64,12 +64,16 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
               help="Make --public-subnet routable on this interface: no NAT, proxy ARP "
                    "answers for the groups' addresses, so other machines on its link reach "
                    "groups directly. The range must be free addresses of that link.")
+@click.option("--public-cached-image", "public_cached_images", multiple=True, metavar="REF",
+              help="An image every tenant may see in cachedImages once it is in the node's "
+                   "cache (repeatable); other cached images are listed only to the "
+                   "subscriptions whose groups use them.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
           dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
-          public_subnet: str | None,
-          public_interface: str | None, verbose: bool) -> None:
+          public_subnet: str | None, public_interface: str | None,
+          public_cached_images: tuple[str, ...], verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -86,7 +90,8 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
         _check_dns_listen(dns_listen)
     api = ApiSettings(listen=listen, location=location, tls_cert=tls_cert, tls_key=tls_key,
                       overcommit=overcommit, allow_privileged=allow_privileged,
-                      default_isolation=default_isolation.capitalize())
+                      default_isolation=default_isolation.capitalize(),
+                      public_cached_images=_check_images(public_cached_images))
     dns = DnsSettings(listen=dns_listen, zone=dns_zone)
     runtime = RuntimeSettings(userns=parse_userns(userns_remap) if userns_remap else None)
     if public_interface is not None and public_subnet is None:
@@ -112,6 +117,19 @@ def parse_userns(text: str) -> tuple[int, int]:
         raise click.BadParameter(f"{text!r} is not FIRST:COUNT with FIRST > 0 and COUNT > 0",
                                  param_hint="--userns-remap") from None
     return pair
+
+
+def _check_images(refs: tuple[str, ...]) -> tuple[str, ...]:
+    """``--public-cached-image`` values, each an image reference Docker would take."""
+    from skiff.core.reference import parse
+    from skiff.errors import InvalidReference
+
+    for ref in refs:
+        try:
+            parse(ref)
+        except InvalidReference as exc:
+            raise click.BadParameter(exc.message, param_hint="--public-cached-image") from None
+    return refs
 
 
 def _check_dns_listen(listen: str) -> None:

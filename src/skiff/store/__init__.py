@@ -32,6 +32,7 @@ from skiff.store.records import (
     ResourceGroupRecord,
     TokenRecord,
     VnetRecord,
+    subscription_key,
 )
 from skiff.store.sqlite import Store
 from skiff.store.tokens import TOKEN_PREFIX
@@ -54,4 +55,5 @@ __all__ = [
     "StoreSettings",
     "TokenRecord",
     "VnetRecord",
+    "subscription_key",
 ]

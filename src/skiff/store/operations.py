@@ -24,6 +24,7 @@ from skiff.store.records import (
     OperationRecord,
     dumps,
     name_key,
+    subscription_key,
 )
 
 
@@ -33,6 +34,7 @@ class OperationsMixin(Database):
     def create_operation(self, sub: str, location: str, resource_id: str, kind: str,
                          generation: int | None = None) -> OperationRecord:
         """Record a new operation, InProgress."""
+        sub = subscription_key(sub)
         op = OperationRecord(id=str(uuid.uuid4()), subscription=sub, location=location,
                              resource_id=resource_id, kind=kind, status="InProgress",
                              error=None, started_at=self.now(), ended_at=None,

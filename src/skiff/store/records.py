@@ -38,6 +38,18 @@ def name_key(name: str) -> str:
     return name.lower()
 
 
+def subscription_key(subscription: str) -> str:
+    """The key two subscription ids compare by, and the form the store keeps them in.
+
+    ARM compares a subscription id as it compares every id, without case:
+    ``/subscriptions/ACME`` and ``/subscriptions/acme`` are one subscription, one
+    set of resources. Every table stores this key, never the text of a request,
+    so that a lookup in any case finds the same rows; ARM also shows subscription
+    ids in lower case (a GUID's canonical form).
+    """
+    return name_key(subscription)
+
+
 def location_key(location: str) -> str:
     """The key two locations compare by: ARM takes "West US" and "westus" as one."""
     return location.replace(" ", "").lower()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlite3
 
 from skiff.store.errors import ResourceGroupBeingDeleted
-from skiff.store.records import ResourceGroupRecord, dumps, name_key
+from skiff.store.records import ResourceGroupRecord, dumps, name_key, subscription_key
 
 
 def rg_row(conn: sqlite3.Connection, sub: str, name: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM resource_groups WHERE subscription = ? AND name_key = ?",
-        (sub, name_key(name))).fetchone()
+        (subscription_key(sub), name_key(name))).fetchone()
     return row
 
 
@@ -19,7 +19,7 @@ def insert_rg(conn: sqlite3.Connection, record: ResourceGroupRecord) -> None:
     conn.execute(
         "INSERT INTO resource_groups (subscription, name_key, name, location, tags, created_at,"
         " deleting) VALUES (?, ?, ?, ?, ?, ?, 0)",
-        (record.subscription, name_key(record.name), record.name, record.location,
+        (subscription_key(record.subscription), name_key(record.name), record.name, record.location,
          dumps(record.tags), record.created_at),
     )
 

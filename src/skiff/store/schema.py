@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 
 from skiff.store.errors import SchemaTooNew, StoreError
+from skiff.store.records import subscription_key
 
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -141,8 +142,27 @@ CREATE TABLE vnet_teardowns (
 ) WITHOUT ROWID;
 """
 
+# Version 5: subscription ids stored as their key (skiff.store.records.subscription_key),
+# as every other name already was: ARM compares them without case, and a store that kept
+# them as written held "ACME" and "acme" as two subscriptions. The foreign keys from
+# container groups and virtual networks to their resource group are checked at the
+# commit, once both sides have the new key. Two subscriptions that differ only in case
+# and hold a resource, resource group or network of the same name cannot be merged:
+# the migration then fails on the UNIQUE constraint and leaves the file at version 4.
+_V5 = """
+PRAGMA defer_foreign_keys = ON;
+UPDATE resource_groups SET subscription = skiff_key(subscription)
+    WHERE subscription != skiff_key(subscription);
+UPDATE container_groups SET subscription = skiff_key(subscription)
+    WHERE subscription != skiff_key(subscription);
+UPDATE virtual_networks SET subscription = skiff_key(subscription)
+    WHERE subscription != skiff_key(subscription);
+UPDATE operations SET subscription = skiff_key(subscription)
+    WHERE subscription != skiff_key(subscription);
+"""
+
 #: Every migration, oldest first; the schema's version is how many were applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 
@@ -188,6 +208,9 @@ def migrate(conn: sqlite3.Connection, *, source: str,
     Returns the version reached. ``source`` names the file in messages.
     """
     latest = len(migrations)
+    # Migrations compute keys as the code does (Python's lower() folds every letter,
+    # SQLite's only ASCII).
+    conn.create_function("skiff_key", 1, subscription_key, deterministic=True)
     while True:
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -51,6 +51,7 @@ from skiff.store.records import (
     dumps,
     location_key,
     name_key,
+    subscription_key,
 )
 from skiff.store.rows import check_rg_usable, ensure_rg, insert_rg, rg_row
 from skiff.store.tokens import TokensMixin
@@ -76,6 +77,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         Returns the record and whether it was created. The name keeps the
         case it was first created with.
         """
+        sub = subscription_key(sub)
         with self.write() as conn:
             row = rg_row(conn, sub, name)
             if row is None:
@@ -92,12 +94,14 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
 
     def get_resource_group(self, sub: str, name: str) -> ResourceGroupRecord | None:
         """The resource group, or None if there is none (or it is being deleted)."""
+        sub = subscription_key(sub)
         with self.read() as conn:
             row = rg_row(conn, sub, name)
         return None if row is None or row["deleting"] else ResourceGroupRecord.from_row(row)
 
     def list_resource_groups(self, sub: str) -> list[ResourceGroupRecord]:
         """The subscription's resource groups, by name (any case)."""
+        sub = subscription_key(sub)
         with self.read() as conn:
             rows = conn.execute(
                 "SELECT * FROM resource_groups WHERE subscription = ? AND deleting = 0"
@@ -115,6 +119,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         The group is invisible to reads from now on and goes with its last
         container group. An unknown group gives ``[]``.
         """
+        sub = subscription_key(sub)
         with self.write() as conn:
             row = rg_row(conn, sub, name)
             if row is None:
@@ -158,6 +163,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         replaces the tags. ``body``'s top-level ``"tags"`` is not stored:
         tags live in ``tags`` alone, so that they cannot tell two bodies apart.
         """
+        sub = subscription_key(sub)
         body_json = dumps({k: v for k, v in body.items() if k != "tags"})
         tags_json = dumps(dict(tags))
         with self.write() as conn:
@@ -199,6 +205,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
 
     def get_group(self, sub: str, rg: str, name: str) -> GroupRecord | None:
         """The container group (names in any case), also while it is being deleted."""
+        sub = subscription_key(sub)
         with self.read() as conn:
             row = _group_row(conn, sub, rg, name)
         return None if row is None else GroupRecord.from_row(row)
@@ -217,6 +224,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         ``after``. Pages are keyed, not counted: a group created or deleted
         between two calls neither repeats nor hides another one.
         """
+        sub = None if sub is None else subscription_key(sub)
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be within 1..{_MAX_PAGE}, not {limit}")
         clauses: list[str] = []
@@ -244,6 +252,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
     def update_tags(self, sub: str, rg: str, name: str,
                     tags: Mapping[str, str]) -> GroupRecord | None:
         """Replace a container group's tags (ARM's PATCH); the generation stays."""
+        sub = subscription_key(sub)
         with self.write() as conn:
             row = _group_row(conn, sub, rg, name)
             if row is None:
@@ -262,6 +271,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         also sets ``Deleting``; a group being deleted refuses anything else
         (409) and takes ``"deleted"`` again as a no-op.
         """
+        sub = subscription_key(sub)
         if desired not in DESIRED_STATES:
             raise ValueError(f"not a desired state: {desired!r}")
         with self.write() as conn:
@@ -329,6 +339,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
     def count_groups(self, sub: str) -> int:
         """How many container groups the subscription has, not counting those being deleted
         (for quotas)."""
+        sub = subscription_key(sub)
         with self.read() as conn:
             row = conn.execute(
                 "SELECT count(*) FROM container_groups"
@@ -375,7 +386,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
 def _group_row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM container_groups WHERE subscription = ? AND rg_key = ? AND name_key = ?",
-        (sub, name_key(rg), name_key(name))).fetchone()
+        (subscription_key(sub), name_key(rg), name_key(name))).fetchone()
     return row
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from skiff.errors import ArmError
 from skiff.store.database import Database
-from skiff.store.records import VnetRecord, dumps, location_key, name_key
+from skiff.store.records import VnetRecord, dumps, location_key, name_key, subscription_key
 from skiff.store.rows import ensure_rg
 
 #: Changes a virtual network's body (a subnet's PUT or DELETE); may raise ArmError.
@@ -47,12 +47,14 @@ class VirtualNetworksMixin(Database):
     def put_vnet(self, sub: str, rg: str, name: str, location: str, body: Mapping[str, Any],
                  tags: Mapping[str, str]) -> tuple[VnetRecord, bool]:
         """Create or replace a virtual network; returns the record and whether it was new."""
+        sub = subscription_key(sub)
         with self.write() as conn:
             return self._write_vnet(conn, sub, rg, name, location, dict(body), dict(tags))
 
     def change_vnet(self, sub: str, rg: str, name: str, change: BodyChange) -> VnetRecord | None:
         """Apply ``change`` to a virtual network's body in one transaction (a subnet
         added, replaced or removed); None if there is no such network."""
+        sub = subscription_key(sub)
         with self.write() as conn:
             row = _vnet_row(conn, sub, rg, name)
             if row is None:
@@ -62,12 +64,14 @@ class VirtualNetworksMixin(Database):
                                     change(record.body), record.tags)[0]
 
     def get_vnet(self, sub: str, rg: str, name: str) -> VnetRecord | None:
+        sub = subscription_key(sub)
         with self.read() as conn:
             row = _vnet_row(conn, sub, rg, name)
         return None if row is None else VnetRecord.from_row(row)
 
     def list_vnets(self, sub: str, rg: str | None = None) -> list[VnetRecord]:
         """The virtual networks of a subscription (or one of its resource groups)."""
+        sub = subscription_key(sub)
         sql, params = "SELECT * FROM virtual_networks WHERE subscription = ?", [sub]
         if rg is not None:
             sql += " AND rg_key = ?"
@@ -79,6 +83,7 @@ class VirtualNetworksMixin(Database):
     def delete_vnet(self, sub: str, rg: str, name: str) -> VnetRecord | None:
         """Delete a virtual network none of whose subnets is in use; returns what was
         deleted (None: there was none)."""
+        sub = subscription_key(sub)
         with self.write() as conn:
             row = _vnet_row(conn, sub, rg, name)
             if row is None:
@@ -164,7 +169,7 @@ class VirtualNetworksMixin(Database):
 def _vnet_row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM virtual_networks WHERE subscription = ? AND rg_key = ? AND name_key = ?",
-        (sub, name_key(rg), name_key(name))).fetchone()
+        (subscription_key(sub), name_key(rg), name_key(name))).fetchone()
     return row
 
 
@@ -179,21 +184,29 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _user(row: sqlite3.Row, owner: str) -> str:
+    """How a refusal to the subscription ``owner`` names the container group ``row``: by
+    name in its own subscription, never by name in another's (a tenant learns nothing of
+    another tenant's resources from a refusal)."""
+    if row["subscription"] == subscription_key(owner):
+        return f"container group '{row['name']}' of resource group '{row['resource_group']}'"
+    return "a container group of another subscription"
+
+
 def _refuse_in_use(conn: sqlite3.Connection, vnet: VnetRecord, key: str, subnet: str,
                    change: bool = False) -> None:
-    row = conn.execute("SELECT name FROM container_groups WHERE subnet_key = ? LIMIT 1",
-                       (vnet.subnet_key(key),)).fetchone()
+    row = conn.execute("SELECT subscription, resource_group, name FROM container_groups"
+                       " WHERE subnet_key = ? LIMIT 1", (vnet.subnet_key(key),)).fetchone()
     if row is None:
         return
+    user = _user(row, vnet.subscription)
     if change:
         raise ArmError(400, "InUseSubnetCannotBeUpdated",
                        f"The address prefix of subnet '{subnet}' of virtual network "
-                       f"'{vnet.name}' cannot change: container group '{row['name']}' is in "
-                       "it.")
+                       f"'{vnet.name}' cannot change: {user} is in it.")
     raise ArmError(400, "InUseSubnetCannotBeDeleted",
-                   f"Subnet '{subnet}' of virtual network '{vnet.name}' is in use by container "
-                   f"group '{row['name']}' and cannot be deleted. Delete the container groups "
-                   "in the subnet first.")
+                   f"Subnet '{subnet}' of virtual network '{vnet.name}' is in use by {user} "
+                   "and cannot be deleted. Delete the container groups in the subnet first.")
 
 
 def _address_space(record: VnetRecord) -> list[ipaddress.IPv4Network]:
@@ -210,10 +223,15 @@ def _refuse_overlaps(conn: sqlite3.Connection, record: VnetRecord) -> None:
         for a in mine:
             for b in _address_space(other):
                 if a.overlaps(b):
+                    # The check spans every tenant (one host routes them all); the
+                    # answer names the other network only to its own subscription.
+                    whose = (f"virtual network '{other.name}'"
+                             if other.subscription == record.subscription
+                             else "a virtual network of another subscription")
                     raise ArmError(400, "VirtualNetworkAddressSpaceConflict",
-                                   f"The address space {a} overlaps {b} of virtual network "
-                                   f"'{other.name}' on this node, which routes every virtual "
-                                   "network itself: choose a range no other one uses.",
+                                   f"The address space {a} overlaps {b} of {whose} on this "
+                                   "node, which routes every virtual network itself: choose "
+                                   "a range no other one uses.",
                                    target="properties.addressSpace.addressPrefixes")
 
 
@@ -224,11 +242,9 @@ def _vnet_by_id(conn: sqlite3.Connection, vnet_id: str) -> VnetRecord | None:
     if (len(parts) != 8 or parts[0] != "subscriptions" or parts[2] != "resourcegroups"
             or parts[4:7] != ["providers", "microsoft.network", "virtualnetworks"]):
         return None
-    # Subscription ids are stored as given and compared without case here: a key is
-    # lower case, and an id may be written in capitals (ASCII: SQLite's lower() folds it).
     row = conn.execute(
-        "SELECT * FROM virtual_networks WHERE lower(subscription) = ? AND rg_key = ?"
-        " AND name_key = ?", (parts[1], parts[3], parts[7])).fetchone()
+        "SELECT * FROM virtual_networks WHERE subscription = ? AND rg_key = ? AND name_key = ?",
+        (subscription_key(parts[1]), parts[3], parts[7])).fetchone()
     return None if row is None else VnetRecord.from_row(row)
 
 
@@ -258,29 +274,28 @@ def record_teardown(conn: sqlite3.Connection, record: VnetRecord, now: float) ->
 def delete_vnets_of(conn: sqlite3.Connection, sub: str, rg: str, now: float) -> None:
     """Delete every virtual network of a resource group, each with its teardown recorded
     (run in the resource group's deletion's transaction)."""
+    key = (subscription_key(sub), name_key(rg))
     rows = conn.execute("SELECT * FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
-                        (sub, name_key(rg))).fetchall()
+                        key).fetchall()
     for row in rows:
         record_teardown(conn, VnetRecord.from_row(row), now)
-    conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
-                 (sub, name_key(rg)))
+    conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?", key)
 
 
 def refuse_networks_used_elsewhere(conn: sqlite3.Connection, sub: str, rg: str) -> None:
     """400 InUseSubnetCannotBeDeleted if a container group of another resource group
     is in a subnet of one of ``rg``'s virtual networks (run in its deletion's
     transaction: ARM refuses to delete a resource group whose network is in use)."""
+    key = (subscription_key(sub), name_key(rg))
     rows = conn.execute("SELECT * FROM virtual_networks WHERE subscription = ? AND rg_key = ?",
-                        (sub, name_key(rg))).fetchall()
+                        key).fetchall()
     for row in rows:
         vnet = VnetRecord.from_row(row)
         user = conn.execute(
-            "SELECT resource_group, name FROM container_groups WHERE subnet_key LIKE ?"
-            " ESCAPE '\\' AND NOT (subscription = ? AND rg_key = ?) LIMIT 1",
-            (_like_prefix(name_key(vnet.resource_id) + "/subnets/"), sub,
-             name_key(rg))).fetchone()
+            "SELECT subscription, resource_group, name FROM container_groups WHERE subnet_key"
+            " LIKE ? ESCAPE '\\' AND NOT (subscription = ? AND rg_key = ?) LIMIT 1",
+            (_like_prefix(name_key(vnet.resource_id) + "/subnets/"), *key)).fetchone()
         if user is not None:
             raise ArmError(400, "InUseSubnetCannotBeDeleted",
                            f"Resource group '{rg}' cannot be deleted: its virtual network "
-                           f"'{vnet.name}' is in use by container group '{user['name']}' of "
-                           f"resource group '{user['resource_group']}'.")
+                           f"'{vnet.name}' is in use by {_user(user, sub)}.")
