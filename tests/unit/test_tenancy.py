@@ -1,0 +1,260 @@
+"""Tenant isolation through the API, in process (the app over a real store and the
+FakeEngine, through httpx's ASGI transport): what one subscription's token can learn of,
+or do to, another subscription's resources.
+
+The classes of hole, each with its rule: a request naming another subscription's
+resource by id (refused as ARM refuses a linked resource: 403 LinkedAuthorizationFailed);
+a refusal naming another tenant's resources (never); a node-wide listing (only the
+caller's part); subscription ids in another case (one subscription, as in ARM).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from fastapi import FastAPI
+
+from skiff.api.app import create_app
+from skiff.api.context import ControlPlane
+from skiff.control.reconciler import Reconciler
+from skiff.settings import ApiSettings, Settings
+from skiff.store import Store
+from skiff.testing.fake import FakeEngine
+from skiff.testing.waiting import eventually
+
+BASE = "https://skiff.test"
+API = "?api-version=2023-05-01"
+ALICE, BOB = "sub-alice", "sub-bob"
+PUBLIC_IMAGE = "registry.test/base:1"
+
+
+def rg(sub: str, name: str = "rg") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{name}"
+
+
+def net(sub: str, rg_name: str = "rg") -> str:
+    return f"{rg(sub, rg_name)}/providers/Microsoft.Network/virtualNetworks/net"
+
+
+def group(sub: str, name: str = "g", rg_name: str = "rg") -> str:
+    return f"{rg(sub, rg_name)}/providers/Microsoft.ContainerInstance/containerGroups/{name}"
+
+
+class Client:
+    """httpx's AsyncClient on the app's ASGI transport, called from sync tests."""
+
+    def __init__(self, portal: BlockingPortal, app: FastAPI, token: str) -> None:
+        self._portal = portal
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url=BASE,
+                                         headers={"Authorization": f"Bearer {token}"})
+
+    def request(self, method: str, url: str, **options: Any) -> httpx.Response:
+        response: httpx.Response = self._portal.call(
+            functools.partial(self._client.request, method, url + API, **options))
+        return response
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane over the fake engine, its reconcile loop running, one image public."""
+    store = Store(tmp_path / "skiff.db")
+    engine = FakeEngine()
+    reconciler = Reconciler(store, engine, workers=2)
+    settings = Settings(data_root=tmp_path,
+                        api=ApiSettings(public_cached_images=(PUBLIC_IMAGE,)))
+    plane = ControlPlane(settings, store, engine, reconciler, BASE)
+    reconciler.start()
+    yield plane
+    reconciler.stop()
+    store.close()
+
+
+@pytest.fixture
+def portal() -> Iterator[BlockingPortal]:
+    with start_blocking_portal() as running:
+        yield running
+
+
+@pytest.fixture
+def client(plane: ControlPlane, portal: BlockingPortal) -> Any:
+    """Makes a client holding a new token of a subscription (None: the admin's)."""
+    app = create_app(plane)
+
+    def make(subscription: str | None) -> Client:
+        _, secret = plane.store.create_token(subscription, subscription or "admin")
+        return Client(portal, app, secret)
+
+    return make
+
+
+def vnet_body(prefix: str = "10.210") -> dict[str, Any]:
+    return {"location": "local", "properties": {
+        "addressSpace": {"addressPrefixes": [f"{prefix}.0.0/16"]},
+        "subnets": [{"name": "default", "properties": {"addressPrefix": f"{prefix}.1.0/24"}}]}}
+
+
+def body(image: str = "registry.test/busybox:1", subnet: str | None = None) -> dict[str, Any]:
+    container = {"name": "c", "properties": {
+        "image": image, "command": ["sleep", "300"],
+        "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}
+    doc: dict[str, Any] = {"location": "local", "properties": {
+        "osType": "Linux", "restartPolicy": "Never", "containers": [container]}}
+    if subnet is not None:
+        doc["properties"]["subnetIds"] = [{"id": subnet}]
+        doc["properties"]["ipAddress"] = {"type": "Private", "ports": [{"port": 80}]}
+        container["properties"]["ports"] = [{"port": 80}]
+    return doc
+
+
+def error(answer: httpx.Response, status: int, code: str) -> str:
+    assert answer.status_code == status, answer.text
+    doc = answer.json()["error"]
+    assert doc["code"] == code, doc
+    return str(doc["message"])
+
+
+# ---- linked resources: a subnet of another subscription --------------------------------------
+
+
+@pytest.mark.parametrize("spelling", [ALICE, ALICE.upper()])
+def test_a_token_cannot_place_a_group_in_another_subscriptions_subnet(client: Any,
+                                                                      spelling: str) -> None:
+    """Bob's group naming Alice's subnet (in any case) is refused 403
+    LinkedAuthorizationFailed, the same answer whether the subnet exists or not, naming
+    nothing of Alice's but the id Bob wrote; Alice can still delete her network."""
+    alice, bob = client(ALICE), client(BOB)
+    assert alice.request("PUT", net(ALICE), json=vnet_body()).status_code == 201
+    answers = [bob.request("PUT", group(BOB, name),
+                           json=body(subnet=f"{net(spelling)}/subnets/{subnet}"))
+               for name, subnet in (("intruder", "default"), ("prober", "absent"))]
+    messages = [error(a, 403, "LinkedAuthorizationFailed") for a in answers]
+    assert "subnets/join/action" in messages[0]
+    assert messages[0].replace("intruder", "prober").replace("default", "absent") \
+        == messages[1]
+    assert bob.request("GET", group(BOB, "intruder")).status_code == 404
+    assert alice.request("DELETE", net(ALICE)).status_code == 200
+
+
+def test_a_token_places_groups_in_its_own_subnets_in_any_case(client: Any) -> None:
+    """The linked-resource check compares subscriptions as ARM does: a subnet id spelling
+    the caller's own subscription in capitals is its own."""
+    alice = client(ALICE)
+    assert alice.request("PUT", net(ALICE), json=vnet_body()).status_code == 201
+    made = alice.request("PUT", group(ALICE), json=body(subnet=f"{net(ALICE.upper())}"
+                                                             "/subnets/default"))
+    assert made.status_code == 201, made.text
+
+
+def test_the_admin_links_any_subscriptions_subnet_and_refusals_name_no_other_tenant(
+    client: Any, plane: ControlPlane
+) -> None:
+    """The admin token may place Bob's group in Alice's subnet; Alice's refusals to change
+    her network, subnet or resource group then tell her it is in use, never by whom."""
+    alice, admin = client(ALICE), client(None)
+    assert alice.request("PUT", net(ALICE), json=vnet_body()).status_code == 201
+    placed = admin.request("PUT", group(BOB, "secret-group", "secret-rg"),
+                           json=body(subnet=f"{net(ALICE)}/subnets/default"))
+    assert placed.status_code == 201, placed.text
+    refusals = [
+        error(alice.request("DELETE", net(ALICE)), 400, "InUseSubnetCannotBeDeleted"),
+        error(alice.request("DELETE", f"{net(ALICE)}/subnets/default"), 400,
+              "InUseSubnetCannotBeDeleted"),
+        error(alice.request("PUT", net(ALICE), json=vnet_body() | {"properties": {
+            "addressSpace": {"addressPrefixes": ["10.210.0.0/16"]}, "subnets": []}}),
+              400, "InUseSubnetCannotBeDeleted"),
+        error(alice.request("PUT", f"{net(ALICE)}/subnets/default",
+                            json={"properties": {"addressPrefix": "10.210.2.0/24"}}),
+              400, "InUseSubnetCannotBeUpdated"),
+        error(alice.request("DELETE", rg(ALICE)), 400, "InUseSubnetCannotBeDeleted"),
+    ]
+    for message in refusals:
+        assert "another subscription" in message
+        assert "secret" not in message
+        assert BOB not in message
+
+
+def test_a_refusal_names_the_callers_own_group(client: Any) -> None:
+    """In its own subscription, an in-use refusal still says which group is in the way."""
+    alice = client(ALICE)
+    assert alice.request("PUT", net(ALICE), json=vnet_body()).status_code == 201
+    assert alice.request("PUT", group(ALICE, "mine"),
+                         json=body(subnet=f"{net(ALICE)}/subnets/default")).status_code == 201
+    assert "'mine'" in error(alice.request("DELETE", net(ALICE)), 400,
+                             "InUseSubnetCannotBeDeleted")
+
+
+def test_an_address_space_conflict_names_no_other_tenants_network(client: Any) -> None:
+    """Address spaces are checked across every subscription (one host routes them), but
+    the refusal names the other network only to its own subscription."""
+    alice, bob = client(ALICE), client(BOB)
+    assert alice.request("PUT", net(ALICE), json=vnet_body()).status_code == 201
+    foreign = error(bob.request("PUT", net(BOB, "bobs"), json=vnet_body()), 400,
+                    "VirtualNetworkAddressSpaceConflict")
+    assert "another subscription" in foreign
+    assert "'net'" not in foreign
+    own = error(alice.request("PUT", net(ALICE, "rg2"), json=vnet_body()), 400,
+                "VirtualNetworkAddressSpaceConflict")
+    assert "'net'" in own
+
+
+# ---- node-wide listings: cachedImages -------------------------------------------------------
+
+
+def cached(http: Client, sub: str) -> list[str]:
+    answer = http.request(
+        "GET", f"/subscriptions/{sub}/providers/Microsoft.ContainerInstance/locations/local"
+               "/cachedImages")
+    assert answer.status_code == 200, answer.text
+    return sorted(item["image"] for item in answer.json()["value"])
+
+
+def test_cached_images_lists_the_callers_images_and_the_public_ones_only(
+    client: Any, plane: ControlPlane
+) -> None:
+    """Of the node's cache, a subscription sees the images its own groups use and the
+    operator's public ones (once cached), never another tenant's private image."""
+    alice, bob = client(ALICE), client(BOB)
+    engine = plane.engine
+    assert isinstance(engine, FakeEngine)
+    assert cached(alice, ALICE) == []
+    for http, sub, image in ((alice, ALICE, "registry.test/alice-private:7"),
+                             (bob, BOB, "registry.test/bob-private:3"),
+                             (bob, BOB, PUBLIC_IMAGE)):
+        assert http.request("PUT", group(sub, image.split("/")[1].replace(":", "-")),
+                            json=body(image)).status_code == 201
+    eventually(lambda: len(engine.cached_images()) == 3, what="the three images pulled")
+    assert cached(alice, ALICE) == ["registry.test/alice-private:7", PUBLIC_IMAGE]
+    assert cached(bob, BOB) == [PUBLIC_IMAGE, "registry.test/bob-private:3"]
+    assert cached(client("sub-carol"), "sub-carol") == [PUBLIC_IMAGE]
+
+
+# ---- subscription ids in another case -------------------------------------------------------
+
+
+def test_subscriptions_that_differ_only_in_case_are_one(client: Any) -> None:
+    """A token made for ``ACME`` reaches one subscription however a request spells it:
+    every resource made in one spelling is found, listed and replaced in the other."""
+    acme = client("ACME")
+    assert acme.request("PUT", net("ACME"), json=vnet_body()).status_code == 201
+    assert acme.request("PUT", group("ACME"), json=body()).status_code == 201
+    assert acme.request("PUT", group("acme"), json=body()).status_code == 200
+    assert acme.request("PUT", net("acme"), json=vnet_body()).status_code == 200
+    for spelling in ("acme", "Acme"):
+        assert acme.request("GET", group(spelling)).status_code == 200
+        assert acme.request("GET", rg(spelling)).status_code == 200
+        listing = acme.request(
+            "GET", f"/subscriptions/{spelling}/providers/Microsoft.ContainerInstance"
+                   "/containerGroups").json()["value"]
+        assert [g["id"] for g in listing] == [group("acme")]
+        groups_ = acme.request("GET", f"/subscriptions/{spelling}/resourcegroups")
+        assert [r["name"] for r in groups_.json()["value"]] == ["rg"]
+        nets = acme.request("GET", f"/subscriptions/{spelling}/providers/Microsoft.Network"
+                                   "/virtualNetworks").json()["value"]
+        assert [n["id"] for n in nets] == [net("acme")]
