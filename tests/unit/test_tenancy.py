@@ -101,7 +101,7 @@ def vnet_body(prefix: str = "10.210") -> dict[str, Any]:
 
 
 def body(image: str = "registry.test/busybox:1", subnet: str | None = None) -> dict[str, Any]:
-    container = {"name": "c", "properties": {
+    container: dict[str, Any] = {"name": "c", "properties": {
         "image": image, "command": ["sleep", "300"],
         "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}
     doc: dict[str, Any] = {"location": "local", "properties": {
