@@ -405,3 +405,31 @@ def test_the_file_is_private(tmp_path: Path) -> None:
         store.put_group(SUB, "rg", "web", "westus", body(), {})
         for name in ("s.db", "s.db-wal"):
             assert (path.parent / name).stat().st_mode & 0o077 == 0, name
+
+
+# --- subscriptions -----------------------------------------------------------------------------
+
+
+def test_every_call_takes_a_subscription_id_in_any_case(store: Store) -> None:
+    """Subscription ids compare without case, as ARM's: whatever spelling made a resource,
+    every other spelling finds, lists, changes and deletes the same one, and records show
+    the key (lower case)."""
+    made, created = store.put_resource_group("ACME", "rg", "westus", {})
+    assert (made.subscription, created) == ("acme", True)
+    assert store.put_resource_group("acme", "rg", "westus", {"k": "v"})[1] is False
+    group, created = store.put_group("Acme", "rg", "web", "westus", body(), {})
+    assert created
+    assert group.subscription == "acme"
+    assert group.resource_id.startswith("/subscriptions/acme/")
+    assert store.put_group("aCmE", "rg", "web", "westus", body(), {})[1] is False
+    assert store.get_resource_group("acme", "rg") is not None
+    assert [r.name for r in store.list_resource_groups("ACME")] == ["rg"]
+    assert store.get_group("ACME", "rg", "web") == store.get_group("acme", "rg", "web")
+    page, _ = store.list_groups("ACME")
+    assert [r.uid for r in page] == [group.uid]
+    assert store.count_groups("acme") == 1
+    assert store.update_tags("ACME", "rg", "web", {"t": "1"}) is not None
+    assert store.set_desired("Acme", "rg", "web", "stopped") is not None
+    op = store.create_operation("ACME", "westus", group.resource_id, "create")
+    assert op.subscription == "acme"
+    assert [g.uid for g in store.delete_resource_group("aCME", "rg")] == [group.uid]

@@ -152,3 +152,57 @@ def test_every_released_migration_parses() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     assert schema.migrate(conn, source=":memory:") == schema.LATEST
     conn.close()
+
+
+def make_v4(path: Path, resource_groups: list[tuple[str, str]], *rows: str) -> None:
+    """A file at version 4 (subscriptions stored as requests wrote them), with resource
+    groups (subscription, name) and further ``rows``."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    schema.migrate(conn, source=str(path), migrations=schema.MIGRATIONS[:4])
+    for sub, name in resource_groups:
+        conn.execute("INSERT INTO resource_groups VALUES (?, ?, ?, 'local', '{}', 1.0, 0)",
+                     (sub, name, name))
+    conn.executescript("".join(rows))
+    conn.close()
+
+
+def test_version_5_stores_subscriptions_as_keys(tmp_path: Path) -> None:
+    """Subscriptions written in capitals before version 5 become their key in every table,
+    their resources are found in any case, and a token made for ``ACME`` still names it."""
+    path = tmp_path / "v4.db"
+    make_v4(
+        path, [("ACME", "rg"), ("Élan", "other")],
+        "INSERT INTO container_groups (uid, subscription, rg_key, name_key, resource_group,"
+        " name, location, body, tags, provisioning_state, desired, generation, created_at,"
+        " updated_at) VALUES ('" + "a" * 32 + "', 'ACME', 'rg', 'web', 'rg', 'web', 'local',"
+        " '{}', '{}', 'Succeeded', 'running', 1, 1.0, 1.0);",
+        "INSERT INTO virtual_networks VALUES ('ACME', 'rg', 'net', 'rg', 'net', 'local',"
+        " '{\"properties\":{}}', '{}', 'guid', 1.0);",
+        "INSERT INTO operations VALUES ('op', 'ACME', 'local', '/subscriptions/ACME/x',"
+        " '/subscriptions/acme/x', 'create', 'InProgress', NULL, 1.0, NULL, 1);",
+        "INSERT INTO tokens VALUES ('t', 'ACME', 'acme', 'feed', 1.0);")
+    with Store(path) as store:
+        group = store.get_group("acme", "RG", "web")
+        assert group is not None
+        assert group.subscription == "acme"
+        assert store.get_group("ACME", "rg", "web") == group
+        assert store.get_vnet("Acme", "rg", "net") is not None
+        assert store.get_resource_group("élan", "other") is not None  # beyond ASCII too
+        op = store.get_operation("op")
+        assert op is not None
+        assert op.subscription == "acme"
+        assert [t.subscription for t in store.list_tokens()] == ["ACME"]
+    assert version_of(path) == schema.LATEST >= 5
+
+
+def test_subscriptions_that_cannot_be_merged_stop_the_migration(tmp_path: Path) -> None:
+    """Two spellings of one subscription holding a resource group of one name cannot both
+    become the key: the upgrade fails and leaves the file at version 4, data intact."""
+    path = tmp_path / "v4.db"
+    make_v4(path, [("ACME", "rg"), ("acme", "rg")])
+    with pytest.raises(StoreError, match="schema version 5"):
+        Store(path)
+    assert version_of(path) == 4
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM resource_groups").fetchone()[0] == 2
+    conn.close()

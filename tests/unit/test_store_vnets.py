@@ -115,3 +115,34 @@ def test_a_resource_group_whose_network_another_uses_is_not_deleted(store: Store
     store.remove_group(record.uid)
     store.delete_resource_group("s", "net-rg")
     assert store.get_vnet("s", "net-rg", "net") is None
+
+
+def test_networks_take_a_subscription_id_in_any_case(store: Store) -> None:
+    """A network made under ``S`` is the one of ``s``: found, replaced, listed, placed in
+    and deleted through either spelling."""
+    made, created = store.put_vnet("S", "rg", "net", "local", body(default="10.1.0.0/24"), {})
+    assert created
+    assert made.subscription == "s"
+    assert store.put_vnet("s", "RG", "net", "local", body(default="10.1.0.0/24"), {})[1] is False
+    assert store.get_vnet("s", "rg", "net") is not None
+    assert [v.name for v in store.list_vnets("S")] == ["net"]
+    store.put_group("S", "rg", "g", "local", {"properties": {}}, {}, subnet_key=SUBNET_KEY)
+    with pytest.raises(ArmError) as exc:
+        store.delete_vnet("s", "rg", "net")
+    assert "container group 'g'" in exc.value.message
+
+
+def test_refusals_name_no_group_of_another_subscription(store: Store) -> None:
+    """A subnet in use by another subscription's group (placed by an admin) is refused
+    without the group's name or resource group."""
+    store.put_vnet("s", "rg", "net", "local", body(default="10.1.0.0/24"), {})
+    store.put_group("other", "hidden-rg", "hidden", "local", {"properties": {}}, {},
+                    subnet_key=SUBNET_KEY)
+    for attempt in (lambda: store.delete_vnet("s", "rg", "net"),
+                    lambda: store.delete_resource_group("s", "rg"),
+                    lambda: store.put_vnet("s", "rg", "net", "local",
+                                           body(default="10.1.0.0/25"), {})):
+        with pytest.raises(ArmError) as exc:
+            attempt()
+        assert "another subscription" in exc.value.message
+        assert "hidden" not in exc.value.message
