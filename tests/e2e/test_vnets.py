@@ -146,3 +146,25 @@ def test_a_private_group_runs_in_its_subnet_and_holds_it(
     prefix = subnets.vnet_prefix(skiff.settings.data_root, f"{RG}/{NET}/net1".lower())
     assert not any(d.name.startswith(prefix) for d in Path("/sys/class/net").iterdir())
     assert not subnets.isolation_installed(prefix)
+
+
+def test_another_subscriptions_subnet_is_refused_over_https(skiff: RunningServer,
+                                                            images: BuiltImages) -> None:
+    """A token of another subscription cannot place a group in sub-1's subnet, however it
+    spells the subscription: 403 LinkedAuthorizationFailed, nothing created, and sub-1's
+    network stays its own to delete."""
+    admin = skiff.client()
+    assert admin.put(f"{RG}/{NET}/net1{API}",
+                     json=vnet_body(default="10.210.1.0/24")).status_code == 201
+    _, secret = skiff.server.plane.store.create_token("sub-2", "intruder")
+    bob = skiff.client()
+    bob.headers["Authorization"] = f"Bearer {secret}"
+    mine = "/subscriptions/sub-2/resourceGroups/rg"
+    for spelling in (subnet_id("net1", "default"),
+                     subnet_id("net1", "default").replace("sub-1", "SUB-1")):
+        refused = bob.put(f"{mine}/{ACI}/intruder{API}",
+                          json=group_body(images, spelling, "true"))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "LinkedAuthorizationFailed"
+    assert bob.get(f"{mine}/{ACI}/intruder{API}").status_code == 404
+    assert admin.delete(f"{RG}/{NET}/net1{API}").status_code == 200
