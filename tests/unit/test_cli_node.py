@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from skiff.cli.main import main
+from skiff.settings import Settings
 from skiff.store import Store
 
 
@@ -44,3 +46,21 @@ def test_serve_refuses_a_public_interface_without_its_subnet() -> None:
     assert bad.exit_code == 2
     assert "--public-subnet" in bad.output
     assert "--public-interface" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
+def test_serve_passes_its_public_cached_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each --public-cached-image reaches ApiSettings; one Docker would refuse is a usage
+    error, and --help documents the option."""
+    import skiff.server
+
+    started: list[Settings] = []
+    monkeypatch.setattr(skiff.server, "serve", started.append)
+    result = CliRunner().invoke(main, ["serve", "--public-cached-image", "busybox:1",
+                                       "--public-cached-image", "registry.test/base:2"])
+    assert result.exit_code == 0, result.output
+    assert started[0].api.public_cached_images == ("busybox:1", "registry.test/base:2")
+    bad = CliRunner().invoke(main, ["serve", "--public-cached-image", "Not/Valid"])
+    assert bad.exit_code == 2
+    assert "--public-cached-image" in bad.output
+    assert started[1:] == []
+    assert "--public-cached-image" in CliRunner().invoke(main, ["serve", "--help"]).output

@@ -10,7 +10,9 @@ resource ids without regard to case, but shows names in the case they were
 created with. The store therefore keeps two columns per name: the display
 name, and a *key* (:func:`name_key`) that every lookup and UNIQUE constraint
 uses. Keys are computed in Python, not with SQLite's ``lower()``, which only
-folds ASCII while resource group names may hold any Unicode letter.
+folds ASCII while resource group names may hold any Unicode letter. Subscription
+ids are the exception: ARM shows them in lower case too, so the store keeps only
+their key (:func:`subscription_key`), the one place where two are compared.
 """
 
 from __future__ import annotations
