@@ -7,6 +7,7 @@ port; no query ever leaves the host.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import select
 import socket
@@ -24,6 +25,7 @@ import pytest
 
 from skiff.dns import Address, DnsServer, Upstream, Zone
 from skiff.errors import NetworkError
+from skiff.settings import DnsSettings
 from skiff.testing.waiting import eventually
 
 ORIGIN = "skiff.internal"
@@ -420,6 +422,14 @@ def test_clients_over_their_limit_are_closed_while_others_are_served(zone: Zone)
         assert answered(a2)
         assert server.tcp_refused == 2
         assert server.errors == 0
+
+
+def test_tcp_limits_default_to_the_settings() -> None:
+    """A DnsServer built without TCP limits has DnsSettings' (the node passes its own)."""
+    defaults = inspect.signature(DnsServer).parameters
+    settings = DnsSettings()
+    for name in ("max_tcp", "max_tcp_per_client", "tcp_idle_s"):
+        assert defaults[name].default == getattr(settings, name), name
 
 
 def test_idle_tcp_connections_are_closed(zone: Zone) -> None:

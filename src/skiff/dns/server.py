@@ -99,8 +99,8 @@ class DnsServer:
     ``max_tcp_per_client`` from one client address (beyond either, a new one
     is closed at once), each closed when a query has not arrived whole
     ``tcp_idle_s`` after the previous answer; ``cache_size``: packed answers
-    kept (0: pack every answer anew, for benchmarks). The defaults are
-    :class:`~skiff.settings.DnsSettings`'.
+    kept (0: pack every answer anew, for benchmarks). The TCP limits' defaults
+    are those of :class:`~skiff.settings.DnsSettings`.
     """
 
     def __init__(self, zones: Iterable[Zone] = (), *, listen: Iterable[Address] = (),
