@@ -70,7 +70,10 @@ def start_dns(settings: Settings) -> tuple[DnsServer | None, Zone | None]:
     ns_ip = "127.0.0.1" if ipaddress.ip_address(host).is_unspecified else host
     zone = Zone(settings.dns.zone, ttl=settings.dns.ttl, ns_ip=ns_ip)
     server = DnsServer([zone], listen=[(host, port)],
-                       upstreams=host_nameservers(settings.network.resolv_conf))
+                       upstreams=host_nameservers(settings.network.resolv_conf),
+                       max_tcp=settings.dns.max_tcp,
+                       max_tcp_per_client=settings.dns.max_tcp_per_client,
+                       tcp_idle_s=settings.dns.tcp_idle_s)
     server.start()
     return server, zone
 

@@ -223,6 +223,18 @@ class DnsSettings:
     #: The tenant identity that ``TenantReuse`` labels hash: one tenant per
     #: skiff server. Changing it renames every TenantReuse group.
     tenant: str = "skiff"
+    #: TCP connections to the DNS server (clients ask over TCP after a
+    #: truncated answer) served at once, each by a thread; beyond, a new one
+    #: is closed at once (BIND's ``tcp-clients``).
+    max_tcp: int = 256
+    #: TCP connections served at once from one client address (a container,
+    #: or the host's loopback): beyond, a new one is closed at once, so that no
+    #: client can take the others' (unbound's ``tcp-connection-limit``).
+    max_tcp_per_client: int = 8
+    #: Seconds a TCP connection may go without a whole query (silent, or
+    #: sending part of one), counted from its previous answer, before it is
+    #: closed; an answer not taken within it closes it too (RFC 7766 §6.2.3).
+    tcp_idle_s: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,9 @@ port; no query ever leaves the host.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
+import select
 import socket
 import threading
 import time
@@ -23,6 +25,8 @@ import pytest
 
 from skiff.dns import Address, DnsServer, Upstream, Zone
 from skiff.errors import NetworkError
+from skiff.settings import DnsSettings
+from skiff.testing.waiting import eventually
 
 ORIGIN = "skiff.internal"
 WEB = "web.local.skiff.internal"
@@ -356,22 +360,116 @@ def test_malformed_packets_are_dropped_or_formerr(server: DnsServer) -> None:
     assert addresses(ask(server.address, WEB, tcp=True)) == ["10.89.0.5"]
 
 
-def test_tcp_connections_are_bounded_and_closed_when_idle(zone: Zone) -> None:
-    """Beyond max_tcp, a connection is closed at once; a served one closes after tcp_idle_s."""
-    server = DnsServer([zone], listen=[("127.0.0.1", 0)], max_tcp=1, tcp_idle_s=0.3)
-    with server, socket.create_connection(server.address, timeout=TIMEOUT) as first:
-        query = dns.message.make_query(WEB, "A")
-        dns.query.send_tcp(first, query)
-        reply, _ = dns.query.receive_tcp(first, expiration=time.time() + TIMEOUT)
-        assert addresses(reply) == ["10.89.0.5"]
-        with socket.create_connection(server.address, timeout=TIMEOUT) as second:
-            dns.query.send_tcp(second, query)  # served, it would be answered
-            # Closed with the query unread, it may be reset instead: just as good.
-            with contextlib.suppress(ConnectionResetError):
-                assert second.recv(512) == b""
+def connect(server: DnsServer, source: str = "127.0.0.1") -> socket.socket:
+    """A TCP connection to the server from ``source`` (any 127/8 address is lo's)."""
+    return socket.create_connection(server.address, timeout=TIMEOUT, source_address=(source, 0))
+
+
+def answered(sock: socket.socket) -> bool:
+    """Whether one query on ``sock`` gets its answer (False: the server closed it)."""
+    query = dns.message.make_query(WEB, "A")
+    try:
+        dns.query.send_tcp(sock, query)
+        reply, _ = dns.query.receive_tcp(sock, expiration=time.time() + TIMEOUT)
+    except (EOFError, ConnectionError):
+        return False
+    return reply.id == query.id and addresses(reply) == ["10.89.0.5"]
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (waiting at most TIMEOUT for it to)."""
+    try:
+        return sock.recv(512) == b""
+    except ConnectionResetError:  # closed with our bytes unread: just as closed
+        return True
+
+
+def test_one_client_holding_many_tcp_connections_does_not_starve_another(zone: Zone) -> None:
+    """64 silent connections from one address (which once blocked TCP for the node) get
+    only their address's share; another address is answered at once, as is the first."""
+    server = DnsServer([zone], listen=[("127.0.0.1", 0)], tcp_idle_s=60.0)  # default limits
+    with server, contextlib.ExitStack() as held:
+        hogs = [held.enter_context(connect(server)) for _ in range(64)]
+        eventually(lambda: server.tcp_connections + server.tcp_refused == 64,
+                   what="all 64 connections accepted or refused")
+        assert (server.tcp_connections, server.tcp_refused) == (8, 56)
         started = time.monotonic()
-        assert first.recv(512) == b""
-        assert time.monotonic() - started < TIMEOUT
+        with connect(server, "127.0.0.2") as other:
+            assert answered(other)
+        assert time.monotonic() - started < 1.0
+        served = [hog for hog in hogs if answered(hog)]
+        assert len(served) == 8  # the hog is served too, within its share
+
+
+def test_clients_over_their_limit_are_closed_while_others_are_served(zone: Zone) -> None:
+    """Beyond max_tcp_per_client an address's new connection is closed at once, beyond
+    max_tcp anyone's; once a connection ends, its place can be taken again."""
+    server = DnsServer([zone], listen=[("127.0.0.1", 0)], max_tcp=4, max_tcp_per_client=2,
+                       tcp_idle_s=60.0)
+    with server, connect(server) as a1, connect(server) as a2, connect(server) as a3:
+        assert closed_by_server(a3)
+        assert answered(a1)
+        assert answered(a2)
+        with connect(server, "127.0.0.2") as b1, connect(server, "127.0.0.2") as b2:
+            assert answered(b1)
+            assert answered(b2)
+            with connect(server, "127.0.0.3") as c1:  # the server is full
+                assert closed_by_server(c1)
+            a1.close()
+            eventually(lambda: server.tcp_connections == 3, what="a1's place freed")
+            with connect(server, "127.0.0.3") as c2:
+                assert answered(c2)
+        assert answered(a2)
+        assert server.tcp_refused == 2
+        assert server.errors == 0
+
+
+def test_tcp_limits_default_to_the_settings() -> None:
+    """A DnsServer built without TCP limits has DnsSettings' (the node passes its own)."""
+    defaults = inspect.signature(DnsServer).parameters
+    settings = DnsSettings()
+    for name in ("max_tcp", "max_tcp_per_client", "tcp_idle_s"):
+        assert defaults[name].default == getattr(settings, name), name
+
+
+def test_idle_tcp_connections_are_closed(zone: Zone) -> None:
+    """A connection that sends nothing, or nothing more after an answer, is closed after
+    tcp_idle_s."""
+    server = DnsServer([zone], listen=[("127.0.0.1", 0)], tcp_idle_s=0.3)
+    with server, connect(server) as silent, connect(server) as done:
+        assert answered(done)
+        started = time.monotonic()
+        assert closed_by_server(silent)
+        assert closed_by_server(done)
+        assert 0.2 <= time.monotonic() - started < TIMEOUT
+        eventually(lambda: server.tcp_connections == 0, what="both connections forgotten")
+
+
+def test_partial_queries_do_not_hold_a_connection(zone: Zone) -> None:
+    """Half a length prefix, or a query trickled a byte at a time, is closed after
+    tcp_idle_s in all, not kept alive by each byte, and frees its place."""
+    server = DnsServer([zone], listen=[("127.0.0.1", 0)], max_tcp_per_client=1,
+                       tcp_idle_s=0.4)
+    query = dns.message.make_query(WEB, "A").to_wire()
+    with server:
+        with connect(server) as half:
+            half.sendall(b"\x00")
+            assert closed_by_server(half)
+        eventually(lambda: server.tcp_connections == 0, what="the half prefix forgotten")
+        with connect(server) as trickle:
+            started = time.monotonic()
+            gone = False
+            for byte in len(query).to_bytes(2, "big") + query:  # 0.1 s apart: 3 s in all
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    trickle.send(bytes([byte]))
+                if select.select([trickle], [], [], 0.1)[0]:
+                    gone = closed_by_server(trickle)
+                    break
+            assert gone
+            assert time.monotonic() - started < 1.5
+        eventually(lambda: server.tcp_connections == 0, what="the trickle forgotten")
+        with connect(server) as whole:  # the address's one place is free again
+            assert answered(whole)
 
 
 # --- listeners ---------------------------------------------------------------------------------

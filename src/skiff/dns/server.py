@@ -17,7 +17,9 @@ under a few microseconds), relayed queries waiting for their upstream
 added or removed, stop), which reach the loop through a queue and a wake-up
 socket. TCP, which clients use after a truncated answer, gets a thread per
 connection (:mod:`skiff.dns.listening`): it is rare, and blocking code is the
-simple way to serve it.
+simple way to serve it. Those connections are bounded in all and per client
+address, and closed when a query does not arrive whole in a few seconds, so
+that no client can hold TCP for the others.
 
 A packet the server cannot read never stops it: a truncated header or a
 response is dropped, a malformed question gets FORMERR, another opcode
@@ -93,15 +95,18 @@ class DnsServer:
     ``upstreams``: where names outside every zone are relayed (none: REFUSED);
     ``forward_timeout_s``: how long each upstream has to answer before the
     next is asked; ``max_relayed``: queries waiting upstream at once (beyond:
-    SERVFAIL); ``max_tcp``: TCP connections served at once, each closed after
-    ``tcp_idle_s`` without a query; ``cache_size``: packed answers kept (0:
-    pack every answer anew, for benchmarks).
+    SERVFAIL); ``max_tcp``: TCP connections served at once, at most
+    ``max_tcp_per_client`` from one client address (beyond either, a new one
+    is closed at once), each closed when a query has not arrived whole
+    ``tcp_idle_s`` after the previous answer; ``cache_size``: packed answers
+    kept (0: pack every answer anew, for benchmarks). The TCP limits' defaults
+    are those of :class:`~skiff.settings.DnsSettings`.
     """
 
     def __init__(self, zones: Iterable[Zone] = (), *, listen: Iterable[Address] = (),
                  upstreams: Iterable[Upstream] = (), forward_timeout_s: float = 2.0,
-                 max_relayed: int = 256, max_tcp: int = 64, tcp_idle_s: float = 10.0,
-                 cache_size: int = 4096) -> None:
+                 max_relayed: int = 256, max_tcp: int = 256, max_tcp_per_client: int = 8,
+                 tcp_idle_s: float = 5.0, cache_size: int = 4096) -> None:
         self._zones: tuple[Zone, ...] = ()
         self._zone_lock = threading.Lock()
         # Packed answers by lower-cased question, each with the epoch it was
@@ -112,7 +117,8 @@ class DnsServer:
         self._upstreams: tuple[Upstream, ...] = ()  # replaced whole, never changed
         self.set_upstreams(upstreams)
         self._timeout = forward_timeout_s
-        self._tcp = TcpClients(self._answer_stream, max_clients=max_tcp, idle_s=tcp_idle_s)
+        self._tcp = TcpClients(self._answer_stream, max_clients=max_tcp,
+                               per_client=max_tcp_per_client, idle_s=tcp_idle_s)
         self._cache_size = cache_size
         self._listeners: dict[Address, Listener] = {}
         self._lock = threading.Lock()
@@ -193,6 +199,16 @@ class DnsServer:
     def errors(self) -> int:
         """Unexpected failures so far, in the loop and on TCP connections (each logged)."""
         return self.counters.errors + self._tcp.errors
+
+    @property
+    def tcp_connections(self) -> int:
+        """TCP connections served now."""
+        return len(self._tcp)
+
+    @property
+    def tcp_refused(self) -> int:
+        """TCP connections closed at once so far, their client (or the server) at its limit."""
+        return self._tcp.refused
 
     @property
     def zones(self) -> tuple[Zone, ...]:
