@@ -8,7 +8,6 @@ bodies for bad input, never a 500.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,12 @@ from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
-from skiff.control.reconciler import Reconciler
 from skiff.errors import ImageNotFound
-from skiff.settings import Settings
-from skiff.store import Store
 from skiff.testing.fake import FakeEngine
+from skiff.testing.inprocess import BASE, InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
 
 SUB = "sub-1"
-BASE = "https://skiff.test"
 API = "?api-version=2023-05-01"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg"
 GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
@@ -36,32 +32,7 @@ NETS = f"{RG}/providers/Microsoft.Network/virtualNetworks"
 IMAGE = "registry.test/busybox:1"
 
 
-class Client:
-    """httpx's AsyncClient on the app's ASGI transport, called from sync tests: requests run
-    on one event loop in a thread of their own, as a server's would."""
-
-    def __init__(self, portal: BlockingPortal, app: FastAPI, token: str | None) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._portal = portal
-        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url=BASE, headers=headers)
-
-    def request(self, method: str, url: str, **options: Any) -> httpx.Response:
-        response: httpx.Response = self._portal.call(
-            functools.partial(self._client.request, method, url, **options))
-        return response
-
-    def get(self, url: str, **options: Any) -> httpx.Response:
-        return self.request("GET", url, **options)
-
-    def put(self, url: str, **options: Any) -> httpx.Response:
-        return self.request("PUT", url, **options)
-
-    def post(self, url: str, **options: Any) -> httpx.Response:
-        return self.request("POST", url, **options)
-
-    def delete(self, url: str, **options: Any) -> httpx.Response:
-        return self.request("DELETE", url, **options)
+Client = InProcessClient  # the short name these tests use
 
 
 @pytest.fixture
@@ -73,14 +44,8 @@ def portal() -> Iterator[BlockingPortal]:
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[ControlPlane]:
     """A control plane over the fake engine, its reconcile loop running."""
-    store = Store(tmp_path / "skiff.db")
-    engine = FakeEngine()
-    reconciler = Reconciler(store, engine, workers=2)
-    plane = ControlPlane(Settings(data_root=tmp_path), store, engine, reconciler, BASE)
-    reconciler.start()
-    yield plane
-    reconciler.stop()
-    store.close()
+    with fake_plane(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

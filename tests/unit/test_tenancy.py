@@ -10,7 +10,6 @@ caller's part); subscription ids in another case (one subscription, as in ARM).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,14 @@ from typing import Any
 import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
-from skiff.control.reconciler import Reconciler
 from skiff.settings import ApiSettings, Settings
-from skiff.store import Store
 from skiff.testing.fake import FakeEngine
+from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
 
-BASE = "https://skiff.test"
 API = "?api-version=2023-05-01"
 ALICE, BOB = "sub-alice", "sub-bob"
 PUBLIC_IMAGE = "registry.test/base:1"
@@ -46,34 +42,13 @@ def group(sub: str, name: str = "g", rg_name: str = "rg") -> str:
     return f"{rg(sub, rg_name)}/providers/Microsoft.ContainerInstance/containerGroups/{name}"
 
 
-class Client:
-    """httpx's AsyncClient on the app's ASGI transport, called from sync tests."""
-
-    def __init__(self, portal: BlockingPortal, app: FastAPI, token: str) -> None:
-        self._portal = portal
-        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url=BASE,
-                                         headers={"Authorization": f"Bearer {token}"})
-
-    def request(self, method: str, url: str, **options: Any) -> httpx.Response:
-        response: httpx.Response = self._portal.call(
-            functools.partial(self._client.request, method, url + API, **options))
-        return response
-
-
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[ControlPlane]:
     """A control plane over the fake engine, its reconcile loop running, one image public."""
-    store = Store(tmp_path / "skiff.db")
-    engine = FakeEngine()
-    reconciler = Reconciler(store, engine, workers=2)
     settings = Settings(data_root=tmp_path,
                         api=ApiSettings(public_cached_images=(PUBLIC_IMAGE,)))
-    plane = ControlPlane(settings, store, engine, reconciler, BASE)
-    reconciler.start()
-    yield plane
-    reconciler.stop()
-    store.close()
+    with fake_plane(tmp_path, settings) as running:
+        yield running
 
 
 @pytest.fixture
@@ -87,9 +62,9 @@ def client(plane: ControlPlane, portal: BlockingPortal) -> Any:
     """Makes a client holding a new token of a subscription (None: the admin's)."""
     app = create_app(plane)
 
-    def make(subscription: str | None) -> Client:
+    def make(subscription: str | None) -> InProcessClient:
         _, secret = plane.store.create_token(subscription, subscription or "admin")
-        return Client(portal, app, secret)
+        return InProcessClient(portal, app, secret, suffix=API)
 
     return make
 
@@ -207,7 +182,7 @@ def test_an_address_space_conflict_names_no_other_tenants_network(client: Any) -
 # ---- node-wide listings: cachedImages -------------------------------------------------------
 
 
-def cached(http: Client, sub: str) -> list[str]:
+def cached(http: InProcessClient, sub: str) -> list[str]:
     answer = http.request(
         "GET", f"/subscriptions/{sub}/providers/Microsoft.ContainerInstance/locations/local"
                "/cachedImages")

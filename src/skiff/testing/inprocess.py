@@ -1,0 +1,76 @@
+"""The API in process, for unit tests without root: the app over a real SQLite store, the
+FakeEngine and a running reconcile loop, and a client on httpx's ASGI transport.
+
+Requests run on one event loop in a thread of its own (an anyio blocking portal), as a
+server's would, while the test and the reconcile loop's workers run in theirs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from anyio.from_thread import BlockingPortal
+from fastapi import FastAPI
+
+from skiff.api.context import ControlPlane
+from skiff.control.reconciler import Reconciler
+from skiff.settings import Settings
+from skiff.store import Store
+from skiff.testing.fake import FakeEngine
+
+#: The base URL the in-process app answers as (operation URLs start with it).
+BASE = "https://skiff.test"
+
+
+class InProcessClient:
+    """httpx's AsyncClient on the app's ASGI transport, called from synchronous tests.
+
+    ``suffix`` is appended to every URL (say ``?api-version=...``)."""
+
+    def __init__(self, portal: BlockingPortal, app: FastAPI, token: str | None, *,
+                 suffix: str = "") -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._portal = portal
+        self._suffix = suffix
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url=BASE, headers=headers)
+
+    def request(self, method: str, url: str, **options: Any) -> httpx.Response:
+        response: httpx.Response = self._portal.call(
+            functools.partial(self._client.request, method, url + self._suffix, **options))
+        return response
+
+    def get(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("GET", url, **options)
+
+    def put(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("PUT", url, **options)
+
+    def post(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("POST", url, **options)
+
+    def delete(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("DELETE", url, **options)
+
+
+@contextlib.contextmanager
+def fake_plane(data_root: Path, settings: Settings | None = None, *,
+               workers: int = 2) -> Iterator[ControlPlane]:
+    """A control plane over a new FakeEngine and a store in ``data_root``, its reconcile
+    loop running; stopped and closed after."""
+    store = Store(data_root / "skiff.db")
+    engine = FakeEngine()
+    reconciler = Reconciler(store, engine, workers=workers)
+    plane = ControlPlane(settings or Settings(data_root=data_root), store, engine,
+                         reconciler, BASE)
+    reconciler.start()
+    try:
+        yield plane
+    finally:
+        reconciler.stop()
+        store.close()
