@@ -212,10 +212,16 @@ class Supervisor:
         for group_id in found.groups:
             log.warning("group %s is on this node but no longer wanted: removing it",
                         group_id)
-            self.delete(group_id)
+            try:
+                self.delete(group_id)
+            except SkiffError as exc:  # the others still go; the next start tries again
+                log.warning("group %s: cannot remove it: %s", group_id, exc.message)
         for cid in found.containers:
             log.warning("container %s belongs to no group: killing and removing it", cid)
-            self.runtime.remove(cid)
+            try:
+                self.runtime.remove(cid)
+            except SkiffError as exc:
+                log.warning("container %s: cannot remove it: %s", cid, exc.message)
 
     def _owned(self, group_id: str) -> list[str]:
         """The containers of the group: its views', and those its driver runs for it."""

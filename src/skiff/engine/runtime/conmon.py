@@ -350,8 +350,7 @@ class ConmonRuntime:
 
     def ids(self) -> list[str]:
         """Every container this runtime holds state of: its directory, or runc's state
-        alone (a crash between ``runc create`` and the directory's removal leaves that).
-        What a start-up sweep looks through."""
+        alone (a removal cut short leaves that). What a start-up sweep looks through."""
         found = {p.name for p in self.root.iterdir() if p.is_dir()}
         with contextlib.suppress(FileNotFoundError):
             found.update(p.name for p in self.runtime_root.iterdir() if p.is_dir())
