@@ -84,15 +84,23 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
 
 def _delete_everything(server: Serve) -> None:
-    """Delete every group through a running server, then stop it (SIGTERM)."""
+    """Delete every group through a running server, then stop it (SIGTERM).
+
+    The list hides a group as soon as its deletion is asked for; its operation ends
+    once the engine removed it. Stopped before that, skiff leaves the deletions still
+    queued to its next start, which never comes here: their containers would leak."""
     if server.process is None or server.process.poll() is not None:
         server.start()
     client = server.client()
     names = [g["name"] for g in client.get(GROUPS + API).json()["value"]]
-    for name in names:
-        client.delete(f"{GROUPS}/{name}{API}")
-    eventually(lambda: not client.get(GROUPS + API).json()["value"],
-               what="every group is deleted", timeout_s=60, interval_s=0.1)
+    operations = [client.delete(f"{GROUPS}/{name}{API}").headers["Azure-AsyncOperation"]
+                  for name in names]
+
+    def deleted() -> bool:
+        return all(client.get(url).json()["status"] == "Succeeded" for url in operations)
+
+    eventually(deleted, what="every group is deleted", timeout_s=60, interval_s=0.1)
+    assert not client.get(GROUPS + API).json()["value"]
     server.kill(signal.SIGTERM)
 
 

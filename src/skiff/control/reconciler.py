@@ -66,9 +66,14 @@ class Reconciler:
     # ---- running ----------------------------------------------------------
 
     def start(self) -> None:
+        records = self.store.pending_work()
+        try:  # before any group runs: what a crash left that the store does not know goes
+            self.engine.sweep({record.uid for record in records})
+        except SkiffError as exc:
+            log.warning("cannot sweep the node of what an earlier run left: %s", exc.message)
         if self.names is not None:
             self.names.populate(self.store, self.engine)
-        for record in self.store.pending_work():
+        for record in records:
             self.kick(record.uid)
         self._sweep = True
         self.kick(VNET_TEARDOWNS)

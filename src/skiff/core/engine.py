@@ -26,7 +26,8 @@ Its shape, and how the coming work fits it without another redesign:
   a group's id is its ARM name.
 - Node-level resources the control plane decides on (virtual networks today)
   have a remove and a list, so the reconcile loop can record the decision first
-  and sweep after a crash.
+  and sweep after a crash. Groups are swept at its start the same way
+  (:meth:`Engine.sweep`): the store says which exist, the engine removes the rest.
 
 Every method raises :class:`skiff.errors.SkiffError` subclasses only
 (:class:`~skiff.errors.GroupNotFound` for an unknown group id).
@@ -34,7 +35,7 @@ Every method raises :class:`skiff.errors.SkiffError` subclasses only
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -107,6 +108,12 @@ class Engine(Protocol):
 
     def delete(self, group_id: str) -> None:
         """Remove the group and everything of it. Idempotent."""
+        ...
+
+    def sweep(self, keep: Collection[str]) -> None:
+        """Remove every group not in ``keep`` and whatever a crash left that belongs to no
+        group (a container started but never recorded), logging each. For a caller that
+        knows all its groups and runs none yet: the control plane, at its start."""
         ...
 
     # ---- a group's containers ---------------------------------------------------

@@ -20,6 +20,8 @@ alike:
   the group;
 - ``delete`` is idempotent, an unknown group raises GroupNotFound, ``exec`` runs
   its command as a script at once (:class:`~skiff.testing.scripts.FakeExec`);
+  ``sweep`` removes every group not kept (its call, in :attr:`calls`, names the
+  kept ids, sorted, joined by commas);
 - a virtual network exists on the node once a group was placed in it, and
   ``remove_vnet`` refuses (InvalidInput) while a group of the engine is in it.
 
@@ -45,7 +47,7 @@ import hashlib
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from skiff.core.engine import NodeCapacity
 from skiff.core.spec import GroupSpec
@@ -170,6 +172,14 @@ class FakeEngine:
             group = self._groups.pop(group_id, None)
             if group is not None:
                 self._teardown(group, self.clock())
+            self._changed.notify_all()
+
+    def sweep(self, keep: Collection[str]) -> None:
+        with self._lock:
+            self._call("sweep", ",".join(sorted(keep)))
+            now = self.clock()
+            for group_id in sorted(set(self._groups) - set(keep)):
+                self._teardown(self._groups.pop(group_id), now)
             self._changed.notify_all()
 
     # ---- a group's containers -------------------------------------------------------

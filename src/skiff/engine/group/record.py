@@ -4,8 +4,10 @@ The supervisor's record of a group (:class:`Group`) mixes what the caller
 asked for (the spec, secrets included) with what the engine prepared and
 observed (images, network, volumes, the instance view, restart and probe
 states). Only the observed instance view is written down, one JSON file per
-group (:class:`GroupFiles`): after a restart of skiff it is enough to view,
-stop or delete a group whose containers conmon kept alive, and
+group (:class:`GroupFiles`), written before the group's first container is
+created: after a restart of skiff it is enough to view, stop or delete a group
+whose containers conmon kept alive, whatever moment the previous process died
+at, and
 :meth:`~skiff.engine.group.supervisor.Supervisor.run` brings back the rest from the
 caller's definition. The spec with its secrets never touches the disk.
 """
@@ -146,3 +148,11 @@ class GroupFiles:
     def remove(self, group_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(group_id).unlink()
+
+    def ids(self) -> list[str]:
+        """The ids of the groups on disk (their files are named by a hash of it)."""
+        found = []
+        for path in sorted(self.root.glob("*.json")):
+            with contextlib.suppress(OSError, json.JSONDecodeError, TypeError, KeyError):
+                found.append(str(json.loads(path.read_text())["group_id"]))
+        return found

@@ -6,7 +6,9 @@ adopted, not restarted, so calling it again after a restart of skiff
 re-attaches to the containers conmon kept alive), and :meth:`view` reports
 what is observed. Desired state stays with the caller: the engine persists
 only what it observed (instance views, restart counts), never the spec with
-its secrets.
+its secrets. The caller also knows which groups exist: at its start,
+:meth:`Supervisor.sweep` removes the groups and containers a crash left that
+belong to none of them.
 
 A group goes: prepare (pull every image in parallel, take a network
 namespace from the warm pool, prepare volumes) → init containers one at a
@@ -33,13 +35,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 
 from skiff.core.engine import NodeCapacity
 from skiff.core.spec import Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
-from skiff.engine.group import monitoring, preparation
+from skiff.engine.group import monitoring, preparation, sweeping
 from skiff.engine.group.probes import ProbeState
 from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot
 from skiff.engine.group.restarts import ContainerExit
@@ -119,6 +121,9 @@ class Supervisor:
                 preparation.prepare(group, pool=self._pool, images=self.images,
                                     networks=self.networks, volumes=self.volumes,
                                     driver=self._driver(group))
+                # Down before any container is made: whatever moment skiff dies at from
+                # here, the next one finds the group's containers by this file.
+                self._files.save(group)
                 if adopted and group.failed_reason is None:
                     monitoring.resume_restarts(group)
             if group.failed_reason is None:
@@ -192,6 +197,41 @@ class Supervisor:
         with group.lock:
             self._teardown(group, remove_logs=True)
             self._files.remove(group_id)
+
+    def sweep(self, keep: Collection[str]) -> None:
+        """Remove what a crash left: every group on the node that is not in ``keep``, and
+        every container no group owns (see :mod:`~skiff.engine.group.sweeping`), with a
+        log line each. For a caller that knows all its groups and runs none yet (the
+        control plane, at its start): a group run meanwhile and not in ``keep`` goes."""
+        # Containers first: one made meanwhile has its group's file written before it.
+        containers = self.runtime.ids()
+        with self._lock:
+            groups = set(self._groups)
+        groups.update(self._files.ids(), self.networks.list())
+        found = sweeping.find(keep, groups=groups, containers=containers, owned=self._owned)
+        for group_id in found.groups:
+            log.warning("group %s is on this node but no longer wanted: removing it",
+                        group_id)
+            try:
+                self.delete(group_id)
+            except SkiffError as exc:  # the others still go; the next start tries again
+                log.warning("group %s: cannot remove it: %s", group_id, exc.message)
+        for cid in found.containers:
+            log.warning("container %s belongs to no group: killing and removing it", cid)
+            try:
+                self.runtime.remove(cid)
+            except SkiffError as exc:
+                log.warning("container %s: cannot remove it: %s", cid, exc.message)
+
+    def _owned(self, group_id: str) -> list[str]:
+        """The containers of the group: its views', and those its driver runs for it."""
+        with self._lock:
+            group = self._groups.get(group_id)
+        group = group or self._files.load(group_id)
+        cids = [view.cid for view in group.view.all_containers()] if group else []
+        for driver in self.drivers.values():
+            cids += driver.group_containers(group_id)
+        return cids
 
     def remove_vnet(self, vnet: str) -> None:
         """Remove a virtual network from the node once no group is in it."""
@@ -285,28 +325,42 @@ class Supervisor:
     def _advance(self, group: Group) -> None:
         """Start what comes next: the next init container, or the app containers."""
         spec = group.spec
-        driver = self._driver(group)
         while group.init_index < len(spec.init_containers):
             init = spec.init_containers[group.init_index]
             view = group.view.init_containers[group.init_index]
-            status = driver.status(view.cid)
             if view.current.state == "Terminated" and view.current.exit_code == 0:
                 group.init_index += 1
                 continue
-            if status.state == "running" or group.restart_at.get(init.name):
-                return  # running, or waiting out its backoff
-            if view.current.state == "Terminated":
-                return  # failed: the monitor applies the restart policy
+            if group.restart_at.get(init.name) or view.current.state == "Terminated":
+                return  # waiting out its backoff, or failed: the monitor applies the policy
+            if self._runs(group, view):
+                return
             self._start(group, init, view)
             return
         pending = [(c, v) for c, v in zip(spec.containers, group.view.containers, strict=True)
-                   if driver.status(v.cid).state != "running"
-                   and v.name not in group.restart_at
-                   and v.current.state != "Terminated"]
+                   if v.name not in group.restart_at
+                   and v.current.state != "Terminated"
+                   and not self._runs(group, v)]
         if len(pending) == 1:
             self._start(group, *pending[0])
         elif pending:
             list(self._pool.map(lambda cv: self._start(group, *cv), pending))
+
+    def _runs(self, group: Group, view: ContainerView) -> bool:
+        """Whether the container runs as its view records (then it is the monitor's).
+
+        An instance its view does not record as Running does not count: a skiff that
+        died between creating or starting it and writing the view down left it (created
+        only, perhaps, or before the image check), and no caller has seen it run.
+        :meth:`_start` replaces it (it deletes whatever instance is there first)."""
+        if self._driver(group).status(view.cid).state != "running":
+            return False
+        if view.current.state == "Running":
+            return True
+        log.warning("group %s: container %s has an instance its view does not record "
+                    "(skiff stopped while starting it): replacing it", group.view.name,
+                    view.name)
+        return False
 
     def _start(self, group: Group, container: Container, view: ContainerView) -> None:
         """A new instance of ``container``: fresh rootfs, create, start."""

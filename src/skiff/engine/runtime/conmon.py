@@ -59,6 +59,9 @@ from skiff.engine.runtime.oci import (
 from skiff.errors import ContainerCreateFailed, RuntimeFailure
 from skiff.settings import RuntimeSettings
 
+#: What a container id may be (it names directories and sockets).
+_CID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
+
 
 def run_dir_for(data_root: Path) -> Path:
     """A short per-data-root directory on /run: unix socket paths are limited to 108 bytes."""
@@ -97,7 +100,7 @@ class ConmonRuntime:
     # ---- paths ------------------------------------------------------------
 
     def dir(self, cid: str) -> Path:
-        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", cid):
+        if not _CID.fullmatch(cid):
             raise RuntimeFailure(f"invalid container id {cid!r}")
         return self.root / cid
 
@@ -344,6 +347,14 @@ class ConmonRuntime:
         """Delete the container and everything skiff kept of it, logs included."""
         self.delete(cid)
         shutil.rmtree(self.dir(cid), ignore_errors=True)
+
+    def ids(self) -> list[str]:
+        """Every container this runtime holds state of: its directory, or runc's state
+        alone (a removal cut short leaves that). What a start-up sweep looks through."""
+        found = {p.name for p in self.root.iterdir() if p.is_dir()}
+        with contextlib.suppress(FileNotFoundError):
+            found.update(p.name for p in self.runtime_root.iterdir() if p.is_dir())
+        return sorted(cid for cid in found if _CID.fullmatch(cid))
 
     def list(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())

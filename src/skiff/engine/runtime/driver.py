@@ -11,7 +11,8 @@ runtimes is behind these methods:
 - a group's side: the set-up its first container needs (gVisor's holder), the
   wait before a container may start (the holder started), the teardown after its
   last container (the holder, then the group's cgroup), and which driver made a
-  group whose definition a restarted skiff does not know yet (:meth:`holds`);
+  group whose definition a restarted skiff does not know yet (:meth:`holds`), and
+  which containers it runs for the group itself (:meth:`group_containers`);
 - a container's spec: the driver's part of it (:meth:`adapt_spec`: a sandbox
   member's annotations, limits that are the sandbox's), its user namespace;
 - its limits: which cgroup its limits and OOM kills show in, and the limits
@@ -50,6 +51,11 @@ class RuntimeDriver(Protocol):
     def holds(self, group_id: str) -> bool:
         """Whether this node keeps group-level state of this driver for the group (a
         sandbox): which driver made a group a restarted skiff knows only by its id."""
+        ...
+
+    def group_containers(self, group_id: str) -> list[str]:
+        """The containers the driver runs for the group itself, beside the group's own
+        (a sandbox's holder): a start-up sweep leaves them to the group."""
         ...
 
     def setup_group(self, group: GroupSpec, netns: Path) -> None:
@@ -154,6 +160,9 @@ class ConmonDriver:
 
     def holds(self, group_id: str) -> bool:
         return False
+
+    def group_containers(self, group_id: str) -> list[str]:
+        return []
 
     def setup_group(self, group: GroupSpec, netns: Path) -> None:
         return None

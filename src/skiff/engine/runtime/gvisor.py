@@ -45,6 +45,9 @@ class GvisorDriver(ConmonDriver):
         # The holder's directory stays until the group is deleted (a stop keeps it).
         return self.runtime.dir(holder_id(group_id)).exists()
 
+    def group_containers(self, group_id: str) -> list[str]:
+        return [holder_id(group_id)]
+
     def setup_group(self, group: GroupSpec, netns: Path) -> None:
         self.sandboxes.ensure(group, netns, self.group_cgroup(group.id))
 
