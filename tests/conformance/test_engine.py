@@ -281,6 +281,24 @@ def test_delete_leaves_nothing(node: Node) -> None:
                what="the group's namespace, processes and cgroups gone")
 
 
+def test_sweep_removes_the_groups_not_kept_and_only_those(node: Node) -> None:
+    """sweep(keep) deletes every group not in ``keep`` (and all it had on the node) and
+    leaves the kept ones running, untouched."""
+    kept, stray = group(node), group(node)
+    kept_view = node.engine.run(kept)
+    # What only the stray group has on the node (the node's cgroup holds both groups').
+    traces = set(node.traces(node.engine.run(stray))) - set(node.traces(kept_view))
+    node.engine.sweep({kept.id})
+    assert node.engine.group_ids() == [kept.id]
+    with pytest.raises(GroupNotFound):
+        node.engine.view(stray.id)
+    eventually(lambda: not [p for p in traces if p.exists()],
+               what="the swept group's namespace, processes and cgroups gone")
+    after = node.engine.view(kept.id)
+    assert after.state == "Running"
+    assert started(after) == started(kept_view)
+
+
 def test_an_unknown_group_is_group_not_found(node: Node) -> None:
     """Every call on a group the engine does not hold raises GroupNotFound; delete does not."""
     missing = uuid.uuid4().hex
