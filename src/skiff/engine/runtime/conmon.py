@@ -357,8 +357,9 @@ class ConmonRuntime:
 
     def rotate_logs(self, cid: str) -> bool:
         """Keep the container's output within ``log_max_bytes`` a file, two files (see
-        :mod:`~skiff.engine.runtime.logfiles`); True if its log was cut since the last
-        call. Cheap enough for every monitor tick: a stat or two."""
+        :mod:`~skiff.engine.runtime.logfiles`): lay the link a cut of conmon's used up,
+        if the watcher has not yet, or cut a conmon without a limit of its own. True if
+        something was to be done. Cheap enough for every monitor tick (≈ 20 µs)."""
         base = self.dir(cid)
         watch(base)  # a container an earlier skiff started, or one created before a restart
         return keep(base, self.settings.log_max_bytes,

@@ -80,8 +80,9 @@ def parts(base: Path) -> tuple[Path | None, Path | None]:
     except OSError:  # a file, not a link: conmon's own, or one an earlier skiff left
         current = base / LOG
     others = [slot for slot in slots if slot != current and slot.exists()]
-    previous = max(others, key=_age) if others else None
-    return previous, current
+    if len(others) == 2:  # ctr.log is conmon's own file: the newer slot is the previous
+        return max(others, key=_age), current
+    return (others[0] if others else None), current
 
 
 def arm(base: Path) -> bool:
@@ -116,7 +117,7 @@ def arm(base: Path) -> bool:
 def keep(base: Path, max_bytes: int, monitor_alive: Callable[[], bool]) -> bool:
     """Keep the log in ``base`` within ``max_bytes`` a file: :func:`arm`, and for a
     conmon without a limit of its own (one an earlier skiff started), cut it through
-    its ``ctl`` fifo and trim the previous file. True if the log was cut."""
+    its ``ctl`` fifo and trim the previous file. True if something was to be done."""
     cut = arm(base)
     previous, current = parts(base)
     if previous is not None and _size(previous) > max_bytes:
