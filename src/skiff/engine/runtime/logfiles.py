@@ -25,9 +25,9 @@ conmon renames into ``ctr.log``; the supervisor's monitor tick calls
 :func:`keep` too (containers adopted from an earlier skiff, a missed event).
 When skiff is late (not running, or slower than conmon's next cut), conmon
 finds no link and makes a file of its own: the previous file stays, nothing
-is lost, a third file lies there until skiff moves it into a slot; only a
-second cut before skiff comes back loses the file between. Disk stays
-bounded by conmon's limit even then.
+is lost, a third file lies there until skiff moves it into the older slot;
+only a second cut before skiff comes back loses the file between. Disk stays
+bounded by conmon's limit even then: three files at most.
 
 Who else reads these files: :mod:`skiff.engine.runtime.logs` (through
 :func:`parts`); :func:`retire_log` keeps the newest output of an instance as

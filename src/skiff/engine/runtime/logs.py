@@ -69,7 +69,7 @@ def read_log(base: Path, *, tail: int | None = None, timestamps: bool = False,
                 f.close()
         # A cut meanwhile changes which files hold the log, or writes to the previous one.
         unchanged = (previous or names == [p for p in parts(base) if p is not None]) and all(
-            (a.st_ino, a.st_mtime_ns) == (b.st_ino, b.st_mtime_ns)
+            (a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_ino, b.st_size, b.st_mtime_ns)
             for a, b in zip(after[:-1], before[:-1], strict=True))
         if unchanged:
             break
