@@ -77,7 +77,11 @@ class RuntimeSettings:
     #: Runtime state, sockets and exit files; default /run/skiff-<hash of the
     #: data root>, short because unix socket paths are limited to 108 bytes.
     run_dir: Path | None = None
-    #: Output kept per container instance (ACI keeps 4 MB).
+    #: A container instance's log limit (ACI keeps 4 MB), in bytes of k8s-file log: conmon
+    #: cuts its file there (``--log-size-max``) and goes on in a second one, so at any
+    #: write rate the newest ``log_max_bytes`` or more are readable and at most twice
+    #: that is on disk; a restarted container's previous instance keeps its newest
+    #: ``log_max_bytes``. See :mod:`skiff.engine.runtime.logfiles`.
     log_max_bytes: int = 4 * 1024 * 1024
     #: Seconds between SIGTERM and SIGKILL when a container is stopped.
     stop_grace_s: float = 10.0

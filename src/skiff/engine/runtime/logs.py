@@ -1,144 +1,125 @@
-"""A container's output, as conmon writes it: reading, following, rotating.
+"""A container's output, as conmon writes it: reading it, and following it.
 
-conmon writes what a container prints to ``ctr.log`` in its directory, in
-the Kubernetes ``k8s-file`` format CRI-O and Podman use: one record a line,
-``<RFC 3339 time> <stdout|stderr> <F|P> <text>``, where ``P`` marks a
-partial line whose rest follows in the next record (conmon writes a line
-in parts when it reads it in parts). Readers join partials back into lines
-and drop the decoration, keeping the time stamp on request.
+conmon writes what a container prints in the Kubernetes ``k8s-file`` format
+CRI-O and Podman use: one record a line, ``<RFC 3339 time> <stdout|stderr>
+<F|P> <text>``, where ``P`` marks a partial line whose rest follows in the
+next record (conmon writes a line in parts when it reads it in parts).
+Readers join partials back into lines and drop the decoration, keeping the
+time stamp on request; they work on bytes and decode whole lines, so a
+character split between two records comes back whole.
 
-skiff gives conmon no size limit and rotates the log itself
-(:func:`rotate_log`, called from the supervisor's monitor loop): past half
-of ``RuntimeSettings.log_max_bytes``, ``ctr.log`` becomes ``ctr.log.1`` and
-conmon is asked, on its ``ctl`` fifo, to reopen ``ctr.log``. That is
-asynchronous, so the older half is cut to size only once nothing writes to
-it any more; at most ``log_max_bytes`` are kept in all. When a container's
-instance is replaced, its output moves to ``prev.log`` (:func:`retire_log`),
-which is what ``--previous`` reads.
+Which files hold the output (a previous file and the current one, or an
+earlier instance's ``prev.log``) is :mod:`skiff.engine.runtime.logfiles`'s.
+A tail costs what the tail holds, not what the files hold: :func:`read_log`
+reads them backwards from their end, block by block, until it has the lines
+asked for. conmon may cut the log while it is read (every 10 ms for a
+container that writes as fast as it can); a read that saw a cut is read again.
 
-Following a log (:func:`follow_log`) survives rotations by watching the
-inode behind ``ctr.log``: once the name points elsewhere and the old file is
-read to its end, it goes on in the new one.
+Following a log (:func:`follow_log`) survives cuts by watching the file behind
+``ctr.log``: once the name points elsewhere and the old file is read to its
+end, it goes on in the new one. A follower slower than two cuts loses what it
+did not read in time.
 
 These functions take the container's directory and know nothing of conmon's
-process: :class:`~skiff.engine.runtime.conmon.ConmonRuntime` says whether its
-monitor, or the container, still runs.
+process: :class:`~skiff.engine.runtime.conmon.ConmonRuntime` says whether the
+container still runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
-_LOG_LINE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) ?(.*)$")
-_REOPEN_LOGS = b"2 0 0\n"  # conmon's ctl fifo: message type 2 reopens the log file
+from skiff.engine.runtime.logfiles import PREVIOUS, parts
 
-
-def retire_log(base: Path) -> None:
-    """Keep the output of the instance in ``base`` as its prev.log, for the next one."""
-    log, rotated = base / "ctr.log", base / "ctr.log.1"
-    if log.exists() or rotated.exists():
-        with open(base / "prev.log", "wb") as out:
-            for part in (rotated, log):
-                with contextlib.suppress(FileNotFoundError), open(part, "rb") as f:
-                    shutil.copyfileobj(f, out)
-        for part in (rotated, log):
-            with contextlib.suppress(FileNotFoundError):
-                part.unlink()
-
-
-def rotate_log(base: Path, max_bytes: int, monitor_alive: Callable[[], bool]) -> bool:
-    """Keep at most ``max_bytes`` of output: past half of it, the log moves
-    to ctr.log.1 (replacing the older part) and conmon reopens ctr.log.
-
-    conmon reopens asynchronously, so output written meanwhile still lands
-    in ctr.log.1; once nothing writes there any more, its head is trimmed.
-    ``monitor_alive`` says whether conmon still runs."""
-    log, older = base / "ctr.log", base / "ctr.log.1"
-    half = max_bytes // 2
-    if older.exists() and (log.exists() or not monitor_alive()):
-        _trim_head(older, half)
-    try:
-        if log.stat().st_size < half:
-            return False
-    except FileNotFoundError:
-        return False
-    os.replace(log, older)
-    if not monitor_alive():
-        _trim_head(older, half)  # nothing writes any more: cut it to size now
-        return True
-    try:
-        fd = os.open(base / "ctl", os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:
-        _trim_head(older, half)  # conmon just left
-        return True
-    try:
-        os.write(fd, _REOPEN_LOGS)
-    except OSError:  # EPIPE: conmon closed its end between the open and the write
-        _trim_head(older, half)
-    finally:
-        os.close(fd)
-    return True
+_RECORD = re.compile(rb"(\S+) (stdout|stderr) ([PF]) ?(.*)", re.DOTALL)
+_BLOCK = 64 * 1024  # a tail is read backwards in blocks of this size
+_TRIES = 5  # reads of a log that conmon cut meanwhile, before the last one is taken
 
 
 def read_log(base: Path, *, tail: int | None = None, timestamps: bool = False,
              previous: bool = False) -> str:
-    """The output in ``base``, stdout and stderr interleaved as written."""
-    parts = [base / "prev.log"] if previous else [base / "ctr.log.1", base / "ctr.log"]
-    lines = list(_parse_k8s_log(parts, timestamps))
-    if tail is not None:
-        lines = lines[-tail:] if tail > 0 else []
-    return "".join(lines)
+    """The output in ``base``, stdout and stderr interleaved as written: its last
+    ``tail`` lines, or all that is kept."""
+    if tail is not None and tail <= 0:
+        return ""
+    for _ in range(_TRIES):
+        names = [base / PREVIOUS] if previous else [p for p in parts(base) if p is not None]
+        files: list[BinaryIO] = []
+        try:
+            for path in names:
+                try:
+                    files.append(open(path, "rb"))  # noqa: SIM115 -- closed below
+                except FileNotFoundError:
+                    continue
+            before = [os.fstat(f.fileno()) for f in files]
+            if tail is None:
+                records: list[bytes] = []
+                for f, st in zip(files, before, strict=True):
+                    records += os.pread(f.fileno(), st.st_size, 0).split(b"\n")
+            else:
+                records = _last_records(files, [st.st_size for st in before], tail)
+            after = [os.fstat(f.fileno()) for f in files]
+        finally:
+            for f in files:
+                f.close()
+        # A cut meanwhile changes which files hold the log, or writes to the previous one.
+        unchanged = (previous or names == [p for p in parts(base) if p is not None]) and all(
+            (a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_ino, b.st_size, b.st_mtime_ns)
+            for a, b in zip(after[:-1], before[:-1], strict=True))
+        if unchanged:
+            break
+    lines = list(_lines(records, timestamps))
+    return "".join(lines[-tail:] if tail is not None else lines)
 
 
 def follow_log(path: Path, running: Callable[[], bool], *, timestamps: bool = False,
                poll_s: float = 0.05) -> Iterator[str]:
-    """Each line of the log at ``path`` as it is written, across rotations,
-    until the container is no longer ``running`` and all is read."""
-    f: Any = None
+    """Each line of the log at ``path`` (a container's ``ctr.log``) as it is written,
+    across cuts, until the container is no longer ``running`` and all is read."""
+    f: BinaryIO | None = None
     inode = None
-    buffered = ""
-    partial = ""
+    buffered = b""
+    partial: list[bytes] = []
     try:
         while True:
             if f is None:
                 try:
-                    f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                    f = open(path, "rb")  # noqa: SIM115 -- closed below
                     inode = os.fstat(f.fileno()).st_ino
                 except FileNotFoundError:
                     f = None
-            chunk = f.readline() if f is not None else ""
+            chunk = f.readline() if f is not None else b""
             if chunk:
                 buffered += chunk
-                if not buffered.endswith("\n"):
+                if not buffered.endswith(b"\n"):
                     continue  # conmon is mid-write: wait for the rest of the record
-                match = _LOG_LINE.match(buffered.rstrip("\n"))
-                buffered = ""
-                if match:
-                    stamp, _stream, tag, text = match.groups()
-                    if tag == "P":
-                        partial += text
-                        continue
-                    line, partial = partial + text, ""
-                    yield f"{stamp} {line}\n" if timestamps else f"{line}\n"
+                record, buffered = buffered[:-1], b""
+                yield from _lines([record], timestamps, partial)
+                continue
+            if f is not None and os.fstat(f.fileno()).st_size < f.tell():
+                # Cut twice since: conmon truncated this file and writes it anew.
+                f.close()
+                f, buffered = None, b""
                 continue
             try:
-                rotated = path.stat().st_ino != inode
+                cut = os.stat(path).st_ino != inode
             except FileNotFoundError:
-                rotated = f is not None
-            if rotated and f is not None:
+                cut = f is not None
+            if cut and f is not None:
                 f.close()  # the rest of this file was read: go on in the new one
                 f = None
                 continue
             if not running():
                 if f is not None and (more := f.read()):
                     buffered += more
+                    for record in buffered.split(b"\n")[:-1]:
+                        yield from _lines([record], timestamps, partial)
+                    buffered = b""
                     continue
                 return
             time.sleep(poll_s)
@@ -147,38 +128,57 @@ def follow_log(path: Path, running: Callable[[], bool], *, timestamps: bool = Fa
             f.close()
 
 
-def _trim_head(path: Path, keep: int) -> None:
-    """Cut ``path`` to its last ``keep`` bytes or less, at a line boundary."""
-    size = path.stat().st_size
-    if size <= keep:
-        return
-    with open(path, "rb") as f:
-        f.seek(size - keep)
-        tail = f.read()
-    tail = tail[tail.find(b"\n") + 1:]
-    tmp = path.with_name(path.name + ".trim")
-    tmp.write_bytes(tail)
-    os.replace(tmp, path)
+def _last_records(files: list[BinaryIO], sizes: list[int], lines: int) -> list[bytes]:
+    """The records that hold the last ``lines`` lines of ``files`` (oldest first),
+    read from their end: a line is done at its ``F`` record, so the records after the
+    ``lines + 1``-th ``F`` from the end (or all, if there are fewer) hold them."""
+    found: list[bytes] = []
+    finals = 0
+    for f, size in zip(reversed(files), reversed(sizes), strict=True):
+        for record in _backwards(f, size):
+            found.append(record)
+            match = _RECORD.fullmatch(record)
+            if match and match.group(3) == b"F":
+                finals += 1
+                if finals > lines:
+                    return found[::-1]
+    return found[::-1]
 
 
-def _parse_k8s_log(paths: Sequence[Path], timestamps: bool) -> Iterator[str]:
-    partial = ""
-    for path in paths:
-        try:
-            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 -- closed below
-        except FileNotFoundError:
+def _backwards(f: BinaryIO, size: int) -> Iterator[bytes]:
+    """The records (lines, without their newline) of the first ``size`` bytes of
+    ``f``, last first, read in blocks from the end."""
+    position = size
+    rest = b""  # the start of a record that began before ``position``
+    while position > 0:
+        step = min(_BLOCK, position)
+        position -= step
+        block = os.pread(f.fileno(), step, position) + rest
+        records = block.split(b"\n")
+        rest = records[0]
+        for record in reversed(records[1:]):
+            if record:
+                yield record
+    if rest:
+        yield rest
+
+
+def _lines(records: Iterable[bytes], timestamps: bool,
+           partial: list[bytes] | None = None) -> Iterator[str]:
+    """The lines the k8s-file ``records`` hold, joining partials: ``partial`` carries
+    a line's start between calls (a follower's), else one left at the end is a line."""
+    carry = partial if partial is not None else []
+    for record in records:
+        match = _RECORD.fullmatch(record)
+        if not match:
             continue
-        with f:
-            for raw in f:
-                match = _LOG_LINE.match(raw.rstrip("\n"))
-                if not match:
-                    continue
-                stamp, _stream, tag, text = match.groups()
-                if tag == "P":  # a partial line: the rest follows in the next record
-                    partial += text
-                    continue
-                line = partial + text
-                partial = ""
-                yield f"{stamp} {line}\n" if timestamps else f"{line}\n"
-    if partial:
-        yield partial
+        stamp, _stream, tag, text = match.groups()
+        carry.append(text)
+        if tag == b"P":  # a partial line: the rest follows in the next record
+            continue
+        line = b"".join(carry)
+        carry.clear()
+        yield (stamp + b" " + line if timestamps else line).decode(errors="replace") + "\n"
+    if partial is None and carry:
+        yield b"".join(carry).decode(errors="replace")
+
