@@ -184,3 +184,16 @@ def test_other_mount_paths_pass(path: str) -> None:
     """/dev/shm (a common emptyDir) and look-alike names stay allowed."""
     parse(group(props={"volumeMounts": [{"name": "v", "mountPath": path}]},
                 volumes=[{"name": "v", "emptyDir": {}}]))
+
+
+@pytest.mark.parametrize("image", ["[::1]:99999/x", "[::1]:0/x", "[1::2::3]/x", "[::1]:port/x",
+                                   "host:65536/x"])
+def test_registry_hosts_that_cannot_be_reached_are_refused(image: str) -> None:
+    """A port outside 1-65535 or a bracketed host that is no IPv6 address: InvalidImageReference."""
+    assert refused(group(props={"image": image})).code == "InvalidImageReference"
+
+
+@pytest.mark.parametrize("image", ["[::1]:5000/x", "[::1]/x", "host:65535/x"])
+def test_registry_hosts_at_their_bounds_pass(image: str) -> None:
+    """An IPv6 literal (with or without a port) and port 65535 are valid registry hosts."""
+    parse(group(props={"image": image}))
