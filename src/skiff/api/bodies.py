@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from skiff.models.arm import LOCATION_PATTERN, MAX_LOCATION
+
 # ACI's names: lowercase letters, digits and '-', not at either end (no '--' either,
 # which a pattern cannot say briefly).
 _NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
@@ -18,7 +20,8 @@ _NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
 _TAGS = {"type": "object", "maxProperties": 50,
          "propertyNames": {"minLength": 1, "maxLength": 512, "pattern": "^[^<>%&\\\\?/]*$"},
          "additionalProperties": {"type": "string", "maxLength": 256}}
-_LOCATION = {"type": "string", "minLength": 1, "maxLength": 90}
+_LOCATION = {"type": "string", "minLength": 1, "maxLength": MAX_LOCATION,
+             "pattern": LOCATION_PATTERN}
 _PORT = {"type": "object", "required": ["port"], "properties": {
     "protocol": {"type": "string", "enum": ["TCP", "UDP"]},
     "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}

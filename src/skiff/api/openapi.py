@@ -20,6 +20,8 @@ from fastapi.openapi.utils import get_openapi
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from skiff.models.arm import MAX_RESOURCE_GROUP_NAME, RESOURCE_GROUP_PATTERN
+
 _ERROR_RESPONSE: dict[str, Any] = {
     "title": "ErrorResponse", "type": "object", "required": ["error"], "properties": {
         "error": {"type": "object", "required": ["code", "message"], "properties": {
@@ -55,6 +57,11 @@ def success_statuses(method: str, path: str) -> set[int]:
 
 
 def _complete(operation: dict[str, Any], method: str, path: str) -> None:
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("name") == "resource_group":
+            parameter["schema"] = {**parameter.get("schema", {}), "minLength": 1,
+                                   "maxLength": MAX_RESOURCE_GROUP_NAME,
+                                   "pattern": RESOURCE_GROUP_PATTERN}
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)
     wanted = success_statuses(method, path)

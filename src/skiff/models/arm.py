@@ -29,6 +29,10 @@ MAX_LOCATION = 90
 
 # \w: Unicode letters and digits, and '_' (ARM admits Unicode letters and digits).
 _RESOURCE_GROUP = re.compile(r"[-\w.()]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: The rules as JSON schema patterns, for /openapi.json (the checks below are the rule).
+RESOURCE_GROUP_PATTERN = r"^[-\w.()]*[-\w()]$"
+LOCATION_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 _TAG_NAME_RESERVED = re.compile(r"[<>%&\\?/\x00-\x1f\x7f]")
 
 
@@ -52,7 +56,7 @@ def check_location_text(location: Any, target: str = "location") -> None:
     if not isinstance(location, str) or not location.strip():
         raise _fail("LocationRequired", "The location property is required and must be a "
                     "non-empty string.", target)
-    if len(location) > MAX_LOCATION or not location.isprintable():
+    if len(location) > MAX_LOCATION or _CONTROL.search(location):
         raise _fail("InvalidLocation", f"The location {location[:40]!r} is not a location "
                     "name.", target)
 
