@@ -207,6 +207,9 @@ def test_openapi_documents_every_status(api: Api) -> None:
                             "providers/Microsoft.ContainerInstance/containerGroups/{name}"]
     assert {"200", "201"} <= set(group["put"]["responses"])
     assert {"202", "204"} <= set(group["delete"]["responses"])
+    parameter = next(p for p in group["put"]["parameters"] if p["name"] == "resource_group")
+    assert parameter["schema"]["maxLength"] == 90
+    assert "pattern" in parameter["schema"]
 
 
 def test_every_405_says_what_its_path_allows(api: Api) -> None:
