@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skiff import __version__
 from skiff.api import groups, misc, networks, sockets
 from skiff.api.context import ControlPlane
+from skiff.api.limits import BodyLimit, check_names
+from skiff.api.openapi import allowed_methods, describe
 from skiff.api.paths import CanonicalPaths
 from skiff.errors import (
     ArmError,
@@ -56,10 +58,10 @@ def create_app(plane: ControlPlane) -> FastAPI:
                   description="A self-hosted Azure Container Instances: the ACI REST API "
                               "(Microsoft.ContainerInstance, api-version 2023-05-01).")
     app.state.plane = plane
-    app.include_router(groups.router)
-    app.include_router(misc.router)
-    app.include_router(networks.router)
+    for router in (groups.router, misc.router, networks.router):
+        app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
+    app.openapi = lambda: describe(app)  # type: ignore[method-assign]
 
     @app.exception_handler(SkiffError)
     async def skiff_error(_: Request, exc: SkiffError) -> JSONResponse:
@@ -80,8 +82,10 @@ def create_app(plane: ControlPlane) -> FastAPI:
             return _error(404, "InvalidResourceType",
                           f"The resource type or path '{request.url.path}' is not supported.")
         if exc.status_code == 405:
-            return _error(405, "MethodNotAllowed",
-                          f"{request.method} is not supported on '{request.url.path}'.")
+            answer = _error(405, "MethodNotAllowed",
+                            f"{request.method} is not supported on '{request.url.path}'.")
+            answer.headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+            return answer
         return _error(exc.status_code, "BadRequest", str(exc.detail))
 
     @app.exception_handler(Exception)
@@ -90,5 +94,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
         return _error(500, "InternalServerError",
                       "skiff hit an unexpected error; it has been logged.")
 
+    app.add_middleware(BodyLimit)
     app.add_middleware(CanonicalPaths)
     return app

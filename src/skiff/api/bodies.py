@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from skiff.models.arm import LOCATION_PATTERN, MAX_LOCATION
+
 # ACI's names: lowercase letters, digits and '-', not at either end (no '--' either,
 # which a pattern cannot say briefly).
 _NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
-_TAGS = {"type": "object", "additionalProperties": {"type": "string"}}
+# ARM's tag limits (skiff.models.arm).
+_TAGS = {"type": "object", "maxProperties": 50,
+         "propertyNames": {"minLength": 1, "maxLength": 512, "pattern": "^[^<>%&\\\\?/]*$"},
+         "additionalProperties": {"type": "string", "maxLength": 256}}
+_LOCATION = {"type": "string", "minLength": 1, "maxLength": MAX_LOCATION,
+             "pattern": LOCATION_PATTERN}
 _PORT = {"type": "object", "required": ["port"], "properties": {
     "protocol": {"type": "string", "enum": ["TCP", "UDP"]},
     "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}
@@ -37,7 +44,7 @@ _CONTAINER = {"type": "object", "required": ["name", "properties"], "properties"
 CONTAINER_GROUP: dict[str, Any] = {
     "title": "ContainerGroup", "type": "object", "required": ["properties"],
     "properties": {
-        "location": {"type": "string"},
+        "location": _LOCATION,
         "tags": _TAGS,
         "properties": {"type": "object", "required": ["containers", "osType"], "properties": {
             "osType": {"type": "string", "enum": ["Linux", "Windows"]},
@@ -61,7 +68,7 @@ EXEC_REQUEST: dict[str, Any] = {
 
 RESOURCE_GROUP: dict[str, Any] = {
     "title": "ResourceGroup", "type": "object", "required": ["location"], "properties": {
-        "location": {"type": "string"}, "tags": _TAGS}}
+        "location": _LOCATION, "tags": _TAGS}}
 
 
 _CIDR = {"type": "string", "pattern": r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"}
@@ -75,7 +82,7 @@ SUBNET: dict[str, Any] = {
 
 VIRTUAL_NETWORK: dict[str, Any] = {
     "title": "VirtualNetwork", "type": "object", "required": ["properties"], "properties": {
-        "location": {"type": "string"},
+        "location": _LOCATION,
         "tags": _TAGS,
         "properties": {"type": "object", "required": ["addressSpace"], "properties": {
             "addressSpace": {"type": "object", "required": ["addressPrefixes"], "properties": {

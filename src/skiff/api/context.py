@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import json
+import re
 import secrets
 import threading
 import time
@@ -205,12 +207,47 @@ def lro_headers(plane_: ControlPlane, subscription: str, location: str,
     return {"Azure-AsyncOperation": url, "Retry-After": "1"}
 
 
+#: The largest request body read (ARM's limit is 4 MB): larger ones are refused unread.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: The deepest nesting of arrays and objects a body may have: ARM's bodies nest ~10 deep,
+#: and a deeper one would make the parser (and everything after it) recurse without end.
+MAX_JSON_DEPTH = 64
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NESTING = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _invalid(reason: str) -> ArmError:
+    return ArmError(400, "InvalidRequestContent",
+                    f"The request content was invalid and could not be deserialized: {reason}")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, without parsing (or recursing):
+    strings are cut out, then the brackets counted."""
+    brackets = _STRINGS.sub(b"", raw).translate(None, delete=_NOT_BRACKETS)
+    return max(itertools.accumulate(_NESTING[b] for b in brackets), default=0)
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _NESTING)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def json_body(raw: bytes) -> Any:
+    """A request body decoded, or ArmError 400 ``InvalidRequestContent``: empty, too large,
+    nested too deep, not JSON, or a number Python will not read (NaN, an integer of more
+    than 4,300 digits)."""
     if not raw.strip():
         raise ArmError(400, "InvalidRequestContent", "The request content is empty.")
+    if len(raw) > MAX_BODY_BYTES:
+        raise _invalid(f"it is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.")
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise _invalid(f"arrays and objects nest more than {MAX_JSON_DEPTH} deep.")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArmError(400, "InvalidRequestContent",
-                       f"The request content was invalid and could not be deserialized: "
-                       f"{exc}") from exc
+        raise _invalid(str(exc)) from exc
+    except (ValueError, RecursionError) as exc:  # a huge integer, NaN; deep as a last resort
+        raise _invalid(str(exc).split(";")[0] + ".") from None

@@ -35,6 +35,7 @@ from skiff.control.names import group_fqdn
 from skiff.core.view import GroupView
 from skiff.errors import ArmError, GroupNotFound
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
+from skiff.models.arm import check_tags
 from skiff.models.labels import group_label
 from skiff.models.rules import subnet_key
 from skiff.store import GroupRecord, TokenRecord
@@ -237,9 +238,10 @@ async def update_tags(subscription: str, resource_group: str, name: str, request
     _record(plane_, token, subscription, resource_group, name)
     patch = json_body(await request.body())
     tags = patch.get("tags") if isinstance(patch, dict) else None
-    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+    if not isinstance(tags, dict):
         raise ArmError(400, "InvalidRequestContent", "PATCH takes {\"tags\": {name: value}}.",
                        target="tags")
+    check_tags(tags)
     record = plane_.store.update_tags(subscription, resource_group, name, tags)
     assert record is not None
     return _render(plane_, record)
@@ -275,7 +277,7 @@ def _lro_action(request: Request, subscription: str, resource_group: str, name: 
                     headers=lro_headers(plane_, subscription, record.location, op.id))
 
 
-@router.post(GROUP + "/start")
+@router.post(GROUP + "/start", status_code=202)
 def start(subscription: str, resource_group: str, name: str, request: Request,
           token: Principal) -> Response:
     return _lro_action(request, subscription, resource_group, name, token, "start", 202)

@@ -24,6 +24,7 @@ from skiff.core.reference import parse as parse_reference
 from skiff.core.view import iso
 from skiff.errors import ArmError, InvalidReference
 from skiff.models import ContainerGroupBody
+from skiff.models.arm import check_location_text, check_tags
 from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord, subscription_key
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
@@ -42,12 +43,10 @@ async def put_resource_group(subscription: str, resource_group: str, request: Re
                              token: Principal) -> Response:
     check_subscription(token, subscription)
     doc = json_body(await request.body())
-    if not isinstance(doc, dict) or not isinstance(doc.get("location"), str):
-        raise ArmError(400, "LocationRequired", "A resource group needs a location.",
-                       target="location")
-    tags = doc.get("tags") or {}
-    if not isinstance(tags, dict):
-        raise ArmError(400, "InvalidRequestContent", "tags must be an object.", target="tags")
+    if not isinstance(doc, dict):
+        raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
+    check_location_text(doc.get("location"))
+    tags = check_tags(doc.get("tags"))
     record, created = plane(request).store.put_resource_group(subscription, resource_group,
                                                               doc["location"], tags)
     return JSONResponse(_rg(record), status_code=201 if created else 200)

@@ -130,10 +130,22 @@ def _split_domain(name: str) -> tuple[str, str]:
     else:
         host, colon, port_text = first.partition(":")
         port = port_text if colon else None
-    if not _DOMAIN.fullmatch(host) or (port is not None and not _PORT.fullmatch(port)):
+    if (not _DOMAIN.fullmatch(host) or not _is_ip6_literal_or_name(host)
+            or (port is not None and not (_PORT.fullmatch(port) and 0 < int(port) < 65536))):
         raise InvalidReference(f"invalid registry host {first!r} in image reference {name!r}")
     domain = normalize_registry(first)
     return domain, rest
+
+
+def _is_ip6_literal_or_name(host: str) -> bool:
+    """A bracketed host must be an IPv6 address (``[1::2::3]`` is not)."""
+    if not host.startswith("["):
+        return True
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def is_loopback(domain: str) -> bool:

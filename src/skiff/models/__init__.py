@@ -33,6 +33,13 @@ Body and group:
   '-', starting and ending with a letter or digit, without '--'.
 - ``LocationNotAvailableForResourceType`` (*ACI*): the location is not one this skiff
   serves; the message lists those it does. A missing location is the default one.
+- ARM's rules, common to every resource (:mod:`skiff.models.arm`): ``LocationRequired``
+  (an empty or non-string location), ``InvalidLocation`` (over 90 characters or not
+  printable), ``InvalidResourceGroup`` (at PUT, a name that is not 1-90 letters, digits,
+  '_', '-', '.', '(' and ')' or that ends in '.'), ``InvalidTagCount`` (over 50 tags),
+  ``InvalidTagNameCharacters`` (an empty name, ``<>%&\\?/`` or control characters),
+  ``InvalidTagNameLength`` (over 512), ``InvalidTagValue`` (not a string),
+  ``InvalidTagValueLength`` (over 256).
 - ``InvalidOsType`` (*ACI*): osType is missing or unknown, or is Windows: skiff runs Linux
   containers only.
 - ``InvalidRestartPolicy``: restartPolicy is not Always, OnFailure or Never.
@@ -54,7 +61,8 @@ Containers:
 - ``InvalidContainerName``: a container name breaks the group-name rule.
 - ``DuplicateContainerName``: two containers (or init containers) share a name.
 - ``ContainerImageRequired``: a container has no image.
-- ``InvalidImageReference``: the image is not a reference Docker would accept.
+- ``InvalidImageReference``: the image is not a reference Docker would accept (a registry
+  port outside 1-65535, a bracketed host that is no IPv6 address included).
 - ``ResourceRequestsNotSpecified`` (*ACI*): resources.requests.cpu or memoryInGB is missing
   or not positive.
 - ``ContainerLimitLessThanRequest``: a resource limit is below the container's request.
@@ -63,7 +71,10 @@ Containers:
 - ``GpuNotSupported``: a container asks for GPUs; skiff has none.
 - ``InvalidEnvironmentVariableName``: an environment variable name is not 1-63 letters,
   digits and '_'.
-- ``InvalidEnvironmentVariable``: a variable has both or neither of value and secureValue.
+- ``InvalidEnvironmentVariable``: a variable has both or neither of value and secureValue,
+  or its value holds a NUL.
+- ``TooManyEnvironmentVariables``: a container has over 1,000 environment variables.
+- ``InvalidCommand``: a command word (container, init container, exec probe) holds a NUL.
 - ``InvalidProbe``: a liveness or readiness probe has both or neither of exec and httpGet,
   an empty exec command, an httpGet without a port or with a scheme other than http/https,
   a negative initialDelaySeconds or a period, timeout or threshold below 1.
@@ -101,12 +112,14 @@ Volumes:
 - ``DuplicateVolumeName``: two volumes share a name.
 - ``InvalidVolume``: a volume has none or several of azureFile, emptyDir, secret, gitRepo.
 - ``AzureFileVolumeNotSupported``: azureFile volumes cannot be provided yet.
-- ``InvalidSecretVolume``: a secret file name is not a plain file name, or its content is
-  not base64.
+- ``InvalidSecretVolume``: a secret file name is not 1-253 of ``[-._a-zA-Z0-9]`` (nor '.',
+  nor starting with '..'), its content is not base64, or the volume's files hold over 1 MiB.
 - ``InvalidGitRepoVolume``: the repository is missing or not an http(s):// or git:// URL, or
   the directory is absolute or climbs out with '..'.
 - ``VolumeMountNameNotFound``: a volumeMount names a volume the group does not define.
-- ``InvalidVolumeMountPath``: a mountPath is missing, relative or contains '..'.
+- ``InvalidVolumeMountPath``: a mountPath is missing, relative or contains '..', or is
+  ``/``, ``/proc``, ``/sys``, ``/dev`` (or under ``/proc`` or ``/sys``, or ``/dev/pts``,
+  ``/dev/mqueue``).
 - ``DuplicateVolumeMountPath``: two volumes are mounted at one path in a container.
 
 Registry credentials:

@@ -34,7 +34,7 @@ from pydantic import Field, ValidationError
 
 from skiff.errors import ArmError
 from skiff.models.body import ArmModel
-from skiff.models.parse import content_error
+from skiff.models.parse import check_arm_fields, content_error
 
 VNET_TYPE = "Microsoft.Network/virtualNetworks"
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
@@ -125,6 +125,8 @@ def _parse(model: type[ArmModel], body: Any) -> Any:
 def parse_vnet(body: Any, *, name: str, default_location: str) -> VnetBody:
     """Validate a virtual network's PUT body; ArmError(400) on the first broken rule."""
     check_name(name, "virtual network")
+    if isinstance(body, dict):
+        check_arm_fields(body)
     model: VnetBody = _parse(VnetBody, body)
     model.location = model.location or default_location
     props = model.properties

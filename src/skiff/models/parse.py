@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from skiff.errors import ArmError
+from skiff.models.arm import check_location_text, check_tags
 from skiff.models.body import ContainerGroupBody
 from skiff.models.rules import check_body, check_group_name
 
@@ -76,6 +77,7 @@ def parse_container_group(body: dict[str, Any], *, name: str, default_location: 
             del data[key]
     if not any(isinstance(k, str) and k.lower() == "location" for k in data):
         data["location"] = default_location
+    check_arm_fields(data)
     try:
         model = ContainerGroupBody.model_validate(data)
     except ValidationError as exc:
@@ -83,6 +85,16 @@ def parse_container_group(body: dict[str, Any], *, name: str, default_location: 
         raise content_error(exc.errors()[0]) from None
     check_body(model, known_locations, allow_privileged=allow_privileged)
     return model
+
+
+def check_arm_fields(data: dict[str, Any]) -> None:
+    """ARM's rules for ``location`` and ``tags``, on the body as sent (before pydantic,
+    which would read a number as a string)."""
+    for key, value in data.items():
+        if isinstance(key, str) and key.lower() == "location" and value is not None:
+            check_location_text(value)
+        elif isinstance(key, str) and key.lower() == "tags":
+            check_tags(value)
 
 
 def json_path(loc: tuple[int | str, ...]) -> str:

@@ -73,7 +73,11 @@ def render_container_group(
     if "extensions" in props:
         answer["extensions"] = [_extension(e) for e in props["extensions"]]
     if view is not None and include_instance_view:
-        answer["instanceView"] = {"state": view.state, "events": [_event(e) for e in view.events]}
+        instance: dict[str, Any] = {"state": view.state,
+                                    "events": [_event(e) for e in view.events]}
+        if view.failure:  # why the group failed (a volume, the network, an image): not
+            instance["detailStatus"] = view.failure  # only in its operation's error
+        answer["instanceView"] = instance
     out["properties"] = answer
     return out
 

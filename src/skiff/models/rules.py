@@ -49,6 +49,15 @@ from skiff.models.body import (
 MAX_CONTAINERS = 60
 MAX_VOLUMES = 20
 MAX_IP_PORTS = 5
+#: skiff's own bounds where ACI publishes none: environment variables per container,
+#: the bytes of a secret volume's files (Kubernetes' bound on a Secret, which ACI's
+#: secret volumes are), and a secret file's name (a Kubernetes Secret key).
+MAX_ENV_VARS = 1000
+MAX_SECRET_VOLUME_BYTES = 1024 * 1024
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+#: Mount paths that would hide what a container needs from its runtime: the root, the
+#: kernel's interfaces, the device nodes (``/dev/shm`` and the like stay allowed).
+_RESERVED_MOUNTS = ("/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/mqueue")
 
 # A DNS label (RFC 1123) without '--': container group, container and volume names.
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -169,6 +178,7 @@ def _check_containers(props: GroupProperties, *, allow_privileged: bool) -> None
                  f"{where}.name")
         seen.add(container.name)
         _check_image(container.properties.image, f"{where}.properties.image")
+        _check_command(container.properties.command, f"{where}.properties.command")
         _check_env(container.properties.environment_variables or [], f"{where}.properties")
         _check_mounts(container.properties.volume_mounts or [], f"{where}.properties")
         if container.properties.security_context is not None:
@@ -195,7 +205,18 @@ def _check_image(image: str, target: str) -> None:
         fail("InvalidImageReference", exc.message, target)
 
 
+def _check_command(command: Sequence[str] | None, target: str) -> None:
+    """A command's words become C strings: none may hold a NUL."""
+    for k, word in enumerate(command or []):
+        if "\0" in word:
+            fail("InvalidCommand", "A command word contains a NUL character.", f"{target}[{k}]")
+
+
 def _check_env(env: Sequence[EnvironmentVariable], where: str) -> None:
+    if len(env) > MAX_ENV_VARS:
+        fail("TooManyEnvironmentVariables", f"A container has at most {MAX_ENV_VARS} "
+             f"environment variables; this one has {len(env)}.",
+             f"{where}.environmentVariables")
     for j, var in enumerate(env):
         target = f"{where}.environmentVariables[{j}]"
         if not _ENV_NAME.fullmatch(var.name):
@@ -205,6 +226,9 @@ def _check_env(env: Sequence[EnvironmentVariable], where: str) -> None:
         if (var.value is None) == (var.secure_value is None):
             fail("InvalidEnvironmentVariable", f"The environment variable {var.name!r} needs "
                  "exactly one of value and secureValue.", target)
+        if "\0" in (var.value or var.secure_value or ""):
+            fail("InvalidEnvironmentVariable", f"The value of environment variable "
+                 f"{var.name!r} contains a NUL character.", target)
 
 
 def _check_mounts(mounts: Sequence[VolumeMount], where: str) -> None:
@@ -216,6 +240,10 @@ def _check_mounts(mounts: Sequence[VolumeMount], where: str) -> None:
             fail("InvalidVolumeMountPath", f"The mount path {path[:120]!r} of volume "
                  f"{mount.name!r} must be an absolute path without '..'.", f"{target}.mountPath")
         normal = "/" + "/".join(p for p in path.split("/") if p and p != ".")
+        if normal in _RESERVED_MOUNTS or normal.startswith(("/proc/", "/sys/")):
+            fail("InvalidVolumeMountPath", f"Volume {mount.name!r} cannot be mounted at "
+                 f"{normal[:120]!r}: the runtime needs it (/, /proc, /sys, /dev).",
+                 f"{target}.mountPath")
         if normal in paths:
             fail("DuplicateVolumeMountPath", f"Two volumes are mounted at {path[:120]!r} in "
                  "one container.", f"{target}.mountPath")
@@ -257,6 +285,8 @@ def _check_probe(probe: ContainerProbe, target: str) -> None:
         fail("InvalidProbe", "A probe needs exactly one of exec and httpGet.", target)
     if probe.exec_ is not None and not probe.exec_.command:
         fail("InvalidProbe", "An exec probe needs a non-empty command.", f"{target}.exec.command")
+    if probe.exec_ is not None:
+        _check_command(probe.exec_.command, f"{target}.exec.command")
     if probe.http_get is not None:
         _check_port(probe.http_get.port, f"{target}.httpGet.port")
         scheme = probe.http_get.scheme
@@ -411,15 +441,21 @@ def _check_volume(volume: Volume, where: str) -> None:
              "share: this skiff host cannot mount azureFile volumes yet (use emptyDir, secret "
              "or gitRepo).", f"{where}.azureFile")
     if volume.secret is not None:
+        size = 0
         for fname, content in volume.secret.items():
             target = f"{where}.secret.{fname[:80]}"
-            if (not fname or "/" in fname or "\0" in fname or fname in (".", "..")
-                    or len(fname.encode()) > 255):
+            if (not _SECRET_KEY.fullmatch(fname) or fname.startswith("..")
+                    or fname == "."):
                 fail("InvalidSecretVolume", f"The secret volume {volume.name!r} has a file "
-                     "name that is not a plain file name.", target)
+                     "name that is not 1 to 253 letters, digits, '-', '_' and '.' (not "
+                     "'.', nor starting with '..').", target)
             if not _is_base64(content):
                 fail("InvalidSecretVolume", f"The content of file {fname[:80]!r} of secret "
                      f"volume {volume.name!r} is not valid base64.", target)
+            size += _decoded_size(content)
+            if size > MAX_SECRET_VOLUME_BYTES:
+                fail("InvalidSecretVolume", f"The files of secret volume {volume.name!r} hold "
+                     f"more than {MAX_SECRET_VOLUME_BYTES // 1024} KiB.", target)
     repo = volume.git_repo
     if repo is not None:
         if not repo.repository.startswith(_GIT_SCHEMES) or re.search(r"\s", repo.repository):
@@ -431,6 +467,12 @@ def _check_volume(volume: Volume, where: str) -> None:
                 or ".." in repo.directory.split("/")):
             fail("InvalidGitRepoVolume", f"The directory of gitRepo volume {volume.name!r} "
                  "must be '.' or a relative path without '..'.", f"{where}.gitRepo.directory")
+
+
+def _decoded_size(content: str) -> int:
+    """The bytes a valid base64 text decodes to, without decoding it."""
+    clean = re.sub(r"\s", "", content)
+    return len(clean) * 3 // 4 - clean[-2:].count("=")
 
 
 def _is_base64(content: str) -> bool:

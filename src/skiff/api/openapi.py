@@ -1,0 +1,107 @@
+"""The API's description as it answers: every status of every operation, and ``Allow``.
+
+FastAPI documents a route's default status and a 422 the API never sends
+(request validation answers ARM's 400). Clients and fuzzers read
+``/openapi.json`` to learn what an operation may answer, so the description
+is completed here from the API's conventions, in one place: ARM's statuses of
+writes (PUT 200/201, DELETE 200/202/204, the actions' 202/204) and the ARM
+error body on the statuses any operation may answer (400 invalid input or
+api-version, 401 authentication, 404 absent, 409 conflict, 500 unforeseen,
+503 busy). A 405 names the methods its path takes in ``Allow``, all of them
+(Starlette's names only those of the first route on the path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.routing import Match, Route
+from starlette.types import Scope
+
+from skiff.models.arm import MAX_RESOURCE_GROUP_NAME, RESOURCE_GROUP_PATTERN
+
+_ERROR_RESPONSE: dict[str, Any] = {
+    "title": "ErrorResponse", "type": "object", "required": ["error"], "properties": {
+        "error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"},
+            "target": {"type": "string"}}}}}
+
+_ERRORS = {
+    400: "The request is invalid (its body, a name, a query parameter or the api-version).",
+    401: "The request carries no valid bearer token.",
+    404: "The resource, or its subscription, is not there.",
+    409: "The request conflicts with the resource's state.",
+    500: "skiff hit an unexpected error (logged).",
+    503: "skiff cannot do it now; retry later.",
+}
+_SUCCESS = {
+    200: "OK.", 201: "Created.", 202: "Accepted: the operation goes on; poll "
+    "Azure-AsyncOperation.", 204: "No content (done, or nothing to delete).",
+}
+
+
+def success_statuses(method: str, path: str) -> set[int]:
+    """The 2xx statuses an operation answers."""
+    method = method.upper()
+    if method == "PUT":
+        return {200, 201}
+    if method == "DELETE":
+        return {200, 202, 204}
+    if method == "POST" and path.endswith("/start"):
+        return {202}
+    if method == "POST" and path.endswith(("/restart", "/stop")):
+        return {204}
+    return {200}
+
+
+def _complete(operation: dict[str, Any], method: str, path: str) -> None:
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("name") == "resource_group":
+            parameter["schema"] = {**parameter.get("schema", {}), "minLength": 1,
+                                   "maxLength": MAX_RESOURCE_GROUP_NAME,
+                                   "pattern": RESOURCE_GROUP_PATTERN}
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    responses.pop("422", None)
+    wanted = success_statuses(method, path)
+    for status in [s for s in responses if s.isdigit() and 200 <= int(s) < 300]:
+        if int(status) not in wanted:
+            del responses[status]
+    for code in sorted(wanted):
+        responses.setdefault(str(code), {"description": _SUCCESS[code]})
+    for code, description in _ERRORS.items():
+        responses[str(code)] = {"description": description, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+
+def describe(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document, with every status its operations answer."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version,
+                             description=app.description, routes=app.routes)
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                _complete(operation, method, path)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        schemas["ErrorResponse"] = _ERROR_RESPONSE
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route takes on the request's path (for a 405's ``Allow``)."""
+    methods: set[str] = set()
+    pending: list[Any] = list(app.router.routes)
+    while pending:
+        route = pending.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            pending.extend(included.routes)
+        elif isinstance(route, Route) and route.methods:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
