@@ -9,7 +9,6 @@ says in ``Allow`` what its path takes.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from skiff.api.app import create_app
 from skiff.api.context import MAX_BODY_BYTES, ControlPlane
-from skiff.control.reconciler import Reconciler
 from skiff.errors import ImageNotFound
-from skiff.settings import Settings
-from skiff.store import Store
 from skiff.testing.fake import FakeEngine
+from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
 
 API = "?api-version=2023-05-01"
@@ -42,35 +39,22 @@ VNET_BODY: dict[str, Any] = {"location": "local", "properties": {
     "subnets": [{"name": "default", "properties": {"addressPrefix": "10.210.1.0/24"}}]}}
 
 
-class Api:
-    """Requests to the app on one event loop of their own, from sync tests."""
+class Api(InProcessClient):
+    """A client of subscription ``sub-1``, called as ``api(method, url, ...)``."""
 
     def __init__(self, portal: BlockingPortal, plane: ControlPlane) -> None:
         _, token = plane.store.create_token("sub-1", "tests")
+        super().__init__(portal, create_app(plane), token)
         self.plane = plane
-        self._portal = portal
-        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(plane)),
-                                         base_url="https://skiff.test",
-                                         headers={"Authorization": f"Bearer {token}"})
 
     def __call__(self, method: str, url: str, **options: Any) -> httpx.Response:
-        answer: httpx.Response = self._portal.call(
-            functools.partial(self._client.request, method, url, **options))
-        return answer
+        return self.request(method, url, **options)
 
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
-    store = Store(tmp_path / "skiff.db")
-    engine = FakeEngine()
-    reconciler = Reconciler(store, engine, workers=2)
-    plane = ControlPlane(Settings(data_root=tmp_path), store, engine, reconciler,
-                         "https://skiff.test")
-    reconciler.start()
-    with start_blocking_portal() as portal:
+    with fake_plane(tmp_path) as plane, start_blocking_portal() as portal:
         yield Api(portal, plane)
-    reconciler.stop()
-    store.close()
 
 
 def refused(answer: httpx.Response, code: str = "InvalidRequestContent") -> None:
