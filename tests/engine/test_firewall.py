@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from skiff.core.spec import Port
-from skiff.engine.network import firewall
+from skiff.engine.network import firewall, netns
 from skiff.engine.network.networks import Attachment, Networks
-from skiff.errors import InvalidInput
+from skiff.errors import InvalidInput, NetworkError
 from skiff.settings import NetworkSettings
 from skiff.testing.netcheck import (
     BUSYBOX,
@@ -127,12 +127,21 @@ def test_a_group_without_ports_is_unreachable_but_localhost_works(net: Networks)
     assert ping.returncode == 0, ping.stdout
 
 
-def test_the_trusted_source_reaches_any_port(net: Networks) -> None:
-    """The trusted address (the node, for probes) gets in; other groups do not."""
-    a, b = net.setup("a", "alpha"), net.setup("b", "beta")
-    firewall.apply_group_filter(a.netns_path, [], trusted=a.gateway)
-    assert tcp_received(a, b, a.ip, 8080) == ""
+def test_the_node_reaches_declared_ports_only(net: Networks) -> None:
+    """The node itself (this process, the bridge gateway) reaches a group's declared
+    port but not an undeclared one; a socket it makes in the group's namespace (as
+    the HTTP probes do) reaches any port."""
+    a = net.setup("a", "alpha")
+    firewall.apply_group_filter(a.netns_path, [Port(8080)])
     assert from_the_node(a, 8080) == b"probe\n"
+    assert from_the_node(a, 8081) == b""
+    assert from_the_node(a, 8081, inside=True) == b"probe\n"
+
+
+def test_a_socket_in_a_missing_namespace_is_refused(tmp_path: Path) -> None:
+    """Opening a socket in a namespace that does not exist fails with a NetworkError."""
+    with pytest.raises(NetworkError, match="cannot open"):
+        netns.socket_in(tmp_path / "gone")
 
 
 def test_applying_again_replaces_the_rules(net: Networks) -> None:

@@ -9,6 +9,7 @@ particulars in test_sandbox.py, runc's in test_runtime.py and test_security.py.
 from __future__ import annotations
 
 import base64
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -315,14 +316,19 @@ def test_cached_private_image_never_runs_for_a_group_without_credentials(
 def test_http_readiness_probe_marks_the_container_ready(
     engine: Supervisor, images: BuiltImages, group: GroupMaker
 ) -> None:
-    """An httpGet readiness probe passes once the container serves on its port."""
+    """An httpGet readiness probe passes once the container serves on its port, an
+    undeclared one that the node itself (this process) cannot reach."""
     probe = Probe(HttpGetAction(port=8080, path="/"), period_s=0.2, timeout_s=2)
     web = box(images, "web", "sleep 0.5; mkdir /www; echo hi > /www/index.html; "
                              "httpd -f -p 8080 -h /www", readiness=probe)
     spec = group(web)
+    assert spec.ip_ports == ()
     view = engine.run(spec)
     assert view.containers[0].ready is False
     wait_view(engine, spec.id, lambda v: v.containers[0].ready)
+    assert view.ip is not None
+    with pytest.raises(TimeoutError):  # dropped, not refused
+        socket.create_connection((view.ip, 8080), timeout=1)
 
 
 def test_secure_environment_values_stay_out_of_readable_files(

@@ -160,7 +160,7 @@ def test_reachability_matrix(node: Networks, outside: Outside) -> None:
     assert tcp_received(a1b, a1, a1b.ip, 80) == ok
     assert tcp_received(a1, a2, a1.ip, 80) == ok
     assert tcp_received(a2, a1, a2.ip, 80) == ok
-    # ... and not the undeclared ones (cross-subnet traffic is not NATed to the trusted gateway).
+    # ... and not the undeclared ones (cross-subnet traffic is not NATed to the gateway).
     assert tcp_received(a1, a1b, a1.ip, 81) == ""
     assert tcp_received(a1, a2, a1.ip, 81) == ""
     # Another virtual network: nothing, either way.
@@ -223,10 +223,13 @@ def test_private_groups_cannot_reach_host_services(node: Networks) -> None:
         assert received == [b"local\n"]
 
 
-def test_the_node_reaches_private_groups_for_probes(node: Networks) -> None:
-    """The node itself (the gateway) reaches a private group's ports."""
-    a1 = place(node, "a1", A1, ports=[])
-    assert from_the_node(a1, 8080) == b"probe\n"
+def test_the_node_reaches_declared_ports_of_private_groups_only(node: Networks) -> None:
+    """The node itself (the gateway) reaches a private group's declared port, not
+    an undeclared one; from inside the group's namespace (probes) it reaches both."""
+    a1 = place(node, "a1", A1)
+    assert from_the_node(a1, 80) == b"probe\n"
+    assert from_the_node(a1, 8080) == b""
+    assert from_the_node(a1, 8080, inside=True) == b"probe\n"
 
 
 def test_resolv_conf_names_the_subnet_gateway_when_dns_is_served(node: Networks) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from skiff.engine.network import netns
 from skiff.engine.network.networks import Attachment, Networks, root_tag
 from skiff.testing.waiting import eventually
 
@@ -120,14 +121,22 @@ def tcp_received(server: Attachment, client: Attachment, address: str, port: int
             listener.wait()
 
 
-def from_the_node(server: Attachment, port: int) -> bytes:
+def from_the_node(server: Attachment, port: int, *, inside: bool = False) -> bytes:
     """What a busybox nc server in ``server`` receives when the node (this process)
-    connects to its address and sends a line."""
+    connects to its address and sends a line (empty if the connection does not get
+    through in 2 s); ``inside``: through a socket made in the server's namespace, as
+    the HTTP probes connect."""
     listener = subprocess.Popen([*nsenter(server), BUSYBOX, "nc", "-l", "-p", str(port)],
                                 stdout=subprocess.PIPE)
     try:
         eventually(lambda: listening(server, port), what=f"a listener on port {port}")
-        with socket.create_connection((server.ip, port), timeout=2) as conn:
+        conn = netns.socket_in(server.netns_path) if inside else socket.socket()
+        with conn:
+            conn.settimeout(2)
+            try:
+                conn.connect((server.ip, port))
+            except OSError:
+                return b""
             conn.sendall(b"probe\n")
         return listener.communicate(timeout=5)[0]
     finally:

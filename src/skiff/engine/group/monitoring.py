@@ -94,7 +94,7 @@ def run_probes(group: Group, pool: concurrent.futures.Executor, driver: RuntimeD
                 continue
             if state.due(probe, now):  # checks run on the pool: the monitor never waits
                 state.pending = pool.submit(run_probe, probe, driver, view.cid,
-                                            group.view.ip)
+                                            group.attachment)
             if state.pending is None or not state.pending.done():
                 continue
             ok, message = state.pending.result()

@@ -64,8 +64,8 @@ def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageSto
 def network(networks: Networks, spec: GroupSpec) -> Attachment:
     """The group's network, filtered: only ``ip_ports`` reachable from outside
     the group (re-applied on every preparation, so adoption restores it), and
-    the host guarded from the groups (once per supervisor). The gateway, the
-    node itself, is trusted: it runs the HTTP probes."""
+    the host guarded from the groups (once per supervisor). The node itself is
+    no exception: HTTP probes run from inside the group's namespace."""
     attachment = networks.setup(spec.id, spec.name, spec.dns, spec.subnet)
     networks.protect(attachment, spec.ip_ports, spec.subnet)
     return attachment

@@ -3,19 +3,26 @@
 A probe's bookkeeping (:class:`ProbeState`) is pure: when it is due, and
 what a result means after ``successThreshold`` / ``failureThreshold``
 results in a row. :func:`run_probe` does one check: an exec through the
-group's runtime driver, or an HTTP GET from the host to the group's address (from outside
-the container, so a sandbox's loopback quirks do not matter).
+group's runtime driver, or an HTTP GET to the group's address from inside
+the group's network namespace: its port filter lets in what comes through
+``lo``, so a probe reaches undeclared ports while the node itself, like any
+address outside the group, does not. The socket is made in the namespace
+(:func:`skiff.engine.network.netns.socket_in`), no process is started.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import http.client
+import socket
 import ssl
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from skiff.core.spec import ExecAction, HttpGetAction, Probe
+from skiff.engine.network import netns
+from skiff.engine.network.groups import Attachment
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.errors import SkiffError
 
@@ -52,14 +59,14 @@ class ProbeState:
 
 
 def run_probe(probe: Probe, driver: RuntimeDriver, cid: str,
-              ip: str | None) -> tuple[bool, str]:
+              attachment: Attachment | None) -> tuple[bool, str]:
     """Run one check of ``probe``; (passed, what happened)."""
     action = probe.action
     if isinstance(action, ExecAction):
         return _exec(driver, cid, action, probe.timeout_s)
-    if ip is None:
+    if attachment is None:
         return False, "the group has no address"
-    return _http(ip, action, probe.timeout_s)
+    return _http(attachment.netns_path, attachment.ip, action, probe.timeout_s)
 
 
 def _exec(driver: RuntimeDriver, cid: str, action: ExecAction,
@@ -80,21 +87,47 @@ def _exec(driver: RuntimeDriver, cid: str, action: ExecAction,
     return False, f"command exited with {code}" + (f": {detail}" if detail else "")
 
 
-def _http(ip: str, action: HttpGetAction, timeout_s: float) -> tuple[bool, str]:
-    connection: http.client.HTTPConnection
-    if action.scheme.lower() == "https":
+class _InNamespace(http.client.HTTPConnection):
+    """An HTTP connection whose socket is made in a network namespace."""
+
+    def __init__(self, netns_path: Path, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.netns_path = netns_path
+
+    def connect(self) -> None:
+        sock = netns.socket_in(self.netns_path)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect((self.host, self.port))
+            self.sock = self.wrap(sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    def wrap(self, sock: socket.socket) -> socket.socket:
+        return sock
+
+
+class _InNamespaceTLS(_InNamespace):
+    """The same over TLS, the certificate unchecked (as Kubernetes' probes)."""
+
+    def wrap(self, sock: socket.socket) -> socket.socket:
         context = ssl.create_default_context()
         context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # as Kubernetes: probes do not verify certificates
-        connection = http.client.HTTPSConnection(ip, action.port, timeout=timeout_s,
-                                                 context=context)
-    else:
-        connection = http.client.HTTPConnection(ip, action.port, timeout=timeout_s)
+        context.verify_mode = ssl.CERT_NONE
+        return context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _http(netns_path: Path, ip: str, action: HttpGetAction,
+          timeout_s: float) -> tuple[bool, str]:
+    kind = _InNamespaceTLS if action.scheme.lower() == "https" else _InNamespace
+    connection = kind(netns_path, ip, action.port, timeout_s)
     try:
         connection.request("GET", action.path or "/", headers=dict(action.headers))
         status = connection.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        return False, f"GET {action.path} on port {action.port}: {exc}"
+    except (OSError, http.client.HTTPException, SkiffError) as exc:
+        detail = exc.message if isinstance(exc, SkiffError) else str(exc)
+        return False, f"GET {action.path} on port {action.port}: {detail}"
     finally:
         connection.close()
     if 200 <= status < 400:

@@ -11,13 +11,14 @@ places, both nftables tables written by one atomic ``nft -f -`` each:
   dropped. The table lives and dies with the namespace, so a torn-down group
   leaves no rule on the host, and re-applying it (on every start, adoption
   included) restores it. Containers of the group share the namespace, so
-  they reach each other through ``lo`` on any port. An optional ``trusted``
-  source (the bridge gateway: the node itself, which runs the HTTP probes)
-  may reach any port, as a kubelet may reach its pods.
+  they reach each other through ``lo`` on any port. Nothing else is
+  trusted, the node itself (the bridge gateway) included: its HTTP probes
+  run from inside the namespace, through ``lo``
+  (:mod:`skiff.engine.group.probes`).
 - **On the host, per bridge** (``inet skiff_<tag>``, an input hook): what
   comes in on the bridge for the host's own addresses is dropped, except
   DNS (UDP and TCP 53) to the gateway, where skiff's resolver for the groups
-  listens, and replies to connections the host opened (probes). Traffic the
+  listens, and replies to connections the host opened. Traffic the
   host forwards (to other groups, out through NAT) does not pass the input
   hook and is not affected.
 
@@ -67,16 +68,13 @@ def _ipv4(address: str) -> ipaddress.IPv4Address:
         raise InvalidInput(f"{address!r} is not an IPv4 address") from exc
 
 
-def group_ruleset(ports: Sequence[Port], *, trusted: str | None = None,
-                  replace: bool = True) -> str:
+def group_ruleset(ports: Sequence[Port], *, replace: bool = True) -> str:
     """The nft script that makes a group's inbound filter: it replaces any
     earlier one, or with ``replace=False`` fails if there is one."""
     tcp, udp = _ports(ports)
     rules = ['iif "lo" accept',
              "ct state established,related accept",
              "icmp type echo-request accept"]
-    if trusted is not None:
-        rules.append(f"ip saddr {_ipv4(trusted)} accept")
     if tcp:
         rules.append("tcp dport { " + ", ".join(map(str, tcp)) + " } accept")
     if udp:
@@ -117,9 +115,8 @@ def _nft(script: str, *, netns_path: Path | None = None) -> None:
         raise NetworkError(f"nft refused the rules{where}: {detail}")
 
 
-def apply_group_filter(netns_path: Path, ports: Sequence[Port], *,
-                       trusted: str | None = None) -> None:
-    """Let only ``ports`` (and ``lo``, replies, ping, ``trusted``) into the group's
+def apply_group_filter(netns_path: Path, ports: Sequence[Port]) -> None:
+    """Let only ``ports`` (and ``lo``, replies, ping) into the group's
     namespace. Idempotent: the table is replaced as a whole, atomically.
 
     Deleting a table that hooks packets costs ≈ 20 ms here (the kernel waits
@@ -127,9 +124,9 @@ def apply_group_filter(netns_path: Path, ports: Sequence[Port], *,
     case on a group's first start) and only replaced when that fails because
     it exists (after a restart of skiff, say)."""
     try:
-        _nft(group_ruleset(ports, trusted=trusted, replace=False), netns_path=netns_path)
+        _nft(group_ruleset(ports, replace=False), netns_path=netns_path)
     except _Exists:
-        _nft(group_ruleset(ports, trusted=trusted), netns_path=netns_path)
+        _nft(group_ruleset(ports), netns_path=netns_path)
 
 
 # ---- the host side ---------------------------------------------------------------------

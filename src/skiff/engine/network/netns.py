@@ -5,11 +5,13 @@ and ``nsenter`` find it) so that it outlives the processes in it, and skiff,
 restarted, finds it again. Making one is what ``ip netns add`` and ``ip link
 set lo up`` do, without their two process starts (≈ 0.5 ms instead of ≈ 3 ms):
 a short-lived thread unshares its network namespace, bind-mounts it and dies,
-so no other thread of skiff moves.
+so no other thread of skiff moves. The same trick opens sockets inside a
+group's namespace (:func:`socket_in`), for the HTTP probes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -22,6 +24,7 @@ from skiff.engine import mounts
 from skiff.errors import NetworkError
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+mounts.libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
 
 
 def ensure_dir(path: Path) -> None:
@@ -93,3 +96,52 @@ def delete(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as exc:
         raise NetworkError(f"cannot remove the namespace file {path}: {exc.strerror}") from exc
+
+
+def socket_in(path: Path, family: socket.AddressFamily = socket.AF_INET,
+              kind: socket.SocketKind = socket.SOCK_STREAM) -> socket.socket:
+    """A new socket in the network namespace at ``path``, made from this process.
+
+    A socket stays in the namespace it was created in, wherever it is used from
+    afterwards: so a short-lived thread enters the namespace, creates the socket
+    and goes back (≈ 0.1 ms, no process started); no other thread of skiff
+    moves, and the thread runs nothing else meanwhile.
+    """
+    made: list[socket.socket] = []
+    failure: list[str] = []
+
+    def enter_and_create() -> None:
+        try:
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            failure.append(f"cannot open this thread's namespace: {exc.strerror}")
+            return
+        try:
+            try:
+                target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                failure.append(f"cannot open {path}: {exc.strerror}")
+                return
+            try:
+                if mounts.libc.setns(target, mounts.CLONE_NEWNET) != 0:
+                    failure.append(f"setns: {os.strerror(ctypes.get_errno())}")
+                    return
+            finally:
+                os.close(target)
+            try:
+                made.append(socket.socket(family, kind))
+            except OSError as exc:
+                failure.append(f"socket: {exc.strerror}")
+            finally:
+                # The thread ends right after; going back keeps it honest all the same.
+                mounts.libc.setns(home, mounts.CLONE_NEWNET)
+        finally:
+            os.close(home)
+
+    thread = threading.Thread(target=enter_and_create, name="skiff-netns-socket")
+    thread.start()
+    thread.join()
+    if failure:
+        raise NetworkError(f"cannot open a socket in the network namespace {path.name}: "
+                           f"{failure[0]}")
+    return made[0]

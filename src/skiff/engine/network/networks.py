@@ -186,7 +186,7 @@ class Networks:
     def protect(self, attachment: Attachment, ports: Sequence[Port],
                 subnet: SubnetPlacement | None = None) -> None:
         """Filter the group's traffic (call before its containers run): only
-        ``ports`` reach it from outside the group, the gateway (the node) excepted;
+        ``ports`` reach it from outside the group, the node itself included;
         the host is guarded from its bridge (once); a virtual network is isolated
         (once). Re-applied on every start, so adoption restores the group's filter."""
         self._vnets.protect(attachment, ports, subnet)

@@ -19,13 +19,12 @@ two rules:
   interface that is not one of its bridges is dropped: other virtual networks,
   the public network and other machines cannot reach its groups; its subnets
   reach each other (routed by the host, bridge to bridge). The node itself
-  does not forward what it sends, so it still reaches them (it runs the HTTP
-  probes), as a node reaches its pods.
+  does not forward what it sends, so it still reaches their declared ports.
 - *postrouting*: what leaves the virtual network for anything but skiff's
   bridges is masqueraded, so private groups reach the internet through the
   host. CNI's own ``ipMasq`` is off for subnets: it would also masquerade
   traffic between subnets of one virtual network, and the receiving group
-  would see it come from its gateway, the node, which its filter trusts.
+  would see it come from its gateway, the node, not from the group that sent it.
 
 Addresses: Azure keeps the first four addresses of a subnet and its last; so
 does skiff. The gateway (the bridge's address) is the first, groups get the

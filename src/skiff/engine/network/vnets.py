@@ -52,7 +52,7 @@ class VirtualNetworks:
                 subnet: SubnetPlacement | None = None) -> None:
         """Guard the host from the group's bridge and isolate its virtual network
         (each once), then filter the group's traffic: only ``ports`` reach it from
-        outside the group, the gateway (the node) excepted."""
+        outside the group, the node itself (the gateway) included."""
         with self._lock:
             todo = [name for name in (attachment.bridge,
                                       subnet and self._addressing.vnet_prefix(subnet.vnet))
@@ -66,7 +66,7 @@ class VirtualNetworks:
                 subnets.install_isolation(name, self._addressing.bridge)
             with self._lock:
                 self._guarded.add(name)
-        firewall.apply_group_filter(attachment.netns_path, ports, trusted=attachment.gateway)
+        firewall.apply_group_filter(attachment.netns_path, ports)
 
     def remove(self, vnet: str) -> None:
         """Remove a virtual network's bridges, rules and leases from the host (no
