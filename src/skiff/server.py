@@ -4,7 +4,11 @@ On first start it makes the data root's CA and certificates and an admin
 token (``<data root>/admin.token``, 0600). With ``DnsSettings.listen`` it
 also serves groups' name labels over DNS (:mod:`skiff.control.names`),
 relaying other names to the host's resolvers. SIGTERM stops the server, not the
-containers: conmon keeps them, and the next start adopts them.
+containers: conmon keeps them, and the next start adopts them. It is bounded:
+uvicorn stops accepting and gives requests in flight 5 s, then the reconcile
+loop gives the groups it is stopping or deleting their containers' grace
+(``stop_grace_s``) and 5 s more (:meth:`Server.close`); a delete not finished
+by then stays recorded in the store, and the next start finishes it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from skiff.store import Store
 
 log = logging.getLogger(__name__)
 
+#: What SIGTERM gives the groups being stopped or deleted beyond their containers' grace.
+SHUTDOWN_MARGIN_S = 5.0
+
 
 @dataclass
 class Server:
@@ -46,7 +53,10 @@ class Server:
     dns: DnsServer | None = None
 
     def close(self) -> None:
-        self.plane.reconciler.stop()
+        """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
+        DNS server, the engine's watch and the store."""
+        self.plane.reconciler.stop(
+            timeout_s=self.plane.settings.runtime.stop_grace_s + SHUTDOWN_MARGIN_S)
         if self.dns is not None:
             self.dns.stop()
         self.node.close()

@@ -78,7 +78,8 @@ def test_resource_groups_and_their_deletion(skiff: RunningServer, images: BuiltI
     assert http.get(f"{RG}{API}").status_code == 404
     eventually(lambda: not skiff.server.plane.engine.group_ids(),
                what="the resource group's container groups are deleted", timeout_s=30)
-    assert http.get(f"{GROUPS}/g{API}").status_code == 404
+    eventually(lambda: http.get(f"{GROUPS}/g{API}").status_code == 404,
+               what="the deleted group answers 404 once the store forgets it")
 
 
 def test_location_resources_and_operations_list(skiff: RunningServer, images: BuiltImages) -> None:

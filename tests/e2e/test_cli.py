@@ -216,7 +216,10 @@ def test_delete_removes_the_group(skiff: RunningServer, images: BuiltImages) -> 
     create(skiff, images, "doomed", "sleep 300")
     ok(cli(skiff, "delete", "-g", RG, "-n", "doomed", "--yes"))
     assert skiff.server.plane.engine.group_ids() == []
-    gone = cli(skiff, "show", "-g", RG, "-n", "doomed")
+    # Its operation ends a moment before the store forgets it (shown Deleting meanwhile).
+    gone = eventually(lambda: cli(skiff, "show", "-g", RG, "-n", "doomed"),
+                      until=lambda result: result.exit_code != 0,
+                      what="show of the deleted group fails")
     assert gone.exit_code == 3
     assert "(ResourceNotFound)" in refused(gone)
     assert json.loads(ok(cli(skiff, "list", "-g", RG)).stdout) == []

@@ -86,9 +86,10 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 def _delete_everything(server: Serve) -> None:
     """Delete every group through a running server, then stop it (SIGTERM).
 
-    The list hides a group as soon as its deletion is asked for; its operation ends
-    once the engine removed it. Stopped before that, skiff leaves the deletions still
-    queued to its next start, which never comes here: their containers would leak."""
+    The list shows a group Deleting until the engine removed it; its operation ends
+    then, a moment before the store forgets it. Stopped before that, skiff leaves the
+    deletions still queued to its next start, which never comes here: their containers
+    would leak."""
     if server.process is None or server.process.poll() is not None:
         server.start()
     client = server.client()
@@ -100,7 +101,8 @@ def _delete_everything(server: Serve) -> None:
         return all(client.get(url).json()["status"] == "Succeeded" for url in operations)
 
     eventually(deleted, what="every group is deleted", timeout_s=60, interval_s=0.1)
-    assert not client.get(GROUPS + API).json()["value"]
+    eventually(lambda: not client.get(GROUPS + API).json()["value"],
+               what="every deleted group is forgotten")
     server.kill(signal.SIGTERM)
 
 

@@ -46,10 +46,12 @@ GROUP = (f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/pro
 
 
 def _record(plane_: ControlPlane, token: TokenRecord, subscription: str, resource_group: str,
-            name: str) -> GroupRecord:
+            name: str, *, deleting: bool = False) -> GroupRecord:
+    """The group, 404 if there is none; one being deleted only when ``deleting`` (a GET
+    shows it ``Deleting`` until it is gone; nothing else acts on it)."""
     check_subscription(token, subscription)
     record = plane_.store.get_group(subscription, resource_group, name)
-    if record is None or record.desired == "deleted":
+    if record is None or (record.desired == "deleted" and not deleting):
         raise ArmError(404, "ResourceNotFound",
                        f"The Resource '{PROVIDER}/containerGroups/{name}' under resource group "
                        f"'{resource_group}' was not found.")
@@ -227,8 +229,11 @@ def _claim_label(plane_: ControlPlane, body: ContainerGroupBody, record: GroupRe
 @router.get(GROUP)
 def get(subscription: str, resource_group: str, name: str, request: Request,
         token: Principal) -> dict[str, Any]:
+    """The group; one being deleted answers ``Deleting`` (without an instance view: its
+    containers are being torn down) until it is gone, then 404, as ARM does."""
     plane_ = plane(request)
-    return _render(plane_, _record(plane_, token, subscription, resource_group, name))
+    record = _record(plane_, token, subscription, resource_group, name, deleting=True)
+    return _render(plane_, record, instance_view=record.desired != "deleted")
 
 
 @router.patch(GROUP, openapi_extra=request_body(TAGS_PATCH))
@@ -308,7 +313,7 @@ def _list(plane_: ControlPlane, request: Request, subscription: str,
     records, after = plane_.store.list_groups(subscription, resource_group,
                                               limit=plane_.settings.api.page_size, after=marker)
     answer: dict[str, Any] = {"value": [_render(plane_, r, instance_view=False)
-                                        for r in records if r.desired != "deleted"]}
+                                        for r in records]}  # those being deleted: Deleting
     if after is not None:
         query = dict(request.query_params)
         query["$skipToken"] = after

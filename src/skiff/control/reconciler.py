@@ -13,6 +13,15 @@ is deleted, stopped or failed.
 Each group is handled by one worker at a time; a generation number guards
 against writing the result of an old definition over a newer one.
 
+Stops and deletes wait for their containers' grace period (SIGTERM, up to
+``stop_grace_s``, SIGKILL), so they run in a lane of their own: a worker that
+picks a group to stop or delete hands it to the teardown threads (the group
+stays busy until it is torn down) and takes the next one, so creates are never
+queued behind a slow stop. :meth:`Reconciler.stop` (SIGTERM) stops taking
+work and gives what is in flight up to :data:`STOP_TIMEOUT_S` to finish; what
+does not stays recorded in the store (desired ``deleted`` or ``stopped``) and
+the next start finishes it.
+
 Node-level effects of a decision go the same way. Deleting a virtual network
 (alone or with its resource group) records its teardown in the store, in the
 transaction that deletes it; the loop's :data:`VNET_TEARDOWNS` work item then
@@ -44,18 +53,25 @@ log = logging.getLogger(__name__)
 #: hex, so no group has this one). Kick it, and wait for it, as a group's.
 VNET_TEARDOWNS = ":vnet-teardowns"
 
+#: How long :meth:`Reconciler.stop` waits for the work in flight (a delete waits for its
+#: containers' grace, 10 s by default) before it hands the rest over to the next start.
+STOP_TIMEOUT_S = 15.0
+
 
 class Reconciler:
     """Worker threads converging each group of the store on the engine."""
 
     def __init__(self, store: Store, engine: Engine, *, workers: int = 4,
-                 resync_s: float = 30.0, names: Names | None = None) -> None:
+                 teardown_workers: int = 32, resync_s: float = 30.0,
+                 names: Names | None = None) -> None:
         self.store = store
         self.engine = engine
         self.names = names
         self._workers = workers
+        self._teardown_workers = teardown_workers
         self._resync_s = resync_s
         self._queued: list[str] = []
+        self._teardowns: list[str] = []  # busy groups handed to the teardown lane
         self._busy: set[str] = set()
         self._idle_callbacks: dict[str, list[Callable[[], object]]] = {}
         self._done = threading.Condition()
@@ -82,16 +98,31 @@ class Reconciler:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
+        for i in range(self._teardown_workers):
+            thread = threading.Thread(target=self._teardown_loop,
+                                      name=f"skiff-teardown-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         resync = threading.Thread(target=self._resync, name="skiff-resync", daemon=True)
         resync.start()
         self._threads.append(resync)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Take no more work; wait up to ``timeout_s`` for the groups being reconciled.
+
+        A group still busy then is handed over: the store keeps what is wanted of it,
+        and the next start reconciles it again (its threads are daemons)."""
+        deadline = time.monotonic() + timeout_s
         self._stop.set()
         with self._done:
             self._done.notify_all()
+            while self._busy and (left := deadline - time.monotonic()) > 0:
+                self._done.wait(left)
+            if self._busy:
+                log.warning("stopping with %d groups still being reconciled; the next start "
+                            "finishes them: %s", len(self._busy), ", ".join(sorted(self._busy)))
         for thread in self._threads:
-            thread.join(timeout=15)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def kick(self, uid: str) -> None:
         """Reconcile group ``uid`` soon (or, for :data:`VNET_TEARDOWNS`, tear down the
@@ -149,23 +180,53 @@ class Reconciler:
 
     def _loop(self) -> None:
         while (uid := self._next()) is not None:
-            try:
-                if uid == VNET_TEARDOWNS:
-                    self.tear_down_vnets()
-                else:
-                    self.converge(uid)
-            except Exception:  # a worker must survive any one group's failure
-                log.exception("reconciling %s failed", uid)
-            finally:
-                with self._done:
-                    self._busy.discard(uid)
+            if self._is_teardown(uid):
+                with self._done:  # it stays busy: no other worker takes it meanwhile
+                    self._teardowns.append(uid)
                     self._done.notify_all()
-                    idle = [] if uid in self._queued else self._idle_callbacks.pop(uid, [])
-                for callback in idle:
-                    try:
-                        callback()
-                    except Exception:  # a waiter's failure is not the worker's
-                        log.exception("a callback waiting for group %s failed", uid)
+                continue
+            self._handle(uid)
+
+    def _teardown_loop(self) -> None:
+        """The teardown lane: stops and deletes, each waiting out its grace here."""
+        while True:
+            with self._done:
+                while not self._teardowns and not self._stop.is_set():
+                    self._done.wait(1.0)
+                if not self._teardowns:
+                    return
+                uid = self._teardowns.pop(0)  # handed over before a stop: still finished
+            self._handle(uid)
+
+    def _is_teardown(self, uid: str) -> bool:
+        """Whether converging ``uid`` now stops or deletes its containers."""
+        if uid == VNET_TEARDOWNS:
+            return False
+        try:
+            record = self.store.get_group_by_uid(uid)
+        except Exception:  # the worker converges it, and reports what fails
+            return False
+        return record is not None and record.desired in ("deleted", "stopped")
+
+    def _handle(self, uid: str) -> None:
+        """Reconcile ``uid`` once, then mark it idle (and call who waits for that)."""
+        try:
+            if uid == VNET_TEARDOWNS:
+                self.tear_down_vnets()
+            else:
+                self.converge(uid)
+        except Exception:  # a worker must survive any one group's failure
+            log.exception("reconciling %s failed", uid)
+        finally:
+            with self._done:
+                self._busy.discard(uid)
+                self._done.notify_all()
+                idle = [] if uid in self._queued else self._idle_callbacks.pop(uid, [])
+            for callback in idle:
+                try:
+                    callback()
+                except Exception:  # a waiter's failure is not the worker's
+                    log.exception("a callback waiting for group %s failed", uid)
 
     def _resync(self) -> None:
         while not self._stop.wait(self._resync_s):

@@ -32,7 +32,8 @@ playing is :mod:`skiff.testing.simulation`'s.
 Failures are injected: :attr:`FakeEngine.pull_errors` makes an image's pull fail
 (the group then fails with ``view.failure``, as on the node), and
 :meth:`FakeEngine.fail` makes the next calls of a method raise. :attr:`calls`
-records what was asked of it.
+records what was asked of it. :attr:`FakeEngine.before_stop` plays a slow stop
+(containers that ignore SIGTERM): stop and delete block in it first.
 
 Not simulated: volumes, probes, resource limits and OOM kills, DNS, real
 programs (an exec'd command's input goes nowhere; without a TTY its output is
@@ -79,6 +80,9 @@ class FakeEngine:
         self.node_vnets: set[str] = set()
         #: (method, group id or network) of every call, in order.
         self.calls: list[tuple[str, str]] = []
+        #: Called with the group's id, outside the engine's lock, before ``stop`` and
+        #: ``delete`` tear a group down: a test blocks in it to play a grace period.
+        self.before_stop: Callable[[str], object] | None = None
         self._failures: dict[str, list[SkiffError]] = {}
         self._groups: dict[str, FakeGroup] = {}
         self._addresses: dict[str, str] = {}  # group id → its address
@@ -93,6 +97,11 @@ class FakeEngine:
         raise ``error``."""
         with self._lock:
             self._failures.setdefault(method, []).extend([error] * times)
+
+    def _grace(self, group_id: str) -> None:
+        hook = self.before_stop
+        if hook is not None:
+            hook(group_id)
 
     def _call(self, method: str, key: str) -> None:
         self.calls.append((method, key))
@@ -137,6 +146,7 @@ class FakeEngine:
             return sorted(self._groups)
 
     def stop(self, group_id: str) -> GroupView:
+        self._grace(group_id)
         with self._lock:
             group = self._group("stop", group_id)
             now = self.clock()
@@ -167,6 +177,7 @@ class FakeEngine:
             return self.start(group_id, spec)
 
     def delete(self, group_id: str) -> None:
+        self._grace(group_id)
         with self._lock:
             self._call("delete", group_id)
             group = self._groups.pop(group_id, None)

@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 #: Seconds between two looks at every running container.
 MONITOR_INTERVAL_S = 0.2
 
+#: Containers stopped at once, each waiting out its grace (SIGTERM, then SIGKILL).
+STOP_THREADS = 64
+
 
 class Supervisor:
     """All container groups of this node."""
@@ -89,6 +92,11 @@ class Supervisor:
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8,
                                                            thread_name_prefix="skiff-engine")
+        # Stops wait out their containers' grace: a pool of their own, so that the
+        # groups being stopped or deleted at once (each stop in parallel) neither wait
+        # for each other nor hold the threads that start containers and run probes.
+        self._stops = concurrent.futures.ThreadPoolExecutor(max_workers=STOP_THREADS,
+                                                            thread_name_prefix="skiff-stop")
         self._interval = monitor_interval_s
 
         self._stop = threading.Event()
@@ -292,6 +300,7 @@ class Supervisor:
         self._stop.set()
         self._monitor.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stops.shutdown(wait=False, cancel_futures=True)  # each ends within its grace
 
     # ---- finding a group ----------------------------------------------------
 
@@ -480,7 +489,7 @@ class Supervisor:
         for view in views:
             if driver.status(view.cid).state == "running":
                 view.event("Killing", f"stopping container {view.name}")
-        list(self._pool.map(lambda v: driver.stop(v.cid), views))
+        list(self._stops.map(lambda v: driver.stop(v.cid), views))
         for view in views:
             if remove_logs:
                 driver.remove(view.cid)
