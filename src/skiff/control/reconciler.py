@@ -41,6 +41,7 @@ from collections.abc import Callable
 
 from skiff.control.names import Names
 from skiff.core.engine import Engine
+from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import GroupSpec, SubnetPlacement
 from skiff.core.view import GroupView
 from skiff.errors import GroupNotFound, InvalidGroupSpec, SkiffError
@@ -261,22 +262,26 @@ class Reconciler:
                       for op in self.store.operations_for(record.resource_id))
         if record.provisioning_state == "Pending":
             self.store.set_provisioning(uid, "Creating", generation=record.generation)
+        secrets: tuple[str, ...] = ()
         try:
             body = ContainerGroupBody.from_stored(record.body)
             spec = to_engine_spec(body, group_id=uid, name=record.name,
                                   subnet=self._placement(record))
+            secrets = secrets_of(spec)
             if restart:
                 self._quietly(lambda: self.engine.restart(uid, spec))
             view = self._run_or_start(uid, spec)
         except SkiffError as exc:
             self._withdraw(uid)
-            error = {"code": exc.code, "message": exc.message}
+            # The engine scrubs its texts; this is the second line before the store.
+            error = {"code": exc.code, "message": scrub(exc.message, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
             return
         if view.failure is not None:
             self._withdraw(uid)
-            error = {"code": "ContainerGroupDeploymentFailed", "message": view.failure}
+            error = {"code": "ContainerGroupDeploymentFailed",
+                     "message": scrub(view.failure, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
+from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import GroupSpec
 from skiff.engine.group.record import Group, sync_views
 from skiff.engine.images import Image, ImageStore, RegistryCredential
@@ -78,9 +79,10 @@ def pulled(group: Group, name: str, ref: str, pull: concurrent.futures.Future[Im
     try:
         image = pull.result()
     except ImageError as exc:
-        view.event("Failed", f'failed to pull image "{ref}": {exc.message}', warning=True)
-        view.current.detail_status = exc.message
-        group.fail(f"container {name}: {exc.message}")
+        message = scrub(exc.message, secrets_of(group.spec))  # a registry may echo one
+        view.event("Failed", f'failed to pull image "{ref}": {message}', warning=True)
+        view.current.detail_status = message
+        group.fail(f"container {name}: {message}")
         return False
     group.images[name] = image
     if view.current.state == "Waiting":

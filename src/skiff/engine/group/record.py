@@ -9,7 +9,9 @@ created: after a restart of skiff it is enough to view, stop or delete a group
 whose containers conmon kept alive, whatever moment the previous process died
 at, and
 :meth:`~skiff.engine.group.supervisor.Supervisor.run` brings back the rest from the
-caller's definition. The spec with its secrets never touches the disk.
+caller's definition. The spec with its secrets never touches the disk, and
+no text of the view quotes one (:func:`snapshot` scrubs them): the files are
+the engine's alone all the same (0600 in a 0700 directory).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView
 from skiff.engine.group.probes import ProbeState
@@ -70,6 +73,7 @@ class Group:
     def fail(self, reason: str) -> None:
         """The group failed (the first reason sticks)."""
         if self.failed_reason is None:
+            reason = scrub(reason, secrets_of(self.spec))
             self.failed_reason = reason
             log.warning("group %s failed: %s", self.view.name, reason)
 
@@ -97,8 +101,10 @@ def sync_views(group: Group) -> None:
 
 
 def snapshot(group: Group) -> GroupView:
-    """The group's view with its state brought up to date, as a copy for callers."""
+    """The group's view with its state brought up to date and scrubbed of the group's
+    secrets (an error may quote one), as a copy for callers."""
     view = group.view
+    scrub_view(group)
     view.failure = group.failed_reason
     if group.failed_reason is not None:
         view.state = "Failed"
@@ -109,16 +115,38 @@ def snapshot(group: Group) -> GroupView:
     return GroupView.from_json(json.loads(json.dumps(view.to_json())))
 
 
+def scrub_view(group: Group) -> None:
+    """Replace every secret of the group in the texts of its view (in place)."""
+    secrets = secrets_of(group.spec)
+    if not secrets:
+        return
+    if group.failed_reason is not None:
+        group.failed_reason = scrub(group.failed_reason, secrets)
+    for view in group.view.all_containers():
+        for state in (view.current, view.previous):
+            if state is not None:
+                state.detail_status = scrub(state.detail_status, secrets)
+        for event in view.events:
+            event.message = scrub(event.message, secrets)
+    for event in group.view.events:
+        event.message = scrub(event.message, secrets)
+
+
 def _state_name(state: str) -> Any:
     return state if state in ("Waiting", "Running", "Terminated") else "Waiting"
 
 
 class GroupFiles:
-    """The groups' instance views on disk, one JSON file each, replaced atomically."""
+    """The groups' instance views on disk, one JSON file each, replaced atomically;
+    readable by the engine alone (0600 in a 0700 directory)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # made by an earlier skiff, perhaps more open
+        for path in self.root.glob("*.json"):
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)
 
     def _path(self, group_id: str) -> Path:
         return self.root / f"{safe_name(group_id)}.json"
@@ -127,7 +155,11 @@ class GroupFiles:
         snapshot(group)
         path = self._path(group.spec.id)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(group.view.to_json()))
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # left by a crash, perhaps with an earlier mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(group.view.to_json()))
         os.replace(tmp, path)
 
     def load(self, group_id: str) -> Group | None:

@@ -39,6 +39,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 
 from skiff.core.engine import NodeCapacity
+from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine.group import monitoring, preparation, sweeping
@@ -402,9 +403,10 @@ class Supervisor:
             driver.start(cid)
         except (ContainerCreateFailed, UserNotFound, SkiffError) as exc:
             now = time.time()
-            view.event("Failed", f"failed to start container {container.name}: {exc.message}",
+            message = scrub(exc.message, secrets_of(group.spec))  # runc may quote one
+            view.event("Failed", f"failed to start container {container.name}: {message}",
                        warning=True, now=now)
-            view.transition(State("Terminated", now, 128, now, exc.message))
+            view.transition(State("Terminated", now, 128, now, message))
             self._exited(group, view, ContainerExit(exit_code=128, started_at=now,
                                                     finished_at=now))
             return
