@@ -79,8 +79,9 @@ def supervising(settings: Settings, *, pool_size: int = 1,
                 for pid in runsc_pids(root):  # sandboxes skiff lost
                     cleanup.callback(kill, pid)
             cleanup.callback(supervisor.close)
-            for group_id in supervisor.group_ids():
-                cleanup.callback(supervisor.delete, group_id)
+            # Every group on the node, those it knows only from disk included (run by
+            # another Supervisor on this data root), and any container no group owns.
+            cleanup.callback(supervisor.sweep, ())
 
 
 @contextlib.contextmanager

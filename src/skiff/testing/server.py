@@ -92,10 +92,9 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
         cleanup.callback(server.close)
 
         @cleanup.callback
-        def _delete_groups() -> None:
-            for group_id in engine.group_ids():
-                with contextlib.suppress(Exception):
-                    engine.delete(group_id)
+        def _delete_groups() -> None:  # all on the node, those known only from disk too
+            with contextlib.suppress(Exception):
+                engine.sweep(())
 
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
