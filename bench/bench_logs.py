@@ -29,6 +29,7 @@ from pathlib import Path
 
 from skiff.core.spec import Container, GroupSpec, Resources
 from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.runtime.logfiles import bytes_on_disk
 from skiff.settings import Settings
 from skiff.testing.engine import cached_busybox, supervising
 
@@ -52,17 +53,6 @@ def _conmon_wrote(directory: Path) -> int:
     return 0
 
 
-def _on_disk(directory: Path) -> int:
-    total = 0
-    for path in directory.glob("ctr.log*"):
-        try:
-            if not path.is_symlink():
-                total += path.stat().st_size
-        except FileNotFoundError:
-            continue  # cut meanwhile
-    return total
-
-
 def _percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
@@ -80,7 +70,7 @@ def run(engine: Supervisor, image: str, lines: int, rounds: int) -> None:
     started = time.monotonic()
     peak_disk, wrote, during = 0, 0, []
     while True:
-        peak_disk = max(peak_disk, _on_disk(directory))
+        peak_disk = max(peak_disk, bytes_on_disk(directory))
         wrote = max(wrote, _conmon_wrote(directory))
         began = time.perf_counter()
         tail = engine.logs(spec.id, "writer", tail=100)
@@ -97,7 +87,7 @@ def run(engine: Supervisor, image: str, lines: int, rounds: int) -> None:
     kept = [int(line) for line in text.splitlines()[:-1]]
     gaps = sum(1 for a, b in itertools.pairwise(kept) if b != a + 1)
     print(f"readable: lines {kept[0]}..{kept[-1]} ({len(kept)}), {gaps} gaps, "
-          f"{_on_disk(directory) / 2**20:.2f} MiB of log files (target >= "
+          f"{bytes_on_disk(directory) / 2**20:.2f} MiB of log files (target >= "
           f"{limit / 2**20:.0f} MiB), {len(text) / 2**20:.2f} MiB of text")
     print(f"logs(tail=100) during the write ({len(during)} calls): {_percentiles(during)}")
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM)

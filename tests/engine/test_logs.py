@@ -9,11 +9,11 @@ members (test_drivers.py reads their logs); a sandbox's writer is slower, not di
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.runtime.logfiles import bytes_on_disk
 from skiff.testing.catalog import BuiltImages
 from skiff.testing.groups import box, group_spec
 from skiff.testing.waiting import eventually
@@ -22,18 +22,6 @@ pytestmark = pytest.mark.root
 
 LIMIT = 4 * 1024 * 1024  # RuntimeSettings' default, as the engine fixture has it
 LINES = 3_000_000  # ≈ 160 MB of log, 40 cuts: well under a second at full speed
-
-
-def on_disk(directory: Path) -> int:
-    """Bytes of the log files in a container's directory (the links cost nothing)."""
-    total = 0
-    for path in directory.glob("ctr.log*"):
-        try:
-            if not path.is_symlink():
-                total += path.stat().st_size
-        except FileNotFoundError:
-            continue  # cut meanwhile
-    return total
 
 
 def test_a_fast_writer_keeps_its_log_bounded_and_its_newest_output_readable(
@@ -51,11 +39,11 @@ def test_a_fast_writer_keeps_its_log_bounded_and_its_newest_output_readable(
     deadline = time.monotonic() + 120
     while engine.logs(spec.id, "writer", tail=1) != "done\n":
         assert time.monotonic() < deadline, "the writer did not finish in 120 s"
-        peak = max(peak, on_disk(directory))
+        peak = max(peak, bytes_on_disk(directory))
     assert peak <= 3 * LIMIT
-    eventually(lambda: on_disk(directory) <= 2 * LIMIT, what="skiff to catch up", timeout_s=5)
+    eventually(lambda: bytes_on_disk(directory) <= 2 * LIMIT, what="skiff to catch up", timeout_s=5)
     tail = engine.logs(spec.id, "writer", tail=5)
     assert tail == "".join(f"{i}\n" for i in range(LINES - 3, LINES + 1)) + "done\n"
     kept = [int(line) for line in engine.logs(spec.id, "writer").splitlines()[:-1]]
     assert kept == list(range(kept[0], LINES + 1))
-    assert on_disk(directory) >= LIMIT
+    assert bytes_on_disk(directory) >= LIMIT
