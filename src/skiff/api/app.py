@@ -4,7 +4,8 @@ Every failure leaves as an ARM error body ``{"error": {"code", "message",
 "target"}}`` with a fitting status: skiff's own errors by their class,
 FastAPI's request validation as 400 ``InvalidRequestContent``, unknown
 paths as 404, anything unforeseen as a 500 that says so without a traceback
-(and is logged). Secrets never appear: messages are built without them.
+(and is logged without a secret: :mod:`skiff.api.failures`). Secrets never
+appear: messages are built without them, and what an engine says is scrubbed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skiff import __version__
 from skiff.api import groups, misc, networks, sockets
 from skiff.api.context import ControlPlane
+from skiff.api.failures import Unforeseen
 from skiff.api.limits import BodyLimit, check_names
 from skiff.api.openapi import allowed_methods, describe
 from skiff.api.paths import CanonicalPaths
+from skiff.control.scrubbing import describe_failure
 from skiff.errors import (
     ArmError,
     ContainerCreateFailed,
@@ -90,10 +93,14 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unforeseen(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The last resort, for a failure outside the routes (Unforeseen handles theirs):
+        # nothing tells which secrets its messages could quote, so they are left out.
+        log.error("unhandled error on %s %s\n%s", request.method, request.url.path,
+                  describe_failure(exc, None))
         return _error(500, "InternalServerError",
                       "skiff hit an unexpected error; it has been logged.")
 
     app.add_middleware(BodyLimit)
     app.add_middleware(CanonicalPaths)
+    app.add_middleware(Unforeseen)  # the outermost of ours: it sees every route's failure
     return app

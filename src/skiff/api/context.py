@@ -45,6 +45,9 @@ class Session:
     rows: int = 24
     cols: int = 80
     expires: float = 0.0
+    #: The group's secrets, scrubbed from an engine's error the session answers (None:
+    #: unknown, so such an error tells its code only).
+    secrets: tuple[str, ...] | None = field(default=(), repr=False)
 
 
 class Sessions:

@@ -32,6 +32,7 @@ from skiff.api.context import (
     plane,
 )
 from skiff.control.names import group_fqdn
+from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
 from skiff.core.view import GroupView
 from skiff.errors import ArmError, GroupNotFound
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
@@ -58,18 +59,26 @@ def _record(plane_: ControlPlane, token: TokenRecord, subscription: str, resourc
     return record
 
 
-def _view(plane_: ControlPlane, uid: str) -> GroupView | None:
+def _view(plane_: ControlPlane, record: GroupRecord,
+          body: ContainerGroupBody | None = None) -> GroupView | None:
+    """The engine's view of the group, every text in it scrubbed of the group's secrets
+    (whatever the engine did: the control plane relies on no engine for that)."""
     try:
-        return plane_.engine.view(uid)
+        view = plane_.engine.view(record.uid)
     except GroupNotFound:
         return None
+    return scrub_view(view, _secrets(record, body))
 
 
-def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = True,
-            view: GroupView | None = None) -> dict[str, Any]:
+def _secrets(record: GroupRecord, body: ContainerGroupBody | None = None) -> tuple[str, ...] | None:
+    return group_secrets(body if body is not None else record.body, uid=record.uid,
+                         name=record.name)
+
+
+def _render(plane_: ControlPlane, record: GroupRecord, *,
+            instance_view: bool = True) -> dict[str, Any]:
     body = ContainerGroupBody.from_stored(record.body)
-    if instance_view and view is None:
-        view = _view(plane_, record.uid)
+    view = _view(plane_, record, body) if instance_view else None
     rendered = render_container_group(
         body, resource_id=record.resource_id, name=record.name,
         provisioning_state=record.provisioning_state, view=view if instance_view else None,
@@ -360,8 +369,9 @@ def logs(subscription: str, resource_group: str, name: str, container: str, requ
     if tail is not None and tail < 0:
         raise ArmError(400, "InvalidRequestContent", "tail must be 0 or more.", target="tail")
     try:
-        content = plane_.engine.logs(record.uid, container, tail=tail, timestamps=timestamps,
-                                     previous=previous)
+        with scrubbing_errors(_secrets(record)):  # the output itself is the container's
+            content = plane_.engine.logs(record.uid, container, tail=tail,
+                                         timestamps=timestamps, previous=previous)
     except GroupNotFound:
         content = ""
     return {"content": content}
@@ -404,14 +414,14 @@ async def _session(request: Request, subscription: str, resource_group: str, nam
         size = doc.get("terminalSize") or {}
         if isinstance(size, dict):
             rows, cols = _dimension(size, "rows", 24), _dimension(size, "cols", 80)
-    view = _view(plane_, record.uid)
+    view = _view(plane_, record)
     state = view.container(container) if view is not None else None
     if state is None or state.current.state != "Running":
         raise ArmError(409, "ContainerNotRunning",
                        f"The container '{container}' is not running.")
     password = secrets.token_urlsafe(24)
     session_id = plane_.sessions.add(Session(kind, record.uid, container, password, command,
-                                             rows, cols))
+                                             rows, cols, secrets=_secrets(record)))
     uri = plane_.base_url.replace("https://", "wss://", 1) + f"/ws/{kind}/{session_id}"
     return {"webSocketUri": uri, "password": password}
 

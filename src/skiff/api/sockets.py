@@ -13,6 +13,7 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from skiff.control.scrubbing import scrubbing_errors
 from skiff.errors import SkiffError
 
 router = APIRouter()
@@ -33,11 +34,12 @@ async def session(websocket: WebSocket, kind: str, session_id: str) -> None:
         await _close(websocket, _POLICY_VIOLATION)
         return
     try:
-        if kind == "exec":
-            await _exec(websocket, found.group_uid, found.container, found.command,
-                        (found.rows, found.cols))
-        else:
-            await _attach(websocket, found.group_uid, found.container)
+        with scrubbing_errors(found.secrets):
+            if kind == "exec":
+                await _exec(websocket, found.group_uid, found.container, found.command,
+                            (found.rows, found.cols))
+            else:
+                await _attach(websocket, found.group_uid, found.container)
     except SkiffError as exc:
         with contextlib.suppress(Exception):
             await websocket.send_text(f"error: {exc.message}\r\n")

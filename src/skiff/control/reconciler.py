@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 
 from skiff.control.names import Names
+from skiff.control.scrubbing import describe_failure, group_secrets
 from skiff.core.engine import Engine
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import GroupSpec, SubnetPlacement
@@ -216,8 +217,8 @@ class Reconciler:
                 self.tear_down_vnets()
             else:
                 self.converge(uid)
-        except Exception:  # a worker must survive any one group's failure
-            log.exception("reconciling %s failed", uid)
+        except Exception as exc:  # a worker must survive any one group's failure
+            log.error("reconciling %s failed\n%s", uid, describe_failure(exc, self._secrets(uid)))
         finally:
             with self._done:
                 self._busy.discard(uid)
@@ -226,8 +227,22 @@ class Reconciler:
             for callback in idle:
                 try:
                     callback()
-                except Exception:  # a waiter's failure is not the worker's
-                    log.exception("a callback waiting for group %s failed", uid)
+                except Exception as exc:  # a waiter's failure is not the worker's
+                    log.error("a callback waiting for group %s failed\n%s", uid,
+                              describe_failure(exc, self._secrets(uid)))
+
+    def _secrets(self, uid: str) -> tuple[str, ...] | None:
+        """The secrets of group ``uid``'s definition, to scrub from what is logged of it;
+        None when they cannot be known (the group is gone, its definition unreadable)."""
+        if uid == VNET_TEARDOWNS:
+            return ()  # no group's definition is at hand there
+        try:
+            record = self.store.get_group_by_uid(uid)
+        except Exception:  # the store may be what failed
+            return None
+        if record is None:
+            return None
+        return group_secrets(record.body, uid=uid, name=record.name)
 
     def _resync(self) -> None:
         while not self._stop.wait(self._resync_s):
