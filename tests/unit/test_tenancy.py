@@ -5,7 +5,9 @@ or do to, another subscription's resources.
 The classes of hole, each with its rule: a request naming another subscription's
 resource by id (refused as ARM refuses a linked resource: 403 LinkedAuthorizationFailed);
 a refusal naming another tenant's resources (never); a node-wide listing (only the
-caller's part); subscription ids in another case (one subscription, as in ARM).
+caller's part); subscription ids in another case (one subscription, as in ARM); and,
+over every route of the app that names a subscription, another tenant's token on a
+resource (403 or 404, nothing of it in the answer, nothing of it changed).
 """
 
 from __future__ import annotations
@@ -233,3 +235,118 @@ def test_subscriptions_that_differ_only_in_case_are_one(client: Any) -> None:
         nets = acme.request("GET", f"/subscriptions/{spelling}/providers/Microsoft.Network"
                                    "/virtualNetworks").json()["value"]
         assert [n["id"] for n in nets] == [net("acme")]
+
+
+# ---- every route: another subscription's token on Alice's resources --------------------------
+
+#: Names only Alice's resources have, and what only her resources hold (never sent by Bob).
+ALICE_RG, ALICE_GROUP, ALICE_NET = "alice-rg", "alice-group", "alice-net"
+ALICE_IMAGE = "registry.test/alice-private:7"
+ALICE_TAG = "alice-tag-value"
+ALICE_SUBNET_PREFIX = "10.211.1.0/24"
+
+
+def alice_resources(alice: InProcessClient) -> dict[str, str]:
+    """Alice's resource group, a group (tagged, running), a virtual network with a subnet
+    and an operation; the values each route's path parameters take to name them."""
+    assert alice.request("PUT", rg(ALICE, ALICE_RG),
+                         json={"location": "local", "tags": {"t": ALICE_TAG}}).status_code == 201
+    assert alice.request("PUT", net(ALICE, ALICE_RG).replace("/net", f"/{ALICE_NET}"),
+                         json=vnet_body("10.211")).status_code == 201
+    made = alice.request("PUT", group(ALICE, ALICE_GROUP, ALICE_RG),
+                         json=body(ALICE_IMAGE) | {"tags": {"t": ALICE_TAG}})
+    assert made.status_code == 201, made.text
+    eventually(lambda: alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()[
+        "properties"]["provisioningState"] == "Succeeded", what="Alice's group runs")
+    operation = made.headers["Azure-AsyncOperation"].split("/operations/")[1].split("?")[0]
+    return {"subscription": ALICE, "resource_group": ALICE_RG, "location": "local",
+            "operation": operation, "container": "c", "subnet": "default"}
+
+
+def routes_with_a_subscription(app: Any) -> list[tuple[str, str]]:
+    """(method, path template) of every route of the app whose path names a subscription."""
+    found = []
+    pending = list(app.routes)
+    while pending:
+        route = pending.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            pending.extend(included.routes)
+        path = getattr(route, "path", "")
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if "{subscription}" in path and method != "HEAD":
+                found.append((method, path))
+    return sorted(found)
+
+
+def request_body(method: str, path: str) -> dict[str, Any] | None:
+    """A valid body for the route, so that only the tenancy check can refuse it."""
+    if method not in ("PUT", "PATCH", "POST"):
+        return None
+    if path.endswith("/exec"):
+        return {"command": "ls", "terminalSize": {"rows": 24, "cols": 80}}
+    if method == "PATCH":
+        return {"tags": {"t": "bob-was-here"}}
+    if path.endswith("/subnets/{subnet}"):
+        return {"properties": {"addressPrefix": "10.211.9.0/24"}}
+    if "virtualNetworks" in path:
+        return vnet_body("10.212")
+    if "containerGroups" in path:
+        return body()
+    return {"location": "local"}
+
+
+def test_no_route_lets_another_subscription_read_or_change_alices_resources(
+    client: Any, plane: ControlPlane
+) -> None:
+    """Every route whose path names a subscription, with Bob's token and Alice's resources
+    in the path (her subscription, in two spellings): 403 or 404, nothing of hers in the
+    answer (image, tag, address, subnet, status), and her resources as they were; under
+    Bob's own subscription, lists and reads show nothing of hers."""
+    alice, bob = client(ALICE), client(BOB)
+    names = alice_resources(alice)
+    before = alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()
+    app = create_app(plane)
+    routes = routes_with_a_subscription(app)
+    assert len(routes) >= 25, routes  # the matrix covers the API, not a few routes
+    for spelling in (ALICE, ALICE.upper()):
+        for method, template in routes:
+            name = ALICE_NET if "virtualNetworks/{name}" in template else ALICE_GROUP
+            path = template.format(**names | {"subscription": spelling, "name": name})
+            answer = bob.request(method, path, json=request_body(method, template))
+            assert answer.status_code in (403, 404), (method, path, answer.text)
+            for theirs in (ALICE_IMAGE, ALICE_TAG, ALICE_SUBNET_PREFIX, "10.77.",
+                           "Succeeded", "Running"):
+                assert theirs not in answer.text, (method, path, answer.text)
+    for method, template in routes:  # Bob's own subscription, the same names: his alone
+        if method == "GET":
+            name = ALICE_NET if "virtualNetworks/{name}" in template else ALICE_GROUP
+            answer = bob.request("GET", template.format(**names | {"subscription": BOB,
+                                                                    "name": name}))
+            for theirs in (ALICE_IMAGE, ALICE_TAG, ALICE_SUBNET_PREFIX, ALICE_GROUP,
+                           ALICE_NET, ALICE_RG):
+                assert theirs not in answer.text or answer.status_code == 404, (
+                    template, answer.text)
+    after = alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()
+    assert after["tags"] == before["tags"] == {"t": ALICE_TAG}
+    assert after["properties"]["provisioningState"] == "Succeeded"
+    assert after["properties"]["containers"][0]["properties"]["instanceView"][
+        "restartCount"] == 0
+    assert alice.request("GET", rg(ALICE, ALICE_RG)).status_code == 200
+    assert alice.request("GET", net(ALICE, ALICE_RG).replace("/net", f"/{ALICE_NET}")
+                         ).json()["properties"]["subnets"][0]["properties"][
+        "addressPrefix"] == ALICE_SUBNET_PREFIX
+
+
+def test_an_operation_is_found_only_under_its_own_subscription(client: Any) -> None:
+    """Alice's operation id, asked under Bob's subscription with Bob's token: 404
+    OperationNotFound, as for an id that does not exist."""
+    alice, bob = client(ALICE), client(BOB)
+    names = alice_resources(alice)
+    path = (f"/subscriptions/{BOB}/providers/Microsoft.ContainerInstance/locations/local/"
+            f"operations/{names['operation']}")
+    answer = bob.request("GET", path)
+    assert error(answer, 404, "OperationNotFound")
+    absent = bob.request("GET", path.replace(names["operation"], "0" * 32))
+    assert error(absent, 404, "OperationNotFound").replace("0" * 32, names["operation"]) \
+        == answer.json()["error"]["message"]
