@@ -2,9 +2,9 @@
 
 Every route that parses a body refuses one too large, nested too deep, or
 holding a number Python will not read, with ARM's 400 ``InvalidRequestContent``
-(never a 500 or a dropped connection); every PUT refuses an invalid resource
-group name; ``/openapi.json`` documents what the routes answer, and every 405
-says in ``Allow`` what its path takes.
+(never a 500 or a dropped connection); every request refuses an invalid resource
+group name (but one already stored); ``/openapi.json`` documents what the routes
+answer, and every 405 says in ``Allow`` what its path takes.
 """
 
 from __future__ import annotations
@@ -131,6 +131,37 @@ def test_every_put_refuses_an_invalid_resource_group_name(api: Api, name: str) -
         refused(api("PUT", f"{path}{API}", json=doc), "InvalidResourceGroup")
     assert api.plane.store.list_resource_groups("sub-1") == []
     assert api.plane.store.list_groups(None, limit=10)[0] == []
+
+
+@pytest.mark.parametrize("name", ["a%0Ab", "a%00b", "%2E%2E", "x" * 5000, "rg.", "a%20b"])
+def test_every_method_refuses_an_invalid_resource_group_name(api: Api, name: str) -> None:
+    """A GET, list, DELETE or action under an invalid name is ARM's 400
+    InvalidResourceGroup too (ARM checks the name before looking), not a 404 or a 204."""
+    base = f"/subscriptions/sub-1/resourceGroups/{name}"
+    group = f"{base}/providers/Microsoft.ContainerInstance/containerGroups/g"
+    vnet = f"{base}/providers/Microsoft.Network/virtualNetworks/v"
+    for method, path in (("GET", base), ("DELETE", base), ("GET", group), ("DELETE", group),
+                         ("POST", f"{group}/restart"), ("GET", f"{group}/containers/c/logs"),
+                         ("GET", f"{base}/providers/Microsoft.ContainerInstance/"
+                                 "containerGroups"),
+                         ("GET", vnet), ("DELETE", vnet), ("GET", f"{vnet}/subnets")):
+        refused(api(method, f"{path}{API}"), "InvalidResourceGroup")
+
+
+def test_a_stored_resource_group_an_older_rule_let_in_can_still_go(api: Api) -> None:
+    """A resource group the store holds under a name the rule now refuses (made before it)
+    is read, listed and deleted with what is in it; a PUT under it is refused."""
+    store = api.plane.store
+    store.put_resource_group("sub-1", "legacy.", "local", {})
+    store.put_group("sub-1", "legacy.", "g", "local", GROUP_BODY, {})
+    base = "/subscriptions/sub-1/resourceGroups/legacy."
+    group = f"{base}/providers/Microsoft.ContainerInstance/containerGroups/g"
+    assert api("GET", f"{base}{API}").status_code == 200
+    assert api("GET", f"{group}{API}").status_code == 200
+    refused(api("PUT", f"{group}{API}", json=GROUP_BODY), "InvalidResourceGroup")
+    assert api("DELETE", f"{base}{API}").status_code == 202
+    eventually(lambda: store.get_group("sub-1", "legacy.", "g") is None,
+               what="the legacy group deleted")
 
 
 def test_a_valid_unusual_resource_group_name_is_accepted(api: Api) -> None:

@@ -3,9 +3,9 @@
 A body is read into memory whole (the routes parse JSON), so its size is
 bounded before it is read: a ``Content-Length`` over the limit is refused
 unread, and a body sent in chunks is refused as soon as it passes the limit.
-ARM refuses an invalid resource group name on every write, whatever the
-resource type, so the check is one dependency of every route rather than a
-line in each.
+ARM refuses an invalid resource group name on every request, whatever the
+resource type and method, so the check is one dependency of every route
+rather than a line in each.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from skiff.api.context import MAX_BODY_BYTES
+from skiff.api.context import MAX_BODY_BYTES, plane
 from skiff.errors import ArmError
 from skiff.models.arm import check_resource_group_name
 
@@ -69,8 +69,20 @@ async def _nothing() -> Message:  # pragma: no cover - a response never receives
 
 
 def check_names(request: Request) -> None:
-    """A dependency of every route: a PUT names a valid resource group (ARM's rule; other
-    methods find nothing under an invalid name, and answer 404 as for any absent one)."""
+    """A dependency of every route: the resource group the path names is valid by ARM's
+    rule, whatever the method: ARM answers a GET, a list or a DELETE under an invalid name
+    400 ``InvalidResourceGroup`` as it answers a PUT (not 404: no such group can exist).
+
+    One exception: a resource group the store holds under a name the rule now refuses
+    (made by a skiff from before the rule) can still be read and deleted, so that
+    nothing already made becomes impossible to remove."""
     name = request.path_params.get("resource_group")
-    if request.method == "PUT" and isinstance(name, str):
+    if not isinstance(name, str):
+        return
+    try:
         check_resource_group_name(name)
+    except ArmError:
+        subscription = str(request.path_params.get("subscription", ""))
+        if request.method == "PUT" or plane(request).store.get_resource_group(
+                subscription, name) is None:
+            raise
