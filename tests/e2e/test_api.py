@@ -99,3 +99,26 @@ def test_location_resources_and_operations_list(skiff: RunningServer, images: Bu
     assert "Microsoft.ContainerInstance/containerGroups/read" in [o["name"] for o in ops]
     assert http.get(f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/locations/"
                     f"mars/usages{API}").status_code == 404
+
+
+def test_a_volume_failure_is_the_groups_detail_status(skiff: RunningServer,
+                                                      images: BuiltImages) -> None:
+    """A gitRepo volume whose repository cannot be fetched (a host that no resolver
+    knows, so it fails wherever git may connect): the group is Failed, and its
+    instanceView.detailStatus, not only its operation, says which volume and why."""
+    http = skiff.client()
+    doc = body(images)
+    doc["properties"]["volumes"] = [{"name": "src", "gitRepo": {
+        "repository": "git://nonexistent.invalid/repo.git"}}]
+    doc["properties"]["containers"][0]["properties"]["volumeMounts"] = [
+        {"name": "src", "mountPath": "/src"}]
+    made = http.put(f"{GROUPS}/gitless{API}", json=doc)
+    assert made.status_code == 201, made.text
+    group = settle(http, "gitless")
+    assert group["properties"]["provisioningState"] == "Failed"
+    detail = group["properties"]["instanceView"]["detailStatus"]
+    assert "volumes could not be prepared" in detail
+    assert "nonexistent.invalid" in detail
+    operation = http.get(made.headers["Azure-AsyncOperation"]).json()
+    assert operation["status"] == "Failed"
+    assert "nonexistent.invalid" in operation["error"]["message"]
