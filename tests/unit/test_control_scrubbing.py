@@ -20,6 +20,7 @@ from skiff.control.scrubbing import (
     WITHHELD,
     describe_failure,
     scrub_view,
+    scrubbing_errors,
     secrets_in_body,
 )
 from skiff.core.secrets import MASK
@@ -102,6 +103,18 @@ def test_secrets_in_body_finds_secrets_wherever_a_raw_body_nests_them() -> None:
     found: set[object] = set(secrets_in_body(doc))
     assert {SECRET, "pa55", "k3y", "deep", FILE_SECRET} <= found
     assert 7 not in found
+
+
+def test_scrubbing_errors_masks_an_engine_errors_message_or_withholds_it() -> None:
+    """Known secrets: the SkiffError raised inside leaves with them masked (message and
+    str); unknown (None): with its code only."""
+    with pytest.raises(RuntimeFailure) as caught, scrubbing_errors((SECRET,)):
+        raise RuntimeFailure(f"exec {SECRET} failed")
+    assert caught.value.message == f"exec {MASK} failed"
+    assert SECRET not in str(caught.value)
+    with pytest.raises(RuntimeFailure) as caught, scrubbing_errors(None):
+        raise RuntimeFailure(f"exec {SECRET} failed")
+    assert caught.value.message == "the engine failed (ContainerRuntimeFailed)"
 
 
 def raise_chained() -> None:
