@@ -129,9 +129,12 @@ def test_a_redirect_to_another_node_port_is_not_followed_there(engine: Superviso
     """An allowed registry that redirects (307) to another loopback port of the node: skopeo
     follows it inside the namespace, where that port is closed; the port sees nothing."""
     with listening("127.0.0.1") as hidden:
-        handler = type("Redirect", (_Redirect,), {
-            "target": f"http://127.0.0.1:{hidden.getsockname()[1]}"})
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        hidden_port = hidden.getsockname()[1]
+
+        class Redirect(_Redirect):
+            target = f"http://127.0.0.1:{hidden_port}"
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -139,7 +142,7 @@ def test_a_redirect_to_another_node_port_is_not_followed_there(engine: Superviso
             engine.fetching.allow(host)
             with pytest.raises(RegistryUnreachable, match="connection failed"):
                 engine.images.pull(f"{host}/team/app:1")
-            assert handler.seen >= 1  # the redirect was served
+            assert Redirect.seen >= 1  # the redirect was served
             assert connections(hidden) == 0
         finally:
             server.shutdown()

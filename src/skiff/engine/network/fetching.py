@@ -211,9 +211,10 @@ class FetchNamespace:
     def ensure(self) -> None:
         """Make the namespace, its veth, rules and relays, unless they are there."""
         with self._lock:
-            if self._ready:
+            # Another node on this data root may have replaced it (and removed it since).
+            if self._ready and self.path.exists():
                 return
-            self._remove()  # what a crashed node left on this data root
+            self._remove()  # what a crashed node (or another on this data root) left
             try:
                 self._make()
             except BaseException:
