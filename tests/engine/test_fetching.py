@@ -23,6 +23,7 @@ from skiff.testing.catalog import PRIVATE_PASSWORD, PRIVATE_USER, BuiltImages
 from skiff.testing.engine import wait_view
 from skiff.testing.groups import group_spec
 from skiff.testing.registry import free_port
+from skiff.testing.waiting import eventually
 
 pytestmark = pytest.mark.root
 
@@ -188,3 +189,36 @@ def test_the_namespace_goes_with_the_node_and_a_crashed_ones_is_replaced(tmp_pat
     table = subprocess.run(["nft", "list", "table", "inet", second.table], capture_output=True,
                            check=False)
     assert table.returncode != 0
+
+
+def test_a_loopback_resolver_is_relayed_into_the_namespace(tmp_path: Path) -> None:
+    """A host whose resolver is a loopback stub (systemd-resolved's 127.0.0.53): fetches
+    reach it over UDP and TCP on port 53 through the relay, and nothing else of loopback."""
+    resolver = "127.0.0.77"
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"nameserver {resolver}\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind((resolver, 53))
+        tcp.bind((resolver, 53))
+        tcp.listen(4)
+        udp.settimeout(10)
+        fetch = FetchNamespace(tmp_path / "root", NetworkSettings(resolv_conf=conf))
+        try:
+            probe = ("import socket\n"
+                     f"u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10)\n"
+                     f"u.sendto(b'query', ('{resolver}', 53)); print(u.recv(100).decode())\n"
+                     f"socket.create_connection(('{resolver}', 53), timeout=10).close()\n"
+                     "try:\n"
+                     f"    socket.create_connection(('{resolver}', 54), timeout=10)\n"
+                     "except ConnectionRefusedError:\n"
+                     "    print('54 refused')\n")
+            child = subprocess.Popen(fetch.command(["python3", "-c", probe]),
+                                     stdout=subprocess.PIPE, text=True)
+            query, client = udp.recvfrom(100)
+            udp.sendto(b"answer to " + query, client)
+            out, _ = child.communicate(timeout=20)
+        finally:
+            fetch.close()
+        assert out.split("\n")[:2] == ["answer to query", "54 refused"]
+        tcp.setblocking(False)  # the relay's connection for the probe's, made meanwhile:
+        eventually(lambda: connections(tcp) == 1, what="the relay reaches TCP 53", timeout_s=10)

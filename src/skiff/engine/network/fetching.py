@@ -223,9 +223,10 @@ class FetchNamespace:
             self._ready = True
 
     def close(self) -> None:
-        """Stop the relays and remove the namespace, veth and rules. Idempotent."""
+        """Stop the relays and remove the namespace, veth and rules, this node's or those a
+        crashed one left on this data root. Idempotent."""
         with self._lock:
-            if self._ready:  # else nothing was made (a crash's leftovers go at ensure())
+            if self._ready or self.path.exists():  # else there is nothing to remove
                 self._ready = False
                 self._remove()
 
