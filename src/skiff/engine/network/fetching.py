@@ -8,7 +8,8 @@ their errors would tell open ports from closed ones. Checking the text first
 cannot stop a name that resolves to 127.0.0.1 or a redirect to it; so the
 rule is enforced where connections are made. Every tenant fetch runs in one
 network namespace per node (``sk-<tag>-fetch``, beside the groups'), through
-``nsenter --net`` (≈ 1 ms per call):
+``nsenter --net`` (≈ 2 ms per call: a cached image's pull, its manifest check
+included, takes 18 ms instead of 16; bench/bench_images.py):
 
 - ``lo`` is up and nothing of the host is on it: 127.0.0.1:PORT in there is
   the namespace's own loopback, where nothing listens but the relays below;
