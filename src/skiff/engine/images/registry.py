@@ -10,6 +10,8 @@ Credentials never appear in a process's arguments, a log, an error or a file
 in clear: they are written to an anonymous memory file (``memfd``) that only
 skopeo inherits, and skopeo runs with an empty ``HOME`` and
 ``DOCKER_CONFIG`` so that it cannot fall back on anyone else's credentials.
+A group's pulls run it in the node's fetch namespace (``confine``), off the
+node's own services (:mod:`skiff.engine.network.fetching`).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ _DIGEST = ("digest did not match", "digest mismatch")
 # Failures to connect, which one text says alike: a destination the fetch namespace
 # refuses (the node's own, link-local) reads as a closed port does, so that no error
 # tells a tenant which of the node's ports are open.
-CONNECTION_FAILED = ("connection refused", "no route to host", "network is unreachable",
-                     "host is unreachable", "connection reset", "eof")
+_CONNECTION_FAILED = ("connection refused", "no route to host", "network is unreachable",
+                      "host is unreachable", "connection reset", "eof")
 
 
 _MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
@@ -98,7 +100,7 @@ def classify(stderr: str, ref: Reference) -> SkiffError:
     if any(s in text for s in _NOT_FOUND):
         return ImageNotFound(f"image {ref} was not found in the registry {ref.domain}")
     if any(s in text for s in _UNREACHABLE):
-        if any(s in text for s in CONNECTION_FAILED):
+        if any(s in text for s in _CONNECTION_FAILED):
             reason = "connection failed"
         return RegistryUnreachable(f"the registry {ref.domain} cannot be reached for image "
                                    f"{ref}: {reason}")
