@@ -94,9 +94,10 @@ class Endpoint:
 
 
 @contextlib.contextmanager
-def serving(data_root: Path) -> Iterator[tuple[Server, Endpoint]]:
-    """A skiff server in this process (skiff.testing.server) and where clients find it."""
-    with running_server(data_root, pool_size=4) as running:
+def serving(data_root: Path, registry: str) -> Iterator[tuple[Server, Endpoint]]:
+    """A skiff server in this process (skiff.testing.server), its tenants' pulls allowed
+    to reach the local ``registry`` (``HOST:PORT``), and where clients find it."""
+    with running_server(data_root, pool_size=4, allow=(registry,)) as running:
         yield running.server, Endpoint(running.url, str(running.ca), running.token)
 
 
@@ -440,7 +441,7 @@ def main() -> None:
         cleanup.callback(podman.clean)
         podman("pull", "--quiet", "--tls-verify=false", image)
 
-        server, endpoint = cleanup.enter_context(serving(work / "root"))
+        server, endpoint = cleanup.enter_context(serving(work / "root", registry.host))
         client = cleanup.enter_context(client_process(endpoint))
 
         def remote(fn: Any, *fn_args: Any) -> Any:

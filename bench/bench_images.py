@@ -7,6 +7,9 @@ figure is a median over N rounds, beside a baseline measured in the same run:
 - reusing a present image (the manifest check included) vs a bare
   ``skopeo inspect --raw`` of the same reference (the floor of any check);
   target < 50 ms, and no blob downloaded;
+- the same, and a pull into an empty store, as a group's are made: in the
+  node's fetch namespace (``nsenter``, the registry reached through a relay),
+  beside the same on the host;
 - assembling a container rootfs of a cached image; target < 20 ms;
 - unpacking a layer vs ``tar -xpf`` of the same layer blob; target <= 2x. On
   disk (where layers live) file creation dominates both; on tmpfs the figure
@@ -29,6 +32,8 @@ from pathlib import Path
 
 from skiff.engine.images import ImageStore
 from skiff.engine.images.layers import unpack_layer
+from skiff.engine.network.fetching import FetchNamespace
+from skiff.settings import NetworkSettings
 from skiff.testing.images import ImageSpec, LayerBuilder, Layout, busybox_layer, push
 from skiff.testing.registry import running_registry
 
@@ -85,6 +90,7 @@ def bench_pull_and_rootfs(work: Path, rounds: int) -> list[tuple[str, float, str
         rows.append(("pull of a present image (manifest check included)", cached,
                      f"floor: bare skopeo inspect --raw {floor:.1f} ms; "
                      f"blobs downloaded: {downloads}"))
+        rows.extend(_bench_fetch_namespace(work, ref, registry.host, store, rounds))
     ids = iter(range(10**6))
     current: list[str] = []
 
@@ -102,6 +108,34 @@ def bench_pull_and_rootfs(work: Path, rounds: int) -> list[tuple[str, float, str
                  ""))
     remove()
     return rows
+
+
+def _bench_fetch_namespace(work: Path, ref: str, registry: str, host_store: ImageStore,
+                           rounds: int) -> list[tuple[str, float, str]]:
+    """Pulls as a group's are made (in the fetch namespace), beside the same on the host."""
+    fetch = FetchNamespace(work / "root", NetworkSettings(allow_local_endpoints=(registry,)))
+    try:
+        confined = ImageStore(work / "confined" / "images", confine=fetch.command)
+        confined.pull(ref)  # the namespace is made at the first fetch
+        on_host = _median_ms(lambda: host_store.pull(ref), rounds)
+        inside = _median_ms(lambda: confined.pull(ref), rounds)
+        fresh = iter(range(10**6))
+
+        def empty_store_pull(confine: bool) -> None:
+            store = ImageStore(work / f"fresh{next(fresh)}" / "images",
+                               confine=fetch.command if confine else None)
+            store.pull(ref)
+            shutil.rmtree(store.root.parent)
+
+        few = max(3, rounds // 4)
+        cold_host = _median_ms(lambda: empty_store_pull(False), few)
+        cold_inside = _median_ms(lambda: empty_store_pull(True), few)
+    finally:
+        fetch.close()
+    return [("pull of a present image, in the fetch namespace", inside,
+             f"on the host: {on_host:.1f} ms"),
+            ("pull into an empty store, in the fetch namespace", cold_inside,
+             f"on the host: {cold_host:.1f} ms")]
 
 
 def bench_unpack(work: Path, into: Path, rounds: int, where: str) -> list[tuple[str, float, str]]:

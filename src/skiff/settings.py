@@ -132,6 +132,11 @@ class NetworkSettings:
     netns_dir: Path = Path("/run/netns")
     #: The host's resolver configuration, the default for the groups'.
     resolv_conf: Path = Path("/etc/resolv.conf")
+    #: Endpoints on this node (``HOST:PORT``, an IP address or ``localhost``) that
+    #: tenants' image pulls and gitRepo clones may reach: a local registry, say.
+    #: Every other address of the node, loopback, link-local and the groups'
+    #: networks are out of their reach (see skiff.engine.network.fetching).
+    allow_local_endpoints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -80,7 +80,7 @@ def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Node]:
     images = request.getfixturevalue("images")
     # A short grace: the test containers are shells, which ignore SIGTERM as PID 1.
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    with fast_supervising(settings) as supervisor:
+    with fast_supervising(settings, allow=images.endpoints) as supervisor:
         yield Node(supervisor, images.bb, _local_traces(supervisor))
 
 

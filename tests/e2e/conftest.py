@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from skiff.testing.catalog import BuiltImages
 from skiff.testing.server import RunningServer, running_server
 
 
 @pytest.fixture
-def skiff(tmp_path: Path) -> Iterator[RunningServer]:
-    """A skiff serving on a fresh data root; its groups and node set-up go after."""
-    with running_server(tmp_path / "root") as running:
+def skiff(tmp_path: Path, images: BuiltImages) -> Iterator[RunningServer]:
+    """A skiff serving on a fresh data root, its tenants' pulls allowed to reach the
+    session's registries; its groups and node set-up go after."""
+    with running_server(tmp_path / "root", allow=images.endpoints) as running:
         yield running

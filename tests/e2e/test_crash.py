@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from skiff.engine.network import firewall
+from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import bridge_name
 from skiff.engine.runtime import cgroups
 from skiff.engine.runtime.conmon import run_dir_for
@@ -36,14 +37,15 @@ GROUPS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerI
 class Serve:
     """`python3 -m skiff serve` as a process of its own."""
 
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
+    def __init__(self, root: Path, port: int, allow: Sequence[str]) -> None:
+        self.root, self.port, self.allow = root, port, allow
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "skiff", "serve", "--data-root", str(self.root),
-             "--listen", f"127.0.0.1:{self.port}"],
+             "--listen", f"127.0.0.1:{self.port}",
+             *(f"--allow-local-endpoint={endpoint}" for endpoint in self.allow)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         process = self.process
 
@@ -67,9 +69,9 @@ class Serve:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
+def serve(tmp_path: Path, images: BuiltImages) -> Iterator[Serve]:
     root = tmp_path / "root"
-    server = Serve(root, free_port())
+    server = Serve(root, free_port(), images.endpoints)
     try:
         yield server
     finally:
@@ -79,6 +81,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
             cleanup.callback(subprocess.run, ["ip", "link", "del", bridge_name(root)],
                              capture_output=True, check=False)
             cleanup.callback(firewall.remove_host_guard, bridge_name(root))
+            cleanup.callback(FetchNamespace(root).close)  # a killed server's
             cleanup.callback(_drain_pool, root)
             cleanup.callback(_delete_everything, server)
 

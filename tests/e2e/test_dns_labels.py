@@ -27,10 +27,11 @@ PROVIDER = "providers/Microsoft.ContainerInstance/containerGroups"
 
 
 @pytest.fixture
-def named(tmp_path: Path) -> Iterator[tuple[RunningServer, int]]:
+def named(tmp_path: Path, images: BuiltImages) -> Iterator[tuple[RunningServer, int]]:
     """A skiff serving name labels over DNS on a free loopback port."""
     port = free_port()
-    with running_server(tmp_path / "root", dns_listen=f"127.0.0.1:{port}") as running:
+    with running_server(tmp_path / "root", dns_listen=f"127.0.0.1:{port}",
+                        allow=images.endpoints) as running:
         yield running, port
 
 

@@ -26,7 +26,7 @@ def test_slow_deletes_run_in_parallel_and_hold_no_create(tmp_path: Path,
     """8 groups ignoring SIGTERM deleted at once (twice the workers): they show Deleting,
     another tenant's create is Running meanwhile within seconds, and all 8 are gone in
     about one grace (10 s), not two."""
-    with running_server(tmp_path / "root", stop_grace_s=10) as skiff:
+    with running_server(tmp_path / "root", stop_grace_s=10, allow=images.endpoints) as skiff:
         http = skiff.client()
         alice = GROUPS.format(sub="alice")
         for i in range(8):

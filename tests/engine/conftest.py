@@ -47,5 +47,5 @@ def engine(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
     cgroups go after, pass or fail."""
     # A short grace: most test containers are shells that ignore SIGTERM as PID 1.
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
-    with fast_supervising(settings) as supervisor:
+    with fast_supervising(settings, allow=images.endpoints) as supervisor:
         yield supervisor

@@ -44,8 +44,8 @@ pytestmark = pytest.mark.root
 USERNS = (300000, 65536)
 
 
-def make_engine(userns: tuple[int, int] | None, allow_privileged: bool = False
-                ) -> Iterator[Supervisor]:
+def make_engine(images: BuiltImages, userns: tuple[int, int] | None,
+                allow_privileged: bool = False) -> Iterator[Supervisor]:
     """A supervisor on a fresh data root that the mapped root can traverse (0711 under
     /tmp, as skiff serve makes it; pytest's own directories are 0700); everything goes
     after, idmapped views included."""
@@ -54,7 +54,7 @@ def make_engine(userns: tuple[int, int] | None, allow_privileged: bool = False
     settings = Settings(data_root=data_root, api=ApiSettings(allow_privileged=allow_privileged),
                         runtime=RuntimeSettings(stop_grace_s=1, userns=userns))
     try:
-        with fast_supervising(settings) as supervisor:
+        with fast_supervising(settings, allow=images.endpoints) as supervisor:
             yield supervisor
     finally:
         shutil.rmtree(data_root, ignore_errors=True)
@@ -63,13 +63,13 @@ def make_engine(userns: tuple[int, int] | None, allow_privileged: bool = False
 @pytest.fixture
 def remapped(images: BuiltImages) -> Iterator[Supervisor]:
     """A supervisor running containers under --userns-remap 300000:65536."""
-    yield from make_engine(USERNS)
+    yield from make_engine(images, USERNS)
 
 
 @pytest.fixture
 def engine(images: BuiltImages) -> Iterator[Supervisor]:
     """A supervisor without remapping that admits privileged containers."""
-    yield from make_engine(None, allow_privileged=True)
+    yield from make_engine(images, None, allow_privileged=True)
 
 
 def box(images: BuiltImages, name: str, script: str, **fields: object) -> Container:

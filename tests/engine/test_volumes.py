@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from skiff.core.spec import EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
+from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.volumes.manager import Volumes
 from skiff.errors import (
     GitRepoUnreachable,
@@ -565,3 +566,18 @@ def test_a_missing_repository_is_a_final_error(
     assert not caught.value.transient
     assert isinstance(caught.value, SkiffError)
     assert not (data_root / "volumes" / GROUP).exists()
+
+
+@pytest.mark.root
+def test_a_groups_clone_reaches_a_git_server_on_the_node_only_once_allowed(
+    engine: Supervisor, git_server: GitServer
+) -> None:
+    """A group's clones run in the fetch namespace: a git daemon on the node's loopback is
+    out of reach (it fails as a closed port does) until the node allows its endpoint."""
+    spec = [Volume("src", GitRepoVolume(git_server.url, "."))]
+    with pytest.raises(GitRepoUnreachable, match="connection failed"):
+        engine.volumes.prepare(GROUP, spec)
+    engine.fetching.allow(f"127.0.0.1:{git_server.port}")
+    path = engine.volumes.prepare(GROUP, spec)["src"]
+    assert head(path) == git_server.second
+    engine.volumes.cleanup(GROUP)

@@ -64,3 +64,21 @@ def test_serve_passes_its_public_cached_images(monkeypatch: pytest.MonkeyPatch) 
     assert "--public-cached-image" in bad.output
     assert started[1:] == []
     assert "--public-cached-image" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
+def test_serve_passes_its_allowed_local_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each --allow-local-endpoint reaches NetworkSettings; one that is no address and
+    port is a usage error; --help documents the option."""
+    import skiff.server
+
+    started: list[Settings] = []
+    monkeypatch.setattr(skiff.server, "serve", started.append)
+    result = CliRunner().invoke(main, ["serve", "--allow-local-endpoint", "127.0.0.1:5000",
+                                       "--allow-local-endpoint", "localhost:5001"])
+    assert result.exit_code == 0, result.output
+    assert started[0].network.allow_local_endpoints == ("127.0.0.1:5000", "localhost:5001")
+    bad = CliRunner().invoke(main, ["serve", "--allow-local-endpoint", "registry.local:5000"])
+    assert bad.exit_code == 2
+    assert "--allow-local-endpoint" in bad.output
+    assert started[1:] == []
+    assert "--allow-local-endpoint" in CliRunner().invoke(main, ["serve", "--help"]).output

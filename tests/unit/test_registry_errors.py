@@ -112,3 +112,18 @@ def test_only_loopback_and_configured_registries_skip_tls(
     """Loopback registries are reached without TLS checks, others only when configured so."""
     skopeo = Skopeo(ImageSettings(insecure_registries=insecure), tmp_path)
     assert skopeo._insecure(parse(reference)) is plain
+
+
+@pytest.mark.parametrize("failure", [
+    "dial tcp 127.0.0.1:22: connect: connection refused",
+    "dial tcp 169.254.1.1:80: connect: no route to host",
+    "read tcp 127.0.0.1:40000->127.0.0.1:22: read: connection reset by peer",
+    'Get "http://127.0.0.1:22/v2/": EOF',
+])
+def test_every_failure_to_connect_reads_the_same(failure: str) -> None:
+    """A refused destination, a closed port and a port that hangs up give one text: an
+    error does not tell a tenant which of the node's ports are open."""
+    error = classify(_fatal(f"pinging container registry 127.0.0.1:5000: {failure}"), REF)
+    assert isinstance(error, RegistryUnreachable)
+    assert error.message == (f"the registry 127.0.0.1:5000 cannot be reached for image {REF}: "
+                             "connection failed")

@@ -68,12 +68,19 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
               help="An image every tenant may see in cachedImages once it is in the node's "
                    "cache (repeatable); other cached images are listed only to the "
                    "subscriptions whose groups use them.")
+@click.option("--allow-local-endpoint", "allow_local_endpoints", multiple=True,
+              metavar="HOST:PORT",
+              help="An endpoint on this node (an IP address or localhost, and a port) that "
+                   "tenants' image pulls and gitRepo clones may reach, such as a local "
+                   "registry (repeatable). Every other address of the node, loopback and "
+                   "link-local is out of their reach.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
           dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
           public_subnet: str | None, public_interface: str | None,
-          public_cached_images: tuple[str, ...], verbose: bool) -> None:
+          public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
+          verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -102,7 +109,8 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
             ipaddress.IPv4Network(public_subnet)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--public-subnet") from None
-    network = NetworkSettings(subnet=public_subnet, public_interface=public_interface)
+    network = NetworkSettings(subnet=public_subnet, public_interface=public_interface,
+                              allow_local_endpoints=_check_endpoints(allow_local_endpoints))
     run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime,
                         network=network))
 
@@ -130,6 +138,19 @@ def _check_images(refs: tuple[str, ...]) -> tuple[str, ...]:
         except InvalidReference as exc:
             raise click.BadParameter(exc.message, param_hint="--public-cached-image") from None
     return refs
+
+
+def _check_endpoints(endpoints: tuple[str, ...]) -> tuple[str, ...]:
+    """``--allow-local-endpoint`` values, each an IP address (or localhost) and a port."""
+    from skiff.engine.network.fetching import Endpoint
+    from skiff.errors import InvalidInput
+
+    for endpoint in endpoints:
+        try:
+            Endpoint.parse(endpoint)
+        except InvalidInput as exc:
+            raise click.BadParameter(exc.message, param_hint="--allow-local-endpoint") from None
+    return endpoints
 
 
 def _check_dns_listen(listen: str) -> None:

@@ -42,6 +42,11 @@ class BuiltImages:
     evil: str  # a layer that tries to leave its directory
     many: str  # 80 layers: more than one page of overlay options
 
+    @property
+    def endpoints(self) -> tuple[str, str]:
+        """The registries' ``HOST:PORT``, for a node's ``allow_local_endpoints``."""
+        return (self.public.host, self.private.host)
+
 
 def _data_layer(b: LayerBuilder) -> None:
     b.dir("data")

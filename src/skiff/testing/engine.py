@@ -16,7 +16,8 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,15 @@ def kill(pid: int) -> None:
 
 
 @contextlib.contextmanager
-def supervising(settings: Settings, *, pool_size: int = 1,
+def supervising(settings: Settings, *, pool_size: int = 1, allow: Sequence[str] = (),
                 **options: Any) -> Iterator[Supervisor]:
     """A Supervisor on ``settings`` (``options`` go to it: backoff, monitor
-    interval); everything it made goes after."""
+    interval) whose fetches may reach the local endpoints ``allow`` too (the tests'
+    registries); everything it made goes after."""
+    if allow:
+        network = replace(settings.network, allow_local_endpoints=(
+            *settings.network.allow_local_endpoints, *allow))
+        settings = replace(settings, network=network)
     networks = Networks(settings.data_root, NetworkSettings(pool_size=pool_size))
     supervisor = Supervisor(settings, networks=networks, **options)
     try:
@@ -91,6 +97,7 @@ def cached_busybox(engine: Supervisor, work: Path) -> Iterator[str]:
     layout = Layout(work / "layout")
     layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
     with running_registry(work / "registry") as registry:
+        engine.fetching.allow(registry.host)
         push(work / "layout", "1", registry.host, "bench/busybox")
         image = f"{registry.host}/bench/busybox:1"
         engine.images.pull(image)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import pytest
@@ -30,9 +30,10 @@ needs_runsc = pytest.mark.skipif(shutil.which("runsc") is None, reason="needs ru
 
 
 @contextlib.contextmanager
-def fast_supervising(settings: Settings) -> Iterator[Supervisor]:
-    """A Supervisor on ``settings``; everything it made goes after, pass or fail."""
-    with testing.supervising(settings, backoff=FAST_BACKOFF,
+def fast_supervising(settings: Settings, allow: Sequence[str] = ()) -> Iterator[Supervisor]:
+    """A Supervisor on ``settings`` whose fetches may reach the local endpoints ``allow``
+    too (the tests' registries); everything it made goes after, pass or fail."""
+    with testing.supervising(settings, allow=allow, backoff=FAST_BACKOFF,
                              monitor_interval_s=0.05) as supervisor:
         yield supervisor
 

@@ -13,7 +13,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,14 +63,18 @@ def wait_port(port: int, timeout_s: float = 15) -> None:
 
 @contextlib.contextmanager
 def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float = 1,
-                   dns_listen: str | None = None) -> Iterator[RunningServer]:
+                   dns_listen: str | None = None,
+                   allow: Sequence[str] = ()) -> Iterator[RunningServer]:
     """Serve a skiff on ``data_root``; stop it and clean up after.
 
-    ``dns_listen`` (``HOST:PORT``): serve name labels over DNS there too.
+    ``dns_listen`` (``HOST:PORT``): serve name labels over DNS there too. ``allow``:
+    local endpoints (the tests' registries) that tenants' pulls may reach, as
+    ``skiff serve --allow-local-endpoint`` says.
     """
     port = free_port()
     settings = Settings(data_root=data_root, api=ApiSettings(listen=f"127.0.0.1:{port}"),
-                        network=NetworkSettings(pool_size=pool_size),
+                        network=NetworkSettings(pool_size=pool_size,
+                                                allow_local_endpoints=tuple(allow)),
                         runtime=RuntimeSettings(stop_grace_s=stop_grace_s),
                         dns=DnsSettings(listen=dns_listen))
     server = build(settings)

@@ -48,6 +48,7 @@ from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot
 from skiff.engine.group.restarts import ContainerExit
 from skiff.engine.group.validation import validate
 from skiff.engine.images import ImageStore
+from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import Networks
 from skiff.engine.runtime import registry
 from skiff.engine.runtime.conmon import ConmonRuntime, ContainerStatus
@@ -79,11 +80,16 @@ class Supervisor:
     def __init__(self, settings: Settings, *, images: ImageStore | None = None,
                  networks: Networks | None = None, volumes: Volumes | None = None,
                  runtime: ConmonRuntime | None = None, backoff: BackoffSettings | None = None,
+                 fetching: FetchNamespace | None = None,
                  monitor_interval_s: float = MONITOR_INTERVAL_S) -> None:
         self.settings = settings
-        self.images = images or ImageStore(settings.images_root, settings.images)
+        #: Where tenants' image pulls and git clones run: off the node's own services.
+        self.fetching = fetching or FetchNamespace(settings.data_root, settings.network)
+        self.images = images or ImageStore(settings.images_root, settings.images,
+                                           confine=self.fetching.command)
         self.networks = networks or Networks(settings.data_root, settings.network)
-        self.volumes = volumes or Volumes(settings.data_root, settings.volumes)
+        self.volumes = volumes or Volumes(settings.data_root, settings.volumes,
+                                          confine=self.fetching.command)
         self.runtime = runtime or ConmonRuntime(settings.data_root, settings.runtime)
         #: One driver per isolation, all on ``runtime`` (see :meth:`_driver`).
         self.drivers = registry.node_drivers(self.runtime, settings.runtime)
@@ -297,10 +303,12 @@ class Supervisor:
         return self.networks.vnets()
 
     def close(self) -> None:
-        """Stop watching (containers keep running: conmon holds them)."""
+        """Stop watching (containers keep running: conmon holds them) and remove the
+        fetch namespace (the next node makes it again)."""
         self._stop.set()
         self._monitor.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.fetching.close()
         self._stops.shutdown(wait=False, cancel_futures=True)  # each ends within its grace
 
     # ---- finding a group ----------------------------------------------------

@@ -10,6 +10,8 @@ Credentials never appear in a process's arguments, a log, an error or a file
 in clear: they are written to an anonymous memory file (``memfd``) that only
 skopeo inherits, and skopeo runs with an empty ``HOME`` and
 ``DOCKER_CONFIG`` so that it cannot fall back on anyone else's credentials.
+A group's pulls run it in the node's fetch namespace (``confine``), off the
+node's own services (:mod:`skiff.engine.network.fetching`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +66,11 @@ _UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "deadline e
                 "connection reset", "server misbehaving", "eof", "timeout",
                 "pinging container registry", "temporary failure in name resolution")
 _DIGEST = ("digest did not match", "digest mismatch")
+# Failures to connect, which one text says alike: a destination the fetch namespace
+# refuses (the node's own, link-local) reads as a closed port does, so that no error
+# tells a tenant which of the node's ports are open.
+_CONNECTION_FAILED = ("connection refused", "no route to host", "network is unreachable",
+                      "host is unreachable", "connection reset", "eof")
 
 
 _MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
@@ -93,6 +100,8 @@ def classify(stderr: str, ref: Reference) -> SkiffError:
     if any(s in text for s in _NOT_FOUND):
         return ImageNotFound(f"image {ref} was not found in the registry {ref.domain}")
     if any(s in text for s in _UNREACHABLE):
+        if any(s in text for s in _CONNECTION_FAILED):
+            reason = "connection failed"
         return RegistryUnreachable(f"the registry {ref.domain} cannot be reached for image "
                                    f"{ref}: {reason}")
     return ImageError(f"image {ref}: {reason}")
@@ -101,8 +110,12 @@ def classify(stderr: str, ref: Reference) -> SkiffError:
 class Skopeo:
     """A skopeo client bound to the image settings."""
 
-    def __init__(self, settings: ImageSettings, scratch: Path) -> None:
+    def __init__(self, settings: ImageSettings, scratch: Path, *,
+                 confine: Callable[[Sequence[str]], list[str]] | None = None) -> None:
         self.settings = settings
+        #: Makes a registry call's command run where tenants' fetches must (the fetch
+        #: namespace, :mod:`skiff.engine.network.fetching`); None: on the host.
+        self.confine = confine
         self._insecure_hosts = frozenset(normalize_registry(h) for h in
                                          settings.insecure_registries)
         # An empty home: skopeo must not read any user's stored credentials.
@@ -135,8 +148,10 @@ class Skopeo:
             os.close(fd)
 
     def _run(self, args: list[str], ref: Reference, fds: tuple[int, ...],
-             timeout_s: float) -> bytes:
+             timeout_s: float, *, remote: bool = True) -> bytes:
         argv = [self.settings.skopeo, "--command-timeout", f"{int(timeout_s)}s", *args]
+        if remote and self.confine is not None:
+            argv = self.confine(argv)
         try:
             done = subprocess.run(argv, capture_output=True, env=self._env, pass_fds=fds,
                                   timeout=timeout_s + 5, check=False)
@@ -170,4 +185,4 @@ class Skopeo:
         """Copy a local archive (``docker-archive:PATH`` or ``oci-archive:PATH``)
         into the OCI layout ``layout``."""
         args = ["copy", "--quiet", "--insecure-policy", source, f"oci:{layout}:image"]
-        self._run(args, ref, (), self.settings.pull_timeout_s)
+        self._run(args, ref, (), self.settings.pull_timeout_s, remote=False)

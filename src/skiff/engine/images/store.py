@@ -25,7 +25,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +82,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class ImageStore:
     """All images of one data root."""
 
-    def __init__(self, root: Path, settings: ImageSettings | None = None) -> None:
+    def __init__(self, root: Path, settings: ImageSettings | None = None, *,
+                 confine: Callable[[Sequence[str]], list[str]] | None = None) -> None:
+        """``confine``: how registry calls are made to run where tenants' fetches
+        must (the node's fetch namespace); None: on the host, as the operator's."""
         self.root = root
         self.settings = settings or ImageSettings()
         self.blobs = BlobStore(root)
@@ -93,7 +96,7 @@ class ImageStore:
         for d in (self._layers, self._links, self._refs):
             d.mkdir(parents=True, exist_ok=True)
         self.rootfs = Rootfses(root, self._links)
-        self.skopeo = Skopeo(self.settings, self._tmp)
+        self.skopeo = Skopeo(self.settings, self._tmp, confine=confine)
         self._gc_lock = root / "gc.lock"
 
     # ---- references -------------------------------------------------------

@@ -177,3 +177,9 @@ def host_guard_installed(bridge: str) -> bool:
     except (OSError, subprocess.SubprocessError) as exc:
         raise NetworkError(f"nft could not run: {exc}") from exc
     return done.returncode == 0
+
+
+def apply(script: str) -> None:
+    """Apply an nft ``script`` on the host, as one transaction (the fetch namespace's rules,
+    :mod:`~skiff.engine.network.fetching`)."""
+    _nft(script)

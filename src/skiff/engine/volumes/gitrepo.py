@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,6 +36,12 @@ _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
 _UNREACHABLE = ("unable to connect", "could not resolve host", "connection refused",
                 "failed to connect", "timed out", "unable to look up", "network is unreachable",
                 "no route to host", "connection reset", "the remote end hung up unexpectedly")
+# Failures to connect, which one text says alike: a destination the fetch namespace
+# refuses (the node's own, link-local) reads as a closed port does, so that no error
+# tells a tenant which of the node's ports are open.
+_CONNECTION_FAILED = ("unable to connect", "failed to connect", "connection refused",
+                      "network is unreachable", "no route to host", "connection reset",
+                      "the remote end hung up unexpectedly", "empty reply from server")
 
 
 def _redact(url: str) -> str:
@@ -60,9 +66,13 @@ def _clone_dir(repository: str) -> str:
 class GitRepoDriver:
     """A clone of a git repository, at a revision, into a directory of the volume."""
 
-    def __init__(self, git: str, timeout_s: float) -> None:
+    def __init__(self, git: str, timeout_s: float, *,
+                 confine: Callable[[Sequence[str]], list[str]] | None = None) -> None:
         self.git = git
         self.timeout_s = timeout_s
+        #: Makes git's command run where tenants' fetches must (the node's fetch
+        #: namespace, :mod:`skiff.engine.network.fetching`); None: on the host.
+        self.confine = confine
 
     def check(self, name: str, source: GitRepoVolume) -> None:
         url = source.repository
@@ -144,6 +154,8 @@ class GitRepoDriver:
         url = _redact(source.repository)
         argv = [self.git, "-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=never",
                 "-c", "core.hooksPath=/dev/null", "-c", "submodule.recurse=false", *args]
+        if self.confine is not None and args[0] == "clone":  # the one that connects
+            argv = self.confine(argv)
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             # No one's configuration but the -c options above: no url rewrites to
@@ -176,6 +188,8 @@ class GitRepoDriver:
             lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
             reason = lines[-1].removeprefix("fatal: ") if lines else f"exit {proc.returncode}"
             reason = reason.replace(source.repository, url)[:400]
+            if any(s in err.lower() for s in _CONNECTION_FAILED):
+                reason = "connection failed"
             error = GitRepoUnreachable if any(s in err.lower() for s in _UNREACHABLE) \
                 else GitRepoVolumeFailed
             doing = "clone" if args[0] == "clone" else f"{args[0]} in the clone of"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,15 @@ class EmptyDirDriver:
         os.chmod(path, 0o777)  # noqa: S103
 
 
-def default_drivers(settings: VolumeSettings) -> dict[type[Any], VolumeDriver[Any]]:
-    """The drivers of every volume source skiff knows, by source type."""
+def default_drivers(settings: VolumeSettings, *,
+                    confine: Callable[[Sequence[str]], list[str]] | None = None,
+                    ) -> dict[type[Any], VolumeDriver[Any]]:
+    """The drivers of every volume source skiff knows, by source type; ``confine``
+    makes the fetches of gitRepo volumes run in the node's fetch namespace."""
     return {
         EmptyDirVolume: EmptyDirDriver(),
         SecretVolume: SecretDriver(settings.secret_size_bytes),
-        GitRepoVolume: GitRepoDriver(settings.git, settings.git_timeout_s),
+        GitRepoVolume: GitRepoDriver(settings.git, settings.git_timeout_s, confine=confine),
     }
 
 
@@ -84,11 +87,12 @@ class Volumes:
     """The volumes of every group, under ``<data_root>/volumes/<group id>/<volume name>``."""
 
     def __init__(self, data_root: Path, settings: VolumeSettings | None = None, *,
-                 drivers: Mapping[type[Any], VolumeDriver[Any]] | None = None) -> None:
+                 drivers: Mapping[type[Any], VolumeDriver[Any]] | None = None,
+                 confine: Callable[[Sequence[str]], list[str]] | None = None) -> None:
         self.root = data_root / "volumes"
         self.settings = settings or VolumeSettings()
         #: Source type → driver; ``drivers`` adds or replaces kinds (file shares).
-        self.drivers = {**default_drivers(self.settings), **(drivers or {})}
+        self.drivers = {**default_drivers(self.settings, confine=confine), **(drivers or {})}
 
     def _group_dir(self, group_id: str) -> Path:
         _check_component("group id", group_id)
