@@ -191,7 +191,8 @@ def main() -> None:
         push(work / "layout", "1", registry.host, "bench/busybox")
         image = f"{registry.host}/bench/busybox:1"
         skiff = cleanup.enter_context(running_server(work / "root", pool_size=4,
-                                                     stop_grace_s=args.grace))
+                                                     stop_grace_s=args.grace,
+                                                     allow=(registry.host,)))
         a, b = Tenant(skiff, TENANT_A), Tenant(skiff, TENANT_B)
         cleanup.callback(a.close)
         cleanup.callback(b.close)
