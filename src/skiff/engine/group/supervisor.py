@@ -42,9 +42,9 @@ from skiff.core.engine import NodeCapacity
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
-from skiff.engine.group import monitoring, preparation, sweeping
+from skiff.engine.group import adoption, monitoring, preparation, sweeping
 from skiff.engine.group.probes import ProbeState
-from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot
+from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot, sync_views
 from skiff.engine.group.restarts import ContainerExit
 from skiff.engine.group.validation import validate
 from skiff.engine.images import ImageStore
@@ -127,6 +127,8 @@ class Supervisor:
             if group.view.stopped:
                 return snapshot(group)
             if not group.prepared:
+                if adopted:
+                    self._adopt(group)
                 preparation.prepare(group, pool=self._pool, images=self.images,
                                     networks=self.networks, volumes=self.volumes,
                                     driver=self._driver(group))
@@ -139,6 +141,44 @@ class Supervisor:
                 self._advance(group)
             self._files.save(group)
             return snapshot(group)
+
+    def _adopt(self, group: Group) -> None:
+        """Bring the record of a group an earlier skiff ran up to date: the exits its
+        containers made meanwhile, the restart policy applied to them; a lost network
+        namespace given up for a new one (see :mod:`~skiff.engine.group.adoption`)."""
+        sync_views(group)
+        driver = self._driver(group)
+        lost = self.networks.lost(group.spec.id)
+        if lost is not None:
+            adoption.remount(group, lost, self.networks, driver)
+        for view, status in list(adoption.exited_meanwhile(group, driver)):
+            self._record_exit(group, view, status)
+        if lost is not None:
+            self._renew_network(group, adoption.NETWORK_LOST)
+
+    def _renew_network(self, group: Group, reason: str) -> None:
+        """Stop the containers still running in the group's network namespace and remove
+        the namespace, the group's sandbox with it, for the next preparation to make a
+        new one; the containers stopped restart there, whatever the policy."""
+        driver = self._driver(group)
+        running = [view for view in group.view.all_containers()
+                   if driver.status(view.cid).state == "running"]
+        group.view.event("NetworkRebuilt", f"{reason}: the group gets a new one",
+                         warning=True)
+        for view in running:
+            view.event("Killing", f"stopping container {view.name}: {reason}; it restarts "
+                                  "in a new one", warning=True)
+        stopped = list(self._stops.map(lambda v: driver.stop(v.cid), running))
+        now = time.time()
+        for view, status in zip(running, stopped, strict=True):
+            driver.delete(view.cid)
+            adoption.restart_moved(group, view, status, reason, now)
+        group.probes.clear()
+        driver.teardown_group(group.spec.id, remove_logs=False)  # a sandbox lives in it
+        self.networks.teardown(group.spec.id, wait=False)
+        group.attachment = None
+        group.prepared = False
+        group.view.ip = None
 
     def _redeploy(self, group: Group) -> None:
         """The definition changed: new containers, from the new definition."""
