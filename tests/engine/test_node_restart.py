@@ -144,6 +144,27 @@ def test_a_lost_network_namespace_is_made_anew_and_the_containers_restarted_in_i
     assert not old.netns_path.exists()
 
 
+def test_a_namespace_lost_under_a_running_skiff_is_made_anew(
+    engine: Supervisor, images: BuiltImages, group: GroupMaker, dns: DnsServer
+) -> None:
+    """A namespace deleted while skiff runs is replaced once the monitor sees it: the
+    container restarts in a new one (restartCount 1, events saying why), reachable on its
+    declared port and resolving names."""
+    serve_dns(engine.networks, dns)
+    spec = group(box(images, "web", WEB), ip_ports=(Port(8080),))
+    engine.run(spec)
+    old = engine.networks.get(spec.id)
+    assert old is not None
+    netns.delete(old.netns_path)
+    view = wait_view(engine, spec.id, lambda v: v.containers[0].current.state == "Running"
+                     and v.containers[0].restart_count == 1)
+    new = engine.networks.get(spec.id)
+    assert new is not None
+    assert new.netns_path != old.netns_path
+    assert any(e.name == "NetworkRebuilt" for e in view.events)
+    works(engine, engine.networks, spec, view)
+
+
 @pytest.mark.parametrize(("policy", "code", "restarts"), [
     (RestartPolicy.NEVER, 3, False),
     (RestartPolicy.ON_FAILURE, 0, False),

@@ -26,7 +26,8 @@ the supervisor brings the group's record up to date, as if it had watched:
   from one of them so that runsc and CNI's DEL find it (:func:`remount`), and
   restarted in the new one whatever the policy, since they never exited on
   their own (:func:`restart_moved`). A gVisor sandbox lives in the namespace:
-  it goes with it and the next start makes a new one.
+  it goes with it and the next start makes a new one. A namespace that vanishes
+  under a running skiff is replaced the same way, once the monitor sees it.
 
 Each of these leaves an event saying why. What else a reboot took comes back
 with the next start of each container, as any start makes it: a root
@@ -50,7 +51,7 @@ from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.errors import SkiffError
 
 #: Why containers are stopped and the group's network made anew (events, detailStatus).
-NETWORK_LOST = "the group's network namespace was lost (the node restarted?)"
+NETWORK_LOST = "the group's network namespace was lost"
 
 
 def exited_meanwhile(group: Group,
