@@ -21,7 +21,9 @@ from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import bridge_name
 from skiff.engine.runtime import cgroups
 from skiff.engine.runtime.conmon import run_dir_for
+from skiff.settings import Settings
 from skiff.testing.catalog import BuiltImages
+from skiff.testing.reboot import reboot
 from skiff.testing.registry import free_port
 from skiff.testing.server import settled
 from skiff.testing.waiting import eventually
@@ -178,3 +180,53 @@ def test_sigkill_loses_no_group_duplicates_none_and_adopts_containers(
         assert [e["name"] for e in state["events"]].count("Started") == 1
     for name in listed:
         assert _settled(client, name)["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_after_a_reboot_of_the_node_the_reconciler_brings_groups_back(
+    serve: Serve, images: BuiltImages
+) -> None:
+    """After a reboot (skiff stopped, then processes, mounts, namespaces, /run, cgroups and
+    bridge gone), the next start runs an Always group again: Succeeded, Running, its port
+    answering, restartCount 1, events saying why; a Never group stays Terminated."""
+    web = {"location": "local", "properties": {
+        "osType": "Linux", "restartPolicy": "Always",
+        "ipAddress": {"type": "Public", "ports": [{"port": 8080}]},
+        "containers": [{"name": "web", "properties": {
+            "image": images.bb, "ports": [{"port": 8080}],
+            "command": ["sh", "-c", "mkdir -p /www; echo hi > /www/index.html; "
+                                    "exec httpd -f -p 8080 -h /www"],
+            "resources": {"requests": {"cpu": 0.05, "memoryInGB": 0.05}}}}]}}
+    once = _body(images)
+    once["properties"]["restartPolicy"] = "Never"
+    serve.start()
+    client = serve.client()
+    assert client.put(f"{GROUPS}/web{API}", json=web).status_code == 201
+    assert client.put(f"{GROUPS}/once{API}", json=once).status_code == 201
+    for name in ("web", "once"):
+        assert _settled(client, name)["properties"]["provisioningState"] == "Succeeded"
+    serve.kill(signal.SIGTERM)
+    reboot(Settings(data_root=serve.root))
+
+    serve.start()
+    client = serve.client()
+
+    def back() -> dict[str, Any] | None:
+        group: dict[str, Any] = client.get(f"{GROUPS}/web{API}").json()
+        view = group["properties"]["containers"][0]["properties"]["instanceView"]
+        running = view["currentState"]["state"] == "Running" and view["restartCount"] == 1
+        return group if running else None
+
+    group = eventually(back, what="the Always group runs again", timeout_s=60)
+    assert group is not None
+    assert group["properties"]["provisioningState"] == "Succeeded"
+    assert group["properties"]["instanceView"]["state"] == "Running"
+    assert "NetworkRebuilt" in [e["name"] for e in group["properties"]["instanceView"]["events"]]
+    view = group["properties"]["containers"][0]["properties"]["instanceView"]
+    assert "Lost" in [e["name"] for e in view["events"]]
+    ip = group["properties"]["ipAddress"]["ip"]
+    eventually(lambda: httpx.get(f"http://{ip}:8080/", timeout=2).text == "hi\n",
+               what="the group's port answers", timeout_s=20, ignore=(httpx.HTTPError,))
+    gone = _settled(client, "once")["properties"]
+    assert gone["instanceView"]["state"] == "Failed"
+    state = gone["containers"][0]["properties"]["instanceView"]["currentState"]
+    assert (state["state"], state["exitCode"]) == ("Terminated", 255)

@@ -41,6 +41,20 @@ class Event:
     last_timestamp: float = 0.0
 
 
+def record_event(events: list[Event], name: str, message: str, *, warning: bool = False,
+                 now: float | None = None) -> None:
+    """Add an event to ``events``; a repeat of the last one of the same name and message
+    counts up."""
+    now = time.time() if now is None else now
+    for existing in reversed(events):
+        if existing.name == name and existing.message == message:
+            existing.count += 1
+            existing.last_timestamp = now
+            return
+    events.append(Event(name, message, "Warning" if warning else "Normal", 1, now, now))
+    del events[:-50]  # the newest 50 kinds of event are plenty to tell the story
+
+
 @dataclass
 class ContainerView:
     name: str
@@ -55,14 +69,7 @@ class ContainerView:
     def event(self, name: str, message: str, *, warning: bool = False,
               now: float | None = None) -> None:
         """Record an event; a repeat of the last one of the same name and message counts up."""
-        now = time.time() if now is None else now
-        for existing in reversed(self.events):
-            if existing.name == name and existing.message == message:
-                existing.count += 1
-                existing.last_timestamp = now
-                return
-        self.events.append(Event(name, message, "Warning" if warning else "Normal", 1, now, now))
-        del self.events[:-50]  # the newest 50 kinds of event are plenty to tell the story
+        record_event(self.events, name, message, warning=warning, now=now)
 
     def transition(self, new: State) -> None:
         """Move to ``new``. A terminated instance becomes ``previous`` when the next
@@ -85,6 +92,11 @@ class GroupView:
     #: Why the group as a whole failed (image, volume or network), if it did:
     #: the control plane's provisioningState Failed, beside the containers' fates.
     failure: str | None = None
+
+    def event(self, name: str, message: str, *, warning: bool = False,
+              now: float | None = None) -> None:
+        """Record an event of the group as a whole (as a container's: repeats count up)."""
+        record_event(self.events, name, message, warning=warning, now=now)
 
     def all_containers(self) -> list[ContainerView]:
         return [*self.init_containers, *self.containers]

@@ -65,7 +65,8 @@ def after_exit(group: Group, view: ContainerView, exited: ContainerExit,
 
 def resume_restarts(group: Group) -> None:
     """After a restart of skiff, restart what was waiting to restart: its
-    timer was in the previous process's memory."""
+    timer was in the previous process's memory (a restart already scheduled,
+    for an exit seen on adoption, keeps its time)."""
     now = time.time()
     for _container, view in pairs(group):
         current = view.current
@@ -76,7 +77,7 @@ def resume_restarts(group: Group) -> None:
         if view.init and not failed:
             continue
         if policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and failed):
-            group.restart_at[view.name] = now
+            group.restart_at.setdefault(view.name, now)
 
 
 def run_probes(group: Group, pool: concurrent.futures.Executor, driver: RuntimeDriver,

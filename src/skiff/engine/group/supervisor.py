@@ -20,8 +20,10 @@ This module decides *when*; the parts live beside it: the group's record
 and its file (:mod:`~skiff.engine.group.record`), the checks of a definition
 (:mod:`~skiff.engine.group.validation`), preparing images, network and volumes
 (:mod:`~skiff.engine.group.preparation`), each container's OCI spec
-(:mod:`~skiff.engine.spec.container`) and what the monitor makes of exits
-and probes (:mod:`~skiff.engine.group.monitoring`). *How* a container runs
+(:mod:`~skiff.engine.spec.container`), what the monitor makes of exits
+and probes (:mod:`~skiff.engine.group.monitoring`) and what happened to a
+group while no skiff watched it, a reboot included
+(:mod:`~skiff.engine.group.adoption`). *How* a container runs
 is its group's runtime driver's (:mod:`~skiff.engine.runtime.driver`: runc,
 or a gVisor sandbox per group), taken from the group's isolation
 (:mod:`~skiff.engine.runtime.registry`); the supervisor never asks which.
@@ -42,9 +44,10 @@ from skiff.core.engine import NodeCapacity
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
-from skiff.engine.group import monitoring, preparation, sweeping
+from skiff.engine import mounts
+from skiff.engine.group import adoption, monitoring, preparation, sweeping
 from skiff.engine.group.probes import ProbeState
-from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot
+from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot, sync_views
 from skiff.engine.group.restarts import ContainerExit
 from skiff.engine.group.validation import validate
 from skiff.engine.images import ImageStore
@@ -105,6 +108,8 @@ class Supervisor:
         self._stops = concurrent.futures.ThreadPoolExecutor(max_workers=STOP_THREADS,
                                                             thread_name_prefix="skiff-stop")
         self._interval = monitor_interval_s
+        #: Groups whose lost network namespace is being replaced (see :meth:`_renew_later`).
+        self._renewing: set[str] = set()
 
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="skiff-monitor", daemon=True)
@@ -133,6 +138,8 @@ class Supervisor:
             if group.view.stopped:
                 return snapshot(group)
             if not group.prepared:
+                if adopted:
+                    self._adopt(group)
                 preparation.prepare(group, pool=self._pool, images=self.images,
                                     networks=self.networks, volumes=self.volumes,
                                     driver=self._driver(group))
@@ -145,6 +152,44 @@ class Supervisor:
                 self._advance(group)
             self._files.save(group)
             return snapshot(group)
+
+    def _adopt(self, group: Group) -> None:
+        """Bring the record of a group an earlier skiff ran up to date: the exits its
+        containers made meanwhile, the restart policy applied to them; a lost network
+        namespace given up for a new one (see :mod:`~skiff.engine.group.adoption`)."""
+        sync_views(group)
+        driver = self._driver(group)
+        lost = self.networks.lost(group.spec.id)
+        if lost is not None:
+            adoption.remount(group, lost, self.networks, driver)
+        for view, status in list(adoption.exited_meanwhile(group, driver)):
+            self._record_exit(group, view, status)
+        if lost is not None:
+            self._renew_network(group, adoption.NETWORK_LOST)
+
+    def _renew_network(self, group: Group, reason: str) -> None:
+        """Stop the containers still running in the group's network namespace and remove
+        the namespace, the group's sandbox with it, for the next preparation to make a
+        new one; the containers stopped restart there, whatever the policy."""
+        driver = self._driver(group)
+        running = [view for view in group.view.all_containers()
+                   if driver.status(view.cid).state == "running"]
+        group.view.event("NetworkRebuilt", f"{reason}: the group gets a new one",
+                         warning=True)
+        for view in running:
+            view.event("Killing", f"stopping container {view.name}: {reason}; it restarts "
+                                  "in a new one", warning=True)
+        stopped = list(self._stops.map(lambda v: driver.stop(v.cid), running))
+        now = time.time()
+        for view, status in zip(running, stopped, strict=True):
+            driver.delete(view.cid)
+            adoption.restart_moved(group, view, status, reason, now)
+        group.probes.clear()
+        driver.teardown_group(group.spec.id, remove_logs=False)  # a sandbox lives in it
+        self.networks.teardown(group.spec.id, wait=False)
+        group.attachment = None
+        group.prepared = False
+        group.view.ip = None
 
     def _redeploy(self, group: Group) -> None:
         """The definition changed: new containers, from the new definition."""
@@ -445,6 +490,9 @@ class Supervisor:
     def _observe(self, group: Group) -> None:
         if group.view.stopped or not group.prepared:
             return
+        if group.attachment is not None and not mounts.is_mounted(group.attachment.netns_path):
+            self._renew_later(group)
+            return
         now = time.time()
         changed = False
         driver = self._driver(group)
@@ -466,6 +514,38 @@ class Supervisor:
         if changed:
             self._advance(group)
             self._files.save(group)
+
+    def _renew_later(self, group: Group) -> None:
+        """The network namespace of a running group vanished: give it a new one, on the
+        pool (stopping its containers waits out their grace, never in the monitor)."""
+        with self._lock:
+            if group.spec.id in self._renewing:
+                return
+            self._renewing.add(group.spec.id)
+        self._pool.submit(self._renew_running, group)
+
+    def _renew_running(self, group: Group) -> None:
+        try:
+            with group.lock:
+                lost = group.attachment
+                if (group.view.stopped or not group.prepared or lost is None
+                        or mounts.is_mounted(lost.netns_path)):
+                    return  # stopped, or renewed, meanwhile
+                adoption.remount(group, lost, self.networks, self._driver(group))
+                self._renew_network(group, adoption.NETWORK_LOST)
+                try:
+                    group.attachment = preparation.network(self.networks, group.spec)
+                except SkiffError as exc:
+                    group.fail(f"network could not be set up: {exc.message}")
+                else:
+                    group.view.ip = group.attachment.ip
+                    group.prepared = True
+                self._files.save(group)
+        except Exception:  # a pool thread: say it, the monitor goes on
+            log.exception("renewing the network of group %s failed", group.view.name)
+        finally:
+            with self._lock:
+                self._renewing.discard(group.spec.id)
 
     def _record_exit(self, group: Group, view: ContainerView, status: ContainerStatus) -> None:
         driver = self._driver(group)

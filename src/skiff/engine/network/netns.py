@@ -6,7 +6,9 @@ restarted, finds it again. Making one is what ``ip netns add`` and ``ip link
 set lo up`` do, without their two process starts (≈ 0.5 ms instead of ≈ 3 ms):
 a short-lived thread unshares its network namespace, bind-mounts it and dies,
 so no other thread of skiff moves. The same trick opens sockets inside a
-group's namespace (:func:`socket_in`), for the HTTP probes.
+group's namespace (:func:`socket_in`), for the HTTP probes. A namespace whose
+mount was removed while its processes live on is mounted again from one of
+them (:func:`remount`), so that it can be torn down as any other.
 """
 
 from __future__ import annotations
@@ -85,6 +87,27 @@ def create(path: Path) -> None:
     if failure:
         delete(path)
         raise NetworkError(f"cannot create the network namespace {path.name}: {failure[0]}")
+
+
+def remount(path: Path, pid: int) -> None:
+    """Mount at ``path`` again the network namespace that process ``pid`` is in.
+
+    For a namespace whose mount was removed (``ip netns delete``) while its
+    processes live on: every command that finds it by its path (runsc, CNI DEL)
+    reaches it again. The host's own namespace is refused: ``pid`` must be in
+    another one."""
+    source = Path(f"/proc/{pid}/ns/net")
+    try:
+        if source.stat().st_ino == Path("/proc/self/ns/net").stat().st_ino:
+            raise NetworkError(f"process {pid} is in the host's network namespace")
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0))
+    except OSError as exc:
+        raise NetworkError(f"cannot mount the namespace of process {pid} at {path}: "
+                           f"{exc.strerror}") from exc
+    err = mounts.mount(source, path, "none", mounts.MS_BIND)
+    if err:
+        raise NetworkError(f"cannot mount the namespace of process {pid} at {path}: "
+                           f"{os.strerror(err)}")
 
 
 def delete(path: Path) -> None:

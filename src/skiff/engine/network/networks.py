@@ -48,7 +48,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from skiff.core.spec import DnsConfig, Port, SubnetPlacement
+from skiff.engine import mounts
 from skiff.engine.locking import locked
+from skiff.engine.network import netns
 from skiff.engine.network.addressing import Addressing, bridge_name, root_tag, subnet_candidates
 from skiff.engine.network.cni import CniRunner
 from skiff.engine.network.groups import Attachment, Groups, check_names, resolv_conf
@@ -177,6 +179,21 @@ class Networks:
         """The group's attachment, or None if it has no network."""
         check_names(group_id)
         return self._groups.get(group_id)
+
+    def lost(self, group_id: str) -> Attachment | None:
+        """The group's attachment if its namespace is gone (``ip netns delete``; a reboot
+        empties /run/netns), else None: the group needs a new one (:meth:`teardown`,
+        then :meth:`setup`)."""
+        attachment = self.get(group_id)
+        if attachment is None or mounts.is_mounted(attachment.netns_path):
+            return None
+        return attachment
+
+    def remount(self, attachment: Attachment, pid: int) -> None:
+        """Mount the group's namespace at its path again, from process ``pid`` in it (its
+        mount was removed while its processes live on): runsc and CNI DEL find it there,
+        so the group's containers and network are torn down as usual."""
+        netns.remount(attachment.netns_path, pid)
 
     def check(self, group_id: str) -> None:
         """Ask the plugins (CNI CHECK) whether the group's network is still as added."""

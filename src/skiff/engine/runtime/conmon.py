@@ -16,8 +16,8 @@ Where things live::
     <data root>/containers/<cid>/   bundle (config.json, conmon's fifos), logs:
         ctr.log -> ctr.log.1|2      this instance's output (cut by conmon, kept by skiff)
         prev.log                    the previous instance's output
-        persist/                    conmon's exit and oom files
-    /run/skiff-<hash>/              runc's state, conmon's sockets, exit files
+        persist/                    conmon's exit and oom files (they outlive a reboot)
+    /run/skiff-<hash>/              runc's state, conmon's sockets, exit files (a tmpfs)
 
 A container may run on another OCI runtime than the node's runc: its
 :class:`~skiff.engine.runtime.oci.OciRuntime` (kept in ``runtime.json`` beside its
@@ -274,11 +274,16 @@ class ConmonRuntime:
         return pid
 
     def _exited(self, cid: str) -> ContainerStatus | None:
-        exit_file = self.exits / cid
-        try:
-            text = exit_file.read_text().strip()
-            finished = exit_file.stat().st_mtime
-        except FileNotFoundError:
+        """The container's exit, from conmon's exit file on /run or, if the node restarted
+        since (a tmpfs, emptied), from the one it keeps in the container's persist/."""
+        for exit_file in (self.exits / cid, self.dir(cid) / "persist" / "exit"):
+            try:
+                text = exit_file.read_text().strip()
+                finished = exit_file.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            break
+        else:
             return None
         code = int(text) if text.lstrip("-").isdigit() else -1
         oom = (self.dir(cid) / "persist" / "oom").exists()
@@ -343,10 +348,9 @@ class ConmonRuntime:
             if self._conmon_pid(cid) is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(FileNotFoundError):
-            (self.exits / cid).unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (self.sockets / cid).unlink()
+        for done in (self.exits / cid, self.dir(cid) / "persist" / "exit", self.sockets / cid):
+            with contextlib.suppress(FileNotFoundError):
+                done.unlink()
 
     def remove(self, cid: str) -> None:
         """Delete the container and everything skiff kept of it, logs included."""
