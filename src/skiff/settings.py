@@ -247,6 +247,11 @@ class Settings:
 
     #: Where all state lives: images, containers, the store.
     data_root: Path = DEFAULT_DATA_ROOT
+    #: The node key that seals the secrets in the store (see skiff.store.sealing), made
+    #: at the first start. None: ``<data_root>/keys/node.key``. A backup of the store
+    #: without this key has lost its secrets; kept apart, a copy of the store alone
+    #: reveals none.
+    node_key: Path | None = None
     images: ImageSettings = field(default_factory=ImageSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
