@@ -1,14 +1,16 @@
 """``skiff serve``: the API, the store, the reconcile loop and the engine in one process.
 
-On first start it makes the data root's CA and certificates and an admin
-token (``<data root>/admin.token``, 0600). With ``DnsSettings.listen`` it
-also serves groups' name labels over DNS (:mod:`skiff.control.names`),
-relaying other names to the host's resolvers. SIGTERM stops the server, not the
-containers: conmon keeps them, and the next start adopts them. It is bounded:
-uvicorn stops accepting and gives requests in flight 5 s, then the reconcile
-loop gives the groups it is stopping or deleting their containers' grace
-(``stop_grace_s``) and 5 s more (:meth:`Server.close`); a delete not finished
-by then stays recorded in the store, and the next start finishes it.
+On first start it makes the data root's CA and certificates, an admin
+token (``<data root>/admin.token``, 0600) and the node key that seals the
+store's secrets (``<data root>/keys/node.key``, or ``Settings.node_key``).
+With ``DnsSettings.listen`` it also serves groups' name labels over DNS
+(:mod:`skiff.control.names`), relaying other names to the host's resolvers.
+SIGTERM stops the server, not the containers: conmon keeps them, and the next
+start adopts them. It is bounded: uvicorn stops accepting and gives requests in
+flight 5 s, then the reconcile loop gives the groups it is stopping or deleting
+their containers' grace (``stop_grace_s``) and 5 s more (:meth:`Server.close`);
+a delete not finished by then stays recorded in the store, and the next start
+finishes it.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def build(settings: Settings) -> Server:
     else:
         files = ensure_certificates(root, host)
         cert, key = files.cert, files.key
-    store = Store(root / "skiff.db")
+    store = Store(root / "skiff.db", key_path=settings.node_key)
     ensure_admin_token(root, store)
     engine = Supervisor(settings)
     try:

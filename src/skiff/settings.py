@@ -76,7 +76,12 @@ class RuntimeSettings:
     sandbox_startup_cpu: float = 1.0
     #: Runtime state, sockets and exit files; default /run/skiff-<hash of the
     #: data root>, short because unix socket paths are limited to 108 bytes.
+    #: skiff mounts a 0700 tmpfs there: the containers' bundles hold their secure
+    #: environment values in clear (see skiff.engine.runtime.rundir).
     run_dir: Path | None = None
+    #: Bytes the run directory's tmpfs may hold (a container's bundle and runtime state
+    #: take tens of KiB); memory is used only for what it holds.
+    run_dir_bytes: int = 256 * 1024 * 1024
     #: A container instance's log limit (ACI keeps 4 MB), in bytes of k8s-file log: conmon
     #: cuts its file there (``--log-size-max``) and goes on in a second one, so at any
     #: write rate the newest ``log_max_bytes`` or more are readable and at most twice
@@ -252,6 +257,11 @@ class Settings:
 
     #: Where all state lives: images, containers, the store.
     data_root: Path = DEFAULT_DATA_ROOT
+    #: The node key that seals the secrets in the store (see skiff.store.sealing), made
+    #: at the first start. None: ``<data_root>/keys/node.key``. A backup of the store
+    #: without this key has lost its secrets; kept apart, a copy of the store alone
+    #: reveals none.
+    node_key: Path | None = None
     images: ImageSettings = field(default_factory=ImageSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import ssl
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from skiff.engine.network import firewall
 from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import bridge_name
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import cgroups, rundir
 from skiff.engine.runtime.conmon import run_dir_for
 from skiff.settings import Settings
 from skiff.testing.catalog import BuiltImages
@@ -78,7 +77,7 @@ def serve(tmp_path: Path, images: BuiltImages) -> Iterator[Serve]:
         yield server
     finally:
         with contextlib.ExitStack() as cleanup:
-            cleanup.callback(shutil.rmtree, run_dir_for(root), ignore_errors=True)
+            cleanup.callback(rundir.remove, run_dir_for(root))
             cleanup.callback(cgroups.remove, f"/{run_dir_for(root).name}")
             cleanup.callback(subprocess.run, ["ip", "link", "del", bridge_name(root)],
                              capture_output=True, check=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from skiff import demo
 from skiff.engine.network import firewall
 from skiff.engine.network.networks import Networks, bridge_name
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import cgroups, rundir
 from skiff.engine.runtime.conmon import run_dir_for
 from skiff.testing.registry import free_port
 
@@ -33,7 +32,7 @@ def test_demo_runs_a_web_group_through_the_api(
                        check=False)
         firewall.remove_host_guard(bridge_name(root))
         cgroups.remove(f"/{run_dir_for(root).name}")
-        shutil.rmtree(run_dir_for(root), ignore_errors=True)
+        rundir.remove(run_dir_for(root))
     out = capsys.readouterr().out
     assert "Hello from a skiff container group!" in out
     assert "Running" in out

@@ -8,7 +8,6 @@ The ``isolation`` fixture (tests/engine/conftest.py) runs every test on runc and
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import subprocess
 import uuid
@@ -20,7 +19,7 @@ import pytest
 
 from skiff.core.spec import Container, GroupSpec, Resources
 from skiff.engine.images import Image, ImageStore
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import cgroups, rundir
 from skiff.engine.runtime.conmon import ConmonRuntime
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.runtime.gvisor import GvisorDriver
@@ -95,7 +94,7 @@ def bench(tmp_path: Path, isolation: str, netns: Path, store: ImageStore,
     finally:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(cgroups.remove, f"/{runtime.run_dir.name}")
-            cleanup.callback(shutil.rmtree, runtime.run_dir, ignore_errors=True)
+            cleanup.callback(rundir.remove, runtime.run_dir)
             cleanup.callback(_kill_leftovers, driver)
             cleanup.callback(driver.teardown_group, group.id, remove_logs=True)
             for cid in runtime.list():

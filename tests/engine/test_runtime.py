@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from skiff.engine.images import Image, ImageStore
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import cgroups, rundir
 from skiff.engine.runtime.conmon import ConmonRuntime
 from skiff.errors import ContainerCreateFailed
 from skiff.settings import RuntimeSettings
@@ -44,7 +43,7 @@ def runtime(tmp_path: Path) -> Iterator[ConmonRuntime]:
     finally:
         for cid in rt.list():
             rt.remove(cid)
-        shutil.rmtree(rt.run_dir, ignore_errors=True)
+        rundir.remove(rt.run_dir)
         cgroups.remove("/skiff-test")
 
 
@@ -209,7 +208,7 @@ def test_log_rotation_keeps_the_newest_output_within_the_limit(
         for cid in runtime.list():
             runtime.remove(cid)
             store.remove_rootfs(cid)
-        shutil.rmtree(runtime.run_dir, ignore_errors=True)
+        rundir.remove(runtime.run_dir)
 
 
 def test_remove_leaves_nothing_behind(containers: Containers, runtime: ConmonRuntime) -> None:

@@ -1,26 +1,42 @@
-"""Secrets an engine error quotes never reach the view or the group's file (issue 11).
+"""Secrets an engine error quotes never reach the view or the group's file, and none rests
+on the data root (issue 11).
 
 runc quotes what it cannot run: a command named after a secure value, or an
 environment value holding a NUL byte (refused at PUT, but the engine's own
 callers may pass one). The container's detailStatus and events, the group's
 failure and ``groups/<uid>.json`` show ``***`` instead; the file is 0600 in a
-0700 directory.
+0700 directory. The bundles that must hold secure values in clear for the OCI
+runtime are on the run directory's root-only tmpfs, and go with their container.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import stat
 import uuid
+from pathlib import Path
 
 import pytest
 
 from skiff.core.secrets import MASK
-from skiff.core.spec import Container, EnvVar, Resources, RestartPolicy
-from skiff.engine.group.record import safe_name
+from skiff.core.spec import (
+    Container,
+    EnvVar,
+    Resources,
+    RestartPolicy,
+    SecretVolume,
+    Volume,
+    VolumeMount,
+)
+from skiff.engine import mounts
+from skiff.engine.group.record import container_id, safe_name
 from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.runtime import rundir
 from skiff.testing.catalog import BuiltImages
-from skiff.testing.groups import group_spec
+from skiff.testing.engine import wait_view
+from skiff.testing.groups import GroupMaker, box, group_spec
 
 pytestmark = pytest.mark.root
 
@@ -65,3 +81,62 @@ def test_a_secure_value_with_a_nul_never_shows(engine: Supervisor, images: Built
     for text in visible(engine, spec.id):
         for piece in pieces:
             assert piece not in text
+
+
+def files_holding(root: Path, needles: list[bytes]) -> list[str]:
+    """Every file below ``root`` on its own filesystems that holds one of ``needles``: what
+    is mounted below (a secret volume's tmpfs, a rootfs's merged view) is not walked, the
+    directories under it (upper layers) are."""
+    skip = set(mounts.mounts_below(root)) - {root.resolve()}
+    found = []
+    for top, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if (Path(top) / d).resolve() not in skip]
+        for name in files:
+            path = Path(top) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            found += [f"{path}: {n!r}" for n in needles if n in data]
+    return found
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_no_secret_rests_on_the_data_root(
+    engine: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
+    """A group with secure values (an init container's and an app's) and a secret volume
+    runs with them, yet no file of the data root holds one, in clear or base64; the bundles
+    that hold them are on the run directory's 0700 tmpfs and go with the group; what the
+    containers write is below 0700 directories."""
+    secure, init_secure, content = (f"{k}-{uuid.uuid4().hex}" for k in ("sv", "iv", "fv"))
+    encoded = base64.b64encode(content.encode()).decode()
+    spec = group(
+        box(images, "c", "echo ${TOKEN:0:3} $(head -c 3 /s/f); sleep 300",
+            env=(EnvVar("TOKEN", secure, secure=True),),
+            volume_mounts=(VolumeMount("s", "/s", read_only=True),)),
+        init_containers=(box(images, "i", "true",
+                             env=(EnvVar("INIT", init_secure, secure=True),)),),
+        volumes=(Volume("s", SecretVolume(files=(("f", encoded),))),))
+    engine.run(spec)
+    wait_view(engine, spec.id, lambda v: engine.logs(spec.id, "c") == "sv- fv-\n")
+    needles = [s.encode() for s in (secure, init_secure, content, encoded)]
+    needles += [base64.b64encode(s.encode()) for s in (secure, init_secure)]
+    assert files_holding(engine.settings.data_root, needles) == []
+
+    run_dir = engine.runtime.run_dir
+    assert rundir.on_tmpfs(run_dir)
+    assert mode(run_dir) == mode(engine.runtime.bundles) == 0o700
+    bundle = engine.runtime.bundle(container_id(spec.id, "c"))
+    assert mode(bundle) == 0o700
+    assert mode(bundle / "config.json") == 0o600
+    assert secure.encode() in (bundle / "config.json").read_bytes()
+    rootfs = engine.settings.images_root / "rootfs"
+    assert mode(rootfs) == 0o700
+    assert {mode(d) for d in rootfs.iterdir()} == {0o700}
+
+    engine.delete(spec.id)
+    assert files_holding(run_dir, needles) == []
+    assert not bundle.exists()

@@ -24,10 +24,16 @@ USERNS_DEFAULT = "100000:65536"
 _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
                           default=DEFAULT_DATA_ROOT, show_default=True, envvar="SKIFF_DATA_ROOT",
                           help="Where skiff keeps its state.")
+_NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type=Path),
+                         default=None, envvar="SKIFF_NODE_KEY",
+                         help="The node key that seals the store's secrets (made on first "
+                              "start); default: DATA_ROOT/keys/node.key. Back it up apart "
+                              "from the database: without it the secrets are lost.")
 
 
 @click.command()
 @_DATA_ROOT
+@_NODE_KEY
 @click.option("--listen", default=ApiSettings.listen, show_default=True, metavar="HOST:PORT",
               help="Where the HTTPS API listens.")
 @click.option("--location", default=ApiSettings.location, show_default=True,
@@ -75,8 +81,9 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
                    "registry (repeatable). Every other address of the node, loopback and "
                    "link-local is out of their reach.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
-def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
-          dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
+def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
+          dns_listen: str | None, dns_zone: str, tls_cert: Path | None, tls_key: Path | None,
+          overcommit: float,
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
           public_subnet: str | None, public_interface: str | None,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
@@ -84,7 +91,8 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
-    certificate and an admin token (DATA_ROOT/admin.token). SIGTERM stops the
+    certificate, an admin token (DATA_ROOT/admin.token) and the node key that
+    seals the store's secrets (--node-key). SIGTERM stops the
     server; the containers keep running and are adopted at the next start.
     """
     from skiff.server import serve as run_server
@@ -111,8 +119,8 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
             raise click.BadParameter(str(exc), param_hint="--public-subnet") from None
     network = NetworkSettings(subnet=public_subnet, public_interface=public_interface,
                               allow_local_endpoints=_check_endpoints(allow_local_endpoints))
-    run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime,
-                        network=network))
+    run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
+                        runtime=runtime, network=network))
 
 
 def parse_userns(text: str) -> tuple[int, int]:
@@ -172,13 +180,15 @@ def token() -> None:
 
 @token.command("create")
 @_DATA_ROOT
+@_NODE_KEY
 @click.option("--subscription", help="Bind the token to one subscription (else: admin).")
 @click.option("--name", default="", help="A name to recognise the token by.")
-def token_create(data_root: Path, subscription: str | None, name: str) -> None:
+def token_create(data_root: Path, node_key: Path | None, subscription: str | None,
+                 name: str) -> None:
     """Make a token and print it once: only its hash is kept."""
     from skiff.store import Store
 
-    store = Store(data_root / "skiff.db")
+    store = Store(data_root / "skiff.db", key_path=node_key)
     try:
         _, secret = store.create_token(subscription, name or (subscription or "admin"))
     finally:

@@ -91,3 +91,16 @@ def mounts_below(path: Path) -> list[Path]:
     top = path.resolve()
     return sorted((p for p in mount_points() if p.is_relative_to(top)),
                   key=lambda p: -len(p.parts))
+
+
+def filesystems_at(path: Path) -> list[str]:
+    """The filesystem types mounted at ``path``, the visible (last mounted) one last."""
+    top = path.resolve()
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = Path(_OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4]))
+            if point == top:
+                found.append(fields[fields.index("-") + 1])
+    return found

@@ -15,11 +15,21 @@ matters between processes (threads of one store queue on the lock).
 Reads borrow a connection from a small pool instead of one per thread: an
 HTTP server's threads come and go, and a pool keeps the count of open files
 bounded and lets :meth:`Database.close` close them all.
+
+Secrets at rest. The file holds the groups' secrets sealed with the node key
+(:mod:`skiff.store.sealing`), which the database opens before anything else:
+without the key a store that holds sealed values does not open. The writer runs
+with ``secure_delete``, so that what a write frees is zeroed, not left in free
+pages. Once the migration that sealed the secrets of an older file has run, the
+file is rebuilt (``VACUUM``) and its WAL truncated, so that no copy of the
+plaintext it held remains in the database's files (the filesystem's own free
+blocks are beyond SQLite's reach).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -30,7 +40,14 @@ from pathlib import Path
 from typing import Self
 
 from skiff.store import schema
+from skiff.store.bodysecrets import seal_body
 from skiff.store.errors import StoreError
+from skiff.store.records import dumps
+from skiff.store.sealing import Sealer, SealingError, load_key
+
+#: What the store seals with its key, to tell at opening whether a key is its own.
+PROBE = "skiff node key probe"
+_PROBE_CONTEXT = "sealing/probe"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,13 +65,24 @@ class StoreSettings:
     operation_retention_s: float = 86400.0
 
 
+def default_key_path(path: Path) -> Path:
+    """Where the node key of the store file ``path`` is, unless the operator says:
+    ``keys/node.key`` beside it (``<data root>/keys/node.key`` for a server)."""
+    return Path(path).parent / "keys" / "node.key"
+
+
 class Database:
-    """The connections of one store file; :class:`skiff.store.Store` adds the tables' methods."""
+    """The connections of one store file; :class:`skiff.store.Store` adds the tables' methods.
+
+    ``key_path``: the node key's file (default :func:`default_key_path`), made at
+    the first opening of a store that holds nothing sealed yet.
+    """
 
     def __init__(self, path: Path, *, settings: StoreSettings | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, key_path: Path | None = None) -> None:
         self.path = Path(path)
         self.settings = settings or StoreSettings()
+        self.key_path = Path(key_path) if key_path is not None else default_key_path(self.path)
         self._clock = clock
         self._closed = False
         self._write_lock = threading.Lock()
@@ -63,10 +91,47 @@ class Database:
         self._create_file()
         self._writer = self._connect(write=True)
         try:
-            schema.migrate(self._writer, source=str(self.path))
+            self.sealer = self._open_sealing()
         except BaseException:
             self._writer.close()
             raise
+
+    def _open_sealing(self) -> Sealer:
+        """The node key, checked against the store's probe; the schema brought up to date
+        (sealing what an older file held in clear), its plaintext wiped, the probe written.
+
+        The probe is written last: a start that dies before it wiped the file's free
+        pages leaves no probe, and the next start wipes them again.
+        """
+        conn = self._writer
+        try:
+            probe = _probe(conn)
+            before = schema.version(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from exc
+        sealer = Sealer(load_key(self.key_path, create=probe is None))
+        if probe is not None:
+            try:
+                sealer.unseal(probe, _PROBE_CONTEXT)
+            except SealingError:
+                raise SealingError(f"the node key {self.key_path} is not the key the store "
+                                   f"{self.path} was sealed with") from None
+
+        def seal(uid: str, body: str) -> str:
+            return dumps(seal_body(json.loads(body), sealer, uid))
+
+        reached = schema.migrate(conn, source=str(self.path), seal_body=seal)
+        if probe is None and reached >= schema.SEALED:
+            try:
+                if before > 0:  # an older file: its plaintext is in free pages and the WAL
+                    conn.execute("VACUUM")
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("INSERT INTO sealing (id, probe) VALUES (1, ?)"
+                             " ON CONFLICT (id) DO NOTHING",
+                             (sealer.seal(PROBE, _PROBE_CONTEXT),))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot seal the store {self.path}: {exc}") from exc
+        return sealer
 
     def _create_file(self) -> None:
         # The file holds registry passwords and secure environment values:
@@ -95,6 +160,7 @@ class Database:
                     raise StoreError(f"the store {self.path} cannot use WAL mode "
                                      f"(journal mode stays {mode}): is it on a network share?")
                 conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA secure_delete = ON")  # freed content zeroed
             else:
                 conn.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
@@ -173,3 +239,12 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _probe(conn: sqlite3.Connection) -> str | None:
+    """The store's sealed probe: None if it has none yet (a new or older file)."""
+    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sealing'"
+                    ).fetchone() is None:
+        return None
+    row = conn.execute("SELECT probe FROM sealing WHERE id = 1").fetchone()
+    return None if row is None else str(row[0])

@@ -108,11 +108,12 @@ class GroupRecord:
                 f"/providers/{GROUP_TYPE}/{self.name}")
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> GroupRecord:
+    def from_row(cls, row: sqlite3.Row, body: dict[str, Any]) -> GroupRecord:
+        """The record of ``row``, with ``body``: the row's, its secrets unsealed."""
         return cls(
             uid=row["uid"], subscription=row["subscription"],
             resource_group=row["resource_group"], name=row["name"], location=row["location"],
-            body=json.loads(row["body"]), tags=json.loads(row["tags"]),
+            body=body, tags=json.loads(row["tags"]),
             provisioning_state=row["provisioning_state"], desired=row["desired"],
             generation=row["generation"], error=_loads_dict(row["error"]),
             created_at=row["created_at"], updated_at=row["updated_at"],

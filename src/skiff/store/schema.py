@@ -24,7 +24,7 @@ through their ``*_key`` columns (see :func:`skiff.store.records.name_key`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from skiff.store.errors import SchemaTooNew, StoreError
 from skiff.store.records import subscription_key
@@ -161,10 +161,27 @@ UPDATE operations SET subscription = skiff_key(subscription)
     WHERE subscription != skiff_key(subscription);
 """
 
+# Version 6: secrets at rest sealed with the node key (skiff.store.sealing): every
+# secret of every stored body (skiff.store.bodysecrets) is sealed in place, and a probe
+# sealed with the key tells a wrong or missing key at the next start. The probe is
+# written by the store once the key is known; the bodies by ``skiff_seal_body``, which
+# the store gives the migration (without a key it refuses to run on any row). The
+# plaintext the old rows leave in freed pages and in the WAL is wiped after the
+# migration (see skiff.store.database).
+_V6 = """
+CREATE TABLE sealing (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+    probe TEXT NOT NULL                        -- PROBE, sealed with the node key
+);
+UPDATE container_groups SET body = skiff_seal_body(uid, body);
+"""
+
 #: Every migration, oldest first; the schema's version is how many were applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
+#: The version from which the store's secrets are sealed.
+SEALED = 6
 
 
 def statements(script: str) -> Iterator[str]:
@@ -185,6 +202,10 @@ def statements(script: str) -> Iterator[str]:
         raise ValueError(f"unterminated SQL statement: {(text + rest).strip()[:80]!r}")
 
 
+def _no_key(uid: str, body: str) -> str:
+    raise StoreError("sealing a stored body needs the node key")
+
+
 def _has_code(text: str) -> bool:
     lines = (line.split("--", 1)[0] for line in text.splitlines())
     return any(line.strip(" \t;") for line in lines)
@@ -202,15 +223,20 @@ def version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection, *, source: str,
-            migrations: Sequence[str] = MIGRATIONS) -> int:
+            migrations: Sequence[str] = MIGRATIONS,
+            seal_body: Callable[[str, str], str] | None = None) -> int:
     """Bring the file behind ``conn`` (in autocommit mode) to ``len(migrations)``.
 
     Returns the version reached. ``source`` names the file in messages.
+    ``seal_body(uid, body JSON)`` seals a stored body's secrets (version 6); without
+    it, a migration that has a body to seal fails.
     """
     latest = len(migrations)
     # Migrations compute keys as the code does (Python's lower() folds every letter,
     # SQLite's only ASCII).
     conn.create_function("skiff_key", 1, subscription_key, deterministic=True)
+    conn.create_function("skiff_seal_body", 2, seal_body or _no_key)
+    step = latest  # the version being migrated to, for messages
     while True:
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -222,6 +248,7 @@ def migrate(conn: sqlite3.Connection, *, source: str,
                 if found == latest:
                     conn.execute("COMMIT")
                     return found
+                step = found + 1
                 for statement in statements(migrations[found]):
                     conn.execute(statement)
                 conn.execute(
@@ -236,4 +263,4 @@ def migrate(conn: sqlite3.Connection, *, source: str,
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot bring the store {source} to schema version "
-                             f"{latest}: {exc}") from exc
+                             f"{step}: {exc}") from exc

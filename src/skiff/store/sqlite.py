@@ -30,6 +30,7 @@ exactly one resource group row, which a foreign key enforces.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from dataclasses import replace
 from typing import Any
 
 from skiff.errors import GroupNotFound
+from skiff.store.bodysecrets import seal_body, unseal_body
 from skiff.store.errors import (
     ContainerGroupBeingDeleted,
     InvalidResourceGroupLocation,
@@ -145,7 +147,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
             else:
                 conn.execute("DELETE FROM resource_groups WHERE subscription = ? AND name_key = ?",
                              key)
-        return [GroupRecord.from_row(row) for row in rows]
+        return [self._record(row) for row in rows]
 
     # --- container groups ------------------------------------------------------------------
 
@@ -164,7 +166,8 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         tags live in ``tags`` alone, so that they cannot tell two bodies apart.
         """
         sub = subscription_key(sub)
-        body_json = dumps({k: v for k, v in body.items() if k != "tags"})
+        plain = {k: v for k, v in body.items() if k != "tags"}
+        body_json = dumps(plain)
         tags_json = dumps(dict(tags))
         with self.write() as conn:
             now = self.now()
@@ -180,40 +183,40 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                     " generation, error, created_at, updated_at, subnet_key)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?)",
                     (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
-                     body_json, tags_json, now, now, subnet_key),
+                     self._sealed(uid, plain), tags_json, now, now, subnet_key),
                 )
-                return _group_by_uid(conn, uid), True
+                return self._group_by_uid(conn, uid), True
             uid = row["uid"]
             if row["desired"] == "deleted":
                 raise ContainerGroupBeingDeleted(row["name"])
             if location_key(row["location"]) != location_key(location):
                 raise InvalidResourceLocation(row["name"], rg_name, row["location"], location)
-            if row["body"] != body_json:
+            if dumps(self._unsealed(row)) != body_json:
                 conn.execute(
                     "UPDATE container_groups SET body = ?, tags = ?,"
                     " provisioning_state = 'Pending', desired = 'running',"
                     " generation = generation + 1, error = NULL,"
                     " updated_at = ?, subnet_key = ? WHERE uid = ?",
-                    (body_json, tags_json, now, subnet_key, uid),
+                    (self._sealed(uid, plain), tags_json, now, subnet_key, uid),
                 )
             elif row["tags"] != tags_json:
                 conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
                              (tags_json, now, uid))
             else:
-                return GroupRecord.from_row(row), False
-            return _group_by_uid(conn, uid), False
+                return self._record(row), False
+            return self._group_by_uid(conn, uid), False
 
     def get_group(self, sub: str, rg: str, name: str) -> GroupRecord | None:
         """The container group (names in any case), also while it is being deleted."""
         sub = subscription_key(sub)
         with self.read() as conn:
             row = _group_row(conn, sub, rg, name)
-        return None if row is None else GroupRecord.from_row(row)
+        return None if row is None else self._record(row)
 
     def get_group_by_uid(self, uid: str) -> GroupRecord | None:
         with self.read() as conn:
             row = conn.execute("SELECT * FROM container_groups WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else GroupRecord.from_row(row)
+        return None if row is None else self._record(row)
 
     def list_groups(self, sub: str | None, rg: str | None = None, *, limit: int = 100,
                     after: str | None = None) -> tuple[list[GroupRecord], str | None]:
@@ -243,7 +246,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 f"SELECT * FROM container_groups {where}"  # noqa: S608 (fixed clauses only)
                 " ORDER BY subscription, rg_key, name_key LIMIT ?", (*params, limit + 1),
             ).fetchall()
-        page = [GroupRecord.from_row(row) for row in rows[:limit]]
+        page = [self._record(row) for row in rows[:limit]]
         if len(rows) <= limit:
             return page, None
         last = rows[limit - 1]
@@ -261,7 +264,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 raise ContainerGroupBeingDeleted(row["name"])
             conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
                          (dumps(dict(tags)), self.now(), row["uid"]))
-            return _group_by_uid(conn, row["uid"])
+            return self._group_by_uid(conn, row["uid"])
 
     def set_desired(self, sub: str, rg: str, name: str, desired: str) -> GroupRecord | None:
         """Ask for a running, stopped or deleted group; bumps the generation.
@@ -280,7 +283,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 return None
             if row["desired"] == "deleted":
                 if desired == "deleted":
-                    return GroupRecord.from_row(row)
+                    return self._record(row)
                 raise ContainerGroupBeingDeleted(row["name"])
             state = "Deleting" if desired == "deleted" else row["provisioning_state"]
             conn.execute(
@@ -288,7 +291,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 " generation = generation + 1, updated_at = ? WHERE uid = ?",
                 (desired, state, self.now(), row["uid"]),
             )
-            return _group_by_uid(conn, row["uid"])
+            return self._group_by_uid(conn, row["uid"])
 
     def set_provisioning(self, uid: str, state: str, *, error: Mapping[str, Any] | None = None,
                          generation: int | None = None) -> bool:
@@ -334,7 +337,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         with self.read() as conn:
             rows = conn.execute(
                 "SELECT * FROM container_groups ORDER BY updated_at, uid").fetchall()
-        return [GroupRecord.from_row(row) for row in rows]
+        return [self._record(row) for row in rows]
 
     def count_groups(self, sub: str) -> int:
         """How many container groups the subscription has, not counting those being deleted
@@ -346,6 +349,23 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 " WHERE subscription = ? AND desired != 'deleted'", (sub,),
             ).fetchone()
         return int(row[0])
+
+    # --- sealed bodies ---------------------------------------------------------------------
+
+    def _sealed(self, uid: str, body: Mapping[str, Any]) -> str:
+        """The body column of group ``uid``: ``body``'s JSON, its secrets sealed."""
+        return dumps(seal_body(body, self.sealer, uid))
+
+    def _unsealed(self, row: sqlite3.Row) -> dict[str, Any]:
+        return unseal_body(json.loads(row["body"]), self.sealer, row["uid"])
+
+    def _record(self, row: sqlite3.Row) -> GroupRecord:
+        """The group of ``row``, its secrets opened."""
+        return GroupRecord.from_row(row, self._unsealed(row))
+
+    def _group_by_uid(self, conn: sqlite3.Connection, uid: str) -> GroupRecord:
+        return self._record(conn.execute("SELECT * FROM container_groups WHERE uid = ?",
+                                         (uid,)).fetchone())
 
     # --- DNS name labels -------------------------------------------------------------------
 
@@ -389,7 +409,3 @@ def _group_row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite
         (subscription_key(sub), name_key(rg), name_key(name))).fetchone()
     return row
 
-
-def _group_by_uid(conn: sqlite3.Connection, uid: str) -> GroupRecord:
-    row = conn.execute("SELECT * FROM container_groups WHERE uid = ?", (uid,)).fetchone()
-    return GroupRecord.from_row(row)

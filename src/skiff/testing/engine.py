@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +24,7 @@ from skiff.core.view import GroupView
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.network import firewall
 from skiff.engine.network.networks import Networks
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import cgroups, rundir
 from skiff.engine.runtime.gvisor import GvisorDriver
 from skiff.settings import NetworkSettings, Settings
 from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
@@ -74,7 +73,7 @@ def supervising(settings: Settings, *, pool_size: int = 1, allow: Sequence[str] 
     finally:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(supervisor.images.rootfs.unmount_views)
-            cleanup.callback(shutil.rmtree, supervisor.runtime.run_dir, ignore_errors=True)
+            cleanup.callback(rundir.remove, supervisor.runtime.run_dir)
             cleanup.callback(cgroups.remove, f"/{supervisor.runtime.run_dir.name}")
             cleanup.callback(subprocess.run, ["ip", "link", "del", networks.bridge],
                              capture_output=True, check=False)

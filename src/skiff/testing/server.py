@@ -8,7 +8,6 @@ the node set up (network pool, bridge, cgroups, run directory), pass or fail.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,7 +22,7 @@ import uvicorn
 
 from skiff.api.app import create_app
 from skiff.engine.network import firewall
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import cgroups, rundir
 from skiff.server import Server, build
 from skiff.settings import ApiSettings, DnsSettings, NetworkSettings, RuntimeSettings, Settings
 from skiff.testing.registry import free_port
@@ -80,7 +79,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
     server = build(settings)
     engine = server.node
     with contextlib.ExitStack() as cleanup:  # each step runs even when one before it fails
-        cleanup.callback(shutil.rmtree, engine.runtime.run_dir, ignore_errors=True)
+        cleanup.callback(rundir.remove, engine.runtime.run_dir)
         cleanup.callback(cgroups.remove, f"/{engine.runtime.run_dir.name}")
         cleanup.callback(subprocess.run, ["ip", "link", "del", engine.networks.bridge],
                          capture_output=True, check=False)

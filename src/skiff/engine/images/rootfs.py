@@ -10,12 +10,15 @@ Mount options must fit in one page. Layers are named through short links
 that even those overflow the page is mounted by a ``mount`` process started
 in the links' directory, with relative names (what containers-storage does).
 
+What a container writes lands in its upper directory, on the host's disk:
+the directories above it are root's alone (``rootfs/`` and ``rootfs/<id>/`` are
+0700), so that no local user reads what a container wrote, nor its merged view.
 A remapped container's rootfs (``idmap``: its user namespace's first host id
 and count) takes its layers from an idmapped view of the image store (see
 :mod:`skiff.engine.idmap`), one per mapping, shared; its upper directory
 belongs to the mapped root, and the directories down to it can be traversed
 by others (0711, as Docker's userns-remap root) since runc mounts it from
-inside the user namespace.
+inside the user namespace; they still cannot be listed.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class Rootfses:
         self.links = links
         self.views = root / "idmapped"
         self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # what containers write is below (a remapped one adds o+x)
         self._views_lock = threading.Lock()
         if _FORBIDDEN & set(str(root)):
             raise RootfsError(f"the data root {root} must not contain any of , : = "
@@ -115,6 +119,7 @@ class Rootfses:
             return merged
         for sub in ("upper", "work", "merged"):
             (base / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o700)  # no local user reads what the container writes
         os.chmod(base / "upper", 0o755)  # noqa: S103 -- the container's "/" takes the upper dir's mode
         if record.idmap is not None:
             os.chown(base / "upper", record.idmap[0], record.idmap[0])

@@ -13,11 +13,20 @@ start`` runs the process.
 
 Where things live::
 
-    <data root>/containers/<cid>/   bundle (config.json, conmon's fifos), logs:
+    <data root>/containers/<cid>/   what outlives an instance: logs, conmon's files
         ctr.log -> ctr.log.1|2      this instance's output (cut by conmon, kept by skiff)
         prev.log                    the previous instance's output
         persist/                    conmon's exit and oom files (they outlive a reboot)
-    /run/skiff-<hash>/              runc's state, conmon's sockets, exit files (a tmpfs)
+        runtime.json                the OCI runtime that made it
+    /run/skiff-<hash>/              a 0700 tmpfs (see skiff.engine.runtime.rundir):
+        bundles/<cid>/              the bundle: config.json (secure values in clear, as
+                                    runc needs them), conmon's fifos and attach socket
+        runtime/, runsc/            runc's and runsc's state
+        sock/, exits/               conmon's sockets and exit files
+
+The bundle lives as long as the runtime's container: :meth:`ConmonRuntime.create`
+writes it from the spec, :meth:`~ConmonRuntime.delete` removes it, so a stopped
+container leaves no copy of its environment anywhere.
 
 A container may run on another OCI runtime than the node's runc: its
 :class:`~skiff.engine.runtime.oci.OciRuntime` (kept in ``runtime.json`` beside its
@@ -42,12 +51,14 @@ import select
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skiff.engine.runtime import rundir
 from skiff.engine.runtime.logfiles import LOG, keep, prepare, retire_log, watch
 from skiff.engine.runtime.logs import follow_log, read_log
 from skiff.engine.runtime.oci import (
@@ -93,18 +104,43 @@ class ConmonRuntime:
         self.runtime_root = self.run_dir / "runtime"
         self.sockets = self.run_dir / "sock"
         self.exits = self.run_dir / "exits"
+        self.bundles = self.run_dir / "bundles"
         for d in (self.root, self.runtime_root, self.sockets, self.exits):
             d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)  # specs and logs may hold secrets
+        os.chmod(self.root, 0o700)  # logs may hold what containers print
         #: The node's default: runc, as configured.
         self.default_oci = OciRuntime(program=self.settings.runtime, root=self.runtime_root)
+        self._prepared = False
+        self._prepare_lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Make the run directory a root-only tmpfs (:mod:`~skiff.engine.runtime.rundir`),
+        before the first container's bundle or state is written there. Once a process;
+        not at construction, which needs no root."""
+        with self._prepare_lock:
+            if self._prepared:
+                return
+            rundir.prepare(self.run_dir, self.settings.run_dir_bytes)
+            for d in (self.runtime_root, self.sockets, self.exits, self.bundles):
+                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # An earlier skiff kept bundles on the data root: runc and runsc read a spec
+            # at create only, so the copies of running containers go now.
+            for legacy in self.root.glob("*/config.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    legacy.unlink()
+            self._prepared = True
 
     # ---- paths ------------------------------------------------------------
 
     def dir(self, cid: str) -> Path:
+        """What is kept of ``cid`` on the data root: logs, conmon's files."""
         if not _CID.fullmatch(cid):
             raise RuntimeFailure(f"invalid container id {cid!r}")
         return self.root / cid
+
+    def bundle(self, cid: str) -> Path:
+        """``cid``'s OCI bundle, on the run directory's tmpfs."""
+        return self.bundles / self.dir(cid).name
 
     def oci(self, cid: str) -> OciRuntime:
         """The OCI runtime of ``cid``: as recorded at its creation, else the default."""
@@ -129,14 +165,17 @@ class ConmonRuntime:
         A previous instance of ``cid`` must have been deleted; its output is
         kept as the previous log.
         """
+        self.prepare()
         base = self.dir(cid)
         base.mkdir(parents=True, exist_ok=True)
+        bundle = self.bundle(cid)
+        bundle.mkdir(mode=0o700, exist_ok=True)
         self._retire_instance(cid)
         prepare(base)  # conmon cuts its log at log_max_bytes: into the other of two files
         watch(base)
-        # The spec holds the environment, secure values included: root only.
-        fd = os.open(base / "config.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                     0o600)
+        # The spec holds the environment, secure values included: root only, in memory.
+        fd = os.open(bundle / "config.json",
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(spec))
         record = base / "runtime.json"
@@ -149,7 +188,7 @@ class ConmonRuntime:
         conmon_cmd, runtime_options = oci.conmon(self.settings.conmon)
         argv = [
             *conmon_cmd, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
-            *runtime_options, "-b", str(base), "-p", str(base / "pidfile"),
+            *runtime_options, "-b", str(bundle), "-p", str(base / "pidfile"),
             "-l", f"k8s-file:{base / LOG}", "--log-size-max", str(self.settings.log_max_bytes),
             "--exit-dir", str(self.exits),
             "--socket-dir-path", str(self.sockets), "--conmon-pidfile", str(base / "conmon.pid"),
@@ -158,8 +197,9 @@ class ConmonRuntime:
         if stdin:
             argv += ["-i", "--leave-stdin-open"]
         read_end, write_end = os.pipe()
-        # conmon's own messages go to a file: a pipe closed behind it would kill it (SIGPIPE).
-        errors = open(base / "conmon.err", "wb")  # noqa: SIM115 -- closed below
+        # conmon's own messages go to a file: a pipe closed behind it would kill it (SIGPIPE);
+        # in the bundle, since they may quote the runtime's error, and that the spec.
+        errors = open(bundle / "conmon.err", "wb")  # noqa: SIM115 -- closed below
         try:
             try:
                 conmon = subprocess.Popen(
@@ -174,7 +214,7 @@ class ConmonRuntime:
             # No timeout: Popen polls with sleeps then, costing milliseconds; conmon's
             # first process only forks its monitor and leaves.
             if conmon.wait() != 0:
-                err = (base / "conmon.err").read_text(errors="replace").strip()
+                err = (bundle / "conmon.err").read_text(errors="replace").strip()
                 raise RuntimeFailure(f"conmon failed: {err[-500:]}")
             report = self._read_sync(read_end, self.settings.create_timeout_s)
         finally:
@@ -216,11 +256,14 @@ class ConmonRuntime:
                 stale.unlink()
         shutil.rmtree(base / "persist", ignore_errors=True)
         (base / "persist").mkdir()  # conmon writes its exit and oom files there, if it exists
+        with contextlib.suppress(FileNotFoundError):  # an earlier skiff's bundle was here
+            (base / "config.json").unlink()
 
     def _cleanup_failed(self, cid: str) -> None:
         self._runtime("delete", "--force", cid, check=False, oci=self.oci(cid))
         with contextlib.suppress(FileNotFoundError):
             (self.exits / cid).unlink()
+        shutil.rmtree(self.bundle(cid), ignore_errors=True)
 
     def start(self, cid: str) -> None:
         """Run the created container's process.
@@ -243,7 +286,7 @@ class ConmonRuntime:
     def _start_member(self, cid: str) -> None:
         """Give a sandbox member's waiter the go and wait for ``runsc start``'s outcome:
         as with runc, a command that cannot run fails here, with runsc's reason."""
-        base = self.dir(cid)
+        base = self.bundle(cid)
         if not signal_fifo(base / "start", b"start\n"):
             raise RuntimeFailure(f"container {cid} cannot be started: its waiter is gone")
         deadline = time.monotonic() + self.settings.create_timeout_s
@@ -336,7 +379,7 @@ class ConmonRuntime:
         """Remove the runtime's container (stopping it at once); keeps logs. Idempotent."""
         oci = self.oci(cid)
         if oci.member:  # a member created but never started: its waiter leaves
-            signal_fifo(self.dir(cid) / "start", b"delete\n")
+            signal_fifo(self.bundle(cid) / "start", b"delete\n")
         # runc's state: skip the call when there is none (runsc names its files otherwise)
         if oci.program != self.default_oci.program or (oci.root / cid).exists():
             self._runtime("delete", "--force", cid, check=False, oci=oci)
@@ -351,6 +394,7 @@ class ConmonRuntime:
         for done in (self.exits / cid, self.dir(cid) / "persist" / "exit", self.sockets / cid):
             with contextlib.suppress(FileNotFoundError):
                 done.unlink()
+        shutil.rmtree(self.bundle(cid), ignore_errors=True)  # its spec: secrets included
 
     def remove(self, cid: str) -> None:
         """Delete the container and everything skiff kept of it, logs included."""
@@ -361,8 +405,9 @@ class ConmonRuntime:
         """Every container this runtime holds state of: its directory, or runc's state
         alone (a removal cut short leaves that). What a start-up sweep looks through."""
         found = {p.name for p in self.root.iterdir() if p.is_dir()}
-        with contextlib.suppress(FileNotFoundError):
-            found.update(p.name for p in self.runtime_root.iterdir() if p.is_dir())
+        for state in (self.runtime_root, self.bundles):
+            with contextlib.suppress(FileNotFoundError):
+                found.update(p.name for p in state.iterdir() if p.is_dir())
         return sorted(cid for cid in found if _CID.fullmatch(cid))
 
     def list(self) -> list[str]:

@@ -179,7 +179,8 @@ class Sandboxes:
         """The shim and the holder's rootfs, made once (and again if removed)."""
         if self._ready and self.shim.exists() and (self.rootfs / "bin" / "busybox").exists():
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.runtime.prepare()  # the run directory's tmpfs: runsc's state holds the specs
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.shim.with_name(self.shim.name + ".tmp")
         tmp.write_text(SHIM)
         os.chmod(tmp, 0o700)  # only root (conmon) runs it
