@@ -11,6 +11,7 @@ import click
 from skiff.settings import (
     DEFAULT_DATA_ROOT,
     ApiSettings,
+    DiskSettings,
     DnsSettings,
     NetworkSettings,
     RuntimeSettings,
@@ -68,12 +69,18 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
               help="An image every tenant may see in cachedImages once it is in the node's "
                    "cache (repeatable); other cached images are listed only to the "
                    "subscriptions whose groups use them.")
+@click.option("--group-disk-gb", type=float, default=DiskSettings.group_gb, show_default=True,
+              help="What one group may write on the node's disk, in GB: its containers' "
+                   "root filesystems and its emptyDir volumes together, on a sparse "
+                   "filesystem of its own (a write beyond fails with ENOSPC). At most 50 "
+                   "(ACI's limit); 0: no limit.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
           dns_zone: str, tls_cert: Path | None, tls_key: Path | None, overcommit: float,
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
           public_subnet: str | None, public_interface: str | None,
-          public_cached_images: tuple[str, ...], verbose: bool) -> None:
+          public_cached_images: tuple[str, ...], group_disk_gb: float,
+          verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -103,8 +110,12 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--public-subnet") from None
     network = NetworkSettings(subnet=public_subnet, public_interface=public_interface)
+    try:
+        disks = DiskSettings(group_gb=group_disk_gb)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--group-disk-gb") from None
     run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime,
-                        network=network))
+                        network=network, disks=disks))
 
 
 def parse_userns(text: str) -> tuple[int, int]:

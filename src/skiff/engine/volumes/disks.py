@@ -130,12 +130,12 @@ class GroupDisks:
                 os.rename(pooled, image)
             except FileNotFoundError:
                 continue  # taken meanwhile by another start
-            self._kick()
+            self.kick()
             return
         self._make(image)
         with self._lock:
             self.made_on_demand += 1
-        self._kick()
+        self.kick()
 
     def _make(self, dest: Path) -> None:
         """Make a disk in ``work/`` and rename it to ``dest`` (never half made there)."""
@@ -164,7 +164,7 @@ class GroupDisks:
             with self._lock:
                 self._thread = None
 
-    def _kick(self) -> None:
+    def kick(self) -> None:
         """Refill the pool in the background, unless it is full or being refilled."""
         with self._lock:
             if (self._closed or self._thread is not None
