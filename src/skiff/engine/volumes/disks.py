@@ -96,10 +96,15 @@ class GroupDisks:
         if self._fs.mounted(target):
             return
         image = self.image(group_id)
-        if not image.exists():
+        taken = not image.exists()
+        if taken:
             self._take(image)
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._fs.mount(image, target)
+        try:
+            self._fs.mount(image, target)
+        finally:
+            if taken:
+                self.kick()  # after the mount: mkfs competes for the disk and CPUs
         with contextlib.suppress(OSError):  # not empty, or gone: not ours to worry about
             os.rmdir(target / _LOST_FOUND)
 
@@ -120,7 +125,8 @@ class GroupDisks:
         return sum(1 for name in os.listdir(self.pool) if name.endswith(".img"))
 
     def _take(self, image: Path) -> None:
-        """Give ``image`` a ready disk: one of the pool's by a rename, else a new one."""
+        """Give ``image`` a ready disk: one of the pool's by a rename, else a new one
+        (the caller then kicks the refill)."""
         for name in sorted(os.listdir(self.pool)):
             pooled = self.pool / name
             try:
@@ -130,12 +136,10 @@ class GroupDisks:
                 os.rename(pooled, image)
             except FileNotFoundError:
                 continue  # taken meanwhile by another start
-            self.kick()
             return
         self._make(image)
         with self._lock:
             self.made_on_demand += 1
-        self.kick()
 
     def _make(self, dest: Path) -> None:
         """Make a disk in ``work/`` and rename it to ``dest`` (never half made there)."""
@@ -155,6 +159,11 @@ class GroupDisks:
             return True
 
     def _refill(self) -> None:
+        # The refill runs while the start that emptied the pool goes on: at the lowest
+        # priority (this thread's and so mkfs's, CPU and, derived from it, I/O), so that
+        # starts come first on a busy node.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             while self._wanted():
                 self._make(self.pool / f"{uuid.uuid4().hex}.img")
