@@ -45,7 +45,7 @@ def disks(tmp_path: Path, fs: FakeFilesystems, pool_size: int = 2) -> GroupDisks
 
 def test_a_start_takes_a_pooled_disk_and_the_pool_refills(tmp_path: Path) -> None:
     """With the pool full, attach renames a pooled disk (nothing made on the way) and mounts
-    it; the pool is refilled in the background."""
+    it; the pool is refilled in the background once kicked (the start done)."""
     fs = FakeFilesystems()
     gd = disks(tmp_path, fs)
     gd.prewarm()
@@ -57,6 +57,8 @@ def test_a_start_takes_a_pooled_disk_and_the_pool_refills(tmp_path: Path) -> Non
     assert gd.image("g1").exists()
     assert fs.mounts[tmp_path / "mnt" / "g1"] == gd.image("g1")
     assert gd.image("g1").stat().st_ino in pooled  # renamed, not made
+    assert len(fs.made) == made  # the refill waits for the start to be done
+    gd.kick()
     eventually(lambda: gd.pooled() == 2, what="the pool refilled", timeout_s=5)
     assert len(fs.made) == made + 1
     gd.close()

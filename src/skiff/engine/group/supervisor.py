@@ -140,6 +140,7 @@ class Supervisor:
             if group.failed_reason is None:
                 self._advance(group)
             self._files.save(group)
+            self.volumes.refill()  # the disk this start took, made again: after it
             return snapshot(group)
 
     def _redeploy(self, group: Group) -> None:
