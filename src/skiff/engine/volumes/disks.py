@@ -12,7 +12,7 @@ A group start must not wait for mkfs (≈ 20 ms), so formatted files are made
 ahead, as the network's warm pool makes namespaces ahead: ``pool/`` keeps
 ``pool_size`` of them, refilled by a background thread once a start that took
 one is done (:meth:`GroupDisks.kick`). A start renames one to
-``groups/<group id>.img`` and mounts it (≈ 2 ms, beside the network's setup);
+``groups/<group id>.img`` and mounts it (≈ 2 ms alone, 4-6 ms in a busy start);
 with the pool empty, it makes one itself. Pooled files are not mounted and hold
 no loop device: a loop device exists only while a group's disk is mounted.
 
