@@ -132,6 +132,8 @@ def build(settings: Settings) -> Server:
     store = Store(root / "skiff.db", key_path=settings.node_key)
     ensure_admin_token(root, store)
     engine = Supervisor(settings)
+    if engine.volumes.disks is not None:
+        engine.volumes.disks.kick()  # the first groups need not make their disks
     try:
         dns, zone = start_dns(settings)
     except BaseException:

@@ -82,3 +82,21 @@ def test_serve_passes_its_allowed_local_endpoints(monkeypatch: pytest.MonkeyPatc
     assert "--allow-local-endpoint" in bad.output
     assert started[1:] == []
     assert "--allow-local-endpoint" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
+def test_serve_passes_its_group_disk_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--group-disk-gb reaches DiskSettings (10 GB by default, 0 turns it off); more than
+    ACI's 50 GB is a usage error, and --help documents the option."""
+    import skiff.server
+
+    started: list[Settings] = []
+    monkeypatch.setattr(skiff.server, "serve", started.append)
+    assert CliRunner().invoke(main, ["serve"]).exit_code == 0
+    assert started[0].disks.group_gb == 10
+    assert CliRunner().invoke(main, ["serve", "--group-disk-gb", "0"]).exit_code == 0
+    assert started[1].disks.group_bytes == 0
+    bad = CliRunner().invoke(main, ["serve", "--group-disk-gb", "60"])
+    assert bad.exit_code == 2
+    assert "--group-disk-gb" in bad.output
+    assert len(started) == 2
+    assert "--group-disk-gb" in CliRunner().invoke(main, ["serve", "--help"]).output

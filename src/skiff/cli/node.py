@@ -11,6 +11,7 @@ import click
 from skiff.settings import (
     DEFAULT_DATA_ROOT,
     ApiSettings,
+    DiskSettings,
     DnsSettings,
     NetworkSettings,
     RuntimeSettings,
@@ -80,6 +81,11 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
                    "tenants' image pulls and gitRepo clones may reach, such as a local "
                    "registry (repeatable). Every other address of the node, loopback and "
                    "link-local is out of their reach.")
+@click.option("--group-disk-gb", type=float, default=DiskSettings.group_gb, show_default=True,
+              help="What one group may write on the node's disk, in GB: its containers' "
+                   "root filesystems and its emptyDir volumes together, on a sparse "
+                   "filesystem of its own (a write beyond fails with ENOSPC). At most 50 "
+                   "(ACI's limit); 0: no limit.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           dns_listen: str | None, dns_zone: str, tls_cert: Path | None, tls_key: Path | None,
@@ -87,6 +93,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
           public_subnet: str | None, public_interface: str | None,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
+          group_disk_gb: float,
           verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
@@ -119,8 +126,12 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
             raise click.BadParameter(str(exc), param_hint="--public-subnet") from None
     network = NetworkSettings(subnet=public_subnet, public_interface=public_interface,
                               allow_local_endpoints=_check_endpoints(allow_local_endpoints))
+    try:
+        disks = DiskSettings(group_gb=group_disk_gb)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--group-disk-gb") from None
     run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
-                        runtime=runtime, network=network))
+                        runtime=runtime, network=network, disks=disks))
 
 
 def parse_userns(text: str) -> tuple[int, int]:

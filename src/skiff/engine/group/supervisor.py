@@ -58,6 +58,7 @@ from skiff.engine.runtime.conmon import ConmonRuntime, ContainerStatus
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.runtime.oci import ExecSession
 from skiff.engine.spec import container as containerspec
+from skiff.engine.volumes.disks import group_disks
 from skiff.engine.volumes.manager import Volumes
 from skiff.errors import (
     ContainerCreateFailed,
@@ -92,7 +93,8 @@ class Supervisor:
                                            confine=self.fetching.command)
         self.networks = networks or Networks(settings.data_root, settings.network)
         self.volumes = volumes or Volumes(settings.data_root, settings.volumes,
-                                          confine=self.fetching.command)
+                                          confine=self.fetching.command,
+                                          disks=group_disks(settings))
         self.runtime = runtime or ConmonRuntime(settings.data_root, settings.runtime)
         #: One driver per isolation, all on ``runtime`` (see :meth:`_driver`).
         self.drivers = registry.node_drivers(self.runtime, settings.runtime)
@@ -151,6 +153,7 @@ class Supervisor:
             if group.failed_reason is None:
                 self._advance(group)
             self._files.save(group)
+            self.volumes.refill()  # the disk this start took, made again: after it
             return snapshot(group)
 
     def _adopt(self, group: Group) -> None:
@@ -267,7 +270,7 @@ class Supervisor:
         containers = self.runtime.ids()
         with self._lock:
             groups = set(self._groups)
-        groups.update(self._files.ids(), self.networks.list())
+        groups.update(self._files.ids(), self.networks.list(), self.volumes.ids())
         found = sweeping.find(keep, groups=groups, containers=containers, owned=self._owned)
         for group_id in found.groups:
             log.warning("group %s is on this node but no longer wanted: removing it",
@@ -354,6 +357,7 @@ class Supervisor:
         self._monitor.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.fetching.close()
+        self.volumes.close()
         self._stops.shutdown(wait=False, cancel_futures=True)  # each ends within its grace
 
     # ---- finding a group ----------------------------------------------------
@@ -432,9 +436,11 @@ class Supervisor:
         driver.delete(cid)
         self.images.remove_rootfs(cid)
         try:
-            rootfs = self.images.create_rootfs(cid, group.images[container.name],
-                                               idmap=driver.user_namespace(group.spec,
-                                                                           container))
+            layers = self.volumes.layers(group.spec.id)
+            rootfs = self.images.create_rootfs(
+                cid, group.images[container.name],
+                idmap=driver.user_namespace(group.spec, container),
+                writable=None if layers is None else layers / cid)
             spec = containerspec.container_spec(self.settings, group, container, rootfs,
                                                 driver)
             assert group.attachment is not None  # prepared

@@ -19,6 +19,11 @@ and count) takes its layers from an idmapped view of the image store (see
 belongs to the mapped root, and the directories down to it can be traversed
 by others (0711, as Docker's userns-remap root) since runc mounts it from
 inside the user namespace; they still cannot be listed.
+
+Under a disk limit, a container's upper and work directories live elsewhere:
+on its group's disk (``writable``, kept in ``rootfs.json``, see
+:mod:`skiff.engine.volumes.disks`), so that what it writes counts against its
+group's limit; the merged directory and the record stay here.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ class RootfsRecord:
     layers: tuple[str, ...]  # diff-ids, bottom first
     #: (first host id, count) of a remapped container's user namespace, else None.
     idmap: tuple[int, int] | None = None
+    #: The directory of its upper and work directories when not beside the merged
+    #: one (on its group's disk), else None.
+    writable: str | None = None
 
 
 def _mount_overlay(target: Path, options: str, cwd: Path | None = None) -> None:
@@ -107,6 +115,10 @@ class Rootfses:
             raise RootfsError(f"invalid container id {container_id!r}")
         return self.root / container_id
 
+    def _writable(self, base: Path, record: RootfsRecord | None) -> Path:
+        """The directory of the rootfs's upper and work directories."""
+        return Path(record.writable) if record is not None and record.writable else base
+
     def create(self, record: RootfsRecord, link_names: Sequence[str]) -> Path:
         """Record and mount the rootfs of ``record``; returns the mounted path.
 
@@ -117,12 +129,16 @@ class Rootfses:
         merged = base / "merged"
         if merged.exists() and mounts.is_mounted(merged):
             return merged
-        for sub in ("upper", "work", "merged"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
+        writable = self._writable(base, record)
+        if _FORBIDDEN & set(str(writable)):
+            raise RootfsError(f"invalid directory {writable} for a rootfs's upper layer")
+        merged.mkdir(parents=True, exist_ok=True)
         os.chmod(base, 0o700)  # no local user reads what the container writes
-        os.chmod(base / "upper", 0o755)  # noqa: S103 -- the container's "/" takes the upper dir's mode
+        for sub in ("upper", "work"):
+            (writable / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(writable / "upper", 0o755)  # noqa: S103 -- the container's "/" takes the upper dir's mode
         if record.idmap is not None:
-            os.chown(base / "upper", record.idmap[0], record.idmap[0])
+            os.chown(writable / "upper", record.idmap[0], record.idmap[0])
             for directory in (self.root.parent, self.root, base):
                 _traversable(directory)
         meta = base / "rootfs.json"
@@ -131,15 +147,18 @@ class Rootfses:
             doc: dict[str, object] = {"image": record.image, "layers": list(record.layers)}
             if record.idmap is not None:
                 doc["idmap"] = list(record.idmap)
+            if record.writable is not None:
+                doc["writable"] = record.writable
             tmp.write_text(json.dumps(doc))
             os.replace(tmp, meta)
-        self._mount(base, link_names, record.idmap)
+        self._mount(base, link_names, record.idmap, writable)
         return merged
 
     def _mount(self, base: Path, link_names: Sequence[str],
-               idmap: tuple[int, int] | None = None) -> None:
+               idmap: tuple[int, int] | None = None, writable: Path | None = None) -> None:
         links = self.links if idmap is None else self._view(idmap) / self.links.name
-        tail = f",upperdir={base}/upper,workdir={base}/work"
+        writable = writable or base
+        tail = f",upperdir={writable}/upper,workdir={writable}/work"
         lower = ":".join(str(links / name) for name in reversed(link_names))
         options = f"lowerdir={lower}{tail}"
         if len(options) < _PAGE:
@@ -183,7 +202,8 @@ class Rootfses:
         merged = base / "merged"
         if not mounts.is_mounted(merged):
             record = self.get(container_id)
-            self._mount(base, link_names, record.idmap if record is not None else None)
+            self._mount(base, link_names, record.idmap if record is not None else None,
+                        self._writable(base, record))
         return merged
 
     def get(self, container_id: str) -> RootfsRecord | None:
@@ -193,7 +213,8 @@ class Rootfses:
             return None
         found = doc.get("idmap")
         idmap = (int(found[0]), int(found[1])) if found else None
-        return RootfsRecord(container_id, doc["image"], tuple(doc["layers"]), idmap)
+        return RootfsRecord(container_id, doc["image"], tuple(doc["layers"]), idmap,
+                            doc.get("writable"))
 
     def path(self, container_id: str) -> Path:
         return self._dir(container_id) / "merged"
@@ -210,6 +231,9 @@ class Rootfses:
         """Unmount and delete a container's rootfs, upper layer included. Idempotent."""
         base = self._dir(container_id)
         unmount(base / "merged")
+        record = self.get(container_id)
+        if record is not None and record.writable:  # on its group's disk, if still there
+            shutil.rmtree(record.writable, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             (base / "rootfs.json").unlink()  # first: a half-removed rootfs is no longer in use
         shutil.rmtree(base, ignore_errors=True)

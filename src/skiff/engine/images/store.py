@@ -388,15 +388,18 @@ class ImageStore:
     # ---- root filesystems ---------------------------------------------------
 
     def create_rootfs(self, container_id: str, image: Image, *,
-                      idmap: tuple[int, int] | None = None) -> Path:
+                      idmap: tuple[int, int] | None = None,
+                      writable: Path | None = None) -> Path:
         """Mount a new rootfs for ``container_id`` from ``image``; returns its path.
 
         ``idmap`` (first host id, count): for a container in a user namespace mapping
-        its ids 0.. to those (see :mod:`skiff.engine.images.rootfs`).
+        its ids 0.. to those (see :mod:`skiff.engine.images.rootfs`). ``writable``: the
+        directory for its upper layer (on its group's disk), else beside the rootfs.
         """
         with locked(self._gc_lock, shared=True):
             links = [self._layer_link(d) for d in image.layers]
-            record = RootfsRecord(container_id, image.digest, image.layers, idmap)
+            record = RootfsRecord(container_id, image.digest, image.layers, idmap,
+                                  None if writable is None else str(writable))
             return self.rootfs.create(record, links)
 
     def mount_rootfs(self, container_id: str) -> Path:

@@ -24,6 +24,11 @@ input leaves nothing behind; a failure half-way removes what that call made.
 mounted below the group's directory and deletes it, so a group is cleaned up
 even after a crash lost its spec. Calls for one group must not overlap: the
 supervisor serialises a group's lifecycle.
+
+With a disk limit (:class:`~skiff.settings.DiskSettings`), the group's directory
+is the mount point of the group's own filesystem (:mod:`skiff.engine.volumes.disks`):
+its emptyDir volumes and its containers' writable layers (:meth:`Volumes.layers`,
+``.layers`` below it, a name no volume can have) count against one limit.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.spec import EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
+from skiff.engine.volumes.disks import GroupDisks
 from skiff.engine.volumes.driver import VolumeDriver, is_mount_point, remove_tree
 from skiff.engine.volumes.gitrepo import GitRepoDriver
 from skiff.engine.volumes.secret import SecretDriver
@@ -88,11 +94,14 @@ class Volumes:
 
     def __init__(self, data_root: Path, settings: VolumeSettings | None = None, *,
                  drivers: Mapping[type[Any], VolumeDriver[Any]] | None = None,
-                 confine: Callable[[Sequence[str]], list[str]] | None = None) -> None:
+                 confine: Callable[[Sequence[str]], list[str]] | None = None,
+                 disks: GroupDisks | None = None) -> None:
         self.root = data_root / "volumes"
         self.settings = settings or VolumeSettings()
         #: Source type → driver; ``drivers`` adds or replaces kinds (file shares).
         self.drivers = {**default_drivers(self.settings, confine=confine), **(drivers or {})}
+        #: The groups' disks, when what a group writes is limited; None: no limit.
+        self.disks = disks
 
     def _group_dir(self, group_id: str) -> Path:
         _check_component("group id", group_id)
@@ -131,6 +140,8 @@ class Volumes:
         made: list[Path] = []
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.disks is not None:
+                self.disks.attach(group_id, group)
             group.mkdir(mode=0o700, exist_ok=True)
             os.chmod(group, 0o700)  # whatever the umask: host users stay out
             for volume, driver in plan:
@@ -149,6 +160,9 @@ class Volumes:
             for path in [*reversed(made), *([group] if fresh_group else [])]:
                 with contextlib.suppress(SkiffError):  # the first error is the one to report
                     remove_tree(path)
+            if fresh_group and self.disks is not None:
+                with contextlib.suppress(SkiffError):
+                    self.disks.release(group_id, group)
             if isinstance(exc, OSError):
                 raise VolumeError(f"cannot prepare the volumes of group {group_id}: "
                                   f"{exc.strerror or exc}") from exc
@@ -165,6 +179,34 @@ class Volumes:
         return {e.name: group / e.name for e in entries
                 if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)}
 
+    def layers(self, group_id: str) -> Path | None:
+        """Where the group's containers' writable layers go: on the group's disk (once
+        :meth:`prepare` mounted it), or None without a disk limit (beside their rootfs)."""
+        return None if self.disks is None else self._group_dir(group_id) / ".layers"
+
+    def ids(self) -> list[str]:
+        """The groups with volumes or a disk on this node."""
+        groups = set(self.disks.ids()) if self.disks is not None else set()
+        with contextlib.suppress(FileNotFoundError):
+            groups.update(e.name for e in os.scandir(self.root)
+                          if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        return sorted(groups)
+
     def cleanup(self, group_id: str) -> None:
-        """Unmount and delete every volume of the group, and its directory. Idempotent."""
-        remove_tree(self._group_dir(group_id))
+        """Unmount and delete every volume of the group, its directory and its disk.
+        Idempotent."""
+        group = self._group_dir(group_id)
+        remove_tree(group)
+        if self.disks is not None:
+            self.disks.release(group_id, group)
+
+    def refill(self) -> None:
+        """Make the disks that starts took from the pool again, in the background: for
+        when a start is done, so that making them does not slow it."""
+        if self.disks is not None:
+            self.disks.kick()
+
+    def close(self) -> None:
+        """Stop making disks in the background."""
+        if self.disks is not None:
+            self.disks.close()

@@ -1,0 +1,143 @@
+"""A group writes no more than its disk limit on the host: its containers' writable layers
+and its emptyDir volumes fill one filesystem of the limit's size, a write beyond it fails
+inside the container (ENOSPC), and the disk, its mount and its loop device go with the group."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skiff.core.spec import EmptyDirVolume, RestartPolicy, Volume, VolumeMount
+from skiff.engine.group.supervisor import Supervisor
+from skiff.settings import DiskSettings, RuntimeSettings, Settings
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.engine import wait_view
+from skiff.testing.groups import FAST_BACKOFF, GroupMaker, box, fast_supervising
+
+pytestmark = pytest.mark.root
+
+#: The test's limit: small, so that filling it is quick.
+LIMIT_BYTES = 64 << 20
+#: Writes 100 MiB (more than the limit) into the container's own root filesystem.
+FILL_ROOTFS = "dd if=/dev/zero of=/big bs=1M count=100 2>&1; echo rc=$?"
+
+
+@pytest.fixture
+def small(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
+    """A supervisor whose groups may write 64 MiB each."""
+    settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1),
+                        disks=DiskSettings(group_gb=LIMIT_BYTES / 1e9, pool_size=1))
+    with fast_supervising(settings) as supervisor:
+        yield supervisor
+
+
+def loop_devices(image: Path) -> list[str]:
+    """The loop devices whose backing file is ``image``."""
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        if backing.read_text().strip().removesuffix(" (deleted)") == str(image):
+            found.append(backing.parent.parent.name)
+    return found
+
+
+def on_host(image: Path) -> int:
+    """Bytes of the host's disk that ``image`` takes (sparse: only what was written)."""
+    return image.stat().st_blocks * 512
+
+
+def test_writing_past_the_limit_fails_inside_and_stays_within_it_on_the_host(
+    small: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
+    """A container filling its rootfs past the group's limit gets "No space left on device";
+    the group's disk on the host holds no more than the limit."""
+    spec = group(box(images, "c", f"{FILL_ROOTFS}; sleep 300"),
+                 restart_policy=RestartPolicy.NEVER)
+    small.run(spec)
+    wait_view(small, spec.id, lambda v: "rc=" in small.logs(spec.id, "c"))
+    logs = small.logs(spec.id, "c")
+    assert "No space left on device" in logs
+    assert "rc=1" in logs
+    assert small.volumes.disks is not None
+    image = small.volumes.disks.image(spec.id)
+    assert 32 << 20 < on_host(image) <= LIMIT_BYTES  # it wrote, and no more than the limit
+
+
+def test_empty_dir_volumes_count_against_the_same_limit(
+    small: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
+    """40 MiB in an emptyDir leave too little of a 64 MiB limit for 40 more in the rootfs."""
+    script = ("dd if=/dev/zero of=/data/a bs=1M count=40 2>&1; echo vol=$?; "
+              "dd if=/dev/zero of=/b bs=1M count=40 2>&1; echo rootfs=$?; sleep 300")
+    spec = group(box(images, "c", script, volume_mounts=(VolumeMount("data", "/data"),)),
+                 volumes=(Volume("data", EmptyDirVolume()),), restart_policy=RestartPolicy.NEVER)
+    small.run(spec)
+    wait_view(small, spec.id, lambda v: "rootfs=" in small.logs(spec.id, "c"))
+    logs = small.logs(spec.id, "c")
+    assert "vol=0" in logs
+    assert "rootfs=1" in logs
+    assert "No space left on device" in logs
+
+
+def test_delete_releases_the_mount_the_loop_device_and_the_file(
+    small: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
+    """While the group runs its disk is mounted on a loop device; a delete removes all three."""
+    spec = group(box(images, "c", "echo hi > /data/x; sleep 300",
+                     volume_mounts=(VolumeMount("data", "/data"),)),
+                 volumes=(Volume("data", EmptyDirVolume()),))
+    small.run(spec)
+    assert small.volumes.disks is not None
+    image = small.volumes.disks.image(spec.id)
+    target = small.volumes.root / spec.id
+    assert len(loop_devices(image)) == 1
+    assert str(target) in Path("/proc/self/mountinfo").read_text()
+    assert (target / "data" / "x").read_text() == "hi\n"
+    small.delete(spec.id)
+    assert loop_devices(image) == []
+    assert str(small.settings.data_root) not in Path("/proc/self/mountinfo").read_text()
+    assert not image.exists()
+    assert small.volumes.disks.ids() == []
+
+
+def test_a_restarted_skiff_adopts_the_disk_and_its_limit(
+    small: Supervisor, images: BuiltImages, group: GroupMaker
+) -> None:
+    """After skiff restarts, the running group keeps its disk (its files, one loop device)
+    and its limit."""
+    spec = group(box(images, "c", "echo kept > /data/x; sleep 300",
+                     volume_mounts=(VolumeMount("data", "/data"),)),
+                 volumes=(Volume("data", EmptyDirVolume()),))
+    first = Supervisor(small.settings, networks=small.networks, backoff=FAST_BACKOFF)
+    try:
+        first.run(spec)
+        cid = first.view(spec.id).containers[0].cid
+        pid = first.runtime.status(cid).pid
+    finally:
+        first.close()  # skiff goes away; conmon keeps the container, the disk stays mounted
+    view = small.run(spec)
+    assert view.state == "Running"
+    assert small.runtime.status(cid).pid == pid
+    assert small.volumes.disks is not None
+    assert len(loop_devices(small.volumes.disks.image(spec.id))) == 1
+    kept, _ = small.exec(spec.id, "c", ["cat", "/data/x"]).process.communicate(timeout=10)
+    assert kept == b"kept\n"
+    filled, _ = small.exec(spec.id, "c", ["sh", "-c", FILL_ROOTFS]).process.communicate(
+        timeout=60)
+    assert b"No space left on device" in filled
+
+
+def test_sweep_removes_a_disk_no_group_has(small: Supervisor) -> None:
+    """A group's disk left by a crash, mounted, with no group: the sweep unmounts and
+    deletes it (runs once: no runtime is involved)."""
+    disks = small.volumes.disks
+    assert disks is not None
+    target = small.volumes.root / "lost-group"
+    disks.attach("lost-group", target)
+    image = disks.image("lost-group")
+    assert loop_devices(image)
+    small.sweep(())
+    assert loop_devices(image) == []
+    assert not image.exists()
+    assert str(target) not in Path("/proc/self/mountinfo").read_text()
