@@ -23,7 +23,7 @@ from skiff.cli.bodies import group_body
 from skiff.cli.common import Progress
 from skiff.cli.main import main
 from skiff.cli.output import emit
-from skiff.cli.views import az_view
+from skiff.cli.views import az_view, group_table
 from skiff.client import API_VERSION, SkiffClient
 from skiff.testing.fakearm import BASE, PROVIDER, SUB, FakeArm, failed, ok
 
@@ -691,3 +691,15 @@ def test_group_body_carries_the_isolation_asked_for() -> None:
     assert group_body(name="web", image="nginx", isolation="sandbox")["properties"][
         "isolation"] == "Sandbox"
     assert "isolation" not in group_body(name="web", image="nginx")["properties"]
+
+
+def test_table_sums_of_cores_and_memory_have_at_most_two_decimals() -> None:
+    """0.1 + 0.2 cores show as 0.3 core, not 0.30000000000000004; a whole sum as az does."""
+    def container(cpu: float, memory: float) -> dict[str, Any]:
+        return {"name": f"c{cpu}", "image": "busybox",
+                "resources": {"requests": {"cpu": cpu, "memoryInGb": memory}}}
+
+    small = {"name": "g", "containers": [container(0.1, 0.1), container(0.2, 0.2)]}
+    whole = {"name": "h", "containers": [container(0.5, 1.0), container(0.5, 0.5)]}
+    rows = group_table([small, whole])
+    assert [row["CPU/Memory"] for row in rows] == ["0.3 core/0.3 gb", "1.0 core/1.5 gb"]

@@ -184,7 +184,8 @@ def _group_row(group: Mapping[str, Any]) -> dict[str, Any]:
             requests = (c.get("resources") or {}).get("requests") or {}
             cpu += float(requests.get("cpu", 0))
             memory += float(requests.get("memoryInGb", 0))
-        cpu_memory = f"{cpu} core/{memory} gb"
+        # Rounded: 0.1 + 0.2 cores is 0.3, not 0.30000000000000004 (az prints the sum).
+        cpu_memory = f"{round(cpu, 2)} core/{round(memory, 2)} gb"
     ip_ports = network = None
     ip = group.get("ipAddress")
     if ip:
