@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from skiff.cli.main import main
+from skiff.errors import NetworkError
+from skiff.server import bind
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -64,3 +66,15 @@ def test_serve_passes_its_public_cached_images(monkeypatch: pytest.MonkeyPatch) 
     assert "--public-cached-image" in bad.output
     assert started[1:] == []
     assert "--public-cached-image" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
+def test_serve_binds_port_0_to_a_free_port_it_names() -> None:
+    """--listen 127.0.0.1:0 is bound before serving, and the port the kernel gave is the one
+    named (the banner, operation URLs); a port taken is one NetworkError."""
+    sock, listen = bind("127.0.0.1:0")
+    with sock:
+        port = sock.getsockname()[1]
+        assert port != 0
+        assert listen == f"127.0.0.1:{port}"
+        with pytest.raises(NetworkError, match=f"cannot listen on 127.0.0.1:{port}: "):
+            bind(listen)

@@ -29,7 +29,7 @@ _DATA_ROOT = click.option("--data-root", type=click.Path(path_type=Path),
 @click.command()
 @_DATA_ROOT
 @click.option("--listen", default=ApiSettings.listen, show_default=True, metavar="HOST:PORT",
-              help="Where the HTTPS API listens.")
+              help="Where the HTTPS API listens (port 0: a free one, printed at start).")
 @click.option("--location", default=ApiSettings.location, show_default=True,
               help="The location (region) name this skiff serves.")
 @click.option("--dns-listen", default=None, metavar="HOST:PORT",
@@ -80,6 +80,7 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
     certificate and an admin token (DATA_ROOT/admin.token). SIGTERM stops the
     server; the containers keep running and are adopted at the next start.
     """
+    from skiff.errors import NetworkError
     from skiff.server import serve as run_server
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -103,8 +104,11 @@ def serve(data_root: Path, listen: str, location: str, dns_listen: str | None,
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--public-subnet") from None
     network = NetworkSettings(subnet=public_subnet, public_interface=public_interface)
-    run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime,
-                        network=network))
+    try:
+        run_server(Settings(data_root=data_root, api=api, dns=dns, runtime=runtime,
+                            network=network))
+    except NetworkError as exc:  # the API's or the DNS server's address is taken
+        raise click.ClickException(exc.message) from exc
 
 
 def parse_userns(text: str) -> tuple[int, int]:
