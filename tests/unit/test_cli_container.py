@@ -186,6 +186,36 @@ def test_create_network_flags_that_cannot_work_are_usage_errors(args: list[str],
     assert arm.requests == []
 
 
+@pytest.mark.parametrize("args", [[], ["--ip-address", "Public"]])
+@pytest.mark.parametrize(("ports", "why"), [
+    (["0"], "Invalid value for '--ports': 0 is not in the range 1<=x<=65535."),
+    (["65536"], "Invalid value for '--ports': 65536 is not in the range 1<=x<=65535."),
+    (["80", "80"], "--ports lists the port 80 more than once."),
+])
+def test_create_refuses_invalid_and_duplicate_ports(args: list[str], ports: list[str],
+                                                    why: str) -> None:
+    """A port out of range or given twice is a usage error (exit 2) that says so, with or
+    without an IP address, before any request: never dropped in silence."""
+    arm = FakeArm()
+    result = run(arm, "create", "-g", "rg", "-n", "web", "--image", "nginx", *args,
+                 "--ports", *ports)
+    assert result.exit_code == 2
+    assert why in " ".join(result.stderr.split())
+    assert arm.requests == []
+
+
+def test_create_ports_without_an_ip_address_are_not_opened_and_said_so() -> None:
+    """--ports without an IP address sends az's body (no ports) and warns that none is open."""
+    arm = FakeArm()
+    result = ok(run(arm, "create", "-g", "rg", "-n", "web", "--image", "nginx",
+                    "--ports", "8080", "9090"))
+    container = arm.bodies("PUT")[0]["properties"]["containers"][0]["properties"]
+    assert "ports" not in container
+    assert "ipAddress" not in arm.bodies("PUT")[0]["properties"]
+    assert result.stderr.startswith("WARNING: --ports 8080 9090 not opened: the group has no "
+                                    "IP address")
+
+
 def test_create_file_refuses_subnet_flags(tmp_path: Path) -> None:
     """--vnet/--subnet with --file is refused (the file names its subnet), not ignored."""
     (tmp_path / "g.yaml").write_text(ACI_YAML)

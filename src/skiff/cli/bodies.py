@@ -94,6 +94,19 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
     return body
 
 
+def check_ports(ports: tuple[int, ...], *, has_ip: bool) -> None:
+    """Refuse a port given twice (their range is the option's type); say, on stderr, that
+    ports given for a group without an IP address are not opened: az drops them silently
+    (it sends no container ports then), skiff sends the same body, but not in silence."""
+    for port in ports:
+        if ports.count(port) > 1:
+            raise click.UsageError(f"--ports lists the port {port} more than once.")
+    if ports and not has_ip:
+        click.echo(f"WARNING: --ports {' '.join(map(str, ports))} not opened: the group has "
+                   "no IP address (give --ip-address Public, --dns-name-label or --subnet).",
+                   err=True)
+
+
 def check_network_flags(*, vnet: str | None, subnet: str | None, ip_address: str | None,
                          dns_name_label: str | None) -> None:
     """Refuse what az refuses, or what the API would, before anything is made: a group
