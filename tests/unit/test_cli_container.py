@@ -300,13 +300,28 @@ def test_create_from_yaml_name_must_match(tmp_path: Path) -> None:
     assert "must match" in line
 
 
-@pytest.mark.parametrize(("text", "why"), [("properties: [\n", "parsing yaml"),
-                                           ("- just a list\n", "properties")])
-def test_create_from_bad_yaml_is_one_error_line(tmp_path: Path, text: str, why: str) -> None:
-    """A broken or non-group YAML file is one ERROR line, not a traceback."""
+def test_create_from_a_yaml_file_not_a_group_is_one_error_line(tmp_path: Path) -> None:
+    """A YAML file that is no container group is one ERROR line, not a traceback."""
     spec = tmp_path / "group.yaml"
-    spec.write_text(text)
-    assert why in failed(run(FakeArm(), "create", "-g", "rg", "-f", str(spec)))
+    spec.write_text("- just a list\n")
+    assert "properties" in failed(run(FakeArm(), "create", "-g", "rg", "-f", str(spec)))
+
+
+def test_create_from_broken_yaml_shows_where_as_pyyaml_does(tmp_path: Path) -> None:
+    """A YAML syntax error names the line and column on the ERROR line, then PyYAML's report
+    as it words it: the line itself, a caret under the column, the file's name."""
+    spec = tmp_path / "group.yaml"
+    spec.write_text("name: web\nproperties:\n  containers: [\n  osType: Linux\n")
+    result = run(FakeArm(), "create", "-g", "rg", "-f", str(spec))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"ERROR: (InvalidArgumentValue) Error while parsing yaml file {spec} "
+                        "(line 5, column 1): expected ',' or ']', but got '<stream end>'")
+    assert lines[1:5] == ["while parsing a flow sequence",
+                          f'  in "{spec}", line 3, column 15:',
+                          "      containers: [",
+                          "                  ^"]
 
 
 def test_create_from_missing_file(tmp_path: Path) -> None:

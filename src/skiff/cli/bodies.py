@@ -138,6 +138,18 @@ def check_network_flags(*, vnet: str | None, subnet: str | None, ip_address: str
 _RESOURCE_KEYS = ("name", "type", "location", "tags", "identity", "zones", "properties")
 
 
+def yaml_error(path: Path, exc: yaml.YAMLError) -> InvalidArgument:
+    """PyYAML's report of where ``path`` is broken, as PyYAML words it (what it was
+    parsing, the line and column, the line itself with a caret under the column), as az
+    prints it. The line is the user's own, shown on their terminal; the API's messages,
+    which may be logged, quote positions only (:mod:`skiff.models.deployment`)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return InvalidArgument(f"Error while parsing yaml file {path}{where}: {problem}",
+                           detail=str(exc).replace('"<unicode string>"', f'"{path}"'))
+
+
 def body_from_file(path: Path, name: str | None) -> tuple[str, dict[str, Any]]:
     """The group's name and ARM body from an ACI YAML file (as ``az container
     create --file``: the name of ``-n`` and of the file must agree)."""
@@ -148,7 +160,7 @@ def body_from_file(path: Path, name: str | None) -> tuple[str, dict[str, Any]]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidArgument(f"Error while parsing yaml file {path}: {exc}") from exc
+        raise yaml_error(path, exc) from exc
     if not isinstance(data, dict) or not isinstance(data.get("properties"), dict):
         raise InvalidArgument(f"{path} is not a container group: it needs a 'properties' mapping")
     in_file = data.get("name")
