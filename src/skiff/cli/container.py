@@ -228,7 +228,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             return
         with show_progress() as progress:
             group = client.create_or_update(resource_group, name, body, progress=progress)
-    emit(az_view(group), output, query, table=group_table)
+    if output != "none":
+        emit(az_view(group), output, query, table=group_table)
 
 
 @container.command("show")
@@ -276,7 +277,7 @@ def delete(resource_group: str, name: str, yes: bool, no_wait: bool, output: str
         else:
             with show_progress() as progress:
                 deleted = client.delete(resource_group, name, progress=progress)
-    if deleted:
+    if deleted and output != "none":
         emit(az_view(deleted), output, query, table=group_table)
 
 

@@ -21,9 +21,6 @@ from datetime import time as dtime
 from enum import Enum
 from typing import Any, cast
 
-from azure.core.exceptions import DeserializationError
-from azure.mgmt.containerinstance.models import ContainerGroup
-
 from skiff.client import API_VERSION
 
 
@@ -112,6 +109,10 @@ def _lifted(body: Mapping[str, Any]) -> dict[str, Any]:
 def az_view(body: Mapping[str, Any]) -> dict[str, Any]:
     """A container group as ``az container show`` prints it: the SDK's model of
     the ARM body, flattened, camelCase, ``resourceGroup`` added, secrets removed."""
+    # The SDK's models take ~30 ms to import: only a command that prints a group pays it.
+    from azure.core.exceptions import DeserializationError
+    from azure.mgmt.containerinstance.models import ContainerGroup
+
     clean = _redacted(body)
     try:
         view = cast(dict[str, Any], todict(ContainerGroup.deserialize(clean)))
