@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -106,8 +105,8 @@ def run(data_root: Path, listen: str) -> int:
                "--command-line", f"sh -c \"{WEB}\"", "-o", "none")
         print(f"    (created and Running in {(time.perf_counter() - start) * 1e3:.0f} ms)")
         _skiff(env, "container", "show", "-g", "demo", "-n", "web", "-o", "table")
-        ip = json.loads(_skiff(env, "container", "show", "-g", "demo", "-n", "web",
-                               "--query", "ipAddress.ip", show=False))
+        ip = _skiff(env, "container", "show", "-g", "demo", "-n", "web",
+                    "--query", "ipAddress.ip", "-o", "tsv").strip()
         print(f"  $ curl http://{ip}/")
         page = _fetch(f"http://{ip}/")
         print(f"    {page.decode().strip()}")

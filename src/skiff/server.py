@@ -15,9 +15,11 @@ finishes it.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
-from skiff.errors import SkiffError
+from skiff.errors import NetworkError, SkiffError
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -70,6 +72,28 @@ def split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)
+
+
+def bind(listen: str) -> tuple[socket.socket, str]:
+    """A listening TCP socket on ``listen`` (``HOST:PORT``), and ``listen`` with the port
+    it got: port 0 asks the kernel for a free one, and that one is where clients (the
+    banner, operation and websocket URLs) must be sent. NetworkError if it cannot."""
+    host, port = split_listen(listen)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise NetworkError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError as exc:
+        sock.close()
+        raise NetworkError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    bound = sock.getsockname()[1]
+    return sock, f"{listen.rpartition(':')[0]}:{bound}"
 
 
 def start_dns(settings: Settings) -> tuple[DnsServer | None, Zone | None]:
@@ -154,7 +178,14 @@ def build(settings: Settings) -> Server:
 
 def serve(settings: Settings) -> None:
     """Run the server until SIGTERM or SIGINT; containers keep running after."""
-    server = build(settings)
+    sock, listen = bind(settings.api.listen)
+    try:
+        settings = dataclasses.replace(settings,
+                                       api=dataclasses.replace(settings.api, listen=listen))
+        server = build(settings)
+    except BaseException:
+        sock.close()
+        raise
     try:
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
@@ -163,6 +194,7 @@ def serve(settings: Settings) -> None:
         log.info("skiff serves %s", server.plane.base_url)
         print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root})",
               flush=True)
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         server.close()

@@ -148,11 +148,14 @@ def test_logs_tail_and_previous_after_a_restart(skiff: RunningServer, images: Bu
 def test_exec_runs_a_command_and_gives_its_output(
     skiff: RunningServer, images: BuiltImages
 ) -> None:
-    """exec --exec-command without a terminal runs the command and prints its output."""
+    """exec --exec-command without a terminal runs the command, prints its output and ends
+    with its exit code."""
     create(skiff, images, "exec", "sleep 300", "--environment-variables", "WHO=world")
     result = ok(cli(skiff, "exec", "-g", RG, "-n", "exec", "--exec-command",
                     "sh -c 'echo hello $WHO; id -u'"))
     assert result.stdout.replace("\r\n", "\n") == "hello world\n0\n"
+    failed = cli(skiff, "exec", "-g", RG, "-n", "exec", "--exec-command", "sh -c 'exit 3'")
+    assert failed.exit_code == 3, failed.output  # the command's, as the CLI's own
     missing = cli(skiff, "exec", "-g", RG, "-n", "exec", "--container-name", "nope",
                   "--exec-command", "true")
     assert "(ContainerNotFound)" in refused(missing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.root
 def test_demo_runs_a_web_group_through_the_api(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The demo serves, imports an image, creates a web group, fetches its page, deletes it."""
+    """The demo serves, imports an image, creates a web group, fetches its page from the IP it
+    shows, deletes it."""
     root = tmp_path / "root"
     try:
         assert demo.run(root, f"127.0.0.1:{free_port()}") == 0
@@ -37,4 +39,8 @@ def test_demo_runs_a_web_group_through_the_api(
     assert "Hello from a skiff container group!" in out
     assert "Running" in out
     assert "skiff demo: OK" in out
+    lines = [line.strip() for line in out.splitlines()]
+    query = next(i for i, line in enumerate(lines) if line.endswith("--query ipAddress.ip -o tsv"))
+    ip = ipaddress.ip_address(lines[query + 1])  # each command echoed is followed by its output
+    assert lines[query + 2] == f"$ curl http://{ip}/"
     assert str(root) not in Path("/proc/self/mountinfo").read_text()

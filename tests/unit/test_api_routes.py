@@ -288,3 +288,20 @@ def test_deleting_a_resource_group_takes_its_groups_and_networks(
                and not plane.store.vnet_teardowns(),
                what="the groups and the network gone from the node")
     assert http.get(f"{NETS}/net{API}").status_code == 404
+
+
+def test_a_list_shows_each_groups_ip_address(http: Client) -> None:
+    """A list answers each group's ipAddress.ip, as ARM's list does (no instance view)."""
+    ports = [{"protocol": "TCP", "port": 80}]
+    public = body(ipAddress={"type": "Public", "ports": ports})
+    public["properties"]["containers"][0]["properties"]["ports"] = ports
+    answer = http.put(f"{GROUPS}/web{API}", json=public)
+    assert answer.status_code == 201, answer.text
+    finished(http, answer)
+    ip = instance(http, "web")["properties"]["ipAddress"]["ip"]
+    assert ip
+    for url in (f"{GROUPS}{API}",
+                f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/containerGroups{API}"):
+        [listed] = http.get(url).json()["value"]
+        assert listed["properties"]["ipAddress"]["ip"] == ip
+        assert "instanceView" not in listed["properties"]

@@ -23,7 +23,7 @@ from skiff.cli.bodies import group_body
 from skiff.cli.common import Progress
 from skiff.cli.main import main
 from skiff.cli.output import emit
-from skiff.cli.views import az_view
+from skiff.cli.views import az_view, group_table
 from skiff.client import API_VERSION, SkiffClient
 from skiff.testing.fakearm import BASE, PROVIDER, SUB, FakeArm, failed, ok
 
@@ -186,6 +186,36 @@ def test_create_network_flags_that_cannot_work_are_usage_errors(args: list[str],
     assert arm.requests == []
 
 
+@pytest.mark.parametrize("args", [[], ["--ip-address", "Public"]])
+@pytest.mark.parametrize(("ports", "why"), [
+    (["0"], "Invalid value for '--ports': 0 is not in the range 1<=x<=65535."),
+    (["65536"], "Invalid value for '--ports': 65536 is not in the range 1<=x<=65535."),
+    (["80", "80"], "--ports lists the port 80 more than once."),
+])
+def test_create_refuses_invalid_and_duplicate_ports(args: list[str], ports: list[str],
+                                                    why: str) -> None:
+    """A port out of range or given twice is a usage error (exit 2) that says so, with or
+    without an IP address, before any request: never dropped in silence."""
+    arm = FakeArm()
+    result = run(arm, "create", "-g", "rg", "-n", "web", "--image", "nginx", *args,
+                 "--ports", *ports)
+    assert result.exit_code == 2
+    assert why in " ".join(result.stderr.split())
+    assert arm.requests == []
+
+
+def test_create_ports_without_an_ip_address_are_not_opened_and_said_so() -> None:
+    """--ports without an IP address sends az's body (no ports) and warns that none is open."""
+    arm = FakeArm()
+    result = ok(run(arm, "create", "-g", "rg", "-n", "web", "--image", "nginx",
+                    "--ports", "8080", "9090"))
+    container = arm.bodies("PUT")[0]["properties"]["containers"][0]["properties"]
+    assert "ports" not in container
+    assert "ipAddress" not in arm.bodies("PUT")[0]["properties"]
+    assert result.stderr.startswith("WARNING: --ports 8080 9090 not opened: the group has no "
+                                    "IP address")
+
+
 def test_create_file_refuses_subnet_flags(tmp_path: Path) -> None:
     """--vnet/--subnet with --file is refused (the file names its subnet), not ignored."""
     (tmp_path / "g.yaml").write_text(ACI_YAML)
@@ -270,13 +300,28 @@ def test_create_from_yaml_name_must_match(tmp_path: Path) -> None:
     assert "must match" in line
 
 
-@pytest.mark.parametrize(("text", "why"), [("properties: [\n", "parsing yaml"),
-                                           ("- just a list\n", "properties")])
-def test_create_from_bad_yaml_is_one_error_line(tmp_path: Path, text: str, why: str) -> None:
-    """A broken or non-group YAML file is one ERROR line, not a traceback."""
+def test_create_from_a_yaml_file_not_a_group_is_one_error_line(tmp_path: Path) -> None:
+    """A YAML file that is no container group is one ERROR line, not a traceback."""
     spec = tmp_path / "group.yaml"
-    spec.write_text(text)
-    assert why in failed(run(FakeArm(), "create", "-g", "rg", "-f", str(spec)))
+    spec.write_text("- just a list\n")
+    assert "properties" in failed(run(FakeArm(), "create", "-g", "rg", "-f", str(spec)))
+
+
+def test_create_from_broken_yaml_shows_where_as_pyyaml_does(tmp_path: Path) -> None:
+    """A YAML syntax error names the line and column on the ERROR line, then PyYAML's report
+    as it words it: the line itself, a caret under the column, the file's name."""
+    spec = tmp_path / "group.yaml"
+    spec.write_text("name: web\nproperties:\n  containers: [\n  osType: Linux\n")
+    result = run(FakeArm(), "create", "-g", "rg", "-f", str(spec))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"ERROR: (InvalidArgumentValue) Error while parsing yaml file {spec} "
+                        "(line 5, column 1): expected ',' or ']', but got '<stream end>'")
+    assert lines[1:5] == ["while parsing a flow sequence",
+                          f'  in "{spec}", line 3, column 15:',
+                          "      containers: [",
+                          "                  ^"]
 
 
 def test_create_from_missing_file(tmp_path: Path) -> None:
@@ -691,3 +736,15 @@ def test_group_body_carries_the_isolation_asked_for() -> None:
     assert group_body(name="web", image="nginx", isolation="sandbox")["properties"][
         "isolation"] == "Sandbox"
     assert "isolation" not in group_body(name="web", image="nginx")["properties"]
+
+
+def test_table_sums_of_cores_and_memory_have_at_most_two_decimals() -> None:
+    """0.1 + 0.2 cores show as 0.3 core, not 0.30000000000000004; a whole sum as az does."""
+    def container(cpu: float, memory: float) -> dict[str, Any]:
+        return {"name": f"c{cpu}", "image": "busybox",
+                "resources": {"requests": {"cpu": cpu, "memoryInGb": memory}}}
+
+    small = {"name": "g", "containers": [container(0.1, 0.1), container(0.2, 0.2)]}
+    whole = {"name": "h", "containers": [container(0.5, 1.0), container(0.5, 0.5)]}
+    rows = group_table([small, whole])
+    assert [row["CPU/Memory"] for row in rows] == ["0.3 core/0.3 gb", "1.0 core/1.5 gb"]

@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from skiff.cli.main import main
+from skiff.errors import NetworkError
+from skiff.server import bind
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -100,3 +102,15 @@ def test_serve_passes_its_group_disk_limit(monkeypatch: pytest.MonkeyPatch) -> N
     assert "--group-disk-gb" in bad.output
     assert len(started) == 2
     assert "--group-disk-gb" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
+def test_serve_binds_port_0_to_a_free_port_it_names() -> None:
+    """--listen 127.0.0.1:0 is bound before serving, and the port the kernel gave is the one
+    named (the banner, operation URLs); a port taken is one NetworkError."""
+    sock, listen = bind("127.0.0.1:0")
+    with sock:
+        port = sock.getsockname()[1]
+        assert port != 0
+        assert listen == f"127.0.0.1:{port}"
+        with pytest.raises(NetworkError, match=f"cannot listen on 127.0.0.1:{port}: "):
+            bind(listen)

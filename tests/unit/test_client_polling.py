@@ -32,15 +32,20 @@ class Clock:
 
 
 class Api:
-    """Answers GETs of each path from a list (the last one repeats), counting them."""
+    """Answers GETs of each path from a list (the last one repeats), counting them; with a
+    ``clock``, each answer takes ``held`` seconds of it (a server holding the poll)."""
 
-    def __init__(self, answers: dict[str, list[httpx.Response]]) -> None:
+    def __init__(self, answers: dict[str, list[httpx.Response]], *, clock: Clock | None = None,
+                 held: float = 0.0) -> None:
         self.answers = answers
         self.paths: list[str] = []
+        self.clock, self.held = clock, held
         self.http = httpx.Client(base_url=BASE, transport=httpx.MockTransport(self.answer))
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         self.paths.append(request.url.path)
+        if self.clock is not None:
+            self.clock.now += self.held
         queue = self.answers.get(request.url.path)
         if not queue:
             return httpx.Response(404, json={"error": {"code": "ResourceNotFound",
@@ -72,23 +77,44 @@ def started(**fields: Any) -> Operation:
 
 
 def test_async_operation_succeeds_after_reporting_each_status() -> None:
-    """InProgress twice, then Succeeded: each status reported, the last body answered, and
-    each wait the Retry-After of the answer before (the first one the operation's)."""
+    """InProgress twice, then Succeeded: each status reported, the last body answered; the
+    first poll at once, not after the operation's Retry-After."""
     api, clock = Api({OP: [status("InProgress"), status("InProgress", retry="3"),
                            status("Succeeded")]}), Clock()
     seen: list[str] = []
     answer = poller(api, clock).wait(started(async_url=OP), progress=seen.append)
     assert answer == {"id": "op1", "status": "Succeeded"}
     assert seen == ["InProgress", "InProgress", "Succeeded"]
-    assert clock.sleeps == [1.0, 2.0, 3.0]
+    assert clock.sleeps == [0.0, 0.05, 0.1]
 
 
-def test_an_async_answer_without_retry_after_keeps_the_last_wait() -> None:
-    """An operation answer without Retry-After leaves the wait between polls as it was."""
-    api, clock = Api({OP: [status("InProgress", retry="4"), status("InProgress", retry=None),
-                           status("Succeeded")]}), Clock()
+def test_held_polls_are_followed_at_once() -> None:
+    """A server that holds each poll (0.5 s) is asked again as soon as it answers: the end
+    is heard as it happens, never a Retry-After later."""
+    clock = Clock()
+    api = Api({OP: [status("InProgress", retry="1")] * 3 + [status("Succeeded")]},
+              clock=clock, held=0.5)
+    assert poller(api, clock).wait(started(async_url=OP))["status"] == "Succeeded"
+    assert clock.sleeps == [0.0] * 4
+    assert clock.now == 2.0
+
+
+def test_answers_not_held_back_off_up_to_retry_after() -> None:
+    """A server that answers InProgress at once (as ARM does) is polled after 0.05 s, then
+    twice as long each time, never longer than its latest Retry-After."""
+    api, clock = Api({OP: [status("InProgress", retry="1")] * 7 + [status("Succeeded")]}), Clock()
     poller(api, clock).wait(started(async_url=OP))
-    assert clock.sleeps == [1.0, 4.0, 4.0]
+    assert clock.sleeps == [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_an_async_answer_without_retry_after_keeps_the_last_one() -> None:
+    """An operation answer without Retry-After leaves the longest wait between polls as
+    the last one set it."""
+    answers = [status("InProgress", retry="0.1"), status("InProgress", retry=None),
+               status("InProgress", retry=None), status("Succeeded")]
+    api, clock = Api({OP: answers}), Clock()
+    poller(api, clock).wait(started(async_url=OP))
+    assert clock.sleeps == [0.0, 0.05, 0.1, 0.1]
 
 
 def test_an_arm_error_in_the_operation_is_operation_failed() -> None:
@@ -112,22 +138,24 @@ def test_a_canceled_operation_without_error_is_canceled() -> None:
 
 
 def test_an_operation_that_never_ends_times_out() -> None:
-    """With Retry-After 1 and a 3.5 s timeout: three polls, then OperationTimedOut before
-    a wait that would overrun the deadline."""
+    """With Retry-After 1 and a 3.5 s timeout: polls at 0, 0.05, 0.15, 0.35, 0.75, 1.55 and
+    2.55 s, then OperationTimedOut before a wait that would overrun the deadline."""
     api, clock = Api({OP: [status("InProgress", retry="1")]}), Clock()
     with pytest.raises(ApiError) as info:
         poller(api, clock).wait(started(async_url=OP), timeout=3.5)
     assert info.value.code == "OperationTimedOut"
     assert info.value.status == 0
-    assert len(api.paths) == 3
-    assert clock.now == 3.0
+    assert len(api.paths) == 7
+    assert clock.now == pytest.approx(2.55)
 
 
 def test_transient_failures_are_retried_up_to_five_in_a_row() -> None:
-    """Four 503s in a row are outlived; the fifth is raised."""
+    """Four 503s in a row are outlived, each retried after Retry-After; the fifth is
+    raised."""
     busy = httpx.Response(503, json={"error": {"code": "ServiceUnavailable", "message": "busy"}})
-    api = Api({OP: [busy] * 4 + [status("Succeeded")]})
-    assert poller(api, Clock()).wait(started(async_url=OP))["status"] == "Succeeded"
+    api, clock = Api({OP: [busy] * 4 + [status("Succeeded")]}), Clock()
+    assert poller(api, clock).wait(started(async_url=OP))["status"] == "Succeeded"
+    assert clock.sleeps == [0.0, 1.0, 1.0, 1.0, 1.0]
     api = Api({OP: [busy] * 5 + [status("Succeeded")]})
     with pytest.raises(ApiError) as info:
         poller(api, Clock()).wait(started(async_url=OP))
@@ -152,16 +180,17 @@ def test_a_bare_operation_url_is_polled_at_once() -> None:
 
 
 def test_location_is_polled_until_it_stops_answering_202() -> None:
-    """A Location answers 202 while running (its Retry-After, else 1 s, sets the next wait);
+    """A Location answers 202 while running (its Retry-After, else 1 s, caps the next wait);
     anything else means Succeeded."""
-    running = httpx.Response(202, headers={"Retry-After": "5"})
-    api, clock = Api({OP: [running, httpx.Response(202), httpx.Response(204)]}), Clock()
+    running = httpx.Response(202, headers={"Retry-After": "0.06"})
+    answers = [running, httpx.Response(202), httpx.Response(202), httpx.Response(204)]
+    api, clock = Api({OP: answers}), Clock()
     seen: list[str] = []
     answer = poller(api, clock).wait(started(method="DELETE", status_code=202, location_url=OP),
                                      progress=seen.append)
     assert answer == {"status": "Succeeded"}
-    assert seen == ["InProgress", "InProgress", "Succeeded"]
-    assert clock.sleeps == [1.0, 5.0, 1.0]
+    assert seen == ["InProgress", "InProgress", "InProgress", "Succeeded"]
+    assert clock.sleeps == [0.0, 0.05, 0.1, 0.2]
 
 
 def test_a_put_without_operation_follows_the_provisioning_state() -> None:

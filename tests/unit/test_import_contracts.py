@@ -157,3 +157,14 @@ def test_light_entry_points_load_no_engine(code: str, forbidden: tuple[str, ...]
     no store and none of the engine's heavy dependencies (zstandard, ctypes mounts)."""
     loaded = _loaded_by(code)
     assert sorted(m for m in loaded if any(_within(m, f) for f in forbidden)) == []
+
+
+def test_the_cli_start_loads_neither_httpx_command_line_nor_the_sdk_models() -> None:
+    """A CLI command that prints no group (``-o none``, ``--help``) loads neither httpx's own
+    command line (rich, pygments) nor the Azure SDK's models: ~70 ms of every start."""
+    loaded = _loaded_by("from click.testing import CliRunner\nfrom skiff.cli.main import main\n"
+                        "assert CliRunner().invoke(main, ['container', 'create', '--help'])"
+                        ".exit_code == 0\nimport httpx")
+    assert "httpx" in loaded
+    heavy = ("rich", "pygments", "azure.mgmt.containerinstance.models")
+    assert sorted(m for m in loaded if any(_within(m, f) for f in heavy)) == []

@@ -257,6 +257,20 @@ def test_each_rule_answers_its_code_and_target(
     assert error.message
 
 
+def test_a_port_twice_says_whether_one_container_or_two_list_it() -> None:
+    """A port twice in one container's ports says so, naming it; a port in two containers
+    names both: never "more than one container" for one."""
+    body = group_body()
+    web(body)["ports"].append({"port": 80})
+    error = refused(body)
+    assert (error.code, error.target) == ("DuplicateContainerPorts", f"{C0}.ports[1].port")
+    assert error.message == ("The port 80/TCP is given twice in the ports of the container "
+                             "'web'.")
+    body = group_body()
+    sidecar(body)["ports"].append({"port": 80})
+    assert "exposed by more than one container ('web' and " in refused(body).message
+
+
 def test_the_valid_body_passes() -> None:
     """The body the rule tests break is valid as it stands."""
     assert parse(group_body()).properties.containers[0].name == "web"

@@ -94,6 +94,19 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
     return body
 
 
+def check_ports(ports: tuple[int, ...], *, has_ip: bool) -> None:
+    """Refuse a port given twice (their range is the option's type); say, on stderr, that
+    ports given for a group without an IP address are not opened: az drops them silently
+    (it sends no container ports then), skiff sends the same body, but not in silence."""
+    for port in ports:
+        if ports.count(port) > 1:
+            raise click.UsageError(f"--ports lists the port {port} more than once.")
+    if ports and not has_ip:
+        click.echo(f"WARNING: --ports {' '.join(map(str, ports))} not opened: the group has "
+                   "no IP address (give --ip-address Public, --dns-name-label or --subnet).",
+                   err=True)
+
+
 def check_network_flags(*, vnet: str | None, subnet: str | None, ip_address: str | None,
                          dns_name_label: str | None) -> None:
     """Refuse what az refuses, or what the API would, before anything is made: a group
@@ -125,6 +138,18 @@ def check_network_flags(*, vnet: str | None, subnet: str | None, ip_address: str
 _RESOURCE_KEYS = ("name", "type", "location", "tags", "identity", "zones", "properties")
 
 
+def yaml_error(path: Path, exc: yaml.YAMLError) -> InvalidArgument:
+    """PyYAML's report of where ``path`` is broken, as PyYAML words it (what it was
+    parsing, the line and column, the line itself with a caret under the column), as az
+    prints it. The line is the user's own, shown on their terminal; the API's messages,
+    which may be logged, quote positions only (:mod:`skiff.models.deployment`)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return InvalidArgument(f"Error while parsing yaml file {path}{where}: {problem}",
+                           detail=str(exc).replace('"<unicode string>"', f'"{path}"'))
+
+
 def body_from_file(path: Path, name: str | None) -> tuple[str, dict[str, Any]]:
     """The group's name and ARM body from an ACI YAML file (as ``az container
     create --file``: the name of ``-n`` and of the file must agree)."""
@@ -135,7 +160,7 @@ def body_from_file(path: Path, name: str | None) -> tuple[str, dict[str, Any]]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidArgument(f"Error while parsing yaml file {path}: {exc}") from exc
+        raise yaml_error(path, exc) from exc
     if not isinstance(data, dict) or not isinstance(data.get("properties"), dict):
         raise InvalidArgument(f"{path} is not a container group: it needs a 'properties' mapping")
     in_file = data.get("name")

@@ -39,22 +39,31 @@ _EXIT_NOT_FOUND = 3
 
 
 class InvalidArgument(SkiffError):
-    """A flag, a file or an answer the command cannot use."""
+    """A flag, a file or an answer the command cannot use; ``detail``, if any, is printed
+    under the error line as it is (a parser's report: its lines, a caret under a column)."""
 
     code = "InvalidArgumentValue"
 
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
-def _scrub(message: str) -> str:
+
+def _scrub(message: str, *, lines: bool = False) -> str:
+    """``message`` without this command's secrets, on one line (with ``lines``, its own
+    lines kept as they are)."""
     ctx = click.get_current_context(silent=True)
     secrets: list[str] = ctx.meta.get(_SECRETS_KEY, []) if ctx is not None else []
     for secret in sorted(secrets, key=len, reverse=True):
         if secret:
             message = message.replace(secret, "***")
-    return " ".join(message.split())
+    return message.rstrip() if lines else " ".join(message.split())
 
 
-def _die(code: str, message: str, status: int = 1) -> NoReturn:
+def _die(code: str, message: str, status: int = 1, detail: str = "") -> NoReturn:
     click.echo(f"ERROR: ({code}) {_scrub(message)}", err=True)
+    if detail:
+        click.echo(_scrub(detail, lines=True), err=True)
     sys.exit(status)
 
 
@@ -69,6 +78,8 @@ def handle_errors(func: F) -> F:
             raise
         except ApiError as exc:
             _die(exc.code, exc.message, _EXIT_NOT_FOUND if exc.status == 404 else 1)
+        except InvalidArgument as exc:
+            _die(exc.code, exc.message, detail=exc.detail)
         except SkiffError as exc:
             _die(exc.code, exc.message)
         except KeyboardInterrupt:

@@ -35,6 +35,7 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from skiff.cli.bodies import (
     body_from_file,
     check_network_flags,
+    check_ports,
     group_body,
     parse_pairs,
     registry_server,
@@ -90,8 +91,10 @@ def container(ctx: click.Context) -> None:
                    "decimal place.")
 @click.option("--memory", type=float, default=1.5, show_default=True,
               help="The required memory of the containers in GB, accurate to one decimal place.")
-@click.option("--ports", type=int, multiple=True, metavar="PORT [PORT ...]",
-              help="A list of ports to open. Space-separated list of ports.  Default: 80.")
+@click.option("--ports", type=click.IntRange(1, 65535), multiple=True, metavar="PORT [PORT ...]",
+              help="A list of ports to open. Space-separated list of ports.  Default: 80. "
+                   "Opened on the group's IP address: without --ip-address, --dns-name-label "
+                   "or --subnet there is none, and no port is opened (as in az).")
 @click.option("--protocol", type=click.Choice(["TCP", "UDP"], case_sensitive=False),
               help="The network protocol to use.")
 @click.option("--ip-address", type=click.Choice(["Public", "Private"], case_sensitive=False),
@@ -181,6 +184,7 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             raise click.UsageError("Missing option '--image' (or give a --file).")
         check_network_flags(vnet=vnet, subnet=subnet, ip_address=ip_address,
                              dns_name_label=dns_name_label)
+        check_ports(ports, has_ip=bool(ip_address or dns_name_label or subnet))
         if (registry_username or registry_password) and not registry_login_server:
             registry_login_server = registry_server(image)
             if registry_login_server is None:
@@ -224,7 +228,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             return
         with show_progress() as progress:
             group = client.create_or_update(resource_group, name, body, progress=progress)
-    emit(az_view(group), output, query, table=group_table)
+    if output != "none":
+        emit(az_view(group), output, query, table=group_table)
 
 
 @container.command("show")
@@ -272,7 +277,7 @@ def delete(resource_group: str, name: str, yes: bool, no_wait: bool, output: str
         else:
             with show_progress() as progress:
                 deleted = client.delete(resource_group, name, progress=progress)
-    if deleted:
+    if deleted and output != "none":
         emit(az_view(deleted), output, query, table=group_table)
 
 

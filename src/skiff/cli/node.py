@@ -36,7 +36,7 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
 @_DATA_ROOT
 @_NODE_KEY
 @click.option("--listen", default=ApiSettings.listen, show_default=True, metavar="HOST:PORT",
-              help="Where the HTTPS API listens.")
+              help="Where the HTTPS API listens (port 0: a free one, printed at start).")
 @click.option("--location", default=ApiSettings.location, show_default=True,
               help="The location (region) name this skiff serves.")
 @click.option("--dns-listen", default=None, metavar="HOST:PORT",
@@ -102,6 +102,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     seals the store's secrets (--node-key). SIGTERM stops the
     server; the containers keep running and are adopted at the next start.
     """
+    from skiff.errors import NetworkError
     from skiff.server import serve as run_server
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -130,8 +131,11 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         disks = DiskSettings(group_gb=group_disk_gb)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--group-disk-gb") from None
-    run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
-                        runtime=runtime, network=network, disks=disks))
+    try:
+        run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
+                            runtime=runtime, network=network, disks=disks))
+    except NetworkError as exc:  # the API's or the DNS server's address is taken
+        raise click.ClickException(exc.message) from exc
 
 
 def parse_userns(text: str) -> tuple[int, int]:

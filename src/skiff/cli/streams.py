@@ -26,6 +26,7 @@ from websockets.sync.client import ClientConnection
 
 from skiff.cli.common import InvalidArgument, handle_errors, new_client, rg_name
 from skiff.client import ApiError, SkiffClient, WebSocketTarget
+from skiff.client.containers import exit_code
 
 # What a terminal sends for Ctrl-D: ACI's exec is a terminal, so at the end
 # of piped input this is how the process learns that its input is over.
@@ -90,8 +91,9 @@ def _stdin_reader(stdin: str) -> Callable[[], bytes]:
     return lambda: cast(bytes, reader(4096))
 
 
-def stream(client: SkiffClient, target: WebSocketTarget, *, stdin: str = "none") -> None:
-    """Copy a websocket's output to stdout until the server closes it.
+def stream(client: SkiffClient, target: WebSocketTarget, *, stdin: str = "none") -> int | None:
+    """Copy a websocket's output to stdout until the server closes it; the exit code the
+    close carries (an exec's), if any.
 
     ``stdin`` is ``"none"`` (attach, logs --follow), ``"pipe"`` (stdin's bytes
     are sent, then end-of-input) or ``"tty"`` (the terminal in raw mode, every
@@ -108,6 +110,7 @@ def stream(client: SkiffClient, target: WebSocketTarget, *, stdin: str = "none")
                 out.flush()
         except ConnectionClosedError as exc:
             raise ApiError(0, "ConnectionFailed", f"the stream broke off: {exc}") from exc
+        return exit_code(ws)
 
 
 @click.command("logs")
@@ -158,7 +161,7 @@ def exec_(resource_group: str, name: str, exec_command: str, container_name: str
 
     On a terminal the session is interactive (raw mode: keys go to the
     container as typed); otherwise standard input is sent, then end-of-input
-    (Ctrl-D) if there was any.
+    (Ctrl-D) if there was any. Exits with the command's exit code (az exits 0).
 
     \b
     Examples:
@@ -176,7 +179,9 @@ def exec_(resource_group: str, name: str, exec_command: str, container_name: str
                                          single=True)
         target = client.exec(resource_group, name, container_name, exec_command,
                              rows=terminal_row_size or rows, cols=terminal_col_size or cols)
-        stream(client, target, stdin="tty" if tty else "pipe")
+        code = stream(client, target, stdin="tty" if tty else "pipe")
+    if code:
+        raise SystemExit(code)
 
 
 @click.command("attach")

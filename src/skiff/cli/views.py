@@ -21,9 +21,6 @@ from datetime import time as dtime
 from enum import Enum
 from typing import Any, cast
 
-from azure.core.exceptions import DeserializationError
-from azure.mgmt.containerinstance.models import ContainerGroup
-
 from skiff.client import API_VERSION
 
 
@@ -112,6 +109,10 @@ def _lifted(body: Mapping[str, Any]) -> dict[str, Any]:
 def az_view(body: Mapping[str, Any]) -> dict[str, Any]:
     """A container group as ``az container show`` prints it: the SDK's model of
     the ARM body, flattened, camelCase, ``resourceGroup`` added, secrets removed."""
+    # The SDK's models take ~30 ms to import: only a command that prints a group pays it.
+    from azure.core.exceptions import DeserializationError
+    from azure.mgmt.containerinstance.models import ContainerGroup
+
     clean = _redacted(body)
     try:
         view = cast(dict[str, Any], todict(ContainerGroup.deserialize(clean)))
@@ -184,7 +185,8 @@ def _group_row(group: Mapping[str, Any]) -> dict[str, Any]:
             requests = (c.get("resources") or {}).get("requests") or {}
             cpu += float(requests.get("cpu", 0))
             memory += float(requests.get("memoryInGb", 0))
-        cpu_memory = f"{cpu} core/{memory} gb"
+        # Rounded: 0.1 + 0.2 cores is 0.3, not 0.30000000000000004 (az prints the sum).
+        cpu_memory = f"{round(cpu, 2)} core/{round(memory, 2)} gb"
     ip_ports = network = None
     ip = group.get("ipAddress")
     if ip:

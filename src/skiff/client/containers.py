@@ -4,10 +4,12 @@
 and its one-time password); :meth:`ContainersApi.websocket` connects to it,
 sends the password first as the az CLI does, and verifies ``wss://`` with
 the client's CA. websockets' exceptions become :class:`ApiError` here.
+:func:`exit_code` reads an exec's exit code from the close that ends it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import NamedTuple
@@ -23,6 +25,16 @@ from skiff.client.groups import GroupsApi
 
 # Output frames of exec/attach: a log line or a terminal burst, well below this.
 _WS_MAX_MESSAGE = 16 * 1024 * 1024
+# The reason of the close that ends an exec, when skiff's server knows the command's exit
+# code (ACI's protocol has no place for it; az ignores close reasons).
+_EXIT_REASON = re.compile(r"exit code (\d{1,3})")
+
+
+def exit_code(ws: ClientConnection) -> int | None:
+    """The exit code the server gave in its close of an exec stream, if it gave one."""
+    close = ws.protocol.close_rcvd
+    found = None if close is None else _EXIT_REASON.fullmatch(close.reason)
+    return int(found.group(1)) if found else None
 
 
 class WebSocketTarget(NamedTuple):

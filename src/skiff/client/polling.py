@@ -11,11 +11,20 @@ where it looks and what an answer means:
 - else, for a PUT: the resource's ``provisioningState`` (none: Succeeded);
 - else, for a DELETE answered 202: the resource, until it answers 404.
 
-Anything else (a 200 or 204 without an operation) is done already. Each poll
-comes after a wait of ``Retry-After`` seconds (the first one's came with the
-operation); a poll that fails in a way worth another try (no connection, 429,
-5xx) is tried again, up to :data:`_POLL_FAILURES` in a row. A ``timeout``
-that the next wait would overrun ends it with ``OperationTimedOut``.
+Anything else (a 200 or 204 without an operation) is done already.
+
+When to poll is the client's choice; ``Retry-After`` is the server's advice on
+how often at most. The SDK sleeps it before every poll, so a group Running in
+0.5 s is seen after 1 s. skiff's server holds a poll of an operation in
+progress until the operation ends (up to 0.5 s), so this poller asks at once
+and again at once after each held answer: it hears of the end as it happens,
+at a couple of requests a second. An answer that comes back at once while the
+operation runs (a server that does not hold polls, or one with nothing to wait
+for) starts a backoff: :data:`_FIRST_BACKOFF_S`, doubled after each such answer,
+never more than the latest ``Retry-After``. A poll that fails in a way worth
+another try (no connection, 429, 5xx) is tried again after ``Retry-After``, up
+to :data:`_POLL_FAILURES` in a row. A ``timeout`` that the next wait would
+overrun ends it with ``OperationTimedOut``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,13 @@ _MAX_RETRY_S = 60.0
 # Polls that fail in a row (connection lost, 5xx) before waiting gives up:
 # a restarting server comes back within a few seconds.
 _POLL_FAILURES = 5
+# An answer that took this long was held by the server (skiff holds a poll up to 0.5 s
+# while the operation runs; an answer not held takes a few milliseconds): poll again at once.
+_HELD_S = 0.2
+# The first wait after an answer that was not held: short enough that an operation ending
+# within it costs no more than this, doubled each time so that a server that never holds
+# polls gets at most a handful more requests before the waits reach its Retry-After.
+_FIRST_BACKOFF_S = 0.05
 
 #: Called with the operation's status ("InProgress", a provisioningState) at each poll.
 Progress = Callable[[str], None]
@@ -58,7 +74,7 @@ class Operation:
     async_url: str | None = None
     #: The ``Location`` URL to poll, if the API gave one (and no async URL).
     location_url: str | None = None
-    #: Seconds to wait between polls (``Retry-After``).
+    #: The longest wait between polls (the first answer's ``Retry-After``).
     retry_after: float = _DEFAULT_RETRY_S
 
 
@@ -100,7 +116,7 @@ class _Reading(NamedTuple):
     result: dict[str, Any]
     #: The operation's error, if it ended badly.
     error: Any = None
-    #: The next wait between polls, if the answer sets one.
+    #: The longest wait between polls (its ``Retry-After``), if the answer sets one.
     delay: float | None = None
 
 
@@ -160,36 +176,39 @@ class Poller:
         ``operation`` is what started it, or an ``Azure-AsyncOperation`` URL.
         Raises :class:`OperationFailed` when it ended Failed or Canceled, and
         ``ApiError`` ``OperationTimedOut`` after ``timeout`` seconds."""
-        if isinstance(operation, str):
-            # A bare URL: the caller has had its answer a while ago, so poll at once.
+        if isinstance(operation, str):  # a bare URL
             operation = Operation(method="GET", resource_url="", status_code=202, body={},
-                                  async_url=operation, retry_after=0)
+                                  async_url=operation)
         deadline = None if timeout is None else self._clock() + timeout
-        delay = operation.retry_after
+        retry = operation.retry_after
         if operation.async_url:
-            return self._poll(self._local(operation.async_url), _async_status, delay,
+            return self._poll(self._local(operation.async_url), _async_status, retry,
                               progress, deadline)
         if operation.location_url:
-            return self._poll(self._local(operation.location_url), _location_status, delay,
+            return self._poll(self._local(operation.location_url), _location_status, retry,
                               progress, deadline)
         if operation.method == "PUT":
             first = _provisioning(operation.body)
             if first.done:
                 return _outcome(first)
-            return self._poll(operation.resource_url, _resource_status, delay, progress,
+            return self._poll(operation.resource_url, _resource_status, retry, progress,
                               deadline)
         if operation.method == "DELETE" and operation.status_code == 202:
-            return self._poll(operation.resource_url, _still_there, delay, progress, deadline,
+            return self._poll(operation.resource_url, _still_there, retry, progress, deadline,
                               gone_is_done=True)
         return {"status": "Succeeded"}
 
     def _poll(self, url: str | httpx.URL, read: Callable[[httpx.Response], _Reading],
-              delay: float, progress: Progress | None, deadline: float | None, *,
+              retry: float, progress: Progress | None, deadline: float | None, *,
               gone_is_done: bool = False) -> dict[str, Any]:
-        """The loop: wait, GET ``url``, ``read`` the answer, until it says done."""
+        """The loop: GET ``url`` (at once the first time), ``read`` the answer, until it
+        says done; between polls, no wait after a held answer, else a backoff up to
+        ``retry`` (the latest ``Retry-After``)."""
         failures = 0
+        delay, backoff = 0.0, _FIRST_BACKOFF_S
         while True:
             self._pause(delay, deadline)
+            asked = self._clock()
             try:
                 response = self._get(url)
             except ApiError as exc:
@@ -197,16 +216,21 @@ class Poller:
                     return {"status": "Succeeded"}
                 failures += 1
                 if _worth_another_try(exc) and failures < _POLL_FAILURES:
+                    delay = retry
                     continue
                 raise
             failures = 0
             reading = read(response)
             if reading.delay is not None:
-                delay = reading.delay
+                retry = reading.delay
             if progress is not None:
                 progress(reading.status)
             if reading.done:
                 return _outcome(reading)
+            if self._clock() - asked >= _HELD_S:
+                delay, backoff = 0.0, _FIRST_BACKOFF_S
+            else:
+                delay, backoff = min(backoff, retry), backoff * 2
 
     def _pause(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None and self._clock() + seconds > deadline:

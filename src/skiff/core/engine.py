@@ -94,6 +94,11 @@ class Engine(Protocol):
         """The groups this engine holds."""
         ...
 
+    def addresses(self) -> dict[str, str]:
+        """The IP address of each group that has one, as last seen: read without
+        observing the groups or waiting for one busy being started (a list of many)."""
+        ...
+
     def stop(self, group_id: str) -> GroupView:
         """Kill the group's containers and release its resources; its history stays."""
         ...

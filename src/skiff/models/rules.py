@@ -495,17 +495,22 @@ def _check_port(port: int, target: str) -> None:
 
 
 def _check_ports(props: GroupProperties) -> None:
-    exposed: set[tuple[int, str]] = set()
+    exposed: dict[tuple[int, str], str] = {}  # port and protocol → the container exposing it
     for i, container in enumerate(props.containers):
         for j, port in enumerate(container.properties.ports or []):
             target = f"properties.containers[{i}].properties.ports[{j}]"
             _check_port(port.port, f"{target}.port")
             _enum(port.protocol, PROTOCOLS, "InvalidProtocol", "protocol", f"{target}.protocol")
-            if (port.port, port.protocol) in exposed:
+            other = exposed.get((port.port, port.protocol))
+            if other == container.name:
                 fail("DuplicateContainerPorts", f"The port {port.port}/{port.protocol} is "
-                     "exposed by more than one container (containers share one network).",
+                     f"given twice in the ports of the container '{container.name}'.",
                      f"{target}.port")
-            exposed.add((port.port, port.protocol))
+            if other is not None:
+                fail("DuplicateContainerPorts", f"The port {port.port}/{port.protocol} is "
+                     f"exposed by more than one container ('{other}' and "
+                     f"'{container.name}'; containers share one network).", f"{target}.port")
+            exposed[(port.port, port.protocol)] = container.name
     ip = props.ip_address
     if ip is None:
         return

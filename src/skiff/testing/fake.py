@@ -145,6 +145,10 @@ class FakeEngine:
         with self._lock:
             return sorted(self._groups)
 
+    def addresses(self) -> dict[str, str]:
+        with self._lock:
+            return {gid: g.view.ip for gid, g in self._groups.items() if g.view.ip}
+
     def stop(self, group_id: str) -> GroupView:
         self._grace(group_id)
         with self._lock:

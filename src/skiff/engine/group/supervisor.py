@@ -214,6 +214,10 @@ class Supervisor:
         with self._lock:
             return sorted(self._groups)
 
+    def addresses(self) -> dict[str, str]:
+        with self._lock:  # not the groups' locks: a group being started holds its own
+            return {gid: g.view.ip for gid, g in self._groups.items() if g.view.ip}
+
     def stop(self, group_id: str) -> GroupView:
         """Kill every container and release the group's network and volumes; the
         group's definition and history stay."""
