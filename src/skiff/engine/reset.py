@@ -209,6 +209,7 @@ class NodeReset:
             if (self.settings.images_root / "rootfs" / cid).exists():
                 with contextlib.suppress(SkiffError):  # what stays mounted is swept below
                     images.remove_rootfs(cid)
+                    self._removed(f"root filesystem of container {cid}")
 
     def _networks(self, node: leftovers.NodeNetwork) -> None:
         """The networks through their records (CNI DEL), then by name what is left,
