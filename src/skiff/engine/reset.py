@@ -155,13 +155,14 @@ class NodeReset:
             if purge:
                 check_purgeable(self.data_root)
             node = leftovers.node_network(self.data_root)
+            existed = [d for d in self.run_dirs if d.exists()]  # the runtime makes its own
             self._containers()
             self._networks(node)
             self._cgroups()
             self._mounts()
             for run_dir in self.run_dirs:
-                if run_dir.exists():
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                if run_dir in existed:
                     self._removed(f"the run directory {run_dir}")
             if purge:
                 self._purge()
@@ -177,8 +178,10 @@ class NodeReset:
         """Stop and delete every container of the node (members first, holders last),
         remove their root filesystems, and kill conmons no container directory names."""
         if (self.data_root / "containers").is_dir():
+            # The run directory the server used (the data root as given, or resolved).
+            run_dir = next((d for d in self.run_dirs if d.is_dir()), self.run_dirs[0])
             runtime = ConmonRuntime(self.data_root, replace(self.settings.runtime,
-                                                            run_dir=self.run_dirs[0]))
+                                                            run_dir=run_dir))
             names = {m.cid: m.group for m in monitors(self.run_dirs)}
             cids = runtime.ids()
             holders = [c for c in cids if runtime.oci(c).shim and not runtime.oci(c).member]
