@@ -7,7 +7,8 @@
 3. creates a container group with a web server through the API, as a user
    would: ``skiff container create ... --ip-address Public --ports 80``;
 4. shows it Running, fetches its page from its IP, shows its logs;
-5. deletes it and stops the server (the imported image stays cached).
+5. deletes it, stops the server and resets the node (``skiff node reset``): nothing
+   of it stays on the host but its data root, where the imported image stays cached.
 
 Run it with ``sudo bash scripts/demo`` (it installs what is missing), or
 ``python3 -m skiff.demo [--data-root DIR] [--listen HOST:PORT]`` once installed.
@@ -112,6 +113,12 @@ def run(data_root: Path, listen: str) -> int:
         print(f"    {page.decode().strip()}")
         logs = _wait_for_logs(env)
         _skiff(env, "container", "delete", "-g", "demo", "-n", "web", "--yes", "-o", "none")
+    removed = _skiff(env, "node", "reset", "--data-root", str(data_root), show=False)
+    lines = removed.splitlines()
+    for line in lines[:3]:
+        print(f"    {line}")
+    if len(lines) > 3:
+        print(f"    ... ({len(lines) - 3} more)")
     ok = page == PAGE and "response:200" in logs
     print("skiff demo: " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1

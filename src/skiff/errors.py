@@ -36,8 +36,9 @@ The tree::
      ├── UserNotFound                 the image's user or group is unknown to the image
      ├── SeccompProfileError          the seccomp profile is missing or malformed
      ├── RootfsError                  assembling or removing a container's rootfs failed
-     └── RuntimeFailure               the OCI runtime or conmon failed
-          └── ContainerCreateFailed   the runtime refused the container (e.g. command not found)
+     ├── RuntimeFailure               the OCI runtime or conmon failed
+     │    └── ContainerCreateFailed   the runtime refused the container (e.g. command not found)
+     └── NodeBusy                     a node reset refused: the server or groups still run
 
 Messages never contain secrets: registry passwords travel in memory-backed
 files only and are never formatted into any text.
@@ -207,3 +208,10 @@ class SeccompProfileError(SkiffError):
     """The seccomp profile is missing or not a profile: the node is misconfigured."""
 
     code = "SeccompProfileError"
+
+
+class NodeBusy(SkiffError):
+    """The node is in use: ``skiff node reset`` refused (its server or groups run), or
+    ``skiff serve`` refused while a reset is under way."""
+
+    code = "NodeBusy"

@@ -11,6 +11,10 @@ flight 5 s, then the reconcile loop gives the groups it is stopping or deleting
 their containers' grace (``stop_grace_s``) and 5 s more (:meth:`Server.close`);
 a delete not finished by then stays recorded in the store, and the next start
 finishes it.
+
+While it runs, the server holds ``<data root>/serve.lock`` (shared), which
+``skiff node reset`` tries before it touches anything
+(:func:`skiff.engine.locking.hold_serving`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.locking import hold_serving
 from skiff.errors import NetworkError, SkiffError
 from skiff.settings import Settings
 from skiff.store import Store
@@ -55,6 +60,8 @@ class Server:
     key: Path
     #: The DNS server for name labels; None without ``DnsSettings.listen``.
     dns: DnsServer | None = None
+    #: The descriptor holding the data root's serve lock (see :func:`hold_serving`).
+    serving: int = -1
 
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
@@ -66,6 +73,9 @@ class Server:
         self.node.close()
         self.node.networks.close()
         self.plane.store.close()
+        if self.serving >= 0:
+            os.close(self.serving)
+            self.serving = -1
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -147,6 +157,16 @@ def build(settings: Settings) -> Server:
     root = settings.data_root
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o711)  # noqa: S103 -- others may traverse to ca.pem, nothing more
+    serving = hold_serving(root)
+    try:
+        return _build(settings, serving)
+    except BaseException:
+        os.close(serving)
+        raise
+
+
+def _build(settings: Settings, serving: int) -> Server:
+    root = settings.data_root
     host, port = split_listen(settings.api.listen)
     if settings.api.tls_cert and settings.api.tls_key:
         cert, key = settings.api.tls_cert, settings.api.tls_key
@@ -173,7 +193,7 @@ def build(settings: Settings) -> Server:
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
     plane = ControlPlane(settings, store, engine, reconciler, base)
     reconciler.start()
-    return Server(plane, engine, host, port, cert, key, dns)
+    return Server(plane, engine, host, port, cert, key, dns, serving)
 
 
 def serve(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,10 +23,17 @@ def test_demo_runs_a_web_group_through_the_api(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The demo serves, imports an image, creates a web group, fetches its page from the IP it
-    shows, deletes it."""
+    shows, deletes it, and resets the node: nothing of it stays on the host."""
     root = tmp_path / "root"
     try:
         assert demo.run(root, f"127.0.0.1:{free_port()}") == 0
+        # The demo ends with skiff node reset: nothing of its node stays on the host.
+        assert not run_dir_for(root).exists()
+        assert not cgroups.exists(f"/{run_dir_for(root).name}")
+        assert not Path(f"/sys/class/net/{bridge_name(root)}").exists()
+        assert not firewall.host_guard_installed(bridge_name(root))
+        tag = bridge_name(root).removeprefix("sk")
+        assert not [n for n in os.listdir("/run/netns") if n.startswith(f"sk-{tag}-")]
     finally:
         networks = Networks(root)
         networks.drain_pool()
@@ -38,6 +46,7 @@ def test_demo_runs_a_web_group_through_the_api(
     out = capsys.readouterr().out
     assert "Hello from a skiff container group!" in out
     assert "Running" in out
+    assert "$ skiff node reset" in out
     assert "skiff demo: OK" in out
     lines = [line.strip() for line in out.splitlines()]
     query = next(i for i, line in enumerate(lines) if line.endswith("--query ipAddress.ip -o tsv"))

@@ -1,6 +1,6 @@
 """The ``skiff`` command: ``az container``-style commands that talk to the API
 (:mod:`~skiff.cli.container`, :mod:`~skiff.cli.network`), and the node's own
-commands (``skiff serve``, ``skiff token``, ``skiff image``), which import the
+commands (``skiff serve``, ``skiff token``, ``skiff image``, ``skiff node``), which import the
 server, store or engine inside the command, so ``skiff --help`` stays light.
 """
 
@@ -12,7 +12,7 @@ from skiff import __version__
 from skiff.cli.container import container
 from skiff.cli.image import image
 from skiff.cli.network import network
-from skiff.cli.node import serve, token
+from skiff.cli.node import node, serve, token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,5 +24,6 @@ def main() -> None:
 main.add_command(container)
 main.add_command(image)
 main.add_command(network)
+main.add_command(node)
 main.add_command(serve)
 main.add_command(token)

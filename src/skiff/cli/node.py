@@ -1,9 +1,11 @@
-"""Commands run on the node itself: ``skiff serve`` and ``skiff token``."""
+"""Commands run on the node itself: ``skiff serve``, ``skiff token`` and ``skiff node``."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -131,11 +133,15 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         disks = DiskSettings(group_gb=group_disk_gb)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--group-disk-gb") from None
+    from skiff.errors import NodeBusy
+
     try:
         run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
                             runtime=runtime, network=network, disks=disks))
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
+    except NodeBusy as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def parse_userns(text: str) -> tuple[int, int]:
@@ -209,3 +215,52 @@ def token_create(data_root: Path, node_key: Path | None, subscription: str | Non
     finally:
         store.close()
     click.echo(secret)
+
+
+@click.group()
+def node() -> None:
+    """Manage this node itself (on the node, as root)."""
+
+
+@node.command("reset")
+@_DATA_ROOT
+@click.option("--force", is_flag=True,
+              help="Stop the groups that still run: their containers get SIGTERM, then "
+                   "SIGKILL after --grace. Without it, running groups refuse the reset.")
+@click.option("--grace", type=click.FloatRange(min=0), default=RuntimeSettings.stop_grace_s,
+              show_default=True, metavar="SECONDS",
+              help="With --force: how long the containers get between SIGTERM and SIGKILL.")
+@click.option("--purge", is_flag=True,
+              help="Delete the data root too (store, CA, tokens, images, logs): "
+                   "nothing of skiff is left.")
+def reset(data_root: Path, force: bool, grace: float, purge: bool) -> None:
+    """Remove what skiff set up on this host for DATA_ROOT.
+
+    Containers, network namespaces, bridges, nftables tables, iptables rules,
+    cgroups, mounts, loop devices and /run/skiff-<hash> go, so the host is as
+    before skiff. The data root stays unless --purge: the next `skiff serve`
+    starts the groups its store holds again. Refused (exit 1) while `skiff serve`
+    runs on DATA_ROOT, and while groups run unless --force. Exit 1 too if
+    something could not be removed (each listed). To uninstall skiff: `skiff node
+    reset --purge`, then `pip uninstall skiff`.
+    """
+    from skiff.engine.reset import NodeReset
+    from skiff.errors import SkiffError
+
+    if os.geteuid() != 0:
+        click.echo("error: skiff node reset runs as root (what it removes is root's)",
+                   err=True)
+        sys.exit(1)
+    try:
+        outcome = NodeReset(Settings(data_root=data_root), grace_s=grace).run(
+            force=force, purge=purge)
+    except SkiffError as exc:
+        click.echo(f"error: {exc.code}: {exc.message}", err=True)
+        sys.exit(1)
+    for line in outcome.removed:
+        click.echo(f"removed {line}")
+    if not outcome.removed:
+        click.echo(f"nothing of skiff was on this host for {data_root}")
+    for line in outcome.failed:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(1 if outcome.failed else 0)

@@ -4,6 +4,10 @@ Several parts of the engine mount things (overlay root filesystems, network
 namespace files, secret tmpfs volumes). A ``mount`` process costs
 milliseconds each time; libc through ctypes costs microseconds. Calls return
 0 or the errno, and each caller turns a failure into its own skiff error.
+
+A node reset removes whatever is mounted below a directory, whoever made it
+(:func:`unmount_below`), and the loop devices of files below it
+(:func:`loop_devices_below`, :func:`detach_loop`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import re
 from pathlib import Path
@@ -26,6 +31,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 1 << 20
 MNT_DETACH = 2
 CLONE_NEWNET = 0x40000000
+LOOP_CLR_FD = 0x4C01  # <linux/loop.h>
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
@@ -104,3 +110,60 @@ def filesystems_at(path: Path) -> list[str]:
             if point == top:
                 found.append(fields[fields.index("-") + 1])
     return found
+
+
+def strictly_below(path: Path) -> list[Path]:
+    """Mount points below ``path`` (not ``path`` itself), deepest first."""
+    top = path.resolve()
+    return [p for p in mounts_below(top) if p != top]
+
+
+def unmount_below(path: Path) -> tuple[list[Path], list[str]]:
+    """Unmount everything below ``path`` (``path`` itself stays: it may be a filesystem
+    of its own), deepest first, lazily when busy, round after round (mounts may be
+    stacked). Returns (what was unmounted, what could not be, with why)."""
+    done: list[Path] = []
+    for _ in range(64):
+        points = strictly_below(path)
+        if not points:
+            return done, []
+        failed = []
+        for point in points:
+            err = unmount(point)
+            if err:
+                failed.append(f"cannot unmount {point}: {os.strerror(err)}")
+            elif point not in done:
+                done.append(point)
+        if failed:
+            return done, failed
+    return done, [f"{p} stays mounted" for p in strictly_below(path)]
+
+
+def loop_devices_below(path: Path) -> list[tuple[Path, Path]]:
+    """(device, backing file) of the loop devices whose file lies below ``path``."""
+    top = path.resolve()
+    found = []
+    for entry in sorted(Path("/sys/block").glob("loop*")):
+        try:
+            backing = (entry / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            continue  # not attached
+        file = Path(backing.removesuffix(" (deleted)"))
+        if file.is_relative_to(top):
+            found.append((Path("/dev") / entry.name, file))
+    return found
+
+
+def detach_loop(device: Path) -> int:
+    """Detach the loop device (what ``losetup -d`` does); 0 or the errno."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return exc.errno or errno.EIO
+    try:
+        fcntl.ioctl(fd, LOOP_CLR_FD)
+    except OSError as exc:
+        return 0 if exc.errno == errno.ENXIO else exc.errno or errno.EIO
+    finally:
+        os.close(fd)
+    return 0
