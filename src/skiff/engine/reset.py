@@ -50,8 +50,9 @@ from skiff.engine import mounts
 from skiff.engine.images import ImageStore
 from skiff.engine.locking import claim_node
 from skiff.engine.network import leftovers
+from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import Networks
-from skiff.engine.runtime import cgroups
+from skiff.engine.runtime import cgroups, rundir
 from skiff.engine.runtime.conmon import ConmonRuntime, run_dir_for
 from skiff.errors import InvalidInput, NodeBusy, SkiffError
 from skiff.settings import Settings
@@ -161,7 +162,7 @@ class NodeReset:
             self._cgroups()
             self._mounts()
             for run_dir in self.run_dirs:
-                shutil.rmtree(run_dir, ignore_errors=True)
+                rundir.remove(run_dir)  # its tmpfs too
                 if run_dir in existed:
                     self._removed(f"the run directory {run_dir}")
             if purge:
@@ -218,6 +219,11 @@ class NodeReset:
         """The networks through their records (CNI DEL), then by name what is left,
         then the records; what was there at first is what the reset removed."""
         netns_dir = self.settings.network.netns_dir
+        fetching = FetchNamespace(self.data_root, self.settings.network)
+        if fetching.path.exists():
+            self._quietly(fetching.close)
+            self._removed(f"the fetch namespace {fetching.path.name}, its veth {fetching.veth} "
+                          f"and its table {fetching.table}")
         there = leftovers.find(node, netns_dir)
         root = self.data_root / "network"
         if root.is_dir():
