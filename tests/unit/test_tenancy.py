@@ -350,3 +350,23 @@ def test_an_operation_is_found_only_under_its_own_subscription(client: Any) -> N
     absent = bob.request("GET", path.replace(names["operation"], "0" * 32))
     assert error(absent, 404, "OperationNotFound").replace("0" * 32, names["operation"]) \
         == answer.json()["error"]["message"]
+
+
+def test_a_capacity_refusal_tells_nothing_of_what_other_tenants_use(plane: ControlPlane,
+                                                                    client: Any) -> None:
+    """When Alice's groups fill the node, Bob's refusal is ACI's 409 ServiceUnavailable
+    naming only Bob's own request, never what is used or left on the node."""
+    assert isinstance(plane.engine, FakeEngine)
+    cores = plane.engine.node_capacity.cpu_cores
+    alice, bob = client(ALICE), client(BOB)
+    big = body()
+    big["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"] = cores - 0.5
+    assert alice.request("PUT", group(ALICE, "big"), json=big).status_code == 201
+    wanted = body()
+    wanted["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"] = 1
+    message = error(bob.request("PUT", group(BOB, "small"), json=wanted), 409,
+                    "ServiceUnavailable")
+    assert message.endswith("Resource requested: '1' CPU '0.1' GB memory 'Linux' OS"), message
+    assert "left" not in message
+    assert f"{cores - 0.5:g}" not in message
+    assert "0.5" not in message

@@ -106,12 +106,15 @@ def _capacity(plane_: ControlPlane, body: ContainerGroupBody, replacing: str | N
     host_cpu = capacity.cpu_cores * ratio
     host_mem = capacity.memory_gb * ratio
     if cpu + want_cpu > host_cpu + 1e-9 or memory + want_mem > host_mem + 1e-9:
+        # ACI's words, naming only what the request asked: what is left on the node
+        # would tell a tenant how much the others use.
+        network = " virtual network" if body.properties.subnet_ids else ""
         raise ArmError(409, "ServiceUnavailable",
                        f"The requested resource is not available in the location "
-                       f"'{plane_.settings.api.location}' at this moment: the group asks for "
-                       f"{want_cpu:g} CPU and {want_mem:g} GB, and {max(0, host_cpu - cpu):g} "
-                       f"CPU and {max(0, host_mem - memory):.1f} GB are left. Please retry "
-                       "with fewer resources or delete other groups.")
+                       f"'{plane_.settings.api.location}' at this moment. Please retry with a "
+                       f"different resource request or in another location. Resource "
+                       f"requested: '{want_cpu:g}' CPU '{want_mem:g}' GB memory "
+                       f"'{body.properties.os_type}' OS{network}")
 
 
 def _running(plane_: ControlPlane, replacing: str | None) -> list[GroupRecord]:
