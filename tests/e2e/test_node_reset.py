@@ -91,11 +91,12 @@ def assert_as_before(before: dict[str, set[str]], after: dict[str, set[str]],
 class Serve:
     """`python3 -m skiff serve` on ``root``, in a process of its own."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, allow: tuple[str, ...]) -> None:
         self.root, self.port = root, free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "skiff", "serve", "--data-root", str(root),
-             "--listen", f"127.0.0.1:{self.port}"],
+             "--listen", f"127.0.0.1:{self.port}",
+             *(f"--allow-local-endpoint={endpoint}" for endpoint in allow)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         eventually(lambda: self.client().get(ACI + API).status_code == 200,
                    what="skiff serve answers", timeout_s=30,
@@ -169,7 +170,7 @@ def test_reset_refuses_while_serving_or_running_then_undoes_everything(
     host as before the server and keeps the data root, whose groups the next server runs
     again; purged, nothing is left."""
     before = host_state()
-    serve = Serve(root)
+    serve = Serve(root, images.endpoints)
     try:
         run_groups(serve, images)
         busy = reset(root, "--force")
@@ -197,7 +198,7 @@ def test_reset_refuses_while_serving_or_running_then_undoes_everything(
     for kept in ("skiff.db", "ca.pem", "admin.token", "images"):
         assert (root / kept).exists(), kept
 
-    again = Serve(root)  # the data root is whole: the next server runs its groups again
+    again = Serve(root, images.endpoints)  # the data root is whole: the next server runs its groups again
     try:
         with again.client() as http:
             for name in ("public", "private", "boxed"):

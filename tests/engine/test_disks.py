@@ -29,7 +29,7 @@ def small(tmp_path: Path, images: BuiltImages) -> Iterator[Supervisor]:
     """A supervisor whose groups may write 64 MiB each."""
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1),
                         disks=DiskSettings(group_gb=LIMIT_BYTES / 1e9, pool_size=1))
-    with fast_supervising(settings) as supervisor:
+    with fast_supervising(settings, allow=images.endpoints) as supervisor:
         yield supervisor
 
 
