@@ -34,6 +34,15 @@ The tree::
      │    └── GitRepoVolumeFailed     clone or checkout failed
      │         └── GitRepoUnreachable the repository's server did not answer (transient)
      ├── UserNotFound                 the image's user or group is unknown to the image
+     ├── ShareError                   anything about file shares and their accounts
+     │    ├── StorageAccountNotFound  no such storage account on this node
+     │    ├── ShareNotFound           no such share in the account
+     │    ├── ShareAlreadyExists      a share of that name is already in the account
+     │    ├── ShareInUse              removal refused: a group mounts it (named)
+     │    ├── ShareQuotaTooSmall      a quota below what the share already holds
+     │    ├── NodeStorageFull         the node cannot promise that much more disk
+     │    └── ShareMountFailed        a group's azureFile volume cannot be mounted
+     │                                (wrong key, no such account or share): a VolumeError too
      ├── SeccompProfileError          the seccomp profile is missing or malformed
      ├── RootfsError                  assembling or removing a container's rootfs failed
      ├── RuntimeFailure               the OCI runtime or conmon failed
@@ -215,3 +224,51 @@ class NodeBusy(SkiffError):
     ``skiff serve`` refused while a reset is under way."""
 
     code = "NodeBusy"
+
+
+class ShareError(SkiffError):
+    """Anything about file shares (Azure Files) and their storage accounts."""
+
+    code = "ShareError"
+
+
+class StorageAccountNotFound(ShareError):
+    code = "StorageAccountNotFound"
+
+
+class ShareNotFound(ShareError):
+    code = "ShareNotFound"
+
+
+class ShareAlreadyExists(ShareError):
+    code = "ShareAlreadyExists"
+
+
+class ShareInUse(ShareError):
+    """A share (or an account with shares) that a container group mounts cannot go;
+    ``groups`` names the groups (the caller's own only: see the API layer)."""
+
+    code = "ShareInUse"
+
+    def __init__(self, message: str, *, groups: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.groups = groups
+
+
+class ShareQuotaTooSmall(ShareError):
+    """A quota below the bytes the share already holds (Azure refuses it too)."""
+
+    code = "InvalidShareQuota"
+
+
+class NodeStorageFull(ShareError):
+    """The sum of the shares' quotas would pass the node's disk times its overcommit."""
+
+    code = "InsufficientStorageCapacity"
+
+
+class ShareMountFailed(VolumeError, ShareError):
+    """A group's azureFile volume names an account, share or key that does not hold:
+    the group fails with a ``FailedMount`` event, as ACI's does."""
+
+    code = "FailedMount"
