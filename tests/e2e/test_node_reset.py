@@ -198,7 +198,8 @@ def test_reset_refuses_while_serving_or_running_then_undoes_everything(
     for kept in ("skiff.db", "ca.pem", "admin.token", "images"):
         assert (root / kept).exists(), kept
 
-    again = Serve(root, images.endpoints)  # the data root is whole: the next server runs its groups again
+    # the data root is whole: the next server runs its groups again
+    again = Serve(root, images.endpoints)
     try:
         with again.client() as http:
             for name in ("public", "private", "boxed"):
