@@ -120,7 +120,8 @@ def main() -> None:
         podman = Podman(work / "podman")
         cleanup.callback(podman.clean)
         podman("pull", "--quiet", "--tls-verify=false", image)
-        server = cleanup.enter_context(running_server(work / "root", pool_size=4))
+        server = cleanup.enter_context(running_server(work / "root", pool_size=4,
+                                                     allow=(registry.host,)))
         cli = Cli(server)
 
         # Warm-up: the image pull, the network pool, the interpreter's caches.
