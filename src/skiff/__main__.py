@@ -1,5 +1,5 @@
 """``python3 -m skiff``: the skiff command."""
 
-from skiff.cli.main import main
+from skiff.cli.main import run
 
-main()
+run()

@@ -168,3 +168,69 @@ def test_the_cli_start_loads_neither_httpx_command_line_nor_the_sdk_models() -> 
     assert "httpx" in loaded
     heavy = ("rich", "pygments", "azure.mgmt.containerinstance.models")
     assert sorted(m for m in loaded if any(_within(m, f) for f in heavy)) == []
+
+
+_CLI_HEAVY = (*_ENGINE, "skiff.api", "skiff.models", "skiff.settings", "uvicorn", "fastapi",
+              "pydantic", "websockets", "yaml", "jmespath", "trio", "anyio")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["container", "--help"], ["container", "create", "--help"],
+    ["network", "--help"],
+])
+def test_the_cli_start_loads_only_what_the_command_needs(argv: list[str]) -> None:
+    """``skiff --help`` and the API commands' start load none of the node's modules (the
+    settings included), nor websockets (exec/attach only), yaml (--file, export, -o yaml
+    only) or jmespath (--query only): each is milliseconds of every command's start."""
+    loaded = _loaded_by("from click.testing import CliRunner\nfrom skiff.cli.main import main\n"
+                        f"assert CliRunner().invoke(main, {argv!r}).exit_code == 0")
+    assert sorted(m for m in loaded if any(_within(m, f) for f in _CLI_HEAVY)) == []
+    if argv == ["--help"]:  # the listing comes from the table: no command's module
+        assert sorted(m for m in loaded if m.startswith("skiff.cli.")) == ["skiff.cli.main"]
+
+
+def test_the_cli_loads_its_heavy_modules_when_asked() -> None:
+    """The lazy imports are there when needed: --query compiles with jmespath, -o yaml
+    prints with yaml (the commands' own tests check the output itself)."""
+    loaded = _loaded_by("from skiff.cli.output import emit, _compile_query\n"
+                        "emit({'a': 1}, 'yaml', _compile_query(None, None, 'a'))")
+    assert {"yaml", "jmespath"} <= loaded
+
+
+def test_the_top_level_table_matches_the_commands() -> None:
+    """``skiff --help`` lists the commands from a table: it names each command's own
+    module and attribute, and its short help is the command's own."""
+    import click
+
+    from skiff.cli.main import COMMANDS, main
+
+    ctx = click.Context(main)
+    for name, (_, _, short) in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(200) == short
+
+
+def test_the_client_data_root_is_the_nodes() -> None:
+    """The client's default data root (where admin.token and ca.pem are) is the node's,
+    defined twice so that the client need not import the node's settings."""
+    from skiff.client.http import DEFAULT_DATA_ROOT
+    from skiff.settings import DEFAULT_DATA_ROOT as NODE_DATA_ROOT
+
+    assert DEFAULT_DATA_ROOT == NODE_DATA_ROOT
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["--help"], 0), (["nope"], 2), (["container", "show", "-g", "a", "-n", "b"], 1),
+])
+def test_the_entry_point_keeps_the_exit_code(argv: list[str], code: int) -> None:
+    """``python3 -m skiff`` (the fast exit of :func:`skiff.cli.main.run`) exits as the
+    command did, and what it printed is all there."""
+    done = subprocess.run([sys.executable, "-m", "skiff", *argv], capture_output=True,
+                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC.parent),
+                               "SKIFF_DATA_ROOT": "/nonexistent", "SKIFF_TOKEN": ""})
+    assert done.returncode == code, done.stderr
+    assert (done.stdout + done.stderr).strip()
+    if code == 0:
+        assert "container" in done.stdout and done.stdout.endswith("\n")

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from skiff.cli.bodies import (
     body_from_file,
@@ -346,6 +345,8 @@ def export(resource_group: str, name: str, file: Path) -> None:
     """
     with new_client() as client:
         group = client.get(resource_group, name)
+    import yaml  # type: ignore[import-untyped,unused-ignore]  # export only: ~15 ms to import
+
     text = yaml.safe_dump(export_view(group), default_flow_style=False, allow_unicode=True)
     slots = secret_slots(group)
     if slots:

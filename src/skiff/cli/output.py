@@ -19,8 +19,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import jmespath  # type: ignore[import-untyped,unused-ignore]
-import yaml  # type: ignore[import-untyped,unused-ignore]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +45,8 @@ def _colored_json(result: Any) -> str:
 
 
 def _format_yaml(result: Any) -> str:
+    import yaml  # type: ignore[import-untyped,unused-ignore]  # -o yaml only: ~15 ms to import
+
     # A JSON round trip turns the OrderedDicts of a --query into plain data, as knack does.
     text: str = yaml.safe_dump(json.loads(json.dumps(result)), default_flow_style=False,
                                allow_unicode=True)
@@ -112,6 +112,8 @@ def emit(result: Any, output: str, query: Any = None, *,
     """Print a command's result as az does: ``--query`` first, then the format
     (a table transformer only applies without a query)."""
     if query is not None:
+        import jmespath  # type: ignore[import-untyped,unused-ignore]  # --query only
+
         result = query.search(result, jmespath.Options(dict_cls=OrderedDict))
     if result is None or output == "none":
         return
@@ -136,6 +138,8 @@ def emit(result: Any, output: str, query: Any = None, *,
 def _compile_query(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
+    import jmespath  # type: ignore[import-untyped,unused-ignore]  # --query only
+
     try:
         return jmespath.compile(value)
     except jmespath.exceptions.JMESPathError as exc:

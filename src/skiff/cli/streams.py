@@ -18,15 +18,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext, suppress
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError
-from websockets.sync.client import ClientConnection
 
 from skiff.cli.common import InvalidArgument, handle_errors, new_client, rg_name
 from skiff.client import ApiError, SkiffClient, WebSocketTarget
 from skiff.client.containers import exit_code
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 # What a terminal sends for Ctrl-D: ACI's exec is a terminal, so at the end
 # of piped input this is how the process learns that its input is over.
@@ -53,6 +54,8 @@ def _stdin_pump(ws: ClientConnection, read: Callable[[], bytes], *, eot: bool) -
     With ``eot``, input that ended is followed by Ctrl-D, the end of input for
     the container's terminal; not after no input at all, so that a command
     run with nothing on stdin prints nothing but its own output."""
+    from websockets.exceptions import ConnectionClosed
+
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     sent = False
     try:
@@ -98,6 +101,9 @@ def stream(client: SkiffClient, target: WebSocketTarget, *, stdin: str = "none")
     ``stdin`` is ``"none"`` (attach, logs --follow), ``"pipe"`` (stdin's bytes
     are sent, then end-of-input) or ``"tty"`` (the terminal in raw mode, every
     key sent as typed)."""
+    # websockets only here (exec, attach, logs --follow): every other command starts without.
+    from websockets.exceptions import ConnectionClosedError
+
     out = click.get_binary_stream("stdout")
     raw = _raw_terminal(sys.stdin.fileno()) if stdin == "tty" else nullcontext()
     with client.websocket(target) as ws, raw:

@@ -12,16 +12,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote
 
 import httpx
-from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
-from websockets.sync.client import ClientConnection, connect
 
 from skiff import __version__
 from skiff.client.errors import ApiError, json_object
 from skiff.client.groups import GroupsApi
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 # Output frames of exec/attach: a log line or a terminal burst, well below this.
 _WS_MAX_MESSAGE = 16 * 1024 * 1024
@@ -90,6 +91,10 @@ class ContainersApi(GroupsApi):
     def websocket(self, target: WebSocketTarget) -> Iterator[ClientConnection]:
         """Connect to an exec/attach stream and authenticate (the password is the
         first message, as the az CLI sends it); closed when the block ends."""
+        # websockets only for exec and attach: every other command starts without it.
+        from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
+        from websockets.sync.client import connect
+
         with ExitStack() as stack:
             try:
                 ws = stack.enter_context(connect(
