@@ -207,7 +207,8 @@ def test_the_top_level_table_matches_the_commands() -> None:
     ctx = click.Context(main)
     for name, (_, _, short) in COMMANDS.items():
         command = main.get_command(ctx, name)
-        assert command is not None and command.name == name
+        assert command is not None
+        assert command.name == name
         assert command.get_short_help_str(200) == short
 
 
@@ -233,4 +234,5 @@ def test_the_entry_point_keeps_the_exit_code(argv: list[str], code: int) -> None
     assert done.returncode == code, done.stderr
     assert (done.stdout + done.stderr).strip()
     if code == 0:
-        assert "container" in done.stdout and done.stdout.endswith("\n")
+        assert "container" in done.stdout
+        assert done.stdout.endswith("\n")

@@ -11,7 +11,6 @@ is asked for): ``skiff container create`` does not pay for ``skiff image``'s set
 
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 import sys
@@ -69,11 +68,10 @@ def main() -> None:
 def run(argv: list[str] | None = None) -> None:
     """The ``skiff`` command as a process runs it: :func:`main`, then a quick exit.
 
-    The process's objects are left to the operating system (no garbage collection at
-    exit, no module teardown, no atexit hooks: skiff registers none): logging, stdout and
+    The process's objects are left to the operating system (no collection at exit, no
+    module teardown, no atexit hooks: skiff registers none): logging, stdout and
     stderr are flushed, then the process ends with the command's exit code, as ``main``
     set it."""
-    gc.disable()  # a command's allocations are few and short-lived; the exit frees them all
     code: Any
     try:
         main.main(args=argv, prog_name="skiff")
