@@ -236,3 +236,15 @@ def test_the_entry_point_keeps_the_exit_code(argv: list[str], code: int) -> None
     if code == 0:
         assert "container" in done.stdout
         assert done.stdout.endswith("\n")
+
+
+def test_the_entry_point_sends_requests_without_trio() -> None:
+    """``run`` keeps trio (~60 ms, which httpcore imports when it can) out of a command's
+    process, and httpx's client still works without it."""
+    loaded = _loaded_by("import sys\nfrom skiff.cli import main as cli\n"
+                        "cli.os._exit = lambda code: None\n"
+                        "cli.run(['--version'])\n"
+                        "import httpx\nhttpx.Client().close()\n"
+                        "assert sys.modules['trio'] is None  # blocked, not imported")
+    assert "httpcore._sync.connection_pool" in loaded
+    assert sorted(m for m in loaded if m.startswith("trio.")) == []

@@ -66,12 +66,17 @@ def main() -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """The ``skiff`` command as a process runs it: :func:`main`, then a quick exit.
+    """The ``skiff`` command as a process runs it: :func:`main` without trio, then a quick
+    exit.
 
     The process's objects are left to the operating system (no collection at exit, no
     module teardown, no atexit hooks: skiff registers none): logging, stdout and
     stderr are flushed, then the process ends with the command's exit code, as ``main``
     set it."""
+    # httpcore (httpx's transport) imports trio, when it is installed, for the locks of its
+    # async pools (~60 ms of every command that sends a request); the CLI is synchronous, and
+    # httpcore takes a failed import as "no trio". Only here, in the command's own process.
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
     code: Any
     try:
         main.main(args=argv, prog_name="skiff")
