@@ -21,7 +21,7 @@ import hmac
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from skiff.core.shares import DEFAULT_QUOTA_GIB, ShareDisks, ShareInfo, ShareRef
@@ -33,12 +33,29 @@ from skiff.errors import (
     ShareNotFound,
     StorageAccountNotFound,
 )
+from skiff.settings import ApiSettings
 from skiff.store import AccountRecord, ShareRecord, Store, subscription_key
 
 log = logging.getLogger(__name__)
 
 #: Bytes of a storage account key, as Azure's (64 random bytes, 88 characters of base64).
 KEY_BYTES = 64
+
+
+#: An account's name -> the URL of its Azure Files endpoint (``primaryEndpoints.file``).
+FileEndpoint = Callable[[str], str]
+
+
+def default_file_endpoint(api: ApiSettings) -> FileEndpoint:
+    """The data plane's address by default: the API's host, the next port, the account
+    in the path (``https://127.0.0.1:8444/<account>/``), as the SDK reads it for an IP."""
+    host, _, port = api.listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 -- a comparison
+        host = "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    base = f"https://{shown}:{int(port) + 1 if port.isdigit() else 8444}"
+    return lambda account: f"{base}/{account}/"
 
 
 def new_key() -> str:
@@ -54,9 +71,11 @@ def _info(record: ShareRecord, usage: int | None = None) -> ShareInfo:
 class StorageService:
     """Accounts' keys and shares, store rows first, then the node's disks. Thread-safe."""
 
-    def __init__(self, store: Store, disks: ShareDisks) -> None:
+    def __init__(self, store: Store, disks: ShareDisks, *, file_endpoint: FileEndpoint) -> None:
         self.store = store
         self.disks = disks
+        #: An account's Azure Files endpoint, as its ``primaryEndpoints.file`` answers it.
+        self.file_endpoint = file_endpoint
         # Shares change one at a time: a create racing a delete of one name must not
         # leave a row without its disk (or the reverse).
         self._lock = threading.RLock()
@@ -82,7 +101,8 @@ class StorageService:
             try:
                 shares = self.store.delete_account(name)
             except ShareInUse as exc:
-                raise worded_for(exc, record.subscription, f"storage account {name}") from None
+                raise worded_for(exc, record.subscription,
+                                 f"A file share of the storage account {name}") from None
             for share in shares or []:
                 self._remove_disk(ShareRef(share.account, share.name))
             return shares is not None
@@ -135,7 +155,7 @@ class StorageService:
                 found = self.store.delete_share(ref.account, ref.share)
             except ShareInUse as exc:
                 raise worded_for(exc, account.subscription,
-                                   f"file share {ref.share.lower()}") from None
+                                   f"The file share {ref.share.lower()}") from None
             if not found:
                 raise ShareNotFound(f"The share {ref.share} of the storage account "
                                     f"{ref.account} was not found.")
@@ -195,9 +215,9 @@ def _ref(record: ShareRecord) -> ShareRef:
     return ShareRef(record.account, record.name)
 
 
-def worded_for(exc: ShareInUse, subscription: str, what: str) -> ShareInUse:
-    """``exc`` worded for the tenant ``subscription``: its own groups by name, any
-    other tenant's only counted."""
+def worded_for(exc: ShareInUse, subscription: str, subject: str) -> ShareInUse:
+    """``exc`` worded for the tenant ``subscription`` ("<subject> is mounted by ..."): its
+    own groups by name, any other tenant's only counted; ``groups`` its own alone."""
     own: list[str] = []
     others = 0
     for group in exc.groups:
@@ -210,7 +230,7 @@ def worded_for(exc: ShareInUse, subscription: str, what: str) -> ShareInUse:
     if others:
         named.append("a container group of another subscription" if others == 1
                      else f"{others} container groups of other subscriptions")
-    return ShareInUse(f"The {what} is mounted by the container group"
+    return ShareInUse(f"{subject} is mounted by the container group"
                       f"{'s' if len(own) + others > 1 else ''} {', '.join(named)}: "
                       "delete them (or their azureFile volumes) first.",
                       groups=tuple(own))

@@ -173,7 +173,7 @@ class StorageMixin(Database):
                          " last_modified) VALUES (?, ?, ?, ?, ?, ?)",
                          (account, name, quota_gib, dumps(dict(metadata)), _etag(),
                           self.now()))
-            return _share_of(_share_row(conn, account, name))
+            return _share_now(conn, account, name)
 
     def update_share(self, account: str, name: str, *, quota_gib: int | None = None,
                      metadata: Mapping[str, str] | None = None) -> ShareRecord | None:
@@ -188,7 +188,7 @@ class StorageMixin(Database):
                 (row["quota_gib"] if quota_gib is None else quota_gib,
                  row["metadata"] if metadata is None else dumps(dict(metadata)), _etag(),
                  self.now(), account, name))
-            return _share_of(_share_row(conn, account, name))
+            return _share_now(conn, account, name)
 
     def get_share(self, account: str, name: str) -> ShareRecord | None:
         with self.read() as conn:
@@ -247,6 +247,12 @@ def _share_row(conn: sqlite3.Connection, account: str, name: str) -> sqlite3.Row
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM file_shares WHERE account = ? AND name = ?", (account, name)).fetchone()
     return row
+
+
+def _share_now(conn: sqlite3.Connection, account: str, name: str) -> ShareRecord:
+    """The share just written."""
+    return _share_of(conn.execute("SELECT * FROM file_shares WHERE account = ? AND name = ?",
+                                  (account, name)).fetchone())
 
 
 def _share_of(row: sqlite3.Row) -> ShareRecord:

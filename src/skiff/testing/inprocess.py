@@ -19,9 +19,11 @@ from fastapi import FastAPI
 
 from skiff.api.context import ControlPlane
 from skiff.control.reconciler import Reconciler
+from skiff.control.storage import StorageService, default_file_endpoint
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.testing.fake import FakeEngine
+from skiff.testing.fakedisks import FakeShareDisks
 
 #: The base URL the in-process app answers as (operation URLs start with it).
 BASE = "https://skiff.test"
@@ -61,13 +63,16 @@ class InProcessClient:
 @contextlib.contextmanager
 def fake_plane(data_root: Path, settings: Settings | None = None, *,
                workers: int = 2) -> Iterator[ControlPlane]:
-    """A control plane over a new FakeEngine and a store in ``data_root``, its reconcile
-    loop running; stopped and closed after."""
+    """A control plane over a new FakeEngine, fake share disks (directories under
+    ``data_root/shares``) and a store in ``data_root``, its reconcile loop running;
+    stopped and closed after."""
+    settings = settings or Settings(data_root=data_root)
     store = Store(data_root / "skiff.db")
     engine = FakeEngine()
     reconciler = Reconciler(store, engine, workers=workers)
-    plane = ControlPlane(settings or Settings(data_root=data_root), store, engine,
-                         reconciler, BASE)
+    storage = StorageService(store, FakeShareDisks(data_root / "shares"),
+                             file_endpoint=default_file_endpoint(settings.api))
+    plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage)
     reconciler.start()
     try:
         yield plane
