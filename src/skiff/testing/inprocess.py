@@ -32,7 +32,8 @@ BASE = "https://skiff.test"
 class InProcessClient:
     """httpx's AsyncClient on the app's ASGI transport, called from synchronous tests.
 
-    ``suffix`` is appended to every URL (say ``?api-version=...``)."""
+    ``suffix`` is appended to every URL (say ``?api-version=...``; joined with ``&`` to
+    a URL that has a query already)."""
 
     def __init__(self, portal: BlockingPortal, app: FastAPI, token: str | None, *,
                  suffix: str = "") -> None:
@@ -44,8 +45,13 @@ class InProcessClient:
 
     def request(self, method: str, url: str, **options: Any) -> httpx.Response:
         response: httpx.Response = self._portal.call(
-            functools.partial(self._client.request, method, url + self._suffix, **options))
+            functools.partial(self._client.request, method, self._url(url), **options))
         return response
+
+    def _url(self, url: str) -> str:
+        if "?" in url and self._suffix.startswith("?"):
+            return f"{url}&{self._suffix[1:]}"
+        return url + self._suffix
 
     def get(self, url: str, **options: Any) -> httpx.Response:
         return self.request("GET", url, **options)
