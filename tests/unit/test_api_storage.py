@@ -114,7 +114,8 @@ def test_account_lifecycle(http: InProcessClient, plane: ControlPlane) -> None:
     assert [a["name"] for a in listed] == ["acct1"]
 
     patched = http.request("PATCH", account("acct1"), json={"tags": {"b": "2"}})
-    assert patched.status_code == 200 and patched.json()["tags"] == {"b": "2"}
+    assert patched.status_code == 200
+    assert patched.json()["tags"] == {"b": "2"}
     again = http.put(account("acct1"), json={**ACCOUNT_BODY, "kind": "FileStorage",
                                               "sku": {"name": "Premium_LRS"}})
     assert again.status_code == 200
@@ -135,7 +136,8 @@ def test_keys_list_and_regenerate(http: InProcessClient, plane: ControlPlane) ->
     regen = http.post(account("acct1") + "/regenerateKey", json={"keyName": "key2"})
     assert regen.status_code == 200
     new = regen.json()["keys"]
-    assert new[0]["value"] == keys[0]["value"] and new[1]["value"] != keys[1]["value"]
+    assert new[0]["value"] == keys[0]["value"]
+    assert new[1]["value"] != keys[1]["value"]
     assert plane.storage is not None
     assert plane.storage.account_keys("acct1") == (new[0]["value"], new[1]["value"])
     error(http.post(account("acct1") + "/regenerateKey", json={"keyName": "key3"}), 400,
@@ -148,10 +150,12 @@ def test_check_name_availability(http: InProcessClient, other: InProcessClient) 
     assert http.post(url, json=body).json() == {"nameAvailable": True}
     make_account(other, sub=OTHER)
     taken = http.post(url, json=body).json()
-    assert taken["nameAvailable"] is False and taken["reason"] == "AlreadyExists"
+    assert taken["nameAvailable"] is False
+    assert taken["reason"] == "AlreadyExists"
     assert taken["message"] == "The storage account named acct1 is already taken."
     bad = http.post(url, json={"name": "Bad_Name"}).json()
-    assert bad["nameAvailable"] is False and bad["reason"] == "AccountNameInvalid"
+    assert bad["nameAvailable"] is False
+    assert bad["reason"] == "AccountNameInvalid"
 
 
 def test_tenancy(http: InProcessClient, other: InProcessClient) -> None:
@@ -178,7 +182,8 @@ def test_share_lifecycle(http: InProcessClient, plane: ControlPlane) -> None:
     made = http.put(share("acct1", "data"), json={"properties": {"metadata": {"a": "1"}}})
     assert made.status_code == 201, made.text
     props = made.json()["properties"]
-    assert props["shareQuota"] == 5120 and props["metadata"] == {"a": "1"}
+    assert props["shareQuota"] == 5120
+    assert props["metadata"] == {"a": "1"}
     assert made.json()["type"] == "Microsoft.Storage/storageAccounts/fileServices/shares"
     assert plane.storage is not None
     root = plane.storage.root(ShareRef("acct1", "data"))
@@ -223,8 +228,11 @@ def test_in_use_refused_naming_own_groups_only(http: InProcessClient, other: InP
     mount(plane, OTHER, "secret-rg", "theirs", "ACCT1", "Data")
     for answer in (http.delete(share("acct1", "data")), http.delete(account("acct1"))):
         message = error(answer, 409, "ShareInUse")
-        assert "'mine'" in message and "another subscription" in message
-        assert "theirs" not in message and "secret-rg" not in message and OTHER not in message
+        assert "'mine'" in message
+        assert "another subscription" in message
+        assert "theirs" not in message
+        assert "secret-rg" not in message
+        assert OTHER not in message
         assert "secret-key" not in message
     assert http.get(share("acct1", "data")).status_code == 200
 
@@ -240,7 +248,8 @@ def test_resource_group_delete_takes_accounts(http: InProcessClient,
     assert http.put(share("inside", "data", rg="gone"), json={}).status_code == 201
     mount(plane, SUB, "keep", "user", "inside", "data")
     message = error(http.delete(f"/subscriptions/{SUB}/resourceGroups/gone"), 409, "ShareInUse")
-    assert "'user'" in message and "resource group 'gone'" in message
+    assert "'user'" in message
+    assert "resource group 'gone'" in message
     assert http.get(account("inside", rg="gone")).status_code == 200  # nothing went
 
     plane.store.set_desired(SUB, "keep", "user", "deleted")
