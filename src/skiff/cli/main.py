@@ -1,5 +1,6 @@
 """The ``skiff`` command: ``az container``-style commands that talk to the API
-(:mod:`~skiff.cli.container`, :mod:`~skiff.cli.network`), and the node's own
+(:mod:`~skiff.cli.container`, :mod:`~skiff.cli.network`,
+:mod:`~skiff.cli.storage`), and the node's own
 commands (``skiff serve``, ``skiff token``, ``skiff image``, ``skiff node``), which import the
 server, store or engine inside the command, so ``skiff --help`` stays light.
 """
@@ -13,6 +14,7 @@ from skiff.cli.container import container
 from skiff.cli.image import image
 from skiff.cli.network import network
 from skiff.cli.node import node, serve, token
+from skiff.cli.storage import storage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,4 +28,5 @@ main.add_command(image)
 main.add_command(network)
 main.add_command(node)
 main.add_command(serve)
+main.add_command(storage)
 main.add_command(token)
