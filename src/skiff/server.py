@@ -216,6 +216,9 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks,
         cert, key = files.cert, files.key
     store = Store(root / "skiff.db", key_path=settings.node_key)
     ensure_admin_token(root, store)
+    # Before the engine: its azureFile volumes ask the service (a ShareResolver) for keys.
+    storage = StorageService(store, share_disks, file_endpoint=file_endpoint)
+    storage.sweep()  # a crash between a share's row and its disk is put right
     engine = Supervisor(settings)
     if engine.volumes.disks is not None:
         engine.volumes.disks.kick()  # the first groups need not make their disks
@@ -232,8 +235,6 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks,
                             names=Names(settings.dns, zone))
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
-    storage = StorageService(store, share_disks, file_endpoint=file_endpoint)
-    storage.sweep()  # a crash between a share's row and its disk is put right
     plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage)
     reconciler.start()
     return Server(plane, engine, host, port, cert, key, dns, serving)
