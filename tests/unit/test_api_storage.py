@@ -273,7 +273,8 @@ def test_resource_group_delete_takes_accounts(http: InProcessClient,
      "MissingRequiredProperty"),
     (account("acct9"), {"location": "local", "kind": "StorageV2", "sku": "Standard_LRS"}, 400,
      "InvalidRequestContent"),
-    (account("acct9"), {"kind": "StorageV2", "sku": {"name": "x"}}, 400, "LocationRequired"),
+    (account("acct9"), {"location": " ", "kind": "StorageV2", "sku": {"name": "x"}}, 400,
+     "LocationRequired"),
     (account("acct9"), [1], 400, "InvalidRequestContent"),
     (account("acct9"), {**ACCOUNT_BODY, "tags": {"a": 1}}, 400, "InvalidTagValue"),
     (share("acct1", "ab"), {}, 400, "InvalidResourceName"),
@@ -292,6 +293,12 @@ def test_resource_group_delete_takes_accounts(http: InProcessClient,
 def test_bad_input(http: InProcessClient, url: str, body: Any, status: int, code: str) -> None:
     make_account(http)
     error(http.put(url, json=body), status, code)
+
+
+def test_location_defaults_to_the_nodes(http: InProcessClient) -> None:
+    made = http.put(account("acct3"), json={"kind": "FileStorage", "sku": {"name": "x"}})
+    assert made.status_code == 200
+    assert made.json()["location"] == "local"
 
 
 def test_bad_json_and_empty_bodies(http: InProcessClient) -> None:

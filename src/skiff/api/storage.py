@@ -108,7 +108,8 @@ async def put_account(subscription: str, resource_group: str, account: str, requ
     plane_ = plane(request)
     check_subscription(token, subscription)
     models.check_account_name(account)
-    body = models.parse_account(json_body(await request.body()))
+    body = models.parse_account(json_body(await request.body()),
+                                default_location=plane_.settings.api.location)
     store = service(plane_).store
     record, _ = await asyncio.to_thread(
         store.put_account, subscription, resource_group, account, body.location, body.kind,

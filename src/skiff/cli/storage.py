@@ -123,8 +123,9 @@ def account_create(name: str, resource_group: str, location: str | None, sku: st
     """  # noqa: E501
     body: dict[str, Any] = {"kind": kind, "sku": {"name": sku}, "tags": _tags(tags)}
     with new_client() as client:
-        body["location"] = location or client.resource_group_location(resource_group) \
-            or "local"
+        location = location or client.resource_group_location(resource_group)
+        if location:  # else the node's
+            body["location"] = location
         created = client.create_account(resource_group, name, body)
     emit(resource_view(created), output, query)
 

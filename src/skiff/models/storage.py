@@ -4,7 +4,7 @@ admits them.
 - An account's name is 3 to 24 lower-case letters and digits (400
   ``AccountNameInvalid``, Azure's code and words); its kind StorageV2 or FileStorage
   (the kinds that hold file shares); its sku any object with a ``name``, answered back
-  as given; its location required.
+  as given; its location the node's when not given.
 - A share's name is 3 to 63 lower-case letters, digits and single hyphens, starting
   and ending with a letter or digit (400 ``InvalidResourceName``); its quota
   (``properties.shareQuota``) 1 to 102400 GiB, 5120 when not given, as Azure's;
@@ -83,9 +83,12 @@ class AccountBody:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def parse_account(body: Any) -> AccountBody:
-    """A storage account's PUT body; ArmError 400 for anything Azure would refuse."""
+def parse_account(body: Any, *, default_location: str) -> AccountBody:
+    """A storage account's PUT body; ArmError 400 for anything Azure would refuse. Without
+    a location, the node's (as skiff's virtual networks)."""
     doc = _object(body)
+    if doc.get("location") is None:
+        doc = {**doc, "location": default_location}
     check_location_text(doc.get("location"))
     kind = doc.get("kind")
     if not isinstance(kind, str) or kind.lower() not in {k.lower() for k in KINDS}:
