@@ -37,9 +37,9 @@ _METADATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def check_account_name(name: str) -> None:
     if not _ACCOUNT.fullmatch(name):
         raise ArmError(400, "AccountNameInvalid",
-                       f"{name[:64]!r} is not a valid storage account name. Storage account "
+                       f"{name[:64]} is not a valid storage account name. Storage account "
                        "name must be between 3 and 24 characters in length and use numbers "
-                       "and lower-case letters only.", target="name")
+                       "and lower-case letters only.", target=name[:64])
 
 
 def account_name_problem(name: str) -> str | None:
