@@ -309,13 +309,21 @@ def record_mounts(conn: sqlite3.Connection, uid: str, body: Mapping[str, Any]) -
     props = body.get("properties")
     volumes = props.get("volumes") if isinstance(props, dict) else None
     for volume in volumes if isinstance(volumes, list) else []:
-        share = volume.get("azureFile") if isinstance(volume, dict) else None
+        share = _field(volume, "azureFile")
         if not isinstance(share, dict):
             continue
-        account, name = share.get("storageAccountName"), share.get("shareName")
+        account, name = _field(share, "storageAccountName"), _field(share, "shareName")
         if isinstance(account, str) and isinstance(name, str):
             conn.execute("INSERT OR IGNORE INTO share_mounts (group_uid, account, share)"
                          " VALUES (?, ?, ?)", (uid, account.lower(), name.lower()))
+
+
+def _field(mapping: Any, name: str) -> Any:
+    """``mapping[name]``, the name matched without case (as the body's secrets are)."""
+    if not isinstance(mapping, dict):
+        return None
+    return next((v for k, v in mapping.items() if isinstance(k, str) and k.lower() == name.lower()),
+                None)
 
 
 def delete_accounts_of(conn: sqlite3.Connection, sub: str, rg: str) -> list[ShareRecord]:
