@@ -34,10 +34,12 @@ from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
+from skiff.control.storage import FileEndpoint, StorageService, default_file_endpoint
+from skiff.core.shares import ShareDisks, ShareRef
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.locking import hold_serving
-from skiff.errors import NetworkError, SkiffError
+from skiff.errors import NetworkError, ShareError, SkiffError
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -152,20 +154,59 @@ def ensure_admin_token(data_root: Path, store: Store) -> Path:
     return path
 
 
-def build(settings: Settings) -> Server:
-    """Everything ``skiff serve`` runs, started except for the HTTP server itself."""
+class SharesUnavailable(ShareError):
+    """This build has no share disks yet: a file share cannot be made or used."""
+
+    code = "FileSharesUnavailable"
+    transient = True
+
+
+class _NoShareDisks:
+    """What :func:`_share_disks` gives until the node's share disks are wired in: no share
+    on the disk, and every use of one refused (503), never a 500."""
+
+    def _refuse(self, *_: object, **__: object) -> None:
+        raise SharesUnavailable("file shares are not available on this node yet")
+
+    create = resize = remove = _refuse
+
+    def usage_bytes(self, ref: ShareRef) -> int:
+        raise SharesUnavailable("file shares are not available on this node yet")
+
+    def root(self, ref: ShareRef) -> Path:
+        raise SharesUnavailable("file shares are not available on this node yet")
+
+    def names(self) -> list[ShareRef]:
+        return []
+
+
+def _share_disks(settings: Settings) -> ShareDisks:
+    """The node's share disks. WIRING POINT: the engine's ShareDisks
+    (skiff.engine.shares) goes here; until then, :class:`_NoShareDisks`."""
+    return _NoShareDisks()
+
+
+def build(settings: Settings, *, share_disks: ShareDisks | None = None,
+          file_endpoint: FileEndpoint | None = None) -> Server:
+    """Everything ``skiff serve`` runs, started except for the HTTP server itself.
+
+    ``share_disks``: the node's storage of file shares (default :func:`_share_disks`);
+    ``file_endpoint``: an account's Azure Files URL (default: the API's host, the next
+    port, :func:`~skiff.control.storage.default_file_endpoint`)."""
     root = settings.data_root
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o711)  # noqa: S103 -- others may traverse to ca.pem, nothing more
     serving = hold_serving(root)
     try:
-        return _build(settings, serving)
+        return _build(settings, serving, share_disks or _share_disks(settings),
+                      file_endpoint or default_file_endpoint(settings.api))
     except BaseException:
         os.close(serving)
         raise
 
 
-def _build(settings: Settings, serving: int) -> Server:
+def _build(settings: Settings, serving: int, share_disks: ShareDisks,
+           file_endpoint: FileEndpoint) -> Server:
     root = settings.data_root
     host, port = split_listen(settings.api.listen)
     if settings.api.tls_cert and settings.api.tls_key:
@@ -175,6 +216,9 @@ def _build(settings: Settings, serving: int) -> Server:
         cert, key = files.cert, files.key
     store = Store(root / "skiff.db", key_path=settings.node_key)
     ensure_admin_token(root, store)
+    # Before the engine: its azureFile volumes ask the service (a ShareResolver) for keys.
+    storage = StorageService(store, share_disks, file_endpoint=file_endpoint)
+    storage.sweep()  # a crash between a share's row and its disk is put right
     engine = Supervisor(settings)
     if engine.volumes.disks is not None:
         engine.volumes.disks.kick()  # the first groups need not make their disks
@@ -191,7 +235,7 @@ def _build(settings: Settings, serving: int) -> Server:
                             names=Names(settings.dns, zone))
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
-    plane = ControlPlane(settings, store, engine, reconciler, base)
+    plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage)
     reconciler.start()
     return Server(plane, engine, host, port, cert, key, dns, serving)
 

@@ -45,7 +45,8 @@ MIN_CASES = 2000
 # queries reach past the 404 of a generated name; the operation id is the
 # target's create operation. Deletes come last, as they end the target.
 TARGET = {"subscription": SUB, "resource_group": "fuzz", "name": "target",
-          "container": "main", "location": "local", "subnet": "main"}
+          "container": "main", "location": "local", "subnet": "main",
+          "account": "fuzztarget", "share": "target"}
 # The operations whose 2xx needs a body no fuzzer guesses (a free, non-overlapping
 # CIDR); their success path is tests/e2e/test_vnets.py's. They are fuzzed all the same.
 NEEDS_A_FREE_RANGE = ("PUT /subscriptions/{subscription}/resourceGroups/{resource_group}/"
@@ -209,6 +210,15 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
                                       "subnets": [{"name": "main", "properties": {
                                           "addressPrefix": "10.240.0.0/24"}}]}})
             assert network.status_code == 201, network.text
+            account = api.put(f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/"
+                              "Microsoft.Storage/storageAccounts/fuzztarget", json={
+                                  "location": "local", "kind": "StorageV2",
+                                  "sku": {"name": "Standard_LRS"}})
+            assert account.status_code == 200, account.text
+            share = api.put(f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/"
+                            "Microsoft.Storage/storageAccounts/fuzztarget/fileServices/default/"
+                            "shares/target", json={"properties": {"shareQuota": 1}})
+            assert share.status_code == 201, share.text
         other_methods = 0
         for operation in sorted(operations, key=_order):
             names = {p.name for p in operation.path_parameters}

@@ -244,6 +244,9 @@ ALICE_RG, ALICE_GROUP, ALICE_NET = "alice-rg", "alice-group", "alice-net"
 ALICE_IMAGE = "registry.test/alice-private:7"
 ALICE_TAG = "alice-tag-value"
 ALICE_SUBNET_PREFIX = "10.211.1.0/24"
+ALICE_ACCOUNT, ALICE_SHARE = "alicestore", "alice-share"
+ALICE_ACCOUNT_BODY = {"location": "local", "kind": "StorageV2", "sku": {"name": "Standard_LRS"},
+                      "tags": {"t": "alice-tag-value"}}
 
 
 def alice_resources(alice: InProcessClient) -> dict[str, str]:
@@ -259,8 +262,17 @@ def alice_resources(alice: InProcessClient) -> dict[str, str]:
     eventually(lambda: alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()[
         "properties"]["provisioningState"] == "Succeeded", what="Alice's group runs")
     operation = made.headers["Azure-AsyncOperation"].split("/operations/")[1].split("?")[0]
+    assert alice.request("PUT", account_url(ALICE), json=ALICE_ACCOUNT_BODY).status_code == 200
+    assert alice.request("PUT", f"{account_url(ALICE)}/fileServices/default/shares/"
+                         f"{ALICE_SHARE}", json={}).status_code == 201
     return {"subscription": ALICE, "resource_group": ALICE_RG, "location": "local",
-            "operation": operation, "container": "c", "subnet": "default"}
+            "operation": operation, "container": "c", "subnet": "default",
+            "account": ALICE_ACCOUNT, "share": ALICE_SHARE}
+
+
+def account_url(sub: str) -> str:
+    return (f"/subscriptions/{sub}/resourceGroups/{ALICE_RG}/providers/Microsoft.Storage/"
+            f"storageAccounts/{ALICE_ACCOUNT}")
 
 
 def routes_with_a_subscription(app: Any) -> list[tuple[str, str]]:
@@ -285,6 +297,14 @@ def request_body(method: str, path: str) -> dict[str, Any] | None:
         return None
     if path.endswith("/exec"):
         return {"command": "ls", "terminalSize": {"rows": 24, "cols": 80}}
+    if path.endswith("/regenerateKey"):
+        return {"keyName": "key1"}
+    if path.endswith("/checkNameAvailability"):
+        return {"name": ALICE_ACCOUNT, "type": "Microsoft.Storage/storageAccounts"}
+    if path.endswith("/shares/{share}"):
+        return {"properties": {"shareQuota": 1}}
+    if path.endswith("/storageAccounts/{account}") and method == "PUT":
+        return {"location": "local", "kind": "FileStorage", "sku": {"name": "Premium_LRS"}}
     if method == "PATCH":
         return {"tags": {"t": "bob-was-here"}}
     if path.endswith("/subnets/{subnet}"):
@@ -306,6 +326,7 @@ def test_no_route_lets_another_subscription_read_or_change_alices_resources(
     alice, bob = client(ALICE), client(BOB)
     names = alice_resources(alice)
     before = alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()
+    keys = alice.request("POST", f"{account_url(ALICE)}/listKeys").json()
     app = create_app(plane)
     routes = routes_with_a_subscription(app)
     assert len(routes) >= 25, routes  # the matrix covers the API, not a few routes
@@ -333,6 +354,12 @@ def test_no_route_lets_another_subscription_read_or_change_alices_resources(
     assert after["properties"]["containers"][0]["properties"]["instanceView"][
         "restartCount"] == 0
     assert alice.request("GET", rg(ALICE, ALICE_RG)).status_code == 200
+    assert alice.request("POST", f"{account_url(ALICE)}/listKeys").json() == keys
+    account = alice.request("GET", account_url(ALICE)).json()
+    assert (account["kind"], account["tags"]) == ("StorageV2", {"t": ALICE_TAG})
+    share = alice.request("GET", f"{account_url(ALICE)}/fileServices/default/shares/"
+                          f"{ALICE_SHARE}").json()
+    assert share["properties"]["shareQuota"] == 5120
     assert alice.request("GET", net(ALICE, ALICE_RG).replace("/net", f"/{ALICE_NET}")
                          ).json()["properties"]["subnets"][0]["properties"][
         "addressPrefix"] == ALICE_SUBNET_PREFIX

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skiff import __version__
-from skiff.api import groups, misc, networks, sockets
+from skiff.api import groups, misc, networks, sockets, storage
 from skiff.api.context import ControlPlane
 from skiff.api.failures import Unforeseen
 from skiff.api.limits import BodyLimit, check_names
@@ -32,7 +32,10 @@ from skiff.errors import (
     GroupNotFound,
     ImageError,
     InvalidInput,
+    ShareNotFound,
+    ShareQuotaTooSmall,
     SkiffError,
+    StorageAccountNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,9 @@ def _error(status: int, code: str, message: str, target: str | None = None) -> J
 def _status_of(exc: SkiffError) -> int:
     if isinstance(exc, ArmError):
         return exc.status
-    if isinstance(exc, GroupNotFound):
+    if isinstance(exc, GroupNotFound | ShareNotFound | StorageAccountNotFound):
         return 404
-    if isinstance(exc, InvalidInput | ImageError | ContainerCreateFailed):
+    if isinstance(exc, InvalidInput | ImageError | ContainerCreateFailed | ShareQuotaTooSmall):
         return 400
     return 409 if not exc.transient else 503
 
@@ -59,9 +62,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
     """The ASGI app of one control plane."""
     app = FastAPI(title="skiff", version=__version__,
                   description="A self-hosted Azure Container Instances: the ACI REST API "
-                              "(Microsoft.ContainerInstance, api-version 2023-05-01).")
+                              "(Microsoft.ContainerInstance, api-version 2023-05-01), "
+                              "with the virtual networks (Microsoft.Network) and storage "
+                              "accounts and file shares (Microsoft.Storage) groups use.")
     app.state.plane = plane
-    for router in (groups.router, misc.router, networks.router):
+    for router in (groups.router, misc.router, networks.router, storage.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.openapi = lambda: describe(app)  # type: ignore[method-assign]

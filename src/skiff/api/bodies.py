@@ -91,6 +91,37 @@ VIRTUAL_NETWORK: dict[str, Any] = {
                 "type": "object", "required": ["name", "properties"], "properties": {
                     "name": {"type": "string"}, "properties": _SUBNET_PROPERTIES}}}}}}}
 
+# Microsoft.Storage (skiff.models.storage holds the rules).
+STORAGE_ACCOUNT: dict[str, Any] = {
+    "title": "StorageAccountCreateParameters", "type": "object",
+    "required": ["location", "kind", "sku"], "properties": {
+        "location": _LOCATION, "tags": _TAGS,
+        "kind": {"type": "string", "enum": ["StorageV2", "FileStorage"]},
+        "sku": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 64}}},
+        "properties": {"type": "object"}}}
+
+STORAGE_ACCOUNT_PATCH: dict[str, Any] = {
+    "title": "StorageAccountUpdateParameters", "type": "object", "properties": {
+        "tags": _TAGS}}
+
+STORAGE_KEY_NAME: dict[str, Any] = {
+    "title": "StorageAccountRegenerateKeyParameters", "type": "object",
+    "required": ["keyName"], "properties": {
+        "keyName": {"type": "string", "enum": ["key1", "key2"]}}}
+
+STORAGE_NAME_CHECK: dict[str, Any] = {
+    "title": "StorageAccountCheckNameAvailabilityParameters", "type": "object",
+    "required": ["name"], "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": ["Microsoft.Storage/storageAccounts"]}}}
+
+FILE_SHARE: dict[str, Any] = {
+    "title": "FileShare", "type": "object", "properties": {
+        "properties": {"type": "object", "properties": {
+            "shareQuota": {"type": "integer", "minimum": 1, "maximum": 102400},
+            "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}}}}
+
 
 def request_body(schema: dict[str, Any]) -> dict[str, Any]:
     """A route's ``openapi_extra``: it takes a JSON body of ``schema``."""

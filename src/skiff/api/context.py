@@ -22,6 +22,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 
 from skiff.control.reconciler import Reconciler
+from skiff.control.storage import StorageService
 from skiff.core.engine import Engine
 from skiff.errors import ArmError
 from skiff.settings import Settings
@@ -86,6 +87,9 @@ class ControlPlane:
     #: https://host:port the server is reached at: for operation and websocket URLs.
     base_url: str
     sessions: Sessions = field(default_factory=Sessions)
+    #: Storage accounts and file shares (None: this plane serves none, the
+    #: Microsoft.Storage routes answer 503).
+    storage: StorageService | None = None
 
 
 async def until_idle(reconciler: Reconciler, uid: str, timeout_s: float) -> None:

@@ -20,9 +20,10 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.control.reconciler import VNET_TEARDOWNS
+from skiff.control.storage import worded_for
 from skiff.core.reference import parse as parse_reference
 from skiff.core.view import iso
-from skiff.errors import ArmError, InvalidReference
+from skiff.errors import ArmError, InvalidReference, ShareInUse
 from skiff.models import ContainerGroupBody
 from skiff.models.arm import check_location_text, check_tags
 from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord, subscription_key
@@ -69,14 +70,23 @@ def delete_resource_group(subscription: str, resource_group: str, request: Reque
     """Delete the resource group and everything in it: its container groups and its
     virtual networks, both through the reconcile loop (the store records the networks'
     removal from the node with the deletion; a network whose groups are still being
-    deleted leaves the node after the last of them)."""
+    deleted leaves the node after the last of them), and its storage accounts, their
+    shares' data included (409 ShareInUse, and nothing deleted, while a container group
+    of another resource group mounts one of their shares)."""
     check_subscription(token, subscription)
     plane_ = plane(request)
     if plane_.store.get_resource_group(subscription, resource_group) is None:
         return Response(status_code=204)
-    for record in plane_.store.delete_resource_group(subscription, resource_group):
+    try:
+        records = plane_.store.delete_resource_group(subscription, resource_group)
+    except ShareInUse as exc:
+        raise worded_for(exc, subscription, f"A file share of the resource group "
+                         f"'{resource_group}'") from None
+    for record in records:
         plane_.reconciler.kick(record.uid)
     plane_.reconciler.kick(VNET_TEARDOWNS)
+    if plane_.storage is not None:
+        plane_.storage.sweep()  # the disks of its accounts' shares
     return Response(status_code=202)
 
 

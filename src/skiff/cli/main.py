@@ -1,5 +1,6 @@
 """The ``skiff`` command: ``az container``-style commands that talk to the API
-(:mod:`~skiff.cli.container`, :mod:`~skiff.cli.network`), and the node's own
+(:mod:`~skiff.cli.container`, :mod:`~skiff.cli.network`,
+:mod:`~skiff.cli.storage`), and the node's own
 commands (``skiff serve``, ``skiff token``, ``skiff image``, ``skiff node``), which import the
 server, store or engine inside the command.
 
@@ -32,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "node": ("skiff.cli.node", "node", "Manage this node itself (on the node, as root)."),
     "serve": ("skiff.cli.node", "serve", "Run the ACI API and the local engine on embedded "
               "defaults."),
+    "storage": ("skiff.cli.storage", "storage",
+                "Manage storage accounts and file shares, as `az storage` does, through "
+                "skiff's API."),
     "token": ("skiff.cli.node", "token", "Manage API tokens (on the node, in its store)."),
 }
 

@@ -19,7 +19,8 @@ The virtual networks that private groups are placed in are
 ``Microsoft.Network`` resources (``virtualNetworks`` and their ``subnets``,
 same api-version); the client has typed methods for them too, which answer
 the resource as the API accepted it (waiting, should the API answer with an
-operation, as Azure does).
+operation, as Azure does); so has it for storage accounts and their file shares
+(``Microsoft.Storage``, :mod:`~skiff.client.storage`).
 
 Configuration comes in explicitly (:class:`SkiffClient`) or from the
 environment (:meth:`SkiffClient.from_env`): ``SKIFF_URL``, ``SKIFF_TOKEN``
@@ -41,14 +42,30 @@ from skiff.client.groups import PROVIDER
 from skiff.client.http import API_VERSION, DEFAULT_SUBSCRIPTION, DEFAULT_URL
 from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
 from skiff.client.polling import Operation, Poller, Progress
+from skiff.client.storage import STORAGE_PROVIDER, StorageApi
 
 __all__ = [
-    "API_VERSION", "DEFAULT_SUBSCRIPTION", "DEFAULT_URL", "NETWORK_PROVIDER", "PROVIDER",
-    "ApiError", "ClientConfigError", "Operation", "OperationFailed", "Poller", "Progress",
-    "SkiffClient", "WebSocketTarget", "error_from",
+    "API_VERSION",
+    "DEFAULT_SUBSCRIPTION",
+    "DEFAULT_URL",
+    "NETWORK_PROVIDER",
+    "PROVIDER",
+    "STORAGE_PROVIDER",
+    "ApiError",
+    "ClientConfigError",
+    "NetworksApi",
+    "Operation",
+    "OperationFailed",
+    "Poller",
+    "Progress",
+    "SkiffClient",
+    "StorageApi",
+    "WebSocketTarget",
+    "error_from",
 ]
 
 
-class SkiffClient(ContainersApi, NetworksApi):
-    """skiff's ARM API for container groups, their containers and the virtual
-    networks they are placed in, in the shapes of api-version 2023-05-01."""
+class SkiffClient(ContainersApi, StorageApi):
+    """skiff's ARM API for container groups, their containers, the virtual networks
+    they are placed in and the storage accounts and file shares they mount, in the
+    shapes of api-version 2023-05-01."""

@@ -36,21 +36,25 @@ from skiff.store.records import (
     subscription_key,
 )
 from skiff.store.sqlite import Store
+from skiff.store.storage import AccountRecord, Mounter, ShareRecord
 from skiff.store.tokens import TOKEN_PREFIX
 
 __all__ = [
     "TOKEN_PREFIX",
+    "AccountRecord",
     "ContainerGroupBeingDeleted",
     "Desired",
     "GroupRecord",
     "InvalidResourceGroupLocation",
     "InvalidResourceLocation",
     "InvalidSkipToken",
+    "Mounter",
     "OperationRecord",
     "OperationStatus",
     "ResourceGroupBeingDeleted",
     "ResourceGroupRecord",
     "SchemaTooNew",
+    "ShareRecord",
     "Store",
     "StoreError",
     "StoreSettings",

@@ -176,8 +176,58 @@ CREATE TABLE sealing (
 UPDATE container_groups SET body = skiff_seal_body(uid, body);
 """
 
+# Version 7: storage accounts (Microsoft.Storage) and their file shares (Azure Files), and
+# which container groups mount which share. Account names are unique on the node (as in
+# Azure, where they are global): the share's node-wide name is (account, share). The two
+# keys are sealed with the node key (skiff.store.sealing), bound to the account's name.
+# ``share_mounts`` is kept with the group's row (written by put_group from the body's
+# volumes[].azureFile, gone with the row); existing rows are read from the bodies here
+# (names are never sealed, only the key).
+_V7 = """
+CREATE TABLE storage_accounts (
+    name           TEXT PRIMARY KEY,  -- lower case (Azure's names are): unique on the node
+    subscription   TEXT NOT NULL,
+    rg_key         TEXT NOT NULL,
+    resource_group TEXT NOT NULL,     -- display case, copied from resource_groups.name
+    location       TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    sku            TEXT NOT NULL,     -- JSON object, as given
+    tags           TEXT NOT NULL,     -- JSON object
+    key1           TEXT NOT NULL,     -- sealed
+    key2           TEXT NOT NULL,     -- sealed
+    created_at     REAL NOT NULL,
+    FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
+) WITHOUT ROWID;
+CREATE INDEX storage_accounts_by_rg ON storage_accounts (subscription, rg_key);
+
+CREATE TABLE file_shares (
+    account       TEXT NOT NULL REFERENCES storage_accounts (name) ON DELETE CASCADE,
+    name          TEXT NOT NULL,  -- lower case
+    quota_gib     INTEGER NOT NULL,
+    metadata      TEXT NOT NULL,  -- JSON object
+    etag          TEXT NOT NULL,
+    last_modified REAL NOT NULL,
+    PRIMARY KEY (account, name)
+) WITHOUT ROWID;
+
+CREATE TABLE share_mounts (
+    group_uid TEXT NOT NULL REFERENCES container_groups (uid) ON DELETE CASCADE,
+    account   TEXT NOT NULL,  -- lower case
+    share     TEXT NOT NULL,  -- lower case
+    PRIMARY KEY (group_uid, account, share)
+) WITHOUT ROWID;
+CREATE INDEX share_mounts_by_share ON share_mounts (account, share);
+
+INSERT OR IGNORE INTO share_mounts (group_uid, account, share)
+    SELECT g.uid, lower(json_extract(v.value, '$.azureFile.storageAccountName')),
+           lower(json_extract(v.value, '$.azureFile.shareName'))
+    FROM container_groups AS g, json_each(g.body, '$.properties.volumes') AS v
+    WHERE json_type(v.value, '$.azureFile.storageAccountName') = 'text'
+      AND json_type(v.value, '$.azureFile.shareName') = 'text';
+"""
+
 #: Every migration, oldest first; the schema's version is how many were applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

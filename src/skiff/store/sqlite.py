@@ -56,6 +56,7 @@ from skiff.store.records import (
     subscription_key,
 )
 from skiff.store.rows import check_rg_usable, ensure_rg, insert_rg, rg_row
+from skiff.store.storage import StorageMixin, delete_accounts_of, record_mounts
 from skiff.store.tokens import TokensMixin
 from skiff.store.vnets import (
     VirtualNetworksMixin,
@@ -67,7 +68,7 @@ from skiff.store.vnets import (
 _MAX_PAGE = 1000  # rows one listing call may ask for
 
 
-class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
+class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -117,7 +118,8 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
         Returns those container groups (desired ``"deleted"``, ``Deleting``),
         for the engine to tear down; each changed one's generation is bumped.
         Its virtual networks are deleted, their removal from the node recorded
-        (:meth:`vnet_teardowns`).
+        (:meth:`vnet_teardowns`); its storage accounts are deleted with their shares' rows
+        (ShareInUse if a group of another resource group mounts one of the shares).
         The group is invisible to reads from now on and goes with its last
         container group. An unknown group gives ``[]``.
         """
@@ -128,6 +130,9 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                 return []
             key = (sub, name_key(name))
             refuse_networks_used_elsewhere(conn, sub, name)
+            # Its storage accounts go at once, with their shares' rows (refused if a group
+            # of another resource group mounts one); the storage service removes the disks.
+            delete_accounts_of(conn, sub, name)
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"
@@ -185,6 +190,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                     (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
                      self._sealed(uid, plain), tags_json, now, now, subnet_key),
                 )
+                record_mounts(conn, uid, plain)
                 return self._group_by_uid(conn, uid), True
             uid = row["uid"]
             if row["desired"] == "deleted":
@@ -199,6 +205,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin):
                     " updated_at = ?, subnet_key = ? WHERE uid = ?",
                     (self._sealed(uid, plain), tags_json, now, subnet_key, uid),
                 )
+                record_mounts(conn, uid, plain)
             elif row["tags"] != tags_json:
                 conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
                              (tags_json, now, uid))

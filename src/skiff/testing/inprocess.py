@@ -19,9 +19,11 @@ from fastapi import FastAPI
 
 from skiff.api.context import ControlPlane
 from skiff.control.reconciler import Reconciler
+from skiff.control.storage import StorageService, default_file_endpoint
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.testing.fake import FakeEngine
+from skiff.testing.fakedisks import FakeShareDisks
 
 #: The base URL the in-process app answers as (operation URLs start with it).
 BASE = "https://skiff.test"
@@ -30,7 +32,8 @@ BASE = "https://skiff.test"
 class InProcessClient:
     """httpx's AsyncClient on the app's ASGI transport, called from synchronous tests.
 
-    ``suffix`` is appended to every URL (say ``?api-version=...``)."""
+    ``suffix`` is appended to every URL (say ``?api-version=...``; joined with ``&`` to
+    a URL that has a query already)."""
 
     def __init__(self, portal: BlockingPortal, app: FastAPI, token: str | None, *,
                  suffix: str = "") -> None:
@@ -42,8 +45,13 @@ class InProcessClient:
 
     def request(self, method: str, url: str, **options: Any) -> httpx.Response:
         response: httpx.Response = self._portal.call(
-            functools.partial(self._client.request, method, url + self._suffix, **options))
+            functools.partial(self._client.request, method, self._url(url), **options))
         return response
+
+    def _url(self, url: str) -> str:
+        if "?" in url and self._suffix.startswith("?"):
+            return f"{url}&{self._suffix[1:]}"
+        return url + self._suffix
 
     def get(self, url: str, **options: Any) -> httpx.Response:
         return self.request("GET", url, **options)
@@ -61,13 +69,16 @@ class InProcessClient:
 @contextlib.contextmanager
 def fake_plane(data_root: Path, settings: Settings | None = None, *,
                workers: int = 2) -> Iterator[ControlPlane]:
-    """A control plane over a new FakeEngine and a store in ``data_root``, its reconcile
-    loop running; stopped and closed after."""
+    """A control plane over a new FakeEngine, fake share disks (directories under
+    ``data_root/shares``) and a store in ``data_root``, its reconcile loop running;
+    stopped and closed after."""
+    settings = settings or Settings(data_root=data_root)
     store = Store(data_root / "skiff.db")
     engine = FakeEngine()
     reconciler = Reconciler(store, engine, workers=workers)
-    plane = ControlPlane(settings or Settings(data_root=data_root), store, engine,
-                         reconciler, BASE)
+    storage = StorageService(store, FakeShareDisks(data_root / "shares"),
+                             file_endpoint=default_file_endpoint(settings.api))
+    plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage)
     reconciler.start()
     try:
         yield plane
