@@ -34,10 +34,13 @@ from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
+from skiff.core.shares import FileShares
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.locking import hold_serving
 from skiff.errors import NetworkError, SkiffError
+from skiff.files import serving as files_serving
+from skiff.files.serving import FilesServer
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -196,8 +199,25 @@ def _build(settings: Settings, serving: int) -> Server:
     return Server(plane, engine, host, port, cert, key, dns, serving)
 
 
-def serve(settings: Settings) -> None:
-    """Run the server until SIGTERM or SIGINT; containers keep running after."""
+def start_files(settings: Settings, shares: FileShares, cert: Path,
+                key: Path) -> FilesServer | None:
+    """The Azure Files data plane on ``settings.files.listen`` over ``shares``, started
+    (None without a listen address). NetworkError if it cannot listen."""
+    if settings.files.listen is None:
+        return None
+    sock, listen = bind(settings.files.listen)
+    try:
+        return files_serving.start(sock, listen, shares, cert=cert, key=key,
+                                   public=settings.files.public_url)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def serve(settings: Settings, shares: FileShares | None = None) -> None:
+    """Run the server until SIGTERM or SIGINT; containers keep running after. With
+    ``shares`` (the storage service), the Azure Files data plane is served too, on
+    ``settings.files.listen``."""
     sock, listen = bind(settings.api.listen)
     try:
         settings = dataclasses.replace(settings,
@@ -206,7 +226,12 @@ def serve(settings: Settings) -> None:
     except BaseException:
         sock.close()
         raise
+    files: FilesServer | None = None
     try:
+        if shares is not None:
+            files = start_files(settings, shares, server.cert, server.key)
+            if files is not None:
+                print(f"skiff: serving Azure Files at {files.url}/<account>", flush=True)
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",
@@ -217,4 +242,6 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        if files is not None:
+            files.close()
         server.close()

@@ -344,7 +344,7 @@ class FilesApp:
         try:
             keys = self.shares.account_keys(account)
         except StorageAccountNotFound:
-            keys = ()
+            keys = ("", "")  # no account: every signature fails, as a wrong one does
         try:
             authorization = request.headers.get("authorization")
             if authorization:
@@ -517,7 +517,7 @@ class FilesApp:
                              dir_fd=parent)
                 try:
                     os.fchmod(fd, 0o777)
-                    props = {"meta": meta, "created": time.time_ns()}
+                    props: dict[str, Any] = {"meta": meta, "created": time.time_ns()}
                     _set_props(fd, props)
                     st = os.fstat(fd)
                     return Answer(201, headers=self._item_headers(st, props, True))
@@ -746,7 +746,8 @@ class FilesApp:
             os.fchmod(fd, 0o666)
             os.ftruncate(fd, 0)
             os.ftruncate(fd, size)
-            props = {"meta": meta, "content": content, "created": time.time_ns()}
+            props: dict[str, Any] = {"meta": meta, "content": content,
+                                     "created": time.time_ns()}
             _set_props(fd, props)
             return Answer(201, headers=self._item_headers(os.fstat(fd), props, False))
         finally:

@@ -178,8 +178,11 @@ def _check_common(q: Mapping[str, str], client_ip: str, scheme: str) -> None:
     if sip:
         low, _, high = sip.partition("-")
         try:
-            address = ipaddress.ip_address(client_ip)
-            inside = ipaddress.ip_address(low) <= address <= ipaddress.ip_address(high or low)
+            address = int(ipaddress.ip_address(client_ip))
+            first = ipaddress.ip_address(low)
+            last = ipaddress.ip_address(high or low)
+            inside = (first.version == last.version == ipaddress.ip_address(client_ip).version
+                      and int(first) <= address <= int(last))
         except (ValueError, TypeError):
             inside = False
         if not inside:

@@ -82,7 +82,8 @@ def entry(kind: str, name: str, file_id: str, *, size: int | None,
     text = (f"<{kind}><FileId>{file_id}</FileId><Name>{escape(name)}</Name>"
             f"<Properties>{props}</Properties>")
     if attributes is not None:
-        text += f"<Attributes>{attributes}</Attributes><PermissionKey>{PERMISSION_KEY}</PermissionKey>"
+        text += (f"<Attributes>{attributes}</Attributes>"
+                 f"<PermissionKey>{PERMISSION_KEY}</PermissionKey>")
     return text + f"</{kind}>"
 
 
