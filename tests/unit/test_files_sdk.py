@@ -36,7 +36,8 @@ from skiff.testing.fakefiles import FakeFileShares  # noqa: E402
 
 def _code(exc: BaseException) -> str:
     """Azure's error code, as the SDK read it (x-ms-error-code)."""
-    return str(getattr(exc, "error_code", ""))
+    code = getattr(exc, "error_code", "")
+    return str(getattr(code, "value", code))
 
 
 @dataclass
