@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import errno
+import http.client
 import os
+import re
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,9 @@ from azure.storage.fileshare import (  # noqa: E402
 )
 
 from skiff.api.tls import ensure_certificates  # noqa: E402
-from skiff.files import serving  # noqa: E402
+from skiff.core.shares import ShareRef  # noqa: E402
+from skiff.files import app as files_app  # noqa: E402
+from skiff.files import auth, serving  # noqa: E402
 from skiff.server import bind  # noqa: E402
 from skiff.testing.fakefiles import FakeFileShares  # noqa: E402
 
@@ -184,3 +190,115 @@ def test_sas_read_only_cannot_write(plane: Plane) -> None:
     forged = token.replace("sp=r", "sp=rw")
     with pytest.raises(ClientAuthenticationError):
         plane.service(forged).get_share_client("sas1").get_file_client("c").upload_file(b"1")
+
+
+def _raw(plane: Plane, method: str, path: str, *, query: str = "",
+         headers: dict[str, str] | None = None, body: bytes = b"",
+         signed: bool = True) -> tuple[int, dict[str, str], bytes]:
+    """One request with the path sent exactly as given (no client normalizes it)."""
+    sent = {"x-ms-version": "2025-05-05", "x-ms-date": "Sat, 05 Dec 2026 06:00:00 GMT",
+            **(headers or {})}
+    sent = {k.lower(): v for k, v in sent.items()}
+    sent["content-length"] = str(len(body))
+    if signed:
+        sent["authorization"] = auth.shared_key_header(
+            plane.account, plane.keys[0], method, sent, path, auth.decoded_query(query))
+    host, port = plane.url.removeprefix("https://").rsplit(":", 1)
+    connection = http.client.HTTPSConnection(
+        host, int(port), context=ssl.create_default_context(cafile=plane.ca), timeout=30)
+    try:
+        connection.request(method, path + (f"?{query}" if query else ""), body=body,
+                           headers=sent)
+        response = connection.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    finally:
+        connection.close()
+
+
+def test_errors_are_azure_xml_and_anonymous_is_refused(plane: Plane) -> None:
+    status, headers, body = _raw(plane, "GET", "/acct1", query="comp=list", signed=False)
+    assert status == 401
+    assert headers["x-ms-error-code"] == "NoAuthenticationInformation"
+    status, headers, body = _raw(plane, "GET", "/acct1/nosuch", query="restype=share")
+    assert status == 404
+    assert headers["x-ms-error-code"] == "ShareNotFound"
+    assert headers["x-ms-request-id"]
+    assert re.fullmatch(rb'<\?xml version="1.0" encoding="utf-8"\?><Error><Code>ShareNotFound'
+                        rb"</Code><Message>The specified share does not exist.\n"
+                        rb"RequestId:[0-9a-f-]{36}\nTime:\d{4}-\d\d-\d\dT[\d:.]+Z</Message>"
+                        rb"</Error>", body)
+
+
+@pytest.mark.parametrize("path", [
+    "/acct1/data/../../../etc/passwd",
+    "/acct1/data/%2e%2e/%2E%2E/outside/x",
+    "/acct1/data/a/%2e%2e%2f%2e%2e%2foutside",
+    "/acct1/data/a%5c..%5cx",
+])
+def test_paths_never_leave_the_share(plane: Plane, tmp_path: Path, path: str) -> None:
+    plane.service().create_share("data")
+    (tmp_path / "outside").mkdir()
+    for method, query, headers in (("PUT", "", {"x-ms-type": "file",
+                                                "x-ms-content-length": "5"}),
+                                   ("GET", "", {}), ("PUT", "restype=directory", {}),
+                                   ("DELETE", "", {})):
+        status, answer, _ = _raw(plane, method, path, query=query, headers=headers)
+        assert status in (400, 404), (method, path, status)
+        assert answer["x-ms-error-code"] in ("InvalidResourceName", "ResourceNotFound",
+                                             "ParentNotFound")
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+def test_symlinks_planted_in_a_share_are_never_followed(plane: Plane, tmp_path: Path) -> None:
+    share = plane.service().create_share("data")
+    root = plane.shares.root(ShareRef("acct1", "data"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"host secret")
+    (root / "dirlink").symlink_to(outside)
+    (root / "filelink").symlink_to(outside / "secret")
+    with pytest.raises(ResourceNotFoundError) as parent:
+        share.get_directory_client("dirlink").get_file_client("planted").upload_file(b"x")
+    assert _code(parent.value) == "ParentNotFound"
+    with pytest.raises(ResourceNotFoundError):
+        share.get_file_client("filelink").download_file().readall()
+    with pytest.raises(HttpResponseError):
+        share.get_file_client("filelink").upload_file(b"overwrite")
+    with pytest.raises(ResourceNotFoundError):
+        list(share.get_directory_client("dirlink").list_directories_and_files())
+    with pytest.raises(ResourceNotFoundError):
+        share.get_directory_client("dirlink").delete_directory()
+    assert [e.name for e in share.list_directories_and_files()] == []
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"host secret"
+
+
+def test_ranges_past_the_end_and_quota(plane: Plane, monkeypatch: pytest.MonkeyPatch) -> None:
+    share = plane.service().create_share("data", quota=1)
+    file = share.get_file_client("f")
+    file.create_file(10)
+    status, headers, _ = _raw(plane, "PUT", "/acct1/data/f", query="comp=range",
+                              headers={"x-ms-range": "bytes=8-11", "x-ms-write": "update"},
+                              body=b"abcd")
+    assert (status, headers["x-ms-error-code"]) == (416, "InvalidRange")
+    status, headers, _ = _raw(plane, "GET", "/acct1/data/f",
+                              headers={"x-ms-range": "bytes=10-20"})
+    assert (status, headers["x-ms-error-code"]) == (416, "InvalidRange")
+    status, headers, _ = _raw(plane, "PUT", "/acct1/data/f", query="comp=range",
+                              headers={"x-ms-range": "bytes=0-3", "x-ms-write": "update",
+                                       "content-md5": "AAAAAAAAAAAAAAAAAAAAAA=="},
+                              body=b"abcd")
+    assert (status, headers["x-ms-error-code"]) == (400, "Md5Mismatch")
+    with pytest.raises(HttpResponseError) as big:
+        share.get_file_client("huge").create_file(2 * 1024 ** 3)
+    assert _code(big.value) == "ShareSizeLimitReached"
+
+    def full(fd: int, data: bytes, offset: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files_app, "_pwrite_all", full)
+    with pytest.raises(HttpResponseError) as nospace:
+        file.upload_range(b"0123456789", offset=0, length=10)
+    assert _code(nospace.value) == "ShareSizeLimitReached"
+    assert nospace.value.status_code == 413

@@ -531,6 +531,8 @@ class FilesApp:
                     st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
                 except FileNotFoundError:
                     raise _not_found() from None
+                if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):
+                    raise _not_found()  # a symlink planted in the share: never an entry
                 if not stat.S_ISDIR(st.st_mode):
                     raise Fail(409, "ResourceTypeMismatch", "The specified resource type does "
                                "not match the type of the existing resource.")
