@@ -7,6 +7,7 @@ import base64
 import datetime
 import errno
 import http.client
+import json
 import os
 import re
 import ssl
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 
 fileshare = pytest.importorskip("azure.storage.fileshare")
 from azure.core.exceptions import (  # noqa: E402
@@ -33,6 +36,7 @@ from azure.storage.fileshare import (  # noqa: E402
 )
 
 from skiff.api.tls import ensure_certificates  # noqa: E402
+from skiff.cli.storage_files import directory_group, file_group  # noqa: E402
 from skiff.core.shares import ShareRef  # noqa: E402
 from skiff.files import app as files_app  # noqa: E402
 from skiff.files import auth, serving  # noqa: E402
@@ -302,3 +306,40 @@ def test_ranges_past_the_end_and_quota(plane: Plane, monkeypatch: pytest.MonkeyP
         file.upload_range(b"0123456789", offset=0, length=10)
     assert _code(nospace.value) == "ShareSizeLimitReached"
     assert nospace.value.status_code == 413
+
+
+def test_cli_file_and_directory(plane: Plane, tmp_path: Path) -> None:
+    plane.service().create_share("clishare")
+    source = tmp_path / "local.bin"
+    payload = os.urandom(9 * 1024 * 1024 + 7)
+    source.write_bytes(payload)
+    conn = (f"AccountName={plane.account};AccountKey={plane.keys[0]};"
+            f"FileEndpoint={plane.url}/{plane.account}")
+    env = {"SKIFF_CA": plane.ca, "AZURE_STORAGE_CONNECTION_STRING": conn}
+    runner = CliRunner()
+
+    def run(group: click.Group, *args: str) -> str:
+        result = runner.invoke(group, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert plane.keys[0] not in result.output
+        return result.output
+
+    run(directory_group, "create", "-s", "clishare", "--name", "d")
+    run(file_group, "upload", "-s", "clishare", "--source", str(source), "--path", "d/r.bin")
+    listed = json.loads(run(file_group, "list", "-s", "clishare", "--path", "d"))
+    assert listed == [{"name": "r.bin", "type": "file",
+                       "properties": {"contentLength": len(payload)}}]
+    assert json.loads(run(directory_group, "list", "-s", "clishare")) == [{"name": "d"}]
+    run(file_group, "download", "-s", "clishare", "--path", "d/r.bin",
+        "--dest", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == payload
+    run(file_group, "delete", "-s", "clishare", "--path", "d/r.bin")
+    missing = runner.invoke(file_group, ["delete", "-s", "clishare", "--path", "d/r.bin"],
+                            env=env)
+    assert missing.exit_code == 3
+    assert "ERROR: (ResourceNotFound)" in missing.output
+    wrong = runner.invoke(file_group, ["list", "-s", "clishare", "--account-name", "acct1",
+                                       "--account-key", base64.b64encode(b"w" * 64).decode()],
+                          env={"SKIFF_CA": plane.ca, "SKIFF_FILES_URL": plane.url})
+    assert wrong.exit_code == 1
+    assert "ERROR: (AuthenticationFailed)" in wrong.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ class FilesClient:
         self.endpoint = endpoint.rstrip("/")
         self.account = account
         self._key = key
-        self._http = httpx.Client(verify=verify, timeout=60.0)
+        context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) \
+            else ssl.create_default_context()
+        self._http = httpx.Client(verify=context if verify else False, timeout=60.0)
 
     def close(self) -> None:
         self._http.close()
