@@ -56,7 +56,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/var/tmp")) as tmp:
         base = Path(tmp)
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(base)],  # noqa: S603
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(base)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None
