@@ -40,7 +40,8 @@ from skiff.cli.storage_files import directory_group, file_group  # noqa: E402
 from skiff.core.shares import ShareRef  # noqa: E402
 from skiff.files import app as files_app  # noqa: E402
 from skiff.files import auth, serving  # noqa: E402
-from skiff.server import bind  # noqa: E402
+from skiff.server import bind, start_files  # noqa: E402
+from skiff.settings import FilesSettings, Settings  # noqa: E402
 from skiff.testing.fakefiles import FakeFileShares  # noqa: E402
 
 
@@ -343,3 +344,30 @@ def test_cli_file_and_directory(plane: Plane, tmp_path: Path) -> None:
                           env={"SKIFF_CA": plane.ca, "SKIFF_FILES_URL": plane.url})
     assert wrong.exit_code == 1
     assert "ERROR: (AuthenticationFailed)" in wrong.output
+
+
+def test_server_starts_the_data_plane_from_settings(tmp_path: Path) -> None:
+    tls = ensure_certificates(tmp_path, "127.0.0.1")
+    shares = FakeFileShares(tmp_path / "shares")
+    keys = shares.add_account("acct9")
+    off = Settings(data_root=tmp_path, files=FilesSettings(listen=None))
+    assert start_files(off, shares, tls.cert, tls.key) is None
+    on = Settings(data_root=tmp_path, files=FilesSettings(listen="127.0.0.1:0"))
+    files = start_files(on, shares, tls.cert, tls.key)
+    assert files is not None
+    try:
+        service = ShareServiceClient(f"{files.url}/acct9",
+                                     credential={"account_name": "acct9",
+                                                 "account_key": keys[1]},
+                                     connection_verify=str(tls.ca))
+        service.create_share("fromsettings")
+        assert [s.name for s in service.list_shares()] == ["fromsettings"]
+        service.close()
+    finally:
+        files.close()
+    public = Settings(files=FilesSettings(listen="0.0.0.0:8444",
+                                          public_url="https://files.example:443/"))
+    assert serving.public_url("0.0.0.0:8444", None) == "https://127.0.0.1:8444"
+    assert serving.public_url("[::1]:8444", None) == "https://[::1]:8444"
+    assert serving.public_url(public.files.listen or "", public.files.public_url) == \
+        "https://files.example:443"
