@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import email.utils
 
 import pytest
 
@@ -80,6 +81,17 @@ def test_shared_key_query_and_tampering() -> None:
         _check("GET", "/acct", query, headers, keys=(OTHER, OTHER))
     assert headers["authorization"].split(":")[1] not in str(failed.value)
     assert KEY not in str(failed.value)
+
+
+def test_request_dates_bound_replays() -> None:
+    now = 1_800_000_000.0
+    auth.check_date({"x-ms-date": email.utils.formatdate(now - 60, usegmt=True)}, now)
+    auth.check_date({"date": email.utils.formatdate(now + 60, usegmt=True)}, now)
+    for headers in ({}, {"x-ms-date": "yesterday"},
+                    {"x-ms-date": email.utils.formatdate(now - 16 * 60, usegmt=True)},
+                    {"x-ms-date": email.utils.formatdate(now + 16 * 60, usegmt=True)}):
+        with pytest.raises(auth.AuthFailed):
+            auth.check_date(headers, now)
 
 
 def _future(hours: int = 1) -> datetime.datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import email.utils
 import errno
 import http.client
 import json
@@ -201,7 +202,7 @@ def _raw(plane: Plane, method: str, path: str, *, query: str = "",
          headers: dict[str, str] | None = None, body: bytes = b"",
          signed: bool = True) -> tuple[int, dict[str, str], bytes]:
     """One request with the path sent exactly as given (no client normalizes it)."""
-    sent = {"x-ms-version": "2025-05-05", "x-ms-date": "Sat, 05 Dec 2026 06:00:00 GMT",
+    sent = {"x-ms-version": "2025-05-05", "x-ms-date": email.utils.formatdate(usegmt=True),
             **(headers or {})}
     sent = {k.lower(): v for k, v in sent.items()}
     sent["content-length"] = str(len(body))
@@ -225,6 +226,9 @@ def test_errors_are_azure_xml_and_anonymous_is_refused(plane: Plane) -> None:
     status, headers, body = _raw(plane, "GET", "/acct1", query="comp=list", signed=False)
     assert status == 401
     assert headers["x-ms-error-code"] == "NoAuthenticationInformation"
+    status, headers, _ = _raw(plane, "GET", "/acct1", query="comp=list",
+                              headers={"x-ms-date": "Sat, 05 Dec 2026 05:00:00 GMT"})
+    assert (status, headers["x-ms-error-code"]) == (403, "AuthenticationFailed")
     status, headers, body = _raw(plane, "GET", "/acct1/nosuch", query="restype=share")
     assert status == 404
     assert headers["x-ms-error-code"] == "ShareNotFound"

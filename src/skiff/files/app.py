@@ -350,6 +350,7 @@ class FilesApp:
             if authorization:
                 auth.check_shared_key(authorization, keys, account, request.method,
                                       request.headers, request.raw_path, request.query_pairs)
+                auth.check_date(request.headers, time.time())
             elif "sig" in request.query:
                 auth.check_sas(request.query, keys, account, access,
                                client_ip=request.client_ip, scheme=request.scheme)

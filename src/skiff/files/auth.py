@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import email.utils
 import hashlib
 import hmac
 import ipaddress
@@ -127,6 +128,27 @@ def check_shared_key(authorization: str, keys: Sequence[str], account: str, meth
                 break
     raise AuthFailed(_MISMATCH + " The MAC signature found in the HTTP request is not "
                      "the same as any computed signature.")
+
+
+#: How far a SharedKey request's date may be from the server's clock (Azure's 15 minutes):
+#: a captured request cannot be replayed later.
+MAX_SKEW_S = 15 * 60
+
+
+def check_date(headers: Mapping[str, str], now: float) -> None:
+    """AuthFailed unless the request's ``x-ms-date`` (else ``Date``) is within
+    :data:`MAX_SKEW_S` of ``now``."""
+    text = headers.get("x-ms-date") or headers.get("date")
+    if not text:
+        raise AuthFailed(_MISMATCH + " The x-ms-date or Date header is missing.")
+    try:
+        when = email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError):
+        raise AuthFailed(_MISMATCH + f" The date {text!r} is not an RFC 1123 date.") from None
+    if when < now - MAX_SKEW_S:
+        raise AuthFailed(_MISMATCH + f" Request date header too old: {text!r}.")
+    if when > now + MAX_SKEW_S:
+        raise AuthFailed(_MISMATCH + f" Request date header too far in the future: {text!r}.")
 
 
 # --- SAS -------------------------------------------------------------------------------
