@@ -279,6 +279,9 @@ def test_symlinks_planted_in_a_share_are_never_followed(plane: Plane, tmp_path: 
     with pytest.raises(ResourceNotFoundError):
         share.get_directory_client("dirlink").delete_directory()
     assert [e.name for e in share.list_directories_and_files()] == []
+    (root / "bad\x01name").write_bytes(b"")
+    os.close(os.open(os.fsencode(root) + b"/\xff\xfe", os.O_CREAT | os.O_WRONLY, 0o600))
+    assert [e.name for e in share.list_directories_and_files()] == []
     assert sorted(p.name for p in outside.iterdir()) == ["secret"]
     assert (outside / "secret").read_bytes() == b"host secret"
 
@@ -299,6 +302,21 @@ def test_ranges_past_the_end_and_quota(plane: Plane, monkeypatch: pytest.MonkeyP
                                        "content-md5": "AAAAAAAAAAAAAAAAAAAAAA=="},
                               body=b"abcd")
     assert (status, headers["x-ms-error-code"]) == (400, "Md5Mismatch")
+    status, headers, _ = _raw(plane, "PUT", "/acct1/data/f", query="comp=range",
+                              headers={"x-ms-range": "bytes=0-3", "x-ms-write": "update",
+                                       "content-md5": "not base64"}, body=b"abcd")
+    assert (status, headers["x-ms-error-code"]) == (400, "InvalidMd5")
+    status, headers, _ = _raw(plane, "PUT", "/acct1/data/f", query="comp=range",
+                              headers={"x-ms-range": "bytes=0-3", "x-ms-write": "sideways"},
+                              body=b"abcd")
+    assert (status, headers["x-ms-error-code"]) == (400, "InvalidHeaderValue")
+    status, headers, _ = _raw(plane, "PUT", "/acct1/data/f", query="comp=range",
+                              headers={"x-ms-range": "bytes=0-4", "x-ms-write": "update"},
+                              body=b"abcd")
+    assert (status, headers["x-ms-error-code"]) == (400, "InvalidHeaderValue")
+    status, headers, _ = _raw(plane, "PUT", "/acct1/data/" + "n" * 300,
+                              headers={"x-ms-type": "file", "x-ms-content-length": "1"})
+    assert (status, headers["x-ms-error-code"]) == (400, "InvalidResourceName")
     with pytest.raises(HttpResponseError) as big:
         share.get_file_client("huge").create_file(2 * 1024 ** 3)
     assert _code(big.value) == "ShareSizeLimitReached"
