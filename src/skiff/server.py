@@ -199,13 +199,16 @@ def _build(settings: Settings, serving: int) -> Server:
     return Server(plane, engine, host, port, cert, key, dns, serving)
 
 
-def start_files(settings: Settings, shares: FileShares, cert: Path,
-                key: Path) -> FilesServer | None:
-    """The Azure Files data plane on ``settings.files.listen`` over ``shares``, started
-    (None without a listen address). NetworkError if it cannot listen."""
+def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *,
+                sock: socket.socket | None = None) -> FilesServer | None:
+    """The Azure Files data plane on ``settings.files.listen`` (or the socket already
+    bound there) over ``shares``, started; None without a listen address. NetworkError
+    if it cannot listen."""
     if settings.files.listen is None:
         return None
-    sock, listen = bind(settings.files.listen)
+    listen = settings.files.listen
+    if sock is None:
+        sock, listen = bind(listen)
     try:
         return files_serving.start(sock, listen, shares, cert=cert, key=key,
                                    public=settings.files.public_url)
@@ -214,22 +217,39 @@ def start_files(settings: Settings, shares: FileShares, cert: Path,
         raise
 
 
+def files_endpoint(settings: Settings, account: str) -> str | None:
+    """An account's Azure Files endpoint (``primaryEndpoints.file``), path-style:
+    ``https://HOST:PORT/<account>/``; None when the data plane is not served."""
+    if settings.files.listen is None:
+        return None
+    return f"{files_serving.public_url(settings.files.listen, settings.files.public_url)}" \
+        f"/{account}/"
+
+
 def serve(settings: Settings, shares: FileShares | None = None) -> None:
     """Run the server until SIGTERM or SIGINT; containers keep running after. With
     ``shares`` (the storage service), the Azure Files data plane is served too, on
-    ``settings.files.listen``."""
+    ``settings.files.listen`` (bound first, so that the settings the plane is built with
+    name its real port)."""
     sock, listen = bind(settings.api.listen)
+    files_sock: socket.socket | None = None
     try:
         settings = dataclasses.replace(settings,
                                        api=dataclasses.replace(settings.api, listen=listen))
+        if shares is not None and settings.files.listen is not None:
+            files_sock, files_listen = bind(settings.files.listen)
+            settings = dataclasses.replace(
+                settings, files=dataclasses.replace(settings.files, listen=files_listen))
         server = build(settings)
     except BaseException:
         sock.close()
+        if files_sock is not None:
+            files_sock.close()
         raise
     files: FilesServer | None = None
     try:
         if shares is not None:
-            files = start_files(settings, shares, server.cert, server.key)
+            files = start_files(settings, shares, server.cert, server.key, sock=files_sock)
             if files is not None:
                 print(f"skiff: serving Azure Files at {files.url}/<account>", flush=True)
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
@@ -244,4 +264,6 @@ def serve(settings: Settings, shares: FileShares | None = None) -> None:
         sock.close()
         if files is not None:
             files.close()
+        elif files_sock is not None:
+            files_sock.close()
         server.close()

@@ -41,7 +41,7 @@ from skiff.cli.storage_files import directory_group, file_group  # noqa: E402
 from skiff.core.shares import ShareRef  # noqa: E402
 from skiff.files import app as files_app  # noqa: E402
 from skiff.files import auth, serving  # noqa: E402
-from skiff.server import bind, start_files  # noqa: E402
+from skiff.server import bind, files_endpoint, start_files  # noqa: E402
 from skiff.settings import FilesSettings, Settings  # noqa: E402
 from skiff.testing.fakefiles import FakeFileShares  # noqa: E402
 
@@ -389,6 +389,8 @@ def test_server_starts_the_data_plane_from_settings(tmp_path: Path) -> None:
         files.close()
     public = Settings(files=FilesSettings(listen="0.0.0.0:8444",
                                           public_url="https://files.example:443/"))
+    assert files_endpoint(on, "acct9") == "https://127.0.0.1:0/acct9/"
+    assert files_endpoint(off, "acct9") is None
     assert serving.public_url("0.0.0.0:8444", None) == "https://127.0.0.1:8444"
     assert serving.public_url("[::1]:8444", None) == "https://[::1]:8444"
     assert serving.public_url(public.files.listen or "", public.files.public_url) == \
