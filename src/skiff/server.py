@@ -35,11 +35,13 @@ from skiff.api.tls import ensure_certificates
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import FileEndpoint, StorageService, default_file_endpoint
-from skiff.core.shares import ShareDisks, ShareRef
+from skiff.core.shares import FileShares, ShareDisks, ShareRef
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.locking import hold_serving
 from skiff.errors import NetworkError, ShareError, SkiffError
+from skiff.files import serving as files_serving
+from skiff.files.serving import FilesServer
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -240,17 +242,63 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks,
     return Server(plane, engine, host, port, cert, key, dns, serving)
 
 
-def serve(settings: Settings) -> None:
-    """Run the server until SIGTERM or SIGINT; containers keep running after."""
-    sock, listen = bind(settings.api.listen)
+def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *,
+                sock: socket.socket | None = None) -> FilesServer | None:
+    """The Azure Files data plane on ``settings.files.listen`` (or the socket already
+    bound there) over ``shares``, started; None without a listen address. NetworkError
+    if it cannot listen."""
+    if settings.files.listen is None:
+        return None
+    listen = settings.files.listen
+    if sock is None:
+        sock, listen = bind(listen)
     try:
-        settings = dataclasses.replace(settings,
-                                       api=dataclasses.replace(settings.api, listen=listen))
-        server = build(settings)
+        return files_serving.start(sock, listen, shares, cert=cert, key=key,
+                                   public=settings.files.public_url)
     except BaseException:
         sock.close()
         raise
+
+
+def files_endpoint(settings: Settings, account: str) -> str | None:
+    """An account's Azure Files endpoint (``primaryEndpoints.file``), path-style:
+    ``https://HOST:PORT/<account>/``; None when the data plane is not served."""
+    if settings.files.listen is None:
+        return None
+    return f"{files_serving.public_url(settings.files.listen, settings.files.public_url)}" \
+        f"/{account}/"
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT; containers keep running after. The Azure
+    Files data plane is served too, over the storage service, on ``settings.files.listen``
+    (bound first, so that the settings the plane is built with name its real port: an
+    account's ``primaryEndpoints.file``), unless that is None."""
+    sock, listen = bind(settings.api.listen)
+    files_sock: socket.socket | None = None
     try:
+        settings = dataclasses.replace(settings,
+                                       api=dataclasses.replace(settings.api, listen=listen))
+        if settings.files.listen is not None:
+            files_sock, files_listen = bind(settings.files.listen)
+            settings = dataclasses.replace(
+                settings, files=dataclasses.replace(settings.files, listen=files_listen))
+        bound = settings
+        server = build(settings, file_endpoint=lambda account: files_endpoint(bound, account)
+                       or default_file_endpoint(bound.api)(account))
+    except BaseException:
+        sock.close()
+        if files_sock is not None:
+            files_sock.close()
+        raise
+    files: FilesServer | None = None
+    try:
+        if files_sock is not None:
+            assert server.plane.storage is not None  # build() gives the plane its service
+            files = start_files(settings, server.plane.storage, server.cert, server.key,
+                                sock=files_sock)
+            if files is not None:
+                print(f"skiff: serving Azure Files at {files.url}/<account>", flush=True)
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",
@@ -261,4 +309,8 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        if files is not None:
+            files.close()
+        elif files_sock is not None:
+            files_sock.close()
         server.close()

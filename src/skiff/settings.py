@@ -261,6 +261,20 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FilesSettings:
+    """The Azure Files data plane (skiff.files): its own HTTPS listener, beside the API's,
+    with the same certificate. Clients address an account path-style, as Azurite serves
+    IP hosts: ``https://HOST:PORT/<account>`` (the account's ``primaryEndpoints.file``)."""
+
+    #: Where it listens (``HOST:PORT``; port 0: a free one). None: no data plane. Use the
+    #: API's host (or loopback): the server certificate names that, localhost and 127.0.0.1.
+    listen: str | None = "127.0.0.1:8444"
+    #: The URL base clients are given (``https://HOST:PORT``); None: from ``listen``
+    #: (127.0.0.1 for a wildcard address).
+    public_url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class DnsSettings:
     """The names groups get from their ``dnsNameLabel`` (see skiff.models.labels)."""
 
@@ -309,6 +323,7 @@ class Settings:
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    files: FilesSettings = field(default_factory=FilesSettings)
 
     @property
     def images_root(self) -> Path:

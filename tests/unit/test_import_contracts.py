@@ -45,6 +45,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                      "skiff.models", "skiff.server", "skiff.testing"),
     "skiff.dns": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
                   "skiff.models", "skiff.server", "skiff.testing"),
+    # the Azure Files data plane: over the FileShares contract only
+    "skiff.files": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
+                    "skiff.client", "skiff.models", "skiff.dns", "skiff.server", "skiff.testing"),
 }
 
 

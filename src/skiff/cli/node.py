@@ -15,6 +15,7 @@ from skiff.settings import (
     ApiSettings,
     DiskSettings,
     DnsSettings,
+    FilesSettings,
     NetworkSettings,
     RuntimeSettings,
     Settings,
@@ -88,6 +89,15 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
                    "root filesystems and its emptyDir volumes together, on a sparse "
                    "filesystem of its own (a write beyond fails with ENOSPC). At most 50 "
                    "(ACI's limit); 0: no limit.")
+@click.option("--files-listen", default=FilesSettings.listen, show_default=True,
+              metavar="HOST:PORT",
+              help="Where the Azure Files data plane listens (HTTPS, the API's certificate; "
+                   "port 0: a free one; 'none': not served). Clients address an account "
+                   "path-style: https://HOST:PORT/<account>.")
+@click.option("--files-url", default=None, metavar="URL",
+              help="The data plane's URL base as clients reach it (https://HOST:PORT), "
+                   "answered in accounts' primaryEndpoints.file; default: from "
+                   "--files-listen.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           dns_listen: str | None, dns_zone: str, tls_cert: Path | None, tls_key: Path | None,
@@ -95,7 +105,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
           public_subnet: str | None, public_interface: str | None,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
-          group_disk_gb: float,
+          group_disk_gb: float, files_listen: str, files_url: str | None,
           verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
@@ -136,8 +146,11 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     from skiff.errors import NodeBusy
 
     try:
+        files = FilesSettings(
+            listen=None if files_listen.lower() == "none" else files_listen,
+            public_url=files_url)
         run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
-                            runtime=runtime, network=network, disks=disks))
+                            runtime=runtime, network=network, disks=disks, files=files))
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
     except NodeBusy as exc:

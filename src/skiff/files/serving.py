@@ -1,0 +1,63 @@
+"""The data plane's own HTTPS listener, beside the API's (see FilesSettings)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from skiff.core.shares import FileShares
+from skiff.files.app import FilesApp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FilesServer:
+    """A running data plane: ``url`` is the base clients address (``<url>/<account>``)."""
+
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    sock: socket.socket
+
+    def close(self) -> None:
+        """Stop serving (requests in flight get 2 s) and wait for the thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def public_url(listen: str, public: str | None) -> str:
+    if public:
+        return public.rstrip("/")
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):  # noqa: S104 -- a check
+        host = "127.0.0.1"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def start(sock: socket.socket, listen: str, shares: FileShares, *, cert: Path, key: Path,
+          public: str | None = None) -> FilesServer:
+    """Serve the data plane over ``shares`` on the bound ``sock`` (``listen`` its address,
+    with the real port) in a thread of its own, with TLS from ``cert``/``key``."""
+    url = public_url(listen, public)
+    app = FilesApp(shares, endpoint=url)
+    config = uvicorn.Config(app, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                            log_level="warning", lifespan="off", access_log=False,
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+
+    def run() -> None:
+        asyncio.run(server.serve(sockets=[sock]))
+
+    thread = threading.Thread(target=run, name="skiff-files", daemon=True)
+    thread.start()
+    log.info("skiff files serves %s", url)
+    return FilesServer(url, server, thread, sock)
