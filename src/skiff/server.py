@@ -37,6 +37,7 @@ from skiff.control.reconciler import Reconciler
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.locking import hold_serving
+from skiff.engine.shares import LoopShares
 from skiff.errors import NetworkError, SkiffError
 from skiff.settings import Settings
 from skiff.store import Store
@@ -175,7 +176,12 @@ def _build(settings: Settings, serving: int) -> Server:
         cert, key = files.cert, files.key
     store = Store(root / "skiff.db", key_path=settings.node_key)
     ensure_admin_token(root, store)
-    engine = Supervisor(settings)
+    shares = LoopShares(settings.shares_root, settings.shares)
+    for failure in shares.mount_all():  # after a reboot, none is mounted
+        log.warning("file share not mounted: %s", failure)
+    # resolver: the storage service (skiff.control.storage) once it is merged; until then
+    # azureFile volumes fail with FailedMount ("this node has no file shares").
+    engine = Supervisor(settings, shares=shares, resolver=None)
     if engine.volumes.disks is not None:
         engine.volumes.disks.kick()  # the first groups need not make their disks
     try:

@@ -210,7 +210,7 @@ class ShareSettings:
 
     #: How far the sum of the quotas may pass the disk the shares could use. Azure's
     #: default quota is 5120 GiB and most shares hold a tiny part of it: 256 lets an
-    #: ordinary host with 20 GiB free make one default share (20 × 256 = 5120), while a
+    #: ordinary host with 20 GiB free make one default share (20 x 256 = 5120), while a
     #: node whose shares really fill their quotas runs out of disk long before they do
     #: (a full host disk fails the writes, see the engine's docstring). 1: no overcommit.
     overcommit: float = 256.0

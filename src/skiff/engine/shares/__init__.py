@@ -167,7 +167,7 @@ class LoopShares:
             os.replace(partial, image)  # a share is there whole, or not at all
             point.mkdir(exist_ok=True)
             self._mount(image, point)
-            os.chmod(point, 0o777)  # the filesystem's root: anyone may write, as on SMB
+            os.chmod(point, 0o777)  # noqa: S103 -- anyone may write, as on SMB
             self._save(ref, quota_gib, self._used(point))
 
     def resize(self, ref: ShareRef, quota_gib: int) -> None:
