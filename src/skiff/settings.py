@@ -218,6 +218,8 @@ class ShareSettings:
     mkfs: str = "mkfs.ext4"
     e2fsck: str = "e2fsck"
     resize2fs: str = "resize2fs"
+    #: The FUSE program of the shares' ownership views (Debian's ``bindfs``).
+    bindfs: str = "bindfs"
 
     def __post_init__(self) -> None:
         if not self.overcommit >= 1:

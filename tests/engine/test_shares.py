@@ -181,6 +181,26 @@ def test_two_groups_share_read_write_and_a_read_only_mount_gets_erofs(
     assert sorted(p.name for p in shares.root(ref).iterdir()) == ["a", "b", "lost+found"]
 
 
+def test_files_look_as_on_aci_smb_owned_by_root_0777_chmod_chown_ignored(
+    share_engine: tuple[Supervisor, Keys], shares: LoopShares, images: BuiltImages,
+    group: GroupMaker,
+) -> None:
+    engine, keys = share_engine
+    ref = new_share(shares, keys)
+    (shares.root(ref) / "host").write_text("h")
+    os.chown(shares.root(ref) / "host", 1234, 1234)
+    os.chmod(shares.root(ref) / "host", 0o600)
+    spec = group(box(images, "c", "cd /mnt/files && touch f && chmod 600 f && chown 55:55 f "
+                     "&& mkdir d && chmod 700 d && stat -c '%n %u %g %a' f d host; sleep 300",
+                     volume_mounts=(VolumeMount("files", "/mnt/files"),)),
+                 volumes=(share_volume(ref),))
+    engine.run(spec)
+    wait_view(engine, spec.id, lambda v: engine.logs(spec.id, "c").count("\n") == 3)
+    assert engine.logs(spec.id, "c") == "f 0 0 777\nd 0 0 777\nhost 0 0 777\n"
+    engine.delete(spec.id)
+    assert (shares.root(ref) / "f").exists()  # on the share, whatever its owner there
+
+
 def test_a_container_past_the_quota_gets_enospc(
     share_engine: tuple[Supervisor, Keys], shares: LoopShares, images: BuiltImages,
     group: GroupMaker,

@@ -79,6 +79,8 @@ MOUNT_OPTIONS = "discard,noinit_itable,errors=continue"
 #: mkfs.ext4's: sparse and quick (see the module's docstring).
 MKFS_OPTIONS = ("-q", "-F", "-m", "0", "-i", "262144", "-I", "128", "-J", "size=64",
                 "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard")
+#: The folder of an account's share views (bindfs), beside its shares.
+VIEWS = ".views"
 #: <linux/loop.h>: reread the backing file's size.
 LOOP_SET_CAPACITY = 0x4C07
 #: Seconds mkfs, e2fsck or resize2fs may take.
@@ -195,6 +197,10 @@ class LoopShares:
     def remove(self, ref: ShareRef) -> None:
         image, point, record = self._paths(ref)
         with self._lock:
+            views = point.parent / VIEWS
+            for view in sorted(views.glob(f"{ref.share}@*")) if views.is_dir() else []:
+                self._unmount(view)  # its bindfs ends with it
+                view.rmdir()
             self._unmount(point)
             for path in (image, record, image.with_suffix(".img.new")):
                 with contextlib.suppress(FileNotFoundError):
@@ -210,6 +216,23 @@ class LoopShares:
 
     def root(self, ref: ShareRef) -> Path:
         return self._mounted(ref)
+
+    def view(self, ref: ShareRef, owner: int) -> Path:
+        """A bindfs view of the share for containers whose root is the host id ``owner``
+        (see the module's docstring); started once, kept, adopted after a restart (a
+        view still mounted is used as it is)."""
+        root = self._mounted(ref)
+        point = root.parent / VIEWS / f"{ref.share}@{owner}"
+        if mounts.is_mounted(point):
+            return point
+        with self._lock:
+            if not mounts.is_mounted(point):
+                point.mkdir(parents=True, exist_ok=True)
+                self._run(self.settings.bindfs, f"--force-user={owner}",
+                          f"--force-group={owner}", "--perms=a+rwx", "--chmod-ignore",
+                          "--chown-ignore", "--chgrp-ignore", "-o", "allow_other,nosuid,nodev",
+                          str(root), str(point))
+        return point
 
     # ---- the node -------------------------------------------------------------------
 

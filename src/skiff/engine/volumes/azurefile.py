@@ -17,10 +17,14 @@ Removing the group unmounts the bind first (:func:`~skiff.engine.volumes.driver.
 unmounts everything below a path before deleting): the share's files are never
 touched.
 
-Ownership: the share's root is mode 0777, and files keep the owner that wrote
-them (the container's root: host root, or the mapped id under
-``--userns-remap``). ACI's SMB view (everything owned by the container's root,
-mode 0777, chmod and chown without effect) is not emulated yet.
+Ownership is ACI's SMB mount's: what is bound is not the share itself but its
+view for the group's root (:meth:`~skiff.core.shares.ShareDisks.view`, a bindfs
+per share and per host id of a container root, made once and kept), where
+every file is owned by the container's root, mode 0777, and chmod and chown
+succeed without effect. Under ``--userns-remap`` the view's owner is the
+remapped host id of the container's root, so the container sees its root; in
+a gVisor sandbox the gofer reads the same view. The files on the share keep
+the host's real owner (root: bindfs writes them), which no container sees.
 """
 
 from __future__ import annotations
@@ -60,16 +64,22 @@ class AzureFileDriver:
                                    f"{source.share} of {source.account}: {exc.message}"
                                    ) from None
 
-    def ready(self, path: Path, source: AzureFileVolume) -> bool:
+    def ready(self, path: Path, source: AzureFileVolume, *, owner: int | None = None) -> bool:
         if not is_mount_point(path) or self.shares is None:
             return False
-        root = self.shares.root(ShareRef(source.account, source.share))
-        same = os.stat(path).st_dev == os.stat(root).st_dev
+        view = self.shares.view(ShareRef(source.account, source.share), owner or 0)
+        same = os.stat(path).st_dev == os.stat(view).st_dev
         return same and bool(os.statvfs(path).f_flag & os.ST_RDONLY) == source.read_only
 
-    def create(self, name: str, path: Path, source: AzureFileVolume) -> None:
+    def create(self, name: str, path: Path, source: AzureFileVolume, *,
+               owner: int | None = None) -> None:
+        """``owner``: the host id of the containers' root (None: host root)."""
         assert self.shares is not None  # checked
-        root = self.shares.root(ShareRef(source.account, source.share))
+        try:
+            root = self.shares.view(ShareRef(source.account, source.share), owner or 0)
+        except SkiffError as exc:
+            raise ShareMountFailed(f"volume {name!r}: cannot mount the share "
+                                   f"{source.share}: {exc.message}") from None
         path.mkdir()
         err = mounts.mount(root, path, None, mounts.MS_BIND | _FLAGS)
         if not err and source.read_only:
