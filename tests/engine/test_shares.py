@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from skiff.errors import NodeStorageFull, ShareMountFailed, ShareQuotaTooSmall
 from skiff.settings import RuntimeSettings, Settings, ShareSettings
 from skiff.testing.catalog import BuiltImages
 from skiff.testing.engine import supervising, wait_view
-from skiff.testing.groups import FAST_BACKOFF, GroupMaker, box, fast_supervising
+from skiff.testing.groups import FAST_BACKOFF, GroupMaker, box, fast_supervising, group_spec
 
 pytestmark = pytest.mark.root
 
@@ -250,3 +252,33 @@ def test_no_resolver_fails_azure_file_volumes(tmp_path: Path, images: BuiltImage
         view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
         assert any(e.name == "FailedMount" and "no file shares" in e.message
                    for e in view.events)
+
+
+def test_under_userns_remap_the_container_root_owns_the_files(
+    tmp_path: Path, images: BuiltImages,
+) -> None:
+    """Under --userns-remap the view's owner is the remapped root: the container sees its
+    files as root's, 0777, its chmod and chown ignored, and writes them (runc: the
+    remapping is runc's; a sandbox has its own, covered above)."""
+    data_root = Path(tempfile.mkdtemp(prefix="skiff-shares-"))
+    os.chmod(data_root, 0o711)  # noqa: S103 -- as skiff.server does
+    shares = LoopShares(data_root / "shares")
+    keys = Keys(shares)
+    settings = Settings(data_root=data_root,
+                        runtime=RuntimeSettings(stop_grace_s=1, userns=(300000, 65536)))
+    try:
+        with supervising(settings, allow=images.endpoints, backoff=FAST_BACKOFF,
+                         monitor_interval_s=0.05, shares=shares, resolver=keys) as engine:
+            ref = new_share(shares, keys)
+            spec = group_spec(box(images, "c", "cd /mnt/files && echo w > f && chmod 600 f "
+                                  "&& chown 7:7 f && stat -c '%u %g %a' f; sleep 300",
+                                  volume_mounts=(VolumeMount("files", "/mnt/files"),)),
+                              volumes=(share_volume(ref),))
+            engine.run(spec)
+            wait_view(engine, spec.id, lambda v: engine.logs(spec.id, "c") != "")
+            assert engine.logs(spec.id, "c") == "0 0 777\n"
+            assert (shares.root(ref) / "f").read_text() == "w\n"
+            engine.delete(spec.id)
+    finally:
+        mounts.unmount_below(data_root)
+        shutil.rmtree(data_root, ignore_errors=True)

@@ -25,6 +25,17 @@ the quota). The change is rare; an always-online design (project quotas in
 an image as big as the largest quota ever) would let a root writer pass the
 quota, which the size of a filesystem does not.
 
+Ownership (:meth:`LoopShares.view`): groups do not mount the share itself but
+a FUSE view of it made by ``bindfs`` for one host id of a container root (0,
+or the remapped id under ``--userns-remap``): every file shows as that id's,
+mode 0777, and chmod and chown succeed without effect, as on ACI's SMB mount.
+A view is started the first time a group needs it and kept (at
+``<account>/.views/<share>@<id>``), so a group's mount stays one bind mount;
+bindfs outlives ``skiff serve`` and a view still mounted at start is used as
+it is (adopted); a node reset unmounts the views with the rest, which ends
+their bindfs. bindfs writes as root, which does not pass the quota: the
+quota is the filesystem's size, not a limit root may ignore.
+
 Disk: mkfs leaves the image sparse and quick (≈ 0.2 s and ≈ 70 MiB for 5120
 GiB: lazy inode tables and journal, no reserved blocks, one inode per 256 KiB,
 128-byte inodes). The sum of the quotas is held to the data root's free disk
