@@ -21,7 +21,7 @@ from skiff.core.shares import ShareRef
 from skiff.core.spec import AzureFileVolume, Volume, VolumeMount
 from skiff.engine import mounts
 from skiff.engine.group.supervisor import Supervisor
-from skiff.engine.shares import LoopShares
+from skiff.engine.shares import VIEWS, LoopShares
 from skiff.errors import NodeStorageFull, ShareMountFailed, ShareQuotaTooSmall
 from skiff.settings import RuntimeSettings, Settings, ShareSettings
 from skiff.testing.catalog import BuiltImages
@@ -282,3 +282,31 @@ def test_under_userns_remap_the_container_root_owns_the_files(
     finally:
         mounts.unmount_below(data_root)
         shutil.rmtree(data_root, ignore_errors=True)
+
+
+def test_a_restarted_supervisor_adopts_the_group_and_its_share_view(
+    share_engine: tuple[Supervisor, Keys], shares: LoopShares, images: BuiltImages,
+    group: GroupMaker,
+) -> None:
+    """skiff goes away while a group writes on a share: the next one adopts the group
+    (not restarted), its mount and the share's view as they are (no second bindfs), and
+    the data is there; deleting the group then leaves the data."""
+    engine, keys = share_engine
+    ref = new_share(shares, keys)
+    spec = group(box(images, "c", "echo before > /mnt/files/f; sleep 300",
+                     volume_mounts=(VolumeMount("files", "/mnt/files"),)),
+                 volumes=(share_volume(ref),))
+    first = Supervisor(engine.settings, networks=engine.networks, backoff=FAST_BACKOFF,
+                       shares=shares, resolver=keys)
+    try:
+        started = first.run(spec)
+        wait_view(first, spec.id, lambda v: (shares.root(ref) / "f").exists())
+    finally:
+        first.close()  # skiff goes away; conmon and bindfs keep running
+    views = [p for p in mounts.mount_points() if VIEWS in p.parts]
+    view = engine.run(spec)  # adopted
+    assert view.containers[0].current.start_time == started.containers[0].current.start_time
+    assert [p for p in mounts.mount_points() if VIEWS in p.parts] == views
+    assert (shares.root(ref) / "f").read_text() == "before\n"
+    engine.delete(spec.id)
+    assert (shares.root(ref) / "f").read_text() == "before\n"

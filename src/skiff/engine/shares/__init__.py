@@ -81,7 +81,7 @@ from skiff.errors import (
 )
 from skiff.settings import ShareSettings
 
-__all__ = ["Capacity", "LoopShares", "NodeStorageFull"]
+__all__ = ["VIEWS", "Capacity", "LoopShares", "NodeStorageFull"]
 
 log = logging.getLogger(__name__)
 
