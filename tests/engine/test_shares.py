@@ -118,7 +118,10 @@ def test_raise_grows_lower_refused_below_usage_and_shrinks_above(shares: LoopSha
     with pytest.raises(ShareQuotaTooSmall):
         shares.resize(ref, 1)  # 1.8 GiB held
     (root / "more").unlink()
+    view = shares.view(ref, 0)  # a view no group uses does not stop a shrink
     shares.resize(ref, 1)
+    assert (shares.view(ref, 0) / "keep").stat().st_size == 300 * MIB
+    assert view == shares.view(ref, 0)
     assert shares.quota_gib(ref) == 1
     assert (root / "keep").read_bytes() == b"k" * (300 * MIB)
     assert fill(root / "again", 2048) < 800

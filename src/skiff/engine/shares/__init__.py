@@ -350,9 +350,13 @@ class LoopShares:
     def _offline(self, ref: ShareRef, image: Path, point: Path, quota_gib: int) -> None:
         """Resize unmounted (ext4 cannot shrink mounted; growing mounted needs
         CAP_SYS_RESOURCE): only when nothing else holds the filesystem."""
-        if self._held_elsewhere(point):
+        views = point.parent / VIEWS
+        mine = sorted(views.glob(f"{ref.share}@*")) if views.is_dir() else []
+        if any(self._held_elsewhere(p) for p in [point, *mine] if mounts.is_mounted(p)):
             raise ShareInUse(f"the share {ref.share} is mounted by a container group: its "
                              "quota can change only while no group mounts it")
+        for view in mine:  # no group uses them: their bindfs go, made again when needed
+            self._unmount(view)
         err = mounts.libc.umount2(os.fsencode(point), 0)  # not lazily: busy is an answer
         if err != 0 and mounts.is_mounted(point):
             raise ShareInUse(f"the share {ref.share} is in use: its quota can change only "
