@@ -35,11 +35,12 @@ from skiff.api.tls import ensure_certificates
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import FileEndpoint, StorageService, default_file_endpoint
-from skiff.core.shares import FileShares, ShareDisks, ShareRef
+from skiff.core.shares import FileShares, ShareDisks
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.locking import hold_serving
-from skiff.errors import NetworkError, ShareError, SkiffError
+from skiff.engine.shares import LoopShares
+from skiff.errors import NetworkError, SkiffError
 from skiff.files import serving as files_serving
 from skiff.files.serving import FilesServer
 from skiff.settings import Settings
@@ -156,43 +157,12 @@ def ensure_admin_token(data_root: Path, store: Store) -> Path:
     return path
 
 
-class SharesUnavailable(ShareError):
-    """This build has no share disks yet: a file share cannot be made or used."""
-
-    code = "FileSharesUnavailable"
-    transient = True
-
-
-class _NoShareDisks:
-    """What :func:`_share_disks` gives until the node's share disks are wired in: no share
-    on the disk, and every use of one refused (503), never a 500."""
-
-    def _refuse(self, *_: object, **__: object) -> None:
-        raise SharesUnavailable("file shares are not available on this node yet")
-
-    create = resize = remove = _refuse
-
-    def usage_bytes(self, ref: ShareRef) -> int:
-        raise SharesUnavailable("file shares are not available on this node yet")
-
-    def root(self, ref: ShareRef) -> Path:
-        raise SharesUnavailable("file shares are not available on this node yet")
-
-    def names(self) -> list[ShareRef]:
-        return []
-
-
-def _share_disks(settings: Settings) -> ShareDisks:
-    """The node's share disks. WIRING POINT: the engine's ShareDisks
-    (skiff.engine.shares) goes here; until then, :class:`_NoShareDisks`."""
-    return _NoShareDisks()
-
-
 def build(settings: Settings, *, share_disks: ShareDisks | None = None,
           file_endpoint: FileEndpoint | None = None) -> Server:
     """Everything ``skiff serve`` runs, started except for the HTTP server itself.
 
-    ``share_disks``: the node's storage of file shares (default :func:`_share_disks`);
+    ``share_disks``: the node's storage of file shares (default: its loop-mounted
+    share filesystems under the data root, :class:`~skiff.engine.shares.LoopShares`);
     ``file_endpoint``: an account's Azure Files URL (default: the API's host, the next
     port, :func:`~skiff.control.storage.default_file_endpoint`)."""
     root = settings.data_root
@@ -200,14 +170,14 @@ def build(settings: Settings, *, share_disks: ShareDisks | None = None,
     os.chmod(root, 0o711)  # noqa: S103 -- others may traverse to ca.pem, nothing more
     serving = hold_serving(root)
     try:
-        return _build(settings, serving, share_disks or _share_disks(settings),
+        return _build(settings, serving, share_disks,
                       file_endpoint or default_file_endpoint(settings.api))
     except BaseException:
         os.close(serving)
         raise
 
 
-def _build(settings: Settings, serving: int, share_disks: ShareDisks,
+def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
            file_endpoint: FileEndpoint) -> Server:
     root = settings.data_root
     host, port = split_listen(settings.api.listen)
@@ -218,10 +188,15 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks,
         cert, key = files.cert, files.key
     store = Store(root / "skiff.db", key_path=settings.node_key)
     ensure_admin_token(root, store)
+    if share_disks is None:
+        shares = LoopShares(settings.shares_root, settings.shares)
+        for failure in shares.mount_all():  # after a reboot, none is mounted
+            log.warning("file share not mounted: %s", failure)
+        share_disks = shares
     # Before the engine: its azureFile volumes ask the service (a ShareResolver) for keys.
     storage = StorageService(store, share_disks, file_endpoint=file_endpoint)
     storage.sweep()  # a crash between a share's row and its disk is put right
-    engine = Supervisor(settings)
+    engine = Supervisor(settings, shares=share_disks, resolver=storage)
     if engine.volumes.disks is not None:
         engine.volumes.disks.kick()  # the first groups need not make their disks
     try:

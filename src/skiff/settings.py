@@ -199,6 +199,34 @@ class DiskSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ShareSettings:
+    """How the node stores file shares (see skiff.engine.shares).
+
+    Each share is a sparse ext4 image of its quota under ``<data_root>/shares``:
+    the host's disk is spent only where files were written. The sum of the
+    shares' quotas is held to the data root's free disk (plus what the shares
+    already take) times ``overcommit``.
+    """
+
+    #: How far the sum of the quotas may pass the disk the shares could use. Azure's
+    #: default quota is 5120 GiB and most shares hold a tiny part of it: 256 lets an
+    #: ordinary host with 20 GiB free make one default share (20 x 256 = 5120), while a
+    #: node whose shares really fill their quotas runs out of disk long before they do
+    #: (a full host disk fails the writes, see the engine's docstring). 1: no overcommit.
+    overcommit: float = 256.0
+    #: The mkfs program (ext4), and the e2fsck and resize2fs ones (a quota's change).
+    mkfs: str = "mkfs.ext4"
+    e2fsck: str = "e2fsck"
+    resize2fs: str = "resize2fs"
+    #: The FUSE program of the shares' ownership views (Debian's ``bindfs``).
+    bindfs: str = "bindfs"
+
+    def __post_init__(self) -> None:
+        if not self.overcommit >= 1:
+            raise ValueError(f"the share overcommit is at least 1, not {self.overcommit}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class BackoffSettings:
     """How long a failing container waits before each restart.
 
@@ -320,10 +348,16 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
     disks: DiskSettings = field(default_factory=DiskSettings)
+    shares: ShareSettings = field(default_factory=ShareSettings)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
+
+    @property
+    def shares_root(self) -> Path:
+        """Where the file shares' images and mount points live."""
+        return self.data_root / "shares"
 
     @property
     def images_root(self) -> Path:

@@ -29,7 +29,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from skiff.cli.main import main
+from skiff.core.shares import ShareRef
+from skiff.engine import mounts
 from skiff.engine.network.leftovers import node_network
+from skiff.engine.shares import LoopShares
 from skiff.testing.catalog import BuiltImages
 from skiff.testing.registry import free_port
 from skiff.testing.server import settled
@@ -189,8 +192,17 @@ def test_reset_refuses_while_serving_or_running_then_undoes_everything(
         assert name in running.stderr
     assert host_state() == during, "a refused reset touches nothing"
 
+    # a file share: the reset unmounts it and keeps its data, the next server mounts it
+    shares = LoopShares(root / "shares")
+    share = ShareRef("resetacct", "data")
+    shares.create(share, 1)
+    (shares.root(share) / "kept").write_text("kept")
+    point = root / "shares" / "resetacct" / "data"
     done = reset(root, "--force", "--grace", "1")
     assert done.exit_code == 0, (done.stdout, done.stderr)
+    assert f"removed mount {point}" in done.stdout, done.stdout
+    assert not mounts.is_mounted(point)
+    assert shares.names() == [share]
     for what in ("container", "network namespace", "nftables table", "iptables",
                  "cgroup", "mount", "the run directory"):
         assert f"removed {what}" in done.stdout, done.stdout
@@ -208,11 +220,13 @@ def test_reset_refuses_while_serving_or_running_then_undoes_everything(
                     return bool(doc["properties"]["instanceView"]["state"] == "Running")
 
                 eventually(runs, what=f"group {name} runs again", timeout_s=60)
+        assert (point / "kept").read_text() == "kept"  # mounted again at start
     finally:
         again.stop()
     purged = reset(root, "--force", "--grace", "1", "--purge")
     assert purged.exit_code == 0, (purged.stdout, purged.stderr)
     assert f"removed the data root {root}" in purged.stdout
+    assert f"removed mount {point}" in purged.stdout
     assert not root.exists()
     assert_as_before(before, host_state(), ranges)
     nothing = reset(root)

@@ -175,9 +175,19 @@ CASES: list[tuple[str, Callable[[Body], object], str, str | None]] = [
      "properties.volumes[0]"),
     ("volume no kind", lambda b: props(b)["volumes"][0].pop("emptyDir"), "InvalidVolume",
      "properties.volumes[0]"),
-    ("azureFile", lambda b: props(b)["volumes"].append({"name": "share", "azureFile": {
-        "shareName": "s", "storageAccountName": "a", "storageAccountKey": "k"}}),
-     "AzureFileVolumeNotSupported", "properties.volumes[3].azureFile"),
+    ("azureFile no share", lambda b: props(b)["volumes"].append({"name": "share", "azureFile": {
+        "storageAccountName": "a", "storageAccountKey": "k"}}),
+     "InvalidAzureFileVolume", "properties.volumes[3].azureFile.shareName"),
+    ("azureFile no account", lambda b: props(b)["volumes"].append({"name": "share",
+        "azureFile": {"shareName": "s", "storageAccountKey": "k"}}),
+     "InvalidAzureFileVolume", "properties.volumes[3].azureFile.storageAccountName"),
+    ("azureFile no key", lambda b: props(b)["volumes"].append({"name": "share", "azureFile": {
+        "shareName": "s", "storageAccountName": "a", "storageAccountKey": " "}}),
+     "InvalidAzureFileVolume", "properties.volumes[3].azureFile.storageAccountKey"),
+    ("azureFile readOnly", lambda b: props(b)["volumes"].append({"name": "share", "azureFile": {
+        "shareName": "s", "storageAccountName": "a", "storageAccountKey": "k",
+        "readOnly": "yes"}}),
+     "InvalidAzureFileVolume", "properties.volumes[3].azureFile.readOnly"),
     ("secret not base64", lambda b: props(b)["volumes"][1]["secret"].update(
         {"key.txt": "not base64!"}), "InvalidSecretVolume", "properties.volumes[1].secret.key.txt"),
     ("secret null", lambda b: props(b)["volumes"][1]["secret"].update({"key.txt": None}),

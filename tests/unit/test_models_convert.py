@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skiff.core import spec as engine
+from skiff.core.secrets import secrets_of
 from skiff.errors import ArmError, UnsupportedVolumeType
 from skiff.models import ContainerGroupBody, to_engine_spec
 from skiff.testing.documents import (
@@ -99,10 +100,25 @@ def test_ip_address_ports_map_and_no_ip_address_means_no_ports() -> None:
     assert to_engine_spec(parse(body), group_id="g", name="mygroup").ip_ports == ()
 
 
-def test_a_stored_azure_file_volume_is_refused_not_replaced() -> None:
-    """A stored azureFile volume raises rather than quietly becoming an emptyDir."""
+def test_an_azure_file_volume_converts_with_its_key_and_read_only() -> None:
+    """azureFile becomes the engine's AzureFileVolume (names in any case, as ARM's); its
+    key is kept for the mount but never shown in the spec's repr."""
+    body = group_body()
+    body["properties"]["volumes"].append({"name": "share", "azureFile": {
+        "shareName": "data", "STORAGEACCOUNTNAME": "acct", "storageAccountKey": "s3cr3tkey",
+        "readOnly": True}})
+    spec = to_engine_spec(parse(body), group_id="g", name="mygroup")
+    source = next(v.source for v in spec.volumes if v.name == "share")
+    assert source == engine.AzureFileVolume(account="acct", share="data", key="s3cr3tkey",
+                                            read_only=True)
+    assert "s3cr3tkey" not in repr(spec)
+    assert "s3cr3tkey" in secrets_of(spec)
+
+
+def test_a_stored_volume_without_a_source_is_refused() -> None:
+    """A stored volume of no kind raises rather than quietly becoming an emptyDir."""
     stored = parse(group_body()).to_stored()
-    stored["properties"]["volumes"].append({"name": "share", "azureFile": {"shareName": "s"}})
+    stored["properties"]["volumes"].append({"name": "share"})
     with pytest.raises(UnsupportedVolumeType):
         to_engine_spec(ContainerGroupBody.from_stored(stored), group_id="g", name="mygroup")
 

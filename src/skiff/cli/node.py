@@ -19,6 +19,7 @@ from skiff.settings import (
     NetworkSettings,
     RuntimeSettings,
     Settings,
+    ShareSettings,
 )
 
 #: ``--userns-remap`` given alone: 65536 ids (a whole 16-bit range, what images use)
@@ -98,6 +99,12 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
               help="The data plane's URL base as clients reach it (https://HOST:PORT), "
                    "answered in accounts' primaryEndpoints.file; default: from "
                    "--files-listen.")
+@click.option("--share-overcommit", type=float, default=ShareSettings.overcommit,
+              show_default=True,
+              help="How far the file shares' quotas together may pass the disk they could "
+                   "use (the data root's free disk): shares are sparse and most hold a "
+                   "small part of their quota (Azure's default is 5120 GiB). A share's data "
+                   "lives in DATA_ROOT/shares, one filesystem of its quota each. 1: none.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           dns_listen: str | None, dns_zone: str, tls_cert: Path | None, tls_key: Path | None,
@@ -106,6 +113,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           public_subnet: str | None, public_interface: str | None,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
           group_disk_gb: float, files_listen: str, files_url: str | None,
+          share_overcommit: float,
           verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
@@ -143,6 +151,10 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         disks = DiskSettings(group_gb=group_disk_gb)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--group-disk-gb") from None
+    try:
+        shares = ShareSettings(overcommit=share_overcommit)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--share-overcommit") from None
     from skiff.errors import NodeBusy
 
     try:
@@ -150,7 +162,8 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
             listen=None if files_listen.lower() == "none" else files_listen,
             public_url=files_url)
         run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
-                            runtime=runtime, network=network, disks=disks, files=files))
+                            runtime=runtime, network=network, disks=disks, files=files,
+                            shares=shares))
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
     except NodeBusy as exc:

@@ -21,7 +21,7 @@ import contextlib
 import json
 from collections.abc import Iterable
 
-from skiff.core.spec import Container, GroupSpec, SecretVolume
+from skiff.core.spec import AzureFileVolume, Container, GroupSpec, SecretVolume
 
 #: What a scrubbed secret reads as.
 MASK = "***"
@@ -30,14 +30,16 @@ MIN_PIECE = 4
 
 
 def secrets_of(spec: GroupSpec) -> tuple[str, ...]:
-    """Every secret of ``spec``: secure environment values, registry passwords and
-    the contents of secret volumes (as given, base64, and decoded when text)."""
+    """Every secret of ``spec``: secure environment values, registry passwords, azureFile
+    keys and the contents of secret volumes (as given, base64, and decoded when text)."""
     found: list[str] = []
     containers: Iterable[Container] = (*spec.init_containers, *spec.containers)
     for container in containers:
         found.extend(var.value for var in container.env if var.secure)
     found.extend(cred.password for cred in spec.credentials)
     for volume in spec.volumes:
+        if isinstance(volume.source, AzureFileVolume) and volume.source.key:
+            found.append(volume.source.key)
         if isinstance(volume.source, SecretVolume):
             for _, content in volume.source.files:
                 found.append(content)

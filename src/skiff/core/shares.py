@@ -79,6 +79,11 @@ class ShareDisks(Protocol):
     def names(self) -> list[ShareRef]:
         """Every share on the node's disk, for sweeps after a crash."""
 
+    def view(self, ref: ShareRef, owner: int) -> Path:
+        """The share's files as a container whose root is the host id ``owner`` sees them
+        on ACI's SMB mount: every file owned by ``owner``, mode 0777, chmod and chown
+        without effect. Made once, kept (a group mounts it with a bind). ShareNotFound."""
+
 
 class ShareResolver(Protocol):
     """What the engine asks before it mounts a share into a group."""

@@ -151,9 +151,20 @@ class GitRepoVolume:
 
 
 @dataclass(frozen=True)
+class AzureFileVolume:
+    """An Azure Files share of the node (see skiff.core.shares), mounted into the group."""
+
+    account: str
+    share: str
+    #: The account key as the group presents it: a secret, never logged nor answered.
+    key: str = field(default="", repr=False)
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Volume:
     name: str
-    source: EmptyDirVolume | SecretVolume | GitRepoVolume
+    source: EmptyDirVolume | SecretVolume | GitRepoVolume | AzureFileVolume
 
 
 @dataclass(frozen=True)

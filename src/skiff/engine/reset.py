@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 #: What a data root holds (any of it): a purge refuses a directory with none of these
 #: and other files, so that a mistyped ``--data-root`` never deletes someone's data.
 DATA_ROOT_MARKS = frozenset({"skiff.db", "ca.pem", "admin.token", "serve.lock", "network",
-                             "images", "containers", "groups", "volumes", "sandbox"})
+                             "images", "containers", "groups", "volumes", "sandbox",
+                             "shares"})
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ Volumes:
 - ``InvalidVolumeName``: a volume name breaks the group-name rule.
 - ``DuplicateVolumeName``: two volumes share a name.
 - ``InvalidVolume``: a volume has none or several of azureFile, emptyDir, secret, gitRepo.
-- ``AzureFileVolumeNotSupported``: azureFile volumes cannot be provided yet.
+- ``InvalidAzureFileVolume``: an azureFile volume lacks its shareName, storageAccountName
+  or storageAccountKey, or its readOnly is not a boolean.
 - ``InvalidSecretVolume``: a secret file name is not 1-253 of ``[-._a-zA-Z0-9]`` (nor '.',
   nor starting with '..'), its content is not base64, or the volume's files hold over 1 MiB.
 - ``InvalidGitRepoVolume``: the repository is missing or not an http(s):// or git:// URL, or

@@ -12,6 +12,8 @@ containers' requests), as a group's cgroup would allow anyway.
 
 from __future__ import annotations
 
+from typing import Any
+
 from skiff.core import spec as engine
 from skiff.errors import InvalidInput, UnsupportedVolumeType
 from skiff.models.body import (
@@ -24,7 +26,7 @@ from skiff.models.body import (
     Volume,
     VolumeMount,
 )
-from skiff.models.rules import decode_seccomp_profile
+from skiff.models.rules import azure_file_field, decode_seccomp_profile
 
 
 def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str,
@@ -168,8 +170,17 @@ def _or(value: int | None, default: float) -> float:
 
 
 def _volume(volume: Volume) -> engine.Volume:
-    source: engine.EmptyDirVolume | engine.SecretVolume | engine.GitRepoVolume
-    if volume.secret is not None:
+    source: (engine.EmptyDirVolume | engine.SecretVolume | engine.GitRepoVolume
+             | engine.AzureFileVolume)
+    if volume.azure_file is not None:
+        def field(name: str) -> Any:
+            return azure_file_field(volume.azure_file or {}, name)
+
+        source = engine.AzureFileVolume(account=str(field("storageAccountName") or ""),
+                                        share=str(field("shareName") or ""),
+                                        key=str(field("storageAccountKey") or ""),
+                                        read_only=field("readOnly") is True)
+    elif volume.secret is not None:
         source = engine.SecretVolume(files=tuple(sorted(volume.secret.items())))
     elif volume.git_repo is not None:
         repo = volume.git_repo
@@ -177,7 +188,6 @@ def _volume(volume: Volume) -> engine.Volume:
                                       revision=repo.revision)
     elif volume.empty_dir is not None:
         source = engine.EmptyDirVolume()
-    else:  # an azureFile share: refused by the rules, so only a stored body from elsewhere
-        raise UnsupportedVolumeType(f"volume {volume.name!r}: only emptyDir, secret and gitRepo "
-                                    "volumes can be provided")
+    else:  # none: refused by the rules, so only a stored body from elsewhere
+        raise UnsupportedVolumeType(f"volume {volume.name!r} has no source")
     return engine.Volume(name=volume.name, source=source)

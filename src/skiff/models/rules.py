@@ -19,7 +19,7 @@ import binascii
 import json
 import re
 from collections.abc import Collection, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from skiff.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from skiff.core.reference import parse as parse_reference
@@ -437,9 +437,7 @@ def _check_volume(volume: Volume, where: str) -> None:
         fail("InvalidVolume", f"The volume {volume.name!r} needs exactly one of azureFile, "
              f"emptyDir, secret and gitRepo; it has {len(kinds) or 'none'}.", where)
     if volume.azure_file is not None:
-        fail("AzureFileVolumeNotSupported", f"The volume {volume.name!r} is an Azure file "
-             "share: this skiff host cannot mount azureFile volumes yet (use emptyDir, secret "
-             "or gitRepo).", f"{where}.azureFile")
+        _check_azure_file(volume.name, volume.azure_file, f"{where}.azureFile")
     if volume.secret is not None:
         size = 0
         for fname, content in volume.secret.items():
@@ -467,6 +465,27 @@ def _check_volume(volume: Volume, where: str) -> None:
                 or ".." in repo.directory.split("/")):
             fail("InvalidGitRepoVolume", f"The directory of gitRepo volume {volume.name!r} "
                  "must be '.' or a relative path without '..'.", f"{where}.gitRepo.directory")
+
+
+def azure_file_field(share: dict[str, Any], name: str) -> Any:
+    """A property of an azureFile volume (a loose object: names in any case, as ARM)."""
+    for key, value in share.items():
+        if isinstance(key, str) and key.lower() == name.lower():
+            return value
+    return None
+
+
+def _check_azure_file(name: str, share: dict[str, Any], where: str) -> None:
+    """shareName and storageAccountName required (ACI's schema), and the key (ACI
+    mounts with it: without one it could not); readOnly a boolean."""
+    for field_name in ("shareName", "storageAccountName", "storageAccountKey"):
+        value = azure_file_field(share, field_name)
+        if not isinstance(value, str) or not value.strip():
+            fail("InvalidAzureFileVolume", f"The azureFile volume {name!r} needs a "
+                 f"{field_name}.", f"{where}.{field_name}")
+    if not isinstance(azure_file_field(share, "readOnly"), bool | None):
+        fail("InvalidAzureFileVolume", f"The readOnly of azureFile volume {name!r} must be "
+             "a boolean.", f"{where}.readOnly")
 
 
 def _decoded_size(content: str) -> int:

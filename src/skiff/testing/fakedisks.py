@@ -73,6 +73,10 @@ class FakeShareDisks:
             raise ShareNotFound(f"no share {ref.account}/{ref.share} on the node")
         return self._dir(ref)
 
+    def view(self, ref: ShareRef, owner: int) -> Path:
+        """The share's directory itself: a fake makes no ownership view."""
+        return self.root(ref)
+
     def names(self) -> list[ShareRef]:
         with self._lock:
             return sorted(self.quotas, key=lambda r: (r.account, r.share))

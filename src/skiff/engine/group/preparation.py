@@ -22,7 +22,7 @@ from skiff.engine.network.networks import Attachment, Networks
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.spec import container as containerspec
 from skiff.engine.volumes.manager import Volumes
-from skiff.errors import ImageError, SkiffError
+from skiff.errors import ImageError, ShareMountFailed, SkiffError
 
 
 def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageStore,
@@ -45,6 +45,9 @@ def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageSto
     try:
         group.volume_paths = volumes.prepare(spec.id, spec.volumes,
                                              owner=containerspec.volume_owner(driver, spec))
+    except ShareMountFailed as exc:  # ACI's event for a share it cannot mount
+        group.view.event("FailedMount", scrub(exc.message, secrets_of(spec)), warning=True)
+        group.fail(f"volumes could not be prepared: {exc.message}")
     except SkiffError as exc:
         group.fail(f"volumes could not be prepared: {exc.message}")
     for name, ref in wanted.items():

@@ -42,7 +42,8 @@ from dataclasses import replace
 
 from skiff.core.engine import NodeCapacity
 from skiff.core.secrets import scrub, secrets_of
-from skiff.core.spec import Container, GroupSpec
+from skiff.core.shares import ShareDisks, ShareResolver
+from skiff.core.spec import AzureFileVolume, Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine import mounts
 from skiff.engine.group import adoption, monitoring, preparation, sweeping
@@ -58,6 +59,7 @@ from skiff.engine.runtime.conmon import ConmonRuntime, ContainerStatus
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.runtime.oci import ExecSession
 from skiff.engine.spec import container as containerspec
+from skiff.engine.volumes.azurefile import AzureFileDriver
 from skiff.engine.volumes.disks import group_disks
 from skiff.engine.volumes.manager import Volumes
 from skiff.errors import (
@@ -85,6 +87,7 @@ class Supervisor:
                  networks: Networks | None = None, volumes: Volumes | None = None,
                  runtime: ConmonRuntime | None = None, backoff: BackoffSettings | None = None,
                  fetching: FetchNamespace | None = None,
+                 shares: ShareDisks | None = None, resolver: ShareResolver | None = None,
                  monitor_interval_s: float = MONITOR_INTERVAL_S) -> None:
         self.settings = settings
         #: Where tenants' image pulls and git clones run: off the node's own services.
@@ -92,9 +95,13 @@ class Supervisor:
         self.images = images or ImageStore(settings.images_root, settings.images,
                                            confine=self.fetching.command)
         self.networks = networks or Networks(settings.data_root, settings.network)
+        #: The node's file shares and what checks a group's key for one (None: azureFile
+        #: volumes fail, see skiff.engine.volumes.azurefile).
+        self.shares = shares
+        files = {AzureFileVolume: AzureFileDriver(shares, resolver)}
         self.volumes = volumes or Volumes(settings.data_root, settings.volumes,
                                           confine=self.fetching.command,
-                                          disks=group_disks(settings))
+                                          disks=group_disks(settings), drivers=files)
         self.runtime = runtime or ConmonRuntime(settings.data_root, settings.runtime)
         #: One driver per isolation, all on ``runtime`` (see :meth:`_driver`).
         self.drivers = registry.node_drivers(self.runtime, settings.runtime)

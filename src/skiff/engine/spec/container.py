@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from skiff.core.spec import Container, GroupSpec
+from skiff.core.spec import AzureFileVolume, Container, GroupSpec
 from skiff.engine.group.record import Group, container_id
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.spec import options as oci
@@ -71,9 +71,13 @@ def container_spec(settings: Settings, group: Group, container: Container, rootf
                            container.resources.effective_memory_bytes, PIDS_LIMIT),
         oci.with_cgroups_path(driver.container_cgroup(group.spec.id, cid(group, container))),
     ]
+    # A bind of a read-only mount is read-write unless it says so: an azureFile volume's
+    # own readOnly holds in every container that mounts it.
+    shared_ro = {v.name for v in group.spec.volumes
+                 if isinstance(v.source, AzureFileVolume) and v.source.read_only}
     for mount in container.volume_mounts:
         options.append(oci.with_bind(group.volume_paths[mount.name], mount.mount_path,
-                                     readonly=mount.read_only))
+                                     readonly=mount.read_only or mount.name in shared_ro))
     userns = driver.user_namespace(group.spec, container)
     if userns is not None:
         for what, value in (("user", uid), ("group", gid), ("group", max(gids, default=0))):

@@ -109,15 +109,16 @@ def _attach(image: Path) -> tuple[int, str]:
         os.close(backing)
 
 
-def mount(image: Path, target: Path) -> None:
-    """Mount the filesystem in ``image`` at ``target`` through a new loop device."""
+def mount(image: Path, target: Path, options: str = MOUNT_OPTIONS) -> None:
+    """Mount the filesystem in ``image`` at ``target`` through a new loop device
+    (``options``: mount(2)'s data, a share's differ)."""
     try:
         loop, device = _attach(image)
     except OSError as exc:
         raise VolumeError(f"cannot attach a loop device to {image}: "
                           f"{exc.strerror or exc}") from exc
     try:
-        err = mounts.mount(device, target, "ext4", 0, MOUNT_OPTIONS)
+        err = mounts.mount(device, target, "ext4", 0, options)
         if err:
             raise VolumeError(f"cannot mount {image} at {target}: {os.strerror(err)}")
     finally:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from skiff.core.spec import EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
+from skiff.core.spec import AzureFileVolume, EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
 from skiff.engine.volumes.disks import GroupDisks
 from skiff.engine.volumes.driver import VolumeDriver, is_mount_point, remove_tree
 from skiff.engine.volumes.gitrepo import GitRepoDriver
@@ -146,11 +146,13 @@ class Volumes:
             os.chmod(group, 0o700)  # whatever the umask: host users stay out
             for volume, driver in plan:
                 path = group / volume.name
-                if driver.ready(path, volume.source):
+                # A share's view is its owner's (see skiff.engine.volumes.azurefile).
+                mine = {"owner": owner} if isinstance(volume.source, AzureFileVolume) else {}
+                if driver.ready(path, volume.source, **mine):
                     continue
                 remove_tree(path)
                 made.append(path)
-                driver.create(volume.name, path, volume.source)
+                driver.create(volume.name, path, volume.source, **mine)
                 if owner is not None and isinstance(volume.source, GitRepoVolume):
                     _chown_tree(path, owner)
             if owner is not None:

@@ -1,0 +1,402 @@
+"""The node's storage of file shares: one quota-bounded ext4 per share (:class:`LoopShares`).
+
+Where: ``<data_root>/shares/<account>/<share>.img`` (a sparse file), mounted at
+``<data_root>/shares/<account>/<share>/`` through a loop device (as group
+disks are, :mod:`skiff.engine.volumes.loopdisk`). A node reset unmounts them
+with everything else below the data root; a purge deletes them. Nothing else
+(removing a group, a restart, SIGKILL) touches an image: the data outlives
+them, and :meth:`LoopShares.mount_all` mounts them again at start (after a
+reboot).
+
+Quota: the filesystem's size is the quota (plus its own metadata), so a write
+past it fails with ENOSPC whoever writes (a container, a gVisor gofer, the data
+plane, a FUSE view running as root: size is not a limit root bypasses, unlike
+ext4 quotas, which CAP_SYS_RESOURCE ignores), and other shares, separate
+filesystems, are unaffected. Raising a quota grows the image, the loop device
+(LOOP_SET_CAPACITY) and the filesystem online (``resize2fs``); where the kernel
+refuses an online resize (no CAP_SYS_RESOURCE, as in some containers) it grows
+offline, as a shrink does. Lowering it
+below what the share holds is refused (ShareQuotaTooSmall). ext4 cannot shrink
+online, so lowering it above what is used shrinks offline: when nothing but the
+node's own mount holds the filesystem, it is unmounted, checked (``e2fsck
+-f``), shrunk (``resize2fs``) and mounted again (≈ a second); while a group
+mounts it, the change is refused with ShareInUse (unmount the groups, or keep
+the quota). The change is rare; an always-online design (project quotas in
+an image as big as the largest quota ever) would let a root writer pass the
+quota, which the size of a filesystem does not.
+
+Ownership (:meth:`LoopShares.view`): groups do not mount the share itself but
+a FUSE view of it made by ``bindfs`` for one host id of a container root (0,
+or the remapped id under ``--userns-remap``): every file shows as that id's,
+mode 0777, and chmod and chown succeed without effect, as on ACI's SMB mount.
+A view is started the first time a group needs it and kept (at
+``<account>/.views/<share>@<id>``), so a group's mount stays one bind mount;
+bindfs outlives ``skiff serve`` and a view still mounted at start is used as
+it is (adopted); a node reset unmounts the views with the rest, which ends
+their bindfs. bindfs writes as root, which does not pass the quota: the
+quota is the filesystem's size, not a limit root may ignore.
+
+Disk: mkfs leaves the image sparse and quick (≈ 0.2 s and ≈ 70 MiB for 5120
+GiB: lazy inode tables and journal, no reserved blocks, one inode per 256 KiB,
+128-byte inodes). The sum of the quotas is held to the data root's free disk
+times :attr:`~skiff.settings.ShareSettings.overcommit`
+(:mod:`skiff.engine.shares.capacity`), NodeStorageFull beyond.
+
+A full host disk: the image is sparse, so a share's write that needs a new
+host block fails when the host disk is full. The loop device answers that
+write with an I/O error; ext4 is mounted ``errors=continue`` so that a failed
+data write fails only that write (EIO to the writer) and never remounts the
+share read-only for every group; the journal (``data=ordered``) keeps the
+metadata consistent. What cannot be prevented: if the host disk is full when
+ext4 must write a *new* journal or metadata block, the journal aborts and that
+share turns read-only until it is mounted again (``skiff serve`` restart, after
+``e2fsck``); the overcommit setting and the host's monitoring are what keep the
+disk from filling. Images are never preallocated (that would spend the disk
+sparse files save).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+from skiff.core.shares import ShareRef
+from skiff.engine import mounts
+from skiff.engine.shares.capacity import GIB, Capacity
+from skiff.engine.volumes import loopdisk
+from skiff.errors import (
+    NodeStorageFull,
+    ShareError,
+    ShareInUse,
+    ShareNotFound,
+    ShareQuotaTooSmall,
+    SkiffError,
+)
+from skiff.settings import ShareSettings
+
+__all__ = ["VIEWS", "Capacity", "LoopShares", "NodeStorageFull"]
+
+log = logging.getLogger(__name__)
+
+#: mount(2)'s options for a share (see the module's docstring).
+MOUNT_OPTIONS = "discard,noinit_itable,errors=continue"
+#: mkfs.ext4's: sparse and quick (see the module's docstring).
+MKFS_OPTIONS = ("-q", "-F", "-m", "0", "-i", "262144", "-I", "128", "-J", "size=64",
+                "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard")
+#: The folder of an account's share views (bindfs), beside its shares.
+VIEWS = ".views"
+#: <linux/loop.h>: reread the backing file's size.
+LOOP_SET_CAPACITY = 0x4C07
+#: Seconds mkfs, e2fsck or resize2fs may take.
+TOOL_TIMEOUT_S = 300.0
+#: Names as Azure allows them (checked again here: they become paths).
+_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+_SHARE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def image_bytes(quota_gib: int) -> int:
+    """The size of a share's image: the quota, plus room for ext4's own metadata
+    (journal, inode tables, bitmaps), so that the files can hold the whole quota."""
+    quota = quota_gib * GIB
+    return quota + quota // 256 + (64 << 20)
+
+
+class LoopShares:
+    """:class:`~skiff.core.shares.ShareDisks` on loop-mounted sparse ext4 images."""
+
+    def __init__(self, root: Path, settings: ShareSettings | None = None) -> None:
+        self.top = root
+        self.settings = settings or ShareSettings()
+        self._lock = threading.RLock()
+
+    # ---- paths ----------------------------------------------------------------------
+
+    def _paths(self, ref: ShareRef) -> tuple[Path, Path, Path]:
+        """(image, mount point, record) of a share; ShareError for a name that is not
+        Azure's (it would be a path)."""
+        if not _ACCOUNT.fullmatch(ref.account) or not _SHARE.fullmatch(ref.share):
+            raise ShareError(f"invalid share name {ref.account}/{ref.share}")
+        folder = self.top / ref.account
+        return (folder / f"{ref.share}.img", folder / ref.share,
+                folder / f"{ref.share}.json")
+
+    def _record(self, ref: ShareRef) -> dict[str, int]:
+        image, _, record = self._paths(ref)
+        if not image.exists():
+            raise ShareNotFound(f"the share {ref.share} of {ref.account} is not on this node")
+        try:
+            data = json.loads(record.read_text())
+            return {"quota_gib": int(data["quota_gib"]), "overhead": int(data["overhead"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {"quota_gib": image.stat().st_size // GIB, "overhead": 0}
+
+    def _save(self, ref: ShareRef, quota_gib: int, overhead: int) -> None:
+        _, _, record = self._paths(ref)
+        temp = record.with_suffix(".json.tmp")
+        temp.write_text(json.dumps({"quota_gib": quota_gib, "overhead": overhead}))
+        os.replace(temp, record)
+
+    # ---- the protocol ---------------------------------------------------------------
+
+    def names(self) -> list[ShareRef]:
+        if not self.top.is_dir():
+            return []
+        found = []
+        for folder in sorted(self.top.iterdir()):
+            if folder.is_dir() and _ACCOUNT.fullmatch(folder.name):
+                found += [ShareRef(folder.name, image.stem)
+                          for image in sorted(folder.glob("*.img"))
+                          if _SHARE.fullmatch(image.stem)]
+        return found
+
+    def create(self, ref: ShareRef, quota_gib: int) -> None:
+        image, point, _ = self._paths(ref)
+        if quota_gib < 1:
+            raise ShareQuotaTooSmall(f"a share's quota is at least 1 GiB, not {quota_gib}")
+        with self._lock:
+            if image.exists():
+                self._mounted(ref)
+                return
+            self.capacity().check(self.promised_gib(), quota_gib)
+            image.parent.mkdir(parents=True, exist_ok=True)
+            partial = image.with_suffix(".img.new")
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            try:
+                with open(partial, "xb") as f:
+                    f.truncate(image_bytes(quota_gib))
+                self._run(self.settings.mkfs, *MKFS_OPTIONS, str(partial))
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+                raise
+            os.replace(partial, image)  # a share is there whole, or not at all
+            point.mkdir(exist_ok=True)
+            self._mount(image, point)
+            os.chmod(point, 0o777)  # noqa: S103 -- anyone may write, as on SMB
+            self._save(ref, quota_gib, self._used(point))
+
+    def resize(self, ref: ShareRef, quota_gib: int) -> None:
+        image, point, _ = self._paths(ref)
+        with self._lock:
+            record = self._record(ref)
+            old = record["quota_gib"]
+            if quota_gib == old:
+                return
+            self._mounted(ref)
+            used = self.usage_bytes(ref)
+            if quota_gib < 1 or quota_gib * GIB < used:
+                raise ShareQuotaTooSmall(
+                    f"the share {ref.share} holds {used / GIB:.2f} GiB: its quota cannot be "
+                    f"{quota_gib} GiB")
+            if quota_gib > old:
+                self.capacity().check(self.promised_gib(), quota_gib - old)
+                if not self._grow(image, point, quota_gib):
+                    self._offline(ref, image, point, quota_gib)
+            else:
+                self._offline(ref, image, point, quota_gib)
+            # ext4's metadata grows or shrinks with it: what is not the files' is overhead.
+            self._save(ref, quota_gib, max(0, self._used(point) - used))
+
+    def remove(self, ref: ShareRef) -> None:
+        image, point, record = self._paths(ref)
+        with self._lock:
+            views = point.parent / VIEWS
+            for view in sorted(views.glob(f"{ref.share}@*")) if views.is_dir() else []:
+                self._unmount(view)  # its bindfs ends with it
+                view.rmdir()
+            self._unmount(point)
+            for path in (image, record, image.with_suffix(".img.new")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            with contextlib.suppress(FileNotFoundError, OSError):
+                point.rmdir()
+            with contextlib.suppress(OSError):
+                point.parent.rmdir()  # the account's folder, once empty
+
+    def usage_bytes(self, ref: ShareRef) -> int:
+        record = self._record(ref)
+        return max(0, self._used(self._mounted(ref)) - record["overhead"])
+
+    def root(self, ref: ShareRef) -> Path:
+        return self._mounted(ref)
+
+    def view(self, ref: ShareRef, owner: int) -> Path:
+        """A bindfs view of the share for containers whose root is the host id ``owner``
+        (see the module's docstring); started once, kept, adopted after a restart (a
+        view still mounted is used as it is)."""
+        root = self._mounted(ref)
+        point = root.parent / VIEWS / f"{ref.share}@{owner}"
+        if mounts.is_mounted(point):
+            return point
+        with self._lock:
+            if not mounts.is_mounted(point):
+                point.mkdir(parents=True, exist_ok=True)
+                self._run(self.settings.bindfs, f"--force-user={owner}",
+                          f"--force-group={owner}", "--perms=a+rwx", "--chmod-ignore",
+                          "--chown-ignore", "--chgrp-ignore", "-o", "allow_other,nosuid,nodev",
+                          str(root), str(point))
+        return point
+
+    # ---- the node -------------------------------------------------------------------
+
+    def mount_all(self) -> list[str]:
+        """Mount every share not mounted (at start: after a reboot, they are not).
+        Returns what failed, one line each (a share that fails stays unmounted)."""
+        failed = []
+        for ref in self.names():
+            try:
+                self._mounted(ref)
+            except SkiffError as exc:
+                failed.append(exc.message)
+                log.warning("share %s/%s: %s", ref.account, ref.share, exc.message)
+        return failed
+
+    def quota_gib(self, ref: ShareRef) -> int:
+        return self._record(ref)["quota_gib"]
+
+    def promised_gib(self) -> int:
+        """The sum of the shares' quotas."""
+        return sum(self._record(ref)["quota_gib"] for ref in self.names())
+
+    def capacity(self) -> Capacity:
+        """What the data root's disk holds for the shares now."""
+        probe = self.top if self.top.exists() else self.top.parent
+        while not probe.exists():
+            probe = probe.parent
+        st = os.statvfs(probe)
+        taken = 0
+        for ref in self.names():
+            with contextlib.suppress(OSError):
+                taken += self._paths(ref)[0].stat().st_blocks * 512
+        return Capacity(free_bytes=st.f_bavail * st.f_frsize, shares_bytes=taken,
+                        overcommit=self.settings.overcommit)
+
+    # ---- inside ---------------------------------------------------------------------
+
+    def _mounted(self, ref: ShareRef) -> Path:
+        """The share's mount point, mounting it first when it is not."""
+        image, point, _ = self._paths(ref)
+        if not image.exists():
+            raise ShareNotFound(f"the share {ref.share} of {ref.account} is not on this node")
+        if mounts.is_mounted(point):
+            return point
+        with self._lock:
+            if not mounts.is_mounted(point):
+                point.mkdir(parents=True, exist_ok=True)
+                self._mount(image, point)
+        return point
+
+    @staticmethod
+    def _mount(image: Path, point: Path) -> None:
+        try:
+            loopdisk.mount(image, point, MOUNT_OPTIONS)
+        except SkiffError as exc:
+            raise ShareError(f"cannot mount the share at {point}: {exc.message}") from exc
+
+    @staticmethod
+    def _unmount(point: Path) -> None:
+        try:
+            loopdisk.unmount(point)
+        except SkiffError as exc:
+            raise ShareError(exc.message) from exc
+
+    @staticmethod
+    def _used(point: Path) -> int:
+        st = os.statvfs(point)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    def _run(self, *argv: str) -> None:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True,
+                                  timeout=TOOL_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ShareError(f"{Path(argv[0]).name} failed: {exc}") from exc
+        # e2fsck: 1 means errors corrected, which a forced check of a clean one never has.
+        if done.returncode not in (0, 1) or (done.returncode == 1
+                                             and Path(argv[0]).name != "e2fsck"):
+            raise ShareError(f"{Path(argv[0]).name} failed: "
+                             f"{(done.stderr or done.stdout).strip()[:500]}")
+
+    def _grow(self, image: Path, point: Path, quota_gib: int) -> bool:
+        """Online: a bigger file, the loop device told, the filesystem grown. False
+        when the kernel refuses it (no CAP_SYS_RESOURCE, as in some containers)."""
+        devices = [dev for dev, file in mounts.loop_devices_below(image.parent)
+                   if file == image.resolve()]
+        if not devices:
+            raise ShareError(f"the share at {point} has no loop device")
+        with open(image, "r+b") as f:
+            f.truncate(image_bytes(quota_gib))
+        fd = os.open(devices[0], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, LOOP_SET_CAPACITY, 0)
+        finally:
+            os.close(fd)
+        try:
+            self._run(self.settings.resize2fs, str(devices[0]))
+        except ShareError as exc:
+            if "Permission denied" not in exc.message:
+                raise
+            return False
+        return True
+
+    def _offline(self, ref: ShareRef, image: Path, point: Path, quota_gib: int) -> None:
+        """Resize unmounted (ext4 cannot shrink mounted; growing mounted needs
+        CAP_SYS_RESOURCE): only when nothing else holds the filesystem."""
+        views = point.parent / VIEWS
+        mine = sorted(views.glob(f"{ref.share}@*")) if views.is_dir() else []
+        if any(self._held_elsewhere(p) for p in [point, *mine] if mounts.is_mounted(p)):
+            raise ShareInUse(f"the share {ref.share} is mounted by a container group: its "
+                             "quota can change only while no group mounts it")
+        for view in mine:  # no group uses them: their bindfs go, made again when needed
+            self._unmount(view)
+        err = mounts.libc.umount2(os.fsencode(point), 0)  # not lazily: busy is an answer
+        if err != 0 and mounts.is_mounted(point):
+            raise ShareInUse(f"the share {ref.share} is in use: its quota can change only "
+                             "while no group mounts it")
+        try:
+            self._run(self.settings.e2fsck, "-f", "-y", str(image))
+            size = image_bytes(quota_gib)
+            if size > image.stat().st_size:
+                with open(image, "r+b") as f:
+                    f.truncate(size)
+            self._run(self.settings.resize2fs, str(image), f"{size >> 10}K")
+            with open(image, "r+b") as f:
+                f.truncate(size)
+        finally:
+            self._mount(image, point)
+
+    @staticmethod
+    def _held_elsewhere(point: Path) -> bool:
+        """Whether the filesystem at ``point`` is mounted in another mount namespace
+        (a container's) or bound elsewhere in ours."""
+        st = os.stat(point)
+        device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        own = os.readlink("/proc/self/ns/mnt")
+        seen = set()
+        count = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                ns = os.readlink(proc / "ns" / "mnt")
+                if ns in seen:
+                    continue
+                seen.add(ns)
+                lines = (proc / "mountinfo").read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if line.split()[2] == device:
+                    if ns != own:
+                        return True
+                    count += 1
+        return count > 1
+
