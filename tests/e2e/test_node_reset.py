@@ -176,6 +176,14 @@ def test_reset_refuses_while_serving_or_running_then_undoes_everything(
     serve = Serve(root, images.endpoints)
     try:
         run_groups(serve, images)
+        with serve.client() as http:  # a file share, made as a tenant makes one
+            account = f"{RG}/providers/Microsoft.Storage/storageAccounts/resetacct"
+            made = http.put(f"{account}{API}", json={
+                "location": "local", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}})
+            assert made.status_code in (200, 201), made.text
+            made = http.put(f"{account}/fileServices/default/shares/data{API}",
+                            json={"properties": {"shareQuota": 1}})
+            assert made.status_code in (200, 201), made.text
         busy = reset(root, "--force")
         assert busy.exit_code == 1, busy.output
         assert "skiff serve runs on" in busy.stderr
@@ -195,7 +203,6 @@ def test_reset_refuses_while_serving_or_running_then_undoes_everything(
     # a file share: the reset unmounts it and keeps its data, the next server mounts it
     shares = LoopShares(root / "shares")
     share = ShareRef("resetacct", "data")
-    shares.create(share, 1)
     (shares.root(share) / "kept").write_text("kept")
     point = root / "shares" / "resetacct" / "data"
     done = reset(root, "--force", "--grace", "1")
