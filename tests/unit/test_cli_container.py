@@ -748,3 +748,25 @@ def test_table_sums_of_cores_and_memory_have_at_most_two_decimals() -> None:
     whole = {"name": "h", "containers": [container(0.5, 1.0), container(0.5, 0.5)]}
     rows = group_table([small, whole])
     assert [row["CPU/Memory"] for row in rows] == ["0.3 core/0.3 gb", "1.0 core/1.5 gb"]
+
+
+def test_azure_file_flags_make_az_s_volume_and_mount() -> None:
+    """The four --azure-file-volume-* flags give az's body: a volume named azurefile with
+    the share, account and key, mounted in the container at the path; some without the
+    others are refused as az refuses them."""
+    from skiff.cli.bodies import azure_file_flags, group_body
+    from skiff.cli.common import InvalidArgument
+
+    flags = azure_file_flags(share="data", account="acct", key="k3y", mount_path="/mnt/data")
+    body = group_body(name="app", image="bb", azure_file=flags)
+    props = body["properties"]
+    assert props["volumes"] == [{"name": "azurefile", "azureFile": {
+        "shareName": "data", "storageAccountName": "acct", "storageAccountKey": "k3y"}}]
+    assert props["containers"][0]["properties"]["volumeMounts"] == [
+        {"name": "azurefile", "mountPath": "/mnt/data"}]
+    assert azure_file_flags(share=None, account=None, key=None, mount_path=None) is None
+    assert "volumes" not in group_body(name="app", image="bb")["properties"]
+    with pytest.raises(InvalidArgument, match="--azure-file-volume-account-key"):
+        azure_file_flags(share="data", account="acct", key=None, mount_path="/m")
+    with pytest.raises(InvalidArgument, match="--azure-file-volume-mount-path"):
+        azure_file_flags(share="data", account="acct", key="k", mount_path=None)

@@ -55,11 +55,14 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
                secure_environment_variables: list[tuple[str, str]] | None = None,
                registry_login_server: str | None = None, registry_username: str | None = None,
                registry_password: str | None = None, os_type: str = "Linux",
-               subnet_id: str | None = None, isolation: str | None = None) -> dict[str, Any]:
+               subnet_id: str | None = None, isolation: str | None = None,
+               azure_file: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ARM body of ``az container create``'s flags: one container named as
     the group; ports opened on an IP address only when it asks for one. A group
     in a subnet (``subnet_id``, its ARM id) has a Private address, as in az;
-    the flags that contradict that are refused before (:func:`check_network_flags`)."""
+    the flags that contradict that are refused before (:func:`check_network_flags`).
+    ``azure_file`` (from :func:`azure_file_flags`): a file share mounted as az mounts
+    it, a volume named ``azurefile``."""
     env = [{"name": k, "value": v} for k, v in environment_variables or []]
     env += [{"name": k, "secureValue": v} for k, v in secure_environment_variables or []]
     container: dict[str, Any] = {
@@ -84,6 +87,12 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
         props["ipAddress"] = ip
     if subnet_id:
         props["subnetIds"] = [{"id": subnet_id}]
+    if azure_file:
+        props["volumes"] = [{"name": AZURE_FILE_VOLUME, "azureFile": {
+            "shareName": azure_file["share"], "storageAccountName": azure_file["account"],
+            "storageAccountKey": azure_file["key"]}}]
+        container["volumeMounts"] = [{"name": AZURE_FILE_VOLUME,
+                                      "mountPath": azure_file["mount_path"]}]
     if isolation:  # skiff's extension: Container (runc) or Sandbox (gVisor)
         props["isolation"] = isolation.capitalize()
     if registry_login_server:
@@ -94,6 +103,25 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
     if location:
         body["location"] = location
     return body
+
+
+#: The name az gives the volume of its --azure-file-volume-* flags.
+AZURE_FILE_VOLUME = "azurefile"
+
+
+def azure_file_flags(*, share: str | None, account: str | None, key: str | None,
+                     mount_path: str | None) -> dict[str, str] | None:
+    """The --azure-file-volume-* flags, checked as az checks them: none, or all four."""
+    if not (share or account or key or mount_path):
+        return None
+    if not (share and account and key):
+        raise InvalidArgument("Please specify --azure-file-volume-share-name, "
+                              "--azure-file-volume-account-name and "
+                              "--azure-file-volume-account-key to use Azure File volume mount.")
+    if not mount_path:
+        raise InvalidArgument("Please specify --azure-file-volume-mount-path to use Azure "
+                              "File volume mount.")
+    return {"share": share, "account": account, "key": key, "mount_path": mount_path}
 
 
 def check_ports(ports: tuple[int, ...], *, has_ip: bool) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import click
 
 from skiff.cli.bodies import (
+    azure_file_flags,
     body_from_file,
     check_network_flags,
     check_ports,
@@ -140,6 +141,15 @@ def container(ctx: click.Context) -> None:
               metavar="PREFIX",
               help="The subnet IP address prefix to use when creating a new VNET in CIDR "
                    "format.")
+@click.option("--azure-file-volume-share-name",
+              help="The name of the Azure File share to be mounted as a volume.")
+@click.option("--azure-file-volume-account-name",
+              help="The name of the storage account that contains the Azure File share.")
+@click.option("--azure-file-volume-account-key",
+              help="The storage account access key used to access the Azure File share.")
+@click.option("--azure-file-volume-mount-path",
+              help="The path within the container where the azure file volume should be "
+                   "mounted. Must not contain colon ':'.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for the long-running operation to finish.")
 @output_options
@@ -151,7 +161,11 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
            secure_environment_variables: tuple[str, ...], registry_login_server: str | None,
            registry_username: str | None, registry_password: str | None, isolation: str | None,
            os_type: str, vnet: str | None, vnet_address_prefix: str, subnet: str | None,
-           subnet_address_prefix: str, no_wait: bool, output: str, query: Any) -> None:
+           subnet_address_prefix: str, azure_file_volume_share_name: str | None,
+           azure_file_volume_account_name: str | None,
+           azure_file_volume_account_key: str | None,
+           azure_file_volume_mount_path: str | None, no_wait: bool, output: str,
+           query: Any) -> None:
     """Create a container group.
 
     Waits until the group is deployed (a progress display on stderr) and prints
@@ -165,8 +179,10 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --environment-variables key1=value1 key2=value2
       skiff container create -g MyResourceGroup --name myapp --image nginx --vnet MyVnet --subnet MySubnet --ports 80
       skiff container create -g MyResourceGroup --name myapp -f containerGroup.yaml
+      skiff container create -g MyResourceGroup --name myapp --image alpine --azure-file-volume-share-name myshare --azure-file-volume-account-name mystorageaccount --azure-file-volume-account-key KEY --azure-file-volume-mount-path /data
     """  # noqa: E501
-    keep_secret(registry_password, *(v.partition("=")[2] for v in secure_environment_variables))
+    keep_secret(registry_password, azure_file_volume_account_key,
+                *(v.partition("=")[2] for v in secure_environment_variables))
     body: dict[str, Any] = {}
     # The flags' body waits for the subnet's id, known once the client has found or made it.
     build: Callable[..., dict[str, Any]] | None = None
@@ -184,6 +200,10 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
         check_network_flags(vnet=vnet, subnet=subnet, ip_address=ip_address,
                              dns_name_label=dns_name_label)
         check_ports(ports, has_ip=bool(ip_address or dns_name_label or subnet))
+        azure_file = azure_file_flags(share=azure_file_volume_share_name,
+                                      account=azure_file_volume_account_name,
+                                      key=azure_file_volume_account_key,
+                                      mount_path=azure_file_volume_mount_path)
         if (registry_username or registry_password) and not registry_login_server:
             registry_login_server = registry_server(image)
             if registry_login_server is None:
@@ -208,7 +228,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             secure_environment_variables=parse_pairs(secure_environment_variables,
                                                 "--secure-environment-variables"),
             registry_login_server=registry_login_server, registry_username=registry_username,
-            registry_password=registry_password, os_type=os_type, isolation=isolation)
+            registry_password=registry_password, os_type=os_type, isolation=isolation,
+            azure_file=azure_file)
     with new_client() as client:
         ref = None if build is None or not subnet else subnet_ref(
             subscription=client.subscription, resource_group=resource_group, vnet=vnet,

@@ -313,3 +313,14 @@ def share_delete(name: str, account_name: str, resource_group: str | None, yes: 
     with new_client() as client:
         rg = _resolve(client, resource_group, account_name)
         client.delete_share(rg, account_name, name)
+
+
+def _data_plane_commands() -> None:
+    """``skiff storage file`` and ``skiff storage directory`` (the data plane's)."""
+    from skiff.cli.storage_files import directory_group, file_group
+
+    storage.add_command(file_group)
+    storage.add_command(directory_group)
+
+
+_data_plane_commands()
