@@ -23,8 +23,15 @@ import uvicorn
 from skiff.api.app import create_app
 from skiff.engine.network import firewall
 from skiff.engine.runtime import cgroups, rundir
-from skiff.server import Server, build
-from skiff.settings import ApiSettings, DnsSettings, NetworkSettings, RuntimeSettings, Settings
+from skiff.server import Server, bind, build, files_endpoint, start_files
+from skiff.settings import (
+    ApiSettings,
+    DnsSettings,
+    FilesSettings,
+    NetworkSettings,
+    RuntimeSettings,
+    Settings,
+)
 from skiff.testing.registry import free_port
 from skiff.testing.waiting import eventually
 
@@ -38,6 +45,8 @@ class RunningServer:
     ca: Path
     token: str
     data_root: Path
+    #: The Azure Files data plane's URL base (``https://127.0.0.1:PORT``), when served.
+    files_url: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -63,20 +72,29 @@ def wait_port(port: int, timeout_s: float = 15) -> None:
 @contextlib.contextmanager
 def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float = 1,
                    dns_listen: str | None = None,
-                   allow: Sequence[str] = ()) -> Iterator[RunningServer]:
+                   allow: Sequence[str] = (), files: bool = False) -> Iterator[RunningServer]:
     """Serve a skiff on ``data_root``; stop it and clean up after.
 
     ``dns_listen`` (``HOST:PORT``): serve name labels over DNS there too. ``allow``:
     local endpoints (the tests' registries) that tenants' pulls may reach, as
-    ``skiff serve --allow-local-endpoint`` says.
+    ``skiff serve --allow-local-endpoint`` says. ``files``: serve the Azure Files data
+    plane too, on a free loopback port (accounts' ``primaryEndpoints.file`` name it).
     """
     port = free_port()
+    files_sock, files_listen = bind("127.0.0.1:0") if files else (None, None)
     settings = Settings(data_root=data_root, api=ApiSettings(listen=f"127.0.0.1:{port}"),
                         network=NetworkSettings(pool_size=pool_size,
                                                 allow_local_endpoints=tuple(allow)),
                         runtime=RuntimeSettings(stop_grace_s=stop_grace_s),
-                        dns=DnsSettings(listen=dns_listen))
-    server = build(settings)
+                        dns=DnsSettings(listen=dns_listen),
+                        files=FilesSettings(listen=files_listen))
+    try:
+        server = build(settings, file_endpoint=None if files_sock is None else (
+            lambda account: files_endpoint(settings, account) or ""))
+    except BaseException:
+        if files_sock is not None:
+            files_sock.close()
+        raise
     engine = server.node
     with contextlib.ExitStack() as cleanup:  # each step runs even when one before it fails
         cleanup.callback(rundir.remove, engine.runtime.run_dir)
@@ -112,10 +130,18 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
             http.should_exit = True
             thread.join(timeout=10)
 
+        files_url = None
+        if files_sock is not None:
+            assert server.plane.storage is not None
+            plane = start_files(settings, server.plane.storage, server.cert, server.key,
+                                sock=files_sock)
+            assert plane is not None
+            cleanup.callback(plane.close)
+            files_url = plane.url
         wait_port(port)
         token = (data_root / "admin.token").read_text().strip()
         yield RunningServer(server, server.plane.base_url, data_root / "ca.pem", token,
-                            data_root)
+                            data_root, files_url)
 
 
 def settled(http: httpx.Client, path: str, timeout_s: float = 30) -> dict[str, Any]:
