@@ -15,6 +15,7 @@ from skiff.settings import DiskSettings, RuntimeSettings, Settings
 from skiff.testing.catalog import BuiltImages
 from skiff.testing.engine import wait_view
 from skiff.testing.groups import FAST_BACKOFF, GroupMaker, box, fast_supervising
+from skiff.testing.waiting import eventually
 
 pytestmark = pytest.mark.root
 
@@ -93,7 +94,11 @@ def test_delete_releases_the_mount_the_loop_device_and_the_file(
     target = small.volumes.root / spec.id
     assert len(loop_devices(image)) == 1
     assert str(target) in Path("/proc/self/mountinfo").read_text()
-    assert (target / "data" / "x").read_text() == "hi\n"
+    # the container runs its script after run() returns: wait for its write
+    written = eventually(lambda: (target / "data" / "x").read_text(), until=bool,
+                         what="the container's write on its disk", timeout_s=20,
+                         ignore=(FileNotFoundError,))
+    assert written == "hi\n"
     small.delete(spec.id)
     assert loop_devices(image) == []
     assert str(small.settings.data_root) not in Path("/proc/self/mountinfo").read_text()
