@@ -8,6 +8,7 @@ bodies for bad input, never a 500.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 
+from skiff.api import groups as groups_api
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.errors import ImageNotFound
@@ -160,20 +162,44 @@ def test_stop_start_and_restart(http: Client) -> None:
 
 
 def test_delete_removes_the_group(http: Client, plane: ControlPlane) -> None:
-    """DELETE → 202 and an operation; then the group is gone from the API and the engine,
-    and a second DELETE answers 204."""
+    """DELETE → 200 with the group as it was, once it is gone (ACI's answer, which the SDKs'
+    begin_delete().result() returns): no operation to poll; then 404, and a second DELETE
+    answers 204."""
     create(http)
     answer = http.delete(f"{GROUPS}/g{API}")
-    assert answer.status_code == 202
+    assert answer.status_code == 200
+    assert "Azure-AsyncOperation" not in answer.headers
+    deleted = answer.json()
+    assert deleted["name"] == "g"
+    assert deleted["type"] == "Microsoft.ContainerInstance/containerGroups"
+    assert deleted["properties"]["provisioningState"] == "Succeeded"
+    assert deleted["properties"]["containers"][0]["properties"]["image"] == IMAGE
+    assert "instanceView" not in deleted["properties"]
+    assert engine_of(plane).group_ids() == []
+    assert http.get(f"{GROUPS}/g{API}").status_code == 404
+    assert http.delete(f"{GROUPS}/g{API}").status_code == 204
+
+
+def test_a_slow_delete_is_answered_with_an_operation(http: Client, plane: ControlPlane,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teardown longer than the DELETE waits: 202 with Azure-AsyncOperation (ACI's other
+    answer) and the group; the operation ends Succeeded once the group is gone."""
+    monkeypatch.setattr(groups_api, "DELETE_WAIT_S", 0.2)
+    create(http)
+    release = threading.Event()
+    engine_of(plane).before_stop = lambda _uid: release.wait(10)
+    try:
+        answer = http.delete(f"{GROUPS}/g{API}")
+        assert answer.status_code == 202
+        assert answer.json()["name"] == "g"
+        assert http.get(f"{GROUPS}/g{API}").json()["properties"]["provisioningState"] \
+            == "Deleting"
+    finally:
+        release.set()
     assert finished(http, answer)["status"] == "Succeeded"
     assert engine_of(plane).group_ids() == []
-    # The operation ends a moment before the store forgets the group: meanwhile a GET
-    # shows it Deleting and another DELETE is accepted again (202), as ARM's; once it
-    # is forgotten, 404 and 204.
     eventually(lambda: http.get(f"{GROUPS}/g{API}").status_code == 404,
                what="a GET of the forgotten group answered 404")
-    eventually(lambda: http.delete(f"{GROUPS}/g{API}").status_code == 204,
-               what="a DELETE of the forgotten group answered 204")
 
 
 def test_an_image_that_cannot_be_pulled_fails_the_operation(http: Client,
@@ -262,9 +288,8 @@ def test_deleting_a_virtual_network_clears_the_node_before_answering(
     refused = http.delete(f"{NETS}/net{API}")
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "InUseSubnetCannotBeDeleted"
-    assert finished(http, http.delete(f"{GROUPS}/priv{API}"))["status"] == "Succeeded"
-    eventually(lambda: http.delete(f"{GROUPS}/priv{API}").status_code == 204,
-               what="the group forgotten")
+    assert http.delete(f"{GROUPS}/priv{API}").status_code == 200
+    assert http.delete(f"{GROUPS}/priv{API}").status_code == 204
     deleted = http.delete(f"{NETS}/net{API}")
     assert deleted.status_code == 200
     assert deleted.content == b""

@@ -30,6 +30,7 @@ from skiff.api.context import (
     json_body,
     lro_headers,
     plane,
+    until_idle,
 )
 from skiff.control.names import group_fqdn
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
@@ -269,20 +270,46 @@ async def update_tags(subscription: str, resource_group: str, name: str, request
     return _render(plane_, record)
 
 
+#: Seconds a DELETE waits for the group's teardown before it answers. ACI answers a
+#: delete with the group (200) once it is gone, and the SDKs take that answer as the
+#: deleted group (``begin_delete().result()``, ``beginDeleteAndWait``); a teardown that
+#: takes longer (a container slow to stop) is answered 202 with an operation to poll.
+DELETE_WAIT_S = 60.0
+
+
 @router.delete(GROUP)
-def delete(subscription: str, resource_group: str, name: str, request: Request,
-           token: Principal) -> Response:
+async def delete(subscription: str, resource_group: str, name: str, request: Request,
+                 token: Principal) -> Response:
+    """Delete the group: 200 with the group as it was, once its containers are gone;
+    202 with ``Azure-AsyncOperation`` while a teardown goes on past :data:`DELETE_WAIT_S`;
+    204 when there is no such group. These are ACI's three answers."""
     plane_ = plane(request)
     check_subscription(token, subscription)
+    found = await asyncio.to_thread(_begin_delete, plane_, subscription, resource_group, name)
+    if found is None:
+        return Response(status_code=204)
+    record, rendered, op_id = found
+    await until_idle(plane_.reconciler, record.uid, DELETE_WAIT_S)
+    op = plane_.store.get_operation(op_id)
+    if op is not None and op.status == "InProgress":
+        return JSONResponse(rendered, status_code=202,
+                            headers=lro_headers(plane_, subscription, record.location, op.id))
+    return JSONResponse(rendered, status_code=200)
+
+
+def _begin_delete(plane_: ControlPlane, subscription: str, resource_group: str,
+                  name: str) -> tuple[GroupRecord, dict[str, Any], str] | None:
+    """Mark the group deleted and start its teardown: the group, as a GET showed it
+    before (without its instance view: its containers are going), and the operation."""
     record = plane_.store.get_group(subscription, resource_group, name)
     if record is None:
-        return Response(status_code=204)
+        return None
+    rendered = _render(plane_, record, instance_view=False)
     record = plane_.store.set_desired(subscription, resource_group, name, "deleted") or record
     op = plane_.store.create_operation(subscription, record.location, record.resource_id,
                                        "delete", generation=record.generation)
     plane_.reconciler.kick(record.uid)
-    return JSONResponse(_render(plane_, record, instance_view=False), status_code=202,
-                        headers=lro_headers(plane_, subscription, record.location, op.id))
+    return record, rendered, op.id
 
 
 def _lro_action(request: Request, subscription: str, resource_group: str, name: str,
@@ -322,6 +349,15 @@ def stop(subscription: str, resource_group: str, name: str, request: Request,
     plane_.reconciler.kick(record.uid)
     plane_.reconciler.wait_idle(record.uid)
     return Response(status_code=204)
+
+
+@router.get(GROUP + "/outboundNetworkDependenciesEndpoints")
+def outbound_network_dependencies(subscription: str, resource_group: str, name: str,
+                                  request: Request, token: Principal) -> list[str]:
+    """The endpoints a group in a virtual network must reach for ACI to run it: ACI
+    answers a JSON array of strings; a skiff node needs none, so the array is empty."""
+    _record(plane(request), token, subscription, resource_group, name)
+    return []
 
 
 def _list(plane_: ControlPlane, request: Request, subscription: str,

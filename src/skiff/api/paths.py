@@ -4,9 +4,16 @@
 containerGroups/x`` and every other spelling reach the same route. Only the
 fixed words at their positions are rewritten; names (resource groups,
 container groups) are left as the caller wrote them.
+
+Empty segments are dropped first, as ARM drops them: ``az container export`` and
+``create --file`` send ``.../Microsoft.ContainerInstance//containerGroups/x``,
+``az cloud register`` asks for ``//metadata/endpoints``, and ARM answers both as
+if the slash were single (a name is never empty, so nothing is lost).
 """
 
 from __future__ import annotations
+
+import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -16,7 +23,7 @@ _WORDS = {w.lower(): w for w in (
     _NETWORK, "virtualNetworks", "subnets",
     "subscriptions", "resourceGroups", "providers", _PROVIDER, "containerGroups", "containers",
     "logs", "exec", "attach", "start", "stop", "restart", "locations", "operations", "usages",
-    "capabilities", "cachedImages",
+    "capabilities", "cachedImages", "outboundNetworkDependenciesEndpoints",
 )}
 # Positions of fixed words, by the shapes of the API's paths (None: a name).
 _SHAPES: tuple[tuple[str | None, ...], ...] = (
@@ -35,8 +42,12 @@ _SHAPES: tuple[tuple[str | None, ...], ...] = (
 )
 
 
+_SLASHES = re.compile(r"//+")
+
+
 def canonical(path: str) -> str:
-    """The path with its fixed words spelled as the routes spell them."""
+    """The path without empty segments, its fixed words spelled as the routes spell them."""
+    path = _SLASHES.sub("/", path)
     parts = path.split("/")
     lead, segments = parts[0], parts[1:]
     for shape in _SHAPES:
