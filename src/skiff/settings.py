@@ -260,8 +260,13 @@ class ApiSettings:
     #: Where the HTTPS API listens. Loopback by default: containers reach the
     #: host through their bridge gateway when it listens there.
     listen: str = "127.0.0.1:8443"
-    #: The one location (region) this skiff serves.
+    #: The node's own location name: the default of a resource that names none.
     location: str = "local"
+    #: The other location names a resource may be created in, each an alias of this
+    #: node (the resource keeps and answers back the name it was given). None: every
+    #: public Azure region name (``eastus``, ``westeurope``...), so that bodies written
+    #: for Azure are placed here as they are.
+    locations: tuple[str, ...] | None = None
     #: Requests may add up to this many times the host's CPUs and memory.
     overcommit: float = 1.0
     #: Container groups per page of a list answer (``nextLink`` for more).

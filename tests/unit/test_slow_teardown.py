@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from skiff.api import groups as groups_api
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.testing.fake import FakeEngine
@@ -59,6 +60,12 @@ class Grace:
 def plane(tmp_path: Path) -> Iterator[ControlPlane]:
     with fake_plane(tmp_path, workers=4) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def short_delete_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DELETE answers 202 (an operation) at once while its teardown is held."""
+    monkeypatch.setattr(groups_api, "DELETE_WAIT_S", 0.05)
 
 
 @pytest.fixture

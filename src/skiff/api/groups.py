@@ -32,6 +32,7 @@ from skiff.api.context import (
     plane,
     until_idle,
 )
+from skiff.api.places import locations
 from skiff.control.names import group_fqdn
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
 from skiff.core.view import GroupView
@@ -112,7 +113,7 @@ def _capacity(plane_: ControlPlane, body: ContainerGroupBody, replacing: str | N
         network = " virtual network" if body.properties.subnet_ids else ""
         raise ArmError(409, "ServiceUnavailable",
                        f"The requested resource is not available in the location "
-                       f"'{plane_.settings.api.location}' at this moment. Please retry with a "
+                       f"'{body.location}' at this moment. Please retry with a "
                        f"different resource request or in another location. Resource "
                        f"requested: '{want_cpu:g}' CPU '{want_mem:g}' GB memory "
                        f"'{body.properties.os_type}' OS{network}")
@@ -153,15 +154,18 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
     check_subscription(token, subscription)
     raw = await request.body()
     return await asyncio.to_thread(_create_or_update, plane_, token, subscription,
-                                   resource_group, name, raw)
+                                   resource_group, name, raw,
+                                   request.query_params.get("api-version"))
 
 
 def _create_or_update(plane_: ControlPlane, token: TokenRecord, subscription: str,
-                      resource_group: str, name: str, raw: bytes) -> Response:
+                      resource_group: str, name: str, raw: bytes,
+                      api_version: str | None = None) -> Response:
     body = parse_container_group(json_body(raw), name=name,
                                  default_location=plane_.settings.api.location,
-                                 known_locations=[plane_.settings.api.location],
-                                 allow_privileged=plane_.settings.api.allow_privileged)
+                                 known_locations=locations(plane_),
+                                 allow_privileged=plane_.settings.api.allow_privileged,
+                                 api_version=api_version)
     placement = subnet_key(body.properties)
     if placement is not None:  # before any look-up: the answer tells nothing of the subnet
         check_linked(token, action=f"{PROVIDER}/containerGroups/write",
@@ -274,7 +278,8 @@ async def update_tags(subscription: str, resource_group: str, name: str, request
 #: delete with the group (200) once it is gone, and the SDKs take that answer as the
 #: deleted group (``begin_delete().result()``, ``beginDeleteAndWait``); a teardown that
 #: takes longer (a container slow to stop) is answered 202 with an operation to poll.
-DELETE_WAIT_S = 60.0
+#: Twice the default stop grace, and below the clients' read timeouts (skiff's: 30 s).
+DELETE_WAIT_S = 20.0
 
 
 @router.delete(GROUP)

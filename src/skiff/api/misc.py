@@ -19,6 +19,7 @@ from skiff.api.context import (
     plane,
     until_idle,
 )
+from skiff.api.places import locations
 from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.control.storage import worded_for
 from skiff.core.reference import parse as parse_reference
@@ -47,9 +48,10 @@ async def put_resource_group(subscription: str, resource_group: str, request: Re
     if not isinstance(doc, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
     check_location_text(doc.get("location"))
+    location = locations(plane(request)).place_resource_group(doc["location"])
     tags = check_tags(doc.get("tags"))
     record, created = plane(request).store.put_resource_group(subscription, resource_group,
-                                                              doc["location"], tags)
+                                                              location, tags)
     return JSONResponse(_rg(record), status_code=201 if created else 200)
 
 
@@ -151,12 +153,15 @@ def _operation_group(plane_: ControlPlane, op: OperationRecord) -> GroupRecord |
     return plane_.store.get_group(parts[2], parts[4], parts[8])
 
 
-def _location(request: Request, location: str) -> None:
-    known = plane(request).settings.api.location
-    if location.lower() != known.lower():
+def _location(request: Request, location: str) -> str:
+    """The location's known spelling; 404 if the node does not serve it."""
+    known = locations(plane(request)).resolve(location)
+    if known is None:
         raise ArmError(404, "LocationNotAvailableForResourceType",
-                       f"The location '{location}' is not available; this skiff serves "
-                       f"'{known}'.")
+                       f"The location '{location[:80]}' is not available for resource type "
+                       f"'{PROVIDER}/locations'. This skiff serves "
+                       f"'{plane(request).settings.api.location}' and its aliases.")
+    return known
 
 
 @router.get(LOCATION + "/usages")
@@ -192,12 +197,12 @@ def usages(subscription: str, location: str, request: Request,
 def capabilities(subscription: str, location: str, request: Request,
                  token: Principal) -> dict[str, Any]:
     check_subscription(token, subscription)
-    _location(request, location)
+    known = _location(request, location)
     ratio = plane(request).settings.api.overcommit
     capacity = plane(request).engine.capacity()
     return {"value": [{
         "resourceType": "containerGroups", "osType": "Linux",
-        "location": plane(request).settings.api.location, "ipAddressType": "Public",
+        "location": known, "ipAddressType": "Public",
         "gpu": "None", "capabilities": {"maxMemoryInGB": round(capacity.memory_gb * ratio, 1),
                                         "maxCpu": capacity.cpu_cores * ratio,
                                         "maxGpuCount": capacity.gpus}}]}

@@ -30,6 +30,7 @@ from skiff.api.context import (
     plane,
     until_idle,
 )
+from skiff.api.places import locations
 from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.errors import ArmError, SkiffError
 from skiff.models import network as models
@@ -81,6 +82,7 @@ async def put_vnet(subscription: str, resource_group: str, name: str, request: R
                              default_location=plane_.settings.api.location)
     _check_on_node(plane_, body)
     assert body.location is not None
+    body.location = locations(plane_).place(body.location, "Microsoft.Network/virtualNetworks")
     record, created = await asyncio.to_thread(
         plane_.store.put_vnet, subscription, resource_group, name, body.location,
         models.stored(body), body.tags or {})

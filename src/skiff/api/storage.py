@@ -37,6 +37,7 @@ from skiff.api.context import (
     json_body,
     plane,
 )
+from skiff.api.places import locations
 from skiff.control.storage import StorageService, new_key
 from skiff.core.shares import ShareInfo, ShareRef
 from skiff.core.view import iso
@@ -111,8 +112,9 @@ async def put_account(subscription: str, resource_group: str, account: str, requ
     body = models.parse_account(json_body(await request.body()),
                                 default_location=plane_.settings.api.location)
     store = service(plane_).store
+    location = locations(plane_).place(body.location, "Microsoft.Storage/storageAccounts")
     record, _ = await asyncio.to_thread(
-        store.put_account, subscription, resource_group, account, body.location, body.kind,
+        store.put_account, subscription, resource_group, account, location, body.kind,
         body.sku, body.tags, (new_key(), new_key()))
     return JSONResponse(render_account(plane_, record), status_code=200)
 

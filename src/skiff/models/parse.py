@@ -22,7 +22,9 @@ from pydantic_core import ErrorDetails
 from skiff.errors import ArmError
 from skiff.models.arm import check_location_text, check_tags
 from skiff.models.body import ContainerGroupBody
+from skiff.models.regions import Locations
 from skiff.models.rules import check_body, check_group_name
+from skiff.models.versions import fill_version_defaults
 
 _CONTAINER = r"properties\.(?:initContainers|containers)\[\]"
 
@@ -61,13 +63,15 @@ _EXPECTED = {
 
 
 def parse_container_group(body: dict[str, Any], *, name: str, default_location: str,
-                          known_locations: Collection[str],
-                          allow_privileged: bool = False) -> ContainerGroupBody:
+                          known_locations: Collection[str] | Locations,
+                          allow_privileged: bool = False,
+                          api_version: str | None = None) -> ContainerGroupBody:
     """Validate a PUT body for the group ``name``; raise ArmError(400, ...) on the first
     broken rule (``allow_privileged`` admits privileged containers). The result is
     normalized: enumerations in their canonical spelling, defaults filled in (location,
-    restartPolicy, sku, port protocols), read-only properties dropped, unknown
-    properties kept."""
+    restartPolicy, sku, port protocols; osType and containers' resources where the
+    request's ``api_version`` lets them out: :mod:`skiff.models.versions`), read-only
+    properties dropped, unknown properties kept."""
     check_group_name(name)
     if not isinstance(body, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
@@ -78,6 +82,7 @@ def parse_container_group(body: dict[str, Any], *, name: str, default_location: 
     if not any(isinstance(k, str) and k.lower() == "location" for k in data):
         data["location"] = default_location
     check_arm_fields(data)
+    data = fill_version_defaults(data, api_version)
     try:
         model = ContainerGroupBody.model_validate(data)
     except ValidationError as exc:

@@ -44,6 +44,7 @@ from skiff.models.body import (
     Volume,
     VolumeMount,
 )
+from skiff.models.regions import Locations
 
 # ACI's published limits per container group.
 MAX_CONTAINERS = 60
@@ -97,23 +98,16 @@ def check_group_name(name: str) -> None:
              f"The container group name {name[:80]!r} is invalid: use {_NAME_RULE}.", "name")
 
 
-def check_location(body: ContainerGroupBody, known_locations: Collection[str]) -> None:
+def check_location(body: ContainerGroupBody,
+                   known_locations: Collection[str] | Locations) -> None:
     """The location must be one this skiff serves; ARM's spelling rules apply
     (``West Europe`` is ``westeurope``), and the known spelling is kept."""
-    def key(text: str) -> str:
-        return text.replace(" ", "").lower()
-
-    for known in known_locations:
-        if key(known) == key(body.location):
-            body.location = known
-            return
-    fail("LocationNotAvailableForResourceType",
-         f"The provided location {body.location[:80]!r} is not available for resource type "
-         f"'Microsoft.ContainerInstance/containerGroups'. List of available regions for the "
-         f"resource type is '{','.join(sorted(known_locations))}'.", "location")
+    locations = (known_locations if isinstance(known_locations, Locations)
+                 else Locations(None, known_locations))
+    body.location = locations.place(body.location, "Microsoft.ContainerInstance/containerGroups")
 
 
-def check_body(body: ContainerGroupBody, known_locations: Collection[str], *,
+def check_body(body: ContainerGroupBody, known_locations: Collection[str] | Locations, *,
                allow_privileged: bool = False) -> None:
     """Every rule of the group, in reading order; ``allow_privileged`` admits
     ``securityContext.privileged`` and the host-level capabilities."""
