@@ -71,7 +71,8 @@ def succeeded(http: InProcessClient, answer: httpx.Response) -> dict[str, Any]:
     assert url.startswith(BASE)
     done = eventually(lambda: (doc if (doc := http.get(url).json())["status"] != "InProgress"
                                else None), what="the operation to end")
-    assert done is not None and done["status"] == "Succeeded", done
+    assert done is not None
+    assert done["status"] == "Succeeded", done
     return dict(done)
 
 
@@ -187,7 +188,8 @@ def test_an_unknown_location_gets_arms_error(http: InProcessClient) -> None:
                     "LocationNotAvailableForResourceType")
     assert "'atlantis'" in message
     assert "Microsoft.ContainerInstance/containerGroups" in message
-    assert "eastus" in message and "local" in message
+    assert "eastus" in message
+    assert "local" in message
 
 
 def test_location_routes_answer_for_every_alias(http: InProcessClient) -> None:

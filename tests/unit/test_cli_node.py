@@ -68,6 +68,27 @@ def test_serve_passes_its_public_cached_images(monkeypatch: pytest.MonkeyPatch) 
     assert "--public-cached-image" in CliRunner().invoke(main, ["serve", "--help"]).output
 
 
+def test_serve_passes_its_locations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--locations reaches ApiSettings as a tuple (not given: None, every Azure region);
+    an empty list is a usage error; --help documents it."""
+    import skiff.server
+
+    started: list[Settings] = []
+    monkeypatch.setattr(skiff.server, "serve", started.append)
+    assert CliRunner().invoke(main, ["serve"]).exit_code == 0
+    assert started[0].api.locations is None
+    result = CliRunner().invoke(main, ["serve", "--location", "edge-1",
+                                       "--locations", "westeurope, northeurope"])
+    assert result.exit_code == 0, result.output
+    assert started[1].api.location == "edge-1"
+    assert started[1].api.locations == ("westeurope", "northeurope")
+    bad = CliRunner().invoke(main, ["serve", "--locations", " , "])
+    assert bad.exit_code == 2
+    assert "--locations" in bad.output
+    assert len(started) == 2
+    assert "--locations" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
 def test_serve_passes_its_allowed_local_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each --allow-local-endpoint reaches NetworkSettings; one that is no address and
     port is a usage error; --help documents the option."""

@@ -49,7 +49,7 @@ def test_defaults_fill_what_is_missing_and_nothing_else() -> None:
 
 
 def test_defaults_read_names_in_any_case_and_nulls_as_missing() -> None:
-    doc = {"Properties": {"OSType": None, "Containers": [
+    doc: dict[str, Any] = {"Properties": {"OSType": None, "Containers": [
         {"Name": "c", "Properties": {"image": "busybox", "Resources": None}}]}}
     props = fill_version_defaults(doc, "2025-09-01")["Properties"]
     assert props["OSType"] == "Linux"
@@ -60,8 +60,9 @@ def test_defaults_read_names_in_any_case_and_nulls_as_missing() -> None:
 
 
 def test_a_body_of_another_shape_is_left_to_validation() -> None:
-    for doc in ({}, {"properties": []}, {"properties": {"containers": "x"}},
-                {"properties": {"containers": [1, {"name": "c"}]}}):
+    shapes: list[dict[str, Any]] = [{}, {"properties": []}, {"properties": {"containers": "x"}},
+                                    {"properties": {"containers": [1, {"name": "c"}]}}]
+    for doc in shapes:
         fill_version_defaults(doc, "2024-05-01-preview")  # no exception of its own
     with pytest.raises(ArmError) as caught:
         parse_container_group({"properties": {"containers": [{"name": "c"}]}}, name="g",
@@ -76,7 +77,8 @@ def test_locations_resolve_as_arm_compares_them() -> None:
     assert every.resolve("WESTEUROPE") == "westeurope"
     assert every.resolve("Local") == "local"
     assert every.resolve("atlantis") is None
-    assert "eastus2" in every and "nowhere" not in every
+    assert "eastus2" in every
+    assert "nowhere" not in every
     assert set(every.names()) == {*AZURE_REGIONS, "local"}
     assert len(set(AZURE_REGIONS)) == len(AZURE_REGIONS)
     assert all(name == name.lower() and " " not in name for name in AZURE_REGIONS)

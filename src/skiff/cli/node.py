@@ -42,7 +42,14 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
 @click.option("--listen", default=ApiSettings.listen, show_default=True, metavar="HOST:PORT",
               help="Where the HTTPS API listens (port 0: a free one, printed at start).")
 @click.option("--location", default=ApiSettings.location, show_default=True,
-              help="The location (region) name this skiff serves.")
+              help="The node's own location (region) name: that of resources that name "
+                   "none.")
+@click.option("--locations", "locations", default=None, metavar="NAME[,NAME...]",
+              help="The other location names resources may be created in, each an alias "
+                   "of this node (a resource keeps the name it was given); default: every "
+                   "public Azure region name (eastus, westeurope, ...), so that bodies "
+                   "written for Azure are placed here as they are. Any other name is "
+                   "refused with 400 LocationNotAvailableForResourceType.")
 @click.option("--dns-listen", default=None, metavar="HOST:PORT",
               help="Serve groups' dnsNameLabel names over DNS (UDP and TCP) here; "
                    "default: no DNS server.")
@@ -107,7 +114,8 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
                    "lives in DATA_ROOT/shares, one filesystem of its quota each. 1: none.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
-          dns_listen: str | None, dns_zone: str, tls_cert: Path | None, tls_key: Path | None,
+          locations: str | None, dns_listen: str | None, dns_zone: str,
+          tls_cert: Path | None, tls_key: Path | None,
           overcommit: float,
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
           public_subnet: str | None, public_interface: str | None,
@@ -131,7 +139,8 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         raise click.UsageError("--tls-cert and --tls-key go together")
     if dns_listen is not None:
         _check_dns_listen(dns_listen)
-    api = ApiSettings(listen=listen, location=location, tls_cert=tls_cert, tls_key=tls_key,
+    api = ApiSettings(listen=listen, location=location,
+                      locations=_parse_locations(locations), tls_cert=tls_cert, tls_key=tls_key,
                       overcommit=overcommit, allow_privileged=allow_privileged,
                       default_isolation=default_isolation.capitalize(),
                       public_cached_images=_check_images(public_cached_images))
@@ -180,6 +189,20 @@ def parse_userns(text: str) -> tuple[int, int]:
         raise click.BadParameter(f"{text!r} is not FIRST:COUNT with FIRST > 0 and COUNT > 0",
                                  param_hint="--userns-remap") from None
     return pair
+
+
+def _parse_locations(text: str | None) -> tuple[str, ...] | None:
+    """``--locations`` as a tuple of names (None: not given, every Azure region)."""
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter("name at least one location", param_hint="--locations")
+    for name in names:
+        if len(name) > 90 or not name.isprintable():
+            raise click.BadParameter(f"{name[:40]!r} is not a location name",
+                                     param_hint="--locations")
+    return names
 
 
 def _check_images(refs: tuple[str, ...]) -> tuple[str, ...]:
