@@ -156,3 +156,55 @@ def test_failed_image_pull_fails_provisioning(skiff: RunningServer, images: Buil
     with pytest.raises(HttpResponseError) as failed:
         sdk(skiff).container_groups.begin_create_or_update("rg1", "nope", model).result()
     assert "nothing/here" in str(failed.value)
+
+
+def test_what_real_clients_found(skiff: RunningServer, images: BuiltImages) -> None:
+    """Issue 14's compatibility items through the SDK: a group in ``eastus`` (an alias of the
+    node, kept and answered back), its outboundNetworkDependenciesEndpoints (an empty list),
+    its location's usages and capabilities, and begin_delete().result() giving the deleted
+    group, as on ACI (None for a group that does not exist: ACI's 204)."""
+    client = sdk(skiff)
+    model = group_model(images)
+    model.location = "eastus"
+    created = client.container_groups.begin_create_or_update("rg1", "east", model).result()
+    assert created.location == "eastus"
+    assert created.provisioning_state == "Succeeded"
+    assert client.container_groups.get_outbound_network_dependencies_endpoints(
+        "rg1", "east") == []
+    usages = {u.name.value: u.current_value for u in client.location.list_usage("eastus")}
+    assert usages["ContainerGroups"] == 1
+    assert [c.location for c in client.location.list_capabilities("eastus")] == ["eastus"]
+    doubled = raw(skiff).get(f"/subscriptions/{SUB}/resourceGroups/rg1/providers/"
+                             f"Microsoft.ContainerInstance//containerGroups/east{API}")
+    assert doubled.status_code == 200
+    assert doubled.json()["location"] == "eastus"
+    deleted = client.container_groups.begin_delete("rg1", "east").result()
+    assert isinstance(deleted, ContainerGroup)
+    assert deleted.name == "east"
+    assert deleted.location == "eastus"
+    assert deleted.containers[0].image == images.bb
+    with pytest.raises(ResourceNotFoundError):
+        client.container_groups.get("rg1", "east")
+    assert skiff.server.plane.engine.group_ids() == []
+    assert client.container_groups.begin_delete("rg1", "east").result() is None
+
+
+def test_a_body_as_az_sends_it_without_os_type_or_resources(skiff: RunningServer,
+                                                           images: BuiltImages) -> None:
+    """api-version 2024-05-01-preview (az 2.91's) and a body without osType and resources:
+    a Linux group whose container runs with 1 CPU and 1.5 GB."""
+    http = raw(skiff)
+    url = (f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.ContainerInstance/"
+           f"containerGroups/bare?api-version=2024-05-01-preview")
+    made = http.put(url, json={"location": "westeurope", "properties": {"containers": [
+        {"name": "main", "properties": {"image": images.bb,
+                                        "command": ["sh", "-c", "sleep 300"]}}]}})
+    assert made.status_code == 201, made.text
+    eventually(lambda: http.get(url).json()["properties"].get("instanceView", {}).get("state"),
+               until=lambda state: state == "Running", what="the bare group running",
+               timeout_s=60)
+    got = http.get(url).json()
+    assert got["location"] == "westeurope"
+    assert got["properties"]["osType"] == "Linux"
+    assert got["properties"]["containers"][0]["properties"]["resources"] == {
+        "requests": {"cpu": 1.0, "memoryInGB": 1.5}}
