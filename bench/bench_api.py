@@ -175,7 +175,8 @@ class Api:
         return answer
 
     def delete(self, rg: str, name: str) -> None:
-        response = self._ok(self.http.delete(f"{self.group_path(rg, name)}?{API}"), 202, 204)
+        response = self._ok(self.http.delete(f"{self.group_path(rg, name)}?{API}"),
+                            200, 202, 204)
         if response.status_code == 202:
             self.wait(response)
 

@@ -111,7 +111,7 @@ class Tenant:
         return took
 
     def delete(self, name: str) -> httpx.Response:
-        return self._ok(self.http.delete(self.path(name)), 202, 204)
+        return self._ok(self.http.delete(self.path(name)), 200, 202, 204)
 
     def gone(self, names: list[str], timeout_s: float) -> None:
         """Wait until every group of ``names`` answers 404."""

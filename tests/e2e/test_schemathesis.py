@@ -282,4 +282,4 @@ def test_exec_refuses_commands_and_sizes_it_cannot_use(
         answer = api.post(f"{path}/containers/main/exec",
                           json={"command": "ls", "terminalSize": {"rows": 0, "cols": 0}})
         assert answer.status_code == 200, answer.text
-        assert api.delete(path).status_code == 202
+        assert api.delete(path).status_code in (200, 202)

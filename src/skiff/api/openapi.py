@@ -8,11 +8,13 @@ writes (PUT 200/201, DELETE 200/202/204, the actions' 202/204) and the ARM
 error body on the statuses any operation may answer (400 invalid input or
 api-version, 401 authentication, 404 absent, 409 conflict, 500 unforeseen,
 503 busy). A 405 names the methods its path takes in ``Allow``, all of them
-(Starlette's names only those of the first route on the path).
+(Starlette's names only those of the first route on the path). A location, in a body
+or a path, is one of the names the node serves (skiff.models.regions): an ``enum``.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,7 +22,8 @@ from fastapi.openapi.utils import get_openapi
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from skiff.models.arm import MAX_RESOURCE_GROUP_NAME, RESOURCE_GROUP_PATTERN
+from skiff.api.places import locations
+from skiff.models.arm import LOCATION_PATTERN, MAX_RESOURCE_GROUP_NAME, RESOURCE_GROUP_PATTERN
 
 _ERROR_RESPONSE: dict[str, Any] = {
     "title": "ErrorResponse", "type": "object", "required": ["error"], "properties": {
@@ -56,12 +59,16 @@ def success_statuses(method: str, path: str) -> set[int]:
     return {200}
 
 
-def _complete(operation: dict[str, Any], method: str, path: str) -> None:
+def _complete(operation: dict[str, Any], method: str, path: str,
+              served: list[str]) -> None:
     for parameter in operation.get("parameters", []):
         if parameter.get("in") == "path" and parameter.get("name") == "resource_group":
             parameter["schema"] = {**parameter.get("schema", {}), "minLength": 1,
                                    "maxLength": MAX_RESOURCE_GROUP_NAME,
                                    "pattern": RESOURCE_GROUP_PATTERN}
+        if parameter.get("in") == "path" and parameter.get("name") == "location":
+            parameter["schema"] = {**parameter.get("schema", {}), "enum": served}
+    _served_locations(operation.get("requestBody", {}), served)
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)
     wanted = success_statuses(method, path)
@@ -75,14 +82,31 @@ def _complete(operation: dict[str, Any], method: str, path: str) -> None:
             "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 
 
+def _served_locations(node: Any, served: list[str]) -> None:
+    """Give every body's ``location`` (the schema skiff.api.bodies writes for it) the
+    names the node serves, as an ``enum``."""
+    if isinstance(node, dict):
+        place = node.get("properties", {}).get("location") \
+            if isinstance(node.get("properties"), dict) else None
+        if isinstance(place, dict) and place.get("pattern") == LOCATION_PATTERN:
+            place["enum"] = served
+        for value in node.values():
+            _served_locations(value, served)
+    elif isinstance(node, list):
+        for value in node:
+            _served_locations(value, served)
+
+
 def describe(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document, with every status its operations answer."""
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version,
-                             description=app.description, routes=app.routes)
+        # A copy: the bodies' schemas (skiff.api.bodies) are shared, and are changed here.
+        schema = copy.deepcopy(get_openapi(title=app.title, version=app.version,
+                                           description=app.description, routes=app.routes))
+        served = locations(app.state.plane).names()
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
-                _complete(operation, method, path)
+                _complete(operation, method, path, served)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
