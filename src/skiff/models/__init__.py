@@ -31,8 +31,9 @@ Body and group:
   property with no rule of its own is missing (``properties``).
 - ``InvalidContainerGroupName``: the group name is not 1-63 lowercase letters, digits and
   '-', starting and ending with a letter or digit, without '--'.
-- ``LocationNotAvailableForResourceType`` (*ACI*): the location is not one this skiff
-  serves; the message lists those it does. A missing location is the default one.
+- ``LocationNotAvailableForResourceType`` (*ARM*): the location is not one this skiff
+  serves (its own, or an Azure region name: :mod:`skiff.models.regions`); the message
+  lists those it does. A missing location is the default one.
 - ARM's rules, common to every resource (:mod:`skiff.models.arm`): ``LocationRequired``
   (an empty or non-string location), ``InvalidLocation`` (over 90 characters or not
   printable), ``InvalidResourceGroup`` (at PUT, a name that is not 1-90 letters, digits,
@@ -40,8 +41,9 @@ Body and group:
   ``InvalidTagNameCharacters`` (an empty name, ``<>%&\\?/`` or control characters),
   ``InvalidTagNameLength`` (over 512), ``InvalidTagValue`` (not a string),
   ``InvalidTagValueLength`` (over 256).
-- ``InvalidOsType`` (*ACI*): osType is missing or unknown, or is Windows: skiff runs Linux
-  containers only.
+- ``InvalidOsType`` (*ACI*): osType is missing (before api-version 2024-05-01-preview;
+  from it, a missing osType is Linux: :mod:`skiff.models.versions`) or unknown, or is
+  Windows: skiff runs Linux containers only.
 - ``InvalidRestartPolicy``: restartPolicy is not Always, OnFailure or Never.
 - ``InvalidSku``: sku is not Standard, Dedicated or Confidential.
 - ``InvalidPriority``: priority is not Regular or Spot.
@@ -64,7 +66,8 @@ Containers:
 - ``InvalidImageReference``: the image is not a reference Docker would accept (a registry
   port outside 1-65535, a bracketed host that is no IPv6 address included).
 - ``ResourceRequestsNotSpecified`` (*ACI*): resources.requests.cpu or memoryInGB is missing
-  or not positive.
+  or not positive (a container without resources gets 1 CPU and 1.5 GB from api-version
+  2024-05-01-preview on).
 - ``ContainerLimitLessThanRequest``: a resource limit is below the container's request.
 - ``ContainerLimitGreaterThanContainerGroupTotalRequest`` (*ACI*): a limit exceeds the sum of
   the group's requests.
