@@ -179,6 +179,10 @@ def test_an_azure_region_is_an_alias_of_the_node(http: InProcessClient) -> None:
     assert spaced.status_code == 201, spaced.text
     assert spaced.json()["location"] == "westeurope"
     assert http.put(f"{GROUPS}/i{API}", json=group_body(None)).json()["location"] == "local"
+    # One place or not, a resource stays in the location it was created in, as in ARM.
+    error(http.put(f"{GROUPS}/g{API}", json=group_body("westus")), 409,
+          "InvalidResourceLocation")
+    assert http.put(f"{GROUPS}/g{API}", json=group_body("East US")).status_code == 200
 
 
 def test_an_unknown_location_gets_arms_error(http: InProcessClient) -> None:
