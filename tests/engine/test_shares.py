@@ -141,12 +141,14 @@ def test_data_survives_an_unmount_and_a_new_instance(shares: LoopShares) -> None
     """What a restart or a reboot does: another LoopShares on the same root finds the
     share and mounts it again with its files."""
     ref = new_share(shares)
+    assert os.listdir(shares.root(ref)) == []  # empty, as a new Azure share: no lost+found
     (shares.root(ref) / "f").write_text("kept")
     mounts.unmount_below(shares.top)
     again = LoopShares(shares.top)
     assert again.names() == [ref]
     assert again.mount_all() == []
     assert (again.root(ref) / "f").read_text() == "kept"
+    assert os.listdir(again.root(ref)) == ["f"]
     again.remove(ref)
     assert again.names() == []
     assert not mounts.strictly_below(shares.top)
