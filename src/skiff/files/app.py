@@ -120,7 +120,8 @@ def _share_etag(info: ShareInfo) -> str:
 
 
 def _space_error() -> Fail:
-    return Fail(413, "ShareSizeLimitReached", "The specified share is full.")
+    # 403, as Azure Files' error table gives it (not 413: the request is not too large).
+    return Fail(403, "ShareSizeLimitReached", "The specified share is full.")
 
 
 class Request:
