@@ -238,7 +238,7 @@ def test_a_wrong_key_fails_the_group_with_failed_mount(
                  volumes=(share_volume(ref, key=wrong),))
     engine.run(spec)
     view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
-    failed = [e for e in view.events if e.name == "FailedMount"]
+    failed = [e for e in view.events if e.name == "FailedMountAzureFileVolume"]
     assert failed
     assert "not one of its keys" in failed[0].message
     assert wrong not in str(engine.view(spec.id).to_json())
@@ -255,7 +255,7 @@ def test_no_resolver_fails_azure_file_volumes(tmp_path: Path, images: BuiltImage
                      volumes=(share_volume(ShareRef("acct", "data")),))
         engine.run(spec)
         view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
-        assert any(e.name == "FailedMount" and "no file shares" in e.message
+        assert any(e.name == "FailedMountAzureFileVolume" and "no file shares" in e.message
                    for e in view.events)
 
 
