@@ -229,7 +229,9 @@ def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *
         sock, listen = bind(listen)
     try:
         return files_serving.start(sock, listen, shares, cert=cert, key=key,
-                                   public=settings.files.public_url)
+                                   public=settings.files.public_url,
+                                   workers=settings.files.workers,
+                                   per_client=settings.files.max_connections_per_client)
     except BaseException:
         sock.close()
         raise

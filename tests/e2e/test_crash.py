@@ -359,6 +359,7 @@ def test_sigkill_keeps_share_data_and_the_share_mounts_again(
         return text
 
     logs = eventually(reader_logs, what="the reader ran", timeout_s=60)
+    assert logs is not None
     for data, path in ((uploaded, "sdk/upload.bin"), (from_group, "group.bin")):
         digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
         assert f"{digest}  /mnt/share/{path}" in logs, logs
