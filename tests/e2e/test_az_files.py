@@ -133,3 +133,20 @@ def test_az_storage_share_directory_and_file_commands(skiff: RunningServer, az: 
         {"deleted": True}
     assert az("storage", "share", "delete", "-n", "other", *c) == {"deleted": True}
     assert az("storage", "share", "exists", "-n", "other", *c) == {"exists": False}
+
+
+def test_without_the_data_plane_accounts_have_no_file_endpoint(tmp_path: Path) -> None:
+    """skiff serve --files-listen none: no account answers a primaryEndpoints.file that
+    nobody serves, and show-connection-string says why it has no string to give."""
+    with running_server(tmp_path / "root", files=False) as bare:
+        assert bare.settings.files.listen is None
+        made = skiff_cli(bare, "storage", "account", "create", "-n", "nofiles", "-g", "rg")
+        assert made["primaryEndpoints"] == {}
+
+        def factory() -> SkiffClient:
+            return SkiffClient(bare.url, bare.token, ca=str(bare.ca))
+
+        refused = CliRunner().invoke(main, ["storage", "account", "show-connection-string",
+                                            "-n", "nofiles"], obj=factory)
+        assert refused.exit_code == 1
+        assert "(NoFileEndpoint)" in refused.stderr
