@@ -13,6 +13,7 @@ import pytest
 from skiff.engine import mounts
 from skiff.engine.images import ImageStore
 from skiff.engine.images.rootfs import unmount
+from skiff.testing import az as azcli
 from skiff.testing.catalog import BuiltImages, built_images
 
 
@@ -34,6 +35,19 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImages]:
         pytest.skip("needs docker-registry and skopeo (run .ci/run)")
     with built_images(tmp_path_factory.mktemp("registries")) as built:
         yield built
+
+
+@pytest.fixture
+def az(tmp_path: Path) -> azcli.Az:
+    """The real az CLI (the pinned azure-cli CI installs), isolated in a configuration
+    directory of this test's; ``az.trusting(server.ca)`` for a skiff's HTTPS. Skipped
+    only where no az is installed (CI always has it)."""
+    found = azcli.find()
+    if found is None:
+        pytest.skip(azcli.HOW_TO_INSTALL)
+    config = tmp_path / "az-config"
+    config.mkdir(mode=0o700)
+    return azcli.Az(found, config)
 
 
 @pytest.fixture

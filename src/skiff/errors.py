@@ -269,6 +269,6 @@ class NodeStorageFull(ShareError):
 
 class ShareMountFailed(VolumeError, ShareError):
     """A group's azureFile volume names an account, share or key that does not hold:
-    the group fails with a ``FailedMount`` event, as ACI's does."""
+    the group fails with a ``FailedMountAzureFileVolume`` event, as ACI's does."""
 
-    code = "FailedMount"
+    code = "FailedMountAzureFileVolume"

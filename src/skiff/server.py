@@ -34,7 +34,7 @@ from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
-from skiff.control.storage import FileEndpoint, StorageService, default_file_endpoint
+from skiff.control.storage import FileEndpoint, StorageService
 from skiff.core.shares import FileShares, ShareDisks
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
@@ -163,15 +163,15 @@ def build(settings: Settings, *, share_disks: ShareDisks | None = None,
 
     ``share_disks``: the node's storage of file shares (default: its loop-mounted
     share filesystems under the data root, :class:`~skiff.engine.shares.LoopShares`);
-    ``file_endpoint``: an account's Azure Files URL (default: the API's host, the next
-    port, :func:`~skiff.control.storage.default_file_endpoint`)."""
+    ``file_endpoint``: an account's Azure Files URL (default: where ``settings.files``
+    says the data plane listens, :func:`files_endpoint`; none when it is not served)."""
     root = settings.data_root
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o711)  # noqa: S103 -- others may traverse to ca.pem, nothing more
     serving = hold_serving(root)
     try:
         return _build(settings, serving, share_disks,
-                      file_endpoint or default_file_endpoint(settings.api))
+                      file_endpoint or (lambda account: files_endpoint(settings, account)))
     except BaseException:
         os.close(serving)
         raise
@@ -229,7 +229,9 @@ def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *
         sock, listen = bind(listen)
     try:
         return files_serving.start(sock, listen, shares, cert=cert, key=key,
-                                   public=settings.files.public_url)
+                                   public=settings.files.public_url,
+                                   workers=settings.files.workers,
+                                   per_client=settings.files.max_connections_per_client)
     except BaseException:
         sock.close()
         raise
@@ -259,8 +261,7 @@ def serve(settings: Settings) -> None:
             settings = dataclasses.replace(
                 settings, files=dataclasses.replace(settings.files, listen=files_listen))
         bound = settings
-        server = build(settings, file_endpoint=lambda account: files_endpoint(bound, account)
-                       or default_file_endpoint(bound.api)(account))
+        server = build(settings, file_endpoint=lambda account: files_endpoint(bound, account))
     except BaseException:
         sock.close()
         if files_sock is not None:

@@ -305,6 +305,11 @@ class FilesSettings:
     #: The URL base clients are given (``https://HOST:PORT``); None: from ``listen``
     #: (127.0.0.1 for a wildcard address).
     public_url: str | None = None
+    #: Connections served at once from one client address (loopback clients share
+    #: 127.0.0.1); beyond, a new one's requests are answered 503 ``ServerBusy``.
+    max_connections_per_client: int = 64
+    #: Requests handled at once (worker threads doing their file and store I/O).
+    workers: int = 16
 
 
 @dataclass(frozen=True, kw_only=True)

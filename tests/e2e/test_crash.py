@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import signal
 import ssl
 import subprocess
@@ -14,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from click.testing import CliRunner
 
+from skiff.cli.main import main
 from skiff.engine.network import firewall
 from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import bridge_name
@@ -40,12 +45,20 @@ class Serve:
 
     def __init__(self, root: Path, port: int, allow: Sequence[str]) -> None:
         self.root, self.port, self.allow = root, port, allow
+        self.files_port = free_port()  # the Azure Files data plane's
         self.process: subprocess.Popen[bytes] | None = None
+        #: Set by a test that cleaned up itself: the fixture then starts no server again.
+        self.finished = False
+
+    @property
+    def files_url(self) -> str:
+        return f"https://127.0.0.1:{self.files_port}"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "skiff", "serve", "--data-root", str(self.root),
              "--listen", f"127.0.0.1:{self.port}",
+             "--files-listen", f"127.0.0.1:{self.files_port}",
              *(f"--allow-local-endpoint={endpoint}" for endpoint in self.allow)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         process = self.process
@@ -94,6 +107,8 @@ def _delete_everything(server: Serve) -> None:
     then, a moment before the store forgets it. Stopped before that, skiff leaves the
     deletions still queued to its next start, which never comes here: their containers
     would leak."""
+    if server.finished:
+        return
     if server.process is None or server.process.poll() is not None:
         server.start()
     client = server.client()
@@ -230,3 +245,132 @@ def test_after_a_reboot_of_the_node_the_reconciler_brings_groups_back(
     assert gone["instanceView"]["state"] == "Failed"
     state = gone["containers"][0]["properties"]["instanceView"]["currentState"]
     assert (state["state"], state["exitCode"]) == ("Terminated", 255)
+
+
+ACCOUNTS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts"
+
+
+def _share_group(images: BuiltImages, account: str, key: str, script: str,
+                 policy: str) -> dict[str, Any]:
+    return {"location": "local", "properties": {
+        "osType": "Linux", "restartPolicy": policy,
+        "volumes": [{"name": "share", "azureFile": {
+            "shareName": "data", "storageAccountName": account, "storageAccountKey": key}}],
+        "containers": [{"name": "c", "properties": {
+            "image": images.bb, "command": ["sh", "-c", script],
+            "volumeMounts": [{"name": "share", "mountPath": "/mnt/share"}],
+            "resources": {"requests": {"cpu": 0.05, "memoryInGB": 0.05}}}}]}}
+
+
+def _share_state(root: Path) -> dict[str, Any]:
+    """What the node holds for the shares of ``root``: the loop devices backing their
+    images, how many times each point below the root is mounted, the bindfs processes."""
+    backing = [p / "loop" / "backing_file" for p in Path("/sys/block").glob("loop*")]
+    loops = sorted(f"{b.parent.parent.name} {b.read_text().strip()}" for b in backing
+                   if b.exists() and b.read_text().startswith(f"{root}/"))
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    below = {point: points.count(point) for point in points if point.startswith(f"{root}/")}
+    bindfs = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if argv and Path(argv[0].decode()).name == "bindfs" and \
+                    any(a.decode().startswith(f"{root}/") for a in argv):
+                bindfs.append(proc.name)
+    return {"loops": loops, "mounts": below, "bindfs": bindfs}
+
+
+def test_sigkill_keeps_share_data_and_the_share_mounts_again(
+    serve: Serve, images: BuiltImages
+) -> None:
+    """Files the SDK uploaded and a group wrote through its azureFile mount survive a
+    SIGKILL of skiff serve and its restart on the same data root: the data plane serves
+    them intact, a new group mounts the share and reads them, and nothing is mounted,
+    looped or bound twice; after a reset nothing of the share is left on the host."""
+    fileshare = pytest.importorskip("azure.storage.fileshare")
+    serve.start()
+    client = serve.client()
+    account = "crashacct"
+    made = client.put(f"{ACCOUNTS}/{account}{API}", json={
+        "location": "local", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}})
+    assert made.status_code in (200, 201), made.text
+    made = client.put(f"{ACCOUNTS}/{account}/fileServices/default/shares/data{API}",
+                      json={"properties": {"shareQuota": 1}})
+    assert made.status_code in (200, 201), made.text
+    key = client.post(f"{ACCOUNTS}/{account}/listKeys{API}").json()["keys"][0]["value"]
+
+    def share() -> Any:
+        service = fileshare.ShareServiceClient(
+            f"{serve.files_url}/{account}/",
+            credential={"account_name": account, "account_key": key},
+            connection_verify=str(serve.root / "ca.pem"))
+        return service.get_share_client("data")
+
+    uploaded = os.urandom(5 * 1024 * 1024 + 7)
+    share().create_directory("sdk")
+    share().get_file_client("sdk/upload.bin").upload_file(uploaded)
+    # a group writes through its mount, and keeps running (the share mounted) past the kill
+    writer = client.put(f"{GROUPS}/writer{API}", json=_share_group(
+        images, account, key, "dd if=/dev/urandom of=/mnt/share/group.bin bs=64k count=40 "
+        "2>/dev/null && echo done > /mnt/share/group.txt; trap 'exit 0' TERM; "
+        "sleep 3600 & wait", "Always"))
+    assert writer.status_code == 201, writer.text
+
+    def written() -> bytes:
+        return bytes(share().get_file_client("group.txt").download_file().readall())
+
+    eventually(lambda: written() == b"done\n", what="the group wrote its files",
+               timeout_s=60, ignore=(ResourceNotFoundError,))
+    from_group = share().get_file_client("group.bin").download_file().readall()
+    assert len(from_group) == 40 * 64 * 1024
+    before = _share_state(serve.root)
+    image = serve.root / "shares" / account / "data.img"
+    assert [loop for loop in before["loops"] if loop.endswith(f" {image}")], before
+    assert before["bindfs"], before  # the writer's view
+
+    serve.kill()  # SIGKILL
+    serve.start()
+    client = serve.client()
+    after = _share_state(serve.root)
+    assert after == before, "mounted, looped or bound again on top of what was there"
+    assert all(count == 1 for count in after["mounts"].values()), after
+    assert len([loop for loop in after["loops"] if loop.endswith(f" {image}")]) == 1, after
+    assert share().get_file_client("sdk/upload.bin").download_file().readall() == uploaded
+    assert share().get_file_client("group.bin").download_file().readall() == from_group
+    group = _settled(client, "writer")
+    assert group["properties"]["instanceView"]["state"] == "Running", group["properties"]
+
+    # the writer goes; a new group mounts the share and finds both files whole
+    deleted = client.delete(f"{GROUPS}/writer{API}")
+    assert deleted.status_code in (200, 202, 204), deleted.text
+    eventually(lambda: client.get(f"{GROUPS}/writer{API}").status_code == 404,
+               what="the writer is gone", timeout_s=60)
+    made = client.put(f"{GROUPS}/reader{API}", json=_share_group(
+        images, account, key, "md5sum /mnt/share/sdk/upload.bin /mnt/share/group.bin",
+        "Never"))
+    assert made.status_code == 201, made.text
+
+    def reader_logs() -> str | None:
+        doc = client.get(f"{GROUPS}/reader{API}").json()
+        state = doc["properties"]["containers"][0]["properties"].get("instanceView", {})
+        if state.get("currentState", {}).get("state") != "Terminated":
+            return None
+        text: str = client.get(f"{GROUPS}/reader/containers/c/logs{API}").json()["content"]
+        return text
+
+    logs = eventually(reader_logs, what="the reader ran", timeout_s=60)
+    assert logs is not None
+    for data, path in ((uploaded, "sdk/upload.bin"), (from_group, "group.bin")):
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        assert f"{digest}  /mnt/share/{path}" in logs, logs
+
+    # stopped and reset, the node keeps nothing of the share but its data
+    _delete_everything(serve)
+    serve.finished = True
+    done = CliRunner().invoke(main, ["node", "reset", "--force", "--grace", "1",
+                                     "--data-root", str(serve.root)])
+    assert done.exit_code == 0, (done.stdout, done.stderr)
+    assert _share_state(serve.root) == {"loops": [], "mounts": {}, "bindfs": []}
+    assert image.exists()
+

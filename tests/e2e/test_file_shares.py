@@ -145,6 +145,6 @@ def test_a_wrong_key_fails_the_group_with_failed_mount(
         view = group["properties"]["instanceView"]
         assert view["state"] == "Failed", group["properties"]
         text = str(group)
-        assert "FailedMount" in text, text
+        assert "FailedMountAzureFileVolume" in text, text
         assert wrong not in text
         assert key not in text

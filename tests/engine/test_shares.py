@@ -141,12 +141,14 @@ def test_data_survives_an_unmount_and_a_new_instance(shares: LoopShares) -> None
     """What a restart or a reboot does: another LoopShares on the same root finds the
     share and mounts it again with its files."""
     ref = new_share(shares)
+    assert os.listdir(shares.root(ref)) == []  # empty, as a new Azure share: no lost+found
     (shares.root(ref) / "f").write_text("kept")
     mounts.unmount_below(shares.top)
     again = LoopShares(shares.top)
     assert again.names() == [ref]
     assert again.mount_all() == []
     assert (again.root(ref) / "f").read_text() == "kept"
+    assert os.listdir(again.root(ref)) == ["f"]
     again.remove(ref)
     assert again.names() == []
     assert not mounts.strictly_below(shares.top)
@@ -183,7 +185,7 @@ def test_two_groups_share_read_write_and_a_read_only_mount_gets_erofs(
     assert not (shares.root(ref) / "ro").exists()
     for spec in (writer, other, reader):
         engine.delete(spec.id)
-    assert sorted(p.name for p in shares.root(ref).iterdir()) == ["a", "b", "lost+found"]
+    assert sorted(p.name for p in shares.root(ref).iterdir()) == ["a", "b"]
 
 
 def test_files_look_as_on_aci_smb_owned_by_root_0777_chmod_chown_ignored(
@@ -236,7 +238,7 @@ def test_a_wrong_key_fails_the_group_with_failed_mount(
                  volumes=(share_volume(ref, key=wrong),))
     engine.run(spec)
     view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
-    failed = [e for e in view.events if e.name == "FailedMount"]
+    failed = [e for e in view.events if e.name == "FailedMountAzureFileVolume"]
     assert failed
     assert "not one of its keys" in failed[0].message
     assert wrong not in str(engine.view(spec.id).to_json())
@@ -253,7 +255,7 @@ def test_no_resolver_fails_azure_file_volumes(tmp_path: Path, images: BuiltImage
                      volumes=(share_volume(ShareRef("acct", "data")),))
         engine.run(spec)
         view = wait_view(engine, spec.id, lambda v: v.state == "Failed")
-        assert any(e.name == "FailedMount" and "no file shares" in e.message
+        assert any(e.name == "FailedMountAzureFileVolume" and "no file shares" in e.message
                    for e in view.events)
 
 

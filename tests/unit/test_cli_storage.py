@@ -160,3 +160,23 @@ def test_help_texts() -> None:
 def test_connection_string_without_endpoint() -> None:
     assert connection_string({"name": "a"}, "k") == \
         "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=k"
+
+
+def test_no_data_plane_no_file_endpoint_and_no_connection_string(
+        run: Any, plane: ControlPlane) -> None:
+    """Where the node serves no Azure Files (skiff serve --files-listen none), an account
+    answers no primaryEndpoints.file (as Azure leaves out a service an account lacks),
+    and show-connection-string says so rather than give a string whose SDK would sign
+    requests for Azure's public endpoint."""
+    assert plane.storage is not None
+    plane.storage.file_endpoint = lambda account: None
+    made = ok(run("storage", "account", "create", "-n", "nofiles", "-g", "rg", "-l", "local"))
+    assert made["primaryEndpoints"] == {}
+    refused = run("storage", "account", "show-connection-string", "-n", "nofiles")
+    assert refused.exit_code == 1
+    assert refused.stdout == ""
+    assert refused.stderr.startswith("ERROR: (NoFileEndpoint) The storage account nofiles "
+                                     "has no file endpoint"), refused.stderr
+    assert "--files-listen none" in refused.stderr
+    for key in plane.storage.account_keys("nofiles"):
+        assert key not in refused.output

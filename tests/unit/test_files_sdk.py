@@ -320,6 +320,7 @@ def test_ranges_past_the_end_and_quota(plane: Plane, monkeypatch: pytest.MonkeyP
     with pytest.raises(HttpResponseError) as big:
         share.get_file_client("huge").create_file(2 * 1024 ** 3)
     assert _code(big.value) == "ShareSizeLimitReached"
+    assert big.value.status_code == 403  # Azure Files' status for a full share
 
     def full(fd: int, data: bytes, offset: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -328,7 +329,7 @@ def test_ranges_past_the_end_and_quota(plane: Plane, monkeypatch: pytest.MonkeyP
     with pytest.raises(HttpResponseError) as nospace:
         file.upload_range(b"0123456789", offset=0, length=10)
     assert _code(nospace.value) == "ShareSizeLimitReached"
-    assert nospace.value.status_code == 413
+    assert nospace.value.status_code == 403
 
 
 def test_cli_file_and_directory(plane: Plane, tmp_path: Path) -> None:

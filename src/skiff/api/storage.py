@@ -299,12 +299,16 @@ def render_account(plane_: ControlPlane, record: AccountRecord) -> dict[str, Any
     sku.setdefault("tier", "Premium" if str(sku.get("name", "")).lower().startswith("premium")
                    else "Standard")
     created = iso(record.created_at)
+    # As Azure leaves out the endpoints of services an account lacks: none when this node
+    # serves no Azure Files (skiff serve --files-listen none).
+    file = service(plane_).file_endpoint(record.name)
+    endpoints = {"file": file} if file else {}
     return {
         "id": record.resource_id, "name": record.name, "type": models.ACCOUNT_TYPE,
         "location": record.location, "kind": record.kind, "sku": sku, "tags": record.tags,
         "properties": {
             "provisioningState": "Succeeded",
-            "primaryEndpoints": {"file": service(plane_).file_endpoint(record.name)},
+            "primaryEndpoints": endpoints,
             "primaryLocation": record.location, "statusOfPrimary": "available",
             "creationTime": created, "supportsHttpsTrafficOnly": True,
             "minimumTlsVersion": "TLS1_2", "allowSharedKeyAccess": True,

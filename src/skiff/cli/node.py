@@ -106,6 +106,11 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
               help="The data plane's URL base as clients reach it (https://HOST:PORT), "
                    "answered in accounts' primaryEndpoints.file; default: from "
                    "--files-listen.")
+@click.option("--files-connections-per-client", type=click.IntRange(min=1),
+              default=FilesSettings.max_connections_per_client, show_default=True,
+              help="Connections the data plane serves at once from one client address "
+                   "(processes on the node all come from 127.0.0.1); beyond, a new one's "
+                   "requests are answered 503 ServerBusy, which clients retry.")
 @click.option("--share-overcommit", type=float, default=ShareSettings.overcommit,
               show_default=True,
               help="How far the file shares' quotas together may pass the disk they could "
@@ -121,7 +126,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           public_subnet: str | None, public_interface: str | None,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
           group_disk_gb: float, files_listen: str, files_url: str | None,
-          share_overcommit: float,
+          files_connections_per_client: int, share_overcommit: float,
           verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
@@ -169,7 +174,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     try:
         files = FilesSettings(
             listen=None if files_listen.lower() == "none" else files_listen,
-            public_url=files_url)
+            public_url=files_url, max_connections_per_client=files_connections_per_client)
         run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
                             runtime=runtime, network=network, disks=disks, files=files,
                             shares=shares))

@@ -25,6 +25,7 @@ from skiff.cli.common import AzCommand, handle_errors, keep_secret, new_client
 from skiff.cli.output import emit, output_options
 from skiff.cli.views import add_resource_group, todict
 from skiff.client import SkiffClient
+from skiff.errors import SkiffError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -212,8 +213,21 @@ def show_connection_string(name: str, resource_group: str | None, key_name: str,
         found = client.get_account(rg, name)
         values = [str(k.get("value", "")) for k in client.account_keys(rg, name)]
     keep_secret(*values)
+    if not ((found.get("properties") or {}).get("primaryEndpoints") or {}).get("file"):
+        # Without FileEndpoint, SDKs and az would send the key's signatures to Azure's
+        # public endpoint (<account>.file.core.windows.net): no string is better.
+        raise NoFileEndpoint(
+            f"The storage account {name} has no file endpoint: this skiff does not serve "
+            "Azure Files (skiff serve --files-listen none), so there is no connection "
+            "string to give. `skiff storage account keys list` gives the keys.")
     value = values[0 if key_name == "primary" else 1] if len(values) > 1 else ""
     emit({"connectionString": connection_string(found, value)}, output, query)
+
+
+class NoFileEndpoint(SkiffError):
+    """The account has no Azure Files endpoint (the node serves none)."""
+
+    code = "NoFileEndpoint"
 
 
 # ---- shares -----------------------------------------------------------------------------

@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 KEY_BYTES = 64
 
 
-#: An account's name -> the URL of its Azure Files endpoint (``primaryEndpoints.file``).
-FileEndpoint = Callable[[str], str]
+#: An account's name -> the URL of its Azure Files endpoint (``primaryEndpoints.file``);
+#: None where the node serves no Azure Files (the account has no file endpoint).
+FileEndpoint = Callable[[str], str | None]
 
 
 def default_file_endpoint(api: ApiSettings) -> FileEndpoint:

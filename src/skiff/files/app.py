@@ -6,6 +6,13 @@ Addresses are path-style: ``/<account>`` (the service), ``/<account>/<share>`` w
 4 MiB, as Azure) is written with ``os.pwrite`` once whole; a Get File is read with
 ``os.pread`` a chunk at a time. Every failure is Azure's XML error with its
 ``x-ms-error-code`` header; never a 500 for bad input.
+
+Nothing blocking runs on the event loop: a request is handled in a worker thread (at
+most :data:`WORKERS` at once; the rest wait for one), which reads the store and the
+share's files. A handler that needs the request's body answers :class:`BodyWanted`:
+the body is received on the loop (a slow client holds no thread), then the handler's
+continuation writes it in a worker thread. A Get File's chunks are read in worker
+threads too, each while the one before it is sent.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
+
+import anyio
+import anyio.abc
+import anyio.to_thread
 
 from skiff.core.shares import FileShares, ShareInfo, ShareRef
 from skiff.errors import (
@@ -52,6 +63,8 @@ MAX_RANGE = 4 * 1024 * 1024
 MAX_FILE = 4 * 1024 ** 4
 #: Bytes per read of a Get File answer.
 READ_CHUNK = 1024 * 1024
+#: Requests handled at once (worker threads doing their file and store I/O); more wait.
+WORKERS = 16
 #: The version answered when a request names none.
 VERSION = "2025-05-05"
 #: Where a file's or directory's properties live (content headers, metadata, created).
@@ -120,7 +133,8 @@ def _share_etag(info: ShareInfo) -> str:
 
 
 def _space_error() -> Fail:
-    return Fail(413, "ShareSizeLimitReached", "The specified share is full.")
+    # 403, as Azure Files' error table gives it (not 413: the request is not too large).
+    return Fail(403, "ShareSizeLimitReached", "The specified share is full.")
 
 
 class Request:
@@ -196,6 +210,23 @@ class Answer:
         self.stream: tuple[int, int, int] | None = None
 
 
+class BodyWanted:
+    """A handler's answer when it needs the request's body: the app receives it on the
+    event loop (at most ``limit`` bytes), then runs ``then(body)`` in a worker thread for
+    the answer. ``abandon`` runs instead when the body never comes whole (the client
+    went, or sent too much): it releases what the handler holds (an open file)."""
+
+    def __init__(self, limit: int, then: Callable[[bytes], Answer],
+                 abandon: Callable[[], None] | None = None) -> None:
+        self.limit = limit
+        self.then = then
+        self.abandon = abandon or (lambda: None)
+
+
+#: What a handler answers: the answer, or a request for the body first.
+Outcome = Answer | BodyWanted
+
+
 def _props_of(fd: int) -> dict[str, Any]:
     try:
         return dict(json.loads(os.getxattr(fd, XATTR)))
@@ -230,9 +261,10 @@ class FilesApp:
     """The ASGI app: ``FilesApp(shares, endpoint=...)``; ``endpoint`` is the public URL
     base (``https://HOST:PORT``) answered in listings."""
 
-    def __init__(self, shares: FileShares, *, endpoint: str) -> None:
+    def __init__(self, shares: FileShares, *, endpoint: str, workers: int = WORKERS) -> None:
         self.shares = shares
         self.endpoint = endpoint.rstrip("/")
+        self._workers = anyio.CapacityLimiter(workers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -242,8 +274,31 @@ class FilesApp:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
+        outcome = await self._in_worker(request, self.handle, request)
+        while isinstance(outcome, BodyWanted):
+            wanted = outcome
+            try:
+                body = await request.body(wanted.limit)
+            except Fail as fail:
+                wanted.abandon()
+                outcome = self.error(request, fail)
+                break
+            except BaseException:
+                wanted.abandon()
+                raise
+            outcome = await self._in_worker(request, wanted.then, body)
+        await self.respond(request, outcome, send)
+
+    async def _in_worker(self, request: Request, step: Callable[..., Outcome],
+                         *args: Any) -> Outcome:
+        """``step(*args)`` in a worker thread; a failure as Azure's error answer."""
+        return await anyio.to_thread.run_sync(self._answered, request, step, *args,
+                                              limiter=self._workers)
+
+    def _answered(self, request: Request, step: Callable[..., Outcome],
+                  *args: Any) -> Outcome:
         try:
-            answer = await self.handle(request)
+            return step(*args)
         except Fail as fail:
             answer = self.error(request, fail)
         except paths.BadName:
@@ -267,7 +322,7 @@ class FilesApp:
             answer = self.error(request, Fail(500, "InternalError",
                                               "The server encountered an internal error. "
                                               "Please retry the request."))
-        await self.respond(request, answer, send)
+        return answer
 
     def error(self, request: Request, fail: Fail) -> Answer:
         body = bodies.error(fail.code, fail.message, request.request_id, _now_iso())
@@ -294,22 +349,27 @@ class FilesApp:
             return
         fd, offset, remaining = answer.stream
         try:
-            while remaining > 0:
-                chunk = os.pread(fd, min(READ_CHUNK, remaining), offset)
-                if not chunk:
-                    chunk = b"\0" * min(READ_CHUNK, remaining)  # truncated meanwhile
-                offset += len(chunk)
-                remaining -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk,
-                            "more_body": remaining > 0})
             if length == 0:
                 await send({"type": "http.response.body", "body": b""})
+                return
+            async with anyio.create_task_group() as tasks:
+                # Chunk n+1 is read (in a worker thread) while chunk n is sent.
+                ahead = _ReadAhead(tasks, fd, self._workers)
+                ahead.start(offset, min(READ_CHUNK, remaining))
+                while remaining > 0:
+                    chunk = await ahead.result()
+                    offset += len(chunk)
+                    remaining -= len(chunk)
+                    if remaining > 0:
+                        ahead.start(offset, min(READ_CHUNK, remaining))
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": remaining > 0})
         finally:
             os.close(fd)
 
     # --- dispatch ---------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Answer:
+    def handle(self, request: Request) -> Outcome:
         parts = request.raw_path.split("/")[1:]
         account = unquote(parts[0]) if parts else ""
         if not account:
@@ -324,20 +384,20 @@ class FilesApp:
             access = auth.Access("s", "l" if comp == "list" else
                                  ("r" if method in ("GET", "HEAD") else "w"))
             self.authenticate(request, account, access)
-            return await self.service(request, account, comp, restype)
+            return self.service(request, account, comp, restype)
         if share and not path and restype == "share":
             permission = {"GET": "r", "HEAD": "r", "DELETE": "d"}.get(method, "w")
             if method == "PUT" and not comp:
                 permission = "c"
             self.authenticate(request, account, auth.Access("c", permission, share))
-            return await self.share(request, ShareRef(account, share), comp)
+            return self.share(request, ShareRef(account, share), comp)
         if restype == "directory":
             permission = {"GET": "l" if comp == "list" else "r", "HEAD": "r",
                           "DELETE": "d"}.get(method, "w")
             if method == "PUT" and not comp:
                 permission = "c"
             self.authenticate(request, account, auth.Access("o", permission, share, path))
-            return await self.directory(request, ShareRef(account, share), path, comp)
+            return self.directory(request, ShareRef(account, share), path, comp)
         if not path:
             raise Fail(400, "InvalidQueryParameterValue",
                        "Value for one of the query parameters specified in the request URI "
@@ -346,7 +406,7 @@ class FilesApp:
         if method == "PUT" and not comp:
             permission = "c"
         self.authenticate(request, account, auth.Access("o", permission, share, path))
-        return await self.file(request, ShareRef(account, share), path, comp)
+        return self.file(request, ShareRef(account, share), path, comp)
 
     def authenticate(self, request: Request, account: str, access: auth.Access) -> None:
         try:
@@ -373,16 +433,14 @@ class FilesApp:
 
     # --- service ----------------------------------------------------------------------
 
-    async def service(self, request: Request, account: str, comp: str,
-                      restype: str) -> Answer:
+    def service(self, request: Request, account: str, comp: str, restype: str) -> Outcome:
         if comp == "list" and request.method == "GET":
             return self.list_shares(request, account)
         if restype == "service" and comp == "properties":
             if request.method == "GET":
                 return Answer(200, bodies.SERVICE_PROPERTIES, {"content-type": "application/xml"})
             if request.method == "PUT":
-                await request.body(64 * 1024)
-                return Answer(202)
+                return BodyWanted(64 * 1024, lambda _: Answer(202))
         raise Fail(400, "UnsupportedQueryParameter" if comp else "InvalidUri",
                    "One of the query parameters specified in the request URI is not supported.")
 
@@ -429,7 +487,7 @@ class FilesApp:
         headers.update({f"x-ms-meta-{k}": v for k, v in info.metadata.items()})
         return headers
 
-    async def share(self, request: Request, ref: ShareRef, comp: str) -> Answer:
+    def share(self, request: Request, ref: ShareRef, comp: str) -> Outcome:
         method = request.method
         try:
             if method == "PUT" and not comp:
@@ -465,12 +523,7 @@ class FilesApp:
                 return Answer(200, bodies.ACL, {**self._share_headers(info),
                                                 "content-type": "application/xml"})
             if comp == "acl" and method == "PUT":
-                body = await request.body(64 * 1024)
-                if b"<SignedIdentifier>" in body:
-                    raise Fail(400, "FeatureNotSupported",
-                               "Stored access policies are not supported.")
-                info = self.shares.get_share(ref)
-                return Answer(200, headers=self._share_headers(info))
+                return BodyWanted(64 * 1024, lambda body: self.set_acl(ref, body))
         except ShareNotFound:
             raise _share_not_found() from None
         except StorageAccountNotFound:
@@ -489,6 +542,15 @@ class FilesApp:
         raise Fail(400, "UnsupportedHttpVerb" if not comp else "UnsupportedQueryParameter",
                    "The resource doesn't support the specified HTTP verb or query parameter.")
 
+    def set_acl(self, ref: ShareRef, body: bytes) -> Answer:
+        if b"<SignedIdentifier>" in body:
+            raise Fail(400, "FeatureNotSupported", "Stored access policies are not supported.")
+        try:
+            info = self.shares.get_share(ref)
+        except (ShareNotFound, StorageAccountNotFound):
+            raise _share_not_found() from None
+        return Answer(200, headers=self._share_headers(info))
+
     def _root(self, ref: ShareRef) -> os.PathLike[str]:
         try:
             return self.shares.root(ref)
@@ -505,8 +567,7 @@ class FilesApp:
 
     # --- directories ------------------------------------------------------------------
 
-    async def directory(self, request: Request, ref: ShareRef, path: str,
-                        comp: str) -> Answer:
+    def directory(self, request: Request, ref: ShareRef, path: str, comp: str) -> Outcome:
         root = self._root(ref)
         parts = paths.split(path)
         method = request.method
@@ -666,14 +727,14 @@ class FilesApp:
                 headers[name] = content[name]
         return headers
 
-    async def file(self, request: Request, ref: ShareRef, path: str, comp: str) -> Answer:
+    def file(self, request: Request, ref: ShareRef, path: str, comp: str) -> Outcome:
         root = self._root(ref)
         parts = paths.split(path)
         method = request.method
         if method == "PUT" and not comp:
             return self.create_file(request, ref, root, parts)
         if method == "PUT" and comp == "range":
-            return await self.put_range(request, ref, root, parts)
+            return self.put_range(request, ref, root, parts)
         if method in ("GET", "HEAD") and not comp:
             return self.get_file(request, root, parts)
         if method == "DELETE" and not comp:
@@ -764,8 +825,8 @@ class FilesApp:
         finally:
             os.close(fd)
 
-    async def put_range(self, request: Request, ref: ShareRef, root: os.PathLike[str],
-                        parts: list[str]) -> Answer:
+    def put_range(self, request: Request, ref: ShareRef, root: os.PathLike[str],
+                  parts: list[str]) -> Outcome:
         header = "x-ms-range" if "x-ms-range" in request.headers else "range"
         start, end = _parse_range(request.headers.get(header), header)
         if end is None:
@@ -777,55 +838,65 @@ class FilesApp:
         if length > MAX_RANGE:
             raise Fail(413, "RequestBodyTooLarge", "The request body is too large and exceeds "
                        f"the maximum permissible limit. MaxLimit:{MAX_RANGE}")
+        if write == "update":
+            declared = request.headers.get("content-length")
+            if declared is not None and declared != str(length):
+                raise Fail(400, "InvalidHeaderValue", "The value for one of the HTTP "
+                           "headers is not in the correct format. Header: Content-Length")
         fd = self._open_file(root, parts, os.O_RDWR)
         try:
-            size = os.fstat(fd).st_size
-            if end >= size:
+            if end >= os.fstat(fd).st_size:
                 raise Fail(416, "InvalidRange", "The range specified is invalid for the current "
                            "size of the resource.")
-            if write == "update":
-                declared = request.headers.get("content-length")
-                if declared is not None and declared != str(length):
-                    raise Fail(400, "InvalidHeaderValue", "The value for one of the HTTP "
-                               "headers is not in the correct format. Header: Content-Length")
-                data = await request.body(MAX_RANGE)
-                if len(data) != length:
-                    raise Fail(400, "InvalidHeaderValue", "The value for one of the HTTP "
-                               "headers is not in the correct format. Header: Content-Length")
-                given = request.headers.get("content-md5")
-                digest = b""
-                if given:  # checked (and answered) when sent: MD5 costs ~2 ms a MiB
-                    digest = hashlib.md5(data, usedforsecurity=False).digest()
-                    try:
-                        expected = base64.b64decode(given.encode("latin-1"), validate=True)
-                    except ValueError:
-                        raise Fail(400, "InvalidMd5", "The MD5 value specified in the request "
-                                   "is invalid. The MD5 value must be 128 bits and "
-                                   "Base64-encoded.") from None
-                    if expected != digest:
-                        raise Fail(400, "Md5Mismatch", "The MD5 value specified in the "
-                                   "request did not match with the MD5 value calculated by "
-                                   "the server.")
-                _pwrite_all(fd, data, start)
-            else:
-                await request.body(0)
-                zeros = b"\0" * min(length, READ_CHUNK)
-                offset = start
-                while offset <= end:
-                    n = min(len(zeros), end + 1 - offset)
-                    _pwrite_all(fd, zeros[:n], offset)
-                    offset += n
-                digest = b""
-            headers = self._item_headers(os.fstat(fd), {}, False)
-            for name in list(headers):
-                if name.startswith("x-ms-file-"):
-                    del headers[name]
-            if digest:
-                headers["content-md5"] = base64.b64encode(digest).decode()
-            headers["x-ms-file-last-write-time"] = _iso(os.fstat(fd).st_mtime_ns)
-            return Answer(201, headers=headers)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+
+        def written(data: bytes) -> Answer:
+            try:
+                return self._write_range(request, fd, start, end, write, data)
+            finally:
+                os.close(fd)
+
+        return BodyWanted(MAX_RANGE if write == "update" else 0, written,
+                          lambda: os.close(fd))
+
+    def _write_range(self, request: Request, fd: int, start: int, end: int, write: str,
+                     data: bytes) -> Answer:
+        digest = b""
+        if write == "update":
+            if len(data) != end - start + 1:
+                raise Fail(400, "InvalidHeaderValue", "The value for one of the HTTP "
+                           "headers is not in the correct format. Header: Content-Length")
+            given = request.headers.get("content-md5")
+            if given:  # checked (and answered) when sent: MD5 costs ~2 ms a MiB
+                digest = hashlib.md5(data, usedforsecurity=False).digest()
+                try:
+                    expected = base64.b64decode(given.encode("latin-1"), validate=True)
+                except ValueError:
+                    raise Fail(400, "InvalidMd5", "The MD5 value specified in the request "
+                               "is invalid. The MD5 value must be 128 bits and "
+                               "Base64-encoded.") from None
+                if expected != digest:
+                    raise Fail(400, "Md5Mismatch", "The MD5 value specified in the "
+                               "request did not match with the MD5 value calculated by "
+                               "the server.")
+            _pwrite_all(fd, data, start)
+        else:
+            zeros = b"\0" * min(end - start + 1, READ_CHUNK)
+            offset = start
+            while offset <= end:
+                n = min(len(zeros), end + 1 - offset)
+                _pwrite_all(fd, zeros[:n], offset)
+                offset += n
+        headers = self._item_headers(os.fstat(fd), {}, False)
+        for name in list(headers):
+            if name.startswith("x-ms-file-"):
+                del headers[name]
+        if digest:
+            headers["content-md5"] = base64.b64encode(digest).decode()
+        headers["x-ms-file-last-write-time"] = _iso(os.fstat(fd).st_mtime_ns)
+        return Answer(201, headers=headers)
 
     def get_file(self, request: Request, root: os.PathLike[str], parts: list[str]) -> Answer:
         fd = self._open_file(root, parts, os.O_RDONLY)
@@ -866,6 +937,43 @@ class FilesApp:
         except BaseException:
             os.close(fd)
             raise
+
+
+class _ReadAhead:
+    """One read of a file at a time in a worker thread, started before it is awaited."""
+
+    def __init__(self, tasks: anyio.abc.TaskGroup, fd: int,
+                 workers: anyio.CapacityLimiter) -> None:
+        self._tasks = tasks
+        self._fd = fd
+        self._workers = workers
+        self._done = anyio.Event()
+        self._chunk = b""
+        self._error: BaseException | None = None
+
+    def start(self, offset: int, size: int) -> None:
+        self._done = anyio.Event()
+        self._tasks.start_soon(self._read, offset, size)
+
+    async def _read(self, offset: int, size: int) -> None:
+        try:
+            self._chunk = await anyio.to_thread.run_sync(_pread_chunk, self._fd, size, offset,
+                                                         limiter=self._workers)
+        except Exception as exc:  # given to the awaiting side
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def result(self) -> bytes:
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._chunk
+
+
+def _pread_chunk(fd: int, size: int, offset: int) -> bytes:
+    chunk = os.pread(fd, size, offset)
+    return chunk or b"\0" * size  # truncated meanwhile: the length promised, as zeros
 
 
 def _listable(name: str) -> bool:

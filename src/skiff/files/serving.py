@@ -12,7 +12,11 @@ from pathlib import Path
 import uvicorn
 
 from skiff.core.shares import FileShares
-from skiff.files.app import FilesApp
+from skiff.files.app import WORKERS, FilesApp
+from skiff.files.limits import ClientSlots, limited_protocol
+
+#: Connections served at once per client address, by default (see skiff.files.limits).
+MAX_CONNECTIONS_PER_CLIENT = 64
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +48,18 @@ def public_url(listen: str, public: str | None) -> str:
 
 
 def start(sock: socket.socket, listen: str, shares: FileShares, *, cert: Path, key: Path,
-          public: str | None = None) -> FilesServer:
+          public: str | None = None, workers: int = WORKERS,
+          per_client: int = MAX_CONNECTIONS_PER_CLIENT) -> FilesServer:
     """Serve the data plane over ``shares`` on the bound ``sock`` (``listen`` its address,
-    with the real port) in a thread of its own, with TLS from ``cert``/``key``."""
+    with the real port) in a thread of its own, with TLS from ``cert``/``key``: requests
+    handled by at most ``workers`` threads at once, at most ``per_client`` connections
+    served per client address (beyond, answered 503 ``ServerBusy``)."""
     url = public_url(listen, public)
-    app = FilesApp(shares, endpoint=url)
+    app = FilesApp(shares, endpoint=url, workers=workers)
     config = uvicorn.Config(app, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             log_level="warning", lifespan="off", access_log=False,
-                            timeout_graceful_shutdown=2)
+                            timeout_graceful_shutdown=2,
+                            http=limited_protocol(ClientSlots(per_client)))
     server = uvicorn.Server(config)
 
     def run() -> None:

@@ -89,8 +89,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
                         dns=DnsSettings(listen=dns_listen),
                         files=FilesSettings(listen=files_listen))
     try:
-        server = build(settings, file_endpoint=None if files_sock is None else (
-            lambda account: files_endpoint(settings, account) or ""))
+        server = build(settings, file_endpoint=lambda account: files_endpoint(settings, account))
     except BaseException:
         if files_sock is not None:
             files_sock.close()

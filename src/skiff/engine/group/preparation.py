@@ -46,7 +46,8 @@ def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageSto
         group.volume_paths = volumes.prepare(spec.id, spec.volumes,
                                              owner=containerspec.volume_owner(driver, spec))
     except ShareMountFailed as exc:  # ACI's event for a share it cannot mount
-        group.view.event("FailedMount", scrub(exc.message, secrets_of(spec)), warning=True)
+        group.view.event("FailedMountAzureFileVolume", scrub(exc.message, secrets_of(spec)),
+                         warning=True)
         group.fail(f"volumes could not be prepared: {exc.message}")
     except SkiffError as exc:
         group.fail(f"volumes could not be prepared: {exc.message}")

@@ -300,6 +300,10 @@ class LoopShares:
             loopdisk.mount(image, point, MOUNT_OPTIONS)
         except SkiffError as exc:
             raise ShareError(f"cannot mount the share at {point}: {exc.message}") from exc
+        # mkfs's lost+found is no file of the share's (a new Azure share is empty); e2fsck
+        # makes it again when it needs one, and one holding what it found stays.
+        with contextlib.suppress(OSError):
+            os.rmdir(point / "lost+found")
 
     @staticmethod
     def _unmount(point: Path) -> None:

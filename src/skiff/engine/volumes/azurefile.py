@@ -9,7 +9,7 @@ costs one or two mount(2) calls, no process.
 Before anything is mounted, :meth:`AzureFileDriver.check` asks the resolver
 whether the account, the share and the key the group presents hold (as ACI
 checks the key when it mounts): a :class:`~skiff.errors.ShareMountFailed`
-otherwise, which fails the group with a ``FailedMount`` event before any of
+otherwise, which fails the group with a ``FailedMountAzureFileVolume`` event before any of
 its volumes is made. Without share disks or a resolver (a node that has no
 storage service), every azureFile volume fails that way.
 
