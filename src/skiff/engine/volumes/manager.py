@@ -202,11 +202,11 @@ class Volumes:
         if self.disks is not None:
             self.disks.release(group_id, group)
 
-    def refill(self) -> None:
-        """Make the disks that starts took from the pool again, in the background: for
-        when a start is done, so that making them does not slow it."""
-        if self.disks is not None:
-            self.disks.kick()
+    def starting(self) -> contextlib.AbstractContextManager[None]:
+        """Mark a group start under way, for its ``with`` block: the disks that starts
+        take from the pool are made again in the background once the node is quiet,
+        so that making them slows no start."""
+        return self.disks.starting() if self.disks is not None else contextlib.nullcontext()
 
     def close(self) -> None:
         """Stop making disks in the background."""
