@@ -100,7 +100,7 @@ def open_fds() -> int:
 
 
 def test_a_start_places_a_disk_held_mounted_and_the_pool_refills(tmp_path: Path) -> None:
-    """With the pool full, its disks are held mounted (detached, lost+found gone); attach
+    """With the pool full, its disks are held mounted (detached, ready for layers); attach
     renames one and places its mount (no mount on the way, nothing made); the pool is
     refilled in the background once kicked (the start done)."""
     fs = FakeFilesystems(tmp_path)
@@ -109,7 +109,7 @@ def test_a_start_places_a_disk_held_mounted_and_the_pool_refills(tmp_path: Path)
     assert gd.pooled() == 2
     assert gd.ready() == 2
     assert len(fs.detached) == 2
-    assert all(not (d.root / "lost+found").exists() for d in fs.detached)
+    assert all(os.listdir(d.root) == [".layers"] for d in fs.detached)  # lost+found gone
     made = len(fs.made)
     pooled = {p.stat().st_ino for p in gd.pool.iterdir()}
     gd.attach("g1", tmp_path / "mnt" / "g1")
