@@ -13,9 +13,10 @@ moods:
 
 Each figure is "run group, 1 container" (the container's process running), as
 bench_groups.py measures it (target p50 <= 60 ms), on a quiet node: before each
-start, every engine's disk pool is full again (a node refills it once no start
-was under way for ``refill_delay_s``; three engines on one machine would
-otherwise refill beside each other's starts). The disk's own steps, taking a
+start, every engine's background work is done (the previous group's network
+teardown, the network pool's and the disk pool's refills: a node refills its disk
+pool once no start was under way for ``refill_delay_s``; three engines on one
+machine would otherwise do that work beside each other's starts). The disk's own steps, taking a
 ready disk and releasing it, are timed alone at the end. ``--steps`` also times
 the steps of each start (preparation, the disk's attach, the rootfs, runc's
 create), by wrapping the engines' methods.
@@ -90,8 +91,12 @@ class Steps:
 
 
 def settle(engines: dict[str, tuple[Supervisor, str]]) -> None:
-    """Wait until every engine's disk pool is full again (a quiet node's)."""
+    """Wait until every engine is quiet again: the networks deleted groups leave torn
+    down (a CNI DEL, ≈ 100 ms of iptables in the background, would slow the next
+    engine's start by its xtables lock and CPU), the network and disk pools full."""
     for engine, _ in engines.values():
+        engine.networks.settle()
+        engine.networks.prewarm()
         disks = engine.volumes.disks
         if disks is not None:
             eventually(disks.settled, what="the disk pool refilled", timeout_s=30,
