@@ -169,6 +169,9 @@ def test_the_pool_holds_its_disks_mounted_nowhere_and_lets_them_go_at_close(
         disks.attach("g1", target)
         assert len(loop_devices(disks.image("g1"))) == 1
         assert os.listdir(target) == [".layers"]  # made, lost+found gone, when pooled
+        line = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if line.split()[4] == str(target))
+        assert {"discard", "noinit_itable"} <= set(line.split()[-1].split(","))  # its options
         (target / "x").write_text("written")
         disks.close()
         kept = [p for p in pooled if p.exists()]

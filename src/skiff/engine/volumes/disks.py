@@ -15,8 +15,8 @@ made ahead, as the network's warm pool makes namespaces ahead: ``pool/`` keeps
 *detached* (:func:`~skiff.engine.volumes.loopdisk.mount_detached`: on its loop
 device, mounted nowhere, held by a file descriptor, its ``lost+found`` gone). A
 start renames one to ``groups/<group id>.img`` and places its mount at the group's
-directory (≈ 0.05 ms), its ``.layers`` made already; with none ready, it mounts a pooled file, and with the pool
-empty, it makes one too.
+directory (≈ 0.05 ms), its ``.layers`` made already; with none ready, it mounts a
+pooled file, and with the pool empty, it makes one too.
 
 The pool is refilled by a background thread at the lowest priority, and only while
 the node is quiet: no start under way (:meth:`GroupDisks.starting`) and none for
