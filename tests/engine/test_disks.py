@@ -4,13 +4,17 @@ inside the container (ENOSPC), and the disk, its mount and its loop device go wi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skiff.core.spec import EmptyDirVolume, RestartPolicy, Volume, VolumeMount
+from skiff.engine import mounts
 from skiff.engine.group.supervisor import Supervisor
+from skiff.engine.volumes.disks import GroupDisks
+from skiff.errors import VolumeError
 from skiff.settings import DiskSettings, RuntimeSettings, Settings
 from skiff.testing.catalog import BuiltImages
 from skiff.testing.engine import wait_view
@@ -146,3 +150,57 @@ def test_sweep_removes_a_disk_no_group_has(small: Supervisor) -> None:
     assert loop_devices(image) == []
     assert not image.exists()
     assert str(target) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_the_pool_holds_its_disks_mounted_nowhere_and_lets_them_go_at_close(
+    tmp_path: Path
+) -> None:
+    """The pool's disks are mounted detached: each on a loop device, at no mount point; a
+    start places one where the group's volumes go (no new loop device), and close lets
+    the others go, loop devices with them; their files stay for the next skiff."""
+    disks = GroupDisks(tmp_path, DiskSettings(group_gb=LIMIT_BYTES / 1e9, pool_size=2))
+    target = tmp_path / "volumes" / "g1"
+    try:
+        disks.prewarm()
+        assert disks.ready() == 2
+        pooled = sorted(disks.pool.iterdir())
+        assert [len(loop_devices(p)) for p in pooled] == [1, 1]
+        assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+        disks.attach("g1", target)
+        assert len(loop_devices(disks.image("g1"))) == 1
+        assert os.listdir(target) == [".layers"]  # made, lost+found gone, when pooled
+        line = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if line.split()[4] == str(target))
+        assert {"discard", "noinit_itable"} <= set(line.split()[-1].split(","))  # its options
+        (target / "x").write_text("written")
+        disks.close()
+        kept = [p for p in pooled if p.exists()]
+        assert len(kept) == 1  # the other one taken
+        assert loop_devices(kept[0]) == []
+        assert (target / "x").read_text() == "written"  # the placed one stays mounted
+    finally:
+        disks.close()
+        disks.release("g1", target)
+    assert not [d for d, _ in mounts.loop_devices_below(tmp_path)]
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_pooled_file_that_does_not_mount_is_deleted_without_a_loop_device_left(
+    tmp_path: Path
+) -> None:
+    """A pooled file holding no filesystem fails to mount: it is deleted, its loop device
+    gone; the next fill makes a good disk."""
+    disks = GroupDisks(tmp_path, DiskSettings(group_gb=LIMIT_BYTES / 1e9, pool_size=1))
+    bad = disks.pool / "bad.img"
+    with open(bad, "xb") as f:
+        f.truncate(disks.size_bytes)
+    try:
+        with pytest.raises(VolumeError, match="cannot mount"):
+            disks.prewarm()
+        assert not bad.exists()
+        assert not mounts.loop_devices_below(tmp_path)
+        disks.prewarm()
+        assert disks.ready() == 1
+    finally:
+        disks.close()
+    assert not mounts.loop_devices_below(tmp_path)

@@ -5,6 +5,11 @@ namespace files, secret tmpfs volumes). A ``mount`` process costs
 milliseconds each time; libc through ctypes costs microseconds. Calls return
 0 or the errno, and each caller turns a failure into its own skiff error.
 
+A filesystem can also be mounted *detached* (:func:`mount_detached`, the mount API of
+Linux 5.2): mounted, but nowhere in any tree, held only by a file descriptor, and
+placed at a mount point later in microseconds (:func:`place_detached`); closing
+the descriptor of one not placed unmounts it, and a process that dies closes it.
+
 A node reset removes whatever is mounted below a directory, whoever made it
 (:func:`unmount_below`), and the loop devices of files below it
 (:func:`loop_devices_below`, :func:`detach_loop`).
@@ -25,6 +30,7 @@ libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes
                        ctypes.c_char_p)
 libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 libc.unshare.argtypes = (ctypes.c_int,)
+libc.syscall.restype = ctypes.c_long
 
 # <sys/mount.h> and <sched.h>
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
@@ -32,6 +38,12 @@ MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 1 << 20
 MNT_DETACH = 2
 CLONE_NEWNET = 0x40000000
 LOOP_CLR_FD = 0x4C01  # <linux/loop.h>
+# The mount API's system calls: one number on every architecture since 5.2 (but alpha),
+# called through syscall(2), which every libc has; and their flags (<linux/mount.h>).
+SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
+FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 1, 4
+FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
+AT_FDCWD = -100
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
@@ -49,6 +61,46 @@ def mount(source: str | bytes | os.PathLike[str] | None, target: str | os.PathLi
     done = libc.mount(_bytes(source), os.fsencode(target), _bytes(fstype), flags,
                       _bytes(data))
     return 0 if done == 0 else ctypes.get_errno()
+
+
+def _syscall(number: int, *args: object) -> int:
+    """A system call's result; a failure raised as OSError."""
+    done = libc.syscall(ctypes.c_long(number), *args)
+    if done < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(done)
+
+
+def mount_detached(source: str, fstype: str, options: str = "") -> int:
+    """Mount ``source`` (a ``fstype``, with mount(2)'s comma-separated ``options``)
+    nowhere: the descriptor of the new mount, for :func:`place_detached`; closing it
+    without placing the mount unmounts it. Raises OSError (ENOSYS before Linux 5.2)."""
+    context = _syscall(SYS_FSOPEN, os.fsencode(fstype), ctypes.c_uint(FSOPEN_CLOEXEC))
+    try:
+        settings = [("source", source), *(option.partition("=")[::2]
+                                          for option in options.split(",") if option)]
+        for key, value in settings:
+            _syscall(SYS_FSCONFIG, ctypes.c_int(context),
+                     ctypes.c_uint(FSCONFIG_SET_STRING if value else FSCONFIG_SET_FLAG),
+                     os.fsencode(key), os.fsencode(value) if value else None, ctypes.c_int(0))
+        _syscall(SYS_FSCONFIG, ctypes.c_int(context), ctypes.c_uint(FSCONFIG_CMD_CREATE),
+                 None, None, ctypes.c_int(0))
+        return _syscall(SYS_FSMOUNT, ctypes.c_int(context), ctypes.c_uint(FSMOUNT_CLOEXEC),
+                        ctypes.c_uint(0))
+    finally:
+        os.close(context)
+
+
+def place_detached(mount_fd: int, target: str | os.PathLike[str]) -> int:
+    """Place the detached mount ``mount_fd`` (:func:`mount_detached`) at ``target``
+    (move_mount(2)); 0 or the errno. Placed, it stays when the descriptor is closed."""
+    try:
+        _syscall(SYS_MOVE_MOUNT, ctypes.c_int(mount_fd), b"", ctypes.c_int(AT_FDCWD),
+                 os.fsencode(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+    except OSError as exc:
+        return exc.errno or errno.EIO
+    return 0
 
 
 def unmount(path: str | os.PathLike[str]) -> int:

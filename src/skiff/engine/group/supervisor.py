@@ -138,7 +138,8 @@ class Supervisor:
             if group is None:
                 group = Group(spec, self._files.load_view(spec))
                 self._groups[spec.id] = group
-        with group.lock:
+        # Under way until it returns: the disk pool's refill waits for the node to be quiet.
+        with self.volumes.starting(), group.lock:
             adopted = group.fingerprint is None  # its first run() in this process
             if group.fingerprint not in (None, fingerprint):
                 self._redeploy(group)
@@ -160,7 +161,6 @@ class Supervisor:
             if group.failed_reason is None:
                 self._advance(group)
             self._files.save(group)
-            self.volumes.refill()  # the disk this start took, made again: after it
             return snapshot(group)
 
     def _adopt(self, group: Group) -> None:

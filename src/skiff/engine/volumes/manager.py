@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.spec import AzureFileVolume, EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
-from skiff.engine.volumes.disks import GroupDisks
+from skiff.engine.volumes.disks import LAYERS, GroupDisks
 from skiff.engine.volumes.driver import VolumeDriver, is_mount_point, remove_tree
 from skiff.engine.volumes.gitrepo import GitRepoDriver
 from skiff.engine.volumes.secret import SecretDriver
@@ -184,7 +184,7 @@ class Volumes:
     def layers(self, group_id: str) -> Path | None:
         """Where the group's containers' writable layers go: on the group's disk (once
         :meth:`prepare` mounted it), or None without a disk limit (beside their rootfs)."""
-        return None if self.disks is None else self._group_dir(group_id) / ".layers"
+        return None if self.disks is None else self._group_dir(group_id) / LAYERS
 
     def ids(self) -> list[str]:
         """The groups with volumes or a disk on this node."""
@@ -202,11 +202,11 @@ class Volumes:
         if self.disks is not None:
             self.disks.release(group_id, group)
 
-    def refill(self) -> None:
-        """Make the disks that starts took from the pool again, in the background: for
-        when a start is done, so that making them does not slow it."""
-        if self.disks is not None:
-            self.disks.kick()
+    def starting(self) -> contextlib.AbstractContextManager[None]:
+        """Mark a group start under way, for its ``with`` block: the disks that starts
+        take from the pool are made again in the background once the node is quiet,
+        so that making them slows no start."""
+        return self.disks.starting() if self.disks is not None else contextlib.nullcontext()
 
     def close(self) -> None:
         """Stop making disks in the background."""
