@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,13 +12,14 @@ from skiff.api.context import (
     PROVIDER,
     ControlPlane,
     Principal,
+    allow,
     arm_id,
     check_api_version,
-    check_subscription,
     json_body,
     plane,
     until_idle,
 )
+from skiff.control.access import Caller
 from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.control.storage import worded_for
 from skiff.core.reference import parse as parse_reference
@@ -31,6 +32,15 @@ from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord, subsc
 router = APIRouter(dependencies=[Depends(check_api_version)])
 RG = "/subscriptions/{subscription}/resourceGroups/{resource_group}"
 LOCATION = f"/subscriptions/{{subscription}}/providers/{PROVIDER}/locations/{{location}}"
+#: The routes' callers, each allowed its ARM action (skiff.control.access).
+_RG_ACTION = "Microsoft.Resources/subscriptions/resourceGroups"
+CanReadGroups = Annotated[Caller, allow(f"{_RG_ACTION}/read")]
+CanWriteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/write")]
+CanDeleteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/delete")]
+CanReadOperations = Annotated[Caller, allow(f"{PROVIDER}/locations/operations/read")]
+CanReadUsages = Annotated[Caller, allow(f"{PROVIDER}/locations/usages/read")]
+CanReadCapabilities = Annotated[Caller, allow(f"{PROVIDER}/locations/capabilities/read")]
+CanReadCachedImages = Annotated[Caller, allow(f"{PROVIDER}/locations/cachedImages/read")]
 
 
 def _rg(record: ResourceGroupRecord) -> dict[str, Any]:
@@ -41,8 +51,7 @@ def _rg(record: ResourceGroupRecord) -> dict[str, Any]:
 
 @router.put(RG, openapi_extra=request_body(RESOURCE_GROUP))
 async def put_resource_group(subscription: str, resource_group: str, request: Request,
-                             token: Principal) -> Response:
-    check_subscription(token, subscription)
+                             token: CanWriteGroups) -> Response:
     doc = json_body(await request.body())
     if not isinstance(doc, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
@@ -55,8 +64,7 @@ async def put_resource_group(subscription: str, resource_group: str, request: Re
 
 @router.get(RG)
 def get_resource_group(subscription: str, resource_group: str, request: Request,
-                       token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+                       token: CanReadGroups) -> dict[str, Any]:
     record = plane(request).store.get_resource_group(subscription, resource_group)
     if record is None:
         raise ArmError(404, "ResourceGroupNotFound",
@@ -66,14 +74,13 @@ def get_resource_group(subscription: str, resource_group: str, request: Request,
 
 @router.delete(RG)
 def delete_resource_group(subscription: str, resource_group: str, request: Request,
-                          token: Principal) -> Response:
+                          token: CanDeleteGroups) -> Response:
     """Delete the resource group and everything in it: its container groups and its
     virtual networks, both through the reconcile loop (the store records the networks'
     removal from the node with the deletion; a network whose groups are still being
     deleted leaves the node after the last of them), and its storage accounts, their
     shares' data included (409 ShareInUse, and nothing deleted, while a container group
     of another resource group mounts one of their shares)."""
-    check_subscription(token, subscription)
     plane_ = plane(request)
     if plane_.store.get_resource_group(subscription, resource_group) is None:
         return Response(status_code=204)
@@ -93,8 +100,7 @@ def delete_resource_group(subscription: str, resource_group: str, request: Reque
 @router.get("/subscriptions/{subscription}/resourcegroups")
 @router.get("/subscriptions/{subscription}/resourceGroups")
 def list_resource_groups(subscription: str, request: Request,
-                         token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+                         token: CanReadGroups) -> dict[str, Any]:
     return {"value": [_rg(r) for r in plane(request).store.list_resource_groups(subscription)]}
 
 
@@ -109,13 +115,12 @@ OPERATION_HOLD_S = 0.5
 
 @router.get(LOCATION + "/operations/{operation}")
 async def operation_status(subscription: str, location: str, operation: str, request: Request,
-                           token: Principal) -> Response:
+                           token: CanReadOperations) -> Response:
     """The status of a long-running operation, as the ARM poller reads it.
 
     While the operation is in progress and its group is being reconciled, the answer
     waits (up to :data:`OPERATION_HOLD_S`) for the reconcile loop to finish with it.
     """
-    check_subscription(token, subscription)
     plane_ = plane(request)
     op = _operation(plane_, subscription, operation)
     if op.status == "InProgress":
@@ -161,8 +166,7 @@ def _location(request: Request, location: str) -> None:
 
 @router.get(LOCATION + "/usages")
 def usages(subscription: str, location: str, request: Request,
-           token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+           token: CanReadUsages) -> dict[str, Any]:
     _location(request, location)
     plane_ = plane(request)
     records: list[GroupRecord] = []
@@ -190,8 +194,7 @@ def usages(subscription: str, location: str, request: Request,
 
 @router.get(LOCATION + "/capabilities")
 def capabilities(subscription: str, location: str, request: Request,
-                 token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+                 token: CanReadCapabilities) -> dict[str, Any]:
     _location(request, location)
     ratio = plane(request).settings.api.overcommit
     capacity = plane(request).engine.capacity()
@@ -205,14 +208,13 @@ def capabilities(subscription: str, location: str, request: Request,
 
 @router.get(LOCATION + "/cachedImages")
 def cached_images(subscription: str, location: str, request: Request,
-                  token: Principal) -> dict[str, Any]:
+                  token: CanReadCachedImages) -> dict[str, Any]:
     """The images in the node's cache that the subscription may know of: those its own
     groups use, and those the operator made public (``--public-cached-image``).
 
     The node's cache is shared by every tenant, and an image's reference can tell what
     another tenant runs (a private registry, a product's name), so it is never listed
     whole."""
-    check_subscription(token, subscription)
     _location(request, location)
     plane_ = plane(request)
     visible = {_image_key(ref) for ref in plane_.settings.api.public_cached_images}

@@ -46,6 +46,7 @@ from skiff.store.errors import (
 )
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
+from skiff.store.principals import PrincipalsMixin
 from skiff.store.records import (
     DESIRED_STATES,
     GroupRecord,
@@ -68,7 +69,7 @@ from skiff.store.vnets import (
 _MAX_PAGE = 1000  # rows one listing call may ask for
 
 
-class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
+class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
