@@ -49,6 +49,7 @@ def _base(request: Request) -> str:
 
 
 @router.get("/metadata/endpoints", include_in_schema=False)
+@router.get("//metadata/endpoints", include_in_schema=False)  # az: the ARM URL's "/" + "/..."
 def metadata_endpoints(request: Request) -> dict[str, Any]:
     """The cloud's endpoints, in the shape ARM's ``/metadata/endpoints`` answers (api-
     version 2022-09-01: one cloud), for ``az cloud register``."""
