@@ -21,9 +21,8 @@ from anyio.from_thread import BlockingPortal
 from fastapi import FastAPI
 
 from skiff.api.app import create_app
-from skiff.api.tls import ensure_certificates
-
 from skiff.api.context import ControlPlane
+from skiff.api.tls import ensure_certificates
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService, default_file_endpoint
 from skiff.settings import Settings
