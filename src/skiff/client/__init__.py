@@ -48,12 +48,12 @@ from skiff.client.storage import STORAGE_PROVIDER, StorageApi
 
 __all__ = [
     "API_VERSION",
-    "AccessApi",
     "DEFAULT_SUBSCRIPTION",
     "DEFAULT_URL",
     "NETWORK_PROVIDER",
     "PROVIDER",
     "STORAGE_PROVIDER",
+    "AccessApi",
     "ApiError",
     "ClientConfigError",
     "NetworksApi",
