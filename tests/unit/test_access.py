@@ -136,7 +136,8 @@ def test_legacy_tokens_keep_their_meaning(store: Store) -> None:
     access = Access(store)
     admin = Caller("t1", "admin", "Token", owner_of="")
     bound = Caller("t2", "acme", "Token", owner_of="/subscriptions/ACME")
-    assert admin.admin and not bound.admin
+    assert admin.admin
+    assert not bound.admin
     assert access.permits(admin, "Microsoft.Authorization/roleAssignments/write", GROUP)
     assert access.permits(bound, f"{ACI}/write", "/subscriptions/acme/resourceGroups/x")
     assert not access.permits(bound, f"{ACI}/read", "/subscriptions/acme2")
@@ -178,7 +179,8 @@ def test_a_secret_is_checked_and_stored_only_as_a_hash(store: Store, tmp_path: P
     """A secret works until reset (append keeps the old one); the store file holds no
     secret; secrets are 256-bit, prefixed."""
     record, secret = store.create_principal("ci")
-    assert secret.startswith("skfs_") and len(secret) >= 40
+    assert secret.startswith("skfs_")
+    assert len(secret) >= 40
     assert store.check_secret(record.app_id, secret) == record
     assert store.check_secret(record.app_id, secret + "x") is None
     assert store.check_secret(record.object_id, secret) is None  # the app id signs in
@@ -203,7 +205,9 @@ def test_the_tenant_is_made_once_and_kept(tmp_path: Path) -> None:
         tenant = first.tenant_id()
     with Store(tmp_path / "s.db") as again:
         assert again.tenant_id() == tenant
-    assert len(tenant) == 36 and tenant[14] == "4" and tenant.count("-") == 4
+    assert len(tenant) == 36
+    assert tenant[14] == "4"
+    assert tenant.count("-") == 4
 
 
 # ---- tokens ---------------------------------------------------------------------------------
@@ -220,7 +224,8 @@ def test_a_token_carries_entras_claims_and_verifies(tmp_path: Path) -> None:
     issuer = Issuer(tmp_path / "keys", "tenant-1")
     token, lifetime = issuer.issue(oid="o", appid="a", aud="https://x/", iss="https://x/t")
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    assert header["alg"] == "RS256" and header["kid"] == issuer.kid
+    assert header["alg"] == "RS256"
+    assert header["kid"] == issuer.kid
     assert issuer.jwks()["keys"][0]["kid"] == issuer.kid
     claims = claims_of(token)
     assert {"tid", "oid", "appid", "aud", "iss", "iat", "nbf", "exp"} <= set(claims)

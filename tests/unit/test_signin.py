@@ -104,7 +104,8 @@ def test_cloud_metadata_is_anonymous_and_names_the_adfs_login(anonymous: InProce
     assert doc["resourceManager"] == f"{BASE}/"
     assert doc["authentication"]["loginEndpoint"] == f"{BASE}/adfs"
     assert doc["authentication"]["audiences"] == [f"{BASE}/"]
-    assert isinstance(doc["suffixes"], dict) and doc["name"]
+    assert isinstance(doc["suffixes"], dict)
+    assert doc["name"]
 
 
 def test_openid_discovery_at_msals_paths(anonymous: InProcessClient,
@@ -120,7 +121,8 @@ def test_openid_discovery_at_msals_paths(anonymous: InProcessClient,
         assert doc["token_endpoint"].startswith(BASE), path
         keys = anonymous.get(doc["jwks_uri"].removeprefix(BASE)).json()["keys"]
         assert [k["kid"] for k in keys] == [plane.issuer.kid]
-        assert keys[0]["kty"] == "RSA" and "d" not in keys[0]
+        assert keys[0]["kty"] == "RSA"
+        assert "d" not in keys[0]
     assert anonymous.get(f"/{tenant}/v2.0/.well-known/openid-configuration").json()[
         "issuer"] == f"{BASE}/{tenant}/v2.0"
     foreign = anonymous.get("/11111111-1111-1111-1111-111111111111/v2.0/.well-known/"
@@ -150,7 +152,8 @@ def test_client_credentials_give_a_token_as_entra_does(admin: InProcessClient,
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["aud"] == scope.removesuffix(".default").replace("//", "/").replace(
         "https:/", "https://")
-    assert claims["appid"] == sp["appId"] and claims["tid"] == sp["tenant"]
+    assert claims["appid"] == sp["appId"]
+    assert claims["tid"] == sp["tenant"]
     assert claims["oid"] == sp["objectId"]
     assert answer.headers["cache-control"].startswith("no-store")
 
@@ -165,7 +168,8 @@ def test_the_adfs_and_v1_endpoints_and_basic_auth_work(admin: InProcessClient,
     v1 = anonymous.post(f"/{sp['tenant']}/oauth2/token", data={
         "grant_type": "client_credentials", "client_id": sp["appId"],
         "client_secret": sp["password"], "resource": f"{BASE}/"}).json()
-    assert v1["resource"] == f"{BASE}/" and v1["expires_in"].isdigit()
+    assert v1["resource"] == f"{BASE}/"
+    assert v1["expires_in"].isdigit()
     basic = base64.b64encode(f"{sp['appId']}:{sp['password']}".encode()).decode()
     answer = anonymous.post(f"/{sp['tenant']}/oauth2/v2.0/token",
                             data={"grant_type": "client_credentials",
@@ -260,7 +264,8 @@ def test_subscriptions_and_tenants_as_arm_answers_them(plane: ControlPlane, app:
     http = signed_in(plane, app, portal, anonymous, sp)
     mine = http.get(f"/subscriptions{API}").json()["value"]
     assert [s["subscriptionId"] for s in mine] == [SUB]
-    assert mine[0]["tenantId"] == sp["tenant"] and mine[0]["state"] == "Enabled"
+    assert mine[0]["tenantId"] == sp["tenant"]
+    assert mine[0]["state"] == "Enabled"
     assert http.get(f"/subscriptions/{SUB}{API}").status_code == 200
     hidden = http.get(f"/subscriptions/{OTHER}{API}")
     absent = http.get(f"/subscriptions/{'9' * 8}{API}")
@@ -355,7 +360,8 @@ def test_principals_lifecycle(admin: InProcessClient, anonymous: InProcessClient
     a credential reset likewise; a deleted principal signs in no more."""
     first = make_principal(admin, "ci", "Reader", RG)
     again = make_principal(admin, "ci", "Reader", RG)
-    assert again["appId"] == first["appId"] and again["password"] != first["password"]
+    assert again["appId"] == first["appId"]
+    assert again["password"] != first["password"]
     assert token_request(anonymous, first).status_code == 401
     assert token_request(anonymous, again).status_code == 200
     reset = admin.post(f"/skiff/servicePrincipals/{first['appId']}/resetCredential").json()
@@ -398,7 +404,8 @@ def test_a_reader_reads_but_never_writes_execs_or_reads_secrets(
     for answer in refused:
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"]["code"] == "AuthorizationFailed"
-        assert "key1" not in answer.text and "value" not in answer.text
+        assert "key1" not in answer.text
+        assert "value" not in answer.text
     assert admin.get(GROUP + API).json()["properties"]["provisioningState"] == "Succeeded"
 
 
