@@ -109,6 +109,7 @@ def fake_https(data_root: Path) -> Iterator[FakeHttps]:
     ``data_root/ca.pem``), for clients that need a real server (az, the SDKs) but no
     engine; stopped after."""
     port = free_port()
+    data_root.mkdir(parents=True, exist_ok=True)
     files = ensure_certificates(data_root, "127.0.0.1")
     settings = Settings(data_root=data_root)
     with fake_plane(data_root, settings) as plane:
