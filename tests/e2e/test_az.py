@@ -48,7 +48,8 @@ class Az:
 
     env: dict[str, str]
 
-    def run(self, *args: str, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, ok: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
         assert AZ is not None
         done = subprocess.run([AZ, *args, "--only-show-errors"], env=self.env,
                               capture_output=True, text=True, timeout=timeout, check=False)
