@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from skiff.api.bodies import ROLE_ASSIGNMENT, request_body
 from skiff.api.context import authenticate as _authenticate
 from skiff.api.context import check_api_version, json_body, plane
 from skiff.control.access import ROLES, Caller, Role, role_named
@@ -93,8 +94,9 @@ def _not_found(name: str) -> ArmError:
 # ---- role assignments ---------------------------------------------------------------------
 
 
-@router.put(ASSIGNMENTS + "/{name}")
-async def put_assignment(scope: str, name: str, request: Request) -> Response:
+@router.put(ASSIGNMENTS + "/{role_assignment_name}", openapi_extra=request_body(ROLE_ASSIGNMENT))
+async def put_assignment(scope: str, role_assignment_name: str, request: Request) -> Response:
+    name = role_assignment_name
     at = _scope(scope)
     _authorize(request, at, "roleAssignments/write")
     if not _GUID.match(name):
@@ -141,16 +143,18 @@ def _own(request: Request, at: str, name: str) -> AssignmentRecord:
     return record
 
 
-@router.get(ASSIGNMENTS + "/{name}")
-def get_assignment(scope: str, name: str, request: Request) -> dict[str, Any]:
+@router.get(ASSIGNMENTS + "/{role_assignment_name}")
+def get_assignment(scope: str, role_assignment_name: str,
+                   request: Request) -> dict[str, Any]:
     at = _scope(scope)
     _authorize(request, at, "roleAssignments/read")
-    return render_assignment(_own(request, at, name))
+    return render_assignment(_own(request, at, role_assignment_name))
 
 
-@router.delete(ASSIGNMENTS + "/{name}")
-def delete_assignment(scope: str, name: str, request: Request) -> Response:
+@router.delete(ASSIGNMENTS + "/{role_assignment_name}")
+def delete_assignment(scope: str, role_assignment_name: str, request: Request) -> Response:
     """Delete an assignment: 200 with what it was, 204 if there was none (as ARM)."""
+    name = role_assignment_name
     at = _scope(scope)
     _authorize(request, at, "roleAssignments/delete")
     found = plane(request).store.get_assignment(name)

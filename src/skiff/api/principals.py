@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from skiff.api.bodies import CREDENTIAL_RESET, SERVICE_PRINCIPAL, request_body
 from skiff.api.context import Admin, json_body, plane
 from skiff.control.access import role_named
 from skiff.core.view import iso
@@ -50,7 +51,7 @@ def _scopes(values: Any) -> list[str]:
     return found
 
 
-@router.post(PRINCIPALS, status_code=201)
+@router.post(PRINCIPALS, status_code=201, openapi_extra=request_body(SERVICE_PRINCIPAL))
 async def create(request: Request, _: Admin) -> JSONResponse:
     """Make a principal (or reuse the one of that display name with a new secret) and give
     it ``role`` at each of ``scopes``; answers az's create-for-rbac fields."""
@@ -119,7 +120,8 @@ def delete(id_: str, request: Request, _: Admin) -> Response:
     return Response(status_code=204)
 
 
-@router.post(PRINCIPALS + "/{id_}/resetCredential")
+@router.post(PRINCIPALS + "/{id_}/resetCredential",
+             openapi_extra=request_body(CREDENTIAL_RESET))
 async def reset_credential(id_: str, request: Request, _: Admin) -> JSONResponse:
     """A new secret (``append``: beside the others, else in their place)."""
     raw = await request.body()
