@@ -437,3 +437,27 @@ def test_joining_a_subnet_needs_a_role_that_may_join_it(
                      make_principal(admin, "ci", "Contributor", f"/subscriptions/{SUB}"))
     placed = http.put(GROUP + API, json=body)
     assert placed.status_code == 201, placed.text
+
+
+def test_a_deleted_resources_assignments_go_with_it(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient) -> None:
+    """A Reader of a group and of a resource group loses both when they are deleted: a
+    group or resource group made again under the same names is not its to read."""
+    assert admin.put(RG + API, json={"location": "local"}).status_code == 201
+    assert admin.put(GROUP + API, json=group_body()).status_code == 201
+    make_principal(admin, "r", "Reader", GROUP)
+    sp = make_principal(admin, "r", "Reader", RG)  # the same principal, a new secret
+    reader = signed_in(plane, app, portal, anonymous, sp)
+    assert reader.get(GROUP + API).status_code == 200
+    listing = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments{AUTHZ}"
+    assert len(admin.get(listing).json()["value"]) == 2
+    assert admin.delete(GROUP + API).status_code in (200, 202, 204)
+    eventually(lambda: len(admin.get(listing).json()["value"]) == 1,
+               what="the group's assignment gone with the group")
+    assert admin.delete(RG + API).status_code in (200, 202)
+    eventually(lambda: admin.get(listing).json()["value"] == [],
+               what="the resource group's assignment gone with it")
+    assert admin.put(RG + API, json={"location": "local"}).status_code == 201
+    assert admin.put(GROUP + API, json=group_body()).status_code == 201
+    assert reader.get(GROUP + API).status_code == 403

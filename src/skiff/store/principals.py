@@ -10,7 +10,9 @@ principal may hold several secrets (a reset adds one or replaces them all, as
 
 Role assignments are Microsoft.Authorization's: a role (a built-in role definition's
 GUID) held by a principal at a scope (an ARM id). Scopes compare without case, so each
-row keeps a key (:func:`scope_key`). Every write bumps :attr:`access_generation`,
+row keeps a key (:func:`scope_key`); a deleted resource's assignments go with it
+(:func:`forget_scope`). Every write bumps :attr:`~skiff.store.database.Database.
+access_generation`,
 which the authorization cache reads to know its answers are stale; the API is the
 only writer (the CLI's commands go through it), so an in-process counter is enough.
 """
@@ -82,12 +84,6 @@ class PrincipalsMixin(Database):
     """The store's ``node_identity``, ``service_principals``, ``principal_secrets`` and
     ``role_assignments`` tables."""
 
-    #: Bumped by every write to principals or role assignments (see the module's text).
-    access_generation = 0
-
-    def _changed(self) -> None:
-        self.access_generation += 1
-
     def tenant_id(self) -> str:
         """The node's tenant: a GUID made once, with the store."""
         with self.read() as conn:
@@ -116,7 +112,7 @@ class PrincipalsMixin(Database):
             conn.execute(f"INSERT INTO service_principals ({_SP_COLUMNS}) VALUES (?, ?, ?, ?)",  # noqa: S608
                          (record.object_id, record.app_id, display_name, record.created_at))
             self._add_secret(conn, record.object_id, secret)
-        self._changed()
+        self._access_changed()
         return record, secret
 
     def _add_secret(self, conn: sqlite3.Connection, object_id: str, secret: str) -> None:
@@ -152,7 +148,7 @@ class PrincipalsMixin(Database):
                 conn.execute("DELETE FROM principal_secrets WHERE object_id = ?",
                              (record.object_id,))
             self._add_secret(conn, record.object_id, secret)
-        self._changed()
+        self._access_changed()
         return record, secret
 
     def delete_principal(self, id_: str) -> bool:
@@ -165,7 +161,7 @@ class PrincipalsMixin(Database):
                          (record.object_id,))
             conn.execute("DELETE FROM service_principals WHERE object_id = ?",
                          (record.object_id,))
-        self._changed()
+        self._access_changed()
         return True
 
     def check_secret(self, app_id: str, secret: str) -> PrincipalRecord | None:
@@ -213,7 +209,7 @@ class PrincipalsMixin(Database):
                          " VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (record.name, scope, record.role_id, record.principal_id,
                           principal_type, record.created_at, scope_key(scope)))
-        self._changed()
+        self._access_changed()
         return record, True
 
     def get_assignment(self, name: str) -> AssignmentRecord | None:
@@ -229,7 +225,7 @@ class PrincipalsMixin(Database):
             return None
         with self.write() as conn:
             conn.execute("DELETE FROM role_assignments WHERE name = ?", (found.name,))
-        self._changed()
+        self._access_changed()
         return found
 
     def assignments(self, principal_id: str | None = None) -> list[AssignmentRecord]:
@@ -242,6 +238,16 @@ class PrincipalsMixin(Database):
         with self.read() as conn:
             rows = conn.execute(query + " ORDER BY created_at, name", params).fetchall()
         return [AssignmentRecord.from_row(row) for row in rows]
+
+
+def forget_scope(conn: sqlite3.Connection, scope: str) -> int:
+    """Delete the role assignments at ``scope`` and below it (in the caller's write
+    transaction), as its resource is deleted: a resource made again later under the same
+    name must not inherit what was granted on the old one. Returns how many went."""
+    key = scope_key(scope)
+    return conn.execute("DELETE FROM role_assignments WHERE scope_key = ?"
+                        " OR substr(scope_key, 1, ?) = ?",
+                        (key, len(key) + 1, key + "/")).rowcount
 
 
 def _new_secret() -> str:
