@@ -175,10 +175,12 @@ def authenticate(request: Request) -> Caller:
         except TokenRejected as exc:
             raise ArmError(401, exc.code, exc.message) from None
         if claims.aud.rstrip("/") not in plane_.audiences(request):
+            allowed = ",".join(f"'{a}/','{a}'" for a in (plane_.base_url.rstrip("/"),
+                                                           *AZURE_AUDIENCES))
             raise ArmError(401, "InvalidAuthenticationTokenAudience",
                            f"The access token has been obtained for wrong audience or "
                            f"resource '{claims.aud}'. It should exactly match with one of the "
-                           f"allowed audiences '{plane_.base_url.rstrip('/')}/'.")
+                           f"allowed audiences {allowed}.")
         return Caller(claims.oid, claims.appid or claims.oid, "ServicePrincipal",
                       app_id=claims.appid)
     record = plane_.store.check_token(token)
