@@ -461,3 +461,27 @@ def test_a_deleted_resources_assignments_go_with_it(
     assert admin.put(RG + API, json={"location": "local"}).status_code == 201
     assert admin.put(GROUP + API, json=group_body()).status_code == 201
     assert reader.get(GROUP + API).status_code == 403
+
+
+def test_a_resource_group_contributor_polls_its_own_operations(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient) -> None:
+    """Operation URLs are at the subscription's scope: a Contributor of a resource group
+    reads those of its own resources (as az's poller must); a principal with a role
+    elsewhere is refused, the same for an operation that does not exist."""
+    assert admin.put(RG + API, json={"location": "local"}).status_code == 201
+    mine = signed_in(plane, app, portal, anonymous,
+                     make_principal(admin, "c", "Contributor", RG))
+    made = mine.put(GROUP + API, json=group_body())
+    assert made.status_code == 201, made.text
+    url = made.headers["Azure-AsyncOperation"].removeprefix(BASE)
+    assert mine.get(url).status_code == 200
+    assert admin.put(f"/subscriptions/{SUB}/resourceGroups/other{API}",
+                     json={"location": "local"}).status_code == 201
+    other = signed_in(plane, app, portal, anonymous, make_principal(
+        admin, "o", "Owner", f"/subscriptions/{SUB}/resourceGroups/other"))
+    refused = other.get(url)
+    op_id = url.split("/operations/")[1].split("?")[0]
+    absent = other.get(url.replace(op_id, "0" * 32))
+    assert refused.status_code == absent.status_code == 403
+    assert refused.text == absent.text.replace("0" * 32, op_id)

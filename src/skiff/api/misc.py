@@ -19,7 +19,7 @@ from skiff.api.context import (
     plane,
     until_idle,
 )
-from skiff.control.access import Caller
+from skiff.control.access import Caller, authorization_failed, scope_of
 from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.control.storage import worded_for
 from skiff.core.reference import parse as parse_reference
@@ -37,7 +37,10 @@ _RG_ACTION = "Microsoft.Resources/subscriptions/resourceGroups"
 CanReadGroups = Annotated[Caller, allow(f"{_RG_ACTION}/read")]
 CanWriteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/write")]
 CanDeleteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/delete")]
-CanReadOperations = Annotated[Caller, allow(f"{PROVIDER}/locations/operations/read")]
+#: An operation's status is read by whoever may read the subscription's operations, or
+#: the resource the operation acts on (a Contributor of a resource group polls its own
+#: creates); see operation_status.
+_OPERATIONS_READ = f"{PROVIDER}/locations/operations/read"
 CanReadUsages = Annotated[Caller, allow(f"{PROVIDER}/locations/usages/read")]
 CanReadCapabilities = Annotated[Caller, allow(f"{PROVIDER}/locations/capabilities/read")]
 CanReadCachedImages = Annotated[Caller, allow(f"{PROVIDER}/locations/cachedImages/read")]
@@ -115,13 +118,25 @@ OPERATION_HOLD_S = 0.5
 
 @router.get(LOCATION + "/operations/{operation}")
 async def operation_status(subscription: str, location: str, operation: str, request: Request,
-                           token: CanReadOperations) -> Response:
+                           token: Principal) -> Response:
     """The status of a long-running operation, as the ARM poller reads it.
+
+    Allowed to a caller that may read operations at the path's scope (the subscription's),
+    or may read the resource the operation acts on, so that a principal whose role is on
+    a resource group polls its own operations. To any other caller the answer is 403
+    AuthorizationFailed, whether the operation exists or not.
 
     While the operation is in progress and its group is being reconciled, the answer
     waits (up to :data:`OPERATION_HOLD_S`) for the reconcile loop to finish with it.
     """
     plane_ = plane(request)
+    scope = scope_of(request.scope["path"])
+    if not plane_.access.permits(token, _OPERATIONS_READ, scope):
+        found = plane_.store.get_operation(operation)
+        if found is None or found.subscription != subscription_key(subscription) or \
+                not plane_.access.permits(token, _resource_read(found.resource_id),
+                                          found.resource_id):
+            raise authorization_failed(token, _OPERATIONS_READ, scope)
     op = _operation(plane_, subscription, operation)
     if op.status == "InProgress":
         group = _operation_group(plane_, op)
@@ -139,6 +154,17 @@ async def operation_status(subscription: str, location: str, operation: str, req
     # The SDK's poller waits what the latest answer says, else 30 s.
     headers = {"Retry-After": "1"} if op.status == "InProgress" else None
     return JSONResponse(answer, headers=headers)
+
+
+def _resource_read(resource_id: str) -> str:
+    """The read action of the resource an ARM id names (``.../providers/NS/type/name``)."""
+    parts = resource_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    if "providers" in lowered:
+        at = len(lowered) - 1 - lowered[::-1].index("providers")
+        types = parts[at + 2::2]
+        return "/".join([parts[at + 1], *types, "read"])
+    return "Microsoft.Resources/subscriptions/resourceGroups/read"
 
 
 def _operation(plane_: ControlPlane, subscription: str, operation: str) -> OperationRecord:
