@@ -485,3 +485,33 @@ def test_a_resource_group_contributor_polls_its_own_operations(
     absent = other.get(url.replace(op_id, "0" * 32))
     assert refused.status_code == absent.status_code == 403
     assert refused.text == absent.text.replace("0" * 32, op_id)
+
+
+def test_a_subscription_listing_shows_a_resource_group_reader_its_own(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient) -> None:
+    """Listing a subscription's resource groups, container groups, networks and accounts,
+    a Reader of one resource group sees that resource group's items only (as ARM filters
+    a collection by access); a principal without any role there gets 403."""
+    for rg_name in ("rg", "hidden"):
+        base = f"/subscriptions/{SUB}/resourceGroups/{rg_name}"
+        assert admin.put(base + API, json={"location": "local"}).status_code == 201
+        assert admin.put(f"{base}/providers/Microsoft.ContainerInstance/containerGroups/g{API}",
+                         json=group_body()).status_code == 201
+        assert admin.put(f"{base}/providers/Microsoft.Storage/storageAccounts/{rg_name}acct"
+                         f"{API}", json={"location": "local", "kind": "StorageV2",
+                                         "sku": {"name": "Standard_LRS"}}).status_code == 200
+    reader = signed_in(plane, app, portal, anonymous, make_principal(admin, "r", "Reader", RG))
+    lists = {"resourcegroups": "/resourcegroups",
+             "groups": "/providers/Microsoft.ContainerInstance/containerGroups",
+             "accounts": "/providers/Microsoft.Storage/storageAccounts",
+             "vnets": "/providers/Microsoft.Network/virtualNetworks"}
+    seen = {what: [i["id"] for i in reader.get(f"/subscriptions/{SUB}{path}{API}").json()[
+        "value"]] for what, path in lists.items()}
+    assert seen == {"resourcegroups": [RG], "groups": [GROUP],
+                    "accounts": [f"{RG}/providers/Microsoft.Storage/storageAccounts/rgacct"],
+                    "vnets": []}
+    assert len(admin.get(f"/subscriptions/{SUB}/resourcegroups{API}").json()["value"]) == 2
+    stranger = signed_in(plane, app, portal, anonymous, make_principal(admin, "s"))
+    for path in lists.values():
+        assert stranger.get(f"/subscriptions/{SUB}{path}{API}").status_code == 403

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 
-from skiff.control.access import Access, Caller, scope_of
+from skiff.control.access import Access, Caller, authorization_failed, scope_of
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService
@@ -205,6 +205,44 @@ def allow(action: str) -> Any:
         caller = authenticate(request)
         plane(request).access.authorize(caller, action, scope_of(request.scope["path"]))
         return caller
+
+    return Depends(check)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The caller of a collection GET, and which of the collection's items it may see."""
+
+    caller: Caller
+    action: str
+    #: None: every item (the caller may read at the collection's scope); else the access
+    #: that tells, item by item.
+    access: Access | None = None
+
+    def visible(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items (ARM resources, by ``id``) the caller may read."""
+        if self.access is None:
+            return items
+        access = self.access
+        return [i for i in items if access.permits(self.caller, self.action, str(i["id"]))]
+
+
+def allow_listing(action: str) -> Any:
+    """A collection GET's dependency: as :func:`allow`, except that a caller who may not
+    read at the collection's scope but holds a role below it (a resource group's Reader
+    listing the subscription's container groups) is let through, to see only the items
+    it may read, as ARM filters a collection by the caller's access. A caller with no
+    role at, above or below the scope gets 403."""
+
+    def check(request: Request) -> Listing:
+        caller = authenticate(request)
+        access = plane(request).access
+        scope = scope_of(request.scope["path"])
+        if access.permits(caller, action, scope):
+            return Listing(caller, action)
+        if access.may_see(caller, scope):
+            return Listing(caller, action, access)
+        raise authorization_failed(caller, action, scope)
 
     return Depends(check)
 

@@ -21,8 +21,10 @@ from skiff.api.context import (
     PROVIDER,
     SUBNET_JOIN,
     ControlPlane,
+    Listing,
     Session,
     allow,
+    allow_listing,
     arm_id,
     check_api_version,
     check_linked,
@@ -47,6 +49,7 @@ GROUP = (f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/pro
 #: The routes' callers, each allowed its ARM action (skiff.control.access).
 _ACTION = f"{PROVIDER}/containerGroups"
 CanRead = Annotated[Caller, allow(f"{_ACTION}/read")]
+CanList = Annotated[Listing, allow_listing(f"{_ACTION}/read")]
 CanWrite = Annotated[Caller, allow(f"{_ACTION}/write")]
 CanDelete = Annotated[Caller, allow(f"{_ACTION}/delete")]
 CanStart = Annotated[Caller, allow(f"{_ACTION}/start/action")]
@@ -350,8 +353,10 @@ def _list(plane_: ControlPlane, request: Request, subscription: str,
 
 @router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups")
 def list_in_subscription(subscription: str, request: Request,
-                         token: CanRead) -> dict[str, Any]:
-    return _list(plane(request), request, subscription, None)
+                         token: CanList) -> dict[str, Any]:
+    answer = _list(plane(request), request, subscription, None)
+    answer["value"] = token.visible(answer["value"])
+    return answer
 
 
 @router.get(f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"

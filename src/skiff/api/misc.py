@@ -11,8 +11,10 @@ from skiff.api.bodies import RESOURCE_GROUP, request_body
 from skiff.api.context import (
     PROVIDER,
     ControlPlane,
+    Listing,
     Principal,
     allow,
+    allow_listing,
     arm_id,
     check_api_version,
     json_body,
@@ -35,6 +37,7 @@ LOCATION = f"/subscriptions/{{subscription}}/providers/{PROVIDER}/locations/{{lo
 #: The routes' callers, each allowed its ARM action (skiff.control.access).
 _RG_ACTION = "Microsoft.Resources/subscriptions/resourceGroups"
 CanReadGroups = Annotated[Caller, allow(f"{_RG_ACTION}/read")]
+CanListGroups = Annotated[Listing, allow_listing(f"{_RG_ACTION}/read")]
 CanWriteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/write")]
 CanDeleteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/delete")]
 #: An operation's status is read by whoever may read the subscription's operations, or
@@ -103,8 +106,9 @@ def delete_resource_group(subscription: str, resource_group: str, request: Reque
 @router.get("/subscriptions/{subscription}/resourcegroups")
 @router.get("/subscriptions/{subscription}/resourceGroups")
 def list_resource_groups(subscription: str, request: Request,
-                         token: CanReadGroups) -> dict[str, Any]:
-    return {"value": [_rg(r) for r in plane(request).store.list_resource_groups(subscription)]}
+                         token: CanListGroups) -> dict[str, Any]:
+    return {"value": token.visible([_rg(r) for r in
+                                    plane(request).store.list_resource_groups(subscription)])}
 
 
 #: Seconds a poll of an operation in progress is held, waiting for the operation to end.

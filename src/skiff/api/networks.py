@@ -23,7 +23,9 @@ from skiff.api.bodies import SUBNET as SUBNET_BODY
 from skiff.api.bodies import VIRTUAL_NETWORK, request_body
 from skiff.api.context import (
     ControlPlane,
+    Listing,
     allow,
+    allow_listing,
     check_api_version,
     json_body,
     plane,
@@ -44,6 +46,7 @@ SUBNET = SUBNETS + "/{subnet}"
 #: The routes' callers, each allowed its ARM action (skiff.control.access).
 _ACTION = "Microsoft.Network/virtualNetworks"
 CanRead = Annotated[Caller, allow(f"{_ACTION}/read")]
+CanList = Annotated[Listing, allow_listing(f"{_ACTION}/read")]
 CanWrite = Annotated[Caller, allow(f"{_ACTION}/write")]
 CanDelete = Annotated[Caller, allow(f"{_ACTION}/delete")]
 CanReadSubnets = Annotated[Caller, allow(f"{_ACTION}/subnets/read")]
@@ -107,9 +110,9 @@ def list_vnets(subscription: str, resource_group: str, request: Request,
 
 
 @router.get(f"/subscriptions/{{subscription}}/{_PROVIDER}")
-def list_all_vnets(subscription: str, request: Request, token: CanRead) -> dict[str, Any]:
-    return {"value": [render_vnet(r) for r in plane(request).store.list_vnets(
-        subscription)]}
+def list_all_vnets(subscription: str, request: Request, token: CanList) -> dict[str, Any]:
+    return {"value": token.visible([render_vnet(r) for r in plane(request).store.list_vnets(
+        subscription)])}
 
 
 @router.delete(VNET)

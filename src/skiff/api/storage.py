@@ -31,7 +31,9 @@ from skiff.api.bodies import (
 )
 from skiff.api.context import (
     ControlPlane,
+    Listing,
     allow,
+    allow_listing,
     check_api_version,
     json_body,
     plane,
@@ -58,6 +60,7 @@ CHECK_NAME = f"/subscriptions/{{subscription}}/{_PROVIDER}/checkNameAvailability
 #: secret, so listing or regenerating keys is an action of its own (a Reader has neither).
 _ACTION = "Microsoft.Storage/storageAccounts"
 CanRead = Annotated[Caller, allow(f"{_ACTION}/read")]
+CanList = Annotated[Listing, allow_listing(f"{_ACTION}/read")]
 CanWrite = Annotated[Caller, allow(f"{_ACTION}/write")]
 CanDelete = Annotated[Caller, allow(f"{_ACTION}/delete")]
 CanListKeys = Annotated[Caller, allow(f"{_ACTION}/listkeys/action")]
@@ -159,10 +162,10 @@ def list_accounts(subscription: str, resource_group: str, request: Request,
 
 
 @router.get(SUB_ACCOUNTS)
-def list_all_accounts(subscription: str, request: Request, token: CanRead) -> dict[str, Any]:
+def list_all_accounts(subscription: str, request: Request, token: CanList) -> dict[str, Any]:
     plane_ = plane(request)
     records = service(plane_).store.list_accounts(subscription)
-    return {"value": [render_account(plane_, r) for r in records]}
+    return {"value": token.visible([render_account(plane_, r) for r in records])}
 
 
 @router.delete(ACCOUNT)
