@@ -102,7 +102,8 @@ def fake(tmp_path: Path) -> Iterator[Fake]:
 
 
 def test_az_signs_in_and_manages_groups_and_roles(fake: Fake, tmp_path: Path) -> None:
-    """create-for-rbac → az login; az group create, container create|show|list|delete;
+    """create-for-rbac → az login; az group create, container create|show|list|restart|
+    stop|start|logs|exec|delete;
     az role assignment create for a Reader, who then reads but is refused a create;
     az account shows the node's tenant."""
     owner = skiff_cli(fake.url, fake.ca, fake.admin, "ad", "sp", "create-for-rbac",
@@ -119,6 +120,17 @@ def test_az_signs_in_and_manages_groups_and_roles(fake: Fake, tmp_path: Path) ->
     assert made["provisioningState"] == "Succeeded"
     assert az.json("container", "show", "-g", "rg1", "-n", "web")["name"] == "web"
     assert [g["name"] for g in az.json("container", "list")] == ["web"]
+    for verb in ("restart", "stop", "start"):
+        az.run("container", verb, "-g", "rg1", "-n", "web")
+    az.run("container", "logs", "-g", "rg1", "-n", "web")
+    if shutil.which("script"):  # az container exec wants a terminal: script(1) gives one
+        assert AZ is not None
+        shown = subprocess.run(
+            ["script", "-qc", f"{AZ} container exec -g rg1 -n web --exec-command "
+                              "'echo exec-through-az'", "/dev/null"],
+            env=az.env | {"WEBSOCKET_CLIENT_CA_BUNDLE": str(fake.ca)}, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert "exec-through-az" in shown.stdout, (shown.stdout, shown.stderr)
 
     reader = skiff_cli(fake.url, fake.ca, fake.admin, "ad", "sp", "create-for-rbac",
                        "--name", "viewer")
