@@ -114,6 +114,8 @@ def test_az_signs_in_and_manages_groups_and_roles(fake: Fake, tmp_path: Path) ->
     assert [(a["id"], a["tenantId"], a["user"]["type"]) for a in accounts] == [
         (SUB, owner["tenant"], "servicePrincipal")]
     assert az.json("group", "create", "-n", "rg1", "-l", "local")["name"] == "rg1"
+    assert az.json("group", "exists", "-n", "rg1") is True
+    assert az.json("group", "exists", "-n", "absent") is False
     made = az.json("container", "create", "-g", "rg1", "-n", "web", "--image",
                    "registry.test/busybox:1", "--cpu", "0.1", "--memory", "0.1",
                    "--os-type", "Linux", "--restart-policy", "Never")

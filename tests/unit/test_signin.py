@@ -515,3 +515,16 @@ def test_a_subscription_listing_shows_a_resource_group_reader_its_own(
     stranger = signed_in(plane, app, portal, anonymous, make_principal(admin, "s"))
     for path in lists.values():
         assert stranger.get(f"/subscriptions/{SUB}{path}{API}").status_code == 403
+
+
+def test_head_of_a_resource_group_tells_whether_it_exists(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient) -> None:
+    """``az group exists``: HEAD answers 204 or 404 to a reader, 403 to a stranger
+    whether the group exists or not."""
+    assert admin.put(RG + API, json={"location": "local"}).status_code == 201
+    assert admin.request("HEAD", RG + API).status_code == 204
+    assert admin.request("HEAD", RG + "x" + API).status_code == 404
+    stranger = signed_in(plane, app, portal, anonymous, make_principal(admin, "s"))
+    assert stranger.request("HEAD", RG + API).status_code == 403
+    assert stranger.request("HEAD", RG + "x" + API).status_code == 403

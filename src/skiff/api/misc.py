@@ -78,6 +78,14 @@ def get_resource_group(subscription: str, resource_group: str, request: Request,
     return _rg(record)
 
 
+@router.head(RG)
+def resource_group_exists(subscription: str, resource_group: str, request: Request,
+                          token: CanReadGroups) -> Response:
+    """ARM's check for existence (``az group exists``): 204 if it does, 404 if not."""
+    found = plane(request).store.get_resource_group(subscription, resource_group)
+    return Response(status_code=204 if found is not None else 404)
+
+
 @router.delete(RG)
 def delete_resource_group(subscription: str, resource_group: str, request: Request,
                           token: CanDeleteGroups) -> Response:

@@ -49,6 +49,8 @@ def success_statuses(method: str, path: str) -> set[int]:
     method = method.upper()
     if method == "PUT":
         return {200, 201}
+    if method == "HEAD":  # an existence check: 204, else 404
+        return {204}
     if method == "DELETE":
         return {200, 202, 204}
     if method == "POST" and path.endswith("/servicePrincipals"):
