@@ -123,7 +123,7 @@ def _check(case: AnyCase, image: str, seen: dict[str, list[int]], doc: dict[str,
     where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
     assert response.status_code < 500, where
     assert response.status_code in _documented(doc, case.method, case.path), where
-    if response.status_code >= 300:
+    if response.status_code >= 300 and case.method != "HEAD":  # a HEAD answer has no body
         assert _is_arm_error(response.json()), where
 
 
@@ -142,7 +142,7 @@ def _check_other_methods(skiff: RunningServer, doc: dict[str, Any]) -> int:
                 assert answer.status_code == 405, where
                 assert _is_arm_error(answer.json()), where
                 allowed = {m.strip() for m in answer.headers.get("Allow", "").split(",")}
-                assert allowed - {"HEAD", "OPTIONS"} == documented, where
+                assert allowed - {"HEAD", "OPTIONS"} == documented - {"HEAD"}, where
     return sent
 
 
