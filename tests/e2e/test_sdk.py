@@ -120,7 +120,8 @@ def test_bad_input_gets_arm_errors_never_500(skiff: RunningServer) -> None:
 def test_subscription_tokens_see_only_their_subscription(
     skiff: RunningServer, images: BuiltImages
 ) -> None:
-    """A token bound to subscription A gets 404 for B's groups and never lists them."""
+    """A token bound to subscription B gets 403 AuthorizationFailed for A's groups (ARM's
+    answer to a caller without a role there) and never lists them."""
     store = skiff.server.plane.store
     _, token_a = store.create_token("sub-a", "a")
     _, token_b = store.create_token("sub-b", "b")
@@ -130,13 +131,13 @@ def test_subscription_tokens_see_only_their_subscription(
     path = "/subscriptions/{}/resourceGroups/rg/providers/Microsoft.ContainerInstance/" \
            "containerGroups/only-a" + API
     assert raw(skiff, token_a).put(path.format("sub-a"), json=body).status_code == 201
-    assert raw(skiff, token_b).get(path.format("sub-a")).status_code == 404
+    assert raw(skiff, token_b).get(path.format("sub-a")).status_code == 403
     listed = raw(skiff, token_b).get(
         f"/subscriptions/sub-b/providers/Microsoft.ContainerInstance/containerGroups{API}")
     assert listed.json()["value"] == []
     assert raw(skiff, token_b).get(
         f"/subscriptions/sub-a/providers/Microsoft.ContainerInstance/containerGroups{API}"
-    ).status_code == 404
+    ).status_code == 403
 
 
 def test_case_insensitive_paths(skiff: RunningServer, images: BuiltImages) -> None:

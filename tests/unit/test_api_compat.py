@@ -105,7 +105,7 @@ def test_empty_path_segments_are_dropped_as_arm_drops_them(http: InProcessClient
 def test_outbound_network_dependencies_is_an_empty_array(
         http: InProcessClient, plane: ControlPlane, portal: BlockingPortal) -> None:
     """An existing group: 200 ``[]`` (ACI's answer is a JSON array of strings). No such
-    group, or another subscription's: 404, the same answer; no token: 401."""
+    group: 404; another subscription's: 403 AuthorizationFailed; no token: 401."""
     succeeded(http, http.put(f"{GROUPS}/g{API}", json=group_body()))
     path = "outboundNetworkDependenciesEndpoints"
     answer = http.get(f"{GROUPS}/g/{path}{API}")
@@ -115,7 +115,7 @@ def test_outbound_network_dependencies_is_an_empty_array(
     missing = error(http.get(f"{GROUPS}/nope/{path}{API}"), 404, "ResourceNotFound")
     assert "nope" in missing
     other = client(plane, portal, "sub-2")
-    error(other.get(f"{GROUPS}/g/{path}{API}"), 404, "SubscriptionNotFound")
+    error(other.get(f"{GROUPS}/g/{path}{API}"), 403, "AuthorizationFailed")
     theirs = f"/subscriptions/sub-2/resourceGroups/rg/{PROVIDER}/containerGroups/g/{path}{API}"
     error(other.get(theirs), 404, "ResourceNotFound")
     anonymous = InProcessClient(portal, create_app(plane), None)

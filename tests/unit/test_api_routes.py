@@ -215,7 +215,8 @@ def test_an_image_that_cannot_be_pulled_fails_the_operation(http: Client,
 
 
 def test_auth(plane: ControlPlane, http: Client, app: FastAPI, portal: BlockingPortal) -> None:
-    """No token or a wrong one: 401; another subscription's token: 404, as if absent."""
+    """No token or a wrong one: 401; another subscription's token: 403 AuthorizationFailed,
+    as ARM answers a caller without a role there."""
     create(http)
     bare = Client(portal, app, None)
     answer = bare.get(f"{GROUPS}/g{API}")
@@ -225,8 +226,8 @@ def test_auth(plane: ControlPlane, http: Client, app: FastAPI, portal: BlockingP
     assert wrong.status_code == 401
     _, other = plane.store.create_token("sub-2", "other")
     foreign = bare.get(f"{GROUPS}/g{API}", headers={"Authorization": f"Bearer {other}"})
-    assert foreign.status_code == 404
-    assert foreign.json()["error"]["code"] == "SubscriptionNotFound"
+    assert foreign.status_code == 403
+    assert foreign.json()["error"]["code"] == "AuthorizationFailed"
     _, admin = plane.store.create_token(None, "admin")
     assert bare.get(f"{GROUPS}/g{API}",
                     headers={"Authorization": f"Bearer {admin}"}).status_code == 200

@@ -162,7 +162,7 @@ def test_tenancy(http: InProcessClient, other: InProcessClient) -> None:
     make_account(http)
     # another subscription's account is absent to it, its keys and shares too
     error(other.get(account("acct1", sub=OTHER)), 404, "ResourceNotFound")
-    error(other.get(account("acct1")), 404, "SubscriptionNotFound")
+    error(other.get(account("acct1")), 403, "AuthorizationFailed")
     error(other.post(account("acct1", sub=OTHER) + "/listKeys"), 404, "ResourceNotFound")
     error(other.get(share("acct1", "data", sub=OTHER)), 404, "ParentResourceNotFound")
     assert other.get(f"/subscriptions/{OTHER}/{STORAGE}").json()["value"] == []

@@ -12,6 +12,7 @@ resource (403 or 404, nothing of it in the answer, nothing of it changed).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -397,3 +398,84 @@ def test_a_capacity_refusal_tells_nothing_of_what_other_tenants_use(plane: Contr
     assert "left" not in message
     assert f"{cores - 0.5:g}" not in message
     assert "0.5" not in message
+
+
+# ---- every route: a signed-in principal without a role, and a Reader ----------------------
+
+
+def principal_client(plane: ControlPlane, app: Any, portal: BlockingPortal, name: str,
+                     role: str | None = None, scope: str = "") -> tuple[InProcessClient, str]:
+    """A client holding a JWT of a new service principal (given ``role`` at ``scope``),
+    got from the token endpoint as az gets one; and the principal's object id."""
+    record, secret = plane.store.create_principal(name)
+    if role is not None:
+        from skiff.control.access import role_named
+
+        found = role_named(role)
+        assert found is not None
+        plane.store.put_assignment(str(uuid.uuid4()), scope, found.id, record.object_id,
+                                   "ServicePrincipal")
+    anonymous = InProcessClient(portal, app, None)
+    answer = anonymous.request("POST", f"/{plane.store.tenant_id()}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": record.app_id,
+        "client_secret": secret, "scope": "https://skiff.test/.default"})
+    assert answer.status_code == 200, answer.text
+    return InProcessClient(portal, app, answer.json()["access_token"], suffix=API), \
+        record.object_id
+
+
+#: Names no resource has: a path naming them is answered as one naming Alice's.
+ABSENT = {"resource_group": "absent-rg", "name": "absent", "container": "nobody",
+          "subnet": "nosubnet", "account": "absentstore", "share": "absent-share",
+          "operation": "0" * 32}
+
+
+def test_no_route_tells_a_principal_without_a_role_anything(
+    client: Any, plane: ControlPlane, portal: BlockingPortal
+) -> None:
+    """Every route naming a subscription, with a signed-in principal that holds no role
+    there (and one that is Owner of another resource group: 403, or an empty list of the
+    subscription's resources, filtered to what it may read): 403 AuthorizationFailed
+    (404 for the subscription itself), the same answer, names aside, whether Alice's
+    resource exists or not; nothing of hers in it and nothing of hers changed. A Reader
+    of Alice's resource group is refused every route that is not a GET."""
+    alice = client(ALICE)
+    names = alice_resources(alice)
+    before = alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()
+    app = create_app(plane)
+    nobody, _ = principal_client(plane, app, portal, "nobody")
+    elsewhere, _ = principal_client(plane, app, portal, "elsewhere", "Owner",
+                                    rg(ALICE, "other-rg"))
+    reader, _ = principal_client(plane, app, portal, "reader", "Reader", rg(ALICE, ALICE_RG))
+    routes = routes_with_a_subscription(app)
+    assert len(routes) >= 25, routes
+    for method, template in routes:
+        vnet = "virtualNetworks/{name}" in template
+        real = template.format(**names | {"name": ALICE_NET if vnet else ALICE_GROUP})
+        absent = template.format(**names | ABSENT)
+        whole = template == "/subscriptions/{subscription}"  # elsewhere holds a role in it
+        for http in (nobody,) if whole else (nobody, elsewhere):
+            answers = [http.request(method, path, json=request_body(method, template))
+                       for path in (real, absent)]
+            expected = 404 if whole else 403
+            if http is elsewhere and answers[0].status_code == 200:
+                # a subscription's collection, filtered to what elsewhere may read: nothing
+                assert [a.json() for a in answers] == [{"value": []}] * 2, (method, real)
+                continue
+            for answer in answers:
+                assert answer.status_code == expected, (method, real, answer.text)
+                for theirs in (ALICE_IMAGE, ALICE_TAG, ALICE_SUBNET_PREFIX, "Succeeded"):
+                    assert theirs not in answer.text, (method, real, answer.text)
+            texts = [a.json()["error"]["message"] for a in answers]
+            for key, value in sorted(ABSENT.items(), key=lambda kv: -len(kv[1])):
+                texts[1] = texts[1].replace(value, str(
+                    (names | {"name": ALICE_NET if vnet else ALICE_GROUP})[key]))
+            assert texts[0] == texts[1], (method, template, texts)
+        if method != "GET" and "{resource_group}" in template:
+            refused = reader.request(method, real, json=request_body(method, template))
+            assert refused.status_code == 403, (method, real, refused.text)
+            assert refused.json()["error"]["code"] == "AuthorizationFailed"
+    after = alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()
+    assert after["tags"] == before["tags"] == {"t": ALICE_TAG}
+    assert after["properties"]["provisioningState"] == "Succeeded"
+    assert alice.request("GET", rg(ALICE, ALICE_RG)).status_code == 200

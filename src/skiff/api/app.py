@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skiff import __version__
-from skiff.api import groups, misc, networks, sockets, storage
+from skiff.api import authorization, groups, misc, networks, principals, signin, sockets, storage
 from skiff.api.context import ControlPlane
 from skiff.api.failures import Unforeseen
 from skiff.api.limits import BodyLimit, check_names
@@ -66,15 +66,24 @@ def create_app(plane: ControlPlane) -> FastAPI:
                               "with the virtual networks (Microsoft.Network) and storage "
                               "accounts and file shares (Microsoft.Storage) groups use.")
     app.state.plane = plane
-    for router in (groups.router, misc.router, networks.router, storage.router):
+    for router in (groups.router, misc.router, networks.router, storage.router,
+                   authorization.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
+    app.include_router(principals.router)
+    app.include_router(signin.router)  # last: its paths start with a tenant's name
     app.openapi = lambda: describe(app)  # type: ignore[method-assign]
 
     @app.exception_handler(SkiffError)
-    async def skiff_error(_: Request, exc: SkiffError) -> JSONResponse:
+    async def skiff_error(request: Request, exc: SkiffError) -> JSONResponse:
         target = exc.target if isinstance(exc, ArmError) else None
-        return _error(_status_of(exc), exc.code, exc.message, target)
+        answer = _error(_status_of(exc), exc.code, exc.message, target)
+        if answer.status_code == 401:  # ARM's challenge: where to get a token
+            answer.headers["WWW-Authenticate"] = (
+                f'Bearer authorization_uri="{str(request.base_url).rstrip("/")}/adfs", '
+                'error="invalid_token", error_description="The authentication failed because '
+                'of missing \'Authorization\' header or the token is invalid."')
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -56,6 +56,29 @@ CONTAINER_GROUP: dict[str, Any] = {
                 "type": {"type": "string", "enum": ["Public", "Private"]},
                 "dnsNameLabel": {"type": "string"}}}}}}}
 
+_GUID = {"type": "string",
+         "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+_ROLES = ["8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "b24988ac-6180-42a0-ab88-20f7382dd24c",
+          "acdd72a7-3d97-46b9-8ea0-e9b62cb98f8c"]
+
+ROLE_ASSIGNMENT: dict[str, Any] = {
+    "title": "RoleAssignmentCreateParameters", "type": "object", "required": ["properties"],
+    "properties": {"properties": {
+        "type": "object", "required": ["roleDefinitionId", "principalId"], "properties": {
+            "roleDefinitionId": {"type": "string", "enum": _ROLES},
+            "principalId": _GUID,
+            "principalType": {"type": "string",
+                              "enum": ["ServicePrincipal", "User", "Group"]}}}}}
+
+SERVICE_PRINCIPAL: dict[str, Any] = {
+    "title": "ServicePrincipalCreate", "type": "object", "required": ["displayName"],
+    "properties": {"displayName": {"type": "string", "minLength": 1, "maxLength": 120},
+                   "role": {"type": "string", "enum": ["Owner", "Contributor", "Reader"]},
+                   "scopes": {"type": "array", "items": {"type": "string"}}}}
+
+CREDENTIAL_RESET: dict[str, Any] = {
+    "title": "CredentialReset", "type": "object", "properties": {"append": {"type": "boolean"}}}
+
 TAGS_PATCH: dict[str, Any] = {
     "title": "Resource", "type": "object", "required": ["tags"], "properties": {"tags": _TAGS}}
 

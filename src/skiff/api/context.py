@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import itertools
 import json
@@ -21,14 +22,18 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 
+from skiff.control.access import Access, Caller, authorization_failed, scope_of
+from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService
 from skiff.core.engine import Engine
 from skiff.errors import ArmError
 from skiff.settings import Settings
-from skiff.store import Store, TokenRecord, subscription_key
+from skiff.store import Store
 
 API_VERSION = "2023-05-01"
+#: Azure's resource manager audiences: a token for them is one for skiff's API too.
+AZURE_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 PROVIDER = "Microsoft.ContainerInstance"
 #: Seconds an exec or attach session's websocket address stays valid.
 SESSION_TTL_S = 300.0
@@ -91,6 +96,23 @@ class ControlPlane:
     #: Microsoft.Storage routes answer 503).
     storage: StorageService | None = None
 
+    @functools.cached_property
+    def access(self) -> Access:
+        """Authorization over the store's role assignments (:mod:`skiff.control.access`)."""
+        return Access(self.store)
+
+    @functools.cached_property
+    def issuer(self) -> Issuer:
+        """The node's access tokens: its signing key beside the node key, made once."""
+        return Issuer(self.store.key_path.parent, self.store.tenant_id())
+
+    def audiences(self, request: Request) -> set[str]:
+        """The ``aud`` values a token for this API may carry (no trailing slash): the API's
+        own address, as configured and as the request reached it, and Azure's resource
+        manager (the SDKs' default scope)."""
+        return {self.base_url.rstrip("/"), str(request.base_url).rstrip("/"),
+                *AZURE_AUDIENCES}
+
 
 async def until_idle(reconciler: Reconciler, uid: str, timeout_s: float) -> None:
     """Wait, without holding a thread, until the reconcile loop is idle on ``uid`` (a
@@ -135,63 +157,133 @@ def _looks_like_version(version: str) -> bool:
             and suffix == "")
 
 
-def authenticate(request: Request) -> TokenRecord:
+def authenticate(request: Request) -> Caller:
+    """Who sent the request: a token skiff issued (a JWT, checked against the node's
+    signing key), or a legacy opaque ``skf_`` token (looked up in the store). 401 if
+    neither."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ArmError(401, "AuthenticationFailed",
                        "Authentication failed. The 'Authorization' header is missing or is "
                        "not a bearer token.")
-    record = plane(request).store.check_token(token.strip())
+    plane_ = plane(request)
+    if looks_like_jwt(token):
+        try:
+            claims = plane_.issuer.verify(token)
+        except TokenRejected as exc:
+            raise ArmError(401, exc.code, exc.message) from None
+        if claims.aud.rstrip("/") not in plane_.audiences(request):
+            allowed = ",".join(f"'{a}/','{a}'" for a in (plane_.base_url.rstrip("/"),
+                                                           *AZURE_AUDIENCES))
+            raise ArmError(401, "InvalidAuthenticationTokenAudience",
+                           f"The access token has been obtained for wrong audience or "
+                           f"resource '{claims.aud}'. It should exactly match with one of the "
+                           f"allowed audiences {allowed}.")
+        return Caller(claims.oid, claims.appid or claims.oid, "ServicePrincipal",
+                      app_id=claims.appid)
+    record = plane_.store.check_token(token)
     if record is None:
         raise ArmError(401, "AuthenticationFailed",
                        "Authentication failed. The access token is invalid or revoked.")
-    return record
+    owner_of = "" if record.subscription is None else f"/subscriptions/{record.subscription}"
+    return Caller(record.id, record.name, "Token", owner_of=owner_of)
 
 
-#: A route parameter that authenticates the request and gives its token.
-Principal = Annotated[TokenRecord, Depends(authenticate)]
+#: A route parameter that authenticates the request and gives its caller (no action:
+#: for the few routes any signed-in caller may use).
+Principal = Annotated[Caller, Depends(authenticate)]
 
 
-def may_access(token: TokenRecord, subscription: str) -> bool:
-    """Whether ``token`` may act in ``subscription``: an admin token in every one, a bound
-    token in its own (ids compared by :func:`~skiff.store.subscription_key`, as ARM
-    compares them, so a token made for ``ACME`` reaches ``acme``, the same subscription)."""
-    return (token.subscription is None
-            or subscription_key(token.subscription) == subscription_key(subscription))
+def allow(action: str) -> Any:
+    """A route's dependency: authenticate, then authorize ``action`` at the request's scope
+    (:func:`~skiff.control.access.scope_of` its path): 403 AuthorizationFailed before the
+    route looks anything up, so a refusal tells nothing of what exists. Gives the caller."""
+
+    def check(request: Request) -> Caller:
+        caller = authenticate(request)
+        plane(request).access.authorize(caller, action, scope_of(request.scope["path"]))
+        return caller
+
+    return Depends(check)
 
 
-def check_subscription(token: TokenRecord, subscription: str) -> None:
-    """A token bound to one subscription sees nothing of any other: 404, as if absent."""
-    if not may_access(token, subscription):
-        raise ArmError(404, "SubscriptionNotFound",
-                       f"The subscription '{subscription}' could not be found.")
+@dataclass(frozen=True)
+class Listing:
+    """The caller of a collection GET, and which of the collection's items it may see."""
+
+    caller: Caller
+    action: str
+    #: None: every item (the caller may read at the collection's scope); else the access
+    #: that tells, item by item.
+    access: Access | None = None
+
+    def visible(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items (ARM resources, by ``id``) the caller may read."""
+        if self.access is None:
+            return items
+        access = self.access
+        return [i for i in items if access.permits(self.caller, self.action, str(i["id"]))]
+
+
+def allow_listing(action: str) -> Any:
+    """A collection GET's dependency: as :func:`allow`, except that a caller who may not
+    read at the collection's scope but holds a role below it (a resource group's Reader
+    listing the subscription's container groups) is let through, to see only the items
+    it may read, as ARM filters a collection by the caller's access. A caller with no
+    role at, above or below the scope gets 403."""
+
+    def check(request: Request) -> Listing:
+        caller = authenticate(request)
+        access = plane(request).access
+        scope = scope_of(request.scope["path"])
+        if access.permits(caller, action, scope):
+            return Listing(caller, action)
+        if access.may_see(caller, scope):
+            return Listing(caller, action, access)
+        raise authorization_failed(caller, action, scope)
+
+    return Depends(check)
+
+
+def admin_only(request: Request) -> Caller:
+    """The node owner's admin token, else 403 (principals and their secrets are the node
+    owner's to manage)."""
+    caller = authenticate(request)
+    if not caller.admin:
+        raise ArmError(403, "AuthorizationFailed",
+                       f"The client '{caller.client}' with object id '{caller.object_id}' "
+                       "does not have authorization to manage the node's service principals: "
+                       "only the node's admin token does.")
+    return caller
+
+
+Admin = Annotated[Caller, Depends(admin_only)]
 
 
 #: What a resource must be allowed to do to a subnet to be placed in it (ARM's action).
 SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
 
 
-def check_linked(token: TokenRecord, *, action: str, scope: str, linked: str,
-                 linked_action: str) -> None:
-    """403 LinkedAuthorizationFailed unless ``token`` may use the resource ``linked`` (an
-    ARM id the request names, such as a subnet a group is placed in) from ``scope``.
+def check_linked(plane_: ControlPlane, caller: Caller, *, action: str, scope: str,
+                 linked: str, linked_action: str) -> None:
+    """403 LinkedAuthorizationFailed unless ``caller`` may perform ``linked_action`` on the
+    resource ``linked`` (an ARM id the request names, such as a subnet a group is placed
+    in) from ``scope``: by its role assignments (a Contributor or Owner of the subnet, or
+    above it, may join it; a Reader may not).
 
     A resource is looked up by its id in whichever subscription the id names, so a
-    request must not name what its token could not reach: skiff has no role assignments
-    yet, so a token bound to a subscription links only that subscription's resources,
-    and the admin token any. The refusal is the same whether the linked resource exists
-    or not, and names only what the request itself named.
+    request must not name what its caller could not use. The refusal is the same whether
+    the linked resource exists or not, and names only what the request itself named.
     """
-    parts = linked.strip("/").split("/")
-    linked_sub = parts[1] if len(parts) > 1 and parts[0].lower() == "subscriptions" else ""
-    if may_access(token, linked_sub):
+    if plane_.access.permits(caller, linked_action, linked):
         return
     raise ArmError(403, "LinkedAuthorizationFailed",
-                   f"The client '{token.name}' with object id '{token.id}' has permission to "
-                   f"perform action '{action}' on scope '{scope}'; however, it does not have "
-                   f"permission to perform action(s) '{linked_action}' on the linked "
-                   f"scope(s) '{linked}' or the linked scope(s) are invalid.")
+                   f"The client '{caller.client}' with object id '{caller.object_id}' has "
+                   f"permission to perform action '{action}' on scope '{scope}'; however, it "
+                   f"does not have permission to perform action(s) '{linked_action}' on the "
+                   f"linked scope(s) '{linked}' or the linked scope(s) are invalid.")
 
 
 def arm_id(subscription: str, resource_group: str, name: str | None = None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shlex
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -21,18 +21,20 @@ from skiff.api.context import (
     PROVIDER,
     SUBNET_JOIN,
     ControlPlane,
-    Principal,
+    Listing,
     Session,
+    allow,
+    allow_listing,
     arm_id,
     check_api_version,
     check_linked,
-    check_subscription,
     json_body,
     lro_headers,
     plane,
     until_idle,
 )
 from skiff.api.places import locations
+from skiff.control.access import Caller
 from skiff.control.names import group_fqdn
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
 from skiff.core.view import GroupView
@@ -41,18 +43,29 @@ from skiff.models import ContainerGroupBody, parse_container_group, render_conta
 from skiff.models.arm import check_tags
 from skiff.models.labels import group_label
 from skiff.models.rules import subnet_key
-from skiff.store import GroupRecord, TokenRecord
+from skiff.store import GroupRecord
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
 GROUP = (f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
          f"{PROVIDER}/containerGroups/{{name}}")
+#: The routes' callers, each allowed its ARM action (skiff.control.access).
+_ACTION = f"{PROVIDER}/containerGroups"
+CanRead = Annotated[Caller, allow(f"{_ACTION}/read")]
+CanList = Annotated[Listing, allow_listing(f"{_ACTION}/read")]
+CanWrite = Annotated[Caller, allow(f"{_ACTION}/write")]
+CanDelete = Annotated[Caller, allow(f"{_ACTION}/delete")]
+CanStart = Annotated[Caller, allow(f"{_ACTION}/start/action")]
+CanRestart = Annotated[Caller, allow(f"{_ACTION}/restart/action")]
+CanStop = Annotated[Caller, allow(f"{_ACTION}/stop/action")]
+CanReadLogs = Annotated[Caller, allow(f"{_ACTION}/containers/logs/read")]
+CanExec = Annotated[Caller, allow(f"{_ACTION}/containers/exec/action")]
+CanAttach = Annotated[Caller, allow(f"{_ACTION}/containers/attach/action")]
 
 
-def _record(plane_: ControlPlane, token: TokenRecord, subscription: str, resource_group: str,
+def _record(plane_: ControlPlane, token: Caller, subscription: str, resource_group: str,
             name: str, *, deleting: bool = False) -> GroupRecord:
     """The group, 404 if there is none; one being deleted only when ``deleting`` (a GET
     shows it ``Deleting`` until it is gone; nothing else acts on it)."""
-    check_subscription(token, subscription)
     record = plane_.store.get_group(subscription, resource_group, name)
     if record is None or (record.desired == "deleted" and not deleting):
         raise ArmError(404, "ResourceNotFound",
@@ -144,21 +157,20 @@ def _requests(stored: dict[str, Any]) -> tuple[float, float]:
 
 @router.put(GROUP, status_code=201, openapi_extra=request_body(CONTAINER_GROUP))
 async def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
-                           token: Principal) -> Response:
+                           token: CanWrite) -> Response:
     """Create a container group, or update one (tags in place; anything else redeploys).
 
     The work (validation, store transactions with their fsyncs, rendering) runs
     in a worker thread, so that concurrent requests are not queued behind it
     on the event loop."""
     plane_ = plane(request)
-    check_subscription(token, subscription)
     raw = await request.body()
     return await asyncio.to_thread(_create_or_update, plane_, token, subscription,
                                    resource_group, name, raw,
                                    request.query_params.get("api-version"))
 
 
-def _create_or_update(plane_: ControlPlane, token: TokenRecord, subscription: str,
+def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                       resource_group: str, name: str, raw: bytes,
                       api_version: str | None = None) -> Response:
     body = parse_container_group(json_body(raw), name=name,
@@ -168,7 +180,7 @@ def _create_or_update(plane_: ControlPlane, token: TokenRecord, subscription: st
                                  api_version=api_version)
     placement = subnet_key(body.properties)
     if placement is not None:  # before any look-up: the answer tells nothing of the subnet
-        check_linked(token, action=f"{PROVIDER}/containerGroups/write",
+        check_linked(plane_, token, action=f"{PROVIDER}/containerGroups/write",
                      scope=arm_id(subscription, resource_group, name),
                      linked=str((body.properties.subnet_ids or [{}])[0].get("id", placement)),
                      linked_action=SUBNET_JOIN)
@@ -250,7 +262,7 @@ def _claim_label(plane_: ControlPlane, body: ContainerGroupBody, record: GroupRe
 
 @router.get(GROUP)
 def get(subscription: str, resource_group: str, name: str, request: Request,
-        token: Principal) -> dict[str, Any]:
+        token: CanRead) -> dict[str, Any]:
     """The group; one being deleted answers ``Deleting`` (without an instance view: its
     containers are being torn down) until it is gone, then 404, as ARM does."""
     plane_ = plane(request)
@@ -260,7 +272,7 @@ def get(subscription: str, resource_group: str, name: str, request: Request,
 
 @router.patch(GROUP, openapi_extra=request_body(TAGS_PATCH))
 async def update_tags(subscription: str, resource_group: str, name: str, request: Request,
-                      token: Principal) -> dict[str, Any]:
+                      token: CanWrite) -> dict[str, Any]:
     plane_ = plane(request)
     _record(plane_, token, subscription, resource_group, name)
     patch = json_body(await request.body())
@@ -284,12 +296,11 @@ DELETE_WAIT_S = 20.0
 
 @router.delete(GROUP)
 async def delete(subscription: str, resource_group: str, name: str, request: Request,
-                 token: Principal) -> Response:
+                 token: CanDelete) -> Response:
     """Delete the group: 200 with the group as it was, once its containers are gone;
     202 with ``Azure-AsyncOperation`` while a teardown goes on past :data:`DELETE_WAIT_S`;
     204 when there is no such group. These are ACI's three answers."""
     plane_ = plane(request)
-    check_subscription(token, subscription)
     found = await asyncio.to_thread(_begin_delete, plane_, subscription, resource_group, name)
     if found is None:
         return Response(status_code=204)
@@ -318,7 +329,7 @@ def _begin_delete(plane_: ControlPlane, subscription: str, resource_group: str,
 
 
 def _lro_action(request: Request, subscription: str, resource_group: str, name: str,
-                token: TokenRecord, kind: str, status: int) -> Response:
+                token: Caller, kind: str, status: int) -> Response:
     plane_ = plane(request)
     record = _record(plane_, token, subscription, resource_group, name)
     if kind in ("start", "restart"):
@@ -333,20 +344,20 @@ def _lro_action(request: Request, subscription: str, resource_group: str, name: 
 
 @router.post(GROUP + "/start", status_code=202)
 def start(subscription: str, resource_group: str, name: str, request: Request,
-          token: Principal) -> Response:
+          token: CanStart) -> Response:
     return _lro_action(request, subscription, resource_group, name, token, "start", 202)
 
 
 @router.post(GROUP + "/restart")
 def restart(subscription: str, resource_group: str, name: str, request: Request,
-            token: Principal) -> Response:
+            token: CanRestart) -> Response:
     # The SDK's begin_restart accepts 204 only; the operation header still tells progress.
     return _lro_action(request, subscription, resource_group, name, token, "restart", 204)
 
 
 @router.post(GROUP + "/stop", status_code=204)
 def stop(subscription: str, resource_group: str, name: str, request: Request,
-         token: Principal) -> Response:
+         token: CanStop) -> Response:
     """Stop every container; the group and its definition stay."""
     plane_ = plane(request)
     record = _record(plane_, token, subscription, resource_group, name)
@@ -358,7 +369,7 @@ def stop(subscription: str, resource_group: str, name: str, request: Request,
 
 @router.get(GROUP + "/outboundNetworkDependenciesEndpoints")
 def outbound_network_dependencies(subscription: str, resource_group: str, name: str,
-                                  request: Request, token: Principal) -> list[str]:
+                                  request: Request, token: CanRead) -> list[str]:
     """The endpoints a group in a virtual network must reach for ACI to run it: ACI
     answers a JSON array of strings; a skiff node needs none, so the array is empty."""
     _record(plane(request), token, subscription, resource_group, name)
@@ -383,16 +394,16 @@ def _list(plane_: ControlPlane, request: Request, subscription: str,
 
 @router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups")
 def list_in_subscription(subscription: str, request: Request,
-                         token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
-    return _list(plane(request), request, subscription, None)
+                         token: CanList) -> dict[str, Any]:
+    answer = _list(plane(request), request, subscription, None)
+    answer["value"] = token.visible(answer["value"])
+    return answer
 
 
 @router.get(f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
             f"{PROVIDER}/containerGroups")
 def list_in_resource_group(subscription: str, resource_group: str, request: Request,
-                           token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+                           token: CanRead) -> dict[str, Any]:
     return _list(plane(request), request, subscription, resource_group)
 
 
@@ -410,7 +421,7 @@ def _container(record: GroupRecord, container: str) -> None:
 
 @router.get(GROUP + "/containers/{container}/logs")
 def logs(subscription: str, resource_group: str, name: str, container: str, request: Request,
-         token: Principal, tail: int | None = None, timestamps: bool = False,
+         token: CanReadLogs, tail: int | None = None, timestamps: bool = False,
          previous: bool = False) -> dict[str, Any]:
     """The container's output (all of it, up to 4 MB, or the last ``tail`` lines);
     ``previous=true`` (a skiff extension) gives the previous instance's."""
@@ -442,7 +453,7 @@ def _dimension(size: dict[str, Any], key: str, default: int) -> int:
 
 
 async def _session(request: Request, subscription: str, resource_group: str, name: str,
-                   container: str, token: TokenRecord, kind: str) -> dict[str, str]:
+                   container: str, token: Caller, kind: str) -> dict[str, str]:
     plane_ = plane(request)
     record = _record(plane_, token, subscription, resource_group, name)
     _container(record, container)
@@ -479,12 +490,12 @@ async def _session(request: Request, subscription: str, resource_group: str, nam
 
 @router.post(GROUP + "/containers/{container}/exec", openapi_extra=request_body(EXEC_REQUEST))
 async def exec_(subscription: str, resource_group: str, name: str, container: str,
-                request: Request, token: Principal) -> dict[str, str]:
+                request: Request, token: CanExec) -> dict[str, str]:
     return await _session(request, subscription, resource_group, name, container, token, "exec")
 
 
 @router.post(GROUP + "/containers/{container}/attach")
 async def attach(subscription: str, resource_group: str, name: str, container: str,
-                 request: Request, token: Principal) -> dict[str, str]:
+                 request: Request, token: CanAttach) -> dict[str, str]:
     return await _session(request, subscription, resource_group, name, container, token,
                           "attach")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -11,15 +11,18 @@ from skiff.api.bodies import RESOURCE_GROUP, request_body
 from skiff.api.context import (
     PROVIDER,
     ControlPlane,
+    Listing,
     Principal,
+    allow,
+    allow_listing,
     arm_id,
     check_api_version,
-    check_subscription,
     json_body,
     plane,
     until_idle,
 )
 from skiff.api.places import locations
+from skiff.control.access import Caller, authorization_failed, scope_of
 from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.control.storage import worded_for
 from skiff.core.reference import parse as parse_reference
@@ -32,6 +35,19 @@ from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord, subsc
 router = APIRouter(dependencies=[Depends(check_api_version)])
 RG = "/subscriptions/{subscription}/resourceGroups/{resource_group}"
 LOCATION = f"/subscriptions/{{subscription}}/providers/{PROVIDER}/locations/{{location}}"
+#: The routes' callers, each allowed its ARM action (skiff.control.access).
+_RG_ACTION = "Microsoft.Resources/subscriptions/resourceGroups"
+CanReadGroups = Annotated[Caller, allow(f"{_RG_ACTION}/read")]
+CanListGroups = Annotated[Listing, allow_listing(f"{_RG_ACTION}/read")]
+CanWriteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/write")]
+CanDeleteGroups = Annotated[Caller, allow(f"{_RG_ACTION}/delete")]
+#: An operation's status is read by whoever may read the subscription's operations, or
+#: the resource the operation acts on (a Contributor of a resource group polls its own
+#: creates); see operation_status.
+_OPERATIONS_READ = f"{PROVIDER}/locations/operations/read"
+CanReadUsages = Annotated[Caller, allow(f"{PROVIDER}/locations/usages/read")]
+CanReadCapabilities = Annotated[Caller, allow(f"{PROVIDER}/locations/capabilities/read")]
+CanReadCachedImages = Annotated[Caller, allow(f"{PROVIDER}/locations/cachedImages/read")]
 
 
 def _rg(record: ResourceGroupRecord) -> dict[str, Any]:
@@ -42,8 +58,7 @@ def _rg(record: ResourceGroupRecord) -> dict[str, Any]:
 
 @router.put(RG, openapi_extra=request_body(RESOURCE_GROUP))
 async def put_resource_group(subscription: str, resource_group: str, request: Request,
-                             token: Principal) -> Response:
-    check_subscription(token, subscription)
+                             token: CanWriteGroups) -> Response:
     doc = json_body(await request.body())
     if not isinstance(doc, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
@@ -57,8 +72,7 @@ async def put_resource_group(subscription: str, resource_group: str, request: Re
 
 @router.get(RG)
 def get_resource_group(subscription: str, resource_group: str, request: Request,
-                       token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+                       token: CanReadGroups) -> dict[str, Any]:
     record = plane(request).store.get_resource_group(subscription, resource_group)
     if record is None:
         raise ArmError(404, "ResourceGroupNotFound",
@@ -66,16 +80,23 @@ def get_resource_group(subscription: str, resource_group: str, request: Request,
     return _rg(record)
 
 
+@router.head(RG)
+def resource_group_exists(subscription: str, resource_group: str, request: Request,
+                          token: CanReadGroups) -> Response:
+    """ARM's check for existence (``az group exists``): 204 if it does, 404 if not."""
+    found = plane(request).store.get_resource_group(subscription, resource_group)
+    return Response(status_code=204 if found is not None else 404)
+
+
 @router.delete(RG)
 def delete_resource_group(subscription: str, resource_group: str, request: Request,
-                          token: Principal) -> Response:
+                          token: CanDeleteGroups) -> Response:
     """Delete the resource group and everything in it: its container groups and its
     virtual networks, both through the reconcile loop (the store records the networks'
     removal from the node with the deletion; a network whose groups are still being
     deleted leaves the node after the last of them), and its storage accounts, their
     shares' data included (409 ShareInUse, and nothing deleted, while a container group
     of another resource group mounts one of their shares)."""
-    check_subscription(token, subscription)
     plane_ = plane(request)
     if plane_.store.get_resource_group(subscription, resource_group) is None:
         return Response(status_code=204)
@@ -95,9 +116,9 @@ def delete_resource_group(subscription: str, resource_group: str, request: Reque
 @router.get("/subscriptions/{subscription}/resourcegroups")
 @router.get("/subscriptions/{subscription}/resourceGroups")
 def list_resource_groups(subscription: str, request: Request,
-                         token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
-    return {"value": [_rg(r) for r in plane(request).store.list_resource_groups(subscription)]}
+                         token: CanListGroups) -> dict[str, Any]:
+    return {"value": token.visible([_rg(r) for r in
+                                    plane(request).store.list_resource_groups(subscription)])}
 
 
 #: Seconds a poll of an operation in progress is held, waiting for the operation to end.
@@ -114,11 +135,22 @@ async def operation_status(subscription: str, location: str, operation: str, req
                            token: Principal) -> Response:
     """The status of a long-running operation, as the ARM poller reads it.
 
+    Allowed to a caller that may read operations at the path's scope (the subscription's),
+    or may read the resource the operation acts on, so that a principal whose role is on
+    a resource group polls its own operations. To any other caller the answer is 403
+    AuthorizationFailed, whether the operation exists or not.
+
     While the operation is in progress and its group is being reconciled, the answer
     waits (up to :data:`OPERATION_HOLD_S`) for the reconcile loop to finish with it.
     """
-    check_subscription(token, subscription)
     plane_ = plane(request)
+    scope = scope_of(request.scope["path"])
+    if not plane_.access.permits(token, _OPERATIONS_READ, scope):
+        found = plane_.store.get_operation(operation)
+        if found is None or found.subscription != subscription_key(subscription) or \
+                not plane_.access.permits(token, _resource_read(found.resource_id),
+                                          found.resource_id):
+            raise authorization_failed(token, _OPERATIONS_READ, scope)
     op = _operation(plane_, subscription, operation)
     if op.status == "InProgress":
         group = _operation_group(plane_, op)
@@ -136,6 +168,17 @@ async def operation_status(subscription: str, location: str, operation: str, req
     # The SDK's poller waits what the latest answer says, else 30 s.
     headers = {"Retry-After": "1"} if op.status == "InProgress" else None
     return JSONResponse(answer, headers=headers)
+
+
+def _resource_read(resource_id: str) -> str:
+    """The read action of the resource an ARM id names (``.../providers/NS/type/name``)."""
+    parts = resource_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    if "providers" in lowered:
+        at = len(lowered) - 1 - lowered[::-1].index("providers")
+        types = parts[at + 2::2]
+        return "/".join([parts[at + 1], *types, "read"])
+    return "Microsoft.Resources/subscriptions/resourceGroups/read"
 
 
 def _operation(plane_: ControlPlane, subscription: str, operation: str) -> OperationRecord:
@@ -166,8 +209,7 @@ def _location(request: Request, location: str) -> str:
 
 @router.get(LOCATION + "/usages")
 def usages(subscription: str, location: str, request: Request,
-           token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+           token: CanReadUsages) -> dict[str, Any]:
     _location(request, location)
     plane_ = plane(request)
     records: list[GroupRecord] = []
@@ -195,8 +237,7 @@ def usages(subscription: str, location: str, request: Request,
 
 @router.get(LOCATION + "/capabilities")
 def capabilities(subscription: str, location: str, request: Request,
-                 token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+                 token: CanReadCapabilities) -> dict[str, Any]:
     known = _location(request, location)
     ratio = plane(request).settings.api.overcommit
     capacity = plane(request).engine.capacity()
@@ -210,14 +251,13 @@ def capabilities(subscription: str, location: str, request: Request,
 
 @router.get(LOCATION + "/cachedImages")
 def cached_images(subscription: str, location: str, request: Request,
-                  token: Principal) -> dict[str, Any]:
+                  token: CanReadCachedImages) -> dict[str, Any]:
     """The images in the node's cache that the subscription may know of: those its own
     groups use, and those the operator made public (``--public-cached-image``).
 
     The node's cache is shared by every tenant, and an image's reference can tell what
     another tenant runs (a private registry, a product's name), so it is never listed
     whole."""
-    check_subscription(token, subscription)
     _location(request, location)
     plane_ = plane(request)
     visible = {_image_key(ref) for ref in plane_.settings.api.public_cached_images}

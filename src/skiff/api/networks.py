@@ -14,7 +14,7 @@ once, provisioningState Succeeded.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -23,14 +23,16 @@ from skiff.api.bodies import SUBNET as SUBNET_BODY
 from skiff.api.bodies import VIRTUAL_NETWORK, request_body
 from skiff.api.context import (
     ControlPlane,
-    Principal,
+    Listing,
+    allow,
+    allow_listing,
     check_api_version,
-    check_subscription,
     json_body,
     plane,
     until_idle,
 )
 from skiff.api.places import locations
+from skiff.control.access import Caller
 from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.errors import ArmError, SkiffError
 from skiff.models import network as models
@@ -42,6 +44,15 @@ VNETS = f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/{_PR
 VNET = VNETS + "/{name}"
 SUBNETS = VNET + "/subnets"
 SUBNET = SUBNETS + "/{subnet}"
+#: The routes' callers, each allowed its ARM action (skiff.control.access).
+_ACTION = "Microsoft.Network/virtualNetworks"
+CanRead = Annotated[Caller, allow(f"{_ACTION}/read")]
+CanList = Annotated[Listing, allow_listing(f"{_ACTION}/read")]
+CanWrite = Annotated[Caller, allow(f"{_ACTION}/write")]
+CanDelete = Annotated[Caller, allow(f"{_ACTION}/delete")]
+CanReadSubnets = Annotated[Caller, allow(f"{_ACTION}/subnets/read")]
+CanWriteSubnets = Annotated[Caller, allow(f"{_ACTION}/subnets/write")]
+CanDeleteSubnets = Annotated[Caller, allow(f"{_ACTION}/subnets/delete")]
 #: Seconds a DELETE of a virtual network waits for the node to be rid of it: it takes
 #: a fraction of a second, unless every reconcile worker is busy with groups.
 TEARDOWN_WAIT_S = 30.0
@@ -55,7 +66,6 @@ def _not_found(what: str, name: str, resource_group: str) -> ArmError:
 
 def _vnet(plane_: ControlPlane, token: Any, subscription: str, resource_group: str,
           name: str) -> VnetRecord:
-    check_subscription(token, subscription)
     record = plane_.store.get_vnet(subscription, resource_group, name)
     if record is None:
         raise _not_found("virtualNetworks", name, resource_group)
@@ -74,10 +84,9 @@ def _check_on_node(plane_: ControlPlane, body: models.VnetBody) -> None:
 
 @router.put(VNET, openapi_extra=request_body(VIRTUAL_NETWORK))
 async def put_vnet(subscription: str, resource_group: str, name: str, request: Request,
-                   token: Principal) -> Response:
+                   token: CanWrite) -> Response:
     """Create or replace a virtual network (its subnets included)."""
     plane_ = plane(request)
-    check_subscription(token, subscription)
     body = models.parse_vnet(json_body(await request.body()), name=name,
                              default_location=plane_.settings.api.location)
     _check_on_node(plane_, body)
@@ -91,31 +100,28 @@ async def put_vnet(subscription: str, resource_group: str, name: str, request: R
 
 @router.get(VNET)
 def get_vnet(subscription: str, resource_group: str, name: str, request: Request,
-             token: Principal) -> dict[str, Any]:
+             token: CanRead) -> dict[str, Any]:
     return render_vnet(_vnet(plane(request), token, subscription, resource_group, name))
 
 
 @router.get(VNETS)
 def list_vnets(subscription: str, resource_group: str, request: Request,
-               token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
+               token: CanRead) -> dict[str, Any]:
     records = plane(request).store.list_vnets(subscription, resource_group)
     return {"value": [render_vnet(r) for r in records]}
 
 
 @router.get(f"/subscriptions/{{subscription}}/{_PROVIDER}")
-def list_all_vnets(subscription: str, request: Request, token: Principal) -> dict[str, Any]:
-    check_subscription(token, subscription)
-    return {"value": [render_vnet(r) for r in plane(request).store.list_vnets(
-        subscription)]}
+def list_all_vnets(subscription: str, request: Request, token: CanList) -> dict[str, Any]:
+    return {"value": token.visible([render_vnet(r) for r in plane(request).store.list_vnets(
+        subscription)])}
 
 
 @router.delete(VNET)
 async def delete_vnet(subscription: str, resource_group: str, name: str, request: Request,
-                      token: Principal) -> Response:
+                      token: CanDelete) -> Response:
     """Delete a virtual network; 400 InUseSubnetCannotBeDeleted while a group is in it."""
     plane_ = plane(request)
-    check_subscription(token, subscription)
     record = await asyncio.to_thread(plane_.store.delete_vnet, subscription, resource_group,
                                      name)
     if record is None:
@@ -129,7 +135,7 @@ async def delete_vnet(subscription: str, resource_group: str, name: str, request
 
 @router.put(SUBNET, openapi_extra=request_body(SUBNET_BODY))
 async def put_subnet(subscription: str, resource_group: str, name: str, subnet: str,
-                     request: Request, token: Principal) -> Response:
+                     request: Request, token: CanWriteSubnets) -> Response:
     """Create or replace one subnet of an existing virtual network."""
     plane_ = plane(request)
     before = _vnet(plane_, token, subscription, resource_group, name)
@@ -147,7 +153,7 @@ async def put_subnet(subscription: str, resource_group: str, name: str, subnet: 
 
 @router.get(SUBNET)
 def get_subnet(subscription: str, resource_group: str, name: str, subnet: str,
-               request: Request, token: Principal) -> dict[str, Any]:
+               request: Request, token: CanReadSubnets) -> dict[str, Any]:
     record = _vnet(plane(request), token, subscription, resource_group, name)
     found = find_subnet(record, subnet)
     if found is None:
@@ -157,7 +163,7 @@ def get_subnet(subscription: str, resource_group: str, name: str, subnet: str,
 
 @router.get(SUBNETS)
 def list_subnets(subscription: str, resource_group: str, name: str, request: Request,
-                 token: Principal) -> dict[str, Any]:
+                 token: CanReadSubnets) -> dict[str, Any]:
     record = _vnet(plane(request), token, subscription, resource_group, name)
     return {"value": [render_subnet(record, s)
                       for s in record.body.get("properties", {}).get("subnets", [])]}
@@ -165,7 +171,7 @@ def list_subnets(subscription: str, resource_group: str, name: str, request: Req
 
 @router.delete(SUBNET)
 async def delete_subnet(subscription: str, resource_group: str, name: str, subnet: str,
-                        request: Request, token: Principal) -> Response:
+                        request: Request, token: CanDeleteSubnets) -> Response:
     """Delete a subnet; 400 InUseSubnetCannotBeDeleted while a group is in it."""
     plane_ = plane(request)
     before = _vnet(plane_, token, subscription, resource_group, name)

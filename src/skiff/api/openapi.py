@@ -6,7 +6,7 @@ FastAPI documents a route's default status and a 422 the API never sends
 is completed here from the API's conventions, in one place: ARM's statuses of
 writes (PUT 200/201, DELETE 200/202/204, the actions' 202/204) and the ARM
 error body on the statuses any operation may answer (400 invalid input or
-api-version, 401 authentication, 404 absent, 409 conflict, 500 unforeseen,
+api-version, 401 authentication, 403 authorization, 404 absent, 409 conflict, 500 unforeseen,
 503 busy). A 405 names the methods its path takes in ``Allow``, all of them
 (Starlette's names only those of the first route on the path). A location, in a body
 or a path, is one of the names the node serves (skiff.models.regions): an ``enum``.
@@ -34,6 +34,8 @@ _ERROR_RESPONSE: dict[str, Any] = {
 _ERRORS = {
     400: "The request is invalid (its body, a name, a query parameter or the api-version).",
     401: "The request carries no valid bearer token.",
+    403: "The caller holds no role that allows the operation's action at its scope "
+         "(AuthorizationFailed), or may not use a resource the request names.",
     404: "The resource, or its subscription, is not there.",
     409: "The request conflicts with the resource's state.",
     500: "skiff hit an unexpected error (logged).",
@@ -50,8 +52,12 @@ def success_statuses(method: str, path: str) -> set[int]:
     method = method.upper()
     if method == "PUT":
         return {200, 201}
+    if method == "HEAD":  # an existence check: 204, else 404
+        return {204}
     if method == "DELETE":
         return {200, 202, 204}
+    if method == "POST" and path.endswith("/servicePrincipals"):
+        return {201}
     if method == "POST" and path.endswith("/start"):
         return {202}
     if method == "POST" and path.endswith(("/restart", "/stop")):

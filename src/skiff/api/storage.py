@@ -16,7 +16,7 @@ logged nor quoted in an error.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -31,13 +31,15 @@ from skiff.api.bodies import (
 )
 from skiff.api.context import (
     ControlPlane,
-    Principal,
+    Listing,
+    allow,
+    allow_listing,
     check_api_version,
-    check_subscription,
     json_body,
     plane,
 )
 from skiff.api.places import locations
+from skiff.control.access import Caller
 from skiff.control.storage import StorageService, new_key
 from skiff.core.shares import ShareInfo, ShareRef
 from skiff.core.view import iso
@@ -55,6 +57,20 @@ SHARES = FILE_SERVICE + "/shares"
 SHARE = SHARES + "/{share}"
 SUB_ACCOUNTS = f"/subscriptions/{{subscription}}/{_PROVIDER}/storageAccounts"
 CHECK_NAME = f"/subscriptions/{{subscription}}/{_PROVIDER}/checkNameAvailability"
+#: The routes' callers, each allowed its ARM action (skiff.control.access): a key is a
+#: secret, so listing or regenerating keys is an action of its own (a Reader has neither).
+_ACTION = "Microsoft.Storage/storageAccounts"
+CanRead = Annotated[Caller, allow(f"{_ACTION}/read")]
+CanList = Annotated[Listing, allow_listing(f"{_ACTION}/read")]
+CanWrite = Annotated[Caller, allow(f"{_ACTION}/write")]
+CanDelete = Annotated[Caller, allow(f"{_ACTION}/delete")]
+CanListKeys = Annotated[Caller, allow(f"{_ACTION}/listkeys/action")]
+CanRegenerateKey = Annotated[Caller, allow(f"{_ACTION}/regeneratekey/action")]
+CanCheckName = Annotated[Caller, allow("Microsoft.Storage/checknameavailability/read")]
+CanReadFileService = Annotated[Caller, allow(f"{_ACTION}/fileServices/read")]
+CanReadShares = Annotated[Caller, allow(f"{_ACTION}/fileServices/shares/read")]
+CanWriteShares = Annotated[Caller, allow(f"{_ACTION}/fileServices/shares/write")]
+CanDeleteShares = Annotated[Caller, allow(f"{_ACTION}/fileServices/shares/delete")]
 
 
 def service(plane_: ControlPlane) -> StorageService:
@@ -72,7 +88,6 @@ def _not_found(name: str, resource_group: str) -> ArmError:
 def _find(plane_: ControlPlane, token: Any, subscription: str, resource_group: str,
           name: str) -> AccountRecord | None:
     """The caller's account, or None (another tenant's is as absent)."""
-    check_subscription(token, subscription)
     record = service(plane_).store.get_account(name)
     if record is None or record.subscription != subscription_key(subscription) \
             or record.resource_group.lower() != resource_group.lower():
@@ -104,10 +119,9 @@ def _parent(plane_: ControlPlane, token: Any, subscription: str, resource_group:
 
 @router.put(ACCOUNT, openapi_extra=request_body(STORAGE_ACCOUNT))
 async def put_account(subscription: str, resource_group: str, account: str, request: Request,
-                      token: Principal) -> Response:
+                      token: CanWrite) -> Response:
     """Create a storage account (StorageV2 or FileStorage), or update its kind, sku, tags."""
     plane_ = plane(request)
-    check_subscription(token, subscription)
     models.check_account_name(account)
     body = models.parse_account(json_body(await request.body()),
                                 default_location=plane_.settings.api.location)
@@ -121,7 +135,7 @@ async def put_account(subscription: str, resource_group: str, account: str, requ
 
 @router.get(ACCOUNT)
 def get_account(subscription: str, resource_group: str, account: str, request: Request,
-                token: Principal) -> dict[str, Any]:
+                token: CanRead) -> dict[str, Any]:
     plane_ = plane(request)
     return render_account(plane_, _account(plane_, token, subscription, resource_group,
                                            account))
@@ -129,7 +143,7 @@ def get_account(subscription: str, resource_group: str, account: str, request: R
 
 @router.patch(ACCOUNT, openapi_extra=request_body(STORAGE_ACCOUNT_PATCH))
 async def patch_account(subscription: str, resource_group: str, account: str,
-                        request: Request, token: Principal) -> dict[str, Any]:
+                        request: Request, token: CanWrite) -> dict[str, Any]:
     """Change a storage account's tags (the rest of a PATCH is left as it is)."""
     plane_ = plane(request)
     record = _account(plane_, token, subscription, resource_group, account)
@@ -143,24 +157,22 @@ async def patch_account(subscription: str, resource_group: str, account: str,
 
 @router.get(ACCOUNTS)
 def list_accounts(subscription: str, resource_group: str, request: Request,
-                  token: Principal) -> dict[str, Any]:
+                  token: CanRead) -> dict[str, Any]:
     plane_ = plane(request)
-    check_subscription(token, subscription)
     records = service(plane_).store.list_accounts(subscription, resource_group)
     return {"value": [render_account(plane_, r) for r in records]}
 
 
 @router.get(SUB_ACCOUNTS)
-def list_all_accounts(subscription: str, request: Request, token: Principal) -> dict[str, Any]:
+def list_all_accounts(subscription: str, request: Request, token: CanList) -> dict[str, Any]:
     plane_ = plane(request)
-    check_subscription(token, subscription)
     records = service(plane_).store.list_accounts(subscription)
-    return {"value": [render_account(plane_, r) for r in records]}
+    return {"value": token.visible([render_account(plane_, r) for r in records])}
 
 
 @router.delete(ACCOUNT)
 async def delete_account(subscription: str, resource_group: str, account: str,
-                         request: Request, token: Principal) -> Response:
+                         request: Request, token: CanDelete) -> Response:
     """Delete a storage account and its shares' data; 409 ShareInUse while a container
     group mounts one of its shares."""
     plane_ = plane(request)
@@ -173,14 +185,14 @@ async def delete_account(subscription: str, resource_group: str, account: str,
 
 @router.post(ACCOUNT + "/listKeys")
 def list_keys(subscription: str, resource_group: str, account: str, request: Request,
-              token: Principal) -> dict[str, Any]:
+              token: CanListKeys) -> dict[str, Any]:
     plane_ = plane(request)
     return render_keys(_account(plane_, token, subscription, resource_group, account))
 
 
 @router.post(ACCOUNT + "/regenerateKey", openapi_extra=request_body(STORAGE_KEY_NAME))
 async def regenerate_key(subscription: str, resource_group: str, account: str,
-                         request: Request, token: Principal) -> dict[str, Any]:
+                         request: Request, token: CanRegenerateKey) -> dict[str, Any]:
     """Replace key1 or key2 (``{"keyName": "key1"}``); answers both keys, as listKeys."""
     plane_ = plane(request)
     record = _account(plane_, token, subscription, resource_group, account)
@@ -196,10 +208,9 @@ async def regenerate_key(subscription: str, resource_group: str, account: str,
 
 @router.post(CHECK_NAME, openapi_extra=request_body(STORAGE_NAME_CHECK))
 async def check_name(subscription: str, request: Request,
-                     token: Principal) -> dict[str, Any]:
+                     token: CanCheckName) -> dict[str, Any]:
     """Whether a storage account name is free (``{"name", "type"}``), as Azure answers."""
     plane_ = plane(request)
-    check_subscription(token, subscription)
     doc = json_body(await request.body())
     name = doc.get("name") if isinstance(doc, dict) else None
     if not isinstance(name, str):
@@ -218,7 +229,7 @@ async def check_name(subscription: str, request: Request,
 
 @router.get(FILE_SERVICE)
 def get_file_service(subscription: str, resource_group: str, account: str, request: Request,
-                     token: Principal) -> dict[str, Any]:
+                     token: CanReadFileService) -> dict[str, Any]:
     record = _account(plane(request), token, subscription, resource_group, account)
     return {"id": f"{record.resource_id}/fileServices/default", "name": "default",
             "type": models.FILE_SERVICE_TYPE,
@@ -228,7 +239,7 @@ def get_file_service(subscription: str, resource_group: str, account: str, reque
 
 @router.put(SHARE, openapi_extra=request_body(FILE_SHARE))
 async def put_share(subscription: str, resource_group: str, account: str, share: str,
-                    request: Request, token: Principal) -> Response:
+                    request: Request, token: CanWriteShares) -> Response:
     """Create a file share (shareQuota in GiB, 5120 by default; metadata), or change an
     existing one's quota and metadata. 201 when created."""
     plane_ = plane(request)
@@ -250,7 +261,7 @@ async def put_share(subscription: str, resource_group: str, account: str, share:
 
 @router.get(SHARE)
 async def get_share(subscription: str, resource_group: str, account: str, share: str,
-                    request: Request, token: Principal) -> dict[str, Any]:
+                    request: Request, token: CanReadShares) -> dict[str, Any]:
     """A file share; ``$expand=stats`` adds shareUsageBytes."""
     plane_ = plane(request)
     record = _parent(plane_, token, subscription, resource_group, account)
@@ -265,7 +276,7 @@ async def get_share(subscription: str, resource_group: str, account: str, share:
 
 @router.get(SHARES)
 def list_shares(subscription: str, resource_group: str, account: str, request: Request,
-                token: Principal) -> dict[str, Any]:
+                token: CanReadShares) -> dict[str, Any]:
     plane_ = plane(request)
     record = _parent(plane_, token, subscription, resource_group, account)
     return {"value": [render_share(record, info)
@@ -274,7 +285,7 @@ def list_shares(subscription: str, resource_group: str, account: str, request: R
 
 @router.delete(SHARE)
 async def delete_share(subscription: str, resource_group: str, account: str, share: str,
-                       request: Request, token: Principal) -> Response:
+                       request: Request, token: CanDeleteShares) -> Response:
     """Delete a file share and its data; 409 ShareInUse while a container group mounts it."""
     plane_ = plane(request)
     record = _parent(plane_, token, subscription, resource_group, account)

@@ -1,6 +1,6 @@
 """The ``skiff`` command: ``az container``-style commands that talk to the API
 (:mod:`~skiff.cli.container`, :mod:`~skiff.cli.network`,
-:mod:`~skiff.cli.storage`), and the node's own
+:mod:`~skiff.cli.storage`, :mod:`~skiff.cli.access`), and the node's own
 commands (``skiff serve``, ``skiff token``, ``skiff image``, ``skiff node``), which import the
 server, store or engine inside the command.
 
@@ -24,6 +24,8 @@ from skiff import __version__
 
 #: name: (module, attribute, short help). A unit test holds the help to the command's own.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ad": ("skiff.cli.access", "ad",
+           "Manage service principals, as `az ad` does (the node's admin token)."),
     "container": ("skiff.cli.container", "container",
                   "Manage container groups, as `az container` does, through skiff's API."),
     "image": ("skiff.cli.image", "image",
@@ -31,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "network": ("skiff.cli.network", "network",
                 "Manage virtual networks, as `az network` does, through skiff's API."),
     "node": ("skiff.cli.node", "node", "Manage this node itself (on the node, as root)."),
+    "role": ("skiff.cli.access", "role",
+             "Manage role assignments and see role definitions, as `az role` does."),
     "serve": ("skiff.cli.node", "serve", "Run the ACI API and the local engine on embedded "
               "defaults."),
     "storage": ("skiff.cli.storage", "storage",

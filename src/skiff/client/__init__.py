@@ -31,11 +31,13 @@ The parts: :mod:`~skiff.client.errors` (the error tree, what an answer means),
 :mod:`~skiff.client.polling` (the one loop that waits for operations),
 :mod:`~skiff.client.http` (configuration, requests, pages), and the resources
 in :mod:`~skiff.client.groups`, :mod:`~skiff.client.containers` and
-:mod:`~skiff.client.networks`, which :class:`SkiffClient` puts together.
+:mod:`~skiff.client.networks`, and the service principals and role assignments in
+:mod:`~skiff.client.access`, which :class:`SkiffClient` puts together.
 """
 
 from __future__ import annotations
 
+from skiff.client.access import AccessApi
 from skiff.client.containers import ContainersApi, WebSocketTarget
 from skiff.client.errors import ApiError, ClientConfigError, OperationFailed, error_from
 from skiff.client.groups import PROVIDER
@@ -51,6 +53,7 @@ __all__ = [
     "NETWORK_PROVIDER",
     "PROVIDER",
     "STORAGE_PROVIDER",
+    "AccessApi",
     "ApiError",
     "ClientConfigError",
     "NetworksApi",
@@ -65,7 +68,7 @@ __all__ = [
 ]
 
 
-class SkiffClient(ContainersApi, StorageApi):
+class SkiffClient(ContainersApi, StorageApi, AccessApi):
     """skiff's ARM API for container groups, their containers, the virtual networks
     they are placed in and the storage accounts and file shares they mount, in the
     shapes of api-version 2023-05-01."""

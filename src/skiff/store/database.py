@@ -78,6 +78,14 @@ class Database:
     the first opening of a store that holds nothing sealed yet.
     """
 
+    #: Bumped by every write that changes who may do what (principals, role assignments,
+    #: a deleted scope's assignments): the authorization cache's cue
+    #: (:mod:`skiff.store.principals`).
+    access_generation = 0
+
+    def _access_changed(self) -> None:
+        self.access_generation += 1
+
     def __init__(self, path: Path, *, settings: StoreSettings | None = None,
                  clock: Callable[[], float] = time.time, key_path: Path | None = None) -> None:
         self.path = Path(path)

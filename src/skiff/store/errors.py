@@ -16,7 +16,9 @@ are, with ARM's own codes where ARM has one::
           ├── ContainerGroupBeingDeleted 409 ContainerGroupDeleting: the group is being deleted
           ├── InvalidResourceGroupLocation 409: PUT of an existing group elsewhere (ARM's code)
           ├── InvalidResourceLocation    409: PUT of an existing container group elsewhere (ARM's)
-          └── InvalidSkipToken           400: a paging marker this store did not hand out
+          ├── InvalidSkipToken           400: a paging marker this store did not hand out
+          ├── RoleAssignmentExists       409: the principal holds the role there already
+          └── RoleAssignmentUpdateNotPermitted 409: a PUT changing an assignment
 """
 
 from __future__ import annotations
@@ -90,3 +92,20 @@ class InvalidSkipToken(ArmError):
 
     def __init__(self) -> None:
         super().__init__(400, "InvalidSkipToken", "The paging marker is not valid.", "$skipToken")
+
+
+class RoleAssignmentExists(ArmError):
+    """ARM's 409: the principal already holds the role at the scope (another name)."""
+
+    def __init__(self) -> None:
+        super().__init__(409, "RoleAssignmentExists", "The role assignment already exists.")
+
+
+class RoleAssignmentUpdateNotPermitted(ArmError):
+    """ARM's 409: a PUT of an existing assignment's name with another scope, role or
+    principal (an assignment is never changed, only deleted and made again)."""
+
+    def __init__(self) -> None:
+        super().__init__(409, "RoleAssignmentUpdateNotPermitted",
+                         "Tenant ID, application ID, principal ID, and scope are not allowed "
+                         "to be updated.")

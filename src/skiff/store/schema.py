@@ -226,8 +226,54 @@ INSERT OR IGNORE INTO share_mounts (group_uid, account, share)
       AND json_type(v.value, '$.azureFile.shareName') = 'text';
 """
 
+# Version 8: sign-in and access. The node's tenant (one per node, a random GUID made
+# here, once: every token skiff issues names it as ``tid``); service principals, each with
+# its secrets (only a SHA-256 of each: they are 256 random bits, see skiff.store.tokens)
+# and role assignments (Microsoft.Authorization): a principal's role at a scope, an ARM
+# id compared without case (``scope_key``). A principal's assignments go with it.
+_V8 = """
+CREATE TABLE node_identity (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+    tenant_id TEXT NOT NULL
+);
+INSERT INTO node_identity (id, tenant_id) SELECT 1,
+    lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||
+          substr(hex(randomblob(2)), 2) || '-' ||
+          substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' ||
+          hex(randomblob(6)));
+
+CREATE TABLE service_principals (
+    object_id    TEXT PRIMARY KEY,     -- a GUID: the principal's id in role assignments
+    app_id       TEXT NOT NULL UNIQUE, -- a GUID: the client id it signs in with
+    display_name TEXT NOT NULL,
+    created_at   REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE principal_secrets (
+    key_id        TEXT PRIMARY KEY,     -- a GUID
+    object_id     TEXT NOT NULL REFERENCES service_principals (object_id) ON DELETE CASCADE,
+    secret_sha256 TEXT NOT NULL UNIQUE, -- hex; the secret itself is never stored
+    hint          TEXT NOT NULL,        -- its first three characters, as Entra shows
+    end_at        REAL NOT NULL,
+    created_at    REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX principal_secrets_by_principal ON principal_secrets (object_id);
+
+CREATE TABLE role_assignments (
+    name           TEXT PRIMARY KEY,  -- a GUID, lower case
+    scope          TEXT NOT NULL,     -- the ARM id, as first written
+    scope_key      TEXT NOT NULL,     -- lower case, no trailing slash ('' for the root)
+    role_id        TEXT NOT NULL,     -- the role definition's GUID
+    principal_id   TEXT NOT NULL,
+    principal_type TEXT NOT NULL,
+    created_at     REAL NOT NULL,
+    UNIQUE (scope_key, role_id, principal_id)
+) WITHOUT ROWID;
+CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id);
+"""
+
 #: Every migration, oldest first; the schema's version is how many were applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -46,8 +46,10 @@ from skiff.store.errors import (
 )
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
+from skiff.store.principals import PrincipalsMixin, forget_scope
 from skiff.store.records import (
     DESIRED_STATES,
+    GROUP_TYPE,
     GroupRecord,
     ResourceGroupRecord,
     dumps,
@@ -68,7 +70,12 @@ from skiff.store.vnets import (
 _MAX_PAGE = 1000  # rows one listing call may ask for
 
 
-class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
+def group_scope(sub: str, rg: str, name: str) -> str:
+    """A container group's ARM id, as a role assignment's scope."""
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{GROUP_TYPE}/{name}"
+
+
+class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -146,12 +153,15 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
             # Its virtual networks go at once (no group of another resource group is in
             # one of their subnets: refused above), each noted for removal from the node.
             delete_vnets_of(conn, sub, name, self.now())
+            forgotten = forget_scope(conn, f"/subscriptions/{sub}/resourceGroups/{name}")
             if rows:
                 conn.execute("UPDATE resource_groups SET deleting = 1"
                              " WHERE subscription = ? AND name_key = ?", key)
             else:
                 conn.execute("DELETE FROM resource_groups WHERE subscription = ? AND name_key = ?",
                              key)
+        if forgotten:
+            self._access_changed()
         return [self._record(row) for row in rows]
 
     # --- container groups ------------------------------------------------------------------
@@ -322,10 +332,12 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
         """Forget a group the engine has torn down, with its DNS labels (and its resource
         group, if that is being deleted and this was its last group)."""
         with self.write() as conn:
-            row = conn.execute("SELECT subscription, rg_key FROM container_groups WHERE uid = ?",
-                               (uid,)).fetchone()
+            row = conn.execute("SELECT subscription, rg_key, name_key FROM container_groups"
+                               " WHERE uid = ?", (uid,)).fetchone()
             if row is None:
                 return
+            forgotten = forget_scope(conn, group_scope(row["subscription"], row["rg_key"],
+                                                       row["name_key"]))
             conn.execute("DELETE FROM dns_labels WHERE group_uid = ?", (uid,))
             conn.execute("DELETE FROM container_groups WHERE uid = ?", (uid,))
             conn.execute(
@@ -334,6 +346,8 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
                 " (SELECT 1 FROM container_groups WHERE subscription = ? AND rg_key = ?)",
                 (row["subscription"], row["rg_key"], row["subscription"], row["rg_key"]),
             )
+        if forgotten:
+            self._access_changed()
 
     def pending_work(self) -> list[GroupRecord]:
         """Every group whose desired state may not be reached, oldest change first.

@@ -25,6 +25,7 @@ from typing import Any
 
 from skiff.errors import ArmError, ShareInUse, StorageAccountNotFound
 from skiff.store.database import Database
+from skiff.store.principals import forget_scope
 from skiff.store.records import dumps, name_key, subscription_key
 from skiff.store.rows import ensure_rg
 
@@ -149,13 +150,19 @@ class StorageMixin(Database):
         went (None: no such account)."""
         name = name.lower()
         with self.write() as conn:
-            if conn.execute("SELECT 1 FROM storage_accounts WHERE name = ?",
-                            (name,)).fetchone() is None:
+            row = conn.execute("SELECT subscription, rg_key FROM storage_accounts WHERE name = ?",
+                               (name,)).fetchone()
+            if row is None:
                 return None
             shares = _shares(conn, name)
             refuse_mounted(conn, [(name, s.name) for s in shares])
             conn.execute("DELETE FROM storage_accounts WHERE name = ?", (name,))
-            return shares
+            forgotten = forget_scope(conn, f"/subscriptions/{row['subscription']}/resourceGroups/"
+                                           f"{row['rg_key']}/providers/Microsoft.Storage/"
+                                           f"storageAccounts/{name}")
+        if forgotten:
+            self._access_changed()
+        return shares
 
     # --- shares ------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from skiff.errors import ArmError
 from skiff.store.database import Database
+from skiff.store.principals import forget_scope
 from skiff.store.records import VnetRecord, dumps, location_key, name_key, subscription_key
 from skiff.store.rows import ensure_rg
 
@@ -94,7 +95,10 @@ class VirtualNetworksMixin(Database):
             conn.execute("DELETE FROM virtual_networks WHERE subscription = ? AND rg_key = ?"
                          " AND name_key = ?", (sub, name_key(rg), name_key(name)))
             record_teardown(conn, record, self.now())
-            return record
+            forgotten = forget_scope(conn, record.resource_id)
+        if forgotten:
+            self._access_changed()
+        return record
 
     def vnet_teardowns(self) -> list[str]:
         """The keys (lower-case ARM ids) of deleted virtual networks still to be removed

@@ -8,22 +8,29 @@ server's would, while the test and the reconcile loop's workers run in theirs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from anyio.from_thread import BlockingPortal
 from fastapi import FastAPI
 
+from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.tls import ensure_certificates
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService, default_file_endpoint
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.testing.fake import FakeEngine
 from skiff.testing.fakedisks import FakeShareDisks
+from skiff.testing.registry import free_port
+from skiff.testing.waiting import eventually
 
 #: The base URL the in-process app answers as (operation URLs start with it).
 BASE = "https://skiff.test"
@@ -85,3 +92,38 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     finally:
         reconciler.stop()
         store.close()
+
+
+@dataclasses.dataclass
+class FakeHttps:
+    """The app over a fake plane, served over real HTTPS on a loopback port."""
+
+    plane: ControlPlane
+    url: str
+    ca: Path
+
+
+@contextlib.contextmanager
+def fake_https(data_root: Path) -> Iterator[FakeHttps]:
+    """Serve a :func:`fake_plane` over HTTPS at ``https://127.0.0.1:PORT`` (its CA in
+    ``data_root/ca.pem``), for clients that need a real server (az, the SDKs) but no
+    engine; stopped after."""
+    port = free_port()
+    data_root.mkdir(parents=True, exist_ok=True)
+    files = ensure_certificates(data_root, "127.0.0.1")
+    settings = Settings(data_root=data_root)
+    with fake_plane(data_root, settings) as plane:
+        plane.base_url = f"https://127.0.0.1:{port}"
+        config = uvicorn.Config(create_app(plane), host="127.0.0.1", port=port,
+                                ssl_certfile=str(files.cert), ssl_keyfile=str(files.key),
+                                log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=1)
+        http = uvicorn.Server(config)
+        thread = threading.Thread(target=http.run, name="skiff-fake-https", daemon=True)
+        thread.start()
+        try:
+            eventually(lambda: http.started, what="the fake server listens", timeout_s=15)
+            yield FakeHttps(plane, plane.base_url, files.ca)
+        finally:
+            http.should_exit = True
+            thread.join(timeout=10)
