@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 
+from skiff.control.identities import GroupIdentities
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService
 from skiff.core.engine import Engine
@@ -90,6 +91,9 @@ class ControlPlane:
     #: Storage accounts and file shares (None: this plane serves none, the
     #: Microsoft.Storage routes answer 503).
     storage: StorageService | None = None
+    #: Groups' managed identities and their tokens (None: this plane has none, a group
+    #: that asks for one is refused).
+    identities: GroupIdentities | None = None
 
 
 async def until_idle(reconciler: Reconciler, uid: str, timeout_s: float) -> None:

@@ -31,6 +31,7 @@ from skiff.api.context import (
     lro_headers,
     plane,
 )
+from skiff.api.identities import assign_group_identity, render_group_identity_of
 from skiff.control.names import group_fqdn
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
 from skiff.core.view import GroupView
@@ -90,6 +91,7 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
         ip=view.ip if view is not None else ip,
         fqdn=group_fqdn(body, record, plane_.settings.dns), include_instance_view=instance_view)
     rendered["tags"] = record.tags or rendered.get("tags") or {}
+    render_group_identity_of(plane_, rendered)
     return rendered
 
 
@@ -173,6 +175,7 @@ def _create_or_update(plane_: ControlPlane, token: TokenRecord, subscription: st
     if existing is not None and existing.desired == "deleted":
         raise ArmError(409, "ContainerGroupDeleting",
                        f"The container group '{name}' is being deleted; retry once it is gone.")
+    assign_group_identity(plane_, token, body, subscription, resource_group, name, existing)
     stored = body.to_stored()
     changed = existing is None or existing.body.get("properties") != stored.get("properties")
     if changed:

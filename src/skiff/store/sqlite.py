@@ -44,6 +44,7 @@ from skiff.store.errors import (
     InvalidResourceGroupLocation,
     InvalidResourceLocation,
 )
+from skiff.store.identities import IdentitiesMixin, delete_identities_of
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
 from skiff.store.records import (
@@ -68,7 +69,8 @@ from skiff.store.vnets import (
 _MAX_PAGE = 1000  # rows one listing call may ask for
 
 
-class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
+class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin,
+            IdentitiesMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -133,6 +135,7 @@ class Store(OperationsMixin, TokensMixin, VirtualNetworksMixin, StorageMixin):
             # Its storage accounts go at once, with their shares' rows (refused if a group
             # of another resource group mounts one); the storage service removes the disks.
             delete_accounts_of(conn, sub, name)
+            delete_identities_of(conn, sub, name)  # its managed identities too
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"

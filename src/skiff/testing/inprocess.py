@@ -18,8 +18,10 @@ from anyio.from_thread import BlockingPortal
 from fastapi import FastAPI
 
 from skiff.api.context import ControlPlane
+from skiff.control.identities import GroupIdentities
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService, default_file_endpoint
+from skiff.metadata import LocalTokens
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.testing.fake import FakeEngine
@@ -78,7 +80,10 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     reconciler = Reconciler(store, engine, workers=workers)
     storage = StorageService(store, FakeShareDisks(data_root / "shares"),
                              file_endpoint=default_file_endpoint(settings.api))
-    plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage)
+    tokens = LocalTokens(data_root / "keys" / "identity.pem",
+                         tenant=LocalTokens.node_tenant(settings.dns.tenant), issuer=BASE)
+    plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage,
+                         identities=GroupIdentities(store, tokens))
     reconciler.start()
     try:
         yield plane
