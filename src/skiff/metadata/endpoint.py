@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from skiff.errors import NetworkError
+
 log = logging.getLogger(__name__)
 
 #: The address and port the endpoint has inside every group (Azure's).
@@ -133,6 +135,7 @@ class MetadataEndpoint:
         self._listeners: dict[str, _Listener] = {}
         self._thread = threading.Thread(target=self._run, name="skiff-imds", daemon=True)
         self._started = False
+        self._closed = False
         self._lock = threading.Lock()
 
     def _run(self) -> None:
@@ -141,6 +144,8 @@ class MetadataEndpoint:
 
     def start(self) -> None:
         with self._lock:
+            if self._closed:
+                raise NetworkError("the identity endpoint is closed")
             if not self._started:
                 self._thread.start()
                 self._started = True
@@ -150,26 +155,38 @@ class MetadataEndpoint:
         place of any socket served for the group before."""
         self.start()
         sock.setblocking(False)
-        asyncio.run_coroutine_threadsafe(self._serve(group_id, sock), self._loop).result(10)
+        with self._lock:
+            if self._closed:
+                raise NetworkError("the identity endpoint is closed")
+            done = asyncio.run_coroutine_threadsafe(self._serve(group_id, sock), self._loop)
+        done.result(10)
 
     def withdraw(self, group_id: str) -> None:
         """Stop serving the group (its network is going); nothing if it is not served."""
-        if not self._started:
-            return
-        asyncio.run_coroutine_threadsafe(self._withdraw(group_id), self._loop).result(10)
+        with self._lock:
+            if not self._started or self._closed:
+                return  # nothing is served any more
+            done = asyncio.run_coroutine_threadsafe(self._withdraw(group_id), self._loop)
+        done.result(10)
 
     def groups(self) -> list[str]:
         """The groups served now."""
         return sorted(self._listeners)
 
     def close(self) -> None:
-        """Stop serving every group and end the loop's thread."""
-        if not self._started:
+        """Stop serving every group and end the loop's thread. Idempotent; a group
+        withdrawn afterwards is no error."""
+        with self._lock:
+            if self._closed:
+                return
+            started, self._closed = self._started, True
+        if not started:
             self._loop.close()
             return
         for group_id in list(self._listeners):
             with contextlib.suppress(Exception):
-                self.withdraw(group_id)
+                asyncio.run_coroutine_threadsafe(self._withdraw(group_id),
+                                                 self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
@@ -191,10 +208,9 @@ class MetadataEndpoint:
     async def _withdraw(self, group_id: str) -> None:
         listener = self._listeners.pop(group_id, None)
         if listener is not None:
+            # The listening socket closes now; a connection in flight ends on its own
+            # (HEAD_TIMEOUT_S at most), and the namespace is let go with it.
             listener.server.close()
-            with contextlib.suppress(Exception):
-                # Connections in flight are short: each has HEAD_TIMEOUT_S at most.
-                await asyncio.wait_for(listener.server.wait_closed(), HEAD_TIMEOUT_S)
 
     async def _connection(self, listener: _Listener, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
