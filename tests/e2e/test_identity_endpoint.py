@@ -155,7 +155,8 @@ def test_groups_get_their_own_identitys_tokens(skiff: RunningServer,
     served = sorted(plane.store.get_group("sub-1", "rg", n).uid  # type: ignore[union-attr]
                     for n in ("runc", "boxed", "none"))
     metadata = skiff.server.metadata
-    assert metadata is not None and metadata.groups() == served
+    assert metadata is not None
+    assert metadata.groups() == served
     for name in ("runc", "boxed", "none"):
         assert http.delete(f"{GROUPS}/{name}{API}").status_code in (200, 202)
     eventually(metadata.groups, until=lambda left: left == [],
@@ -213,5 +214,6 @@ def test_another_group_cannot_reach_a_groups_endpoint(skiff: RunningServer,
     assert _in_netns(attachment.netns_path, steer).returncode == 0
     for source in (None, target_ip):  # its own address, then the target's, forged
         answer = ask(source)
-        assert "FAILED" in answer and "access_token" not in answer, (source, answer)
+        assert "FAILED" in answer, (source, answer)
+        assert "access_token" not in answer
     assert http.get(f"{GROUPS}/target{API}").json()["identity"]["principalId"]
