@@ -126,7 +126,7 @@ def test_groups_get_their_own_identitys_tokens(skiff: RunningServer,
         assert answer.status_code == 201, answer.text
     plane = skiff.server.plane
     assert plane.identities is not None
-    jwk = plane.identities.tokens.public_jwk()  # type: ignore[attr-defined]
+    jwk = plane.identities.tokens.public_jwk()
     seen: dict[str, str] = {}
     for name in ("runc", "boxed"):
         group = settled(http, f"{GROUPS}/{name}{API}")
@@ -152,7 +152,7 @@ def test_groups_get_their_own_identitys_tokens(skiff: RunningServer,
             assert assigned == {"principalId": uai["principalId"], "clientId": uai["clientId"]}
     assert seen["runc"] != seen["boxed"]
     assert "400" in lines(http, "none")["SYS"]
-    served = sorted(plane.store.get_group("sub-1", "rg", n).uid  # type: ignore[union-attr]
+    served = sorted(plane.store.get_group("sub-1", "rg", n).uid
                     for n in ("runc", "boxed", "none"))
     metadata = skiff.server.metadata
     assert metadata is not None

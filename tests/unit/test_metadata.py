@@ -1,0 +1,191 @@
+"""The identity endpoint's HTTP server and token signer, on a loopback socket (the node
+hands it sockets made inside groups' namespaces; any listening socket serves the same)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import stat
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from skiff.core.spec import Port
+from skiff.engine.network.firewall import group_ruleset
+from skiff.metadata import LocalTokens, MetadataEndpoint, MetadataReply
+from skiff.metadata.endpoint import MAX_CONNECTIONS, check_request, parse_head
+
+TOKEN = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://r.test/"
+HEADER_MISSING = {"error": "invalid_request",
+                  "error_description": "Required metadata header not specified"}
+
+
+def listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[MetadataEndpoint, list[tuple[str, dict[str, str]]]]]:
+    asked: list[tuple[str, dict[str, str]]] = []
+
+    def answer(group_id: str, query: Mapping[str, str]) -> MetadataReply:
+        asked.append((group_id, dict(query)))
+        return MetadataReply(200, {"group": group_id})
+
+    served = MetadataEndpoint(answer)
+    try:
+        yield served, asked
+    finally:
+        served.close()
+
+
+def request(port: int, raw: bytes) -> tuple[int, dict[str, Any]]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(raw)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def get(port: int, target: str, *, metadata: bool = True) -> tuple[int, dict[str, Any]]:
+    header = b"Metadata: true\r\n" if metadata else b""
+    return request(port, f"GET {target} HTTP/1.1\r\nHost: x\r\n".encode() + header + b"\r\n")
+
+
+def test_each_socket_answers_as_its_group(endpoint: Any) -> None:
+    """Two groups' sockets: each request is answered for the group whose socket took it
+    (never for what the request says); IMDS's errors before any answer is asked for."""
+    served, asked = endpoint
+    socks = {"g1": listening(), "g2": listening()}
+    for group_id, sock in socks.items():
+        served.serve(group_id, sock)
+    assert served.groups() == ["g1", "g2"]
+    ports = {g: s.getsockname()[1] for g, s in socks.items()}
+    assert get(ports["g1"], TOKEN + "&client_id=x") == (200, {"group": "g1"})
+    assert get(ports["g2"], TOKEN) == (200, {"group": "g2"})
+    assert asked[0] == ("g1", {"api-version": "2018-02-01", "resource": "https://r.test/",
+                               "client_id": "x"})
+    assert get(ports["g1"], TOKEN, metadata=False) == (400, HEADER_MISSING)
+    assert get(ports["g1"], "/metadata/instance?api-version=2021-02-01")[0] == 404
+    assert get(ports["g1"], "/metadata/identity/oauth2/token?resource=r")[0] == 400
+    assert get(ports["g1"], "/metadata/identity/oauth2/token?api-version=2018-02-01") == (
+        400, {"error": "invalid_request",
+              "error_description": "Required audience parameter not specified"})
+    assert request(ports["g1"],
+                   f"POST {TOKEN} HTTP/1.1\r\nMetadata: true\r\n\r\n".encode())[0] == 405
+    assert request(ports["g1"], b"nonsense\r\n\r\n")[0] == 400
+    assert len(asked) == 2
+    served.withdraw("g1")
+    assert served.groups() == ["g2"]
+    with pytest.raises(ConnectionRefusedError):
+        get(ports["g1"], TOKEN)
+    served.withdraw("g1")  # twice: nothing
+    assert get(ports["g2"], TOKEN)[0] == 200
+
+
+def test_a_group_holds_a_bounded_number_of_connections(endpoint: Any) -> None:
+    """Silent connections beyond the bound are closed at once; a request still gets its
+    answer when the others end."""
+    served, _ = endpoint
+    sock = listening()
+    served.serve("g", sock)
+    port = sock.getsockname()[1]
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5)
+              for _ in range(MAX_CONNECTIONS)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            extra.sendall(f"GET {TOKEN} HTTP/1.1\r\nMetadata: true\r\n\r\n".encode())
+            assert extra.recv(100) == b""  # closed unanswered
+        except ConnectionResetError:
+            pass  # closed unanswered, the request unread
+        finally:
+            extra.close()
+    finally:
+        for conn in silent:
+            conn.close()
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(get(port, TOKEN)[0]))
+    thread.start()
+    thread.join(15)
+    assert result == [200]
+
+
+def test_a_failing_answer_is_a_500_in_imds_words() -> None:
+    def answer(group_id: str, query: Mapping[str, str]) -> MetadataReply:
+        raise RuntimeError("boom")
+
+    served = MetadataEndpoint(answer)
+    try:
+        sock = listening()
+        served.serve("g", sock)
+        status, doc = get(sock.getsockname()[1], TOKEN)
+        assert status == 500
+        assert doc["error"] == "internal_error"
+        assert "boom" not in json.dumps(doc)
+    finally:
+        served.close()
+    served.withdraw("g")  # after close: nothing
+
+
+def test_requests_are_checked_as_imds_checks_them() -> None:
+    assert check_request("GET", TOKEN, {"metadata": "True"}) == {
+        "api-version": "2018-02-01", "resource": "https://r.test/"}
+    reply = check_request("GET", TOKEN, {"metadata": "false"})
+    assert isinstance(reply, MetadataReply)
+    assert reply.body == HEADER_MISSING
+    assert parse_head(b"GET / HTTP/1.1\r\nA: b\r\nMetadata:  true ") == (
+        "GET", "/", {"a": "b", "metadata": "true"})
+    assert parse_head(b"GET / SPDY/3") is None
+    assert parse_head(b"GET / HTTP/1.1\r\nno colon") is None
+
+
+def test_the_group_filter_drops_the_endpoints_address_from_outside() -> None:
+    """Whatever ports a group opens, 169.254.169.254 is dropped before them unless it
+    comes through lo."""
+    rules = group_ruleset([Port(80)])
+    assert rules.index('iif "lo" accept') < rules.index("ip daddr 169.254.169.254 drop") \
+        < rules.index("tcp dport { 80 } accept")
+
+
+def raw(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def test_tokens_are_rs256_jwts_with_a_managed_identitys_claims(tmp_path: Path) -> None:
+    """The token verifies with the public JWK (its kid in the header), names the
+    principal, tenant, application and audience, expires as it says; the key is made
+    once, owner-only, and read back by the next signer."""
+    key_path = tmp_path / "keys" / "identity.pem"
+    tenant = LocalTokens.node_tenant("skiff")
+    tokens = LocalTokens(key_path, tenant=tenant, issuer="https://skiff.test/")
+    assert not key_path.exists()  # made at the first token
+    issued = tokens.issue("oid-1", tenant, "app-1", "https://r.test/")
+    head, payload, signature = issued.token.split(".")
+    jwk = tokens.public_jwk()
+    assert json.loads(raw(head)) == {"alg": "RS256", "typ": "JWT", "kid": jwk["kid"]}
+    public = rsa.RSAPublicNumbers(int.from_bytes(raw(jwk["e"]), "big"),
+                                  int.from_bytes(raw(jwk["n"]), "big")).public_key()
+    public.verify(raw(signature), f"{head}.{payload}".encode(), padding.PKCS1v15(),
+                  hashes.SHA256())
+    claims = json.loads(raw(payload))
+    assert (claims["oid"], claims["sub"], claims["tid"], claims["appid"], claims["aud"]) == \
+        ("oid-1", "oid-1", tenant, "app-1", "https://r.test/")
+    assert claims["iss"] == f"https://skiff.test/{tenant}/"
+    assert claims["exp"] == issued.expires_on
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    again = LocalTokens(key_path, tenant=tenant, issuer="https://skiff.test")
+    assert again.public_jwk() == jwk
+    assert tokens.tenant_of("any") == tenant == LocalTokens.node_tenant("skiff")
+    assert LocalTokens.node_tenant("other") != tenant
