@@ -26,6 +26,9 @@ from skiff import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "container": ("skiff.cli.container", "container",
                   "Manage container groups, as `az container` does, through skiff's API."),
+    "identity": ("skiff.cli.identity", "identity",
+                 "Manage user-assigned managed identities, as `az identity` does, through "
+                 "skiff's API."),
     "image": ("skiff.cli.image", "image",
               "Manage the images of this node: pull, import, list, inspect, remove, prune."),
     "network": ("skiff.cli.network", "network",
