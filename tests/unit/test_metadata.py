@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anyio.from_thread import start_blocking_portal
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -189,3 +190,65 @@ def test_tokens_are_rs256_jwts_with_a_managed_identitys_claims(tmp_path: Path) -
     assert again.public_jwk() == jwk
     assert tokens.tenant_of("any") == tenant == LocalTokens.node_tenant("skiff")
     assert LocalTokens.node_tenant("other") != tenant
+
+
+def test_azure_identitys_managed_identity_credential_takes_the_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Azure SDK's ManagedIdentityCredential (IMDS flavour, pointed at the endpoint by
+    AZURE_POD_IDENTITY_AUTHORITY_HOST as a pod identity is) gets the group's tokens: the
+    system identity by default, a user-assigned one by client_id; a group without an
+    identity makes it say no identity is assigned."""
+    identity = pytest.importorskip("azure.identity")
+    from skiff.api.app import create_app
+    from skiff.testing.inprocess import InProcessClient, fake_plane
+
+    with fake_plane(tmp_path) as plane, start_blocking_portal() as portal:
+        _, secret = plane.store.create_token("sub", "t")
+        api = InProcessClient(portal, create_app(plane), secret, suffix="?api-version=2023-05-01")
+        rg = "/subscriptions/sub/resourceGroups/rg/providers"
+        uai = api.put(f"{rg}/Microsoft.ManagedIdentity/userAssignedIdentities/worker",
+                      json={"location": "local"}).json()
+        container = {"name": "c", "properties": {"image": "registry.test/b:1", "resources": {
+            "requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}
+        for name, kind in (("g", {"type": "SystemAssigned, UserAssigned",
+                                  "userAssignedIdentities": {uai["id"]: {}}}), ("bare", None)):
+            doc: dict[str, Any] = {"location": "local", "properties": {
+                "osType": "Linux", "containers": [container]}}
+            if kind:
+                doc["identity"] = kind
+            made = api.put(f"{rg}/Microsoft.ContainerInstance/containerGroups/{name}", json=doc)
+            assert made.status_code == 201, made.text
+        assert plane.identities is not None
+        served = MetadataEndpoint(plane.identities.answer)
+        try:
+            ports = {}
+            for name in ("g", "bare"):
+                record = plane.store.get_group("sub", "rg", name)
+                assert record is not None
+                sock = listening()
+                served.serve(record.uid, sock)
+                ports[name] = sock.getsockname()[1]
+            group = api.get(f"{rg}/Microsoft.ContainerInstance/containerGroups/g").json()
+            monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST",
+                               f"http://127.0.0.1:{ports['g']}")
+            system = identity.ManagedIdentityCredential().get_token(
+                "https://management.azure.com/.default")
+            assert claims_of(system.token)["oid"] == group["identity"]["principalId"]
+            assert system.expires_on > 0
+            user = identity.ManagedIdentityCredential(
+                client_id=uai["properties"]["clientId"]).get_token(
+                "https://management.azure.com/.default")
+            assert claims_of(user.token)["oid"] == uai["properties"]["principalId"]
+            monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST",
+                               f"http://127.0.0.1:{ports['bare']}")
+            with pytest.raises(identity.CredentialUnavailableError, match="Identity not found"):
+                identity.ManagedIdentityCredential().get_token(
+                    "https://management.azure.com/.default")
+        finally:
+            served.close()
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(raw(token.split(".")[1]))
+    return found
