@@ -219,6 +219,10 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
                             "Microsoft.Storage/storageAccounts/fuzztarget/fileServices/default/"
                             "shares/target", json={"properties": {"shareQuota": 1}})
             assert share.status_code == 201, share.text
+            identity = api.put(f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/"
+                               "Microsoft.ManagedIdentity/userAssignedIdentities/target",
+                               json={"location": "local"})
+            assert identity.status_code == 201, identity.text
         other_methods = 0
         for operation in sorted(operations, key=_order):
             names = {p.name for p in operation.path_parameters}

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from skiff.api.bodies import IDENTITY_PATCH, USER_ASSIGNED_IDENTITY, request_body
 from skiff.api.context import (
     PROVIDER,
     ControlPlane,
@@ -74,7 +75,7 @@ def _tenant(plane_: ControlPlane, subscription: str) -> str:
     return plane_.identities.tokens.tenant_of(subscription)
 
 
-@router.put(IDENTITY)
+@router.put(IDENTITY, openapi_extra=request_body(USER_ASSIGNED_IDENTITY))
 async def put_identity(subscription: str, resource_group: str, name: str, request: Request,
                        token: Principal) -> Response:
     """Create a user-assigned identity (201), or replace its tags (200)."""
@@ -96,7 +97,7 @@ def get_identity(subscription: str, resource_group: str, name: str, request: Req
     return render(_found(plane(request), token, subscription, resource_group, name))
 
 
-@router.patch(IDENTITY)
+@router.patch(IDENTITY, openapi_extra=request_body(IDENTITY_PATCH))
 async def patch_identity(subscription: str, resource_group: str, name: str, request: Request,
                          token: Principal) -> dict[str, Any]:
     """Change an identity's tags (the rest of a PATCH is left as it is)."""
