@@ -32,9 +32,12 @@ import uvicorn
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
+from skiff.control.identities import GroupIdentities
+from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import FileEndpoint, StorageService
+from skiff.core.identity import IdentityTokens
 from skiff.core.shares import FileShares, ShareDisks
 from skiff.dns import DnsServer, Zone, host_nameservers
 from skiff.engine.group.supervisor import Supervisor
@@ -43,6 +46,7 @@ from skiff.engine.shares import LoopShares
 from skiff.errors import NetworkError, SkiffError
 from skiff.files import serving as files_serving
 from skiff.files.serving import FilesServer
+from skiff.metadata import MetadataEndpoint
 from skiff.settings import Settings
 from skiff.store import Store
 
@@ -67,6 +71,8 @@ class Server:
     dns: DnsServer | None = None
     #: The descriptor holding the data root's serve lock (see :func:`hold_serving`).
     serving: int = -1
+    #: The identity endpoint inside the groups (see :func:`serve_identities`).
+    metadata: MetadataEndpoint | None = None
 
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
@@ -77,6 +83,8 @@ class Server:
             self.dns.stop()
         self.node.close()
         self.node.networks.close()
+        if self.metadata is not None:
+            self.metadata.close()
         self.plane.store.close()
         if self.serving >= 0:
             os.close(self.serving)
@@ -146,6 +154,19 @@ def _serve_groups(dns: DnsServer, engine: Supervisor) -> None:
     engine.networks.serve_dns = serve
 
 
+def serve_identities(store: Store, engine: Supervisor,
+                     tokens: IdentityTokens) -> tuple[GroupIdentities, MetadataEndpoint]:
+    """The groups' managed identities, and their identity endpoint served inside every
+    group (opened with each group's network, withdrawn with it). ``tokens``: the API's
+    own signer (:class:`~skiff.control.identity.ManagedIdentityTokens`), so that the API
+    accepts a group's tokens for its identities."""
+    identities = GroupIdentities(store, tokens)
+    endpoint = MetadataEndpoint(identities.answer)
+    engine.networks.serve_metadata = endpoint.serve
+    engine.networks.withdraw_metadata = endpoint.withdraw
+    return identities, endpoint
+
+
 def ensure_admin_token(data_root: Path, store: Store) -> Path:
     """The admin token's file; made (with a new token) on first start."""
     path = data_root / "admin.token"
@@ -213,8 +234,10 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
     plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage)
+    plane.identities, metadata = serve_identities(store, engine,
+                                                  ManagedIdentityTokens(plane.issuer, base))
     reconciler.start()
-    return Server(plane, engine, host, port, cert, key, dns, serving)
+    return Server(plane, engine, host, port, cert, key, dns, serving, metadata)
 
 
 def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *,

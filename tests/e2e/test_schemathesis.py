@@ -227,6 +227,10 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
                             "Microsoft.Storage/storageAccounts/fuzztarget/fileServices/default/"
                             "shares/target", json={"properties": {"shareQuota": 1}})
             assert share.status_code == 201, share.text
+            identity = api.put(f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/"
+                               "Microsoft.ManagedIdentity/userAssignedIdentities/target",
+                               json={"location": "local"})
+            assert identity.status_code == 201, identity.text
         store = skiff.server.plane.store
         principal, _ = store.create_principal("fuzz-target")
         store.put_assignment(TARGET["role_assignment_name"], f"/{TARGET['scope']}",

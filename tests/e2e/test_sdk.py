@@ -18,9 +18,11 @@ from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance.models import (
     Container,
     ContainerGroup,
+    ContainerGroupIdentity,
     EnvironmentVariable,
     ResourceRequests,
     ResourceRequirements,
+    UserAssignedIdentities,
 )
 
 from skiff.testing.catalog import BuiltImages
@@ -209,3 +211,27 @@ def test_a_body_as_az_sends_it_without_os_type_or_resources(skiff: RunningServer
     assert got["properties"]["osType"] == "Linux"
     assert got["properties"]["containers"][0]["properties"]["resources"] == {
         "requests": {"cpu": 1.0, "memoryInGB": 1.5}}
+
+
+def test_sdk_reads_a_groups_identities(skiff: RunningServer, images: BuiltImages) -> None:
+    """The SDK's ContainerGroupIdentity round-trips: the system identity's principal and
+    tenant, a user-assigned identity's principal and client, as ACI answers them."""
+    uai = (f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.ManagedIdentity/"
+           "userAssignedIdentities/worker")
+    with raw(skiff) as http:
+        made = http.put(f"{uai}?api-version=2023-01-31", json={"location": "local"})
+    assert made.status_code == 201, made.text
+    model = group_model(images)
+    model.identity = ContainerGroupIdentity(
+        type="SystemAssigned, UserAssigned",
+        user_assigned_identities={uai: UserAssignedIdentities()})
+    created = sdk(skiff).container_groups.begin_create_or_update("rg1", "who", model).result()
+    identity = created.identity
+    assert identity is not None
+    assert identity.type == "SystemAssigned, UserAssigned"
+    assert identity.principal_id
+    assert identity.tenant_id
+    assigned = identity.user_assigned_identities[uai]
+    assert assigned.principal_id == made.json()["properties"]["principalId"]
+    assert assigned.client_id == made.json()["properties"]["clientId"]
+    sdk(skiff).container_groups.begin_delete("rg1", "who").result()

@@ -45,6 +45,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                      "skiff.models", "skiff.server", "skiff.testing"),
     "skiff.dns": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
                   "skiff.models", "skiff.server", "skiff.testing"),
+    # the identity endpoint inside groups: sockets in, answers from a callable
+    "skiff.metadata": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
+                       "skiff.client", "skiff.models", "skiff.dns", "skiff.server",
+                       "skiff.testing"),
     # the Azure Files data plane: over the FileShares contract only
     "skiff.files": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
                     "skiff.client", "skiff.models", "skiff.dns", "skiff.server", "skiff.testing"),

@@ -19,7 +19,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skiff import __version__
-from skiff.api import authorization, groups, misc, networks, principals, signin, sockets, storage
+from skiff.api import (
+    authorization,
+    groups,
+    identities,
+    misc,
+    networks,
+    principals,
+    signin,
+    sockets,
+    storage,
+)
 from skiff.api.context import ControlPlane
 from skiff.api.failures import Unforeseen
 from skiff.api.limits import BodyLimit, check_names
@@ -63,11 +73,12 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app = FastAPI(title="skiff", version=__version__,
                   description="A self-hosted Azure Container Instances: the ACI REST API "
                               "(Microsoft.ContainerInstance, api-version 2023-05-01), "
-                              "with the virtual networks (Microsoft.Network) and storage "
-                              "accounts and file shares (Microsoft.Storage) groups use.")
+                              "with the virtual networks (Microsoft.Network), storage "
+                              "accounts and file shares (Microsoft.Storage) and managed "
+                              "identities (Microsoft.ManagedIdentity) groups use.")
     app.state.plane = plane
-    for router in (groups.router, misc.router, networks.router, storage.router,
-                   authorization.router):
+    for router in (groups.router, identities.router, misc.router, networks.router,
+                   storage.router, authorization.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)

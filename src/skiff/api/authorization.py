@@ -123,7 +123,10 @@ async def put_assignment(scope: str, role_assignment_name: str, request: Request
     plane_ = plane(request)
     tenant = plane_.issuer.tenant
     known = plane_.store.principal(principal)
-    if known is None or known.object_id != principal.lower():
+    # A service principal by its object id, or a managed identity's principal (as in
+    # Entra, a managed identity is a service principal of the tenant).
+    if (known is None or known.object_id != principal.lower()) and \
+            plane_.store.managed_identity_of(principal) is None:
         raise ArmError(400, "PrincipalNotFound",
                        f"Principal {principal.replace('-', '')} does not exist in the directory "
                        f"{tenant}. Check that you have the correct principal ID. If you are "

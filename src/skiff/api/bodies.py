@@ -46,6 +46,11 @@ CONTAINER_GROUP: dict[str, Any] = {
     "properties": {
         "location": _LOCATION,
         "tags": _TAGS,
+        "identity": {"type": "object", "required": ["type"], "properties": {
+            "type": {"type": "string", "enum": ["SystemAssigned", "UserAssigned",
+                                                "SystemAssigned, UserAssigned", "None"]},
+            "userAssignedIdentities": {"type": "object",
+                                       "additionalProperties": {"type": "object"}}}},
         "properties": {"type": "object", "required": ["containers", "osType"], "properties": {
             "osType": {"type": "string", "enum": ["Linux", "Windows"]},
             "restartPolicy": {"type": "string", "enum": ["Always", "OnFailure", "Never"]},
@@ -127,6 +132,13 @@ STORAGE_ACCOUNT: dict[str, Any] = {
 STORAGE_ACCOUNT_PATCH: dict[str, Any] = {
     "title": "StorageAccountUpdateParameters", "type": "object", "properties": {
         "tags": _TAGS}}
+
+USER_ASSIGNED_IDENTITY: dict[str, Any] = {
+    "title": "Identity", "type": "object", "required": ["location"], "properties": {
+        "location": _LOCATION, "tags": _TAGS}}
+
+IDENTITY_PATCH: dict[str, Any] = {
+    "title": "IdentityUpdate", "type": "object", "properties": {"tags": _TAGS}}
 
 STORAGE_KEY_NAME: dict[str, Any] = {
     "title": "StorageAccountRegenerateKeyParameters", "type": "object",

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 
 from skiff.control.access import Access, Caller, authorization_failed, scope_of
+from skiff.control.identities import GroupIdentities
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService
@@ -95,6 +96,9 @@ class ControlPlane:
     #: Storage accounts and file shares (None: this plane serves none, the
     #: Microsoft.Storage routes answer 503).
     storage: StorageService | None = None
+    #: Groups' managed identities and their tokens (None: this plane has none, a group
+    #: that asks for one is refused).
+    identities: GroupIdentities | None = None
 
     @functools.cached_property
     def access(self) -> Access:

@@ -33,6 +33,7 @@ from skiff.api.context import (
     plane,
     until_idle,
 )
+from skiff.api.identities import assign_group_identity, render_group_identity_of
 from skiff.api.places import locations
 from skiff.control.access import Caller
 from skiff.control.names import group_fqdn
@@ -105,6 +106,7 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
         ip=view.ip if view is not None else ip,
         fqdn=group_fqdn(body, record, plane_.settings.dns), include_instance_view=instance_view)
     rendered["tags"] = record.tags or rendered.get("tags") or {}
+    render_group_identity_of(plane_, rendered)
     return rendered
 
 
@@ -190,6 +192,7 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
     if existing is not None and existing.desired == "deleted":
         raise ArmError(409, "ContainerGroupDeleting",
                        f"The container group '{name}' is being deleted; retry once it is gone.")
+    assign_group_identity(plane_, token, body, subscription, resource_group, name, existing)
     stored = body.to_stored()
     changed = existing is None or existing.body.get("properties") != stored.get("properties")
     if changed:

@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse
 
 from skiff.api.context import ControlPlane, Principal, check_api_version, plane
 from skiff.control.access import Caller
+from skiff.control.identity import issuer_url
 from skiff.errors import ArmError
 
 router = APIRouter()
@@ -98,7 +99,7 @@ def _openid(plane_: ControlPlane, base: str, authority: str, issuer: str) -> dic
 
 
 def issuer_of(base: str, plane_: ControlPlane) -> str:
-    return f"{base}/{plane_.issuer.tenant}/v2.0"
+    return issuer_url(base, plane_.issuer.tenant)
 
 
 @router.get("/adfs/.well-known/openid-configuration", include_in_schema=False)

@@ -106,6 +106,23 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
 
 
 #: The name az gives the volume of its --azure-file-volume-* flags.
+#: What ``--assign-identity`` names the group's own (system-assigned) identity, as az.
+SYSTEM_IDENTITY = "[system]"
+
+
+def identity_body(values: tuple[str, ...]) -> dict[str, Any]:
+    """The group's ``identity`` for ``--assign-identity`` as az builds it: ``[system]``
+    (or the flag alone) for the system identity, anything else a user-assigned
+    identity's resource id; both kinds give ``"SystemAssigned, UserAssigned"``."""
+    ids = [v for value in values for v in value.split()]
+    users = list(dict.fromkeys(v for v in ids if v.lower() != SYSTEM_IDENTITY))
+    system = any(v.lower() == SYSTEM_IDENTITY for v in ids)
+    if not users:
+        return {"type": "SystemAssigned"}
+    return {"type": "SystemAssigned, UserAssigned" if system else "UserAssigned",
+            "userAssignedIdentities": {v: {} for v in users}}
+
+
 AZURE_FILE_VOLUME = "azurefile"
 
 

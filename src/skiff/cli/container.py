@@ -32,11 +32,13 @@ from typing import Any
 import click
 
 from skiff.cli.bodies import (
+    SYSTEM_IDENTITY,
     azure_file_flags,
     body_from_file,
     check_network_flags,
     check_ports,
     group_body,
+    identity_body,
     parse_pairs,
     registry_server,
     secrets_of,
@@ -150,6 +152,11 @@ def container(ctx: click.Context) -> None:
 @click.option("--azure-file-volume-mount-path",
               help="The path within the container where the azure file volume should be "
                    "mounted. Must not contain colon ':'.")
+@click.option("--assign-identity", "assign_identity", multiple=True, is_flag=False,
+              flag_value=SYSTEM_IDENTITY, metavar="[ID ...]",
+              help="Space-separated identities to assign: [system] for the group's own "
+                   "(system-assigned) identity, or user-assigned identities' resource ids; "
+                   "alone, the system identity.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for the long-running operation to finish.")
 @output_options
@@ -164,8 +171,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
            subnet_address_prefix: str, azure_file_volume_share_name: str | None,
            azure_file_volume_account_name: str | None,
            azure_file_volume_account_key: str | None,
-           azure_file_volume_mount_path: str | None, no_wait: bool, output: str,
-           query: Any) -> None:
+           azure_file_volume_mount_path: str | None, assign_identity: tuple[str, ...],
+           no_wait: bool, output: str, query: Any) -> None:
     """Create a container group.
 
     Waits until the group is deployed (a progress display on stderr) and prints
@@ -180,6 +187,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
       skiff container create -g MyResourceGroup --name myapp --image nginx --vnet MyVnet --subnet MySubnet --ports 80
       skiff container create -g MyResourceGroup --name myapp -f containerGroup.yaml
       skiff container create -g MyResourceGroup --name myapp --image alpine --azure-file-volume-share-name myshare --azure-file-volume-account-name mystorageaccount --azure-file-volume-account-key KEY --azure-file-volume-mount-path /data
+      skiff container create -g MyResourceGroup --name myapp --image myimage:latest --assign-identity
+      skiff container create -g MyResourceGroup --name myapp --image myimage:latest --assign-identity [system] /subscriptions/mySubscriptionId/resourceGroups/myRG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/myID
     """  # noqa: E501
     keep_secret(registry_password, azure_file_volume_account_key,
                 *(v.partition("=")[2] for v in secure_environment_variables))
@@ -243,6 +252,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             body = build(subnet_id=subnet_id)
         if location:
             body["location"] = location
+        if assign_identity:
+            body["identity"] = identity_body(assign_identity)
         if no_wait:
             client.create_or_update(resource_group, name, body, wait=False)
             return

@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
            "Manage service principals, as `az ad` does (the node's admin token)."),
     "container": ("skiff.cli.container", "container",
                   "Manage container groups, as `az container` does, through skiff's API."),
+    "identity": ("skiff.cli.identity", "identity",
+                 "Manage user-assigned managed identities, as `az identity` does, through "
+                 "skiff's API."),
     "image": ("skiff.cli.image", "image",
               "Manage the images of this node: pull, import, list, inspect, remove, prune."),
     "network": ("skiff.cli.network", "network",

@@ -20,7 +20,8 @@ The virtual networks that private groups are placed in are
 same api-version); the client has typed methods for them too, which answer
 the resource as the API accepted it (waiting, should the API answer with an
 operation, as Azure does); so has it for storage accounts and their file shares
-(``Microsoft.Storage``, :mod:`~skiff.client.storage`).
+(``Microsoft.Storage``, :mod:`~skiff.client.storage`) and user-assigned managed
+identities (``Microsoft.ManagedIdentity``, :mod:`~skiff.client.identities`).
 
 Configuration comes in explicitly (:class:`SkiffClient`) or from the
 environment (:meth:`SkiffClient.from_env`): ``SKIFF_URL``, ``SKIFF_TOKEN``
@@ -42,6 +43,7 @@ from skiff.client.containers import ContainersApi, WebSocketTarget
 from skiff.client.errors import ApiError, ClientConfigError, OperationFailed, error_from
 from skiff.client.groups import PROVIDER
 from skiff.client.http import API_VERSION, DEFAULT_SUBSCRIPTION, DEFAULT_URL
+from skiff.client.identities import IDENTITY_PROVIDER, IdentitiesApi
 from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
 from skiff.client.polling import Operation, Poller, Progress
 from skiff.client.storage import STORAGE_PROVIDER, StorageApi
@@ -50,12 +52,14 @@ __all__ = [
     "API_VERSION",
     "DEFAULT_SUBSCRIPTION",
     "DEFAULT_URL",
+    "IDENTITY_PROVIDER",
     "NETWORK_PROVIDER",
     "PROVIDER",
     "STORAGE_PROVIDER",
     "AccessApi",
     "ApiError",
     "ClientConfigError",
+    "IdentitiesApi",
     "NetworksApi",
     "Operation",
     "OperationFailed",
@@ -68,7 +72,7 @@ __all__ = [
 ]
 
 
-class SkiffClient(ContainersApi, StorageApi, AccessApi):
+class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi):
     """skiff's ARM API for container groups, their containers, the virtual networks
-    they are placed in and the storage accounts and file shares they mount, in the
-    shapes of api-version 2023-05-01."""
+    they are placed in, the storage accounts and file shares they mount and the managed
+    identities they hold, in the shapes of api-version 2023-05-01."""

@@ -14,6 +14,11 @@ principal's object id, what role assignments name), ``appid``, ``sub``.
 
 Checking costs a signature verification (~50 µs for RSA-2048), so verified tokens are
 remembered (by their text, until they expire); the expiry is read on every use.
+
+Managed identities' tokens (those a group's containers get from the identity endpoint
+inside it) are signed by the same :class:`Issuer`, through :class:`ManagedIdentityTokens`:
+the API takes them as it takes a service principal's, and a role assigned to an
+identity's principal applies to the group that holds it, as in Azure.
 """
 
 from __future__ import annotations
@@ -37,10 +42,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from skiff.core.identity import IssuedToken
 from skiff.errors import SkiffError
 
 #: Seconds a token is valid (Entra's default for client credentials: about an hour).
 TOKEN_LIFETIME_S = 3599
+#: Seconds a managed identity's token is valid (Entra gives them about 24 hours).
+MANAGED_TOKEN_LIFETIME_S = 24 * 3600
 #: Seconds of clock skew allowed on ``nbf`` and ``iat``.
 SKEW_S = 300
 _CACHE_MAX = 4096
@@ -103,13 +111,13 @@ class Issuer:
         return {"keys": [{**self._jwk, "use": "sig", "kid": self.kid, "alg": "RS256",
                           "x5t": self.kid}]}
 
-    def issue(self, *, oid: str, appid: str, aud: str, iss: str,
-              name: str = "") -> tuple[str, int]:
+    def issue(self, *, oid: str, appid: str, aud: str, iss: str, name: str = "",
+              lifetime_s: int = TOKEN_LIFETIME_S) -> tuple[str, int]:
         """A signed access token, and its lifetime in seconds."""
         now = int(self._clock())
         header = {"typ": "JWT", "alg": "RS256", "kid": self.kid, "x5t": self.kid}
         claims: dict[str, Any] = {
-            "aud": aud, "iss": iss, "iat": now, "nbf": now, "exp": now + TOKEN_LIFETIME_S,
+            "aud": aud, "iss": iss, "iat": now, "nbf": now, "exp": now + lifetime_s,
             "aio": "", "appid": appid, "appidacr": "1", "idp": iss, "idtyp": "app",
             "oid": oid, "sub": oid, "tid": self.tenant, "uti": uuid.uuid4().hex,
             "ver": "1.0"}
@@ -119,7 +127,7 @@ class Issuer:
                          + b64url(json.dumps(claims, separators=(",", ":")).encode()))
         signature = self._key.sign(signing_input.encode("ascii"), padding.PKCS1v15(),
                                    hashes.SHA256())
-        return f"{signing_input}.{b64url(signature)}", TOKEN_LIFETIME_S
+        return f"{signing_input}.{b64url(signature)}", lifetime_s
 
     def verify(self, token: str) -> Claims:
         """The token's claims if skiff signed it and it is valid now; else
@@ -238,3 +246,32 @@ def _read_key(path: Path) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise SkiffError(f"the signing key {path} is not an RSA key")
     return key
+
+
+def issuer_url(base: str, tenant: str) -> str:
+    """A token's ``iss``: the node's tenant under the address skiff is reached at (the
+    form of Entra's v2.0 issuer)."""
+    return f"{base.rstrip('/')}/{tenant}/v2.0"
+
+
+class ManagedIdentityTokens:
+    """Managed identities' tokens (:class:`~skiff.core.identity.IdentityTokens`), signed
+    by the node's :class:`Issuer`: every identity is in the node's tenant, and a token
+    for skiff's own API (or Azure's resource manager audience) is accepted there for the
+    identity's principal."""
+
+    def __init__(self, issuer: Issuer, base_url: str) -> None:
+        self.issuer = issuer
+        self.base_url = base_url
+
+    def issue(self, principal_object_id: str, tenant_id: str, client_id: str,
+              audience: str) -> IssuedToken:
+        now = int(time.time())
+        token, lifetime = self.issuer.issue(
+            oid=principal_object_id, appid=client_id, aud=audience,
+            iss=issuer_url(self.base_url, self.issuer.tenant),
+            lifetime_s=MANAGED_TOKEN_LIFETIME_S)
+        return IssuedToken(token, now + lifetime)
+
+    def tenant_of(self, subscription: str) -> str:
+        return self.issuer.tenant

@@ -25,6 +25,7 @@ from skiff.store.errors import (
     SchemaTooNew,
     StoreError,
 )
+from skiff.store.identities import IdentityRecord
 from skiff.store.records import (
     Desired,
     GroupRecord,
@@ -45,6 +46,7 @@ __all__ = [
     "ContainerGroupBeingDeleted",
     "Desired",
     "GroupRecord",
+    "IdentityRecord",
     "InvalidResourceGroupLocation",
     "InvalidResourceLocation",
     "InvalidSkipToken",

@@ -273,7 +273,28 @@ CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id);
 """
 
 #: Every migration, oldest first; the schema's version is how many were applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# Version 9: user-assigned managed identities (Microsoft.ManagedIdentity), a resource of
+# a resource group like any other. Their principal and client ids are made at creation
+# and never change; the tenant is the node's (version 8's node_identity).
+_V9 = """
+CREATE TABLE user_assigned_identities (
+    subscription   TEXT NOT NULL,
+    rg_key         TEXT NOT NULL,
+    name_key       TEXT NOT NULL,
+    resource_group TEXT NOT NULL,     -- display case, copied from resource_groups.name
+    name           TEXT NOT NULL,     -- display case
+    location       TEXT NOT NULL,
+    tags           TEXT NOT NULL,     -- JSON object
+    tenant_id      TEXT NOT NULL,
+    principal_id   TEXT NOT NULL UNIQUE,
+    client_id      TEXT NOT NULL UNIQUE,
+    created_at     REAL NOT NULL,
+    PRIMARY KEY (subscription, rg_key, name_key),
+    FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -44,6 +44,7 @@ from skiff.store.errors import (
     InvalidResourceGroupLocation,
     InvalidResourceLocation,
 )
+from skiff.store.identities import IdentitiesMixin, delete_identities_of
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
 from skiff.store.principals import PrincipalsMixin, forget_scope
@@ -75,7 +76,8 @@ def group_scope(sub: str, rg: str, name: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{GROUP_TYPE}/{name}"
 
 
-class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin):
+class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin,
+            IdentitiesMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -140,6 +142,7 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
             # Its storage accounts go at once, with their shares' rows (refused if a group
             # of another resource group mounts one); the storage service removes the disks.
             delete_accounts_of(conn, sub, name)
+            delete_identities_of(conn, sub, name)  # its managed identities too
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"

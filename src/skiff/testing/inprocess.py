@@ -23,6 +23,8 @@ from fastapi import FastAPI
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
+from skiff.control.identities import GroupIdentities
+from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.reconciler import Reconciler
 from skiff.control.storage import StorageService, default_file_endpoint
 from skiff.settings import Settings
@@ -86,6 +88,7 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     storage = StorageService(store, FakeShareDisks(data_root / "shares"),
                              file_endpoint=default_file_endpoint(settings.api))
     plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage)
+    plane.identities = GroupIdentities(store, ManagedIdentityTokens(plane.issuer, BASE))
     reconciler.start()
     try:
         yield plane

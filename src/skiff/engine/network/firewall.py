@@ -8,7 +8,10 @@ places, both nftables tables written by one atomic ``nft -f -`` each:
 - **Inside each group's network namespace** (``inet skiff``, an input hook,
   policy drop): loopback, replies to the group's own connections, ICMP echo
   and the declared TCP/UDP ports are accepted; every other new connection is
-  dropped. The table lives and dies with the namespace, so a torn-down group
+  dropped. The identity endpoint's address (169.254.169.254, on the
+  namespace's ``lo``) is reached from inside the group only: what comes for
+  it through any other interface is dropped, whatever ports the group
+  declares. The table lives and dies with the namespace, so a torn-down group
   leaves no rule on the host, and re-applying it (on every start, adoption
   included) restores it. Containers of the group share the namespace, so
   they reach each other through ``lo`` on any port. Nothing else is
@@ -33,6 +36,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from skiff.core.identity import METADATA_ADDRESS
 from skiff.core.spec import Port
 from skiff.errors import InvalidInput, NetworkError
 
@@ -73,6 +77,9 @@ def group_ruleset(ports: Sequence[Port], *, replace: bool = True) -> str:
     earlier one, or with ``replace=False`` fails if there is one."""
     tcp, udp = _ports(ports)
     rules = ['iif "lo" accept',
+             # The identity endpoint answers the group alone, never a neighbour that sends
+             # to its address through the group's veth.
+             f"ip daddr {METADATA_ADDRESS} drop",
              "ct state established,related accept",
              "icmp type echo-request accept"]
     if tcp:

@@ -44,9 +44,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from skiff.core.identity import METADATA_ADDRESS, METADATA_PORT
 from skiff.core.spec import DnsConfig, Port, SubnetPlacement
 from skiff.engine import mounts
 from skiff.engine.locking import locked
@@ -77,6 +80,14 @@ class Networks:
         #: (idempotent) to listen on its port 53, which the groups' resolv.conf then
         #: names. None: the groups use the host's resolvers.
         self.serve_dns: Callable[[str], None] | None = None
+        #: Set when skiff serves the identity endpoint in the groups: called with a
+        #: group's id and a socket listening on 169.254.169.254:80 inside its namespace
+        #: (made when its filter is applied, so on every start and adoption), to serve
+        #: from then on; ``withdraw_metadata`` with the id when the group's network goes.
+        self.serve_metadata: Callable[[str, socket.socket], None] | None = None
+        self.withdraw_metadata: Callable[[str], None] | None = None
+        self._metadata: set[str] = set()  # the groups whose socket is being served
+        self._metadata_lock = threading.Lock()
         self._layout = layout = Layout.under(data_root)
         self.root = layout.root
         self._addressing = Addressing(data_root, self.settings, root=layout.root,
@@ -205,8 +216,31 @@ class Networks:
         """Filter the group's traffic (call before its containers run): only
         ``ports`` reach it from outside the group, the node itself included;
         the host is guarded from its bridge (once); a virtual network is isolated
-        (once). Re-applied on every start, so adoption restores the group's filter."""
+        (once). Re-applied on every start, so adoption restores the group's filter.
+        The identity endpoint is opened inside the group then (once per network)."""
         self._vnets.protect(attachment, ports, subnet)
+        self._open_metadata(attachment)
+
+    def _open_metadata(self, attachment: Attachment) -> None:
+        serve = self.serve_metadata
+        if serve is None:
+            return
+        with self._metadata_lock:
+            if attachment.group_id in self._metadata:
+                return
+            sock = netns.listener_in(attachment.netns_path, METADATA_ADDRESS, METADATA_PORT)
+            try:
+                serve(attachment.group_id, sock)
+            except BaseException:
+                sock.close()
+                raise
+            self._metadata.add(attachment.group_id)
+
+    def _close_metadata(self, group_id: str) -> None:
+        with self._metadata_lock:
+            self._metadata.discard(group_id)
+            if self.withdraw_metadata is not None:
+                self.withdraw_metadata(group_id)  # nothing if it was not served
 
     def teardown(self, group_id: str, *, wait: bool = True) -> None:
         """Remove the group's network: CNI DEL, namespace, files, lease. Idempotent.
@@ -221,6 +255,7 @@ class Networks:
         :meth:`settle` waits for those.
         """
         check_names(group_id)
+        self._close_metadata(group_id)  # before the namespace goes
         group_dir = self._groups.dir_of(group_id)
         try:
             if not wait:

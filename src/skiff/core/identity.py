@@ -1,0 +1,45 @@
+"""The seam between managed identities and whatever signs their tokens.
+
+A container group's managed identity (system-assigned, or the user-assigned
+identities it names) gets its access tokens from the instance metadata endpoint
+inside the group (:mod:`skiff.metadata`). Which principal asks, and for which
+audience, is decided by the control plane (:mod:`skiff.control.identities`); the
+token itself is made by an :class:`IdentityTokens`, the one thing the sign-in side
+of skiff (its token endpoint, its keys) must provide: the node's is
+:class:`skiff.control.identity.ManagedIdentityTokens`, over the key that signs the
+API's tokens, so the API accepts a group's tokens for its identities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """An access token and when it expires (seconds since the epoch)."""
+
+    token: str
+    expires_on: int
+
+
+class IdentityTokens(Protocol):
+    """Signs access tokens for managed identities, and names their tenant."""
+
+    def issue(self, principal_object_id: str, tenant_id: str, client_id: str,
+              audience: str) -> IssuedToken:
+        """A token for the principal ``principal_object_id`` (its ``oid``) of tenant
+        ``tenant_id`` (``tid``), application ``client_id`` (``appid``), for
+        ``audience`` (``aud``, the resource the token is for)."""
+        ...
+
+    def tenant_of(self, subscription: str) -> str:
+        """The tenant id (a GUID) the identities of ``subscription`` belong to."""
+        ...
+
+
+#: Where a group's containers reach the identity endpoint: Azure's instance metadata
+#: address and port, inside the group's own network namespace.
+METADATA_ADDRESS = "169.254.169.254"
+METADATA_PORT = 80
