@@ -264,10 +264,13 @@ def _share_group(images: BuiltImages, account: str, key: str, script: str,
 
 def _share_state(root: Path) -> dict[str, Any]:
     """What the node holds for the shares of ``root``: the loop devices backing their
-    images, how many times each point below the root is mounted, the bindfs processes."""
+    images (and the groups' disks: not the warm pool's spare disks, which a restart
+    refills), how many times each point below the root is mounted, the bindfs
+    processes."""
     backing = [p / "loop" / "backing_file" for p in Path("/sys/block").glob("loop*")]
     loops = sorted(f"{b.parent.parent.name} {b.read_text().strip()}" for b in backing
-                   if b.exists() and b.read_text().startswith(f"{root}/"))
+                   if b.exists() and b.read_text().startswith(f"{root}/")
+                   and not b.read_text().startswith(f"{root}/disks/pool/"))
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     below = {point: points.count(point) for point in points if point.startswith(f"{root}/")}
