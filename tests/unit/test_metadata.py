@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from skiff.control.identity import MANAGED_TOKEN_LIFETIME_S, Issuer, ManagedIdentityTokens
+from skiff.core.identity import METADATA_LISTEN_PORT
 from skiff.core.spec import Port
 from skiff.engine.network.firewall import group_ruleset
 from skiff.metadata import MetadataEndpoint, MetadataReply
@@ -159,6 +160,17 @@ def test_the_group_filter_drops_the_endpoints_address_from_outside() -> None:
     rules = group_ruleset([Port(80)])
     assert rules.index('iif "lo" accept') < rules.index("ip daddr 169.254.169.254 drop") \
         < rules.index("tcp dport { 80 } accept")
+
+
+def test_port_80_of_the_endpoint_is_redirected_so_containers_keep_port_80() -> None:
+    """The endpoint listens on METADATA_LISTEN_PORT (a socket on port 80 of any address
+    would make a container's bind to 0.0.0.0:80 fail); the group's own requests to
+    169.254.169.254:80 are redirected there, in the nat output hook."""
+    rules = group_ruleset([Port(80)])
+    assert "type nat hook output" in rules
+    assert ("ip daddr 169.254.169.254 tcp dport 80 dnat ip to "
+            f"169.254.169.254:{METADATA_LISTEN_PORT}") in rules
+    assert METADATA_LISTEN_PORT > 60999  # above Linux's default ephemeral range
 
 
 def raw(part: str) -> bytes:

@@ -130,6 +130,8 @@ CASES: list[tuple[str, Callable[[Body], object], str, str | None]] = [
     ("port 65536", lambda b: sidecar(b)["ports"][0].update(port=65536), "InvalidPort",
      f"{C1}.ports[0].port"),
     ("no port", lambda b: web(b)["ports"][0].pop("port"), "InvalidPort", f"{C0}.ports[0].port"),
+    ("the identity endpoint's port", lambda b: web(b)["ports"][0].update(port=64254),
+     "InvalidPort", f"{C0}.ports[0].port"),
     ("protocol", lambda b: web(b)["ports"][0].update(protocol="SCTP"), "InvalidProtocol",
      f"{C0}.ports[0].protocol"),
     ("duplicate ports", lambda b: sidecar(b)["ports"].append({"port": 80}),

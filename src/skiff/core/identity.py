@@ -43,3 +43,9 @@ class IdentityTokens(Protocol):
 #: address and port, inside the group's own network namespace.
 METADATA_ADDRESS = "169.254.169.254"
 METADATA_PORT = 80
+#: The port the endpoint's socket listens on inside the group (on METADATA_ADDRESS);
+#: the group's filter redirects METADATA_PORT to it. A socket listening on port 80 of
+#: that address would take port 80 from every container (a bind to 0.0.0.0:80 fails
+#: with EADDRINUSE beside it); this one keeps only this port, above Linux's ephemeral
+#: range, from a container's wildcard binds. Groups may not declare it.
+METADATA_LISTEN_PORT = 64254

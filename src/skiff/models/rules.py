@@ -22,6 +22,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, NoReturn
 
 from skiff.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from skiff.core.identity import METADATA_LISTEN_PORT
 from skiff.core.reference import parse as parse_reference
 from skiff.core.seccomp import convert as convert_seccomp
 from skiff.errors import ArmError, InvalidReference, SeccompProfileError
@@ -513,6 +514,9 @@ def _check_ports(props: GroupProperties) -> None:
         for j, port in enumerate(container.properties.ports or []):
             target = f"properties.containers[{i}].properties.ports[{j}]"
             _check_port(port.port, f"{target}.port")
+            if port.port == METADATA_LISTEN_PORT:
+                fail("InvalidPort", f"The port {port.port} is reserved: the identity endpoint "
+                     "inside every container group listens on it.", f"{target}.port")
             _enum(port.protocol, PROTOCOLS, "InvalidProtocol", "protocol", f"{target}.protocol")
             other = exposed.get((port.port, port.protocol))
             if other == container.name:

@@ -11,9 +11,11 @@ places, both nftables tables written by one atomic ``nft -f -`` each:
   dropped. The identity endpoint's address (169.254.169.254, on the
   namespace's ``lo``) is reached from inside the group only: what comes for
   it through any other interface is dropped, whatever ports the group
-  declares. The table lives and dies with the namespace, so a torn-down group
-  leaves no rule on the host, and re-applying it (on every start, adoption
-  included) restores it. Containers of the group share the namespace, so
+  declares; its port 80 is redirected (a nat output hook) to the port the
+  endpoint listens on, so that port 80 stays the containers'. The table
+  lives and dies with the namespace, so a torn-down group leaves no rule on
+  the host, and re-applying it (on every start, adoption included) restores
+  it. Containers of the group share the namespace, so
   they reach each other through ``lo`` on any port. Nothing else is
   trusted, the node itself (the bridge gateway) included: its HTTP probes
   run from inside the namespace, through ``lo``
@@ -36,7 +38,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from skiff.core.identity import METADATA_ADDRESS
+from skiff.core.identity import METADATA_ADDRESS, METADATA_LISTEN_PORT, METADATA_PORT
 from skiff.core.spec import Port
 from skiff.errors import InvalidInput, NetworkError
 
@@ -97,6 +99,13 @@ def group_ruleset(ports: Sequence[Port], *, replace: bool = True) -> str:
             f"\tchain input {{\n"
             f"\t\ttype filter hook input priority filter; policy drop;\n"
             f"{body}"
+            f"\t}}\n"
+            # The identity endpoint listens on another port of its address (see
+            # METADATA_LISTEN_PORT): what the group sends to port 80 there goes to it.
+            f"\tchain metadata {{\n"
+            f"\t\ttype nat hook output priority -100; policy accept;\n"
+            f"\t\tip daddr {METADATA_ADDRESS} tcp dport {METADATA_PORT} "
+            f"dnat ip to {METADATA_ADDRESS}:{METADATA_LISTEN_PORT}\n"
             f"\t}}\n"
             f"}}\n")
 

@@ -49,7 +49,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from skiff.core.identity import METADATA_ADDRESS, METADATA_PORT
+from skiff.core.identity import METADATA_ADDRESS, METADATA_LISTEN_PORT
 from skiff.core.spec import DnsConfig, Port, SubnetPlacement
 from skiff.engine import mounts
 from skiff.engine.locking import locked
@@ -228,7 +228,8 @@ class Networks:
         with self._metadata_lock:
             if attachment.group_id in self._metadata:
                 return
-            sock = netns.listener_in(attachment.netns_path, METADATA_ADDRESS, METADATA_PORT)
+            sock = netns.listener_in(attachment.netns_path, METADATA_ADDRESS,
+                                     METADATA_LISTEN_PORT)
             try:
                 serve(attachment.group_id, sock)
             except BaseException:
