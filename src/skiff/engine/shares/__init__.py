@@ -63,6 +63,7 @@ import json
 import logging
 import os
 import re
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -99,6 +100,92 @@ TOOL_TIMEOUT_S = 300.0
 #: Names as Azure allows them (checked again here: they become paths).
 _ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _SHARE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _superblock(image: Path) -> bytes | None:
+    """The ext4 superblock of an image (1024 bytes at 1024), None when it is none."""
+    with open(image, "rb") as f:
+        f.seek(1024)
+        sb = f.read(1024)
+    if len(sb) < 1024 or struct.unpack_from("<H", sb, 0x38)[0] != 0xEF53:
+        return None
+    return sb
+
+
+def journal_extents(image: Path) -> list[tuple[int, int]]:
+    """(offset, length) in bytes of the journal's blocks in a share's image, read from
+    the superblock's copy of the journal inode's extents (``s_jnl_blocks``); empty
+    where there is none to read (no ext4, an external or fragmented journal)."""
+    sb = _superblock(image)
+    # s_journal_inum 8, s_jnl_backup_type 1 (EXT3_JNL_BACKUP_BLOCKS): the journal
+    # inode's i_block, an extent header and up to 4 extents (depth 0: mkfs makes one).
+    if sb is None or struct.unpack_from("<I", sb, 0xE0)[0] != 8 or sb[0xFD] != 1:
+        return []
+    magic, entries, _, depth = struct.unpack_from("<HHHH", sb, 0x10C)
+    if magic != 0xF30A or depth != 0:
+        return []
+    block = 1024 << struct.unpack_from("<I", sb, 0x18)[0]
+    found = []
+    for i in range(min(entries, 4)):
+        _, length, start_hi, start_lo = struct.unpack_from("<IHHI", sb, 0x10C + 12 * (i + 1))
+        length = length - 32768 if length > 32768 else length  # above: unwritten
+        found.append((((start_hi << 32) | start_lo) * block, length * block))
+    return found
+
+
+def bitmap_extents(image: Path) -> list[tuple[int, int]]:
+    """(offset, length) in bytes of the block and inode bitmaps of every block group
+    of a share's image, read from its group descriptors (contiguous runs: flex_bg
+    packs them); empty where they cannot be read (no ext4, meta_bg's scattered
+    descriptors)."""
+    sb = _superblock(image)
+    if sb is None:
+        return []
+    incompat = struct.unpack_from("<I", sb, 0x60)[0]
+    if incompat & 0x10:  # META_BG
+        return []
+    block = 1024 << struct.unpack_from("<I", sb, 0x18)[0]
+    blocks = struct.unpack_from("<I", sb, 0x4)[0]
+    size = 32
+    if incompat & 0x80:  # 64BIT
+        blocks |= struct.unpack_from("<I", sb, 0x150)[0] << 32
+        size = max(32, struct.unpack_from("<H", sb, 0xFE)[0])
+    first = struct.unpack_from("<I", sb, 0x14)[0]
+    per_group = struct.unpack_from("<I", sb, 0x20)[0]
+    groups = -(-(blocks - first) // per_group)
+    with open(image, "rb") as f:
+        f.seek((first + 1) * block)
+        table = f.read(groups * size)
+    numbers = set()
+    for g in range(min(groups, len(table) // size)):
+        d = table[g * size:(g + 1) * size]
+        for lo, hi in ((0x0, 0x20), (0x4, 0x24)):  # bg_block_bitmap, bg_inode_bitmap
+            number = struct.unpack_from("<I", d, lo)[0]
+            if size >= 64:
+                number |= struct.unpack_from("<I", d, hi)[0] << 32
+            if 0 < number < blocks:
+                numbers.add(number)
+    runs: list[tuple[int, int]] = []
+    for number in sorted(numbers):
+        if runs and runs[-1][0] + runs[-1][1] == number:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((number, 1))
+    return [(start * block, count * block) for start, count in runs]
+
+
+def reserve_metadata(image: Path) -> None:
+    """Allocate the host's blocks under a share's journal and bitmaps (a no-op where
+    they are): with the host's disk full, ext4 still commits and writes back what
+    every write changes, and the share stays read-write (see the module's
+    docstring). OSError (ENOSPC) when the host's disk cannot hold them."""
+    extents = journal_extents(image) + bitmap_extents(image)
+    fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for offset, length in extents:
+            os.posix_fallocate(fd, offset, length)
+    finally:
+        os.close(fd)
 
 
 def image_bytes(quota_gib: int) -> int:
@@ -177,6 +264,12 @@ class LoopShares:
                 with contextlib.suppress(FileNotFoundError):
                     partial.unlink()
                 raise
+            try:
+                reserve_metadata(partial)
+            except OSError as exc:
+                partial.unlink()
+                raise NodeStorageFull("the node's storage cannot hold a new share now; "
+                                      "ask again later") from exc
             os.replace(partial, image)  # a share is there whole, or not at all
             point.mkdir(exist_ok=True)
             self._mount(image, point)
@@ -296,6 +389,11 @@ class LoopShares:
 
     @staticmethod
     def _mount(image: Path, point: Path) -> None:
+        try:
+            reserve_metadata(image)  # made at create; again after an older skiff's or a resize
+        except OSError as exc:
+            log.warning("share %s: its journal has holes the host's disk cannot fill (%s); "
+                        "it turns read-only if the disk fills", image, exc.strerror or exc)
         try:
             loopdisk.mount(image, point, MOUNT_OPTIONS)
         except SkiffError as exc:
