@@ -81,11 +81,12 @@ def writable(point: Path) -> None:
     assert mine, f"nothing is mounted at {point}"
     assert "rw" in mine[-1][5].split(","), mine[-1]
     options = superblock_options(point).split(",")
-    assert "rw" in options and "emergency_ro" not in options, options
+    assert "rw" in options, options
+    assert "emergency_ro" not in options, options
     st = os.stat(point)
-    errors = Path(f"/sys/fs/ext4/loop{os.minor(st.st_dev)}/errors_count")
-    if errors.exists():  # a loop device's minor is its number
-        assert errors.read_text().strip() == "0", f"{point}: ext4 counted errors"
+    device = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}").resolve().name
+    errors = Path("/sys/fs/ext4") / device / "errors_count"
+    assert errors.read_text().strip() == "0", f"{point}: ext4 counted errors"
 
 
 def overwrite(path: Path, fill: bytes, size: int) -> None:

@@ -38,21 +38,42 @@ quota is the filesystem's size, not a limit root may ignore.
 
 Disk: mkfs leaves the image sparse and quick (≈ 0.2 s and ≈ 70 MiB for 5120
 GiB: lazy inode tables and journal, no reserved blocks, one inode per 256 KiB,
-128-byte inodes). The sum of the quotas is held to the data root's free disk
-times :attr:`~skiff.settings.ShareSettings.overcommit`
+128-byte inodes); then the host's blocks under the journal (64 MiB) and the
+block groups' bitmaps (64 KiB per GiB of quota) are allocated (fallocate, no
+write: :func:`reserve_metadata`), so that a share takes 64 MiB of the host's
+disk at 1 GiB and ≈ 440 MiB at 5120 GiB before it holds a file. The sum of the
+quotas is held to the data root's free disk (plus what the images take) times
+:attr:`~skiff.settings.ShareSettings.overcommit`
 (:mod:`skiff.engine.shares.capacity`), NodeStorageFull beyond.
 
-A full host disk: the image is sparse, so a share's write that needs a new
-host block fails when the host disk is full. The loop device answers that
-write with an I/O error; ext4 is mounted ``errors=continue`` so that a failed
-data write fails only that write (EIO to the writer) and never remounts the
-share read-only for every group; the journal (``data=ordered``) keeps the
-metadata consistent. What cannot be prevented: if the host disk is full when
-ext4 must write a *new* journal or metadata block, the journal aborts and that
-share turns read-only until it is mounted again (``skiff serve`` restart, after
-``e2fsck``); the overcommit setting and the host's monitoring are what keep the
-disk from filling. Images are never preallocated (that would spend the disk
-sparse files save).
+A full host disk (``tests/engine/test_shares_full_disk.py`` fills one): the
+image is sparse, so a share's write that needs a new host block fails when the
+host's disk is full. The loop device answers it "no space" (BLK_STS_NOSPC), and
+the writer gets ENOSPC at fsync (through the bindfs view too; EIO on kernels
+whose loop driver reports every failure as an I/O error); data whose fsync
+succeeded is on the disk. A failed *data* write fails only that write
+(``data=ordered`` with ext4's default ``data_err=ignore``: the journal goes on).
+A failed *journal* write, or a failed write-back of a journaled block to its
+home, aborts the journal, and then ext4 turns the share read-only whatever its
+``errors=`` (``emergency_ro``) until it is mounted again; with sparse images
+that happened to every share on the disk, not only to the one filling it, since
+each share's journal and bitmaps were holes its next commit had to fill. Hence
+the reservation above, made at create, at every mount and at every start
+(images of an older skiff, a resize): the journal and the bitmaps, which every allocation
+changes, always have their host blocks, so with the host's disk full both the
+share being filled and the others stay read-write and consistent, a write into
+blocks a share already holds (rewriting a file) succeeds, one that needs new
+host blocks fails, and deleting files (``discard`` punches their blocks out of
+the image) makes room again. What stays possible: a share that must write a
+never-written inode-table block or a new extent or directory block while the
+disk is full (creating many files, a fragmented file's extent tree) has its
+journal abort and turns read-only until it is unmounted and mounted again (a
+node reset, a reboot); the journal replay at that mount makes it consistent, nothing is
+corrupted. Those blocks are not reserved (inode tables are 512 KiB per GiB of
+quota); the overcommit setting and the host's monitoring are what keep the disk
+from filling. ``errors=continue`` keeps an error ext4 notices (not an abort)
+from turning the share read-only. Images are never wholly preallocated (that
+would spend the disk sparse files save).
 """
 
 from __future__ import annotations
@@ -345,6 +366,10 @@ class LoopShares:
         Returns what failed, one line each (a share that fails stays unmounted)."""
         failed = []
         for ref in self.names():
+            image, point, _ = self._paths(ref)
+            if mounts.is_mounted(point):  # still mounted (a restart): an older skiff's?
+                self._reserve(image)
+                continue
             try:
                 self._mounted(ref)
             except SkiffError as exc:
@@ -388,12 +413,18 @@ class LoopShares:
         return point
 
     @staticmethod
-    def _mount(image: Path, point: Path) -> None:
+    def _reserve(image: Path) -> None:
+        """:func:`reserve_metadata`, a warning where the host's disk cannot hold it."""
         try:
-            reserve_metadata(image)  # made at create; again after an older skiff's or a resize
+            reserve_metadata(image)
         except OSError as exc:
-            log.warning("share %s: its journal has holes the host's disk cannot fill (%s); "
-                        "it turns read-only if the disk fills", image, exc.strerror or exc)
+            log.warning("share %s: the host's disk cannot hold its journal and bitmaps "
+                        "(%s); it turns read-only if the disk fills", image,
+                        exc.strerror or exc)
+
+    @classmethod
+    def _mount(cls, image: Path, point: Path) -> None:
+        cls._reserve(image)  # made at create; again for an older skiff's image, a resize
         try:
             loopdisk.mount(image, point, MOUNT_OPTIONS)
         except SkiffError as exc:
@@ -447,6 +478,9 @@ class LoopShares:
             if "Permission denied" not in exc.message:
                 raise
             return False
+        # The new groups' bitmaps: their descriptors may not be home yet (the next
+        # start reserves whatever this misses).
+        self._reserve(image)
         return True
 
     def _offline(self, ref: ShareRef, image: Path, point: Path, quota_gib: int) -> None:
