@@ -38,21 +38,43 @@ quota is the filesystem's size, not a limit root may ignore.
 
 Disk: mkfs leaves the image sparse and quick (≈ 0.2 s and ≈ 70 MiB for 5120
 GiB: lazy inode tables and journal, no reserved blocks, one inode per 256 KiB,
-128-byte inodes). The sum of the quotas is held to the data root's free disk
-times :attr:`~skiff.settings.ShareSettings.overcommit`
+128-byte inodes); then the host's blocks under the journal (64 MiB) and the
+block groups' bitmaps (64 KiB per GiB of quota) are allocated (fallocate, no
+write, ≈ 0.15 s at 5120 GiB: :func:`reserve_metadata`), so that a share takes
+64 MiB of the host's disk at 1 GiB and ≈ 440 MiB at 5120 GiB before it holds a
+file. The sum of the
+quotas is held to the data root's free disk (plus what the images take) times
+:attr:`~skiff.settings.ShareSettings.overcommit`
 (:mod:`skiff.engine.shares.capacity`), NodeStorageFull beyond.
 
-A full host disk: the image is sparse, so a share's write that needs a new
-host block fails when the host disk is full. The loop device answers that
-write with an I/O error; ext4 is mounted ``errors=continue`` so that a failed
-data write fails only that write (EIO to the writer) and never remounts the
-share read-only for every group; the journal (``data=ordered``) keeps the
-metadata consistent. What cannot be prevented: if the host disk is full when
-ext4 must write a *new* journal or metadata block, the journal aborts and that
-share turns read-only until it is mounted again (``skiff serve`` restart, after
-``e2fsck``); the overcommit setting and the host's monitoring are what keep the
-disk from filling. Images are never preallocated (that would spend the disk
-sparse files save).
+A full host disk (``tests/engine/test_shares_full_disk.py`` fills one): the
+image is sparse, so a share's write that needs a new host block fails when the
+host's disk is full. The loop device answers it "no space" (BLK_STS_NOSPC), and
+the writer gets ENOSPC at fsync (through the bindfs view too; EIO on kernels
+whose loop driver reports every failure as an I/O error); data whose fsync
+succeeded is on the disk. A failed *data* write fails only that write
+(``data=ordered`` with ext4's default ``data_err=ignore``: the journal goes on).
+A failed *journal* write, or a failed write-back of a journaled block to its
+home, aborts the journal, and then ext4 turns the share read-only whatever its
+``errors=`` (``emergency_ro``) until it is mounted again; with sparse images
+that happened to every share on the disk, not only to the one filling it, since
+each share's journal and bitmaps were holes its next commit had to fill. Hence
+the reservation above, made at create, at every mount and at every start
+(images of an older skiff, a resize): the journal and the bitmaps, which every allocation
+changes, always have their host blocks, so with the host's disk full both the
+share being filled and the others stay read-write and consistent, a write into
+blocks a share already holds (rewriting a file) succeeds, one that needs new
+host blocks fails, and deleting files (``discard`` punches their blocks out of
+the image) makes room again. What stays possible: a share that must write a
+never-written inode-table block or a new extent or directory block while the
+disk is full (creating many files, a fragmented file's extent tree) has its
+journal abort and turns read-only until it is unmounted and mounted again (a
+node reset, a reboot); the journal replay at that mount makes it consistent, nothing is
+corrupted. Those blocks are not reserved (inode tables are 512 KiB per GiB of
+quota); the overcommit setting and the host's monitoring are what keep the disk
+from filling. ``errors=continue`` keeps an error ext4 notices (not an abort)
+from turning the share read-only. Images are never wholly preallocated (that
+would spend the disk sparse files save).
 """
 
 from __future__ import annotations
@@ -63,6 +85,7 @@ import json
 import logging
 import os
 import re
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -99,6 +122,92 @@ TOOL_TIMEOUT_S = 300.0
 #: Names as Azure allows them (checked again here: they become paths).
 _ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _SHARE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _superblock(image: Path) -> bytes | None:
+    """The ext4 superblock of an image (1024 bytes at 1024), None when it is none."""
+    with open(image, "rb") as f:
+        f.seek(1024)
+        sb = f.read(1024)
+    if len(sb) < 1024 or struct.unpack_from("<H", sb, 0x38)[0] != 0xEF53:
+        return None
+    return sb
+
+
+def journal_extents(image: Path) -> list[tuple[int, int]]:
+    """(offset, length) in bytes of the journal's blocks in a share's image, read from
+    the superblock's copy of the journal inode's extents (``s_jnl_blocks``); empty
+    where there is none to read (no ext4, an external or fragmented journal)."""
+    sb = _superblock(image)
+    # s_journal_inum 8, s_jnl_backup_type 1 (EXT3_JNL_BACKUP_BLOCKS): the journal
+    # inode's i_block, an extent header and up to 4 extents (depth 0: mkfs makes one).
+    if sb is None or struct.unpack_from("<I", sb, 0xE0)[0] != 8 or sb[0xFD] != 1:
+        return []
+    magic, entries, _, depth = struct.unpack_from("<HHHH", sb, 0x10C)
+    if magic != 0xF30A or depth != 0:
+        return []
+    block = 1024 << struct.unpack_from("<I", sb, 0x18)[0]
+    found = []
+    for i in range(min(entries, 4)):
+        _, length, start_hi, start_lo = struct.unpack_from("<IHHI", sb, 0x10C + 12 * (i + 1))
+        length = length - 32768 if length > 32768 else length  # above: unwritten
+        found.append((((start_hi << 32) | start_lo) * block, length * block))
+    return found
+
+
+def bitmap_extents(image: Path) -> list[tuple[int, int]]:
+    """(offset, length) in bytes of the block and inode bitmaps of every block group
+    of a share's image, read from its group descriptors (contiguous runs: flex_bg
+    packs them); empty where they cannot be read (no ext4, meta_bg's scattered
+    descriptors)."""
+    sb = _superblock(image)
+    if sb is None:
+        return []
+    incompat = struct.unpack_from("<I", sb, 0x60)[0]
+    if incompat & 0x10:  # META_BG
+        return []
+    block = 1024 << struct.unpack_from("<I", sb, 0x18)[0]
+    blocks = struct.unpack_from("<I", sb, 0x4)[0]
+    size = 32
+    if incompat & 0x80:  # 64BIT
+        blocks |= struct.unpack_from("<I", sb, 0x150)[0] << 32
+        size = max(32, struct.unpack_from("<H", sb, 0xFE)[0])
+    first = struct.unpack_from("<I", sb, 0x14)[0]
+    per_group = struct.unpack_from("<I", sb, 0x20)[0]
+    groups = -(-(blocks - first) // per_group)
+    with open(image, "rb") as f:
+        f.seek((first + 1) * block)
+        table = f.read(groups * size)
+    numbers = set()
+    for g in range(min(groups, len(table) // size)):
+        d = table[g * size:(g + 1) * size]
+        for lo, hi in ((0x0, 0x20), (0x4, 0x24)):  # bg_block_bitmap, bg_inode_bitmap
+            number = struct.unpack_from("<I", d, lo)[0]
+            if size >= 64:
+                number |= struct.unpack_from("<I", d, hi)[0] << 32
+            if 0 < number < blocks:
+                numbers.add(number)
+    runs: list[tuple[int, int]] = []
+    for number in sorted(numbers):
+        if runs and runs[-1][0] + runs[-1][1] == number:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((number, 1))
+    return [(start * block, count * block) for start, count in runs]
+
+
+def reserve_metadata(image: Path) -> None:
+    """Allocate the host's blocks under a share's journal and bitmaps (a no-op where
+    they are): with the host's disk full, ext4 still commits and writes back what
+    every write changes, and the share stays read-write (see the module's
+    docstring). OSError (ENOSPC) when the host's disk cannot hold them."""
+    extents = journal_extents(image) + bitmap_extents(image)
+    fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for offset, length in extents:
+            os.posix_fallocate(fd, offset, length)
+    finally:
+        os.close(fd)
 
 
 def image_bytes(quota_gib: int) -> int:
@@ -177,6 +286,12 @@ class LoopShares:
                 with contextlib.suppress(FileNotFoundError):
                     partial.unlink()
                 raise
+            try:
+                reserve_metadata(partial)
+            except OSError as exc:
+                partial.unlink()
+                raise NodeStorageFull("the node's storage cannot hold a new share now; "
+                                      "ask again later") from exc
             os.replace(partial, image)  # a share is there whole, or not at all
             point.mkdir(exist_ok=True)
             self._mount(image, point)
@@ -252,6 +367,10 @@ class LoopShares:
         Returns what failed, one line each (a share that fails stays unmounted)."""
         failed = []
         for ref in self.names():
+            image, point, _ = self._paths(ref)
+            if mounts.is_mounted(point):  # still mounted (a restart): an older skiff's?
+                self._reserve(image)
+                continue
             try:
                 self._mounted(ref)
             except SkiffError as exc:
@@ -295,7 +414,18 @@ class LoopShares:
         return point
 
     @staticmethod
-    def _mount(image: Path, point: Path) -> None:
+    def _reserve(image: Path) -> None:
+        """:func:`reserve_metadata`, a warning where the host's disk cannot hold it."""
+        try:
+            reserve_metadata(image)
+        except OSError as exc:
+            log.warning("share %s: the host's disk cannot hold its journal and bitmaps "
+                        "(%s); it turns read-only if the disk fills", image,
+                        exc.strerror or exc)
+
+    @classmethod
+    def _mount(cls, image: Path, point: Path) -> None:
+        cls._reserve(image)  # made at create; again for an older skiff's image, a resize
         try:
             loopdisk.mount(image, point, MOUNT_OPTIONS)
         except SkiffError as exc:
@@ -349,6 +479,9 @@ class LoopShares:
             if "Permission denied" not in exc.message:
                 raise
             return False
+        # The new groups' bitmaps: their descriptors may not be home yet (the next
+        # start reserves whatever this misses).
+        self._reserve(image)
         return True
 
     def _offline(self, ref: ShareRef, image: Path, point: Path, quota_gib: int) -> None:

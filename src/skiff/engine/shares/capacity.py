@@ -1,7 +1,8 @@
 """How many GiB of quota the node may promise: the overcommit arithmetic.
 
 The shares' images are sparse: a share of 5120 GiB that holds 1 MiB takes
-≈ 70 MiB of the host's disk (ext4's metadata and journal). What the node can
+≈ 440 MiB of the host's disk (its journal and bitmaps get their host blocks at
+once: see :mod:`skiff.engine.shares`). What the node can
 still give the shares is the data root's free disk plus what the shares'
 images already take (their own bytes count as theirs); the sum of the quotas
 may reach that times the overcommit, no more.
