@@ -1,6 +1,6 @@
 """The API at the groups' gateway (``skiff serve --api-for-groups``), with the real az:
 a group's managed identity signs in from inside the group and gets exactly what its
-role assignment grants; a container of the group does the same with busybox; without
+role assignment grants; busybox's TLS client gets the same; without
 the option, the gateway's API port is closed to the groups."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 from skiff.testing import az as azcli
 from skiff.testing.catalog import BuiltImages
 from skiff.testing.server import RunningServer, running_server, settled
-from skiff.testing.waiting import eventually
 
 pytestmark = pytest.mark.root
 
@@ -26,29 +25,16 @@ RG = f"/subscriptions/{SUB}/resourceGroups/rg"
 GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
 API = "?api-version=2023-05-01"
 READER = "acdd72a7-3d97-46b9-8ea0-e9b62cb98f8c"
-# The container's own calls: a token from the identity endpoint, then the API at the
-# gateway ($API) with it, until the role assignment lets the list through.
-SCRIPT = """
-P='/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F'
-T=$(wget -q -O- --header 'Metadata: true' "http://169.254.169.254$P" \
-    | sed -e 's/.*"access_token":"//' -e 's/".*//')
-U="https://$API/subscriptions/$SUB/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups?api-version=2023-05-01"
-n=0
-until wget -q -O /tmp/list --no-check-certificate --header "Authorization: Bearer $T" "$U" \
-    || [ $n -ge 120 ]; do n=$((n+1)); sleep 1; done
-echo LIST; cat /tmp/list; echo
-echo ready
-sleep 600
-"""
 
 
-def group_body(images: BuiltImages, api: str) -> dict[str, Any]:
-    return {"location": "local", "identity": {"type": "SystemAssigned"}, "properties": {
-        "osType": "Linux", "restartPolicy": "Never", "containers": [{"name": "c", "properties": {
-            "image": images.bb, "command": ["sh", "-c", SCRIPT],
-            "environmentVariables": [{"name": "API", "value": api},
-                                     {"name": "SUB", "value": SUB}],
+def group_body(images: BuiltImages, identity: dict[str, Any] | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"location": "local", "properties": {
+        "osType": "Linux", "containers": [{"name": "c", "properties": {
+            "image": images.bb, "command": ["sleep", "600"],
             "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}
+    if identity is not None:
+        doc["identity"] = identity
+    return doc
 
 
 def skiff_cli(server: RunningServer, *args: str) -> dict[str, Any]:
@@ -88,9 +74,9 @@ def test_a_groups_identity_calls_the_api_at_its_gateway_with_its_roles(
         tmp_path: Path, images: BuiltImages, az: azcli.Az) -> None:
     """Inside a group's network namespace, the real az (its own configuration, skiff's
     CA) registers the cloud at the gateway, signs in with the group's managed identity,
-    lists the group (Reader on its resource group) and is refused a delete; the group's
-    container does the same list with a token of the identity endpoint and busybox wget.
-    The gateway's other ports stay closed."""
+    lists the group (Reader on its resource group) and is refused a delete; busybox wget
+    (another TLS client) lists it with the identity's token. The gateway's other ports
+    stay closed."""
     with running_server(tmp_path / "root", allow=images.endpoints,
                         api_for_groups=True) as skiff:
         engine = skiff.server.node
@@ -106,7 +92,7 @@ def test_a_groups_identity_calls_the_api_at_its_gateway_with_its_roles(
         host("group", "create", "-n", "rg", "-l", "local")
 
         http = skiff.client()
-        made = http.put(f"{GROUPS}/mi{API}", json=group_body(images, f"{gateway}:{port}"))
+        made = http.put(f"{GROUPS}/mi{API}", json=group_body(images, {"type": "SystemAssigned"}))
         assert made.status_code == 201, made.text
         group = settled(http, f"{GROUPS}/mi{API}", timeout_s=60)
         assert group["properties"]["provisioningState"] == "Succeeded", group
@@ -150,12 +136,18 @@ def test_a_groups_identity_calls_the_api_at_its_gateway_with_its_roles(
         assert "AuthorizationFailed" in refused.stderr, refused.stderr
         assert http.get(f"{GROUPS}/mi{API}").status_code == 200  # still there
 
-        logs = eventually(
-            lambda: str(http.get(f"{GROUPS}/mi/containers/c/logs{API}").json()["content"]),
-            until=lambda out: "ready" in out, what="the container listed its group",
-            timeout_s=150)
-        listing = logs.split("LIST", 1)[1].split("ready", 1)[0]
-        assert [g["name"] for g in json.loads(listing)["value"]] == ["mi"], logs
+        # Another client, another TLS (busybox's own TLS 1.2), with the identity's token
+        # as az holds it: the list, and the URLs the API builds name the gateway.
+        token = json.loads(az_in_group("account", "get-access-token").stdout)["accessToken"]
+        base = f"https://{gateway}:{port}"
+        fetched = in_netns(netns, ["busybox", "wget", "-q", "-O-", "--no-check-certificate",
+                                   "--header", f"Authorization: Bearer {token}",
+                                   f"{base}{GROUPS}{API}"])
+        assert fetched.returncode == 0, fetched.stderr
+        assert [g["name"] for g in json.loads(fetched.stdout)["value"]] == ["mi"]
+        cloud = in_netns(netns, ["busybox", "wget", "-q", "-O-", "--no-check-certificate",
+                                 f"{base}/metadata/endpoints"])
+        assert json.loads(cloud.stdout)["resourceManager"] == f"{base}/"
 
         assert connects(netns, gateway, port) == "open"
         assert connects(netns, gateway, skiff.server.port + 1) == "dropped"
@@ -167,11 +159,7 @@ def test_without_the_option_the_gateway_api_port_is_closed(
     """By default a group reaches no API at its gateway: the port is dropped by the host
     guard, as every port but DNS."""
     http = skiff.client()
-    body = {"location": "local", "properties": {"osType": "Linux", "containers": [
-        {"name": "c", "properties": {"image": images.bb, "command": ["sleep", "300"],
-                                     "resources": {"requests": {"cpu": 0.1,
-                                                                "memoryInGB": 0.1}}}}]}}
-    assert http.put(f"{GROUPS}/plain{API}", json=body).status_code == 201
+    assert http.put(f"{GROUPS}/plain{API}", json=group_body(images, None)).status_code == 201
     group = settled(http, f"{GROUPS}/plain{API}", timeout_s=60)
     assert group["properties"]["provisioningState"] == "Succeeded", group
     record = skiff.server.plane.store.get_group(SUB, "rg", "plain")
