@@ -31,7 +31,7 @@ import uvicorn
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
-from skiff.api.tls import ensure_certificates
+from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.names import Names
@@ -46,6 +46,7 @@ from skiff.engine.shares import LoopShares
 from skiff.errors import NetworkError, SkiffError
 from skiff.files import serving as files_serving
 from skiff.files.serving import FilesServer
+from skiff.gateway import ApiRelay
 from skiff.metadata import MetadataEndpoint
 from skiff.settings import Settings
 from skiff.store import Store
@@ -73,6 +74,8 @@ class Server:
     serving: int = -1
     #: The identity endpoint inside the groups (see :func:`serve_identities`).
     metadata: MetadataEndpoint | None = None
+    #: The API at the groups' gateways; None unless ``ApiSettings.for_groups``.
+    relay: ApiRelay | None = None
 
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
@@ -85,6 +88,8 @@ class Server:
         self.node.networks.close()
         if self.metadata is not None:
             self.metadata.close()
+        if self.relay is not None:
+            self.relay.close()
         self.plane.store.close()
         if self.serving >= 0:
             os.close(self.serving)
@@ -152,6 +157,32 @@ def _serve_groups(dns: DnsServer, engine: Supervisor) -> None:
         dns.add_listener(gateway, 53, freebind=True)
 
     engine.networks.serve_dns = serve
+
+
+def serve_api_to_groups(settings: Settings, engine: Supervisor, api_cert: Path,
+                        host: str, port: int) -> ApiRelay:
+    """The relay that serves the API (listening on ``host``:``port``) at every group's
+    gateway, on the same port, opened with the first group of each network (see
+    :mod:`skiff.gateway`)."""
+    root = settings.data_root
+
+    def certificates(address: str) -> tuple[Path, Path]:
+        files = ensure_address_certificate(root, address)
+        return files.cert, files.key
+
+    relay = ApiRelay(port, (host, port), api_cert, certificates)
+
+    def serve(gateway: str) -> bool:
+        try:
+            relay.serve(gateway)
+        except (SkiffError, OSError) as exc:
+            log.warning("the groups at %s do not reach the API: %s", gateway, exc)
+            return False
+        return True
+
+    engine.networks.api_port = port
+    engine.networks.serve_api = serve
+    return relay
 
 
 def serve_identities(store: Store, engine: Supervisor,
@@ -236,8 +267,12 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage)
     plane.identities, metadata = serve_identities(store, engine,
                                                   ManagedIdentityTokens(plane.issuer, base))
+    relay = None
+    if settings.api.for_groups:
+        relay = serve_api_to_groups(settings, engine, cert, public, port)
+        plane.api_hosts = relay.hosts
     reconciler.start()
-    return Server(plane, engine, host, port, cert, key, dns, serving, metadata)
+    return Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
 
 
 def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *,

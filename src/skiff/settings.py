@@ -292,6 +292,14 @@ class ApiSettings:
     #: cached image is listed only to subscriptions whose groups use it: the cache is
     #: shared, and a reference can tell what another tenant runs.
     public_cached_images: tuple[str, ...] = ()
+    #: Let the groups reach the API at their gateway, ``https://<gateway>:<API port>/``
+    #: (the public network's and every virtual network subnet's), so that a group's
+    #: managed identity can call it (``az login --identity`` inside the group). A relay
+    #: per gateway (:mod:`skiff.gateway`) answers there with a certificate of skiff's
+    #: own CA (``<data root>/ca.pem``) that names the gateway, and joins each connection
+    #: to the API; nothing else of the node opens to the groups. Off: the groups reach
+    #: the node only on its DNS port.
+    for_groups: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

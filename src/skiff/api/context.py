@@ -16,9 +16,10 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 
@@ -99,6 +100,20 @@ class ControlPlane:
     #: Groups' managed identities and their tokens (None: this plane has none, a group
     #: that asks for one is refused).
     identities: GroupIdentities | None = None
+    #: The other addresses (``host:port``) the API is reached at now: the groups'
+    #: gateways, when it is served to them (:mod:`skiff.gateway`). None: only base_url.
+    api_hosts: Callable[[], Collection[str]] | None = None
+
+    def base_for(self, request: Request) -> str:
+        """Where the URLs built for ``request`` (operations, next pages, websockets) point:
+        the address the client reached, when it is one of the API's own (a group calls
+        the API at its gateway, where the configured base URL is not reachable); else
+        ``base_url``. A Host header naming anything else is never echoed back."""
+        host = request.headers.get("host", "").strip().lower()
+        if host and host != urlsplit(self.base_url).netloc.lower() \
+                and self.api_hosts is not None and host in self.api_hosts():
+            return f"https://{host}"
+        return self.base_url
 
     @functools.cached_property
     def access(self) -> Access:
@@ -297,16 +312,17 @@ def arm_id(subscription: str, resource_group: str, name: str | None = None) -> s
     return f"{base}/providers/{PROVIDER}/containerGroups/{name}"
 
 
-def operation_url(plane_: ControlPlane, subscription: str, location: str, op_id: str) -> str:
+def operation_url(base: str, subscription: str, location: str, op_id: str) -> str:
+    """An operation's URL under ``base`` (:meth:`ControlPlane.base_for` the request)."""
     # Percent-encoded: a header is latin-1, and a subscription may be any text.
     sub, loc, op = (quote(part, safe="") for part in (subscription, location, op_id))
-    return (f"{plane_.base_url}/subscriptions/{sub}/providers/{PROVIDER}/locations/"
+    return (f"{base}/subscriptions/{sub}/providers/{PROVIDER}/locations/"
             f"{loc}/operations/{op}?api-version={API_VERSION}")
 
 
-def lro_headers(plane_: ControlPlane, subscription: str, location: str,
+def lro_headers(base: str, subscription: str, location: str,
                 op_id: str) -> dict[str, str]:
-    url = operation_url(plane_, subscription, location, op_id)
+    url = operation_url(base, subscription, location, op_id)
     return {"Azure-AsyncOperation": url, "Retry-After": "1"}
 
 

@@ -169,12 +169,13 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
     raw = await request.body()
     return await asyncio.to_thread(_create_or_update, plane_, token, subscription,
                                    resource_group, name, raw,
-                                   request.query_params.get("api-version"))
+                                   request.query_params.get("api-version"),
+                                   plane_.base_for(request))
 
 
 def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                       resource_group: str, name: str, raw: bytes,
-                      api_version: str | None = None) -> Response:
+                      api_version: str | None = None, base: str | None = None) -> Response:
     body = parse_container_group(json_body(raw), name=name,
                                  default_location=plane_.settings.api.location,
                                  known_locations=locations(plane_),
@@ -211,7 +212,7 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
         op = plane_.store.create_operation(subscription, record.location, record.resource_id,
                                            "create" if created else "update",
                                            generation=record.generation)
-        headers = lro_headers(plane_, subscription, record.location, op.id)
+        headers = lro_headers(base or plane_.base_url, subscription, record.location, op.id)
         plane_.reconciler.kick(record.uid)
     return JSONResponse(_render(plane_, record), status_code=201 if created else 200,
                         headers=headers)
@@ -312,7 +313,8 @@ async def delete(subscription: str, resource_group: str, name: str, request: Req
     op = plane_.store.get_operation(op_id)
     if op is not None and op.status == "InProgress":
         return JSONResponse(rendered, status_code=202,
-                            headers=lro_headers(plane_, subscription, record.location, op.id))
+                            headers=lro_headers(plane_.base_for(request), subscription,
+                                                record.location, op.id))
     return JSONResponse(rendered, status_code=200)
 
 
@@ -342,7 +344,8 @@ def _lro_action(request: Request, subscription: str, resource_group: str, name: 
                                        kind, generation=record.generation)
     plane_.reconciler.kick(record.uid)
     return Response(status_code=status,
-                    headers=lro_headers(plane_, subscription, record.location, op.id))
+                    headers=lro_headers(plane_.base_for(request), subscription,
+                                        record.location, op.id))
 
 
 @router.post(GROUP + "/start", status_code=202)
@@ -391,7 +394,8 @@ def _list(plane_: ControlPlane, request: Request, subscription: str,
     if after is not None:
         query = dict(request.query_params)
         query["$skipToken"] = after
-        answer["nextLink"] = f"{plane_.base_url}{request.url.path}?{urlencode(query)}"
+        answer["nextLink"] = f"{plane_.base_for(request)}{request.url.path}?" \
+            f"{urlencode(query)}"
     return answer
 
 
@@ -487,7 +491,7 @@ async def _session(request: Request, subscription: str, resource_group: str, nam
     password = secrets.token_urlsafe(24)
     session_id = plane_.sessions.add(Session(kind, record.uid, container, password, command,
                                              rows, cols, secrets=_secrets(record)))
-    uri = plane_.base_url.replace("https://", "wss://", 1) + f"/ws/{kind}/{session_id}"
+    uri = plane_.base_for(request).replace("https://", "wss://", 1) + f"/ws/{kind}/{session_id}"
     return {"webSocketUri": uri, "password": password}
 
 

@@ -5,7 +5,9 @@ HTTP. On first start skiff makes a CA (its certificate in
 ``<data root>/ca.pem``, which clients are told to trust) and a server
 certificate from it for the listen address, ``localhost`` and 127.0.0.1.
 Keys are written 0600. An operator's own certificate replaces all of this
-(``--tls-cert``/``--tls-key``).
+(``--tls-cert``/``--tls-key``). The groups' gateways, where the API is served
+to the groups when the operator lets it be (:mod:`skiff.gateway`), get a
+certificate of skiff's CA each, naming the gateway's address alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -65,6 +68,21 @@ def ensure_certificates(data_root: Path, host: str) -> TlsFiles:
     """The CA and a server certificate valid for ``host``; made once, reused after.
     A server certificate that does not name ``host`` is made again."""
     files = TlsFiles(data_root / "ca.pem", data_root / "server.pem", data_root / "server.key")
+    return _ensure_leaf(data_root, files, _names(host))
+
+
+def ensure_address_certificate(data_root: Path, address: str) -> TlsFiles:
+    """A server certificate of skiff's CA (made if there is none yet) for one IP
+    ``address`` alone: a group's gateway, where :mod:`skiff.gateway` serves the API.
+    Kept in ``<data root>/gateways/`` (0700), made once, reused after."""
+    ip = ipaddress.ip_address(address)
+    folder = data_root / "gateways"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    files = TlsFiles(data_root / "ca.pem", folder / f"{ip}.pem", folder / f"{ip}.key")
+    return _ensure_leaf(data_root, files, [x509.IPAddress(ip)])
+
+
+def _ensure_leaf(data_root: Path, files: TlsFiles, wanted: list[x509.GeneralName]) -> TlsFiles:
     ca_key_path = data_root / "ca.key"
     now = datetime.datetime.now(datetime.UTC)
     if files.ca.exists() and ca_key_path.exists():
@@ -90,14 +108,14 @@ def ensure_certificates(data_root: Path, host: str) -> TlsFiles:
         files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         for stale in (files.cert, files.key):
             stale.unlink(missing_ok=True)
-    wanted = _names(host)
     if files.cert.exists() and files.key.exists():
         current = x509.load_pem_x509_certificate(files.cert.read_bytes())
         try:
             san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName)
             if all(n in san.value for n in wanted) and current.not_valid_after_utc > now:
+                current.verify_directly_issued_by(ca_cert)  # not one of an earlier CA
                 return files
-        except x509.ExtensionNotFound:
+        except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
             pass
     key = _key()
     cert = (x509.CertificateBuilder()

@@ -117,6 +117,12 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
                    "use (the data root's free disk): shares are sparse and most hold a "
                    "small part of their quota (Azure's default is 5120 GiB). A share's data "
                    "lives in DATA_ROOT/shares, one filesystem of its quota each. 1: none.")
+@click.option("--api-for-groups", is_flag=True,
+              help="Let the groups reach this API at their gateway, https://<gateway>:"
+                   "<API port>/ (a relay per gateway, with a certificate of skiff's CA, "
+                   "DATA_ROOT/ca.pem), so that a group's managed identity can call it "
+                   "with the roles assigned to it. Default: groups reach only DNS on the "
+                   "node.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           locations: str | None, dns_listen: str | None, dns_zone: str,
@@ -127,7 +133,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
           group_disk_gb: float, files_listen: str, files_url: str | None,
           files_connections_per_client: int, share_overcommit: float,
-          verbose: bool) -> None:
+          api_for_groups: bool, verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -144,11 +150,15 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         raise click.UsageError("--tls-cert and --tls-key go together")
     if dns_listen is not None:
         _check_dns_listen(dns_listen)
+    if api_for_groups and listen.rpartition(":")[0].strip("[]") in ("0.0.0.0", "::"):  # noqa: S104
+        raise click.UsageError("--api-for-groups needs --listen on one address (the "
+                               "loopback, say): the groups' gateways get the API's port")
     api = ApiSettings(listen=listen, location=location,
                       locations=_parse_locations(locations), tls_cert=tls_cert, tls_key=tls_key,
                       overcommit=overcommit, allow_privileged=allow_privileged,
                       default_isolation=default_isolation.capitalize(),
-                      public_cached_images=_check_images(public_cached_images))
+                      public_cached_images=_check_images(public_cached_images),
+                      for_groups=api_for_groups)
     dns = DnsSettings(listen=dns_listen, zone=dns_zone)
     runtime = RuntimeSettings(userns=parse_userns(userns_remap) if userns_remap else None)
     if public_interface is not None and public_subnet is None:

@@ -72,17 +72,21 @@ def wait_port(port: int, timeout_s: float = 15) -> None:
 @contextlib.contextmanager
 def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float = 1,
                    dns_listen: str | None = None,
-                   allow: Sequence[str] = (), files: bool = False) -> Iterator[RunningServer]:
+                   allow: Sequence[str] = (), files: bool = False,
+                   api_for_groups: bool = False) -> Iterator[RunningServer]:
     """Serve a skiff on ``data_root``; stop it and clean up after.
 
     ``dns_listen`` (``HOST:PORT``): serve name labels over DNS there too. ``allow``:
     local endpoints (the tests' registries) that tenants' pulls may reach, as
     ``skiff serve --allow-local-endpoint`` says. ``files``: serve the Azure Files data
     plane too, on a free loopback port (accounts' ``primaryEndpoints.file`` name it).
+    ``api_for_groups``: the groups reach the API at their gateway, as ``skiff serve
+    --api-for-groups`` lets them.
     """
     port = free_port()
     files_sock, files_listen = bind("127.0.0.1:0") if files else (None, None)
-    settings = Settings(data_root=data_root, api=ApiSettings(listen=f"127.0.0.1:{port}"),
+    settings = Settings(data_root=data_root, api=ApiSettings(listen=f"127.0.0.1:{port}",
+                                                             for_groups=api_for_groups),
                         network=NetworkSettings(pool_size=pool_size,
                                                 allow_local_endpoints=tuple(allow)),
                         runtime=RuntimeSettings(stop_grace_s=stop_grace_s),

@@ -23,7 +23,9 @@ places, both nftables tables written by one atomic ``nft -f -`` each:
 - **On the host, per bridge** (``inet skiff_<tag>``, an input hook): what
   comes in on the bridge for the host's own addresses is dropped, except
   DNS (UDP and TCP 53) to the gateway, where skiff's resolver for the groups
-  listens, and replies to connections the host opened. Traffic the
+  listens, the API's port on the gateway when the operator lets the groups
+  reach the API (``skiff serve --api-for-groups``, :mod:`skiff.gateway`), and
+  replies to connections the host opened. Traffic the
   host forwards (to other groups, out through NAT) does not pass the input
   hook and is not affected.
 
@@ -155,11 +157,17 @@ def host_table(bridge: str) -> str:
     return "skiff_" + bridge.removeprefix("sk")
 
 
-def host_guard_ruleset(bridge: str, gateway: str) -> str:
-    """The nft script that (re)makes the host's guard for ``bridge``."""
+def host_guard_ruleset(bridge: str, gateway: str, api_port: int | None = None) -> str:
+    """The nft script that (re)makes the host's guard for ``bridge``; ``api_port``: the
+    TCP port on the gateway where the groups reach the API (None: closed)."""
     gw = _ipv4(gateway)
     name = host_table(bridge)
     iif = f'iifname "{bridge}"'
+    api = ""
+    if api_port is not None:
+        if not 1 <= api_port <= 65535:
+            raise InvalidInput(f"port {api_port} is not between 1 and 65535")
+        api = f"\t\t{iif} ip daddr {gw} tcp dport {api_port} accept\n"
     return (f"add table inet {name}\n"
             f"delete table inet {name}\n"
             f"table inet {name} {{\n"
@@ -168,15 +176,17 @@ def host_guard_ruleset(bridge: str, gateway: str) -> str:
             f"\t\t{iif} ct state established,related accept\n"
             f"\t\t{iif} ip daddr {gw} udp dport 53 accept\n"
             f"\t\t{iif} ip daddr {gw} tcp dport 53 accept\n"
+            f"{api}"
             f"\t\t{iif} drop\n"
             f"\t}}\n"
             f"}}\n")
 
 
-def install_host_guard(bridge: str, gateway: str) -> None:
+def install_host_guard(bridge: str, gateway: str, api_port: int | None = None) -> None:
     """Drop what the groups on ``bridge`` send to the host itself, but DNS to
-    ``gateway``. Idempotent: the table is replaced as a whole, atomically."""
-    _nft(host_guard_ruleset(bridge, gateway))
+    ``gateway`` (and TCP ``api_port`` there, when given). Idempotent: the table is
+    replaced as a whole, atomically."""
+    _nft(host_guard_ruleset(bridge, gateway, api_port))
 
 
 def remove_host_guard(bridge: str) -> None:

@@ -85,6 +85,12 @@ class Networks:
         #: (made when its filter is applied, so on every start and adoption), to serve
         #: from then on; ``withdraw_metadata`` with the id when the group's network goes.
         self.serve_metadata: Callable[[str, socket.socket], None] | None = None
+        #: Set when skiff serves its API to the groups (``ApiSettings.for_groups``):
+        #: called with a network's gateway (idempotent) before the first group there
+        #: starts, to listen on ``api_port`` of it, which the host guard then opens;
+        #: false if it could not (the port stays closed).
+        self.serve_api: Callable[[str], bool] | None = None
+        self.api_port: int | None = None
         self.withdraw_metadata: Callable[[str], None] | None = None
         self._metadata: set[str] = set()  # the groups whose socket is being served
         self._metadata_lock = threading.Lock()
@@ -217,8 +223,13 @@ class Networks:
         ``ports`` reach it from outside the group, the node itself included;
         the host is guarded from its bridge (once); a virtual network is isolated
         (once). Re-applied on every start, so adoption restores the group's filter.
-        The identity endpoint is opened inside the group then (once per network)."""
-        self._vnets.protect(attachment, ports, subnet)
+        The identity endpoint is opened inside the group then (once per network), and
+        the API at its gateway when it is served to the groups (:attr:`serve_api`)."""
+        api_port = None
+        if self.serve_api is not None and self.api_port is not None \
+                and self.serve_api(attachment.gateway):
+            api_port = self.api_port
+        self._vnets.protect(attachment, ports, subnet, api_port=api_port)
         self._open_metadata(attachment)
 
     def _open_metadata(self, attachment: Attachment) -> None:

@@ -7,7 +7,7 @@ a group there starts in this process (re-installing is idempotent, so a
 restarted skiff restores them as it adopts its groups):
 
 - the *host guard* of a bridge (:func:`~skiff.engine.network.firewall.install_host_guard`):
-  groups reach the node only on its DNS port;
+  groups reach the node only on its DNS port (and the API's, when it is served to them);
 - the *isolation* of a virtual network (:func:`~skiff.engine.network.subnets.install_isolation`):
   nothing outside it reaches its subnets' bridges. Its key is remembered in
   ``vnets/<prefix>``, so :meth:`VirtualNetworks.remove` and a later skiff
@@ -49,17 +49,18 @@ class VirtualNetworks:
         self._guarded: set[str] = set()
 
     def protect(self, attachment: Attachment, ports: Sequence[Port],
-                subnet: SubnetPlacement | None = None) -> None:
+                subnet: SubnetPlacement | None = None, *, api_port: int | None = None) -> None:
         """Guard the host from the group's bridge and isolate its virtual network
         (each once), then filter the group's traffic: only ``ports`` reach it from
-        outside the group, the node itself (the gateway) included."""
+        outside the group, the node itself (the gateway) included. ``api_port``: the
+        port the guard opens on the gateway for the API (None: none)."""
         with self._lock:
             todo = [name for name in (attachment.bridge,
                                       subnet and self._addressing.vnet_prefix(subnet.vnet))
                     if name and name not in self._guarded]
         for name in todo:
             if name == attachment.bridge:
-                firewall.install_host_guard(attachment.bridge, attachment.gateway)
+                firewall.install_host_guard(attachment.bridge, attachment.gateway, api_port)
             else:
                 assert subnet is not None  # remembered, so that remove finds it
                 write_atomic(self._layout.vnets / name, subnet.vnet.encode())
