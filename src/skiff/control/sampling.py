@@ -1,4 +1,4 @@
-"""The metrics sampler: every running group's usage, every ``interval_s``, into the time-series file.
+"""The metrics sampler: the running groups' usage, every ``interval_s``, into the series file.
 
 A thread asks the engine for its groups' counters (:meth:`Engine.samples`:
 CPU time, memory working set, network bytes) and turns two successive readings
@@ -24,7 +24,6 @@ from collections.abc import Callable
 from skiff.core.engine import Engine
 from skiff.core.metrics import GroupSample
 from skiff.errors import SkiffError
-from skiff.store.errors import StoreError
 from skiff.store.timeseries import MetricsFile, Point
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ class Sampler:
         while not self._stop.wait(self.interval_s):
             try:
                 self.sample_once()
-            except (SkiffError, StoreError) as exc:
+            except SkiffError as exc:
                 log.warning("sampling the groups' usage failed: %s", exc)
             except Exception:  # the sampler must outlive anything one round meets
                 log.exception("sampling the groups' usage failed")

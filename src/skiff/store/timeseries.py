@@ -204,23 +204,23 @@ class MetricsFile:
             avg_a, min_a, max_a = "v.sum_a / nullif(v.n_a, 0)", "v.min_a", "v.max_a"
             avg_b, min_b, max_b = "v.sum_b / nullif(v.n_b, 0)", "v.min_b", "v.max_b"
         if combined:
-            inner = (f"SELECT v.t AS t, sum({avg_a}) AS aa, sum({min_a}) AS ia, "
+            inner = (f"SELECT v.t AS t, sum({avg_a}) AS aa, sum({min_a}) AS ia, "  # noqa: S608
                      f"sum({max_a}) AS xa, sum({avg_b}) AS ab, sum({min_b}) AS ib, "
                      f"sum({max_b}) AS xb FROM series s JOIN {table} v ON v.series = s.id "
                      f"WHERE {where} AND v.t >= ? AND v.t < ? GROUP BY v.t")
-            sql = ("SELECT '', (t - ?) / ? AS k, avg(aa), min(ia), max(xa), avg(ab), "
-                   f"min(ib), max(xb) FROM ({inner}) GROUP BY k ORDER BY k")  # noqa: S608
+            sql = ("SELECT '', (t - ?) / ? AS k, avg(aa), min(ia), max(xa), avg(ab), "  # noqa: S608
+                   f"min(ib), max(xb) FROM ({inner}) GROUP BY k ORDER BY k")
             params = [lo, step, *args, lo, hi]
         else:
             weight_a = "1" if full else "v.n_a"
             weight_b = "1" if full else "v.n_b"
-            sql = (f"SELECT s.container, (v.t - ?) / ? AS k, "
+            sql = (f"SELECT s.container, (v.t - ?) / ? AS k, "  # noqa: S608
                    f"sum({avg_a} * {weight_a}) / nullif(sum(CASE WHEN {avg_a} IS NULL "
                    f"THEN 0 ELSE {weight_a} END), 0), min({min_a}), max({max_a}), "
                    f"sum({avg_b} * {weight_b}) / nullif(sum(CASE WHEN {avg_b} IS NULL "
                    f"THEN 0 ELSE {weight_b} END), 0), min({min_b}), max({max_b}) "
                    f"FROM series s JOIN {table} v ON v.series = s.id "
-                   f"WHERE {where} AND v.t >= ? AND v.t < ? "  # noqa: S608
+                   f"WHERE {where} AND v.t >= ? AND v.t < ? "
                    "GROUP BY s.container, k ORDER BY s.container, k")
             params = [lo, step, *args, lo, hi]
         try:

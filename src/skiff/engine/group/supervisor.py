@@ -48,10 +48,10 @@ from skiff.core.spec import AzureFileVolume, Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine import mounts
 from skiff.engine.group import adoption, monitoring, preparation, sweeping
-from skiff.engine.group.sampling import CgroupReader
 from skiff.engine.group.probes import ProbeState
 from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot, sync_views
 from skiff.engine.group.restarts import ContainerExit
+from skiff.engine.group.sampling import CgroupReader
 from skiff.engine.group.validation import validate
 from skiff.engine.images import ImageStore
 from skiff.engine.network.fetching import FetchNamespace
