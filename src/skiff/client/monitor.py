@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from skiff.client.errors import json_object
 from skiff.client.http import HttpApi
 
@@ -19,11 +21,12 @@ class MonitorApi(HttpApi):
     def list_metrics(self, resource_id: str, params: Mapping[str, str]) -> dict[str, Any]:
         """``GET {resource_id}/providers/Microsoft.Insights/metrics`` with ``params``
         (timespan, interval, metricnames, aggregation, $filter, top...)."""
-        return json_object(self._send(
-            "GET", f"{resource_id.rstrip('/')}/providers/{INSIGHTS_PROVIDER}/metrics"
-            f"?api-version={METRICS_API_VERSION}", params=params))
+        url = httpx.URL(f"{resource_id.rstrip('/')}/providers/{INSIGHTS_PROVIDER}/metrics",
+                        params={**params, "api-version": METRICS_API_VERSION})
+        return json_object(self._send("GET", url))
 
     def list_metric_definitions(self, resource_id: str) -> dict[str, Any]:
-        return json_object(self._send(
-            "GET", f"{resource_id.rstrip('/')}/providers/{INSIGHTS_PROVIDER}/metricDefinitions"
-            f"?api-version={METRICS_API_VERSION}"))
+        url = httpx.URL(
+            f"{resource_id.rstrip('/')}/providers/{INSIGHTS_PROVIDER}/metricDefinitions",
+            params={"api-version": METRICS_API_VERSION})
+        return json_object(self._send("GET", url))

@@ -30,6 +30,7 @@ rate yet); aggregates skip it.
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -196,7 +197,7 @@ class MetricsFile:
         else:
             where = f"s.grp = ? AND s.container IN ({', '.join('?' * len(containers))})"
             args = [group, *containers]
-        lo, hi, step = int(start), int(end), max(1, int(interval_s))
+        lo, hi, step = int(start), math.ceil(end), max(1, int(interval_s))
         table = "samples" if full else "rollups"
         if full:
             avg_a, min_a, max_a, avg_b, min_b, max_b = (f"v.{c}" for c in "aaabbb")
