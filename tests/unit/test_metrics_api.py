@@ -99,7 +99,8 @@ def test_metrics_answer_as_azure_monitor_with_a_split_by_container(
     assert doc["resourceregion"] == "local"
     cpu, memory = doc["value"]
     assert cpu["name"] == {"value": "CpuUsage", "localizedValue": "CPU Usage"}
-    assert cpu["unit"] == "Count" and memory["unit"] == "Bytes"
+    assert cpu["unit"] == "Count"
+    assert memory["unit"] == "Bytes"
     assert cpu["id"].endswith("/containerGroups/g/providers/Microsoft.Insights/metrics/CpuUsage")
     series = cpu["timeseries"]
     assert [s["metadatavalues"] for s in series] == [
@@ -145,7 +146,8 @@ def test_unsplit_cpu_is_the_groups_sum_and_the_sampler_fills_the_file(
     assert answer.status_code == 201
     uid = uid_of(plane)
     engine = plane.engine
-    assert isinstance(engine, FakeEngine) and plane.sampler is not None
+    assert isinstance(engine, FakeEngine)
+    assert plane.sampler is not None
     eventually(lambda: engine.samples(), what="the fake group runs")
     engine.load[(uid, "a")] = (300.0, 1000)
     engine.load[(uid, "b")] = (200.0, 2000)
@@ -153,7 +155,8 @@ def test_unsplit_cpu_is_the_groups_sum_and_the_sampler_fills_the_file(
     whole = http.get(f"{INSIGHTS}/metrics?{V}").json()["value"]
     assert [m["name"]["value"] for m in whole] == ["CpuUsage"]
     values = [p["average"] for p in whole[0]["timeseries"][0]["data"] if "average" in p]
-    assert values and values[-1] == pytest.approx(500.0, rel=0.02)
+    assert values
+    assert values[-1] == pytest.approx(500.0, rel=0.02)
     one = http.get(f"{INSIGHTS}/metrics?{V}&$filter=containerName eq 'b'").json()["value"][0]
     [series] = one["timeseries"]
     assert series["metadatavalues"][0]["value"] == "b"
@@ -227,7 +230,8 @@ def test_prometheus_endpoint_is_the_admins_and_counts(
     create(http, "g")
     uid = uid_of(plane)
     engine = plane.engine
-    assert isinstance(engine, FakeEngine) and plane.sampler is not None
+    assert isinstance(engine, FakeEngine)
+    assert plane.sampler is not None
     engine.load[(uid, "c")] = (100.0, 4096)
     two_readings(engine, plane)
     assert http.get("/metrics").status_code == 403
@@ -299,7 +303,9 @@ def test_skiff_monitor_metrics_list_sends_what_az_sends(
     assert "1048576.0" in table
     names = json.loads(run("monitor", "metrics", "list-definitions", "--resource", rid,
                            "--query", "[].name.value"))
-    assert names[0] == "CpuUsage" and len(names) == 4
+    assert names[0] == "CpuUsage"
+    assert len(names) == 4
     bad = CliRunner().invoke(main, ["monitor", "metrics", "list", "--resource", rid,
                                     "--interval", "soon"], obj=factory)
-    assert bad.exit_code == 2 and "PERIOD" in bad.output
+    assert bad.exit_code == 2
+    assert "PERIOD" in bad.output

@@ -13,12 +13,14 @@ from skiff.core.metrics import ContainerSample, GroupSample
 from skiff.engine.group.sampling import CgroupReader
 from skiff.store.timeseries import MetricsFile, Point
 
-NET_DEV = """Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo:  900000     10    0    0    0     0          0         0   900000      10    0    0    0     0       0          0
-  eth0:    1500      3    0    0    0     0          0         0     2500       4    0    0    0     0       0          0
-"""
-
+NET_DEV = "\n".join([
+    "Inter-|   Receive                                                |  Transmit",
+    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets "
+    "errs drop fifo colls carrier compressed",
+    "    lo:  900000     10    0    0    0     0          0         0   900000      10    "
+    "0    0    0     0       0          0",
+    "  eth0:    1500      3    0    0    0     0          0         0     2500       4    "
+    "0    0    0     0       0          0", ""])
 
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +119,9 @@ def test_sampler_turns_counters_into_millicores_and_bytes_per_second(tmp_path: P
     assert sampler.latest == {("g", "c"): (500.0, 8192)}
     buckets = series.query("g", 1_000_000, 1_000_060, 60, now[0], containers=["c"])
     assert len(buckets) == 1
-    assert buckets[0].avg_a == 500.0 and buckets[0].max_b == 8192 and buckets[0].min_b == 4096
+    assert buckets[0].avg_a == 500.0
+    assert buckets[0].max_b == 8192
+    assert buckets[0].min_b == 4096
     series.close()
 
 
@@ -137,7 +141,8 @@ def test_buckets_average_and_bound_each_container(series: MetricsFile) -> None:
     split = series.query("g", t0, t0 + 60, 60, now)
     assert [(b.container, b.avg_a, b.min_a, b.max_a) for b in split] == [
         ("a", 250.0, 100.0, 400.0), ("b", 50.0, 50.0, 50.0)]
-    assert split[0].avg_b == 25.0 and split[1].avg_b is None
+    assert split[0].avg_b == 25.0
+    assert split[1].avg_b is None
     combined = series.query("g", t0, t0 + 60, 60, now, combined=True)
     assert [(b.avg_a, b.min_a, b.max_a) for b in combined] == [(300.0, 150.0, 450.0)]
     assert series.query("g", t0, t0 + 60, 60, now, network=True) == []
