@@ -189,7 +189,9 @@ class MetricsFile:
         Within the full-resolution retention the samples answer, else the rollups (whose
         buckets are ``rollup_s`` long: a finer interval then shows gaps; combined, a
         bucket's minimum and maximum are the sums of the containers' own)."""
-        full = start >= now - self.full_retention_s
+        # A query aligned down to its interval may start a little before the retention:
+        # the samples still answer it (a prune between rounds leaves the edge short).
+        full = start >= now - self.full_retention_s - self.rollup_s
         if network:
             where, args = "s.grp = ? AND s.container = ''", [group]
         elif containers is None:
