@@ -62,12 +62,18 @@ def _values(buckets: list[Bucket], metric: MetricDefinition) -> dict[str, Values
 
 
 def _series(series: MetricsFile | None, uid: str, query: MetricsQuery,
-            metric: MetricDefinition, now: float, top: int) -> list[dict[str, Any]]:
-    """The metric's time series: the group's, or one per container when split."""
+            metric: MetricDefinition, now: float, top: int,
+            read: dict[str, list[Bucket]]) -> list[dict[str, Any]]:
+    """The metric's time series: the group's, or one per container when split. ``read``
+    keeps what was read by selection: CPU and memory come from the same rows."""
     def fetch(**selection: Any) -> list[Bucket]:
         if series is None:
             return []
-        return series.query(uid, query.start, query.end, query.interval_s, now, **selection)
+        key = repr(sorted(selection.items()))
+        if key not in read:
+            read[key] = series.query(uid, query.start, query.end, query.interval_s, now,
+                                     **selection)
+        return read[key]
 
     if not metric.per_container:
         return [render_series(query, _values(fetch(network=True), metric).get("", {}), None)]
@@ -103,8 +109,9 @@ def list_metrics(subscription: str, resource_group: str, name: str, request: Req
                          "").lower() == "metadata"
     store = plane(request).metrics
     metrics = []
+    read: dict[str, list[Bucket]] = {}
     for metric in query.metrics:
-        series = _series(store, record.uid, query, metric, now, max(1, top))
+        series = _series(store, record.uid, query, metric, now, max(1, top), read)
         if metadata_only:
             series = [{**s, "data": []} for s in series]
         metrics.append(render_metric(record.resource_id, metric, series))
