@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from click.testing import CliRunner
@@ -17,9 +18,10 @@ from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.prometheus import serve_metrics
 from skiff.cli.main import main
 from skiff.client import SkiffClient
-from skiff.errors import ArmError
+from skiff.errors import ArmError, NetworkError
 from skiff.models.metrics import parse_filter, parse_query, parse_timespan
 from skiff.store.timeseries import Point
 from skiff.testing.fake import FakeEngine
@@ -309,3 +311,17 @@ def test_skiff_monitor_metrics_list_sends_what_az_sends(
                                     "--interval", "soon"], obj=factory)
     assert bad.exit_code == 2
     assert "PERIOD" in bad.output
+
+
+def test_the_prometheus_listener_needs_no_token(plane: ControlPlane) -> None:
+    """``--metrics-listen``'s own plain-HTTP listener serves the same registry; a bad
+    address is a NetworkError, not a traceback."""
+    server = serve_metrics("127.0.0.1:0", plane.telemetry)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10).text
+        assert "skiff_container_groups" in text
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(NetworkError):
+        serve_metrics("127.0.0.1:nope", plane.telemetry)
