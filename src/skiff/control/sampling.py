@@ -55,11 +55,16 @@ class Sampler:
         self.latest: dict[tuple[str, str], tuple[float | None, int | None]] = {}
         self._last: dict[str, GroupSample] = {}
         self._stop = threading.Event()
+        self._round = threading.Lock()  # one round at a time (the thread's, or a caller's)
         self._thread: threading.Thread | None = None
         self._pruned = 0.0
 
     def sample_once(self) -> list[Point]:
         """One round: read, turn into rates, write; returns the points written."""
+        with self._round:
+            return self._sample()
+
+    def _sample(self) -> list[Point]:
         samples = self.engine.samples()
         now = self.clock()
         points: list[Point] = []
