@@ -26,17 +26,21 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import uvicorn
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.prometheus import serve_metrics
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
+from skiff.control.sampling import Sampler
 from skiff.control.storage import FileEndpoint, StorageService
+from skiff.control.telemetry import Telemetry
 from skiff.core.identity import IdentityTokens
 from skiff.core.shares import FileShares, ShareDisks
 from skiff.dns import DnsServer, Zone, host_nameservers
@@ -50,6 +54,7 @@ from skiff.gateway import ApiRelay
 from skiff.metadata import MetadataEndpoint
 from skiff.settings import Settings
 from skiff.store import Store
+from skiff.store.timeseries import MetricsFile
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +81,19 @@ class Server:
     metadata: MetadataEndpoint | None = None
     #: The API at the groups' gateways; None unless ``ApiSettings.for_groups``.
     relay: ApiRelay | None = None
+    #: The Prometheus endpoint's own listener (``MetricsSettings.listen``), once served.
+    prometheus: WSGIServer | None = None
 
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
         DNS server, the engine's watch and the store."""
         self.plane.reconciler.stop(
             timeout_s=self.plane.settings.runtime.stop_grace_s + SHUTDOWN_MARGIN_S)
+        if self.plane.sampler is not None:
+            self.plane.sampler.stop()
+        if self.prometheus is not None:
+            self.prometheus.shutdown()
+            self.prometheus.server_close()
         if self.dns is not None:
             self.dns.stop()
         self.node.close()
@@ -91,6 +103,8 @@ class Server:
         if self.relay is not None:
             self.relay.close()
         self.plane.store.close()
+        if self.plane.metrics is not None:
+            self.plane.metrics.close()
         if self.serving >= 0:
             os.close(self.serving)
             self.serving = -1
@@ -260,11 +274,16 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
         raise
     if dns is not None:
         _serve_groups(dns, engine)
+    telemetry = Telemetry()
     reconciler = Reconciler(store, engine, workers=settings.api.workers,
-                            names=Names(settings.dns, zone))
+                            names=Names(settings.dns, zone), telemetry=telemetry)
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
-    plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage)
+    plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage,
+                         telemetry=telemetry)
+    plane.metrics, plane.sampler = start_sampling(settings, engine)
+    telemetry.watch_node(store, plane.sampler,
+                         pools=lambda: {"network": engine.networks.pooled()})
     plane.identities, metadata = serve_identities(store, engine,
                                                   ManagedIdentityTokens(plane.issuer, base))
     relay = None
@@ -273,6 +292,18 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
         plane.api_hosts = relay.hosts
     reconciler.start()
     return Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
+
+
+def start_sampling(settings: Settings, engine: Supervisor) -> tuple[MetricsFile, Sampler]:
+    """The metrics' time-series file (``<data root>/metrics.db``) and its sampler, started
+    unless ``settings.metrics.interval_s`` is 0."""
+    config = settings.metrics
+    series = MetricsFile(settings.data_root / "metrics.db",
+                         full_retention_s=config.full_retention_s, rollup_s=config.rollup_s,
+                         rollup_retention_s=config.rollup_retention_s)
+    sampler = Sampler(engine, series, interval_s=config.interval_s)
+    sampler.start()
+    return series, sampler
 
 
 def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *,
@@ -333,6 +364,10 @@ def serve(settings: Settings) -> None:
                                 sock=files_sock)
             if files is not None:
                 print(f"skiff: serving Azure Files at {files.url}/<account>", flush=True)
+        if settings.metrics.listen is not None:
+            server.prometheus = serve_metrics(settings.metrics.listen, server.plane.telemetry)
+            print(f"skiff: serving Prometheus metrics at http://{settings.metrics.listen}"
+                  "/metrics", flush=True)
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",

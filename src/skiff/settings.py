@@ -352,6 +352,25 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsSettings:
+    """Containers' CPU, memory and network metrics (``Microsoft.Insights/metrics``), and
+    the operator's Prometheus endpoint."""
+
+    #: Seconds between two samples of every running group (ACI: one a minute at most
+    #: is shown; 15 s gives four per PT1M point). 0: no sampling.
+    interval_s: float = 15.0
+    #: Seconds samples are kept at full resolution.
+    full_retention_s: float = 24 * 3600.0
+    #: Seconds of one downsampled point (its average, minimum and maximum), kept
+    #: :attr:`rollup_retention_s`.
+    rollup_s: int = 300
+    rollup_retention_s: float = 30 * 24 * 3600.0
+    #: Where the Prometheus endpoint (``/metrics``, plain HTTP, no token) listens
+    #: (``HOST:PORT``). None: it is served on the API's address only, to the admin token.
+    listen: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a skiff node needs to know."""
 
@@ -372,6 +391,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def shares_root(self) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from skiff.core.engine import Engine
+from skiff.core.metrics import GroupSample
 from skiff.core.spec import Container, GroupSpec, Resources, RestartPolicy, SubnetPlacement
 from skiff.core.view import GroupView
 from skiff.engine.group.supervisor import Supervisor
@@ -155,6 +156,30 @@ def test_stop_then_start(node: Node) -> None:
     view = node.engine.start(spec.id, spec)
     assert (view.state, view.stopped) == ("Running", False)
     assert started(view) != first
+
+
+def test_samples_count_running_groups_only(node: Node) -> None:
+    """samples(): a running group's containers by name with counters that never go
+    back; a stopped group is left out."""
+    spec = group(node)
+    node.engine.run(spec)
+
+    def sample(after: float = float("-inf")) -> GroupSample | None:
+        found = next((s for s in node.engine.samples() if s.group_id == spec.id), None)
+        return found if found is not None and found.at > after else None
+
+    first = eventually(sample, what="the running group is sampled")
+    assert first is not None
+    assert [c.name for c in first.containers] == ["c"]
+    later = eventually(lambda: sample(first.at), what="a later sample")
+    assert later is not None
+    before, after = first.containers[0], later.containers[0]
+    assert before.cpu_ns is not None
+    assert after.cpu_ns is not None
+    assert after.cpu_ns >= before.cpu_ns
+    assert after.memory_bytes is not None
+    node.engine.stop(spec.id)
+    assert sample() is None
 
 
 def test_restart_makes_new_instances(node: Node) -> None:

@@ -23,9 +23,11 @@ from skiff.api import (
     authorization,
     groups,
     identities,
+    insights,
     misc,
     networks,
     principals,
+    prometheus,
     signin,
     sockets,
     storage,
@@ -78,10 +80,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
                               "identities (Microsoft.ManagedIdentity) groups use.")
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
-                   storage.router, authorization.router):
+                   storage.router, authorization.router, insights.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)
+    app.include_router(prometheus.router)
     app.include_router(signin.router)  # last: its paths start with a tenant's name
     app.openapi = lambda: describe(app)  # type: ignore[method-assign]
 
@@ -125,6 +128,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
         return _error(500, "InternalServerError",
                       "skiff hit an unexpected error; it has been logged.")
 
+    app.add_middleware(prometheus.RequestTimer)  # innermost: it sees the route matched
     app.add_middleware(BodyLimit)
     app.add_middleware(CanonicalPaths)
     app.add_middleware(Unforeseen)  # the outermost of ours: it sees every route's failure

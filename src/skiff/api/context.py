@@ -27,11 +27,14 @@ from skiff.control.access import Access, Caller, authorization_failed, scope_of
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
 from skiff.control.reconciler import Reconciler
+from skiff.control.sampling import Sampler
 from skiff.control.storage import StorageService
+from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
 from skiff.errors import ArmError
 from skiff.settings import Settings
 from skiff.store import Store
+from skiff.store.timeseries import MetricsFile
 
 API_VERSION = "2023-05-01"
 #: Azure's resource manager audiences: a token for them is one for skiff's API too.
@@ -103,6 +106,13 @@ class ControlPlane:
     #: The other addresses (``host:port``) the API is reached at now: the groups'
     #: gateways, when it is served to them (:mod:`skiff.gateway`). None: only base_url.
     api_hosts: Callable[[], Collection[str]] | None = None
+
+    #: The containers' metrics over time (None: not kept, ``Microsoft.Insights/metrics``
+    #: answers every point empty), and the sampler writing them.
+    metrics: MetricsFile | None = None
+    sampler: Sampler | None = None
+    #: The operator's Prometheus metrics (:mod:`skiff.api.prometheus`).
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
     def base_for(self, request: Request) -> str:
         """Where the URLs built for ``request`` (operations, next pages, websockets) point:

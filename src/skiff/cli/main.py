@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "skiff's API."),
     "image": ("skiff.cli.image", "image",
               "Manage the images of this node: pull, import, list, inspect, remove, prune."),
+    "monitor": ("skiff.cli.monitor", "monitor",
+                "Read container groups' metrics, as `az monitor` does, through skiff's API."),
     "network": ("skiff.cli.network", "network",
                 "Manage virtual networks, as `az network` does, through skiff's API."),
     "node": ("skiff.cli.node", "node", "Manage this node itself (on the node, as root)."),

@@ -16,6 +16,7 @@ from skiff.settings import (
     DiskSettings,
     DnsSettings,
     FilesSettings,
+    MetricsSettings,
     NetworkSettings,
     RuntimeSettings,
     Settings,
@@ -123,6 +124,17 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
                    "DATA_ROOT/ca.pem), so that a group's managed identity can call it "
                    "with the roles assigned to it. Default: groups reach only DNS on the "
                    "node.")
+@click.option("--metrics-interval", type=click.FloatRange(min=0),
+              default=MetricsSettings.interval_s, show_default=True, metavar="SECONDS",
+              help="Seconds between two samples of every running container's CPU, memory "
+                   "and network (Microsoft.Insights metrics; `skiff monitor metrics list`), "
+                   "kept 24 h as sampled and 30 days in 5-minute points in "
+                   "DATA_ROOT/metrics.db. 0: not sampled.")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="Also serve the Prometheus endpoint (/metrics: groups by state, starts, "
+                   "start and API latency, pool sizes, containers' CPU and memory) over "
+                   "plain HTTP here, without a token. Default: only on the API's address, "
+                   "GET /metrics with the admin token.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           locations: str | None, dns_listen: str | None, dns_zone: str,
@@ -133,7 +145,8 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
           group_disk_gb: float, files_listen: str, files_url: str | None,
           files_connections_per_client: int, share_overcommit: float,
-          api_for_groups: bool, verbose: bool) -> None:
+          api_for_groups: bool, metrics_interval: float, metrics_listen: str | None,
+          verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -153,6 +166,8 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     if api_for_groups and listen.rpartition(":")[0].strip("[]") in ("0.0.0.0", "::"):  # noqa: S104
         raise click.UsageError("--api-for-groups needs --listen on one address (the "
                                "loopback, say): the groups' gateways get the API's port")
+    if metrics_listen is not None:
+        _check_dns_listen(metrics_listen, option="--metrics-listen")
     api = ApiSettings(listen=listen, location=location,
                       locations=_parse_locations(locations), tls_cert=tls_cert, tls_key=tls_key,
                       overcommit=overcommit, allow_privileged=allow_privileged,
@@ -185,9 +200,10 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         files = FilesSettings(
             listen=None if files_listen.lower() == "none" else files_listen,
             public_url=files_url, max_connections_per_client=files_connections_per_client)
+        metrics = MetricsSettings(interval_s=metrics_interval, listen=metrics_listen)
         run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
                             runtime=runtime, network=network, disks=disks, files=files,
-                            shares=shares))
+                            shares=shares, metrics=metrics))
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
     except NodeBusy as exc:
@@ -246,7 +262,7 @@ def _check_endpoints(endpoints: tuple[str, ...]) -> tuple[str, ...]:
     return endpoints
 
 
-def _check_dns_listen(listen: str) -> None:
+def _check_dns_listen(listen: str, option: str = "--dns-listen") -> None:
     """``--dns-listen`` must be an IP literal and a port: DNS servers are named by address."""
     host, _, port = listen.rpartition(":")
     try:
@@ -255,7 +271,7 @@ def _check_dns_listen(listen: str) -> None:
     except ValueError:
         valid = False
     if not valid:
-        raise click.BadParameter(f"{listen!r} is not IP:PORT", param_hint="--dns-listen")
+        raise click.BadParameter(f"{listen!r} is not IP:PORT", param_hint=option)
 
 
 @click.group()

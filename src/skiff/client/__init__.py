@@ -44,6 +44,7 @@ from skiff.client.errors import ApiError, ClientConfigError, OperationFailed, er
 from skiff.client.groups import PROVIDER
 from skiff.client.http import API_VERSION, DEFAULT_SUBSCRIPTION, DEFAULT_URL
 from skiff.client.identities import IDENTITY_PROVIDER, IdentitiesApi
+from skiff.client.monitor import INSIGHTS_PROVIDER, MonitorApi
 from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
 from skiff.client.polling import Operation, Poller, Progress
 from skiff.client.storage import STORAGE_PROVIDER, StorageApi
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_SUBSCRIPTION",
     "DEFAULT_URL",
     "IDENTITY_PROVIDER",
+    "INSIGHTS_PROVIDER",
     "NETWORK_PROVIDER",
     "PROVIDER",
     "STORAGE_PROVIDER",
@@ -60,6 +62,7 @@ __all__ = [
     "ApiError",
     "ClientConfigError",
     "IdentitiesApi",
+    "MonitorApi",
     "NetworksApi",
     "Operation",
     "OperationFailed",
@@ -72,7 +75,7 @@ __all__ = [
 ]
 
 
-class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi):
+class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi):
     """skiff's ARM API for container groups, their containers, the virtual networks
-    they are placed in, the storage accounts and file shares they mount and the managed
-    identities they hold, in the shapes of api-version 2023-05-01."""
+    they are placed in, the storage accounts and file shares they mount, the managed
+    identities they hold and their metrics, in the shapes of api-version 2023-05-01."""

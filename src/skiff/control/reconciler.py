@@ -41,6 +41,7 @@ from collections.abc import Callable
 
 from skiff.control.names import Names
 from skiff.control.scrubbing import describe_failure, group_secrets
+from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import GroupSpec, SubnetPlacement
@@ -65,10 +66,12 @@ class Reconciler:
 
     def __init__(self, store: Store, engine: Engine, *, workers: int = 4,
                  teardown_workers: int = 32, resync_s: float = 30.0,
-                 names: Names | None = None) -> None:
+                 names: Names | None = None, telemetry: Telemetry | None = None) -> None:
         self.store = store
         self.engine = engine
         self.names = names
+        #: Counts starts and their latency for the Prometheus endpoint (None: not counted).
+        self.telemetry = telemetry
         self._workers = workers
         self._teardown_workers = teardown_workers
         self._resync_s = resync_s
@@ -275,6 +278,7 @@ class Reconciler:
             return
         restart = any(op.kind == "restart"
                       for op in self.store.operations_for(record.resource_id))
+        deploying = record.provisioning_state in ("Pending", "Creating")
         if record.provisioning_state == "Pending":
             self.store.set_provisioning(uid, "Creating", generation=record.generation)
         secrets: tuple[str, ...] = ()
@@ -285,7 +289,7 @@ class Reconciler:
             secrets = secrets_of(spec)
             if restart:
                 self._quietly(lambda: self.engine.restart(uid, spec))
-            view = self._run_or_start(uid, spec)
+            view = self._run_or_start(uid, spec, deploying=deploying)
         except SkiffError as exc:
             self._withdraw(uid)
             # The engine scrubs its texts; this is the second line before the store.
@@ -352,14 +356,25 @@ class Reconciler:
         if self.names is not None:
             self.names.withdraw(uid)
 
-    def _run_or_start(self, uid: str, spec: GroupSpec) -> GroupView:
+    def _run_or_start(self, uid: str, spec: GroupSpec, *, deploying: bool) -> GroupView:
+        """Run (or start) the group; a deployment's outcome and latency are counted."""
+        begun = time.monotonic()
         try:
-            current = self.engine.view(uid)
-        except GroupNotFound:
-            current = None
-        if current is not None and current.stopped:
-            return self.engine.start(uid, spec)
-        return self.engine.run(spec)
+            try:
+                current = self.engine.view(uid)
+            except GroupNotFound:
+                current = None
+            if current is not None and current.stopped:
+                view = self.engine.start(uid, spec)
+            else:
+                view = self.engine.run(spec)
+        except SkiffError:
+            if deploying and self.telemetry is not None:
+                self.telemetry.started(time.monotonic() - begun, failed=True)
+            raise
+        if deploying and self.telemetry is not None:
+            self.telemetry.started(time.monotonic() - begun, failed=view.failure is not None)
+        return view
 
     @staticmethod
     def _quietly(action: Callable[[], object]) -> None:

@@ -19,8 +19,9 @@ Its shape, and how the coming work fits it without another redesign:
   of the spec (new volume kinds behind the engine's volume drivers; GPU counts
   in each container's resources), not new methods.
 - :meth:`Engine.capacity` says what the node offers (CPU, memory, GPUs), for
-  admission and for ``capabilities``; per-group metric samples come as a
-  method returning samples of the same kind, beside :meth:`Engine.view`.
+  admission and for ``capabilities``; per-group metric samples come from
+  :meth:`Engine.samples` (raw counters: :mod:`skiff.core.metrics`), beside
+  :meth:`Engine.view`.
 - Standby pools' ready groups are groups run from a spec whose identity is
   reassigned when claimed: run, then (later) a ``claim``; nothing here assumes
   a group's id is its ARM name.
@@ -39,6 +40,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from skiff.core.metrics import GroupSample
 from skiff.core.spec import GroupSpec
 from skiff.core.view import GroupView
 
@@ -97,6 +99,13 @@ class Engine(Protocol):
     def addresses(self) -> dict[str, str]:
         """The IP address of each group that has one, as last seen: read without
         observing the groups or waiting for one busy being started (a list of many)."""
+        ...
+
+    def samples(self) -> list[GroupSample]:
+        """The usage counters of every group with a running container (CPU time and
+        memory per container, network bytes per group), read now; cheap enough to call
+        every few seconds for hundreds of groups (no subprocess, no waiting on a group
+        being started). Groups whose counters cannot be read are left out."""
         ...
 
     def stop(self, group_id: str) -> GroupView:

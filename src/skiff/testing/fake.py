@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 
 from skiff.core.engine import NodeCapacity
+from skiff.core.metrics import ContainerSample, GroupSample
 from skiff.core.spec import GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine.group.validation import validate
@@ -83,6 +84,12 @@ class FakeEngine:
         #: Called with the group's id, outside the engine's lock, before ``stop`` and
         #: ``delete`` tear a group down: a test blocks in it to play a grace period.
         self.before_stop: Callable[[str], object] | None = None
+        #: What a running container uses: (group id, container) → (millicores, memory
+        #: bytes), and a group's network: group id → (bytes received, sent per second).
+        #: :meth:`samples` turns them into counters growing with ``clock`` from the
+        #: container's start. Unset: nothing.
+        self.load: dict[tuple[str, str], tuple[float, int]] = {}
+        self.traffic: dict[str, tuple[float, float]] = {}
         self._failures: dict[str, list[SkiffError]] = {}
         self._groups: dict[str, FakeGroup] = {}
         self._addresses: dict[str, str] = {}  # group id → its address
@@ -148,6 +155,28 @@ class FakeEngine:
     def addresses(self) -> dict[str, str]:
         with self._lock:
             return {gid: g.view.ip for gid, g in self._groups.items() if g.view.ip}
+
+    def samples(self) -> list[GroupSample]:
+        with self._lock:
+            now = self.clock()
+            found = []
+            for gid, group in self._groups.items():
+                self._catch_up(group, now)
+                running = [b for b in group.boxes if b.view.current.state == "Running"
+                           and b.started_at is not None]
+                if not running:
+                    continue
+                containers = []
+                for box in running:
+                    millicores, memory = self.load.get((gid, box.view.name), (0.0, 0))
+                    elapsed = now - (box.started_at or now)
+                    containers.append(ContainerSample(box.view.name,
+                                                      int(millicores * 1e6 * elapsed), memory))
+                since = min(b.started_at or now for b in running)
+                rx, tx = self.traffic.get(gid, (0.0, 0.0))
+                found.append(GroupSample(gid, now, tuple(containers),
+                                         int(rx * (now - since)), int(tx * (now - since))))
+            return found
 
     def stop(self, group_id: str) -> GroupView:
         self._grace(group_id)

@@ -26,9 +26,12 @@ from skiff.api.tls import ensure_certificates
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.reconciler import Reconciler
+from skiff.control.sampling import Sampler
 from skiff.control.storage import StorageService, default_file_endpoint
+from skiff.control.telemetry import Telemetry
 from skiff.settings import Settings
 from skiff.store import Store
+from skiff.store.timeseries import MetricsFile
 from skiff.testing.fake import FakeEngine
 from skiff.testing.fakedisks import FakeShareDisks
 from skiff.testing.registry import free_port
@@ -84,10 +87,16 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     settings = settings or Settings(data_root=data_root)
     store = Store(data_root / "skiff.db")
     engine = FakeEngine()
-    reconciler = Reconciler(store, engine, workers=workers)
+    telemetry = Telemetry()
+    reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry)
     storage = StorageService(store, FakeShareDisks(data_root / "shares"),
                              file_endpoint=default_file_endpoint(settings.api))
-    plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage)
+    plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage,
+                         telemetry=telemetry)
+    # Metrics are kept, but sampled only when a test calls plane.sampler.sample_once().
+    plane.metrics = MetricsFile(data_root / "metrics.db")
+    plane.sampler = Sampler(engine, plane.metrics, interval_s=0)
+    telemetry.watch_node(store, plane.sampler, pools=lambda: {"network": 0})
     plane.identities = GroupIdentities(store, ManagedIdentityTokens(plane.issuer, BASE))
     reconciler.start()
     try:
@@ -95,6 +104,7 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     finally:
         reconciler.stop()
         store.close()
+        plane.metrics.close()
 
 
 @dataclasses.dataclass

@@ -41,6 +41,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 
 from skiff.core.engine import NodeCapacity
+from skiff.core.metrics import GroupSample
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.shares import ShareDisks, ShareResolver
 from skiff.core.spec import AzureFileVolume, Container, GroupSpec
@@ -50,6 +51,7 @@ from skiff.engine.group import adoption, monitoring, preparation, sweeping
 from skiff.engine.group.probes import ProbeState
 from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot, sync_views
 from skiff.engine.group.restarts import ContainerExit
+from skiff.engine.group.sampling import CgroupReader
 from skiff.engine.group.validation import validate
 from skiff.engine.images import ImageStore
 from skiff.engine.network.fetching import FetchNamespace
@@ -119,6 +121,8 @@ class Supervisor:
         self._interval = monitor_interval_s
         #: Groups whose lost network namespace is being replaced (see :meth:`_renew_later`).
         self._renewing: set[str] = set()
+        #: Where :meth:`samples` reads the groups' usage (a test may point it elsewhere).
+        self.cgroups = CgroupReader()
 
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="skiff-monitor", daemon=True)
@@ -224,6 +228,29 @@ class Supervisor:
     def addresses(self) -> dict[str, str]:
         with self._lock:  # not the groups' locks: a group being started holds its own
             return {gid: g.view.ip for gid, g in self._groups.items() if g.view.ip}
+
+    def samples(self) -> list[GroupSample]:
+        """Usage counters of every group with a running container, read from their cgroups
+        and network namespaces (:mod:`~skiff.engine.group.sampling`), without waiting on
+        a group's lock (a group being started or stopped is read as it stands)."""
+        with self._lock:
+            groups = list(self._groups.values())
+        found = []
+        for group in groups:
+            if group.view.stopped:
+                continue
+            driver = self._driver(group)
+            gid = group.spec.id
+            running = [(view.name, driver.limits_cgroup(gid, view.cid))
+                       for view in list(group.view.all_containers())
+                       if view.current.state == "Running"]
+            if not running:
+                continue
+            at = time.monotonic()
+            containers, net = self.cgroups.containers(running)
+            found.append(GroupSample(gid, at, tuple(containers),
+                                     *(net if net is not None else (None, None))))
+        return found
 
     def stop(self, group_id: str) -> GroupView:
         """Kill every container and release the group's network and volumes; the
