@@ -80,6 +80,8 @@ would spend the disk sparse files save).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import json
 import logging
@@ -88,6 +90,7 @@ import re
 import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from skiff.core.shares import ShareRef
@@ -115,6 +118,8 @@ MKFS_OPTIONS = ("-q", "-F", "-m", "0", "-i", "262144", "-I", "128", "-J", "size=
                 "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard")
 #: The folder of an account's share views (bindfs), beside its shares.
 VIEWS = ".views"
+#: Seconds a resize waits for the bindfs of views it just unmounted to let go of the share.
+VIEW_EXIT_S = 2.0
 #: <linux/loop.h>: reread the backing file's size.
 LOOP_SET_CAPACITY = 0x4C07
 #: Seconds mkfs, e2fsck or resize2fs may take.
@@ -494,7 +499,12 @@ class LoopShares:
                              "quota can change only while no group mounts it")
         for view in mine:  # no group uses them: their bindfs go, made again when needed
             self._unmount(view)
-        err = mounts.libc.umount2(os.fsencode(point), 0)  # not lazily: busy is an answer
+        # Not lazily: busy is an answer. But a bindfs just unmounted may still be exiting,
+        # holding the share open for a few milliseconds: that busy is waited out (bounded).
+        deadline = time.monotonic() + (VIEW_EXIT_S if mine else 0.0)
+        while (err := mounts.libc.umount2(os.fsencode(point), 0)) != 0 \
+                and ctypes.get_errno() == errno.EBUSY and time.monotonic() < deadline:
+            time.sleep(0.02)
         if err != 0 and mounts.is_mounted(point):
             raise ShareInUse(f"the share {ref.share} is in use: its quota can change only "
                              "while no group mounts it")
