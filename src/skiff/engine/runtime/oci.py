@@ -145,22 +145,59 @@ class OciRuntime:
         # runsc has no --tty and (this 2022 build) shows the pty to the command as a
         # plain file: the session still talks through a terminal (echo and line
         # editing on the host's side), but isatty() is false inside the sandbox.
-        tty_flag = [] if Path(self.program).name == "runsc" else ["--tty"]
+        runsc = Path(self.program).name == "runsc"
+        tty_flag = [] if runsc else ["--tty"]
         # runc relays a terminal it allocates to its own stdio when that is a
         # terminal itself, and copies that terminal's size: so it gets the slave
         # end of a pty of ours, and the session keeps the master.
         master, slave = os.openpty()
         if terminal_size is not None:
             _set_window(master, *terminal_size)
+        # runc copies that size only once the command runs, and a command that asks
+        # at once (stty size) may see 0x0: so runc gets the size in the process spec
+        # too, and sets it on the pty before the command starts.
+        spec = None if runsc or terminal_size is None else self._process_spec(
+            cid, args, env=env, cwd=cwd, terminal_size=terminal_size)
+        command = [*argv, *tty_flag, cid, *args]
+        pass_fds: tuple[int, ...] = ()
+        if spec is not None:
+            command = [*self.argv("exec"), "--process", f"/proc/self/fd/{spec}", cid]
+            pass_fds = (spec,)
         try:
-            process = subprocess.Popen([*argv, *tty_flag, cid, *args], stdin=slave, stdout=slave,
-                                       stderr=slave, start_new_session=True)
+            process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave,
+                                       start_new_session=True, pass_fds=pass_fds)
         except OSError as exc:
             os.close(master)
             raise RuntimeFailure(f"exec failed: {exc}") from exc
         finally:
             os.close(slave)
+            if spec is not None:
+                os.close(spec)
         return ExecSession(process, master)
+
+    def _process_spec(self, cid: str, args: Sequence[str], *, env: Sequence[str],
+                      cwd: str | None, terminal_size: tuple[int, int]) -> int | None:
+        """A memfd holding the container's own process spec with ``args``, ``env``
+        added, ``cwd``, a terminal and its size: what ``runc exec`` builds from its
+        flags, plus ``consoleSize``. The spec never touches a disk (it holds the
+        group's secrets). None where the bundle cannot be read: plain flags then."""
+        try:
+            state = json.loads(self.run("state", cid, timeout=10).stdout)
+            config = json.loads((Path(state["bundle"]) / "config.json").read_text())
+            process = dict(config["process"])
+        except (RuntimeFailure, OSError, ValueError, KeyError, TypeError):
+            return None
+        process["args"] = list(args)
+        process["env"] = [*process.get("env", []), *env]
+        if cwd:
+            process["cwd"] = cwd
+        process["terminal"] = True
+        rows, cols = terminal_size
+        process["consoleSize"] = {"height": rows, "width": cols}
+        fd = os.memfd_create("skiff-exec", os.MFD_CLOEXEC)
+        os.write(fd, json.dumps(process).encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
 
     def to_json(self) -> dict[str, Any]:
         return {"program": self.program, "root": str(self.root), "flags": list(self.flags),
