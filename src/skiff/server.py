@@ -170,7 +170,11 @@ def _serve_groups(dns: DnsServer, engine: Supervisor) -> None:
     def serve(gateway: str) -> None:
         dns.add_listener(gateway, 53, freebind=True)
 
+    def withdraw(gateway: str) -> None:
+        dns.remove_listener(gateway, 53)  # its sockets are closed when it returns
+
     engine.networks.serve_dns = serve
+    engine.networks.withdraw_dns = withdraw
 
 
 def serve_api_to_groups(settings: Settings, engine: Supervisor, api_cert: Path,
@@ -196,6 +200,7 @@ def serve_api_to_groups(settings: Settings, engine: Supervisor, api_cert: Path,
 
     engine.networks.api_port = port
     engine.networks.serve_api = serve
+    engine.networks.withdraw_api = relay.withdraw
     return relay
 
 
@@ -290,6 +295,7 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     if settings.api.for_groups:
         relay = serve_api_to_groups(settings, engine, cert, public, port)
         plane.api_hosts = relay.hosts
+        plane.relay_clients = relay.client_of
     reconciler.start()
     return Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
 
@@ -371,6 +377,7 @@ def serve(settings: Settings) -> None:
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",
+                                proxy_headers=False,  # the client is the peer, not a header
                                 timeout_graceful_shutdown=5)
         log.info("skiff serves %s", server.plane.base_url)
         print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root})",

@@ -32,6 +32,7 @@ from skiff.api import (
     sockets,
     storage,
 )
+from skiff.api.clients import RelayedClients
 from skiff.api.context import ControlPlane
 from skiff.api.failures import Unforeseen
 from skiff.api.limits import BodyLimit, check_names
@@ -131,5 +132,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.add_middleware(prometheus.RequestTimer)  # innermost: it sees the route matched
     app.add_middleware(BodyLimit)
     app.add_middleware(CanonicalPaths)
-    app.add_middleware(Unforeseen)  # the outermost of ours: it sees every route's failure
+    app.add_middleware(Unforeseen)  # it sees every route's failure
+    # The outermost: every other layer sees a relayed request's true client.
+    app.add_middleware(RelayedClients, lookup=lambda: plane.relay_clients)
     return app

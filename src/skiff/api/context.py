@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 
+from skiff.api.clients import Lookup, client_address
 from skiff.control.access import Access, Caller, authorization_failed, scope_of
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
@@ -106,6 +107,9 @@ class ControlPlane:
     #: The other addresses (``host:port``) the API is reached at now: the groups'
     #: gateways, when it is served to them (:mod:`skiff.gateway`). None: only base_url.
     api_hosts: Callable[[], Collection[str]] | None = None
+    #: The relay's look-up of the client behind one of its connections to the API
+    #: (:meth:`skiff.gateway.ApiRelay.client_of`). None: the API is not relayed.
+    relay_clients: Lookup | None = None
 
     #: The containers' metrics over time (None: not kept, ``Microsoft.Insights/metrics``
     #: answers every point empty), and the sampler writing them.
@@ -124,6 +128,13 @@ class ControlPlane:
                 and self.api_hosts is not None and host in self.api_hosts():
             return f"https://{host}"
         return self.base_url
+
+    def relayed_client(self, request: Request) -> str | None:
+        """The address of the client that sent ``request``: for one a group sent through
+        its gateway's relay, the group's (not the loopback the relay connects from); else
+        the connection's peer. Never a header's word (:mod:`skiff.api.clients`). Use it
+        wherever the API records or bounds something per client."""
+        return client_address(request.scope, self.relay_clients)
 
     @functools.cached_property
     def access(self) -> Access:

@@ -58,6 +58,7 @@ def start(sock: socket.socket, listen: str, shares: FileShares, *, cert: Path, k
     app = FilesApp(shares, endpoint=url, workers=workers)
     config = uvicorn.Config(app, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             log_level="warning", lifespan="off", access_log=False,
+                            proxy_headers=False,  # a SAS's signedIp checks the peer
                             timeout_graceful_shutdown=2,
                             http=limited_protocol(ClientSlots(per_client)))
     server = uvicorn.Server(config)

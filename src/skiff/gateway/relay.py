@@ -13,17 +13,25 @@ relay :data:`MAX_CONNECTIONS` in all (beyond either, a new one is closed at once
 a TLS handshake has :data:`HANDSHAKE_TIMEOUT_S`. What the API does with a request
 (authentication, authorization, its own limits) is the API's: the relay reads none
 of it.
+
+The API sees every relayed connection come from the loopback, so the relay tells it
+who is behind each: :meth:`ApiRelay.client_of` maps the local address of a connection
+it opened to the API to the group's address it relays for (the middleware
+:class:`skiff.api.clients.RelayedClients` asks it). Nothing in the bytes (no
+``X-Forwarded-For``, which a client could write itself) carries that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -39,6 +47,9 @@ PER_CLIENT = 32
 #: Seconds a client has to finish its TLS handshake, and the API to accept one.
 HANDSHAKE_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
+#: Seconds the client of a connection the relay ended is still known by its local
+#: address: the API may read a request the relay passed on just before the end.
+CLIENT_LINGER_S = 60.0
 _CHUNK = 64 * 1024
 # Linux's IP_FREEBIND (include/uapi/linux/in.h): a gateway before its bridge is up.
 _IP_FREEBIND = 15
@@ -65,6 +76,25 @@ def listen_on(address: str, port: int) -> socket.socket:
         raise NetworkError(f"the API cannot listen on {address}:{port}: "
                            f"{exc.strerror or exc}") from exc
     return sock
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS for the groups at a gateway, with its certificate: TLS 1.2 or 1.3, and for
+    1.2 ECDHE with an AEAD cipher only."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # busybox's own TLS client (wget without an openssl binary, as in a busybox image)
+    # sends no signature_algorithms extension, so TLS 1.2 lets the server sign its key
+    # exchange with SHA-1 only, which OpenSSL 3 refuses from security level 1 up: the
+    # handshake fails ("no shared cipher"). Level 0 lets that signature be made. It is
+    # safe here: it bears on this context alone, for the relay's own certificate (a
+    # P-256 key of skiff's CA) on a host-local gateway; the ciphers offered are still
+    # ECDHE (forward secrecy) with AES-GCM or ChaCha20-Poly1305, nothing weak, and a
+    # client that names its signature algorithms (az, the SDKs, curl, TLS 1.3, whose
+    # suites this string does not touch) gets SHA-256 or better as before.
+    context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:@SECLEVEL=0")
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def upstream_context(api_cert: Path) -> ssl.SSLContext:
@@ -115,6 +145,12 @@ class ApiRelay:
         self._open = 0
         self._clients: dict[str, int] = {}
         self._writers: set[asyncio.StreamWriter] = set()
+        # The local address of each connection to the API -> the client it relays for
+        # (and the connection's token); the connections ended, oldest first. Read from
+        # the API's threads: under the lock.
+        self._relayed: dict[tuple[str, int], tuple[tuple[str, int], object]] = {}
+        self._ended_at: collections.deque[tuple[float, tuple[str, int], object]] = \
+            collections.deque()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="skiff-api-relay")
@@ -141,10 +177,7 @@ class ApiRelay:
                 raise NetworkError("the API relay is closed")
             if address in self._servers:
                 return
-            cert, key = self._certificates(address)
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(cert, key)
+            context = server_context(*self._certificates(address))
             sock = listen_on(address, self.port)
             try:
                 started = asyncio.run_coroutine_threadsafe(
@@ -160,18 +193,58 @@ class ApiRelay:
         log.info("the API is served to the groups at https://%s:%d/", address, self.port)
 
     def withdraw(self, gateway: str) -> bool:
-        """Stop serving ``gateway`` (its open connections go on); true if it was served."""
+        """Stop serving ``gateway``: its listening socket is closed when this returns (its
+        open connections go on); true if it was served."""
         with self._lock:
             server = self._servers.pop(str(ipaddress.ip_address(gateway)), None)
         if server is None:
             return False
-        self._loop.call_soon_threadsafe(server.close)
+
+        async def stop() -> None:
+            server.close()  # closes the listening socket at once, before it returns
+
+        with contextlib.suppress(RuntimeError, TimeoutError):  # the loop ended: closed
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(CONNECT_TIMEOUT_S)
+        log.info("the API is no longer served to the groups at %s", gateway)
         return True
+
+    def client_of(self, host: str, port: int) -> tuple[str, int] | None:
+        """The client (address, port) the relay passes on through its connection to the
+        API from ``host``:``port`` (the address the API sees as the client), or None if
+        that is no connection of the relay's. Known while it is open and
+        :data:`CLIENT_LINGER_S` after."""
+        with self._lock:
+            found = self._relayed.get((host, port))
+        return None if found is None else found[0]
+
+    def _opened(self, local: tuple[str, int], client: tuple[str, int]) -> object:
+        """Record the client behind the API connection from ``local``; its token."""
+        token = object()
+        with self._lock:
+            self._forget_ended()
+            self._relayed[local] = (client, token)
+        return token
+
+    def _ended(self, local: tuple[str, int], token: object) -> None:
+        with self._lock:
+            self._ended_at.append((time.monotonic(), local, token))
+            self._forget_ended()
+
+    def _forget_ended(self) -> None:
+        """Forget the clients of connections ended over :data:`CLIENT_LINGER_S` ago (in
+        the order they ended), unless their local address serves a newer one now."""
+        expired = time.monotonic() - CLIENT_LINGER_S
+        while self._ended_at and self._ended_at[0][0] < expired:
+            _, local, token = self._ended_at.popleft()
+            found = self._relayed.get(local)
+            if found is not None and found[1] is token:
+                del self._relayed[local]
 
     async def _relay(self, gateway: str, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if peer else "?"
+        client_port = int(peer[1]) if peer else 0
         if self._open >= self._max or self._clients.get(client, 0) >= self._per_client:
             writer.transport.abort()  # as full as it may be: the client retries later
             return
@@ -179,6 +252,8 @@ class ApiRelay:
         self._clients[client] = self._clients.get(client, 0) + 1
         self._writers.add(writer)
         upstream: asyncio.StreamWriter | None = None
+        local: tuple[str, int] | None = None
+        token: object = None
         try:
             try:
                 api_reader, api_writer = await asyncio.wait_for(
@@ -189,6 +264,9 @@ class ApiRelay:
                 return
             upstream = api_writer
             self._writers.add(api_writer)
+            sockname = api_writer.get_extra_info("sockname")
+            local = (str(sockname[0]), int(sockname[1]))
+            token = self._opened(local, (client, client_port))  # before a byte is passed
             pumps = [asyncio.ensure_future(_pump(reader, api_writer)),
                      asyncio.ensure_future(_pump(api_reader, writer))]
             # Either side's end ends the connection: TLS has no half-close to pass on.
@@ -201,6 +279,8 @@ class ApiRelay:
                 if end is not None:
                     await _close(end)
                     self._writers.discard(end)
+            if local is not None:
+                self._ended(local, token)
             self._open -= 1
             left = self._clients.get(client, 1) - 1
             if left:

@@ -129,7 +129,7 @@ def fake_https(data_root: Path) -> Iterator[FakeHttps]:
         plane.base_url = f"https://127.0.0.1:{port}"
         config = uvicorn.Config(create_app(plane), host="127.0.0.1", port=port,
                                 ssl_certfile=str(files.cert), ssl_keyfile=str(files.key),
-                                log_level="warning", lifespan="off",
+                                log_level="warning", proxy_headers=False, lifespan="off",
                                 timeout_graceful_shutdown=1)
         http = uvicorn.Server(config)
         thread = threading.Thread(target=http.run, name="skiff-fake-https", daemon=True)

@@ -123,6 +123,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
         config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",
+                                proxy_headers=False,  # the client is the peer, not a header
                                 timeout_graceful_shutdown=1)
         http = uvicorn.Server(config)
         thread = threading.Thread(target=http.run, name="skiff-server", daemon=True)

@@ -91,7 +91,15 @@ class Networks:
         #: false if it could not (the port stays closed).
         self.serve_api: Callable[[str], bool] | None = None
         self.api_port: int | None = None
+        #: Called with a virtual network's gateway when the network is removed, to stop
+        #: serving DNS and the API there (nothing if they were not served); each returns
+        #: once its listening sockets are closed.
+        self.withdraw_dns: Callable[[str], object] | None = None
+        self.withdraw_api: Callable[[str], object] | None = None
         self.withdraw_metadata: Callable[[str], None] | None = None
+        # The gateways of each virtual network's subnets handed out in this process.
+        self._vnet_gateways: dict[str, set[str]] = {}
+        self._gateways_lock = threading.Lock()
         self._metadata: set[str] = set()  # the groups whose socket is being served
         self._metadata_lock = threading.Lock()
         self._layout = layout = Layout.under(data_root)
@@ -144,6 +152,11 @@ class Networks:
 
     # ---- groups ----------------------------------------------------------------------
 
+    def _note_gateway(self, subnet: SubnetPlacement | None, gateway: str) -> None:
+        if subnet is not None:
+            with self._gateways_lock:
+                self._vnet_gateways.setdefault(subnet.vnet, set()).add(gateway)
+
     def _resolv_conf(self, dns: DnsConfig | None, gateway: str | None = None) -> str:
         nameserver = None
         if self.serve_dns is not None:
@@ -165,7 +178,11 @@ class Networks:
         groups = self._groups
         try:
             config = self._addressing.of(subnet)
-            resolv = self._resolv_conf(dns, None if subnet is None else self.gateway(subnet))
+            gateway = None
+            if subnet is not None:
+                gateway = self.gateway(subnet)
+                self._note_gateway(subnet, gateway)  # before DNS listens there
+            resolv = self._resolv_conf(dns, gateway)
             stale: list[Path] = []
             pool = self._pool.dir_of(subnet)
             with locked(self._layout.state_lock):
@@ -225,6 +242,7 @@ class Networks:
         (once). Re-applied on every start, so adoption restores the group's filter.
         The identity endpoint is opened inside the group then (once per network), and
         the API at its gateway when it is served to the groups (:attr:`serve_api`)."""
+        self._note_gateway(subnet, attachment.gateway)  # an adopted group's too
         api_port = None
         if self.serve_api is not None and self.api_port is not None \
                 and self.serve_api(attachment.gateway):
@@ -288,7 +306,20 @@ class Networks:
 
     def remove_vnet(self, vnet: str) -> None:
         """Remove a virtual network's bridges, rules and leases from the host (no
-        group may be in it any more). Idempotent."""
+        group may be in it any more), and the DNS and API listeners on its gateways.
+        Idempotent."""
+        with self._gateways_lock:
+            gateways = self._vnet_gateways.pop(vnet, set())
+            for others in self._vnet_gateways.values():
+                gateways -= others  # still another network's (never, as the API checks)
+        for gateway in sorted(gateways):
+            for withdraw in (self.withdraw_api, self.withdraw_dns):
+                if withdraw is None:
+                    continue
+                try:
+                    withdraw(gateway)
+                except (SkiffError, OSError, RuntimeError) as exc:
+                    _log.warning("cannot stop listening on the gateway %s: %s", gateway, exc)
         self._vnets.remove(vnet)
 
     def vnets(self) -> list[str]:
