@@ -5,8 +5,10 @@ clients, and the URLs the API builds follow the gateway only when it is served."
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
+from fastapi import Request
+from fastapi.routing import APIRoute
 
+from skiff.api.clients import RELAYED, client_address, relayed
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.engine.network.firewall import host_guard_ruleset
+from skiff.errors import NetworkError
 from skiff.gateway import ApiRelay
+from skiff.gateway import relay as relay_module
 from skiff.gateway.relay import upstream_context
 from skiff.testing.inprocess import FakeHttps, fake_https
 from skiff.testing.registry import free_port
@@ -46,6 +53,7 @@ def served(tmp_path: Path) -> Iterator[tuple[FakeHttps, ApiRelay]]:
         relay = ApiRelay(free_port(), ("127.0.0.1", api_port), root / "server.pem",
                          certificates, per_client=2)
         https.plane.api_hosts = relay.hosts
+        https.plane.relay_clients = relay.client_of
         try:
             yield https, relay
         finally:
@@ -207,3 +215,116 @@ def test_the_host_guard_opens_the_api_port_only_when_asked() -> None:
     assert opened.index(rule) < opened.index('iifname "sk1234" drop')
     with pytest.raises(Exception, match="between 1 and 65535"):
         host_guard_ruleset("sk1234", "10.89.0.1", 70000)
+
+
+def test_busyboxs_own_tls_client_is_served(served: tuple[FakeHttps, ApiRelay]) -> None:
+    """busybox wget with no openssl to run (as in a busybox image) speaks its own TLS 1.2,
+    whose ClientHello names no signature algorithms: the relay still completes the
+    handshake (ECDHE, AES-GCM) and the API answers through it."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("no busybox on this machine")
+    _, relay = served
+    relay.serve(GATEWAY)
+    url = f"https://{GATEWAY}:{relay.port}/metadata/endpoints?api-version=2022-09-01"
+    done = subprocess.run([busybox, "wget", "-q", "-O-", "--no-check-certificate", url],
+                          env={"PATH": "/nonexistent"},  # no openssl: busybox's ssl_client
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert '"resourceManager":"https://127.0.0.2:' in done.stdout
+
+
+def test_the_relay_offers_no_weak_cipher(served: tuple[FakeHttps, ApiRelay]) -> None:
+    """A TLS 1.2 client that offers only suites without forward secrecy or with CBC (SHA-1
+    or SHA-256 MACs) is refused: security level 0 opened none of them."""
+    https, relay = served
+    relay.serve(GATEWAY)
+    context = ssl.create_default_context(cafile=str(https.ca))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA256:"
+                        "@SECLEVEL=0")
+    with socket.create_connection((GATEWAY, relay.port), timeout=10) as raw, \
+            pytest.raises(ssl.SSLError):
+        context.wrap_socket(raw, server_hostname=GATEWAY)
+
+
+def _echo_client(https: FakeHttps) -> None:
+    """A route that answers who the API takes the client for."""
+    plane = https.plane
+
+    async def who(request: Request) -> dict[str, object]:
+        return {"relayed_client": plane.relayed_client(request),
+                "client": request.client.host if request.client else None,
+                "via": request.scope.get(RELAYED)}
+
+    https.app.router.routes.insert(0, APIRoute("/_test/client", who, methods=["GET"]))
+
+
+def _from(address: str, https: FakeHttps, url: str) -> httpx.Client:
+    transport = httpx.HTTPTransport(
+        local_address=address, verify=ssl.create_default_context(cafile=str(https.ca)))
+    return httpx.Client(base_url=url, transport=transport, timeout=10)
+
+
+def test_the_api_knows_the_true_client_of_a_relayed_request(
+        served: tuple[FakeHttps, ApiRelay], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the relay the API takes the client for the address the relay was reached
+    from (not its own loopback), whatever X-Forwarded-For says; reached directly, for the
+    connection's peer, the header ignored too. A connection's client is forgotten after
+    it ended (and the linger)."""
+    https, relay = served
+    _echo_client(https)
+    relay.serve(GATEWAY)
+    forged = {"X-Forwarded-For": "10.9.9.9", "Forwarded": "for=10.9.9.9"}
+    with _from("127.0.0.3", https, f"https://{GATEWAY}:{relay.port}") as client:
+        seen = client.get("/_test/client", headers=forged).json()
+    assert seen["relayed_client"] == seen["client"] == "127.0.0.3"
+    host, port = seen["via"]
+    assert host == "127.0.0.1"
+    assert relay.client_of(host, port) is not None  # lingers after the end
+    with _from("127.0.0.1", https, https.url) as direct:
+        seen = direct.get("/_test/client", headers=forged).json()
+    assert seen == {"relayed_client": "127.0.0.1", "client": "127.0.0.1", "via": None}
+
+    monkeypatch.setattr(relay_module, "CLIENT_LINGER_S", 0.0)
+    with _from("127.0.0.4", https, f"https://{GATEWAY}:{relay.port}") as client:
+        again = client.get("/_test/client").json()
+    assert again["client"] == "127.0.0.4"
+    eventually(lambda: relay.client_of(host, port) is None or tuple(again["via"]) == (host, port),
+               what="the ended connection's client is forgotten", timeout_s=10)
+
+
+def test_the_client_of_a_scope_comes_from_the_relay_alone() -> None:
+    """The middleware's rewrite: a scope whose peer the relay knows gets the relay's
+    client (once: a second pass changes nothing); any other keeps its own."""
+    known = {("127.0.0.1", 5000): ("10.88.0.7", 41000)}
+
+    def lookup(host: str, port: int) -> tuple[str, int] | None:
+        return known.get((host, port))
+
+    scope = {"type": "http", "client": ("127.0.0.1", 5000)}
+    moved = relayed(scope, lookup)
+    assert moved["client"] == ("10.88.0.7", 41000)
+    assert moved[RELAYED] == ("127.0.0.1", 5000)
+    assert relayed(moved, lookup) is moved
+    assert client_address(moved, lookup) == "10.88.0.7"
+    other = {"type": "websocket", "client": ("127.0.0.1", 5001)}
+    assert relayed(other, lookup) is other
+    assert client_address(other, None) == "127.0.0.1"
+    assert client_address({"type": "http"}, lookup) is None
+
+
+def test_a_withdrawn_gateway_is_closed_when_withdraw_returns(
+        served: tuple[FakeHttps, ApiRelay]) -> None:
+    """Once withdraw returns, nothing listens on the gateway's port any more (another
+    socket binds it), and the gateway is no longer among the API's hosts."""
+    _, relay = served
+    relay.serve(GATEWAY)
+    with pytest.raises(NetworkError, match="in use"), \
+            relay_module.listen_on(GATEWAY, relay.port):
+        pass
+    assert relay.withdraw(GATEWAY)
+    assert not relay.withdraw(GATEWAY)
+    assert relay.hosts() == frozenset()
+    with relay_module.listen_on(GATEWAY, relay.port):
+        pass

@@ -114,6 +114,8 @@ class FakeHttps:
     plane: ControlPlane
     url: str
     ca: Path
+    #: The app served (a test may add a route of its own).
+    app: FastAPI
 
 
 @contextlib.contextmanager
@@ -127,7 +129,8 @@ def fake_https(data_root: Path) -> Iterator[FakeHttps]:
     settings = Settings(data_root=data_root)
     with fake_plane(data_root, settings) as plane:
         plane.base_url = f"https://127.0.0.1:{port}"
-        config = uvicorn.Config(create_app(plane), host="127.0.0.1", port=port,
+        app = create_app(plane)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port,
                                 ssl_certfile=str(files.cert), ssl_keyfile=str(files.key),
                                 log_level="warning", proxy_headers=False, lifespan="off",
                                 timeout_graceful_shutdown=1)
@@ -136,7 +139,7 @@ def fake_https(data_root: Path) -> Iterator[FakeHttps]:
         thread.start()
         try:
             eventually(lambda: http.started, what="the fake server listens", timeout_s=15)
-            yield FakeHttps(plane, plane.base_url, files.ca)
+            yield FakeHttps(plane, plane.base_url, files.ca, app)
         finally:
             http.should_exit = True
             thread.join(timeout=10)
