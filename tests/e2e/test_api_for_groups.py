@@ -1,12 +1,14 @@
 """The API at the groups' gateway (``skiff serve --api-for-groups``), with the real az:
 a group's managed identity signs in from inside the group and gets exactly what its
-role assignment grants; busybox's TLS client gets the same; without
-the option, the gateway's API port is closed to the groups."""
+role assignment grants; the container's own busybox TLS client gets the same with the
+token of the identity endpoint; a deleted virtual network's gateway serves nothing any
+more; without the option, the gateway's API port is closed to the groups."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +16,26 @@ from typing import Any
 
 import pytest
 
+from skiff.dns.listening import bind
+from skiff.engine.group.supervisor import Supervisor
+from skiff.gateway.relay import listen_on
 from skiff.testing import az as azcli
 from skiff.testing.catalog import BuiltImages
+from skiff.testing.registry import free_port
 from skiff.testing.server import RunningServer, running_server, settled
+from skiff.testing.waiting import eventually
 
 pytestmark = pytest.mark.root
 
 SUB = "00000000-0000-0000-0000-00000000a9a9"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg"
 GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
+VNET = f"{RG}/providers/Microsoft.Network/virtualNetworks/net1"
 API = "?api-version=2023-05-01"
 READER = "acdd72a7-3d97-46b9-8ea0-e9b62cb98f8c"
+IMDS_TOKEN = ("http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01"
+              "&resource=https://management.core.windows.net/")
+MARK = "--- skiff test ---"
 
 
 def group_body(images: BuiltImages, identity: dict[str, Any] | None) -> dict[str, Any]:
@@ -52,6 +63,17 @@ def in_netns(netns: Path, argv: list[str], env: dict[str, str] | None = None,
     """Run ``argv`` (a program of the host's filesystem) in a group's network namespace."""
     return subprocess.run(["nsenter", f"--net={netns}", *argv], env=env, capture_output=True,
                           text=True, timeout=timeout_s, check=False)
+
+
+def run_in(engine: Supervisor, group_id: str, script: str) -> tuple[int | None, str]:
+    """Run ``script`` with the shell of the group's container ``c`` (its own busybox);
+    its exit code and output."""
+    session = engine.exec(group_id, "c", ["sh", "-c", f"exec 2>&1; {script}"])
+    try:
+        out, _ = session.process.communicate(timeout=120)
+    finally:
+        session.close()
+    return session.process.returncode, out.decode(errors="replace")
 
 
 def connects(netns: Path, address: str, port: int) -> str:
@@ -136,22 +158,73 @@ def test_a_groups_identity_calls_the_api_at_its_gateway_with_its_roles(
         assert "AuthorizationFailed" in refused.stderr, refused.stderr
         assert http.get(f"{GROUPS}/mi{API}").status_code == 200  # still there
 
-        # Another client, another TLS (busybox's own TLS 1.2), with the identity's token
-        # as az holds it: the list, and the URLs the API builds name the gateway.
-        token = json.loads(az_in_group("account", "get-access-token").stdout)["accessToken"]
+        # Another client, another TLS: the container's own busybox (no openssl in the
+        # image, so busybox's TLS 1.2, which names no signature algorithms) with the token
+        # the identity endpoint gives it: the list, and the URLs the API builds name the
+        # gateway.
         base = f"https://{gateway}:{port}"
-        fetched = in_netns(netns, ["busybox", "wget", "-q", "-O-", "--no-check-certificate",
-                                   "--header", f"Authorization: Bearer {token}",
-                                   f"{base}{GROUPS}{API}"])
-        assert fetched.returncode == 0, fetched.stderr
-        assert [g["name"] for g in json.loads(fetched.stdout)["value"]] == ["mi"]
-        cloud = in_netns(netns, ["busybox", "wget", "-q", "-O-", "--no-check-certificate",
-                                 f"{base}/metadata/endpoints"])
-        assert json.loads(cloud.stdout)["resourceManager"] == f"{base}/"
+        code, out = run_in(engine, record.uid, f"""
+            token=$(wget -q -O- --header 'Metadata: true' '{IMDS_TOKEN}' |
+                    sed -n 's/.*"access_token" *: *"\\([^"]*\\)".*/\\1/p')
+            [ -n "$token" ] || exit 3
+            wget -q -O /tmp/list --no-check-certificate \\
+                --header "Authorization: Bearer $token" '{base}{GROUPS}{API}' || exit 4
+            wget -q -O /tmp/cloud --no-check-certificate '{base}/metadata/endpoints{API}'
+            echo; echo '{MARK}'; cat /tmp/list; echo; echo '{MARK}'; cat /tmp/cloud""")
+        assert code == 0, out
+        _, listed_json, cloud_json = out.split(MARK)
+        assert [g["name"] for g in json.loads(listed_json)["value"]] == ["mi"]
+        assert json.loads(cloud_json)["resourceManager"] == f"{base}/"
 
         assert connects(netns, gateway, port) == "open"
         assert connects(netns, gateway, skiff.server.port + 1) == "dropped"
         assert connects(netns, gateway, 22) == "dropped"
+
+
+def test_a_deleted_virtual_networks_gateway_serves_nothing_any_more(
+        tmp_path: Path, images: BuiltImages) -> None:
+    """A group in a virtual network's subnet reaches the API and DNS at its subnet's
+    gateway; once the group and the network are deleted, neither listens there any more
+    (both ports bind anew), while the public network's gateway is still served."""
+    with running_server(tmp_path / "root", allow=images.endpoints, api_for_groups=True,
+                        dns_listen=f"127.0.0.1:{free_port()}") as skiff:
+        relay, dns, networks = skiff.server.relay, skiff.server.dns, skiff.server.node.networks
+        assert relay is not None
+        assert dns is not None
+        http = skiff.client()
+        made = http.put(f"{VNET}{API}", json={"location": "local", "properties": {
+            "addressSpace": {"addressPrefixes": ["10.211.0.0/16"]},
+            "subnets": [{"name": "default", "properties": {"addressPrefix": "10.211.1.0/24"}}]}})
+        assert made.status_code == 201, made.text
+        body = group_body(images, None)
+        body["properties"] |= {"subnetIds": [{"id": f"{VNET}/subnets/default"}],
+                               "ipAddress": {"type": "Private", "ports": [{"port": 80}]}}
+        assert http.put(f"{GROUPS}/private{API}", json=body).status_code == 201
+        group = settled(http, f"{GROUPS}/private{API}", timeout_s=60)
+        assert group["properties"]["provisioningState"] == "Succeeded", group
+        record = skiff.server.plane.store.get_group(SUB, "rg", "private")
+        assert record is not None
+        attachment = networks.get(record.uid)
+        assert attachment is not None
+        gateway = attachment.gateway
+        assert gateway == "10.211.1.1"
+        assert gateway in relay.gateways
+        assert (gateway, 53) in dns.addresses
+        assert connects(attachment.netns_path, gateway, skiff.server.port) == "open"
+
+        assert http.delete(f"{GROUPS}/private{API}").status_code in (200, 202)
+        eventually(lambda: http.delete(f"{GROUPS}/private{API}").status_code == 204,
+                   what="the private group is torn down and forgotten", timeout_s=60)
+        deleted = http.delete(f"{VNET}{API}")
+        assert deleted.status_code == 200, deleted.text
+        eventually(lambda: gateway not in relay.gateways,
+                   what="the deleted network's gateway is withdrawn", timeout_s=30)
+        assert (gateway, 53) not in dns.addresses
+        with listen_on(gateway, skiff.server.port):  # nothing listens there any more
+            pass
+        bind(socket.AF_INET, gateway, 53, freebind=True).close()
+        assert networks.gateway() in relay.gateways
+        assert (networks.gateway(), 53) in dns.addresses
 
 
 def test_without_the_option_the_gateway_api_port_is_closed(
