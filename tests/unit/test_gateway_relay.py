@@ -4,6 +4,7 @@ clients, and the URLs the API builds follow the gateway only when it is served."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 import socket
@@ -328,3 +329,28 @@ def test_a_withdrawn_gateway_is_closed_when_withdraw_returns(
     assert relay.hosts() == frozenset()
     with relay_module.listen_on(GATEWAY, relay.port):
         pass
+
+
+def test_the_relays_connections_send_small_writes_at_once() -> None:
+    """A connection accepted on a gateway's listener has TCP_NODELAY (asyncio sets it on
+    sockets that name TCP): without it, Nagle held a response's second TLS record for
+    the client's delayed ACK, ≈ 40 ms a request."""
+
+    async def nodelay_of_accepted() -> int:
+        sock = relay_module.listen_on(GATEWAY, free_port())
+        port = sock.getsockname()[1]
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def accepted(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.set_result(writer.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        async with await asyncio.start_server(accepted, sock=sock):
+            _, writer = await asyncio.open_connection(GATEWAY, port)
+            try:
+                return await asyncio.wait_for(seen, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(nodelay_of_accepted()) == 1
