@@ -295,6 +295,42 @@ def test_az_exports_a_group_and_creates_groups_from_yaml_files(fake: Fake,
     assert "(InvalidContainerGroupName)" in capitals.stderr
 
 
+def test_az_role_assignments_at_the_root_scope(fake: Fake, tmp_path: Path) -> None:
+    """A subscription's Owner is refused ``--scope /`` (create and list: 403
+    AuthorizationFailed); a principal the admin made Owner at '/' assigns there, sees the
+    assignment inherited under the subscription, and deletes it."""
+    az = signed_in_owner(fake, tmp_path)
+    reader = skiff_cli(fake.url, fake.ca, fake.admin, "ad", "sp", "create-for-rbac",
+                       "--name", "reader")
+    object_id = skiff_cli(fake.url, fake.ca, fake.admin, "ad", "sp", "show", "--id",
+                          reader["appId"])["id"]
+    assign = ("role", "assignment", "create", "--assignee-object-id", object_id,
+              "--assignee-principal-type", "ServicePrincipal", "--role", "Reader",
+              "--scope", "/")
+    for refused in (az.run(*assign, ok=False),
+                    az.run("role", "assignment", "list", "--scope", "/", ok=False)):
+        assert refused.returncode != 0
+        assert "AuthorizationFailed" in refused.stderr
+        assert "over scope '/'" in refused.stderr
+
+    root = skiff_cli(fake.url, fake.ca, fake.admin, "ad", "sp", "create-for-rbac", "--name",
+                     "root-owner", "--role", "Owner", "--scopes", "/")
+    admin_az = make_az(tmp_path, fake.ca, "root")
+    sign_in(admin_az, fake.url, root)
+    made = admin_az.json(*assign)
+    assert (made["scope"], made["principalId"]) == ("/", object_id)
+    assert made["id"].startswith("/providers/Microsoft.Authorization/roleAssignments/")
+    at_root = admin_az.json("role", "assignment", "list", "--scope", "/")
+    assert made["id"] in [a["id"] for a in at_root]
+    inherited = admin_az.json("role", "assignment", "list", "--assignee", object_id,
+                              "--include-inherited")
+    assert [(a["scope"], a["roleDefinitionName"]) for a in inherited] == [("/", "Reader")]
+    assert inherited[0]["roleDefinitionId"].startswith(f"/subscriptions/{SUB}/providers/")
+    admin_az.run("role", "assignment", "delete", "--ids", made["id"])
+    assert made["id"] not in [a["id"] for a in admin_az.json("role", "assignment", "list",
+                                                             "--scope", "/")]
+
+
 class Clock:
     """The fake engine's clock: it moves when the test says."""
 
@@ -305,11 +341,11 @@ class Clock:
         return self.now
 
 
-def attach(az: Az, group: str, out: Path) -> subprocess.Popen[bytes]:
+def attach(az: Az, resource_group: str, group: str, out: Path) -> subprocess.Popen[bytes]:
     """``az container attach`` in the background, its output (unbuffered) into ``out``."""
     assert AZ is not None
     with out.open("wb") as sink:
-        return subprocess.Popen([AZ, "container", "attach", "-g", "rg1", "-n", group,
+        return subprocess.Popen([AZ, "container", "attach", "-g", resource_group, "-n", group,
                                  "--only-show-errors"], env=az.env | {"PYTHONUNBUFFERED": "1"},
                                 stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
 
@@ -327,7 +363,7 @@ def test_az_attach_streams_a_containers_output_until_it_ends(tmp_path: Path) -> 
                 "Linux", "--restart-policy", "Never", "--command-line",
                 "sh -c 'echo attach-hello; sleep 3600; echo attach-bye'")
         out = tmp_path / "attach.out"
-        running = attach(az, "talker", out)
+        running = attach(az, "rg1", "talker", out)
         try:
             eventually(lambda: "attach-hello" in out.read_text(),
                        what="the container's output in az container attach", timeout_s=60)
@@ -346,7 +382,8 @@ def test_az_attach_streams_a_containers_output_until_it_ends(tmp_path: Path) -> 
 
 def test_az_runs_a_container_on_a_real_node(skiff: RunningServer, images: BuiltImages,
                                             tmp_path: Path) -> None:
-    """On a real skiff: az signs in, creates a group that runs, reads its logs, deletes it."""
+    """On a real skiff: az signs in, creates a group that runs, reads its logs, deletes it;
+    az container attach streams a running container's output and ends when it stops."""
     sp = skiff_cli(skiff.url, skiff.ca, skiff.token, "ad", "sp", "create-for-rbac", "--name",
                    "ci", "--role", "Contributor", "--scopes", f"/subscriptions/{SUB}")
     az = make_az(tmp_path, skiff.ca)
@@ -360,3 +397,21 @@ def test_az_runs_a_container_on_a_real_node(skiff: RunningServer, images: BuiltI
                                                   "hello").stdout,
                what="the container's output in az container logs", timeout_s=60)
     az.run("container", "delete", "-g", "rg", "-n", "hello", "--yes")
+
+    az.json("container", "create", "-g", "rg", "-n", "talker", "--image", images.bb,
+            "--command-line", "sh -c 'echo attach-hello; sleep 300'", "--restart-policy",
+            "Never", "--cpu", "0.1", "--memory", "0.1", "--os-type", "Linux")
+    out = tmp_path / "attach.out"
+    running = attach(az, "rg", "talker", out)
+    try:
+        eventually(lambda: "attach-hello" in out.read_text(),
+                   what="the container's output in az container attach", timeout_s=60)
+        assert running.poll() is None
+        az.run("container", "stop", "-g", "rg", "-n", "talker")  # its container ends
+        assert running.wait(timeout=60) == 0, out.read_text()
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert "Container 'talker' is in state 'Running'" in out.read_text()
+    az.run("container", "delete", "-g", "rg", "-n", "talker", "--yes")
