@@ -181,38 +181,30 @@ def signed_in_owner(fake: Fake, tmp_path: Path) -> Az:
     return az
 
 
-#: A container group as Microsoft's YAML samples write one (the multi-container and the
-#: secure-values samples: an unquoted date as apiVersion, ``memoryInGb``, a ``tcp`` in
-#: lower case, ``type``), its name in lower case (ACI takes no other: MicrosoftDocs
-#: azure-docs issue #57266) and its images the test registry's.
+#: A container group as Microsoft's secure-values YAML sample writes one (an unquoted
+#: date as apiVersion, ``memoryInGb``, ``type``), with a public port (``tcp`` in lower
+#: case) as its multi-container sample has; its name in lower case (ACI takes no other:
+#: MicrosoftDocs azure-docs issue #57266) and its image the test registry's.
 DOCS_YAML = """\
-apiVersion: 2019-12-01
+apiVersion: 2018-10-01
 location: eastus
 name: {name}
 properties:
   containers:
-  - name: aci-tutorial-app
+  - name: mycontainer
     properties:
       image: registry.test/busybox:1
       resources:
         requests:
-          cpu: 1
+          cpu: 1.0
           memoryInGb: 1.5
       ports:
       - port: 80
-      - port: 8080
-  - name: aci-tutorial-sidecar
-    properties:
-      image: registry.test/busybox:1
       environmentVariables:
-        - name: 'NOTSECRET'
-          value: 'my-exposed-value'
-        - name: 'SECRET'
-          secureValue: 'my-secret-value'
-      resources:
-        requests:
-          cpu: 1
-          memoryInGb: 1.5
+      - name: 'MinLength'
+        value: '8'
+      - name: 'SECRET'
+        secureValue: 'my-secret-value'
   osType: Linux
   restartPolicy: OnFailure
   ipAddress:
@@ -220,8 +212,6 @@ properties:
     ports:
     - protocol: tcp
       port: 80
-    - protocol: tcp
-      port: 8080
 tags: {{exampleTag: tutorial}}
 type: Microsoft.ContainerInstance/containerGroups
 """
@@ -282,11 +272,12 @@ def test_az_exports_a_group_and_creates_groups_from_yaml_files(fake: Fake,
     assert (made["name"], made["location"], made["properties"]["provisioningState"]) == (
         "mycontainergroup", "eastus", "Succeeded")
     shown = az.json("container", "show", "-g", "rg1", "-n", "mycontainergroup")
-    assert [c["name"] for c in shown["containers"]] == ["aci-tutorial-app",
-                                                         "aci-tutorial-sidecar"]
-    assert [c["resources"]["requests"]["memoryInGb"] for c in shown["containers"]] == [1.5, 1.5]
-    assert [(p["port"], p["protocol"]) for p in shown["ipAddress"]["ports"]] == [
-        (80, "TCP"), (8080, "TCP")]
+    [container] = shown["containers"]
+    assert (container["name"], container["resources"]["requests"]["memoryInGb"]) == (
+        "mycontainer", 1.5)
+    assert [(v["name"], v["value"]) for v in container["environmentVariables"]] == [
+        ("MinLength", "8"), ("SECRET", None)]
+    assert [(p["port"], p["protocol"]) for p in shown["ipAddress"]["ports"]] == [(80, "TCP")]
     assert (shown["restartPolicy"], shown["tags"]) == ("OnFailure", {"exampleTag": "tutorial"})
     assert "my-secret-value" not in json.dumps(shown)
     sample.write_text(DOCS_YAML.format(name="myContainerGroup"))
