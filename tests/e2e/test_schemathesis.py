@@ -60,6 +60,14 @@ NEEDS_A_FREE_RANGE = ("PUT /subscriptions/{subscription}/resourceGroups/{resourc
                       "providers/Microsoft.Network/virtualNetworks/{name}/subnets/{subnet}",
                       # an existing principal's id: tests/unit/test_signin.py's success path
                       "PUT /{scope}/providers/Microsoft.Authorization/roleAssignments/"
+                      "{role_assignment_name}",
+                      # The same at the root scope '/'; and a GET there never finds the
+                      # target's assignment: its name (a GUID, one across every scope) names
+                      # the assignment at the target's resource group. The root's success
+                      # paths are tests/unit/test_signin.py's and tests/e2e/test_az.py's.
+                      "PUT /providers/Microsoft.Authorization/roleAssignments/"
+                      "{role_assignment_name}",
+                      "GET /providers/Microsoft.Authorization/roleAssignments/"
                       "{role_assignment_name}")
 
 Operation = APIOperation[Any, Any, Any, Any]

@@ -101,3 +101,30 @@ def test_errors_are_azs_lines(server: FakeHttps, admin: str) -> None:
                 RG_SCOPE)
     assert usage.exit_code == 1
     assert server.plane.store.list_principals() == []
+
+
+def test_role_assignments_at_the_root_scope(server: FakeHttps, admin: str) -> None:
+    """``--scope /``: the admin creates, lists (at '/', and inherited under the
+    subscription with --include-inherited) and deletes; a subscription's token is refused
+    with ARM's AuthorizationFailed."""
+    made = out(run(server, admin, "ad", "sp", "create-for-rbac", "--name", "ci"))
+    created = out(run(server, admin, "role", "assignment", "create", "--assignee",
+                      made["appId"], "--role", "Reader", "--scope", "/"))
+    assert (created["scope"], created["roleDefinitionName"]) == ("/", "Reader")
+    assert created["id"].startswith("/providers/Microsoft.Authorization/roleAssignments/")
+    listed = out(run(server, admin, "role", "assignment", "list", "--scope", "/"))
+    assert [a["id"] for a in listed] == [created["id"]]
+    assert out(run(server, admin, "role", "assignment", "list")) == []  # not at the sub
+    [inherited] = out(run(server, admin, "role", "assignment", "list", "--include-inherited"))
+    assert inherited["roleDefinitionId"] == (f"/subscriptions/{SUB}/providers/Microsoft."
+                                             "Authorization/roleDefinitions/"
+                                             "acdd72a7-3d97-46b9-8ea0-e9b62cb98f8c")
+    bound = server.plane.store.create_token(SUB, "bound")[1]
+    refused = run(server, bound, "role", "assignment", "list", "--scope", "/")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("ERROR: (AuthorizationFailed)")
+    assert "over scope '/'" in refused.stderr
+    deleted = run(server, admin, "role", "assignment", "delete", "--assignee", made["appId"],
+                  "--scope", "/")
+    assert deleted.exit_code == 0, deleted.output
+    assert out(run(server, admin, "role", "assignment", "list", "--scope", "/")) == []

@@ -528,3 +528,111 @@ def test_head_of_a_resource_group_tells_whether_it_exists(
     stranger = signed_in(plane, app, portal, anonymous, make_principal(admin, "s"))
     assert stranger.request("HEAD", RG + API).status_code == 403
     assert stranger.request("HEAD", RG + "x" + API).status_code == 403
+
+
+# ---- the root scope and management groups -----------------------------------------------------
+
+ROOT = "/providers/Microsoft.Authorization/roleAssignments"
+OWNER_ID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+
+def root_body(principal: str, role: str = READER_ID) -> dict[str, Any]:
+    return {"properties": {"roleDefinitionId": f"/providers/Microsoft.Authorization/"
+                                               f"roleDefinitions/{role}",
+                           "principalId": principal, "principalType": "ServicePrincipal"}}
+
+
+def test_the_admin_assigns_at_the_root_and_every_scope_inherits_it(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient) -> None:
+    """PUT, GET, list and DELETE at ``/`` as the admin; the assignment is listed (with
+    atScope()) under any subscription as ARM lists an inherited one: scope '/', its role
+    definition under that subscription; its principal reads in every subscription."""
+    sp = make_principal(admin, "everywhere")
+    name = f"{'6' * 8}-0000-0000-0000-000000000000"
+    made = admin.put(f"{ROOT}/{name}{AUTHZ}", json=root_body(sp["objectId"]))
+    assert made.status_code == 201, made.text
+    assert made.json()["id"] == f"{ROOT}/{name}"
+    assert made.json()["properties"]["scope"] == "/"
+    assert made.json()["properties"]["roleDefinitionId"] == \
+        f"/providers/Microsoft.Authorization/roleDefinitions/{READER_ID}"
+    assert admin.get(f"{ROOT}/{name}{AUTHZ}").json() == made.json()
+    assert [a["name"] for a in admin.get(f"{ROOT}{AUTHZ}&$filter=atScope()").json()["value"]
+            ] == [name]
+    for sub in (SUB, OTHER):
+        listed = admin.get(f"/subscriptions/{sub}{ROOT}{AUTHZ}&$filter=atScope()")
+        [inherited] = listed.json()["value"]
+        assert inherited["properties"]["scope"] == "/"
+        assert inherited["id"] == f"{ROOT}/{name}"
+        assert inherited["properties"]["roleDefinitionId"] == (
+            f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/"
+            f"{READER_ID}")
+    assert admin.get(f"/subscriptions/{SUB}{ROOT}/{name}{AUTHZ}").status_code == 404
+    reader = signed_in(plane, app, portal, anonymous, sp)
+    for sub in (SUB, OTHER):
+        assert reader.get(f"/subscriptions/{sub}/resourcegroups{API}").status_code == 200
+    assert reader.put(f"/subscriptions/{SUB}/resourcegroups/rg{API}",
+                      json={"location": "local"}).status_code == 403
+    assert admin.delete(f"{ROOT}/{name}{AUTHZ}").status_code == 200
+    assert admin.delete(f"{ROOT}/{name}{AUTHZ}").status_code == 204
+    assert admin.get(f"{ROOT}/{name}{AUTHZ}").json()["error"]["code"] == \
+        "RoleAssignmentNotFound"
+    assert reader.get(f"/subscriptions/{SUB}/resourcegroups{API}").status_code == 403
+
+
+def test_only_a_root_owner_assigns_at_the_root(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient) -> None:
+    """A subscription's Owner (principal or token) is refused every root-scope route with
+    ARM's 403 AuthorizationFailed over scope '/'; a principal the admin made Owner at '/'
+    (create-for-rbac --scopes /) may assign there."""
+    target = make_principal(admin, "t")
+    owner = signed_in(plane, app, portal, anonymous,
+                      make_principal(admin, "o", "Owner", f"/subscriptions/{SUB}"))
+    _, bound = plane.store.create_token(SUB, "bound")
+    name = f"{'7' * 8}-0000-0000-0000-000000000000"
+    calls = [("PUT", f"{ROOT}/{name}", "roleAssignments/write"),
+             ("GET", f"{ROOT}/{name}", "roleAssignments/read"),
+             ("DELETE", f"{ROOT}/{name}", "roleAssignments/delete"),
+             ("GET", ROOT, "roleAssignments/read"),
+             ("GET", "/providers/Microsoft.Authorization/roleDefinitions", "roleDefinitions/read"),
+             ("GET", f"/providers/Microsoft.Authorization/roleDefinitions/{READER_ID}",
+              "roleDefinitions/read")]
+    for http in (owner, InProcessClient(portal, app, bound)):
+        for method, path, action in calls:
+            answer = http.request(method, path + AUTHZ, json=root_body(target["objectId"]))
+            assert answer.status_code == 403, (method, path, answer.text)
+            assert answer.json()["error"]["code"] == "AuthorizationFailed"
+            assert f"'Microsoft.Authorization/{action}' over scope '/' or the scope is " \
+                   "invalid" in answer.json()["error"]["message"]
+    assert plane.store.get_assignment(name) is None
+    root_owner = signed_in(plane, app, portal, anonymous,
+                           make_principal(admin, "root", "Owner", "/"))
+    assert root_owner.put(f"{ROOT}/{name}{AUTHZ}",
+                          json=root_body(target["objectId"])).status_code == 201
+    assert {a["properties"]["scope"] for a in admin.get(f"{ROOT}{AUTHZ}").json()["value"]} \
+        == {"/", f"/subscriptions/{SUB}"}
+
+
+@pytest.mark.parametrize("who", ["admin", "owner"])
+def test_management_group_scopes_are_refused_to_everyone(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient, who: str) -> None:
+    """skiff has no management groups: every Microsoft.Authorization route at one answers
+    ARM's 403 AuthorizationFailed naming the scope, to the admin too; nothing is stored."""
+    target = make_principal(admin, "t")
+    http = admin if who == "admin" else signed_in(
+        plane, app, portal, anonymous, make_principal(admin, "o", "Owner", f"/subscriptions/{SUB}"))
+    group = "/providers/Microsoft.Management/managementGroups/mg1"
+    name = f"{'8' * 8}-0000-0000-0000-000000000000"
+    for method, path in (("PUT", f"{group}{ROOT}/{name}"), ("GET", f"{group}{ROOT}/{name}"),
+                         ("DELETE", f"{group}{ROOT}/{name}"), ("GET", f"{group}{ROOT}"),
+                         ("GET", f"{group}/providers/Microsoft.Authorization/roleDefinitions")):
+        answer = http.request(method, path + AUTHZ, json=root_body(target["objectId"]))
+        assert answer.status_code == 403, (method, path, answer.text)
+        assert answer.json()["error"]["code"] == "AuthorizationFailed"
+        assert f"over scope '{group}' or the scope is invalid" in \
+            answer.json()["error"]["message"]
+    assert plane.store.get_assignment(name) is None
+    other = admin.get(f"/providers/Microsoft.Foo/bars/x{ROOT}{AUTHZ}")
+    assert (other.status_code, other.json()["error"]["code"]) == (400, "InvalidScope")

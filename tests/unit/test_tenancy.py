@@ -479,3 +479,61 @@ def test_no_route_tells_a_principal_without_a_role_anything(
     assert after["tags"] == before["tags"] == {"t": ALICE_TAG}
     assert after["properties"]["provisioningState"] == "Succeeded"
     assert alice.request("GET", rg(ALICE, ALICE_RG)).status_code == 200
+
+
+# ---- every Microsoft.Authorization route: the root, another subscription, a management group --
+
+READER_ROLE = "acdd72a7-3d97-46b9-8ea0-e9b62cb98f8c"
+MANAGEMENT_GROUP = "providers/Microsoft.Management/managementGroups/mg"
+
+
+def authorization_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path template) of every Microsoft.Authorization route: at a ``{scope}``
+    and at the root."""
+    found = []
+    pending = list(app.routes)
+    while pending:
+        route = pending.pop()
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            pending.extend(included.routes)
+        path = getattr(route, "path", "")
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if "/providers/Microsoft.Authorization/" in path and method != "HEAD":
+                found.append((method, path.replace("{scope:path}", "{scope}")))
+    return sorted(found)
+
+
+def test_no_authorization_route_lets_a_subscription_reach_the_root_or_another_tenant(
+    client: Any, plane: ControlPlane, portal: BlockingPortal
+) -> None:
+    """Every role assignment and role definition route, at the root, at Alice's resource
+    group and at a management group, with Bob's token, a principal holding no role and
+    a principal Owner of Bob's subscription: 403 AuthorizationFailed, nothing of Alice's
+    assignment in the answer, nothing stored or removed."""
+    alice = client(ALICE)
+    app = create_app(plane)
+    holder, _ = plane.store.create_principal("alices-reader")
+    name = str(uuid.uuid4())
+    made = alice.request("PUT", f"{rg(ALICE)}/providers/Microsoft.Authorization/"
+                         f"roleAssignments/{name}?api-version=2022-04-01", json={"properties": {
+                             "roleDefinitionId": READER_ROLE, "principalId": holder.object_id}})
+    assert made.status_code == 201, made.text
+    bob = client(BOB)
+    nobody, _ = principal_client(plane, app, portal, "nobody")
+    bobs_owner, _ = principal_client(plane, app, portal, "bobs-owner", "Owner",
+                                     f"/subscriptions/{BOB}")
+    routes = authorization_routes(app)
+    assert len([r for r in routes if "{scope}" not in r[1]]) >= 6, routes  # the root's
+    assert len([r for r in routes if "{scope}" in r[1]]) >= 6, routes
+    body = {"properties": {"roleDefinitionId": READER_ROLE, "principalId": holder.object_id}}
+    for method, template in routes:
+        scopes = [rg(ALICE)[1:], MANAGEMENT_GROUP] if "{scope}" in template else [""]
+        for scope in scopes:
+            path = template.format(scope=scope, role_assignment_name=name, role_id=READER_ROLE)
+            for http in (bob, nobody, bobs_owner):
+                answer = http.request(method, path, json=body)
+                assert answer.status_code == 403, (method, path, answer.text)
+                assert answer.json()["error"]["code"] == "AuthorizationFailed"
+                assert holder.object_id not in answer.text, (method, path, answer.text)
+    assert [a.name for a in plane.store.assignments(holder.object_id)] == [name]

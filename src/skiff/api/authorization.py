@@ -1,11 +1,22 @@
 """Microsoft.Authorization: role assignments and the built-in role definitions.
 
-``roleAssignments`` live at any scope (a subscription, a resource group, a resource):
-``{scope}/providers/Microsoft.Authorization/roleAssignments/{name}``, PUT, GET, DELETE
-and list, the list taking ARM's ``$filter`` (``atScope()``, ``principalId eq '...'``,
-``assignedTo('...')``) as az sends it. ``roleDefinitions`` are Owner, Contributor and
-Reader (:mod:`skiff.control.access`), read-only, listed with ``$filter=roleName eq
-'...'`` as az resolves ``--role``.
+``roleAssignments`` live at any scope (the root ``/``, a subscription, a resource
+group, a resource): ``{scope}/providers/Microsoft.Authorization/roleAssignments/{name}``,
+PUT, GET, DELETE and list, the list taking ARM's ``$filter`` (``atScope()``,
+``principalId eq '...'``, ``assignedTo('...')``) as az sends it. ``roleDefinitions`` are
+Owner, Contributor and Reader (:mod:`skiff.control.access`), read-only, listed with
+``$filter=roleName eq '...'`` as az resolves ``--role``.
+
+The root scope has routes of its own (``/providers/Microsoft.Authorization/...``: a
+path parameter cannot be empty). Only a caller holding a role at the root may act
+there: the node owner's admin token (Owner of everything), or a principal it made
+Owner at ``/``; a subscription's Owner is refused 403 ``AuthorizationFailed``, as in
+Azure without elevated access. An assignment at the root is inherited by every scope:
+listed under a subscription it is shown as ARM shows an inherited one, its ``scope``
+``/`` and its ``roleDefinitionId`` under the subscription listed. skiff has no
+management groups: a ``/providers/Microsoft.Management/managementGroups/{g}`` scope is
+refused to every caller with ARM's 403 ``AuthorizationFailed`` ("... or the scope is
+invalid"), which is what ARM answers a caller without access to a management group.
 
 Each route authorizes its action at the scope its path names (reading an assignment
 needs ``roleAssignments/read`` there, writing one ``roleAssignments/write``: an Owner's,
@@ -24,7 +35,7 @@ from fastapi.responses import JSONResponse
 from skiff.api.bodies import ROLE_ASSIGNMENT, request_body
 from skiff.api.context import authenticate as _authenticate
 from skiff.api.context import check_api_version, json_body, plane
-from skiff.control.access import ROLES, Caller, Role, role_named
+from skiff.control.access import ROLES, Caller, Role, authorization_failed, role_named
 from skiff.core.view import iso
 from skiff.errors import ArmError
 from skiff.store.principals import AssignmentRecord, scope_key
@@ -33,22 +44,38 @@ router = APIRouter(dependencies=[Depends(check_api_version)])
 _AUTH = "providers/Microsoft.Authorization"
 ASSIGNMENTS = f"/{{scope:path}}/{_AUTH}/roleAssignments"
 DEFINITIONS = f"/{{scope:path}}/{_AUTH}/roleDefinitions"
+#: The same resources at the root scope ``/``.
+ROOT_ASSIGNMENTS = f"/{_AUTH}/roleAssignments"
+ROOT_DEFINITIONS = f"/{_AUTH}/roleDefinitions"
+_MANAGEMENT_GROUPS = "/providers/microsoft.management/managementgroups/"
 _ASSIGNMENT_TYPE = "Microsoft.Authorization/roleAssignments"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
+def _is_management_group(text: str) -> bool:
+    """Whether a scope (``/`` + the path's) is a management group or lies under one."""
+    parts = text.lower().split("/")
+    return (text.lower().startswith(_MANAGEMENT_GROUPS) and len(parts) >= 5
+            and all(parts[1:]))
+
+
 def _scope(scope: str) -> str:
-    """The scope a path names, checked: the root, a subscription, or an id under one."""
+    """The scope a path names, checked: the root, a subscription, an id under one, or a
+    management group (refused by :func:`_authorize`)."""
     text = "/" + scope.strip("/") if scope.strip("/") else ""
     parts = text.split("/")[1:]
-    if text and (len(parts) < 2 or parts[0].lower() != "subscriptions" or not all(parts)):
+    if text and not _is_management_group(text) and (
+            len(parts) < 2 or parts[0].lower() != "subscriptions" or not all(parts)):
         raise ArmError(400, "InvalidScope", f"The scope '{scope}' is not valid.")
     return text
 
 
 def _authorize(request: Request, scope: str, action: str) -> Caller:
     caller = _authenticate(request)
-    plane(request).access.authorize(caller, f"Microsoft.Authorization/{action}", scope)
+    full = f"Microsoft.Authorization/{action}"
+    if _is_management_group(scope):  # none exists here: no role reaches one
+        raise authorization_failed(caller, full, scope)
+    plane(request).access.authorize(caller, full, scope)
     return caller
 
 
@@ -59,11 +86,14 @@ def _definition_id(scope: str, role: Role) -> str:
     return f"{prefix}/{_AUTH}/roleDefinitions/{role.id}"
 
 
-def render_assignment(record: AssignmentRecord) -> dict[str, Any]:
+def render_assignment(record: AssignmentRecord, seen_from: str | None = None) -> dict[str, Any]:
+    """An assignment as ARM answers it; listed at ``seen_from`` (a scope at or below the
+    assignment's), its role definition's id is under that scope's subscription."""
     role = ROLES[record.role_id]
     return {"id": f"{record.scope}/{_AUTH}/roleAssignments/{record.name}",
             "name": record.name, "type": _ASSIGNMENT_TYPE,
-            "properties": {"roleDefinitionId": _definition_id(record.scope, role),
+            "properties": {"roleDefinitionId": _definition_id(
+                               record.scope if seen_from is None else seen_from, role),
                            "principalId": record.principal_id,
                            "principalType": record.principal_type, "scope": record.scope or "/",
                            "condition": None, "conditionVersion": None,
@@ -94,10 +124,7 @@ def _not_found(name: str) -> ArmError:
 # ---- role assignments ---------------------------------------------------------------------
 
 
-@router.put(ASSIGNMENTS + "/{role_assignment_name}", openapi_extra=request_body(ROLE_ASSIGNMENT))
-async def put_assignment(scope: str, role_assignment_name: str, request: Request) -> Response:
-    name = role_assignment_name
-    at = _scope(scope)
+async def _put_assignment(at: str, name: str, request: Request) -> Response:
     _authorize(request, at, "roleAssignments/write")
     if not _GUID.match(name):
         raise ArmError(400, "InvalidRoleAssignmentId",
@@ -139,6 +166,18 @@ async def put_assignment(scope: str, role_assignment_name: str, request: Request
     return JSONResponse(render_assignment(record), status_code=201 if created else 200)
 
 
+@router.put(ASSIGNMENTS + "/{role_assignment_name}", openapi_extra=request_body(ROLE_ASSIGNMENT))
+async def put_assignment(scope: str, role_assignment_name: str, request: Request) -> Response:
+    return await _put_assignment(_scope(scope), role_assignment_name, request)
+
+
+@router.put(ROOT_ASSIGNMENTS + "/{role_assignment_name}",
+            openapi_extra=request_body(ROLE_ASSIGNMENT))
+async def put_root_assignment(role_assignment_name: str, request: Request) -> Response:
+    """An assignment at the root scope ``/``: the admin's (or a root Owner's) alone."""
+    return await _put_assignment("", role_assignment_name, request)
+
+
 def _own(request: Request, at: str, name: str) -> AssignmentRecord:
     record = plane(request).store.get_assignment(name)
     if record is None or scope_key(record.scope) != scope_key(at):
@@ -146,25 +185,42 @@ def _own(request: Request, at: str, name: str) -> AssignmentRecord:
     return record
 
 
+def _get_assignment(at: str, name: str, request: Request) -> dict[str, Any]:
+    _authorize(request, at, "roleAssignments/read")
+    return render_assignment(_own(request, at, name))
+
+
 @router.get(ASSIGNMENTS + "/{role_assignment_name}")
 def get_assignment(scope: str, role_assignment_name: str,
                    request: Request) -> dict[str, Any]:
-    at = _scope(scope)
-    _authorize(request, at, "roleAssignments/read")
-    return render_assignment(_own(request, at, role_assignment_name))
+    return _get_assignment(_scope(scope), role_assignment_name, request)
 
 
-@router.delete(ASSIGNMENTS + "/{role_assignment_name}")
-def delete_assignment(scope: str, role_assignment_name: str, request: Request) -> Response:
+@router.get(ROOT_ASSIGNMENTS + "/{role_assignment_name}")
+def get_root_assignment(role_assignment_name: str, request: Request) -> dict[str, Any]:
+    return _get_assignment("", role_assignment_name, request)
+
+
+def _delete_assignment(at: str, name: str, request: Request) -> Response:
     """Delete an assignment: 200 with what it was, 204 if there was none (as ARM)."""
-    name = role_assignment_name
-    at = _scope(scope)
     _authorize(request, at, "roleAssignments/delete")
     found = plane(request).store.get_assignment(name)
     if found is None or scope_key(found.scope) != scope_key(at):
         return Response(status_code=204)
     plane(request).store.delete_assignment(name)
     return JSONResponse(render_assignment(found))
+
+
+@router.delete(ASSIGNMENTS + "/{role_assignment_name}")
+def delete_assignment(scope: str, role_assignment_name: str, request: Request) -> Response:
+    """Delete an assignment: 200 with what it was, 204 if there was none (as ARM)."""
+    return _delete_assignment(_scope(scope), role_assignment_name, request)
+
+
+@router.delete(ROOT_ASSIGNMENTS + "/{role_assignment_name}")
+def delete_root_assignment(role_assignment_name: str, request: Request) -> Response:
+    """Delete an assignment at the root scope ``/``."""
+    return _delete_assignment("", role_assignment_name, request)
 
 
 _FILTER = re.compile(r"^\s*(?:atScope\(\)|principalId\s+eq\s+'([^']*)'|assignedTo\('([^']*)'\))"
@@ -188,11 +244,7 @@ def _filters(text: str) -> tuple[bool, str | None]:
     return at_scope, principal
 
 
-@router.get(ASSIGNMENTS)
-def list_assignments(scope: str, request: Request) -> dict[str, Any]:
-    """The assignments at the scope, above it (inherited) and below it; with
-    ``atScope()``, at and above only."""
-    at = _scope(scope)
+def _list_assignments(at: str, request: Request) -> dict[str, Any]:
     _authorize(request, at, "roleAssignments/read")
     at_scope, principal = _filters(request.query_params.get("$filter", ""))
     key = scope_key(at)
@@ -202,16 +254,27 @@ def list_assignments(scope: str, request: Request) -> dict[str, Any]:
         above = other == "" or key == other or key.startswith(other + "/")
         below = other.startswith(key + "/") or key == ""
         if above or (below and not at_scope):
-            found.append(render_assignment(record))
+            found.append(render_assignment(record, at if other == "" and at else None))
     return {"value": found}
+
+
+@router.get(ASSIGNMENTS)
+def list_assignments(scope: str, request: Request) -> dict[str, Any]:
+    """The assignments at the scope, above it (inherited: the root's too) and below it;
+    with ``atScope()``, at and above only."""
+    return _list_assignments(_scope(scope), request)
+
+
+@router.get(ROOT_ASSIGNMENTS)
+def list_root_assignments(request: Request) -> dict[str, Any]:
+    """Every assignment (at the root and below it); with ``atScope()``, the root's."""
+    return _list_assignments("", request)
 
 
 # ---- role definitions ---------------------------------------------------------------------
 
 
-@router.get(DEFINITIONS + "/{role_id}")
-def get_definition(scope: str, role_id: str, request: Request) -> dict[str, Any]:
-    at = _scope(scope)
+def _get_definition(at: str, role_id: str, request: Request) -> dict[str, Any]:
     _authorize(request, at, "roleDefinitions/read")
     role = ROLES.get(role_id.lower())
     if role is None:
@@ -220,13 +283,21 @@ def get_definition(scope: str, role_id: str, request: Request) -> dict[str, Any]
     return render_definition(at, role)
 
 
+@router.get(DEFINITIONS + "/{role_id}")
+def get_definition(scope: str, role_id: str, request: Request) -> dict[str, Any]:
+    return _get_definition(_scope(scope), role_id, request)
+
+
+@router.get(ROOT_DEFINITIONS + "/{role_id}")
+def get_root_definition(role_id: str, request: Request) -> dict[str, Any]:
+    return _get_definition("", role_id, request)
+
+
 _ROLE_NAME = re.compile(r"^\s*roleName\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 _ROLE_TYPE = re.compile(r"^\s*type\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 
 
-@router.get(DEFINITIONS)
-def list_definitions(scope: str, request: Request) -> dict[str, Any]:
-    at = _scope(scope)
+def _list_definitions(at: str, request: Request) -> dict[str, Any]:
     _authorize(request, at, "roleDefinitions/read")
     text = request.query_params.get("$filter", "")
     roles = list(ROLES.values())
@@ -240,3 +311,15 @@ def list_definitions(scope: str, request: Request) -> dict[str, Any]:
             raise ArmError(400, "InvalidFilterInQueryString",
                            f"The filter '{text}' is not supported.")
     return {"value": [render_definition(at, r) for r in roles]}
+
+
+@router.get(DEFINITIONS)
+def list_definitions(scope: str, request: Request) -> dict[str, Any]:
+    return _list_definitions(_scope(scope), request)
+
+
+@router.get(ROOT_DEFINITIONS)
+def list_root_definitions(request: Request) -> dict[str, Any]:
+    """The built-in roles at the root scope ``/`` (az resolves ``--role`` there for an
+    assignment at ``/``)."""
+    return _list_definitions("", request)

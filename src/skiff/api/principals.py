@@ -41,12 +41,16 @@ def _scopes(values: Any) -> list[str]:
         raise ArmError(400, "InvalidRequestContent", "'scopes' must be a list of ARM ids.")
     found = []
     for value in values:
+        if value.strip() == "/":  # the root: this route is the admin's, who may assign there
+            found.append("")
+            continue
         parts = value.strip().rstrip("/").split("/")
         if len(parts) < 3 or parts[0] or parts[1].lower() != "subscriptions" \
                 or not all(parts[1:]) or len(parts) % 2 == 0:
             raise ArmError(400, "InvalidScope",
-                           f"The scope '{value}' is not valid: give a subscription "
-                           "(/subscriptions/ID), a resource group or a resource id.")
+                           f"The scope '{value}' is not valid: give the root (/), a "
+                           "subscription (/subscriptions/ID), a resource group or a resource "
+                           "id.")
         found.append("/".join(parts))
     return found
 

@@ -132,6 +132,11 @@ def definition() -> None:
     """See the built-in role definitions: Owner, Contributor, Reader."""
 
 
+#: What ``--scope`` takes, in every command's help.
+_SCOPE_HELP = ("Scope: an ARM id (default: the subscription); '/' is the root scope, where "
+               "only the node's admin (or a principal Owner at '/') may act.")
+
+
 def _scope(client: SkiffClient, scope: str | None, resource_group: str | None) -> str:
     if scope:
         return scope.rstrip("/")
@@ -189,8 +194,7 @@ def _table(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
               help="The principal's type.")
 @click.option("--role", "role_", required=True, help="Role name or id: Owner, Contributor, "
                                                      "Reader.")
-@click.option("--scope", help="Scope at which the role assignment applies (default: the "
-                              "subscription).")
+@click.option("--scope", help="Scope at which the role assignment applies. " + _SCOPE_HELP)
 @click.option("--resource-group", "-g", "resource_group",
               help="Use it as the scope: the resource group.")
 @output_options
@@ -213,8 +217,9 @@ def _listed(client: SkiffClient, where: str, principal: str | None, role_: str |
             *, all_: bool, inherited: bool) -> list[dict[str, Any]]:
     found = [assignment_view(a) for a in client.list_assignments(
         where, principal_id=principal, at_scope=not all_)]
-    if not all_ and not inherited:
-        found = [a for a in found if str(a.get("scope", "")).lower() == where.lower()]
+    if not all_ and not inherited:  # the root is '' here, '/' in an assignment
+        found = [a for a in found
+                 if str(a.get("scope", "")).rstrip("/").lower() == where.rstrip("/").lower()]
     if role_:
         found = [a for a in found if role_.lower() in (
             str(a.get("roleDefinitionName", "")).lower(),
@@ -226,7 +231,7 @@ def _listed(client: SkiffClient, where: str, principal: str | None, role_: str |
 @assignment.command("list")
 @click.option("--assignee", help="The principal's appId or object id.")
 @click.option("--role", "role_", help="Only this role.")
-@click.option("--scope", help="Scope (default: the subscription).")
+@click.option("--scope", help=_SCOPE_HELP)
 @click.option("--resource-group", "-g", "resource_group", help="The resource group's scope.")
 @click.option("--all", "all_", is_flag=True,
               help="Show assignments at, above and below the scope.")
@@ -249,7 +254,7 @@ def assignment_list(assignee: str | None, role_: str | None, scope: str | None,
 @click.option("--ids", multiple=True, help="Space-separated role assignment ids.")
 @click.option("--assignee", help="The principal's appId or object id.")
 @click.option("--role", "role_", help="Only this role.")
-@click.option("--scope", help="Scope (default: the subscription).")
+@click.option("--scope", help=_SCOPE_HELP)
 @click.option("--resource-group", "-g", "resource_group", help="The resource group's scope.")
 @handle_errors
 def assignment_delete(ids: tuple[str, ...], assignee: str | None, role_: str | None,
@@ -272,7 +277,7 @@ def assignment_delete(ids: tuple[str, ...], assignee: str | None, role_: str | N
 
 @definition.command("list")
 @click.option("--name", help="Only the role of this name.")
-@click.option("--scope", help="Scope (default: the subscription).")
+@click.option("--scope", help=_SCOPE_HELP)
 @output_options
 @handle_errors
 def definition_list(name: str | None, scope: str | None, output: str, query: Any) -> None:

@@ -174,7 +174,8 @@ def _check_containers(props: GroupProperties, *, allow_privileged: bool) -> None
         seen.add(container.name)
         _check_image(container.properties.image, f"{where}.properties.image")
         _check_command(container.properties.command, f"{where}.properties.command")
-        _check_env(container.properties.environment_variables or [], f"{where}.properties")
+        _check_env(container.properties.environment_variables or [], container.name,
+                   f"{where}.properties")
         _check_mounts(container.properties.volume_mounts or [], f"{where}.properties")
         if container.properties.security_context is not None:
             _check_security(container.properties.security_context, container.name,
@@ -207,7 +208,7 @@ def _check_command(command: Sequence[str] | None, target: str) -> None:
             fail("InvalidCommand", "A command word contains a NUL character.", f"{target}[{k}]")
 
 
-def _check_env(env: Sequence[EnvironmentVariable], where: str) -> None:
+def _check_env(env: Sequence[EnvironmentVariable], container: str, where: str) -> None:
     if len(env) > MAX_ENV_VARS:
         fail("TooManyEnvironmentVariables", f"A container has at most {MAX_ENV_VARS} "
              f"environment variables; this one has {len(env)}.",
@@ -219,8 +220,12 @@ def _check_env(env: Sequence[EnvironmentVariable], where: str) -> None:
                  f"{var.name[:80]!r} is invalid: use 1 to 63 letters, digits and '_'.",
                  f"{target}.name")
         if (var.value is None) == (var.secure_value is None):
-            fail("InvalidEnvironmentVariable", f"The environment variable {var.name!r} needs "
-                 "exactly one of value and secureValue.", target)
+            # ACI's words; and the usual cause: az container export writes a secure
+            # variable by its name alone, so that its file cannot be created as it is.
+            fail("InvalidEnvironmentVariable", f"The environment variable {var.name!r} in "
+                 f"container {container!r} is invalid. One and only one property of 'value' "
+                 "and 'secureValue' can be specified in an environment variable (an export "
+                 "leaves secure values out: give each secureValue again).", target)
         if "\0" in (var.value or var.secure_value or ""):
             fail("InvalidEnvironmentVariable", f"The value of environment variable "
                  f"{var.name!r} contains a NUL character.", target)

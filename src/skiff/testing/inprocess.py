@@ -11,7 +11,8 @@ import contextlib
 import dataclasses
 import functools
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +81,15 @@ class InProcessClient:
 
 @contextlib.contextmanager
 def fake_plane(data_root: Path, settings: Settings | None = None, *,
-               workers: int = 2) -> Iterator[ControlPlane]:
+               workers: int = 2, clock: Callable[[], float] = time.time
+               ) -> Iterator[ControlPlane]:
     """A control plane over a new FakeEngine, fake share disks (directories under
     ``data_root/shares``) and a store in ``data_root``, its reconcile loop running;
-    stopped and closed after."""
+    stopped and closed after. ``clock`` is the engine's: a test's clock plays its
+    containers' time (their ``sleep``s end when the test moves it)."""
     settings = settings or Settings(data_root=data_root)
     store = Store(data_root / "skiff.db")
-    engine = FakeEngine()
+    engine = FakeEngine(clock=clock)
     telemetry = Telemetry()
     reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry)
     storage = StorageService(store, FakeShareDisks(data_root / "shares"),
@@ -119,15 +122,16 @@ class FakeHttps:
 
 
 @contextlib.contextmanager
-def fake_https(data_root: Path) -> Iterator[FakeHttps]:
+def fake_https(data_root: Path, *,
+               clock: Callable[[], float] = time.time) -> Iterator[FakeHttps]:
     """Serve a :func:`fake_plane` over HTTPS at ``https://127.0.0.1:PORT`` (its CA in
     ``data_root/ca.pem``), for clients that need a real server (az, the SDKs) but no
-    engine; stopped after."""
+    engine; stopped after. ``clock``: the fake engine's (:func:`fake_plane`)."""
     port = free_port()
     data_root.mkdir(parents=True, exist_ok=True)
     files = ensure_certificates(data_root, "127.0.0.1")
     settings = Settings(data_root=data_root)
-    with fake_plane(data_root, settings) as plane:
+    with fake_plane(data_root, settings, clock=clock) as plane:
         plane.base_url = f"https://127.0.0.1:{port}"
         app = create_app(plane)
         config = uvicorn.Config(app, host="127.0.0.1", port=port,
