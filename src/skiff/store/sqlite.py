@@ -33,11 +33,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from skiff.errors import GroupNotFound
+from skiff.store.admission import HOLDING, Admission, admit, claim_label, count_event, requests_of
+from skiff.store.admission import usage as quota_usage
 from skiff.store.bodysecrets import seal_body, unseal_body
 from skiff.store.errors import (
     ContainerGroupBeingDeleted,
@@ -170,12 +172,19 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
     # --- container groups ------------------------------------------------------------------
 
     def put_group(self, sub: str, rg: str, name: str, location: str, body: Mapping[str, Any],
-                  tags: Mapping[str, str], *,
-                  subnet_key: str | None = None) -> tuple[GroupRecord, bool]:
+                  tags: Mapping[str, str], *, subnet_key: str | None = None,
+                  admission: Admission | None = None,
+                  label: Callable[[str], str | None] | None = None) -> tuple[GroupRecord, bool]:
         """Create or update a container group; returns the record and whether it was created.
 
         ``subnet_key`` places a private group in a virtual network's subnet (its
         ARM id, lower case), which must exist (400 SubnetNotFound) and is then in use.
+        With ``admission``, a new group or a new body must fit the node and the
+        subscription's quotas (:func:`skiff.store.admission.admit`); with ``label``
+        (the group's uid → its DNS name label, or None), the group holds that label and
+        no other (409 DnsNameLabelInUse if another group holds it). Both are decided in
+        the transaction that writes the group, so two racing PUTs cannot both take the
+        last cores or one label.
 
         The resource group is created if missing, in the group's location. A
         new body bumps the generation and asks for a running group again
@@ -187,6 +196,7 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         plain = {k: v for k, v in body.items() if k != "tags"}
         body_json = dumps(plain)
         tags_json = dumps(dict(tags))
+        cpu, memory_gb = requests_of(plain)
         with self.write() as conn:
             now = self.now()
             rg_name = ensure_rg(conn, sub, rg, location, now)
@@ -194,16 +204,22 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
                 check_placement(conn, subnet_key)
             row = _group_row(conn, sub, rg, name)
             if row is None:
+                if admission is not None:
+                    admit(conn, admission, subscription=sub, uid=None, cpu=cpu,
+                          memory_gb=memory_gb, creating=True, now=now)
                 uid = uuid.uuid4().hex
                 conn.execute(
                     "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
                     " resource_group, name, location, body, tags, provisioning_state, desired,"
-                    " generation, error, created_at, updated_at, subnet_key)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?)",
+                    " generation, error, created_at, updated_at, subnet_key, cpu, memory_gb)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?,"
+                    " ?, ?)",
                     (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
-                     self._sealed(uid, plain), tags_json, now, now, subnet_key),
+                     self._sealed(uid, plain), tags_json, now, now, subnet_key, cpu, memory_gb),
                 )
                 record_mounts(conn, uid, plain)
+                if label is not None:
+                    claim_label(conn, uid, label(uid))
                 return self._group_by_uid(conn, uid), True
             uid = row["uid"]
             if row["desired"] == "deleted":
@@ -211,19 +227,24 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
             if location_key(row["location"]) != location_key(location):
                 raise InvalidResourceLocation(row["name"], rg_name, row["location"], location)
             if dumps(self._unsealed(row)) != body_json:
+                if admission is not None:
+                    admit(conn, admission, subscription=sub, uid=uid, cpu=cpu,
+                          memory_gb=memory_gb, creating=False, now=now)
                 conn.execute(
                     "UPDATE container_groups SET body = ?, tags = ?,"
                     " provisioning_state = 'Pending', desired = 'running',"
-                    " generation = generation + 1, error = NULL,"
-                    " updated_at = ?, subnet_key = ? WHERE uid = ?",
-                    (self._sealed(uid, plain), tags_json, now, subnet_key, uid),
+                    " generation = generation + 1, error = NULL, released = 0,"
+                    " updated_at = ?, subnet_key = ?, cpu = ?, memory_gb = ? WHERE uid = ?",
+                    (self._sealed(uid, plain), tags_json, now, subnet_key, cpu, memory_gb, uid),
                 )
                 record_mounts(conn, uid, plain)
             elif row["tags"] != tags_json:
                 conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
                              (tags_json, now, uid))
-            else:
+            elif label is None:
                 return self._record(row), False
+            if label is not None:
+                claim_label(conn, uid, label(uid))
             return self._group_by_uid(conn, uid), False
 
     def get_group(self, sub: str, rg: str, name: str) -> GroupRecord | None:
@@ -286,13 +307,16 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
                          (dumps(dict(tags)), self.now(), row["uid"]))
             return self._group_by_uid(conn, row["uid"])
 
-    def set_desired(self, sub: str, rg: str, name: str, desired: str) -> GroupRecord | None:
+    def set_desired(self, sub: str, rg: str, name: str, desired: str, *,
+                    admission: Admission | None = None) -> GroupRecord | None:
         """Ask for a running, stopped or deleted group; bumps the generation.
 
         Each call is a change for the engine to act on, even to the same
         state: ``"running"`` on a running group is a restart. ``"deleted"``
         also sets ``Deleting``; a group being deleted refuses anything else
-        (409) and takes ``"deleted"`` again as a no-op.
+        (409) and takes ``"deleted"`` again as a no-op. With ``admission``, a group
+        that holds no capacity (stopped, ended) must fit again to run, and a delete
+        must fit the subscription's rate of deletes.
         """
         sub = subscription_key(sub)
         if desired not in DESIRED_STATES:
@@ -305,11 +329,19 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
                 if desired == "deleted":
                     return self._record(row)
                 raise ContainerGroupBeingDeleted(row["name"])
+            now = self.now()
+            if admission is not None and desired == "deleted":
+                count_event(conn, admission, subscription=row["subscription"], kind="delete",
+                            now=now)
+            holds = row["desired"] == "running" and not row["released"]
+            if admission is not None and desired == "running" and not holds:
+                admit(conn, admission, subscription=row["subscription"], uid=row["uid"],
+                      cpu=row["cpu"], memory_gb=row["memory_gb"], creating=False, now=now)
             state = "Deleting" if desired == "deleted" else row["provisioning_state"]
             conn.execute(
                 "UPDATE container_groups SET desired = ?, provisioning_state = ?,"
-                " generation = generation + 1, updated_at = ? WHERE uid = ?",
-                (desired, state, self.now(), row["uid"]),
+                " generation = generation + 1, released = 0, updated_at = ? WHERE uid = ?",
+                (desired, state, now, row["uid"]),
             )
             return self._group_by_uid(conn, row["uid"])
 
@@ -321,10 +353,15 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         that the result of reconciling an older generation cannot overwrite
         newer desired state. Returns whether it applied.
         """
-        sql = "UPDATE container_groups SET provisioning_state = ?, error = ?, updated_at = ?" \
-              " WHERE uid = ?"
+        # A failed deployment holds nothing more (its generation has ended).
+        # A failed deployment holds nothing more (its generation has ended); a finished
+        # one is settled: the engine's view now tells of this generation.
+        sql = "UPDATE container_groups SET provisioning_state = ?, error = ?, updated_at = ?," \
+              " released = released OR ?," \
+              " settled = CASE WHEN ? THEN generation ELSE settled END WHERE uid = ?"
         params: tuple[object, ...] = (state, None if error is None else dumps(dict(error)),
-                                      self.now(), uid)
+                                      self.now(), state == "Failed",
+                                      state in ("Succeeded", "Failed"), uid)
         if generation is not None:
             sql += " AND generation = ?"
             params += (generation,)
@@ -362,6 +399,31 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
             rows = conn.execute(
                 "SELECT * FROM container_groups ORDER BY updated_at, uid").fetchall()
         return [self._record(row) for row in rows]
+
+    def holding(self) -> list[tuple[str, int]]:
+        """Every group that holds capacity (desired running, its generation not ended)
+        and whose generation the reconcile loop has deployed (so that the engine's view
+        is of that generation), as (uid, generation): those whose end :meth:`release`
+        may record."""
+        with self.read() as conn:
+            rows = conn.execute(f"SELECT uid, generation FROM container_groups"  # noqa: S608
+                                f" WHERE {HOLDING} AND settled = generation").fetchall()
+        return [(row["uid"], row["generation"]) for row in rows]
+
+    def release(self, uid: str, generation: int) -> bool:
+        """Record that generation ``generation`` of the group has ended (stopped, its
+        containers all exited): it holds no capacity until it runs again. Returns
+        whether it applied (not if a newer generation came meanwhile)."""
+        with self.write() as conn:
+            return conn.execute(
+                "UPDATE container_groups SET released = 1 WHERE uid = ? AND generation = ?"
+                " AND released = 0", (uid, generation)).rowcount == 1
+
+    def quota_usage(self, sub: str) -> dict[str, float]:
+        """The subscription's current value of each quota (groups, cores held, creates
+        and deletes in their windows), by quota name."""
+        with self.read() as conn:
+            return quota_usage(conn, subscription_key(sub), self.now())
 
     def count_groups(self, sub: str) -> int:
         """How many container groups the subscription has, not counting those being deleted
