@@ -35,6 +35,7 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.api.identities import assign_group_identity, render_group_identity_of
+from skiff.api.listing import encode
 from skiff.api.places import locations
 from skiff.control.access import Caller
 from skiff.control.capacity import release_ended
@@ -345,35 +346,40 @@ def outbound_network_dependencies(subscription: str, resource_group: str, name: 
     return []
 
 
-def _list(plane_: ControlPlane, request: Request, subscription: str,
-          resource_group: str | None) -> dict[str, Any]:
+def _list(plane_: ControlPlane, request: Request, subscription: str, resource_group: str | None,
+          visible: Callable[[str], bool] | None = None) -> Response:
+    """A page of groups (those being deleted: Deleting), each group's answer made once per
+    version of it (:mod:`skiff.api.listing`); ``visible``: whether the caller may see a
+    group, by its id (None: every one)."""
     marker = request.query_params.get("$skipToken")
-    records, after = plane_.store.list_groups(subscription, resource_group,
-                                              limit=plane_.settings.api.page_size, after=marker)
-    addresses = plane_.engine.addresses() if records else {}
-    answer: dict[str, Any] = {"value": [_render(plane_, r, instance_view=False,
-                                                ip=addresses.get(r.uid))
-                                        for r in records]}  # those being deleted: Deleting
+    stamps, after = plane_.store.list_group_stamps(subscription, resource_group,
+                                                   limit=plane_.settings.api.page_size,
+                                                   after=marker)
+    addresses = plane_.engine.addresses() if stamps else {}
+    page = plane_.renders.page(
+        stamps, addresses, plane_.store.groups_by_uid,
+        lambda record, ip: _render(plane_, record, instance_view=False, ip=ip))
+    items = [answer for id_, answer in page if visible is None or visible(id_)]
+    tail = b""
     if after is not None:
         query = dict(request.query_params)
         query["$skipToken"] = after
-        answer["nextLink"] = f"{plane_.base_for(request)}{request.url.path}?" \
-            f"{urlencode(query)}"
-    return answer
+        tail = b',"nextLink":' + encode(f"{plane_.base_for(request)}{request.url.path}?"
+                                         f"{urlencode(query)}")
+    return Response(b'{"value":[' + b",".join(items) + b"]" + tail + b"}",
+                    media_type="application/json")
 
 
 @router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups")
-def list_in_subscription(subscription: str, request: Request,
-                         token: CanList) -> dict[str, Any]:
-    answer = _list(plane(request), request, subscription, None)
-    answer["value"] = token.visible(answer["value"])
-    return answer
+def list_in_subscription(subscription: str, request: Request, token: CanList) -> Response:
+    return _list(plane(request), request, subscription, None,
+                 token.sees)
 
 
 @router.get(f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
             f"{PROVIDER}/containerGroups")
 def list_in_resource_group(subscription: str, resource_group: str, request: Request,
-                           token: CanRead) -> dict[str, Any]:
+                           token: CanRead) -> Response:
     return _list(plane(request), request, subscription, resource_group)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -54,6 +54,7 @@ from skiff.store.records import (
     DESIRED_STATES,
     GROUP_TYPE,
     GroupRecord,
+    GroupStamp,
     ResourceGroupRecord,
     dumps,
     location_key,
@@ -268,6 +269,36 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         ``after``. Pages are keyed, not counted: a group created or deleted
         between two calls neither repeats nor hides another one.
         """
+        rows, marker = self._group_page("*", sub, rg, limit, after)
+        return [self._record(row) for row in rows], marker
+
+    def list_group_stamps(self, sub: str | None, rg: str | None = None, *, limit: int = 100,
+                          after: str | None = None) -> tuple[list[GroupStamp], str | None]:
+        """One page as :meth:`list_groups` gives it, each group only as what tells its
+        versions apart (no body read): for a caller that keeps what it made of each."""
+        rows, marker = self._group_page(
+            "uid, generation, updated_at, provisioning_state, desired, tags, subscription,"
+            " rg_key, name_key", sub, rg, limit, after)
+        return [GroupStamp(row["uid"], row["generation"], row["updated_at"],
+                           row["provisioning_state"], row["desired"], row["tags"])
+                for row in rows], marker
+
+    def groups_by_uid(self, uids: Collection[str]) -> dict[str, GroupRecord]:
+        """The groups of ``uids`` that exist, by uid."""
+        found: dict[str, GroupRecord] = {}
+        wanted = list(uids)
+        with self.read() as conn:
+            for at in range(0, len(wanted), 500):  # SQLite's bound on variables
+                chunk = wanted[at:at + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT * FROM container_groups"  # noqa: S608
+                                        f" WHERE uid IN ({marks})", chunk):
+                    found[row["uid"]] = self._record(row)
+        return found
+
+    def _group_page(self, columns: str, sub: str | None, rg: str | None, limit: int,
+                    after: str | None) -> tuple[list[sqlite3.Row], str | None]:
+        """The rows (``columns``, with the ordering keys) of one page, and the next's marker."""
         sub = None if sub is None else subscription_key(sub)
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be within 1..{_MAX_PAGE}, not {limit}")
@@ -284,14 +315,14 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self.read() as conn:
             rows = conn.execute(
-                f"SELECT * FROM container_groups {where}"  # noqa: S608 (fixed clauses only)
+                f"SELECT {columns} FROM container_groups {where}"  # noqa: S608 (fixed clauses)
                 " ORDER BY subscription, rg_key, name_key LIMIT ?", (*params, limit + 1),
             ).fetchall()
-        page = [self._record(row) for row in rows[:limit]]
         if len(rows) <= limit:
-            return page, None
+            return rows, None
         last = rows[limit - 1]
-        return page, encode_marker(last["subscription"], last["rg_key"], last["name_key"])
+        return rows[:limit], encode_marker(last["subscription"], last["rg_key"],
+                                           last["name_key"])
 
     def update_tags(self, sub: str, rg: str, name: str,
                     tags: Mapping[str, str]) -> GroupRecord | None:
