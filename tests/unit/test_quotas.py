@@ -17,7 +17,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.core.engine import NodeCapacity
-from skiff.settings import QuotaSettings, Settings
+from skiff.settings import ApiSettings, QuotaSettings, Settings
 from skiff.testing.fake import FakeEngine
 from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
@@ -37,10 +37,12 @@ def portal() -> Iterator[BlockingPortal]:
         yield running
 
 
-def plane_with(tmp_path: Path, quotas: QuotaSettings | None = None,
-               cores: float = 4.0) -> Callable[[], Any]:
-    """A fake plane whose node has ``cores`` CPUs (4 GB of memory each) and ``quotas``."""
-    settings = Settings(data_root=tmp_path, quotas=quotas or QuotaSettings())
+def plane_with(tmp_path: Path, quotas: QuotaSettings | None = None, cores: float = 4.0,
+               page_size: int = 100) -> Callable[[], Any]:
+    """A fake plane whose node has ``cores`` CPUs (4 GB of memory each) and ``quotas``,
+    listing ``page_size`` groups a page."""
+    settings = Settings(data_root=tmp_path, quotas=quotas or QuotaSettings(),
+                        api=ApiSettings(page_size=page_size))
 
     def start() -> Any:
         context = fake_plane(tmp_path, settings)
@@ -65,7 +67,7 @@ def node(request: pytest.FixtureRequest, tmp_path: Path,
 
 
 def on(**node: Any) -> pytest.MarkDecorator:
-    """The test's node: ``quotas`` and ``cores`` for :func:`plane_with`."""
+    """The test's node: ``quotas``, ``cores``, ``page_size`` for :func:`plane_with`."""
     return pytest.mark.parametrize("node", [node], indirect=True)
 
 
@@ -275,3 +277,45 @@ def test_racing_puts_cannot_both_take_one_label(
     assert sorted(answers) == [201] + [409] * 7
     listed = http.get(f"{GROUPS}{API}").json()["value"]
     assert len(listed) == 1
+
+
+# ---- lists: each group's answer kept per version -------------------------------------------
+
+
+def listed(http: InProcessClient, path: str = f"{GROUPS}{API}") -> dict[str, dict[str, Any]]:
+    """Every group a list shows (every page), by name."""
+    found: dict[str, dict[str, Any]] = {}
+    link: str | None = path
+    while link:
+        doc = http.get(link).json()
+        found.update({g["name"]: g for g in doc["value"]})
+        link = doc.get("nextLink")
+    return found
+
+
+@on(page_size=2)
+def test_a_list_shows_every_change_of_a_group(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """Lists keep each group's answer per version, yet show each change at once (tags, a
+    new body, a stop, a deletion), and pages of 2 chain through nextLink to all 5."""
+    _, http = node
+    for i in range(5):
+        assert put(http, f"g{i}", body(0.1)).status_code == 201
+    eventually(lambda: all(g["properties"]["provisioningState"] == "Succeeded"
+                           for g in listed(http).values()), what="every group deployed")
+    page = http.get(f"{GROUPS}{API}").json()
+    assert len(page["value"]) == 2
+    assert "%24skipToken=" in page["nextLink"]
+    assert set(listed(http)) == {f"g{i}" for i in range(5)}
+    assert http.request("PATCH", f"{GROUPS}/g0{API}", json={"tags": {"k": "v"}}).status_code \
+        == 200
+    assert put(http, "g1", body(0.2)).status_code == 200
+    assert http.post(f"{GROUPS}/g2/stop{API}").status_code == 204
+    assert http.delete(f"{GROUPS}/g3{API}").status_code == 200
+    after = listed(http)
+    assert after["g0"]["tags"] == {"k": "v"}
+    resources = after["g1"]["properties"]["containers"][0]["properties"]["resources"]
+    assert resources["requests"]["cpu"] == 0.2
+    assert set(after) == {"g0", "g1", "g2", "g4"}
+    assert listed(http, f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/"
+                        f"containerGroups{API}") == after
