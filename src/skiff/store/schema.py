@@ -314,6 +314,12 @@ UPDATE container_groups SET
     memory_gb = (SELECT coalesce(sum(json_extract(c.value,
                                                   '$.properties.resources.requests.memoryInGB')), 0)
                  FROM json_each(container_groups.body, '$.properties.containers') AS c);
+-- Admission's sums read these indexes alone (a row's body, before these columns, may
+-- span overflow pages): the node's holding groups, and a subscription's.
+CREATE INDEX container_groups_holding ON container_groups (desired, released, cpu, memory_gb,
+                                                           uid);
+CREATE INDEX container_groups_by_subscription ON container_groups (subscription, desired,
+                                                                   released, cpu, uid);
 CREATE TABLE quota_events (
     subscription TEXT NOT NULL,
     kind         TEXT NOT NULL,       -- 'create' or 'delete'
