@@ -370,14 +370,22 @@ def _list(plane_: ControlPlane, request: Request, subscription: str, resource_gr
                     media_type="application/json")
 
 
-@router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups")
+#: The lists' answer, for /openapi.json (their handlers answer bytes of their own).
+_LIST: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {"schema": {
+    "type": "object", "additionalProperties": True,
+    "properties": {"value": {"type": "array", "items": {"type": "object"}},
+                   "nextLink": {"type": "string"}}}}}}}
+
+
+@router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups",
+            responses=_LIST)
 def list_in_subscription(subscription: str, request: Request, token: CanList) -> Response:
     return _list(plane(request), request, subscription, None,
                  token.sees)
 
 
 @router.get(f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
-            f"{PROVIDER}/containerGroups")
+            f"{PROVIDER}/containerGroups", responses=_LIST)
 def list_in_resource_group(subscription: str, resource_group: str, request: Request,
                            token: CanRead) -> Response:
     return _list(plane(request), request, subscription, resource_group)
