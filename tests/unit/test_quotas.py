@@ -180,12 +180,14 @@ def test_usages_show_current_values_and_limits(
 @on(cores=2)
 def test_ended_groups_release_the_node(node: tuple[ControlPlane, InProcessClient]) -> None:
     """On a 2-core node, a Failed and a Succeeded group (1 core each, restart policy Never)
-    hold nothing once their containers have exited: two more groups fit."""
+    hold nothing once their containers have exited (usages count no core of theirs): two
+    more groups fit."""
     _, http = node
     assert put(http, "failed", body(1, "exit 1", "Never")).status_code == 201
     assert put(http, "done", body(1, "exit 0", "Never")).status_code == 201
     eventually(lambda: state(http, "failed") == "Failed", what="group 'failed' to fail")
     eventually(lambda: state(http, "done") == "Succeeded", what="group 'done' to succeed")
+    assert usages(http)["StandardCores"] == (0, 100)
     assert put(http, "x", body(1)).status_code == 201
     assert put(http, "y", body(1)).status_code == 201
     error(put(http, "z", body(0.5)), 409, "ServiceUnavailable")
