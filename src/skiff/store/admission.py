@@ -21,6 +21,9 @@ The order of refusals follows ACI: the subscription's quotas (400
 ContainerGroupQuotaReached, naming the quota, its limit and the subscription's own
 usage), then the node's capacity (409 ServiceUnavailable, naming only the request:
 what others use stays theirs).
+
+:class:`AdmissionMixin` holds the store's methods of these columns and of the DNS labels
+(``dns_labels``), which are claimed here too.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skiff.errors import ArmError
-from skiff.store.records import name_key
+from skiff.errors import ArmError, GroupNotFound
+from skiff.store.database import Database
+from skiff.store.records import name_key, subscription_key
 
 #: The quota windows of creates and deletes, in seconds, by quota name.
 _RATES = {"create": (("ContainerGroupCreatesPer5Minutes", 300.0),
@@ -180,3 +184,62 @@ def claim_label(conn: sqlite3.Connection, uid: str, label: str | None) -> None:
     if conn.execute("SELECT 1 FROM dns_labels WHERE label = ?", (key,)).fetchone() is not None:
         raise DnsLabelInUse(label)
     conn.execute("INSERT INTO dns_labels (label, group_uid) VALUES (?, ?)", (key, uid))
+
+
+class AdmissionMixin(Database):
+    """What holds capacity, the quotas' usage, and the DNS labels groups hold."""
+
+    def holding(self) -> list[tuple[str, int]]:
+        """Every group that holds capacity (desired running, its generation not ended)
+        and whose generation the reconcile loop has deployed (so that the engine's view
+        is of that generation), as (uid, generation): those whose end :meth:`release`
+        may record."""
+        with self.read() as conn:
+            rows = conn.execute(f"SELECT uid, generation FROM container_groups"  # noqa: S608
+                                f" WHERE {HOLDING} AND settled = generation").fetchall()
+        return [(row["uid"], row["generation"]) for row in rows]
+
+    def release(self, uid: str, generation: int) -> bool:
+        """Record that generation ``generation`` of the group has ended (stopped, its
+        containers all exited): it holds no capacity until it runs again. Returns
+        whether it applied (not if a newer generation came meanwhile)."""
+        with self.write() as conn:
+            return conn.execute(
+                "UPDATE container_groups SET released = 1 WHERE uid = ? AND generation = ?"
+                " AND released = 0", (uid, generation)).rowcount == 1
+
+    def quota_usage(self, sub: str) -> dict[str, float]:
+        """The subscription's current value of each quota (groups, cores held, creates
+        and deletes in their windows), by quota name."""
+        with self.read() as conn:
+            return usage(conn, subscription_key(sub), self.now())
+
+    def claim_dns_label(self, label: str, group_uid: str) -> bool:
+        """Take ``label`` (any case) for the group; False if another group holds it.
+
+        Claiming a label the group already holds is True. Raises
+        :class:`~skiff.errors.GroupNotFound` for an unknown group.
+        """
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM container_groups WHERE uid = ?",
+                            (group_uid,)).fetchone() is None:
+                raise GroupNotFound(f"no container group {group_uid} in the store")
+            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
+                               (name_key(label),)).fetchone()
+            if row is not None:
+                return bool(row["group_uid"] == group_uid)
+            conn.execute("INSERT INTO dns_labels (label, group_uid) VALUES (?, ?)",
+                         (name_key(label), group_uid))
+            return True
+
+    def release_dns_labels(self, group_uid: str) -> None:
+        """Free every label the group holds."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM dns_labels WHERE group_uid = ?", (group_uid,))
+
+    def dns_label_holder(self, label: str) -> str | None:
+        """The uid of the group holding ``label`` (any case), or None."""
+        with self.read() as conn:
+            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
+                               (name_key(label),)).fetchone()
+        return None if row is None else str(row["group_uid"])

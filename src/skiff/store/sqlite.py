@@ -1,4 +1,4 @@
-"""The store of desired state on SQLite: resource groups, container groups, DNS labels.
+"""The store of desired state on SQLite: resource groups and container groups.
 
 The control plane owns desired state and the engine reports observed state;
 this is where the first lives, so that nothing an API answer promised is
@@ -37,9 +37,14 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
-from skiff.errors import GroupNotFound
-from skiff.store.admission import HOLDING, Admission, admit, claim_label, count_event, requests_of
-from skiff.store.admission import usage as quota_usage
+from skiff.store.admission import (
+    Admission,
+    AdmissionMixin,
+    admit,
+    claim_label,
+    count_event,
+    requests_of,
+)
 from skiff.store.bodysecrets import seal_body, unseal_body
 from skiff.store.errors import (
     ContainerGroupBeingDeleted,
@@ -80,7 +85,7 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 
 class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin,
-            IdentitiesMixin):
+            IdentitiesMixin, AdmissionMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -431,31 +436,6 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
                 "SELECT * FROM container_groups ORDER BY updated_at, uid").fetchall()
         return [self._record(row) for row in rows]
 
-    def holding(self) -> list[tuple[str, int]]:
-        """Every group that holds capacity (desired running, its generation not ended)
-        and whose generation the reconcile loop has deployed (so that the engine's view
-        is of that generation), as (uid, generation): those whose end :meth:`release`
-        may record."""
-        with self.read() as conn:
-            rows = conn.execute(f"SELECT uid, generation FROM container_groups"  # noqa: S608
-                                f" WHERE {HOLDING} AND settled = generation").fetchall()
-        return [(row["uid"], row["generation"]) for row in rows]
-
-    def release(self, uid: str, generation: int) -> bool:
-        """Record that generation ``generation`` of the group has ended (stopped, its
-        containers all exited): it holds no capacity until it runs again. Returns
-        whether it applied (not if a newer generation came meanwhile)."""
-        with self.write() as conn:
-            return conn.execute(
-                "UPDATE container_groups SET released = 1 WHERE uid = ? AND generation = ?"
-                " AND released = 0", (uid, generation)).rowcount == 1
-
-    def quota_usage(self, sub: str) -> dict[str, float]:
-        """The subscription's current value of each quota (groups, cores held, creates
-        and deletes in their windows), by quota name."""
-        with self.read() as conn:
-            return quota_usage(conn, subscription_key(sub), self.now())
-
     def count_groups(self, sub: str) -> int:
         """How many container groups the subscription has, not counting those being deleted
         (for quotas)."""
@@ -483,39 +463,6 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
     def _group_by_uid(self, conn: sqlite3.Connection, uid: str) -> GroupRecord:
         return self._record(conn.execute("SELECT * FROM container_groups WHERE uid = ?",
                                          (uid,)).fetchone())
-
-    # --- DNS name labels -------------------------------------------------------------------
-
-    def claim_dns_label(self, label: str, group_uid: str) -> bool:
-        """Take ``label`` (any case) for the group; False if another group holds it.
-
-        Claiming a label the group already holds is True. Raises
-        :class:`~skiff.errors.GroupNotFound` for an unknown group.
-        """
-        with self.write() as conn:
-            if conn.execute("SELECT 1 FROM container_groups WHERE uid = ?",
-                            (group_uid,)).fetchone() is None:
-                raise GroupNotFound(f"no container group {group_uid} in the store")
-            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
-                               (name_key(label),)).fetchone()
-            if row is not None:
-                return bool(row["group_uid"] == group_uid)
-            conn.execute("INSERT INTO dns_labels (label, group_uid) VALUES (?, ?)",
-                         (name_key(label), group_uid))
-            return True
-
-    def release_dns_labels(self, group_uid: str) -> None:
-        """Free every label the group holds."""
-        with self.write() as conn:
-            conn.execute("DELETE FROM dns_labels WHERE group_uid = ?", (group_uid,))
-
-    def dns_label_holder(self, label: str) -> str | None:
-        """The uid of the group holding ``label`` (any case), or None."""
-        with self.read() as conn:
-            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
-                               (name_key(label),)).fetchone()
-        return None if row is None else str(row["group_uid"])
-
 
 # --- helpers, run inside a caller's transaction ----------------------------------------------
 
