@@ -302,6 +302,64 @@ class ApiSettings:
     for_groups: bool = False
 
 
+#: The quotas a subscription has, by ACI's names (``locations/{l}/usages``): the first two
+#: are ACI's own usage names; ACI publishes the rates but names no usage for them.
+QUOTA_NAMES = ("ContainerGroups", "StandardCores", "ContainerGroupCreatesPer5Minutes",
+               "ContainerGroupCreatesPerHour", "ContainerGroupDeletesPer5Minutes",
+               "ContainerGroupDeletesPerHour")
+#: Each quota's field of :class:`QuotaSettings`, by name.
+QUOTA_FIELDS = dict(zip(QUOTA_NAMES, ("container_groups", "standard_cores",
+                                      "creates_per_5_minutes", "creates_per_hour",
+                                      "deletes_per_5_minutes", "deletes_per_hour"), strict=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuotaSettings:
+    """What each subscription may hold and do on this node, with ACI's default quotas
+    ("Resource availability & quota limits for ACI": 100 Standard container groups and
+    100 Standard cores per region per subscription; 100 creates and 100 deletes per 5
+    minutes, 300 of each per hour). A skiff node is one region: the location names it
+    answers to are aliases, so a subscription's quota covers them all."""
+
+    #: Container groups (every state but being deleted).
+    container_groups: int = 100
+    #: CPU cores requested by the groups that hold them (running or starting: a
+    #: stopped, succeeded or failed group holds none).
+    standard_cores: int = 100
+    #: Container groups created in any 5 minutes, and in any hour.
+    creates_per_5_minutes: int = 100
+    creates_per_hour: int = 300
+    #: Container groups deleted in any 5 minutes, and in any hour.
+    deletes_per_5_minutes: int = 100
+    deletes_per_hour: int = 300
+    #: One subscription's own limits, over the ones above: (subscription, quota name
+    #: from :data:`QUOTA_NAMES`, limit).
+    subscriptions: tuple[tuple[str, str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in QUOTA_NAMES:
+            if self.default(name) < 0:
+                raise ValueError(f"the quota {name} is at least 0, not {self.default(name)}")
+        for _, name, limit in self.subscriptions:
+            if name not in QUOTA_NAMES:
+                raise ValueError(f"no quota is named {name!r}; one of {', '.join(QUOTA_NAMES)}")
+            if limit < 0:
+                raise ValueError(f"the quota {name} is at least 0, not {limit}")
+
+    def default(self, name: str) -> int:
+        """The limit every subscription has for quota ``name``, unless its own is set."""
+        limit: int = getattr(self, QUOTA_FIELDS[name])
+        return limit
+
+    def limits(self, subscription: str) -> dict[str, int]:
+        """Every quota's limit for ``subscription`` (any case), by name."""
+        found = {name: self.default(name) for name in QUOTA_NAMES}
+        for sub, name, limit in self.subscriptions:
+            if sub.lower() == subscription.lower():
+                found[name] = limit
+        return found
+
+
 @dataclass(frozen=True, kw_only=True)
 class FilesSettings:
     """The Azure Files data plane (skiff.files): its own HTTPS listener, beside the API's,
@@ -389,6 +447,7 @@ class Settings:
     shares: ShareSettings = field(default_factory=ShareSettings)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)

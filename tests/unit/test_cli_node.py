@@ -125,6 +125,34 @@ def test_serve_passes_its_group_disk_limit(monkeypatch: pytest.MonkeyPatch) -> N
     assert "--group-disk-gb" in CliRunner().invoke(main, ["serve", "--help"]).output
 
 
+def test_serve_passes_its_quotas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--quota NAME=LIMIT sets every subscription's limit (names in any case), and
+    SUBSCRIPTION/NAME=LIMIT one subscription's; ACI's defaults otherwise. An unknown name
+    or a negative limit is a usage error; --help names the quotas."""
+    import skiff.server
+
+    started: list[Settings] = []
+    monkeypatch.setattr(skiff.server, "serve", started.append)
+    assert CliRunner().invoke(main, ["serve"]).exit_code == 0
+    assert started[0].quotas.limits("any") == {
+        "ContainerGroups": 100, "StandardCores": 100, "ContainerGroupCreatesPer5Minutes": 100,
+        "ContainerGroupCreatesPerHour": 300, "ContainerGroupDeletesPer5Minutes": 100,
+        "ContainerGroupDeletesPerHour": 300}
+    result = CliRunner().invoke(main, ["serve", "--quota", "standardcores=8",
+                                       "--quota", "sub-1/ContainerGroups=3"])
+    assert result.exit_code == 0, result.output
+    assert started[1].quotas.limits("SUB-1")["ContainerGroups"] == 3
+    assert started[1].quotas.limits("sub-2")["ContainerGroups"] == 100
+    assert started[1].quotas.limits("sub-2")["StandardCores"] == 8
+    for bad in ("Cores=3", "StandardCores=-1", "StandardCores", "StandardCores=x"):
+        refused = CliRunner().invoke(main, ["serve", "--quota", bad])
+        assert refused.exit_code == 2, bad
+        assert "--quota" in refused.output
+    assert len(started) == 2
+    assert "ContainerGroupCreatesPer5Minutes" in CliRunner().invoke(
+        main, ["serve", "--help"]).output
+
+
 def test_serve_binds_port_0_to_a_free_port_it_names() -> None:
     """--listen 127.0.0.1:0 is bound before serving, and the port the kernel gave is the one
     named (the banner, operation URLs); a port taken is one NetworkError."""

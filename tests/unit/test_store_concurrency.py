@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from skiff.settings import QuotaSettings
 from skiff.store import GroupRecord, Store
+from skiff.store.admission import Admission, CapacityExceeded, DnsLabelInUse, QuotaExceeded
 
 SUB = "00000000-0000-0000-0000-000000000001"
 T = TypeVar("T")
@@ -103,6 +105,45 @@ def test_dns_label_races_have_one_winner(store: Store) -> None:
     won = at_once(20, lambda i: store.claim_dns_label("popular", uids[i]))
     assert won.count(True) == 1
     assert store.dns_label_holder("popular") == uids[won.index(True)]
+
+
+def _admitted(store: Store, i: int, admission: Admission, label: str | None = None) -> bool:
+    """Whether group ``g<i>`` (1 core, 1 GB) was admitted and written."""
+    try:
+        store.put_group(SUB, "rg", f"g{i}", "westus", body(i), {}, admission=admission,
+                        label=None if label is None else (lambda uid: label))
+    except (CapacityExceeded, QuotaExceeded, DnsLabelInUse):
+        return False
+    return True
+
+
+def test_admission_races_have_as_many_winners_as_fit(tmp_path: Path) -> None:
+    """Twenty PUTs of 1 core at once, from two stores on one file (two processes), on a
+    node of 3 cores: exactly three are written; then one subscription quota of 4 cores
+    lets exactly one more in of twenty."""
+    node = Admission(cpu=3, memory_gb=100, quotas=QuotaSettings().limits(SUB), region="westus")
+    with Store(tmp_path / "s.db") as one, Store(tmp_path / "s.db") as two:
+        won = at_once(20, lambda i: _admitted(one if i % 2 else two, i, node))
+        assert won.count(True) == 3
+        assert one.count_groups(SUB) == 3
+        quota = Admission(cpu=100, memory_gb=100, region="westus",
+                          quotas=QuotaSettings(standard_cores=4).limits(SUB))
+        won = at_once(20, lambda i: _admitted(one if i % 2 else two, 100 + i, quota))
+        assert won.count(True) == 1
+        assert one.quota_usage(SUB)["StandardCores"] == 4
+
+
+def test_a_label_lost_in_a_race_leaves_no_group(store: Store) -> None:
+    """Twenty new groups claiming one label at once: one is written, holding it; the
+    others are refused and leave nothing behind (the claim is the write's transaction)."""
+    roomy = Admission(cpu=100, memory_gb=100, quotas=QuotaSettings().limits(SUB),
+                      region="westus")
+    won = at_once(20, lambda i: _admitted(store, i, roomy, label="Popular"))
+    assert won.count(True) == 1
+    assert store.count_groups(SUB) == 1
+    winner = store.get_group(SUB, "rg", f"g{won.index(True)}")
+    assert winner is not None
+    assert store.dns_label_holder("popular") == winner.uid
 
 
 def test_token_checks_under_concurrency(store: Store) -> None:

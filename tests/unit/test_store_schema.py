@@ -206,3 +206,24 @@ def test_subscriptions_that_cannot_be_merged_stop_the_migration(tmp_path: Path) 
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM resource_groups").fetchone()[0] == 2
     conn.close()
+
+
+def test_version_10_keeps_each_groups_requests_in_columns(tmp_path: Path) -> None:
+    """Groups stored before version 10 get their containers' CPU and memory requests
+    summed into columns (what admission sums), and a deployed one counts as settled."""
+    path = tmp_path / "v4.db"
+    requests = ('{"properties":{"containers":['
+                '{"properties":{"resources":{"requests":{"cpu":1.5,"memoryInGB":2}}}},'
+                '{"properties":{"resources":{"requests":{"cpu":0.25,"memoryInGB":1}}}}]}}')
+    make_v4(
+        path, [("acme", "rg")],
+        "INSERT INTO container_groups (uid, subscription, rg_key, name_key, resource_group,"
+        " name, location, body, tags, provisioning_state, desired, generation, created_at,"
+        " updated_at) VALUES ('" + "a" * 32 + "', 'acme', 'rg', 'web', 'rg', 'web', 'local',"
+        f" '{requests}', '{{}}', 'Succeeded', 'running', 3, 1.0, 1.0);")
+    with Store(path) as store:
+        assert store.quota_usage("acme")["StandardCores"] == 1.75
+        assert store.holding() == [("a" * 32, 3)]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT cpu, memory_gb FROM container_groups").fetchone() == (1.75, 3.0)
+    conn.close()

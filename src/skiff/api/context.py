@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request
 
 from skiff.api.clients import Lookup, client_address
+from skiff.api.listing import Renders
 from skiff.control.access import Access, Caller, authorization_failed, scope_of
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
@@ -117,6 +118,8 @@ class ControlPlane:
     sampler: Sampler | None = None
     #: The operator's Prometheus metrics (:mod:`skiff.api.prometheus`).
     telemetry: Telemetry = field(default_factory=Telemetry)
+    #: The container groups' list answers, each kept per version (:mod:`skiff.api.listing`).
+    renders: Renders = field(default_factory=Renders)
 
     def base_for(self, request: Request) -> str:
         """Where the URLs built for ``request`` (operations, next pages, websockets) point:
@@ -261,10 +264,12 @@ class Listing:
 
     def visible(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The items (ARM resources, by ``id``) the caller may read."""
-        if self.access is None:
-            return items
-        access = self.access
-        return [i for i in items if access.permits(self.caller, self.action, str(i["id"]))]
+        return [i for i in items if self.sees(str(i["id"]))]
+
+    def sees(self, resource_id: str) -> bool:
+        """Whether the caller may read the item of ``resource_id``."""
+        return self.access is None or self.access.permits(self.caller, self.action,
+                                                          resource_id)
 
 
 def allow_listing(action: str) -> Any:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shlex
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -34,8 +35,10 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.api.identities import assign_group_identity, render_group_identity_of
+from skiff.api.listing import encode
 from skiff.api.places import locations
 from skiff.control.access import Caller
+from skiff.control.capacity import release_ended
 from skiff.control.names import group_fqdn
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
 from skiff.core.view import GroupView
@@ -45,8 +48,10 @@ from skiff.models.arm import check_tags
 from skiff.models.labels import group_label
 from skiff.models.rules import subnet_key
 from skiff.store import GroupRecord
+from skiff.store.admission import Admission, CapacityExceeded, QuotaExceeded
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
+T = TypeVar("T")
 GROUP = (f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
          f"{PROVIDER}/containerGroups/{{name}}")
 #: The routes' callers, each allowed its ARM action (skiff.control.access).
@@ -110,51 +115,44 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
     return rendered
 
 
-def _capacity(plane_: ControlPlane, body: ContainerGroupBody, replacing: str | None) -> None:
-    """Refuse a group whose requests do not fit what the host has left."""
-    cpu = memory = 0.0
-    for record in _running(plane_, replacing):
-        cpu_, mem_ = _requests(record.body)
-        cpu += cpu_
-        memory += mem_
-    want_cpu, want_mem = _requests(body.to_stored())
+def _admission(plane_: ControlPlane, subscription: str, region: str) -> Admission:
+    """What a group of ``subscription`` must fit in: the node's CPUs and memory times the
+    overcommit, and the subscription's quotas (``region``: the location it named)."""
     ratio = plane_.settings.api.overcommit
     capacity = plane_.engine.capacity()
-    host_cpu = capacity.cpu_cores * ratio
-    host_mem = capacity.memory_gb * ratio
-    if cpu + want_cpu > host_cpu + 1e-9 or memory + want_mem > host_mem + 1e-9:
-        # ACI's words, naming only what the request asked: what is left on the node
-        # would tell a tenant how much the others use.
-        network = " virtual network" if body.properties.subnet_ids else ""
-        raise ArmError(409, "ServiceUnavailable",
-                       f"The requested resource is not available in the location "
-                       f"'{body.location}' at this moment. Please retry with a "
-                       f"different resource request or in another location. Resource "
-                       f"requested: '{want_cpu:g}' CPU '{want_mem:g}' GB memory "
-                       f"'{body.properties.os_type}' OS{network}")
+    return Admission(cpu=capacity.cpu_cores * ratio, memory_gb=capacity.memory_gb * ratio,
+                     quotas=plane_.settings.quotas.limits(subscription), region=region)
 
 
-def _running(plane_: ControlPlane, replacing: str | None) -> list[GroupRecord]:
-    """Every group that holds resources, but the one being replaced."""
-    found: list[GroupRecord] = []
-    marker = None
-    while True:
-        page, marker = plane_.store.list_groups(None, limit=1000, after=marker)
-        found.extend(r for r in page if r.desired == "running" and r.uid != replacing)
-        if marker is None:
-            return found
+def _admitted(plane_: ControlPlane, write: Callable[[], T], body: ContainerGroupBody | None,
+              location: str) -> T:
+    """``write`` (a store write that admits a group); refused for capacity or cores, it is
+    tried once more after the groups whose containers have all ended are released (the
+    engine knows of those exits, the store learns them here, when they matter)."""
+    try:
+        try:
+            return write()
+        except (CapacityExceeded, QuotaExceeded) as exc:
+            if (isinstance(exc, QuotaExceeded) and exc.quota != "StandardCores") \
+                    or not release_ended(plane_.store, plane_.engine):
+                raise
+        return write()
+    except CapacityExceeded as exc:
+        raise _unavailable(exc, body, location) from None
 
 
-def _requests(stored: dict[str, Any]) -> tuple[float, float]:
-    """The CPUs and GB a stored body (what :meth:`ContainerGroupBody.to_stored` wrote)
-    asks for, read as it is: every PUT sums this over every running group, which a
-    pydantic round trip made cost ~20 µs more a group."""
-    cpu = memory = 0.0
-    for container in stored.get("properties", {}).get("containers", []):
-        requests = container.get("properties", {}).get("resources", {}).get("requests", {})
-        cpu += float(requests.get("cpu", 0))
-        memory += float(requests.get("memoryInGB", 0))
-    return cpu, memory
+def _unavailable(exc: CapacityExceeded, body: ContainerGroupBody | None,
+                 location: str) -> ArmError:
+    """ACI's words for a node that is full, naming only what the request asked: what is
+    left on the node would tell a tenant how much the others use."""
+    os_type = body.properties.os_type if body is not None else "Linux"
+    network = " virtual network" if body is not None and body.properties.subnet_ids else ""
+    return ArmError(409, "ServiceUnavailable",
+                    f"The requested resource is not available in the location "
+                    f"'{location}' at this moment. Please retry with a "
+                    f"different resource request or in another location. Resource "
+                    f"requested: '{exc.cpu:g}' CPU '{exc.memory_gb:g}' GB memory "
+                    f"'{os_type}' OS{network}")
 
 
 @router.put(GROUP, status_code=201, openapi_extra=request_body(CONTAINER_GROUP))
@@ -195,18 +193,19 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                        f"The container group '{name}' is being deleted; retry once it is gone.")
     assign_group_identity(plane_, token, body, subscription, resource_group, name, existing)
     stored = body.to_stored()
-    changed = existing is None or existing.body.get("properties") != stored.get("properties")
-    if changed:
-        _capacity(plane_, body, existing.uid if existing else None)
-    # A label held by another group is refused before anything changes; the claim
-    # itself needs the group's uid, so it follows put_group (a new group that loses
-    # a race for its label is removed again).
-    _check_label(plane_, body, subscription, resource_group,
-                 existing.uid if existing is not None else None)
-    record, created = plane_.store.put_group(subscription, resource_group, name,
-                                             body.location, stored, body.tags or {},
-                                             subnet_key=placement)
-    _claim_label(plane_, body, record, created)
+    admission = _admission(plane_, subscription, body.location)
+
+    def label(uid: str) -> str | None:
+        return _label(plane_, body, subscription, resource_group, uid)
+
+    # Admission and the label's claim are decided in the transaction that writes the
+    # group: two racing PUTs cannot both take the last cores, nor one label.
+    record, created = _admitted(
+        plane_, lambda: plane_.store.put_group(subscription, resource_group, name,
+                                               body.location, stored, body.tags or {},
+                                               subnet_key=placement, admission=admission,
+                                               label=label),
+        body, body.location)
     headers: dict[str, str] = {}
     if created or (existing is not None and record.generation != existing.generation):
         op = plane_.store.create_operation(subscription, record.location, record.resource_id,
@@ -223,45 +222,6 @@ def _label(plane_: ControlPlane, body: ContainerGroupBody, subscription: str,
     dns = plane_.settings.dns
     return group_label(body, tenant=dns.tenant, subscription=subscription,
                        resource_group=resource_group, group_uid=uid)
-
-
-def _label_in_use(label: str) -> ArmError:
-    return ArmError(409, "DnsNameLabelInUse",
-                    f"The DNS name label '{label}' is held by another container group. "
-                    "Choose another dnsNameLabel, or an autoGeneratedDomainNameLabelScope "
-                    "other than Unsecure, or delete the group that holds it.",
-                    target="properties.ipAddress.dnsNameLabel")
-
-
-def _check_label(plane_: ControlPlane, body: ContainerGroupBody, subscription: str,
-                 resource_group: str, uid: str | None) -> None:
-    """409 DnsNameLabelInUse if the label the group asks for is held by another group."""
-    ip = body.properties.ip_address
-    if ip is None or not ip.dns_name_label:
-        return
-    if uid is None and ip.auto_generated_domain_name_label_scope == "Noreuse":
-        return  # its hash has the uid to be made: checked when claimed
-    label = _label(plane_, body, subscription, resource_group, uid or "")
-    assert label is not None
-    holder = plane_.store.dns_label_holder(label)
-    if holder is not None and holder != uid:
-        raise _label_in_use(label)
-
-
-def _claim_label(plane_: ControlPlane, body: ContainerGroupBody, record: GroupRecord,
-                 created: bool) -> None:
-    """Hold the group's effective label (and no other) in the store."""
-    store = plane_.store
-    label = _label(plane_, body, record.subscription, record.resource_group, record.uid)
-    if label is not None and not created and store.dns_label_holder(label) == record.uid:
-        return  # the same label as before: nothing to change
-    if not created:  # a new group holds nothing: spare its PUT a write
-        store.release_dns_labels(record.uid)  # a label dropped or changed frees the old one
-    if label is None or store.claim_dns_label(label, record.uid):
-        return
-    if created:
-        store.remove_group(record.uid)
-    raise _label_in_use(label)
 
 
 @router.get(GROUP)
@@ -326,7 +286,9 @@ def _begin_delete(plane_: ControlPlane, subscription: str, resource_group: str,
     if record is None:
         return None
     rendered = _render(plane_, record, instance_view=False)
-    record = plane_.store.set_desired(subscription, resource_group, name, "deleted") or record
+    record = plane_.store.set_desired(subscription, resource_group, name, "deleted",
+                                      admission=_admission(plane_, subscription,
+                                                           record.location)) or record
     op = plane_.store.create_operation(subscription, record.location, record.resource_id,
                                        "delete", generation=record.generation)
     plane_.reconciler.kick(record.uid)
@@ -337,9 +299,11 @@ def _lro_action(request: Request, subscription: str, resource_group: str, name: 
                 token: Caller, kind: str, status: int) -> Response:
     plane_ = plane(request)
     record = _record(plane_, token, subscription, resource_group, name)
-    if kind in ("start", "restart"):
-        record = plane_.store.set_desired(subscription, resource_group, name,
-                                          "running") or record
+    if kind in ("start", "restart"):  # a group that holds nothing must fit again
+        admission = _admission(plane_, subscription, record.location)
+        record = _admitted(plane_, lambda: plane_.store.set_desired(
+            subscription, resource_group, name, "running", admission=admission),
+            ContainerGroupBody.from_stored(record.body), record.location) or record
     op = plane_.store.create_operation(subscription, record.location, record.resource_id,
                                        kind, generation=record.generation)
     plane_.reconciler.kick(record.uid)
@@ -382,35 +346,48 @@ def outbound_network_dependencies(subscription: str, resource_group: str, name: 
     return []
 
 
-def _list(plane_: ControlPlane, request: Request, subscription: str,
-          resource_group: str | None) -> dict[str, Any]:
+def _list(plane_: ControlPlane, request: Request, subscription: str, resource_group: str | None,
+          visible: Callable[[str], bool] | None = None) -> Response:
+    """A page of groups (those being deleted: Deleting), each group's answer made once per
+    version of it (:mod:`skiff.api.listing`); ``visible``: whether the caller may see a
+    group, by its id (None: every one)."""
     marker = request.query_params.get("$skipToken")
-    records, after = plane_.store.list_groups(subscription, resource_group,
-                                              limit=plane_.settings.api.page_size, after=marker)
-    addresses = plane_.engine.addresses() if records else {}
-    answer: dict[str, Any] = {"value": [_render(plane_, r, instance_view=False,
-                                                ip=addresses.get(r.uid))
-                                        for r in records]}  # those being deleted: Deleting
+    stamps, after = plane_.store.list_group_stamps(subscription, resource_group,
+                                                   limit=plane_.settings.api.page_size,
+                                                   after=marker)
+    addresses = plane_.engine.addresses() if stamps else {}
+    page = plane_.renders.page(
+        stamps, addresses, plane_.store.groups_by_uid,
+        lambda record, ip: _render(plane_, record, instance_view=False, ip=ip))
+    items = [answer for id_, answer in page if visible is None or visible(id_)]
+    tail = b""
     if after is not None:
         query = dict(request.query_params)
         query["$skipToken"] = after
-        answer["nextLink"] = f"{plane_.base_for(request)}{request.url.path}?" \
-            f"{urlencode(query)}"
-    return answer
+        tail = b',"nextLink":' + encode(f"{plane_.base_for(request)}{request.url.path}?"
+                                         f"{urlencode(query)}")
+    return Response(b'{"value":[' + b",".join(items) + b"]" + tail + b"}",
+                    media_type="application/json")
 
 
-@router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups")
-def list_in_subscription(subscription: str, request: Request,
-                         token: CanList) -> dict[str, Any]:
-    answer = _list(plane(request), request, subscription, None)
-    answer["value"] = token.visible(answer["value"])
-    return answer
+#: The lists' answer, for /openapi.json (their handlers answer bytes of their own).
+_LIST: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {"schema": {
+    "type": "object", "additionalProperties": True,
+    "properties": {"value": {"type": "array", "items": {"type": "object"}},
+                   "nextLink": {"type": "string"}}}}}}}
+
+
+@router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups",
+            responses=_LIST)
+def list_in_subscription(subscription: str, request: Request, token: CanList) -> Response:
+    return _list(plane(request), request, subscription, None,
+                 token.sees)
 
 
 @router.get(f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"
-            f"{PROVIDER}/containerGroups")
+            f"{PROVIDER}/containerGroups", responses=_LIST)
 def list_in_resource_group(subscription: str, resource_group: str, request: Request,
-                           token: CanRead) -> dict[str, Any]:
+                           token: CanRead) -> Response:
     return _list(plane(request), request, subscription, resource_group)
 
 

@@ -23,13 +23,14 @@ from skiff.api.context import (
 )
 from skiff.api.places import locations
 from skiff.control.access import Caller, authorization_failed, scope_of
+from skiff.control.capacity import release_ended
 from skiff.control.reconciler import VNET_TEARDOWNS
 from skiff.control.storage import worded_for
 from skiff.core.reference import parse as parse_reference
 from skiff.core.view import iso
 from skiff.errors import ArmError, InvalidReference, ShareInUse
-from skiff.models import ContainerGroupBody
 from skiff.models.arm import check_location_text, check_tags
+from skiff.settings import QUOTA_NAMES
 from skiff.store import GroupRecord, OperationRecord, ResourceGroupRecord, subscription_key
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
@@ -207,32 +208,34 @@ def _location(request: Request, location: str) -> str:
     return known
 
 
+#: The words ``usages`` names each quota with (``name.localizedValue``).
+_QUOTA_WORDS = {"ContainerGroups": "Container Groups", "StandardCores": "Standard Cores",
+                "ContainerGroupCreatesPer5Minutes": "Container Group Creates per 5 Minutes",
+                "ContainerGroupCreatesPerHour": "Container Group Creates per Hour",
+                "ContainerGroupDeletesPer5Minutes": "Container Group Deletes per 5 Minutes",
+                "ContainerGroupDeletesPerHour": "Container Group Deletes per Hour"}
+
+
 @router.get(LOCATION + "/usages")
 def usages(subscription: str, location: str, request: Request,
            token: CanReadUsages) -> dict[str, Any]:
+    """The subscription's quotas on this node: each one's current value and limit, as
+    ACI's ``List Usage`` answers them (the node is one region: every location name it
+    answers to shows the same). Cores are those held by groups that run."""
     _location(request, location)
     plane_ = plane(request)
-    records: list[GroupRecord] = []
-    cores = 0.0
-    marker = None
-    while True:
-        page, marker = plane_.store.list_groups(subscription, limit=1000, after=marker)
-        records.extend(r for r in page if r.desired != "deleted")
-        if marker is None:
-            break
-    for record in records:
-        body = ContainerGroupBody.from_stored(record.body).to_stored()
-        for c in body.get("properties", {}).get("containers", []):
-            cores += float(c.get("properties", {}).get("resources", {}).get("requests", {})
-                           .get("cpu", 0))
-    limit_cores = plane_.engine.capacity().cpu_cores * plane_.settings.api.overcommit
+    release_ended(plane_.store, plane_.engine)  # groups that ended hold no cores
+    current = plane_.store.quota_usage(subscription)
+    limits = plane_.settings.quotas.limits(subscription)
+    return {"value": [{"unit": "Count", "currentValue": _count(current[name]),
+                       "limit": limits[name],
+                       "name": {"value": name, "localizedValue": _QUOTA_WORDS[name]}}
+                      for name in QUOTA_NAMES]}
 
-    def usage(name: str, label: str, current: float, limit: float) -> dict[str, Any]:
-        return {"unit": "Count", "currentValue": current, "limit": limit,
-                "name": {"value": name, "localizedValue": label}}
 
-    return {"value": [usage("ContainerGroups", "Container Groups", len(records), 100),
-                      usage("StandardCores", "Standard Cores", cores, limit_cores)]}
+def _count(value: float) -> int | float:
+    """A usage as ARM writes it: an integer, unless cores held are fractional (0.5)."""
+    return int(value) if float(value).is_integer() else round(value, 3)
 
 
 @router.get(LOCATION + "/capabilities")

@@ -12,12 +12,14 @@ import click
 
 from skiff.settings import (
     DEFAULT_DATA_ROOT,
+    QUOTA_FIELDS,
     ApiSettings,
     DiskSettings,
     DnsSettings,
     FilesSettings,
     MetricsSettings,
     NetworkSettings,
+    QuotaSettings,
     RuntimeSettings,
     Settings,
     ShareSettings,
@@ -62,6 +64,14 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
               help="The key of --tls-cert.")
 @click.option("--overcommit", type=float, default=ApiSettings.overcommit, show_default=True,
               help="Admit groups up to this many times the host's CPUs and memory.")
+@click.option("--quota", "quotas", multiple=True, metavar="[SUBSCRIPTION/]NAME=LIMIT",
+              help="A quota every subscription has (NAME=LIMIT), or one subscription's own "
+                   "(SUBSCRIPTION/NAME=LIMIT), repeatable. Names and ACI's defaults: "
+                   "ContainerGroups=100, StandardCores=100 (cores of running groups), "
+                   "ContainerGroupCreatesPer5Minutes=100, ContainerGroupCreatesPerHour=300, "
+                   "ContainerGroupDeletesPer5Minutes=100, ContainerGroupDeletesPerHour=300. "
+                   "Past one, a request is refused with 400 ContainerGroupQuotaReached; "
+                   "locations/{l}/usages shows each.")
 @click.option("--allow-privileged", is_flag=True,
               help="Admit containers with securityContext.privileged and capabilities that "
                    "act on the host's kernel (SYS_ADMIN, ...): root on the host. Only where "
@@ -139,7 +149,7 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           locations: str | None, dns_listen: str | None, dns_zone: str,
           tls_cert: Path | None, tls_key: Path | None,
-          overcommit: float,
+          overcommit: float, quotas: tuple[str, ...],
           allow_privileged: bool, userns_remap: str | None, default_isolation: str,
           public_subnet: str | None, public_interface: str | None,
           public_cached_images: tuple[str, ...], allow_local_endpoints: tuple[str, ...],
@@ -203,11 +213,38 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         metrics = MetricsSettings(interval_s=metrics_interval, listen=metrics_listen)
         run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
                             runtime=runtime, network=network, disks=disks, files=files,
-                            shares=shares, metrics=metrics))
+                            shares=shares, metrics=metrics, quotas=parse_quotas(quotas)))
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
     except NodeBusy as exc:
         raise click.ClickException(exc.message) from None
+
+
+def parse_quotas(texts: tuple[str, ...]) -> QuotaSettings:
+    """``--quota [SUBSCRIPTION/]NAME=LIMIT`` values as the node's quotas (names in any
+    case; a later value of one quota wins)."""
+    names = {name.lower(): name for name in QUOTA_FIELDS}
+    defaults: dict[str, int] = {}
+    own: list[tuple[str, str, int]] = []
+    for text in texts:
+        target, sep, value = text.partition("=")
+        subscription, _, name = target.strip().rpartition("/")
+        known = names.get(name.lower())
+        if not sep or known is None:
+            raise click.BadParameter(f"{text[:80]!r} is not [SUBSCRIPTION/]NAME=LIMIT with a "
+                                     f"NAME of {', '.join(QUOTA_FIELDS)}", param_hint="--quota")
+        try:
+            limit = int(value)
+        except ValueError:
+            limit = -1
+        if limit < 0:
+            raise click.BadParameter(f"{text[:80]!r}: the limit is a whole number, 0 or more",
+                                     param_hint="--quota")
+        if subscription:
+            own.append((subscription, known, limit))
+        else:
+            defaults[QUOTA_FIELDS[known]] = limit
+    return QuotaSettings(**defaults, subscriptions=tuple(own))
 
 
 def parse_userns(text: str) -> tuple[int, int]:

@@ -132,6 +132,16 @@ Registry credentials:
 - ``InvalidImageRegistryCredential``: a credential lacks server, username or password
   (managed identities are not supported).
 
+Admission (raised by the store, in the transaction that writes the group, after every
+rule above; see :mod:`skiff.store.admission`):
+
+- ``ContainerGroupQuotaReached`` (*ACI*, HTTP 400): a subscription's quota
+  (``ContainerGroups``, ``StandardCores``, creates or deletes per 5 minutes or per hour)
+  would be passed; the message names the quota, its limit, the subscription's usage and
+  what was requested, in ACI's words.
+- ``ServiceUnavailable`` (*ACI*, HTTP 409): the node has not the CPUs or memory the group
+  asks left (a create, a new body, a start); the message names only the request.
+
 :meth:`ContainerGroupBody.from_stored` raises ``ArmError(500, "InternalServerError")`` only
 on a corrupted store.
 """

@@ -9,7 +9,8 @@ The layers, bottom up: :mod:`~skiff.store.schema` (the tables, as
 versioned migrations), :mod:`~skiff.store.database` (one writer connection
 behind a lock, a pool of readers, WAL, and the node key that seals the
 groups' secrets: :mod:`~skiff.store.sealing`, :mod:`~skiff.store.bodysecrets`),
-then the tables' methods in :mod:`~skiff.store.operations`, :mod:`~skiff.store.tokens` and
+then the tables' methods in :mod:`~skiff.store.operations`, :mod:`~skiff.store.tokens`,
+:mod:`~skiff.store.admission` (capacity, quotas, DNS labels) and
 :mod:`~skiff.store.sqlite` (with :mod:`~skiff.store.paging` for listings),
 joined in :class:`Store`. Records are frozen values
 (:mod:`~skiff.store.records`); errors are in :mod:`~skiff.store.errors`.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 #: What a container group should be: the reconcile loop moves it there.
 Desired = Literal["running", "stopped", "deleted"]
@@ -119,6 +119,18 @@ class GroupRecord:
             created_at=row["created_at"], updated_at=row["updated_at"],
             subnet_key=row["subnet_key"],
         )
+
+
+class GroupStamp(NamedTuple):
+    """What tells two versions of a container group apart, short of its body (a new body
+    is a new generation): its state, desired state, tags and last change."""
+
+    uid: str
+    generation: int
+    updated_at: float
+    provisioning_state: str
+    desired: str
+    tags: str  # the JSON text
 
 
 @dataclass(frozen=True)

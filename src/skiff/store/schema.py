@@ -294,7 +294,41 @@ CREATE TABLE user_assigned_identities (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# Version 10: admission without reading bodies. Each container group keeps what it asks
+# for (the sum of its containers' CPU and memory requests) in columns, whether its
+# current generation has ended (stopped, succeeded, failed: it holds no capacity), and
+# the last generation the reconcile loop finished deploying (``settled``), so
+# that the node's capacity and a subscription's quota are summed by SQLite inside the
+# transaction that admits a group. quota_events keeps the creates and deletes of the
+# last hour, for the per-5-minute and per-hour quotas.
+_V10 = """
+ALTER TABLE container_groups ADD COLUMN cpu REAL NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN memory_gb REAL NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN released INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+UPDATE container_groups SET settled = generation
+    WHERE provisioning_state IN ('Succeeded', 'Failed');
+UPDATE container_groups SET
+    cpu = (SELECT coalesce(sum(json_extract(c.value, '$.properties.resources.requests.cpu')), 0)
+           FROM json_each(container_groups.body, '$.properties.containers') AS c),
+    memory_gb = (SELECT coalesce(sum(json_extract(c.value,
+                                                  '$.properties.resources.requests.memoryInGB')), 0)
+                 FROM json_each(container_groups.body, '$.properties.containers') AS c);
+-- Admission's sums read these indexes alone (a row's body, before these columns, may
+-- span overflow pages): the node's holding groups, and a subscription's.
+CREATE INDEX container_groups_holding ON container_groups (desired, released, cpu, memory_gb,
+                                                           uid);
+CREATE INDEX container_groups_by_subscription ON container_groups (subscription, desired,
+                                                                   released, cpu, uid);
+CREATE TABLE quota_events (
+    subscription TEXT NOT NULL,
+    kind         TEXT NOT NULL,       -- 'create' or 'delete'
+    at           REAL NOT NULL
+);
+CREATE INDEX quota_events_by_subscription ON quota_events (subscription, kind, at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -1,4 +1,4 @@
-"""The store of desired state on SQLite: resource groups, container groups, DNS labels.
+"""The store of desired state on SQLite: resource groups and container groups.
 
 The control plane owns desired state and the engine reports observed state;
 this is where the first lives, so that nothing an API answer promised is
@@ -33,11 +33,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
-from skiff.errors import GroupNotFound
+from skiff.store.admission import (
+    Admission,
+    AdmissionMixin,
+    admit,
+    claim_label,
+    count_event,
+    requests_of,
+)
 from skiff.store.bodysecrets import seal_body, unseal_body
 from skiff.store.errors import (
     ContainerGroupBeingDeleted,
@@ -52,6 +59,7 @@ from skiff.store.records import (
     DESIRED_STATES,
     GROUP_TYPE,
     GroupRecord,
+    GroupStamp,
     ResourceGroupRecord,
     dumps,
     location_key,
@@ -77,7 +85,7 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 
 class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin,
-            IdentitiesMixin):
+            IdentitiesMixin, AdmissionMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -170,12 +178,19 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
     # --- container groups ------------------------------------------------------------------
 
     def put_group(self, sub: str, rg: str, name: str, location: str, body: Mapping[str, Any],
-                  tags: Mapping[str, str], *,
-                  subnet_key: str | None = None) -> tuple[GroupRecord, bool]:
+                  tags: Mapping[str, str], *, subnet_key: str | None = None,
+                  admission: Admission | None = None,
+                  label: Callable[[str], str | None] | None = None) -> tuple[GroupRecord, bool]:
         """Create or update a container group; returns the record and whether it was created.
 
         ``subnet_key`` places a private group in a virtual network's subnet (its
         ARM id, lower case), which must exist (400 SubnetNotFound) and is then in use.
+        With ``admission``, a new group or a new body must fit the node and the
+        subscription's quotas (:func:`skiff.store.admission.admit`); with ``label``
+        (the group's uid → its DNS name label, or None), the group holds that label and
+        no other (409 DnsNameLabelInUse if another group holds it). Both are decided in
+        the transaction that writes the group, so two racing PUTs cannot both take the
+        last cores or one label.
 
         The resource group is created if missing, in the group's location. A
         new body bumps the generation and asks for a running group again
@@ -187,6 +202,7 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         plain = {k: v for k, v in body.items() if k != "tags"}
         body_json = dumps(plain)
         tags_json = dumps(dict(tags))
+        cpu, memory_gb = requests_of(plain)
         with self.write() as conn:
             now = self.now()
             rg_name = ensure_rg(conn, sub, rg, location, now)
@@ -194,16 +210,22 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
                 check_placement(conn, subnet_key)
             row = _group_row(conn, sub, rg, name)
             if row is None:
+                if admission is not None:
+                    admit(conn, admission, subscription=sub, uid=None, cpu=cpu,
+                          memory_gb=memory_gb, creating=True, now=now)
                 uid = uuid.uuid4().hex
                 conn.execute(
                     "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
                     " resource_group, name, location, body, tags, provisioning_state, desired,"
-                    " generation, error, created_at, updated_at, subnet_key)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?)",
+                    " generation, error, created_at, updated_at, subnet_key, cpu, memory_gb)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?,"
+                    " ?, ?)",
                     (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
-                     self._sealed(uid, plain), tags_json, now, now, subnet_key),
+                     self._sealed(uid, plain), tags_json, now, now, subnet_key, cpu, memory_gb),
                 )
                 record_mounts(conn, uid, plain)
+                if label is not None:
+                    claim_label(conn, uid, label(uid))
                 return self._group_by_uid(conn, uid), True
             uid = row["uid"]
             if row["desired"] == "deleted":
@@ -211,19 +233,24 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
             if location_key(row["location"]) != location_key(location):
                 raise InvalidResourceLocation(row["name"], rg_name, row["location"], location)
             if dumps(self._unsealed(row)) != body_json:
+                if admission is not None:
+                    admit(conn, admission, subscription=sub, uid=uid, cpu=cpu,
+                          memory_gb=memory_gb, creating=False, now=now)
                 conn.execute(
                     "UPDATE container_groups SET body = ?, tags = ?,"
                     " provisioning_state = 'Pending', desired = 'running',"
-                    " generation = generation + 1, error = NULL,"
-                    " updated_at = ?, subnet_key = ? WHERE uid = ?",
-                    (self._sealed(uid, plain), tags_json, now, subnet_key, uid),
+                    " generation = generation + 1, error = NULL, released = 0,"
+                    " updated_at = ?, subnet_key = ?, cpu = ?, memory_gb = ? WHERE uid = ?",
+                    (self._sealed(uid, plain), tags_json, now, subnet_key, cpu, memory_gb, uid),
                 )
                 record_mounts(conn, uid, plain)
             elif row["tags"] != tags_json:
                 conn.execute("UPDATE container_groups SET tags = ?, updated_at = ? WHERE uid = ?",
                              (tags_json, now, uid))
-            else:
+            elif label is None:
                 return self._record(row), False
+            if label is not None:
+                claim_label(conn, uid, label(uid))
             return self._group_by_uid(conn, uid), False
 
     def get_group(self, sub: str, rg: str, name: str) -> GroupRecord | None:
@@ -247,6 +274,36 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         ``after``. Pages are keyed, not counted: a group created or deleted
         between two calls neither repeats nor hides another one.
         """
+        rows, marker = self._group_page("*", sub, rg, limit, after)
+        return [self._record(row) for row in rows], marker
+
+    def list_group_stamps(self, sub: str | None, rg: str | None = None, *, limit: int = 100,
+                          after: str | None = None) -> tuple[list[GroupStamp], str | None]:
+        """One page as :meth:`list_groups` gives it, each group only as what tells its
+        versions apart (no body read): for a caller that keeps what it made of each."""
+        rows, marker = self._group_page(
+            "uid, generation, updated_at, provisioning_state, desired, tags, subscription,"
+            " rg_key, name_key", sub, rg, limit, after)
+        return [GroupStamp(row["uid"], row["generation"], row["updated_at"],
+                           row["provisioning_state"], row["desired"], row["tags"])
+                for row in rows], marker
+
+    def groups_by_uid(self, uids: Collection[str]) -> dict[str, GroupRecord]:
+        """The groups of ``uids`` that exist, by uid."""
+        found: dict[str, GroupRecord] = {}
+        wanted = list(uids)
+        with self.read() as conn:
+            for at in range(0, len(wanted), 500):  # SQLite's bound on variables
+                chunk = wanted[at:at + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT * FROM container_groups"  # noqa: S608
+                                        f" WHERE uid IN ({marks})", chunk):
+                    found[row["uid"]] = self._record(row)
+        return found
+
+    def _group_page(self, columns: str, sub: str | None, rg: str | None, limit: int,
+                    after: str | None) -> tuple[list[sqlite3.Row], str | None]:
+        """The rows (``columns``, with the ordering keys) of one page, and the next's marker."""
         sub = None if sub is None else subscription_key(sub)
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be within 1..{_MAX_PAGE}, not {limit}")
@@ -263,14 +320,14 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self.read() as conn:
             rows = conn.execute(
-                f"SELECT * FROM container_groups {where}"  # noqa: S608 (fixed clauses only)
+                f"SELECT {columns} FROM container_groups {where}"  # noqa: S608 (fixed clauses)
                 " ORDER BY subscription, rg_key, name_key LIMIT ?", (*params, limit + 1),
             ).fetchall()
-        page = [self._record(row) for row in rows[:limit]]
         if len(rows) <= limit:
-            return page, None
+            return rows, None
         last = rows[limit - 1]
-        return page, encode_marker(last["subscription"], last["rg_key"], last["name_key"])
+        return rows[:limit], encode_marker(last["subscription"], last["rg_key"],
+                                           last["name_key"])
 
     def update_tags(self, sub: str, rg: str, name: str,
                     tags: Mapping[str, str]) -> GroupRecord | None:
@@ -286,13 +343,16 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
                          (dumps(dict(tags)), self.now(), row["uid"]))
             return self._group_by_uid(conn, row["uid"])
 
-    def set_desired(self, sub: str, rg: str, name: str, desired: str) -> GroupRecord | None:
+    def set_desired(self, sub: str, rg: str, name: str, desired: str, *,
+                    admission: Admission | None = None) -> GroupRecord | None:
         """Ask for a running, stopped or deleted group; bumps the generation.
 
         Each call is a change for the engine to act on, even to the same
         state: ``"running"`` on a running group is a restart. ``"deleted"``
         also sets ``Deleting``; a group being deleted refuses anything else
-        (409) and takes ``"deleted"`` again as a no-op.
+        (409) and takes ``"deleted"`` again as a no-op. With ``admission``, a group
+        that holds no capacity (stopped, ended) must fit again to run, and a delete
+        must fit the subscription's rate of deletes.
         """
         sub = subscription_key(sub)
         if desired not in DESIRED_STATES:
@@ -305,11 +365,19 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
                 if desired == "deleted":
                     return self._record(row)
                 raise ContainerGroupBeingDeleted(row["name"])
+            now = self.now()
+            if admission is not None and desired == "deleted":
+                count_event(conn, admission, subscription=row["subscription"], kind="delete",
+                            now=now)
+            holds = row["desired"] == "running" and not row["released"]
+            if admission is not None and desired == "running" and not holds:
+                admit(conn, admission, subscription=row["subscription"], uid=row["uid"],
+                      cpu=row["cpu"], memory_gb=row["memory_gb"], creating=False, now=now)
             state = "Deleting" if desired == "deleted" else row["provisioning_state"]
             conn.execute(
                 "UPDATE container_groups SET desired = ?, provisioning_state = ?,"
-                " generation = generation + 1, updated_at = ? WHERE uid = ?",
-                (desired, state, self.now(), row["uid"]),
+                " generation = generation + 1, released = 0, updated_at = ? WHERE uid = ?",
+                (desired, state, now, row["uid"]),
             )
             return self._group_by_uid(conn, row["uid"])
 
@@ -321,10 +389,15 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
         that the result of reconciling an older generation cannot overwrite
         newer desired state. Returns whether it applied.
         """
-        sql = "UPDATE container_groups SET provisioning_state = ?, error = ?, updated_at = ?" \
-              " WHERE uid = ?"
+        # A failed deployment holds nothing more (its generation has ended).
+        # A failed deployment holds nothing more (its generation has ended); a finished
+        # one is settled: the engine's view now tells of this generation.
+        sql = "UPDATE container_groups SET provisioning_state = ?, error = ?, updated_at = ?," \
+              " released = released OR ?," \
+              " settled = CASE WHEN ? THEN generation ELSE settled END WHERE uid = ?"
         params: tuple[object, ...] = (state, None if error is None else dumps(dict(error)),
-                                      self.now(), uid)
+                                      self.now(), state == "Failed",
+                                      state in ("Succeeded", "Failed"), uid)
         if generation is not None:
             sql += " AND generation = ?"
             params += (generation,)
@@ -390,39 +463,6 @@ class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
     def _group_by_uid(self, conn: sqlite3.Connection, uid: str) -> GroupRecord:
         return self._record(conn.execute("SELECT * FROM container_groups WHERE uid = ?",
                                          (uid,)).fetchone())
-
-    # --- DNS name labels -------------------------------------------------------------------
-
-    def claim_dns_label(self, label: str, group_uid: str) -> bool:
-        """Take ``label`` (any case) for the group; False if another group holds it.
-
-        Claiming a label the group already holds is True. Raises
-        :class:`~skiff.errors.GroupNotFound` for an unknown group.
-        """
-        with self.write() as conn:
-            if conn.execute("SELECT 1 FROM container_groups WHERE uid = ?",
-                            (group_uid,)).fetchone() is None:
-                raise GroupNotFound(f"no container group {group_uid} in the store")
-            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
-                               (name_key(label),)).fetchone()
-            if row is not None:
-                return bool(row["group_uid"] == group_uid)
-            conn.execute("INSERT INTO dns_labels (label, group_uid) VALUES (?, ?)",
-                         (name_key(label), group_uid))
-            return True
-
-    def release_dns_labels(self, group_uid: str) -> None:
-        """Free every label the group holds."""
-        with self.write() as conn:
-            conn.execute("DELETE FROM dns_labels WHERE group_uid = ?", (group_uid,))
-
-    def dns_label_holder(self, label: str) -> str | None:
-        """The uid of the group holding ``label`` (any case), or None."""
-        with self.read() as conn:
-            row = conn.execute("SELECT group_uid FROM dns_labels WHERE label = ?",
-                               (name_key(label),)).fetchone()
-        return None if row is None else str(row["group_uid"])
-
 
 # --- helpers, run inside a caller's transaction ----------------------------------------------
 

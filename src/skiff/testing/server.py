@@ -29,6 +29,7 @@ from skiff.settings import (
     DnsSettings,
     FilesSettings,
     NetworkSettings,
+    QuotaSettings,
     RuntimeSettings,
     Settings,
 )
@@ -73,7 +74,8 @@ def wait_port(port: int, timeout_s: float = 15) -> None:
 def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float = 1,
                    dns_listen: str | None = None,
                    allow: Sequence[str] = (), files: bool = False,
-                   api_for_groups: bool = False) -> Iterator[RunningServer]:
+                   api_for_groups: bool = False,
+                   quotas: QuotaSettings | None = None) -> Iterator[RunningServer]:
     """Serve a skiff on ``data_root``; stop it and clean up after.
 
     ``dns_listen`` (``HOST:PORT``): serve name labels over DNS there too. ``allow``:
@@ -81,7 +83,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
     ``skiff serve --allow-local-endpoint`` says. ``files``: serve the Azure Files data
     plane too, on a free loopback port (accounts' ``primaryEndpoints.file`` name it).
     ``api_for_groups``: the groups reach the API at their gateway, as ``skiff serve
-    --api-for-groups`` lets them.
+    --api-for-groups`` lets them. ``quotas``: the subscriptions' (ACI's defaults if None).
     """
     port = free_port()
     files_sock, files_listen = bind("127.0.0.1:0") if files else (None, None)
@@ -91,7 +93,8 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
                                                 allow_local_endpoints=tuple(allow)),
                         runtime=RuntimeSettings(stop_grace_s=stop_grace_s),
                         dns=DnsSettings(listen=dns_listen),
-                        files=FilesSettings(listen=files_listen))
+                        files=FilesSettings(listen=files_listen),
+                        quotas=quotas or QuotaSettings())
     try:
         server = build(settings, file_endpoint=lambda account: files_endpoint(settings, account))
     except BaseException:

@@ -1,0 +1,83 @@
+"""Listing container groups: each group's answer made once per version, not per request.
+
+A list answers up to a page of groups, and a client that follows ``nextLink`` reads all
+of them: 1,000 groups cost 1,000 body reads (JSON, secrets unsealed), model validations,
+renders and encodings per listing, most of a listing's time. Yet a group's list answer
+changes only when the group does: a new body comes with a new generation, and every
+other change (its state, its desired state, its tags) is in its
+:class:`~skiff.store.records.GroupStamp`, read without the body. So each rendered group
+is kept as JSON bytes under its stamp and its address (a list shows the address the
+engine gave it), and a listing reads the stamps, renders only the groups it has not
+seen in that version, and joins the bytes.
+
+A group that names user-assigned identities is not kept: its answer shows each
+identity's ids, which live outside the group (a deleted identity changes it).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from skiff.store import GroupRecord
+from skiff.store.records import GroupStamp
+
+#: Rendered groups kept: enough for several listings of 1,000 groups (a few KB each).
+CAPACITY = 10_000
+
+#: A group's key: its stamp and its address.
+Key = tuple[GroupStamp, str | None]
+
+
+def encode(value: Any) -> bytes:
+    """JSON as Starlette's JSONResponse writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+
+
+class Renders:
+    """The rendered groups, by version (least recently used dropped first); thread-safe."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._kept: OrderedDict[Key, tuple[str, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def page(self, stamps: Sequence[GroupStamp], addresses: dict[str, str],
+             read: Callable[[list[str]], dict[str, GroupRecord]],
+             render: Callable[[GroupRecord, str | None], dict[str, Any]]
+             ) -> list[tuple[str, bytes]]:
+        """Each group of ``stamps`` as (its ARM id, its answer's JSON), in order; those not
+        kept are read (``read``: uids → records) and rendered. A group gone meanwhile is
+        left out."""
+        keys = [(stamp, addresses.get(stamp.uid)) for stamp in stamps]
+        with self._lock:
+            found = {key: self._kept[key] for key in keys if key in self._kept}
+            for key in found:
+                self._kept.move_to_end(key)
+        missing = [key for key in keys if key not in found]
+        records = read([stamp.uid for stamp, _ in missing]) if missing else {}
+        made: dict[Key, tuple[str, bytes]] = {}
+        for key in missing:
+            record = records.get(key[0].uid)
+            if record is None:
+                continue  # deleted since the stamps were read
+            rendered = render(record, key[1])
+            made[key] = (str(rendered["id"]), encode(rendered))
+            if "identity" in rendered or not _same(record, key[0]):
+                continue  # not kept: see the module's docstring; or changed meanwhile
+            with self._lock:
+                self._kept[key] = made[key]
+                while len(self._kept) > self.capacity:
+                    self._kept.popitem(last=False)
+        return [found.get(key) or made[key] for key in keys if key in found or key in made]
+
+
+def _same(record: GroupRecord, stamp: GroupStamp) -> bool:
+    """Whether ``record`` is the version ``stamp`` tells of."""
+    return (record.generation, record.updated_at, record.provisioning_state,
+            record.desired) == (stamp.generation, stamp.updated_at, stamp.provisioning_state,
+                                stamp.desired) and record.tags == json.loads(stamp.tags)
