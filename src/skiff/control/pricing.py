@@ -1,0 +1,64 @@
+"""Pricing: the store's usage spans, cut by a cost query's periods and priced.
+
+A span's seconds within a period, times its requests, are its usage of each of
+ACI's meters (vCPU-seconds, GB-seconds, GPU-seconds); times the price sheet's
+price per second of each (:class:`~skiff.settings.PriceSheet`: ACI's published
+Linux pay-as-you-go prices for East US by default,
+https://azure.microsoft.com/pricing/details/container-instances/), its cost. An open
+span counts until now, so a running group's cost grows as it runs. Amounts are summed
+exactly and rounded once per row, as Cost Management shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from skiff.models.costs import COST_COLUMNS, CostQuery, bucket_edges
+from skiff.settings import PriceSheet
+from skiff.store.usage import Span
+
+
+def meters(span: Span, prices: PriceSheet) -> list[tuple[str, float, float]]:
+    """(meter, quantity per second, price per second) of what ``span`` bills."""
+    wanted = span.requests
+    found = [("vCPU Duration", wanted.cpu, prices.vcpu_second),
+             ("Memory Duration", wanted.memory_gb, prices.gb_second)]
+    if wanted.gpu:
+        found.append(("GPU Duration", float(wanted.gpu), prices.gpu_second))
+    return found
+
+
+def _dimension(span: Span, name: str, meter: str) -> str:
+    if name == "ResourceId":
+        return span.resource_id.lower()
+    if name == "Meter":
+        return meter
+    return span.resource_group.lower()  # ResourceGroup, ResourceGroupName
+
+
+def cost_rows(query: CostQuery, spans: Iterable[Span], prices: PriceSheet,
+              now: float) -> list[list[Any]]:
+    """The answer's rows: per period and grouping, each aggregation summed, then the
+    period's date (unless granularity None), the groupings' values and the currency."""
+    sums: dict[tuple[Any, ...], list[float]] = {}
+    edges = bucket_edges(query)
+    for span in spans:
+        for start, end, date in edges:
+            seconds = span.seconds(start, end, now)
+            if seconds <= 0:
+                continue
+            for meter, per_second, price in meters(span, prices):
+                quantity = seconds * per_second
+                key = (date, *(_dimension(span, d, meter) for d in query.grouping))
+                totals = sums.setdefault(key, [0.0] * len(query.aggregations))
+                for i, column in enumerate(query.aggregations):
+                    totals[i] += quantity * price if column in COST_COLUMNS else quantity
+    rows = []
+    for key in sorted(sums, key=lambda k: tuple("" if v is None else str(v) for v in k)):
+        date, groups = key[0], list(key[1:])
+        row: list[Any] = [round(v, 10) for v in sums[key]]
+        if query.granularity != "None":
+            row.append(date)
+        rows.append(row + groups + [prices.currency])
+    return rows
