@@ -330,7 +330,8 @@ def test_the_cost_query_answers_as_cost_management(http: InProcessClient,
     assert [c["name"] for c in doc["properties"]["columns"]] == [
         "Cost", "UsageDate", "ResourceGroupName", "Currency"]
     [row] = doc["properties"]["rows"]
-    assert row[0] > 0 and row[2:] == ["rg", "USD"]
+    assert row[0] > 0
+    assert row[2:] == ["rg", "USD"]
     assert row[1] == int(datetime.fromtimestamp(plane.store.now(), UTC).strftime("%Y%m%d"))
     at_rg = http.post(f"{RG}/{COSTS}".replace("resourceGroups", "resourcegroups").replace(
         "Microsoft.CostManagement", "microsoft.costmanagement"), json=body)
@@ -373,10 +374,12 @@ def test_skiff_usage_show_prints_each_groups_seconds_and_cost(
     [row] = list(csv.DictReader(io.StringIO(run("-g", "rg", "-o", "csv"))))
     assert (row["Name"], row["vCPUSeconds"]) == ("g", "5.0")
     table = run("--granularity", "daily")
-    assert "vCPUSeconds" in table.splitlines()[0] and "Date" in table
+    assert "vCPUSeconds" in table.splitlines()[0]
+    assert "Date" in table
     assert json.loads(run("-g", "other", "-o", "json")) == []
     bad = CliRunner().invoke(main, ["usage", "show", "--start", "soon"], obj=factory)
-    assert bad.exit_code == 2 and "--start" in bad.output
+    assert bad.exit_code == 2
+    assert "--start" in bad.output
 
 
 def test_skiff_usage_show_help_says_how_usage_is_metered() -> None:

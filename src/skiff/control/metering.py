@@ -78,7 +78,9 @@ class Meter:
             span = self.store.open_span_of(uid)
             if span is not None and not _survived(view, span.last_seen):
                 self.store.close_span(uid, None)
-        self.store.open_span(record, self.clock())
+        now = self.clock()
+        self.store.open_span(record, now)
+        self.store.advance_spans([uid], now)  # its containers run: seen so, after a crash
 
     def ended(self, uid: str) -> None:
         """Group ``uid`` was stopped, deleted or failed: bill it no more."""
