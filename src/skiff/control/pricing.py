@@ -11,6 +11,7 @@ exactly and rounded once per row, as Cost Management shows them.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,8 +44,11 @@ def cost_rows(query: CostQuery, spans: Iterable[Span], prices: PriceSheet,
     period's date (unless granularity None), the groupings' values and the currency."""
     sums: dict[tuple[Any, ...], list[float]] = {}
     edges = bucket_edges(query)
+    starts = [start for start, _, _ in edges]
     for span in spans:
-        for start, end, date in edges:
+        until = span.ended_at if span.ended_at is not None else max(now, span.last_seen)
+        first = max(0, bisect.bisect_right(starts, span.started_at) - 1)
+        for start, end, date in edges[first:bisect.bisect_left(starts, until)]:
             seconds = span.seconds(start, end, now)
             if seconds <= 0:
                 continue
