@@ -223,6 +223,7 @@ def query(**dataset: Any) -> dict[str, Any]:
     (query(grouping=[{"type": "Dimension", "name": "Tenant"}]), "grouping dimension"),
     (query(grouping=[{"type": "TagKey", "name": "x"}]), "grouping type"),
     (query(filter={"dimensions": {"name": "ResourceGroup"}}), "filter is not supported"),
+    (query(configuration={"columns": ["x"]}), "configuration is not supported"),
 ])
 def test_a_bad_query_is_a_400_naming_what_is_wrong(body: Any, fragment: str) -> None:
     """What Cost Management refuses is an ARM 400 BadRequest saying why."""
@@ -389,3 +390,30 @@ def test_skiff_usage_show_help_says_how_usage_is_metered() -> None:
     for word in ("--resource-group", "--start", "--end", "--granularity", "csv"):
         assert word in result.output
     assert GROUPS  # the routes' module is shared with the API tests
+
+
+def test_serve_takes_a_price_sheet_and_a_meter_interval(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    """``skiff serve --prices FILE --meter-interval 2`` reaches UsageSettings (a key left
+    out keeps its default); a sheet with an unknown key or a price that is no number is a
+    usage error naming --prices."""
+    import skiff.server
+    from skiff.settings import Settings
+
+    started: list[Settings] = []
+    monkeypatch.setattr(skiff.server, "serve", started.append)
+    sheet = tmp_path / "prices.json"
+    sheet.write_text(json.dumps({"currency": "EUR", "vcpuSecond": 0.00001}))
+    result = CliRunner().invoke(main, ["serve", "--prices", str(sheet),
+                                       "--meter-interval", "2"])
+    assert result.exit_code == 0, result.output
+    usage = started[0].usage
+    assert (usage.interval_s, usage.prices.currency, usage.prices.vcpu_second) == (
+        2.0, "EUR", 0.00001)
+    assert usage.prices.gb_second == PriceSheet().gb_second
+    for bad in ({"vcpuSecond": "free"}, {"cost": 1}, {"gbSecond": -1}, []):
+        sheet.write_text(json.dumps(bad))
+        refused = CliRunner().invoke(main, ["serve", "--prices", str(sheet)])
+        assert refused.exit_code == 2, bad
+        assert "--prices" in refused.output
+    assert len(started) == 1

@@ -19,6 +19,33 @@ from skiff.models.costs import COST_COLUMNS, CostQuery, bucket_edges
 from skiff.settings import PriceSheet
 from skiff.store.usage import Span
 
+#: A price sheet file's keys (``skiff serve --prices``), by PriceSheet's fields.
+SHEET_KEYS = {"currency": "currency", "region": "region", "vcpuSecond": "vcpu_second",
+              "gbSecond": "gb_second", "gpuSecond": "gpu_second"}
+
+
+def price_sheet(doc: Any) -> PriceSheet:
+    """A price sheet from a JSON object (``{"currency": "EUR", "vcpuSecond": 0.00001,
+    "gbSecond": 0.000001, ...}``; a key left out keeps its default); ValueError saying
+    what is wrong."""
+    if not isinstance(doc, dict):
+        raise ValueError("a price sheet is a JSON object")
+    unknown = sorted(set(doc) - set(SHEET_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; known: {', '.join(SHEET_KEYS)}")
+    fields: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in ("currency", "region"):
+            if not isinstance(value, str) or not value.strip() or len(value) > 40:
+                raise ValueError(f"{key} must be a short text")
+            fields[SHEET_KEYS[key]] = value.strip()
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 0 <= value < 1e6:
+                raise ValueError(f"{key} must be a number of at least 0 (a price per second)")
+            fields[SHEET_KEYS[key]] = float(value)
+    return PriceSheet(**fields)
+
 
 def meters(span: Span, prices: PriceSheet) -> list[tuple[str, float, float]]:
     """(meter, quantity per second, price per second) of what ``span`` bills."""

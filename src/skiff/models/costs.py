@@ -116,6 +116,10 @@ def parse_query(body: Any, now: float) -> CostQuery:
     if dataset.get("filter") is not None:
         raise _bad("dataset.filter is not supported by skiff; group by ResourceId or "
                    "ResourceGroupName instead, or query at the resource group's scope.")
+    unknown = sorted(str(k)[:40] for k in dataset
+                     if k not in ("granularity", "aggregation", "grouping", "filter"))
+    if unknown:
+        raise _bad(f"dataset.{unknown[0]} is not supported by skiff.")
     granularity = _pick(dataset.get("granularity", "None"), GRANULARITIES, "granularity")
     aggregation = dataset.get("aggregation") or {"totalCost": {"name": "PreTaxCost",
                                                                "function": "Sum"}}
