@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from click.testing import CliRunner
 from fastapi import FastAPI
 
-from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.cli.main import main
 from skiff.client import SkiffClient
@@ -30,10 +29,15 @@ from skiff.settings import PriceSheet
 from skiff.store import Store
 from skiff.store.usage import Requests, requests_of
 from skiff.testing.fake import FakeEngine
-from skiff.testing.inprocess import BASE, InProcessClient, fake_plane
+from skiff.testing.inprocess import BASE, InProcessClient
+from tests.unit import test_metrics_api
 from tests.unit.test_api_routes import GROUPS, RG, SUB, create
 from tests.unit.test_cli_storage import PortalTransport
 from tests.unit.test_control_converge import Clock, current, desire, put
+
+# The in-process plane and API of the metrics tests, a token of SUB's in ``http``.
+plane, portal, app, http = (test_metrics_api.plane, test_metrics_api.portal,
+                            test_metrics_api.app, test_metrics_api.http)
 
 T0 = 1_700_000_000.0  # the converge tests' clock: 2023-11-14T22:13:20Z
 COSTS = "providers/Microsoft.CostManagement/query?api-version=2023-03-01"
@@ -288,29 +292,6 @@ def test_costs_are_priced_per_meter_cut_by_day_and_grouped(store: Store,
 
 
 # ---- the routes and the CLI ----------------------------------------------------------------
-
-
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    with fake_plane(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def portal() -> Iterator[BlockingPortal]:
-    with start_blocking_portal() as running:
-        yield running
-
-
-@pytest.fixture
-def app(plane: ControlPlane) -> FastAPI:
-    return create_app(plane)
-
-
-@pytest.fixture
-def http(plane: ControlPlane, app: FastAPI, portal: BlockingPortal) -> InProcessClient:
-    _, secret = plane.store.create_token(SUB, "tests")
-    return InProcessClient(portal, app, secret)
 
 
 def test_the_cost_query_answers_as_cost_management(http: InProcessClient,

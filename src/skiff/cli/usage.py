@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from skiff.cli.common import AzCommand, handle_errors, new_client
+from skiff.cli.monitor import parse_time
 from skiff.cli.output import emit
 from skiff.client import SkiffClient
 
@@ -27,14 +28,7 @@ _QUANTITY = {"vCPU Duration": "vCPUSeconds", "Memory Duration": "GBSeconds",
 
 
 def _date(text: str, option: str) -> str:
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a date (yyyy-mm-dd) or date and time "
-                                 "(yyyy-mm-ddThh:mm:ss, UTC without an offset)",
-                                 param_hint=option) from None
-    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return parse_time(text, option).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def definition(start: str | None, end: str | None, granularity: str) -> dict[str, Any]:

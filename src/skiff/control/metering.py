@@ -26,36 +26,32 @@ that ended meanwhile has its span closed when its last container ended.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 
+from skiff.control.periodic import Periodic
 from skiff.core.engine import Engine
 from skiff.core.metrics import GroupPhase
 from skiff.core.view import GroupView
-from skiff.errors import SkiffError
 from skiff.store import GroupRecord, Store
-
-log = logging.getLogger(__name__)
 
 #: The engine's states in which a group is billed (pulling, starting, running).
 BILLED = frozenset({"Pending", "Running"})
 
 
-class Meter:
+class Meter(Periodic[None]):
     """Keeps the store's usage spans true to the groups' lifecycle (a thread once
     :meth:`start` ed; :meth:`tick` for a caller's own pace)."""
 
+    thread_name = "skiff-meter"
+    doing = "metering the groups' usage"
+
     def __init__(self, store: Store, engine: Engine, *, interval_s: float = 5.0,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(interval_s)
         self.store = store
         self.engine = engine
-        self.interval_s = interval_s
         self.clock = clock
-        self._stop = threading.Event()
-        self._round = threading.Lock()
-        self._thread: threading.Thread | None = None
         #: Groups the loop has run in this process (a span of another is a crash's).
         self._seen: set[str] = set()
 
@@ -92,44 +88,25 @@ class Meter:
     def tick(self) -> None:
         """One round: close the spans of groups that ended, advance the others'. A group
         the engine does not know yet (not adopted since a start) is left as it is."""
-        with self._round:
-            phases = self._phases()
-            now = self.clock()
-            going = []
-            for span in self.store.open_spans():
-                found = phases.get(span.group_uid)
-                if found is None or span.group_uid not in self._seen:
-                    continue
-                if found.state in BILLED:
-                    going.append(span.group_uid)
-                elif found.ended_at is not None and found.ended_at >= span.started_at:
-                    self.store.close_span(span.group_uid, found.ended_at)
-                # Stopped, or failed as a whole: the loop decided it, and closes the span
-            self.store.advance_spans(going, now)
+        self.run_round()
+
+    def _round(self) -> None:
+        phases = self._phases()
+        now = self.clock()
+        going = []
+        for span in self.store.open_spans():
+            found = phases.get(span.group_uid)
+            if found is None or span.group_uid not in self._seen:
+                continue
+            if found.state in BILLED:
+                going.append(span.group_uid)
+            elif found.ended_at is not None and found.ended_at >= span.started_at:
+                self.store.close_span(span.group_uid, found.ended_at)
+            # Stopped, or failed as a whole: the loop decided it, and closes the span
+        self.store.advance_spans(going, now)
 
     def _phases(self) -> dict[str, GroupPhase]:
         return self.engine.phases()
-
-    def start(self) -> None:
-        """Meter in a thread until :meth:`stop`."""
-        if self.interval_s <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="skiff-meter", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.tick()
-            except SkiffError as exc:
-                log.warning("metering the groups' usage failed: %s", exc)
-            except Exception:  # the meter must outlive anything one round meets
-                log.exception("metering the groups' usage failed")
 
 
 def _ended_at(view: GroupView) -> float | None:
