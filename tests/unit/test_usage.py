@@ -392,7 +392,8 @@ def test_serve_takes_a_price_sheet_and_a_meter_interval(monkeypatch: pytest.Monk
     assert (usage.interval_s, usage.prices.currency, usage.prices.vcpu_second) == (
         2.0, "EUR", 0.00001)
     assert usage.prices.gb_second == PriceSheet().gb_second
-    for bad in ({"vcpuSecond": "free"}, {"cost": 1}, {"gbSecond": -1}, []):
+    sheets: list[object] = [{"vcpuSecond": "free"}, {"cost": 1}, {"gbSecond": -1}, []]
+    for bad in sheets:
         sheet.write_text(json.dumps(bad))
         refused = CliRunner().invoke(main, ["serve", "--prices", str(sheet)])
         assert refused.exit_code == 2, bad
