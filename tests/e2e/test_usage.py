@@ -1,9 +1,12 @@
 """Usage is billed as ACI bills it, through a real `skiff serve`: a group running 10 s bills
 10 ± 1 s of its vCPU and GB; stop/start with a SIGKILL of the server in between, and a
-SIGKILL while it runs (its containers live on under conmon), are counted right."""
+SIGKILL while it runs (its containers live on under conmon), are counted right; a reboot
+loses at most the meter's period (the crash window, measured)."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from skiff.settings import Settings
 from skiff.testing.catalog import BuiltImages
+from skiff.testing.reboot import reboot
 from skiff.testing.waiting import eventually
 from tests.e2e.test_crash import API, GROUPS, SUB, Serve, _body, _settled
 from tests.e2e.test_crash import serve as serve  # the fixture: a server killed at will
@@ -110,3 +115,36 @@ def test_stop_start_and_sigkills_are_counted_right(serve: Serve, images: BuiltIm
     print(f"billed {total:.2f} s of {wall:.2f} s")
     assert total <= wall
     assert wall - total <= 1, (total, wall)
+
+
+def test_a_reboot_loses_at_most_the_meter_period(serve: Serve, images: BuiltImages) -> None:
+    """The crash window, measured: a group runs 8 s, the server is SIGKILLed and the node
+    rebooted (its containers die with it). At the next start the group runs again: its
+    first span ends at the meter's last round before the kill (lost: at most the meter's
+    5 s), a second span begins after the restart, and nothing of the downtime is billed."""
+    serve.start()
+    client = serve.client()
+    begun = time.time()
+    assert client.put(f"{GROUPS}/boot{API}", json=body(images)).status_code == 201
+    _settled(client, "boot")
+    time.sleep(max(0.0, begun + 8 - time.time()))
+    serve.kill()
+    killed = time.time()
+    reboot(Settings(data_root=serve.root))
+    serve.start()
+    client = serve.client()
+    eventually(lambda: _settled(client, "boot")["properties"]["instanceView"]["state"]
+               == "Running", what="the group runs again", timeout_s=60)
+    ended = run_until(client, "boot", time.time(), 2)
+    total = seconds(client, "boot")
+    with contextlib.closing(sqlite3.connect(serve.root / "skiff.db")) as db:
+        spans = db.execute("SELECT started_at, ended_at FROM usage_spans ORDER BY id").fetchall()
+    [(first_start, first_end), (second_start, second_end)] = spans
+    lost = killed - first_end
+    print(f"crash window: {lost:.2f} s lost of {killed - first_start:.2f} s before the kill; "
+          f"down {second_start - killed:.2f} s, not billed")
+    assert 0 <= lost <= 5 + 1
+    assert first_start >= begun
+    assert killed < second_start < second_end <= ended
+    assert total == pytest.approx((first_end - first_start) + (second_end - second_start),
+                                  abs=1e-3)
