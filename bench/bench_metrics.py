@@ -2,13 +2,14 @@
 
 Run as root: ``python3 bench/bench_metrics.py [--groups 200] [--window 60] [--hours 24]``.
 
-- Sampling: N single-container groups run on this node's engine (runc, busybox
-  sleepers). For ``--window`` seconds the process runs with sampling off (the
-  baseline), then as long with the sampler on at its default 15 s (plus rounds back
-  to back, to time one round well). Reported: one round's CPU time (the sampler
-  thread's own, median), that as a share of one core at a 15 s interval (target
-  <= 2 %), the process's CPU share in each window, and its RSS after each (the
-  difference: target <= 20 MB).
+- Sampling and metering: N single-container groups run on this node's engine (runc,
+  busybox sleepers), each deployed through the meter's hooks with a usage span in a real
+  store (SQLite). For ``--window`` seconds the process runs with sampling and metering
+  off (the baseline), then as long with the sampler on at its default 15 s and the meter
+  at its default 5 s (plus rounds back to back, to time one round of each well).
+  Reported: one round's CPU time of each (its thread's own, median), their sum as a
+  share of one core at their intervals (target <= 2 %), the process's CPU share in each
+  window, and its RSS after each (the difference: target <= 20 MB).
 - Query: a time-series file holding ``--hours`` of 15 s samples for the N groups
   (one container each, and their network), read through the real API route in
   process: ``Microsoft.Insights/metrics`` over the last 24 h at PT1M, CpuUsage and
@@ -30,8 +31,10 @@ import time
 import uuid
 from pathlib import Path
 
+from skiff.control.metering import Meter
 from skiff.control.sampling import Sampler
 from skiff.core.spec import Container, GroupSpec, Resources
+from skiff.store import Store
 from skiff.store.timeseries import MetricsFile, Point
 
 SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
@@ -61,14 +64,21 @@ def sampling(groups: int, window_s: float) -> None:
     work = Path(tempfile.mkdtemp(prefix="skiff-bench-metrics-"))
     try:
         with (supervising(Settings(data_root=work / "root"), pool_size=4) as engine,
-              cached_busybox(engine, work) as image):
+              cached_busybox(engine, work) as image, Store(work / "skiff.db") as store):
+            store.put_resource_group("bench", "rg", "local", {})
+            meter = Meter(store, engine, interval_s=5.0)
             ids = []
-            for _ in range(groups):
-                spec = GroupSpec(id=uuid.uuid4().hex, name="m" + uuid.uuid4().hex[:8],
+            for i in range(groups):
+                record, _ = store.put_group("bench", "rg", f"m{i}", "local", {
+                    "location": "local", "properties": {"containers": [{"name": "c",
+                        "properties": {"resources": {"requests": {"cpu": 0.01,
+                                                                  "memoryInGB": 0.02}}}}]}}, {})
+                spec = GroupSpec(id=record.uid, name=record.name,
                                  containers=(Container(name="c", image=image, command=SLEEPER,
                                                        resources=Resources(cpu=0.01,
                                                                            memory_gb=0.02)),))
-                engine.run(spec)
+                meter.began(record)
+                meter.observed(record, engine.run(spec))
                 ids.append(spec.id)
             series = MetricsFile(work / "metrics.db")
             sampler = Sampler(engine, series, interval_s=15.0)
@@ -78,6 +88,7 @@ def sampling(groups: int, window_s: float) -> None:
                 off_share = (_cpu_s() - cpu0) / (time.monotonic() - t0)
                 rss_off = _rss_mb()
                 rounds: list[float] = []
+                ticks: list[float] = []
                 points = [0]
 
                 def timed() -> None:
@@ -85,16 +96,22 @@ def sampling(groups: int, window_s: float) -> None:
                         begun = time.thread_time()
                         points[0] = len(sampler.sample_once())
                         rounds.append(time.thread_time() - begun)
+                        begun = time.thread_time()
+                        meter.tick()
+                        ticks.append(time.thread_time() - begun)
 
                 worker = threading.Thread(target=timed)
                 worker.start()
                 worker.join()
                 cpu1, t1 = _cpu_s(), time.monotonic()
                 sampler.start()
+                meter.start()
                 time.sleep(window_s)
                 on_share = (_cpu_s() - cpu1) / (time.monotonic() - t1)
                 sampler.stop()
+                meter.stop()
                 rss_on = _rss_mb()
+                metered = len(store.open_spans())
             finally:
                 series.close()
             sampled = len({p for p in ids if any(s.group_id == p for s in engine.samples())})
@@ -103,10 +120,15 @@ def sampling(groups: int, window_s: float) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     p50, p90 = _p(rounds)
-    print(f"sampling {groups} running groups ({sampled} sampled, {points[0]} points a round)")
+    m50, m90 = _p(ticks)
+    print(f"sampling and metering {groups} running groups ({sampled} sampled, {points[0]} "
+          f"points a round; {metered} metered)")
     print(f"  one round, sampler thread CPU: p50 {p50 * 1e3:.1f} ms, p90 {p90 * 1e3:.1f} ms"
-          f" -> {p50 / 15.0 * 100:.2f} % of one core at 15 s (target <= 2 %)")
-    print(f"  process CPU share: sampling off {off_share * 100:.2f} %, on "
+          f" -> {p50 / 15.0 * 100:.2f} % of one core at 15 s")
+    print(f"  one round, meter thread CPU: p50 {m50 * 1e3:.1f} ms, p90 {m90 * 1e3:.1f} ms"
+          f" -> {m50 / 5.0 * 100:.2f} % of one core at 5 s")
+    print(f"  both: {(p50 / 15.0 + m50 / 5.0) * 100:.2f} % of one core (target <= 2 %)")
+    print(f"  process CPU share: sampling and metering off {off_share * 100:.2f} %, on "
           f"{on_share * 100:.2f} % of one core (ratio {on_share / max(off_share, 1e-9):.2f}x,"
           f" difference {(on_share - off_share) * 100:+.2f} points)")
     print(f"  RSS: off {rss_off:.1f} MB, on {rss_on:.1f} MB "

@@ -36,6 +36,7 @@ from skiff.api.prometheus import serve_metrics
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
+from skiff.control.metering import Meter
 from skiff.control.names import Names
 from skiff.control.reconciler import Reconciler
 from skiff.control.sampling import Sampler
@@ -91,6 +92,8 @@ class Server:
             timeout_s=self.plane.settings.runtime.stop_grace_s + SHUTDOWN_MARGIN_S)
         if self.plane.sampler is not None:
             self.plane.sampler.stop()
+        if self.plane.reconciler.meter is not None:
+            self.plane.reconciler.meter.stop()
         if self.prometheus is not None:
             self.prometheus.shutdown()
             self.prometheus.server_close()
@@ -280,8 +283,9 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     if dns is not None:
         _serve_groups(dns, engine)
     telemetry = Telemetry()
+    meter = Meter(store, engine, interval_s=settings.usage.interval_s)
     reconciler = Reconciler(store, engine, workers=settings.api.workers,
-                            names=Names(settings.dns, zone), telemetry=telemetry)
+                            names=Names(settings.dns, zone), telemetry=telemetry, meter=meter)
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
     plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage,
@@ -297,6 +301,7 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
         plane.api_hosts = relay.hosts
         plane.relay_clients = relay.client_of
     reconciler.start()
+    meter.start()
     return Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
 
 

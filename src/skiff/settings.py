@@ -429,6 +429,35 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PriceSheet:
+    """What a second of each billed resource costs (:mod:`skiff.control.pricing`).
+
+    The defaults are Azure Container Instances' published pay-as-you-go prices for Linux
+    container groups in East US (https://azure.microsoft.com/pricing/details/container-instances/:
+    $0.0405 per vCPU-hour and $0.00445 per GB-hour, per second of use); an operator sets
+    their own (``skiff serve --prices FILE``)."""
+
+    currency: str = "USD"
+    #: The region the defaults are from (shown beside costs; any text of the operator's).
+    region: str = "eastus"
+    vcpu_second: float = 0.0405 / 3600
+    gb_second: float = 0.00445 / 3600
+    #: ACI's GPU SKUs are retired; a node with GPUs sets its own price.
+    gpu_second: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageSettings:
+    """Metering container groups' usage as ACI bills it, and pricing it."""
+
+    #: Seconds between two advances of the open usage spans in the store: the most a
+    #: crash of the server can leave uncounted of a group that does not outlive it. 0: no
+    #: meter thread (spans still open and close with the groups' lifecycle).
+    interval_s: float = 5.0
+    prices: PriceSheet = field(default_factory=PriceSheet)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a skiff node needs to know."""
 
@@ -451,6 +480,7 @@ class Settings:
     dns: DnsSettings = field(default_factory=DnsSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    usage: UsageSettings = field(default_factory=UsageSettings)
 
     @property
     def shares_root(self) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from skiff.core.engine import Engine
-from skiff.core.metrics import GroupSample
+from skiff.core.metrics import GroupPhase, GroupSample
 from skiff.core.spec import Container, GroupSpec, Resources, RestartPolicy, SubnetPlacement
 from skiff.core.view import GroupView
 from skiff.engine.group.supervisor import Supervisor
@@ -180,6 +180,21 @@ def test_samples_count_running_groups_only(node: Node) -> None:
     assert after.memory_bytes is not None
     node.engine.stop(spec.id)
     assert sample() is None
+
+
+def test_phases_tell_the_meter_what_runs_and_when_a_group_ended(node: Node) -> None:
+    """phases(): a running group is Running; one that ran ``sleep 1; exit 0`` under Never
+    is Succeeded with its container's finish time; a stopped one is Stopped."""
+    running, done = group(node), group(node, "sleep 1; exit 0", policy=RestartPolicy.NEVER)
+    node.engine.run(running)
+    node.engine.run(done)
+    eventually(lambda: node.engine.phases()[running.id].state == "Running",
+               what="the running group's phase")
+    finished = eventually(lambda: node.engine.phases()[done.id], what="the group ends",
+                          until=lambda phase: phase.state == "Succeeded")
+    assert finished.ended_at == node.engine.view(done.id).containers[0].current.finish_time
+    node.engine.stop(running.id)
+    assert node.engine.phases()[running.id] == GroupPhase("Stopped")
 
 
 def test_restart_makes_new_instances(node: Node) -> None:

@@ -296,6 +296,9 @@ def request_body(method: str, path: str) -> dict[str, Any] | None:
     """A valid body for the route, so that only the tenancy check can refuse it."""
     if method not in ("PUT", "PATCH", "POST"):
         return None
+    if path.endswith("/Microsoft.CostManagement/query"):
+        return {"type": "Usage", "timeframe": "MonthToDate", "dataset": {
+            "granularity": "None", "grouping": [{"type": "Dimension", "name": "ResourceId"}]}}
     if path.endswith("/exec"):
         return {"command": "ls", "terminalSize": {"rows": 24, "cols": 80}}
     if path.endswith("/regenerateKey"):
@@ -471,7 +474,14 @@ def test_no_route_tells_a_principal_without_a_role_anything(
                 texts[1] = texts[1].replace(value, str(
                     (names | {"name": ALICE_NET if vnet else ALICE_GROUP})[key]))
             assert texts[0] == texts[1], (method, template, texts)
-        if method != "GET" and "{resource_group}" in template:
+        if template.endswith("/Microsoft.CostManagement/query") and "{resource_group}" in \
+                template:  # a read, as Azure's Reader may: her own group's usage only
+            seen = reader.request(method, real, json=request_body(method, template))
+            assert seen.status_code == 200, (method, real, seen.text)
+            assert {row[1] for row in seen.json()["properties"]["rows"]} == {
+                f"/subscriptions/{ALICE}/resourcegroups/{ALICE_RG}/providers/"
+                f"microsoft.containerinstance/containergroups/{ALICE_GROUP}"}
+        elif method != "GET" and "{resource_group}" in template:
             refused = reader.request(method, real, json=request_body(method, template))
             assert refused.status_code == 403, (method, real, refused.text)
             assert refused.json()["error"]["code"] == "AuthorizationFailed"

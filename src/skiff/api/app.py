@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skiff import __version__
 from skiff.api import (
     authorization,
+    costs,
     groups,
     identities,
     insights,
@@ -81,7 +82,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
                               "identities (Microsoft.ManagedIdentity) groups use.")
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
-                   storage.router, authorization.router, insights.router):
+                   storage.router, authorization.router, insights.router, costs.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)

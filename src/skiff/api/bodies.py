@@ -157,6 +157,28 @@ FILE_SHARE: dict[str, Any] = {
             "shareQuota": {"type": "integer", "minimum": 1, "maximum": 102400},
             "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}}}}
 
+_SUM = {"type": "object", "required": ["name", "function"], "properties": {
+    "name": {"type": "string", "enum": ["PreTaxCost", "Cost", "CostUSD", "PreTaxCostUSD",
+                                        "UsageQuantity"]},
+    "function": {"type": "string", "enum": ["Sum"]}}}
+
+COST_QUERY: dict[str, Any] = {
+    "title": "QueryDefinition", "type": "object", "required": ["type", "timeframe", "dataset"],
+    "properties": {
+        "type": {"type": "string", "enum": ["Usage", "ActualCost", "AmortizedCost"]},
+        "timeframe": {"type": "string", "enum": ["MonthToDate", "BillingMonthToDate",
+                                                 "TheLastMonth", "TheLastBillingMonth",
+                                                 "WeekToDate"]},
+        "dataset": {"type": "object", "additionalProperties": False, "properties": {
+            "granularity": {"type": "string", "enum": ["Daily", "Monthly", "None"]},
+            "aggregation": {"type": "object", "maxProperties": 2,
+                            "additionalProperties": _SUM},
+            "grouping": {"type": "array", "maxItems": 2, "items": {
+                "type": "object", "required": ["type", "name"], "properties": {
+                    "type": {"type": "string", "enum": ["Dimension"]},
+                    "name": {"type": "string", "enum": ["ResourceId", "ResourceGroup",
+                                                       "ResourceGroupName", "Meter"]}}}}}}}}
+
 
 def request_body(schema: dict[str, Any]) -> dict[str, Any]:
     """A route's ``openapi_extra``: it takes a JSON body of ``schema``."""

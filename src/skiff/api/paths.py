@@ -20,15 +20,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 _PROVIDER = "Microsoft.ContainerInstance"
 _NETWORK = "Microsoft.Network"
 _INSIGHTS = "Microsoft.Insights"
+_COSTS = "Microsoft.CostManagement"
 _WORDS = {w.lower(): w for w in (
     _NETWORK, "virtualNetworks", "subnets",
     "subscriptions", "resourceGroups", "providers", _PROVIDER, "containerGroups", "containers",
     "logs", "exec", "attach", "start", "stop", "restart", "locations", "operations", "usages",
     "capabilities", "cachedImages", "outboundNetworkDependenciesEndpoints",
-    _INSIGHTS, "metrics", "metricDefinitions",
+    _INSIGHTS, "metrics", "metricDefinitions", _COSTS, "query",
 )}
 # Positions of fixed words, by the shapes of the API's paths (None: a name).
 _SHAPES: tuple[tuple[str | None, ...], ...] = (
+    ("subscriptions", None, "resourceGroups", None, "providers", _COSTS, "query"),
+    ("subscriptions", None, "providers", _COSTS, "query"),
     ("subscriptions", None, "resourceGroups", None, "providers", _PROVIDER, "containerGroups",
      None, "providers", _INSIGHTS, "*"),
     ("subscriptions", None, "resourceGroups", None, "providers", _PROVIDER, "containerGroups",

@@ -46,6 +46,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Manage storage accounts and file shares, as `az storage` does, through "
                 "skiff's API."),
     "token": ("skiff.cli.node", "token", "Manage API tokens (on the node, in its store)."),
+    "usage": ("skiff.cli.usage", "usage",
+              "Show container groups' usage and its cost (Microsoft.CostManagement), "
+              "through skiff's API."),
 }
 
 

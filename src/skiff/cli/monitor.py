@@ -48,7 +48,9 @@ def iso_duration(span: timedelta) -> str:
     return text + ("T" + clock if clock else "") if text + clock != "P" else "PT0S"
 
 
-def _time(text: str, option: str) -> datetime:
+def parse_time(text: str, option: str) -> datetime:
+    """A date and time as az takes them (ISO 8601; UTC without an offset), or a usage
+    error naming ``option``."""
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -60,8 +62,8 @@ def _time(text: str, option: str) -> datetime:
 
 def timespan(start: str | None, end: str | None, offset: timedelta) -> str:
     """az's timespan: from the start and end given, or ``offset`` before the end (now)."""
-    end_at = _time(end, "--end-time") if end else None
-    start_at = _time(start, "--start-time") if start else None
+    end_at = parse_time(end, "--end-time") if end else None
+    start_at = parse_time(start, "--start-time") if start else None
     if start_at is None:
         end_at = end_at or datetime.now(UTC)
         start_at = end_at - offset

@@ -19,10 +19,12 @@ from skiff.settings import (
     FilesSettings,
     MetricsSettings,
     NetworkSettings,
+    PriceSheet,
     QuotaSettings,
     RuntimeSettings,
     Settings,
     ShareSettings,
+    UsageSettings,
 )
 
 #: ``--userns-remap`` given alone: 65536 ids (a whole 16-bit range, what images use)
@@ -145,6 +147,17 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
                    "start and API latency, pool sizes, containers' CPU and memory) over "
                    "plain HTTP here, without a token. Default: only on the API's address, "
                    "GET /metrics with the admin token.")
+@click.option("--meter-interval", type=click.FloatRange(min=0),
+              default=UsageSettings.interval_s, show_default=True, metavar="SECONDS",
+              help="Seconds between two rounds of the usage meter (`skiff usage show`, "
+                   "Microsoft.CostManagement/query): the most a crash of the server loses "
+                   "of a group that does not outlive it. 0: no rounds (groups are still "
+                   "billed from deployment to stop).")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE",
+              help="A JSON price sheet: {\"currency\": \"USD\", \"vcpuSecond\": ..., "
+                   "\"gbSecond\": ..., \"gpuSecond\": ...} (a key left out keeps its "
+                   "default). Default: ACI's Linux pay-as-you-go prices in East US.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           locations: str | None, dns_listen: str | None, dns_zone: str,
@@ -156,7 +169,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           group_disk_gb: float, files_listen: str, files_url: str | None,
           files_connections_per_client: int, share_overcommit: float,
           api_for_groups: bool, metrics_interval: float, metrics_listen: str | None,
-          verbose: bool) -> None:
+          meter_interval: float, prices_file: Path | None, verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -204,6 +217,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         shares = ShareSettings(overcommit=share_overcommit)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--share-overcommit") from None
+    usage = UsageSettings(interval_s=meter_interval, prices=_prices(prices_file))
     from skiff.errors import NodeBusy
 
     try:
@@ -213,7 +227,8 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         metrics = MetricsSettings(interval_s=metrics_interval, listen=metrics_listen)
         run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
                             runtime=runtime, network=network, disks=disks, files=files,
-                            shares=shares, metrics=metrics, quotas=parse_quotas(quotas)))
+                            shares=shares, metrics=metrics, quotas=parse_quotas(quotas),
+                            usage=usage))
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
     except NodeBusy as exc:
@@ -245,6 +260,20 @@ def parse_quotas(texts: tuple[str, ...]) -> QuotaSettings:
         else:
             defaults[QUOTA_FIELDS[known]] = limit
     return QuotaSettings(**defaults, subscriptions=tuple(own))
+
+
+def _prices(path: Path | None) -> PriceSheet:
+    """The price sheet of ``--prices FILE``, or the defaults."""
+    if path is None:
+        return PriceSheet()
+    import json
+
+    from skiff.control.pricing import price_sheet
+
+    try:
+        return price_sheet(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--prices") from None
 
 
 def parse_userns(text: str) -> tuple[int, int]:

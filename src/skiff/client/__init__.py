@@ -48,9 +48,11 @@ from skiff.client.monitor import INSIGHTS_PROVIDER, MonitorApi
 from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
 from skiff.client.polling import Operation, Poller, Progress
 from skiff.client.storage import STORAGE_PROVIDER, StorageApi
+from skiff.client.usage import COSTS_PROVIDER, UsageApi
 
 __all__ = [
     "API_VERSION",
+    "COSTS_PROVIDER",
     "DEFAULT_SUBSCRIPTION",
     "DEFAULT_URL",
     "IDENTITY_PROVIDER",
@@ -70,12 +72,14 @@ __all__ = [
     "Progress",
     "SkiffClient",
     "StorageApi",
+    "UsageApi",
     "WebSocketTarget",
     "error_from",
 ]
 
 
-class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi):
+class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi, UsageApi):
     """skiff's ARM API for container groups, their containers, the virtual networks
     they are placed in, the storage accounts and file shares they mount, the managed
-    identities they hold and their metrics, in the shapes of api-version 2023-05-01."""
+    identities they hold, their metrics and their usage's cost, in the shapes of
+    api-version 2023-05-01."""

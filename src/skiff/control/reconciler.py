@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from skiff.control.metering import Meter
 from skiff.control.names import Names
 from skiff.control.scrubbing import describe_failure, group_secrets
 from skiff.control.telemetry import Telemetry
@@ -66,10 +67,13 @@ class Reconciler:
 
     def __init__(self, store: Store, engine: Engine, *, workers: int = 4,
                  teardown_workers: int = 32, resync_s: float = 30.0,
-                 names: Names | None = None, telemetry: Telemetry | None = None) -> None:
+                 names: Names | None = None, telemetry: Telemetry | None = None,
+                 meter: Meter | None = None) -> None:
         self.store = store
         self.engine = engine
         self.names = names
+        #: Told when groups begin and end being billed (None: usage is not metered).
+        self.meter = meter
         #: Counts starts and their latency for the Prometheus endpoint (None: not counted).
         self.telemetry = telemetry
         self._workers = workers
@@ -266,6 +270,7 @@ class Reconciler:
         if record.desired == "deleted":
             self._withdraw(uid)
             self.engine.delete(uid)
+            self._unbill(uid)
             self._finish(record, "Succeeded")
             self.store.remove_group(uid)
             if record.subnet_key is not None:  # its network may wait for its last group
@@ -274,6 +279,7 @@ class Reconciler:
         if record.desired == "stopped":
             self._withdraw(uid)
             self._quietly(lambda: self.engine.stop(uid))
+            self._unbill(uid)
             self._finish(record, "Succeeded")
             return
         restart = any(op.kind == "restart"
@@ -289,9 +295,10 @@ class Reconciler:
             secrets = secrets_of(spec)
             if restart:
                 self._quietly(lambda: self.engine.restart(uid, spec))
-            view = self._run_or_start(uid, spec, deploying=deploying)
+            view = self._run_or_start(record, spec, deploying=deploying, restarting=restart)
         except SkiffError as exc:
             self._withdraw(uid)
+            self._unbill(uid)
             # The engine scrubs its texts; this is the second line before the store.
             error = {"code": exc.code, "message": scrub(exc.message, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
@@ -299,11 +306,14 @@ class Reconciler:
             return
         if view.failure is not None:
             self._withdraw(uid)
+            self._unbill(uid)
             error = {"code": "ContainerGroupDeploymentFailed",
                      "message": scrub(view.failure, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
             return
+        if self.meter is not None:
+            self.meter.observed(record, view)
         if self.names is not None:
             self.names.publish(record, view.ip)
         self.store.set_provisioning(uid, "Succeeded", generation=record.generation)
@@ -356,18 +366,25 @@ class Reconciler:
         if self.names is not None:
             self.names.withdraw(uid)
 
-    def _run_or_start(self, uid: str, spec: GroupSpec, *, deploying: bool) -> GroupView:
-        """Run (or start) the group; a deployment's outcome and latency are counted."""
+    def _unbill(self, uid: str) -> None:
+        if self.meter is not None:
+            self.meter.ended(uid)
+
+    def _run_or_start(self, record: GroupRecord, spec: GroupSpec, *, deploying: bool,
+                      restarting: bool = False) -> GroupView:
+        """Run (or start) the group; a deployment's outcome and latency are counted, and
+        a deployment or start is billed from here (its pull begins)."""
+        uid = record.uid
         begun = time.monotonic()
         try:
             try:
                 current = self.engine.view(uid)
             except GroupNotFound:
                 current = None
-            if current is not None and current.stopped:
-                view = self.engine.start(uid, spec)
-            else:
-                view = self.engine.run(spec)
+            starting = current is not None and current.stopped
+            if self.meter is not None and (deploying or restarting or starting):
+                self.meter.began(record)
+            view = self.engine.start(uid, spec) if starting else self.engine.run(spec)
         except SkiffError:
             if deploying and self.telemetry is not None:
                 self.telemetry.started(time.monotonic() - begun, failed=True)

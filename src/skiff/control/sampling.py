@@ -17,13 +17,12 @@ Prometheus endpoint's per-container gauges.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
+from skiff.control.periodic import Periodic
 from skiff.core.engine import Engine
 from skiff.core.metrics import GroupSample
-from skiff.errors import SkiffError
 from skiff.store.timeseries import MetricsFile, Point
 
 log = logging.getLogger(__name__)
@@ -40,31 +39,30 @@ def rate(now: int | None, before: int | None, seconds: float) -> float | None:
     return (now - before) / seconds
 
 
-class Sampler:
+class Sampler(Periodic[list[Point]]):
     """Samples ``engine`` into ``series`` every ``interval_s`` (in a thread once
     :meth:`start` ed; :meth:`sample_once` for a caller's own pace)."""
 
+    thread_name = "skiff-sampler"
+    doing = "sampling the groups' usage"
+
     def __init__(self, engine: Engine, series: MetricsFile, *, interval_s: float = 15.0,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(interval_s)
         self.engine = engine
         self.series = series
-        self.interval_s = interval_s
         self.clock = clock
         #: (group, container) → (millicores or None, memory bytes or None) of the last
         #: round, for every container sampled in it.
         self.latest: dict[tuple[str, str], tuple[float | None, int | None]] = {}
         self._last: dict[str, GroupSample] = {}
-        self._stop = threading.Event()
-        self._round = threading.Lock()  # one round at a time (the thread's, or a caller's)
-        self._thread: threading.Thread | None = None
         self._pruned = 0.0
 
     def sample_once(self) -> list[Point]:
         """One round: read, turn into rates, write; returns the points written."""
-        with self._round:
-            return self._sample()
+        return self.run_round()
 
-    def _sample(self) -> list[Point]:
+    def _round(self) -> list[Point]:
         samples = self.engine.samples()
         now = self.clock()
         points: list[Point] = []
@@ -93,24 +91,3 @@ class Sampler:
             self.series.prune(now)
             self._pruned = now
         return points
-
-    def start(self) -> None:
-        """Sample in a thread until :meth:`stop`."""
-        if self.interval_s <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="skiff-sampler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.sample_once()
-            except SkiffError as exc:
-                log.warning("sampling the groups' usage failed: %s", exc)
-            except Exception:  # the sampler must outlive anything one round meets
-                log.exception("sampling the groups' usage failed")

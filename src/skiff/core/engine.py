@@ -40,7 +40,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from skiff.core.metrics import GroupSample
+from skiff.core.metrics import GroupPhase, GroupSample
 from skiff.core.spec import GroupSpec
 from skiff.core.view import GroupView
 
@@ -106,6 +106,12 @@ class Engine(Protocol):
         memory per container, network bytes per group), read now; cheap enough to call
         every few seconds for hundreds of groups (no subprocess, no waiting on a group
         being started). Groups whose counters cannot be read are left out."""
+        ...
+
+    def phases(self) -> dict[str, GroupPhase]:
+        """Each group's state as last observed (and when a finished one ended), read
+        without observing the groups or waiting for one busy being started: the meter
+        asks every few seconds, for every group."""
         ...
 
     def stop(self, group_id: str) -> GroupView:

@@ -41,3 +41,13 @@ class GroupSample:
     #: when the namespace could not be read.
     rx_bytes: int | None = None
     tx_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class GroupPhase:
+    """Where a group stands, for metering (:meth:`skiff.core.engine.Engine.phases`): its
+    instance view's state (Pending, Running, Stopped, Succeeded, Failed) and, once its
+    containers have all ended for good (Succeeded, Failed), when the last one did."""
+
+    state: str
+    ended_at: float | None = None

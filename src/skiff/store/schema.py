@@ -328,7 +328,34 @@ CREATE TABLE quota_events (
 CREATE INDEX quota_events_by_subscription ON quota_events (subscription, kind, at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+# Version 11: usage, metered as ACI bills it (skiff.control.metering): one row per span of
+# time a group was billable, from the start of its deployment (or start) to its stop, end
+# or deletion, with the group's requests (summed over its containers) copied in: the row
+# outlives the group and its resource group, and a cost answers for what ran, as Azure's.
+# ``last_seen`` is advanced by the meter while the span is open (NULL ``ended_at``): where a
+# crash leaves a span of a group that did not survive it, the span ends there.
+_V11 = """
+CREATE TABLE usage_spans (
+    id             INTEGER PRIMARY KEY,
+    group_uid      TEXT NOT NULL,
+    subscription   TEXT NOT NULL,     -- its key (lower case)
+    rg_key         TEXT NOT NULL,
+    resource_group TEXT NOT NULL,     -- display case, as when the span began
+    name           TEXT NOT NULL,     -- the group's, display case
+    location       TEXT NOT NULL,
+    cpu            REAL NOT NULL,     -- vCPUs requested
+    memory_gb      REAL NOT NULL,     -- GB requested
+    gpu            INTEGER NOT NULL,  -- GPUs requested
+    started_at     REAL NOT NULL,
+    last_seen      REAL NOT NULL,
+    ended_at       REAL,              -- NULL: still billed
+    CHECK (ended_at IS NULL OR ended_at >= started_at)
+);
+CREATE UNIQUE INDEX usage_spans_open ON usage_spans (group_uid) WHERE ended_at IS NULL;
+CREATE INDEX usage_spans_by_rg ON usage_spans (subscription, rg_key, started_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -69,6 +69,7 @@ from skiff.store.records import (
 from skiff.store.rows import check_rg_usable, ensure_rg, insert_rg, rg_row
 from skiff.store.storage import StorageMixin, delete_accounts_of, record_mounts
 from skiff.store.tokens import TokensMixin
+from skiff.store.usage import UsageMixin
 from skiff.store.vnets import (
     VirtualNetworksMixin,
     check_placement,
@@ -85,7 +86,7 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 
 class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin,
-            IdentitiesMixin, AdmissionMixin):
+            IdentitiesMixin, AdmissionMixin, UsageMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------

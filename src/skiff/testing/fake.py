@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 
 from skiff.core.engine import NodeCapacity
-from skiff.core.metrics import ContainerSample, GroupSample
+from skiff.core.metrics import ContainerSample, GroupPhase, GroupSample
 from skiff.core.spec import GroupSpec
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine.group.validation import validate
@@ -176,6 +176,20 @@ class FakeEngine:
                 rx, tx = self.traffic.get(gid, (0.0, 0.0))
                 found.append(GroupSample(gid, now, tuple(containers),
                                          int(rx * (now - since)), int(tx * (now - since))))
+            return found
+
+    def phases(self) -> dict[str, GroupPhase]:
+        with self._lock:
+            now = self.clock()
+            found = {}
+            for gid, group in self._groups.items():
+                self._catch_up(group, now)
+                view = simulation.snapshot(group)
+                ended = None
+                if view.state in ("Succeeded", "Failed") and view.failure is None:
+                    ended = max((c.current.finish_time for c in view.containers
+                                 if c.current.finish_time is not None), default=None)
+                found[gid] = GroupPhase(view.state, ended)
             return found
 
     def stop(self, group_id: str) -> GroupView:

@@ -26,6 +26,7 @@ from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
+from skiff.control.metering import Meter
 from skiff.control.reconciler import Reconciler
 from skiff.control.sampling import Sampler
 from skiff.control.storage import StorageService, default_file_endpoint
@@ -91,7 +92,10 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     store = Store(data_root / "skiff.db")
     engine = FakeEngine(clock=clock)
     telemetry = Telemetry()
-    reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry)
+    # Usage is metered as the loop runs groups; the meter's rounds run when a test calls
+    # plane.reconciler.meter.tick().
+    meter = Meter(store, engine, interval_s=0)
+    reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry, meter=meter)
     storage = StorageService(store, FakeShareDisks(data_root / "shares"),
                              file_endpoint=default_file_endpoint(settings.api))
     plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage,

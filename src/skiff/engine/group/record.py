@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skiff.core.metrics import GroupPhase
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.spec import Container, GroupSpec
 from skiff.core.view import ContainerView, GroupView
@@ -106,13 +107,28 @@ def snapshot(group: Group) -> GroupView:
     view = group.view
     scrub_view(group)
     view.failure = group.failed_reason
-    if group.failed_reason is not None:
-        view.state = "Failed"
-    else:
-        states = [ContainerState(_state_name(v.current.state), v.current.exit_code,
-                                 v.restart_count) for v in view.containers]
-        view.state = group_state(group.spec.restart_policy, states, stopped=view.stopped)
+    view.state = current_state(group)
     return GroupView.from_json(json.loads(json.dumps(view.to_json())))
+
+
+def current_state(group: Group) -> str:
+    """The group's instance-view state from its containers' states as they stand."""
+    if group.failed_reason is not None:
+        return "Failed"
+    states = [ContainerState(_state_name(v.current.state), v.current.exit_code,
+                             v.restart_count) for v in list(group.view.containers)]
+    return group_state(group.spec.restart_policy, states, stopped=group.view.stopped)
+
+
+def phase(group: Group) -> GroupPhase:
+    """The group's state for the meter, and when its last container ended if it is done
+    (a failure of the group as a whole: when the engine gave up, not known here)."""
+    state = current_state(group)
+    ended = None
+    if state in ("Succeeded", "Failed") and group.failed_reason is None:
+        ended = max((v.current.finish_time for v in list(group.view.containers)
+                     if v.current.finish_time is not None), default=None)
+    return GroupPhase(state, ended)
 
 
 def scrub_view(group: Group) -> None:

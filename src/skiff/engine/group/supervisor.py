@@ -41,7 +41,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 
 from skiff.core.engine import NodeCapacity
-from skiff.core.metrics import GroupSample
+from skiff.core.metrics import GroupPhase, GroupSample
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.shares import ShareDisks, ShareResolver
 from skiff.core.spec import AzureFileVolume, Container, GroupSpec
@@ -49,7 +49,7 @@ from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine import mounts
 from skiff.engine.group import adoption, monitoring, preparation, sweeping
 from skiff.engine.group.probes import ProbeState
-from skiff.engine.group.record import Group, GroupFiles, pairs, snapshot, sync_views
+from skiff.engine.group.record import Group, GroupFiles, pairs, phase, snapshot, sync_views
 from skiff.engine.group.restarts import ContainerExit
 from skiff.engine.group.sampling import CgroupReader
 from skiff.engine.group.validation import validate
@@ -251,6 +251,13 @@ class Supervisor:
             found.append(GroupSample(gid, at, tuple(containers),
                                      *(net if net is not None else (None, None))))
         return found
+
+    def phases(self) -> dict[str, GroupPhase]:
+        """Each group's state as the monitor last saw it (every 0.2 s), without waiting on
+        a group's lock: a group being started reads Pending, as it is."""
+        with self._lock:
+            groups = list(self._groups.items())
+        return {gid: phase(group) for gid, group in groups}
 
     def stop(self, group_id: str) -> GroupView:
         """Kill every container and release the group's network and volumes; the
