@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skiff import __version__
 from skiff.api import (
+    activity,
     authorization,
     groups,
     identities,
@@ -37,6 +38,7 @@ from skiff.api.failures import Unforeseen
 from skiff.api.limits import BodyLimit, check_names
 from skiff.api.openapi import allowed_methods, describe
 from skiff.api.paths import CanonicalPaths
+from skiff.api.tracing import Tracing
 from skiff.control.scrubbing import describe_failure
 from skiff.errors import (
     ArmError,
@@ -80,7 +82,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
                               "identities (Microsoft.ManagedIdentity) groups use.")
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
-                   storage.router, authorization.router, insights.router):
+                   storage.router, authorization.router, insights.router, activity.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)
@@ -131,5 +133,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.add_middleware(prometheus.RequestTimer)  # innermost: it sees the route matched
     app.add_middleware(BodyLimit)
     app.add_middleware(CanonicalPaths)
-    app.add_middleware(Unforeseen)  # the outermost of ours: it sees every route's failure
+    app.add_middleware(Unforeseen)  # it sees every route's failure
+    app.add_middleware(Tracing)  # the outermost of ours: request ids on every answer
     return app

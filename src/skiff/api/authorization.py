@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from skiff.api.bodies import ROLE_ASSIGNMENT, request_body
 from skiff.api.context import authenticate as _authenticate
 from skiff.api.context import check_api_version, json_body, plane
+from skiff.api.tracing import authorized
 from skiff.control.access import ROLES, Caller, Role, role_named
 from skiff.core.view import iso
 from skiff.errors import ArmError
@@ -49,6 +50,9 @@ def _scope(scope: str) -> str:
 def _authorize(request: Request, scope: str, action: str) -> Caller:
     caller = _authenticate(request)
     plane(request).access.authorize(caller, f"Microsoft.Authorization/{action}", scope)
+    # The event names the assignment (the path), the role check its scope.
+    authorized(request, caller, f"Microsoft.Authorization/{action}",
+               request.scope["path"].rstrip("/"))
     return caller
 
 

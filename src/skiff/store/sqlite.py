@@ -38,6 +38,7 @@ from dataclasses import replace
 from typing import Any
 
 from skiff.errors import GroupNotFound
+from skiff.store.activity import ActivityMixin
 from skiff.store.bodysecrets import seal_body, unseal_body
 from skiff.store.errors import (
     ContainerGroupBeingDeleted,
@@ -76,8 +77,8 @@ def group_scope(sub: str, rg: str, name: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{GROUP_TYPE}/{name}"
 
 
-class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin,
-            IdentitiesMixin):
+class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
+            StorageMixin, IdentitiesMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
