@@ -21,26 +21,39 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 
-from skiff.api.context import Admin, Listing, allow_listing, check_api_version, plane
-from skiff.errors import ArmError
+from skiff.api.context import Admin, Listing, authenticate, check_api_version, plane
+from skiff.control.access import authorization_failed
 from skiff.models.activity import parse_filter, parse_select, select
+from skiff.store import InvalidSkipToken
 
 router = APIRouter(dependencies=[Depends(check_api_version)])
 VALUES = "/providers/Microsoft.Insights/eventtypes/management/values"
 READ = "Microsoft.Insights/eventtypes/values/read"
 #: Events per page (Azure's pages hold up to 200).
 PAGE = 200
-CanRead = Annotated[Listing, allow_listing(READ)]
 
 
-def _marker(request: Request) -> int | None:
+def _reader(subscription: str, request: Request) -> Listing:
+    """Who reads a subscription's log, and which of its events it may see: all with the
+    right at the subscription, those of what it may read with roles below it only."""
+    caller = authenticate(request)
+    access = plane(request).access
+    scope = f"/subscriptions/{subscription}"
+    if access.permits(caller, READ, scope):
+        return Listing(caller, READ)
+    if access.may_see(caller, scope):
+        return Listing(caller, READ, access)
+    raise authorization_failed(caller, READ, scope)
+
+
+CanRead = Annotated[Listing, Depends(_reader)]
+
+
+def _marker(request: Request) -> str | None:
     text = request.query_params.get("$skipToken") or request.query_params.get("$skiptoken")
-    if text is None:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        raise ArmError(400, "InvalidSkipToken", "The $skipToken is not valid: pass the "
-                       "nextLink of the previous page as it is.")
-    return int(text)
+    if text is not None and len(text) > 64:
+        raise InvalidSkipToken()
+    return text
 
 
 def _page(request: Request, subscription: str,
@@ -57,7 +70,7 @@ def _page(request: Request, subscription: str,
     if more is not None:
         kept = {k: v for k, v in params.items() if k.lower() != "$skiptoken"}
         answer["nextLink"] = (f"{plane_.base_for(request)}{request.url.path}?"
-                              f"{urlencode({**kept, '$skipToken': str(more)})}")
+                              f"{urlencode({**kept, '$skipToken': more})}")
     return answer
 
 

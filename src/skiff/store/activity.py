@@ -29,6 +29,7 @@ from typing import Any
 
 from skiff.models.activity import EventQuery, outcome_event
 from skiff.store.database import Database
+from skiff.store.errors import InvalidSkipToken
 from skiff.store.records import dumps, name_key, subscription_key
 
 #: Rows recorded between two checks of the bounds (so a subscription may pass its cap by
@@ -62,6 +63,15 @@ def record_outcome(conn: sqlite3.Connection, op_id: str, status: str,
         conn.execute(_INSERT, _row(row["subscription"], event, None))
 
 
+def _marker(text: str) -> tuple[float, int]:
+    """A page marker's (time, seq): the last event handed out."""
+    at, _, seq = text.partition("_")
+    try:
+        return float.fromhex(at), int(seq)
+    except ValueError:
+        raise InvalidSkipToken() from None
+
+
 class ActivityMixin(Database):
     """The store's ``activity_log`` table."""
 
@@ -80,8 +90,10 @@ class ActivityMixin(Database):
                                   (lro_id,)).fetchone()
                 if op is not None:
                     error = None if op["error"] is None else json.loads(op["error"])
+                    # Never before the answer that accepted it, whatever the clocks say.
+                    at = max(float(op["ended_at"]), rows[-1][1])
                     conn.execute(_INSERT, _row(subscription, outcome_event(
-                        dict(events[-1]), op["status"], error, op["ended_at"]), None))
+                        dict(events[-1]), op["status"], error, at), None))
             if cursor.rowcount and last is not None and int(last) % _PRUNE_EVERY < len(rows):
                 self._bound(conn, subscription_key(subscription) if subscription else "")
 
@@ -93,12 +105,12 @@ class ActivityMixin(Database):
             " activity_log WHERE subscription = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
             (subscription, subscription, self.settings.activity_max_events))
 
-    def list_events(self, subscription: str, query: EventQuery, *, after: int | None = None,
-                    limit: int = 200) -> tuple[list[dict[str, Any]], int | None]:
+    def list_events(self, subscription: str, query: EventQuery, *, after: str | None = None,
+                    limit: int = 200) -> tuple[list[dict[str, Any]], str | None]:
         """A subscription's events (''; the tenant's) that ``query`` matches, newest first,
-        from below ``after`` (a marker this returned); and the marker of the next page
-        (None: this was the last)."""
-        sql = ["SELECT seq, event FROM activity_log WHERE subscription = ?"
+        from past ``after`` (a marker this returned: InvalidSkipToken if not); and the
+        marker of the next page (None: this was the last)."""
+        sql = ["SELECT seq, at, event FROM activity_log WHERE subscription = ?"
                " AND at >= ? AND at <= ?"]
         params: list[Any] = [subscription_key(subscription) if subscription else "",
                              query.start, query.end]
@@ -111,16 +123,17 @@ class ActivityMixin(Database):
                 sql.append(f"AND {column} = ?")
                 params.append(value)
         if after is not None:
-            sql.append("AND seq < ?")
-            params.append(after)
-        sql.append("ORDER BY seq DESC LIMIT ?")
+            sql.append("AND (at, seq) < (?, ?)")
+            params.extend(_marker(after))
+        sql.append("ORDER BY at DESC, seq DESC LIMIT ?")
         params.append(limit + 1)
         with self.read() as conn:
             rows = conn.execute(" ".join(sql), params).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
+        last = rows[-1] if more and rows else None
         return ([json.loads(r["event"]) for r in rows],
-                int(rows[-1]["seq"]) if more and rows else None)
+                None if last is None else f"{float(last['at']).hex()}_{int(last['seq'])}")
 
     def count_events(self, subscription: str) -> int:
         """How many events a subscription ('': the tenant) holds."""

@@ -301,7 +301,7 @@ CREATE TABLE user_assigned_identities (
 # started, whose end adds the event that tells how it ended.
 _V12 = """
 CREATE TABLE activity_log (
-    seq            INTEGER PRIMARY KEY,  -- the order events were recorded: the paging key
+    seq            INTEGER PRIMARY KEY,  -- the order events were recorded
     subscription   TEXT NOT NULL,        -- subscription_key(); '' for the tenant's
     at             REAL NOT NULL,        -- eventTimestamp
     rg_key         TEXT NOT NULL,        -- name_key(resourceGroupName), '' for none
@@ -313,7 +313,7 @@ CREATE TABLE activity_log (
     lro_id         TEXT,
     event          TEXT NOT NULL         -- the EventData, JSON
 );
-CREATE INDEX activity_by_subscription ON activity_log (subscription, seq);
+CREATE INDEX activity_by_subscription ON activity_log (subscription, at, seq);
 CREATE INDEX activity_by_time ON activity_log (at);
 CREATE INDEX activity_by_operation ON activity_log (lro_id) WHERE lro_id IS NOT NULL;
 """
