@@ -60,8 +60,9 @@ def _time(text: str, option: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def timespan(start: str | None, end: str | None, offset: timedelta) -> str:
-    """az's timespan: from the start and end given, or ``offset`` before the end (now)."""
+def time_range(start: str | None, end: str | None,
+               offset: timedelta) -> tuple[datetime, datetime]:
+    """az's time range: from the start and end given, or ``offset`` before the end (now)."""
     end_at = _time(end, "--end-time") if end else None
     start_at = _time(start, "--start-time") if start else None
     if start_at is None:
@@ -69,11 +70,13 @@ def timespan(start: str | None, end: str | None, offset: timedelta) -> str:
         start_at = end_at - offset
     elif end_at is None:
         end_at = start_at + offset
+    return start_at.astimezone(UTC), end_at.astimezone(UTC)
 
-    def stamp(when: datetime) -> str:
-        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    return f"{stamp(start_at)}/{stamp(end_at)}"
+def timespan(start: str | None, end: str | None, offset: timedelta) -> str:
+    """az's timespan (``start/end``, to the second) for a metrics query."""
+    start_at, end_at = time_range(start, end, offset)
+    return f"{start_at:%Y-%m-%dT%H:%M:%SZ}/{end_at:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def resource_id(client: SkiffClient, resource: str, resource_group: str | None,
@@ -108,8 +111,7 @@ def metrics_table(result: Any) -> list[dict[str, Any]]:
 @click.group("monitor")
 @click.pass_context
 def monitor(ctx: click.Context) -> None:
-    """Read container groups' metrics and the activity log, as `az monitor` does, through
-    skiff's API.
+    """Read container groups' metrics and the activity log, as `az monitor` does.
 
     The API is reached as for `skiff container` (SKIFF_URL, SKIFF_TOKEN, SKIFF_CA,
     SKIFF_SUBSCRIPTION).
@@ -243,8 +245,9 @@ def activity_filter(*, start: str | None, end: str | None, offset: timedelta,
     """The ``$filter`` az builds for ``az monitor activity-log list``: the time range, then
     one of the correlation id, resource group, resource id or provider (in that order of
     precedence, as az), then the caller and the status."""
-    begin, _, finish = timespan(start, end, offset).partition("/")
-    text = f"eventTimestamp ge '{begin}' and eventTimestamp le '{finish}'"
+    begin, finish = time_range(start, end, offset)  # to the microsecond, as az
+    text = (f"eventTimestamp ge '{begin:%Y-%m-%dT%H:%M:%S.%fZ}' and "
+            f"eventTimestamp le '{finish:%Y-%m-%dT%H:%M:%S.%fZ}'")
     for label, value in (("correlationId", correlation_id),
                          ("resourceGroupName", resource_group),
                          ("resourceId", resource_id), ("resourceProvider", namespace)):
