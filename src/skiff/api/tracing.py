@@ -161,7 +161,7 @@ class Tracing:
                 status = int(message["status"])
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
                 who = state.get(_STATE) if method in WRITES else None
-                if who is None:
+                if who is None or who.action.lower().endswith("/read"):  # a POSTed read
                     await send(message)
                 elif status < 400:
                     await self._record(scope, ids, who, status, began,
