@@ -13,8 +13,9 @@ alternating chunks of rounds so that drift hits both alike:
   operation).
 
 Figures are medians (p50) and p90 over N rounds each; target: the log adds at most
-1 ms (p50) to a write (its own transaction, not fsynced, off the event loop). Also: the events recorded, and a listing of 1,000 events
-(five pages of ``eventtypes/management/values``) timed in process.
+1 ms (p50) to a write (its own transaction, not fsynced, off the event loop).
+Also: the events recorded, and a listing of 1,000 events (five pages of
+``eventtypes/management/values``) timed in process.
 """
 
 from __future__ import annotations
