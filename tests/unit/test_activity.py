@@ -244,6 +244,7 @@ def test_a_bad_filter_is_a_400_that_says_why(http: InProcessClient, filter_: str
 def test_a_bad_skip_token_or_select_is_a_400(http: InProcessClient) -> None:
     """$skipToken is skiff's own marker; $select names only EventData's properties."""
     for extra, code in (({"$skipToken": "abc"}, "InvalidSkipToken"),
+                        ({"$skipToken": "0x1p+0_" + "9" * 40}, "InvalidSkipToken"),
                         ({"$select": "caller,password"}, "BadRequest")):
         answer = http.get(VALUES, params={"api-version": "2015-04-01", "$filter": since(),
                                           **extra})

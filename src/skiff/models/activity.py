@@ -258,9 +258,9 @@ _ONE_OF = ("resource_group", "resource_id", "provider", "correlation_id")
 def _time(text: str) -> float:
     try:
         when = datetime.fromisoformat(text)
-    except ValueError:
-        raise _bad_filter(f"'{text}' is not a date and time.") from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):  # not a time; one off the calendar's ends
+        raise _bad_filter(f"'{text[:40]}' is not a date and time.") from None
 
 
 def parse_filter(text: str | None, now: float) -> EventQuery:

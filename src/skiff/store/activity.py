@@ -22,6 +22,7 @@ Bounds. Events older than :attr:`~skiff.store.StoreSettings.activity_retention_s
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
@@ -67,9 +68,12 @@ def _marker(text: str) -> tuple[float, int]:
     """A page marker's (time, seq): the last event handed out."""
     at, _, seq = text.partition("_")
     try:
-        return float.fromhex(at), int(seq)
+        when, number = float.fromhex(at), int(seq)
     except ValueError:
         raise InvalidSkipToken() from None
+    if not (math.isfinite(when) and 0 <= number < 2**63):
+        raise InvalidSkipToken()
+    return when, number
 
 
 class ActivityMixin(Database):
