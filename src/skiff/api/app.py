@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skiff import __version__
 from skiff.api import (
+    activity,
     authorization,
     costs,
     groups,
@@ -39,6 +40,7 @@ from skiff.api.failures import Unforeseen
 from skiff.api.limits import BodyLimit, check_names
 from skiff.api.openapi import allowed_methods, describe
 from skiff.api.paths import CanonicalPaths
+from skiff.api.tracing import Tracing
 from skiff.control.scrubbing import describe_failure
 from skiff.errors import (
     ArmError,
@@ -82,7 +84,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
                               "identities (Microsoft.ManagedIdentity) groups use.")
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
-                   storage.router, authorization.router, insights.router, costs.router):
+                   storage.router, authorization.router, insights.router, costs.router,
+                   activity.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)
@@ -134,6 +137,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.add_middleware(CanonicalPaths)
     app.add_middleware(Unforeseen)  # it sees every route's failure
+    app.add_middleware(Tracing)  # the outermost of ours: request ids on every answer
     # The outermost: every other layer sees a relayed request's true client.
     app.add_middleware(RelayedClients, lookup=lambda: plane.relay_clients)
     return app

@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from skiff.api.bodies import ROLE_ASSIGNMENT, request_body
 from skiff.api.context import authenticate as _authenticate
 from skiff.api.context import check_api_version, json_body, plane
+from skiff.api.tracing import authorized
 from skiff.control.access import ROLES, Caller, Role, authorization_failed, role_named
 from skiff.core.view import iso
 from skiff.errors import ArmError
@@ -76,6 +77,8 @@ def _authorize(request: Request, scope: str, action: str) -> Caller:
     if _is_management_group(scope):  # none exists here: no role reaches one
         raise authorization_failed(caller, full, scope)
     plane(request).access.authorize(caller, full, scope)
+    # The event names the assignment (the path), the role check its scope.
+    authorized(request, caller, full, request.scope["path"].rstrip("/"))
     return caller
 
 

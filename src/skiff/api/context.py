@@ -25,6 +25,7 @@ from fastapi import Depends, Request
 
 from skiff.api.clients import Lookup, client_address
 from skiff.api.listing import Renders
+from skiff.api.tracing import authorized
 from skiff.control.access import Access, Caller, authorization_failed, scope_of
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
@@ -246,7 +247,9 @@ def allow(action: str) -> Any:
 
     def check(request: Request) -> Caller:
         caller = authenticate(request)
-        plane(request).access.authorize(caller, action, scope_of(request.scope["path"]))
+        scope = scope_of(request.scope["path"])
+        plane(request).access.authorize(caller, action, scope)
+        authorized(request, caller, action, scope)
         return caller
 
     return Depends(check)
@@ -301,6 +304,9 @@ def admin_only(request: Request) -> Caller:
                        f"The client '{caller.client}' with object id '{caller.object_id}' "
                        "does not have authorization to manage the node's service principals: "
                        "only the node's admin token does.")
+    verb = "delete" if request.method == "DELETE" else "write"
+    authorized(request, caller, f"Microsoft.Skiff/servicePrincipals/{verb}",
+               request.scope["path"])
     return caller
 
 

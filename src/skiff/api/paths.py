@@ -26,7 +26,8 @@ _WORDS = {w.lower(): w for w in (
     "subscriptions", "resourceGroups", "providers", _PROVIDER, "containerGroups", "containers",
     "logs", "exec", "attach", "start", "stop", "restart", "locations", "operations", "usages",
     "capabilities", "cachedImages", "outboundNetworkDependenciesEndpoints",
-    _INSIGHTS, "metrics", "metricDefinitions", _COSTS, "query",
+    _INSIGHTS, "metrics", "metricDefinitions", _COSTS, "query", "eventtypes", "management",
+    "values",
 )}
 # Positions of fixed words, by the shapes of the API's paths (None: a name).
 _SHAPES: tuple[tuple[str | None, ...], ...] = (
@@ -40,12 +41,14 @@ _SHAPES: tuple[tuple[str | None, ...], ...] = (
      None, "*"),
     ("subscriptions", None, "providers", _PROVIDER, "locations", None, "*", None),
     ("subscriptions", None, "providers", _PROVIDER, "containerGroups"),
+    ("subscriptions", None, "providers", _INSIGHTS, "eventtypes", "management", "values"),
     ("subscriptions", None, "resourceGroups", None, "providers", _NETWORK, "virtualNetworks",
      None, "subnets", None),
     ("subscriptions", None, "providers", _NETWORK, "virtualNetworks"),
     ("subscriptions", None, "resourceGroups", None),
     ("subscriptions", None, "resourceGroups"),
     ("providers", _PROVIDER, "operations"),
+    ("providers", _INSIGHTS, "eventtypes", "management", "values"),
 )
 
 

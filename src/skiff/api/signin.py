@@ -18,7 +18,9 @@ The token endpoint implements the client-credentials grant of a service principa
 gives, or a v1 ``resource``) and answers as Entra does, errors included
 (``invalid_client`` with its AADSTS code). The token is a JWT the API checks
 (:mod:`skiff.control.identity`); its audience is the one asked for, and the API
-accepts only its own (and Azure's resource manager's).
+accepts only its own (and Azure's resource manager's). Each sign-in of a known
+principal, issued or refused, is an event of the tenant's activity log
+(:func:`skiff.api.tracing.record_sign_in`: who and how it ended, never a secret).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from skiff.api.context import ControlPlane, Principal, check_api_version, plane
+from skiff.api.tracing import record_sign_in
 from skiff.control.access import Caller
 from skiff.control.identity import issuer_url
 from skiff.errors import ArmError
@@ -211,7 +214,8 @@ def _grant(request: Request, plane_: ControlPlane, raw: bytes) -> JSONResponse:
                             "credential flows must have a scope value with /.default suffixed "
                             "to the resource identifier (application ID URI).")
     store = plane_.store
-    if store.principal(client_id) is None:
+    known = store.principal(client_id)
+    if known is None:
         return _entra_error(request, 400, "unauthorized_client", 700016,
                             f"Application with identifier '{client_id}' was not found in the "
                             f"directory '{plane_.issuer.tenant}'. This can happen if the "
@@ -219,10 +223,15 @@ def _grant(request: Request, plane_: ControlPlane, raw: bytes) -> JSONResponse:
                             "tenant or consented to by any user in the tenant. You may have "
                             "sent your authentication request to the wrong tenant.")
     if not secret:
+        record_sign_in(request, client=known.app_id, object_id=known.object_id,
+                       succeeded=False, error_code="AADSTS7000218")
         return _entra_error(request, 401, "invalid_client", 7000218,
                             "The request body must contain the following parameter: "
                             "'client_assertion' or 'client_secret'.")
     principal = store.check_secret(client_id, secret)
+    record_sign_in(request, client=known.app_id, object_id=known.object_id,
+                   succeeded=principal is not None,
+                   error_code="" if principal is not None else "AADSTS7000215")
     if principal is None:
         return _entra_error(request, 401, "invalid_client", 7000215,
                             "Invalid client secret provided. Ensure the secret being sent in "

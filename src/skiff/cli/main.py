@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("skiff.cli.image", "image",
               "Manage the images of this node: pull, import, list, inspect, remove, prune."),
     "monitor": ("skiff.cli.monitor", "monitor",
-                "Read container groups' metrics, as `az monitor` does, through skiff's API."),
+                "Read container groups' metrics and the activity log, as `az monitor` does."),
     "network": ("skiff.cli.network", "network",
                 "Manage virtual networks, as `az network` does, through skiff's API."),
     "node": ("skiff.cli.node", "node", "Manage this node itself (on the node, as root)."),

@@ -3,8 +3,10 @@
 ``skiff monitor metrics list`` reads a container group's CPU, memory and network
 metrics over time as ``az monitor metrics list`` does (the same options, the same
 request: ``Microsoft.Insights/metrics``, api-version 2018-01-01, the same JSON
-answer); ``list-definitions`` lists the metrics a group has. Output options,
-``--query`` and errors are those of ``skiff container``.
+answer); ``list-definitions`` lists the metrics a group has. ``skiff monitor activity-log list``
+reads the subscription's activity log as ``az monitor activity-log list`` does (the same
+options and ``$filter``). Output options, ``--query`` and errors are those of
+``skiff container``.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def parse_time(text: str, option: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def timespan(start: str | None, end: str | None, offset: timedelta) -> str:
-    """az's timespan: from the start and end given, or ``offset`` before the end (now)."""
+def time_range(start: str | None, end: str | None,
+               offset: timedelta) -> tuple[datetime, datetime]:
+    """az's time range: from the start and end given, or ``offset`` before the end (now)."""
     end_at = parse_time(end, "--end-time") if end else None
     start_at = parse_time(start, "--start-time") if start else None
     if start_at is None:
@@ -69,11 +72,13 @@ def timespan(start: str | None, end: str | None, offset: timedelta) -> str:
         start_at = end_at - offset
     elif end_at is None:
         end_at = start_at + offset
+    return start_at.astimezone(UTC), end_at.astimezone(UTC)
 
-    def stamp(when: datetime) -> str:
-        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    return f"{stamp(start_at)}/{stamp(end_at)}"
+def timespan(start: str | None, end: str | None, offset: timedelta) -> str:
+    """az's timespan (``start/end``, to the second) for a metrics query."""
+    start_at, end_at = time_range(start, end, offset)
+    return f"{start_at:%Y-%m-%dT%H:%M:%SZ}/{end_at:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def resource_id(client: SkiffClient, resource: str, resource_group: str | None,
@@ -108,7 +113,7 @@ def metrics_table(result: Any) -> list[dict[str, Any]]:
 @click.group("monitor")
 @click.pass_context
 def monitor(ctx: click.Context) -> None:
-    """Read container groups' metrics, as `az monitor` does, through skiff's API.
+    """Read container groups' metrics and the activity log, as `az monitor` does.
 
     The API is reached as for `skiff container` (SKIFF_URL, SKIFF_TOKEN, SKIFF_CA,
     SKIFF_SUBSCRIPTION).
@@ -230,3 +235,102 @@ def metrics_definitions(resource: str, resource_group: str | None, resource_type
         target = resource_id(client, resource, resource_group, resource_type)
         result = client.list_metric_definitions(target)
     emit(result.get("value", []), output, query)
+
+
+# ---- the activity log ----------------------------------------------------------------------
+
+
+def activity_filter(*, start: str | None, end: str | None, offset: timedelta,
+                    correlation_id: str | None, resource_group: str | None,
+                    resource_id: str | None, namespace: str | None, caller: str | None,
+                    status: str | None) -> str:
+    """The ``$filter`` az builds for ``az monitor activity-log list``: the time range, then
+    one of the correlation id, resource group, resource id or provider (in that order of
+    precedence, as az), then the caller and the status."""
+    begin, finish = time_range(start, end, offset)  # to the microsecond, as az
+    text = (f"eventTimestamp ge '{begin:%Y-%m-%dT%H:%M:%S.%fZ}' and "
+            f"eventTimestamp le '{finish:%Y-%m-%dT%H:%M:%S.%fZ}'")
+    for label, value in (("correlationId", correlation_id),
+                         ("resourceGroupName", resource_group),
+                         ("resourceId", resource_id), ("resourceProvider", namespace)):
+        if value:
+            text += f" and {label} eq '{value}'"
+            break
+    for label, value in (("caller", caller), ("status", status)):
+        if value:
+            text += f" and {label} eq '{value}'"
+    return text
+
+
+def activity_table(result: Any) -> list[dict[str, Any]]:
+    """One row per event: when, what, on what, by whom, how it went."""
+    return [{"EventTimestamp": e.get("eventTimestamp"),
+             "Operation": (e.get("operationName") or {}).get("value"),
+             "Status": (e.get("status") or {}).get("value"),
+             "ResourceGroup": e.get("resourceGroupName"), "Caller": e.get("caller"),
+             "CorrelationId": e.get("correlationId")}
+            for e in (result if isinstance(result, list) else [])]
+
+
+@monitor.group("activity-log")
+def activity_log() -> None:
+    """Read the activity log: every write (create, update, delete, start, stop, restart,
+    exec, role assignments...) with who made it, its status and correlation id.
+
+    skiff keeps a subscription's events 90 days (and at most 100,000 of them).
+    """
+
+
+@activity_log.command("list", cls=AzCommand)
+@click.option("--correlation-id", metavar="ID",
+              help="The events of one correlation id (x-ms-correlation-request-id).")
+@click.option("--resource-group", "-g", "resource_group",
+              help="The events of a resource group's resources.")
+@click.option("--resource-id", metavar="ID", help="The events of one resource (its ID).")
+@click.option("--namespace", "--resource-provider", "namespace", metavar="NAMESPACE",
+              help="The events of a resource provider (Microsoft.ContainerInstance...).")
+@click.option("--caller", help="Only the events of this caller (a client id, a token's "
+                               "name).")
+@click.option("--status", help="Only the events of this status: Started, Accepted, "
+                               "Succeeded, Failed.")
+@click.option("--start-time", metavar="DATETIME",
+              help="Start of the time span (yyyy-mm-dd hh:mm:ss[+hh:mm], UTC without an "
+                   "offset). Default: --offset before the end.")
+@click.option("--end-time", metavar="DATETIME",
+              help="End of the time span. Default: now (or --offset after --start-time).")
+@click.option("--offset", default="6h", show_default=True, metavar="PERIOD",
+              help="The time span's length when only one end (or none) is given.")
+@click.option("--max-events", type=click.IntRange(min=0), default=50, show_default=True,
+              help="At most this many events (the newest).")
+@click.option("--select", "select_", multiple=True, metavar="PROPERTY [PROPERTY ...]",
+              help="Only these properties of each event (caller, eventTimestamp, status, "
+                   "operationName, resourceId...).")
+@output_options
+@handle_errors
+def activity_log_list(correlation_id: str | None, resource_group: str | None,
+                      resource_id: str | None, namespace: str | None, caller: str | None,
+                      status: str | None, start_time: str | None, end_time: str | None,
+                      offset: str, max_events: int, select_: tuple[str, ...], output: str,
+                      query: Any) -> None:
+    """List the activity log's events, newest first.
+
+    \b
+    Examples:
+      skiff monitor activity-log list -g MyResourceGroup
+      skiff monitor activity-log list --resource-id ID --offset 1d
+      skiff monitor activity-log list --correlation-id 8a7c... --select caller status
+    """
+    params = {"$filter": activity_filter(
+        start=start_time, end=end_time, offset=period(offset, "--offset"),
+        correlation_id=correlation_id, resource_group=resource_group,
+        resource_id=resource_id, namespace=namespace, caller=caller, status=status)}
+    names = [n.strip() for names in select_ for n in names.split(",") if n.strip()]
+    if names:
+        params["$select"] = ",".join(names)
+    events: list[dict[str, Any]] = []
+    with new_client() as client:
+        for event in client.activity_log(params):
+            if len(events) >= max_events:
+                break
+            events.append(event)
+    emit(events, output, query, table=activity_table)

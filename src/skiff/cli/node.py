@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import sys
 from pathlib import Path
@@ -158,7 +157,14 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
               help="A JSON price sheet: {\"currency\": \"USD\", \"vcpuSecond\": ..., "
                    "\"gbSecond\": ..., \"gpuSecond\": ...} (a key left out keeps its "
                    "default). Default: ACI's Linux pay-as-you-go prices in East US.")
-@click.option("--verbose", "-v", is_flag=True, help="Log what the server does.")
+@click.option("--log-format", type=click.Choice(["text", "json"], case_sensitive=False),
+              default="text", show_default=True,
+              help="How the server logs (to stderr): text lines, or JSON lines (time, "
+                   "level, logger, message, and the request_id and correlation_id of the "
+                   "request a line is about: the x-ms-request-id and "
+                   "x-ms-correlation-request-id its answer carried).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Log what the server does, a line per request included.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           locations: str | None, dns_listen: str | None, dns_zone: str,
           tls_cert: Path | None, tls_key: Path | None,
@@ -169,7 +175,8 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           group_disk_gb: float, files_listen: str, files_url: str | None,
           files_connections_per_client: int, share_overcommit: float,
           api_for_groups: bool, metrics_interval: float, metrics_listen: str | None,
-          meter_interval: float, prices_file: Path | None, verbose: bool) -> None:
+          meter_interval: float, prices_file: Path | None, log_format: str,
+          verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
@@ -177,11 +184,11 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     seals the store's secrets (--node-key). SIGTERM stops the
     server; the containers keep running and are adopted at the next start.
     """
+    from skiff.api.logs import configure
     from skiff.errors import NetworkError
     from skiff.server import serve as run_server
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure("json" if log_format.lower() == "json" else "text", verbose=verbose)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if dns_listen is not None:

@@ -63,6 +63,11 @@ class StoreSettings:
     #: Seconds a finished operation is kept (ARM keeps them about a day: long
     #: enough for any poller, short enough to keep the table small).
     operation_retention_s: float = 86400.0
+    #: Seconds an activity log event is kept (Azure keeps them 90 days).
+    activity_retention_s: float = 90 * 86400.0
+    #: Events kept per subscription (and for the tenant's sign-ins): the oldest go first
+    #: beyond it, so that no tenant's writes can fill the node's disk.
+    activity_max_events: int = 100_000
 
 
 def default_key_path(path: Path) -> Path:
@@ -183,22 +188,34 @@ class Database:
         return self._clock()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed (and fsynced) when the block ends, rolled back
-        if it raises. Only one runs at a time in this process."""
+        if it raises. Only one runs at a time in this process.
+
+        ``durable=False``: the commit is not fsynced (``synchronous=NORMAL``, in WAL
+        mode): it survives a crash of the process, and a power cut only once the next
+        durable commit (which syncs the WAL, this one's pages included) is done. For
+        what may be lost that way (the activity log), at a fraction of a commit's cost.
+        """
         with self._write_lock:
             if self._closed:
                 raise StoreError(f"the store {self.path} is closed")
             conn = self._writer
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                if not durable:
+                    conn.execute("PRAGMA synchronous = NORMAL")
                 try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    if not durable:
+                        conn.execute("PRAGMA synchronous = FULL")
             except sqlite3.Error as exc:
                 raise StoreError(f"writing the store {self.path} failed: {exc}") from exc
 

@@ -17,6 +17,7 @@ import sqlite3
 import uuid
 from typing import Any
 
+from skiff.store.activity import record_outcome
 from skiff.store.database import Database
 from skiff.store.records import (
     OPERATION_STATUSES,
@@ -52,7 +53,8 @@ class OperationsMixin(Database):
 
     def finish_operation(self, op_id: str, status: str,
                          error: dict[str, Any] | None = None) -> bool:
-        """End an operation with a terminal ``status``.
+        """End an operation with a terminal ``status`` (and record in the activity log the
+        event that tells how it ended: :func:`~skiff.store.activity.record_outcome`).
 
         Returns whether it applied: an unknown operation, or one already
         finished, keeps what it has (the first outcome reported wins).
@@ -65,7 +67,10 @@ class OperationsMixin(Database):
                 " WHERE id = ? AND status = 'InProgress'",
                 (status, None if error is None else dumps(error), self.now(), op_id),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            record_outcome(conn, op_id, status, error, self.now())
+            return True
 
     def get_operation(self, op_id: str) -> OperationRecord | None:
         with self.read() as conn:

@@ -355,7 +355,31 @@ CREATE UNIQUE INDEX usage_spans_open ON usage_spans (group_uid) WHERE ended_at I
 CREATE INDEX usage_spans_by_rg ON usage_spans (subscription, rg_key, started_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+# Version 12 (after 9 here; quotas are 10, usage 11): the activity log
+# (skiff.store.activity): one row per event, its EventData as JSON beside the keys a
+# query filters on. Rows go after 90 days, and beyond a cap per subscription (the
+# tenant's sign-ins are subscription ''). ``lro_id``: the operation an Accepted write
+# started, whose end adds the event that tells how it ended.
+_V12 = """
+CREATE TABLE activity_log (
+    seq            INTEGER PRIMARY KEY,  -- the order events were recorded
+    subscription   TEXT NOT NULL,        -- subscription_key(); '' for the tenant's
+    at             REAL NOT NULL,        -- eventTimestamp
+    rg_key         TEXT NOT NULL,        -- name_key(resourceGroupName), '' for none
+    resource_key   TEXT NOT NULL,        -- name_key(resourceId)
+    provider_key   TEXT NOT NULL,        -- lower case
+    correlation_id TEXT NOT NULL,        -- lower case
+    caller_key     TEXT NOT NULL,        -- lower case
+    status_key     TEXT NOT NULL,        -- lower case: started, accepted, succeeded...
+    lro_id         TEXT,
+    event          TEXT NOT NULL         -- the EventData, JSON
+);
+CREATE INDEX activity_by_subscription ON activity_log (subscription, at, seq);
+CREATE INDEX activity_by_time ON activity_log (at);
+CREATE INDEX activity_by_operation ON activity_log (lro_id) WHERE lro_id IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -37,6 +37,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
+from skiff.store.activity import ActivityMixin
 from skiff.store.admission import (
     Admission,
     AdmissionMixin,
@@ -85,8 +86,8 @@ def group_scope(sub: str, rg: str, name: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{GROUP_TYPE}/{name}"
 
 
-class Store(OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin, StorageMixin,
-            IdentitiesMixin, AdmissionMixin, UsageMixin):
+class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
+            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
