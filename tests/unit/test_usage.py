@@ -124,6 +124,22 @@ def test_a_group_that_ends_by_itself_is_billed_until_its_last_container_ends(
     assert billed(store, clock.now) == 3
 
 
+def test_a_group_the_engine_fails_on_its_own_is_billed_until_the_round_that_sees_it(
+        store: Store, reconciler: Reconciler, meter: Meter, clock: Clock) -> None:
+    """An init container that fails under Never fails the group as a whole, with no end
+    time the engine tells: the meter's next round closes the span, so a Failed group
+    accrues nothing after it (at most the meter's period late)."""
+    init = [{"name": "i", "properties": {"image": "registry.test/busybox:1",
+                                         "command": ["sh", "-c", "sleep 2; exit 1"]}}]
+    record = put(store, restartPolicy="Never", initContainers=init)
+    reconciler.converge(record.uid)
+    clock.advance(3)
+    meter.tick()
+    assert store.open_spans() == []
+    clock.advance(100)
+    assert billed(store, clock.now) == 3
+
+
 def test_a_failed_deployment_is_billed_until_it_failed(
         store: Store, engine: FakeEngine, reconciler: Reconciler, clock: Clock) -> None:
     """A pull that fails ends the span at once: a zero-length span, nothing billed."""

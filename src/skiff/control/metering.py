@@ -102,7 +102,12 @@ class Meter(Periodic[None]):
                 going.append(span.group_uid)
             elif found.ended_at is not None and found.ended_at >= span.started_at:
                 self.store.close_span(span.group_uid, found.ended_at)
-            # Stopped, or failed as a whole: the loop decided it, and closes the span
+            elif found.state == "Failed":
+                # Failed as a whole by the engine on its own (an init container that
+                # failed for good, say): when it gave up is not told, so the span ends at
+                # the round that sees it, at most ``interval_s`` late.
+                self.store.close_span(span.group_uid, now)
+            # Stopped: the loop decided it, and closed the span
         self.store.advance_spans(going, now)
 
     def _phases(self) -> dict[str, GroupPhase]:
