@@ -10,18 +10,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from click.testing import CliRunner
 from fastapi import FastAPI
 
 from skiff.api import activity as activity_api
-from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.api.logs import RequestContext, configure, mask
 from skiff.api.tracing import REQUEST_IDS, RequestIds, client_id
@@ -37,8 +35,9 @@ from skiff.models.activity import (
     request_events,
 )
 from skiff.store import Store, StoreSettings
-from skiff.testing.inprocess import InProcessClient, fake_plane
+from skiff.testing.inprocess import InProcessClient
 from skiff.testing.waiting import eventually
+from tests.unit import test_metrics_api
 from tests.unit.test_api_routes import API, GROUPS, SUB, body, create
 from tests.unit.test_cli_storage import PortalTransport
 
@@ -46,27 +45,9 @@ VALUES = f"/subscriptions/{SUB}/providers/microsoft.insights/eventtypes/manageme
 GROUP_ID = f"{GROUPS}/g"
 
 
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    with fake_plane(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def portal() -> Iterator[BlockingPortal]:
-    with start_blocking_portal() as running:
-        yield running
-
-
-@pytest.fixture
-def app(plane: ControlPlane) -> FastAPI:
-    return create_app(plane)
-
-
-@pytest.fixture
-def http(plane: ControlPlane, app: FastAPI, portal: BlockingPortal) -> InProcessClient:
-    _, secret = plane.store.create_token(SUB, "tests")
-    return InProcessClient(portal, app, secret)
+# The in-process plane and API of the metrics tests, a token of SUB's in ``http``.
+plane, portal, app, http = (test_metrics_api.plane, test_metrics_api.portal,
+                            test_metrics_api.app, test_metrics_api.http)
 
 
 def since(seconds: float = 600) -> str:
