@@ -63,6 +63,8 @@ class Group:
     checks: dict[str, concurrent.futures.Future[Image]] = field(default_factory=dict)
     attachment: Attachment | None = None
     volume_paths: dict[str, Path] = field(default_factory=dict)
+    #: Container name → the host directory of its config map (those that have one).
+    config_map_paths: dict[str, Path] = field(default_factory=dict)
     restart_states: dict[str, RestartState] = field(default_factory=dict)
     restart_at: dict[str, float] = field(default_factory=dict)  # container → when (time.time)
     probes: dict[tuple[str, str], ProbeState] = field(default_factory=dict)
