@@ -251,3 +251,16 @@ def config_maps(spec: GroupSpec) -> dict[str, dict[str, str]]:
     """Container name → its config map's pairs, for each container that has one."""
     return {c.name: dict(c.config_map) for c in (*spec.init_containers, *spec.containers)
             if c.config_map is not None}
+
+
+def changed_keys(old: Mapping[str, Mapping[str, str]],
+                 new: Mapping[str, Mapping[str, str]]) -> dict[str, list[str]]:
+    """Container name → the keys of its config map that differ between ``old`` and ``new``
+    (added, changed or removed), sorted; containers without a change are left out."""
+    found = {}
+    for name, pairs in new.items():
+        before = old.get(name, {})
+        keys = sorted(k for k in {*before, *pairs} if before.get(k) != pairs.get(k))
+        if keys:
+            found[name] = keys
+    return found
