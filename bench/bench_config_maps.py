@@ -11,7 +11,8 @@ config map of K keys; timed, alternating, N rounds each, on the same engine:
 - "redeploy": ``Supervisor.run`` of a spec whose command changed (what any change of a
   config map cost before: the containers stopped, made again and started);
 - "resync": ``Supervisor.run`` of the same spec again (what the reconcile loop's periodic
-  resync costs a group with a config map: its files read and compared).
+  resync costs a group with a config map: its files read and compared), beside
+  "resync, no map": the same of a group without one (the baseline).
 
 Figures are medians (p50) and p90; the ratio is redeploy over in place (p50).
 """
@@ -55,13 +56,22 @@ def measure(engine: Supervisor, image: str, isolation: str, rounds: int,
                      isolation=isolation, containers=(Container(
                          name="c", image=image, resources=Resources(cpu=0.5,
                                                                     memory_gb=0.25)),))
-    found: dict[str, list[float]] = {"in place": [], "redeploy": [], "resync": []}
+    found: dict[str, list[float]] = {"in place": [], "redeploy": [], "resync": [],
+                                     "resync, no map": []}
     tag = value = 0
     spec = _spec(base, tag=tag, value=value, keys=keys)
     assert engine.run(spec).state == "Running"
+    plain = replace(base, id=uuid.uuid4().hex, containers=(replace(
+        base.containers[0], command=("sh", "-c", SLEEPER)),))
+    assert engine.run(plain).state == "Running"
     try:
         for _ in range(rounds):
             for what in found:
+                if what == "resync, no map":
+                    began = time.perf_counter()
+                    engine.run(plain)
+                    found[what].append((time.perf_counter() - began) * 1000)
+                    continue
                 if what == "in place":
                     value += 1
                 elif what == "redeploy":
@@ -73,6 +83,7 @@ def measure(engine: Supervisor, image: str, isolation: str, rounds: int,
                 assert view.containers[0].current.state == "Running", view
     finally:
         engine.delete(base.id)
+        engine.delete(plain.id)
     return found
 
 
