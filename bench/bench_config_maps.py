@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 from skiff.core.spec import Container, GroupSpec, Resources
 from skiff.engine.group.supervisor import Supervisor
-from skiff.settings import RuntimeSettings, Settings
-from skiff.testing.engine import cached_busybox, supervising
+from skiff.settings import RuntimeSettings
+from skiff.testing.engine import bench_node
 
 # Handles SIGTERM (PID 1 ignores it otherwise), so redeploys need no grace period.
 SLEEPER = "trap 'exit 0' TERM; sleep 3600 & wait"
@@ -93,18 +91,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--keys", type=int, default=20)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
     results: dict[str, dict[str, list[float]]] = {}
-    try:
-        settings = Settings(data_root=work / "root", runtime=RuntimeSettings(stop_grace_s=1))
-        with supervising(settings, pool_size=4) as engine, \
-                cached_busybox(engine, work) as image:
-            for isolation in ("container", "sandbox"):
-                if isolation == "sandbox" and shutil.which("runsc") is None:
-                    continue
-                results[isolation] = measure(engine, image, isolation, args.rounds, args.keys)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with bench_node(runtime=RuntimeSettings(stop_grace_s=1)) as (engine, image):
+        for isolation in ("container", "sandbox"):
+            if isolation == "sandbox" and shutil.which("runsc") is None:
+                continue
+            results[isolation] = measure(engine, image, isolation, args.rounds, args.keys)
     print(f"{args.keys} keys, {args.rounds} rounds")
     print(f"{'what':<28} {'p50':>9} {'p90':>9}")
     for isolation, found in results.items():

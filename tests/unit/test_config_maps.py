@@ -1,29 +1,19 @@
 """Config maps (``containers[].properties.configMap.keyValuePairs``): the body's rules, the
-engine's spec, what counts as a change in place, and a PUT through the routes on the fake
-engine that updates them without a restart."""
+engine's spec, what counts as a change in place, and the fake engine's update in place
+(a PUT through the routes: tests/unit/test_api_routes.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from skiff.api.app import create_app
-from skiff.api.context import ControlPlane
 from skiff.core.spec import GroupSpec, changed_keys, config_maps, deployed
 from skiff.errors import ArmError
 from skiff.models import parse_container_group, to_engine_spec
 from skiff.models.rules import MAX_CONFIG_MAP_BYTES, MAX_CONFIG_MAP_KEYS
 from skiff.testing.fake import FakeEngine
-from skiff.testing.inprocess import InProcessClient, fake_plane
-from skiff.testing.waiting import eventually
 
-API = "?api-version=2025-09-01"
-GROUP = "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerInstance/" \
-        "containerGroups/g"
 IMAGE = "registry.test/busybox:1"
 
 
@@ -132,64 +122,3 @@ def test_the_fake_engine_updates_config_maps_in_place() -> None:
     now[0] += 5
     redeployed = engine.run(spec_of(doc({"k": "2", "n": ""}, script="sleep 200")))
     assert redeployed.containers[0].current.start_time == now[0]
-
-
-@pytest.fixture
-def portal() -> Iterator[BlockingPortal]:
-    with start_blocking_portal() as running:
-        yield running
-
-
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    with fake_plane(tmp_path) as running:
-        yield running
-
-
-def test_a_put_changing_only_a_config_map_restarts_nothing(
-    plane: ControlPlane, portal: BlockingPortal
-) -> None:
-    """Through the routes: the PUT is an update (200, an operation that succeeds), the
-    container keeps its start time and restart count, GET answers the new configMap, and
-    the fake's files hold the new pairs."""
-    _, secret = plane.store.create_token("sub-1", "tests")
-    http = InProcessClient(portal, create_app(plane), secret)
-    made = http.put(f"{GROUP}{API}", json=doc({"greeting": "hello"}))
-    assert made.status_code == 201, made.text
-
-    def settled() -> dict[str, Any] | None:
-        group: dict[str, Any] = http.get(f"{GROUP}{API}").json()
-        props = group["properties"]
-        running = props["containers"][0]["properties"].get("instanceView", {})
-        return group if props["provisioningState"] == "Succeeded" and \
-            running.get("currentState", {}).get("state") == "Running" else None
-
-    before = eventually(settled, what="the group running")
-    assert before is not None
-    started = before["properties"]["containers"][0]["properties"]["instanceView"]
-    updated = http.put(f"{GROUP}{API}", json=doc({"greeting": "bonjour"}))
-    assert updated.status_code == 200, updated.text
-    assert "Azure-AsyncOperation" in updated.headers
-
-    def applied() -> dict[str, Any] | None:
-        group = settled()
-        return group if group is not None and any(
-            e["name"] == "ConfigMapUpdated" for e in
-            group["properties"]["containers"][0]["properties"]["instanceView"]["events"]) \
-            else None
-
-    after = eventually(applied, what="the config map updated")
-    assert after is not None
-    props = after["properties"]["containers"][0]["properties"]
-    assert props["configMap"] == {"keyValuePairs": {"greeting": "bonjour"}}
-    view = props["instanceView"]
-    assert view["restartCount"] == started["restartCount"] == 0
-    assert view["currentState"]["startTime"] == started["currentState"]["startTime"]
-    engine = plane.engine
-    assert isinstance(engine, FakeEngine)
-    record = plane.store.get_group("sub-1", "rg", "g")
-    assert record is not None
-    assert engine.config_map_files(record.uid) == {"c": {"greeting": "bonjour"}}
-    bad = http.put(f"{GROUP}{API}", json=doc({"../x": "y"}))
-    assert bad.status_code == 400
-    assert bad.json()["error"]["code"] == "InvalidConfigMapKey"
