@@ -73,6 +73,17 @@ def parse_container_group(body: dict[str, Any], *, name: str, default_location: 
     request's ``api_version`` lets them out: :mod:`skiff.models.versions`), read-only
     properties dropped, unknown properties kept."""
     check_group_name(name)
+    return parse_group_definition(body, default_location=default_location,
+                                  known_locations=known_locations,
+                                  allow_privileged=allow_privileged, api_version=api_version)
+
+
+def parse_group_definition(body: Any, *, default_location: str,
+                           known_locations: Collection[str] | Locations,
+                           allow_privileged: bool = False,
+                           api_version: str | None = None) -> ContainerGroupBody:
+    """A group's definition checked by every rule of :func:`parse_container_group` but
+    its name's (a container group profile holds one under a name of its own rule)."""
     if not isinstance(body, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
     data = dict(body)

@@ -56,6 +56,7 @@ from skiff.store.identities import IdentitiesMixin, delete_identities_of
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
 from skiff.store.principals import PrincipalsMixin, forget_scope
+from skiff.store.profiles import ProfilesMixin, delete_profiles_of
 from skiff.store.records import (
     DESIRED_STATES,
     GROUP_TYPE,
@@ -87,7 +88,7 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 
 class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
-            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin):
+            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin, ProfilesMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -153,6 +154,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             # of another resource group mounts one); the storage service removes the disks.
             delete_accounts_of(conn, sub, name)
             delete_identities_of(conn, sub, name)  # its managed identities too
+            delete_profiles_of(conn, sub, name)  # and its container group profiles
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"
