@@ -172,7 +172,7 @@ def test_usages_show_current_values_and_limits(
                      "ContainerGroupCreatesPer5Minutes": (2, 100),
                      "ContainerGroupCreatesPerHour": (2, 300),
                      "ContainerGroupDeletesPer5Minutes": (0, 100),
-                     "ContainerGroupDeletesPerHour": (0, 300)}
+                     "ContainerGroupDeletesPerHour": (0, 300), "StandardSpotCores": (0, 100)}
     assert http.post(f"{GROUPS}/b/start{API}").status_code == 202
     assert usages(http)["StandardCores"] == (1.5, 100)
 

@@ -88,7 +88,7 @@ def parse_container_group(body: dict[str, Any], *, name: str, default_location: 
     except ValidationError as exc:
         # from None: pydantic's error quotes the input, which may hold secrets.
         raise content_error(exc.errors()[0]) from None
-    check_body(model, known_locations, allow_privileged=allow_privileged)
+    check_body(model, known_locations, allow_privileged=allow_privileged, name=name)
     return model
 
 
