@@ -324,6 +324,7 @@ class Reconciler:
             error = {"code": exc.code, "message": scrub(exc.message, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
+            self.readmit()  # what it held is free
             return
         if view.failure is not None:
             self._withdraw(uid)
@@ -332,6 +333,7 @@ class Reconciler:
                      "message": scrub(view.failure, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
+            self.readmit()  # what it held is free
             return
         if self.meter is not None:
             self.meter.observed(record, view)

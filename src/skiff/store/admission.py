@@ -17,6 +17,15 @@ are asked of the engine when a request would not fit otherwise
 (:meth:`~skiff.store.Store.release`). A new generation (a new body, a start, a
 restart) holds again, and is admitted again if it did not hold before.
 
+Spot groups (``priority: Spot``, the ``spot`` column) run on spare capacity: one is
+admitted only where no group holds the node's capacity, and counts in the
+subscription's ``StandardSpotCores`` (a Regular group in ``StandardCores``). A Regular
+group may take what running Spot groups hold: just enough of them are evicted in the
+transaction that admits it (:func:`evict_for`), so two racing Regular PUTs cannot
+both take one Spot group's cores. An evicted group holds nothing; the reconcile loop
+stops its containers (``evicted`` 1 → 2) and, once capacity is spare, admits it again
+(:meth:`AdmissionMixin.readmit_evicted`), as ACI restarts an evicted Spot group.
+
 The order of refusals follows ACI: the subscription's quotas (400
 ContainerGroupQuotaReached, naming the quota, its limit and the subscription's own
 usage), then the node's capacity (409 ServiceUnavailable, naming only the request:
@@ -272,6 +281,10 @@ class AdmissionMixin(Database):
         first evicted first (``admission_for(subscription, location)``: what one must fit
         in); each holds its capacity again and is to run. Returns their uids."""
         admitted: list[str] = []
+        with self.read() as conn:  # most calls find none: no write transaction for them
+            if conn.execute("SELECT 1 FROM container_groups WHERE evicted = ? LIMIT 1",
+                            (EVICTED,)).fetchone() is None:
+                return admitted
         with self.write() as conn:
             now = self.now()
             rows = conn.execute(
