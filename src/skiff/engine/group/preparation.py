@@ -45,7 +45,8 @@ def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageSto
     try:
         group.volume_paths = volumes.prepare(spec.id, spec.volumes,
                                              owner=containerspec.volume_owner(driver, spec))
-        group.config_map_paths, _ = volumes.config_maps.write(spec.id, config_maps(spec))
+        group.config_maps = config_maps(spec)
+        group.config_map_paths, _ = volumes.config_maps.write(spec.id, group.config_maps)
     except ShareMountFailed as exc:  # ACI's event for a share it cannot mount
         group.view.event("FailedMountAzureFileVolume", scrub(exc.message, secrets_of(spec)),
                          warning=True)

@@ -177,13 +177,16 @@ class Supervisor:
         (see :mod:`~skiff.engine.volumes.configmaps`); nothing restarts. A failure is the
         group's warning event, not the group's end: its containers run on, and the next
         run (the reconcile loop's resync) tries again."""
+        wanted = config_maps(group.spec)
+        if wanted == group.config_maps:
+            return  # as written last: a resync reads no file
         try:
-            _, changed = self.volumes.config_maps.write(group.spec.id,
-                                                        config_maps(group.spec))
+            _, changed = self.volumes.config_maps.write(group.spec.id, wanted)
         except SkiffError as exc:
             group.view.event("ConfigMapUpdateFailed", exc.message, warning=True)
             log.warning("group %s: %s", group.view.name, exc.message)
             return
+        group.config_maps = wanted
         for name, keys in changed.items():
             view = group.view.container(name)
             if view is not None:
