@@ -35,7 +35,7 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "template
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-           "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+           "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
            "Cache-Control": "no-store"}
 #: The actions on a group: (the form's word, the API's verb and path, ARM's action, label).
 ACTIONS: dict[str, tuple[str, str, str, str]] = {
@@ -81,14 +81,19 @@ def _sign_in_again() -> RedirectResponse:
 
 
 def _same_origin(request: Request) -> bool:
-    """Whether a POST comes from a page of this origin: the browser's ``Origin`` (or, when
-    it sent none, ``Sec-Fetch-Site``) says so. A cross-site form never passes."""
+    """Whether a POST comes from a page of this origin: the browser's ``Sec-Fetch-Site``
+    says so, or (a browser without it) its ``Origin`` is this host's. A cross-site form
+    never passes; a client that sends neither (curl) still needs the session's CSRF
+    token for anything but signing in."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
     origin = request.headers.get("origin")
-    if origin is not None:
-        parts = urlsplit(origin)
-        return parts.scheme == "https" and parts.netloc.lower() == \
-            request.headers.get("host", "").lower()
-    return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme == "https" and parts.netloc.lower() == \
+        request.headers.get("host", "").lower()
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -235,8 +240,9 @@ async def group(subscription: str, resource_group: str, name: str,
     except ArmFailure as failure:
         return _expired(failure) or _failed(failure, session)
     row = with_instance(row_of(found), found)
+    pointless = {"Running": "start", "Stopped": "stop"}.get(row.state)
     actions = {word: label for word, (_, _, action, label) in ACTIONS.items()
-               if allowed.allows(f"{PROVIDER}/containerGroups/{action}")}
+               if word != pointless and allowed.allows(f"{PROVIDER}/containerGroups/{action}")}
     logs = allowed.allows(f"{PROVIDER}/containerGroups/containers/logs/read")
     return page("group.html", session=session, title=name, group=found, row=row,
                 actions=actions, logs=logs, events=_events(found), api_path=path,
