@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,36 +30,40 @@ GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
 SAME_ORIGIN = {"Origin": BASE}
 
 
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    with fake_plane(tmp_path) as running:
-        yield running
+@dataclass
+class Served:
+    """The API with the portal mounted, over a fake plane, and the event loop its
+    in-process clients run on."""
+
+    plane: ControlPlane
+    app: FastAPI
+    loop: BlockingPortal
+
+    def client(self, token: str | None, suffix: str = "") -> InProcessClient:
+        return InProcessClient(self.loop, self.app, token, suffix=suffix)
 
 
 @pytest.fixture
-def portal() -> Iterator[BlockingPortal]:
-    with start_blocking_portal() as running:
-        yield running
+def served(tmp_path: Path) -> Iterator[Served]:
+    with fake_plane(tmp_path) as plane, start_blocking_portal() as loop:
+        yield Served(plane, mount(create_app(plane)), loop)
 
 
 @pytest.fixture
-def app(plane: ControlPlane) -> FastAPI:
-    return mount(create_app(plane))
+def admin_token(served: Served) -> str:
+    return served.plane.store.create_token(None, "admin")[1]
 
 
 @pytest.fixture
-def admin_token(plane: ControlPlane) -> str:
-    return plane.store.create_token(None, "admin")[1]
+def admin(served: Served, admin_token: str) -> InProcessClient:
+    """The API as the admin (api-version on every URL)."""
+    return served.client(admin_token, API)
 
 
 @pytest.fixture
-def admin(app: FastAPI, portal: BlockingPortal, admin_token: str) -> InProcessClient:
-    return InProcessClient(portal, app, admin_token, suffix=API)
-
-
-@pytest.fixture
-def browser(app: FastAPI, portal: BlockingPortal) -> InProcessClient:
-    return InProcessClient(portal, app, None)
+def browser(served: Served) -> InProcessClient:
+    """A browser's requests: no Authorization header, cookies kept."""
+    return served.client(None)
 
 
 def sign_in(browser: InProcessClient, token: str) -> None:
@@ -131,7 +136,7 @@ def test_every_page_carries_the_policy_and_anonymous_pages_send_to_sign_in(
 
 
 def test_a_cross_site_post_is_refused(browser: InProcessClient, admin: InProcessClient,
-                                      admin_token: str, plane: ControlPlane) -> None:
+                                      admin_token: str) -> None:
     """A sign-in from another origin, and an action without the session's CSRF token or
     from another origin, are refused 403; the group keeps running."""
     evil = {"Origin": "https://evil.example"}

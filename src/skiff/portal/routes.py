@@ -16,11 +16,11 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jinja2
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure
@@ -59,6 +59,22 @@ def _session(request: Request) -> Session | None:
     return sessions(request).get(request.cookies.get(COOKIE))
 
 
+class NotSignedIn(Exception):
+    """A page asked for without a live session: answered by a redirect to sign in."""
+
+
+def signed_in(request: Request) -> Session:
+    """A page's dependency: the request's live session, else :class:`NotSignedIn`."""
+    session = _session(request)
+    if session is None:
+        raise NotSignedIn
+    return session
+
+
+#: A page's parameter: the signed-in session.
+Signed = Annotated[Session, Depends(signed_in)]
+
+
 def _arm(request: Request, session: Session) -> Arm:
     client = request.client
     return Arm(request.app, session.token,
@@ -78,6 +94,11 @@ def _to(url: str) -> RedirectResponse:
 
 def _sign_in_again() -> RedirectResponse:
     return _to(f"{ROOT}/signin")
+
+
+async def to_sign_in(_: Request, __: Exception) -> Response:
+    """The answer to :class:`NotSignedIn`: the sign-in page."""
+    return _sign_in_again()
 
 
 def _same_origin(request: Request) -> bool:
@@ -183,10 +204,7 @@ async def signout(request: Request) -> Response:
 
 
 @router.get("/groups")
-async def groups(request: Request) -> Response:
-    session = _session(request)
-    if session is None:
-        return _sign_in_again()
+async def groups(request: Request, session: Signed) -> Response:
     arm = _arm(request, session)
     query = Query.of(dict(request.query_params))
     try:
@@ -228,10 +246,7 @@ def _expired(failure: ArmFailure) -> Response | None:
 
 @router.get("/groups/{subscription}/{resource_group}/{name}")
 async def group(subscription: str, resource_group: str, name: str,
-                request: Request) -> Response:
-    session = _session(request)
-    if session is None:
-        return _sign_in_again()
+                request: Request, session: Signed) -> Response:
     arm = _arm(request, session)
     path = _group_path(subscription, resource_group, name)
     try:
@@ -264,16 +279,17 @@ def _events(group: Mapping[str, Any]) -> list[dict[str, Any]]:
                                            or ""))
 
 
+def _no_action(action: str, session: Session) -> Response:
+    return page("error.html", 404, session=session, title="Not found", code="NotFound",
+                message=f"There is no action '{action}' on a container group.")
+
+
 @router.get("/groups/{subscription}/{resource_group}/{name}/{action}")
 async def confirm(subscription: str, resource_group: str, name: str, action: str,
-                  request: Request) -> Response:
+                  request: Request, session: Signed) -> Response:
     """The question before an action: a form that posts it (with the session's CSRF)."""
-    session = _session(request)
-    if session is None:
-        return _sign_in_again()
     if action not in ACTIONS:
-        return page("error.html", 404, session=session, title="Not found", code="NotFound",
-                    message=f"There is no action '{action}' on a container group.")
+        return _no_action(action, session)
     return page("confirm.html", session=session, title=f"{ACTIONS[action][3]} {name}",
                 action=action, label=ACTIONS[action][3], name=name,
                 back=f"{ROOT}/groups/{quote(subscription, safe='')}/"
@@ -282,16 +298,12 @@ async def confirm(subscription: str, resource_group: str, name: str, action: str
 
 @router.post("/groups/{subscription}/{resource_group}/{name}/{action}")
 async def act(subscription: str, resource_group: str, name: str, action: str,
-              request: Request) -> Response:
-    session = _session(request)
-    if session is None:
-        return _sign_in_again()
+              request: Request, session: Signed) -> Response:
     if not _same_origin(request) or not session.checks((await _form(request)).get("csrf", "")):
         return _refused("This action did not come from a page of this session; open the "
                         "group again and retry.", session)
     if action not in ACTIONS:
-        return page("error.html", 404, session=session, title="Not found", code="NotFound",
-                    message=f"There is no action '{action}' on a container group.")
+        return _no_action(action, session)
     method, suffix, _, _ = ACTIONS[action]
     try:
         await _arm(request, session).call(
