@@ -36,8 +36,10 @@ API = "?api-version=2023-05-01"
 GROUPS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance/" \
          "containerGroups"
 LINE = "hello-from-the-portal-test"
-#: Where the README's screenshots live (written when SKIFF_PORTAL_SCREENSHOTS=docs).
+#: Where the README's screenshots live (written when SKIFF_PORTAL_SCREENSHOTS is set).
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+#: axe-core, installed from npm by .ci/install (tests/e2e/portal's package-lock).
+AXE = Path(__file__).resolve().parent / "portal" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @dataclass
@@ -58,6 +60,18 @@ class Browser:
             except playwright.Error as exc:
                 if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 4:
                     raise
+
+    def accessible(self) -> None:
+        """axe-core's WCAG 2 A and AA checks find nothing on the page. (Evaluated through
+        the DevTools protocol, which the page's CSP does not govern: the page itself
+        still runs no inline script.)"""
+        assert AXE.is_file(), "run .ci/install (npm ci in tests/e2e/portal)"
+        self.page.evaluate(AXE.read_text())
+        found = self.page.evaluate("""async () => (await axe.run(document, {runOnly:
+            {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}))
+            .violations.map(v => `${v.id} (${v.impact}): ${v.help} at ` +
+                            v.nodes.map(n => n.target.join(' ')).join(', '))""")
+        assert found == [], found
 
     def no_errors(self) -> None:
         found = [e for e in self.errors if "ERR_NETWORK_CHANGED" not in e]
@@ -130,6 +144,7 @@ def test_sign_in_and_see_the_groups(server: RunningServer, images: BuiltImages,
     page = browser.page
     browser.navigate(lambda: page.goto("/portal/"))
     assert page.url.endswith("/portal/signin")
+    browser.accessible()
     page.get_by_label("Token").fill(server.token)
     browser.navigate(lambda: page.get_by_role("button", name="Sign in").click())
     assert page.url.endswith("/portal/groups")
@@ -139,6 +154,7 @@ def test_sign_in_and_see_the_groups(server: RunningServer, images: BuiltImages,
     assert page.get_by_text("Running").first.is_visible()
     assert server.token not in page.content()
     shoot(browser, tmp_path, "portal-groups.png")
+    browser.accessible()
     browser.no_errors()
 
 
@@ -153,8 +169,10 @@ def test_a_group_shows_its_logs_and_is_stopped_then_deleted(
     output = page.locator("#log-output")
     playwright.expect(output).to_contain_text(LINE, timeout=20_000)
     shoot(browser, tmp_path, "portal-group.png")
+    browser.accessible()
 
     browser.navigate(lambda: page.get_by_role("link", name="Stop", exact=True).click())
+    browser.accessible()
     browser.navigate(lambda: page.get_by_role("button", name="Stop", exact=True).click())
     assert page.get_by_role("status").inner_text() == "Stop requested."
     with api(server) as http:
