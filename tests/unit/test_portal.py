@@ -207,6 +207,8 @@ def test_a_group_page_shows_containers_events_logs_and_stops_it(
     assert logs.status_code == 200
     assert "hello-portal" in logs.json()["content"]
     assert browser.get(f"/portal/arm/providers/x{API}").status_code == 404
+    assert browser.get(f"/portal/arm/subscriptions/%2E%2E/metadata/endpoints{API}"
+                       ).status_code == 404
     csrf = csrf_of(browser.get(f"/portal/groups/{SUB}/rg/web/stop").text)
     stopped = browser.post(f"/portal/groups/{SUB}/rg/web/stop", data={"csrf": csrf},
                            headers=SAME_ORIGIN)

@@ -330,7 +330,8 @@ async def arm_get(path: str, request: Request) -> Response:
                         status_code=401, media_type="application/json", headers=HEADERS)
     params = dict(request.query_params)
     version = params.pop("api-version", ACI)
-    if not path.lower().startswith("subscriptions/"):
+    if not path.lower().startswith("subscriptions/") or \
+            any(part in (".", "..") for part in path.split("/")):
         return Response(json.dumps({"error": {"code": "InvalidResourceType",
                                               "message": "Only /subscriptions/... is read."}}),
                         status_code=404, media_type="application/json", headers=HEADERS)
