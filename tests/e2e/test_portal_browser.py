@@ -49,13 +49,43 @@ class Browser:
     page: Any
     errors: list[str] = field(default_factory=list)
 
-    def navigate(self, go: Callable[[], object]) -> None:
-        """Run ``go`` (a goto or a click that navigates), again if Chromium aborted it
-        because the host's network changed; fail on any other error."""
+    def goto(self, url: str) -> None:
+        """Load ``url``, again if Chromium aborted it because the host's network changed
+        (a GET: loading it twice is harmless)."""
+        def load() -> None:
+            self.page.goto(url, wait_until="load")
+
+        self._retried(load, load)
+
+    def follow(self, name: str) -> None:
+        """Follow the link named ``name`` (by its address: retried as :meth:`goto`)."""
+        href = self.page.get_by_role("link", name=name, exact=True).get_attribute("href")
+        assert href, name
+        self.goto(href)
+
+    def submit(self, name: str, fill: Callable[[], None] = lambda: None) -> None:
+        """Fill the form (``fill``), press its button ``name`` and wait for the page it
+        leads to. Aborted by a network change before the answer arrived (the page still,
+        or again, where it was, or Chromium's error page), the form is loaded, filled and
+        pressed again (the portal's actions are idempotent: stop, start, delete)."""
+        before = self.page.url
+
+        def press() -> None:
+            fill()
+            with self.page.expect_navigation(wait_until="load"):
+                self.page.get_by_role("button", name=name, exact=True).click()
+
+        def recover() -> None:
+            if self.page.url == before or self.page.url.startswith("chrome-error:"):
+                self.goto(before)
+                press()
+
+        self._retried(press, recover)
+
+    def _retried(self, go: Callable[[], object], recover: Callable[[], None]) -> None:
         for attempt in range(5):
             try:
-                with self.page.expect_navigation(wait_until="load"):
-                    go()
+                (go if attempt == 0 else recover)()
                 return
             except playwright.Error as exc:
                 if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 4:
@@ -142,11 +172,10 @@ def test_sign_in_and_see_the_groups(server: RunningServer, images: BuiltImages,
             assert settled(http, f"{GROUPS}/{name}{API}", 60)["properties"][
                 "provisioningState"] == "Succeeded"
     page = browser.page
-    browser.navigate(lambda: page.goto("/portal/"))
+    browser.goto("/portal/")
     assert page.url.endswith("/portal/signin")
     browser.accessible()
-    page.get_by_label("Token").fill(server.token)
-    browser.navigate(lambda: page.get_by_role("button", name="Sign in").click())
+    browser.submit("Sign in", lambda: page.get_by_label("Token").fill(server.token))
     assert page.url.endswith("/portal/groups")
     table = page.get_by_role("table")
     for name in ("web", "worker"):
@@ -163,30 +192,30 @@ def test_a_group_shows_its_logs_and_is_stopped_then_deleted(
     """From the list, the group page shows its container Running and, in the followed
     logs, the line it printed; Stop (confirmed) stops it; Delete (confirmed) removes it."""
     page = browser.page
-    browser.navigate(lambda: page.goto("/portal/groups"))
-    browser.navigate(lambda: page.get_by_role("link", name="web", exact=True).click())
+    browser.goto("/portal/groups")
+    browser.follow("web")
     assert page.get_by_role("heading", name="web", exact=True).is_visible()
     output = page.locator("#log-output")
     playwright.expect(output).to_contain_text(LINE, timeout=20_000)
     shoot(browser, tmp_path, "portal-group.png")
     browser.accessible()
 
-    browser.navigate(lambda: page.get_by_role("link", name="Stop", exact=True).click())
+    browser.follow("Stop")
     browser.accessible()
-    browser.navigate(lambda: page.get_by_role("button", name="Stop", exact=True).click())
+    browser.submit("Stop")
     assert page.get_by_role("status").inner_text() == "Stop requested."
     with api(server) as http:
         eventually(lambda: http.get(f"{GROUPS}/web{API}").json()["properties"].get(
             "instanceView", {}).get("state") == "Stopped", what="web stops", timeout_s=60)
-    browser.navigate(lambda: page.reload())
+    browser.goto(page.url)
     playwright.expect(page.locator("#group-state")).to_have_text("Stopped")
 
-    browser.navigate(lambda: page.get_by_role("link", name="Delete", exact=True).click())
-    browser.navigate(lambda: page.get_by_role("button", name="Delete", exact=True).click())
+    browser.follow("Delete")
+    browser.submit("Delete")
     assert page.url.split("?")[0].endswith("/portal/groups")
     with api(server) as http:
         eventually(lambda: http.get(f"{GROUPS}/web{API}").status_code == 404,
                    what="web is deleted", timeout_s=60)
-    browser.navigate(lambda: page.reload())
+    browser.goto(page.url)
     assert page.get_by_role("table").get_by_role("link", name="web", exact=True).count() == 0
     browser.no_errors()

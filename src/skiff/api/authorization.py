@@ -336,13 +336,16 @@ def list_root_definitions(request: Request) -> dict[str, Any]:
 def list_permissions(scope: str, request: Request) -> dict[str, Any]:
     """What the caller may do at a resource group or a resource (ARM's
     ``AzurePermissionsForResourceGroup_List`` and ``AzurePermissionsForResource_List``):
-    the actions and notActions of each role it holds there or above. Any signed-in caller
-    may ask about itself; one with no role there gets an empty list, whether the scope
-    exists or not (portals read it to offer only the actions a caller may take)."""
+    the actions and notActions of each role it holds there or above (portals read it to
+    offer only the actions a caller may take). A caller holding no role at, above or
+    below the scope gets ARM's 403 ``AuthorizationFailed``, the same whether the scope
+    exists or not; one holding a role only below it, an empty list."""
     at = _scope(scope)
     caller = _authenticate(request)
-    if _is_management_group(at):
-        return {"value": []}
+    access = plane(request).access
+    action = "Microsoft.Authorization/permissions/read"
+    if _is_management_group(at) or not access.may_see(caller, at):
+        raise authorization_failed(caller, action, at)
     return {"value": [{"actions": list(role.actions), "notActions": list(role.not_actions),
                        "dataActions": [], "notDataActions": []}
-                      for role in plane(request).access.roles_at(caller, at)]}
+                      for role in access.roles_at(caller, at)]}
