@@ -19,6 +19,7 @@ issue asks for; this one is the server's share of it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import ssl
 import statistics
@@ -90,24 +91,31 @@ def _row(what: str, samples: list[float], baseline: float) -> str:
     return f"{what:<52} {p50:>8.1f}ms {p90:>8.1f}ms  {p50 / baseline:>7.1f}x"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--stored", type=int, default=1000)
-    args = parser.parse_args()
-    spawn = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="skiff-bench-") as work, \
-            fake_https(Path(work) / "root") as server, \
-            ProcessPoolExecutor(1, mp_context=spawn) as client:
+def measure(rounds: int, stored: int) -> dict[str, list[float]]:
+    """Serve the portal over ``stored`` seeded groups; the client's times, by request."""
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skiff-bench-")))
+        server = stack.enter_context(fake_https(work / "root"))
+        client = stack.enter_context(
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
         mount(server.app)
         store = server.plane.store
         token = store.create_token(SUB, "bench")[1]
-        for i in range(args.stored):
+        for i in range(stored):
             store.put_group(SUB, f"rg-{i % 10}", f"g-{i:05d}", "westeurope",
                             group_body(0.01 * (i % 7 + 1)), {})
-        times = client.submit(client_times, server.url, str(server.ca), token, args.stored,
-                              args.rounds).result()
+        found: dict[str, list[float]] = client.submit(
+            client_times, server.url, str(server.ca), token, stored, rounds).result()
+        return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=20, help="requests of each kind")
+    parser.add_argument("--stored", type=int, default=1000, help="groups seeded")
+    options = parser.parse_args()
+    times = measure(options.rounds, options.stored)
     baseline = statistics.median(next(iter(times.values())))
     print(f"{'what':<52} {'p50':>10} {'p90':>10}  {'p50/static':>8}")
     for what, samples in times.items():
