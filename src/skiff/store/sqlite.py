@@ -53,6 +53,7 @@ from skiff.store.errors import (
     InvalidResourceLocation,
 )
 from skiff.store.identities import IdentitiesMixin, delete_identities_of
+from skiff.store.ngroups import NGroupsMixin
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
 from skiff.store.principals import PrincipalsMixin, forget_scope
@@ -87,7 +88,7 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 
 class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
-            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin):
+            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin, NGroupsMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
