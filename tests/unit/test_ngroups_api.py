@@ -1,0 +1,243 @@
+"""NGroups through the API, in process (the app over a real store, the reconcile loop and
+the FakeEngine; the controller's rounds run when the test calls them): members made and
+kept, named and tagged, rolled over in batches, stopped and started, deleted with the
+NGroup; refusals; and an NGroup never seen from another subscription."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from skiff.api.app import create_app
+from skiff.api.context import ControlPlane
+from skiff.errors import ArmError
+from skiff.testing.inprocess import InProcessClient, fake_plane
+from skiff.testing.waiting import eventually
+
+SUB = "sub-1"
+API = "?api-version=2025-09-01"
+RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance"
+PROFILE = f"{RG}/containerGroupProfiles/web"
+
+
+def group_body(image: str = "registry.test/busybox:1") -> dict[str, Any]:
+    return {"location": "westeurope", "properties": {
+        "osType": "Linux", "restartPolicy": "Always", "containers": [{
+            "name": "c", "properties": {
+                "image": image, "command": ["sh", "-c", "sleep 300"],
+                "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}
+
+
+class Profiles:
+    """Profile revisions by number, as the profiles' store would answer them."""
+
+    def __init__(self) -> None:
+        self.revisions: dict[int, dict[str, Any]] = {1: group_body(), 2: group_body()}
+
+    def __call__(self, subscription: str, profile_id: str, revision: int | None
+                 ) -> dict[str, Any]:
+        if profile_id.lower() != PROFILE.lower() or subscription != SUB:
+            raise ArmError(404, "ResourceNotFound", "The container group profile was not found.")
+        number = revision or max(self.revisions)
+        if number not in self.revisions:
+            raise ArmError(404, "ContainerGroupProfileRevisionNotFound", "No such revision.")
+        return {**self.revisions[number], "properties": {
+            **self.revisions[number]["properties"], "revision": number}}
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[ControlPlane, InProcessClient]]:
+    with start_blocking_portal() as portal, fake_plane(tmp_path) as plane:
+        assert plane.ngroups is not None
+        plane.ngroups.profiles = Profiles()
+        _, secret = plane.store.create_token(SUB, "tests")
+        yield plane, InProcessClient(portal, create_app(plane), secret)
+
+
+def ngroup(count: int = 3, revision: int = 1, *, mode: str = "Rolling", batch: int = 50,
+           maintain: bool = True) -> dict[str, Any]:
+    return {"location": "westeurope", "properties": {
+        "elasticProfile": {"desiredCount": count, "maintainDesiredCount": maintain,
+                           "containerGroupNamingPolicy": {"guidNamingPolicy": {"prefix": "web-"}}},
+        "containerGroupProfiles": [{"resource": {"id": PROFILE}, "revision": revision}],
+        "updateProfile": {"updateMode": mode, "rollingUpdateProfile": {
+            "maxBatchPercent": batch, "maxUnhealthyPercent": 0}}}}
+
+
+def members(plane: ControlPlane) -> dict[str, int | None]:
+    """The NGroup's members (container groups tagged with it): name → profile revision."""
+    found = {}
+    for record in plane.store.list_groups(SUB, "rg")[0]:
+        if record.desired != "deleted" and record.tags.get("orchestratorId", "").endswith(
+                "/ngroups/ng"):
+            found[record.name] = record.body["properties"]["containerGroupProfile"].get(
+                "revision")
+    return found
+
+
+def settle(plane: ControlPlane, http: InProcessClient, state: str = "Succeeded") -> None:
+    """Rounds until the NGroup is in ``state``."""
+    assert plane.ngroups is not None
+    controller = plane.ngroups
+
+    def reached() -> bool:
+        controller.run_round()
+        return bool(http.get(f"{RG}/ngroups/ng{API}").json()["properties"]
+                    ["provisioningState"] == state)
+    eventually(reached, what=f"the NGroup is {state}", timeout_s=20)
+
+
+def test_an_ngroup_makes_its_members(node: tuple[ControlPlane, InProcessClient]) -> None:
+    """A PUT answers 201 with an operation; the members are container groups named by the
+    prefix and a GUID, tagged with the NGroup, built from the revision, and running."""
+    plane, http = node
+    answer = http.put(f"{RG}/ngroups/ng{API}", json=ngroup(3))
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["properties"]["provisioningState"] == "Creating"
+    assert "Azure-AsyncOperation" in answer.headers
+    settle(plane, http)
+    found = members(plane)
+    assert len(found) == 3 and set(found.values()) == {1}
+    assert all(name.startswith("web-") and len(name) == 40 for name in found)
+    operation = http.get(answer.headers["Azure-AsyncOperation"].removeprefix("https://skiff.test"))
+    assert operation.json()["status"] == "Succeeded"
+    listed = http.get(f"{RG}/ngroups{API}").json()["value"]
+    assert [n["name"] for n in listed] == ["ng"]
+
+
+def test_a_deleted_member_is_replaced(node: tuple[ControlPlane, InProcessClient]) -> None:
+    """maintainDesiredCount: a member deleted by its tenant is made again."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2))
+    settle(plane, http)
+    gone = sorted(members(plane))[0]
+    assert http.delete(f"{RG}/containerGroups/{gone}{API}").status_code in (200, 202)
+    assert plane.ngroups is not None
+    eventually(lambda: plane.ngroups.run_round() is not None and len(members(plane)) == 2
+               and gone not in members(plane), what="a replacement")
+    events = http.get(f"{RG}/ngroups/ng/events{API}").json()["value"]
+    assert any(e["name"] == "MemberDeleted" and gone in e["message"] for e in events)
+
+
+def test_a_new_revision_rolls_six_members_in_two_batches(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """Six members, maxBatchPercent 50: revision 2 replaces three, then three more; at
+    no time are fewer than six members running."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(6))
+    settle(plane, http)
+    assert http.put(f"{RG}/ngroups/ng{API}", json=ngroup(6, revision=2)).status_code == 200
+    seen: list[tuple[int, int]] = []
+    assert plane.ngroups is not None
+
+    def rolled() -> bool:
+        plane.ngroups.run_round()  # type: ignore[union-attr]
+        revisions = list(members(plane).values())
+        counts = (revisions.count(1), revisions.count(2))
+        if not seen or seen[-1] != counts:
+            seen.append(counts)
+        return counts == (0, 6)
+    eventually(rolled, what="every member at revision 2", timeout_s=20)
+    assert (6, 3) in seen and (3, 3) in seen and (3, 6) in seen
+    assert all(old + new >= 6 for old, new in seen)
+    settle(plane, http)
+    names = [e["name"] for e in http.get(f"{RG}/ngroups/ng/events{API}").json()["value"]]
+    assert names.count("BatchStarted") == 2 and names.count("BatchCompleted") == 2
+    assert "RollingUpdateCompleted" in names
+
+
+def test_a_failing_revision_stops_the_rollout(node: tuple[ControlPlane, InProcessClient]) -> None:
+    """A revision whose image cannot be pulled: the first batch fails, the NGroup is
+    Failed, and the old members stay."""
+    plane, http = node
+    profiles = plane.ngroups.profiles  # type: ignore[union-attr]
+    assert isinstance(profiles, Profiles)
+    profiles.revisions[2] = group_body("registry.test/missing:1")
+    plane.engine.pull_errors["registry.test/missing:1"] = ArmError(  # type: ignore[attr-defined]
+        400, "InaccessibleImage", "no such image")
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4, maintain=False))
+    settle(plane, http)
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4, revision=2, maintain=False))
+    settle(plane, http, "Failed")
+    revisions = list(members(plane).values())
+    assert revisions.count(1) == 4 and revisions.count(2) == 2
+    events = http.get(f"{RG}/ngroups/ng/events{API}").json()["value"]
+    assert events[-1]["name"] == "RollingUpdateStopped"
+
+
+def test_manual_mode_keeps_existing_members(node: tuple[ControlPlane, InProcessClient]) -> None:
+    """Manual: a new revision and a larger count make only the new member of revision 2."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2, mode="Manual"))
+    settle(plane, http)
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(3, revision=2, mode="Manual"))
+    settle(plane, http)
+    assert sorted(members(plane).values()) == [1, 1, 2]
+
+
+def test_stop_start_and_delete(node: tuple[ControlPlane, InProcessClient]) -> None:
+    """Stop stops every member (none replaced), start runs them again, and a DELETE
+    takes the members with the NGroup."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2))
+    settle(plane, http)
+    assert http.post(f"{RG}/ngroups/ng/stop{API}").status_code == 204
+    assert {plane.store.get_group(SUB, "rg", n).desired  # type: ignore[union-attr]
+            for n in members(plane)} == {"stopped"}
+    plane.ngroups.run_round()  # type: ignore[union-attr]
+    assert len(members(plane)) == 2
+    assert http.post(f"{RG}/ngroups/ng/start{API}").status_code == 202
+    assert {plane.store.get_group(SUB, "rg", n).desired  # type: ignore[union-attr]
+            for n in members(plane)} == {"running"}
+    settle(plane, http)
+    answer = http.delete(f"{RG}/ngroups/ng{API}")
+    assert answer.status_code == 202
+    eventually(lambda: plane.ngroups.run_round() is not None  # type: ignore[union-attr]
+               and http.get(f"{RG}/ngroups/ng{API}").status_code == 404, what="gone")
+    assert members(plane) == {}
+    assert http.delete(f"{RG}/ngroups/ng{API}").status_code == 204
+
+
+@pytest.mark.parametrize(("path", "doc", "status", "code"), [
+    ("ngroups/ng?api-version=2023-05-01", ngroup(), 400, "NoRegisteredProviderFound"),
+    (f"ngroups/ng{API}", {"properties": []}, 400, "InvalidRequestContent"),
+    (f"ngroups/bad.name{API}", ngroup(), 400, "InvalidResourceName"),
+    (f"ngroups/ng{API}", {**ngroup(), "location": "mars"}, 400,
+     "LocationNotAvailableForResourceType"),
+])
+def test_refusals(node: tuple[ControlPlane, InProcessClient], path: str, doc: dict[str, Any],
+                  status: int, code: str) -> None:
+    """Bodies and versions ACI refuses get its codes, never a 500."""
+    _, http = node
+    answer = http.put(f"{RG}/{path}", json=doc)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code
+
+
+def test_a_missing_profile_or_revision_is_refused(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """The profile is looked up before the NGroup is accepted."""
+    _, http = node
+    answer = http.put(f"{RG}/ngroups/ng{API}", json=ngroup(revision=9))
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "ContainerGroupProfileRevisionNotFound"
+    assert http.get(f"{RG}/ngroups/ng{API}").status_code == 404
+
+
+def test_another_subscription_sees_nothing(node: tuple[ControlPlane, InProcessClient],
+                                           tmp_path: Path) -> None:
+    """Another tenant's token is refused on the NGroup's paths and lists none of its own."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(1))
+    _, other = plane.store.create_token("sub-2", "other")
+    with start_blocking_portal() as portal:
+        stranger = InProcessClient(portal, create_app(plane), other)
+        assert stranger.get(f"{RG}/ngroups/ng{API}").status_code == 403
+        assert stranger.delete(f"{RG}/ngroups/ng{API}").status_code == 403
+        mine = stranger.get(f"/subscriptions/sub-2/providers/Microsoft.ContainerInstance/"
+                            f"ngroups{API}")
+        assert mine.status_code == 200 and mine.json()["value"] == []
