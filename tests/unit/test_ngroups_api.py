@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import start_blocking_portal
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.control.ngroups import NGroups
 from skiff.errors import ArmError
 from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
@@ -79,13 +80,15 @@ def members(plane: ControlPlane) -> dict[str, int | None]:
     return found
 
 
+def controller(plane: ControlPlane) -> NGroups:
+    assert plane.ngroups is not None
+    return plane.ngroups
+
+
 def settle(plane: ControlPlane, http: InProcessClient, state: str = "Succeeded") -> None:
     """Rounds until the NGroup is in ``state``."""
-    assert plane.ngroups is not None
-    controller = plane.ngroups
-
     def reached() -> bool:
-        controller.run_round()
+        controller(plane).run_round()
         return bool(http.get(f"{RG}/ngroups/ng{API}").json()["properties"]
                     ["provisioningState"] == state)
     eventually(reached, what=f"the NGroup is {state}", timeout_s=20)
@@ -101,7 +104,8 @@ def test_an_ngroup_makes_its_members(node: tuple[ControlPlane, InProcessClient])
     assert "Azure-AsyncOperation" in answer.headers
     settle(plane, http)
     found = members(plane)
-    assert len(found) == 3 and set(found.values()) == {1}
+    assert len(found) == 3
+    assert set(found.values()) == {1}
     assert all(name.startswith("web-") and len(name) == 40 for name in found)
     operation = http.get(answer.headers["Azure-AsyncOperation"].removeprefix("https://skiff.test"))
     assert operation.json()["status"] == "Succeeded"
@@ -116,8 +120,7 @@ def test_a_deleted_member_is_replaced(node: tuple[ControlPlane, InProcessClient]
     settle(plane, http)
     gone = sorted(members(plane))[0]
     assert http.delete(f"{RG}/containerGroups/{gone}{API}").status_code in (200, 202)
-    assert plane.ngroups is not None
-    eventually(lambda: plane.ngroups.run_round() is not None and len(members(plane)) == 2
+    eventually(lambda: controller(plane).run_round() is not None and len(members(plane)) == 2
                and gone not in members(plane), what="a replacement")
     events = http.get(f"{RG}/ngroups/ng/events{API}").json()["value"]
     assert any(e["name"] == "MemberDeleted" and gone in e["message"] for e in events)
@@ -132,21 +135,23 @@ def test_a_new_revision_rolls_six_members_in_two_batches(
     settle(plane, http)
     assert http.put(f"{RG}/ngroups/ng{API}", json=ngroup(6, revision=2)).status_code == 200
     seen: list[tuple[int, int]] = []
-    assert plane.ngroups is not None
 
     def rolled() -> bool:
-        plane.ngroups.run_round()  # type: ignore[union-attr]
+        controller(plane).run_round()
         revisions = list(members(plane).values())
         counts = (revisions.count(1), revisions.count(2))
         if not seen or seen[-1] != counts:
             seen.append(counts)
         return counts == (0, 6)
     eventually(rolled, what="every member at revision 2", timeout_s=20)
-    assert (6, 3) in seen and (3, 3) in seen and (3, 6) in seen
+    assert (6, 3) in seen
+    assert (3, 3) in seen
+    assert (3, 6) in seen
     assert all(old + new >= 6 for old, new in seen)
     settle(plane, http)
     names = [e["name"] for e in http.get(f"{RG}/ngroups/ng/events{API}").json()["value"]]
-    assert names.count("BatchStarted") == 2 and names.count("BatchCompleted") == 2
+    assert names.count("BatchStarted") == 2
+    assert names.count("BatchCompleted") == 2
     assert "RollingUpdateCompleted" in names
 
 
@@ -154,7 +159,7 @@ def test_a_failing_revision_stops_the_rollout(node: tuple[ControlPlane, InProces
     """A revision whose image cannot be pulled: the first batch fails, the NGroup is
     Failed, and the old members stay."""
     plane, http = node
-    profiles = plane.ngroups.profiles  # type: ignore[union-attr]
+    profiles = controller(plane).profiles
     assert isinstance(profiles, Profiles)
     profiles.revisions[2] = group_body("registry.test/missing:1")
     plane.engine.pull_errors["registry.test/missing:1"] = ArmError(  # type: ignore[attr-defined]
@@ -164,7 +169,8 @@ def test_a_failing_revision_stops_the_rollout(node: tuple[ControlPlane, InProces
     http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4, revision=2, maintain=False))
     settle(plane, http, "Failed")
     revisions = list(members(plane).values())
-    assert revisions.count(1) == 4 and revisions.count(2) == 2
+    assert revisions.count(1) == 4
+    assert revisions.count(2) == 2
     events = http.get(f"{RG}/ngroups/ng/events{API}").json()["value"]
     assert events[-1]["name"] == "RollingUpdateStopped"
 
@@ -176,7 +182,7 @@ def test_manual_mode_keeps_existing_members(node: tuple[ControlPlane, InProcessC
     settle(plane, http)
     http.put(f"{RG}/ngroups/ng{API}", json=ngroup(3, revision=2, mode="Manual"))
     settle(plane, http)
-    assert sorted(members(plane).values()) == [1, 1, 2]
+    assert sorted(r or 0 for r in members(plane).values()) == [1, 1, 2]
 
 
 def test_stop_start_and_delete(node: tuple[ControlPlane, InProcessClient]) -> None:
@@ -188,7 +194,7 @@ def test_stop_start_and_delete(node: tuple[ControlPlane, InProcessClient]) -> No
     assert http.post(f"{RG}/ngroups/ng/stop{API}").status_code == 204
     assert {plane.store.get_group(SUB, "rg", n).desired  # type: ignore[union-attr]
             for n in members(plane)} == {"stopped"}
-    plane.ngroups.run_round()  # type: ignore[union-attr]
+    controller(plane).run_round()
     assert len(members(plane)) == 2
     assert http.post(f"{RG}/ngroups/ng/start{API}").status_code == 202
     assert {plane.store.get_group(SUB, "rg", n).desired  # type: ignore[union-attr]
@@ -196,7 +202,7 @@ def test_stop_start_and_delete(node: tuple[ControlPlane, InProcessClient]) -> No
     settle(plane, http)
     answer = http.delete(f"{RG}/ngroups/ng{API}")
     assert answer.status_code == 202
-    eventually(lambda: plane.ngroups.run_round() is not None  # type: ignore[union-attr]
+    eventually(lambda: controller(plane).run_round() is not None
                and http.get(f"{RG}/ngroups/ng{API}").status_code == 404, what="gone")
     assert members(plane) == {}
     assert http.delete(f"{RG}/ngroups/ng{API}").status_code == 204
@@ -240,4 +246,5 @@ def test_another_subscription_sees_nothing(node: tuple[ControlPlane, InProcessCl
         assert stranger.delete(f"{RG}/ngroups/ng{API}").status_code == 403
         mine = stranger.get(f"/subscriptions/sub-2/providers/Microsoft.ContainerInstance/"
                             f"ngroups{API}")
-        assert mine.status_code == 200 and mine.json()["value"] == []
+        assert mine.status_code == 200
+        assert mine.json()["value"] == []

@@ -54,7 +54,8 @@ def test_a_new_ngroup_creates_its_desired_count() -> None:
     """Version 1 with no members creates desiredCount members, and stays in progress."""
     plan = step(spec(3), [], {}, generation=1, version=1)
     assert plan.create == ["new1", "new2", "new3"]
-    assert plan.state is None and plan.busy
+    assert plan.state is None
+    assert plan.busy
     assert plan.rollout["scaled"] == 1
 
 
@@ -65,7 +66,8 @@ def test_the_count_is_kept_only_when_maintained() -> None:
     kept = step(spec(3, maintain=True), two, {"scaled": 1}, generation=1, version=1)
     assert kept.create == ["new1"]
     left = step(spec(3), two, {"scaled": 1}, generation=1, version=1)
-    assert left.create == [] and left.state == "Succeeded"
+    assert left.create == []
+    assert left.state == "Succeeded"
     again = step(spec(3), two, {"scaled": 1}, generation=1, version=2)
     assert again.create == ["new1"]
 
@@ -74,7 +76,8 @@ def test_a_failed_member_is_replaced_when_maintained() -> None:
     """With maintainDesiredCount, a failed member is deleted and a new one made."""
     current = [*members(1, 2), Member("bad", 1, "unhealthy")]
     plan = step(spec(3, maintain=True), current, {"scaled": 1}, generation=1, version=1)
-    assert plan.delete == ["bad"] and plan.create == ["new1"]
+    assert plan.delete == ["bad"]
+    assert plan.create == ["new1"]
     assert ("MemberReplaced", "Member 'bad' failed; it is replaced.") in plan.events
 
 
@@ -91,12 +94,15 @@ def test_six_members_roll_in_two_batches_of_three() -> None:
     ngroup, draw = spec(6), names()
     current = members(1, 6)
     first = step(ngroup, current, {"scaled": 2}, draw=draw)
-    assert first.create == ["new1", "new2", "new3"] and first.delete == []
+    assert first.create == ["new1", "new2", "new3"]
+    assert first.delete == []
     assert first.rollout["batch"] == {"number": 1, "of": 2, "new": first.create,
                                       "old": ["old0", "old1", "old2"]}
     current += [Member(n, 2, "pending") for n in first.create]
     waiting = step(ngroup, current, first.rollout, draw=draw)
-    assert waiting.create == [] and waiting.delete == [] and waiting.state is None
+    assert waiting.create == []
+    assert waiting.delete == []
+    assert waiting.state is None
     current = [m if m.generation == 1 else Member(m.name, 2, "healthy") for m in current]
     done = step(ngroup, current, first.rollout, draw=draw)
     assert done.delete == ["old0", "old1", "old2"]
@@ -123,11 +129,14 @@ def test_the_rollout_stops_when_too_many_updated_members_are_unhealthy() -> None
     current += [Member("new1", 2, "healthy"), Member("new2", 2, "unhealthy"),
                 Member("new3", 2, "unhealthy")]
     stopped = step(ngroup, current, first.rollout)
-    assert stopped.state == "Failed" and stopped.delete == [] and stopped.create == []
+    assert stopped.state == "Failed"
+    assert stopped.delete == []
+    assert stopped.create == []
     assert stopped.events[-1][0] == "RollingUpdateStopped"
     assert step(ngroup, current, stopped.rollout).create == []
     resumed = step(ngroup, current, stopped.rollout, generation=3, version=3)
-    assert resumed.create and resumed.state is None
+    assert resumed.create
+    assert resumed.state is None
 
 
 def test_within_max_unhealthy_the_rollout_goes_on() -> None:
@@ -152,7 +161,9 @@ def test_batches_pause_between_them() -> None:
 def test_in_place_updates_keep_the_members() -> None:
     """inPlaceUpdate: a batch updates members where they are; nothing is created."""
     plan = step(spec(4, in_place=True), members(1, 4), {"scaled": 2})
-    assert plan.update == ["old0", "old1"] and plan.create == [] and plan.delete == []
+    assert plan.update == ["old0", "old1"]
+    assert plan.create == []
+    assert plan.delete == []
     assert plan.rollout["batch"]["new"] == ["old0", "old1"]
 
 
@@ -160,7 +171,9 @@ def test_manual_updates_leave_existing_members() -> None:
     """Manual mode: a new generation builds only new members; existing ones stay."""
     ngroup = spec(3, mode="Manual")
     plan = step(ngroup, members(1, 3), {"scaled": 1})
-    assert plan.create == [] and plan.delete == [] and plan.state == "Succeeded"
+    assert plan.create == []
+    assert plan.delete == []
+    assert plan.state == "Succeeded"
     grown = step(spec(4, mode="Manual"), members(1, 3), {"scaled": 1})
     assert grown.create == ["new1"]
 
@@ -169,7 +182,8 @@ def test_a_stopped_ngroup_neither_replaces_nor_rolls() -> None:
     """Members asked to stop are not replaced nor rolled."""
     plan = decide(spec(6, maintain=True), version=2, generation=2, members=[], rollout={},
                   now=0, new_name=names(), stopped=True)
-    assert plan.create == [] and plan.state == "Succeeded"
+    assert plan.create == []
+    assert plan.state == "Succeeded"
 
 
 def test_batch_size_rounds_up() -> None:
@@ -203,4 +217,5 @@ def test_bodies_acis_refuses(change: dict[str, Any], target: str) -> None:
     with pytest.raises(ArmError) as caught:
         parse_ngroup({"properties": props}, subscription="s", name="ng",
                      default_location="westeurope")
-    assert caught.value.status == 400 and caught.value.target == target
+    assert caught.value.status == 400
+    assert caught.value.target == target

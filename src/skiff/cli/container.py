@@ -52,6 +52,7 @@ from skiff.cli.common import (
     rg_name,
     show_progress,
 )
+from skiff.cli.ngroups import ngroup
 from skiff.cli.output import emit, output_options
 from skiff.cli.streams import attach, exec_, logs
 from skiff.cli.subnets import (
@@ -395,3 +396,4 @@ def export(resource_group: str, name: str, file: Path) -> None:
 container.add_command(logs)
 container.add_command(exec_)
 container.add_command(attach)
+container.add_command(ngroup)
