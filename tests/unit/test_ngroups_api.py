@@ -14,6 +14,7 @@ from anyio.from_thread import start_blocking_portal
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.ngroups import attach_ngroups
 from skiff.control.ngroups import NGroups
 from skiff.errors import ArmError
 from skiff.testing.inprocess import InProcessClient, fake_plane
@@ -248,3 +249,32 @@ def test_another_subscription_sees_nothing(node: tuple[ControlPlane, InProcessCl
                             f"ngroups{API}")
         assert mine.status_code == 200
         assert mine.json()["value"] == []
+
+
+def test_a_rollout_resumes_after_a_restart(node: tuple[ControlPlane, InProcessClient]) -> None:
+    """The controller keeps nothing of its own: a new one over the same store (skiff
+    restarted mid-rollout, a batch in flight) finishes the rolling update."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4))
+    settle(plane, http)
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4, revision=2))
+    controller(plane).run_round()  # the first batch starts
+    assert sorted(r or 0 for r in members(plane).values()) == [1, 1, 1, 1, 2, 2]
+    old = controller(plane)
+    attach_ngroups(plane, profiles=old.profiles, interval_s=0)
+    assert controller(plane) is not old
+    settle(plane, http)
+    assert sorted(r or 0 for r in members(plane).values()) == [2, 2, 2, 2]
+
+
+def test_deleting_the_resource_group_takes_the_ngroup(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """A resource group's delete takes its NGroups, which make no member again."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2))
+    settle(plane, http)
+    answer = http.delete(f"/subscriptions/{SUB}/resourceGroups/rg?api-version=2021-04-01")
+    assert answer.status_code in (200, 202), answer.text
+    controller(plane).run_round()
+    assert plane.store.list_ngroups() == []
+    assert members(plane) == {}

@@ -194,6 +194,15 @@ class NGroupsMixin(Database):
             conn.execute("SELECT * FROM ngroups WHERE uid = ?", (uid,)).fetchone())
 
 
+def delete_ngroups_of(conn: sqlite3.Connection, sub: str, rg: str) -> None:
+    """In a resource group's delete: its NGroups go at once (their members, container
+    groups of that resource group, are being deleted with it); none makes another."""
+    key = (sub, name_key(rg))
+    conn.execute("DELETE FROM ngroup_members WHERE ngroup_uid IN (SELECT uid FROM ngroups"
+                 " WHERE subscription = ? AND rg_key = ?)", key)
+    conn.execute("DELETE FROM ngroups WHERE subscription = ? AND rg_key = ?", key)
+
+
 def _row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM ngroups WHERE subscription = ? AND rg_key = ? AND name_key = ?",

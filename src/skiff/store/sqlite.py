@@ -53,7 +53,7 @@ from skiff.store.errors import (
     InvalidResourceLocation,
 )
 from skiff.store.identities import IdentitiesMixin, delete_identities_of
-from skiff.store.ngroups import NGroupsMixin
+from skiff.store.ngroups import NGroupsMixin, delete_ngroups_of
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
 from skiff.store.principals import PrincipalsMixin, forget_scope
@@ -154,6 +154,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             # of another resource group mounts one); the storage service removes the disks.
             delete_accounts_of(conn, sub, name)
             delete_identities_of(conn, sub, name)  # its managed identities too
+            delete_ngroups_of(conn, sub, name)  # and its NGroups, which make no more members
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"
