@@ -46,6 +46,9 @@ NGROUP = ("/subscriptions/{subscription}/resourceGroups/{resource_group}/provide
 
 
 def check_version(request: Request) -> None:
+    """400 NoRegisteredProviderFound for an api-version before NGroups. Called by each
+    route once its caller is authorized: a caller with no right there learns nothing,
+    not even which versions serve the type."""
     version = check_api_version(request)
     if version[:10] < FIRST_VERSION:
         raise ArmError(400, "NoRegisteredProviderFound",
@@ -54,7 +57,7 @@ def check_version(request: Request) -> None:
                        f"'{FIRST_VERSION}-preview' and later.")
 
 
-router = APIRouter(dependencies=[Depends(check_version)])
+router = APIRouter(dependencies=[Depends(check_api_version)])
 CanRead = Annotated[Caller, allow(f"{_TYPE}/read")]
 CanList = Annotated[Listing, allow_listing(f"{_TYPE}/read")]
 CanWrite = Annotated[Caller, allow(f"{_TYPE}/write")]
@@ -157,6 +160,7 @@ async def create_or_update(subscription: str, resource_group: str, name: str,
                            request: Request, token: CanWrite) -> Response:
     """Create an NGroup, or update one (a new profile revision rolls its members over
     as its updateProfile says)."""
+    check_version(request)
     plane_ = plane(request)
     doc = json_body(await request.body())
     return await asyncio.to_thread(_write, plane_, subscription, resource_group, name, doc,
@@ -168,6 +172,7 @@ async def update(subscription: str, resource_group: str, name: str, request: Req
                  token: CanWrite) -> Response:
     """ARM's PATCH (NGroupPatch): tags replaced, and the properties, identity and zones
     given merged over the NGroup's (each top-level property replaced whole)."""
+    check_version(request)
     plane_ = plane(request)
     record = _record(plane_, subscription, resource_group, name)
     patch = json_body(await request.body())
@@ -189,6 +194,7 @@ async def update(subscription: str, resource_group: str, name: str, request: Req
 @router.get(NGROUP)
 def get(subscription: str, resource_group: str, name: str, request: Request,
         token: CanRead) -> dict[str, Any]:
+    check_version(request)
     return _render(_record(plane(request), subscription, resource_group, name, deleting=True))
 
 
@@ -197,6 +203,7 @@ def events(subscription: str, resource_group: str, name: str, request: Request,
            token: CanRead) -> dict[str, Any]:
     """The NGroup's newest events (a skiff extension): scale-outs, rolling update batches
     and their outcome, members replaced, members that could not be made."""
+    check_version(request)
     record = _record(plane(request), subscription, resource_group, name, deleting=True)
     return {"value": record.events}
 
@@ -205,6 +212,7 @@ def events(subscription: str, resource_group: str, name: str, request: Request,
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            token: CanDelete) -> Response:
     """Delete the NGroup and its members: 202 with an operation; 204 if there is none."""
+    check_version(request)
     plane_ = plane(request)
     record = plane_.store.get_ngroup(subscription, resource_group, name)
     if record is None:
@@ -252,6 +260,7 @@ def _action(request: Request, subscription: str, resource_group: str, name: str,
 def start(subscription: str, resource_group: str, name: str, request: Request,
           token: CanStart) -> Response:
     """Start every member (each admitted again: a stopped group holds no capacity)."""
+    check_version(request)
     return _action(request, subscription, resource_group, name, "start")
 
 
@@ -259,6 +268,7 @@ def start(subscription: str, resource_group: str, name: str, request: Request,
 def restart(subscription: str, resource_group: str, name: str, request: Request,
             token: CanRestart) -> Response:
     """Restart every member in place."""
+    check_version(request)
     return _action(request, subscription, resource_group, name, "restart")
 
 
@@ -266,6 +276,7 @@ def restart(subscription: str, resource_group: str, name: str, request: Request,
 def stop(subscription: str, resource_group: str, name: str, request: Request,
          token: CanStop) -> Response:
     """Stop every member (synchronous, as ACI's): none is replaced while stopped."""
+    check_version(request)
     plane_ = plane(request)
     record = _record(plane_, subscription, resource_group, name)
     plane_.store.set_ngroup_desired(record.uid, "stopped")
@@ -284,6 +295,7 @@ def _list(plane_: ControlPlane, subscription: str, resource_group: str | None,
 
 @router.get(f"/subscriptions/{{subscription}}/providers/{_TYPE}")
 def list_in_subscription(subscription: str, request: Request, token: CanList) -> dict[str, Any]:
+    check_version(request)
     return _list(plane(request), subscription, None, token)
 
 
@@ -291,4 +303,5 @@ def list_in_subscription(subscription: str, request: Request, token: CanList) ->
             f"{_TYPE}")
 def list_in_resource_group(subscription: str, resource_group: str, request: Request,
                            token: CanRead) -> dict[str, Any]:
+    check_version(request)
     return _list(plane(request), subscription, resource_group)

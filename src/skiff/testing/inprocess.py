@@ -64,6 +64,8 @@ class InProcessClient:
         return response
 
     def _url(self, url: str) -> str:
+        if "api-version=" in url and "api-version=" in self._suffix:
+            return url  # the URL's own version (a type another version serves)
         if "?" in url and self._suffix.startswith("?"):
             return f"{url}&{self._suffix[1:]}"
         return url + self._suffix
