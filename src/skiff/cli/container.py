@@ -46,6 +46,7 @@ from skiff.cli.bodies import (
 from skiff.cli.common import (
     AzCommand,
     InvalidArgument,
+    confirm_delete,
     handle_errors,
     keep_secret,
     new_client,
@@ -297,12 +298,7 @@ def list_(resource_group: str | None, output: str, query: Any) -> None:
 def delete(resource_group: str, name: str, yes: bool, no_wait: bool, output: str,
            query: Any) -> None:
     """Delete a container group."""
-    if not yes:
-        if not click.get_text_stream("stdin").isatty():
-            raise InvalidArgument("Unable to prompt for confirmation as no tty available. "
-                                  "Use --yes.")
-        if not click.confirm("Are you sure you want to perform this operation?"):
-            raise InvalidArgument("Operation cancelled.")
+    confirm_delete(yes)
     with new_client() as client:
         if no_wait:
             deleted = client.delete(resource_group, name, wait=False)

@@ -14,7 +14,14 @@ from typing import Any
 
 import click
 
-from skiff.cli.common import InvalidArgument, handle_errors, new_client, show_progress
+from skiff.cli.common import (
+    InvalidArgument,
+    confirm_delete,
+    handle_errors,
+    new_client,
+    rg_and_name,
+    show_progress,
+)
 from skiff.cli.output import emit, output_options
 from skiff.cli.views import add_resource_group
 
@@ -132,10 +139,7 @@ def _put(resource_group: str, name: str, body: dict[str, Any], no_wait: bool, ou
     emit(_view(found), output, query, table=_table)
 
 
-def _rg_name(func: Any) -> Any:
-    func = click.option("--name", "-n", required=True, help="The name of the NGroup.")(func)
-    return click.option("--resource-group", "-g", "resource_group", required=True,
-                        help="Name of resource group.")(func)
+_rg_name = rg_and_name("NGroup")
 
 
 @click.group("ngroup")
@@ -206,12 +210,7 @@ def list_(resource_group: str | None, output: str, query: Any) -> None:
 @handle_errors
 def delete(resource_group: str, name: str, yes: bool, no_wait: bool) -> None:
     """Delete an NGroup and its container groups."""
-    if not yes:
-        if not click.get_text_stream("stdin").isatty():
-            raise InvalidArgument("Unable to prompt for confirmation as no tty available. "
-                                  "Use --yes.")
-        if not click.confirm("Are you sure you want to perform this operation?"):
-            raise InvalidArgument("Operation cancelled.")
+    confirm_delete(yes)
     _act(resource_group, name, "delete", no_wait)
 
 
