@@ -219,3 +219,17 @@ def test_bodies_acis_refuses(change: dict[str, Any], target: str) -> None:
                      default_location="westeurope")
     assert caught.value.status == 400
     assert caught.value.target == target
+
+
+def test_a_lost_replacement_is_made_again() -> None:
+    """A replacement of the batch in flight that is gone (skiff stopped between its row
+    and its group, or its tenant deleted it) is made again, even without
+    maintainDesiredCount, and the batch waits for it: the old members do not go first."""
+    ngroup = spec(4)
+    first = step(ngroup, members(1, 4), {"scaled": 2})
+    assert first.create == ["new1", "new2"]
+    current = [*members(1, 4), Member("new1", 2, "healthy")]  # new2 lost
+    again = step(ngroup, current, first.rollout, draw=iter(["redo"]).__next__)
+    assert again.create == ["redo"]
+    assert again.delete == []
+    assert again.rollout["batch"]["new"] == ["new1", "redo"]

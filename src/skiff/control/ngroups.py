@@ -170,7 +170,7 @@ class NGroups:
     def _blocked(self, record: NGroupRecord, plan: Plan, events: list[tuple[str, str]],
                  exc: ArmError) -> None:
         """A member cannot be made (a missing profile, a quota): the NGroup fails, and
-        tries again at its next new body (or, keeping its count, at the next round)."""
+        makes no member again before its next new body (a PUT or PATCH)."""
         plan.rollout["blocked"] = record.version
         plan.state = "Failed"
         events.append(("MemberCreateFailed", f"{exc.code}: {exc.message}"))

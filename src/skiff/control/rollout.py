@@ -71,13 +71,18 @@ def decide(spec: NGroupSpec, *, version: int, generation: int, members: Sequence
     state = plan.rollout
     batch: dict[str, Any] | None = state.get("batch")
     live = {m.name: m for m in members}
-    if batch is not None:  # members gone since are no longer waited for
-        batch = {**batch, "new": [n for n in batch["new"] if n in live],
-                 "old": [n for n in batch["old"] if n in live]}
-    leaving = set(batch["old"]) if batch else set()
     if stopped:
         plan.state = "Succeeded"
         return plan
+    if batch is not None:  # members gone since are no longer waited for...
+        lost = [n for n in batch["new"] if n not in live]
+        batch = {**batch, "new": [n for n in batch["new"] if n in live],
+                 "old": [n for n in batch["old"] if n in live]}
+        if lost and batch["old"]:  # ...but a lost replacement is made again (a crash
+            again = [new_name() for _ in lost]  # between its row and its group, a delete)
+            plan.create += again
+            batch["new"] += again
+    leaving = set(batch["old"]) if batch else set()
     rolling = spec.rolling
     if spec.maintain:
         failed = [m for m in members if m.health == "unhealthy"
@@ -87,14 +92,16 @@ def decide(spec: NGroupSpec, *, version: int, generation: int, members: Sequence
             plan.events.append(("MemberReplaced", f"Member '{m.name}' failed; it is replaced."))
     active = [m for m in members if m.name not in leaving and m.name not in plan.delete]
     may_scale = spec.maintain or state.get("scaled") != version
-    if len(active) < spec.desired_count and may_scale and state.get("blocked") != version:
-        for _ in range(spec.desired_count - len(active)):
-            plan.create.append(new_name())
-        plan.events.append(("ScaledOut", f"Creating {len(plan.create)} member(s) to keep "
+    coming = len(plan.create)  # replacements of the batch in flight, made again
+    if len(active) + coming < spec.desired_count and may_scale \
+            and state.get("blocked") != version:
+        more = [new_name() for _ in range(spec.desired_count - len(active) - coming)]
+        plan.create += more
+        plan.events.append(("ScaledOut", f"Creating {len(more)} member(s) to keep "
                                           f"{spec.desired_count}."))
-    elif len(active) > spec.desired_count:
+    elif len(active) + coming > spec.desired_count:
         order = sorted(active, key=lambda m: (m.generation, m.health != "unhealthy"))
-        extra = [m.name for m in order[:len(active) - spec.desired_count]]
+        extra = [m.name for m in order[:len(active) + coming - spec.desired_count]]
         plan.delete += extra
         plan.events.append(("ScaledIn", f"Deleting {len(extra)} member(s) to keep "
                                          f"{spec.desired_count}."))
@@ -127,8 +134,8 @@ def _roll(spec: NGroupSpec, plan: Plan, batch: dict[str, Any] | None,
         state.update(generation=generation, number=0, pauseUntil=0)
     live = {m.name: m for m in members}
     if batch is not None:
-        if any(live[n].health == "pending" for n in batch["new"]):
-            return batch
+        if any(n not in live or live[n].health == "pending" for n in batch["new"]):
+            return batch  # a replacement is being made, or is not running yet
         updated = [m for m in active if m.generation == generation]
         unhealthy = sum(1 for m in updated if m.health == "unhealthy")
         if rolling.too_unhealthy(unhealthy, len(updated)):
