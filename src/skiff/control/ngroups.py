@@ -28,7 +28,7 @@ from skiff.errors import ArmError, GroupNotFound, SkiffError
 from skiff.models.activity import iso
 from skiff.models.ngroups import ORCHESTRATOR_TAG, NGroupSpec, member_name, merge_member_fields
 from skiff.store import Store
-from skiff.store.ngroups import NGroupRecord
+from skiff.store.ngroups import MemberState, NGroupRecord
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,12 @@ class NGroups:
                                      functools.partial(self.writes.put, record, name, body)):
                         self.store.forget_member(record.uid, name)
                         break
-        saved = self.store.save_rollout(record.uid, version=record.version, state=plan.state,
-                                        rollout=plan.rollout, events=self._events(events))
+        same = plan.rollout == record.rollout and not events and plan.state in (
+            None, record.provisioning_state)
+        # A settled NGroup's round writes nothing (rounds run every second).
+        saved = same or self.store.save_rollout(
+            record.uid, version=record.version, state=plan.state, rollout=plan.rollout,
+            events=self._events(events))
         if saved and not plan.busy:
             self._finish(record, "Failed" if plan.state == "Failed" else "Succeeded")
         return plan
@@ -194,27 +198,26 @@ class NGroups:
         """The members whose groups exist (with their health), and the names of those
         whose groups are gone (or going)."""
         members, gone = [], []
-        for row in self.store.members(record.uid):
-            group = self.store.get_group(record.subscription, record.resource_group, row.name)
-            if group is None or group.desired == "deleted":
+        for row in self.store.member_states(record.uid):
+            if row.group_uid is None or row.desired == "deleted":
                 gone.append(row.name)
                 continue
-            members.append(Member(row.name, row.generation, self._health(group)))
+            members.append(Member(row.name, row.generation, self._health(row)))
         return members, gone
 
-    def _health(self, group: Any) -> Health:
+    def _health(self, row: MemberState) -> Health:
         """Healthy: the group runs (its containers ready); unhealthy: it failed."""
-        if group.desired == "stopped":
+        if row.desired == "stopped":
             return "stopped"
-        if group.provisioning_state == "Failed":
+        if row.provisioning_state == "Failed":
             return "unhealthy"
         try:
-            view = self.engine.view(group.uid)
+            view = self.engine.view(str(row.group_uid))
         except GroupNotFound:
             return "pending"
         if view.state in ("Failed", "Succeeded") or view.failure:
             return "unhealthy"
-        if view.state != "Running" or group.provisioning_state != "Succeeded":
+        if view.state != "Running" or row.provisioning_state != "Succeeded":
             return "pending"
         ready = all(c.ready for c in view.containers)
         return "healthy" if ready else "pending"

@@ -70,6 +70,18 @@ class MemberRecord:
     created_at: float
 
 
+@dataclass(frozen=True)
+class MemberState:
+    """A member and what the controller reads of its container group (None: no group):
+    one join, no group body unsealed."""
+
+    name: str
+    generation: int
+    group_uid: str | None
+    desired: str | None
+    provisioning_state: str | None
+
+
 class NGroupsMixin(Database):
     """The store's ``ngroups`` and ``ngroup_members`` tables."""
 
@@ -175,6 +187,17 @@ class NGroupsMixin(Database):
                                 " WHERE ngroup_uid = ? ORDER BY created_at, name",
                                 (uid,)).fetchall()
         return [MemberRecord(r["name"], r["generation"], r["created_at"]) for r in rows]
+
+    def member_states(self, uid: str) -> list[MemberState]:
+        """The NGroup's members with their groups' uid, desired and provisioning state."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT m.name, m.generation, g.uid, g.desired, g.provisioning_state"
+                " FROM ngroup_members m JOIN ngroups n ON n.uid = m.ngroup_uid"
+                " LEFT JOIN container_groups g ON g.subscription = n.subscription"
+                " AND g.rg_key = n.rg_key AND g.name_key = m.name_key"
+                " WHERE m.ngroup_uid = ? ORDER BY m.created_at, m.name", (uid,)).fetchall()
+        return [MemberState(*row) for row in rows]
 
     def add_member(self, uid: str, name: str, generation: int) -> None:
         """Record a member before its container group is written (a crash between the
