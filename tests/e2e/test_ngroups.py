@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from skiff.errors import ArmError
 from skiff.testing.catalog import BuiltImages
 from skiff.testing.documents import one_container_group
 from skiff.testing.server import RunningServer
@@ -24,22 +23,13 @@ RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInsta
 PROFILE = f"{RG}/containerGroupProfiles/tiny"
 
 
-class Revisions:
-    """The profile's revisions, as ``skiff.control.profiles.profile_group_body`` answers
-    them (the profiles' API is another part of issue 16: until it is served, the test
-    hands the controller the revisions itself)."""
-
-    def __init__(self, images: BuiltImages) -> None:
-        self.images = images
-
-    def __call__(self, subscription: str, profile_id: str, revision: int | None
-                 ) -> dict[str, Any]:
-        if subscription != SUB or profile_id.lower() != PROFILE.lower() \
-                or revision not in (1, 2):
-            raise ArmError(404, "ResourceNotFound", "The container group profile was not found.")
-        body = one_container_group(self.images.bb, f"echo revision {revision}; sleep 600",
-                                   cpu=0.1, memory_gb=0.1)
-        return {**body, "properties": {**body["properties"], "revision": revision}}
+def add_revision(http: httpx.Client, images: BuiltImages, revision: int) -> None:
+    """Revision ``revision`` of the profile: a tiny group that says which it is."""
+    body = one_container_group(images.bb, f"echo revision {revision}; sleep 600",
+                               cpu=0.1, memory_gb=0.1)
+    answer = http.put(f"{PROFILE}{API}", json=body)
+    assert answer.status_code in (200, 201), answer.text
+    assert answer.json()["properties"]["revision"] == revision
 
 
 def ngroup(revision: int) -> dict[str, Any]:
@@ -73,16 +63,16 @@ def test_six_members_roll_over_in_two_batches(skiff: RunningServer,
     """Revision 1 makes six running members named t-<GUID>; revision 2 then replaces
     three, and once they run, three more: the members' revisions pass through 3+3 of
     each, never fewer than six members; the events tell the two batches."""
-    controller = skiff.server.plane.ngroups
-    assert controller is not None
-    controller.profiles = Revisions(images)
     http = skiff.client()
+    add_revision(http, images, 1)
+    add_revision(http, images, 2)
     answer = http.put(f"{RG}/ngroups/ng{API}", json=ngroup(1))
     assert answer.status_code == 201, answer.text
     eventually(lambda: state(http) == "Succeeded", what="six members", timeout_s=180,
                interval_s=0.5)
     assert revisions(http) == [1] * 6
-    names = [g["name"] for g in http.get(f"{RG}/containerGroups{API}").json()["value"]]
+    names = [g["name"] for g in
+             http.get(f"{RG}/containerGroups{API}").json()["value"]]
     assert all(n.startswith("t-") and len(n) == 38 for n in names)
 
     assert http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2)).status_code == 200

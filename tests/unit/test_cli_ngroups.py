@@ -5,28 +5,40 @@ revision, show with events, list as a table, stop, start, delete."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from skiff.cli.main import main
 from skiff.client import SkiffClient
 from skiff.testing.inprocess import FakeHttps, fake_https
-from tests.unit.test_ngroups_api import PROFILE, SUB, Profiles
+from tests.unit.test_ngroups_api import API, PROFILE, SUB, group_body
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[FakeHttps, str]]:
+    """The API over HTTPS, the controller's thread running, and the profile ``web`` with
+    revisions 1 and 2."""
     with fake_https(tmp_path / "root") as running:
         controller = running.plane.ngroups
         assert controller is not None
-        controller.profiles = Profiles()
         controller.interval_s = 0.05
         controller.start()
-        _, secret = running.plane.store.create_token(SUB, "cli")
         try:
+            _, secret = running.plane.store.create_token(SUB, "cli")
+            with httpx.Client(base_url=running.url,
+                              verify=ssl.create_default_context(cafile=str(running.ca)),
+                              headers={"Authorization": f"Bearer {secret}"}) as http:
+                for mark in ("1", "2"):
+                    body = group_body()
+                    body["properties"]["containers"][0]["properties"]["command"] = [
+                        "sh", "-c", f"sleep 300 # {mark}"]
+                    answer = http.put(f"{PROFILE}{API}", json=body)
+                    assert answer.status_code in (200, 201), answer.text
             yield running, secret
         finally:
             controller.stop()

@@ -34,30 +34,24 @@ def group_body(image: str = "registry.test/busybox:1") -> dict[str, Any]:
                 "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}
 
 
-class Profiles:
-    """Profile revisions by number, as the profiles' store would answer them."""
-
-    def __init__(self) -> None:
-        self.revisions: dict[int, dict[str, Any]] = {1: group_body(), 2: group_body()}
-
-    def __call__(self, subscription: str, profile_id: str, revision: int | None
-                 ) -> dict[str, Any]:
-        if profile_id.lower() != PROFILE.lower() or subscription != SUB:
-            raise ArmError(404, "ResourceNotFound", "The container group profile was not found.")
-        number = revision or max(self.revisions)
-        if number not in self.revisions:
-            raise ArmError(404, "ContainerGroupProfileRevisionNotFound", "No such revision.")
-        return {**self.revisions[number], "properties": {
-            **self.revisions[number]["properties"], "revision": number}}
+def add_revision(http: InProcessClient, image: str, mark: str) -> None:
+    """A new revision of the profile (its definition changed by ``mark``)."""
+    body = group_body(image)
+    body["properties"]["containers"][0]["properties"]["command"] = ["sh", "-c",
+                                                                    f"sleep 300 # {mark}"]
+    answer = http.put(f"{PROFILE}{API}", json=body)
+    assert answer.status_code in (200, 201), answer.text
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[tuple[ControlPlane, InProcessClient]]:
+    """A plane, a client of ``SUB``, and the profile ``web`` with revisions 1 and 2."""
     with start_blocking_portal() as portal, fake_plane(tmp_path) as plane:
-        assert plane.ngroups is not None
-        plane.ngroups.profiles = Profiles()
         _, secret = plane.store.create_token(SUB, "tests")
-        yield plane, InProcessClient(portal, create_app(plane), secret)
+        http = InProcessClient(portal, create_app(plane), secret)
+        add_revision(http, "registry.test/busybox:1", "1")
+        add_revision(http, "registry.test/busybox:1", "2")
+        yield plane, http
 
 
 def ngroup(count: int = 3, revision: int = 1, *, mode: str = "Rolling", batch: int = 50,
@@ -160,18 +154,16 @@ def test_a_failing_revision_stops_the_rollout(node: tuple[ControlPlane, InProces
     """A revision whose image cannot be pulled: the first batch fails, the NGroup is
     Failed, and the old members stay."""
     plane, http = node
-    profiles = controller(plane).profiles
-    assert isinstance(profiles, Profiles)
-    profiles.revisions[2] = group_body("registry.test/missing:1")
+    add_revision(http, "registry.test/missing:1", "3")
     plane.engine.pull_errors["registry.test/missing:1"] = ArmError(  # type: ignore[attr-defined]
         400, "InaccessibleImage", "no such image")
     http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4, maintain=False))
     settle(plane, http)
-    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4, revision=2, maintain=False))
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(4, revision=3, maintain=False))
     settle(plane, http, "Failed")
     revisions = list(members(plane).values())
     assert revisions.count(1) == 4
-    assert revisions.count(2) == 2
+    assert revisions.count(3) == 2
     events = http.get(f"{RG}/ngroups/ng/events{API}").json()["value"]
     assert events[-1]["name"] == "RollingUpdateStopped"
 
@@ -261,7 +253,7 @@ def test_a_rollout_resumes_after_a_restart(node: tuple[ControlPlane, InProcessCl
     controller(plane).run_round()  # the first batch starts
     assert sorted(r or 0 for r in members(plane).values()) == [1, 1, 1, 1, 2, 2]
     old = controller(plane)
-    attach_ngroups(plane, profiles=old.profiles, interval_s=0)
+    attach_ngroups(plane, interval_s=0)
     assert controller(plane) is not old
     settle(plane, http)
     assert sorted(r or 0 for r in members(plane).values()) == [2, 2, 2, 2]
@@ -278,3 +270,31 @@ def test_deleting_the_resource_group_takes_the_ngroup(
     controller(plane).run_round()
     assert plane.store.list_ngroups() == []
     assert members(plane) == {}
+
+
+def test_per_member_properties_are_laid_over_the_profile(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """containerGroupProperties' volumes and containers' volume mounts land in every
+    member; a container the profile lacks is refused at the PUT, not later."""
+    plane, http = node
+    doc = ngroup(1)
+    stub = doc["properties"]["containerGroupProfiles"][0]
+    stub["containerGroupProperties"] = {
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        "containers": [{"name": "c", "properties": {"volumeMounts": [
+            {"name": "scratch", "mountPath": "/scratch"}]}}]}
+    assert http.put(f"{RG}/ngroups/ng{API}", json=doc).status_code == 201
+    settle(plane, http)
+    (name,) = members(plane)
+    record = plane.store.get_group(SUB, "rg", name)
+    assert record is not None
+    props = record.body["properties"]
+    assert props["volumes"] == [{"name": "scratch", "emptyDir": {}}]
+    assert props["containers"][0]["properties"]["volumeMounts"] == [
+        {"name": "scratch", "mountPath": "/scratch"}]
+    assert props["containerGroupProfile"] == {"id": PROFILE, "revision": 1}
+    stub["containerGroupProperties"]["containers"][0]["name"] = "nope"
+    answer = http.put(f"{RG}/ngroups/other{API}", json=doc)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "ContainerNotFoundInProfile"
+    assert http.get(f"{RG}/ngroups/other{API}").status_code == 404

@@ -25,6 +25,7 @@ from skiff.api.context import (
     Listing,
     allow,
     allow_listing,
+    arm_id,
     check_api_version,
     json_body,
     lro_headers,
@@ -32,15 +33,25 @@ from skiff.api.context import (
 )
 from skiff.api.places import locations
 from skiff.control.access import Caller
-from skiff.control.ngroups import NGroups, Profiles, no_profiles
+from skiff.control.ngroups import NGroups, Profiles, member_body
+from skiff.control.profiles import profile_group_body
 from skiff.errors import ArmError
+from skiff.models import parse_container_group
 from skiff.models.arm import check_tags
-from skiff.models.ngroups import check_immutable, parse_ngroup, render_ngroup
+from skiff.models.ngroups import (
+    NGroupSpec,
+    check_immutable,
+    member_name,
+    parse_ngroup,
+    render_ngroup,
+)
 from skiff.store.ngroups import NGroupRecord
 
 #: The first api-version that has NGroups; ARM knows no such type before it.
 FIRST_VERSION = "2024-09-01"
 _TYPE = f"{PROVIDER}/ngroups"
+#: The api-version members are checked and written in: the NGroups' own.
+NGROUP_MEMBER_VERSION = "2025-09-01"
 NGROUP = ("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
           f"{_TYPE}/{{name}}")
 
@@ -80,17 +91,22 @@ class ApiMemberWrites:
 
     def put(self, ngroup: NGroupRecord, name: str, body: dict[str, Any]) -> None:
         groups._create_or_update(self.plane, self._caller(ngroup), ngroup.subscription,
-                                 ngroup.resource_group, name, json.dumps(body).encode())
+                                 ngroup.resource_group, name, json.dumps(body).encode(),
+                                 api_version=NGROUP_MEMBER_VERSION)
 
     def delete(self, ngroup: NGroupRecord, name: str) -> None:
         groups._begin_delete(self.plane, ngroup.subscription, ngroup.resource_group, name)
 
 
-def attach_ngroups(plane_: ControlPlane, *, profiles: Profiles = no_profiles,
+def attach_ngroups(plane_: ControlPlane, *, profiles: Profiles | None = None,
                    interval_s: float = 1.0) -> NGroups:
-    """The plane's NGroups controller (not started)."""
+    """The plane's NGroups controller (not started); its members are built from the
+    plane's container group profiles unless ``profiles`` says otherwise."""
+    def stored(subscription: str, profile_id: str, revision: int | None) -> dict[str, Any]:
+        return profile_group_body(plane_, subscription, profile_id, revision)
+
     plane_.ngroups = NGroups(plane_.store, plane_.engine, ApiMemberWrites(plane_),
-                             profiles=profiles, interval_s=interval_s)
+                             profiles=profiles or stored, interval_s=interval_s)
     return plane_.ngroups
 
 
@@ -139,9 +155,18 @@ def _write(plane_: ControlPlane, subscription: str, resource_group: str, name: s
     existing = plane_.store.get_ngroup(subscription, resource_group, name)
     if existing is not None and existing.desired != "deleted":
         check_immutable(existing.body, body)
-    # The profile must exist now, as ACI checks it before it accepts the NGroup.
-    stub = body["properties"]["containerGroupProfiles"][0]
-    controller.profiles(subscription, stub["resource"]["id"], stub.get("revision"))
+    # The profile must exist now, as ACI checks it before it accepts the NGroup, and a
+    # member made of it must be a group the API would take.
+    spec = NGroupSpec.from_stored(body)
+    group = controller.profiles(subscription, spec.profile.id, spec.profile.revision)
+    member = member_body(group, spec.profile.overrides, location=body["location"],
+                         ngroup_id=arm_id(subscription, resource_group) +
+                         f"/providers/{_TYPE}/{name}")
+    parse_container_group(member, name=member_name(spec.prefix),
+                          default_location=plane_.settings.api.location,
+                          known_locations=locations(plane_),
+                          allow_privileged=plane_.settings.api.allow_privileged,
+                          api_version=NGROUP_MEMBER_VERSION)
     tags = check_tags(doc.get("tags") or {}) if isinstance(doc, dict) else {}
     record, created = plane_.store.put_ngroup(subscription, resource_group, name,
                                               body["location"], body, tags)

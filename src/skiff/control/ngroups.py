@@ -22,11 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from skiff.control.profiles import merge_group_fields
 from skiff.control.rollout import Health, Member, Plan, decide
 from skiff.core.engine import Engine
 from skiff.errors import ArmError, GroupNotFound, SkiffError
 from skiff.models.activity import iso
-from skiff.models.ngroups import ORCHESTRATOR_TAG, NGroupSpec, member_name, merge_member_fields
+from skiff.models.ngroups import (
+    ORCHESTRATOR_TAG,
+    NGroupSpec,
+    add_volume_mounts,
+    member_name,
+    member_overrides,
+)
 from skiff.store import Store
 from skiff.store.ngroups import MemberState, NGroupRecord
 
@@ -37,11 +44,15 @@ log = logging.getLogger(__name__)
 Profiles = Callable[[str, str, "int | None"], dict[str, Any]]
 
 
-def no_profiles(subscription: str, profile_id: str, revision: int | None) -> dict[str, Any]:
-    """Until container group profiles are served, every profile is missing."""
-    raise ArmError(404, "ResourceNotFound",
-                   f"The container group profile '{profile_id.rsplit('/', 1)[-1]}' was "
-                   "not found.")
+def member_body(group: dict[str, Any], overrides: dict[str, Any], *, location: str,
+                ngroup_id: str) -> dict[str, Any]:
+    """A member's ARM body: the profile revision's ``group`` (naming it in
+    ``containerGroupProfile``), the per-member fields over it, and the tag naming the
+    NGroup; ArmError 400 for a per-member field the profile cannot take."""
+    body = add_volume_mounts(merge_group_fields(group, member_overrides(overrides)), overrides)
+    body["location"] = location
+    body["tags"] = {**(body.get("tags") or {}), ORCHESTRATOR_TAG: ngroup_id}
+    return body
 
 
 class MemberWrites(Protocol):
@@ -64,7 +75,7 @@ class NGroups:
     """The controller. ``run_round`` does one round now; ``start`` runs them in a thread."""
 
     def __init__(self, store: Store, engine: Engine, writes: MemberWrites, *,
-                 profiles: Profiles = no_profiles, interval_s: float = 1.0,
+                 profiles: Profiles, interval_s: float = 1.0,
                  clock: Callable[[], float] | None = None) -> None:
         self.store, self.engine, self.writes, self.profiles = store, engine, writes, profiles
         self.interval_s = interval_s
@@ -180,19 +191,10 @@ class NGroups:
         events.append(("MemberCreateFailed", f"{exc.code}: {exc.message}"))
 
     def _member_body(self, record: NGroupRecord, spec: NGroupSpec) -> dict[str, Any]:
-        """A new member's ARM body: the profile revision's, the per-member fields over
-        it, and the tag naming the NGroup."""
         profile = spec.profile
         group = self.profiles(record.subscription, profile.id, profile.revision)
-        body = merge_member_fields(group, profile.overrides)
-        props = body.setdefault("properties", {})
-        revision = props.pop("revision", None) or profile.revision
-        props.pop("registeredRevisions", None)
-        props["containerGroupProfile"] = {"id": profile.id, **(
-            {"revision": revision} if revision is not None else {})}
-        body["location"] = record.location
-        body["tags"] = {**(body.get("tags") or {}), ORCHESTRATOR_TAG: record.resource_id}
-        return body
+        return member_body(group, profile.overrides, location=record.location,
+                           ngroup_id=record.resource_id)
 
     def _members(self, record: NGroupRecord) -> tuple[list[Member], list[str]]:
         """The members whose groups exist (with their health), and the names of those

@@ -254,26 +254,27 @@ def member_name(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4()}"
 
 
-def merge_member_fields(group: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``group`` (an ARM group body) with the per-member ``containerGroupProperties``
-    over it: subnets replaced, volumes added (by name) and containers' volume mounts
-    added to the profile's containers of those names (400 for a container it lacks)."""
+def member_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The per-member ``containerGroupProperties`` as a group's own fields over its
+    profile (:func:`skiff.control.profiles.merge_group_fields`): subnets and volumes."""
+    cg = overrides.get("containerGroupProperties") or {}
+    return {"properties": {k: copy.deepcopy(cg[k]) for k in ("subnetIds", "volumes")
+                           if cg.get(k)}}
+
+
+def add_volume_mounts(group: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``group`` with the per-member containers' volume mounts added to the profile's
+    containers of those names (400 for a container the profile lacks)."""
     merged = copy.deepcopy(group)
     props = merged.setdefault("properties", {})
     cg = overrides.get("containerGroupProperties") or {}
-    if cg.get("subnetIds"):
-        props["subnetIds"] = copy.deepcopy(cg["subnetIds"])
-    if cg.get("volumes"):
-        names = {v.get("name") for v in cg["volumes"]}
-        props["volumes"] = [v for v in props.get("volumes") or [] if v.get("name") not in names]
-        props["volumes"] += copy.deepcopy(cg["volumes"])
     containers = {c.get("name"): c for c in props.get("containers") or []}
     for i, extra in enumerate(cg.get("containers") or []):
         target = containers.get(extra.get("name"))
         if target is None:
             raise _bad(f"The profile has no container '{extra.get('name')}'.",
                        f"properties.containerGroupProfiles[0].containerGroupProperties."
-                       f"containers[{i}].name")
+                       f"containers[{i}].name", "ContainerNotFoundInProfile")
         mounts = (extra.get("properties") or {}).get("volumeMounts") or []
         cprops = target.setdefault("properties", {})
         cprops["volumeMounts"] = [*(cprops.get("volumeMounts") or []), *copy.deepcopy(mounts)]
