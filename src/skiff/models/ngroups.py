@@ -173,6 +173,11 @@ def parse_ngroup(doc: Any, *, subscription: str, name: str,
     if body.get("zones") is not None and (not isinstance(body["zones"], list) or not all(
             isinstance(z, str) for z in body["zones"])):
         raise _bad("'zones' must be a list of zone names.", "zones")
+    identity = _object(body.get("identity"), "identity")
+    if identity and identity.get("type") not in (
+            "SystemAssigned", "UserAssigned", "SystemAssigned, UserAssigned", "None"):
+        raise _bad("'identity.type' must be SystemAssigned, UserAssigned, 'SystemAssigned, "
+                   "UserAssigned' or None.", "identity.type")
     stored: dict[str, Any] = {"location": location,
                               "properties": {k: v for k, v in props.items()
                                              if k != "provisioningState"}}
