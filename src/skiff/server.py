@@ -33,6 +33,7 @@ from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.ngroups import attach_ngroups
 from skiff.api.prometheus import serve_metrics
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.control.capacity import node_admission
@@ -91,6 +92,8 @@ class Server:
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
         DNS server, the engine's watch and the store."""
+        if self.plane.ngroups is not None:  # first: its rounds write through the loop
+            self.plane.ngroups.stop()
         self.plane.reconciler.stop(
             timeout_s=self.plane.settings.runtime.stop_grace_s + SHUTDOWN_MARGIN_S)
         if self.plane.sampler is not None:
@@ -306,6 +309,7 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
         plane.relay_clients = relay.client_of
     reconciler.start()
     meter.start()
+    attach_ngroups(plane).start()
     return Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
 
 

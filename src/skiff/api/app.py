@@ -28,6 +28,7 @@ from skiff.api import (
     insights,
     misc,
     networks,
+    ngroups,
     principals,
     profiles,
     prometheus,
@@ -86,7 +87,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
                    storage.router, authorization.router, insights.router, costs.router,
-                   activity.router, profiles.router):
+                   activity.router, profiles.router, ngroups.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)

@@ -29,6 +29,7 @@ from skiff.api.tracing import authorized
 from skiff.control.access import Access, Caller, authorization_failed, scope_of
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
+from skiff.control.ngroups import NGroups
 from skiff.control.reconciler import Reconciler
 from skiff.control.sampling import Sampler
 from skiff.control.storage import StorageService
@@ -121,6 +122,8 @@ class ControlPlane:
     telemetry: Telemetry = field(default_factory=Telemetry)
     #: The container groups' list answers, each kept per version (:mod:`skiff.api.listing`).
     renders: Renders = field(default_factory=Renders)
+    #: The NGroups controller (None: this plane serves no NGroups, their routes answer 503).
+    ngroups: NGroups | None = None
 
     def base_for(self, request: Request) -> str:
         """Where the URLs built for ``request`` (operations, next pages, websockets) point:

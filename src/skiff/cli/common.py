@@ -170,9 +170,26 @@ def show_progress() -> Iterator[Progress]:
         progress.done()
 
 
-def rg_name(func: F) -> F:
-    """The ``-g/--resource-group`` and ``-n/--name`` of a container group's commands."""
-    func = click.option("--name", "-n", required=True,
-                        help="The name of the container group.")(func)
-    return click.option("--resource-group", "-g", "resource_group", required=True,
-                        help="Name of resource group.")(func)
+def rg_and_name(what: str) -> Callable[[F], F]:
+    """The ``-g/--resource-group`` and ``-n/--name`` of the commands on a ``what``."""
+    def options(func: F) -> F:
+        func = click.option("--name", "-n", required=True, help=f"The name of the {what}.")(func)
+        return click.option("--resource-group", "-g", "resource_group", required=True,
+                            help="Name of resource group.")(func)
+    return options
+
+
+#: The ``-g``/``-n`` of a container group's commands.
+rg_name = rg_and_name("container group")
+
+
+def confirm_delete(yes: bool) -> None:
+    """az's confirmation of a delete: asked on a terminal unless ``--yes``; refused
+    without a terminal to ask on."""
+    if yes:
+        return
+    if not click.get_text_stream("stdin").isatty():
+        raise InvalidArgument("Unable to prompt for confirmation as no tty available. "
+                              "Use --yes.")
+    if not click.confirm("Are you sure you want to perform this operation?"):
+        raise InvalidArgument("Operation cancelled.")

@@ -46,12 +46,14 @@ from skiff.cli.bodies import (
 from skiff.cli.common import (
     AzCommand,
     InvalidArgument,
+    confirm_delete,
     handle_errors,
     keep_secret,
     new_client,
     rg_name,
     show_progress,
 )
+from skiff.cli.ngroups import ngroup
 from skiff.cli.output import emit, output_options
 from skiff.cli.streams import attach, exec_, logs
 from skiff.cli.subnets import (
@@ -306,12 +308,7 @@ def list_(resource_group: str | None, output: str, query: Any) -> None:
 def delete(resource_group: str, name: str, yes: bool, no_wait: bool, output: str,
            query: Any) -> None:
     """Delete a container group."""
-    if not yes:
-        if not click.get_text_stream("stdin").isatty():
-            raise InvalidArgument("Unable to prompt for confirmation as no tty available. "
-                                  "Use --yes.")
-        if not click.confirm("Are you sure you want to perform this operation?"):
-            raise InvalidArgument("Operation cancelled.")
+    confirm_delete(yes)
     with new_client() as client:
         if no_wait:
             deleted = client.delete(resource_group, name, wait=False)
@@ -405,3 +402,4 @@ def export(resource_group: str, name: str, file: Path) -> None:
 container.add_command(logs)
 container.add_command(exec_)
 container.add_command(attach)
+container.add_command(ngroup)

@@ -46,6 +46,7 @@ from skiff.client.http import API_VERSION, DEFAULT_SUBSCRIPTION, DEFAULT_URL
 from skiff.client.identities import IDENTITY_PROVIDER, IdentitiesApi
 from skiff.client.monitor import INSIGHTS_PROVIDER, MonitorApi
 from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
+from skiff.client.ngroups import NGroupsApi
 from skiff.client.polling import Operation, Poller, Progress
 from skiff.client.storage import STORAGE_PROVIDER, StorageApi
 from skiff.client.usage import COSTS_PROVIDER, UsageApi
@@ -65,6 +66,7 @@ __all__ = [
     "ClientConfigError",
     "IdentitiesApi",
     "MonitorApi",
+    "NGroupsApi",
     "NetworksApi",
     "Operation",
     "OperationFailed",
@@ -78,8 +80,9 @@ __all__ = [
 ]
 
 
-class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi, UsageApi):
-    """skiff's ARM API for container groups, their containers, the virtual networks
+class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi, UsageApi,
+                  NGroupsApi):
+    """skiff's ARM API for container groups, their containers, NGroups, the virtual networks
     they are placed in, the storage accounts and file shares they mount, the managed
     identities they hold, their metrics and their usage's cost, in the shapes of
     api-version 2023-05-01."""

@@ -433,8 +433,42 @@ CREATE INDEX container_groups_evicted ON container_groups (evicted, evicted_at)
     WHERE evicted != 0;
 """
 
+# NGroups (skiff.store.ngroups): an NGroup's body and the controller's state between
+# rounds (``rollout``, ``events``), so that a rolling update resumes after a restart; and
+# which container groups are its members, built from which of its generations.
+_NGROUPS = """
+CREATE TABLE ngroups (
+    uid                TEXT PRIMARY KEY,
+    subscription       TEXT NOT NULL,
+    rg_key             TEXT NOT NULL,
+    name_key           TEXT NOT NULL,
+    resource_group     TEXT NOT NULL,
+    name               TEXT NOT NULL,
+    location           TEXT NOT NULL,
+    body               TEXT NOT NULL,     -- JSON, as the PUT gave it (less read-only fields)
+    tags               TEXT NOT NULL,
+    provisioning_state TEXT NOT NULL,
+    desired            TEXT NOT NULL CHECK (desired IN ('running', 'stopped', 'deleted')),
+    version            INTEGER NOT NULL,  -- bumped by every new body
+    generation         INTEGER NOT NULL,  -- bumped by a new body for the members
+    rollout            TEXT NOT NULL,     -- JSON: the controller's state between rounds
+    events             TEXT NOT NULL,     -- JSON: the newest events
+    created_at         REAL NOT NULL,
+    updated_at         REAL NOT NULL,
+    UNIQUE (subscription, rg_key, name_key)
+);
+CREATE TABLE ngroup_members (
+    ngroup_uid TEXT NOT NULL REFERENCES ngroups (uid),
+    name_key   TEXT NOT NULL,  -- the member container group, in the NGroup's resource group
+    name       TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (ngroup_uid, name_key)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
-                               _PROFILES, _SPOT)
+                               _PROFILES, _SPOT, _NGROUPS)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -54,6 +54,7 @@ from skiff.store.errors import (
     InvalidResourceLocation,
 )
 from skiff.store.identities import IdentitiesMixin, delete_identities_of
+from skiff.store.ngroups import NGroupsMixin, delete_ngroups_of
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
 from skiff.store.principals import PrincipalsMixin, forget_scope
@@ -89,7 +90,8 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 
 class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
-            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin, ProfilesMixin):
+            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin, ProfilesMixin,
+            NGroupsMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -156,6 +158,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             delete_accounts_of(conn, sub, name)
             delete_identities_of(conn, sub, name)  # its managed identities too
             delete_profiles_of(conn, sub, name)  # and its container group profiles
+            delete_ngroups_of(conn, sub, name)  # and its NGroups, which make no more members
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.ngroups import attach_ngroups
 from skiff.api.tls import ensure_certificates
 from skiff.control.capacity import node_admission
 from skiff.control.identities import GroupIdentities
@@ -64,6 +65,8 @@ class InProcessClient:
         return response
 
     def _url(self, url: str) -> str:
+        if "api-version=" in url and "api-version=" in self._suffix:
+            return url  # the URL's own version (a type another version serves)
         if "?" in url and self._suffix.startswith("?"):
             return f"{url}&{self._suffix[1:]}"
         return url + self._suffix
@@ -107,6 +110,8 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     plane.sampler = Sampler(engine, plane.metrics, interval_s=0)
     telemetry.watch_node(store, plane.sampler, pools=lambda: {"network": 0})
     plane.identities = GroupIdentities(store, ManagedIdentityTokens(plane.issuer, BASE))
+    # NGroups' rounds run when a test calls plane.ngroups.run_round().
+    attach_ngroups(plane, interval_s=0)
     reconciler.start()
     try:
         yield plane
