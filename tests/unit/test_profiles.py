@@ -18,6 +18,7 @@ from skiff.api.context import ControlPlane
 from skiff.control.expiry import Expiry, expired
 from skiff.control.profiles import merge_group_fields, profile_group_body
 from skiff.errors import ArmError
+from skiff.models import ContainerGroupBody, to_engine_spec
 from skiff.models.profile import Lifetime
 from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
@@ -430,3 +431,15 @@ def test_a_time_to_live_moment_deletes_a_running_group(tmp_path: Path,
         clock.now = 1_800_000_000.0 + 86400 * 365
         assert len(expiry.run_round()) == 1
         eventually(lambda: alice.get(group_url()).status_code == 404, what="the group is gone")
+
+
+def test_a_group_from_a_profile_stops_with_its_shutdown_grace_period() -> None:
+    """The engine's spec of a group made from a profile carries its shutdownGracePeriod; a
+    group's own (no profile) is an unknown property and leaves the node's default."""
+    stored = profile_body(shutdownGracePeriod="PT45S")
+    stored["properties"]["containerGroupProfile"] = {"id": profile_id(), "revision": 1}
+    spec = to_engine_spec(ContainerGroupBody.model_validate(stored), group_id="g1", name="g")
+    assert spec.stop_grace_s == 45
+    del stored["properties"]["containerGroupProfile"]
+    own = to_engine_spec(ContainerGroupBody.model_validate(stored), group_id="g1", name="g")
+    assert own.stop_grace_s is None

@@ -34,7 +34,7 @@ from skiff.control.access import Caller
 from skiff.control.profiles import check_revision, not_found, revision_not_found
 from skiff.errors import ArmError
 from skiff.models.arm import check_tags
-from skiff.models.profile import has_profiles, parse_profile_body, render_profile
+from skiff.models.profile import PUBLISHED, has_profiles, parse_profile_body, render_profile
 from skiff.store import ProfileRecord
 
 
@@ -45,8 +45,7 @@ def check_profiles_version(request: Request) -> str:
         raise ArmError(400, "NoRegisteredProviderFound",
                        f"No registered resource provider found for API version '{version}' "
                        f"and type 'containerGroupProfiles'. The supported api-versions are "
-                       f"'2024-05-01-preview, 2024-09-01-preview, 2024-10-01-preview, "
-                       f"2024-11-01-preview, 2025-09-01'.")
+                       f"'{', '.join(PUBLISHED)}'.")
     return version
 
 

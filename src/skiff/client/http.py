@@ -112,7 +112,7 @@ class HttpApi:
         their ARM error."""
         query = dict(params or {})
         target = url if isinstance(url, httpx.URL) else httpx.URL(url)
-        if "api-version" not in target.params:
+        if "api-version" not in target.params and "api-version" not in query:
             query["api-version"] = API_VERSION
         try:
             response = self._http.request(method, url, json=json, params=query or None)

@@ -62,9 +62,17 @@ MAX_GRACE_S = 3600.0
 MAX_TTL_S = 366 * 86400.0
 
 
+#: The previews before it that had them too (in an earlier shape, answered as today's).
+EARLY_PREVIEWS = ("2023-02-01-preview", "2023-05-15-preview")
+#: The versions the specification publishes with profiles, for ARM's refusal of others.
+PUBLISHED = (*EARLY_PREVIEWS, "2024-05-01-preview", "2024-09-01-preview",
+             "2024-10-01-preview", "2024-11-01-preview", "2025-09-01")
+
+
 def has_profiles(api_version: str | None) -> bool:
     """Whether ``api_version`` knows container group profiles."""
-    return api_version is not None and api_version[:10] >= PROFILES_SINCE
+    return api_version is not None and (api_version[:10] >= PROFILES_SINCE
+                                        or api_version.lower() in EARLY_PREVIEWS)
 
 
 def check_profile_name(name: str) -> None:
