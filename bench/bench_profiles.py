@@ -35,31 +35,31 @@ RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/{PROVIDER}"
 PROFILE = f"{RG}/containerGroupProfiles/web"
 
 
-def puts(url: str, ca: str, token: str, prefix: str, body: dict[str, Any],
-         rounds: int) -> list[float]:
-    """``rounds`` PUTs of new groups of ``body``: ms from the request to its 201."""
+def timed(url: str, ca: str, token: str, method: str, paths: list[str],
+          body: dict[str, Any] | None, expect: int) -> list[float]:
+    """``method`` on each of ``paths`` in turn (after one unmeasured request to the first
+    of them): ms from each request to its answer, which must be ``expect``."""
     times: list[float] = []
     with _client(url, ca, token) as http:
-        for i in range(rounds):
+        http.get(paths[0])  # the connection, warm
+        for path in paths:
             begun = time.perf_counter()
-            answer = http.put(f"{RG}/containerGroups/{prefix}-{i:04d}?{NEW}", json=body)
+            answer = http.request(method, path, json=body)
             times.append((time.perf_counter() - begun) * 1000)
-            if answer.status_code != 201:
-                raise RuntimeError(f"PUT answered {answer.status_code}: {answer.text}")
+            if answer.status_code != expect:
+                raise RuntimeError(f"{method} answered {answer.status_code}: {answer.text}")
     return times
+
+
+def puts(url: str, ca: str, token: str, prefix: str, body: dict[str, Any],
+         rounds: int) -> list[float]:
+    """``rounds`` PUTs of new groups of ``body``."""
+    return timed(url, ca, token, "PUT", [f"{RG}/containerGroups/{prefix}-{i:04d}?{NEW}"
+                                         for i in range(rounds)], body, 201)
 
 
 def gets(url: str, ca: str, token: str, path: str, rounds: int) -> list[float]:
-    times: list[float] = []
-    with _client(url, ca, token) as http:
-        http.get(path)
-        for _ in range(rounds):
-            begun = time.perf_counter()
-            answer = http.get(path)
-            times.append((time.perf_counter() - begun) * 1000)
-            if answer.status_code != 200:
-                raise RuntimeError(f"GET answered {answer.status_code}: {answer.text}")
-    return times
+    return timed(url, ca, token, "GET", [path] * rounds, None, 200)
 
 
 def lists(url: str, ca: str, token: str, version: str, rounds: int) -> list[float]:

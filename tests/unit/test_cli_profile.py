@@ -3,23 +3,13 @@ in-process app (a real store, the fake engine), through the CLI's own client."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from anyio.from_thread import start_blocking_portal
-from click.testing import CliRunner, Result
+from tests.unit import test_cli_identity
 
-from skiff.api.app import create_app
-from skiff.api.context import ControlPlane
-from skiff.cli.main import main
-from skiff.client import SkiffClient
-from skiff.testing.inprocess import BASE, fake_plane
-from tests.unit.test_cli_storage import PortalTransport
-
-SUB = "sub-cli"
+# The in-process app and the CLI over it: skiff identity's tests' fixtures.
+plane, run, ok = test_cli_identity.plane, test_cli_identity.run, test_cli_identity.ok
 SECRET = "s3cret-in-a-profile"
 PROFILE_YAML = """\
 name: web
@@ -39,33 +29,6 @@ properties:
       resources:
         requests: {{cpu: 0.1, memoryInGB: 0.1}}
 """
-
-
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    with fake_plane(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def run(plane: ControlPlane) -> Iterator[Any]:
-    _, secret = plane.store.create_token(SUB, "cli")
-    app = create_app(plane)
-    with start_blocking_portal() as portal:
-        transport = PortalTransport(portal, app)
-
-        def factory() -> SkiffClient:
-            return SkiffClient(BASE, secret, subscription=SUB, transport=transport)
-
-        def invoke(*args: str) -> Result:
-            return CliRunner().invoke(main, list(args), obj=factory)
-
-        yield invoke
-
-
-def ok(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output) if result.output.strip() else None
 
 
 def write(tmp_path: Path, image: str) -> str:

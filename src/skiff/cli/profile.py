@@ -20,7 +20,7 @@ import click
 from skiff.cli.bodies import body_from_file, secrets_of
 from skiff.cli.common import AzCommand, handle_errors, keep_secret, new_client
 from skiff.cli.output import emit, output_options
-from skiff.cli.storage import resource_view
+from skiff.cli.views import resource_view
 
 
 @click.group("profile")

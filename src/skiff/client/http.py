@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -97,6 +98,21 @@ class HttpApi:
         self.close()
 
     # -- requests -------------------------------------------------------------
+
+    def resource_url(self, resource_type: str, what: str, rg: str | None = None,
+                     name: str | None = None) -> str:
+        """The ARM path of a resource of ``resource_type`` (``Provider/type``), of those of
+        a resource group (``name`` None), or of the subscription's (both None); ``what``
+        names the resource in the error of a name without its resource group."""
+        path = f"/subscriptions/{quote(self.subscription, safe='')}"
+        if rg is not None:
+            path += f"/resourceGroups/{quote(rg, safe='')}"
+        path += f"/providers/{resource_type}"
+        if name is not None:
+            if rg is None:
+                raise ValueError(f"{what} path needs its resource group")
+            path += f"/{quote(name, safe='')}"
+        return path
 
     def _local(self, link: str) -> httpx.URL:
         """A link the server handed out, on the API's own origin."""

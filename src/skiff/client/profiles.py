@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from skiff.client.errors import json_object
 from skiff.client.groups import PROVIDER
@@ -22,15 +21,7 @@ class ProfilesApi(HttpApi):
     def profile_url(self, rg: str | None = None, name: str | None = None) -> str:
         """The ARM path of a profile, of a resource group's (``name`` None), or of the
         subscription's (both None)."""
-        path = f"/subscriptions/{quote(self.subscription, safe='')}"
-        if rg is not None:
-            path += f"/resourceGroups/{quote(rg, safe='')}"
-        path += f"/providers/{PROVIDER}/containerGroupProfiles"
-        if name is not None:
-            if rg is None:
-                raise ValueError("a profile's path needs its resource group")
-            path += f"/{quote(name, safe='')}"
-        return path
+        return self.resource_url(f"{PROVIDER}/containerGroupProfiles", "a profile's", rg, name)
 
     def put_profile(self, rg: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create the profile, or make a new revision of it; the profile as accepted."""
