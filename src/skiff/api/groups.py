@@ -11,6 +11,7 @@ import asyncio
 import secrets
 import shlex
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -38,11 +39,11 @@ from skiff.api.identities import assign_group_identity, render_group_identity_of
 from skiff.api.listing import encode
 from skiff.api.places import locations
 from skiff.control.access import Caller
-from skiff.control.capacity import release_ended
+from skiff.control.capacity import node_admission, release_ended
 from skiff.control.names import group_fqdn
 from skiff.control.profiles import merge_group_fields, parse_profile_id, profile_group_body
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
-from skiff.core.view import GroupView
+from skiff.core.view import Event, GroupView
 from skiff.errors import ArmError, GroupNotFound
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
 from skiff.models.arm import check_tags
@@ -109,6 +110,8 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
         view = _view(plane_, record, body)
     elif view is not None:
         view = scrub_view(view, _secrets(record, body))
+    if view is not None and record.evictions:
+        view = replace(view, events=[*view.events, _eviction(record)])
     rendered = render_container_group(
         body, resource_id=record.resource_id, name=record.name,
         provisioning_state=record.provisioning_state, view=view if instance_view else None,
@@ -123,13 +126,18 @@ def _version(request: Request) -> str | None:
     return request.query_params.get("api-version")
 
 
+def _eviction(record: GroupRecord) -> Event:
+    """The group's evictions, as an event of its instance view (the last one's time)."""
+    at = record.evicted_at or record.updated_at
+    waiting = " It runs again once capacity is spare." if record.evicted else ""
+    return Event("Evicted", f"The Spot container group was evicted: a Regular container "
+                 f"group needed its capacity.{waiting}", "Warning", record.evictions, at, at)
+
+
 def _admission(plane_: ControlPlane, subscription: str, region: str) -> Admission:
     """What a group of ``subscription`` must fit in: the node's CPUs and memory times the
     overcommit, and the subscription's quotas (``region``: the location it named)."""
-    ratio = plane_.settings.api.overcommit
-    capacity = plane_.engine.capacity()
-    return Admission(cpu=capacity.cpu_cores * ratio, memory_gb=capacity.memory_gb * ratio,
-                     quotas=plane_.settings.quotas.limits(subscription), region=region)
+    return node_admission(plane_.settings, plane_.engine)(subscription, region)
 
 
 def _admitted(plane_: ControlPlane, write: Callable[[], T], body: ContainerGroupBody | None,
@@ -141,7 +149,8 @@ def _admitted(plane_: ControlPlane, write: Callable[[], T], body: ContainerGroup
         try:
             return write()
         except (CapacityExceeded, QuotaExceeded) as exc:
-            if (isinstance(exc, QuotaExceeded) and exc.quota != "StandardCores") \
+            if (isinstance(exc, QuotaExceeded)
+                    and exc.quota not in ("StandardCores", "StandardSpotCores")) \
                     or not release_ended(plane_.store, plane_.engine):
                 raise
         return write()
@@ -189,6 +198,7 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                                  known_locations=locations(plane_),
                                  allow_privileged=plane_.settings.api.allow_privileged,
                                  api_version=api_version)
+    _check_sku(plane_, body)
     placement = subnet_key(body.properties)
     if placement is not None:  # before any look-up: the answer tells nothing of the subnet
         check_linked(plane_, token, action=f"{PROVIDER}/containerGroups/write",
@@ -251,6 +261,17 @@ def _from_profile(plane_: ControlPlane, token: Caller, doc: Any, subscription: s
                  linked=str(profile_id), linked_action=f"{PROVIDER}/containerGroupProfiles/read")
     return merge_group_fields(profile_group_body(plane_, subscription, str(profile_id),
                                                  revision), doc)
+
+
+def _check_sku(plane_: ControlPlane, body: ContainerGroupBody) -> None:
+    """Standard and Dedicated run on any node; Confidential needs AMD SEV-SNP, which the
+    engine tells (``NodeCapacity.confidential``)."""
+    if body.properties.sku == "Confidential" and not plane_.engine.capacity().confidential:
+        raise ArmError(400, "ConfidentialSkuNotAvailable",
+                       "The Confidential sku runs a group in a hardware-isolated utility VM, "
+                       "which needs AMD SEV-SNP: this node has none (no /dev/sev with "
+                       "kvm_amd's sev_snp on). Use the Standard or Dedicated sku.",
+                       target="properties.sku")
 
 
 def _label(plane_: ControlPlane, body: ContainerGroupBody, subscription: str,

@@ -408,8 +408,33 @@ CREATE TABLE container_group_profile_revisions (
 ) WITHOUT ROWID;
 """
 
+# Spot groups (skiff.store.admission): whether a group is ``priority: Spot`` (a column, so
+# that admission sums Spot and Regular cores apart without reading a body), and its
+# evictions: ``evicted`` 0 (not evicted), 1 (evicted: its containers are to be stopped),
+# 2 (stopped, waiting for spare capacity to run again); when it was last evicted and how
+# many times; when its current run was admitted (Spot groups are evicted newest first).
+# The holding indexes gain ``spot``, so that admission's sums still read an index alone.
+_SPOT = """
+ALTER TABLE container_groups ADD COLUMN spot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN evicted_at REAL;
+ALTER TABLE container_groups ADD COLUMN evictions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN admitted_at REAL NOT NULL DEFAULT 0;
+UPDATE container_groups SET admitted_at = updated_at;
+UPDATE container_groups SET spot = 1
+    WHERE lower(coalesce(json_extract(body, '$.properties.priority'), '')) = 'spot';
+DROP INDEX container_groups_holding;
+DROP INDEX container_groups_by_subscription;
+CREATE INDEX container_groups_holding ON container_groups (desired, released, spot, cpu,
+                                                           memory_gb, uid);
+CREATE INDEX container_groups_by_subscription ON container_groups (subscription, desired,
+                                                                   released, spot, cpu, uid);
+CREATE INDEX container_groups_evicted ON container_groups (evicted, evicted_at)
+    WHERE evicted != 0;
+"""
+
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
-                               _PROFILES)
+                               _PROFILES, _SPOT)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

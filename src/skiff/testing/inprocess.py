@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.api.tls import ensure_certificates
+from skiff.control.capacity import node_admission
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.metering import Meter
@@ -95,7 +96,8 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     # Usage is metered as the loop runs groups; the meter's rounds run when a test calls
     # plane.reconciler.meter.tick().
     meter = Meter(store, engine, interval_s=0)
-    reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry, meter=meter)
+    reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry, meter=meter,
+                            admission=node_admission(settings, engine))
     storage = StorageService(store, FakeShareDisks(data_root / "shares"),
                              file_endpoint=default_file_endpoint(settings.api))
     plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage,
