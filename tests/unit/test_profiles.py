@@ -443,3 +443,35 @@ def test_a_group_from_a_profile_stops_with_its_shutdown_grace_period() -> None:
     del stored["properties"]["containerGroupProfile"]
     own = to_engine_spec(ContainerGroupBody.model_validate(stored), group_id="g1", name="g")
     assert own.stop_grace_s is None
+
+
+@pytest.mark.parametrize("revision", ["²", "99999999999999999999", "-1", "0", "1.0", "%20"])
+def test_a_hostile_revision_is_a_clear_404_or_400(client: Any, revision: str) -> None:
+    """Digits of other scripts, a number past SQLite's integers, zero, a negative: the path
+    answers 404, a group's reference 400, never a 500."""
+    alice = client(ALICE)
+    alice.put(profile_url(), json=profile_body())
+    error(alice.get(f"{profile_url()}/revisions/{revision}"), 404,
+          "ContainerGroupProfileRevisionNotFound")
+    number: Any = int(revision) if revision.lstrip("-").isascii() and \
+        revision.lstrip("-").isdigit() else revision
+    error(alice.put(group_url(), json=from_profile(number)), 400,
+          "InvalidContainerGroupProfileRevision")
+
+
+@pytest.mark.parametrize("own", [
+    {"containers": [{"name": ["c"], "properties": {"configMap": {}}}]},
+    {"volumes": [{"name": ["v"]}, 7]},
+    {"ipAddress": {"dnsNameLabel": 5}},
+    {"subnetIds": "x"},
+])
+def test_a_groups_hostile_fields_over_a_profile_are_400s(client: Any,
+                                                         own: dict[str, Any]) -> None:
+    """Whatever a group lays over its profile is checked as a group's body is: a 400 with
+    a code, never a 500, and nothing made."""
+    alice = client(ALICE)
+    alice.put(profile_url(), json=profile_body())
+    answer = alice.put(group_url(), json=from_profile(**own))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"]
+    error(alice.get(group_url()), 404, "ResourceNotFound")

@@ -54,7 +54,7 @@ _READ_ONLY = ("revision", "registeredRevisions", "provisioningState", "instanceV
 _REFERENCES = ("containerGroupProfile", "standbyPoolProfile")
 _NAME = re.compile(r"[a-zA-Z0-9]|[a-zA-Z0-9][-_a-zA-Z0-9]{0,61}[a-zA-Z0-9]")
 _DURATION = re.compile(r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?",
-                       re.IGNORECASE)
+                       re.IGNORECASE | re.ASCII)
 #: The longest grace a container may have (ACI gives none above a few minutes; an hour
 #: keeps a stop from holding the node's teardown lane forever).
 MAX_GRACE_S = 3600.0
@@ -100,11 +100,11 @@ def moment(text: str) -> float | None:
         return None
     try:
         parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    except (ValueError, OverflowError):  # not a date-time, or one no clock reaches
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 @dataclass(frozen=True)
