@@ -475,3 +475,16 @@ def test_a_groups_hostile_fields_over_a_profile_are_400s(client: Any,
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"]
     error(alice.get(group_url()), 404, "ResourceNotFound")
+
+
+def test_a_profiles_answers_have_the_fields_of_their_api_version(client: Any) -> None:
+    """A profile's group fields newer than the request's api-version are left out of its
+    answers (secretReferences: 2024-10-01-preview on); its own fields never are."""
+    new, old = client(ALICE), client(ALICE, suffix="?api-version=2024-05-01-preview")
+    refs = [{"name": "r", "identity": "x", "secretReferenceUri": "https://v.example/s"}]
+    new.put(profile_url(), json=profile_body(secretReferences=refs, timeToLive="PT1M"))
+    assert new.get(profile_url()).json()["properties"]["secretReferences"] == refs
+    for answer in (old.get(profile_url()).json(), old.get(profile_url() + "/revisions/1").json(),
+                   old.get(profile_url().rsplit("/", 1)[0]).json()["value"][0]):
+        assert "secretReferences" not in answer["properties"]
+        assert answer["properties"]["timeToLive"] == "PT1M"
