@@ -7,8 +7,10 @@
 3. creates a container group with a web server through the API, as a user
    would: ``skiff container create ... --ip-address Public --ports 80``;
 4. shows it Running, fetches its page from its IP, shows its logs;
-5. deletes it, stops the server and resets the node (``skiff node reset``): nothing
-   of it stays on the host but its data root, where the imported image stays cached.
+5. checks that the web portal answers (``https://<listen>/portal/``);
+6. deletes it, stops the server and resets the node (``skiff node reset``): nothing
+   of it stays on the host but its data root, where the imported image stays cached;
+   then prints how to open the portal and sign in once ``skiff serve`` runs again.
 
 Run it with ``sudo bash scripts/demo`` (it installs what is missing), or
 ``python3 -m skiff.demo [--data-root DIR] [--listen HOST:PORT]`` once installed.
@@ -21,6 +23,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -112,6 +115,7 @@ def run(data_root: Path, listen: str) -> int:
         page = _fetch(f"http://{ip}/")
         print(f"    {page.decode().strip()}")
         logs = _wait_for_logs(env)
+        portal = _portal(data_root, listen)
         _skiff(env, "container", "delete", "-g", "demo", "-n", "web", "--yes", "-o", "none")
     removed = _skiff(env, "node", "reset", "--data-root", str(data_root), show=False)
     lines = removed.splitlines()
@@ -119,9 +123,28 @@ def run(data_root: Path, listen: str) -> int:
         print(f"    {line}")
     if len(lines) > 3:
         print(f"    ... ({len(lines) - 3} more)")
-    ok = page == PAGE and "response:200" in logs
+    ok = page == PAGE and "response:200" in logs and portal
     print("skiff demo: " + ("OK" if ok else "FAILED"))
+    print(f"skiff demo: the web portal is at https://{listen}/portal/ while skiff serves:\n"
+          f"  $ skiff serve --data-root {data_root} --listen {listen}\n"
+          f"  open https://{listen}/portal/ (trust skiff's CA, {data_root / 'ca.pem'}), and "
+          f"sign in with the admin token: the contents of {data_root / 'admin.token'}")
     return 0 if ok else 1
+
+
+def _portal(data_root: Path, listen: str) -> bool:
+    """Whether the portal's sign-in page answers over the API's HTTPS."""
+    url = f"https://{listen}/portal/signin"
+    print(f"  $ curl --cacert {data_root / 'ca.pem'} {url}")
+    context = ssl.create_default_context(cafile=str(data_root / "ca.pem"))
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as answer:
+            found = b"Sign in to skiff" in answer.read()
+    except OSError as exc:
+        print(f"    {exc}")
+        return False
+    print("    " + ("the portal's sign-in page" if found else "not the portal's page"))
+    return found
 
 
 def _fetch(url: str, timeout_s: float = 20) -> bytes:

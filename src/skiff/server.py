@@ -29,6 +29,7 @@ from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import uvicorn
+from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
@@ -55,6 +56,7 @@ from skiff.files import serving as files_serving
 from skiff.files.serving import FilesServer
 from skiff.gateway import ApiRelay
 from skiff.metadata import MetadataEndpoint
+from skiff.portal import mount as mount_portal
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.store.timeseries import MetricsFile
@@ -347,6 +349,11 @@ def start_files(settings: Settings, shares: FileShares, cert: Path, key: Path, *
         raise
 
 
+def serving_app(plane: ControlPlane) -> FastAPI:
+    """What the API's listener serves: the API, and the web portal under ``/portal``."""
+    return mount_portal(create_app(plane))
+
+
 def files_endpoint(settings: Settings, account: str) -> str | None:
     """An account's Azure Files endpoint (``primaryEndpoints.file``), path-style:
     ``https://HOST:PORT/<account>/``; None when the data plane is not served."""
@@ -389,7 +396,7 @@ def serve(settings: Settings) -> None:
             server.prometheus = serve_metrics(settings.metrics.listen, server.plane.telemetry)
             print(f"skiff: serving Prometheus metrics at http://{settings.metrics.listen}"
                   "/metrics", flush=True)
-        config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
+        config = uvicorn.Config(serving_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",
                                 proxy_headers=False,  # the client is the peer, not a header

@@ -48,6 +48,8 @@ def test_demo_runs_a_web_group_through_the_api(
     assert "Running" in out
     assert "$ skiff node reset" in out
     assert "skiff demo: OK" in out
+    assert "the portal's sign-in page" in out
+    assert out.rstrip().splitlines()[-1].strip().startswith("open https://")
     lines = [line.strip() for line in out.splitlines()]
     query = next(i for i, line in enumerate(lines) if line.endswith("--query ipAddress.ip -o tsv"))
     ip = ipaddress.ip_address(lines[query + 1])  # each command echoed is followed by its output

@@ -409,6 +409,29 @@ def test_a_reader_reads_but_never_writes_execs_or_reads_secrets(
     assert admin.get(GROUP + API).json()["properties"]["provisioningState"] == "Succeeded"
 
 
+def test_permissions_list_the_callers_roles_at_a_scope(
+        plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
+        anonymous: InProcessClient) -> None:
+    """GET {scope}/providers/Microsoft.Authorization/permissions: a resource group's Reader
+    gets Reader's actions there and on its groups, an empty list at its subscription (a
+    role below it), 403 in another resource group (existing or not), and the admin
+    Owner's '*'; anonymous is 401."""
+    reader = signed_in(plane, app, portal, anonymous, make_principal(admin, "p", "Reader", RG))
+    suffix = f"/providers/Microsoft.Authorization/permissions{AUTHZ}"
+    for scope in (RG, GROUP):
+        found = reader.get(scope + suffix)
+        assert found.status_code == 200, found.text
+        assert found.json()["value"] == [{"actions": ["*/read"], "notActions": [],
+                                          "dataActions": [], "notDataActions": []}]
+    assert reader.get(f"/subscriptions/{SUB}{suffix}").json() == {"value": []}
+    refused = reader.get(f"/subscriptions/{SUB}/resourceGroups/other{suffix}")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "AuthorizationFailed"
+    assert admin.get(GROUP + suffix).json()["value"][0]["actions"] == ["*"]
+    assert anonymous.get(GROUP + suffix).status_code == 401
+    assert admin.get(f"/nowhere/x{suffix}").status_code == 400
+
+
 def test_joining_a_subnet_needs_a_role_that_may_join_it(
         plane: ControlPlane, app: Any, portal: BlockingPortal, admin: InProcessClient,
         anonymous: InProcessClient) -> None:

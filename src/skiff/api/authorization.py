@@ -46,6 +46,7 @@ _AUTH = "providers/Microsoft.Authorization"
 ASSIGNMENTS = f"/{{scope:path}}/{_AUTH}/roleAssignments"
 DEFINITIONS = f"/{{scope:path}}/{_AUTH}/roleDefinitions"
 #: The same resources at the root scope ``/``.
+PERMISSIONS = f"/{{scope:path}}/{_AUTH}/permissions"
 ROOT_ASSIGNMENTS = f"/{_AUTH}/roleAssignments"
 ROOT_DEFINITIONS = f"/{_AUTH}/roleDefinitions"
 _MANAGEMENT_GROUPS = "/providers/microsoft.management/managementgroups/"
@@ -326,3 +327,25 @@ def list_root_definitions(request: Request) -> dict[str, Any]:
     """The built-in roles at the root scope ``/`` (az resolves ``--role`` there for an
     assignment at ``/``)."""
     return _list_definitions("", request)
+
+
+# ---- the caller's own permissions -----------------------------------------------------------
+
+
+@router.get(PERMISSIONS)
+def list_permissions(scope: str, request: Request) -> dict[str, Any]:
+    """What the caller may do at a resource group or a resource (ARM's
+    ``AzurePermissionsForResourceGroup_List`` and ``AzurePermissionsForResource_List``):
+    the actions and notActions of each role it holds there or above (portals read it to
+    offer only the actions a caller may take). A caller holding no role at, above or
+    below the scope gets ARM's 403 ``AuthorizationFailed``, the same whether the scope
+    exists or not; one holding a role only below it, an empty list."""
+    at = _scope(scope)
+    caller = _authenticate(request)
+    access = plane(request).access
+    action = "Microsoft.Authorization/permissions/read"
+    if _is_management_group(at) or not access.may_see(caller, at):
+        raise authorization_failed(caller, action, at)
+    return {"value": [{"actions": list(role.actions), "notActions": list(role.not_actions),
+                       "dataActions": [], "notDataActions": []}
+                      for role in access.roles_at(caller, at)]}

@@ -184,6 +184,8 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     certificate, an admin token (DATA_ROOT/admin.token) and the node key that
     seals the store's secrets (--node-key). SIGTERM stops the
     server; the containers keep running and are adopted at the next start.
+    The web portal is served on the same listener, at https://LISTEN/portal/
+    (sign in with a token, e.g. the admin token).
     """
     from skiff.api.logs import configure
     from skiff.errors import NetworkError

@@ -191,6 +191,12 @@ class Access:
             cached = self._allowed[(role.id, action)] = role.allows(action)
         return cached
 
+    def roles_at(self, caller: Caller, scope: str) -> list[Role]:
+        """The roles the caller holds at ``scope`` or above it, one per grant (what ARM's
+        ``.../providers/Microsoft.Authorization/permissions`` lists)."""
+        key = scope_key(scope)
+        return [role for grant, role in self.grants(caller) if _within(key, grant)]
+
     def may_see(self, caller: Caller, scope: str) -> bool:
         """Whether the caller holds any role at, above or below ``scope`` (what makes a
         subscription appear in its ``GET /subscriptions``)."""

@@ -20,10 +20,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from skiff.api.app import create_app
 from skiff.engine.network import firewall
 from skiff.engine.runtime import cgroups, rundir
-from skiff.server import Server, bind, build, files_endpoint, start_files
+from skiff.server import Server, bind, build, files_endpoint, serving_app, start_files
 from skiff.settings import (
     ApiSettings,
     DnsSettings,
@@ -123,7 +122,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
             with contextlib.suppress(Exception):
                 engine.sweep(())
 
-        config = uvicorn.Config(create_app(server.plane), host=server.host, port=server.port,
+        config = uvicorn.Config(serving_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",
                                 proxy_headers=False,  # the client is the peer, not a header

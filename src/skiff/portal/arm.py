@@ -1,0 +1,150 @@
+"""The portal's way to the API: ARM requests to the same app, in process, as the caller.
+
+The portal is a client of the ACI REST API like az or an SDK: every page is made of the
+answers the API gives the signed-in caller's token, so authorization, tenancy and the
+activity log are the API's, by construction, and nothing the caller could not read
+through the API reaches a page. Requests go to the app's ASGI interface (no socket, no
+TLS), with the browser's address as the client, so the API records and bounds them as
+the browser's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from starlette.types import ASGIApp
+
+ACI = "2023-05-01"
+RESOURCES = "2022-09-01"
+AUTHORIZATION = "2022-04-01"
+PROVIDER = "Microsoft.ContainerInstance"
+#: How many subscriptions' lists (and pages' group reads) run at once.
+_CONCURRENCY = 8
+
+
+class ArmFailure(Exception):
+    """An ARM error the API answered: its status, code and message (shown as they are)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Arm:
+    """The API as one caller (``token``) sees it."""
+
+    app: ASGIApp
+    token: str
+    #: The browser's (host, port): the API's client for these requests.
+    client: tuple[str, int] = ("127.0.0.1", 0)
+
+    async def call(self, method: str, path: str, *, version: str = ACI,
+                   params: dict[str, str] | None = None) -> httpx.Response:
+        """One request; an ARM error answer raises :class:`ArmFailure`."""
+        transport = httpx.ASGITransport(app=self.app, client=self.client)
+        query = {"api-version": version, **(params or {})}
+        async with httpx.AsyncClient(transport=transport, base_url="https://portal.invalid",
+                                     headers={"Authorization": f"Bearer {self.token}"}) as http:
+            answer = await http.request(method, path, params=query)
+        if answer.status_code >= 400:
+            raise _failure(answer)
+        return answer
+
+    async def get(self, path: str, *, version: str = ACI,
+                  params: dict[str, str] | None = None) -> Any:
+        return (await self.call("GET", path, version=version, params=params)).json()
+
+    async def listing(self, path: str, *, version: str = ACI) -> list[dict[str, Any]]:
+        """Every item of a collection, its ``nextLink`` pages followed."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {}
+        while True:
+            page = await self.get(path, version=version, params=params)
+            items.extend(page.get("value", []))
+            token = _skip_token(page.get("nextLink"))
+            if token is None:
+                return items
+            params = {"$skipToken": token}
+
+    async def subscriptions(self) -> list[str]:
+        found = await self.listing("/subscriptions", version=RESOURCES)
+        return [str(s["subscriptionId"]) for s in found]
+
+    async def groups(self) -> list[dict[str, Any]]:
+        """The container groups of every subscription the caller sees (those of a
+        subscription it may not list, as the API refuses them, left out)."""
+        limit = asyncio.Semaphore(_CONCURRENCY)
+
+        async def of(subscription: str) -> list[dict[str, Any]]:
+            async with limit:
+                try:
+                    return await self.listing(
+                        f"/subscriptions/{subscription}/providers/{PROVIDER}/containerGroups")
+                except ArmFailure as failure:
+                    if failure.status in (403, 404):
+                        return []
+                    raise
+
+        lists = await asyncio.gather(*(of(s) for s in await self.subscriptions()))
+        return [group for found in lists for group in found]
+
+    async def each(self, paths: Iterable[str]) -> list[dict[str, Any] | None]:
+        """GET of each path, at most a few at once (one gone meanwhile: None)."""
+        limit = asyncio.Semaphore(_CONCURRENCY)
+
+        async def one(path: str) -> dict[str, Any] | None:
+            async with limit:
+                try:
+                    found: dict[str, Any] = await self.get(path)
+                    return found
+                except ArmFailure as failure:
+                    if failure.status == 404:
+                        return None
+                    raise
+
+        return list(await asyncio.gather(*(one(p) for p in paths)))
+
+    async def permissions(self, scope: str) -> Permissions:
+        found = await self.get(f"{scope}/providers/Microsoft.Authorization/permissions",
+                               version=AUTHORIZATION)
+        return Permissions(tuple((tuple(p.get("actions", ())), tuple(p.get("notActions", ())))
+                                 for p in found.get("value", [])))
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What ARM's ``permissions`` list says a caller may do at one scope: an action is
+    allowed when one entry's actions match it and that entry's notActions do not
+    (wildcards, case ignored, as ARM matches them)."""
+
+    entries: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+
+    def allows(self, action: str) -> bool:
+        key = action.lower()
+        return any(any(fnmatch.fnmatchcase(key, a.lower()) for a in actions)
+                   and not any(fnmatch.fnmatchcase(key, n.lower()) for n in not_actions)
+                   for actions, not_actions in self.entries)
+
+
+def _skip_token(next_link: Any) -> str | None:
+    """The ``$skipToken`` of a list's ``nextLink`` (None: the last page)."""
+    if not isinstance(next_link, str) or not next_link:
+        return None
+    found = parse_qs(urlsplit(next_link).query).get("$skipToken")
+    return found[0] if found else None
+
+
+def _failure(answer: httpx.Response) -> ArmFailure:
+    try:
+        error = answer.json().get("error") or {}
+        return ArmFailure(answer.status_code, str(error.get("code", "Error")),
+                          str(error.get("message", answer.reason_phrase)))
+    except (ValueError, AttributeError):
+        return ArmFailure(answer.status_code, "Error", answer.reason_phrase)

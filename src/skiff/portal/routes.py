@@ -1,0 +1,345 @@
+"""The portal's pages: sign-in, the groups list, a group, and the actions on it.
+
+Pages are made on the server from the API's answers to the signed-in caller
+(:mod:`skiff.portal.arm`) with Jinja2 templates (escaping on); the browser runs only the
+portal's own scripts, from files (no inline script: the Content-Security-Policy says
+``script-src 'self'``), for what a page does after it loads (a log's live follow). A
+request without a live session is sent to sign in; one that changes something is a
+form POST that must come from the portal's own origin and carry the session's CSRF
+token; an action the caller's roles do not allow (ARM's ``permissions``) is not offered.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import jinja2
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure
+from skiff.portal.sessions import COOKIE, Session, Sessions
+from skiff.portal.views import Query, age, page_of, row_of, with_instance
+
+ROOT = "/portal"
+_HERE = Path(__file__).parent
+_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "templates"),
+                                autoescape=True)
+#: Every page's policy: only the portal's own scripts, styles and connections.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
+           "Cache-Control": "no-store"}
+#: The actions on a group: (the form's word, the API's verb and path, ARM's action, label).
+ACTIONS: dict[str, tuple[str, str, str, str]] = {
+    "start": ("POST", "/start", "start/action", "Start"),
+    "restart": ("POST", "/restart", "restart/action", "Restart"),
+    "stop": ("POST", "/stop", "stop/action", "Stop"),
+    "delete": ("DELETE", "", "delete", "Delete"),
+}
+#: The largest form read (sign-in's token, a CSRF token, a word).
+_MAX_FORM = 64 * 1024
+
+router = APIRouter(prefix=ROOT, include_in_schema=False)
+
+
+def sessions(request: Request) -> Sessions:
+    found: Sessions = request.app.state.portal_sessions
+    return found
+
+
+def _session(request: Request) -> Session | None:
+    return sessions(request).get(request.cookies.get(COOKIE))
+
+
+class NotSignedIn(Exception):
+    """A page asked for without a live session: answered by a redirect to sign in."""
+
+
+def signed_in(request: Request) -> Session:
+    """A page's dependency: the request's live session, else :class:`NotSignedIn`."""
+    session = _session(request)
+    if session is None:
+        raise NotSignedIn
+    return session
+
+
+#: A page's parameter: the signed-in session.
+Signed = Annotated[Session, Depends(signed_in)]
+
+
+def _arm(request: Request, session: Session) -> Arm:
+    client = request.client
+    return Arm(request.app, session.token,
+               (client.host, client.port) if client else ("127.0.0.1", 0))
+
+
+def page(template: str, status: int = 200, **context: Any) -> Response:
+    """A template rendered, with the portal's headers."""
+    html = _TEMPLATES.get_template(template).render(root=ROOT, **context)
+    return Response(html, status_code=status, media_type="text/html; charset=utf-8",
+                    headers=HEADERS)
+
+
+def _to(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=HEADERS)
+
+
+def _sign_in_again() -> RedirectResponse:
+    return _to(f"{ROOT}/signin")
+
+
+async def to_sign_in(_: Request, __: Exception) -> Response:
+    """The answer to :class:`NotSignedIn`: the sign-in page."""
+    return _sign_in_again()
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether a POST comes from a page of this origin: the browser's ``Sec-Fetch-Site``
+    says so, or (a browser without it) its ``Origin`` is this host's. A cross-site form
+    never passes; a client that sends neither (curl) still needs the session's CSRF
+    token for anything but signing in."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme == "https" and parts.netloc.lower() == \
+        request.headers.get("host", "").lower()
+
+
+async def _form(request: Request) -> dict[str, str]:
+    raw = await request.body()
+    if len(raw) > _MAX_FORM:
+        return {}
+    try:
+        return {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), max_num_fields=16).items()}
+    except (UnicodeDecodeError, ValueError):
+        return {}
+
+
+def _refused(message: str, session: Session | None = None) -> Response:
+    return page("error.html", 403, session=session, title="Refused", code="Forbidden",
+                message=message)
+
+
+def _failed(failure: ArmFailure, session: Session) -> Response:
+    return page("error.html", failure.status if failure.status >= 400 else 500,
+                session=session, title=failure.code, code=failure.code,
+                message=failure.message)
+
+
+def _who(token: str) -> str:
+    """How the header names the signed-in caller: a JWT's name or app id (the API has
+    checked it); an opaque token: 'token'."""
+    parts = token.split(".")
+    if len(parts) == 3:
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+            return str(claims.get("name") or claims.get("appid") or "service principal")
+        except (ValueError, AttributeError):
+            pass
+    return "token"
+
+
+# ---- sign-in and out -----------------------------------------------------------------------
+
+
+@router.get("")
+@router.get("/")
+def home(request: Request) -> Response:
+    return _to(f"{ROOT}/groups" if _session(request) else f"{ROOT}/signin")
+
+
+@router.get("/signin")
+def signin_form(request: Request) -> Response:
+    return page("signin.html", session=None, title="Sign in", error="")
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    if not _same_origin(request):
+        return _refused("A sign-in must come from the portal's own page.")
+    token = (await _form(request)).get("token", "").strip()
+    if not token:
+        return page("signin.html", 400, session=None, title="Sign in",
+                    error="Paste a skiff token to sign in.")
+    try:
+        await Arm(request.app, token).subscriptions()
+    except ArmFailure as failure:
+        if failure.status != 401:
+            raise
+        return page("signin.html", 401, session=None, title="Sign in",
+                    error="That token was not accepted: it is unknown, revoked or expired.")
+    session_id, _ = sessions(request).start(token, _who(token))
+    answer = _to(f"{ROOT}/groups")
+    answer.set_cookie(COOKIE, session_id, path="/", secure=True, httponly=True,
+                      samesite="strict")
+    return answer
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    session = _session(request)
+    if session is not None:
+        if not _same_origin(request) or not session.checks((await _form(request)).get(
+                "csrf", "")):
+            return _refused("A sign-out must come from a page of this session.", session)
+        sessions(request).end(request.cookies.get(COOKIE))
+    answer = _sign_in_again()
+    answer.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return answer
+
+
+# ---- the groups -----------------------------------------------------------------------------
+
+
+@router.get("/groups")
+async def groups(request: Request, session: Signed) -> Response:
+    arm = _arm(request, session)
+    query = Query.of(dict(request.query_params))
+    try:
+        rows = [row_of(g) for g in await arm.groups()]
+        shown = page_of(rows, query)
+        details = await arm.each(_group_path(r.subscription, r.resource_group, r.name)
+                                 for r in shown.rows)
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    shown = type(shown)(tuple(with_instance(r, d) for r, d in
+                              zip(shown.rows, details, strict=True)),
+                        shown.total, shown.number, shown.pages, shown.query)
+    now = datetime.now(UTC)
+    return page("groups.html", session=session, title="Container groups", page=shown,
+                age=lambda r: age(r.started, now), link=lambda **c: _list_link(query, **c),
+                sorts=_SORT_LABELS)
+
+
+_SORT_LABELS = {"name": "Name", "resourceGroup": "Resource group",
+                "subscription": "Subscription", "location": "Location",
+                "provisioningState": "Provisioning", "cpu": "CPU", "memory": "Memory"}
+
+
+def _list_link(query: Query, **changes: Any) -> str:
+    found = query.link(**changes)
+    return f"{ROOT}/groups" + (f"?{urlencode(found)}" if found else "")
+
+
+def _group_path(subscription: str, resource_group: str, name: str) -> str:
+    return (f"/subscriptions/{quote(subscription, safe='')}/resourceGroups/"
+            f"{quote(resource_group, safe='')}/providers/{PROVIDER}/containerGroups/"
+            f"{quote(name, safe='')}")
+
+
+def _expired(failure: ArmFailure) -> Response | None:
+    """A 401 from the API (the token was revoked or expired): sign in again."""
+    return _sign_in_again() if failure.status == 401 else None
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}")
+async def group(subscription: str, resource_group: str, name: str,
+                request: Request, session: Signed) -> Response:
+    arm = _arm(request, session)
+    path = _group_path(subscription, resource_group, name)
+    try:
+        found = await arm.get(path)
+        allowed = await arm.permissions(path)
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    row = with_instance(row_of(found), found)
+    pointless = {"Running": "start", "Stopped": "stop"}.get(row.state)
+    actions = {word: label for word, (_, _, action, label) in ACTIONS.items()
+               if word != pointless and allowed.allows(f"{PROVIDER}/containerGroups/{action}")}
+    logs = allowed.allows(f"{PROVIDER}/containerGroups/containers/logs/read")
+    return page("group.html", session=session, title=name, group=found, row=row,
+                actions=actions, logs=logs, events=_events(found), api_path=path,
+                api_version=ACI, age=age(row.started, datetime.now(UTC)),
+                containers=found.get("properties", {}).get("containers") or [],
+                properties=json.dumps(found, indent=2, sort_keys=True),
+                done=request.query_params.get("done", ""))
+
+
+def _events(group: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The group's and its containers' events, oldest first, each with where it happened."""
+    props = group.get("properties", {})
+    found = [dict(e, source="group") for e in (props.get("instanceView") or {}).get(
+        "events") or []]
+    for container in props.get("containers") or []:
+        view = container.get("properties", {}).get("instanceView") or {}
+        found.extend(dict(e, source=container.get("name", "")) for e in view.get("events") or [])
+    return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("firstTimestamp")
+                                           or ""))
+
+
+def _no_action(action: str, session: Session) -> Response:
+    return page("error.html", 404, session=session, title="Not found", code="NotFound",
+                message=f"There is no action '{action}' on a container group.")
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}/{action}")
+async def confirm(subscription: str, resource_group: str, name: str, action: str,
+                  request: Request, session: Signed) -> Response:
+    """The question before an action: a form that posts it (with the session's CSRF)."""
+    if action not in ACTIONS:
+        return _no_action(action, session)
+    return page("confirm.html", session=session, title=f"{ACTIONS[action][3]} {name}",
+                action=action, label=ACTIONS[action][3], name=name,
+                back=f"{ROOT}/groups/{quote(subscription, safe='')}/"
+                     f"{quote(resource_group, safe='')}/{quote(name, safe='')}")
+
+
+@router.post("/groups/{subscription}/{resource_group}/{name}/{action}")
+async def act(subscription: str, resource_group: str, name: str, action: str,
+              request: Request, session: Signed) -> Response:
+    if not _same_origin(request) or not session.checks((await _form(request)).get("csrf", "")):
+        return _refused("This action did not come from a page of this session; open the "
+                        "group again and retry.", session)
+    if action not in ACTIONS:
+        return _no_action(action, session)
+    method, suffix, _, _ = ACTIONS[action]
+    try:
+        await _arm(request, session).call(
+            method, _group_path(subscription, resource_group, name) + suffix)
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    if action == "delete":
+        return _to(f"{ROOT}/groups?{urlencode({'deleted': name})}")
+    return _to(f"{ROOT}/groups/{quote(subscription, safe='')}/{quote(resource_group, safe='')}/"
+               f"{quote(name, safe='')}?{urlencode({'done': action})}")
+
+
+# ---- the API, for the pages' scripts ---------------------------------------------------------
+
+
+@router.get("/arm/{path:path}")
+async def arm_get(path: str, request: Request) -> Response:
+    """A GET of the API as the session's caller, for a page's script (a log's follow):
+    only reads, only under ``/subscriptions/``."""
+    session = _session(request)
+    if session is None:
+        return Response(json.dumps({"error": {"code": "AuthenticationFailed",
+                                              "message": "Sign in to the portal again."}}),
+                        status_code=401, media_type="application/json", headers=HEADERS)
+    params = dict(request.query_params)
+    version = params.pop("api-version", ACI)
+    if not path.lower().startswith("subscriptions/") or \
+            any(part in (".", "..") for part in path.split("/")):
+        return Response(json.dumps({"error": {"code": "InvalidResourceType",
+                                              "message": "Only /subscriptions/... is read."}}),
+                        status_code=404, media_type="application/json", headers=HEADERS)
+    try:
+        answer = await _arm(request, session).call("GET", "/" + quote(path), version=version,
+                                                   params=params)
+    except ArmFailure as failure:
+        body = {"error": {"code": failure.code, "message": failure.message}}
+        return Response(json.dumps(body), status_code=failure.status,
+                        media_type="application/json", headers=HEADERS)
+    return Response(answer.content, media_type="application/json", headers=HEADERS)

@@ -1,0 +1,221 @@
+"""The web portal in a real browser: Debian's Chromium, driven by Playwright, against a
+real skiff serving real groups. Sign in, see the list, open a group, read a line its
+container printed in the live logs, stop it and delete it.
+
+Every page must load without a console error or an uncaught exception (the CSP refusing
+something shows as one); each test saves a screenshot in its tmp dir. A navigation
+Chromium aborts with ERR_NETWORK_CHANGED (skiff adding interfaces as groups start) is
+retried, not a failure. One server and one browser serve the module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from skiff.testing.catalog import BuiltImages
+from skiff.testing.documents import one_container_group
+from skiff.testing.server import RunningServer, running_server, settled
+from skiff.testing.waiting import eventually
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.root
+
+CHROMIUM = "/usr/bin/chromium"
+SUB = "portal-test"
+API = "?api-version=2023-05-01"
+GROUPS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance/" \
+         "containerGroups"
+LINE = "hello-from-the-portal-test"
+#: Where the README's screenshots live (written when SKIFF_PORTAL_SCREENSHOTS is set).
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+#: axe-core, installed from npm by .ci/install (tests/e2e/portal's package-lock).
+AXE = Path(__file__).resolve().parent / "portal" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@dataclass
+class Browser:
+    """One page of a Chromium, and the console errors it has seen."""
+
+    page: Any
+    errors: list[str] = field(default_factory=list)
+
+    def goto(self, url: str) -> None:
+        """Load ``url``, again if Chromium aborted it because the host's network changed
+        (a GET: loading it twice is harmless)."""
+        def load() -> None:
+            self.page.goto(url, wait_until="load")
+
+        self._retried(load, load)
+
+    def follow(self, name: str) -> None:
+        """Follow the link named ``name`` (by its address: retried as :meth:`goto`)."""
+        href = self.page.get_by_role("link", name=name, exact=True).get_attribute("href")
+        assert href, name
+        self.goto(href)
+
+    def submit(self, name: str, fill: Callable[[], None] = lambda: None) -> None:
+        """Fill the form (``fill``), press its button ``name`` and wait for the page it
+        leads to. Aborted by a network change before the answer arrived (the page still,
+        or again, where it was, or Chromium's error page), the form is loaded, filled and
+        pressed again (the portal's actions are idempotent: stop, start, delete)."""
+        before = self.page.url
+
+        def press() -> None:
+            fill()
+            with self.page.expect_navigation(wait_until="load"):
+                self.page.get_by_role("button", name=name, exact=True).click()
+
+        def recover() -> None:
+            if self.page.url == before or self.page.url.startswith("chrome-error:"):
+                self.goto(before)
+                press()
+
+        self._retried(press, recover)
+
+    def _retried(self, go: Callable[[], object], recover: Callable[[], None]) -> None:
+        for attempt in range(5):
+            try:
+                (go if attempt == 0 else recover)()
+                return
+            except playwright.Error as exc:
+                if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 4:
+                    raise
+
+    def accessible(self) -> None:
+        """axe-core's WCAG 2 A and AA checks find nothing on the page. (Evaluated through
+        the DevTools protocol, which the page's CSP does not govern: the page itself
+        still runs no inline script.)"""
+        assert AXE.is_file(), "run .ci/install (npm ci in tests/e2e/portal)"
+        self.page.evaluate(AXE.read_text())
+        found = self.page.evaluate("""async () => (await axe.run(document, {runOnly:
+            {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}))
+            .violations.map(v => `${v.id} (${v.impact}): ${v.help} at ` +
+                            v.nodes.map(n => n.target.join(' ')).join(', '))""")
+        assert found == [], found
+
+    def no_errors(self) -> None:
+        found = [e for e in self.errors if "ERR_NETWORK_CHANGED" not in e]
+        self.errors.clear()
+        assert found == [], found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory,
+           images: BuiltImages) -> Iterator[RunningServer]:
+    with running_server(tmp_path_factory.mktemp("portal") / "root",
+                        allow=images.endpoints) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip("needs Debian's chromium (.ci/install installs it)")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM,
+                                         args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Any, server: RunningServer) -> Iterator[Browser]:
+    """A signed-out page (its own context: cookies of its own); the server's CA is its own,
+    so the context accepts its certificate."""
+    context = chromium.new_context(ignore_https_errors=True, base_url=server.url,
+                                   viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    watched = Browser(page)
+    page.on("console", lambda m: watched.errors.append(f"console: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: watched.errors.append(f"page error: {e}"))
+    try:
+        yield watched
+    finally:
+        context.close()
+
+
+def api(server: RunningServer) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=30,
+                        verify=ssl.create_default_context(cafile=server.ca),
+                        headers={"Authorization": f"Bearer {server.token}"})
+
+
+def shoot(browser: Browser, tmp_path: Path, name: str) -> None:
+    """A screenshot in the test's tmp dir (and in docs/ when asked to refresh them)."""
+    browser.page.screenshot(path=str(tmp_path / name), full_page=True)
+    if os.environ.get("SKIFF_PORTAL_SCREENSHOTS"):
+        shutil.copy(tmp_path / name, DOCS / name)
+
+
+def test_sign_in_and_see_the_groups(server: RunningServer, images: BuiltImages,
+                                    browser: Browser, tmp_path: Path) -> None:
+    """Signed out, the portal asks for a token; signed in with the admin token, the list
+    shows the running groups with their state and address."""
+    with api(server) as http:
+        for name in ("web", "worker"):
+            body = one_container_group(images.bb, f"echo {LINE}; sleep 3600")
+            assert http.put(f"{GROUPS}/{name}{API}", json=body).status_code == 201
+        for name in ("web", "worker"):
+            assert settled(http, f"{GROUPS}/{name}{API}", 60)["properties"][
+                "provisioningState"] == "Succeeded"
+    page = browser.page
+    browser.goto("/portal/")
+    assert page.url.endswith("/portal/signin")
+    browser.accessible()
+    browser.submit("Sign in", lambda: page.get_by_label("Token").fill(server.token))
+    assert page.url.endswith("/portal/groups")
+    table = page.get_by_role("table")
+    for name in ("web", "worker"):
+        assert table.get_by_role("link", name=name, exact=True).is_visible()
+    assert page.get_by_text("Running").first.is_visible()
+    assert server.token not in page.content()
+    shoot(browser, tmp_path, "portal-groups.png")
+    browser.accessible()
+    browser.no_errors()
+
+
+def test_a_group_shows_its_logs_and_is_stopped_then_deleted(
+        server: RunningServer, browser: Browser, tmp_path: Path) -> None:
+    """From the list, the group page shows its container Running and, in the followed
+    logs, the line it printed; Stop (confirmed) stops it; Delete (confirmed) removes it."""
+    page = browser.page
+    browser.goto("/portal/groups")
+    browser.follow("web")
+    assert page.get_by_role("heading", name="web", exact=True).is_visible()
+    output = page.locator("#log-output")
+    playwright.expect(output).to_contain_text(LINE, timeout=20_000)
+    shoot(browser, tmp_path, "portal-group.png")
+    browser.accessible()
+
+    browser.follow("Stop")
+    browser.accessible()
+    browser.submit("Stop")
+    assert page.get_by_role("status").inner_text() == "Stop requested."
+    with api(server) as http:
+        eventually(lambda: http.get(f"{GROUPS}/web{API}").json()["properties"].get(
+            "instanceView", {}).get("state") == "Stopped", what="web stops", timeout_s=60)
+    browser.goto(page.url)
+    playwright.expect(page.locator("#group-state")).to_have_text("Stopped")
+
+    browser.follow("Delete")
+    browser.submit("Delete")
+    assert page.url.split("?")[0].endswith("/portal/groups")
+    with api(server) as http:
+        eventually(lambda: http.get(f"{GROUPS}/web{API}").status_code == 404,
+                   what="web is deleted", timeout_s=60)
+    browser.goto(page.url)
+    assert page.get_by_role("table").get_by_role("link", name="web", exact=True).count() == 0
+    browser.no_errors()
