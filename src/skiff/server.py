@@ -37,6 +37,7 @@ from skiff.api.ngroups import attach_ngroups
 from skiff.api.prometheus import serve_metrics
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.control.capacity import node_admission
+from skiff.control.expiry import Expiry
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.metering import Meter
@@ -88,12 +89,16 @@ class Server:
     relay: ApiRelay | None = None
     #: The Prometheus endpoint's own listener (``MetricsSettings.listen``), once served.
     prometheus: WSGIServer | None = None
+    #: The profiles' time to live (:mod:`skiff.control.expiry`), once started.
+    expiry: Expiry | None = None
 
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
         DNS server, the engine's watch and the store."""
         if self.plane.ngroups is not None:  # first: its rounds write through the loop
             self.plane.ngroups.stop()
+        if self.expiry is not None:  # first: it hands the loop deletes
+            self.expiry.stop()
         self.plane.reconciler.stop(
             timeout_s=self.plane.settings.runtime.stop_grace_s + SHUTDOWN_MARGIN_S)
         if self.plane.sampler is not None:
@@ -310,7 +315,10 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     reconciler.start()
     meter.start()
     attach_ngroups(plane).start()
-    return Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
+    server = Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
+    server.expiry = Expiry(store, engine, reconciler, tenant_id=plane.issuer.tenant)
+    server.expiry.start()
+    return server
 
 
 def start_sampling(settings: Settings, engine: Supervisor) -> tuple[MetricsFile, Sampler]:

@@ -15,9 +15,13 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.control.expiry import Expiry, expired
 from skiff.control.profiles import merge_group_fields, profile_group_body
 from skiff.errors import ArmError
+from skiff.models import ContainerGroupBody, to_engine_spec
+from skiff.models.profile import Lifetime
 from skiff.testing.inprocess import InProcessClient, fake_plane
+from skiff.testing.waiting import eventually
 
 API = "?api-version=2025-09-01"
 ALICE, BOB = "sub-alice", "sub-bob"
@@ -262,3 +266,225 @@ def test_merge_takes_only_a_groups_own_fields() -> None:
         merge_group_fields(base, {"properties": {"containers": [
             {"name": "other", "properties": {"configMap": {}}}]}})
     assert refused.value.code == "ContainerNotFoundInProfile"
+
+
+# ---- groups made from a profile ----------------------------------------------------------------
+
+
+def group_url(sub: str = ALICE, name: str = "g", rg: str = "rg") -> str:
+    return (f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+            f"Microsoft.ContainerInstance/containerGroups/{name}")
+
+
+def from_profile(revision: int | None = None, **props: Any) -> dict[str, Any]:
+    ref: dict[str, Any] = {"id": profile_id()}
+    if revision is not None:
+        ref["revision"] = revision
+    return {"location": "local", "properties": {"containerGroupProfile": ref, **props}}
+
+
+def test_a_group_is_made_from_a_profile_revision(client: Any, plane: ControlPlane) -> None:
+    """A group PUT naming revision 1 runs revision 1's image with its own config map, and
+    answers containerGroupProfile {id, revision} (not the profile's own fields); with no
+    revision it is made from the current one."""
+    alice = client(ALICE)
+    alice.put(profile_url(), json=profile_body(timeToLive="PT1H"))
+    alice.put(profile_url(), json=profile_body("registry.test/busybox:2"))
+    made = alice.put(group_url(), json=from_profile(1, containers=[
+        {"name": "c", "properties": {"configMap": {"keyValuePairs": {"k": "v"}}}}]))
+    assert made.status_code == 201, made.text
+    doc = alice.get(group_url()).json()
+    props = doc["properties"]
+    assert props["containerGroupProfile"] == {"id": profile_id(), "revision": 1}
+    assert props["containers"][0]["properties"]["image"] == "registry.test/busybox:1"
+    assert props["containers"][0]["properties"]["configMap"] == {"keyValuePairs": {"k": "v"}}
+    assert "timeToLive" not in props
+    assert SECRET not in made.text
+    engine: Any = plane.engine
+    eventually(lambda: engine.images == {"registry.test/busybox:1"},
+               what="the engine runs revision 1's image")
+    latest = alice.put(group_url(name="g2"), json=from_profile())
+    assert latest.json()["properties"]["containerGroupProfile"]["revision"] == 2
+
+
+def test_a_group_from_a_missing_or_foreign_profile_is_refused(client: Any) -> None:
+    """A missing profile or revision, a malformed reference, another subscription's
+    profile: each refused with nothing made and nothing of the other tenant told."""
+    alice, bob = client(ALICE), client(BOB)
+    error(alice.put(group_url(), json=from_profile()), 404, "ResourceNotFound")
+    alice.put(profile_url(), json=profile_body())
+    error(alice.put(group_url(), json=from_profile(5)), 404,
+          "ContainerGroupProfileRevisionNotFound")
+    bad = from_profile()
+    bad["properties"]["containerGroupProfile"] = {"id": "/subscriptions/x"}
+    error(alice.put(group_url(), json=bad), 400, "InvalidContainerGroupProfileReference")
+    bad["properties"]["containerGroupProfile"] = "web"
+    error(alice.put(group_url(), json=bad), 400, "InvalidRequestContent")
+    theirs = bob.put(group_url(sub=BOB), json=from_profile())
+    error(theirs, 403, "LinkedAuthorizationFailed")
+    assert "busybox" not in theirs.text
+    error(alice.get(group_url()), 404, "ResourceNotFound")
+
+
+def test_answers_have_the_fields_of_their_api_version(client: Any) -> None:
+    """containerGroupProfile and configMap are in answers from 2024-05-01-preview on and
+    left out of 2023-05-01's (GET, PUT and list alike)."""
+    alice = client(ALICE)
+    old = client(ALICE, suffix="?api-version=2023-05-01")
+    alice.put(profile_url(), json=profile_body())
+    put = alice.put(group_url(), json=from_profile(containers=[
+        {"name": "c", "properties": {"configMap": {"keyValuePairs": {"k": "v"}}}}]))
+    assert "containerGroupProfile" in put.json()["properties"]
+    listing = group_url().rsplit("/", 1)[0]
+    for answer in (old.get(group_url()).json(), old.get(listing).json()["value"][0]):
+        assert "containerGroupProfile" not in answer["properties"]
+        assert "configMap" not in answer["properties"]["containers"][0]["properties"]
+    for answer in (alice.get(group_url()).json(), alice.get(listing).json()["value"][0]):
+        assert answer["properties"]["containerGroupProfile"]["revision"] == 1
+        assert answer["properties"]["containers"][0]["properties"]["configMap"]
+    assert "containerGroupProfile" not in old.request("PATCH", group_url(), json={
+        "tags": {"a": "b"}}).json()["properties"]
+
+
+# ---- timeToLive --------------------------------------------------------------------------------
+
+
+class Clock:
+    """A test's clock: the engine's containers and the expiry both read it."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_expired_is_decided_from_the_lifetime_alone() -> None:
+    """A duration counts from the containers' end (never for a group still running); a
+    date-time is the moment, whatever the group does."""
+    ttl = Lifetime(ttl_s=60)
+    assert not expired(ttl, ended_at=None, now=10**10)
+    assert not expired(ttl, ended_at=100, now=159)
+    assert expired(ttl, ended_at=100, now=160)
+    assert expired(Lifetime(expires_at=50), ended_at=None, now=50)
+    assert not expired(Lifetime(expires_at=50), ended_at=None, now=49)
+    assert not expired(Lifetime(), ended_at=0, now=10**10)
+
+
+def test_a_group_from_a_profile_is_deleted_when_its_time_to_live_is_up(
+        tmp_path: Path, portal: BlockingPortal) -> None:
+    """A group made from a profile with timeToLive PT1M goes 60 s after its container
+    ended (not before), through the delete path: Deleting, gone, and in the activity log
+    under the provider's name; a group PUT with its own timeToLive is kept."""
+    clock = Clock()
+    with fake_plane(tmp_path, clock=clock) as plane:
+        app = create_app(plane)
+        _, token = plane.store.create_token(ALICE, ALICE)
+        alice = InProcessClient(portal, app, token, suffix=API)
+        body = profile_body(timeToLive="PT1M")
+        body["properties"]["containers"][0]["properties"]["command"] = ["sleep", "10"]
+        assert alice.put(profile_url(), json=body).status_code == 201
+        assert alice.put(group_url(), json=from_profile()).status_code == 201
+        own = profile_body(timeToLive="PT1S")
+        own["properties"]["containers"][0]["properties"]["command"] = ["exit", "0"]
+        assert alice.put(group_url(name="own"), json=own).status_code == 201
+        for name in ("g", "own"):
+            eventually(lambda n=name: alice.get(group_url(name=n)).json()["properties"][
+                "provisioningState"] == "Succeeded", what=f"{name} is deployed")
+        expiry = Expiry(plane.store, plane.engine, plane.reconciler, tenant_id="tenant",
+                        interval_s=0, clock=clock)
+        assert expiry.run_round() == []  # still running
+        clock.now += 10  # the container's sleep ends
+        eventually(lambda: alice.get(group_url()).json()["properties"]["instanceView"][
+            "state"] == "Succeeded", what="the group's container ended")
+        clock.now += 59
+        assert expiry.run_round() == []
+        clock.now += 1
+        gone = plane.store.get_group(ALICE, "rg", "g")
+        assert gone is not None
+        assert expiry.run_round() == [gone.resource_id]
+        eventually(lambda: alice.get(group_url()).status_code == 404, what="the group is gone")
+        assert alice.get(group_url(name="own")).status_code == 200
+        clock.now += 3600
+        assert expiry.run_round() == []
+        with sqlite3.connect(tmp_path / "skiff.db") as conn:
+            events = conn.execute("SELECT status_key FROM activity_log WHERE caller_key = ?"
+                                  " AND resource_key LIKE ?",
+                                  ("microsoft.containerinstance", "%/containergroups/g")
+                                  ).fetchall()
+        assert {e[0] for e in events} >= {"started", "accepted"}
+
+
+def test_a_time_to_live_moment_deletes_a_running_group(tmp_path: Path,
+                                                       portal: BlockingPortal) -> None:
+    """timeToLive as a date-time: the group goes at that moment, running or not."""
+    clock = Clock()
+    with fake_plane(tmp_path, clock=clock) as plane:
+        app = create_app(plane)
+        _, token = plane.store.create_token(ALICE, ALICE)
+        alice = InProcessClient(portal, app, token, suffix=API)
+        alice.put(profile_url(), json=profile_body(timeToLive="2027-06-01T00:00:00Z"))
+        assert alice.put(group_url(), json=from_profile()).status_code == 201
+        expiry = Expiry(plane.store, plane.engine, plane.reconciler, tenant_id="tenant",
+                        interval_s=0, clock=clock)
+        assert expiry.run_round() == []
+        clock.now = 1_800_000_000.0 + 86400 * 365
+        assert len(expiry.run_round()) == 1
+        eventually(lambda: alice.get(group_url()).status_code == 404, what="the group is gone")
+
+
+def test_a_group_from_a_profile_stops_with_its_shutdown_grace_period() -> None:
+    """The engine's spec of a group made from a profile carries its shutdownGracePeriod; a
+    group's own (no profile) is an unknown property and leaves the node's default."""
+    stored = profile_body(shutdownGracePeriod="PT45S")
+    stored["properties"]["containerGroupProfile"] = {"id": profile_id(), "revision": 1}
+    spec = to_engine_spec(ContainerGroupBody.model_validate(stored), group_id="g1", name="g")
+    assert spec.stop_grace_s == 45
+    del stored["properties"]["containerGroupProfile"]
+    own = to_engine_spec(ContainerGroupBody.model_validate(stored), group_id="g1", name="g")
+    assert own.stop_grace_s is None
+
+
+@pytest.mark.parametrize("revision", ["²", "99999999999999999999", "-1", "0", "1.0", "%20"])
+def test_a_hostile_revision_is_a_clear_404_or_400(client: Any, revision: str) -> None:
+    """Digits of other scripts, a number past SQLite's integers, zero, a negative: the path
+    answers 404, a group's reference 400, never a 500."""
+    alice = client(ALICE)
+    alice.put(profile_url(), json=profile_body())
+    error(alice.get(f"{profile_url()}/revisions/{revision}"), 404,
+          "ContainerGroupProfileRevisionNotFound")
+    number: Any = int(revision) if revision.lstrip("-").isascii() and \
+        revision.lstrip("-").isdigit() else revision
+    error(alice.put(group_url(), json=from_profile(number)), 400,
+          "InvalidContainerGroupProfileRevision")
+
+
+@pytest.mark.parametrize("own", [
+    {"containers": [{"name": ["c"], "properties": {"configMap": {}}}]},
+    {"volumes": [{"name": ["v"]}, 7]},
+    {"ipAddress": {"dnsNameLabel": 5}},
+    {"subnetIds": "x"},
+])
+def test_a_groups_hostile_fields_over_a_profile_are_400s(client: Any,
+                                                         own: dict[str, Any]) -> None:
+    """Whatever a group lays over its profile is checked as a group's body is: a 400 with
+    a code, never a 500, and nothing made."""
+    alice = client(ALICE)
+    alice.put(profile_url(), json=profile_body())
+    answer = alice.put(group_url(), json=from_profile(**own))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"]
+    error(alice.get(group_url()), 404, "ResourceNotFound")
+
+
+def test_a_profiles_answers_have_the_fields_of_their_api_version(client: Any) -> None:
+    """A profile's group fields newer than the request's api-version are left out of its
+    answers (secretReferences: 2024-10-01-preview on); its own fields never are."""
+    new, old = client(ALICE), client(ALICE, suffix="?api-version=2024-05-01-preview")
+    refs = [{"name": "r", "identity": "x", "secretReferenceUri": "https://v.example/s"}]
+    new.put(profile_url(), json=profile_body(secretReferences=refs, timeToLive="PT1M"))
+    assert new.get(profile_url()).json()["properties"]["secretReferences"] == refs
+    for answer in (old.get(profile_url()).json(), old.get(profile_url() + "/revisions/1").json(),
+                   old.get(profile_url().rsplit("/", 1)[0]).json()["value"][0]):
+        assert "secretReferences" not in answer["properties"]
+        assert answer["properties"]["timeToLive"] == "PT1M"

@@ -252,8 +252,9 @@ ALICE_ACCOUNT_BODY = {"location": "local", "kind": "StorageV2", "sku": {"name": 
 
 
 def alice_resources(alice: InProcessClient) -> dict[str, str]:
-    """Alice's resource group, a group (tagged, running), a virtual network with a subnet
-    and an operation; the values each route's path parameters take to name them."""
+    """Alice's resource group, a group (tagged, running), a container group profile of the
+    same name, a virtual network with a subnet and an operation; the values each route's
+    path parameters take to name them."""
     assert alice.request("PUT", rg(ALICE, ALICE_RG),
                          json={"location": "local", "tags": {"t": ALICE_TAG}}).status_code == 201
     assert alice.request("PUT", net(ALICE, ALICE_RG).replace("/net", f"/{ALICE_NET}"),
@@ -264,6 +265,10 @@ def alice_resources(alice: InProcessClient) -> dict[str, str]:
     eventually(lambda: alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG)).json()[
         "properties"]["provisioningState"] == "Succeeded", what="Alice's group runs")
     operation = made.headers["Azure-AsyncOperation"].split("/operations/")[1].split("?")[0]
+    profile = group(ALICE, ALICE_GROUP, ALICE_RG).replace("/containerGroups/",
+                                                         "/containerGroupProfiles/")
+    assert alice.request("PUT", profile, json=body(ALICE_IMAGE) | {
+        "tags": {"t": ALICE_TAG}}).status_code == 201  # its revision 1: the paths' "1"
     assert alice.request("PUT", account_url(ALICE), json=ALICE_ACCOUNT_BODY).status_code == 200
     assert alice.request("PUT", f"{account_url(ALICE)}/fileServices/default/shares/"
                          f"{ALICE_SHARE}", json={}).status_code == 201
@@ -366,6 +371,10 @@ def test_no_route_lets_another_subscription_read_or_change_alices_resources(
         "restartCount"] == 0
     assert alice.request("GET", rg(ALICE, ALICE_RG)).status_code == 200
     assert alice.request("POST", f"{account_url(ALICE)}/listKeys").json() == keys
+    profile = alice.request("GET", group(ALICE, ALICE_GROUP, ALICE_RG).replace(
+        "/containerGroups/", "/containerGroupProfiles/")).json()
+    assert (profile["tags"], profile["properties"]["registeredRevisions"]) == (
+        {"t": ALICE_TAG}, [1])
     account = alice.request("GET", account_url(ALICE)).json()
     assert (account["kind"], account["tags"]) == ("StorageV2", {"t": ALICE_TAG})
     share = alice.request("GET", f"{account_url(ALICE)}/fileServices/default/shares/"

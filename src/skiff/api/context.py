@@ -36,6 +36,7 @@ from skiff.control.storage import StorageService
 from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
 from skiff.errors import ArmError
+from skiff.models.versions import NEVER_ANSWERED
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.store.timeseries import MetricsFile
@@ -124,6 +125,16 @@ class ControlPlane:
     renders: Renders = field(default_factory=Renders)
     #: The NGroups controller (None: this plane serves no NGroups, their routes answer 503).
     ngroups: NGroups | None = None
+    #: The same, for the answers of older api-versions (by the fields they leave out):
+    #: few clients list in more than one shape, so each shape keeps its own.
+    older_renders: dict[tuple[str, ...], Renders] = field(default_factory=dict)
+
+    def renders_for(self, left_out: tuple[str, ...]) -> Renders:
+        """The kept list answers of the shape that leaves out ``left_out``: the newest
+        shape's are :attr:`renders`."""
+        if left_out == NEVER_ANSWERED:
+            return self.renders
+        return self.older_renders.setdefault(left_out, Renders())
 
     def base_for(self, request: Request) -> str:
         """Where the URLs built for ``request`` (operations, next pages, websockets) point:

@@ -41,6 +41,7 @@ from skiff.api.places import locations
 from skiff.control.access import Caller
 from skiff.control.capacity import node_admission, release_ended
 from skiff.control.names import group_fqdn
+from skiff.control.profiles import merge_group_fields, parse_profile_id, profile_group_body
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
 from skiff.core.view import Event, GroupView
 from skiff.errors import ArmError, GroupNotFound
@@ -48,6 +49,7 @@ from skiff.models import ContainerGroupBody, parse_container_group, render_conta
 from skiff.models.arm import check_tags
 from skiff.models.labels import group_label
 from skiff.models.rules import subnet_key
+from skiff.models.versions import key_of, left_out, shape
 from skiff.store import GroupRecord
 from skiff.store.admission import Admission, CapacityExceeded, QuotaExceeded
 
@@ -98,9 +100,11 @@ def _secrets(record: GroupRecord, body: ContainerGroupBody | None = None) -> tup
 
 
 def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = True,
-            view: GroupView | None = None, ip: str | None = None) -> dict[str, Any]:
-    """The group as ARM answers it; ``ip`` is its address where no ``view`` is given (a
-    list shows addresses but no instance views, as ARM's does)."""
+            view: GroupView | None = None, ip: str | None = None,
+            version: str | None = None) -> dict[str, Any]:
+    """The group as ARM answers it to api-version ``version`` (its fields only:
+    :func:`skiff.models.versions.left_out`); ``ip`` is its address where no ``view`` is
+    given (a list shows addresses but no instance views, as ARM's does)."""
     body = ContainerGroupBody.from_stored(record.body)
     if instance_view and view is None:
         view = _view(plane_, record, body)
@@ -115,7 +119,11 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
         fqdn=group_fqdn(body, record, plane_.settings.dns), include_instance_view=instance_view)
     rendered["tags"] = record.tags or rendered.get("tags") or {}
     render_group_identity_of(plane_, rendered)
-    return rendered
+    return shape(rendered, left_out(version))
+
+
+def _version(request: Request) -> str | None:
+    return request.query_params.get("api-version")
 
 
 def _eviction(record: GroupRecord) -> Event:
@@ -183,7 +191,9 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
 def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                       resource_group: str, name: str, raw: bytes,
                       api_version: str | None = None, base: str | None = None) -> Response:
-    body = parse_container_group(json_body(raw), name=name,
+    doc = _from_profile(plane_, token, json_body(raw), subscription,
+                        arm_id(subscription, resource_group, name))
+    body = parse_container_group(doc, name=name,
                                  default_location=plane_.settings.api.location,
                                  known_locations=locations(plane_),
                                  allow_privileged=plane_.settings.api.allow_privileged,
@@ -223,8 +233,34 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                                            generation=record.generation)
         headers = lro_headers(base or plane_.base_url, subscription, record.location, op.id)
         plane_.reconciler.kick(record.uid)
-    return JSONResponse(_render(plane_, record), status_code=201 if created else 200,
+    return JSONResponse(_render(plane_, record, version=api_version),
+                        status_code=201 if created else 200,
                         headers=headers)
+
+
+def _from_profile(plane_: ControlPlane, token: Caller, doc: Any, subscription: str,
+                  scope: str) -> Any:
+    """``doc`` itself, or, where it names ``properties.containerGroupProfile``, the body of
+    that profile revision with the group's own fields of ``doc`` over it
+    (:mod:`skiff.control.profiles`). The caller must be allowed to read the profile (as
+    ARM's linked authorization: the refusal names only what the request named)."""
+    props = doc.get(key_of(doc, "properties") or "properties") if isinstance(doc, dict) \
+        else None
+    ref_key = key_of(props, "containerGroupProfile") if isinstance(props, dict) else None
+    if props is None or ref_key is None or props[ref_key] is None:
+        return doc
+    ref = props[ref_key]
+    if not isinstance(ref, dict):
+        raise ArmError(400, "InvalidRequestContent",
+                       "The property 'properties.containerGroupProfile' must be an object.",
+                       target="properties.containerGroupProfile")
+    profile_id, revision = ref.get(key_of(ref, "id") or "id"), \
+        ref.get(key_of(ref, "revision") or "revision")
+    parse_profile_id(profile_id)
+    check_linked(plane_, token, action=f"{PROVIDER}/containerGroups/write", scope=scope,
+                 linked=str(profile_id), linked_action=f"{PROVIDER}/containerGroupProfiles/read")
+    return merge_group_fields(profile_group_body(plane_, subscription, str(profile_id),
+                                                 revision), doc)
 
 
 def _check_sku(plane_: ControlPlane, body: ContainerGroupBody) -> None:
@@ -252,7 +288,8 @@ def get(subscription: str, resource_group: str, name: str, request: Request,
     containers are being torn down) until it is gone, then 404, as ARM does."""
     plane_ = plane(request)
     record = _record(plane_, token, subscription, resource_group, name, deleting=True)
-    return _render(plane_, record, instance_view=record.desired != "deleted")
+    return _render(plane_, record, instance_view=record.desired != "deleted",
+                   version=_version(request))
 
 
 @router.patch(GROUP, openapi_extra=request_body(TAGS_PATCH))
@@ -268,7 +305,7 @@ async def update_tags(subscription: str, resource_group: str, name: str, request
     check_tags(tags)
     record = plane_.store.update_tags(subscription, resource_group, name, tags)
     assert record is not None
-    return _render(plane_, record)
+    return _render(plane_, record, version=_version(request))
 
 
 #: Seconds a DELETE waits for the group's teardown before it answers. ACI answers a
@@ -286,7 +323,8 @@ async def delete(subscription: str, resource_group: str, name: str, request: Req
     202 with ``Azure-AsyncOperation`` while a teardown goes on past :data:`DELETE_WAIT_S`;
     204 when there is no such group. These are ACI's three answers."""
     plane_ = plane(request)
-    found = await asyncio.to_thread(_begin_delete, plane_, subscription, resource_group, name)
+    found = await asyncio.to_thread(_begin_delete, plane_, subscription, resource_group, name,
+                                    _version(request))
     if found is None:
         return Response(status_code=204)
     record, rendered, op_id = found
@@ -299,14 +337,14 @@ async def delete(subscription: str, resource_group: str, name: str, request: Req
     return JSONResponse(rendered, status_code=200)
 
 
-def _begin_delete(plane_: ControlPlane, subscription: str, resource_group: str,
-                  name: str) -> tuple[GroupRecord, dict[str, Any], str] | None:
+def _begin_delete(plane_: ControlPlane, subscription: str, resource_group: str, name: str,
+                  version: str | None = None) -> tuple[GroupRecord, dict[str, Any], str] | None:
     """Mark the group deleted and start its teardown: the group, as a GET showed it
     before (without its instance view: its containers are going), and the operation."""
     record = plane_.store.get_group(subscription, resource_group, name)
     if record is None:
         return None
-    rendered = _render(plane_, record, instance_view=False)
+    rendered = _render(plane_, record, instance_view=False, version=version)
     record = plane_.store.set_desired(subscription, resource_group, name, "deleted",
                                       admission=_admission(plane_, subscription,
                                                            record.location)) or record
@@ -377,9 +415,11 @@ def _list(plane_: ControlPlane, request: Request, subscription: str, resource_gr
                                                    limit=plane_.settings.api.page_size,
                                                    after=marker)
     addresses = plane_.engine.addresses() if stamps else {}
-    page = plane_.renders.page(
+    version = _version(request)
+    page = plane_.renders_for(left_out(version)).page(
         stamps, addresses, plane_.store.groups_by_uid,
-        lambda record, ip: _render(plane_, record, instance_view=False, ip=ip))
+        lambda record, ip: _render(plane_, record, instance_view=False, ip=ip,
+                                   version=version))
     items = [answer for id_, answer in page if visible is None or visible(id_)]
     tail = b""
     if after is not None:

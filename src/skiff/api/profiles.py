@@ -34,7 +34,8 @@ from skiff.control.access import Caller
 from skiff.control.profiles import check_revision, not_found, revision_not_found
 from skiff.errors import ArmError
 from skiff.models.arm import check_tags
-from skiff.models.profile import has_profiles, parse_profile_body, render_profile
+from skiff.models.profile import PUBLISHED, has_profiles, parse_profile_body, render_profile
+from skiff.models.versions import NEVER_ANSWERED, left_out, shape
 from skiff.store import ProfileRecord
 
 
@@ -45,8 +46,7 @@ def check_profiles_version(request: Request) -> str:
         raise ArmError(400, "NoRegisteredProviderFound",
                        f"No registered resource provider found for API version '{version}' "
                        f"and type 'containerGroupProfiles'. The supported api-versions are "
-                       f"'2024-05-01-preview, 2024-09-01-preview, 2024-10-01-preview, "
-                       f"2024-11-01-preview, 2025-09-01'.")
+                       f"'{', '.join(PUBLISHED)}'.")
     return version
 
 
@@ -73,15 +73,20 @@ CanWrite = Annotated[Caller, _allowed(allow(f"{_TYPE}/write"))]
 CanDelete = Annotated[Caller, _allowed(allow(f"{_TYPE}/delete"))]
 
 
-def render(record: ProfileRecord, body: dict[str, Any] | None = None,
+def render(request: Request, record: ProfileRecord, body: dict[str, Any] | None = None,
            revision: int | None = None) -> dict[str, Any]:
     """The profile (or, with ``body`` and ``revision``, one of its revisions) as ARM
-    answers it; the profile itself lists every revision it has had."""
-    return render_profile(body if body is not None else record.body,
-                          resource_id=record.resource_id, name=record.name, tags=record.tags,
-                          revision=revision if revision is not None else record.revision,
-                          revisions=None if body is not None else
-                          list(range(1, record.revision + 1)))
+    answers it to the request's api-version (the group fields it has: as a group's
+    answers, :func:`skiff.models.versions.left_out`, but the profile's own fields); the
+    profile itself lists every revision it has had."""
+    answer = render_profile(body if body is not None else record.body,
+                            resource_id=record.resource_id, name=record.name,
+                            tags=record.tags,
+                            revision=revision if revision is not None else record.revision,
+                            revisions=None if body is not None else
+                            list(range(1, record.revision + 1)))
+    newer = left_out(request.query_params.get("api-version"))[len(NEVER_ANSWERED):]
+    return shape(answer, newer)
 
 
 def _found(plane_: ControlPlane, subscription: str, resource_group: str,
@@ -106,13 +111,13 @@ async def put_profile(subscription: str, resource_group: str, name: str, request
     record, created = await asyncio.to_thread(plane_.store.put_profile, subscription,
                                               resource_group, name, body.location,
                                               body.stored, body.tags)
-    return JSONResponse(render(record), status_code=201 if created else 200)
+    return JSONResponse(render(request, record), status_code=201 if created else 200)
 
 
 @router.get(PROFILE)
 def get_profile(subscription: str, resource_group: str, name: str, request: Request,
                 token: CanRead) -> dict[str, Any]:
-    return render(_found(plane(request), subscription, resource_group, name))
+    return render(request, _found(plane(request), subscription, resource_group, name))
 
 
 @router.patch(PROFILE, openapi_extra=request_body(TAGS_PATCH))
@@ -130,7 +135,7 @@ async def patch_profile(subscription: str, resource_group: str, name: str, reque
                                               check_tags(tags))
     if record is None:  # deleted meanwhile
         raise not_found(resource_group, name)
-    return render(record)
+    return render(request, record)
 
 
 @router.delete(PROFILE)
@@ -145,14 +150,14 @@ def delete_profile(subscription: str, resource_group: str, name: str, request: R
 @router.get(PROFILES)
 def list_profiles(subscription: str, resource_group: str, request: Request,
                   token: CanList) -> dict[str, Any]:
-    return {"value": token.visible([render(r) for r in plane(request).store.list_profiles(
-        subscription, resource_group)])}
+    found = plane(request).store.list_profiles(subscription, resource_group)
+    return {"value": token.visible([render(request, r) for r in found])}
 
 
 @router.get(SUB_PROFILES)
 def list_all_profiles(subscription: str, request: Request, token: CanList) -> dict[str, Any]:
-    return {"value": token.visible([render(r) for r in plane(request).store.list_profiles(
-        subscription)])}
+    found = plane(request).store.list_profiles(subscription)
+    return {"value": token.visible([render(request, r) for r in found])}
 
 
 @router.get(PROFILE + "/revisions")
@@ -162,7 +167,7 @@ def list_revisions(subscription: str, resource_group: str, name: str, request: R
     plane_ = plane(request)
     record = _found(plane_, subscription, resource_group, name)
     revisions = plane_.store.profile_revisions(subscription, resource_group, name) or []
-    return {"value": [render(record, r.body, r.revision) for r in revisions]}
+    return {"value": [render(request, record, r.body, r.revision) for r in revisions]}
 
 
 @router.get(PROFILE + "/revisions/{revision}")
@@ -178,4 +183,4 @@ def get_revision(subscription: str, resource_group: str, name: str, revision: st
     found = plane_.store.profile_revision(subscription, resource_group, name, number or 0)
     if found is None:
         raise revision_not_found(record.name, number or 0)
-    return render(record, found.body, found.revision)
+    return render(request, record, found.body, found.revision)

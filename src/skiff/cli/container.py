@@ -55,6 +55,7 @@ from skiff.cli.common import (
 )
 from skiff.cli.ngroups import ngroup
 from skiff.cli.output import emit, output_options
+from skiff.cli.profile import profile
 from skiff.cli.streams import attach, exec_, logs
 from skiff.cli.subnets import (
     DEFAULT_SUBNET_PREFIX,
@@ -167,6 +168,13 @@ def container(ctx: click.Context) -> None:
               help="Space-separated identities to assign: [system] for the group's own "
                    "(system-assigned) identity, or user-assigned identities' resource ids; "
                    "alone, the system identity.")
+@click.option("--profile", "profile_ref",
+              help="Make the group from a container group profile: its resource id, or "
+                   "its name in the group's resource group (skiff container profile). The "
+                   "container flags are then ignored.")
+@click.option("--profile-revision", type=click.IntRange(min=1),
+              help="The profile's revision to make the group from. Default: its current "
+                   "one.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for the long-running operation to finish.")
 @output_options
@@ -183,7 +191,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
            azure_file_volume_account_name: str | None,
            azure_file_volume_account_key: str | None,
            azure_file_volume_mount_path: str | None, assign_identity: tuple[str, ...],
-           no_wait: bool, output: str, query: Any) -> None:
+           profile_ref: str | None, profile_revision: int | None, no_wait: bool, output: str,
+           query: Any) -> None:
     """Create a container group.
 
     Waits until the group is deployed (a progress display on stderr) and prints
@@ -198,6 +207,7 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --environment-variables key1=value1 key2=value2
       skiff container create -g MyResourceGroup --name myapp --image nginx --vnet MyVnet --subnet MySubnet --ports 80
       skiff container create -g MyResourceGroup --name myapp -f containerGroup.yaml
+      skiff container create -g MyResourceGroup --name myapp --profile web --profile-revision 2
       skiff container create -g MyResourceGroup --name myapp --image alpine --azure-file-volume-share-name myshare --azure-file-volume-account-name mystorageaccount --azure-file-volume-account-key KEY --azure-file-volume-mount-path /data
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --assign-identity
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --assign-identity [system] /subscriptions/mySubscriptionId/resourceGroups/myRG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/myID
@@ -213,6 +223,12 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
                                    "subnet in the file's properties.subnetIds.")
         name, body = body_from_file(file, name)
         keep_secret(*secrets_of(body))
+    elif profile_ref:
+        if not name:
+            raise click.UsageError("Missing option '--name' / '-n'.")
+        body = {"properties": {"containerGroupProfile": {"id": profile_ref}}}
+        if profile_revision is not None:
+            body["properties"]["containerGroupProfile"]["revision"] = profile_revision
     else:
         if not name:
             raise click.UsageError("Missing option '--name' / '-n'.")
@@ -252,11 +268,14 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
             registry_password=registry_password, os_type=os_type, isolation=isolation,
             azure_file=azure_file, priority=priority, sku=sku)
     with new_client() as client:
+        if profile_ref and "/" not in profile_ref:  # a name: the group's resource group's
+            body["properties"]["containerGroupProfile"]["id"] = client.profile_url(
+                resource_group, profile_ref)
         ref = None if build is None or not subnet else subnet_ref(
             subscription=client.subscription, resource_group=resource_group, vnet=vnet,
             subnet=subnet)
-        location = location or body.get("location") or client.resource_group_location(
-            resource_group)
+        location = location or body.get("location") or (  # a profile's group: its location
+            None if profile_ref else client.resource_group_location(resource_group))
         if build is not None:
             subnet_id = None if ref is None else ensure_subnet(
                 client, ref, location=location, vnet_prefix=vnet_address_prefix,
@@ -403,3 +422,4 @@ container.add_command(logs)
 container.add_command(exec_)
 container.add_command(attach)
 container.add_command(ngroup)
+container.add_command(profile)

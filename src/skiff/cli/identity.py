@@ -18,7 +18,7 @@ import click
 
 from skiff.cli.common import AzCommand, handle_errors, new_client
 from skiff.cli.output import emit, output_options
-from skiff.cli.storage import resource_view
+from skiff.cli.views import resource_view
 from skiff.client import SkiffClient
 
 

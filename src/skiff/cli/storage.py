@@ -17,13 +17,13 @@ container`` (:mod:`skiff.cli.common`, :mod:`skiff.cli.output`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import click
 
 from skiff.cli.common import AzCommand, handle_errors, keep_secret, new_client
 from skiff.cli.output import emit, output_options
-from skiff.cli.views import add_resource_group, todict
+from skiff.cli.views import resource_view
 from skiff.client import SkiffClient
 from skiff.errors import SkiffError
 
@@ -34,15 +34,6 @@ DEFAULT_SKU = "Standard_RAGRS"
 DEFAULT_KIND = "StorageV2"
 #: az's default share quota (Azure's), GiB.
 DEFAULT_QUOTA = 5120
-
-
-def resource_view(body: dict[str, Any]) -> dict[str, Any]:
-    """A resource as az prints it: properties flattened, ``resourceGroup`` added."""
-    view = {k: v for k, v in body.items() if k != "properties"}
-    view.update(body.get("properties") or {})
-    out = cast(dict[str, Any], todict(view))
-    add_resource_group(out)
-    return out
 
 
 def connection_string(account: dict[str, Any], key: str) -> str:

@@ -207,3 +207,12 @@ def group_table(result: Any) -> list[dict[str, Any]]:
     """az's table of container groups: a row per group."""
     groups = result if isinstance(result, list) else [result]
     return [_group_row(g) for g in groups if isinstance(g, dict)]
+
+
+def resource_view(body: dict[str, Any]) -> dict[str, Any]:
+    """A resource as az prints it: properties flattened, ``resourceGroup`` added."""
+    view = {k: v for k, v in body.items() if k != "properties"}
+    view.update(body.get("properties") or {})
+    out = cast(dict[str, Any], todict(view))
+    add_resource_group(out)
+    return out

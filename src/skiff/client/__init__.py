@@ -21,7 +21,9 @@ same api-version); the client has typed methods for them too, which answer
 the resource as the API accepted it (waiting, should the API answer with an
 operation, as Azure does); so has it for storage accounts and their file shares
 (``Microsoft.Storage``, :mod:`~skiff.client.storage`) and user-assigned managed
-identities (``Microsoft.ManagedIdentity``, :mod:`~skiff.client.identities`).
+identities (``Microsoft.ManagedIdentity``, :mod:`~skiff.client.identities`), and the
+container group profiles groups are made from (:mod:`~skiff.client.profiles`, in
+api-version 2025-09-01, the first stable one that has them).
 
 Configuration comes in explicitly (:class:`SkiffClient`) or from the
 environment (:meth:`SkiffClient.from_env`): ``SKIFF_URL``, ``SKIFF_TOKEN``
@@ -48,6 +50,7 @@ from skiff.client.monitor import INSIGHTS_PROVIDER, MonitorApi
 from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
 from skiff.client.ngroups import NGroupsApi
 from skiff.client.polling import Operation, Poller, Progress
+from skiff.client.profiles import PROFILES_API_VERSION, ProfilesApi
 from skiff.client.storage import STORAGE_PROVIDER, StorageApi
 from skiff.client.usage import COSTS_PROVIDER, UsageApi
 
@@ -59,6 +62,7 @@ __all__ = [
     "IDENTITY_PROVIDER",
     "INSIGHTS_PROVIDER",
     "NETWORK_PROVIDER",
+    "PROFILES_API_VERSION",
     "PROVIDER",
     "STORAGE_PROVIDER",
     "AccessApi",
@@ -71,6 +75,7 @@ __all__ = [
     "Operation",
     "OperationFailed",
     "Poller",
+    "ProfilesApi",
     "Progress",
     "SkiffClient",
     "StorageApi",
@@ -81,8 +86,8 @@ __all__ = [
 
 
 class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi, UsageApi,
-                  NGroupsApi):
-    """skiff's ARM API for container groups, their containers, NGroups, the virtual networks
-    they are placed in, the storage accounts and file shares they mount, the managed
-    identities they hold, their metrics and their usage's cost, in the shapes of
-    api-version 2023-05-01."""
+                  NGroupsApi, ProfilesApi):
+    """skiff's ARM API for container groups, their containers, their profiles, NGroups,
+    the virtual networks they are placed in, the storage accounts and file shares they
+    mount, the managed identities they hold, their metrics and their usage's cost, each
+    in the shapes of its api-version."""

@@ -39,15 +39,7 @@ class GroupsApi(HttpApi):
     def group_url(self, rg: str | None = None, name: str | None = None) -> str:
         """The ARM path of a group, of the groups of a resource group (``name``
         None), or of the subscription's groups (both None)."""
-        path = f"/subscriptions/{quote(self.subscription, safe='')}"
-        if rg is not None:
-            path += f"/resourceGroups/{quote(rg, safe='')}"
-        path += f"/providers/{PROVIDER}/containerGroups"
-        if name is not None:
-            if rg is None:
-                raise ValueError("a group's path needs its resource group")
-            path += f"/{quote(name, safe='')}"
-        return path
+        return self.resource_url(f"{PROVIDER}/containerGroups", "a group's", rg, name)
 
     def begin_create_or_update(self, rg: str, name: str, body: Mapping[str, Any]) -> Operation:
         """PUT the group; the operation to wait for (its body is the group as accepted)."""

@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -98,6 +99,21 @@ class HttpApi:
 
     # -- requests -------------------------------------------------------------
 
+    def resource_url(self, resource_type: str, what: str, rg: str | None = None,
+                     name: str | None = None) -> str:
+        """The ARM path of a resource of ``resource_type`` (``Provider/type``), of those of
+        a resource group (``name`` None), or of the subscription's (both None); ``what``
+        names the resource in the error of a name without its resource group."""
+        path = f"/subscriptions/{quote(self.subscription, safe='')}"
+        if rg is not None:
+            path += f"/resourceGroups/{quote(rg, safe='')}"
+        path += f"/providers/{resource_type}"
+        if name is not None:
+            if rg is None:
+                raise ValueError(f"{what} path needs its resource group")
+            path += f"/{quote(name, safe='')}"
+        return path
+
     def _local(self, link: str) -> httpx.URL:
         """A link the server handed out, on the API's own origin."""
         url = self.base_url.join(link)
@@ -112,7 +128,7 @@ class HttpApi:
         their ARM error."""
         query = dict(params or {})
         target = url if isinstance(url, httpx.URL) else httpx.URL(url)
-        if "api-version" not in target.params:
+        if "api-version" not in target.params and "api-version" not in query:
             query["api-version"] = API_VERSION
         try:
             response = self._http.request(method, url, json=json, params=query or None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from skiff.client.errors import json_object
 from skiff.client.networks import NetworksApi
@@ -21,15 +20,8 @@ class IdentitiesApi(NetworksApi):
     def identity_url(self, rg: str | None = None, name: str | None = None) -> str:
         """The ARM path of an identity, of a resource group's (``name`` None), or of the
         subscription's (both None)."""
-        path = f"/subscriptions/{quote(self.subscription, safe='')}"
-        if rg is not None:
-            path += f"/resourceGroups/{quote(rg, safe='')}"
-        path += f"/providers/{IDENTITY_PROVIDER}/userAssignedIdentities"
-        if name is not None:
-            if rg is None:
-                raise ValueError("an identity's path needs its resource group")
-            path += f"/{quote(name, safe='')}"
-        return path
+        return self.resource_url(f"{IDENTITY_PROVIDER}/userAssignedIdentities", "an identity's",
+                                 rg, name)
 
     def create_identity(self, rg: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return json_object(self._send("PUT", self.identity_url(rg, name), json=body,

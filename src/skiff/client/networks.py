@@ -26,15 +26,8 @@ class NetworksApi(HttpApi):
     def vnet_url(self, rg: str | None = None, name: str | None = None) -> str:
         """The ARM path of a virtual network, of the networks of a resource group
         (``name`` None), or of the subscription's networks (both None)."""
-        path = f"/subscriptions/{quote(self.subscription, safe='')}"
-        if rg is not None:
-            path += f"/resourceGroups/{quote(rg, safe='')}"
-        path += f"/providers/{NETWORK_PROVIDER}/virtualNetworks"
-        if name is not None:
-            if rg is None:
-                raise ValueError("a virtual network's path needs its resource group")
-            path += f"/{quote(name, safe='')}"
-        return path
+        return self.resource_url(f"{NETWORK_PROVIDER}/virtualNetworks", "a virtual network's",
+                                 rg, name)
 
     def subnet_url(self, rg: str, vnet: str, name: str | None = None) -> str:
         """The ARM path of a subnet, or of the subnets of a virtual network (``name`` None)."""

@@ -23,15 +23,8 @@ class StorageApi(NetworksApi):
     def account_url(self, rg: str | None = None, name: str | None = None) -> str:
         """The ARM path of a storage account, of a resource group's accounts (``name``
         None), or of the subscription's (both None)."""
-        path = f"/subscriptions/{quote(self.subscription, safe='')}"
-        if rg is not None:
-            path += f"/resourceGroups/{quote(rg, safe='')}"
-        path += f"/providers/{STORAGE_PROVIDER}/storageAccounts"
-        if name is not None:
-            if rg is None:
-                raise ValueError("a storage account's path needs its resource group")
-            path += f"/{quote(name, safe='')}"
-        return path
+        return self.resource_url(f"{STORAGE_PROVIDER}/storageAccounts", "a storage account's",
+                                 rg, name)
 
     def share_url(self, rg: str, account: str, name: str | None = None) -> str:
         path = f"{self.account_url(rg, account)}/fileServices/default/shares"

@@ -227,6 +227,9 @@ class GroupSpec:
     ip_ports: tuple[Port, ...] = ()
     #: ``subnetIds``: a private group in a virtual network; None: the public network.
     subnet: SubnetPlacement | None = None
+    #: Seconds a container has between SIGTERM and SIGKILL when it is stopped (a
+    #: profile's ``shutdownGracePeriod``); None: the node's ``stop_grace_s``.
+    stop_grace_s: float | None = None
 
 
 #: Where a container's config map appears in it: ``<CONFIG_MAP_ROOT>/<container>/<key>``

@@ -147,6 +147,23 @@ Registry credentials:
 - ``InvalidImageRegistryCredential``: a credential lacks server, username or password
   (managed identities are not supported).
 
+Container group profiles (:mod:`skiff.models.profile`, :mod:`skiff.control.profiles`; a
+profile's definition meets every rule above too):
+
+- ``NoRegisteredProviderFound`` (*ARM*): a profile route under an api-version that has none.
+- ``InvalidContainerGroupProfileName``: not 1-63 letters, digits, '-' and '_', starting and
+  ending with a letter or digit.
+- ``InvalidContainerGroupProfile``: a profile names a profile or a standby pool.
+- ``InvalidShutdownGracePeriod``, ``InvalidTimeToLive``: not an ISO 8601 duration (at most
+  an hour, a year), nor, for timeToLive, an RFC 3339 date-time.
+- ``InvalidContainerGroupProfileReference``: a group's ``containerGroupProfile.id`` is not a
+  profile's resource id. ``InvalidContainerGroupProfileRevision``: its revision is not a
+  whole number from 1.
+- ``ContainerGroupProfileRevisionNotFound`` (HTTP 404): the profile has no such revision (a
+  missing profile, or another subscription's, is ARM's 404 ``ResourceNotFound``).
+- ``ContainerNotFoundInProfile``: a group made from a profile sets the configMap of a
+  container the profile does not have.
+
 Admission (raised by the store, in the transaction that writes the group, after every
 rule above; see :mod:`skiff.store.admission`):
 

@@ -26,6 +26,7 @@ from skiff.models.body import (
     Volume,
     VolumeMount,
 )
+from skiff.models.profile import Lifetime
 from skiff.models.rules import azure_file_field, decode_seccomp_profile
 
 
@@ -63,7 +64,16 @@ def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str,
                        for q in (props.ip_address.ports if props.ip_address else [])),
         subnet=subnet,
         isolation=(props.isolation or "Container").lower(),
+        stop_grace_s=_grace(props.model_extra or {}),
     )
+
+
+def _grace(extra: dict[str, Any]) -> float | None:
+    """A group made from a profile stops its containers with the profile's
+    ``shutdownGracePeriod`` (a group's own is an unknown property, as in ACI)."""
+    if extra.get("containerGroupProfile") is None:
+        return None
+    return Lifetime.of(extra).grace_s
 
 
 def _container(container: Container) -> engine.Container:

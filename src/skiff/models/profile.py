@@ -54,7 +54,7 @@ _READ_ONLY = ("revision", "registeredRevisions", "provisioningState", "instanceV
 _REFERENCES = ("containerGroupProfile", "standbyPoolProfile")
 _NAME = re.compile(r"[a-zA-Z0-9]|[a-zA-Z0-9][-_a-zA-Z0-9]{0,61}[a-zA-Z0-9]")
 _DURATION = re.compile(r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?",
-                       re.IGNORECASE)
+                       re.IGNORECASE | re.ASCII)
 #: The longest grace a container may have (ACI gives none above a few minutes; an hour
 #: keeps a stop from holding the node's teardown lane forever).
 MAX_GRACE_S = 3600.0
@@ -62,9 +62,17 @@ MAX_GRACE_S = 3600.0
 MAX_TTL_S = 366 * 86400.0
 
 
+#: The previews before it that had them too (in an earlier shape, answered as today's).
+EARLY_PREVIEWS = ("2023-02-01-preview", "2023-05-15-preview")
+#: The versions the specification publishes with profiles, for ARM's refusal of others.
+PUBLISHED = (*EARLY_PREVIEWS, "2024-05-01-preview", "2024-09-01-preview",
+             "2024-10-01-preview", "2024-11-01-preview", "2025-09-01")
+
+
 def has_profiles(api_version: str | None) -> bool:
     """Whether ``api_version`` knows container group profiles."""
-    return api_version is not None and api_version[:10] >= PROFILES_SINCE
+    return api_version is not None and (api_version[:10] >= PROFILES_SINCE
+                                        or api_version.lower() in EARLY_PREVIEWS)
 
 
 def check_profile_name(name: str) -> None:
@@ -92,11 +100,11 @@ def moment(text: str) -> float | None:
         return None
     try:
         parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    except (ValueError, OverflowError):  # not a date-time, or one no clock reaches
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 @dataclass(frozen=True)

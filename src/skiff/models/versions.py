@@ -72,3 +72,56 @@ def _with_resources(container: Any) -> Any:
     inner = {**inner, key_of(inner, "resources") or "resources":
              {"requests": dict(DEFAULT_REQUESTS)}}
     return {**container, key: inner}
+
+
+# ---- answering each api-version in its own shape ---------------------------------------------
+
+#: A group's fields newer than 2023-05-01: where each is in an answer (``[]``: every item of
+#: a list) and the first api-version (its date) whose answers have it. An answer to an
+#: older version leaves the field out, as ACI's does (its answers are made by the
+#: version's own model). From the REST specification's versions (preview folders, then
+#: the TypeSpec of 2025-09-01).
+GROUP_FIELDS_SINCE: tuple[tuple[str, str], ...] = (
+    ("properties.containerGroupProfile", "2024-05-01"),
+    ("properties.standbyPoolProfile", "2024-05-01"),
+    ("properties.isCreatedFromStandbyPool", "2024-05-01"),
+    ("properties.containers[].properties.configMap", "2024-05-01"),
+    ("properties.secretReferences", "2024-10-01"),
+    ("properties.containers[].properties.environmentVariables[].secureValueReference",
+     "2024-10-01"),
+    ("properties.initContainers[].properties.environmentVariables[].secureValueReference",
+     "2024-10-01"),
+    ("properties.imageRegistryCredentials[].passwordReference", "2024-10-01"),
+    ("properties.volumes[].secretReference", "2024-10-01"),
+    ("properties.volumes[].azureFile.storageAccountKeyReference", "2024-10-01"),
+)
+#: What a group made from a profile carries from it (its shutdownGracePeriod and
+#: timeToLive, :mod:`skiff.models.profile`) and no version of a group's answer has.
+NEVER_ANSWERED: tuple[str, ...] = ("properties.shutdownGracePeriod", "properties.timeToLive")
+
+
+def left_out(api_version: str | None) -> tuple[str, ...]:
+    """The fields an answer to ``api_version`` leaves out (None: the newest version's
+    answer, which leaves out only :data:`NEVER_ANSWERED`)."""
+    date = api_version[:10] if api_version else "9999"
+    return NEVER_ANSWERED + tuple(path for path, since in GROUP_FIELDS_SINCE if date < since)
+
+
+def shape(answer: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """``answer`` (a rendered group, changed in place, and returned) without ``fields``
+    (paths as :data:`GROUP_FIELDS_SINCE` writes them)."""
+    for path in fields:
+        _drop(answer, path.replace("[]", ".[]").split("."))
+    return answer
+
+
+def _drop(node: Any, parts: list[str]) -> None:
+    head, rest = parts[0], parts[1:]
+    if head == "[]":
+        for item in node if isinstance(node, list) else ():
+            _drop(item, rest)
+    elif isinstance(node, dict) and head in node:
+        if rest:
+            _drop(node[head], rest)
+        else:
+            del node[head]

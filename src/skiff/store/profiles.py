@@ -180,6 +180,17 @@ class ProfilesMixin(Database):
             conn.execute("DELETE FROM container_group_profiles WHERE uid = ?", (row["uid"],))
             return True
 
+    def groups_with_time_to_live(self) -> list[str]:
+        """The uids of the groups (not being deleted) made from a profile that carry its
+        ``timeToLive`` (:mod:`skiff.control.expiry`): a scan of the bodies' JSON, whose
+        profile fields are never sealed."""
+        with self.read() as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT uid FROM container_groups WHERE desired != 'deleted'"
+                " AND json_extract(body, '$.properties.containerGroupProfile') IS NOT NULL"
+                " AND json_extract(body, '$.properties.timeToLive') IS NOT NULL"
+                " ORDER BY created_at")]
+
     # --- rows ------------------------------------------------------------------------------
 
     def _add_revision(self, conn: sqlite3.Connection, uid: str, revision: int,

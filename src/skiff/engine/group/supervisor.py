@@ -657,7 +657,8 @@ class Supervisor:
         for view in views:
             if driver.status(view.cid).state == "running":
                 view.event("Killing", f"stopping container {view.name}")
-        list(self._stops.map(lambda v: driver.stop(v.cid), views))
+        grace = group.spec.stop_grace_s  # None: the node's
+        list(self._stops.map(lambda v: driver.stop(v.cid, grace), views))
         for view in views:
             if remove_logs:
                 driver.remove(view.cid)
