@@ -190,9 +190,14 @@ async def create_or_update(subscription: str, resource_group: str, name: str, re
 
 def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                       resource_group: str, name: str, raw: bytes,
-                      api_version: str | None = None, base: str | None = None) -> Response:
-    doc = _from_profile(plane_, token, json_body(raw), subscription,
-                        arm_id(subscription, resource_group, name))
+                      api_version: str | None = None, base: str | None = None,
+                      built: bool = False) -> Response:
+    """The PUT's work; ``built``: the body is already made from its profile revision (an
+    NGroup's member, with per-member fields a group's own PUT could not add)."""
+    doc = json_body(raw)
+    if not built:
+        doc = _from_profile(plane_, token, doc, subscription,
+                            arm_id(subscription, resource_group, name))
     body = parse_container_group(doc, name=name,
                                  default_location=plane_.settings.api.location,
                                  known_locations=locations(plane_),

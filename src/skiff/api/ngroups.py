@@ -92,7 +92,7 @@ class ApiMemberWrites:
     def put(self, ngroup: NGroupRecord, name: str, body: dict[str, Any]) -> None:
         groups._create_or_update(self.plane, self._caller(ngroup), ngroup.subscription,
                                  ngroup.resource_group, name, json.dumps(body).encode(),
-                                 api_version=NGROUP_MEMBER_VERSION)
+                                 api_version=NGROUP_MEMBER_VERSION, built=True)
 
     def delete(self, ngroup: NGroupRecord, name: str) -> None:
         groups._begin_delete(self.plane, ngroup.subscription, ngroup.resource_group, name)
