@@ -20,6 +20,7 @@ While it runs, the server holds ``<data root>/serve.lock`` (shared), which
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -32,7 +33,9 @@ import uvicorn
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.groups import admission_for
 from skiff.api.prometheus import serve_metrics
+from skiff.api.standby import standby_pools
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
@@ -88,6 +91,8 @@ class Server:
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
         DNS server, the engine's watch and the store."""
+        if self.plane.standby is not None:  # before the loop: it kicks the loop
+            self.plane.standby.stop()
         self.plane.reconciler.stop(
             timeout_s=self.plane.settings.runtime.stop_grace_s + SHUTDOWN_MARGIN_S)
         if self.plane.sampler is not None:
@@ -300,8 +305,10 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
         relay = serve_api_to_groups(settings, engine, cert, public, port)
         plane.api_hosts = relay.hosts
         plane.relay_clients = relay.client_of
+    plane.standby = standby_pools(plane, functools.partial(admission_for, plane))
     reconciler.start()
     meter.start()
+    plane.standby.start()
     return Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
 
 

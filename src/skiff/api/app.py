@@ -32,6 +32,7 @@ from skiff.api import (
     prometheus,
     signin,
     sockets,
+    standby,
     storage,
 )
 from skiff.api.clients import RelayedClients
@@ -85,7 +86,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
                    storage.router, authorization.router, insights.router, costs.router,
-                   activity.router):
+                   activity.router, standby.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)

@@ -31,6 +31,7 @@ from skiff.control.identities import GroupIdentities
 from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
 from skiff.control.reconciler import Reconciler
 from skiff.control.sampling import Sampler
+from skiff.control.standby import StandbyPools
 from skiff.control.storage import StorageService
 from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
@@ -121,6 +122,12 @@ class ControlPlane:
     telemetry: Telemetry = field(default_factory=Telemetry)
     #: The container groups' list answers, each kept per version (:mod:`skiff.api.listing`).
     renders: Renders = field(default_factory=Renders)
+    #: The group body of a container group profile revision: ``(subscription, profile id,
+    #: revision or None) -> {"location", "properties"}``, raising ACI's ArmError for a
+    #: missing one (None: this plane knows no profiles; every one is not found).
+    profiles: Callable[[str, str, int | None], dict[str, Any]] | None = None
+    #: The standby pools' refill loop (None: pools are kept but never filled).
+    standby: StandbyPools | None = None
 
     def base_for(self, request: Request) -> str:
         """Where the URLs built for ``request`` (operations, next pages, websockets) point:

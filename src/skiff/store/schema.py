@@ -379,7 +379,31 @@ CREATE INDEX activity_by_time ON activity_log (at);
 CREATE INDEX activity_by_operation ON activity_log (lro_id) WHERE lro_id IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
+# Standby pools (skiff.store.standby): the pools, and the key of the pool that owns a
+# container group still waiting in it (NULL: a tenant's group). A pool's members are
+# rows of container_groups, so admission, quotas and the meter count them.
+_STANDBY = """
+CREATE TABLE standby_pools (
+    subscription   TEXT NOT NULL,
+    rg_key         TEXT NOT NULL,
+    name_key       TEXT NOT NULL,
+    resource_group TEXT NOT NULL,     -- display case
+    name           TEXT NOT NULL,     -- display case
+    location       TEXT NOT NULL,
+    tags           TEXT NOT NULL,     -- JSON object
+    properties     TEXT NOT NULL,     -- JSON object: elasticityProfile, containerGroupProperties
+    created_at     REAL NOT NULL,
+    PRIMARY KEY (subscription, rg_key, name_key),
+    FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
+) WITHOUT ROWID;
+ALTER TABLE container_groups ADD COLUMN pool_key TEXT;
+CREATE INDEX container_groups_by_pool ON container_groups (pool_key, desired,
+                                                           provisioning_state, created_at)
+    WHERE pool_key IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
+                               _STANDBY)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -23,6 +23,8 @@ from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.groups import admission_for
+from skiff.api.standby import standby_pools
 from skiff.api.tls import ensure_certificates
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
@@ -105,10 +107,15 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     plane.sampler = Sampler(engine, plane.metrics, interval_s=0)
     telemetry.watch_node(store, plane.sampler, pools=lambda: {"network": 0})
     plane.identities = GroupIdentities(store, ManagedIdentityTokens(plane.issuer, BASE))
+    # The standby pools' rounds run when a test calls plane.standby.run_round() (or a
+    # claim kicks one).
+    plane.standby = standby_pools(plane, functools.partial(admission_for, plane),
+                                  interval_s=0)
     reconciler.start()
     try:
         yield plane
     finally:
+        plane.standby.stop()
         reconciler.stop()
         store.close()
         plane.metrics.close()
