@@ -47,6 +47,7 @@ from skiff.client.identities import IDENTITY_PROVIDER, IdentitiesApi
 from skiff.client.monitor import INSIGHTS_PROVIDER, MonitorApi
 from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
 from skiff.client.polling import Operation, Poller, Progress
+from skiff.client.standby import STANDBY_PROVIDER, StandbyApi
 from skiff.client.storage import STORAGE_PROVIDER, StorageApi
 from skiff.client.usage import COSTS_PROVIDER, UsageApi
 
@@ -59,6 +60,7 @@ __all__ = [
     "INSIGHTS_PROVIDER",
     "NETWORK_PROVIDER",
     "PROVIDER",
+    "STANDBY_PROVIDER",
     "STORAGE_PROVIDER",
     "AccessApi",
     "ApiError",
@@ -71,6 +73,7 @@ __all__ = [
     "Poller",
     "Progress",
     "SkiffClient",
+    "StandbyApi",
     "StorageApi",
     "UsageApi",
     "WebSocketTarget",
@@ -78,8 +81,9 @@ __all__ = [
 ]
 
 
-class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi, UsageApi):
+class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi, UsageApi,
+                  StandbyApi):
     """skiff's ARM API for container groups, their containers, the virtual networks
     they are placed in, the storage accounts and file shares they mount, the managed
-    identities they hold, their metrics and their usage's cost, in the shapes of
-    api-version 2023-05-01."""
+    identities they hold, their metrics and their usage's cost, and the standby pools
+    that keep them ready, in the shapes of api-version 2023-05-01 (the pools: 2025-03-01)."""
