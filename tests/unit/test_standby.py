@@ -319,3 +319,18 @@ def test_refill_reports_a_missing_profile(plane: ControlPlane, http: InProcessCl
     status = http.get(f"{POOLS}/pool/runtimeViews/latest{POOL_API}").json()["properties"]
     assert status["status"]["code"] == "HealthState/degraded"
     assert "web" in status["status"]["message"]
+
+
+def test_deleting_the_resource_group_takes_pool_and_members(plane: ControlPlane,
+                                                            http: InProcessClient,
+                                                            profile: str) -> None:
+    """Deleting the pool's resource group deletes the pool and its ready members (the
+    resource group goes with its last group)."""
+    http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(profile, ready=1))
+    filled(plane, http, ready=1)
+    plane.standby.stop()  # type: ignore[union-attr]
+    for record in plane.store.delete_resource_group(SUB, "rg"):
+        plane.reconciler.kick(record.uid)
+    assert plane.store.list_pools(SUB) == []
+    eventually(lambda: plane.store.pool_members(pool_key(SUB, "rg", "pool")),
+               until=lambda members: members == [], what="the members deleted")

@@ -13,7 +13,7 @@ from skiff.client.http import HttpApi
 
 STANDBY_PROVIDER = "Microsoft.StandbyPool"
 STANDBY_API_VERSION = "2025-03-01"
-_VERSION = {"api-version": STANDBY_API_VERSION}
+_VERSION = f"?api-version={STANDBY_API_VERSION}"  # in the URL: params would be overridden
 
 
 class StandbyApi(HttpApi):
@@ -33,20 +33,19 @@ class StandbyApi(HttpApi):
         return path
 
     def create_pool(self, rg: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return json_object(self._send("PUT", self.pool_url(rg, name), json=body,
-                                      params=_VERSION))
+        return json_object(self._send("PUT", self.pool_url(rg, name) + _VERSION, json=body))
 
     def get_pool(self, rg: str, name: str) -> dict[str, Any]:
-        return json_object(self._send("GET", self.pool_url(rg, name), params=_VERSION))
+        return json_object(self._send("GET", self.pool_url(rg, name) + _VERSION))
 
     def pool_status(self, rg: str, name: str) -> dict[str, Any]:
         """The pool's runtime view (``runtimeViews/latest``): its members by state."""
-        return json_object(self._send("GET", f"{self.pool_url(rg, name)}/runtimeViews/latest",
-                                      params=_VERSION))
+        return json_object(self._send(
+            "GET", f"{self.pool_url(rg, name)}/runtimeViews/latest{_VERSION}"))
 
     def list_pools(self, rg: str | None = None) -> list[dict[str, Any]]:
-        url = f"{self.pool_url(rg)}?api-version={STANDBY_API_VERSION}"
+        url = f"{self.pool_url(rg)}{_VERSION}"
         return [*self._pages(url, "standby container group pools")]
 
     def delete_pool(self, rg: str, name: str) -> None:
-        self._send("DELETE", self.pool_url(rg, name), params=_VERSION)
+        self._send("DELETE", self.pool_url(rg, name) + _VERSION)
