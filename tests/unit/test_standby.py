@@ -334,3 +334,34 @@ def test_deleting_the_resource_group_takes_pool_and_members(plane: ControlPlane,
     assert plane.store.list_pools(SUB) == []
     eventually(lambda: plane.store.pool_members(pool_key(SUB, "rg", "pool")),
                until=lambda members: members == [], what="the members deleted")
+
+
+@pytest.mark.parametrize("body", [
+    [], "pool", {"properties": []}, {"properties": {"elasticityProfile": 5}},
+    {"tags": ["a"], "properties": {}}, {"location": 5, "properties": {}},
+    {"properties": {"elasticityProfile": {"maxReadyCapacity": True}}},
+    {"properties": {"elasticityProfile": {"maxReadyCapacity": 1},
+                    "containerGroupProperties": {"containerGroupProfile": [],
+                                                 "subnetIds": "x"}}},
+])
+def test_hostile_pool_bodies_are_400s(http: InProcessClient, body: Any) -> None:
+    """Bodies of the wrong shape anywhere get a 400 ARM error, never a 500."""
+    answer = http.put(f"{POOLS}/pool{POOL_API}", json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"]
+
+
+@pytest.mark.parametrize("props", [
+    {"standbyPoolProfile": "x"}, {"standbyPoolProfile": {"id": 5}},
+    {"standbyPoolProfile": {"id": f"{POOLS}/pool"}, "containers": "web"},
+    {"standbyPoolProfile": {"id": f"{POOLS}/pool"}, "containers": [{"name": 5}]},
+    {"standbyPoolProfile": {"id": f"{POOLS}/pool"}, "containerGroupProfile": "x"},
+    {"standbyPoolProfile": {"id": f"{POOLS}/pool"},
+     "containers": [{"name": "web", "properties": {"configMap": "x"}}]},
+])
+def test_hostile_claims_are_400s(http: InProcessClient, profile: str,
+                                 props: dict[str, Any]) -> None:
+    """A claim of the wrong shape anywhere gets a 400 ARM error, never a 500."""
+    http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(profile, ready=0))
+    answer = http.put(f"{GROUPS}/g{ACI_API}", json={"location": "local", "properties": props})
+    assert answer.status_code == 400, answer.text

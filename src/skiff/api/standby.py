@@ -430,7 +430,11 @@ def put_from_pool(plane_: ControlPlane, token: Caller, subscription: str, resour
         body=lambda member: _claimed(member, whole), tags=tags, label=label)
     if record is not None:
         _refill(plane_)
-        return JSONResponse(render(record), status_code=201)
+        answer = render(record)
+        names = plane_.reconciler.names
+        if names is not None:  # the claimed label resolves from now on
+            names.publish(record, (answer["properties"].get("ipAddress") or {}).get("ip"))
+        return JSONResponse(answer, status_code=201)
     if fail and plane_.store.get_group(subscription, resource_group, name) is None:
         raise ArmError(409, "StandbyPoolReuseFailed",
                        f"The standby pool '{pool.name}' has no ready container group, and "
@@ -467,7 +471,13 @@ def _claim_body(plane_: ControlPlane, pool: PoolRecord, data: dict[str, Any],
                            f"'{profile_id}'.", "properties.containers")
         config = _get(_get(container, "properties"), "configMap")
         if config is not None:
-            found.setdefault("properties", {})["configMap"] = config
+            pairs = _get(config, "keyValuePairs")
+            if not isinstance(pairs, dict) or not all(
+                    isinstance(v, str) for v in pairs.values()):
+                raise _invalid(f"The config map of container '{cname}' must be "
+                               f"{{\"keyValuePairs\": {{key: string value}}}}.",
+                               "properties.containers.properties.configMap")
+            found.setdefault("properties", {})["configMap"] = {"keyValuePairs": pairs}
     group["containerGroupProfile"] = {"id": profile_id, **(
         {"revision": revision} if revision is not None else {})}
     group["standbyPoolProfile"] = standby
