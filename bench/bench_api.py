@@ -414,6 +414,21 @@ class HostState:
             shutil.rmtree(self.IPAM_DIR, ignore_errors=True)
 
 
+def local_image(cleanup: contextlib.ExitStack, work: Path) -> tuple[str, str, Podman]:
+    """A busybox image on a docker-registry on loopback, pulled by a podman of its own
+    (under ``work``): the registry's ``HOST:PORT``, the image, the podman; all removed
+    by ``cleanup``."""
+    layout = Layout(work / "layout")
+    layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
+    registry = cleanup.enter_context(running_registry(work / "registry"))
+    push(work / "layout", "1", registry.host, "bench/busybox")
+    image = f"{registry.host}/bench/busybox:1"
+    podman = Podman(work / "podman")
+    cleanup.callback(podman.clean)
+    podman("pull", "--quiet", "--tls-verify=false", image)
+    return registry.host, image, podman
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 
@@ -439,17 +454,8 @@ def main() -> None:
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         cleanup.callback(host.restore)
-        layout = Layout(work / "layout")
-        layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
-        registry = cleanup.enter_context(running_registry(work / "registry"))
-        push(work / "layout", "1", registry.host, "bench/busybox")
-        image = f"{registry.host}/bench/busybox:1"
-
-        podman = Podman(work / "podman")
-        cleanup.callback(podman.clean)
-        podman("pull", "--quiet", "--tls-verify=false", image)
-
-        server, endpoint = cleanup.enter_context(serving(work / "root", registry.host))
+        registry, image, podman = local_image(cleanup, work)
+        server, endpoint = cleanup.enter_context(serving(work / "root", registry))
         client = cleanup.enter_context(client_process(endpoint))
 
         def remote(fn: Any, *fn_args: Any) -> Any:

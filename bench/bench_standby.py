@@ -44,11 +44,10 @@ from bench_api import (
     client_creates,
     client_process,
     group_body,
+    local_image,
     serving,
 )
-from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
 from skiff.testing.profiles import ProfileTable
-from skiff.testing.registry import running_registry
 
 TARGET_MS = 15.0
 POOL = (f"/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.StandbyPool/"
@@ -112,17 +111,8 @@ def main() -> None:
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         cleanup.callback(host.restore)
-        layout = Layout(work / "layout")
-        layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
-        registry = cleanup.enter_context(running_registry(work / "registry"))
-        push(work / "layout", "1", registry.host, "bench/busybox")
-        image = f"{registry.host}/bench/busybox:1"
-
-        podman = Podman(work / "podman")
-        cleanup.callback(podman.clean)
-        podman("pull", "--quiet", "--tls-verify=false", image)
-
-        server, endpoint = cleanup.enter_context(serving(work / "root", registry.host))
+        registry, image, podman = local_image(cleanup, work)
+        server, endpoint = cleanup.enter_context(serving(work / "root", registry))
         profiles = ProfileTable()
         server.plane.profiles = profiles
         profile = profiles.add(SUB, "bench", "sleeper", group_body(image))

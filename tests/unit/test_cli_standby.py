@@ -1,55 +1,21 @@
 """``skiff standby-container-group-pool ...`` against the in-process app (a real store, the
-fake engine, a profile table), through the CLI's own client."""
+fake engine, a profile table: test_standby's plane), through the CLI's own client (as
+test_cli_identity runs it)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from anyio.from_thread import start_blocking_portal
-from click.testing import CliRunner, Result
-
-from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
-from skiff.cli.main import main
-from skiff.client import SkiffClient
-from skiff.testing.inprocess import BASE, fake_plane
 from skiff.testing.profiles import ProfileTable
-from tests.unit.test_cli_storage import PortalTransport
+from tests.unit import test_cli_identity, test_standby
+from tests.unit.test_cli_identity import SUB, ok
 from tests.unit.test_standby import group_of_profile
 
-SUB = "sub-cli"
-
-
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    with fake_plane(tmp_path) as running:
-        running.profiles = ProfileTable()
-        yield running
-
-
-@pytest.fixture
-def run(plane: ControlPlane) -> Iterator[Any]:
-    _, secret = plane.store.create_token(SUB, "cli")
-    app = create_app(plane)
-    with start_blocking_portal() as portal:
-        transport = PortalTransport(portal, app)
-
-        def factory() -> SkiffClient:
-            return SkiffClient(BASE, secret, subscription=SUB, transport=transport)
-
-        def invoke(*args: str) -> Result:
-            return CliRunner().invoke(main, list(args), obj=factory)
-
-        yield invoke
-
-
-def ok(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output) if result.output.strip() else None
+#: The fixtures these tests share: test_standby's plane (with a profile table), and
+#: test_cli_identity's CLI runner over it.
+plane = test_standby.plane
+run = test_cli_identity.run
 
 
 def test_pools_are_made_shown_counted_listed_and_deleted(plane: ControlPlane,

@@ -4,6 +4,7 @@ hidden members, the empty pool's fallback and fail flag) and tenant isolation.""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.errors import ArmError
+from skiff.models.rules import check_group_name
 from skiff.store.standby import pool_key
 from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.profiles import ProfileTable
@@ -165,6 +168,13 @@ def test_refill_keeps_capacity_and_hides_members(plane: ControlPlane, http: InPr
     a lowered capacity retires the extras."""
     http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(profile, ready=2))
     filled(plane, http, ready=2)
+    for member in plane.store.pool_members(pool_key(SUB, "rg", "pool")):
+        record = plane.store.get_group_by_uid(member.uid)
+        assert record is not None
+        # The engine makes it the containers' hostname; no request can name it.
+        assert re.fullmatch(r"[a-z0-9.-]{1,63}", record.name), record.name
+        with pytest.raises(ArmError):
+            check_group_name(record.name)
     assert http.get(f"{GROUPS}{ACI_API}").json()["value"] == []
     assert plane.store.quota_usage(SUB)["StandardCores"] == pytest.approx(1.0)
     http.request("PATCH", f"{POOLS}/pool{POOL_API}",

@@ -89,7 +89,11 @@ class StandbyPools(Periodic[int]):
             log.warning("standby pool %s: %d of %d members missing: %s", pool.resource_id,
                         missing - made, pool.max_ready, message)
         else:
-            self.problems.pop(pool.key, None)
+            if failed:  # replaced, but a profile that cannot run fails again: say so
+                self.problems[pool.key] = (f"{len(failed)} of the pool's container groups "
+                                           f"failed to deploy and were replaced.")
+            else:
+                self.problems.pop(pool.key, None)
         return made
 
     def kick(self) -> None:

@@ -6,8 +6,9 @@ subscription and resource group, so that admission, quotas and the meter count t
 as ACI counts a pool's groups against its subscription. What sets them apart is
 ``pool_key`` (the pool's id, lower case): a row with one is the pool's, hidden from
 every read of the tenant's groups (:func:`skiff.store.sqlite._group_row`, the
-listings), and named ``standby~<pool>~<n>``, a name no request can spell (ACI's
-group names are letters, digits and dashes), so it never collides with a tenant's.
+listings), and named ``standby.<pool>.<n>``: a valid host name (the engine makes it
+the containers' hostname) that no request can spell (ACI's group names are letters,
+digits and dashes), so it never collides with a tenant's.
 
 A claim (:meth:`StandbyMixin.claim_member`) is one transaction: pick the oldest ready
 member, re-key it to the caller's resource group and name, write the caller's body,
@@ -32,8 +33,9 @@ from skiff.store.rows import ensure_rg
 
 PROVIDER = "Microsoft.StandbyPool"
 POOL_TYPE = f"{PROVIDER}/standbyContainerGroupPools"
-#: What separates the parts of a member's name: no group name a request sends holds it.
-_MARK = "~"
+#: What separates the parts of a member's name: no group name a request sends holds it,
+#: and a host name may.
+_MARK = "."
 
 
 def pool_key(sub: str, rg: str, name: str) -> str:
