@@ -29,6 +29,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 
 from skiff.api.bodies import request_body
 from skiff.api.context import (
@@ -429,12 +430,14 @@ def put_from_pool(plane_: ControlPlane, token: Caller, subscription: str, resour
         pool.key, subscription, resource_group, name,
         body=lambda member: _claimed(member, whole), tags=tags, label=label)
     if record is not None:
-        _refill(plane_)
         answer = render(record)
         names = plane_.reconciler.names
         if names is not None:  # the claimed label resolves from now on
             names.publish(record, (answer["properties"].get("ipAddress") or {}).get("ip"))
-        return JSONResponse(answer, status_code=201)
+        # The refill starts once the answer is sent: its work (a profile read, a store
+        # write, the loop's kick) is not on the claim's path.
+        return JSONResponse(answer, status_code=201,
+                            background=BackgroundTask(_refill, plane_))
     if fail and plane_.store.get_group(subscription, resource_group, name) is None:
         raise ArmError(409, "StandbyPoolReuseFailed",
                        f"The standby pool '{pool.name}' has no ready container group, and "
