@@ -6,8 +6,8 @@ bench_api.py's: a docker-registry on loopback with a busybox image, a real skiff
 (HTTPS, store, reconcile loop, engine) in this process, the timing client in a process
 of its own, podman with its own configuration and storage for the baseline. Here the
 server also has a standby pool (``Microsoft.StandbyPool``, api-version 2025-03-01) of
-``--ready`` members of a 1-container profile (the profile comes from a table, as in the
-tests, until the profiles' routes provide them). Figures are p50 and p90 over N rounds:
+``--ready`` members of a 1-container container group profile. Figures are p50 and p90
+over N rounds:
 
 - claim: a group PUT naming the pool (``standbyPoolProfile``), to its answer, which
   must say ``Succeeded`` and ``Running`` (the answer *is* PUT → Running): target p50
@@ -47,7 +47,6 @@ from bench_api import (
     local_image,
     serving,
 )
-from skiff.testing.profiles import ProfileTable
 
 TARGET_MS = 15.0
 POOL = (f"/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.StandbyPool/"
@@ -112,10 +111,7 @@ def main() -> None:
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         cleanup.callback(host.restore)
         registry, image, podman = local_image(cleanup, work)
-        server, endpoint = cleanup.enter_context(serving(work / "root", registry))
-        profiles = ProfileTable()
-        server.plane.profiles = profiles
-        profile = profiles.add(SUB, "bench", "sleeper", group_body(image))
+        _, endpoint = cleanup.enter_context(serving(work / "root", registry))
         client = cleanup.enter_context(client_process(endpoint))
 
         def remote(fn: Any, *fn_args: Any) -> Any:
@@ -125,6 +121,11 @@ def main() -> None:
         podman.runs(image, 3)
         api = Api(endpoint)
         cleanup.callback(api.close)
+        profile = (f"/subscriptions/{SUB}/resourceGroups/bench/providers/"
+                   f"Microsoft.ContainerInstance/containerGroupProfiles/sleeper")
+        made = api.http.put(f"{profile}?{ACI_API}", json=group_body(image))
+        if made.status_code != 201:
+            raise RuntimeError(f"profile: {made.status_code} {made.text[:300]}")
         made = api.http.put(f"{POOL}?{POOL_API}", json={"location": "local", "properties": {
             "elasticityProfile": {"maxReadyCapacity": args.ready},
             "containerGroupProperties": {"containerGroupProfile": {"id": profile}}}})

@@ -37,6 +37,7 @@ from skiff.api.groups import admission_for
 from skiff.api.prometheus import serve_metrics
 from skiff.api.standby import standby_pools
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
+from skiff.control.capacity import node_admission
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.metering import Meter
@@ -290,7 +291,8 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     telemetry = Telemetry()
     meter = Meter(store, engine, interval_s=settings.usage.interval_s)
     reconciler = Reconciler(store, engine, workers=settings.api.workers,
-                            names=Names(settings.dns, zone), telemetry=telemetry, meter=meter)
+                            names=Names(settings.dns, zone), telemetry=telemetry, meter=meter,
+                            admission=node_admission(settings, engine))
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
     plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage,

@@ -303,14 +303,16 @@ class ApiSettings:
 
 
 #: The quotas a subscription has, by ACI's names (``locations/{l}/usages``): the first two
-#: are ACI's own usage names; ACI publishes the rates but names no usage for them.
+#: and ``StandardSpotCores`` (the cores of Spot groups, a quota of its own in ACI) are
+#: ACI's own usage names; ACI publishes the rates but names no usage for them.
 QUOTA_NAMES = ("ContainerGroups", "StandardCores", "ContainerGroupCreatesPer5Minutes",
                "ContainerGroupCreatesPerHour", "ContainerGroupDeletesPer5Minutes",
-               "ContainerGroupDeletesPerHour")
+               "ContainerGroupDeletesPerHour", "StandardSpotCores")
 #: Each quota's field of :class:`QuotaSettings`, by name.
 QUOTA_FIELDS = dict(zip(QUOTA_NAMES, ("container_groups", "standard_cores",
                                       "creates_per_5_minutes", "creates_per_hour",
-                                      "deletes_per_5_minutes", "deletes_per_hour"), strict=True))
+                                      "deletes_per_5_minutes", "deletes_per_hour",
+                                      "spot_cores"), strict=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,9 +325,12 @@ class QuotaSettings:
 
     #: Container groups (every state but being deleted).
     container_groups: int = 100
-    #: CPU cores requested by the groups that hold them (running or starting: a
+    #: CPU cores requested by the Regular groups that hold them (running or starting: a
     #: stopped, succeeded or failed group holds none).
     standard_cores: int = 100
+    #: The same, of ``priority: Spot`` groups (ACI's ``StandardSpotCores``; an evicted
+    #: Spot group holds none). ACI publishes no default: skiff's is Standard's.
+    spot_cores: int = 100
     #: Container groups created in any 5 minutes, and in any hour.
     creates_per_5_minutes: int = 100
     creates_per_hour: int = 300

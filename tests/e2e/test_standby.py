@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from skiff.testing.catalog import BuiltImages
-from skiff.testing.profiles import ProfileTable
 from skiff.testing.server import RunningServer
 from skiff.testing.waiting import eventually
 
@@ -37,10 +36,10 @@ def test_a_claimed_group_answers_its_port_within_the_put(skiff: RunningServer,
                                                          images: BuiltImages) -> None:
     """A pool of one ready member; a claim PUT answers 201 Running (from the pool), its
     port answers on the first try after the PUT, and the pool makes a new member."""
-    profiles = ProfileTable()
-    skiff.server.plane.profiles = profiles
-    profile = profiles.add(SUB, "rg", "web", web(images))
     client = skiff.client()
+    profile = f"{RG}/providers/Microsoft.ContainerInstance/containerGroupProfiles/web"
+    made = client.put(f"{profile}{ACI_API}", json=web(images))
+    assert made.status_code == 201, made.text
     made = client.put(f"{POOL}{POOL_API}", json={"location": "local", "properties": {
         "elasticityProfile": {"maxReadyCapacity": 1},
         "containerGroupProperties": {"containerGroupProfile": {"id": profile}}}})

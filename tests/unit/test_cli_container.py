@@ -105,6 +105,17 @@ def test_create_defaults_match_az() -> None:
         "osType": "Linux", "restartPolicy": "Always"}}]
 
 
+def test_create_priority_and_sku_as_az_sends_them() -> None:
+    """--priority and --sku (any case) are the group's priority and sku, as az's."""
+    arm = FakeArm()
+    ok(run(arm, "create", "-g", "rg", "-n", "job", "--image", "busybox", "--priority", "spot",
+           "--sku", "standard", "-o", "none"))
+    props = arm.bodies("PUT")[0]["properties"]
+    assert (props["priority"], props["sku"]) == ("Spot", "Standard")
+    assert run(arm, "create", "-g", "rg", "-n", "job", "--image", "busybox",
+               "--priority", "low").exit_code == 2
+
+
 def test_create_registry_server_is_inferred_from_the_image() -> None:
     """--registry-username without a server uses the image's registry, as az does for ACR."""
     arm = FakeArm()

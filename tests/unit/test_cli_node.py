@@ -137,7 +137,7 @@ def test_serve_passes_its_quotas(monkeypatch: pytest.MonkeyPatch) -> None:
     assert started[0].quotas.limits("any") == {
         "ContainerGroups": 100, "StandardCores": 100, "ContainerGroupCreatesPer5Minutes": 100,
         "ContainerGroupCreatesPerHour": 300, "ContainerGroupDeletesPer5Minutes": 100,
-        "ContainerGroupDeletesPerHour": 300}
+        "ContainerGroupDeletesPerHour": 300, "StandardSpotCores": 100}
     result = CliRunner().invoke(main, ["serve", "--quota", "standardcores=8",
                                        "--quota", "sub-1/ContainerGroups=3"])
     assert result.exit_code == 0, result.output

@@ -1,16 +1,19 @@
 """``skiff standby-container-group-pool ...`` against the in-process app (a real store, the
-fake engine, a profile table: test_standby's plane), through the CLI's own client (as
-test_cli_identity runs it)."""
+fake engine: test_standby's plane), through the CLI's own client (as test_cli_identity
+runs it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from anyio.from_thread import start_blocking_portal
+
+from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
-from skiff.testing.profiles import ProfileTable
+from skiff.testing.inprocess import InProcessClient
 from tests.unit import test_cli_identity, test_standby
 from tests.unit.test_cli_identity import SUB, ok
-from tests.unit.test_standby import group_of_profile
+from tests.unit.test_standby import ACI_API, group_of_profile
 
 #: The fixtures these tests share: test_standby's plane (with a profile table), and
 #: test_cli_identity's CLI runner over it.
@@ -22,8 +25,14 @@ def test_pools_are_made_shown_counted_listed_and_deleted(plane: ControlPlane,
                                                          run: Any) -> None:
     """create prints the pool as az does (properties flattened, resourceGroup), status
     its runtime view, list and delete act on it; a bad capacity is refused by the CLI."""
-    assert isinstance(plane.profiles, ProfileTable)
-    profile = plane.profiles.add(SUB, "rg", "web", group_of_profile())
+    profile_path = (f"/subscriptions/{SUB}/resourceGroups/rg/providers/"
+                    f"Microsoft.ContainerInstance/containerGroupProfiles/web")
+    _, secret = plane.store.create_token(SUB, "profiles")
+    with start_blocking_portal() as portal:
+        made = InProcessClient(portal, create_app(plane), secret).put(
+            f"{profile_path}{ACI_API}", json=group_of_profile())
+    assert made.status_code == 201, made.text
+    profile = profile_path
     made = ok(run("standby-container-group-pool", "create", "-n", "pool", "-g", "rg",
                   "--container-profile-id", profile, "--max-ready-capacity", "0",
                   "--tags", "team=a"))

@@ -39,6 +39,13 @@ def sidecar(b: Body) -> Body:
     return props(b)["containers"][1]["properties"]  # type: ignore[no-any-return]
 
 
+def spot(b: Body) -> Body:
+    """Make ``b`` a Spot group without inbound connectivity."""
+    props(b).update(priority="Spot")
+    props(b).pop("ipAddress")
+    return b
+
+
 def many_containers(n: int) -> list[Body]:
     return [{"name": f"c{i}", "properties": {
         "image": "busybox", "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}
@@ -65,8 +72,18 @@ CASES: list[tuple[str, Callable[[Body], object], str, str | None]] = [
     ("restartPolicy", lambda b: props(b).update(restartPolicy="Sometimes"),
      "InvalidRestartPolicy", "properties.restartPolicy"),
     ("sku", lambda b: props(b).update(sku="Premium"), "InvalidSku", "properties.sku"),
-    ("priority", lambda b: props(b).update(priority="Low"), "InvalidPriority",
+    ("priority", lambda b: props(b).update(priority="Low"), "PriorityNotSpecified",
      "properties.priority"),
+    ("spot sku", lambda b: props(b).update(priority="spot", sku="Dedicated"),
+     "SpotPriorityContainerGroupNotSupportedInSku", "properties.sku"),
+    ("spot ip", lambda b: props(b).update(priority="Spot"),
+     "SpotPriorityContainerGroupNotSupportedForInboundConnectivity", "properties.ipAddress"),
+    ("spot subnet", lambda b: props(spot(b)).update(subnetIds=[{"id": SUBNET}]),
+     "SpotPriorityContainerGroupNotSupportedForInboundConnectivity", "properties.subnetIds"),
+    ("spot gpu", lambda b: sidecar(spot(b))["resources"]["limits"].update(gpu={"count": 1}),
+     "SpotPriorityContainerGroupWithGPUResourcesNotSupported", f"{C1}.resources"),
+    ("spot cpu", lambda b: web(spot(b))["resources"]["requests"].update(cpu=3.75),
+     "SpotPriorityContainerGroupResourcesExceeded", "properties.containers"),
     ("subnetIds", lambda b: props(b).update(subnetIds=[{"id": "/subscriptions/x/subnets/y"}]),
      "InvalidSubnetId", "properties.subnetIds[0].id"),
     ("two subnetIds", lambda b: props(b).update(subnetIds=[{"id": SUBNET}, {"id": SUBNET}]),
@@ -397,7 +414,7 @@ def test_extras_round_trip() -> None:
     }
     prop_extras: Body = {
         "diagnostics": {"logAnalytics": {"workspaceId": "w", "workspaceKey": "k"}},
-        "priority": "Spot",
+        "priority": "Regular",
         "confidentialComputeProperties": {"ccePolicy": "cGF0"},
         "encryptionProperties": {"vaultBaseUrl": "https://v", "keyName": "k",
                                  "keyVersion": "1"},
@@ -513,3 +530,18 @@ def test_long_keys_are_cut_in_targets() -> None:
     assert error.code == "InvalidRequestContent"
     assert error.target is not None
     assert len(error.target) < 200
+
+
+def test_a_spot_group_without_inbound_connectivity_is_valid() -> None:
+    """A Spot group of the Standard sku with no ipAddress parses (its containers' ports
+    open nothing inbound: az's ``--priority Spot`` sends port 80 there), at up to 4 CPU;
+    a Regular group is held to none of the Spot rules."""
+    body = group_body()
+    spot(body)
+    web(body)["resources"]["requests"].update(cpu=3.5)
+    assert parse(body).properties.priority == "Spot"
+    regular = group_body()
+    props(regular).update(priority="regular", sku="dedicated")
+    web(regular)["resources"]["requests"].update(cpu=8)
+    parsed = parse(regular).properties
+    assert (parsed.priority, parsed.sku) == ("Regular", "Dedicated")

@@ -97,6 +97,12 @@ def state(http: InProcessClient, name: str) -> str | None:
     return view.get("state")
 
 
+def deployed(http: InProcessClient, name: str) -> bool:
+    """Whether the reconcile loop has finished the group's deployment (either way)."""
+    doc = http.get(f"{GROUPS}/{name}{API}").json()
+    return doc["properties"]["provisioningState"] in ("Succeeded", "Failed")
+
+
 def usages(http: InProcessClient) -> dict[str, tuple[float, int]]:
     answer = http.get(USAGES)
     assert answer.status_code == 200, answer.text
@@ -172,7 +178,7 @@ def test_usages_show_current_values_and_limits(
                      "ContainerGroupCreatesPer5Minutes": (2, 100),
                      "ContainerGroupCreatesPerHour": (2, 300),
                      "ContainerGroupDeletesPer5Minutes": (0, 100),
-                     "ContainerGroupDeletesPerHour": (0, 300)}
+                     "ContainerGroupDeletesPerHour": (0, 300), "StandardSpotCores": (0, 100)}
     assert http.post(f"{GROUPS}/b/start{API}").status_code == 202
     assert usages(http)["StandardCores"] == (1.5, 100)
 
@@ -187,6 +193,8 @@ def test_ended_groups_release_the_node(node: tuple[ControlPlane, InProcessClient
     assert put(http, "done", body(1, "exit 0", "Never")).status_code == 201
     eventually(lambda: state(http, "failed") == "Failed", what="group 'failed' to fail")
     eventually(lambda: state(http, "done") == "Succeeded", what="group 'done' to succeed")
+    for name in ("failed", "done"):  # the loop has recorded its deployment: it may be released
+        eventually(lambda n=name: deployed(http, n), what=f"group {name!r} deployed")  # type: ignore[misc]
     assert usages(http)["StandardCores"] == (0, 100)
     assert put(http, "x", body(1)).status_code == 201
     assert put(http, "y", body(1)).status_code == 201

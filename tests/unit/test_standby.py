@@ -19,7 +19,6 @@ from skiff.errors import ArmError
 from skiff.models.rules import check_group_name
 from skiff.store.standby import pool_key
 from skiff.testing.inprocess import InProcessClient, fake_plane
-from skiff.testing.profiles import ProfileTable
 from skiff.testing.waiting import eventually
 
 SUB = "sub-1"
@@ -43,17 +42,20 @@ def group_of_profile(label: str | None = None) -> dict[str, Any]:
             "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.5}}}}]}}
 
 
+PROFILES = f"{RG}/providers/Microsoft.ContainerInstance/containerGroupProfiles"
+
+
+def make_profile(http: InProcessClient, name: str, body: dict[str, Any]) -> str:
+    """A container group profile made through the API; its ARM id."""
+    made = http.put(f"{PROFILES}/{name}{ACI_API}", json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[ControlPlane]:
     with fake_plane(tmp_path) as running:
-        running.profiles = ProfileTable()
         yield running
-
-
-@pytest.fixture
-def profile(plane: ControlPlane) -> str:
-    assert isinstance(plane.profiles, ProfileTable)
-    return plane.profiles.add(SUB, "rg", "web", group_of_profile("claimed-web"))
 
 
 @pytest.fixture
@@ -61,6 +63,11 @@ def http(plane: ControlPlane) -> Iterator[InProcessClient]:
     _, secret = plane.store.create_token(SUB, "tests")
     with start_blocking_portal() as portal:
         yield InProcessClient(portal, create_app(plane), secret)
+
+
+@pytest.fixture
+def profile(http: InProcessClient) -> str:
+    return make_profile(http, "web", group_of_profile("claimed-web"))
 
 
 def other_tenant(plane: ControlPlane, portal: BlockingPortal) -> InProcessClient:
@@ -135,18 +142,19 @@ def test_pool_crud_answers_the_standbypool_shapes(http: InProcessClient, profile
     ({"elasticityProfile": {"maxReadyCapacity": 1, "refillPolicy": "never"}},
      "InvalidRequestContent"),
     ({"containerGroupProperties": {"containerGroupProfile": {"id": "nope"}}},
-     "InvalidRequestContent"),
+     "InvalidContainerGroupProfileReference"),
     ({"containerGroupProperties": {"containerGroupProfile": {"id": (
         f"{RG}/providers/Microsoft.ContainerInstance/containerGroupProfiles/missing")}}},
      "ResourceNotFound"),
     ({"containerGroupProperties": {"containerGroupProfile": {"id": (
         f"/subscriptions/{OTHER}/resourceGroups/rg/providers/Microsoft.ContainerInstance/"
-        f"containerGroupProfiles/web")}}}, "InvalidResourceReference"),
+        f"containerGroupProfiles/web")}}}, "ResourceNotFound"),
 ])
 def test_bad_pools_get_arm_errors(http: InProcessClient, profile: str,
                                   change: dict[str, Any], code: str) -> None:
     """A pool body that breaks a rule of the spec, or names a profile that is missing or
-    in another subscription, is refused with an ARM error and nothing is kept."""
+    in another subscription (as missing: nothing told of it), is refused with an ARM
+    error and nothing is kept."""
     body = pool_body(profile)
     body["properties"].update(change)
     answer = http.put(f"{POOLS}/pool{POOL_API}", json=body)
@@ -215,8 +223,7 @@ def test_concurrent_claims_never_share_a_member(plane: ControlPlane,
                                                http: InProcessClient) -> None:
     """Four claims race for two ready members: two get a distinct member at once, two
     fall back to a normal create; no member is given twice."""
-    assert isinstance(plane.profiles, ProfileTable)
-    unlabelled = plane.profiles.add(SUB, "rg", "plain", group_of_profile())
+    unlabelled = make_profile(http, "plain", group_of_profile())
     http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(unlabelled, ready=2))
     filled(plane, http, ready=2)
     members = {m.uid for m in plane.store.pool_members(pool_key(SUB, "rg", "pool"))}
@@ -272,19 +279,19 @@ def test_empty_pool_falls_back_or_fails(plane: ControlPlane, http: InProcessClie
 
 
 def test_claim_errors(http: InProcessClient, profile: str) -> None:
-    """A claim naming a missing pool, a malformed pool id, or a container the profile has
-    not gets an ARM error, never a 500."""
+    """A claim naming a missing pool, a malformed pool id, or a config map for a container
+    the profile has not gets an ARM error, never a 500."""
     http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(profile, ready=0))
     missing = http.put(f"{GROUPS}/a{ACI_API}", json=claim_body(pool="nope"))
     assert missing.json()["error"]["code"] == "ResourceNotFound"
     body = claim_body()
     body["properties"]["standbyPoolProfile"]["id"] = "not-an-id"
     assert http.put(f"{GROUPS}/a{ACI_API}", json=body).status_code == 400
-    body = claim_body()
+    body = claim_body(config={"k": "v"})
     body["properties"]["containers"][0]["name"] = "other"
     wrong = http.put(f"{GROUPS}/a{ACI_API}", json=body)
     assert wrong.status_code == 400
-    assert "other" in wrong.json()["error"]["message"]
+    assert wrong.json()["error"]["code"] == "ContainerNotFoundInProfile"
 
 
 def test_isolation_between_tenants(plane: ControlPlane, http: InProcessClient,
@@ -321,7 +328,7 @@ def test_refill_reports_a_missing_profile(plane: ControlPlane, http: InProcessCl
     """A pool whose profile went away cannot fill: its runtime view says degraded, why."""
     http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(profile, ready=1))
     plane.standby.stop()  # type: ignore[union-attr]
-    plane.profiles = ProfileTable()
+    assert http.delete(f"{PROFILES}/web{ACI_API}").status_code in (200, 204)
     plane.store.retire_members(pool_key(SUB, "rg", "pool"),
                                [m.uid for m in plane.store.pool_members(
                                    pool_key(SUB, "rg", "pool"))])

@@ -206,26 +206,19 @@ def test_readers_see_whole_commits_while_a_writer_writes(store: Store) -> None:
 
 def test_pages_of_a_thousand_groups_chain(thousand: Store) -> None:
     """1,000 groups in pages of 100 chain through their markers without gaps or repeats, in
-    order, and listing them all takes well under 100 ms."""
-    runs = []
-    for _ in range(5):
-        started = time.perf_counter()
-        seen: list[GroupRecord] = []
-        pages, marker = 0, None
-        while True:
-            page, marker = thousand.list_groups(SUB, limit=100, after=marker)
-            seen += page
-            pages += 1
-            if marker is None:
-                break
-        runs.append(time.perf_counter() - started)
+    order. (How fast is bench/bench_api.py's to say, not a test's.)"""
+    seen: list[GroupRecord] = []
+    pages, marker = 0, None
+    while True:
+        page, marker = thousand.list_groups(SUB, limit=100, after=marker)
+        seen += page
+        pages += 1
+        if marker is None:
+            break
     assert pages == 10
     keys = [(g.resource_group.lower(), g.name) for g in seen]
     assert len(set(keys)) == 1000
     assert keys == sorted(keys)
-    best, median = min(runs) * 1000, statistics.median(runs) * 1000
-    print(f"\nlist 1,000 groups in 10 pages: median {median:.1f} ms, best {best:.1f} ms")
-    assert median < 100
 
 
 def test_latency_of_get_and_put(thousand: Store) -> None:

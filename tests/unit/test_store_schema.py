@@ -227,3 +227,28 @@ def test_version_10_keeps_each_groups_requests_in_columns(tmp_path: Path) -> Non
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT cpu, memory_gb FROM container_groups").fetchone() == (1.75, 3.0)
     conn.close()
+
+
+def test_the_spot_migration_marks_spot_groups(tmp_path: Path) -> None:
+    """Groups stored before the Spot columns are Spot where their body says so (any
+    case): their cores count in StandardSpotCores, the others' in StandardCores."""
+    path = tmp_path / "v4.db"
+
+    insert = ("INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
+              " resource_group, name, location, body, tags, provisioning_state, desired,"
+              " generation, created_at, updated_at) VALUES ('UID', 'acme', 'rg', 'NAME', 'rg',"
+              " 'NAME', 'local', '{\"properties\":{\"priority\":\"PRIORITY\",\"containers\":"
+              "[{\"properties\":{\"resources\":{\"requests\":{\"cpu\":1,\"memoryInGB\":1}}}}]}}',"
+              " '{}', 'Succeeded', 'running', 1, 1.0, 2.0);")
+
+    def row(uid: str, name: str, priority: str) -> str:
+        return insert.replace("UID", uid * 32).replace("NAME", name).replace("PRIORITY",
+                                                                             priority)
+
+    make_v4(path, [("acme", "rg")], row("a", "s", "spot"), row("b", "r", "Regular"))
+    with Store(path) as store:
+        usage = store.quota_usage("acme")
+        assert (usage["StandardSpotCores"], usage["StandardCores"]) == (1, 1)
+        spot = store.get_group("acme", "rg", "s")
+        assert spot is not None
+        assert (spot.spot, spot.evicted, spot.evictions) == (True, 0, 0)

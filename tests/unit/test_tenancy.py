@@ -28,7 +28,8 @@ from skiff.testing.fake import FakeEngine
 from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
 
-API = "?api-version=2023-05-01"
+#: A version every route knows (container group profiles: 2024-05-01-preview on).
+API = "?api-version=2025-09-01"
 ALICE, BOB = "sub-alice", "sub-bob"
 PUBLIC_IMAGE = "registry.test/base:1"
 
@@ -268,7 +269,7 @@ def alice_resources(alice: InProcessClient) -> dict[str, str]:
                          f"{ALICE_SHARE}", json={}).status_code == 201
     return {"subscription": ALICE, "resource_group": ALICE_RG, "location": "local",
             "operation": operation, "container": "c", "subnet": "default",
-            "account": ALICE_ACCOUNT, "share": ALICE_SHARE, "view": "latest"}
+            "account": ALICE_ACCOUNT, "share": ALICE_SHARE, "revision": "1", "view": "latest"}
 
 
 def account_url(sub: str) -> str:

@@ -29,6 +29,7 @@ from skiff.api import (
     misc,
     networks,
     principals,
+    profiles,
     prometheus,
     signin,
     sockets,
@@ -86,7 +87,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
                    storage.router, authorization.router, insights.router, costs.router,
-                   activity.router, standby.router):
+                   activity.router, profiles.router, standby.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)

@@ -55,6 +55,7 @@ CONTAINER_GROUP: dict[str, Any] = {
             "osType": {"type": "string", "enum": ["Linux", "Windows"]},
             "restartPolicy": {"type": "string", "enum": ["Always", "OnFailure", "Never"]},
             "sku": {"type": "string", "enum": ["Standard", "Dedicated", "Confidential"]},
+            "priority": {"type": "string", "enum": ["Regular", "Spot"]},
             "containers": {"type": "array", "minItems": 1, "maxItems": 60, "items": _CONTAINER},
             "ipAddress": {"type": "object", "required": ["ports", "type"], "properties": {
                 "ports": {"type": "array", "minItems": 1, "maxItems": 5, "items": _PORT},

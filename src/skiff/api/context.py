@@ -122,10 +122,6 @@ class ControlPlane:
     telemetry: Telemetry = field(default_factory=Telemetry)
     #: The container groups' list answers, each kept per version (:mod:`skiff.api.listing`).
     renders: Renders = field(default_factory=Renders)
-    #: The group body of a container group profile revision: ``(subscription, profile id,
-    #: revision or None) -> {"location", "properties"}``, raising ACI's ArmError for a
-    #: missing one (None: this plane knows no profiles; every one is not found).
-    profiles: Callable[[str, str, int | None], dict[str, Any]] | None = None
     #: The standby pools' refill loop (None: pools are kept but never filled).
     standby: StandbyPools | None = None
 

@@ -11,6 +11,7 @@ import asyncio
 import secrets
 import shlex
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -39,10 +40,10 @@ from skiff.api.listing import encode
 from skiff.api.places import locations
 from skiff.api.standby import put_from_pool, standby_profile
 from skiff.control.access import Caller
-from skiff.control.capacity import release_ended
+from skiff.control.capacity import node_admission, release_ended
 from skiff.control.names import group_fqdn
 from skiff.control.scrubbing import group_secrets, scrub_view, scrubbing_errors
-from skiff.core.view import GroupView
+from skiff.core.view import Event, GroupView
 from skiff.errors import ArmError, GroupNotFound
 from skiff.models import ContainerGroupBody, parse_container_group, render_container_group
 from skiff.models.arm import check_tags
@@ -106,6 +107,8 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
         view = _view(plane_, record, body)
     elif view is not None:
         view = scrub_view(view, _secrets(record, body))
+    if view is not None and record.evictions:
+        view = replace(view, events=[*view.events, _eviction(record)])
     rendered = render_container_group(
         body, resource_id=record.resource_id, name=record.name,
         provisioning_state=record.provisioning_state, view=view if instance_view else None,
@@ -118,13 +121,18 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
     return rendered
 
 
+def _eviction(record: GroupRecord) -> Event:
+    """The group's evictions, as an event of its instance view (the last one's time)."""
+    at = record.evicted_at or record.updated_at
+    waiting = " It runs again once capacity is spare." if record.evicted else ""
+    return Event("Evicted", f"The Spot container group was evicted: a Regular container "
+                 f"group needed its capacity.{waiting}", "Warning", record.evictions, at, at)
+
+
 def admission_for(plane_: ControlPlane, subscription: str, region: str) -> Admission:
     """What a group of ``subscription`` must fit in: the node's CPUs and memory times the
     overcommit, and the subscription's quotas (``region``: the location it named)."""
-    ratio = plane_.settings.api.overcommit
-    capacity = plane_.engine.capacity()
-    return Admission(cpu=capacity.cpu_cores * ratio, memory_gb=capacity.memory_gb * ratio,
-                     quotas=plane_.settings.quotas.limits(subscription), region=region)
+    return node_admission(plane_.settings, plane_.engine)(subscription, region)
 
 
 def _admitted(plane_: ControlPlane, write: Callable[[], T], body: ContainerGroupBody | None,
@@ -136,7 +144,8 @@ def _admitted(plane_: ControlPlane, write: Callable[[], T], body: ContainerGroup
         try:
             return write()
         except (CapacityExceeded, QuotaExceeded) as exc:
-            if (isinstance(exc, QuotaExceeded) and exc.quota != "StandardCores") \
+            if (isinstance(exc, QuotaExceeded)
+                    and exc.quota not in ("StandardCores", "StandardSpotCores")) \
                     or not release_ended(plane_.store, plane_.engine):
                 raise
         return write()
@@ -193,6 +202,7 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                                  known_locations=locations(plane_),
                                  allow_privileged=plane_.settings.api.allow_privileged,
                                  api_version=api_version)
+    _check_sku(plane_, body)
     placement = subnet_key(body.properties)
     if placement is not None:  # before any look-up: the answer tells nothing of the subnet
         check_linked(plane_, token, action=f"{PROVIDER}/containerGroups/write",
@@ -229,6 +239,17 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
         plane_.reconciler.kick(record.uid)
     return JSONResponse(_render(plane_, record), status_code=201 if created else 200,
                         headers=headers)
+
+
+def _check_sku(plane_: ControlPlane, body: ContainerGroupBody) -> None:
+    """Standard and Dedicated run on any node; Confidential needs AMD SEV-SNP, which the
+    engine tells (``NodeCapacity.confidential``)."""
+    if body.properties.sku == "Confidential" and not plane_.engine.capacity().confidential:
+        raise ArmError(400, "ConfidentialSkuNotAvailable",
+                       "The Confidential sku runs a group in a hardware-isolated utility VM, "
+                       "which needs AMD SEV-SNP: this node has none (no /dev/sev with "
+                       "kvm_amd's sev_snp on). Use the Standard or Dedicated sku.",
+                       target="properties.sku")
 
 
 def _label(plane_: ControlPlane, body: ContainerGroupBody, subscription: str,

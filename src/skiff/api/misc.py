@@ -213,7 +213,8 @@ _QUOTA_WORDS = {"ContainerGroups": "Container Groups", "StandardCores": "Standar
                 "ContainerGroupCreatesPer5Minutes": "Container Group Creates per 5 Minutes",
                 "ContainerGroupCreatesPerHour": "Container Group Creates per Hour",
                 "ContainerGroupDeletesPer5Minutes": "Container Group Deletes per 5 Minutes",
-                "ContainerGroupDeletesPerHour": "Container Group Deletes per Hour"}
+                "ContainerGroupDeletesPerHour": "Container Group Deletes per Hour",
+                "StandardSpotCores": "Standard Spot Cores"}
 
 
 @router.get(LOCATION + "/usages")

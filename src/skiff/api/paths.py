@@ -26,6 +26,7 @@ _WORDS = {w.lower(): w for w in (
     "subscriptions", "resourceGroups", "providers", _PROVIDER, "containerGroups", "containers",
     "logs", "exec", "attach", "start", "stop", "restart", "locations", "operations", "usages",
     "capabilities", "cachedImages", "outboundNetworkDependenciesEndpoints",
+    "containerGroupProfiles", "revisions",
     _INSIGHTS, "metrics", "metricDefinitions", _COSTS, "query", "eventtypes", "management",
     "values",
 )}
@@ -39,6 +40,9 @@ _SHAPES: tuple[tuple[str | None, ...], ...] = (
      None, "containers", None, "*"),
     ("subscriptions", None, "resourceGroups", None, "providers", _PROVIDER, "containerGroups",
      None, "*"),
+    ("subscriptions", None, "resourceGroups", None, "providers", _PROVIDER,
+     "containerGroupProfiles", None, "revisions", None),
+    ("subscriptions", None, "providers", _PROVIDER, "containerGroupProfiles"),
     ("subscriptions", None, "providers", _PROVIDER, "locations", None, "*", None),
     ("subscriptions", None, "providers", _PROVIDER, "containerGroups"),
     ("subscriptions", None, "providers", _INSIGHTS, "eventtypes", "management", "values"),

@@ -15,8 +15,8 @@ transaction (:meth:`skiff.store.Store.claim_member`), already ``Running``, with
 falls back to a normal create of the profile's group, unless the profile says
 ``failContainerGroupCreateOnReuseFailure``.
 
-The group body of a profile comes from :attr:`ControlPlane.profiles`, which the
-container group profiles' routes provide; without it every profile is unknown (404).
+The group body of a profile, and what a group may add over it, come from
+:mod:`skiff.control.profiles`, as for any group made from a profile.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ from skiff.api.context import (
 )
 from skiff.api.places import locations
 from skiff.control.access import Caller
+from skiff.control.profiles import (
+    check_revision,
+    merge_group_fields,
+    parse_profile_id,
+    profile_group_body,
+)
 from skiff.control.standby import REFILL_INTERVAL_S, AdmissionOf, StandbyPools
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
@@ -75,8 +81,6 @@ REFILL_POLICIES = ("always",)
 _ZONES_SINCE = "2025-03-01"
 #: The api-version a profile's group body is read as (the one that has profiles).
 _PROFILE_API_VERSION = "2025-09-01"
-_PROFILE_ID = re.compile(r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/"
-                         rf"{PROVIDER}/containerGroupProfiles/([^/]+)", re.IGNORECASE)
 _POOL_ID = re.compile(r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/"
                       rf"{POOL_TYPE}/([^/]+)", re.IGNORECASE)
 _POOL_BODY = {"type": "object", "required": ["properties"], "properties": {
@@ -119,14 +123,8 @@ def _pool_properties(props: Any) -> dict[str, Any]:
     group = _get(props, "containerGroupProperties")
     profile = _get(group, "containerGroupProfile")
     profile_id = _get(profile, "id")
-    if not isinstance(profile_id, str) or _PROFILE_ID.fullmatch(profile_id) is None:
-        raise _invalid("'containerGroupProfile.id' must be the ARM id of a container group "
-                       "profile.", "properties.containerGroupProperties.containerGroupProfile")
-    revision = _get(profile, "revision")
-    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)
-                                 or revision < 1):
-        raise _invalid("'revision' must be a positive integer.",
-                       "properties.containerGroupProperties.containerGroupProfile.revision")
+    parse_profile_id(profile_id)  # ACI's 400s for a malformed reference
+    revision = check_revision(_get(profile, "revision"))
     out_group: dict[str, Any] = {"containerGroupProfile": {"id": profile_id}}
     if revision is not None:
         out_group["containerGroupProfile"]["revision"] = revision
@@ -182,27 +180,13 @@ def _pool(plane_: ControlPlane, subscription: str, resource_group: str,
 
 # --- a profile's group --------------------------------------------------------------------------
 
-def profile_body(plane_: ControlPlane, subscription: str, profile_id: str,
-                 revision: int | None) -> dict[str, Any]:
-    """The ARM group body (``{"location", "properties"}``) of a profile revision, from
-    the plane's profiles; ACI's 404 when there are none (or not that one)."""
-    if plane_.profiles is not None:
-        return plane_.profiles(subscription, profile_id, revision)
-    match = _PROFILE_ID.fullmatch(profile_id)
-    rg, name = (match.group(2), match.group(3)) if match else ("", profile_id)
-    raise ArmError(404, "ResourceNotFound",
-                   f"The Resource '{PROVIDER}/containerGroupProfiles/{name}' under resource "
-                   f"group '{rg}' was not found.")
-
-
 def member_body(plane_: ControlPlane, pool: PoolRecord) -> dict[str, Any]:
     """The stored body of a new member of ``pool``: its profile's group, validated as a
     group PUT is, in the pool's location and subnets, without a DNS name label (a ready
     member holds none; the claim takes the profile's)."""
     group = pool.properties["containerGroupProperties"]
     profile = group["containerGroupProfile"]
-    doc = copy.deepcopy(profile_body(plane_, pool.subscription, profile["id"],
-                                     profile.get("revision")))
+    doc = profile_group_body(plane_, pool.subscription, profile["id"], profile.get("revision"))
     doc["location"] = pool.location
     props = doc.setdefault("properties", {})
     if "subnetIds" in group:
@@ -260,8 +244,6 @@ def _put_pool(plane_: ControlPlane, subscription: str, resource_group: str, name
     existing = plane_.store.get_pool(subscription, resource_group, name)
     if existing is not None:
         location = existing.location
-    profile_id = props["containerGroupProperties"]["containerGroupProfile"]["id"]
-    _same_subscription(subscription, profile_id, "containerGroupProfile")
     # The profile must give a valid group now: a pool of nothing could never fill.
     member_body(plane_, PoolRecord(subscription, resource_group, name, location, tags, props,
                                    0.0))
@@ -448,45 +430,34 @@ def put_from_pool(plane_: ControlPlane, token: Caller, subscription: str, resour
 def _claim_body(plane_: ControlPlane, pool: PoolRecord, data: dict[str, Any],
                 standby: Any) -> dict[str, Any]:
     """The whole group a claim asks for: the profile's (the request's revision, else the
-    pool's) with what the request may add over it (its containers' config maps, tags),
-    validated as any group PUT (ACI takes the claim's validation from the profile)."""
+    pool's) with what a group may add over it (its containers' config maps, tags, its
+    DNS label: :func:`~skiff.control.profiles.merge_group_fields`), in the pool's
+    location and subnets, validated as any group PUT (ACI takes the claim's validation
+    from the profile)."""
     props = _get(data, "properties") or {}
     ref = _get(props, "containerGroupProfile") or \
         pool.properties["containerGroupProperties"]["containerGroupProfile"]
-    profile_id = _get(ref, "id")
-    if not isinstance(profile_id, str):
-        raise _invalid("'containerGroupProfile.id' must be a string.",
-                       "properties.containerGroupProfile.id")
-    revision = _get(ref, "revision")
-    doc = copy.deepcopy(profile_body(plane_, pool.subscription, profile_id,
-                                     revision if isinstance(revision, int) else None))
-    doc["location"] = pool.location
-    if _get(data, "tags") is not None:
-        doc["tags"] = _get(data, "tags")
-    group = doc.setdefault("properties", {})
-    wanted = {c.get("name", "").lower(): c for c in group.get("containers", [])
-              if isinstance(c, dict)}
-    for container in _get(props, "containers") or []:
-        cname = _get(container, "name")
-        found = wanted.get(cname.lower()) if isinstance(cname, str) else None
-        if found is None:
-            raise _invalid(f"The container '{cname}' is not in the container group profile "
-                           f"'{profile_id}'.", "properties.containers")
+    containers = _get(props, "containers") or []
+    if not isinstance(containers, list) or not all(
+            isinstance(_get(c, "name"), str) for c in containers):
+        raise _invalid("'containers' must be a list of {\"name\", \"properties\"}, each "
+                       "named as a container of the profile.", "properties.containers")
+    for container in containers:
         config = _get(_get(container, "properties"), "configMap")
-        if config is not None:
-            pairs = _get(config, "keyValuePairs")
-            if not isinstance(pairs, dict) or not all(
-                    isinstance(v, str) for v in pairs.values()):
-                raise _invalid(f"The config map of container '{cname}' must be "
-                               f"{{\"keyValuePairs\": {{key: string value}}}}.",
-                               "properties.containers.properties.configMap")
-            found.setdefault("properties", {})["configMap"] = {"keyValuePairs": pairs}
-    group["containerGroupProfile"] = {"id": profile_id, **(
-        {"revision": revision} if revision is not None else {})}
+        pairs = _get(config, "keyValuePairs")
+        if config is not None and (not isinstance(pairs, dict) or not all(
+                isinstance(v, str) for v in pairs.values())):
+            raise _invalid("A container's config map must be {\"keyValuePairs\": {key: "
+                           "string value}}.", "properties.containers.properties.configMap")
+    doc = profile_group_body(plane_, pool.subscription, _get(ref, "id"),
+                             check_revision(_get(ref, "revision")))
+    whole = merge_group_fields(doc, data)
+    whole["location"] = pool.location
+    group = whole.setdefault("properties", {})
     group["standbyPoolProfile"] = standby
     if "subnetIds" in pool.properties["containerGroupProperties"]:
         group["subnetIds"] = pool.properties["containerGroupProperties"]["subnetIds"]
-    return _validated(plane_, doc, "standby-claim")
+    return _validated(plane_, whole, "standby-claim")
 
 
 def _claimed(member: dict[str, Any], whole: dict[str, Any]) -> dict[str, Any]:

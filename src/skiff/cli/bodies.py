@@ -56,7 +56,8 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
                registry_login_server: str | None = None, registry_username: str | None = None,
                registry_password: str | None = None, os_type: str = "Linux",
                subnet_id: str | None = None, isolation: str | None = None,
-               azure_file: Mapping[str, str] | None = None) -> dict[str, Any]:
+               azure_file: Mapping[str, str] | None = None, priority: str | None = None,
+               sku: str | None = None) -> dict[str, Any]:
     """The ARM body of ``az container create``'s flags: one container named as
     the group; ports opened on an IP address only when it asks for one. A group
     in a subnet (``subnet_id``, its ARM id) has a Private address, as in az;
@@ -93,6 +94,10 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
             "storageAccountKey": azure_file["key"]}}]
         container["volumeMounts"] = [{"name": AZURE_FILE_VOLUME,
                                       "mountPath": azure_file["mount_path"]}]
+    if priority:
+        props["priority"] = priority.capitalize()
+    if sku:
+        props["sku"] = sku.capitalize()
     if isolation:  # skiff's extension: Container (runc) or Sandbox (gVisor)
         props["isolation"] = isolation.capitalize()
     if registry_login_server:

@@ -128,6 +128,14 @@ def container(ctx: click.Context) -> None:
                    "(skiff serve --default-isolation).")
 @click.option("--os-type", type=click.Choice(["Linux", "Windows"], case_sensitive=False),
               default="Linux", show_default=True, help="The OS type of the containers.")
+@click.option("--priority", type=click.Choice(["Regular", "Spot"], case_sensitive=False),
+              help="The priority of the container group. Spot: admitted on spare capacity "
+                   "only, evicted when a Regular group needs its cores, started again once "
+                   "capacity is spare; no IP address, Standard sku only, at most 4 CPU.")
+@click.option("--sku", type=click.Choice(["Standard", "Dedicated", "Confidential"],
+                                         case_sensitive=False),
+              help="The SKU of the container group. Confidential needs a node with AMD "
+                   "SEV-SNP.")
 @click.option("--vnet",
               help="The name of the VNET when creating a new one or referencing an existing "
                    "one. Can also reference an existing vnet by ID.")
@@ -167,7 +175,8 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
            restart_policy: str, command_line: str | None, environment_variables: tuple[str, ...],
            secure_environment_variables: tuple[str, ...], registry_login_server: str | None,
            registry_username: str | None, registry_password: str | None, isolation: str | None,
-           os_type: str, vnet: str | None, vnet_address_prefix: str, subnet: str | None,
+           os_type: str, priority: str | None, sku: str | None, vnet: str | None,
+           vnet_address_prefix: str, subnet: str | None,
            subnet_address_prefix: str, azure_file_volume_share_name: str | None,
            azure_file_volume_account_name: str | None,
            azure_file_volume_account_key: str | None,
@@ -183,6 +192,7 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --cpu 1 --memory 1
       skiff container create -g MyResourceGroup --name myapp --image nginx --ports 80 443 --dns-name-label contoso
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --command-line "/bin/sh -c '/path to/myscript.sh'"
+      skiff container create -g MyResourceGroup --name myjob --image myimage:latest --priority Spot
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --environment-variables key1=value1 key2=value2
       skiff container create -g MyResourceGroup --name myapp --image nginx --vnet MyVnet --subnet MySubnet --ports 80
       skiff container create -g MyResourceGroup --name myapp -f containerGroup.yaml
@@ -238,7 +248,7 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
                                                 "--secure-environment-variables"),
             registry_login_server=registry_login_server, registry_username=registry_username,
             registry_password=registry_password, os_type=os_type, isolation=isolation,
-            azure_file=azure_file)
+            azure_file=azure_file, priority=priority, sku=sku)
     with new_client() as client:
         ref = None if build is None or not subnet else subnet_ref(
             subscription=client.subscription, resource_group=resource_group, vnet=vnet,

@@ -68,7 +68,8 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
 @click.option("--quota", "quotas", multiple=True, metavar="[SUBSCRIPTION/]NAME=LIMIT",
               help="A quota every subscription has (NAME=LIMIT), or one subscription's own "
                    "(SUBSCRIPTION/NAME=LIMIT), repeatable. Names and ACI's defaults: "
-                   "ContainerGroups=100, StandardCores=100 (cores of running groups), "
+                   "ContainerGroups=100, StandardCores=100 (cores of running Regular groups), "
+                   "StandardSpotCores=100 (of running Spot groups), "
                    "ContainerGroupCreatesPer5Minutes=100, ContainerGroupCreatesPerHour=300, "
                    "ContainerGroupDeletesPer5Minutes=100, ContainerGroupDeletesPerHour=300. "
                    "Past one, a request is refused with 400 ContainerGroupQuotaReached; "

@@ -11,9 +11,13 @@ otherwise (and before ``usages`` answers), and the request is admitted again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from skiff.core.engine import Engine
 from skiff.errors import GroupNotFound
+from skiff.settings import Settings
 from skiff.store import Store
+from skiff.store.admission import Admission
 
 #: The group states in which a group's containers hold nothing more.
 ENDED = frozenset(("Stopped", "Succeeded", "Failed"))
@@ -30,3 +34,17 @@ def release_ended(store: Store, engine: Engine) -> bool:
         if state in ENDED and store.release(uid, generation):
             released = True
     return released
+
+
+def node_admission(settings: Settings, engine: Engine) -> Callable[[str, str], Admission]:
+    """What a group of a subscription must fit in, by (subscription, region): the node's
+    CPUs and memory times the overcommit, and the subscription's quotas (``region``: the
+    location it named, for the refusals' words)."""
+
+    def admission(subscription: str, region: str) -> Admission:
+        ratio = settings.api.overcommit
+        capacity = engine.capacity()
+        return Admission(cpu=capacity.cpu_cores * ratio, memory_gb=capacity.memory_gb * ratio,
+                         quotas=settings.quotas.limits(subscription), region=region)
+
+    return admission

@@ -50,12 +50,18 @@ from skiff.core.view import GroupView
 from skiff.errors import GroupNotFound, InvalidGroupSpec, SkiffError
 from skiff.models import ContainerGroupBody, to_engine_spec
 from skiff.store import GroupRecord, Store
+from skiff.store.admission import Admission
+from skiff.store.records import EVICTING
 
 log = logging.getLogger(__name__)
 
 #: The work item that removes deleted virtual networks from the node (a group's uid is
 #: hex, so no group has this one). Kick it, and wait for it, as a group's.
 VNET_TEARDOWNS = ":vnet-teardowns"
+
+#: How long a Regular group's deployment waits for the Spot groups evicted for it to stop
+#: (their grace period, 10 s by default) before it runs anyway.
+EVICTION_WAIT_S = 30.0
 
 #: How long :meth:`Reconciler.stop` waits for the work in flight (a delete waits for its
 #: containers' grace, 10 s by default) before it hands the rest over to the next start.
@@ -68,8 +74,12 @@ class Reconciler:
     def __init__(self, store: Store, engine: Engine, *, workers: int = 4,
                  teardown_workers: int = 32, resync_s: float = 30.0,
                  names: Names | None = None, telemetry: Telemetry | None = None,
-                 meter: Meter | None = None) -> None:
+                 meter: Meter | None = None,
+                 admission: Callable[[str, str], Admission] | None = None) -> None:
         self.store = store
+        #: What an evicted Spot group must fit in to run again, by (subscription,
+        #: location) (None: evicted groups are not started again by the loop).
+        self.admission = admission
         self.engine = engine
         self.names = names
         #: Told when groups begin and end being billed (None: usage is not metered).
@@ -215,7 +225,8 @@ class Reconciler:
             record = self.store.get_group_by_uid(uid)
         except Exception:  # the worker converges it, and reports what fails
             return False
-        return record is not None and record.desired in ("deleted", "stopped")
+        return record is not None and (record.desired in ("deleted", "stopped")
+                                       or record.evicted == EVICTING)
 
     def _handle(self, uid: str) -> None:
         """Reconcile ``uid`` once, then mark it idle (and call who waits for that)."""
@@ -254,8 +265,10 @@ class Reconciler:
     def _resync(self) -> None:
         while not self._stop.wait(self._resync_s):
             for record in self.store.pending_work():
-                if record.provisioning_state in ("Pending", "Creating", "Deleting"):
+                if record.provisioning_state in ("Pending", "Creating", "Deleting") \
+                        or record.evicted == EVICTING:
                     self.kick(record.uid)
+            self.readmit()  # capacity may have been freed by containers that ended
             if self.store.vnet_teardowns():
                 self.kick(VNET_TEARDOWNS)
 
@@ -275,13 +288,21 @@ class Reconciler:
             self.store.remove_group(uid)
             if record.subnet_key is not None:  # its network may wait for its last group
                 self.kick(VNET_TEARDOWNS)
+            self.readmit()
             return
         if record.desired == "stopped":
             self._withdraw(uid)
             self._quietly(lambda: self.engine.stop(uid))
             self._unbill(uid)
             self._finish(record, "Succeeded")
+            self.readmit()
             return
+        if record.evicted:
+            if record.evicted == EVICTING:
+                self._evict(record)
+            return  # evicted: stopped until readmit() finds it room
+        if not record.spot:
+            self._carry_out_evictions(uid)
         restart = any(op.kind == "restart"
                       for op in self.store.operations_for(record.resource_id))
         deploying = record.provisioning_state in ("Pending", "Creating")
@@ -303,6 +324,7 @@ class Reconciler:
             error = {"code": exc.code, "message": scrub(exc.message, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
+            self.readmit()  # what it held is free
             return
         if view.failure is not None:
             self._withdraw(uid)
@@ -311,6 +333,7 @@ class Reconciler:
                      "message": scrub(view.failure, secrets)}
             self.store.set_provisioning(uid, "Failed", error=error, generation=record.generation)
             self._finish(record, "Failed", error)
+            self.readmit()  # what it held is free
             return
         if self.meter is not None:
             self.meter.observed(record, view)
@@ -318,6 +341,61 @@ class Reconciler:
             self.names.publish(record, view.ip)
         self.store.set_provisioning(uid, "Succeeded", generation=record.generation)
         self._finish(record, "Succeeded")
+
+    # ---- Spot groups ----------------------------------------------------------------
+
+    def _evict(self, record: GroupRecord) -> None:
+        """Stop an evicted Spot group's containers (the stop path: SIGTERM, its grace,
+        SIGKILL), and bill it no more; it waits for spare capacity (:meth:`readmit`)."""
+        uid = record.uid
+        self._withdraw(uid)
+        self._quietly(lambda: self.engine.stop(uid))
+        self._unbill(uid)
+        if self.store.finish_eviction(uid):
+            log.info("evicted Spot container group %s (%s) for a Regular group", record.name,
+                     uid)
+
+    def _carry_out_evictions(self, uid: str) -> None:
+        """Before a Regular group runs, stop the Spot groups evicted for it (for any group:
+        which took whose place is not kept), each in the teardown lane, waiting up to
+        :data:`EVICTION_WAIT_S` for them."""
+        victims = [victim for victim in self.store.evicting() if victim != uid]
+        if not victims:
+            return
+        if not self._threads:  # not started (a caller converges by hand): here and now
+            for victim in victims:
+                self.converge(victim)
+            return
+        deadline = time.monotonic() + EVICTION_WAIT_S
+        for victim in victims:
+            self._hand_to_teardown(victim, deadline)
+        for victim in victims:
+            if not self.wait_idle(victim, max(0.0, deadline - time.monotonic())):
+                log.warning("the evicted Spot group %s is not stopped yet; group %s runs "
+                            "anyway", victim, uid)
+
+    def _hand_to_teardown(self, uid: str, deadline: float) -> None:
+        """Put ``uid`` in the teardown lane at once, once no worker holds it (a worker of
+        the main lane need not be free to hand it over, as :meth:`_loop` would)."""
+        with self._done:
+            while uid in self._busy and (left := deadline - time.monotonic()) > 0:
+                self._done.wait(left)
+            if uid in self._busy:
+                return  # still converged elsewhere: it is queued by its kick
+            if uid in self._queued:
+                self._queued.remove(uid)
+            self._busy.add(uid)
+            self._teardowns.append(uid)
+            self._done.notify_all()
+
+    def readmit(self) -> None:
+        """Run again the evicted Spot groups that fit now (ACI restarts an evicted Spot
+        group on its own), the first evicted first."""
+        if self.admission is None:
+            return
+        for uid in self.store.readmit_evicted(self.admission):
+            log.info("starting evicted Spot container group %s again: capacity is spare", uid)
+            self.kick(uid)
 
     def _placement(self, record: GroupRecord) -> SubnetPlacement | None:
         """The subnet a private group is in, as the engine names it."""

@@ -42,6 +42,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +57,9 @@ from skiff.engine.runtime import cgroups, rundir
 from skiff.engine.runtime.conmon import ConmonRuntime, run_dir_for
 from skiff.errors import InvalidInput, NodeBusy, SkiffError
 from skiff.settings import Settings
+
+#: How long a reset waits for detached loop devices to be released by the kernel.
+LOOP_RELEASE_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +278,15 @@ class NodeReset:
                 self.outcome.failed.append(f"cannot detach {device}: {os.strerror(err)}")
             else:
                 self._removed(f"loop device {device} ({file})")
+        self._await_loops_released()
+
+    def _await_loops_released(self, timeout_s: float = LOOP_RELEASE_S) -> None:
+        """Wait (bounded) for the loop devices just detached to go: a device still held
+        open (an unmount the kernel finishes lazily) is only marked to clear itself when
+        its last user closes it, so it may outlive its detach for a moment."""
+        deadline = time.monotonic() + timeout_s
+        while mounts.loop_devices_below(self.data_root) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _purge(self) -> None:
         root = self.data_root

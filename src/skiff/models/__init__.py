@@ -46,7 +46,15 @@ Body and group:
   Windows: skiff runs Linux containers only.
 - ``InvalidRestartPolicy``: restartPolicy is not Always, OnFailure or Never.
 - ``InvalidSku``: sku is not Standard, Dedicated or Confidential.
-- ``InvalidPriority``: priority is not Regular or Spot.
+- ``PriorityNotSpecified`` (*ACI*): priority is not Regular or Spot.
+- ``SpotPriorityContainerGroupNotSupportedInSku`` (*ACI*): a Spot group's sku is not
+  Standard.
+- ``SpotPriorityContainerGroupNotSupportedForInboundConnectivity`` (*ACI*): a Spot group
+  has an ipAddress (public or private) or subnetIds.
+- ``SpotPriorityContainerGroupWithGPUResourcesNotSupported`` (*ACI*): a Spot group's
+  container asks for GPUs.
+- ``SpotPriorityContainerGroupResourcesExceeded``: a Spot group asks for more than 4 CPU
+  or 16 GB in all (ACI's Spot maximum; its code for it is not published).
 - ``InvalidSubnetId``: subnetIds has more than one entry, or its id is not a subnet's
   resource id. (``SubnetNotFound``, the subnet does not exist, is the store's.)
 - ``PrivateIpAddressRequiresSubnet``: ipAddress.type is Private without subnetIds.

@@ -109,12 +109,14 @@ def check_location(body: ContainerGroupBody,
 
 
 def check_body(body: ContainerGroupBody, known_locations: Collection[str] | Locations, *,
-               allow_privileged: bool = False) -> None:
-    """Every rule of the group, in reading order; ``allow_privileged`` admits
-    ``securityContext.privileged`` and the host-level capabilities."""
+               allow_privileged: bool = False, name: str = "") -> None:
+    """Every rule of the group (``name``, for the messages that name it), in reading
+    order; ``allow_privileged`` admits ``securityContext.privileged`` and the host-level
+    capabilities."""
     check_location(body, known_locations)
     props = body.properties
-    _check_enums(props)
+    _check_enums(props, name)
+    _check_spot(props)
     _check_subnets(props)
     _check_containers(props, allow_privileged=allow_privileged)
     _check_volumes(props)
@@ -131,7 +133,7 @@ def _enum(value: str | None, choices: tuple[str, ...], code: str, what: str, tar
              f"{', '.join(choices)}.", target)
 
 
-def _check_enums(props: GroupProperties) -> None:
+def _check_enums(props: GroupProperties, name: str) -> None:
     if props.os_type == "Windows":
         fail("InvalidOsType", "This skiff host runs Linux containers only: set osType to "
              "'Linux'.", "properties.osType")
@@ -139,11 +141,52 @@ def _check_enums(props: GroupProperties) -> None:
     _enum(props.restart_policy, RESTART_POLICIES, "InvalidRestartPolicy", "restartPolicy",
           "properties.restartPolicy")
     _enum(props.sku, SKUS, "InvalidSku", "sku", "properties.sku")
-    if props.priority is not None:
-        _enum(props.priority, PRIORITIES, "InvalidPriority", "priority", "properties.priority")
+    if props.priority is not None and props.priority not in PRIORITIES:
+        # ACI's code and words ("Error codes for Spot container creation").
+        fail("PriorityNotSpecified", f"The 'Priority' must be one of "
+             f"'{','.join(PRIORITIES)}' for container group '{name}'.", "properties.priority")
     if props.isolation is not None:
         _enum(props.isolation, ISOLATIONS, "InvalidIsolation", "isolation",
               "properties.isolation")
+
+
+#: The most a Spot group may ask for ("Resource availability & quota limits for ACI",
+#: Spot container resources).
+MAX_SPOT_CPU = 4.0
+MAX_SPOT_MEMORY_GB = 16.0
+
+
+def _check_spot(props: GroupProperties) -> None:
+    """ACI's rules of a ``priority: Spot`` group, with its codes and words: the Standard
+    sku only, no inbound connectivity (an IP address, a virtual network), no GPU, and at
+    most 4 CPUs and 16 GB."""
+    if props.priority != "Spot":
+        return
+    if props.sku != "Standard":
+        fail("SpotPriorityContainerGroupNotSupportedInSku",
+             f"Spot Priority Container Group is not supported in '{props.sku}' Sku. Only the "
+             "Standard sku runs Spot container groups.", "properties.sku")
+    if props.ip_address is not None or props.subnet_ids:
+        fail("SpotPriorityContainerGroupNotSupportedForInboundConnectivity",
+             "Spot Priority is not supported for container groups with inbound "
+             "connectivity. Remove properties.ipAddress and properties.subnetIds.",
+             "properties.ipAddress" if props.ip_address is not None
+             else "properties.subnetIds")
+    for i, container in enumerate(props.containers):
+        resources = container.properties.resources
+        if resources.requests.gpu is not None or (resources.limits is not None
+                                                  and resources.limits.gpu is not None):
+            fail("SpotPriorityContainerGroupWithGPUResourcesNotSupported",
+                 "Spot Priority Container Groups that include containers requesting GPU "
+                 "resources are not supported.",
+                 f"properties.containers[{i}].properties.resources")
+    cpu = sum(c.properties.resources.requests.cpu for c in props.containers)
+    memory = sum(c.properties.resources.requests.memory_in_gb for c in props.containers)
+    if cpu > MAX_SPOT_CPU or memory > MAX_SPOT_MEMORY_GB:
+        fail("SpotPriorityContainerGroupResourcesExceeded",
+             f"A Spot container group asks for at most {MAX_SPOT_CPU:g} CPU and "
+             f"{MAX_SPOT_MEMORY_GB:g} GB of memory in all; this one asks for {cpu:g} CPU and "
+             f"{memory:g} GB.", "properties.containers")
 
 
 # --- containers ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def optional_os_and_resources(api_version: str | None) -> bool:
     return api_version is not None and api_version[:10] >= OPTIONAL_SINCE
 
 
-def _key(doc: dict[str, Any], name: str) -> str | None:
+def key_of(doc: dict[str, Any], name: str) -> str | None:
     """The key of ``doc`` that names ``name``, in any case (as the models read them)."""
     if name in doc:
         return name
@@ -38,7 +38,7 @@ def _key(doc: dict[str, Any], name: str) -> str | None:
 
 
 def _missing(doc: dict[str, Any], name: str) -> bool:
-    key = _key(doc, name)
+    key = key_of(doc, name)
     return key is None or doc[key] is None
 
 
@@ -48,14 +48,14 @@ def fill_version_defaults(data: dict[str, Any], api_version: str | None) -> dict
     model's validation. The caller's dictionaries are not changed."""
     if not optional_os_and_resources(api_version):
         return data
-    props_key = _key(data, "properties")
+    props_key = key_of(data, "properties")
     props = data.get(props_key) if props_key is not None else None
     if props_key is None or not isinstance(props, dict):
         return data
     props = dict(props)
     if _missing(props, "osType"):
-        props[_key(props, "osType") or "osType"] = DEFAULT_OS_TYPE
-    containers_key = _key(props, "containers")
+        props[key_of(props, "osType") or "osType"] = DEFAULT_OS_TYPE
+    containers_key = key_of(props, "containers")
     containers = props.get(containers_key) if containers_key is not None else None
     if containers_key is not None and isinstance(containers, list):
         props[containers_key] = [_with_resources(c) for c in containers]
@@ -65,10 +65,10 @@ def fill_version_defaults(data: dict[str, Any], api_version: str | None) -> dict
 def _with_resources(container: Any) -> Any:
     if not isinstance(container, dict):
         return container
-    key = _key(container, "properties")
+    key = key_of(container, "properties")
     inner = container.get(key) if key is not None else None
     if key is None or not isinstance(inner, dict) or not _missing(inner, "resources"):
         return container
-    inner = {**inner, _key(inner, "resources") or "resources":
+    inner = {**inner, key_of(inner, "resources") or "resources":
              {"requests": dict(DEFAULT_REQUESTS)}}
     return {**container, key: inner}

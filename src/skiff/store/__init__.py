@@ -27,6 +27,7 @@ from skiff.store.errors import (
     StoreError,
 )
 from skiff.store.identities import IdentityRecord
+from skiff.store.profiles import ProfileRecord, RevisionRecord
 from skiff.store.records import (
     Desired,
     GroupRecord,
@@ -54,8 +55,10 @@ __all__ = [
     "Mounter",
     "OperationRecord",
     "OperationStatus",
+    "ProfileRecord",
     "ResourceGroupBeingDeleted",
     "ResourceGroupRecord",
+    "RevisionRecord",
     "SchemaTooNew",
     "ShareRecord",
     "Store",

@@ -17,6 +17,15 @@ are asked of the engine when a request would not fit otherwise
 (:meth:`~skiff.store.Store.release`). A new generation (a new body, a start, a
 restart) holds again, and is admitted again if it did not hold before.
 
+Spot groups (``priority: Spot``, the ``spot`` column) run on spare capacity: one is
+admitted only where no group holds the node's capacity, and counts in the
+subscription's ``StandardSpotCores`` (a Regular group in ``StandardCores``). A Regular
+group may take what running Spot groups hold: just enough of them are evicted in the
+transaction that admits it (:func:`evict_for`), so two racing Regular PUTs cannot
+both take one Spot group's cores. An evicted group holds nothing; the reconcile loop
+stops its containers (``evicted`` 1 → 2) and, once capacity is spare, admits it again
+(:meth:`AdmissionMixin.readmit_evicted`), as ACI restarts an evicted Spot group.
+
 The order of refusals follows ACI: the subscription's quotas (400
 ContainerGroupQuotaReached, naming the quota, its limit and the subscription's own
 usage), then the node's capacity (409 ServiceUnavailable, naming only the request:
@@ -29,13 +38,13 @@ what others use stays theirs).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from skiff.errors import ArmError, GroupNotFound
 from skiff.store.database import Database
-from skiff.store.records import name_key, subscription_key
+from skiff.store.records import EVICTED, EVICTING, name_key, subscription_key
 
 #: The quota windows of creates and deletes, in seconds, by quota name.
 _RATES = {"create": (("ContainerGroupCreatesPer5Minutes", 300.0),
@@ -110,13 +119,23 @@ def requests_of(body: Mapping[str, Any]) -> tuple[float, float]:
     return cpu, memory
 
 
+def is_spot(body: Mapping[str, Any]) -> bool:
+    """Whether a stored body is a ``priority: Spot`` group."""
+    return bool(body.get("properties", {}).get("priority") == "Spot")
+
+
 def admit(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
           uid: str | None, cpu: float, memory_gb: float, creating: bool,
-          now: float) -> None:
+          now: float, spot: bool = False) -> list[str]:
     """Raise unless a group of ``subscription`` asking ``cpu`` and ``memory_gb`` fits,
     ``uid``'s own holding (the group being replaced or started) left out; a new group
     (``creating``) must also fit the subscription's count and rate of creates, which
-    this records. Run inside the write transaction that writes the group."""
+    this records. Run inside the write transaction that writes the group.
+
+    A Spot group (``spot``) counts in the subscription's ``StandardSpotCores``, a Regular
+    one in ``StandardCores``. A Spot group fits only in capacity no group holds; a
+    Regular one may also take the capacity of running Spot groups, which are then
+    evicted here (:func:`evict_for`): the uids of those, if any, are returned."""
     quotas, region = admission.quotas, admission.region
     other = uid or ""
     if creating:
@@ -125,17 +144,49 @@ def admit(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
         if count + 1 > quotas["ContainerGroups"]:
             raise QuotaExceeded("ContainerGroups", region, quotas["ContainerGroups"], count, 1)
         count_event(conn, admission, subscription=subscription, kind="create", now=now)
+    quota = "StandardSpotCores" if spot else "StandardCores"
     cores = conn.execute(f"SELECT coalesce(sum(cpu), 0) FROM container_groups"  # noqa: S608
-                         f" WHERE subscription = ? AND uid != ? AND {HOLDING}",
-                         (subscription, other)).fetchone()[0]
-    if cores + cpu > quotas["StandardCores"] + _EPSILON:
-        raise QuotaExceeded("StandardCores", region, quotas["StandardCores"], cores, cpu)
+                         f" WHERE subscription = ? AND uid != ? AND {HOLDING} AND spot = ?",
+                         (subscription, other, int(spot))).fetchone()[0]
+    if cores + cpu > quotas[quota] + _EPSILON:
+        raise QuotaExceeded(quota, region, quotas[quota], cores, cpu)
     used_cpu, used_memory = conn.execute(
         f"SELECT coalesce(sum(cpu), 0), coalesce(sum(memory_gb), 0)"  # noqa: S608
         f" FROM container_groups WHERE uid != ? AND {HOLDING}", (other,)).fetchone()
-    if used_cpu + cpu > admission.cpu + _EPSILON or \
-            used_memory + memory_gb > admission.memory_gb + _EPSILON:
+    over_cpu = used_cpu + cpu - admission.cpu
+    over_memory = used_memory + memory_gb - admission.memory_gb
+    if over_cpu <= _EPSILON and over_memory <= _EPSILON:
+        return []
+    if spot:
         raise CapacityExceeded(cpu, memory_gb)
+    return evict_for(conn, other, over_cpu, over_memory, cpu, memory_gb, now)
+
+
+def evict_for(conn: sqlite3.Connection, uid: str, over_cpu: float, over_memory: float,
+              cpu: float, memory_gb: float, now: float) -> list[str]:
+    """Evict just enough running Spot groups (the most recently admitted first: those
+    that ran least) to free ``over_cpu`` CPUs and ``over_memory`` GB for a Regular
+    group (``uid``, which is never evicted for itself) asking ``cpu`` and
+    ``memory_gb``; CapacityExceeded, evicting nothing, if all of them would not do.
+    An evicted group holds nothing from here on; the reconcile loop stops its containers
+    before it runs the group that took its place (:data:`~skiff.store.records.EVICTING`).
+    """
+    chosen: list[str] = []
+    for row in conn.execute(f"SELECT uid, cpu, memory_gb FROM container_groups"  # noqa: S608
+                            f" WHERE {HOLDING} AND spot = 1 AND uid != ?"
+                            f" ORDER BY admitted_at DESC, uid", (uid,)):
+        if over_cpu <= _EPSILON and over_memory <= _EPSILON:
+            break
+        chosen.append(row[0])
+        over_cpu -= row[1]
+        over_memory -= row[2]
+    if over_cpu > _EPSILON or over_memory > _EPSILON:
+        raise CapacityExceeded(cpu, memory_gb)
+    for victim in chosen:
+        conn.execute("UPDATE container_groups SET released = 1, evicted = ?, evicted_at = ?,"
+                     " evictions = evictions + 1, updated_at = ? WHERE uid = ?",
+                     (EVICTING, now, now, victim))
+    return chosen
 
 
 def count_event(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
@@ -156,11 +207,13 @@ def count_event(conn: sqlite3.Connection, admission: Admission, *, subscription:
 
 def usage(conn: sqlite3.Connection, subscription: str, now: float) -> dict[str, float]:
     """The subscription's current value of every quota, by name."""
-    groups, cores = conn.execute(
+    groups, cores, spot_cores = conn.execute(
         "SELECT count(*), coalesce(sum(CASE WHEN desired = 'running' AND released = 0"
-        " THEN cpu ELSE 0 END), 0) FROM container_groups"
+        " AND spot = 0 THEN cpu ELSE 0 END), 0), coalesce(sum(CASE WHEN desired = 'running'"
+        " AND released = 0 AND spot = 1 THEN cpu ELSE 0 END), 0) FROM container_groups"
         " WHERE subscription = ? AND desired != 'deleted'", (subscription,)).fetchone()
-    found: dict[str, float] = {"ContainerGroups": groups, "StandardCores": cores}
+    found: dict[str, float] = {"ContainerGroups": groups, "StandardCores": cores,
+                               "StandardSpotCores": spot_cores}
     for kind, rates in _RATES.items():
         for quota, window in rates:
             found[quota] = conn.execute(
@@ -207,6 +260,49 @@ class AdmissionMixin(Database):
             return conn.execute(
                 "UPDATE container_groups SET released = 1 WHERE uid = ? AND generation = ?"
                 " AND released = 0", (uid, generation)).rowcount == 1
+
+    def evicting(self) -> list[str]:
+        """The Spot groups evicted whose containers are still to be stopped."""
+        with self.read() as conn:
+            return [row[0] for row in conn.execute(
+                "SELECT uid FROM container_groups WHERE evicted = ? ORDER BY evicted_at, uid",
+                (EVICTING,))]
+
+    def finish_eviction(self, uid: str) -> bool:
+        """Record that an evicted group's containers are stopped: it waits for spare
+        capacity (:meth:`readmit_evicted`). Whether it applied (not if the group was
+        started, changed, stopped or deleted meanwhile)."""
+        with self.write() as conn:
+            return conn.execute("UPDATE container_groups SET evicted = ? WHERE uid = ?"
+                                " AND evicted = ?", (EVICTED, uid, EVICTING)).rowcount == 1
+
+    def readmit_evicted(self, admission_for: Callable[[str, str], Admission]) -> list[str]:
+        """Admit again, as ACI restarts them, the evicted Spot groups that fit now, the
+        first evicted first (``admission_for(subscription, location)``: what one must fit
+        in); each holds its capacity again and is to run. Returns their uids."""
+        admitted: list[str] = []
+        with self.read() as conn:  # most calls find none: no write transaction for them
+            if conn.execute("SELECT 1 FROM container_groups WHERE evicted = ? LIMIT 1",
+                            (EVICTED,)).fetchone() is None:
+                return admitted
+        with self.write() as conn:
+            now = self.now()
+            rows = conn.execute(
+                "SELECT uid, subscription, location, cpu, memory_gb FROM container_groups"
+                " WHERE evicted = ? AND desired = 'running' ORDER BY evicted_at, uid",
+                (EVICTED,)).fetchall()
+            for row in rows:
+                try:
+                    admit(conn, admission_for(row["subscription"], row["location"]),
+                          subscription=row["subscription"], uid=row["uid"], cpu=row["cpu"],
+                          memory_gb=row["memory_gb"], creating=False, now=now, spot=True)
+                except ArmError:  # no room yet (capacity, or the Spot cores quota)
+                    continue
+                conn.execute("UPDATE container_groups SET released = 0, evicted = 0,"
+                             " admitted_at = ?, updated_at = ? WHERE uid = ?",
+                             (now, now, row["uid"]))
+                admitted.append(row["uid"])
+        return admitted
 
     def quota_usage(self, sub: str) -> dict[str, float]:
         """The subscription's current value of each quota (groups, cores held, creates

@@ -82,6 +82,11 @@ class ResourceGroupRecord:
                    json.loads(row["tags"]), row["created_at"])
 
 
+#: A Spot group's eviction, as ``container_groups.evicted`` tells it.
+EVICTING = 1
+EVICTED = 2
+
+
 @dataclass(frozen=True)
 class GroupRecord:
     """A container group's desired state, and what the reconcile loop last made of it."""
@@ -101,6 +106,14 @@ class GroupRecord:
     updated_at: float
     #: The key of the subnet a private group is placed in (its ARM id, lower case).
     subnet_key: str | None = None
+    #: ``priority: Spot``: admitted on spare capacity only, evicted for a Regular group.
+    spot: bool = False
+    #: 0: not evicted; :data:`EVICTING`: evicted, its containers are to be stopped;
+    #: :data:`EVICTED`: stopped, waiting for spare capacity to run again.
+    evicted: int = 0
+    #: When the group was last evicted (None: never), and how many times.
+    evicted_at: float | None = None
+    evictions: int = 0
 
     @property
     def resource_id(self) -> str:
@@ -117,7 +130,8 @@ class GroupRecord:
             provisioning_state=row["provisioning_state"], desired=row["desired"],
             generation=row["generation"], error=_loads_dict(row["error"]),
             created_at=row["created_at"], updated_at=row["updated_at"],
-            subnet_key=row["subnet_key"],
+            subnet_key=row["subnet_key"], spot=bool(row["spot"]), evicted=row["evicted"],
+            evicted_at=row["evicted_at"], evictions=row["evictions"],
         )
 
 

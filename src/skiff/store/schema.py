@@ -379,6 +379,61 @@ CREATE INDEX activity_by_time ON activity_log (at);
 CREATE INDEX activity_by_operation ON activity_log (lro_id) WHERE lro_id IS NOT NULL;
 """
 
+# Container group profiles (skiff.store.profiles): a profile's row holds its name, tags
+# and current revision; each revision's definition is a row of its own, never changed
+# once written (a group made from revision n is made from what n was). A revision's body
+# is sealed as a group's is, under the context "<profile uid>@<revision>".
+_PROFILES = """
+CREATE TABLE container_group_profiles (
+    uid            TEXT PRIMARY KEY,  -- uuid4 hex
+    subscription   TEXT NOT NULL,
+    rg_key         TEXT NOT NULL,
+    name_key       TEXT NOT NULL,
+    resource_group TEXT NOT NULL,     -- display case
+    name           TEXT NOT NULL,     -- display case
+    location       TEXT NOT NULL,
+    tags           TEXT NOT NULL,     -- JSON object
+    revision       INTEGER NOT NULL,  -- the current one
+    created_at     REAL NOT NULL,
+    updated_at     REAL NOT NULL,
+    UNIQUE (subscription, rg_key, name_key),
+    FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
+);
+CREATE TABLE container_group_profile_revisions (
+    profile_uid TEXT NOT NULL REFERENCES container_group_profiles (uid) ON DELETE CASCADE,
+    revision    INTEGER NOT NULL CHECK (revision >= 1),
+    body        TEXT NOT NULL,  -- canonical JSON: location, zones, properties; sealed
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (profile_uid, revision)
+) WITHOUT ROWID;
+"""
+
+# Spot groups (skiff.store.admission): whether a group is ``priority: Spot`` (a column, so
+# that admission sums Spot and Regular cores apart without reading a body), and its
+# evictions: ``evicted`` 0 (not evicted), 1 (evicted: its containers are to be stopped),
+# 2 (stopped, waiting for spare capacity to run again); when it was last evicted and how
+# many times; when its current run was admitted (Spot groups are evicted newest first).
+# The holding indexes gain ``spot``, so that admission's sums still read an index alone.
+_SPOT = """
+ALTER TABLE container_groups ADD COLUMN spot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN evicted_at REAL;
+ALTER TABLE container_groups ADD COLUMN evictions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE container_groups ADD COLUMN admitted_at REAL NOT NULL DEFAULT 0;
+UPDATE container_groups SET admitted_at = updated_at;
+UPDATE container_groups SET spot = 1
+    WHERE lower(coalesce(json_extract(body, '$.properties.priority'), '')) = 'spot';
+DROP INDEX container_groups_holding;
+DROP INDEX container_groups_by_subscription;
+CREATE INDEX container_groups_holding ON container_groups (desired, released, spot, cpu,
+                                                           memory_gb, uid);
+CREATE INDEX container_groups_by_subscription ON container_groups (subscription, desired,
+                                                                   released, spot, cpu, uid);
+CREATE INDEX container_groups_evicted ON container_groups (evicted, evicted_at)
+    WHERE evicted != 0;
+"""
+
+
 # Standby pools (skiff.store.standby): the pools, and the key of the pool that owns a
 # container group still waiting in it (NULL: a tenant's group). A pool's members are
 # rows of container_groups, so admission, quotas and the meter count them.
@@ -403,7 +458,7 @@ CREATE INDEX container_groups_by_pool ON container_groups (pool_key, desired,
 """
 
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
-                               _STANDBY)
+                               _PROFILES, _SPOT, _STANDBY)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

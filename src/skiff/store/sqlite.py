@@ -44,6 +44,7 @@ from skiff.store.admission import (
     admit,
     claim_label,
     count_event,
+    is_spot,
     requests_of,
 )
 from skiff.store.bodysecrets import seal_body, unseal_body
@@ -56,6 +57,7 @@ from skiff.store.identities import IdentitiesMixin, delete_identities_of
 from skiff.store.operations import OperationsMixin
 from skiff.store.paging import after_clause, encode_marker
 from skiff.store.principals import PrincipalsMixin, forget_scope
+from skiff.store.profiles import ProfilesMixin, delete_profiles_of
 from skiff.store.records import (
     DESIRED_STATES,
     GROUP_TYPE,
@@ -88,7 +90,8 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 
 class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
-            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin, StandbyMixin):
+            StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin, ProfilesMixin,
+            StandbyMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -154,6 +157,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             # of another resource group mounts one); the storage service removes the disks.
             delete_accounts_of(conn, sub, name)
             delete_identities_of(conn, sub, name)  # its managed identities too
+            delete_profiles_of(conn, sub, name)  # and its container group profiles
             delete_pools_of(conn, sub, name)  # and its standby pools (members go below)
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
@@ -207,6 +211,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
         body_json = dumps(plain)
         tags_json = dumps(dict(tags))
         cpu, memory_gb = requests_of(plain)
+        spot = is_spot(plain)
         with self.write() as conn:
             now = self.now()
             rg_name = ensure_rg(conn, sub, rg, location, now)
@@ -216,16 +221,18 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             if row is None:
                 if admission is not None:
                     admit(conn, admission, subscription=sub, uid=None, cpu=cpu,
-                          memory_gb=memory_gb, creating=True, now=now)
+                          memory_gb=memory_gb, creating=True, now=now, spot=spot)
                 uid = uuid.uuid4().hex
                 conn.execute(
                     "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
                     " resource_group, name, location, body, tags, provisioning_state, desired,"
-                    " generation, error, created_at, updated_at, subnet_key, cpu, memory_gb)"
+                    " generation, error, created_at, updated_at, subnet_key, cpu, memory_gb,"
+                    " spot, admitted_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?,"
-                    " ?, ?)",
+                    " ?, ?, ?, ?)",
                     (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
-                     self._sealed(uid, plain), tags_json, now, now, subnet_key, cpu, memory_gb),
+                     self._sealed(uid, plain), tags_json, now, now, subnet_key, cpu, memory_gb,
+                     int(spot), now),
                 )
                 record_mounts(conn, uid, plain)
                 if label is not None:
@@ -239,13 +246,15 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             if dumps(self._unsealed(row)) != body_json:
                 if admission is not None:
                     admit(conn, admission, subscription=sub, uid=uid, cpu=cpu,
-                          memory_gb=memory_gb, creating=False, now=now)
+                          memory_gb=memory_gb, creating=False, now=now, spot=spot)
                 conn.execute(
                     "UPDATE container_groups SET body = ?, tags = ?,"
                     " provisioning_state = 'Pending', desired = 'running',"
-                    " generation = generation + 1, error = NULL, released = 0,"
-                    " updated_at = ?, subnet_key = ?, cpu = ?, memory_gb = ? WHERE uid = ?",
-                    (self._sealed(uid, plain), tags_json, now, subnet_key, cpu, memory_gb, uid),
+                    " generation = generation + 1, error = NULL, released = 0, evicted = 0,"
+                    " updated_at = ?, subnet_key = ?, cpu = ?, memory_gb = ?, spot = ?,"
+                    " admitted_at = ? WHERE uid = ?",
+                    (self._sealed(uid, plain), tags_json, now, subnet_key, cpu, memory_gb,
+                     int(spot), now, uid),
                 )
                 record_mounts(conn, uid, plain)
             elif row["tags"] != tags_json:
@@ -374,14 +383,18 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
                 count_event(conn, admission, subscription=row["subscription"], kind="delete",
                             now=now)
             holds = row["desired"] == "running" and not row["released"]
+            admitted = row["admitted_at"]
             if admission is not None and desired == "running" and not holds:
                 admit(conn, admission, subscription=row["subscription"], uid=row["uid"],
-                      cpu=row["cpu"], memory_gb=row["memory_gb"], creating=False, now=now)
+                      cpu=row["cpu"], memory_gb=row["memory_gb"], creating=False, now=now,
+                      spot=bool(row["spot"]))
+                admitted = now
             state = "Deleting" if desired == "deleted" else row["provisioning_state"]
             conn.execute(
                 "UPDATE container_groups SET desired = ?, provisioning_state = ?,"
-                " generation = generation + 1, released = 0, updated_at = ? WHERE uid = ?",
-                (desired, state, now, row["uid"]),
+                " generation = generation + 1, released = 0, evicted = 0, admitted_at = ?,"
+                " updated_at = ? WHERE uid = ?",
+                (desired, state, admitted, now, row["uid"]),
             )
             return self._group_by_uid(conn, row["uid"])
 

@@ -179,6 +179,7 @@ class StandbyMixin(Database):
         CapacityExceeded); None of the pool's own rows are read: the caller counts."""
         plain = {k: v for k, v in body.items() if k != "tags"}
         cpu, memory_gb = requests_of(plain)
+        spot = str(plain.get("properties", {}).get("priority", "")).lower() == "spot"
         sub = subscription_key(pool.subscription)
         uid = uuid.uuid4().hex
         name = _MARK.join(("standby", name_key(pool.name), uid[:12]))
@@ -186,17 +187,19 @@ class StandbyMixin(Database):
             now = self.now()
             rg_name = ensure_rg(conn, sub, pool.resource_group, pool.location, now)
             if admission is not None:
+                # Spot groups it evicts are stopped by the loop before the member runs.
                 admit(conn, admission, subscription=sub, uid=None, cpu=cpu,
-                      memory_gb=memory_gb, creating=True, now=now)
+                      memory_gb=memory_gb, creating=True, now=now, spot=spot)
             conn.execute(
                 "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
                 " resource_group, name, location, body, tags, provisioning_state, desired,"
-                " generation, error, created_at, updated_at, cpu, memory_gb, pool_key)"
+                " generation, error, created_at, updated_at, cpu, memory_gb, spot,"
+                " admitted_at, pool_key)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}', 'Pending', 'running', 1, NULL, ?, ?,"
-                " ?, ?, ?)",
+                " ?, ?, ?, ?, ?)",
                 (uid, sub, name_key(pool.resource_group), name_key(name), rg_name, name,
                  pool.location, dumps(seal_body(plain, self.sealer, uid)), now, now, cpu,
-                 memory_gb, pool.key))
+                 memory_gb, int(spot), now, pool.key))
             row = conn.execute("SELECT * FROM container_groups WHERE uid = ?",
                                (uid,)).fetchone()
             return GroupRecord.from_row(row, plain)

@@ -26,6 +26,7 @@ from skiff.api.context import ControlPlane
 from skiff.api.groups import admission_for
 from skiff.api.standby import standby_pools
 from skiff.api.tls import ensure_certificates
+from skiff.control.capacity import node_admission
 from skiff.control.identities import GroupIdentities
 from skiff.control.identity import ManagedIdentityTokens
 from skiff.control.metering import Meter
@@ -97,7 +98,8 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     # Usage is metered as the loop runs groups; the meter's rounds run when a test calls
     # plane.reconciler.meter.tick().
     meter = Meter(store, engine, interval_s=0)
-    reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry, meter=meter)
+    reconciler = Reconciler(store, engine, workers=workers, telemetry=telemetry, meter=meter,
+                            admission=node_admission(settings, engine))
     storage = StorageService(store, FakeShareDisks(data_root / "shares"),
                              file_endpoint=default_file_endpoint(settings.api))
     plane = ControlPlane(settings, store, engine, reconciler, BASE, storage=storage,
