@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -142,6 +142,24 @@ def test_run_is_idempotent_and_a_changed_spec_redeploys(node: Node) -> None:
     assert started(view) != first
     eventually(lambda: node.engine.logs(spec.id, "c") == "second\n",
                what="the new command's output")
+
+
+def test_a_spec_changing_only_config_maps_updates_them_in_place(node: Node) -> None:
+    """Config maps' pairs alone changed: the same instance runs on (start time, restart
+    count), with a ConfigMapUpdated event naming the keys changed; the same spec again
+    records nothing more."""
+    spec = group(node)
+    container = replace(spec.containers[0], config_map=(("a", "1"), ("b", "2")))
+    first = node.engine.run(replace(spec, containers=(container,))).containers[0]
+    changed = replace(spec, containers=(replace(container, config_map=(("a", "1"),
+                                                                       ("b", "3"))),))
+    after = node.engine.run(changed).containers[0]
+    assert after.current.start_time == first.current.start_time
+    assert after.restart_count == 0
+    updates = [e.message for e in after.events if e.name == "ConfigMapUpdated"]
+    assert updates == ["config map updated in place: b"]
+    again = node.engine.run(changed).containers[0]
+    assert [e.message for e in again.events if e.name == "ConfigMapUpdated"] == updates
 
 
 def test_stop_then_start(node: Node) -> None:

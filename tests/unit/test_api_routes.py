@@ -331,3 +331,42 @@ def test_a_list_shows_each_groups_ip_address(http: Client) -> None:
         [listed] = http.get(url).json()["value"]
         assert listed["properties"]["ipAddress"]["ip"] == ip
         assert "instanceView" not in listed["properties"]
+
+
+def with_config_map(greeting: str) -> dict[str, Any]:
+    """``body()`` whose container has a config map (api-version 2024-05-01-preview on)."""
+    doc = body()
+    doc["properties"]["containers"][0]["properties"]["configMap"] = {
+        "keyValuePairs": {"greeting": greeting}}
+    return doc
+
+
+def test_a_put_changing_only_a_config_map_restarts_nothing(http: Client,
+                                                            plane: ControlPlane) -> None:
+    """A PUT changing only a configMap is an update (200, an operation that succeeds): the
+    container keeps its start time and restart count, its events say ConfigMapUpdated,
+    GET answers the new map, the engine's files hold it; a bad key is an ARM 400."""
+    path = f"{GROUPS}/g?api-version=2025-09-01"
+    made = http.put(path, json=with_config_map("hello"))
+    assert made.status_code == 201, made.text
+    assert finished(http, made)["status"] == "Succeeded"
+    before = container_view(http.get(path).json())
+    assert before["currentState"]["state"] == "Running"
+    updated = http.put(path, json=with_config_map("bonjour"))
+    assert updated.status_code == 200, updated.text
+    assert finished(http, updated)["status"] == "Succeeded"
+    group = http.get(path).json()
+    props = group["properties"]["containers"][0]["properties"]
+    assert props["configMap"] == {"keyValuePairs": {"greeting": "bonjour"}}
+    after = props["instanceView"]
+    assert after["restartCount"] == before["restartCount"] == 0
+    assert after["currentState"]["startTime"] == before["currentState"]["startTime"]
+    assert "ConfigMapUpdated" in [e["name"] for e in after["events"]]
+    record = plane.store.get_group(SUB, "rg", "g")
+    assert record is not None
+    assert engine_of(plane).config_map_files(record.uid) == {"c": {"greeting": "bonjour"}}
+    bad = http.put(path, json=body() | {"properties": {**body()["properties"], "containers": [
+        {"name": "c", "properties": {"image": IMAGE, "configMap": {
+            "keyValuePairs": {"../x": "y"}}}}]}})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "InvalidConfigMapKey"

@@ -39,7 +39,11 @@ _CONTAINER = {"type": "object", "required": ["name", "properties"], "properties"
         "ports": {"type": "array", "items": _PORT},
         "environmentVariables": {"type": "array", "items": _ENV},
         "resources": {"type": "object", "required": ["requests"], "properties": {
-            "requests": _RESOURCES, "limits": _RESOURCES}}}}}}
+            "requests": _RESOURCES, "limits": _RESOURCES}},
+        # Keys are file names in /mnt/configmap/<container>/ (skiff.models.rules).
+        "configMap": {"type": "object", "properties": {"keyValuePairs": {
+            "type": "object", "additionalProperties": {"type": "string"},
+            "propertyNames": {"pattern": "^[-._a-zA-Z0-9]{1,253}$"}}}}}}}}
 
 CONTAINER_GROUP: dict[str, Any] = {
     "title": "ContainerGroup", "type": "object", "required": ["properties"],

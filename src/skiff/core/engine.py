@@ -87,7 +87,10 @@ class Engine(Protocol):
 
     def run(self, spec: GroupSpec) -> GroupView:
         """Make group ``spec.id`` run as ``spec`` says and return its view once its first
-        containers started (or it failed). Idempotent; a changed spec redeploys."""
+        containers started (or it failed). Idempotent; a changed spec redeploys, but one
+        that changes only config maps' pairs (:func:`~skiff.core.spec.deployed` equal)
+        rewrites their files in place, restarting nothing (an event, ``ConfigMapUpdated``,
+        on each container whose map changed)."""
         ...
 
     def view(self, group_id: str) -> GroupView:

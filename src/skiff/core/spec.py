@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -130,6 +130,10 @@ class Container:
     liveness: Probe | None = None
     readiness: Probe | None = None
     security: SecurityContext = field(default_factory=SecurityContext)
+    #: ACI's ``configMap.keyValuePairs``, sorted by key: a file per key in the container's
+    #: ``/mnt/configmap/<name>/``, read-only. None: no config map (nothing mounted); a
+    #: change of its pairs alone is made in place (see :func:`deployed`).
+    config_map: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -223,3 +227,40 @@ class GroupSpec:
     ip_ports: tuple[Port, ...] = ()
     #: ``subnetIds``: a private group in a virtual network; None: the public network.
     subnet: SubnetPlacement | None = None
+
+
+#: Where a container's config map appears in it: ``<CONFIG_MAP_ROOT>/<container>/<key>``
+#: (ACI's place on Linux).
+CONFIG_MAP_ROOT = "/mnt/configmap"
+
+
+def deployed(spec: GroupSpec) -> GroupSpec:
+    """``spec`` without its config maps' pairs: what an engine deploys. Two specs whose
+    ``deployed`` forms are equal differ at most in config maps' pairs, which an engine
+    changes in place (the files rewritten, nothing restarted), as ACI does; whether a
+    container has a config map at all is kept (it is a mount)."""
+    def bare(containers: tuple[Container, ...]) -> tuple[Container, ...]:
+        return tuple(c if not c.config_map else replace(c, config_map=())
+                     for c in containers)
+
+    return replace(spec, containers=bare(spec.containers),
+                   init_containers=bare(spec.init_containers))
+
+
+def config_maps(spec: GroupSpec) -> dict[str, dict[str, str]]:
+    """Container name → its config map's pairs, for each container that has one."""
+    return {c.name: dict(c.config_map) for c in (*spec.init_containers, *spec.containers)
+            if c.config_map is not None}
+
+
+def changed_keys(old: Mapping[str, Mapping[str, str]],
+                 new: Mapping[str, Mapping[str, str]]) -> dict[str, list[str]]:
+    """Container name → the keys of its config map that differ between ``old`` and ``new``
+    (added, changed or removed), sorted; containers without a change are left out."""
+    found = {}
+    for name, pairs in new.items():
+        before = old.get(name, {})
+        keys = sorted(k for k in {*before, *pairs} if before.get(k) != pairs.get(k))
+        if keys:
+            found[name] = keys
+    return found

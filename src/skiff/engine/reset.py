@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 #: and other files, so that a mistyped ``--data-root`` never deletes someone's data.
 DATA_ROOT_MARKS = frozenset({"skiff.db", "ca.pem", "admin.token", "serve.lock", "network",
                              "images", "containers", "groups", "volumes", "sandbox",
-                             "shares"})
+                             "shares", "configmaps"})
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,13 @@ Containers:
   host's kernel (anything beyond the defaults and NET_RAW, NET_ADMIN, NET_BROADCAST,
   IPC_LOCK, SYS_NICE, LEASE, AUDIT_READ) without ``--allow-privileged``.
 - ``InvalidRunAsId``: runAsUser or runAsGroup is outside 0 to 2^32-2.
+- ``InvalidConfigMapKey``: a configMap key is not a plain file name: 1-253 of
+  ``[-._a-zA-Z0-9]``, not '.', not starting with '..'.
+- ``ConfigMapTooLarge``: the group's config maps hold over 1,000 keys or over 1 MiB of keys
+  and values (UTF-8) in all (Kubernetes' bound on a ConfigMap; ACI publishes none).
+- ``InvalidConfigMapValue``: a configMap value is not valid Unicode (a lone surrogate).
+- ``ConfigMapNotSupportedForInitContainer``: an init container has a configMap (ACI's API
+  gives only containers one).
 - ``InvalidSeccompProfile``: seccompProfile is not base64 of a JSON object with a string
   defaultAction and well-formed rules (Docker's format), or is over 256 KiB.
 

@@ -183,6 +183,12 @@ class SecurityContext(ArmModel):
     seccomp_profile: str | None = Field(default=None, repr=False)
 
 
+class ConfigMap(ArmModel):
+    """A container's config map (api-version 2024-05-01-preview on): key → file content."""
+
+    key_value_pairs: dict[str, str] | None = None
+
+
 class InitContainerProperties(ArmModel):
     """What an init container may say: no ports, resources nor probes."""
 
@@ -200,6 +206,7 @@ class ContainerProperties(InitContainerProperties):
     resources: ResourceRequirements
     liveness_probe: ContainerProbe | None = None
     readiness_probe: ContainerProbe | None = None
+    config_map: ConfigMap | None = None
 
 
 class InitContainer(ArmModel):

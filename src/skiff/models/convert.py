@@ -85,6 +85,8 @@ def _container(container: Container) -> engine.Container:
         liveness=_probe(p.liveness_probe),
         readiness=_probe(p.readiness_probe),
         security=_security(p.security_context),
+        config_map=(None if p.config_map is None
+                    else tuple(sorted((p.config_map.key_value_pairs or {}).items()))),
     )
 
 

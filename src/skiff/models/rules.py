@@ -57,6 +57,11 @@ MAX_IP_PORTS = 5
 MAX_ENV_VARS = 1000
 MAX_SECRET_VOLUME_BYTES = 1024 * 1024
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+#: Config maps, where ACI publishes no bound: Kubernetes' bound on a ConfigMap (1 MiB of
+#: keys and values, UTF-8) for all of a group's, and files per group. A key is a file
+#: name, under the same rule as a secret file's.
+MAX_CONFIG_MAP_BYTES = 1024 * 1024
+MAX_CONFIG_MAP_KEYS = 1000
 #: Mount paths that would hide what a container needs from its runtime: the root, the
 #: kernel's interfaces, the device nodes (``/dev/shm`` and the like stay allowed).
 _RESERVED_MOUNTS = ("/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/mqueue")
@@ -220,10 +225,12 @@ def _check_containers(props: GroupProperties, *, allow_privileged: bool) -> None
         _check_env(container.properties.environment_variables or [], container.name,
                    f"{where}.properties")
         _check_mounts(container.properties.volume_mounts or [], f"{where}.properties")
+        _check_config_map(container, f"{where}.properties")
         if container.properties.security_context is not None:
             _check_security(container.properties.security_context, container.name,
                             f"{where}.properties.securityContext",
                             allow_privileged=allow_privileged)
+    _check_config_map_size(props)
     total_cpu = sum(c.properties.resources.requests.cpu for c in props.containers)
     total_mem = sum(c.properties.resources.requests.memory_in_gb for c in props.containers)
     for i, container in enumerate(props.containers):
@@ -233,6 +240,46 @@ def _check_containers(props: GroupProperties, *, allow_privileged: bool) -> None
                             ("readinessProbe", container.properties.readiness_probe)):
             if probe is not None:
                 _check_probe(probe, f"{where}.{kind}")
+
+
+def _check_config_map(container: Container | InitContainer, where: str) -> None:
+    """A config map's keys are file names; an init container has none (ACI's API gives
+    init containers no configMap)."""
+    if isinstance(container, InitContainer):
+        extra = container.properties.model_extra or {}
+        if any(key.lower() == "configmap" for key in extra):
+            fail("ConfigMapNotSupportedForInitContainer", f"The init container "
+                 f"{container.name!r} has a configMap: only containers have config maps.",
+                 f"{where}.configMap")
+        return
+    config_map = container.properties.config_map
+    for key in (config_map.key_value_pairs or {}) if config_map is not None else {}:
+        if not _SECRET_KEY.fullmatch(key) or key.startswith("..") or key == ".":
+            fail("InvalidConfigMapKey", f"The config map of container {container.name!r} has "
+                 "a key that is not 1 to 253 letters, digits, '-', '_' and '.' (not '.', nor "
+                 "starting with '..'): each key is a file name.",
+                 f"{where}.configMap.keyValuePairs.{key[:80]}")
+
+
+def _check_config_map_size(props: GroupProperties) -> None:
+    pairs = [(i, key, value) for i, c in enumerate(props.containers)
+             if c.properties.config_map is not None
+             for key, value in (c.properties.config_map.key_value_pairs or {}).items()]
+    if len(pairs) > MAX_CONFIG_MAP_KEYS:
+        fail("ConfigMapTooLarge", f"The config maps of a container group have at most "
+             f"{MAX_CONFIG_MAP_KEYS} keys in all; this one has {len(pairs)}.",
+             f"properties.containers[{pairs[MAX_CONFIG_MAP_KEYS][0]}].properties.configMap")
+    size = 0
+    for i, key, value in pairs:
+        target = f"properties.containers[{i}].properties.configMap.keyValuePairs.{key[:80]}"
+        try:
+            size += len(key.encode()) + len(value.encode())
+        except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in JSON): no file holds it
+            fail("InvalidConfigMapValue", f"The value of config map key {key!r} is not "
+                 "valid Unicode text.", target)
+        if size > MAX_CONFIG_MAP_BYTES:
+            fail("ConfigMapTooLarge", f"The config maps of a container group hold at most "
+                 f"{MAX_CONFIG_MAP_BYTES // 1024} KiB of keys and values in all.", target)
 
 
 def _check_image(image: str, target: str) -> None:

@@ -5,7 +5,8 @@ the sandboxes skiff may have lost track of, the network pool, bridge and host
 guard, the idmapped views, the cgroups and the run directory. Each step runs
 even when one before it fails, so nothing leaks from a failed run.
 :func:`cached_busybox` gives such a Supervisor a busybox image pulled from a
-local registry, as the benchmarks start from; :func:`wait_view` waits for a
+local registry, as the benchmarks start from (:func:`bench_node`: both, on a data
+root of its own); :func:`wait_view` waits for a
 group's instance view to show what a test expects.
 """
 
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -102,6 +105,20 @@ def cached_busybox(engine: Supervisor, work: Path) -> Iterator[str]:
         engine.images.pull(image)
         engine.networks.prewarm()
         yield image
+
+
+@contextlib.contextmanager
+def bench_node(*, pool_size: int = 4, **fields: Any) -> Iterator[tuple[Supervisor, str]]:
+    """A benchmark's node: a Supervisor on a temporary data root (``fields`` go to its
+    Settings) and the reference of a cached busybox image; all of it removed after."""
+    work = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
+    try:
+        settings = Settings(data_root=work / "root", **fields)
+        with supervising(settings, pool_size=pool_size) as engine, \
+                cached_busybox(engine, work) as image:
+            yield engine, image
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def wait_view(engine: Supervisor, group_id: str, condition: Callable[[GroupView], object],

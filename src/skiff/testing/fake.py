@@ -7,7 +7,10 @@ conformance suite (``tests/conformance``) checks against it and the real engine
 alike:
 
 - :meth:`FakeEngine.run` is idempotent: the same spec again changes nothing (the
-  containers keep their start time), a changed one redeploys (new instances);
+  containers keep their start time), a changed one redeploys (new instances), one
+  whose config maps' pairs alone changed updates them in place (an event,
+  ``ConfigMapUpdated``, on each container whose map changed; nothing restarts; the
+  files in :meth:`FakeEngine.config_map_files`);
   a stopped group stays stopped until :meth:`~FakeEngine.start`;
 - views carry the containers' states, restart counts and events (Pulling,
   Pulled, Created, Started, Killing, BackOff, Failed), the group's state as
@@ -52,7 +55,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 
 from skiff.core.engine import NodeCapacity
 from skiff.core.metrics import ContainerSample, GroupPhase, GroupSample
-from skiff.core.spec import GroupSpec
+from skiff.core.spec import GroupSpec, changed_keys, config_maps, deployed
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine.group.validation import validate
 from skiff.errors import GroupNotFound, InvalidInput, NetworkConflict, RuntimeFailure, SkiffError
@@ -123,7 +126,7 @@ class FakeEngine:
             self._call("run", spec.id)
             validate(spec)
             now = self.clock()
-            fingerprint = hashlib.sha256(repr(spec).encode()).hexdigest()
+            fingerprint = hashlib.sha256(repr(deployed(spec)).encode()).hexdigest()
             group = self._groups.get(spec.id)
             if group is None:
                 group = FakeGroup(spec, GroupView(spec.id, spec.name), fingerprint)
@@ -139,8 +142,22 @@ class FakeEngine:
             group.spec, group.fingerprint = spec, fingerprint
             if not group.view.stopped and not group.prepared:
                 self._prepare(group, now)
+            elif group.prepared:  # only config maps' pairs may differ: in place
+                for name, keys in changed_keys(group.config_maps, config_maps(spec)).items():
+                    view = group.view.container(name)
+                    if view is not None:
+                        view.event("ConfigMapUpdated", f"config map updated in place: "
+                                                       f"{', '.join(keys)[:200]}", now=now)
+                group.config_maps = config_maps(spec)
             self._catch_up(group, now)
             return simulation.snapshot(group)
+
+    def config_map_files(self, group_id: str) -> dict[str, dict[str, str]]:
+        """The group's config maps as its containers would read them: container → key →
+        value (what the node's engine writes in ``/mnt/configmap/<container>/``)."""
+        with self._lock:
+            return {name: dict(pairs) for name, pairs in
+                    self._group("config_map_files", group_id).config_maps.items()}
 
     def view(self, group_id: str) -> GroupView:
         with self._lock:
@@ -380,6 +397,7 @@ class FakeEngine:
                 group.view.failure = f"container {container.name}: {error.message}"
         if group.view.failure is not None:
             return
+        group.config_maps = config_maps(spec)
         group.view.ip = self._address(spec)
         if spec.subnet is not None:
             self.node_vnets.add(spec.subnet.vnet)

@@ -70,6 +70,8 @@ class FakeGroup:
     boxes: list[Box] = field(default_factory=list)  # init containers first
     init_index: int = 0
     prepared: bool = False
+    #: The config maps' files as the containers see them: container → key → value.
+    config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def inits(self) -> list[Box]:

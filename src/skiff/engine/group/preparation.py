@@ -3,11 +3,11 @@
 Preparing a group is one concern with three parts that run side by side:
 the images (one pull, or registry check, per distinct image, on the
 supervisor's pool), the network (a namespace from the warm pool, then the
-group's firewall) and the volumes. A cached image is used at once while its
-registry check runs; the supervisor waits for the check (:func:`pulled`)
-before it lets that container's process run, so an image the caller may
-not read never runs. A part that fails fails the group, with the reason
-the instance view shows.
+group's firewall) and the volumes (the containers' config maps with them). A
+cached image is used at once while its registry check runs; the supervisor
+waits for the check (:func:`pulled`) before it lets that container's process
+run, so an image the caller may not read never runs. A part that fails fails
+the group, with the reason the instance view shows.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 
 from skiff.core.secrets import scrub, secrets_of
-from skiff.core.spec import GroupSpec
+from skiff.core.spec import GroupSpec, config_maps
 from skiff.engine.group.record import Group, sync_views
 from skiff.engine.images import Image, ImageStore, RegistryCredential
 from skiff.engine.network.networks import Attachment, Networks
@@ -45,6 +45,8 @@ def prepare(group: Group, *, pool: concurrent.futures.Executor, images: ImageSto
     try:
         group.volume_paths = volumes.prepare(spec.id, spec.volumes,
                                              owner=containerspec.volume_owner(driver, spec))
+        group.config_maps = config_maps(spec)
+        group.config_map_paths, _ = volumes.config_maps.write(spec.id, group.config_maps)
     except ShareMountFailed as exc:  # ACI's event for a share it cannot mount
         group.view.event("FailedMountAzureFileVolume", scrub(exc.message, secrets_of(spec)),
                          warning=True)

@@ -63,6 +63,10 @@ class Group:
     checks: dict[str, concurrent.futures.Future[Image]] = field(default_factory=dict)
     attachment: Attachment | None = None
     volume_paths: dict[str, Path] = field(default_factory=dict)
+    #: Container name → the host directory of its config map (those that have one), and
+    #: the pairs last written there (a resync with the same compares in memory only).
+    config_map_paths: dict[str, Path] = field(default_factory=dict)
+    config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
     restart_states: dict[str, RestartState] = field(default_factory=dict)
     restart_at: dict[str, float] = field(default_factory=dict)  # container → when (time.time)
     probes: dict[tuple[str, str], ProbeState] = field(default_factory=dict)

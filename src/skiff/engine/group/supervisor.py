@@ -44,7 +44,7 @@ from skiff.core.engine import NodeCapacity
 from skiff.core.metrics import GroupPhase, GroupSample
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.shares import ShareDisks, ShareResolver
-from skiff.core.spec import AzureFileVolume, Container, GroupSpec
+from skiff.core.spec import AzureFileVolume, Container, GroupSpec, config_maps, deployed
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine import mounts
 from skiff.engine.group import adoption, monitoring, preparation, sweeping
@@ -135,9 +135,11 @@ class Supervisor:
         """Make the group run as ``spec`` says; returns its view once its first
         containers were started (or it failed). Idempotent: containers of the
         group that already run (say, across a restart of skiff) are adopted;
-        a changed definition redeploys the group."""
+        a changed definition redeploys the group, but a change of config maps' pairs
+        alone rewrites their files in place, restarting nothing."""
         validate(spec)
-        fingerprint = hashlib.sha256(repr(spec).encode()).hexdigest()  # in memory only
+        # In memory only; without the config maps' pairs, changed in place.
+        fingerprint = hashlib.sha256(repr(deployed(spec)).encode()).hexdigest()
         with self._lock:
             group = self._groups.get(spec.id)
             if group is None:
@@ -163,10 +165,33 @@ class Supervisor:
                 self._files.save(group)
                 if adopted and group.failed_reason is None:
                     monitoring.resume_restarts(group)
+            else:
+                self._update_config_maps(group)
             if group.failed_reason is None:
                 self._advance(group)
             self._files.save(group)
             return snapshot(group)
+
+    def _update_config_maps(self, group: Group) -> None:
+        """Rewrite the config maps' files that changed, in the running containers' view
+        (see :mod:`~skiff.engine.volumes.configmaps`); nothing restarts. A failure is the
+        group's warning event, not the group's end: its containers run on, and the next
+        run (the reconcile loop's resync) tries again."""
+        wanted = config_maps(group.spec)
+        if wanted == group.config_maps:
+            return  # as written last: a resync reads no file
+        try:
+            _, changed = self.volumes.config_maps.write(group.spec.id, wanted)
+        except SkiffError as exc:
+            group.view.event("ConfigMapUpdateFailed", exc.message, warning=True)
+            log.warning("group %s: %s", group.view.name, exc.message)
+            return
+        group.config_maps = wanted
+        for name, keys in changed.items():
+            view = group.view.container(name)
+            if view is not None:
+                view.event("ConfigMapUpdated", f"config map updated in place: "
+                                               f"{', '.join(keys)[:200]}")
 
     def _adopt(self, group: Group) -> None:
         """Bring the record of a group an earlier skiff ran up to date: the exits its

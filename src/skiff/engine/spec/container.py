@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from skiff.core.spec import AzureFileVolume, Container, GroupSpec
+from skiff.core.spec import CONFIG_MAP_ROOT, AzureFileVolume, Container, GroupSpec
 from skiff.engine.group.record import Group, container_id
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.spec import options as oci
@@ -78,6 +78,9 @@ def container_spec(settings: Settings, group: Group, container: Container, rootf
     for mount in container.volume_mounts:
         options.append(oci.with_bind(group.volume_paths[mount.name], mount.mount_path,
                                      readonly=mount.read_only or mount.name in shared_ro))
+    if container.config_map is not None:  # after the volumes: none hides it
+        options.append(oci.with_bind(group.config_map_paths[container.name],
+                                     f"{CONFIG_MAP_ROOT}/{container.name}", readonly=True))
     userns = driver.user_namespace(group.spec, container)
     if userns is not None:
         for what, value in (("user", uid), ("group", gid), ("group", max(gids, default=0))):

@@ -18,6 +18,10 @@ looked up by the source's type:
 - ``gitRepo``: a clone by a git that trusts nothing of the repository's
   (:mod:`skiff.engine.volumes.gitrepo`).
 
+Containers' config maps are no volumes in ACI's API, but files the same way:
+:attr:`Volumes.config_maps` (:mod:`skiff.engine.volumes.configmaps`), off the
+group's disk, removed by :meth:`Volumes.cleanup` with the rest.
+
 :meth:`Volumes.prepare` checks every volume before it touches the disk, so bad
 input leaves nothing behind; a failure half-way removes what that call made.
 :meth:`Volumes.cleanup` needs no driver and no spec: it unmounts whatever is
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.core.spec import AzureFileVolume, EmptyDirVolume, GitRepoVolume, SecretVolume, Volume
+from skiff.engine.volumes.configmaps import ConfigMaps
 from skiff.engine.volumes.disks import LAYERS, GroupDisks
 from skiff.engine.volumes.driver import VolumeDriver, is_mount_point, remove_tree
 from skiff.engine.volumes.gitrepo import GitRepoDriver
@@ -102,6 +107,8 @@ class Volumes:
         self.drivers = {**default_drivers(self.settings, confine=confine), **(drivers or {})}
         #: The groups' disks, when what a group writes is limited; None: no limit.
         self.disks = disks
+        #: The containers' config maps (files changed in place), beside the volumes.
+        self.config_maps = ConfigMaps(data_root)
 
     def _group_dir(self, group_id: str) -> Path:
         _check_component("group id", group_id)
@@ -189,16 +196,18 @@ class Volumes:
     def ids(self) -> list[str]:
         """The groups with volumes or a disk on this node."""
         groups = set(self.disks.ids()) if self.disks is not None else set()
+        groups.update(self.config_maps.ids())
         with contextlib.suppress(FileNotFoundError):
             groups.update(e.name for e in os.scandir(self.root)
                           if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
         return sorted(groups)
 
     def cleanup(self, group_id: str) -> None:
-        """Unmount and delete every volume of the group, its directory and its disk.
-        Idempotent."""
+        """Unmount and delete every volume of the group, its directory and its disk, and
+        its config maps. Idempotent."""
         group = self._group_dir(group_id)
         remove_tree(group)
+        self.config_maps.cleanup(group_id)
         if self.disks is not None:
             self.disks.release(group_id, group)
 
