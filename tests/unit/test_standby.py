@@ -18,6 +18,7 @@ from skiff.api.context import ControlPlane
 from skiff.errors import ArmError
 from skiff.models.rules import check_group_name
 from skiff.store.standby import pool_key
+from skiff.testing.fake import FakeEngine
 from skiff.testing.inprocess import InProcessClient, fake_plane
 from skiff.testing.waiting import eventually
 
@@ -382,3 +383,31 @@ def test_hostile_claims_are_400s(http: InProcessClient, profile: str,
     http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(profile, ready=0))
     answer = http.put(f"{GROUPS}/g{ACI_API}", json={"location": "local", "properties": props})
     assert answer.status_code == 400, answer.text
+
+
+def test_a_claims_config_maps_are_written_in_place(plane: ControlPlane, http: InProcessClient,
+                                                  profile: str) -> None:
+    """A profile that declares a container's config map; a claim with other pairs: the
+    group's files get the claim's pairs in place (an event says so), the containers keep
+    running the same instance (no redeploy), and the engine still knows the group by its
+    member's name."""
+    declared = group_of_profile()
+    declared["properties"]["containers"][0]["properties"]["configMap"] = {
+        "keyValuePairs": {"mode": "standby"}}
+    mapped = make_profile(http, "mapped", declared)
+    http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(mapped, ready=1))
+    filled(plane, http, ready=1)
+    plane.standby.stop()  # type: ignore[union-attr]
+    member = plane.store.pool_members(pool_key(SUB, "rg", "pool"))[0].uid
+    engine = plane.engine
+    assert isinstance(engine, FakeEngine)
+    started = engine.view(member).containers[0].current.start_time
+    answer = http.put(f"{GROUPS}/mine{ACI_API}", json=claim_body(config={"mode": "live"}))
+    assert answer.status_code == 201, answer.text
+    eventually(lambda: engine.config_map_files(member),
+               until=lambda files: files == {"web": {"mode": "live"}},
+               what="the claim's config map written")
+    view = engine.view(member)
+    assert view.containers[0].current.start_time == started
+    assert view.name.startswith("standby.")
+    assert "ConfigMapUpdated" in [e.name for e in view.containers[0].events]

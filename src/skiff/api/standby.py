@@ -408,18 +408,25 @@ def put_from_pool(plane_: ControlPlane, token: Caller, subscription: str, resour
     whole = _claim_body(plane_, pool, data, standby)
     tags = _get(data, "tags") or {}
     fail = _get(standby, "failContainerGroupCreateOnReuseFailure") is True
-    record = plane_.store.claim_member(
-        pool.key, subscription, resource_group, name,
-        body=lambda member: _claimed(member, whole), tags=tags, label=label)
+    maps_changed: list[bool] = []
+
+    def claimed(member: dict[str, Any]) -> dict[str, Any]:
+        out = _claimed(member, whole)
+        maps_changed.append(_config_maps(out) != _config_maps(member))
+        return out
+
+    record = plane_.store.claim_member(pool.key, subscription, resource_group, name,
+                                       body=claimed, tags=tags, label=label)
     if record is not None:
         answer = render(record)
         names = plane_.reconciler.names
         if names is not None:  # the claimed label resolves from now on
             names.publish(record, (answer["properties"].get("ipAddress") or {}).get("ip"))
-        # The refill starts once the answer is sent: its work (a profile read, a store
-        # write, the loop's kick) is not on the claim's path.
-        return JSONResponse(answer, status_code=201,
-                            background=BackgroundTask(_refill, plane_))
+        # Once the answer is sent, not on the claim's path: the refill (a profile read, a
+        # store write, the loop's kick), and the loop's run of the group where its config
+        # maps changed (the engine rewrites their files in place, restarting nothing).
+        return JSONResponse(answer, status_code=201, background=BackgroundTask(
+            _after_claim, plane_, record.uid, maps_changed == [True]))
     if fail and plane_.store.get_group(subscription, resource_group, name) is None:
         raise ArmError(409, "StandbyPoolReuseFailed",
                        f"The standby pool '{pool.name}' has no ready container group, and "
@@ -458,6 +465,17 @@ def _claim_body(plane_: ControlPlane, pool: PoolRecord, data: dict[str, Any],
     if "subnetIds" in pool.properties["containerGroupProperties"]:
         group["subnetIds"] = pool.properties["containerGroupProperties"]["subnetIds"]
     return _validated(plane_, whole, "standby-claim")
+
+
+def _after_claim(plane_: ControlPlane, uid: str, maps_changed: bool) -> None:
+    if maps_changed:
+        plane_.reconciler.kick(uid)
+    _refill(plane_)
+
+
+def _config_maps(body: dict[str, Any]) -> dict[str, Any]:
+    return {c.get("name"): c.get("properties", {}).get("configMap")
+            for c in body.get("properties", {}).get("containers", [])}
 
 
 def _claimed(member: dict[str, Any], whole: dict[str, Any]) -> dict[str, Any]:

@@ -436,7 +436,8 @@ CREATE INDEX container_groups_evicted ON container_groups (evicted, evicted_at)
 
 # Standby pools (skiff.store.standby): the pools, and the key of the pool that owns a
 # container group still waiting in it (NULL: a tenant's group). A pool's members are
-# rows of container_groups, so admission, quotas and the meter count them.
+# rows of container_groups, so admission, quotas and the meter count them; a claimed one
+# keeps the name its engine knows it by in host_name.
 _STANDBY = """
 CREATE TABLE standby_pools (
     subscription   TEXT NOT NULL,
@@ -452,6 +453,8 @@ CREATE TABLE standby_pools (
     FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
 ) WITHOUT ROWID;
 ALTER TABLE container_groups ADD COLUMN pool_key TEXT;
+-- The engine's name of a group claimed from a pool: its member's (NULL: the group's name).
+ALTER TABLE container_groups ADD COLUMN host_name TEXT;
 CREATE INDEX container_groups_by_pool ON container_groups (pool_key, desired,
                                                            provisioning_state, created_at)
     WHERE pool_key IS NOT NULL;

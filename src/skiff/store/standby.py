@@ -220,8 +220,9 @@ class StandbyMixin(Database):
         subscription, the caller checks), its body ``body(member's body)``, its ``tags``,
         its DNS label ``label(uid, new body)`` claimed (DnsLabelInUse rolls the claim
         back). The generation and provisioning state stay: the member already runs what
-        the body says. None when the pool has no ready member, or the name is taken
-        (a group of that name exists: the caller's PUT is then no claim)."""
+        the body says, under the name its engine knows (kept as ``host_name``). None
+        when the pool has no ready member, or the name is taken (a group of that name
+        exists: the caller's PUT is then no claim)."""
         with self.write() as conn:
             if conn.execute("SELECT 1 FROM container_groups WHERE subscription = ?"
                             " AND rg_key = ? AND name_key = ?",
@@ -240,9 +241,9 @@ class StandbyMixin(Database):
             rg_name = ensure_rg(conn, row["subscription"], rg, row["location"], now)
             conn.execute(
                 "UPDATE container_groups SET rg_key = ?, resource_group = ?, name_key = ?,"
-                " name = ?, body = ?, tags = ?, pool_key = NULL, updated_at = ?"
-                " WHERE uid = ?",
-                (name_key(rg), rg_name, name_key(name), name,
+                " name = ?, host_name = ?, body = ?, tags = ?, pool_key = NULL,"
+                " updated_at = ? WHERE uid = ?",
+                (name_key(rg), rg_name, name_key(name), name, row["name"],
                  dumps(seal_body(plain, self.sealer, uid)), dumps(dict(tags)), now, uid))
             # The meter's open span goes on under the group's new name.
             conn.execute("UPDATE usage_spans SET rg_key = ?, resource_group = ?, name = ?"
