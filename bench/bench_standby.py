@@ -23,29 +23,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
-import signal
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench_api import (
     SUB,
     Api,
-    HostState,
-    Podman,
     _client,
     _load,
     _name,
     _percentiles,
     client_creates,
-    client_process,
     group_body,
-    local_image,
-    serving,
+    local_bench,
 )
 
 TARGET_MS = 15.0
@@ -102,24 +93,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--ready", type=int, default=2, help="the pool's maxReadyCapacity")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
-    Podman.ensure_installed()
-    load_before = _load()
-    host = HostState()
-    work = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
-        cleanup.callback(host.restore)
-        registry, image, podman = local_image(cleanup, work)
-        _, endpoint = cleanup.enter_context(serving(work / "root", registry))
-        client = cleanup.enter_context(client_process(endpoint))
-
-        def remote(fn: Any, *fn_args: Any) -> Any:
-            return client.submit(fn, *fn_args).result()
-
-        remote(client_creates, image, 3)  # warm-up: the image pull, caches, network pool
-        podman.runs(image, 3)
-        api = Api(endpoint)
+    with local_bench() as bench, contextlib.ExitStack() as cleanup:
+        image, podman, remote = bench.image, bench.podman, bench.remote
+        load_before = bench.load_before
+        api = Api(bench.endpoint)
         cleanup.callback(api.close)
         profile = (f"/subscriptions/{SUB}/resourceGroups/bench/providers/"
                    f"Microsoft.ContainerInstance/containerGroupProfiles/sleeper")
