@@ -414,6 +414,58 @@ class HostState:
             shutil.rmtree(self.IPAM_DIR, ignore_errors=True)
 
 
+def local_image(cleanup: contextlib.ExitStack, work: Path) -> tuple[str, str, Podman]:
+    """A busybox image on a docker-registry on loopback, pulled by a podman of its own
+    (under ``work``): the registry's ``HOST:PORT``, the image, the podman; all removed
+    by ``cleanup``."""
+    layout = Layout(work / "layout")
+    layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
+    registry = cleanup.enter_context(running_registry(work / "registry"))
+    push(work / "layout", "1", registry.host, "bench/busybox")
+    image = f"{registry.host}/bench/busybox:1"
+    podman = Podman(work / "podman")
+    cleanup.callback(podman.clean)
+    podman("pull", "--quiet", "--tls-verify=false", image)
+    return registry.host, image, podman
+
+
+@dataclass
+class Bench:
+    """A benchmark's node: a server with a client process, a local image, podman."""
+
+    server: Server
+    endpoint: Endpoint
+    image: str
+    podman: Podman
+    remote: Any  # remote(fn, *args): fn(*args) in the client process, its result
+    load_before: str
+
+
+@contextlib.contextmanager
+def local_bench() -> Iterator[Bench]:
+    """Everything a run needs (podman installed if missing), warmed up (an image pull,
+    caches, the network pool); everything removed after, also when the run fails. SIGTERM
+    unwinds like Ctrl-C does, through the clean-ups."""
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
+    Podman.ensure_installed()
+    load_before = _load()
+    host = HostState()
+    work = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        cleanup.callback(host.restore)
+        registry, image, podman = local_image(cleanup, work)
+        server, endpoint = cleanup.enter_context(serving(work / "root", registry))
+        client = cleanup.enter_context(client_process(endpoint))
+
+        def remote(fn: Any, *fn_args: Any) -> Any:
+            return client.submit(fn, *fn_args).result()
+
+        remote(client_creates, image, 3)
+        podman.runs(image, 3)
+        yield Bench(server, endpoint, image, podman, remote, load_before)
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 
@@ -430,33 +482,9 @@ def main() -> None:
     parser.add_argument("--list-groups", type=int, default=1000)
     parser.add_argument("--concurrent", type=int, default=50)
     args = parser.parse_args()
-    # SIGTERM unwinds like Ctrl-C does, through the clean-ups below.
-    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
-    Podman.ensure_installed()
-    load_before = _load()
-    host = HostState()
-    work = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
-        cleanup.callback(host.restore)
-        layout = Layout(work / "layout")
-        layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
-        registry = cleanup.enter_context(running_registry(work / "registry"))
-        push(work / "layout", "1", registry.host, "bench/busybox")
-        image = f"{registry.host}/bench/busybox:1"
-
-        podman = Podman(work / "podman")
-        cleanup.callback(podman.clean)
-        podman("pull", "--quiet", "--tls-verify=false", image)
-
-        server, endpoint = cleanup.enter_context(serving(work / "root", registry.host))
-        client = cleanup.enter_context(client_process(endpoint))
-
-        def remote(fn: Any, *fn_args: Any) -> Any:
-            return client.submit(fn, *fn_args).result()
-
-        remote(client_creates, image, 3)  # warm-up: the image pull, caches, network pool
-        podman.runs(image, 3)
+    with local_bench() as bench:
+        server, image, podman, remote = bench.server, bench.image, bench.podman, bench.remote
+        load_before = bench.load_before
         podman_before = podman.runs(image, args.rounds)
         put = remote(client_creates, image, args.rounds)
         podman_after = podman.runs(image, args.rounds)

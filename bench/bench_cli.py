@@ -37,9 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_api import SLEEPER, HostState, Podman, _load, _percentiles
-from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
-from skiff.testing.registry import running_registry
+from bench_api import SLEEPER, HostState, Podman, _load, _percentiles, local_image
 from skiff.testing.server import RunningServer, running_server
 
 TARGETS_MS = {"create": 300.0, "delete": 300.0}
@@ -111,17 +109,9 @@ def main() -> None:
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         cleanup.callback(host.restore)
-        layout = Layout(work / "layout")
-        layout.tag("1", layout.image(ImageSpec(layers=[busybox_layer])))
-        registry = cleanup.enter_context(running_registry(work / "registry"))
-        push(work / "layout", "1", registry.host, "bench/busybox")
-        image = f"{registry.host}/bench/busybox:1"
-
-        podman = Podman(work / "podman")
-        cleanup.callback(podman.clean)
-        podman("pull", "--quiet", "--tls-verify=false", image)
+        registry, image, podman = local_image(cleanup, work)
         server = cleanup.enter_context(running_server(work / "root", pool_size=4,
-                                                     allow=(registry.host,)))
+                                                     allow=(registry,)))
         cli = Cli(server)
 
         # Warm-up: the image pull, the network pool, the interpreter's caches.

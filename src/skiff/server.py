@@ -20,6 +20,7 @@ While it runs, the server holds ``<data root>/serve.lock`` (shared), which
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -33,8 +34,10 @@ from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.groups import admission_for
 from skiff.api.ngroups import attach_ngroups
 from skiff.api.prometheus import serve_metrics
+from skiff.api.standby import standby_pools
 from skiff.api.tls import ensure_address_certificate, ensure_certificates
 from skiff.control.capacity import node_admission
 from skiff.control.expiry import Expiry
@@ -99,6 +102,8 @@ class Server:
             self.plane.ngroups.stop()
         if self.expiry is not None:  # first: it hands the loop deletes
             self.expiry.stop()
+        if self.plane.standby is not None:  # before the loop: it kicks the loop
+            self.plane.standby.stop()
         self.plane.reconciler.stop(
             timeout_s=self.plane.settings.runtime.stop_grace_s + SHUTDOWN_MARGIN_S)
         if self.plane.sampler is not None:
@@ -312,9 +317,11 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
         relay = serve_api_to_groups(settings, engine, cert, public, port)
         plane.api_hosts = relay.hosts
         plane.relay_clients = relay.client_of
+    plane.standby = standby_pools(plane, functools.partial(admission_for, plane))
     reconciler.start()
     meter.start()
     attach_ngroups(plane).start()
+    plane.standby.start()
     server = Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
     server.expiry = Expiry(store, engine, reconciler, tenant_id=plane.issuer.tenant)
     server.expiry.start()

@@ -274,7 +274,7 @@ def alice_resources(alice: InProcessClient) -> dict[str, str]:
                          f"{ALICE_SHARE}", json={}).status_code == 201
     return {"subscription": ALICE, "resource_group": ALICE_RG, "location": "local",
             "operation": operation, "container": "c", "subnet": "default",
-            "account": ALICE_ACCOUNT, "share": ALICE_SHARE, "revision": "1"}
+            "account": ALICE_ACCOUNT, "share": ALICE_SHARE, "revision": "1", "view": "latest"}
 
 
 def account_url(sub: str) -> str:
@@ -446,7 +446,7 @@ def principal_client(plane: ControlPlane, app: Any, portal: BlockingPortal, name
 #: Names no resource has: a path naming them is answered as one naming Alice's.
 ABSENT = {"resource_group": "absent-rg", "name": "absent", "container": "nobody",
           "subnet": "nosubnet", "account": "absentstore", "share": "absent-share",
-          "operation": "0" * 32}
+          "operation": "0" * 32, "view": "latest"}
 
 
 def test_no_route_tells_a_principal_without_a_role_anything(

@@ -34,6 +34,7 @@ from skiff.api import (
     prometheus,
     signin,
     sockets,
+    standby,
     storage,
 )
 from skiff.api.clients import RelayedClients
@@ -87,7 +88,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.state.plane = plane
     for router in (groups.router, identities.router, misc.router, networks.router,
                    storage.router, authorization.router, insights.router, costs.router,
-                   activity.router, profiles.router, ngroups.router):
+                   activity.router, profiles.router, ngroups.router, standby.router):
         app.include_router(router, dependencies=[Depends(check_names)])
     app.include_router(sockets.router)
     app.include_router(principals.router)

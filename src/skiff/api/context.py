@@ -32,6 +32,7 @@ from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
 from skiff.control.ngroups import NGroups
 from skiff.control.reconciler import Reconciler
 from skiff.control.sampling import Sampler
+from skiff.control.standby import StandbyPools
 from skiff.control.storage import StorageService
 from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
@@ -135,6 +136,8 @@ class ControlPlane:
         if left_out == NEVER_ANSWERED:
             return self.renders
         return self.older_renders.setdefault(left_out, Renders())
+    #: The standby pools' refill loop (None: pools are kept but never filled).
+    standby: StandbyPools | None = None
 
     def base_for(self, request: Request) -> str:
         """Where the URLs built for ``request`` (operations, next pages, websockets) point:

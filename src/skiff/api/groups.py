@@ -38,6 +38,7 @@ from skiff.api.context import (
 from skiff.api.identities import assign_group_identity, render_group_identity_of
 from skiff.api.listing import encode
 from skiff.api.places import locations
+from skiff.api.standby import put_from_pool, standby_profile
 from skiff.control.access import Caller
 from skiff.control.capacity import node_admission, release_ended
 from skiff.control.names import group_fqdn
@@ -118,6 +119,8 @@ def _render(plane_: ControlPlane, record: GroupRecord, *, instance_view: bool = 
         ip=view.ip if view is not None else ip,
         fqdn=group_fqdn(body, record, plane_.settings.dns), include_instance_view=instance_view)
     rendered["tags"] = record.tags or rendered.get("tags") or {}
+    if record.body.get("properties", {}).get("isCreatedFromStandbyPool"):
+        rendered["properties"]["isCreatedFromStandbyPool"] = True  # claimed from a pool
     render_group_identity_of(plane_, rendered)
     return shape(rendered, left_out(version))
 
@@ -134,7 +137,7 @@ def _eviction(record: GroupRecord) -> Event:
                  f"group needed its capacity.{waiting}", "Warning", record.evictions, at, at)
 
 
-def _admission(plane_: ControlPlane, subscription: str, region: str) -> Admission:
+def admission_for(plane_: ControlPlane, subscription: str, region: str) -> Admission:
     """What a group of ``subscription`` must fit in: the node's CPUs and memory times the
     overcommit, and the subscription's quotas (``region``: the location it named)."""
     return node_admission(plane_.settings, plane_.engine)(subscription, region)
@@ -195,7 +198,17 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
     """The PUT's work; ``built``: the body is already made from its profile revision (an
     NGroup's member, with per-member fields a group's own PUT could not add)."""
     doc = json_body(raw)
-    if not built:
+    standby = None if built else standby_profile(doc)
+    if standby is not None:  # a claim from a standby pool, or the profile's group
+        claimed = put_from_pool(
+            plane_, token, subscription, resource_group, name, doc, standby,
+            render=lambda record: _render(plane_, record),
+            label=lambda uid, stored: _label(plane_, ContainerGroupBody.from_stored(stored),
+                                             subscription, resource_group, uid))
+        if isinstance(claimed, Response):
+            return claimed
+        doc = claimed
+    elif not built:
         doc = _from_profile(plane_, token, doc, subscription,
                             arm_id(subscription, resource_group, name))
     body = parse_container_group(doc, name=name,
@@ -218,7 +231,7 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                        f"The container group '{name}' is being deleted; retry once it is gone.")
     assign_group_identity(plane_, token, body, subscription, resource_group, name, existing)
     stored = body.to_stored()
-    admission = _admission(plane_, subscription, body.location)
+    admission = admission_for(plane_, subscription, body.location)
 
     def label(uid: str) -> str | None:
         return _label(plane_, body, subscription, resource_group, uid)
@@ -351,7 +364,7 @@ def _begin_delete(plane_: ControlPlane, subscription: str, resource_group: str, 
         return None
     rendered = _render(plane_, record, instance_view=False, version=version)
     record = plane_.store.set_desired(subscription, resource_group, name, "deleted",
-                                      admission=_admission(plane_, subscription,
+                                      admission=admission_for(plane_, subscription,
                                                            record.location)) or record
     op = plane_.store.create_operation(subscription, record.location, record.resource_id,
                                        "delete", generation=record.generation)
@@ -364,7 +377,7 @@ def _lro_action(request: Request, subscription: str, resource_group: str, name: 
     plane_ = plane(request)
     record = _record(plane_, token, subscription, resource_group, name)
     if kind in ("start", "restart"):  # a group that holds nothing must fit again
-        admission = _admission(plane_, subscription, record.location)
+        admission = admission_for(plane_, subscription, record.location)
         record = _admitted(plane_, lambda: plane_.store.set_desired(
             subscription, resource_group, name, "running", admission=admission),
             ContainerGroupBody.from_stored(record.body), record.location) or record

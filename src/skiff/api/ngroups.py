@@ -258,7 +258,7 @@ def _each_member(plane_: ControlPlane, record: NGroupRecord, desired: str) -> li
         group = plane_.store.get_group(record.subscription, record.resource_group, member.name)
         if group is None or group.desired == "deleted":
             continue
-        admission = groups._admission(plane_, record.subscription, group.location) \
+        admission = groups.admission_for(plane_, record.subscription, group.location) \
             if desired == "running" else None
         groups._admitted(plane_, functools.partial(
             plane_.store.set_desired, record.subscription, record.resource_group, member.name,

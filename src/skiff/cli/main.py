@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "Manage role assignments and see role definitions, as `az role` does."),
     "serve": ("skiff.cli.node", "serve", "Run the ACI API and the local engine on embedded "
               "defaults."),
+    "standby-container-group-pool": (
+        "skiff.cli.standby", "standby_pool",
+        "Manage standby container group pools, as `az standby-container-group-pool` does, "
+        "through skiff's API."),
     "storage": ("skiff.cli.storage", "storage",
                 "Manage storage accounts and file shares, as `az storage` does, through "
                 "skiff's API."),

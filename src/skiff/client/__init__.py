@@ -51,6 +51,7 @@ from skiff.client.networks import NETWORK_PROVIDER, NetworksApi
 from skiff.client.ngroups import NGroupsApi
 from skiff.client.polling import Operation, Poller, Progress
 from skiff.client.profiles import PROFILES_API_VERSION, ProfilesApi
+from skiff.client.standby import STANDBY_PROVIDER, StandbyApi
 from skiff.client.storage import STORAGE_PROVIDER, StorageApi
 from skiff.client.usage import COSTS_PROVIDER, UsageApi
 
@@ -64,6 +65,7 @@ __all__ = [
     "NETWORK_PROVIDER",
     "PROFILES_API_VERSION",
     "PROVIDER",
+    "STANDBY_PROVIDER",
     "STORAGE_PROVIDER",
     "AccessApi",
     "ApiError",
@@ -78,6 +80,7 @@ __all__ = [
     "ProfilesApi",
     "Progress",
     "SkiffClient",
+    "StandbyApi",
     "StorageApi",
     "UsageApi",
     "WebSocketTarget",
@@ -86,8 +89,8 @@ __all__ = [
 
 
 class SkiffClient(ContainersApi, StorageApi, AccessApi, IdentitiesApi, MonitorApi, UsageApi,
-                  NGroupsApi, ProfilesApi):
+                  NGroupsApi, ProfilesApi, StandbyApi):
     """skiff's ARM API for container groups, their containers, their profiles, NGroups,
-    the virtual networks they are placed in, the storage accounts and file shares they
-    mount, the managed identities they hold, their metrics and their usage's cost, each
-    in the shapes of its api-version."""
+    the standby pools that keep groups ready, the virtual networks they are placed in,
+    the storage accounts and file shares they mount, the managed identities they hold,
+    their metrics and their usage's cost, each in the shapes of its api-version."""

@@ -311,7 +311,7 @@ class Reconciler:
         secrets: tuple[str, ...] = ()
         try:
             body = ContainerGroupBody.from_stored(record.body)
-            spec = to_engine_spec(body, group_id=uid, name=record.name,
+            spec = to_engine_spec(body, group_id=uid, name=record.engine_name,
                                   subnet=self._placement(record))
             secrets = secrets_of(spec)
             if restart:

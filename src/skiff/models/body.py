@@ -281,7 +281,9 @@ class DnsConfiguration(ArmModel):
 
 
 class GroupProperties(ArmModel):
-    _read_only = frozenset({"provisioningstate", "instanceview"})
+    #: ``isCreatedFromStandbyPool`` is the service's to say (a claim from a standby pool
+    #: records it in the stored body, where the answer reads it).
+    _read_only = frozenset({"provisioningstate", "instanceview", "iscreatedfromstandbypool"})
 
     os_type: str
     restart_policy: str = "Always"

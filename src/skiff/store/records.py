@@ -114,11 +114,20 @@ class GroupRecord:
     #: When the group was last evicted (None: never), and how many times.
     evicted_at: float | None = None
     evictions: int = 0
+    #: The name the engine knows the group by (its containers' hostname), where it is
+    #: not ``name``: a group claimed from a standby pool keeps its member's, since a
+    #: new name would redeploy it (None: ``name``).
+    host_name: str | None = None
 
     @property
     def resource_id(self) -> str:
         return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
                 f"/providers/{GROUP_TYPE}/{self.name}")
+
+    @property
+    def engine_name(self) -> str:
+        """The group's name as its engine spec has it."""
+        return self.host_name or self.name
 
     @classmethod
     def from_row(cls, row: sqlite3.Row, body: dict[str, Any]) -> GroupRecord:
@@ -132,6 +141,7 @@ class GroupRecord:
             created_at=row["created_at"], updated_at=row["updated_at"],
             subnet_key=row["subnet_key"], spot=bool(row["spot"]), evicted=row["evicted"],
             evicted_at=row["evicted_at"], evictions=row["evictions"],
+            host_name=row["host_name"],
         )
 
 

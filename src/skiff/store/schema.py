@@ -467,8 +467,35 @@ CREATE TABLE ngroup_members (
 ) WITHOUT ROWID;
 """
 
+
+# Standby pools (skiff.store.standby): the pools, and the key of the pool that owns a
+# container group still waiting in it (NULL: a tenant's group). A pool's members are
+# rows of container_groups, so admission, quotas and the meter count them; a claimed one
+# keeps the name its engine knows it by in host_name.
+_STANDBY = """
+CREATE TABLE standby_pools (
+    subscription   TEXT NOT NULL,
+    rg_key         TEXT NOT NULL,
+    name_key       TEXT NOT NULL,
+    resource_group TEXT NOT NULL,     -- display case
+    name           TEXT NOT NULL,     -- display case
+    location       TEXT NOT NULL,
+    tags           TEXT NOT NULL,     -- JSON object
+    properties     TEXT NOT NULL,     -- JSON object: elasticityProfile, containerGroupProperties
+    created_at     REAL NOT NULL,
+    PRIMARY KEY (subscription, rg_key, name_key),
+    FOREIGN KEY (subscription, rg_key) REFERENCES resource_groups (subscription, name_key)
+) WITHOUT ROWID;
+ALTER TABLE container_groups ADD COLUMN pool_key TEXT;
+-- The engine's name of a group claimed from a pool: its member's (NULL: the group's name).
+ALTER TABLE container_groups ADD COLUMN host_name TEXT;
+CREATE INDEX container_groups_by_pool ON container_groups (pool_key, desired,
+                                                           provisioning_state, created_at)
+    WHERE pool_key IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
-                               _PROFILES, _SPOT, _NGROUPS)
+                               _PROFILES, _SPOT, _NGROUPS, _STANDBY)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

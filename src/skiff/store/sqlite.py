@@ -71,6 +71,7 @@ from skiff.store.records import (
     subscription_key,
 )
 from skiff.store.rows import check_rg_usable, ensure_rg, insert_rg, rg_row
+from skiff.store.standby import StandbyMixin, delete_pools_of
 from skiff.store.storage import StorageMixin, delete_accounts_of, record_mounts
 from skiff.store.tokens import TokensMixin
 from skiff.store.usage import UsageMixin
@@ -91,7 +92,7 @@ def group_scope(sub: str, rg: str, name: str) -> str:
 
 class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, VirtualNetworksMixin,
             StorageMixin, IdentitiesMixin, AdmissionMixin, UsageMixin, ProfilesMixin,
-            NGroupsMixin):
+            NGroupsMixin, StandbyMixin):
     """Desired state of one skiff control plane, in one SQLite file. Thread-safe."""
 
     # --- resource groups -------------------------------------------------------------------
@@ -159,6 +160,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             delete_identities_of(conn, sub, name)  # its managed identities too
             delete_profiles_of(conn, sub, name)  # and its container group profiles
             delete_ngroups_of(conn, sub, name)  # and its NGroups, which make no more members
+            delete_pools_of(conn, sub, name)  # and its standby pools (members go below)
             conn.execute(
                 "UPDATE container_groups SET desired = 'deleted', provisioning_state = 'Deleting',"
                 " generation = generation + 1, updated_at = ?"
@@ -320,7 +322,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
         sub = None if sub is None else subscription_key(sub)
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be within 1..{_MAX_PAGE}, not {limit}")
-        clauses: list[str] = []
+        clauses: list[str] = ["pool_key IS NULL"]  # standby pools' members are hidden
         params: list[object] = []
         if sub is not None:
             clauses.append("subscription = ?")
@@ -486,7 +488,8 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
 
 def _group_row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM container_groups WHERE subscription = ? AND rg_key = ? AND name_key = ?",
+        "SELECT * FROM container_groups WHERE subscription = ? AND rg_key = ? AND name_key = ?"
+        " AND pool_key IS NULL",  # a standby pool's ready member is no tenant's group
         (subscription_key(sub), name_key(rg), name_key(name))).fetchone()
     return row
 

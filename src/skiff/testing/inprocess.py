@@ -23,7 +23,9 @@ from fastapi import FastAPI
 
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
+from skiff.api.groups import admission_for
 from skiff.api.ngroups import attach_ngroups
+from skiff.api.standby import standby_pools
 from skiff.api.tls import ensure_certificates
 from skiff.control.capacity import node_admission
 from skiff.control.identities import GroupIdentities
@@ -112,10 +114,15 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     plane.identities = GroupIdentities(store, ManagedIdentityTokens(plane.issuer, BASE))
     # NGroups' rounds run when a test calls plane.ngroups.run_round().
     attach_ngroups(plane, interval_s=0)
+    # The standby pools' rounds run when a test calls plane.standby.run_round() (or a
+    # claim kicks one).
+    plane.standby = standby_pools(plane, functools.partial(admission_for, plane),
+                                  interval_s=0)
     reconciler.start()
     try:
         yield plane
     finally:
+        plane.standby.stop()
         reconciler.stop()
         store.close()
         plane.metrics.close()
