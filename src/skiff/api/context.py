@@ -181,7 +181,11 @@ def plane(request: Request) -> ControlPlane:
     return value
 
 
-def check_api_version(request: Request) -> str:
+async def check_api_version(request: Request) -> str:
+    """Every ARM route's dependency: the api-version is there and looks like one.
+
+    A coroutine, so that it runs on the event loop: FastAPI runs a plain function
+    dependency in a worker thread, a hop per request that costs more than the check."""
     version = request.query_params.get("api-version")
     if not version:
         raise ArmError(400, "MissingApiVersionParameter",

@@ -35,7 +35,7 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.api.identities import assign_group_identity, render_group_identity_of
-from skiff.api.listing import encode
+from skiff.api.listing import encode, shape_of
 from skiff.api.places import locations
 from skiff.control.access import Caller
 from skiff.control.capacity import release_ended
@@ -358,7 +358,8 @@ def _list(plane_: ControlPlane, request: Request, subscription: str, resource_gr
     addresses = plane_.engine.addresses() if stamps else {}
     page = plane_.renders.page(
         stamps, addresses, plane_.store.groups_by_uid,
-        lambda record, ip: _render(plane_, record, instance_view=False, ip=ip))
+        lambda record, ip: _render(plane_, record, instance_view=False, ip=ip),
+        shape=shape_of(request.query_params.get("api-version")))
     items = [answer for id_, answer in page if visible is None or visible(id_)]
     tail = b""
     if after is not None:
