@@ -37,7 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_api import SLEEPER, HostState, Podman, _load, _percentiles
+from bench_api import SLEEPER, HostState, Podman, _load
+from benchkit import percentiles
 from skiff.testing.images import ImageSpec, Layout, busybox_layer, push
 from skiff.testing.registry import running_registry
 from skiff.testing.server import RunningServer, running_server
@@ -92,7 +93,7 @@ def podman_runs(podman: Podman, image: str, rounds: int) -> tuple[list[float], l
 
 
 def _row(what: str, samples: list[float], target: float | None = None) -> str:
-    p50, p90 = _percentiles(samples)
+    p50, p90 = percentiles(samples)
     verdict = "" if target is None else (
         f"p50 <= {target:.0f} ms: {'met' if p50 <= target else 'MISSED'}")
     return f"{what:<52} {p50:>8.1f}ms {p90:>8.1f}ms  {verdict}"
