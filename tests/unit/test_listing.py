@@ -104,7 +104,7 @@ def test_each_shape_is_kept_apart() -> None:
 
 
 def test_shapes_ignore_the_versions_case() -> None:
-    """ARM's api-versions are case-insensitive: one shape for both spellings."""
+    """One shape for both spellings of a version, and one per version."""
     assert shape_of("2024-05-01-Preview") == shape_of("2024-05-01-preview")
     assert shape_of("2023-05-01") != shape_of("2025-09-01")
 

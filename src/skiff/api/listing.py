@@ -36,7 +36,7 @@ Key = tuple[GroupStamp, str | None, str]
 
 def shape_of(api_version: str | None) -> str:
     """The shape of the answers to ``api_version`` (``2023-05-01``, ``2025-09-01``...):
-    the version itself, in lower case (ARM's api-versions are case-insensitive). Two
+    the version itself, in lower case (``-Preview`` and ``-preview`` answer alike). Two
     versions that answer alike are still kept apart, which costs only a render."""
     return (api_version or "").lower()
 
