@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from benchkit import lean_client, percentiles, running_group
 
 SUB = "00000000-0000-0000-0000-0000000000ac"
 RG = f"/subscriptions/{SUB}/resourceGroups/bench"
@@ -40,15 +41,11 @@ BODY: dict[str, Any] = {"location": "local", "properties": {
         "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.9) - 1]
-
-
 def client_main(conn: Connection, url: str, ca: str, token: str) -> None:
     """The timing client: ``(what, n)`` → n timed PUTs of ``what`` (rg | group)."""
     import httpx
 
+    lean_client()
     headers = {"Authorization": f"Bearer {token}"}
     count = 0
     with httpx.Client(base_url=url, verify=ca, timeout=30, headers=headers) as http:
@@ -82,17 +79,13 @@ def main() -> None:
     from skiff.api import tracing
     from skiff.models.activity import iso, parse_filter
     from skiff.testing.inprocess import fake_https
-    from skiff.testing.waiting import eventually
 
     with tempfile.TemporaryDirectory() as tmp, fake_https(Path(tmp)) as server:
         plane = server.plane
         _, token = plane.store.create_token(SUB, "bench")
         with httpx.Client(base_url=server.url, verify=str(server.ca),
                           headers={"Authorization": f"Bearer {token}"}) as http:
-            http.put(RG + API, json={"location": "local"})
-            assert http.put(GROUP + API, json=BODY).status_code == 201
-            eventually(lambda: http.get(GROUP + API).json()["properties"][
-                "provisioningState"] == "Succeeded", what="the group runs")
+            running_group(http, GROUP, BODY, API)
         ours, theirs = multiprocessing.Pipe()
         child = multiprocessing.get_context("spawn").Process(
             target=client_main, args=(theirs, server.url, str(server.ca), token))

@@ -4,7 +4,8 @@ Run: ``python3 bench/bench_admission.py [--rounds N] [--stored N]`` (no root: th
 serves the FakeEngine over real HTTPS on loopback, ``skiff.testing.inprocess.fake_https``,
 so the figures are the control plane's own: parsing, admission, the store's write with
 its fsync, rendering; no container starts). The timing client runs in a process of its
-own, with a keep-alive HTTPS connection. Figures are medians (p50) and p90 over N rounds:
+own, with a keep-alive HTTPS connection (what it imported frozen out of its collector,
+``benchkit.lean_client``). Figures are medians (p50) and p90 over N rounds:
 
 - PUT of a new 1-container group → its 201 answer, with no other group stored, then with
   ``--stored`` groups (running, in another subscription) stored: admission sums what the
@@ -32,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from benchkit import lean_client, percentiles
 from skiff.testing.inprocess import fake_https
 
 API = "api-version=2023-05-01"
@@ -91,13 +93,8 @@ def client_lists(url: str, ca: str, token: str, sub: str, count: int,
     return times
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-
-
 def _row(what: str, samples: list[float], note: str = "") -> str:
-    p50, p90 = _percentiles(samples)
+    p50, p90 = percentiles(samples)
     return f"{what:<48} {p50:>8.1f}ms {p90:>8.1f}ms  {note}"
 
 
@@ -110,7 +107,7 @@ def main() -> None:
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="skiff-bench-") as work, \
             fake_https(Path(work) / "root") as server, \
-            ProcessPoolExecutor(1, mp_context=spawn) as client:
+            ProcessPoolExecutor(1, mp_context=spawn, initializer=lean_client) as client:
         store, ca = server.plane.store, str(server.ca)
 
         def remote(fn: Any, *fn_args: Any) -> Any:
@@ -130,7 +127,7 @@ def main() -> None:
     print(_row("PUT → 201, no group stored", empty))
     print(_row(f"PUT → 201, {args.stored} running groups stored", crowded,
                f"ratio (p50): {statistics.median(crowded) / statistics.median(empty):.2f}x"))
-    p90 = _percentiles(listed)[1]
+    p90 = percentiles(listed)[1]
     print(_row(f"list {args.stored} groups (every page)", listed,
                f"p90 <= {LIST_P90_MS:.0f} ms: {'met' if p90 <= LIST_P90_MS else 'NOT met'}"))
     if evicting:

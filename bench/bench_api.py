@@ -5,7 +5,9 @@ a docker-registry on loopback, a busybox-static image already cached, a real
 skiff server (HTTPS, store, reconcile loop, engine) on a loopback port, and
 podman for the baseline. The server runs in this process (as in tests/e2e);
 the timing client runs in a process of its own, as a real client would, so
-that its work does not share the server's interpreter lock. Figures are
+that its work does not share the server's interpreter lock (and with what it
+imported frozen out of its collector, ``benchkit.lean_client``: a real client
+has not loaded the server). Figures are
 medians (p50) and p90 over N rounds, over HTTPS with keep-alive clients:
 
 - PUT of a 1-container group → its operation ``Succeeded`` and the container
@@ -14,7 +16,7 @@ medians (p50) and p90 over N rounds, over HTTPS with keep-alive clients:
   target p50 <= 150 ms and at most half of the baseline, ``podman run -d
   --rm IMAGE sleep 3600`` of the same image, timed in the same run;
 - GET of a group: target p50 <= 5 ms;
-- listing 1,000 groups, every page (``nextLink``): target <= 100 ms. The
+- listing 1,000 groups, every page (``nextLink``): target p90 <= 100 ms. The
   groups are written straight into the store, stopped and ``Succeeded``, so
   that no container starts; then PUT → Running again, beside them (admission
   sums what the running groups hold, in the store), against PUT → Running
@@ -57,6 +59,7 @@ from typing import Any
 
 import httpx
 
+from benchkit import lean_client, percentiles
 from skiff.api.context import PROVIDER
 from skiff.engine.runtime import cgroups
 from skiff.models import parse_container_group
@@ -71,11 +74,6 @@ API = "api-version=2023-05-01"
 # Handles SIGTERM (PID 1 ignores it otherwise), so deletes need no grace period.
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 TARGETS = {"put": 150.0, "get": 5.0, "list": 100.0}
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
 
 def _load() -> str:
@@ -206,6 +204,7 @@ _client: dict[str, Any] = {}  # the client process's state: its endpoint and con
 
 
 def _client_start(endpoint: Endpoint) -> None:
+    lean_client()  # this process imported the whole server: see benchkit
     _client["endpoint"] = endpoint
     _client["api"] = Api(endpoint)
 
@@ -470,7 +469,7 @@ def local_bench() -> Iterator[Bench]:
 
 
 def _row(what: str, samples: list[float], target: str = "", met: bool | None = None) -> str:
-    p50, p90 = _percentiles(samples)
+    p50, p90 = percentiles(samples)
     verdict = "" if met is None else (" met" if met else " MISSED")
     return f"{what:<46} {p50:>8.1f}ms {p90:>8.1f}ms  {target}{verdict}"
 
@@ -512,8 +511,8 @@ def main() -> None:
                statistics.median(get) <= TARGETS["get"]))
     if listed:
         print(_row(f"list {args.list_groups} groups (every page)", listed,
-                   f"p50 <= {TARGETS['list']:.0f} ms:",
-                   statistics.median(listed) <= TARGETS["list"]))
+                   f"p90 <= {TARGETS['list']:.0f} ms:",
+                   percentiles(listed)[1] <= TARGETS["list"]))
         print(_row("PUT → Running, just before they are stored", put_alone))
         print(_row(f"PUT → Running, {args.list_groups} more groups stored", put_crowded,
                    f"ratio (p50): "

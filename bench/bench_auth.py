@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import sys
 import tempfile
 import time
@@ -27,15 +26,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from benchkit import lean_client, percentiles, running_group
+
 SUB = "00000000-0000-0000-0000-0000000000be"
 GROUP = (f"/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.ContainerInstance/"
          "containerGroups/g")
 API = "?api-version=2023-05-01"
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.9) - 1]
 
 
 def client_main(conn: Connection, url: str, ca: str, form: dict[str, str], tenant: str,
@@ -43,6 +39,7 @@ def client_main(conn: Connection, url: str, ca: str, form: dict[str, str], tenan
     """The timing client: token requests, then GETs (told when the server switches)."""
     import httpx
 
+    lean_client()
     with httpx.Client(base_url=url, verify=ca, timeout=30) as http:
         token_ms = []
         for _ in range(rounds + 20):
@@ -75,7 +72,6 @@ def main() -> None:
 
     from skiff.control.access import scope_of
     from skiff.testing.inprocess import fake_https
-    from skiff.testing.waiting import eventually
 
     with tempfile.TemporaryDirectory() as tmp, fake_https(Path(tmp)) as server:
         plane = server.plane
@@ -87,18 +83,13 @@ def main() -> None:
                                    "ServicePrincipal")
         import httpx
 
-        with httpx.Client(base_url=server.url, verify=str(server.ca)) as http:
-            auth = {"Authorization": f"Bearer {admin}"}
-            http.put(f"/subscriptions/{SUB}/resourceGroups/bench{API}", headers=auth,
-                     json={"location": "local"})
-            made = http.put(GROUP + API, headers=auth, json={
+        with httpx.Client(base_url=server.url, verify=str(server.ca),
+                          headers={"Authorization": f"Bearer {admin}"}) as http:
+            running_group(http, GROUP, {
                 "location": "local", "properties": {
                     "osType": "Linux", "containers": [{"name": "c", "properties": {
                         "image": "registry.test/busybox:1", "command": ["sleep", "9"],
-                        "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}})
-            assert made.status_code == 201, made.text
-            eventually(lambda: http.get(GROUP + API, headers=auth).json()["properties"][
-                "provisioningState"] == "Succeeded", what="the group runs")
+                        "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}}}]}}, API)
         form = {"grant_type": "client_credentials", "client_id": record.app_id,
                 "client_secret": secret, "scope": f"{server.url}/.default"}
         ours, theirs = multiprocessing.Pipe()

@@ -37,7 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_api import SLEEPER, HostState, Podman, _load, _percentiles, local_image
+from bench_api import SLEEPER, HostState, Podman, _load, local_image
+from benchkit import percentiles
 from skiff.testing.server import RunningServer, running_server
 
 TARGETS_MS = {"create": 300.0, "delete": 300.0}
@@ -90,7 +91,7 @@ def podman_runs(podman: Podman, image: str, rounds: int) -> tuple[list[float], l
 
 
 def _row(what: str, samples: list[float], target: float | None = None) -> str:
-    p50, p90 = _percentiles(samples)
+    p50, p90 = percentiles(samples)
     verdict = "" if target is None else (
         f"p50 <= {target:.0f} ms: {'met' if p50 <= target else 'MISSED'}")
     return f"{what:<52} {p50:>8.1f}ms {p90:>8.1f}ms  {verdict}"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from skiff.testing.catalog import BuiltImages
-from skiff.testing.inprocess import fake_https
+from skiff.testing.inprocess import FakeHttps, fake_https
 from skiff.testing.server import RunningServer
 from skiff.testing.waiting import eventually
 
@@ -103,6 +103,36 @@ def fake(tmp_path: Path) -> Iterator[Fake]:
     with fake_https(tmp_path / "root") as server:
         _, admin = server.plane.store.create_token(None, "admin")
         yield Fake(server.url, server.ca, admin)
+
+
+@dataclass
+class AzWithGroup:
+    """az signed in as an Owner of ``SUB`` (a principal the admin made), on the API over
+    the fake engine, and the container group ``rg1/web`` that az created."""
+
+    server: FakeHttps
+    admin: str
+    owner: dict[str, Any]
+    az: Az
+    #: ``az container create``'s answer.
+    made: dict[str, Any]
+
+
+@pytest.fixture
+def az_with_group(tmp_path: Path) -> Iterator[AzWithGroup]:
+    """The README's path to a first group: create-for-rbac, az login, az group create,
+    az container create (a busybox of 0.5 CPU and 0.5 GB)."""
+    with fake_https(tmp_path / "root") as server:
+        _, admin = server.plane.store.create_token(None, "admin")
+        owner = skiff_cli(server.url, server.ca, admin, "ad", "sp", "create-for-rbac",
+                          "--name", "ci", "--role", "Owner", "--scopes", f"/subscriptions/{SUB}")
+        az = make_az(tmp_path, server.ca)
+        sign_in(az, server.url, owner)
+        az.run("group", "create", "-n", "rg1", "-l", "local")
+        made = az.json("container", "create", "-g", "rg1", "-n", "web", "--image",
+                       "registry.test/busybox:1", "--cpu", "0.5", "--memory", "0.5",
+                       "--os-type", "Linux")
+        yield AzWithGroup(server, admin, owner, az, made)
 
 
 def test_az_signs_in_and_manages_groups_and_roles(fake: Fake, tmp_path: Path) -> None:

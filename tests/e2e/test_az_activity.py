@@ -5,40 +5,26 @@ to Succeeded; over the API on the fake engine (no root)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from skiff.testing.inprocess import FakeHttps, fake_https
-from tests.e2e.test_az import AZ, SUB, make_az, sign_in, skiff_cli
+from tests.e2e.test_az import AZ, AzWithGroup, make_az, sign_in, skiff_cli
+from tests.e2e.test_az import az_with_group as az_with_group  # the fixture
 
 pytestmark = pytest.mark.skipif(AZ is None, reason="no az CLI (SKIFF_AZ, /opt/skiff-az)")
 WRITE = "Microsoft.ContainerInstance/containerGroups/write"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[FakeHttps]:
-    with fake_https(tmp_path / "root") as running:
-        yield running
-
-
-def test_az_activity_log_lists_a_create_by_its_caller(server: FakeHttps,
+def test_az_activity_log_lists_a_create_by_its_caller(az_with_group: AzWithGroup,
                                                       tmp_path: Path) -> None:
     """az container create, then az monitor activity-log list --resource-group and
     --resource-id: the create's Started, Accepted and Succeeded events, its caller the
     principal's app id, one correlation id; --correlation-id and --select narrow it;
     another subscription's principal sees none of it."""
-    _, admin = server.plane.store.create_token(None, "admin")
-    owner = skiff_cli(server.url, server.ca, admin, "ad", "sp", "create-for-rbac", "--name",
-                      "ci", "--role", "Owner", "--scopes", f"/subscriptions/{SUB}")
-    az = make_az(tmp_path, server.ca)
-    sign_in(az, server.url, owner)
-    az.run("group", "create", "-n", "rg1", "-l", "local")
-    made = az.json("container", "create", "-g", "rg1", "-n", "web", "--image",
-                   "registry.test/busybox:1", "--cpu", "0.5", "--memory", "0.5",
-                   "--os-type", "Linux")
-    rid = made["id"]
+    server, admin, owner, az = (az_with_group.server, az_with_group.admin,
+                                az_with_group.owner, az_with_group.az)
+    rid = az_with_group.made["id"]
 
     by_group = az.json("monitor", "activity-log", "list", "--resource-group", "rg1")
     writes = [e for e in by_group if e["operationName"]["value"] == WRITE]

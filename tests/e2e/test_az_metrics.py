@@ -19,7 +19,8 @@ import pytest
 from skiff.testing.fake import FakeEngine
 from skiff.testing.inprocess import FakeHttps, fake_https
 from skiff.testing.waiting import eventually
-from tests.e2e.test_az import AZ, SUB, make_az, sign_in, skiff_cli
+from tests.e2e.test_az import AZ, SUB, AzWithGroup
+from tests.e2e.test_az import az_with_group as az_with_group  # the fixture
 
 pytestmark = pytest.mark.skipif(AZ is None, reason="no az CLI (SKIFF_AZ, /opt/skiff-az)")
 
@@ -65,20 +66,11 @@ def server(tmp_path: Path) -> Iterator[FakeHttps]:
         yield running
 
 
-def test_az_monitor_metrics_list_reads_cpu_by_container(server: FakeHttps,
-                                                        tmp_path: Path) -> None:
+def test_az_monitor_metrics_list_reads_cpu_by_container(az_with_group: AzWithGroup) -> None:
     """az monitor metrics list --metric CpuUsage --dimension containerName: 250 millicores
     for the container; MemoryUsage; list-definitions names the four metrics."""
-    _, admin = server.plane.store.create_token(None, "admin")
-    owner = skiff_cli(server.url, server.ca, admin, "ad", "sp", "create-for-rbac", "--name",
-                      "ci", "--role", "Owner", "--scopes", f"/subscriptions/{SUB}")
-    az = make_az(tmp_path, server.ca)
-    sign_in(az, server.url, owner)
-    az.run("group", "create", "-n", "rg1", "-l", "local")
-    made = az.json("container", "create", "-g", "rg1", "-n", "web", "--image",
-                   "registry.test/busybox:1", "--cpu", "0.5", "--memory", "0.5",
-                   "--os-type", "Linux")
-    rid = made["id"]
+    server, az = az_with_group.server, az_with_group.az
+    rid = az_with_group.made["id"]
     record = server.plane.store.get_group(SUB, "rg1", "web")
     assert record is not None
     engine = server.plane.engine

@@ -37,7 +37,6 @@ from skiff.control.storage import StorageService
 from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
 from skiff.errors import ArmError
-from skiff.models.versions import NEVER_ANSWERED
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.store.timeseries import MetricsFile
@@ -126,16 +125,6 @@ class ControlPlane:
     renders: Renders = field(default_factory=Renders)
     #: The NGroups controller (None: this plane serves no NGroups, their routes answer 503).
     ngroups: NGroups | None = None
-    #: The same, for the answers of older api-versions (by the fields they leave out):
-    #: few clients list in more than one shape, so each shape keeps its own.
-    older_renders: dict[tuple[str, ...], Renders] = field(default_factory=dict)
-
-    def renders_for(self, left_out: tuple[str, ...]) -> Renders:
-        """The kept list answers of the shape that leaves out ``left_out``: the newest
-        shape's are :attr:`renders`."""
-        if left_out == NEVER_ANSWERED:
-            return self.renders
-        return self.older_renders.setdefault(left_out, Renders())
     #: The standby pools' refill loop (None: pools are kept but never filled).
     standby: StandbyPools | None = None
 
@@ -198,7 +187,16 @@ def plane(request: Request) -> ControlPlane:
     return value
 
 
-def check_api_version(request: Request) -> str:
+async def check_api_version(request: Request) -> str:
+    """Every ARM route's dependency: the api-version is there and looks like one.
+
+    A coroutine, so that it runs on the event loop: FastAPI runs a plain function
+    dependency in a worker thread, a hop per request that costs more than the check."""
+    return api_version_of(request)
+
+
+def api_version_of(request: Request) -> str:
+    """The request's api-version; 400 if it has none or one that is not a date."""
     version = request.query_params.get("api-version")
     if not version:
         raise ArmError(400, "MissingApiVersionParameter",
@@ -260,9 +258,13 @@ Principal = Annotated[Caller, Depends(authenticate)]
 def allow(action: str) -> Any:
     """A route's dependency: authenticate, then authorize ``action`` at the request's scope
     (:func:`~skiff.control.access.scope_of` its path): 403 AuthorizationFailed before the
-    route looks anything up, so a refusal tells nothing of what exists. Gives the caller."""
+    route looks anything up, so a refusal tells nothing of what exists. Gives the caller.
 
-    def check(request: Request) -> Caller:
+    The check runs on the event loop (a coroutine: FastAPI would run a plain function in
+    a worker thread, and then the route in another, two hops per request): it costs a
+    token's signature check or one indexed read, and the caller's grants, cached."""
+
+    async def check(request: Request) -> Caller:
         caller = authenticate(request)
         scope = scope_of(request.scope["path"])
         plane(request).access.authorize(caller, action, scope)
@@ -297,9 +299,9 @@ def allow_listing(action: str) -> Any:
     read at the collection's scope but holds a role below it (a resource group's Reader
     listing the subscription's container groups) is let through, to see only the items
     it may read, as ARM filters a collection by the caller's access. A caller with no
-    role at, above or below the scope gets 403."""
+    role at, above or below the scope gets 403. On the event loop, as :func:`allow`'s."""
 
-    def check(request: Request) -> Listing:
+    async def check(request: Request) -> Listing:
         caller = authenticate(request)
         access = plane(request).access
         scope = scope_of(request.scope["path"])

@@ -36,7 +36,7 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.api.identities import assign_group_identity, render_group_identity_of
-from skiff.api.listing import encode
+from skiff.api.listing import encode, shape_of
 from skiff.api.places import locations
 from skiff.api.standby import put_from_pool, standby_profile
 from skiff.control.access import Caller
@@ -434,10 +434,11 @@ def _list(plane_: ControlPlane, request: Request, subscription: str, resource_gr
                                                    after=marker)
     addresses = plane_.engine.addresses() if stamps else {}
     version = _version(request)
-    page = plane_.renders_for(left_out(version)).page(
+    page = plane_.renders.page(
         stamps, addresses, plane_.store.groups_by_uid,
         lambda record, ip: _render(plane_, record, instance_view=False, ip=ip,
-                                   version=version))
+                                   version=version),
+        shape=shape_of(version))
     items = [answer for id_, answer in page if visible is None or visible(id_)]
     tail = b""
     if after is not None:

@@ -10,6 +10,8 @@ rather than a line in each.
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,14 +70,17 @@ async def _nothing() -> Message:  # pragma: no cover - a response never receives
     return {"type": "http.disconnect"}
 
 
-def check_names(request: Request) -> None:
+async def check_names(request: Request) -> None:
     """A dependency of every route: the resource group the path names is valid by ARM's
     rule, whatever the method: ARM answers a GET, a list or a DELETE under an invalid name
     400 ``InvalidResourceGroup`` as it answers a PUT (not 404: no such group can exist).
 
     One exception: a resource group the store holds under a name the rule now refuses
     (made by a skiff from before the rule) can still be read and deleted, so that
-    nothing already made becomes impossible to remove."""
+    nothing already made becomes impossible to remove.
+
+    A coroutine (FastAPI runs a plain function dependency in a worker thread, a hop per
+    request): only that exception reads the store, in a thread of its own."""
     name = request.path_params.get("resource_group")
     if not isinstance(name, str):
         return
@@ -83,6 +88,6 @@ def check_names(request: Request) -> None:
         check_resource_group_name(name)
     except ArmError:
         subscription = str(request.path_params.get("subscription", ""))
-        if request.method == "PUT" or plane(request).store.get_resource_group(
-                subscription, name) is None:
+        if request.method == "PUT" or await asyncio.to_thread(
+                plane(request).store.get_resource_group, subscription, name) is None:
             raise

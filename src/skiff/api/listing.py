@@ -6,9 +6,11 @@ renders and encodings per listing, most of a listing's time. Yet a group's list 
 changes only when the group does: a new body comes with a new generation, and every
 other change (its state, its desired state, its tags) is in its
 :class:`~skiff.store.records.GroupStamp`, read without the body. So each rendered group
-is kept as JSON bytes under its stamp and its address (a list shows the address the
-engine gave it), and a listing reads the stamps, renders only the groups it has not
-seen in that version, and joins the bytes.
+is kept as JSON bytes under its stamp, its address (a list shows the address the
+engine gave it) and the *shape* of the answer (the api-version asked for: each version
+answers in its own shape, fields a version does not have left out), and a listing reads
+the stamps, renders only the groups it has not seen in that version and shape, and
+joins the bytes.
 
 A group that names user-assigned identities is not kept: its answer shows each
 identity's ids, which live outside the group (a deleted identity changes it).
@@ -28,8 +30,15 @@ from skiff.store.records import GroupStamp
 #: Rendered groups kept: enough for several listings of 1,000 groups (a few KB each).
 CAPACITY = 10_000
 
-#: A group's key: its stamp and its address.
-Key = tuple[GroupStamp, str | None]
+#: A group's key: its stamp, its address and the answer's shape.
+Key = tuple[GroupStamp, str | None, str]
+
+
+def shape_of(api_version: str | None) -> str:
+    """The shape of the answers to ``api_version`` (``2023-05-01``, ``2025-09-01``...):
+    the version itself, in lower case (``-Preview`` and ``-preview`` answer alike). Two
+    versions that answer alike are still kept apart, which costs only a render."""
+    return (api_version or "").lower()
 
 
 def encode(value: Any) -> bytes:
@@ -48,18 +57,19 @@ class Renders:
 
     def page(self, stamps: Sequence[GroupStamp], addresses: dict[str, str],
              read: Callable[[list[str]], dict[str, GroupRecord]],
-             render: Callable[[GroupRecord, str | None], dict[str, Any]]
-             ) -> list[tuple[str, bytes]]:
+             render: Callable[[GroupRecord, str | None], dict[str, Any]],
+             shape: str = "") -> list[tuple[str, bytes]]:
         """Each group of ``stamps`` as (its ARM id, its answer's JSON), in order; those not
-        kept are read (``read``: uids → records) and rendered. A group gone meanwhile is
-        left out."""
-        keys = [(stamp, addresses.get(stamp.uid)) for stamp in stamps]
+        kept in ``shape`` (:func:`shape_of` the request's api-version) are read (``read``:
+        uids → records) and rendered (``render``: a record and its address → the answer,
+        in that shape). A group gone meanwhile is left out."""
+        keys = [(stamp, addresses.get(stamp.uid), shape) for stamp in stamps]
         with self._lock:
             found = {key: self._kept[key] for key in keys if key in self._kept}
             for key in found:
                 self._kept.move_to_end(key)
         missing = [key for key in keys if key not in found]
-        records = read([stamp.uid for stamp, _ in missing]) if missing else {}
+        records = read([stamp.uid for stamp, _, _ in missing]) if missing else {}
         made: dict[Key, tuple[str, bytes]] = {}
         for key in missing:
             record = records.get(key[0].uid)

@@ -25,6 +25,7 @@ from skiff.api.context import (
     Listing,
     allow,
     allow_listing,
+    api_version_of,
     arm_id,
     check_api_version,
     json_body,
@@ -60,7 +61,7 @@ def check_version(request: Request) -> None:
     """400 NoRegisteredProviderFound for an api-version before NGroups. Called by each
     route once its caller is authorized: a caller with no right there learns nothing,
     not even which versions serve the type."""
-    version = check_api_version(request)
+    version = api_version_of(request)
     if version[:10] < FIRST_VERSION:
         raise ArmError(400, "NoRegisteredProviderFound",
                        f"No registered resource provider found for location and API version "

@@ -25,6 +25,7 @@ from skiff.api.context import (
     Listing,
     allow,
     allow_listing,
+    api_version_of,
     check_api_version,
     json_body,
     plane,
@@ -41,7 +42,7 @@ from skiff.store import ProfileRecord
 
 def check_profiles_version(request: Request) -> str:
     """The request's api-version, which must know container group profiles."""
-    version = check_api_version(request)
+    version = api_version_of(request)
     if not has_profiles(version):
         raise ArmError(400, "NoRegisteredProviderFound",
                        f"No registered resource provider found for API version '{version}' "

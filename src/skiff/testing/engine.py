@@ -6,8 +6,9 @@ guard, the idmapped views, the cgroups and the run directory. Each step runs
 even when one before it fails, so nothing leaks from a failed run.
 :func:`cached_busybox` gives such a Supervisor a busybox image pulled from a
 local registry, as the benchmarks start from (:func:`bench_node`: both, on a data
-root of its own); :func:`wait_view` waits for a
-group's instance view to show what a test expects.
+root of its own); :func:`wait_view` waits for a group's instance view to show what a
+test expects; :func:`remove_everything` deletes a node's groups all at once, for the
+clean-ups.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,21 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def remove_everything(supervisor: Supervisor) -> None:
+    """Every group the supervisor runs deleted, all at once (a container that ignores
+    SIGTERM holds its group's delete for the whole stop grace: one after the other, a
+    test's groups cost a grace each), then whatever else is on the node swept, as
+    :meth:`Supervisor.sweep` finds it. A group that fails to go is left to the sweep."""
+    groups = supervisor.group_ids()
+    if groups:
+        with ThreadPoolExecutor(max_workers=min(16, len(groups)),
+                                thread_name_prefix="skiff-test-delete") as pool:
+            for done in [pool.submit(supervisor.delete, group) for group in groups]:
+                with contextlib.suppress(Exception):
+                    done.result()
+    supervisor.sweep(())
+
+
 @contextlib.contextmanager
 def supervising(settings: Settings, *, pool_size: int = 1, allow: Sequence[str] = (),
                 **options: Any) -> Iterator[Supervisor]:
@@ -89,7 +106,7 @@ def supervising(settings: Settings, *, pool_size: int = 1, allow: Sequence[str] 
             cleanup.callback(supervisor.close)
             # Every group on the node, those it knows only from disk included (run by
             # another Supervisor on this data root), and any container no group owns.
-            cleanup.callback(supervisor.sweep, ())
+            cleanup.callback(remove_everything, supervisor)
 
 
 @contextlib.contextmanager

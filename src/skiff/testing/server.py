@@ -32,6 +32,7 @@ from skiff.settings import (
     RuntimeSettings,
     Settings,
 )
+from skiff.testing.engine import remove_everything
 from skiff.testing.registry import free_port
 from skiff.testing.waiting import eventually
 
@@ -120,7 +121,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
         @cleanup.callback
         def _delete_groups() -> None:  # all on the node, those known only from disk too
             with contextlib.suppress(Exception):
-                engine.sweep(())
+                remove_everything(engine)
 
         config = uvicorn.Config(serving_app(server.plane), host=server.host, port=server.port,
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
