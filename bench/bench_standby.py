@@ -33,11 +33,11 @@ from bench_api import (
     _client,
     _load,
     _name,
-    _percentiles,
     client_creates,
     group_body,
     local_bench,
 )
+from benchkit import percentiles
 
 TARGET_MS = 15.0
 POOL = (f"/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.StandbyPool/"
@@ -83,7 +83,7 @@ def client_claims(rounds: int, ready: int) -> list[float]:
 
 
 def _row(what: str, samples: list[float], target: str = "") -> str:
-    p50, p90 = _percentiles(samples)
+    p50, p90 = percentiles(samples)
     return f"{what:<44} {p50:>8.1f}ms {p90:>8.1f}ms  {target}"
 
 

@@ -34,7 +34,11 @@ from skiff.testing.waiting import eventually
 pytestmark = pytest.mark.root
 
 API_VERSION = "2023-05-01"
+# The types that came after 2023-05-01 answer only the api-versions that have them.
+NEWER_VERSIONS = {"/containerGroupProfiles": "2025-09-01", "/ngroups": "2025-09-01",
+                  "Microsoft.StandbyPool/": "2025-03-01"}
 SUB = "00000000-0000-0000-0000-000000000000"
+PROVIDER = f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/Microsoft.ContainerInstance"
 # Examples per operation and generation mode, on generated paths (mostly 404s
 # after the path's own checks) and on the target group (where bodies and
 # queries reach the work): over 2,000 requests (the issue's floor, asserted), a minute here.
@@ -51,7 +55,9 @@ TARGET = {"subscription": SUB, "resource_group": "fuzz", "name": "target",
           "scope": f"subscriptions/{SUB}/resourceGroups/fuzz",
           "role_id": "acdd72a7-3d97-46b9-8ea0-e9b62cb98f8c",
           "id_": "00000000-0000-0000-0000-0000000000f1",  # the test's principal's, once made
-          "role_assignment_name": "00000000-0000-0000-0000-0000000000f0"}
+          "role_assignment_name": "00000000-0000-0000-0000-0000000000f0",
+          # a profile's revision; a standby pool's runtime view
+          "revision": "1", "view": "latest"}
 # The operations whose 2xx needs a body no fuzzer guesses (a free, non-overlapping
 # CIDR); their success path is tests/e2e/test_vnets.py's. They are fuzzed all the same.
 NEEDS_A_FREE_RANGE = ("PUT /subscriptions/{subscription}/resourceGroups/{resource_group}/"
@@ -67,6 +73,15 @@ NEEDS_A_FREE_RANGE = ("PUT /subscriptions/{subscription}/resourceGroups/{resourc
                       # paths are tests/unit/test_signin.py's and tests/e2e/test_az.py's.
                       "PUT /providers/Microsoft.Authorization/roleAssignments/"
                       "{role_assignment_name}",
+                      # a body naming an existing container group profile by its id: the
+                      # success paths are tests/unit/test_ngroups_api.py's, test_standby.py's
+                      # and tests/e2e/test_sdk_2025.py's
+                      "PUT /subscriptions/{subscription}/resourceGroups/{resource_group}/"
+                      "providers/Microsoft.ContainerInstance/ngroups/{name}",
+                      "PATCH /subscriptions/{subscription}/resourceGroups/{resource_group}/"
+                      "providers/Microsoft.ContainerInstance/ngroups/{name}",
+                      "PUT /subscriptions/{subscription}/resourceGroups/{resource_group}/"
+                      "providers/Microsoft.StandbyPool/standbyContainerGroupPools/{name}",
                       "GET /providers/Microsoft.Authorization/roleAssignments/"
                       "{role_assignment_name}")
 
@@ -144,7 +159,7 @@ def _check_other_methods(skiff: RunningServer, doc: dict[str, Any]) -> int:
             url = path.format(**{**TARGET, "operation": "op"})
             documented = {m.upper() for m in operations}
             for method in sorted({"GET", "PUT", "PATCH", "POST", "DELETE"} - documented):
-                answer = api.request(method, url)
+                answer = api.request(method, url, params={"api-version": _version_for(path)})
                 sent += 1
                 where = f"{method} {url} -> {answer.status_code}: {answer.text[:200]}"
                 assert answer.status_code == 405, where
@@ -176,16 +191,33 @@ def _api(skiff: RunningServer) -> httpx.Client:
     return skiff.client(params={"api-version": API_VERSION})
 
 
+def _version_for(path: str) -> str:
+    """The api-version an operation on ``path`` is fuzzed with."""
+    return next((v for part, v in NEWER_VERSIONS.items() if part in path), API_VERSION)
+
+
 def _delete_everything(skiff: RunningServer) -> None:
-    """Delete every group the fuzzer made, through the API; wait until they are gone."""
+    """Delete every NGroup (which would make members again) and then every group the
+    fuzzer made, through the API; wait until they are gone."""
     store, engine = skiff.server.plane.store, skiff.server.plane.engine
     with _api(skiff) as api:
+        for ngroup in store.list_ngroups():
+            sub, rg, name = (quote(part, safe="") for part in
+                             (ngroup.subscription, ngroup.resource_group, ngroup.name))
+            answer = api.delete(f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                                f"Microsoft.ContainerInstance/ngroups/{name}",
+                                params={"api-version": NEWER_VERSIONS["/ngroups"]})
+            assert answer.status_code in (200, 202, 204), answer.text
+        eventually(lambda: not store.list_ngroups(), what="the fuzzed NGroups are gone",
+                   timeout_s=60, interval_s=0.1)
         for record in store.list_groups(None, limit=1000)[0]:
             parts = (record.subscription, record.resource_group, record.name)
             sub, rg, name = (quote(part, safe="") for part in parts)
             answer = api.delete(f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
                                 f"Microsoft.ContainerInstance/containerGroups/{name}")
-            assert answer.status_code in (202, 204), answer.text
+            # 200: a group made from a profile with a short shutdownGracePeriod is gone
+            # before the answer
+            assert answer.status_code in (200, 202, 204), answer.text
     eventually(lambda: not store.list_groups(None, limit=1000)[0] and not engine.group_ids(),
                what="the fuzzed groups are all deleted", timeout_s=60, interval_s=0.1)
 
@@ -205,7 +237,6 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
     doc: dict[str, Any] = app.openapi()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     auth = {"Authorization": f"Bearer {skiff.token}"}
-    version = {"api-version": API_VERSION}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
     seen: dict[str, list[int]] = {}
@@ -239,6 +270,23 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
                                "Microsoft.ManagedIdentity/userAssignedIdentities/target",
                                json={"location": "local"})
             assert identity.status_code == 201, identity.text
+            newer = {"api-version": NEWER_VERSIONS["/ngroups"]}
+            profile = api.put(f"{PROVIDER}/containerGroupProfiles/target", params=newer,
+                              json=_sleeper(images.bb))
+            assert profile.status_code == 201, profile.text
+            ngroup = api.put(f"{PROVIDER}/ngroups/target", params=newer, json={
+                "location": "local", "properties": {
+                    "elasticProfile": {"desiredCount": 0},
+                    "containerGroupProfiles": [{"resource": {"id": profile.json()["id"]}}]}})
+            assert ngroup.status_code in (200, 201), ngroup.text
+            pool = api.put(f"/subscriptions/{SUB}/resourceGroups/fuzz/providers/"
+                           "Microsoft.StandbyPool/standbyContainerGroupPools/target",
+                           params={"api-version": NEWER_VERSIONS["Microsoft.StandbyPool/"]},
+                           json={"location": "local", "properties": {
+                               "elasticityProfile": {"maxReadyCapacity": 0},
+                               "containerGroupProperties": {"containerGroupProfile": {
+                                   "id": profile.json()["id"]}}}})
+            assert pool.status_code in (200, 201), pool.text
         store = skiff.server.plane.store
         principal, _ = store.create_principal("fuzz-target")
         store.put_assignment(TARGET["role_assignment_name"], f"/{TARGET['scope']}",
@@ -251,9 +299,9 @@ def test_every_operation_answers_arm_errors_and_never_5xx(
             if operation.method.upper() == "DELETE" and not other_methods:
                 other_methods = _check_other_methods(skiff, doc)  # while all exist
             # The activity log answers only a query with a time range (Azure's rule).
-            query = version | ({"$filter": "eventTimestamp ge 2000-01-01"}
-                               if operation.path.endswith("/eventtypes/management/values")
-                               else {})
+            query = {"api-version": _version_for(operation.path)} | (
+                {"$filter": "eventTimestamp ge 2000-01-01"}
+                if operation.path.endswith("/eventtypes/management/values") else {})
             _fuzz(operation, images.bb, seen, doc,
                   EXAMPLES_ANYWHERE if names else EXAMPLES_ON_TARGET, headers=auth, query=query)
             if names:

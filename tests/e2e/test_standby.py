@@ -48,7 +48,8 @@ def test_a_claimed_group_answers_its_port_within_the_put(skiff: RunningServer,
     def ready() -> int:
         view = client.get(f"{POOL}/runtimeViews/latest{POOL_API}").json()
         counts = view["properties"]["instanceCountSummary"][0]["instanceCountsByState"]
-        return next(c["count"] for c in counts if c["state"] == "Running")
+        running: int = next(c["count"] for c in counts if c["state"] == "Running")
+        return running
 
     eventually(ready, until=lambda n: n == 1, what="one member ready", timeout_s=60)
     answer = client.put(f"{GROUPS}/mine{ACI_API}", json={"location": "local", "properties": {

@@ -4,6 +4,7 @@ control plane's two functions that make a group's body from a profile revision."
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -388,9 +389,13 @@ def test_a_group_from_a_profile_is_deleted_when_its_time_to_live_is_up(
         own = profile_body(timeToLive="PT1S")
         own["properties"]["containers"][0]["properties"]["command"] = ["exit", "0"]
         assert alice.put(group_url(name="own"), json=own).status_code == 201
+        def deployed(name: str) -> bool:
+            state: str = alice.get(group_url(name=name)).json()["properties"][
+                "provisioningState"]
+            return state == "Succeeded"
+
         for name in ("g", "own"):
-            eventually(lambda n=name: alice.get(group_url(name=n)).json()["properties"][
-                "provisioningState"] == "Succeeded", what=f"{name} is deployed")
+            eventually(functools.partial(deployed, name), what=f"{name} is deployed")
         expiry = Expiry(plane.store, plane.engine, plane.reconciler, tenant_id="tenant",
                         interval_s=0, clock=clock)
         assert expiry.run_round() == []  # still running

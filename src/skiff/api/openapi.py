@@ -60,6 +60,8 @@ def success_statuses(method: str, path: str) -> set[int]:
         return {201}
     if method == "POST" and path.endswith("/start"):
         return {202}
+    if method == "POST" and "/ngroups/" in path and path.endswith("/restart"):
+        return {202}  # an NGroup's restart is a long-running operation (a group's is not)
     if method == "POST" and path.endswith(("/restart", "/stop")):
         return {204}
     return {200}
