@@ -227,11 +227,11 @@ async def create_or_update(subscription: str, resource_group: str, name: str,
     data = json_body(await request.body())
     version = request.query_params.get("api-version")
     return await asyncio.to_thread(_put_pool, plane_, subscription, resource_group, name, data,
-                                   version)
+                                   version, plane_.base_for(request))
 
 
 def _put_pool(plane_: ControlPlane, subscription: str, resource_group: str, name: str,
-              data: Any, version: str | None) -> Response:
+              data: Any, version: str | None, base: str) -> Response:
     _check_name(name)
     if not isinstance(data, dict):
         raise _invalid("The request body must be a JSON object.", "")
@@ -250,7 +250,21 @@ def _put_pool(plane_: ControlPlane, subscription: str, resource_group: str, name
     pool, created = plane_.store.put_pool(subscription, resource_group, name, location, tags,
                                           props)
     _refill(plane_)
-    return JSONResponse(render_pool(pool, version), status_code=201 if created else 200)
+    if not created:
+        return JSONResponse(render_pool(pool, version))
+    # The specification's create is asynchronous (201 with Azure-AsyncOperation): the pool
+    # itself is made at once (its members are the refill's), so its operation is done.
+    return JSONResponse(render_pool(pool, version), status_code=201,
+                        headers=_finished(plane_, base, pool, "create"))
+
+
+def _finished(plane_: ControlPlane, base: str, pool: PoolRecord, verb: str) -> dict[str, str]:
+    """The LRO headers of a finished operation ``verb`` on ``pool``: the StandbyPool
+    API's writes and deletes are asynchronous, and the SDKs poll what they are given."""
+    op = plane_.store.create_operation(pool.subscription, pool.location, pool.resource_id,
+                                       verb)
+    plane_.store.finish_operation(op.id, "Succeeded")
+    return lro_headers(base, pool.subscription, pool.location, op.id)
 
 
 def _same_subscription(subscription: str, resource_id: str, what: str) -> None:
@@ -313,10 +327,7 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
         return Response(status_code=204)
     for uid in members:
         plane_.reconciler.kick(uid)
-    op = plane_.store.create_operation(subscription, found.location, found.resource_id,
-                                       "delete")
-    plane_.store.finish_operation(op.id, "Succeeded")
-    headers = lro_headers(plane_.base_for(request), subscription, found.location, op.id)
+    headers = _finished(plane_, plane_.base_for(request), found, "delete")
     headers["Location"] = headers["Azure-AsyncOperation"]
     return Response(status_code=202, headers=headers)
 
