@@ -62,12 +62,16 @@ def test_the_2025_sdks_drive_profiles_config_maps_ngroups_and_pools(
     assert found["listed"] == [1, 2]
     assert found["lifetime"] == [True, True]  # the SDK's date-times, answered as sent
     assert found["by_rg"] == ["app"]
+    assert found["by_sub"] is True
+    assert found["profile_tags"] == [{"team": "sdk"}, 2, 2]  # tags make no revision
     assert found["group"] == ["Succeeded", 1, {"greeting": "hello"}]
     assert found["in_place"] == [0, 0, True, {"greeting": "bonjour"}]
     assert found["ngroup"] == [2, "Succeeded"]
     assert found["members"] == [[2, "m-"]]
-    assert found["ngroup_count"] == 3
-    assert found["pool"] == ["Succeeded", 1]
+    assert found["ngroup_count"] == [3, 3, ["ng"]]
+    assert found["pool"][:2] == ["Succeeded", 1]
+    assert "pool" in found["pool"][2]
+    assert found["pool_tags"] == [{"team": "sdk"}, 1]
     assert found["claim"] == ["Succeeded", "Running", True]
     assert found["pools_left"] == []
     assert server.server.plane.store.list_pools(SUB) == []

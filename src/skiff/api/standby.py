@@ -56,7 +56,7 @@ from skiff.control.profiles import (
 from skiff.control.standby import REFILL_INTERVAL_S, AdmissionOf, StandbyPools
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
-from skiff.models.arm import check_tags
+from skiff.models.arm import check_tags, merge_patch
 from skiff.store import GroupRecord, subscription_key
 from skiff.store.standby import POOL_TYPE, PoolRecord
 
@@ -290,7 +290,8 @@ def get(subscription: str, resource_group: str, name: str, request: Request,
 @router.patch(POOL, openapi_extra=request_body(_POOL_BODY))
 async def update(subscription: str, resource_group: str, name: str, request: Request,
                  token: CanWrite) -> dict[str, Any]:
-    """Change a pool's tags or any part of its properties (the rest stays)."""
+    """Change a pool's tags or any part of its properties, as a JSON merge patch (the
+    rest stays)."""
     plane_ = plane(request)
     patch = json_body(await request.body())
     pool = _pool(plane_, subscription, resource_group, name)
@@ -299,15 +300,12 @@ async def update(subscription: str, resource_group: str, name: str, request: Req
     tags = _get(patch, "tags")
     if tags is not None:
         check_tags(tags)
-    props = copy.deepcopy(pool.properties)
+    props = pool.properties
     change = _get(patch, "properties")
     if change is not None:
         if not isinstance(change, dict):
             raise _invalid("'properties' must be an object.", "properties")
-        for key, value in change.items():
-            old = props.get(key)
-            props[key] = {**old, **value} if isinstance(old, dict) and isinstance(
-                value, dict) else value
+        props = merge_patch(props, change)  # ARM's PATCH: a JSON merge patch, in depth
     props = _pool_properties(props)
     updated, _ = plane_.store.put_pool(subscription, resource_group, name, pool.location,
                                        pool.tags if tags is None else tags, props)

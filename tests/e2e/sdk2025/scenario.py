@@ -64,6 +64,22 @@ def until(check: Callable[[], T], holds: Callable[[T], object], what: str,
         time.sleep(0.2)
 
 
+def read_all(model: Any) -> Any:
+    """``model`` with every field read, in depth: the SDKs deserialize a field when it is
+    read, so an answer of the wrong shape (a date-time that is none, a list that is an
+    object) raises here, not in a user's program later."""
+    if isinstance(model, list):
+        for item in model:
+            read_all(item)
+    elif isinstance(model, dict):
+        for item in model.values():
+            read_all(item)
+    elif hasattr(model, "_attr_to_rest_field"):
+        for name in model._attr_to_rest_field:
+            read_all(getattr(model, name))
+    return model
+
+
 def container(name: str, command: str, greeting: str | None = None) -> aci.Container:
     return aci.Container(
         name=name, image=IMAGE, command=["sh", "-c", command],
@@ -107,52 +123,72 @@ def main() -> None:
     found: dict[str, Any] = {"api_version": client._config.api_version}
 
     # A profile of two revisions, listed and read back by number.
-    first = client.cg_profile.create_or_update(RG, "app", profile(1))
-    second = client.cg_profile.create_or_update(RG, "app", profile(2))
+    first = read_all(client.cg_profile.create_or_update(RG, "app", profile(1)))
+    second = read_all(client.cg_profile.create_or_update(RG, "app", profile(2)))
     found["revisions"] = [first.revision, second.revision, second.registered_revisions]
-    found["listed"] = sorted(p.revision for p in client.cg_profile.list_all_revisions(RG, "app"))
-    again = client.cg_profile.get_by_revision_number(RG, "app", "2")
+    found["listed"] = sorted(p.revision for p in
+                             read_all(list(client.cg_profile.list_all_revisions(RG, "app"))))
+    again = read_all(client.cg_profile.get_by_revision_number(RG, "app", "2"))
     found["lifetime"] = [again.shutdown_grace_period == GRACE, again.time_to_live == FAR]
-    found["by_rg"] = [p.name for p in client.cg_profiles.list_by_resource_group(RG)]
+    found["by_rg"] = [p.name for p in
+                      read_all(list(client.cg_profiles.list_by_resource_group(RG)))]
+    found["by_sub"] = PROFILE_ID.lower() in [
+        p.id.lower() for p in read_all(list(client.cg_profiles.list_by_subscription()))]
+    tagged = read_all(client.cg_profile.update(RG, "app", aci.ContainerGroupProfilePatch(
+        tags={"team": "sdk"})))
+    found["profile_tags"] = [tagged.tags, tagged.revision,
+                             read_all(client.cg_profile.get(RG, "app")).revision]
 
     # A group of revision 1 with its own config map, then the map changed in place.
-    group = client.container_groups.begin_create_or_update(RG, "cm", from_profile("hello")) \
-        .result()
+    group = read_all(client.container_groups.begin_create_or_update(
+        RG, "cm", from_profile("hello")).result())
     found["group"] = [group.provisioning_state, group.container_group_profile.revision,
                       group.containers[0].config_map.key_value_pairs]
     until(lambda: logs(client, "cm"), lambda text: "seen=hello\n" in text, "the app reads hello")
-    before = client.container_groups.get(RG, "cm").containers[0].instance_view
-    client.container_groups.begin_create_or_update(RG, "cm", from_profile("bonjour")).result()
+    before = read_all(client.container_groups.get(RG, "cm")).containers[0].instance_view
+    read_all(client.container_groups.begin_create_or_update(
+        RG, "cm", from_profile("bonjour")).result())
     until(lambda: logs(client, "cm"), lambda text: "seen=bonjour\n" in text,
           "the app reads bonjour")
-    after = client.container_groups.get(RG, "cm")
+    after = read_all(client.container_groups.get(RG, "cm"))
     view = after.containers[0].instance_view
     found["in_place"] = [view.restart_count, before.restart_count,
                          view.current_state.start_time == before.current_state.start_time,
                          after.containers[0].config_map.key_value_pairs]
 
-    # An NGroup of 2 members of revision 2, scaled to 3.
-    def ngroup(count: int) -> aci.NGroup:
-        return aci.NGroup(location="local", elastic_profile=aci.ElasticProfile(
-            desired_count=count, container_group_naming_policy=(
+    # An NGroup of 2 members of revision 2, scaled to 3 by a PATCH; stopped and started.
+    made = read_all(client.ngroups.begin_create_or_update(RG, "ng", aci.NGroup(
+        location="local", elastic_profile=aci.ElasticProfile(
+            desired_count=2, container_group_naming_policy=(
                 aci.ElasticProfileContainerGroupNamingPolicy(
                     guid_naming_policy=aci.ElasticProfileContainerGroupNamingPolicyGuidNamingPolicy(
                         prefix="m-")))),
-            container_group_profiles=[aci.ContainerGroupProfileStub(
-                resource=aci.ApiEntityReference(id=PROFILE_ID), revision=2)])
-
-    def members() -> list[aci.ContainerGroup]:
-        return [g for g in client.container_groups.list_by_resource_group(RG)
-                if (g.tags or {}).get("orchestratorId", "").lower() == NGROUP_ID.lower()
-                and g.provisioning_state == "Succeeded"]
-
-    made = client.ngroups.begin_create_or_update(RG, "ng", ngroup(2)).result()
+        container_group_profiles=[aci.ContainerGroupProfileStub(
+            resource=aci.ApiEntityReference(id=PROFILE_ID), revision=2)])).result())
     found["ngroup"] = [made.elastic_profile.desired_count, made.provisioning_state]
+
+    def members(state: str = "Running") -> list[aci.ContainerGroup]:
+        """The NGroup's members (listed: a list has no instance views, as ACI's) in
+        ``state`` (read one by one)."""
+        listed = [g.name for g in read_all(list(client.container_groups.list_by_resource_group(
+            RG))) if (g.tags or {}).get("orchestratorId", "").lower() == NGROUP_ID.lower()]
+        read = [read_all(client.container_groups.get(RG, name)) for name in listed]
+        return [g for g in read if g.provisioning_state == "Succeeded"
+                and g.instance_view is not None and g.instance_view.state == state]
+
     until(members, lambda m: len(m) == 2, "two members")
-    client.ngroups.begin_create_or_update(RG, "ng", ngroup(3)).result()
+    patched = read_all(client.ngroups.begin_update(RG, "ng", aci.NGroupPatch(
+        elastic_profile=aci.ElasticProfile(desired_count=3))).result())
     grown = until(members, lambda m: len(m) == 3, "three members")
     found["members"] = sorted({(g.container_group_profile.revision, g.name[:2]) for g in grown})
-    found["ngroup_count"] = client.ngroups.get(RG, "ng").elastic_profile.desired_count
+    found["ngroup_count"] = [patched.elastic_profile.desired_count,
+                             read_all(client.ngroups.get(RG, "ng")).elastic_profile.desired_count,
+                             [n.name for n in read_all(list(client.ngroups.list_by_resource_group(
+                                 RG)))]]
+    client.ngroups.stop(RG, "ng")
+    until(lambda: members("Stopped"), lambda m: len(m) == 3, "three members stopped")
+    client.ngroups.begin_start(RG, "ng").result()
+    until(members, lambda m: len(m) == 3, "three members running again")
 
     # A standby pool of one ready member of revision 1, and a claim answered Running.
     pool = standby.standby_container_group_pools.begin_create_or_update(
@@ -163,11 +199,19 @@ def main() -> None:
                 container_group_properties=pools.ContainerGroupProperties(
                     container_group_profile=pools.ContainerGroupProfile(
                         id=PROFILE_ID, revision=1))))).result()
+    read_all(pool)
     found["pool"] = [pool.properties.provisioning_state,
-                     pool.properties.elasticity_profile.max_ready_capacity]
+                     pool.properties.elasticity_profile.max_ready_capacity,
+                     [p.name for p in read_all(list(
+                         standby.standby_container_group_pools.list_by_subscription()))]]
+    pool_tags = read_all(standby.standby_container_group_pools.update(
+        RG, "pool", pools.StandbyContainerGroupPoolResourceUpdate(tags={"team": "sdk"})))
+    found["pool_tags"] = [pool_tags.tags, pool_tags.properties.elasticity_profile
+                          .max_ready_capacity]
 
     def ready() -> int:
-        view = standby.standby_container_group_pool_runtime_views.get(RG, "pool", "latest")
+        view = read_all(standby.standby_container_group_pool_runtime_views.get(
+            RG, "pool", "latest"))
         counts = view.properties.instance_count_summary[0].instance_counts_by_state
         return next(c.count for c in counts if c.state == "Running")
 
@@ -177,6 +221,7 @@ def main() -> None:
         containers=[aci.Container(name="app", config_map=aci.ConfigMap(
             key_value_pairs={"greeting": "claimed"}))],
         standby_pool_profile=aci.StandbyPoolProfileDefinition(id=POOL_ID))).result()
+    read_all(claimed)
     found["claim"] = [claimed.provisioning_state, claimed.instance_view.state,
                       claimed.is_created_from_standby_pool]
     until(lambda: logs(client, "claimed"), lambda text: "seen=claimed\n" in text,
