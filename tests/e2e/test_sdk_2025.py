@@ -64,6 +64,9 @@ def test_the_2025_sdks_drive_profiles_config_maps_ngroups_and_pools(
     assert found["by_rg"] == ["app"]
     assert found["by_sub"] is True
     assert found["profile_tags"] == [{"team": "sdk"}, 2, 2]  # tags make no revision
+    assert found["errors"] == [
+        ["ResourceNotFoundError", 404, "ContainerGroupProfileRevisionNotFound"],
+        ["ResourceNotFoundError", 404, "ResourceNotFound"]]
     assert found["group"] == ["Succeeded", 1, {"greeting": "hello"}]
     assert found["in_place"] == [0, 0, True, {"greeting": "bonjour"}]
     assert found["ngroup"] == [2, "Succeeded"]
@@ -72,6 +75,7 @@ def test_the_2025_sdks_drive_profiles_config_maps_ngroups_and_pools(
     assert found["pool"][:2] == ["Succeeded", 1]
     assert "pool" in found["pool"][2]
     assert found["pool_tags"] == [{"team": "sdk"}, 1]
+    assert found["views"] == ["latest"]
     assert found["claim"] == ["Succeeded", "Running", True]
     assert found["pools_left"] == []
     assert server.server.plane.store.list_pools(SUB) == []

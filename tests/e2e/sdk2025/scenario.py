@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance import models as aci
 from azure.mgmt.standbypool import StandbyPoolMgmtClient
@@ -78,6 +79,15 @@ def read_all(model: Any) -> Any:
         for name in model._attr_to_rest_field:
             read_all(getattr(model, name))
     return model
+
+
+def refused(call: Callable[[], object]) -> list[object]:
+    """The exception type, HTTP status and ARM code of ``call``'s refusal."""
+    try:
+        call()
+    except HttpResponseError as exc:
+        return [type(exc).__name__, exc.status_code, exc.error.code if exc.error else None]
+    raise SystemExit("a call that should have been refused was answered")
 
 
 def container(name: str, command: str, greeting: str | None = None) -> aci.Container:
@@ -138,6 +148,8 @@ def main() -> None:
         tags={"team": "sdk"})))
     found["profile_tags"] = [tagged.tags, tagged.revision,
                              read_all(client.cg_profile.get(RG, "app")).revision]
+    found["errors"] = [refused(lambda: client.cg_profile.get_by_revision_number(RG, "app", "9")),
+                       refused(lambda: client.cg_profile.get(RG, "nothing"))]
 
     # A group of revision 1 with its own config map, then the map changed in place.
     group = read_all(client.container_groups.begin_create_or_update(
@@ -189,6 +201,8 @@ def main() -> None:
     until(lambda: members("Stopped"), lambda m: len(m) == 3, "three members stopped")
     client.ngroups.begin_start(RG, "ng").result()
     until(members, lambda m: len(m) == 3, "three members running again")
+    client.ngroups.begin_restart(RG, "ng").result()
+    until(members, lambda m: len(m) == 3, "three members running after a restart")
 
     # A standby pool of one ready member of revision 1, and a claim answered Running.
     pool = standby.standby_container_group_pools.begin_create_or_update(
@@ -216,6 +230,8 @@ def main() -> None:
         return next(c.count for c in counts if c.state == "Running")
 
     until(ready, lambda n: n == 1, "a ready member")
+    found["views"] = [v.name for v in read_all(list(
+        standby.standby_container_group_pool_runtime_views.list_by_standby_pool(RG, "pool")))]
     claimed = client.container_groups.begin_create_or_update(RG, "claimed", aci.ContainerGroup(
         location="local",
         containers=[aci.Container(name="app", config_map=aci.ConfigMap(
