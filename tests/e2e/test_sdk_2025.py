@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skiff.testing.catalog import BuiltImages
-from skiff.testing.server import RunningServer, running_server
+from skiff.testing.server import RunningServer
 
 pytestmark = pytest.mark.root
 
@@ -31,20 +30,12 @@ SCENARIO = Path(__file__).parent / "sdk2025" / "scenario.py"
 SUB = "sdk-2025"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           images: BuiltImages) -> Iterator[RunningServer]:
-    """One skiff for the module's scenarios (each in its own resource group)."""
-    with running_server(tmp_path_factory.mktemp("sdk2025") / "root",
-                        allow=images.endpoints) as running:
-        yield running
-
-
 @pytest.mark.parametrize("api_version", ["", "2025-09-01"], ids=["sdk-default", "2025-09-01"])
 def test_the_2025_sdks_drive_profiles_config_maps_ngroups_and_pools(
-    server: RunningServer, images: BuiltImages, api_version: str
+    module_skiff: RunningServer, images: BuiltImages, api_version: str
 ) -> None:
     """Every step of the scenario answers as the SDKs expect, read back through them."""
+    server = module_skiff
     python = SDK_HOME / "bin" / "python"
     assert python.exists(), (f"the 2025 SDKs are not installed: .ci/install makes {SDK_HOME} "
                              "(or set SKIFF_SDK_2025 to a venv holding them)")
