@@ -17,3 +17,13 @@ def skiff(tmp_path: Path, images: BuiltImages) -> Iterator[RunningServer]:
     session's registries; its groups and node set-up go after."""
     with running_server(tmp_path / "root", allow=images.endpoints) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def module_skiff(tmp_path_factory: pytest.TempPathFactory,
+                 images: BuiltImages) -> Iterator[RunningServer]:
+    """One skiff for all the tests of a module (each keeping to its own resource group),
+    where a server per test would cost more than the tests."""
+    with running_server(tmp_path_factory.mktemp("module") / "root",
+                        allow=images.endpoints) as running:
+        yield running

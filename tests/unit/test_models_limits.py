@@ -9,6 +9,7 @@ a secret.
 from __future__ import annotations
 
 import base64
+import copy
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from skiff.models.arm import (
     check_location_text,
     check_resource_group_name,
     check_tags,
+    merge_patch,
 )
 from skiff.models.network import parse_vnet
 from skiff.models.rules import MAX_ENV_VARS, MAX_SECRET_VOLUME_BYTES
@@ -197,3 +199,20 @@ def test_registry_hosts_that_cannot_be_reached_are_refused(image: str) -> None:
 def test_registry_hosts_at_their_bounds_pass(image: str) -> None:
     """An IPv6 literal (with or without a port) and port 65535 are valid registry hosts."""
     parse(group(props={"image": image}))
+
+
+@pytest.mark.parametrize(("target", "patch", "merged"), [
+    ({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}, {"a": {"b": 3, "c": 2}}),
+    ({"a": {"b": 1, "c": 2}}, {"a": {"c": None}}, {"a": {"b": 1}}),
+    ({"a": [1, 2]}, {"a": [3]}, {"a": [3]}),
+    ({"a": 1}, {"b": {"c": None, "d": 4}}, {"a": 1, "b": {"d": 4}}),
+    ({"a": {"b": 1}}, {"a": "flat"}, {"a": "flat"}),
+    ({"a": 1}, {}, {"a": 1}),
+])
+def test_merge_patch_is_rfc_7396(target: dict[str, Any], patch: dict[str, Any],
+                                 merged: dict[str, Any]) -> None:
+    """ARM's PATCH bodies merge in depth; null removes; lists and scalars replace; the
+    target is left as it was."""
+    before = copy.deepcopy(target)
+    assert merge_patch(target, patch) == merged
+    assert target == before

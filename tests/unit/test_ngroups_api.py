@@ -108,6 +108,25 @@ def test_an_ngroup_makes_its_members(node: tuple[ControlPlane, InProcessClient])
     assert [n["name"] for n in listed] == ["ng"]
 
 
+def test_a_patch_of_the_count_alone_keeps_the_rest(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """A PATCH of ``elasticProfile.desiredCount`` only (what the SDK's NGroupPatch sends)
+    is merged in depth, as ARM's JSON merge patch: the new member keeps the prefix, the
+    NGroup its maintainDesiredCount and update profile."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2))
+    settle(plane, http)
+    answer = http.request("PATCH", f"{RG}/ngroups/ng{API}",
+                          json={"properties": {"elasticProfile": {"desiredCount": 3}}})
+    assert answer.status_code in (200, 202), answer.text
+    settle(plane, http)
+    assert len(members(plane)) == 3
+    assert all(name.startswith("web-") for name in members(plane))
+    props = http.get(f"{RG}/ngroups/ng{API}").json()["properties"]
+    assert props["elasticProfile"] == ngroup(3)["properties"]["elasticProfile"]
+    assert props["updateProfile"]["updateMode"] == "Rolling"
+
+
 def test_a_deleted_member_is_replaced(node: tuple[ControlPlane, InProcessClient]) -> None:
     """maintainDesiredCount: a member deleted by its tenant is made again."""
     plane, http = node

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,23 @@ def test_profile_only_fields_are_kept_and_checked(client: Any) -> None:
           "InvalidShutdownGracePeriod")
     moment = alice.put(profile_url(), json=profile_body(timeToLive="2030-01-02T03:04:05Z"))
     assert moment.status_code == 200, moment.text
+    error(alice.put(profile_url(), json=profile_body(shutdownGracePeriod="2030-13-01T00:00:00Z")),
+          400, "InvalidShutdownGracePeriod")
+
+
+def test_the_sdks_date_times_are_taken_and_answered_as_sent(client: Any) -> None:
+    """azure-mgmt-containerinstance 10.2.0b2 sends both fields as RFC 3339 date-times (the
+    specification's type): a profile takes them, answers them back unchanged; the grace of
+    a moment is the node's (None), timeToLive's is the moment of deletion."""
+    sent = {"shutdownGracePeriod": "2099-01-01T00:00:30.000Z",
+            "timeToLive": "2099-01-02T03:04:05.000Z"}
+    answer = client(ALICE).put(profile_url(), json=profile_body(**sent))
+    assert answer.status_code == 201, answer.text
+    assert {k: answer.json()["properties"][k] for k in sent} == sent
+    lifetime = Lifetime.of(sent)
+    assert lifetime.grace_s is None
+    assert lifetime.ttl_s is None
+    assert lifetime.expires_at == datetime(2099, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize(("body", "code"), [

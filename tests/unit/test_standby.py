@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -109,10 +110,13 @@ def filled(plane: ControlPlane, http: InProcessClient, pool: str = "pool",
 
 
 def test_pool_crud_answers_the_standbypool_shapes(http: InProcessClient, profile: str) -> None:
-    """A pool PUT answers 201 then 200, GET and both lists show it, PATCH changes its
-    capacity only, DELETE answers 202 then 204 and GET 404."""
+    """A pool PUT answers 201 (with its finished operation, as the specification's
+    asynchronous create) then 200, GET and both lists show it, PATCH changes its capacity
+    only, DELETE answers 202 then 204 and GET 404."""
     made = http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(profile))
     assert made.status_code == 201, made.text
+    operation = urlsplit(made.headers["Azure-AsyncOperation"])
+    assert http.get(f"{operation.path}?{operation.query}").json()["status"] == "Succeeded"
     pool = made.json()
     assert pool["type"] == "Microsoft.StandbyPool/standbyContainerGroupPools"
     assert pool["properties"]["provisioningState"] == "Succeeded"
@@ -130,6 +134,8 @@ def test_pool_crud_answers_the_standbypool_shapes(http: InProcessClient, profile
     props = patched.json()["properties"]
     assert props["elasticityProfile"]["maxReadyCapacity"] == 1
     assert props["containerGroupProperties"]["containerGroupProfile"]["id"] == profile
+    assert "Azure-AsyncOperation" not in http.put(f"{POOLS}/pool{POOL_API}",
+                                                  json=pool_body(profile)).headers
     gone = http.delete(f"{POOLS}/pool{POOL_API}")
     assert gone.status_code == 202
     assert gone.headers["Location"]

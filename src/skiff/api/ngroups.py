@@ -38,7 +38,7 @@ from skiff.control.ngroups import NGroups, Profiles, member_body
 from skiff.control.profiles import profile_group_body
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
-from skiff.models.arm import check_tags
+from skiff.models.arm import check_tags, merge_patch
 from skiff.models.ngroups import (
     NGroupSpec,
     check_immutable,
@@ -197,7 +197,9 @@ async def create_or_update(subscription: str, resource_group: str, name: str,
 async def update(subscription: str, resource_group: str, name: str, request: Request,
                  token: CanWrite) -> Response:
     """ARM's PATCH (NGroupPatch): tags replaced, and the properties, identity and zones
-    given merged over the NGroup's (each top-level property replaced whole)."""
+    given merged over the NGroup's as a JSON merge patch (RFC 7396): the SDK's
+    ``NGroupPatch(elastic_profile=ElasticProfile(desired_count=3))`` sends only the count,
+    and the naming policy and the rest of ``elasticProfile`` stay."""
     check_version(request)
     plane_ = plane(request)
     record = _record(plane_, subscription, resource_group, name)
@@ -209,7 +211,7 @@ async def update(subscription: str, resource_group: str, name: str, request: Req
         raise ArmError(400, "InvalidRequestContent", "'properties' must be an object.",
                        target="properties")
     doc: dict[str, Any] = {**record.body, "tags": patch.get("tags", record.tags),
-                           "properties": {**record.body.get("properties", {}), **props}}
+                           "properties": merge_patch(record.body.get("properties", {}), props)}
     for key in ("identity", "zones"):
         if key in patch:
             doc[key] = patch[key]

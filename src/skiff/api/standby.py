@@ -56,7 +56,7 @@ from skiff.control.profiles import (
 from skiff.control.standby import REFILL_INTERVAL_S, AdmissionOf, StandbyPools
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
-from skiff.models.arm import check_tags
+from skiff.models.arm import check_tags, merge_patch
 from skiff.store import GroupRecord, subscription_key
 from skiff.store.standby import POOL_TYPE, PoolRecord
 
@@ -227,11 +227,11 @@ async def create_or_update(subscription: str, resource_group: str, name: str,
     data = json_body(await request.body())
     version = request.query_params.get("api-version")
     return await asyncio.to_thread(_put_pool, plane_, subscription, resource_group, name, data,
-                                   version)
+                                   version, plane_.base_for(request))
 
 
 def _put_pool(plane_: ControlPlane, subscription: str, resource_group: str, name: str,
-              data: Any, version: str | None) -> Response:
+              data: Any, version: str | None, base: str) -> Response:
     _check_name(name)
     if not isinstance(data, dict):
         raise _invalid("The request body must be a JSON object.", "")
@@ -250,7 +250,21 @@ def _put_pool(plane_: ControlPlane, subscription: str, resource_group: str, name
     pool, created = plane_.store.put_pool(subscription, resource_group, name, location, tags,
                                           props)
     _refill(plane_)
-    return JSONResponse(render_pool(pool, version), status_code=201 if created else 200)
+    if not created:
+        return JSONResponse(render_pool(pool, version))
+    # The specification's create is asynchronous (201 with Azure-AsyncOperation): the pool
+    # itself is made at once (its members are the refill's), so its operation is done.
+    return JSONResponse(render_pool(pool, version), status_code=201,
+                        headers=_finished(plane_, base, pool, "create"))
+
+
+def _finished(plane_: ControlPlane, base: str, pool: PoolRecord, verb: str) -> dict[str, str]:
+    """The LRO headers of a finished operation ``verb`` on ``pool``: the StandbyPool
+    API's writes and deletes are asynchronous, and the SDKs poll what they are given."""
+    op = plane_.store.create_operation(pool.subscription, pool.location, pool.resource_id,
+                                       verb)
+    plane_.store.finish_operation(op.id, "Succeeded")
+    return lro_headers(base, pool.subscription, pool.location, op.id)
 
 
 def _same_subscription(subscription: str, resource_id: str, what: str) -> None:
@@ -276,7 +290,8 @@ def get(subscription: str, resource_group: str, name: str, request: Request,
 @router.patch(POOL, openapi_extra=request_body(_POOL_BODY))
 async def update(subscription: str, resource_group: str, name: str, request: Request,
                  token: CanWrite) -> dict[str, Any]:
-    """Change a pool's tags or any part of its properties (the rest stays)."""
+    """Change a pool's tags or any part of its properties, as a JSON merge patch (the
+    rest stays)."""
     plane_ = plane(request)
     patch = json_body(await request.body())
     pool = _pool(plane_, subscription, resource_group, name)
@@ -285,15 +300,12 @@ async def update(subscription: str, resource_group: str, name: str, request: Req
     tags = _get(patch, "tags")
     if tags is not None:
         check_tags(tags)
-    props = copy.deepcopy(pool.properties)
+    props = pool.properties
     change = _get(patch, "properties")
     if change is not None:
         if not isinstance(change, dict):
             raise _invalid("'properties' must be an object.", "properties")
-        for key, value in change.items():
-            old = props.get(key)
-            props[key] = {**old, **value} if isinstance(old, dict) and isinstance(
-                value, dict) else value
+        props = merge_patch(props, change)  # ARM's PATCH: a JSON merge patch, in depth
     props = _pool_properties(props)
     updated, _ = plane_.store.put_pool(subscription, resource_group, name, pool.location,
                                        pool.tags if tags is None else tags, props)
@@ -313,10 +325,7 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
         return Response(status_code=204)
     for uid in members:
         plane_.reconciler.kick(uid)
-    op = plane_.store.create_operation(subscription, found.location, found.resource_id,
-                                       "delete")
-    plane_.store.finish_operation(op.id, "Succeeded")
-    headers = lro_headers(plane_.base_for(request), subscription, found.location, op.id)
+    headers = _finished(plane_, plane_.base_for(request), found, "delete")
     headers["Location"] = headers["Azure-AsyncOperation"]
     return Response(status_code=202, headers=headers)
 

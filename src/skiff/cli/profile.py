@@ -45,7 +45,8 @@ _rg = click.option("--resource-group", "-g", "resource_group", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="The profile's definition: an ACI YAML (or JSON) file, as for skiff "
                    "container create --file; its properties may hold shutdownGracePeriod "
-                   "and timeToLive (ISO 8601 durations, such as PT30S).")
+                   "and timeToLive (ISO 8601 durations, such as PT30S, or RFC 3339 "
+                   "date-times).")
 @click.option("--location", "-l", help="Location. Default: the file's, else the resource "
                                        "group's.")
 @output_options

@@ -155,7 +155,7 @@ profile's definition meets every rule above too):
   ending with a letter or digit.
 - ``InvalidContainerGroupProfile``: a profile names a profile or a standby pool.
 - ``InvalidShutdownGracePeriod``, ``InvalidTimeToLive``: not an ISO 8601 duration (at most
-  an hour, a year), nor, for timeToLive, an RFC 3339 date-time.
+  an hour, a year) nor an RFC 3339 date-time.
 - ``InvalidContainerGroupProfileReference``: a group's ``containerGroupProfile.id`` is not a
   profile's resource id. ``InvalidContainerGroupProfileRevision``: its revision is not a
   whole number from 1.

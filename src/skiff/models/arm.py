@@ -89,3 +89,18 @@ def check_tags(tags: Any, target: str = "tags") -> dict[str, str]:
             raise _fail("InvalidTagValueLength", f"The value of tag {shown!r} is longer than "
                         f"{MAX_TAG_VALUE} characters.", where)
     return tags
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``patch`` applied to ``target`` as a JSON merge patch (RFC 7396), as ARM's PATCH
+    reads a body: an object merges key by key, in depth; a null removes the key; anything
+    else (a list, a string, a number) replaces the value. Neither argument is changed."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged

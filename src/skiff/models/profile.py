@@ -11,10 +11,16 @@ and two that only a profile has:
 - ``timeToLive``: how long a group made from the profile lives once its containers have
   all ended (ACI's "post completion time to live"); then it is deleted.
 
-ACI's REST specification types both as RFC 3339 date-times (so its SDKs send one), its
-text calls them a period and a time to live. skiff takes an ISO 8601 duration for each
-(``PT30S``, ``PT1H``, ``P1D``) and, for ``timeToLive`` only, a date-time too: the moment
-the group is deleted, whatever it does then. Anything else is a 400
+ACI's REST specification types both as RFC 3339 date-times, and its SDKs send one
+(azure-mgmt-containerinstance 10.2.0b2 types both ``datetime``); its text calls them a
+period and a time to live. skiff takes both forms, as ACI takes the date-times:
+
+- an ISO 8601 duration (``PT30S``, ``PT1H``, ``P1D``): the grace, the time to live;
+- a date-time: for ``timeToLive``, the moment the group is deleted, whatever it does
+  then; for ``shutdownGracePeriod``, kept and answered as sent, the groups stopping with
+  the node's grace (a moment is no length, and ACI documents no reading of one).
+
+Either is answered back as it was sent. Anything else is a 400
 (``InvalidShutdownGracePeriod``, ``InvalidTimeToLive``).
 
 A profile answers its current ``revision`` and every revision it has had
@@ -136,10 +142,12 @@ def check_lifetime(properties: Mapping[str, Any]) -> None:
     grace = properties.get("shutdownGracePeriod")
     if grace is not None:
         seconds = duration_seconds(grace) if isinstance(grace, str) else None
-        if seconds is None or seconds > MAX_GRACE_S:
+        if (seconds is None or seconds > MAX_GRACE_S) and (
+                not isinstance(grace, str) or moment(grace) is None):
             raise ArmError(400, "InvalidShutdownGracePeriod",
                            "shutdownGracePeriod must be an ISO 8601 duration of at most one "
-                           "hour, such as 'PT30S'.", target="properties.shutdownGracePeriod")
+                           "hour, such as 'PT30S', or an RFC 3339 date-time.",
+                           target="properties.shutdownGracePeriod")
     ttl = properties.get("timeToLive")
     if ttl is not None:
         seconds = duration_seconds(ttl) if isinstance(ttl, str) else None
