@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -46,6 +47,7 @@ from skiff.models.ngroups import (
     parse_ngroup,
     render_ngroup,
 )
+from skiff.store.bodysecrets import ngroup_slots
 from skiff.store.ngroups import NGroupRecord
 
 #: The first api-version that has NGroups; ARM knows no such type before it.
@@ -53,6 +55,8 @@ FIRST_VERSION = "2024-09-01"
 _TYPE = f"{PROVIDER}/ngroups"
 #: The api-version members are checked and written in: the NGroups' own.
 NGROUP_MEMBER_VERSION = "2025-09-01"
+#: Where a secret volume's file is in a body (its content answered null).
+_SECRET_FILE = re.compile(r"/volumes/[0-9]+/secret/[^/]+$")
 NGROUP = ("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
           f"{_TYPE}/{{name}}")
 
@@ -134,13 +138,15 @@ def _render(record: NGroupRecord) -> dict[str, Any]:
 
 
 def _scrubbed(body: dict[str, Any]) -> dict[str, Any]:
-    """The body without the storage account keys its per-member volumes may hold: a
-    secret is never answered."""
+    """The body without the secrets its per-member fields may hold (volumes' account
+    keys, secure values...): a secret is never answered; a secret volume's files are
+    answered by name, their contents null, as a group's are."""
     body = json.loads(json.dumps(body))
-    for stub in body.get("properties", {}).get("containerGroupProfiles") or []:
-        for volume in (stub.get("containerGroupProperties") or {}).get("volumes") or []:
-            if isinstance(volume, dict) and isinstance(volume.get("azureFile"), dict):
-                volume["azureFile"].pop("storageAccountKey", None)
+    for holder, key, pointer in list(ngroup_slots(body)):
+        if _SECRET_FILE.search(pointer):
+            holder[key] = None
+        else:
+            del holder[key]
     return body
 
 
