@@ -17,13 +17,15 @@ from skiff.api.context import ControlPlane
 from skiff.api.ngroups import attach_ngroups
 from skiff.control.ngroups import NGroups
 from skiff.errors import ArmError
-from skiff.testing.inprocess import InProcessClient, fake_plane
+from skiff.models.activity import EventQuery
+from skiff.testing.inprocess import InProcessClient, fake_plane, service_writes
 from skiff.testing.waiting import eventually
 
 SUB = "sub-1"
 API = "?api-version=2025-09-01"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance"
 PROFILE = f"{RG}/containerGroupProfiles/web"
+OBJECT = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 
 def group_body(image: str = "registry.test/busybox:1") -> dict[str, Any]:
@@ -298,3 +300,30 @@ def test_per_member_properties_are_laid_over_the_profile(
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "ContainerNotFoundInProfile"
     assert http.get(f"{RG}/ngroups/other{API}").status_code == 404
+
+
+def test_member_writes_are_in_the_activity_log(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """Each member the controller makes or deletes is a write of Microsoft.ContainerInstance
+    on the member, for the NGroup (its id in the claims), whose operation's outcome
+    follows."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2))
+    settle(plane, http)
+    made = service_writes(plane.store, SUB, "Microsoft.ContainerInstance",
+                          "Microsoft.ContainerInstance/containerGroups/write")
+    assert sorted(e["resourceId"].rsplit("/", 1)[1] for e in made) == sorted(members(plane))
+    assert {e["claims"][OBJECT] for e in made} == {f"{RG}/ngroups/ng"}
+    assert all("NGroup 'ng'" in e["description"] for e in made)
+    assert {e["status"]["value"] for e in made} == {"Accepted"}
+    eventually(lambda: [e for e in plane.store.list_events(SUB, EventQuery(0.0, 2.0**40))[0]
+                        if e["operationId"] == made[0]["operationId"]
+                        and e["status"]["value"] == "Succeeded"],
+               what="the member's creation's outcome")
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(1))
+    settle(plane, http)
+    gone = service_writes(plane.store, SUB, "Microsoft.ContainerInstance",
+                          "Microsoft.ContainerInstance/containerGroups/delete")
+    assert len(gone) == 1
+    assert gone[0]["claims"][OBJECT] == f"{RG}/ngroups/ng"
+    assert gone[0]["resourceId"].rsplit("/", 1)[1] not in members(plane)

@@ -14,7 +14,9 @@ import asyncio
 import functools
 import json
 import re
+import time
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -37,6 +39,7 @@ from skiff.api.places import locations
 from skiff.control.access import Caller
 from skiff.control.ngroups import NGroups, Profiles, member_body
 from skiff.control.profiles import profile_group_body
+from skiff.control.servicelog import CONTAINER_INSTANCE, DELETE, WRITE
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
 from skiff.models.arm import check_tags
@@ -95,12 +98,30 @@ class ApiMemberWrites:
                       owner_of=f"/subscriptions/{ngroup.subscription}")
 
     def put(self, ngroup: NGroupRecord, name: str, body: dict[str, Any]) -> None:
-        groups._create_or_update(self.plane, self._caller(ngroup), ngroup.subscription,
-                                 ngroup.resource_group, name, json.dumps(body).encode(),
-                                 api_version=NGROUP_MEMBER_VERSION, built=True)
+        began = time.time()
+        answer = groups._create_or_update(self.plane, self._caller(ngroup),
+                                          ngroup.subscription, ngroup.resource_group, name,
+                                          json.dumps(body).encode(),
+                                          api_version=NGROUP_MEMBER_VERSION, built=True)
+        operation = answer.headers.get("Azure-AsyncOperation")
+        if operation is not None:  # a write (the same body again is none)
+            self._record(ngroup, WRITE, arm_id(ngroup.subscription, ngroup.resource_group,
+                                               name),
+                         unquote(urlsplit(operation).path.rsplit("/", 1)[-1]), began)
 
     def delete(self, ngroup: NGroupRecord, name: str) -> None:
-        groups._begin_delete(self.plane, ngroup.subscription, ngroup.resource_group, name)
+        began = time.time()
+        deleted = groups._begin_delete(self.plane, ngroup.subscription, ngroup.resource_group,
+                                       name)
+        if deleted is not None:
+            self._record(ngroup, DELETE, deleted[0].resource_id, deleted[2], began)
+
+    def _record(self, ngroup: NGroupRecord, action: str, resource_id: str, lro_id: str,
+                began: float) -> None:
+        self.plane.service_log.record(
+            caller=CONTAINER_INSTANCE, action=action, resource_id=resource_id,
+            on_behalf_of=ngroup.resource_id, lro_id=lro_id, began=began,
+            description=f"A member of the NGroup '{ngroup.name}'.")
 
 
 def attach_ngroups(plane_: ControlPlane, *, profiles: Profiles | None = None,

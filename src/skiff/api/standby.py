@@ -53,6 +53,7 @@ from skiff.control.profiles import (
     parse_profile_id,
     profile_group_body,
 )
+from skiff.control.servicelog import STANDBY_POOL, WRITE
 from skiff.control.standby import REFILL_INTERVAL_S, AdmissionOf, StandbyPools
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
@@ -214,7 +215,8 @@ def standby_pools(plane_: ControlPlane, admission: AdmissionOf, *,
     ``admission`` (the groups' rules: quotas, the node's capacity)."""
     return StandbyPools(plane_.store, plane_.reconciler,
                         member_body=lambda pool: member_body(plane_, pool),
-                        admission=admission, interval_s=interval_s)
+                        admission=admission, interval_s=interval_s,
+                        service_log=plane_.service_log)
 
 
 # --- the pools' routes ------------------------------------------------------------------------
@@ -419,6 +421,10 @@ def put_from_pool(plane_: ControlPlane, token: Caller, subscription: str, resour
                                        body=claimed, tags=tags, label=label)
     if record is not None:
         answer = render(record)
+        plane_.service_log.record(
+            caller=STANDBY_POOL, action=WRITE, resource_id=record.resource_id,
+            on_behalf_of=pool.resource_id,
+            description=f"A container group of the standby pool '{pool.name}': claimed.")
         names = plane_.reconciler.names
         if names is not None:  # the claimed label resolves from now on
             names.publish(record, (answer["properties"].get("ipAddress") or {}).get("ip"))
