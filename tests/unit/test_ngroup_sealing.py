@@ -19,6 +19,8 @@ from anyio.from_thread import start_blocking_portal
 from skiff.api.app import create_app
 from skiff.api.ngroups import attach_ngroups
 from skiff.store import Store, schema
+from skiff.store.database import _PROBE_CONTEXT, PROBE, default_key_path
+from skiff.store.sealing import Sealer, load_key
 from skiff.testing.inprocess import InProcessClient, fake_plane
 from tests.unit.test_store_sealing import SUB, assert_nothing_in_clear, secrets, store_files
 
@@ -69,13 +71,15 @@ def test_an_older_file_s_ngroups_are_sealed_on_opening(tmp_path: Path) -> None:
     the live row's old text nor a deleted NGroup's remains in the files."""
     path = tmp_path / "skiff.db"
     found, gone = secrets(), secrets()
-    with Store(path):
-        pass  # a sealed store (key, probe) ...
+    # A sealed store (its key, its probe) at the version before the NGroups' sealing,
+    # holding their bodies in clear.
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA secure_delete = OFF")
-    # ... at the version before the NGroups' sealing, holding their bodies in clear
-    before = schema.SEALING[1] - 1
-    conn.execute("UPDATE schema_version SET version = ?", (before,))
+    schema.migrate(conn, source=str(path), migrations=schema.MIGRATIONS[:schema.SEALING[1] - 1])
+    sealer = Sealer(load_key(default_key_path(path), create=True))
+    conn.execute("INSERT INTO sealing (id, probe) VALUES (1, ?)",
+                 (sealer.seal(PROBE, _PROBE_CONTEXT),))
     conn.execute("INSERT INTO resource_groups VALUES (?, 'rg', 'rg', 'local', '{}', 1.0, 0)",
                  (SUB,))
     for uid, name, secret in (("a" * 32, "ng", found), ("b" * 32, "gone", gone)):

@@ -502,8 +502,17 @@ _SEAL16 = """
 UPDATE ngroups SET body = skiff_seal_ngroup(uid, body);
 """
 
+# Spot usage (skiff.control.pricing): whether a usage span's group ran as Spot, priced
+# at ACI's Spot prices. Spans written before are Regular unless their group, still
+# stored, is a Spot group (a group's priority does not change).
+_SPOTUSAGE16 = """
+ALTER TABLE usage_spans ADD COLUMN spot INTEGER NOT NULL DEFAULT 0;
+UPDATE usage_spans SET spot = 1
+    WHERE group_uid IN (SELECT uid FROM container_groups WHERE spot = 1);
+"""
+
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
-                               _PROFILES, _SPOT, _NGROUPS, _STANDBY, _SEAL16)
+                               _PROFILES, _SPOT, _NGROUPS, _STANDBY, _SEAL16, _SPOTUSAGE16)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.
