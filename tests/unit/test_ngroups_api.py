@@ -206,6 +206,8 @@ def test_stop_start_and_delete(node: tuple[ControlPlane, InProcessClient]) -> No
 @pytest.mark.parametrize(("path", "doc", "status", "code"), [
     ("ngroups/ng?api-version=2023-05-01", ngroup(), 400, "NoRegisteredProviderFound"),
     (f"ngroups/ng{API}", {"properties": []}, 400, "InvalidRequestContent"),
+    (f"ngroups/ng{API}", {"properties": {"containerGroupProfiles": []}}, 400,
+     "InvalidRequestContent"),
     (f"ngroups/bad.name{API}", ngroup(), 400, "InvalidResourceName"),
     (f"ngroups/ng{API}", {**ngroup(), "location": "mars"}, 400,
      "LocationNotAvailableForResourceType"),
@@ -217,6 +219,23 @@ def test_refusals(node: tuple[ControlPlane, InProcessClient], path: str, doc: di
     answer = http.put(f"{RG}/{path}", json=doc)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code
+
+
+def test_several_profiles_are_refused_with_the_reason(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """The spec's containerGroupProfiles is an array, but gives no way to divide members
+    among several: a second entry is a 400 naming it and saying why, and no NGroup."""
+    _, http = node
+    doc = ngroup(2)
+    doc["properties"]["containerGroupProfiles"].append({"resource": {"id": PROFILE},
+                                                        "revision": 2})
+    answer = http.put(f"{RG}/ngroups/ng{API}", json=doc)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["target"] == "properties.containerGroupProfiles[1]"
+    assert "lists 2" in error["message"]
+    assert "divided among several" in error["message"]
+    assert http.get(f"{RG}/ngroups/ng{API}").status_code == 404
 
 
 def test_a_missing_profile_or_revision_is_refused(
