@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +18,14 @@ from anyio.from_thread import start_blocking_portal
 from skiff.api.app import create_app
 from skiff.api.ngroups import attach_ngroups
 from skiff.store import Store, schema
-from skiff.store.database import _PROBE_CONTEXT, PROBE, default_key_path
-from skiff.store.sealing import Sealer, load_key
 from skiff.testing.inprocess import InProcessClient, fake_plane
-from tests.unit.test_store_sealing import SUB, assert_nothing_in_clear, secrets, store_files
+from tests.unit.test_store_sealing import (
+    SUB,
+    assert_nothing_in_clear,
+    old_file,
+    secrets,
+    store_files,
+)
 
 RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance"
 API = "?api-version=2025-09-01"
@@ -71,26 +74,14 @@ def test_an_older_file_s_ngroups_are_sealed_on_opening(tmp_path: Path) -> None:
     the live row's old text nor a deleted NGroup's remains in the files."""
     path = tmp_path / "skiff.db"
     found, gone = secrets(), secrets()
-    # A sealed store (its key, its probe) at the version before the NGroups' sealing,
-    # holding their bodies in clear.
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA secure_delete = OFF")
-    schema.migrate(conn, source=str(path), migrations=schema.MIGRATIONS[:schema.SEALING[1] - 1])
-    sealer = Sealer(load_key(default_key_path(path), create=True))
-    conn.execute("INSERT INTO sealing (id, probe) VALUES (1, ?)",
-                 (sealer.seal(PROBE, _PROBE_CONTEXT),))
-    conn.execute("INSERT INTO resource_groups VALUES (?, 'rg', 'rg', 'local', '{}', 1.0, 0)",
-                 (SUB,))
-    for uid, name, secret in (("a" * 32, "ng", found), ("b" * 32, "gone", gone)):
-        conn.execute(
-            "INSERT INTO ngroups (uid, subscription, rg_key, name_key, resource_group, name,"
-            " location, body, tags, provisioning_state, desired, version, generation, rollout,"
-            " events, created_at, updated_at) VALUES (?, ?, 'rg', ?, 'rg', ?, 'local', ?,"
-            " '{}', 'Succeeded', 'running', 1, 1, '{}', '[]', 1.0, 1.0)",
-            (uid, SUB, name, name, json.dumps(ngroup_body(secret))))
-    conn.execute("DELETE FROM ngroups WHERE uid = ?", ("b" * 32,))
-    conn.close()
+    # A sealed store at the version before the NGroups' sealing, their bodies in clear.
+    old_file(path, schema.SEALING[1] - 1,
+             "INSERT INTO ngroups (uid, subscription, rg_key, name_key, resource_group, name,"
+             " location, body, tags, provisioning_state, desired, version, generation,"
+             " rollout, events, created_at, updated_at) VALUES (?, ?, 'rg', ?, 'rg', ?,"
+             " 'local', ?, '{}', 'Succeeded', 'running', 1, 1, '{}', '[]', 1.0, 1.0)",
+             [("a" * 32, "ng", ngroup_body(found)), ("b" * 32, "gone", ngroup_body(gone))],
+             probe=True)
     assert any(found["key"].encode() in data for data in store_files(path).values())
     with Store(path) as store:
         record = store.get_ngroup(SUB, "rg", "ng")
