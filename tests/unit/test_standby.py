@@ -428,8 +428,10 @@ def test_refills_retirements_and_claims_are_in_the_activity_log(
     assert all("/containerGroups/standby.pool." in e["resourceId"] for e in made)
     assert {e["claims"][OBJECT] for e in made} == {pool_id}
     assert http.put(f"{GROUPS}/mine{ACI_API}", json=claim_body()).status_code == 201
-    claims = [e for e in service_writes(plane.store, SUB, "Microsoft.StandbyPool", write)
-              if "claimed" in e["description"]]
+    # Recorded once the claim is answered.
+    claims = eventually(lambda: [e for e in service_writes(plane.store, SUB,
+                                                           "Microsoft.StandbyPool", write)
+                                 if "claimed" in e["description"]], what="the claim's event")
     assert [e["resourceId"] for e in claims] == [f"{GROUPS}/mine"]
     assert claims[0]["claims"][OBJECT] == pool_id
     http.put(f"{pool_id}{POOL_API}", json=pool_body(profile, ready=0))
