@@ -310,6 +310,7 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     plane.metrics, plane.sampler = start_sampling(settings, engine)
     telemetry.watch_node(store, plane.sampler,
                          pools=lambda: {"network": engine.networks.pooled()})
+    reconciler.service_log = plane.service_log
     plane.identities, metadata = serve_identities(store, engine,
                                                   ManagedIdentityTokens(plane.issuer, base))
     relay = None

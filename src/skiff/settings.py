@@ -433,14 +433,20 @@ class MetricsSettings:
     listen: str | None = None
 
 
+#: What Spot containers save on ACI's regular prices (the default Spot prices).
+SPOT_DISCOUNT = 0.70
+
+
 @dataclass(frozen=True, kw_only=True)
 class PriceSheet:
     """What a second of each billed resource costs (:mod:`skiff.control.pricing`).
 
     The defaults are Azure Container Instances' published pay-as-you-go prices for Linux
     container groups in East US (https://azure.microsoft.com/pricing/details/container-instances/:
-    $0.0405 per vCPU-hour and $0.00445 per GB-hour, per second of use); an operator sets
-    their own (``skiff serve --prices FILE``)."""
+    $0.0405 per vCPU-hour and $0.00445 per GB-hour, per second of use); a Spot group's
+    (``priority: Spot``) are :data:`SPOT_DISCOUNT` off them, the discount ACI's Spot
+    containers documentation states ("up to a 70% discount compared to regular-priority
+    ACI containers"); an operator sets their own (``skiff serve --prices FILE``)."""
 
     currency: str = "USD"
     #: The region the defaults are from (shown beside costs; any text of the operator's).
@@ -449,6 +455,9 @@ class PriceSheet:
     gb_second: float = 0.00445 / 3600
     #: ACI's GPU SKUs are retired; a node with GPUs sets its own price.
     gpu_second: float = 0.0
+    #: A Spot group's prices (Spot groups have no GPUs).
+    spot_vcpu_second: float = 0.0405 / 3600 * (1 - SPOT_DISCOUNT)
+    spot_gb_second: float = 0.00445 / 3600 * (1 - SPOT_DISCOUNT)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ SUB = "ngroup-test"
 API = "?api-version=2025-09-01"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance"
 PROFILE = f"{RG}/containerGroupProfiles/tiny"
+_OBJECT_ID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 
 def add_revision(http: httpx.Client, images: BuiltImages, revision: int) -> None:
@@ -74,6 +75,17 @@ def test_six_members_roll_over_in_two_batches(skiff: RunningServer,
     names = [g["name"] for g in
              http.get(f"{RG}/containerGroups{API}").json()["value"]]
     assert all(n.startswith("t-") and len(n) == 38 for n in names)
+    # Each member's creation is in the activity log, as the provider's work for the NGroup.
+    log = http.get(f"/subscriptions/{SUB}/providers/Microsoft.Insights/eventtypes/management/"
+                   "values", params={"api-version": "2015-04-01", "$filter": (
+                       "eventTimestamp ge '2020-01-01T00:00:00Z' and "
+                       "caller eq 'Microsoft.ContainerInstance'")})
+    assert log.status_code == 200, log.text
+    made = {e["resourceId"].rsplit("/", 1)[1] for e in log.json()["value"]
+            if e["operationName"]["value"].endswith("/containerGroups/write")
+            and e["status"]["value"] == "Accepted"
+            and e["claims"][_OBJECT_ID].endswith("/ngroups/ng")}
+    assert made == set(names)
 
     assert http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2)).status_code == 200
     seen: list[tuple[int, int]] = []

@@ -17,13 +17,15 @@ from skiff.api.context import ControlPlane
 from skiff.api.ngroups import attach_ngroups
 from skiff.control.ngroups import NGroups
 from skiff.errors import ArmError
-from skiff.testing.inprocess import InProcessClient, fake_plane
+from skiff.models.activity import EventQuery
+from skiff.testing.inprocess import InProcessClient, fake_plane, service_writes
 from skiff.testing.waiting import eventually
 
 SUB = "sub-1"
 API = "?api-version=2025-09-01"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerInstance"
 PROFILE = f"{RG}/containerGroupProfiles/web"
+OBJECT = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 
 def group_body(image: str = "registry.test/busybox:1") -> dict[str, Any]:
@@ -223,6 +225,8 @@ def test_stop_start_and_delete(node: tuple[ControlPlane, InProcessClient]) -> No
 @pytest.mark.parametrize(("path", "doc", "status", "code"), [
     ("ngroups/ng?api-version=2023-05-01", ngroup(), 400, "NoRegisteredProviderFound"),
     (f"ngroups/ng{API}", {"properties": []}, 400, "InvalidRequestContent"),
+    (f"ngroups/ng{API}", {"properties": {"containerGroupProfiles": []}}, 400,
+     "InvalidRequestContent"),
     (f"ngroups/bad.name{API}", ngroup(), 400, "InvalidResourceName"),
     (f"ngroups/ng{API}", {**ngroup(), "location": "mars"}, 400,
      "LocationNotAvailableForResourceType"),
@@ -234,6 +238,23 @@ def test_refusals(node: tuple[ControlPlane, InProcessClient], path: str, doc: di
     answer = http.put(f"{RG}/{path}", json=doc)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code
+
+
+def test_several_profiles_are_refused_with_the_reason(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """The spec's containerGroupProfiles is an array, but gives no way to divide members
+    among several: a second entry is a 400 naming it and saying why, and no NGroup."""
+    _, http = node
+    doc = ngroup(2)
+    doc["properties"]["containerGroupProfiles"].append({"resource": {"id": PROFILE},
+                                                        "revision": 2})
+    answer = http.put(f"{RG}/ngroups/ng{API}", json=doc)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["target"] == "properties.containerGroupProfiles[1]"
+    assert "lists 2" in error["message"]
+    assert "divided among several" in error["message"]
+    assert http.get(f"{RG}/ngroups/ng{API}").status_code == 404
 
 
 def test_a_missing_profile_or_revision_is_refused(
@@ -317,3 +338,30 @@ def test_per_member_properties_are_laid_over_the_profile(
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "ContainerNotFoundInProfile"
     assert http.get(f"{RG}/ngroups/other{API}").status_code == 404
+
+
+def test_member_writes_are_in_the_activity_log(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """Each member the controller makes or deletes is a write of Microsoft.ContainerInstance
+    on the member, for the NGroup (its id in the claims), whose operation's outcome
+    follows."""
+    plane, http = node
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(2))
+    settle(plane, http)
+    made = service_writes(plane.store, SUB, "Microsoft.ContainerInstance",
+                          "Microsoft.ContainerInstance/containerGroups/write")
+    assert sorted(e["resourceId"].rsplit("/", 1)[1] for e in made) == sorted(members(plane))
+    assert {e["claims"][OBJECT] for e in made} == {f"{RG}/ngroups/ng"}
+    assert all("NGroup 'ng'" in e["description"] for e in made)
+    assert {e["status"]["value"] for e in made} == {"Accepted"}
+    eventually(lambda: [e for e in plane.store.list_events(SUB, EventQuery(0.0, 2.0**40))[0]
+                        if e["operationId"] == made[0]["operationId"]
+                        and e["status"]["value"] == "Succeeded"],
+               what="the member's creation's outcome")
+    http.put(f"{RG}/ngroups/ng{API}", json=ngroup(1))
+    settle(plane, http)
+    gone = service_writes(plane.store, SUB, "Microsoft.ContainerInstance",
+                          "Microsoft.ContainerInstance/containerGroups/delete")
+    assert len(gone) == 1
+    assert gone[0]["claims"][OBJECT] == f"{RG}/ngroups/ng"
+    assert gone[0]["resourceId"].rsplit("/", 1)[1] not in members(plane)

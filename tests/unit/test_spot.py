@@ -16,7 +16,7 @@ import httpx
 from skiff.api.context import ControlPlane
 from skiff.engine.hardware import _sev_snp_host
 from skiff.settings import QuotaSettings
-from skiff.testing.inprocess import InProcessClient
+from skiff.testing.inprocess import InProcessClient, service_writes
 from skiff.testing.waiting import eventually
 from tests.unit import test_quotas
 from tests.unit.test_quotas import API, GROUPS, body, error, on, put, state, usages
@@ -114,6 +114,15 @@ def test_an_evicted_group_runs_again_once_capacity_is_spare(
     assert "runs again" not in event["message"]
     assert plane.store.open_span_of(uid(plane, "s")) is not None  # billed again
     assert usages(http)["StandardSpotCores"] == (2, 100)
+    # The eviction and the restart are in the activity log, as the provider's own work.
+    [stop] = service_writes(plane.store, "sub-1", "Microsoft.ContainerInstance",
+                            "Microsoft.ContainerInstance/containerGroups/stop/action")
+    [start] = service_writes(plane.store, "sub-1", "Microsoft.ContainerInstance",
+                             "Microsoft.ContainerInstance/containerGroups/start/action")
+    assert stop["resourceId"] == start["resourceId"] == f"{GROUPS}/s"
+    assert "evicted" in stop["description"]
+    assert "after its eviction" in start["description"]
+    assert stop["eventTimestamp"] <= start["eventTimestamp"]
 
 
 @on(cores=2)

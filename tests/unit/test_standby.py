@@ -20,7 +20,7 @@ from skiff.errors import ArmError
 from skiff.models.rules import check_group_name
 from skiff.store.standby import pool_key
 from skiff.testing.fake import FakeEngine
-from skiff.testing.inprocess import InProcessClient, fake_plane
+from skiff.testing.inprocess import InProcessClient, fake_plane, service_writes
 from skiff.testing.waiting import eventually
 
 SUB = "sub-1"
@@ -31,6 +31,7 @@ RG = f"/subscriptions/{SUB}/resourceGroups/rg"
 POOLS = f"{RG}/providers/Microsoft.StandbyPool/standbyContainerGroupPools"
 GROUPS = f"{RG}/providers/Microsoft.ContainerInstance/containerGroups"
 IMAGE = "registry.test/busybox:1"
+OBJECT = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 
 def group_of_profile(label: str | None = None) -> dict[str, Any]:
@@ -417,3 +418,32 @@ def test_a_claims_config_maps_are_written_in_place(plane: ControlPlane, http: In
     assert view.containers[0].current.start_time == started
     assert view.name.startswith("standby.")
     assert "ConfigMapUpdated" in [e.name for e in view.containers[0].events]
+
+
+def test_refills_retirements_and_claims_are_in_the_activity_log(
+        plane: ControlPlane, http: InProcessClient, profile: str) -> None:
+    """The refill's members, a claim and a lowered capacity's retirement are writes of
+    Microsoft.StandbyPool, for the pool (its id in the claims); the claim's names the
+    group the caller got."""
+    pool_id = f"{POOLS}/pool"
+    http.put(f"{pool_id}{POOL_API}", json=pool_body(profile, ready=2))
+    filled(plane, http, ready=2)
+    write = "Microsoft.ContainerInstance/containerGroups/write"
+    made = service_writes(plane.store, SUB, "Microsoft.StandbyPool", write)
+    assert len(made) == 2
+    assert all("/containerGroups/standby.pool." in e["resourceId"] for e in made)
+    assert {e["claims"][OBJECT] for e in made} == {pool_id}
+    assert http.put(f"{GROUPS}/mine{ACI_API}", json=claim_body()).status_code == 201
+    # Recorded once the claim is answered.
+    claims = eventually(lambda: [e for e in service_writes(plane.store, SUB,
+                                                           "Microsoft.StandbyPool", write)
+                                 if "claimed" in e["description"]], what="the claim's event")
+    assert [e["resourceId"] for e in claims] == [f"{GROUPS}/mine"]
+    assert claims[0]["claims"][OBJECT] == pool_id
+    http.put(f"{pool_id}{POOL_API}", json=pool_body(profile, ready=0))
+    plane.standby.run_round()  # type: ignore[union-attr]
+    retired = service_writes(plane.store, SUB, "Microsoft.StandbyPool",
+                             "Microsoft.ContainerInstance/containerGroups/delete")
+    assert len(retired) >= 1
+    assert all("beyond the pool's capacity" in e["description"] for e in retired)
+    assert service_writes(plane.store, OTHER, "Microsoft.StandbyPool", write) == []

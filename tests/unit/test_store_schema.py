@@ -252,3 +252,26 @@ def test_the_spot_migration_marks_spot_groups(tmp_path: Path) -> None:
         spot = store.get_group("acme", "rg", "s")
         assert spot is not None
         assert (spot.spot, spot.evicted, spot.evictions) == (True, 0, 0)
+
+
+def test_spot_usage_marks_the_spans_of_spot_groups(tmp_path: Path) -> None:
+    """The spans written before usage knew Spot are a Spot group's where their group is
+    one (still stored), Regular otherwise (another group's, or a deleted group's)."""
+    conn = sqlite3.connect(tmp_path / "skiff.db", isolation_level=None)
+    before = schema.MIGRATIONS.index(schema._SPOTUSAGE16)
+    schema.migrate(conn, source="x", migrations=schema.MIGRATIONS[:before])
+    conn.execute("INSERT INTO resource_groups VALUES ('s', 'rg', 'rg', 'local', '{}', 1.0, 0)")
+    for uid, spot in (("a", 1), ("b", 0)):
+        conn.execute(
+            "INSERT INTO container_groups (uid, subscription, rg_key, name_key, resource_group,"
+            " name, location, body, tags, provisioning_state, desired, generation, created_at,"
+            " updated_at, spot) VALUES (?, 's', 'rg', ?, 'rg', ?, 'local', '{}', '{}',"
+            " 'Succeeded', 'running', 1, 1.0, 1.0, ?)", (uid, uid, uid, spot))
+    for uid in ("a", "b", "gone"):
+        conn.execute("INSERT INTO usage_spans (group_uid, subscription, rg_key, resource_group,"
+                     " name, location, cpu, memory_gb, gpu, started_at, last_seen)"
+                     " VALUES (?, 's', 'rg', 'rg', ?, 'local', 1, 1, 0, 1.0, 1.0)", (uid, uid))
+    schema.migrate(conn, source="x", migrations=schema.MIGRATIONS[:before + 1])
+    assert dict(conn.execute("SELECT group_uid, spot FROM usage_spans")) == {
+        "a": 1, "b": 0, "gone": 0}
+    conn.close()

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from skiff.store import Store, schema
-from skiff.store.database import default_key_path
-from skiff.store.sealing import PREFIX, SealingError
+from skiff.store.database import _PROBE_CONTEXT, PROBE, default_key_path
+from skiff.store.sealing import PREFIX, Sealer, SealingError, load_key
 
 SUB = "00000000-0000-0000-0000-000000000001"
 
@@ -149,24 +149,38 @@ def test_a_secret_moved_to_another_tenants_row_does_not_open(tmp_path: Path) -> 
         assert store.get_group(SUB, "rg", "victim") == victim
 
 
-def make_v5(path: Path, found: dict[str, str], gone: dict[str, str]) -> None:
-    """A file at version 5 (bodies in clear), with a group holding ``found`` and the
-    freed pages of a deleted group that held ``gone``, left in the WAL."""
+def old_file(path: Path, version: int, insert: str,
+             rows: list[tuple[str, str, dict[str, Any]]], *, probe: bool = False) -> None:
+    """A file at ``version`` holding ``rows`` (uid, name, body) in clear, written by
+    ``insert`` (its parameters: uid, subscription, name, name, body JSON) in resource
+    group ``rg`` of ``SUB``, the last row deleted and its freed pages left in the WAL;
+    with ``probe``, the file is sealed already (its key made, its probe written)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA secure_delete = OFF")
-    schema.migrate(conn, source=str(path), migrations=schema.MIGRATIONS[:5])
+    schema.migrate(conn, source=str(path), migrations=schema.MIGRATIONS[:version])
+    if probe:
+        sealer = Sealer(load_key(default_key_path(path), create=True))
+        conn.execute("INSERT INTO sealing (id, probe) VALUES (1, ?)",
+                     (sealer.seal(PROBE, _PROBE_CONTEXT),))
     conn.execute("INSERT INTO resource_groups VALUES (?, 'rg', 'rg', 'local', '{}', 1.0, 0)",
                  (SUB,))
-    for uid, name, secret in (("a" * 32, "web", found), ("b" * 32, "gone", gone)):
-        conn.execute(
-            "INSERT INTO container_groups (uid, subscription, rg_key, name_key, resource_group,"
-            " name, location, body, tags, provisioning_state, desired, generation, created_at,"
-            " updated_at) VALUES (?, ?, 'rg', ?, 'rg', ?, 'local', ?, '{}', 'Succeeded',"
-            " 'running', 3, 1.0, 1.0)",
-            (uid, SUB, name, name, json.dumps(body(secret))))
-    conn.execute("DELETE FROM container_groups WHERE uid = ?", ("b" * 32,))
+    for uid, name, doc in rows:
+        conn.execute(insert, (uid, SUB, name, name, json.dumps(doc)))
+    table = insert.split()[2]
+    conn.execute(f"DELETE FROM {table} WHERE uid = ?", (rows[-1][0],))  # noqa: S608
     conn.close()
+
+
+def make_v5(path: Path, found: dict[str, str], gone: dict[str, str]) -> None:
+    """A file at version 5 (bodies in clear), with a group holding ``found`` and the
+    freed pages of a deleted group that held ``gone``, left in the WAL."""
+    old_file(path, 5,
+             "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
+             " resource_group, name, location, body, tags, provisioning_state, desired,"
+             " generation, created_at, updated_at) VALUES (?, ?, 'rg', ?, 'rg', ?, 'local',"
+             " ?, '{}', 'Succeeded', 'running', 3, 1.0, 1.0)",
+             [("a" * 32, "web", body(found)), ("b" * 32, "gone", body(gone))])
 
 
 def test_version_5_is_sealed_on_opening_with_nothing_left_in_clear(tmp_path: Path) -> None:

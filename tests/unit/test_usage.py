@@ -21,7 +21,7 @@ from skiff.api.context import ControlPlane
 from skiff.cli.main import main
 from skiff.client import SkiffClient
 from skiff.control.metering import Meter
-from skiff.control.pricing import cost_rows
+from skiff.control.pricing import cost_rows, price_sheet
 from skiff.control.reconciler import Reconciler
 from skiff.errors import ArmError
 from skiff.models.costs import CostQuery, parse_query, period
@@ -305,6 +305,41 @@ def test_costs_are_priced_per_meter_cut_by_day_and_grouped(store: Store,
     whole = CostQuery(parsed.start, parsed.end, "None", ("PreTaxCost",), ("ResourceGroup",))
     assert cost_rows(whole, store.spans_between(SUB, 0, 1e12), prices, 0) == [
         [8.64, "rg", "USD"]]
+
+
+def test_a_spot_group_s_usage_is_priced_at_the_spot_prices(store: Store,
+                                                          clock: Clock) -> None:
+    """A Spot group and a Regular one of the same requests, for the same hour: the same
+    quantities under the same meters, the Spot group's at the sheet's Spot prices (by
+    default 70% off the regular ones, as ACI documents Spot containers)."""
+    from dataclasses import replace
+
+    from skiff.store.records import GroupRecord
+
+    body = {"properties": {"containers": [{"properties": {"resources": {"requests": {
+        "cpu": 1, "memoryInGB": 2}}}}]}}
+    regular = GroupRecord("u1", SUB, "rg", "regular", "local", body, {}, "Succeeded",
+                          "running", 1, None, 0, 0)
+    for record in (regular, replace(regular, uid="u2", name="spot", spot=True)):
+        store.open_span(record, T0)
+        store.close_span(record.uid, T0 + 3600)
+    query = CostQuery(T0 - 1, T0 + 7200, "None", ("PreTaxCost", "UsageQuantity"),
+                      ("ResourceId", "Meter"))
+    prices = PriceSheet(vcpu_second=0.001, gb_second=0.0001, spot_vcpu_second=0.0002,
+                        spot_gb_second=0.00003)
+    rows = cost_rows(query, store.spans_between(SUB, 0, 1e12), prices, T0 + 7200)
+    ids = [f"/subscriptions/{SUB}/resourcegroups/rg/providers/microsoft.containerinstance/"
+           f"containergroups/{name}" for name in ("regular", "spot")]
+    assert rows == [
+        [0.72, 7200.0, ids[0], "Memory Duration", "USD"],
+        [3.6, 3600.0, ids[0], "vCPU Duration", "USD"],
+        [0.216, 7200.0, ids[1], "Memory Duration", "USD"],
+        [0.72, 3600.0, ids[1], "vCPU Duration", "USD"],
+    ]
+    sheet = PriceSheet()
+    assert sheet.spot_vcpu_second == pytest.approx(sheet.vcpu_second * 0.3)
+    assert sheet.spot_gb_second == pytest.approx(sheet.gb_second * 0.3)
+    assert price_sheet({"spotVcpuSecond": 0.5}).spot_vcpu_second == 0.5
 
 
 # ---- the routes and the CLI ----------------------------------------------------------------

@@ -32,6 +32,7 @@ from skiff.control.identity import Issuer, TokenRejected, looks_like_jwt
 from skiff.control.ngroups import NGroups
 from skiff.control.reconciler import Reconciler
 from skiff.control.sampling import Sampler
+from skiff.control.servicelog import ServiceLog
 from skiff.control.standby import StandbyPools
 from skiff.control.storage import StorageService
 from skiff.control.telemetry import Telemetry
@@ -150,6 +151,11 @@ class ControlPlane:
     def access(self) -> Access:
         """Authorization over the store's role assignments (:mod:`skiff.control.access`)."""
         return Access(self.store)
+
+    @functools.cached_property
+    def service_log(self) -> ServiceLog:
+        """skiff's own writes in the activity log (:mod:`skiff.control.servicelog`)."""
+        return ServiceLog(self.store, self.issuer.tenant)
 
     @functools.cached_property
     def issuer(self) -> Issuer:

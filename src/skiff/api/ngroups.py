@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
+import time
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -36,6 +39,7 @@ from skiff.api.places import locations
 from skiff.control.access import Caller
 from skiff.control.ngroups import NGroups, Profiles, member_body
 from skiff.control.profiles import profile_group_body
+from skiff.control.servicelog import CONTAINER_INSTANCE, DELETE, WRITE
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
 from skiff.models.arm import check_tags, merge_patch
@@ -46,6 +50,7 @@ from skiff.models.ngroups import (
     parse_ngroup,
     render_ngroup,
 )
+from skiff.store.bodysecrets import ngroup_slots
 from skiff.store.ngroups import NGroupRecord
 
 #: The first api-version that has NGroups; ARM knows no such type before it.
@@ -53,6 +58,8 @@ FIRST_VERSION = "2024-09-01"
 _TYPE = f"{PROVIDER}/ngroups"
 #: The api-version members are checked and written in: the NGroups' own.
 NGROUP_MEMBER_VERSION = "2025-09-01"
+#: Where a secret volume's file is in a body (its content answered null).
+_SECRET_FILE = re.compile(r"/volumes/[0-9]+/secret/[^/]+$")
 NGROUP = ("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
           f"{_TYPE}/{{name}}")
 
@@ -91,12 +98,30 @@ class ApiMemberWrites:
                       owner_of=f"/subscriptions/{ngroup.subscription}")
 
     def put(self, ngroup: NGroupRecord, name: str, body: dict[str, Any]) -> None:
-        groups._create_or_update(self.plane, self._caller(ngroup), ngroup.subscription,
-                                 ngroup.resource_group, name, json.dumps(body).encode(),
-                                 api_version=NGROUP_MEMBER_VERSION, built=True)
+        began = time.time()
+        answer = groups._create_or_update(self.plane, self._caller(ngroup),
+                                          ngroup.subscription, ngroup.resource_group, name,
+                                          json.dumps(body).encode(),
+                                          api_version=NGROUP_MEMBER_VERSION, built=True)
+        operation = answer.headers.get("Azure-AsyncOperation")
+        if operation is not None:  # a write (the same body again is none)
+            self._record(ngroup, WRITE, arm_id(ngroup.subscription, ngroup.resource_group,
+                                               name),
+                         unquote(urlsplit(operation).path.rsplit("/", 1)[-1]), began)
 
     def delete(self, ngroup: NGroupRecord, name: str) -> None:
-        groups._begin_delete(self.plane, ngroup.subscription, ngroup.resource_group, name)
+        began = time.time()
+        deleted = groups._begin_delete(self.plane, ngroup.subscription, ngroup.resource_group,
+                                       name)
+        if deleted is not None:
+            self._record(ngroup, DELETE, deleted[0].resource_id, deleted[2], began)
+
+    def _record(self, ngroup: NGroupRecord, action: str, resource_id: str, lro_id: str,
+                began: float) -> None:
+        self.plane.service_log.record(
+            caller=CONTAINER_INSTANCE, action=action, resource_id=resource_id,
+            on_behalf_of=ngroup.resource_id, lro_id=lro_id, began=began,
+            description=f"A member of the NGroup '{ngroup.name}'.")
 
 
 def attach_ngroups(plane_: ControlPlane, *, profiles: Profiles | None = None,
@@ -134,13 +159,15 @@ def _render(record: NGroupRecord) -> dict[str, Any]:
 
 
 def _scrubbed(body: dict[str, Any]) -> dict[str, Any]:
-    """The body without the storage account keys its per-member volumes may hold: a
-    secret is never answered."""
+    """The body without the secrets its per-member fields may hold (volumes' account
+    keys, secure values...): a secret is never answered; a secret volume's files are
+    answered by name, their contents null, as a group's are."""
     body = json.loads(json.dumps(body))
-    for stub in body.get("properties", {}).get("containerGroupProfiles") or []:
-        for volume in (stub.get("containerGroupProperties") or {}).get("volumes") or []:
-            if isinstance(volume, dict) and isinstance(volume.get("azureFile"), dict):
-                volume["azureFile"].pop("storageAccountKey", None)
+    for holder, key, pointer in list(ngroup_slots(body)):
+        if _SECRET_FILE.search(pointer):
+            holder[key] = None
+        else:
+            del holder[key]
     return body
 
 

@@ -53,6 +53,7 @@ from skiff.control.profiles import (
     parse_profile_id,
     profile_group_body,
 )
+from skiff.control.servicelog import STANDBY_POOL, WRITE
 from skiff.control.standby import REFILL_INTERVAL_S, AdmissionOf, StandbyPools
 from skiff.errors import ArmError
 from skiff.models import parse_container_group
@@ -214,7 +215,8 @@ def standby_pools(plane_: ControlPlane, admission: AdmissionOf, *,
     ``admission`` (the groups' rules: quotas, the node's capacity)."""
     return StandbyPools(plane_.store, plane_.reconciler,
                         member_body=lambda pool: member_body(plane_, pool),
-                        admission=admission, interval_s=interval_s)
+                        admission=admission, interval_s=interval_s,
+                        service_log=plane_.service_log)
 
 
 # --- the pools' routes ------------------------------------------------------------------------
@@ -431,11 +433,12 @@ def put_from_pool(plane_: ControlPlane, token: Caller, subscription: str, resour
         names = plane_.reconciler.names
         if names is not None:  # the claimed label resolves from now on
             names.publish(record, (answer["properties"].get("ipAddress") or {}).get("ip"))
-        # Once the answer is sent, not on the claim's path: the refill (a profile read, a
-        # store write, the loop's kick), and the loop's run of the group where its config
-        # maps changed (the engine rewrites their files in place, restarting nothing).
+        # Once the answer is sent, not on the claim's path: the pool's event of the claim,
+        # the refill (a profile read, a store write, the loop's kick), and the loop's run
+        # of the group where its config maps changed (the engine rewrites their files in
+        # place, restarting nothing).
         return JSONResponse(answer, status_code=201, background=BackgroundTask(
-            _after_claim, plane_, record.uid, maps_changed == [True]))
+            _after_claim, plane_, pool, record, maps_changed == [True]))
     if fail and plane_.store.get_group(subscription, resource_group, name) is None:
         raise ArmError(409, "StandbyPoolReuseFailed",
                        f"The standby pool '{pool.name}' has no ready container group, and "
@@ -476,9 +479,14 @@ def _claim_body(plane_: ControlPlane, pool: PoolRecord, data: dict[str, Any],
     return _validated(plane_, whole, "standby-claim")
 
 
-def _after_claim(plane_: ControlPlane, uid: str, maps_changed: bool) -> None:
+def _after_claim(plane_: ControlPlane, pool: PoolRecord, claimed: GroupRecord,
+                 maps_changed: bool) -> None:
+    plane_.service_log.record(
+        caller=STANDBY_POOL, action=WRITE, resource_id=claimed.resource_id,
+        on_behalf_of=pool.resource_id,
+        description=f"A container group of the standby pool '{pool.name}': claimed.")
     if maps_changed:
-        plane_.reconciler.kick(uid)
+        plane_.reconciler.kick(claimed.uid)
     _refill(plane_)
 
 

@@ -156,8 +156,9 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE",
               help="A JSON price sheet: {\"currency\": \"USD\", \"vcpuSecond\": ..., "
-                   "\"gbSecond\": ..., \"gpuSecond\": ...} (a key left out keeps its "
-                   "default). Default: ACI's Linux pay-as-you-go prices in East US.")
+                   "\"gbSecond\": ..., \"gpuSecond\": ..., \"spotVcpuSecond\": ..., "
+                   "\"spotGbSecond\": ...} (a key left out keeps its default). Default: "
+                   "ACI's Linux pay-as-you-go prices in East US, Spot groups' 70% off.")
 @click.option("--log-format", type=click.Choice(["text", "json"], case_sensitive=False),
               default="text", show_default=True,
               help="How the server logs (to stderr): text lines, or JSON lines (time, "

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 
 from skiff.control.periodic import Periodic
 from skiff.control.reconciler import Reconciler
+from skiff.control.servicelog import CONTAINER_INSTANCE, DELETE, ServiceLog
 from skiff.core.engine import Engine
 from skiff.errors import GroupNotFound
-from skiff.models.activity import RequestFacts, request_events
 from skiff.models.profile import Lifetime
 from skiff.store import GroupRecord, Store
 
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Who the activity log says deleted an expired group (ARM's events of a resource
 #: provider's own work name the provider).
-EXPIRY_CALLER = "Microsoft.ContainerInstance"
+EXPIRY_CALLER = CONTAINER_INSTANCE
 #: Seconds between rounds: a group outlives its time by at most this.
 INTERVAL_S = 5.0
 #: The engine's states of a group whose containers have all ended.
@@ -100,16 +99,9 @@ class Expiry(Periodic[list[str]]):
         op = self.store.create_operation(record.subscription, record.location,
                                          record.resource_id, "delete",
                                          generation=changed.generation)
-        request_id = str(uuid.uuid4())
-        facts = RequestFacts(
-            caller=EXPIRY_CALLER, object_id="", tenant_id=self.tenant_id,
-            action="Microsoft.ContainerInstance/containerGroups/delete",
-            scope=record.resource_id, method="DELETE", status_code=202,
-            request_id=request_id, correlation_id=request_id, client_request_id="",
-            client_ip="", began=began, ended=self.clock(), lro_id=op.id)
-        try:
-            self.store.record_events(record.subscription, request_events(facts), op.id)
-        except Exception as exc:  # the delete itself is done: the log's miss is logged
-            log.error("the activity log missed the expiry of %s: %s", record.resource_id, exc)
+        ServiceLog(self.store, self.tenant_id, self.clock).record(
+            caller=EXPIRY_CALLER, action=DELETE, resource_id=record.resource_id,
+            description="Its container group profile's time to live is up.", lro_id=op.id,
+            began=began)
         log.info("deleting %s: its profile's time to live is up", record.resource_id)
         self.reconciler.kick(record.uid)

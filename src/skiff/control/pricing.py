@@ -4,7 +4,8 @@ A span's seconds within a period, times its requests, are its usage of each of
 ACI's meters (vCPU-seconds, GB-seconds, GPU-seconds); times the price sheet's
 price per second of each (:class:`~skiff.settings.PriceSheet`: ACI's published
 Linux pay-as-you-go prices for East US by default,
-https://azure.microsoft.com/pricing/details/container-instances/), its cost. An open
+https://azure.microsoft.com/pricing/details/container-instances/, and the sheet's
+Spot prices for a span of a Spot group, under the same meters), its cost. An open
 span counts until now, so a running group's cost grows as it runs. Amounts are summed
 exactly and rounded once per row, as Cost Management shows them.
 """
@@ -21,7 +22,8 @@ from skiff.store.usage import Span
 
 #: A price sheet file's keys (``skiff serve --prices``), by PriceSheet's fields.
 SHEET_KEYS = {"currency": "currency", "region": "region", "vcpuSecond": "vcpu_second",
-              "gbSecond": "gb_second", "gpuSecond": "gpu_second"}
+              "gbSecond": "gb_second", "gpuSecond": "gpu_second",
+              "spotVcpuSecond": "spot_vcpu_second", "spotGbSecond": "spot_gb_second"}
 
 
 def price_sheet(doc: Any) -> PriceSheet:
@@ -50,8 +52,9 @@ def price_sheet(doc: Any) -> PriceSheet:
 def meters(span: Span, prices: PriceSheet) -> list[tuple[str, float, float]]:
     """(meter, quantity per second, price per second) of what ``span`` bills."""
     wanted = span.requests
-    found = [("vCPU Duration", wanted.cpu, prices.vcpu_second),
-             ("Memory Duration", wanted.memory_gb, prices.gb_second)]
+    vcpu, gb = ((prices.spot_vcpu_second, prices.spot_gb_second) if span.spot
+                else (prices.vcpu_second, prices.gb_second))
+    found = [("vCPU Duration", wanted.cpu, vcpu), ("Memory Duration", wanted.memory_gb, gb)]
     if wanted.gpu:
         found.append(("GPU Duration", float(wanted.gpu), prices.gpu_second))
     return found

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from skiff.control.metering import Meter
 from skiff.control.names import Names
 from skiff.control.scrubbing import describe_failure, group_secrets
+from skiff.control.servicelog import CONTAINER_INSTANCE, START, STOP, ServiceLog
 from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
 from skiff.core.secrets import scrub, secrets_of
@@ -86,6 +87,8 @@ class Reconciler:
         self.meter = meter
         #: Counts starts and their latency for the Prometheus endpoint (None: not counted).
         self.telemetry = telemetry
+        #: Where Spot evictions and restarts are recorded (None: not recorded).
+        self.service_log: ServiceLog | None = None
         self._workers = workers
         self._teardown_workers = teardown_workers
         self._resync_s = resync_s
@@ -354,6 +357,11 @@ class Reconciler:
         if self.store.finish_eviction(uid):
             log.info("evicted Spot container group %s (%s) for a Regular group", record.name,
                      uid)
+            if self.service_log is not None:
+                self.service_log.record(
+                    caller=CONTAINER_INSTANCE, action=STOP, resource_id=record.resource_id,
+                    description="Spot container group evicted: a Regular container group "
+                                "needed the capacity it held.")
 
     def _carry_out_evictions(self, uid: str) -> None:
         """Before a Regular group runs, stop the Spot groups evicted for it (for any group:
@@ -395,6 +403,12 @@ class Reconciler:
             return
         for uid in self.store.readmit_evicted(self.admission):
             log.info("starting evicted Spot container group %s again: capacity is spare", uid)
+            record = self.store.get_group_by_uid(uid)
+            if self.service_log is not None and record is not None:
+                self.service_log.record(
+                    caller=CONTAINER_INSTANCE, action=START, resource_id=record.resource_id,
+                    description="Spot container group started again after its eviction: "
+                                "capacity is spare.")
             self.kick(uid)
 
     def _placement(self, record: GroupRecord) -> SubnetPlacement | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from skiff.control.periodic import Periodic
 from skiff.control.reconciler import Reconciler
+from skiff.control.servicelog import DELETE, STANDBY_POOL, WRITE, ServiceLog
 from skiff.errors import SkiffError
 from skiff.store import Store
 from skiff.store.admission import Admission
@@ -46,12 +47,15 @@ class StandbyPools(Periodic[int]):
 
     def __init__(self, store: Store, reconciler: Reconciler, *, member_body: MemberBody,
                  admission: AdmissionOf | None = None,
-                 interval_s: float = REFILL_INTERVAL_S) -> None:
+                 interval_s: float = REFILL_INTERVAL_S,
+                 service_log: ServiceLog | None = None) -> None:
         super().__init__(interval_s)
         self.store = store
         self.reconciler = reconciler
         self.member_body = member_body
         self.admission = admission
+        #: Where the members made, retired and claimed are recorded (None: not recorded).
+        self.service_log = service_log
         #: Why the last round could not fill a pool (by pool key): its runtime view's
         #: status says so.
         self.problems: dict[str, str] = {}
@@ -73,6 +77,10 @@ class StandbyPools(Periodic[int]):
         extra = [m.uid for m in ordered[pool.max_ready:]]
         for uid in self.store.retire_members(pool.key, failed + extra):
             self.reconciler.kick(uid)
+            retired = self.store.get_group_by_uid(uid)
+            if retired is not None:
+                self.record(pool, DELETE, retired.resource_id, "failed" if uid in failed
+                            else "beyond the pool's capacity")
         missing = pool.max_ready - min(len(live), pool.max_ready)
         made = 0
         try:
@@ -82,6 +90,7 @@ class StandbyPools(Periodic[int]):
                              else self.admission(pool.subscription, pool.location))
                 record = self.store.add_pool_member(pool, body, admission=admission)
                 self.reconciler.kick(record.uid)
+                self.record(pool, WRITE, record.resource_id, "made ready")
                 made += 1
         except SkiffError as exc:
             message = exc.message
@@ -95,6 +104,14 @@ class StandbyPools(Periodic[int]):
             else:
                 self.problems.pop(pool.key, None)
         return made
+
+    def record(self, pool: PoolRecord, action: str, resource_id: str, why: str) -> None:
+        """A write of the pool's on one of its groups, in the activity log."""
+        if self.service_log is not None:
+            self.service_log.record(caller=STANDBY_POOL, action=action,
+                                    resource_id=resource_id, on_behalf_of=pool.resource_id,
+                                    description=f"A container group of the standby pool "
+                                                f"'{pool.name}': {why}.")
 
     def kick(self) -> None:
         """A round soon, in a thread of its own (after a claim: its response path does no

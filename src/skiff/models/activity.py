@@ -105,6 +105,8 @@ class RequestFacts:
     lro_id: str | None = None
     #: An error answer's ARM code and message (secret-free by the API's rules).
     error: dict[str, Any] | None = None
+    #: Why the write was made, for skiff's own work (:mod:`skiff.control.servicelog`).
+    description: str = ""
 
 
 def _status_of(code: int, lro: bool) -> str:
@@ -133,7 +135,7 @@ def _event(facts: RequestFacts, target: Target, *, name: str, status: str, at: f
                    "http://schemas.microsoft.com/identity/claims/objectidentifier":
                        facts.object_id},
         "correlationId": facts.correlation_id,
-        "description": "",
+        "description": facts.description,
         "eventDataId": event_id,
         "eventName": _localized(name, "Begin request" if name == "BeginRequest"
                                 else "End request"),

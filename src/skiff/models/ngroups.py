@@ -189,9 +189,17 @@ def parse_ngroup(doc: Any, *, subscription: str, name: str,
 
 def _check_profiles(value: Any, subscription: str) -> None:
     where = "properties.containerGroupProfiles"
-    if not isinstance(value, list) or len(value) != 1:
-        raise _bad("An NGroup takes one container group profile: "
-                   "'containerGroupProfiles' must list exactly one.", where)
+    if not isinstance(value, list) or not value:
+        raise _bad("'containerGroupProfiles' must list the container group profile the "
+                   "NGroup's members are built from.", where)
+    if len(value) > 1:
+        # The spec's array has no bound, but nothing in it says how members would be
+        # divided among several profiles (no share, weight or zone per entry), and ACI's
+        # documentation and examples name one: several are refused, never guessed at.
+        raise _bad(f"An NGroup builds its members from one container group profile; "
+                   f"'containerGroupProfiles' lists {len(value)}, and the API has no field "
+                   f"saying how members are divided among several. List one (make an "
+                   f"NGroup per profile).", f"{where}[1]")
     stub = _object(value[0], f"{where}[0]", required=True)
     resource = _object(stub.get("resource"), f"{where}[0].resource", required=True)
     match = _PROFILE_ID.fullmatch(str(resource.get("id", "")))

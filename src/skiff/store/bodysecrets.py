@@ -17,6 +17,12 @@ sealed as its JSON text under the context ``<group uid><JSON pointer>``
 (:mod:`skiff.store.sealing`), and comes back as it went in. Everything else of
 the body stays readable: names, images, commands, and which files a secret
 volume has.
+
+An NGroup's body holds, for each of its ``containerGroupProfiles``, the fields each
+member adds over its profile (``containerGroupProperties``: volumes with their
+account keys and secret files, containers): the same fields of a group body, found
+by :func:`ngroup_slots` and sealed under ``ngroups/<uid><JSON pointer>``. A standby
+pool holds no secret (its properties are a profile reference, subnets and counts).
 """
 
 from __future__ import annotations
@@ -86,32 +92,53 @@ def slots(body: Mapping[str, Any]) -> Iterator[Slot]:
                    _pointer("properties", "extensions", i, "properties", key))
 
 
-def _context(uid: str, pointer: str) -> str:
-    return f"containerGroups/{uid}{pointer}"
+def ngroup_slots(body: Mapping[str, Any]) -> Iterator[Slot]:
+    """Every secret of an NGroup's ``body``: those of each profile entry's
+    ``containerGroupProperties``, found as a group body's are."""
+    props = body.get("properties")
+    if not isinstance(props, dict):
+        return
+    for i, stub in _dicts(props.get("containerGroupProfiles")):
+        fields = stub.get("containerGroupProperties")
+        if not isinstance(fields, dict):
+            continue
+        prefix = _pointer("properties", "containerGroupProfiles", i,
+                          "containerGroupProperties")
+        for holder, key, pointer in slots({"properties": fields}):
+            yield holder, key, prefix + pointer[len("/properties"):]
 
 
-def _each(body: dict[str, Any], change: Callable[[Any, str], Any]) -> dict[str, Any]:
-    for holder, key, pointer in list(slots(body)):
+#: Where secrets are, per kind of body, and the first part of their sealing context.
+_KINDS: dict[str, Callable[[Mapping[str, Any]], Iterator[Slot]]] = {
+    "containerGroups": slots, "ngroups": ngroup_slots}
+
+
+def _each(body: dict[str, Any], kind: str,
+          change: Callable[[Any, str], Any]) -> dict[str, Any]:
+    for holder, key, pointer in list(_KINDS[kind](body)):
         holder[key] = change(holder[key], pointer)
     return body
 
 
-def seal_body(body: Mapping[str, Any], sealer: Sealer, uid: str) -> dict[str, Any]:
-    """A copy of ``body`` with every secret sealed for the group ``uid``."""
-    return _each(copy.deepcopy(dict(body)),
-                 lambda value, where: sealer.seal(json.dumps(value), _context(uid, where)))
+def seal_body(body: Mapping[str, Any], sealer: Sealer, uid: str, *,
+              kind: str = "containerGroups") -> dict[str, Any]:
+    """A copy of ``body`` with every secret sealed for the group (or the ``kind`` of
+    resource) ``uid``."""
+    return _each(copy.deepcopy(dict(body)), kind,
+                 lambda value, where: sealer.seal(json.dumps(value), f"{kind}/{uid}{where}"))
 
 
-def unseal_body(body: dict[str, Any], sealer: Sealer, uid: str) -> dict[str, Any]:
+def unseal_body(body: dict[str, Any], sealer: Sealer, uid: str, *,
+                kind: str = "containerGroups") -> dict[str, Any]:
     """``body`` (changed in place, and returned) with every secret opened again.
 
     A secret that is not a sealed value of this group at this place raises
     :class:`~skiff.store.sealing.SealingError`, naming the place, never the value.
     """
     def unseal(value: Any, where: str) -> Any:
-        context = _context(uid, where)
+        context = f"{kind}/{uid}{where}"
         if not isinstance(value, str):
             raise SealingError(f"the value at {context} is not sealed")
         return json.loads(sealer.unseal(value, context))
 
-    return _each(body, unseal)
+    return _each(body, kind, unseal)

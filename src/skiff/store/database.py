@@ -20,7 +20,7 @@ Secrets at rest. The file holds the groups' secrets sealed with the node key
 (:mod:`skiff.store.sealing`), which the database opens before anything else:
 without the key a store that holds sealed values does not open. The writer runs
 with ``secure_delete``, so that what a write frees is zeroed, not left in free
-pages. Once the migration that sealed the secrets of an older file has run, the
+pages. Once a migration that sealed the secrets of an older file has run, the
 file is rebuilt (``VACUUM``) and its WAL truncated, so that no copy of the
 plaintext it held remains in the database's files (the filesystem's own free
 blocks are beyond SQLite's reach).
@@ -133,15 +133,25 @@ class Database:
         def seal(uid: str, body: str) -> str:
             return dumps(seal_body(json.loads(body), sealer, uid))
 
-        reached = schema.migrate(conn, source=str(self.path), seal_body=seal)
-        if probe is None and reached >= schema.SEALED:
+        def seal_ngroup(uid: str, body: str) -> str:
+            return dumps(seal_body(json.loads(body), sealer, uid, kind="ngroups"))
+
+        reached = schema.migrate(conn, source=str(self.path), seal_body=seal,
+                                 seal_ngroup=seal_ngroup)
+        # An older file that a step sealed (or that has no probe yet: a start that died
+        # before writing it): its plaintext is in free pages and the WAL.
+        first = probe is None and reached >= schema.SEALED
+        wipe = before > 0 and (first or any(before < step <= reached
+                                            for step in schema.SEALING[1:]))
+        if first or wipe:
             try:
-                if before > 0:  # an older file: its plaintext is in free pages and the WAL
+                if wipe:
                     conn.execute("VACUUM")
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                conn.execute("INSERT INTO sealing (id, probe) VALUES (1, ?)"
-                             " ON CONFLICT (id) DO NOTHING",
-                             (sealer.seal(PROBE, _PROBE_CONTEXT),))
+                if probe is None:
+                    conn.execute("INSERT INTO sealing (id, probe) VALUES (1, ?)"
+                                 " ON CONFLICT (id) DO NOTHING",
+                                 (sealer.seal(PROBE, _PROBE_CONTEXT),))
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot seal the store {self.path}: {exc}") from exc
         return sealer

@@ -9,6 +9,9 @@ only by a change to what members are built from (a new rollout).
 A member is an ordinary container group in the NGroup's resource group; its row here
 says which generation of the NGroup built it. The container group itself may be gone
 (deleted by its tenant): the controller finds that out and forgets the row.
+
+The body's secrets (the per-member volumes' account keys and secret files) are sealed
+at rest as a group's are (:mod:`skiff.store.bodysecrets`), under ``ngroups/<uid>``.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import Any
 
 from skiff.errors import ArmError
 from skiff.models.ngroups import member_fields
+from skiff.store.bodysecrets import seal_body, unseal_body
 from skiff.store.database import Database
 from skiff.store.records import dumps, name_key, subscription_key
 from skiff.store.rows import ensure_rg
+from skiff.store.sealing import Sealer
 
 #: Events kept per NGroup (the newest).
 MAX_EVENTS = 50
@@ -53,10 +58,10 @@ class NGroupRecord:
                 f"/providers/{NGROUP_TYPE}/{self.name}")
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> NGroupRecord:
+    def from_row(cls, row: sqlite3.Row, sealer: Sealer) -> NGroupRecord:
         return cls(uid=row["uid"], subscription=row["subscription"],
                    resource_group=row["resource_group"], name=row["name"],
-                   location=row["location"], body=json.loads(row["body"]),
+                   location=row["location"], body=_open(row, sealer),
                    tags=json.loads(row["tags"]), provisioning_state=row["provisioning_state"],
                    desired=row["desired"], version=row["version"],
                    generation=row["generation"], rollout=json.loads(row["rollout"]),
@@ -98,23 +103,26 @@ class NGroupsMixin(Database):
             row = _row(conn, sub, rg, name)
             if row is None:
                 uid = uuid.uuid4().hex
+                sealed = dumps(seal_body(body, self.sealer, uid, kind="ngroups"))
                 conn.execute(
                     "INSERT INTO ngroups (uid, subscription, rg_key, name_key, resource_group,"
                     " name, location, body, tags, provisioning_state, desired, version,"
                     " generation, rollout, events, created_at, updated_at) VALUES (?, ?, ?, ?,"
                     " ?, ?, ?, ?, ?, 'Creating', 'running', 1, 1, '{}', '[]', ?, ?)",
-                    (uid, sub, name_key(rg), name_key(name), rg_name, name, location, body_json,
+                    (uid, sub, name_key(rg), name_key(name), rg_name, name, location, sealed,
                      tags_json, now, now))
                 return self._ngroup(conn, uid), True
             if row["desired"] == "deleted":
                 raise ArmError(409, "NGroupDeleting", f"The NGroup '{row['name']}' is being "
                                "deleted; retry once it is gone.")
-            if row["body"] != body_json:
-                new_members = member_fields(json.loads(row["body"])) != member_fields(dict(body))
+            old = _open(row, self.sealer)
+            if dumps(old) != body_json:
+                new_members = member_fields(old) != member_fields(dict(body))
+                sealed = dumps(seal_body(body, self.sealer, row["uid"], kind="ngroups"))
                 conn.execute(
                     "UPDATE ngroups SET body = ?, tags = ?, provisioning_state = 'Updating',"
                     " version = version + 1, generation = generation + ?, updated_at = ?"
-                    " WHERE uid = ?", (body_json, tags_json, int(new_members), now, row["uid"]))
+                    " WHERE uid = ?", (sealed, tags_json, int(new_members), now, row["uid"]))
             elif row["tags"] != tags_json:
                 conn.execute("UPDATE ngroups SET tags = ?, updated_at = ? WHERE uid = ?",
                              (tags_json, now, row["uid"]))
@@ -123,12 +131,12 @@ class NGroupsMixin(Database):
     def get_ngroup(self, sub: str, rg: str, name: str) -> NGroupRecord | None:
         with self.read() as conn:
             row = _row(conn, subscription_key(sub), rg, name)
-            return None if row is None else NGroupRecord.from_row(row)
+            return None if row is None else NGroupRecord.from_row(row, self.sealer)
 
     def get_ngroup_by_uid(self, uid: str) -> NGroupRecord | None:
         with self.read() as conn:
             row = conn.execute("SELECT * FROM ngroups WHERE uid = ?", (uid,)).fetchone()
-            return None if row is None else NGroupRecord.from_row(row)
+            return None if row is None else NGroupRecord.from_row(row, self.sealer)
 
     def list_ngroups(self, sub: str | None = None, rg: str | None = None) -> list[NGroupRecord]:
         """The NGroups of ``sub`` (None: all, for the controller), of ``rg`` if given."""
@@ -141,7 +149,7 @@ class NGroupsMixin(Database):
                 params.append(name_key(rg))
         with self.read() as conn:
             rows = conn.execute(sql + " ORDER BY rg_key, name_key", params).fetchall()
-        return [NGroupRecord.from_row(row) for row in rows]
+        return [NGroupRecord.from_row(row, self.sealer) for row in rows]
 
     def set_ngroup_desired(self, uid: str, desired: str) -> NGroupRecord | None:
         """Ask for the NGroup's members running, stopped, or the NGroup deleted."""
@@ -151,14 +159,14 @@ class NGroupsMixin(Database):
                          " COALESCE(?, provisioning_state), updated_at = ? WHERE uid = ?"
                          " AND desired != 'deleted'", (desired, state, self.now(), uid))
             row = conn.execute("SELECT * FROM ngroups WHERE uid = ?", (uid,)).fetchone()
-            return None if row is None else NGroupRecord.from_row(row)
+            return None if row is None else NGroupRecord.from_row(row, self.sealer)
 
     def update_ngroup_tags(self, uid: str, tags: Mapping[str, str]) -> NGroupRecord | None:
         with self.write() as conn:
             conn.execute("UPDATE ngroups SET tags = ?, updated_at = ? WHERE uid = ?",
                          (dumps(dict(tags)), self.now(), uid))
             row = conn.execute("SELECT * FROM ngroups WHERE uid = ?", (uid,)).fetchone()
-            return None if row is None else NGroupRecord.from_row(row)
+            return None if row is None else NGroupRecord.from_row(row, self.sealer)
 
     def save_rollout(self, uid: str, *, version: int, state: str | None,
                      rollout: Mapping[str, Any], events: list[dict[str, Any]]) -> bool:
@@ -214,7 +222,7 @@ class NGroupsMixin(Database):
 
     def _ngroup(self, conn: sqlite3.Connection, uid: str) -> NGroupRecord:
         return NGroupRecord.from_row(
-            conn.execute("SELECT * FROM ngroups WHERE uid = ?", (uid,)).fetchone())
+            conn.execute("SELECT * FROM ngroups WHERE uid = ?", (uid,)).fetchone(), self.sealer)
 
 
 def delete_ngroups_of(conn: sqlite3.Connection, sub: str, rg: str) -> None:
@@ -224,6 +232,11 @@ def delete_ngroups_of(conn: sqlite3.Connection, sub: str, rg: str) -> None:
     conn.execute("DELETE FROM ngroup_members WHERE ngroup_uid IN (SELECT uid FROM ngroups"
                  " WHERE subscription = ? AND rg_key = ?)", key)
     conn.execute("DELETE FROM ngroups WHERE subscription = ? AND rg_key = ?", key)
+
+
+def _open(row: sqlite3.Row, sealer: Sealer) -> dict[str, Any]:
+    """The row's body, its secrets open."""
+    return unseal_body(json.loads(row["body"]), sealer, row["uid"], kind="ngroups")
 
 
 def _row(conn: sqlite3.Connection, sub: str, rg: str, name: str) -> sqlite3.Row | None:

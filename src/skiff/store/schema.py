@@ -494,12 +494,32 @@ CREATE INDEX container_groups_by_pool ON container_groups (pool_key, desired,
     WHERE pool_key IS NOT NULL;
 """
 
+# NGroups' secrets at rest (skiff.store.bodysecrets.ngroup_slots): the per-member
+# fields of each body (volumes' account keys, secret files) sealed in place by
+# ``skiff_seal_ngroup``, as version 6 sealed the groups'; the store wipes the plaintext
+# the old rows leave in free pages and the WAL (skiff.store.database).
+_SEAL16 = """
+UPDATE ngroups SET body = skiff_seal_ngroup(uid, body);
+"""
+
+# Spot usage (skiff.control.pricing): whether a usage span's group ran as Spot, priced
+# at ACI's Spot prices. Spans written before are Regular unless their group, still
+# stored, is a Spot group (a group's priority does not change).
+_SPOTUSAGE16 = """
+ALTER TABLE usage_spans ADD COLUMN spot INTEGER NOT NULL DEFAULT 0;
+UPDATE usage_spans SET spot = 1
+    WHERE group_uid IN (SELECT uid FROM container_groups WHERE spot = 1);
+"""
+
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
-                               _PROFILES, _SPOT, _NGROUPS, _STANDBY)
+                               _PROFILES, _SPOT, _NGROUPS, _STANDBY, _SEAL16, _SPOTUSAGE16)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.
 SEALED = 6
+#: The versions that seal secrets an older file held in clear (its free pages and WAL
+#: are wiped once a start migrated past one of them).
+SEALING = (SEALED, MIGRATIONS.index(_SEAL16) + 1)
 
 
 def statements(script: str) -> Iterator[str]:
@@ -542,18 +562,21 @@ def version(conn: sqlite3.Connection) -> int:
 
 def migrate(conn: sqlite3.Connection, *, source: str,
             migrations: Sequence[str] = MIGRATIONS,
-            seal_body: Callable[[str, str], str] | None = None) -> int:
+            seal_body: Callable[[str, str], str] | None = None,
+            seal_ngroup: Callable[[str, str], str] | None = None) -> int:
     """Bring the file behind ``conn`` (in autocommit mode) to ``len(migrations)``.
 
     Returns the version reached. ``source`` names the file in messages.
     ``seal_body(uid, body JSON)`` seals a stored body's secrets (version 6); without
-    it, a migration that has a body to seal fails.
+    it, a migration that has a body to seal fails; ``seal_ngroup`` the same for an
+    NGroup's body.
     """
     latest = len(migrations)
     # Migrations compute keys as the code does (Python's lower() folds every letter,
     # SQLite's only ASCII).
     conn.create_function("skiff_key", 1, subscription_key, deterministic=True)
     conn.create_function("skiff_seal_body", 2, seal_body or _no_key)
+    conn.create_function("skiff_seal_ngroup", 2, seal_ngroup or _no_key)
     step = latest  # the version being migrated to, for messages
     while True:
         try:

@@ -65,6 +65,8 @@ class Span:
     started_at: float
     last_seen: float
     ended_at: float | None
+    #: Whether the group ran as ``priority: Spot`` (priced at the Spot prices).
+    spot: bool = False
 
     @property
     def resource_id(self) -> str:
@@ -82,7 +84,7 @@ def _span(row: sqlite3.Row) -> Span:
                 str(row["resource_group"]), str(row["name"]), str(row["location"]),
                 Requests(float(row["cpu"]), float(row["memory_gb"]), int(row["gpu"])),
                 float(row["started_at"]), float(row["last_seen"]),
-                None if row["ended_at"] is None else float(row["ended_at"]))
+                None if row["ended_at"] is None else float(row["ended_at"]), bool(row["spot"]))
 
 
 class UsageMixin(Database):
@@ -98,17 +100,18 @@ class UsageMixin(Database):
             row = conn.execute("SELECT * FROM usage_spans WHERE group_uid = ? AND ended_at "
                                "IS NULL", (record.uid,)).fetchone()
             if row is not None:
-                if _span(row).requests == wanted:
+                if _span(row).requests == wanted and bool(row["spot"]) == record.spot:
                     return False
                 conn.execute("UPDATE usage_spans SET ended_at = max(started_at, ?),"
                              " last_seen = max(last_seen, ?) WHERE id = ?", (at, at, row["id"]))
             conn.execute(
                 "INSERT INTO usage_spans (group_uid, subscription, rg_key, resource_group, name,"
-                " location, cpu, memory_gb, gpu, started_at, last_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " location, cpu, memory_gb, gpu, started_at, last_seen, spot)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.uid, subscription_key(record.subscription),
                  name_key(record.resource_group), record.resource_group, record.name,
-                 record.location, wanted.cpu, wanted.memory_gb, wanted.gpu, at, at))
+                 record.location, wanted.cpu, wanted.memory_gb, wanted.gpu, at, at,
+                 int(record.spot)))
             return True
 
     def close_span(self, uid: str, at: float | None = None) -> bool:

@@ -35,6 +35,7 @@ from skiff.control.reconciler import Reconciler
 from skiff.control.sampling import Sampler
 from skiff.control.storage import StorageService, default_file_endpoint
 from skiff.control.telemetry import Telemetry
+from skiff.models.activity import EventQuery
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.store.timeseries import MetricsFile
@@ -111,6 +112,7 @@ def fake_plane(data_root: Path, settings: Settings | None = None, *,
     plane.metrics = MetricsFile(data_root / "metrics.db")
     plane.sampler = Sampler(engine, plane.metrics, interval_s=0)
     telemetry.watch_node(store, plane.sampler, pools=lambda: {"network": 0})
+    reconciler.service_log = plane.service_log
     plane.identities = GroupIdentities(store, ManagedIdentityTokens(plane.issuer, BASE))
     # NGroups' rounds run when a test calls plane.ngroups.run_round().
     attach_ngroups(plane, interval_s=0)
@@ -165,3 +167,14 @@ def fake_https(data_root: Path, *,
         finally:
             http.should_exit = True
             thread.join(timeout=10)
+
+
+def service_writes(store: Store, subscription: str, caller: str,
+                   action: str) -> list[dict[str, Any]]:
+    """The ``EndRequest`` events of ``subscription``'s activity log that accepted or
+    answered ``caller``'s ``action`` (skiff's own writes: :mod:`skiff.control.servicelog`),
+    oldest first; an operation's outcome is not among them."""
+    found, _ = store.list_events(subscription, EventQuery(0.0, 2.0**40), limit=10_000)
+    return [e for e in reversed(found) if e["caller"] == caller
+            and e["operationName"]["value"] == action
+            and e["eventName"]["value"] == "EndRequest" and e["subStatus"]["value"]]
