@@ -167,7 +167,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_reset_refuses_while_serving_or_running_then_undoes_everything(
-    root: Path, images: BuiltImages
+    host_alone: None, root: Path, images: BuiltImages
 ) -> None:
     """Refused while the server runs, then while its groups run; forced, it leaves the
     host as before the server and keeps the data root, whose groups the next server runs
