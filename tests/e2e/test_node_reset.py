@@ -101,8 +101,11 @@ class Serve:
              "--listen", f"127.0.0.1:{self.port}",
              *(f"--allow-local-endpoint={endpoint}" for endpoint in allow)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        eventually(lambda: self.client().get(ACI + API).status_code == 200,
-                   what="skiff serve answers", timeout_s=30,
+        def answers() -> bool:
+            with self.client() as client:  # closed: an idle one would hold a SIGTERM 5 s
+                return client.get(ACI + API).status_code == 200
+
+        eventually(answers, what="skiff serve answers", timeout_s=30,
                    ignore=(httpx.HTTPError, OSError))
 
     def client(self) -> httpx.Client:
