@@ -217,8 +217,10 @@ def test_after_a_reboot_of_the_node_the_reconciler_brings_groups_back(
         "ipAddress": {"type": "Public", "ports": [{"port": 8080}]},
         "containers": [{"name": "web", "properties": {
             "image": images.bb, "ports": [{"port": 8080}],
+            # PID 1 ends on SIGTERM (httpd would ignore it: the clean-up's delete
+            # would wait out skiff serve's 10 s stop grace)
             "command": ["sh", "-c", "mkdir -p /www; echo hi > /www/index.html; "
-                                    "exec httpd -f -p 8080 -h /www"],
+                                    "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"],
             "resources": {"requests": {"cpu": 0.05, "memoryInGB": 0.05}}}}]}}
     once = _body(images)
     once["properties"]["restartPolicy"] = "Never"
