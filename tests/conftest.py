@@ -3,8 +3,11 @@ tests are skipped without root."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("root") is not None:
             item.add_marker(skip)
+
+
+#: The host's shared state (namespaces, links, mounts, tables, cgroups) between test runs
+#: side by side (scripts/test runs the fuzzer beside the node's tests): a test that makes
+#: such state beside others holds this lock shared, one that compares the whole host
+#: before and after holds it alone.
+HOST_LOCK = Path(tempfile.gettempdir()) / "skiff-tests-host.lock"
+
+
+@contextlib.contextmanager
+def _holding_the_host(mode: int) -> Iterator[None]:
+    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
+
+
+@pytest.fixture
+def host_shared() -> Iterator[None]:
+    """The host, shared with other test runs that make state on it (no test alone)."""
+    with _holding_the_host(fcntl.LOCK_SH):
+        yield
+
+
+@pytest.fixture
+def host_alone() -> Iterator[None]:
+    """The host to this test alone: no run beside makes or removes anything meanwhile."""
+    with _holding_the_host(fcntl.LOCK_EX):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ class Serve:
         self.root, self.port, self.allow = root, port, allow
         self.files_port = free_port()  # the Azure Files data plane's
         self.process: subprocess.Popen[bytes] | None = None
+        self.clients: list[httpx.Client] = []  # what client() handed out
         #: Set by a test that cleaned up itself: the fixture then starts no server again.
         self.finished = False
 
@@ -65,19 +66,27 @@ class Serve:
 
         def answers() -> bool:
             assert process.poll() is None, "skiff serve exited"
-            return self.client().get(GROUPS + API).status_code == 200
+            with self.client() as client:
+                return client.get(GROUPS + API).status_code == 200
 
         eventually(answers, what="skiff serve answers", timeout_s=30,
                    ignore=(httpx.HTTPError, OSError))  # not listening yet, no token yet
 
     def client(self) -> httpx.Client:
         token = (self.root / "admin.token").read_text().strip()
-        return httpx.Client(base_url=f"https://127.0.0.1:{self.port}", timeout=30,
-                            verify=ssl.create_default_context(cafile=self.root / "ca.pem"),
-                            headers={"Authorization": f"Bearer {token}"})
+        client = httpx.Client(base_url=f"https://127.0.0.1:{self.port}", timeout=30,
+                              verify=ssl.create_default_context(cafile=self.root / "ca.pem"),
+                              headers={"Authorization": f"Bearer {token}"})
+        self.clients.append(client)
+        return client
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig``; before a SIGTERM, close the clients handed out: a graceful stop
+        waits for their idle keep-alive connections (TLS) for its whole timeout (5 s)."""
         assert self.process is not None
+        if sig == signal.SIGTERM:
+            while self.clients:
+                self.clients.pop().close()
         self.process.send_signal(sig)
         self.process.wait(timeout=30)
 
@@ -208,8 +217,10 @@ def test_after_a_reboot_of_the_node_the_reconciler_brings_groups_back(
         "ipAddress": {"type": "Public", "ports": [{"port": 8080}]},
         "containers": [{"name": "web", "properties": {
             "image": images.bb, "ports": [{"port": 8080}],
+            # PID 1 ends on SIGTERM (httpd would ignore it: the clean-up's delete
+            # would wait out skiff serve's 10 s stop grace)
             "command": ["sh", "-c", "mkdir -p /www; echo hi > /www/index.html; "
-                                    "exec httpd -f -p 8080 -h /www"],
+                                    "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"],
             "resources": {"requests": {"cpu": 0.05, "memoryInGB": 0.05}}}}]}}
     once = _body(images)
     once["properties"]["restartPolicy"] = "Never"

@@ -101,8 +101,11 @@ class Serve:
              "--listen", f"127.0.0.1:{self.port}",
              *(f"--allow-local-endpoint={endpoint}" for endpoint in allow)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        eventually(lambda: self.client().get(ACI + API).status_code == 200,
-                   what="skiff serve answers", timeout_s=30,
+        def answers() -> bool:
+            with self.client() as client:  # closed: an idle one would hold a SIGTERM 5 s
+                return client.get(ACI + API).status_code == 200
+
+        eventually(answers, what="skiff serve answers", timeout_s=30,
                    ignore=(httpx.HTTPError, OSError))
 
     def client(self) -> httpx.Client:
@@ -167,7 +170,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_reset_refuses_while_serving_or_running_then_undoes_everything(
-    root: Path, images: BuiltImages
+    host_alone: None, root: Path, images: BuiltImages
 ) -> None:
     """Refused while the server runs, then while its groups run; forced, it leaves the
     host as before the server and keeps the data root, whose groups the next server runs

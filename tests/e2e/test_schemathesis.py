@@ -31,7 +31,8 @@ from skiff.testing.catalog import BuiltImages
 from skiff.testing.server import RunningServer
 from skiff.testing.waiting import eventually
 
-pytestmark = pytest.mark.root
+# Beside the node's tests (scripts/test), never beside one that compares the whole host.
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("host_shared")]
 
 API_VERSION = "2023-05-01"
 # The types that came after 2023-05-01 answer only the api-versions that have them.

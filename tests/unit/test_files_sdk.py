@@ -13,7 +13,7 @@ import os
 import re
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,19 @@ class Plane:
     shares: FakeFileShares
     account: str
     keys: tuple[str, str]
+    #: The clients made, closed before the server stops (else it waits its 2 s of grace
+    #: for their idle TLS keep-alives).
+    clients: list[ShareServiceClient] = field(default_factory=list)
 
     def service(self, credential: Any = None) -> ShareServiceClient:
         cred = credential if credential is not None else {"account_name": self.account,
                                                           "account_key": self.keys[0]}
-        return ShareServiceClient(f"{self.url}/{self.account}", credential=cred,
-                                  connection_verify=self.ca)
+        return self.kept(ShareServiceClient(f"{self.url}/{self.account}", credential=cred,
+                                            connection_verify=self.ca))
+
+    def kept(self, client: ShareServiceClient) -> ShareServiceClient:
+        self.clients.append(client)
+        return client
 
 
 @pytest.fixture
@@ -74,9 +81,12 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
     keys = shares.add_account("acct1")
     sock, listen = bind("127.0.0.1:0")
     server = serving.start(sock, listen, shares, cert=tls.cert, key=tls.key)
+    plane = Plane(server.url, str(tls.ca), shares, "acct1", keys)
     try:
-        yield Plane(server.url, str(tls.ca), shares, "acct1", keys)
+        yield plane
     finally:
+        for client in plane.clients:
+            client.close()
         server.close()
 
 
@@ -154,7 +164,8 @@ def test_share_lifecycle_upload_list_download(plane: Plane) -> None:
 def test_connection_string(plane: Plane) -> None:
     text = (f"DefaultEndpointsProtocol=https;AccountName={plane.account};"
             f"AccountKey={plane.keys[1]};FileEndpoint={plane.url}/{plane.account};")
-    service = ShareServiceClient.from_connection_string(text, connection_verify=plane.ca)
+    service = plane.kept(ShareServiceClient.from_connection_string(
+        text, connection_verify=plane.ca))
     service.create_share("viaconn")
     assert [s.name for s in service.list_shares()] == ["viaconn"]
 

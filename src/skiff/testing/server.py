@@ -127,7 +127,11 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
                                 ssl_certfile=str(server.cert), ssl_keyfile=str(server.key),
                                 log_level="warning", lifespan="off", ws="websockets-sansio",
                                 proxy_headers=False,  # the client is the peer, not a header
-                                timeout_graceful_shutdown=1)
+                                # at the test's end: a graceful stop waits this long for the
+                                # idle TLS keep-alives of clients a test left open (asyncio
+                                # waits for their close_notify), however long it is; typed
+                                # int, taken by asyncio.timeout (any number of seconds)
+                                timeout_graceful_shutdown=0.2)  # type: ignore[arg-type]
         http = uvicorn.Server(config)
         thread = threading.Thread(target=http.run, name="skiff-server", daemon=True)
         thread.start()
