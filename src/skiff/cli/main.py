@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "skiff's API."),
     "image": ("skiff.cli.image", "image",
               "Manage the images of this node: pull, import, list, inspect, remove, prune."),
+    "kube": ("skiff.cli.kube", "kube",
+             "See the Kubernetes objects container groups become (no cluster needed)."),
     "monitor": ("skiff.cli.monitor", "monitor",
                 "Read container groups' metrics and the activity log, as `az monitor` does."),
     "network": ("skiff.cli.network", "network",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
-from skiff.core.spec import GitRepoVolume
+from skiff.core.spec import GitRepoVolume, clone_dir
 from skiff.engine.volumes.driver import is_mount_point, remove_tree
 from skiff.errors import (
     GitRepoUnreachable,
@@ -53,14 +53,6 @@ def _redact(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
-
-
-def _clone_dir(repository: str) -> str:
-    """The directory git itself would clone ``repository`` into (``.../app.git`` → ``app``)."""
-    path = urlsplit(repository).path.rstrip("/")
-    path = path.removesuffix("/.git").removesuffix(".git")
-    last = path.rsplit("/", 1)[-1]
-    return last if last and last not in (".", "..") else "repo"
 
 
 class GitRepoDriver:
@@ -96,7 +88,7 @@ class GitRepoDriver:
         """Where the clone goes, relative to the volume (``.``: the volume itself)."""
         directory = source.directory
         if directory is None:
-            return PurePosixPath(_clone_dir(source.repository))
+            return PurePosixPath(clone_dir(source.repository))
         rel = PurePosixPath(directory)
         if (not directory or rel.is_absolute() or ".." in rel.parts or "\0" in directory
                 or _UNSAFE.search(directory)):
