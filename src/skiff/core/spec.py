@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 
 class RestartPolicy(StrEnum):
@@ -153,15 +152,6 @@ class GitRepoVolume:
     repository: str
     directory: str | None = None
     revision: str | None = None
-
-
-def clone_dir(repository: str) -> str:
-    """The directory git itself would clone ``repository`` into (``.../app.git`` → ``app``):
-    a gitRepo volume's clone without a ``directory``, whichever engine clones it."""
-    path = urlsplit(repository).path.rstrip("/")
-    path = path.removesuffix("/.git").removesuffix(".git")
-    last = path.rsplit("/", 1)[-1]
-    return last if last and last not in (".", "..") else "repo"
 
 
 @dataclass(frozen=True)

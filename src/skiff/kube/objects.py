@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from skiff.core.gitrepo import check_git_repo, clone_path
 from skiff.core.spec import (
     CONFIG_MAP_ROOT,
     AzureFileVolume,
@@ -50,7 +51,6 @@ from skiff.core.spec import (
     Resources,
     SecretVolume,
     SecurityContext,
-    clone_dir,
 )
 from skiff.errors import InvalidGroupSpec
 from skiff.kube import naming
@@ -99,20 +99,20 @@ def group_objects(spec: GroupSpec, placement: Placement) -> list[Obj]:
     if placement.public and spec.ip_ports and spec.subnet is None:
         found.append(_service(spec, placement))
     found.append(_network_policy(spec, placement))
-    return [own(o, spec, placement) for o in found] if placement.anchor_uid else found
+    if placement.anchor_uid is None:
+        return found
+    return [own(o, spec.name, placement.anchor_uid) for o in found]
 
 
-def own(obj: Obj, spec: GroupSpec, placement: Placement) -> Obj:
-    """``obj`` with the group's anchor (``placement.anchor_uid``) as its owner; the anchor
-    itself stays ownerless. A virtual network's NetworkPolicy is shared by the network's
-    groups in the namespace: the engine applying it keeps every member's anchor among its
-    owners, so it goes with the last of them."""
-    if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == naming.object_name(
-            spec.name, "anchor"):
+def own(obj: Obj, group: str, anchor_uid: str) -> Obj:
+    """``obj`` with the anchor of group ``group`` (its ``uid``: ``anchor_uid``) as its
+    owner; the anchor itself stays ownerless. A virtual network's NetworkPolicy is shared
+    by the network's groups in the namespace: the engine applying it keeps every member's
+    anchor among its owners, so it goes with the last of them."""
+    anchor = naming.object_name(group, "anchor")
+    if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == anchor:
         return obj
-    assert placement.anchor_uid is not None
-    owner = {"apiVersion": "v1", "kind": "ConfigMap",
-             "name": naming.object_name(spec.name, "anchor"), "uid": placement.anchor_uid}
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": anchor, "uid": anchor_uid}
     return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner]}}
 
 
@@ -357,12 +357,13 @@ def _volume(spec: GroupSpec, name: str,
     return {"name": name, "emptyDir": {}}
 
 
-def clone_target(source: GitRepoVolume) -> str:
-    """Where a gitRepo volume's clone goes in the clone container (as the local engine
-    clones it: ``directory``, ``.`` for the volume itself, else git's own choice)."""
-    directory = source.directory if source.directory is not None else clone_dir(
-        source.repository)
-    return CLONE_MOUNT if directory == "." else f"{CLONE_MOUNT}/{directory}"
+def clone_target(volume: str, source: GitRepoVolume) -> str:
+    """Where volume ``volume``'s clone goes in the clone container, as the local engine
+    clones it (``directory``, ``.`` for the volume itself, else git's own choice), once
+    the volume is one the local engine would clone (InvalidGitRepoVolume otherwise)."""
+    check_git_repo(volume, source)
+    directory = clone_path(volume, source)
+    return CLONE_MOUNT if str(directory) == "." else f"{CLONE_MOUNT}/{directory}"
 
 
 #: The clone container's script; the repository, target and revision are its arguments
@@ -375,7 +376,7 @@ def _clone(volume: str, source: GitRepoVolume, placement: Placement) -> Obj:
     return {
         "name": naming.added_name("git", volume),
         "image": placement.git_image,
-        "command": ["sh", "-c", _CLONE_SCRIPT, source.repository, clone_target(source),
+        "command": ["sh", "-c", _CLONE_SCRIPT, source.repository, clone_target(volume, source),
                     source.revision or ""],
         "volumeMounts": [{"name": volume, "mountPath": CLONE_MOUNT}],
         "resources": _resources(Resources(cpu=0.1, memory_gb=0.25)),
