@@ -49,7 +49,8 @@ def test_a_service_name_is_a_dns1035_label() -> None:
     assert naming.service_name("web") == "web"
     for group in ("1web", "9" * 63):
         name = naming.service_name(group)
-        assert len(name) <= 63 and DNS1035_LABEL.fullmatch(name), name
+        assert len(name) <= 63
+        assert DNS1035_LABEL.fullmatch(name), name
     assert naming.service_name("1web") != naming.service_name("1wec")
 
 
