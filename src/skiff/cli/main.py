@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("skiff.cli.image", "image",
               "Manage the images of this node: pull, import, list, inspect, remove, prune."),
     "kube": ("skiff.cli.kube", "kube",
-             "See the Kubernetes objects container groups become (no cluster needed)."),
+             "The Kubernetes backend: see what container groups become on a cluster."),
     "monitor": ("skiff.cli.monitor", "monitor",
                 "Read container groups' metrics and the activity log, as `az monitor` does."),
     "network": ("skiff.cli.network", "network",
