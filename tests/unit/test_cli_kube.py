@@ -93,7 +93,8 @@ def test_bad_names_are_refused_clearly() -> None:
     sample = str(SAMPLES / "sandbox.yaml")
     for args, words in ((["--namespace", "Team_A"], "DNS-1123 label"),
                         (["--namespace-prefix", "-x"], "namespace prefix"),
-                        (["--runtime-class", "G Visor"], "--runtime-class")):
+                        (["--runtime-class", "G Visor"], "--runtime-class"),
+                        (["--git-image", "Not An Image"], "InvalidImageReference")):
         result = render("-f", sample, *args)
         assert result.exit_code == 1, result.output
         assert words in result.output

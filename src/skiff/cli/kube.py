@@ -59,12 +59,15 @@ def kube() -> None:
 @click.option("--runtime-class", default="gvisor", show_default=True,
               help="The RuntimeClass of isolation Sandbox groups (the cluster's gVisor "
                    "one).")
+@click.option("--git-image", default="docker.io/alpine/git", show_default=True,
+              help="The image of the init containers that clone gitRepo volumes (pin a "
+                   "tag or digest your cluster may pull).")
 @click.option("--show-secrets", is_flag=True,
               help="Print the Secrets' values (base64) instead of leaving them empty.")
 @handle_errors
 def render(file: Path, name: str | None, namespace: str | None, resource_group: str,
            subscription: str, namespace_prefix: str, dns_zone: str | None,
-           runtime_class: str, show_secrets: bool) -> None:
+           runtime_class: str, git_image: str, show_secrets: bool) -> None:
     """Print the Kubernetes objects a container group becomes, as YAML, without a cluster.
 
     The namespace comes first, then the group's anchor and the objects it owns (their
@@ -75,7 +78,7 @@ def render(file: Path, name: str | None, namespace: str | None, resource_group: 
     Examples:
       skiff kube render --file web.yaml
       skiff kube render --file web.yaml -g prod --subscription $SUB
-      skiff kube render --file web.json --name web --namespace team-a --show-secrets
+      skiff kube render --file web.json --name web --namespace team-a
     """
     import yaml  # type: ignore[import-untyped,unused-ignore]
 
@@ -86,7 +89,7 @@ def render(file: Path, name: str | None, namespace: str | None, resource_group: 
     found = group_objects(body, group_name, namespace=namespace,
                           resource_group=resource_group, subscription=subscription,
                           namespace_prefix=namespace_prefix, dns_zone=dns_zone,
-                          runtime_class=runtime_class)
+                          runtime_class=runtime_class, git_image=git_image)
     if not show_secrets:
         found = kube_objects.redacted(found)
     click.echo(f"# skiff kube render: container group {group_name!r}")
@@ -97,11 +100,13 @@ def render(file: Path, name: str | None, namespace: str | None, resource_group: 
 def group_objects(body: dict[str, Any], name: str, *, namespace: str | None = None,
                   resource_group: str = "default", subscription: str = DEFAULT_SUBSCRIPTION,
                   namespace_prefix: str = "skiff", dns_zone: str | None = None,
-                  runtime_class: str = "gvisor") -> list[Obj]:
+                  runtime_class: str = "gvisor",
+                  git_image: str = "docker.io/alpine/git") -> list[Obj]:
     """The namespace and every object of group ``name`` of ARM body ``body``, checked by
     the API's rules first (ArmError as the API answers); secrets included."""
     import uuid
 
+    from skiff.core.reference import parse as parse_reference
     from skiff.core.spec import SubnetPlacement
     from skiff.kube import naming
     from skiff.kube import objects as kube_objects
@@ -112,6 +117,7 @@ def group_objects(body: dict[str, Any], name: str, *, namespace: str | None = No
     from skiff.settings import ApiSettings, DnsSettings
 
     api, dns = ApiSettings(), DnsSettings()
+    parse_reference(git_image)  # InvalidReference, as for a container's image
     if not naming.is_subdomain(runtime_class):
         raise InvalidArgument(f"--runtime-class {runtime_class[:80]!r} is not a RuntimeClass "
                               "name (a DNS-1123 subdomain)")
@@ -138,5 +144,5 @@ def group_objects(body: dict[str, Any], name: str, *, namespace: str | None = No
         public=props.ip_address is not None and props.ip_address.type == "Public",
         dns_name=None if label is None else fqdn(label, parsed.location,
                                                  dns_zone or dns.zone),
-        sandbox_runtime_class=runtime_class)
+        sandbox_runtime_class=runtime_class, git_image=git_image)
     return [space, *kube_objects.group_objects(spec, placement)]

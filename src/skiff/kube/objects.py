@@ -78,8 +78,9 @@ class Placement:
     dns_name: str | None = None
     #: The RuntimeClass of isolation ``Sandbox`` groups (the operator's gVisor one).
     sandbox_runtime_class: str = "gvisor"
-    #: The image whose ``git`` clones gitRepo volumes (an init container per volume).
-    git_image: str = "docker.io/alpine/git:2.47.2"
+    #: The image whose ``git`` clones gitRepo volumes (an init container per volume); an
+    #: operator pins one (a tag or digest) the cluster may pull.
+    git_image: str = "docker.io/alpine/git"
     #: The anchor's uid once the API server made it; None: no owner references.
     anchor_uid: str | None = None
 
