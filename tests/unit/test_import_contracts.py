@@ -40,7 +40,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "skiff.api": ("skiff.engine", "skiff.cli", "skiff.server", "skiff.testing"),
     # The CLI talks HTTP; node-local commands import the engine or store inside the command.
     "skiff.cli": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.server",
-                  "skiff.dns", "skiff.models", "skiff.testing"),
+                  "skiff.dns", "skiff.models", "skiff.kube", "skiff.testing"),
     "skiff.client": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
                      "skiff.models", "skiff.server", "skiff.testing"),
     "skiff.dns": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
@@ -56,6 +56,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "skiff.portal": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
                      "skiff.client", "skiff.models", "skiff.dns", "skiff.server",
                      "skiff.testing"),
+    # the Kubernetes backend: a second engine, given the contract's GroupSpec like the first
+    "skiff.kube": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
+                   "skiff.client", "skiff.models", "skiff.dns", "skiff.metadata", "skiff.files",
+                   "skiff.portal", "skiff.server", "skiff.testing"),
 }
 
 
@@ -157,6 +161,8 @@ _ENGINE = ("skiff.engine", "skiff.store", "skiff.server", "skiff.control", "sqli
     ("import skiff.models", (*_ENGINE, "skiff.api", "skiff.dns", "zstandard", "ctypes")),
     ("import skiff.core.spec, skiff.core.view, skiff.core.reference, skiff.core.engine",
      (*_ENGINE, "skiff.api", "skiff.models", "pydantic", "zstandard", "ctypes")),
+    ("import skiff.kube.objects, skiff.kube.naming",
+     (*_ENGINE, "skiff.api", "skiff.models", "pydantic", "yaml", "kubernetes")),
     # httpx, the CLI's client, loads zstandard itself (a response decoder).
     ("from click.testing import CliRunner\nfrom skiff.cli.main import main\n"
      "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
@@ -187,7 +193,7 @@ _CLI_HEAVY = (*_ENGINE, "skiff.api", "skiff.models", "skiff.settings", "uvicorn"
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["container", "--help"], ["container", "create", "--help"],
-    ["network", "--help"],
+    ["network", "--help"], ["kube", "render", "--help"],
 ])
 def test_the_cli_start_loads_only_what_the_command_needs(argv: list[str]) -> None:
     """``skiff --help`` and the API commands' start load none of the node's modules (the

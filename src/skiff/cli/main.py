@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "skiff's API."),
     "image": ("skiff.cli.image", "image",
               "Manage the images of this node: pull, import, list, inspect, remove, prune."),
+    "kube": ("skiff.cli.kube", "kube",
+             "The Kubernetes backend: see what container groups become on a cluster."),
     "monitor": ("skiff.cli.monitor", "monitor",
                 "Read container groups' metrics and the activity log, as `az monitor` does."),
     "network": ("skiff.cli.network", "network",

@@ -18,19 +18,16 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit, urlunsplit
 
+from skiff.core.gitrepo import SCHEMES, check_git_repo, clone_path, redact_url
 from skiff.core.spec import GitRepoVolume
 from skiff.engine.volumes.driver import is_mount_point, remove_tree
 from skiff.errors import (
     GitRepoUnreachable,
     GitRepoVolumeFailed,
-    InvalidGitRepoVolume,
     VolumeError,
 )
 
-_SCHEMES = ("http", "https", "git")
-_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
 # What git prints, lower-cased, when the server cannot be reached.
 _UNREACHABLE = ("unable to connect", "could not resolve host", "connection refused",
@@ -42,25 +39,6 @@ _UNREACHABLE = ("unable to connect", "could not resolve host", "connection refus
 _CONNECTION_FAILED = ("unable to connect", "failed to connect", "connection refused",
                       "network is unreachable", "no route to host", "connection reset",
                       "the remote end hung up unexpectedly", "empty reply from server")
-
-
-def _redact(url: str) -> str:
-    """``url`` without a user and password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.rsplit("@", 1)[-1]
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
-
-
-def _clone_dir(repository: str) -> str:
-    """The directory git itself would clone ``repository`` into (``.../app.git`` → ``app``)."""
-    path = urlsplit(repository).path.rstrip("/")
-    path = path.removesuffix("/.git").removesuffix(".git")
-    last = path.rsplit("/", 1)[-1]
-    return last if last and last not in (".", "..") else "repo"
 
 
 class GitRepoDriver:
@@ -75,34 +53,11 @@ class GitRepoDriver:
         self.confine = confine
 
     def check(self, name: str, source: GitRepoVolume) -> None:
-        url = source.repository
-        try:
-            host = urlsplit(url).hostname
-        except ValueError:  # an unbalanced [ in the host part
-            host = None
-        if (_UNSAFE.search(url) or not url.startswith(tuple(f"{s}://" for s in _SCHEMES))
-                or not host or host.startswith("-")):
-            raise InvalidGitRepoVolume(
-                f"gitRepo volume {name!r}: repository {_redact(url)[:200]!r} is not an "
-                "http://, https:// or git:// URL")
-        self._target(name, source)
-        rev = source.revision
-        if rev is not None and (not rev or rev.startswith("-") or _UNSAFE.search(rev)
-                                or len(rev) > 255):
-            raise InvalidGitRepoVolume(f"gitRepo volume {name!r}: revision {rev[:80]!r} is not "
-                                       "a branch, tag or commit name")
+        check_git_repo(name, source)
 
     def _target(self, name: str, source: GitRepoVolume) -> PurePosixPath:
         """Where the clone goes, relative to the volume (``.``: the volume itself)."""
-        directory = source.directory
-        if directory is None:
-            return PurePosixPath(_clone_dir(source.repository))
-        rel = PurePosixPath(directory)
-        if (not directory or rel.is_absolute() or ".." in rel.parts or "\0" in directory
-                or _UNSAFE.search(directory)):
-            raise InvalidGitRepoVolume(f"gitRepo volume {name!r}: directory {directory[:80]!r}"
-                                       " must be '.' or a relative path without '..'")
-        return rel
+        return clone_path(name, source)
 
     def ready(self, path: Path, source: GitRepoVolume) -> bool:
         target = path / self._target(path.name, source)
@@ -146,12 +101,12 @@ class GitRepoDriver:
                           cwd=repo, deadline=deadline)
                 return
         raise GitRepoVolumeFailed(f"gitRepo volume {name!r}: revision {revision!r} is no "
-                                  f"branch, tag or commit of {_redact(source.repository)}")
+                                  f"branch, tag or commit of {redact_url(source.repository)}")
 
     def _git(self, name: str, source: GitRepoVolume, args: Sequence[str], *, cwd: Path,
              deadline: float, check: bool = True) -> tuple[int, str]:
         """Run git; returns its exit code and output. Never outlives ``deadline``."""
-        url = _redact(source.repository)
+        url = redact_url(source.repository)
         argv = [self.git, "-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=never",
                 "-c", "core.hooksPath=/dev/null", "-c", "submodule.recurse=false", *args]
         if self.confine is not None and args[0] == "clone":  # the one that connects
@@ -163,7 +118,7 @@ class GitRepoDriver:
             "HOME": "/nonexistent",
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_ALLOW_PROTOCOL": ":".join(_SCHEMES),
+            "GIT_ALLOW_PROTOCOL": ":".join(SCHEMES),
             "GIT_TERMINAL_PROMPT": "0",
             "LC_ALL": "C",  # messages in English, for the classification below
         }

@@ -1,0 +1,148 @@
+"""``skiff kube ...``: the Kubernetes backend's commands that need no cluster.
+
+``skiff kube render`` prints, as YAML, the Kubernetes objects a container group becomes
+(:mod:`skiff.kube.objects`), so an operator can review them before running skiff over a
+cluster. The group is read as ``skiff container create --file`` reads it (an ACI YAML
+file, or an ARM JSON body) and checked by the API's own rules, so a file the API would
+refuse is refused here with the same ARM error. Nothing is sent anywhere.
+
+The models and the mapping are imported inside the command, as node-local commands
+import the engine: ``skiff --help`` loads neither.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from skiff.cli.bodies import body_from_file, secrets_of
+from skiff.cli.common import InvalidArgument, handle_errors, keep_secret
+
+if TYPE_CHECKING:
+    from skiff.kube.objects import Obj
+
+#: The subscription ``render`` names a namespace after when given none (a namespace's
+#: name depends on it: skiff.kube.naming).
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+
+
+@click.group("kube")
+def kube() -> None:
+    """The Kubernetes backend: see what container groups become on a cluster.
+
+    Each group becomes a Pod with its Secrets, ConfigMaps, a LoadBalancer Service for a
+    public IP and a NetworkPolicy, in one namespace per subscription and resource group,
+    all owned by one anchor ConfigMap. Running skiff over a cluster (skiff serve
+    --backend kubernetes) is not there yet.
+    """
+
+
+@kube.command("render")
+@click.option("--file", "-f", "file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The container group: an ACI YAML file, or its ARM JSON body (as for "
+                   "skiff container create --file).")
+@click.option("--name", "-n", help="The group's name (default: the file's).")
+@click.option("--namespace", help="The namespace to render into. Default: the one skiff "
+                                  "makes for --subscription and --resource-group.")
+@click.option("--resource-group", "-g", "resource_group", default="default",
+              show_default=True, help="The resource group the namespace is named after.")
+@click.option("--subscription", default=DEFAULT_SUBSCRIPTION, show_default=True,
+              help="The subscription the namespace is named after.")
+@click.option("--namespace-prefix", default="skiff", show_default=True,
+              help="The prefix of the namespaces skiff makes.")
+@click.option("--dns-zone", default=None,
+              help="The zone of DNS name labels (<label>.<location>.<zone>), for "
+                   "external-dns' annotation. Default: skiff's (skiff.internal).")
+@click.option("--runtime-class", default="gvisor", show_default=True,
+              help="The RuntimeClass of isolation Sandbox groups (the cluster's gVisor "
+                   "one).")
+@click.option("--git-image", default="docker.io/alpine/git", show_default=True,
+              help="The image of the init containers that clone gitRepo volumes (pin a "
+                   "tag or digest your cluster may pull).")
+@click.option("--show-secrets", is_flag=True,
+              help="Print the Secrets' values (base64) instead of leaving them empty.")
+@handle_errors
+def render(file: Path, name: str | None, namespace: str | None, resource_group: str,
+           subscription: str, namespace_prefix: str, dns_zone: str | None,
+           runtime_class: str, git_image: str, show_secrets: bool) -> None:
+    """Print the Kubernetes objects a container group becomes, as YAML, without a cluster.
+
+    The namespace comes first, then the group's anchor and the objects it owns (their
+    owner references name the anchor's uid, which only a cluster gives: they are left
+    out here). Secrets' values are printed empty unless --show-secrets.
+
+    \b
+    Examples:
+      skiff kube render --file web.yaml
+      skiff kube render --file web.yaml -g prod --subscription $SUB
+      skiff kube render --file web.json --name web --namespace team-a
+    """
+    import yaml  # type: ignore[import-untyped,unused-ignore]
+
+    from skiff.kube import objects as kube_objects
+
+    group_name, body = body_from_file(file, name)
+    keep_secret(*secrets_of(body))
+    found = group_objects(body, group_name, namespace=namespace,
+                          resource_group=resource_group, subscription=subscription,
+                          namespace_prefix=namespace_prefix, dns_zone=dns_zone,
+                          runtime_class=runtime_class, git_image=git_image)
+    if not show_secrets:
+        found = kube_objects.redacted(found)
+    click.echo(f"# skiff kube render: container group {group_name!r}")
+    for obj in found:
+        click.echo("---\n" + yaml.safe_dump(obj, sort_keys=False), nl=False)
+
+
+def group_objects(body: dict[str, Any], name: str, *, namespace: str | None = None,
+                  resource_group: str = "default", subscription: str = DEFAULT_SUBSCRIPTION,
+                  namespace_prefix: str = "skiff", dns_zone: str | None = None,
+                  runtime_class: str = "gvisor",
+                  git_image: str = "docker.io/alpine/git") -> list[Obj]:
+    """The namespace and every object of group ``name`` of ARM body ``body``, checked by
+    the API's rules first (ArmError as the API answers); secrets included."""
+    import uuid
+
+    from skiff.core.reference import parse as parse_reference
+    from skiff.core.spec import SubnetPlacement
+    from skiff.kube import naming
+    from skiff.kube import objects as kube_objects
+    from skiff.models import parse_container_group, to_engine_spec
+    from skiff.models.labels import fqdn, group_label
+    from skiff.models.regions import Locations
+    from skiff.models.rules import subnet_key
+    from skiff.settings import ApiSettings, DnsSettings
+
+    api, dns = ApiSettings(), DnsSettings()
+    parse_reference(git_image)  # InvalidReference, as for a container's image
+    if not naming.is_subdomain(runtime_class):
+        raise InvalidArgument(f"--runtime-class {runtime_class[:80]!r} is not a RuntimeClass "
+                              "name (a DNS-1123 subdomain)")
+    parsed = parse_container_group(body, name=name, default_location=api.location,
+                                   known_locations=Locations(api.location),
+                                   allow_privileged=True)
+    props = parsed.properties
+    subnet = None
+    key = subnet_key(props)
+    if key is not None:
+        subnet = SubnetPlacement(vnet=key.rsplit("/subnets/", 1)[0], subnet=key, prefix="")
+    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{subscription}/{resource_group}/{name}".lower()))
+    spec = to_engine_spec(parsed, group_id=uid, name=name, subnet=subnet)
+    label = group_label(parsed, tenant=dns.tenant, subscription=subscription,
+                        resource_group=resource_group, group_uid=uid)
+    if namespace is None:
+        namespace = naming.namespace_name(subscription, resource_group, prefix=namespace_prefix)
+        space = kube_objects.namespace_object(namespace, subscription=subscription,
+                                              resource_group=resource_group)
+    else:
+        space = kube_objects.namespace_object(namespace)
+    placement = kube_objects.Placement(
+        namespace=namespace,
+        public=props.ip_address is not None and props.ip_address.type == "Public",
+        dns_name=None if label is None else fqdn(label, parsed.location,
+                                                 dns_zone or dns.zone),
+        sandbox_runtime_class=runtime_class, git_image=git_image)
+    return [space, *kube_objects.group_objects(spec, placement)]
