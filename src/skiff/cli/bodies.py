@@ -190,7 +190,7 @@ def check_network_flags(*, vnet: str | None, subnet: str | None, ip_address: str
 _RESOURCE_KEYS = ("name", "type", "location", "tags", "identity", "zones", "properties")
 
 
-def yaml_error(path: Path, exc: yaml.YAMLError) -> InvalidArgument:
+def yaml_error(path: Path | str, exc: yaml.YAMLError) -> InvalidArgument:
     """PyYAML's report of where ``path`` is broken, as PyYAML words it (what it was
     parsing, the line and column, the line itself with a caret under the column), as az
     prints it. The line is the user's own, shown on their terminal; the API's messages,
@@ -209,14 +209,21 @@ def body_from_file(path: Path, name: str | None) -> tuple[str, dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return body_from_yaml(text, name, path)
+
+
+def body_from_yaml(text: str, name: str | None, source: Path | str) -> tuple[str, dict[str, Any]]:
+    """The group's name and ARM body from an ACI YAML document's text (a file's, or one
+    pasted into the portal); ``source`` names it in errors."""
     import yaml  # type: ignore[import-untyped,unused-ignore]  # --file only: ~15 ms to import
 
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise yaml_error(path, exc) from exc
+        raise yaml_error(source, exc) from exc
     if not isinstance(data, dict) or not isinstance(data.get("properties"), dict):
-        raise InvalidArgument(f"{path} is not a container group: it needs a 'properties' mapping")
+        raise InvalidArgument(f"{source} is not a container group: it needs a 'properties' "
+                              "mapping")
     in_file = data.get("name")
     if name and in_file and name != in_file:
         raise InvalidArgument("The name parameter and name from yaml definition must match.")

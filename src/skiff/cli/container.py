@@ -63,7 +63,7 @@ from skiff.cli.subnets import (
     ensure_subnet,
     subnet_ref,
 )
-from skiff.cli.views import az_view, export_view, group_table, secret_slots
+from skiff.cli.views import az_view, export_yaml, group_table
 from skiff.client import SkiffClient
 
 
@@ -403,14 +403,7 @@ def export(resource_group: str, name: str, file: Path) -> None:
     """
     with new_client() as client:
         group = client.get(resource_group, name)
-    import yaml  # type: ignore[import-untyped,unused-ignore]  # export only: ~15 ms to import
-
-    text = yaml.safe_dump(export_view(group), default_flow_style=False, allow_unicode=True)
-    slots = secret_slots(group)
-    if slots:
-        text = "".join(["# Secrets are not exported. Put them back before "
-                        "`skiff container create --file`:\n",
-                        *(f"#   {slot}\n" for slot in slots), text])
+    text = export_yaml(group)
     try:
         file.write_text(text, encoding="utf-8")
     except OSError as exc:

@@ -144,6 +144,20 @@ def export_view(body: Mapping[str, Any]) -> dict[str, Any]:
     return cast(dict[str, Any], todict(out))
 
 
+def export_yaml(body: Mapping[str, Any]) -> str:
+    """``az container export``'s file of a group (:func:`export_view` as YAML), headed by
+    a comment that lists where its secrets go back (:func:`secret_slots`)."""
+    import yaml  # type: ignore[import-untyped,unused-ignore]  # export only: ~15 ms to import
+
+    text: str = yaml.safe_dump(export_view(body), default_flow_style=False, allow_unicode=True)
+    slots = secret_slots(body)
+    if slots:
+        text = "".join(["# Secrets are not exported. Put them back before "
+                        "`skiff container create --file`:\n",
+                        *(f"#   {slot}\n" for slot in slots), text])
+    return text
+
+
 def secret_slots(body: Mapping[str, Any]) -> list[str]:
     """Where an exported group needs a secret put back before it can be created
     again: the API shows secure variables, registry credentials, storage keys

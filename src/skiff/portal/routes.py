@@ -24,6 +24,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure
+from skiff.portal.creating import (
+    NETWORKING,
+    PROTOCOLS,
+    RESTART_POLICIES,
+    FormInvalid,
+    field_of,
+    form_body,
+    has_secrets,
+    values_of,
+    yaml_body,
+)
 from skiff.portal.sessions import COOKIE, Session, Sessions
 from skiff.portal.views import Query, age, page_of, row_of, with_instance
 
@@ -46,6 +57,8 @@ ACTIONS: dict[str, tuple[str, str, str, str]] = {
 }
 #: The largest form read (sign-in's token, a CSRF token, a word).
 _MAX_FORM = 64 * 1024
+#: The largest create form (an ACI YAML file pasted in it included).
+_MAX_CREATE = 1024 * 1024
 
 router = APIRouter(prefix=ROOT, include_in_schema=False)
 
@@ -117,12 +130,13 @@ def _same_origin(request: Request) -> bool:
         request.headers.get("host", "").lower()
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def _form(request: Request, limit: int = _MAX_FORM, fields: int = 16) -> dict[str, str]:
     raw = await request.body()
-    if len(raw) > _MAX_FORM:
+    if len(raw) > limit:
         return {}
     try:
-        return {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), max_num_fields=16).items()}
+        return {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), keep_blank_values=True,
+                                             max_num_fields=fields).items()}
     except (UnicodeDecodeError, ValueError):
         return {}
 
@@ -282,6 +296,59 @@ def _events(group: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _no_action(action: str, session: Session) -> Response:
     return page("error.html", 404, session=session, title="Not found", code="NotFound",
                 message=f"There is no action '{action}' on a container group.")
+
+
+# ---- create -----------------------------------------------------------------------------------
+
+
+@router.get("/create")
+async def create_form(request: Request, session: Signed) -> Response:
+    tab = "yaml" if request.query_params.get("tab") == "yaml" else "form"
+    return await _create_page(request, session, tab, values_of({}), {}, "")
+
+
+async def _create_page(request: Request, session: Session, tab: str, values: dict[str, str],
+                       errors: dict[str, str], general: str, status: int = 200) -> Response:
+    try:
+        scopes = await _arm(request, session).resource_groups()
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    return page("create.html", status, session=session, title="Create container group",
+                tab=tab, values=values, errors=errors, general=general,
+                scopes=[f"{s}/{g}" for s, g in scopes], networking=NETWORKING,
+                policies=RESTART_POLICIES, protocols=PROTOCOLS,
+                secrets_dropped=bool(errors or general))
+
+
+@router.post("/create")
+async def create(request: Request, session: Signed) -> Response:
+    form = await _form(request, _MAX_CREATE, 64)
+    if not _same_origin(request) or not session.checks(form.get("csrf", "")):
+        return _refused("This form did not come from a page of this session; open it again.",
+                        session)
+    tab = "yaml" if form.get("tab") == "yaml" else "form"
+    values = values_of(form)
+    text = form.get("yaml", "")
+    values["yaml"] = "" if has_secrets(text) else text
+    try:
+        target, body = yaml_body(form) if tab == "yaml" else form_body(form)
+    except FormInvalid as invalid:
+        return await _create_page(request, session, tab, values, invalid.errors, "", 400)
+    path = _group_path(target.subscription, target.resource_group, target.name)
+    try:
+        await _arm(request, session).call("PUT", path, body=body)
+    except ArmFailure as failure:
+        if failure.status == 401:
+            return _sign_in_again()
+        env_count = sum(1 for line in form.get("env", "").splitlines() if line.strip())
+        field = field_of(failure.target, failure.code, env_count, tab)
+        errors = {field: failure.message} if field else {}
+        return await _create_page(request, session, tab, values, errors,
+                                  "" if field else f"{failure.code}: {failure.message}",
+                                  failure.status if failure.status >= 400 else 400)
+    return _to(f"{ROOT}/groups/{quote(target.subscription, safe='')}/"
+               f"{quote(target.resource_group, safe='')}/{quote(target.name, safe='')}?"
+               f"{urlencode({'done': 'create'})}")
 
 
 @router.get("/groups/{subscription}/{resource_group}/{name}/{action}")
