@@ -23,6 +23,7 @@ import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
+from skiff.cli.views import export_yaml
 from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure
 from skiff.portal.creating import (
     NETWORKING,
@@ -273,8 +274,10 @@ async def group(subscription: str, resource_group: str, name: str,
     actions = {word: label for word, (_, _, action, label) in ACTIONS.items()
                if word != pointless and allowed.allows(f"{PROVIDER}/containerGroups/{action}")}
     logs = allowed.allows(f"{PROVIDER}/containerGroups/containers/logs/read")
+    console = allowed.allows(f"{PROVIDER}/containerGroups/containers/exec/action")
     return page("group.html", session=session, title=name, group=found, row=row,
-                actions=actions, logs=logs, events=_events(found), api_path=path,
+                actions=actions, logs=logs, console=console, events=_events(found),
+                api_path=path, exported=export_yaml(found),
                 api_version=ACI, age=age(row.started, datetime.now(UTC)),
                 containers=found.get("properties", {}).get("containers") or [],
                 properties=json.dumps(found, indent=2, sort_keys=True),
@@ -349,6 +352,42 @@ async def create(request: Request, session: Signed) -> Response:
     return _to(f"{ROOT}/groups/{quote(target.subscription, safe='')}/"
                f"{quote(target.resource_group, safe='')}/{quote(target.name, safe='')}?"
                f"{urlencode({'done': 'create'})}")
+
+
+# ---- downloads: a container's logs, the group's YAML ------------------------------------------
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}/containers/{container}/logs")
+async def logs_download(subscription: str, resource_group: str, name: str, container: str,
+                        request: Request, session: Signed) -> Response:
+    """A container's output as a file (``?previous=1``: the previous instance's)."""
+    previous = request.query_params.get("previous") in ("1", "true")
+    try:
+        found = await _arm(request, session).get(
+            f"{_group_path(subscription, resource_group, name)}/containers/"
+            f"{quote(container, safe='')}/logs",
+            params={"previous": "true"} if previous else None)
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    return _download(str(found.get("content") or ""), "text/plain",
+                     f"{name}-{container}{'-previous' if previous else ''}.log")
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}/export")
+async def export(subscription: str, resource_group: str, name: str, request: Request,
+                 session: Signed) -> Response:
+    """The group as ``skiff container export`` writes it (ACI YAML, secrets left out)."""
+    try:
+        found = await _arm(request, session).get(_group_path(subscription, resource_group, name))
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    return _download(export_yaml(found), "application/yaml", f"{name}.yaml")
+
+
+def _download(text: str, media_type: str, filename: str) -> Response:
+    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in filename)
+    return Response(text, media_type=f"{media_type}; charset=utf-8",
+                    headers={**HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'})
 
 
 @router.get("/groups/{subscription}/{resource_group}/{name}/{action}")
