@@ -311,12 +311,14 @@ async def create_form(request: Request, session: Signed) -> Response:
 
 
 async def _create_page(request: Request, session: Session, tab: str, values: dict[str, str],
-                       errors: dict[str, str], general: str, status: int = 200) -> Response:
+                       errors: dict[str, str], general: str) -> Response:
+    """The create page; shown again with errors it is still 200: a page that answers the
+    form (a browser reports a 4xx document as a console error)."""
     try:
         scopes = await _arm(request, session).resource_groups()
     except ArmFailure as failure:
         return _expired(failure) or _failed(failure, session)
-    return page("create.html", status, session=session, title="Create container group",
+    return page("create.html", session=session, title="Create container group",
                 tab=tab, values=values, errors=errors, general=general,
                 scopes=[f"{s}/{g}" for s, g in scopes], networking=NETWORKING,
                 policies=RESTART_POLICIES, protocols=PROTOCOLS,
@@ -336,7 +338,7 @@ async def create(request: Request, session: Signed) -> Response:
     try:
         target, body = yaml_body(form) if tab == "yaml" else form_body(form)
     except FormInvalid as invalid:
-        return await _create_page(request, session, tab, values, invalid.errors, "", 400)
+        return await _create_page(request, session, tab, values, invalid.errors, "")
     path = _group_path(target.subscription, target.resource_group, target.name)
     try:
         await _arm(request, session).call("PUT", path, body=body)
@@ -347,8 +349,7 @@ async def create(request: Request, session: Signed) -> Response:
         field = field_of(failure.target, failure.code, env_count, tab)
         errors = {field: failure.message} if field else {}
         return await _create_page(request, session, tab, values, errors,
-                                  "" if field else f"{failure.code}: {failure.message}",
-                                  failure.status if failure.status >= 400 else 400)
+                                  "" if field else f"{failure.code}: {failure.message}")
     return _to(f"{ROOT}/groups/{quote(target.subscription, safe='')}/"
                f"{quote(target.resource_group, safe='')}/{quote(target.name, safe='')}?"
                f"{urlencode({'done': 'create'})}")
