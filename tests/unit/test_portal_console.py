@@ -115,4 +115,6 @@ def test_logs_and_the_groups_yaml_download_as_files(signed: InProcessClient,
     assert "instanceView" not in document["properties"]
     assert document["properties"]["containers"][0]["properties"]["image"] == \
         body["properties"]["containers"][0]["properties"]["image"]
-    assert "Export (YAML)" in signed.get(PAGE).text
+    group = signed.get(PAGE).text
+    assert group.count('<section id="export"') == 1
+    assert group.index('<section id="export"') > group.index("<main")
