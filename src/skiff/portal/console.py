@@ -32,11 +32,10 @@ from skiff.portal.routes import (
     ROOT,
     Signed,
     _arm,
-    _expired,
-    _failed,
     _form,
     _group_path,
     _same_origin,
+    group_read,
     page,
 )
 
@@ -83,13 +82,10 @@ def console_policy(host: str, nonce: str) -> str:
 @router.get("/groups/{subscription}/{resource_group}/{name}/containers/{container}/console")
 async def console(subscription: str, resource_group: str, name: str, container: str,
                   request: Request, session: Signed) -> Response:
-    arm = _arm(request, session)
-    path = _group_path(subscription, resource_group, name)
-    try:
-        found = await arm.get(path)
-        allowed = await arm.permissions(path)
-    except ArmFailure as failure:
-        return _expired(failure) or _failed(failure, session)
+    read = await group_read(request, session, subscription, resource_group, name)
+    if isinstance(read, Response):
+        return read
+    _, found, allowed = read
     names = [c.get("name") for c in found.get("properties", {}).get("containers") or []]
     if container not in names:
         return page("error.html", 404, session=session, title="Not found",

@@ -2,8 +2,8 @@
 
 The form is the Azure portal's "Create container instance" (basics, networking,
 advanced) and makes the body ``skiff container create``'s flags make
-(:func:`skiff.cli.bodies.group_body`, the same translation as az's); the YAML tab takes
-what ``skiff container create --file`` takes (:func:`skiff.cli.bodies.body_from_yaml`).
+(:func:`skiff.documents.group_body`, the same translation as az's); the YAML tab takes
+what ``skiff container create --file`` takes (:func:`skiff.documents.body_from_yaml`).
 The portal checks only what it must to build a body (a number is a number, a pair has a
 ``=``); everything else is the API's to judge, and its error is shown next to the field
 its ARM ``target`` names (:func:`field_of`), so the page and the API cannot disagree.
@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skiff.cli.bodies import body_from_yaml, group_body, secrets_of
-from skiff.cli.common import InvalidArgument
+from skiff.documents import InvalidDocument, body_from_yaml, group_body, secrets_of
 
 #: The form's fields whose values are secret: never rendered back.
 SECRET_FIELDS = frozenset({"registry_password", "secure_env"})
@@ -141,7 +140,7 @@ def yaml_body(form: Mapping[str, str]) -> tuple[Target, dict[str, Any]]:
         raise FormInvalid(errors)
     try:
         name, body = body_from_yaml(text, None, "the YAML")
-    except InvalidArgument as exc:
+    except InvalidDocument as exc:
         raise FormInvalid({"yaml": exc.message}) from exc
     return Target(subscription, resource_group, name), body
 
@@ -150,7 +149,7 @@ def has_secrets(text: str) -> bool:
     """Whether an ACI YAML file carries a secret value (then it is not shown again)."""
     try:
         _, body = body_from_yaml(text, None, "the YAML")
-    except InvalidArgument:  # unreadable: shown again only without a secret's key in it
+    except InvalidDocument:  # unreadable: shown again only without a secret's key in it
         return _SECRET_KEYS.search(text) is not None
     return any(secrets_of(body))
 

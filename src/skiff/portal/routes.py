@@ -23,8 +23,8 @@ import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from skiff.cli.views import export_yaml
-from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure
+from skiff.documents import export_yaml
+from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure, Permissions
 from skiff.portal.creating import (
     NETWORKING,
     PROTOCOLS,
@@ -259,16 +259,26 @@ def _expired(failure: ArmFailure) -> Response | None:
     return _sign_in_again() if failure.status == 401 else None
 
 
-@router.get("/groups/{subscription}/{resource_group}/{name}")
-async def group(subscription: str, resource_group: str, name: str,
-                request: Request, session: Signed) -> Response:
+async def group_read(request: Request, session: Session, subscription: str,
+                     resource_group: str, name: str
+                     ) -> tuple[str, dict[str, Any], Permissions] | Response:
+    """A group's path, its answer and what the caller may do to it; or the page that says
+    why not (a 401: sign in again)."""
     arm = _arm(request, session)
     path = _group_path(subscription, resource_group, name)
     try:
-        found = await arm.get(path)
-        allowed = await arm.permissions(path)
+        return path, await arm.get(path), await arm.permissions(path)
     except ArmFailure as failure:
         return _expired(failure) or _failed(failure, session)
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}")
+async def group(subscription: str, resource_group: str, name: str,
+                request: Request, session: Signed) -> Response:
+    read = await group_read(request, session, subscription, resource_group, name)
+    if isinstance(read, Response):
+        return read
+    path, found, allowed = read
     row = with_instance(row_of(found), found)
     pointless = {"Running": "start", "Stopped": "stop"}.get(row.state)
     actions = {word: label for word, (_, _, action, label) in ACTIONS.items()
@@ -277,7 +287,7 @@ async def group(subscription: str, resource_group: str, name: str,
     console = allowed.allows(f"{PROVIDER}/containerGroups/containers/exec/action")
     return page("group.html", session=session, title=name, group=found, row=row,
                 actions=actions, logs=logs, console=console, events=_events(found),
-                api_path=path, exported=export_yaml(found),
+                api_path=path, exported=export_yaml(found, ACI),
                 api_version=ACI, age=age(row.started, datetime.now(UTC)),
                 containers=found.get("properties", {}).get("containers") or [],
                 properties=json.dumps(found, indent=2, sort_keys=True),
@@ -382,7 +392,7 @@ async def export(subscription: str, resource_group: str, name: str, request: Req
         found = await _arm(request, session).get(_group_path(subscription, resource_group, name))
     except ArmFailure as failure:
         return _expired(failure) or _failed(failure, session)
-    return _download(export_yaml(found), "application/yaml", f"{name}.yaml")
+    return _download(export_yaml(found, ACI), "application/yaml", f"{name}.yaml")
 
 
 def _download(text: str, media_type: str, filename: str) -> Response:
