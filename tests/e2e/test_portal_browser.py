@@ -44,6 +44,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 AXE = Path(__file__).resolve().parent / "portal" / "node_modules" / "axe-core" / "axe.min.js"
 
 
+#: How Playwright words a navigation Chromium aborted because the host's network changed:
+#: the error itself, or its error page taking the navigation's place.
+_NETWORK_CHANGED = ("ERR_NETWORK_CHANGED", 'interrupted by another navigation to "chrome-error://')
+
+
 @dataclass
 class Browser:
     """One page of a Chromium, and the console errors it has seen."""
@@ -90,7 +95,7 @@ class Browser:
                 (go if attempt == 0 else recover)()
                 return
             except playwright.Error as exc:
-                if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 4:
+                if not any(sign in str(exc) for sign in _NETWORK_CHANGED) or attempt == 4:
                     raise
 
     def accessible(self) -> None:
