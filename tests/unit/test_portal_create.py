@@ -9,7 +9,7 @@ import re
 import pytest
 
 from skiff.portal.creating import field_of, form_body
-from skiff.testing.inprocess import InProcessClient
+from skiff.testing.inprocess import BASE, InProcessClient
 from tests.unit.test_portal import (  # noqa: F401  (fixtures)
     GROUPS,
     RG,
@@ -169,3 +169,23 @@ def test_the_form_body_is_the_cli_body() -> None:
                               "ports": "80"})
     assert (target.subscription, target.resource_group, target.name) == ("s", "rg", "n")
     assert "ipAddress" not in body["properties"]
+
+
+def test_a_reader_is_offered_no_resource_group_to_create_in(
+        browser: InProcessClient, admin: InProcessClient) -> None:  # noqa: F811
+    """The form lists only the resource groups whose role allows containerGroups/write: a
+    Reader sees none, and the page says why; its forced create meets the API's 403,
+    shown above the form."""
+    assert admin.put(RG, json={"location": "local"}).status_code == 201
+    principal = admin.post("/skiff/servicePrincipals", json={
+        "displayName": "r", "role": "Reader", "scopes": [RG]}).json()
+    answer = browser.post(f"/{principal['tenant']}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": principal["appId"],
+        "client_secret": principal["password"], "scope": f"{BASE}/.default"})
+    sign_in(browser, answer.json()["access_token"])
+    page = browser.get("/portal/create").text
+    assert f'value="{SUB}/rg"' not in page
+    assert "containerGroups/write" in page
+    forced = browser.post("/portal/create", headers=SAME_ORIGIN, data=form(browser))
+    assert "AuthorizationFailed" in forced.text
+    assert admin.get(f"{GROUPS}/web").status_code == 404

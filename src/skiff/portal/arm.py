@@ -126,6 +126,16 @@ class Arm:
 
         return list(await asyncio.gather(*(one(p) for p in paths)))
 
+    async def each_permissions(self, scopes: Iterable[str]) -> list[Permissions]:
+        """:meth:`permissions` at each scope, a few at once."""
+        limit = asyncio.Semaphore(_CONCURRENCY)
+
+        async def one(scope: str) -> Permissions:
+            async with limit:
+                return await self.permissions(scope)
+
+        return list(await asyncio.gather(*(one(s) for s in scopes)))
+
     async def permissions(self, scope: str) -> Permissions:
         found = await self.get(f"{scope}/providers/Microsoft.Authorization/permissions",
                                version=AUTHORIZATION)

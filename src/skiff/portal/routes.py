@@ -324,10 +324,16 @@ async def _create_page(request: Request, session: Session, tab: str, values: dic
                        errors: dict[str, str], general: str) -> Response:
     """The create page; shown again with errors it is still 200: a page that answers the
     form (a browser reports a 4xx document as a console error)."""
+    arm = _arm(request, session)
     try:
-        scopes = await _arm(request, session).resource_groups()
+        scopes = await arm.resource_groups()
+        rights = await arm.each_permissions(
+            f"/subscriptions/{quote(s, safe='')}/resourceGroups/{quote(g, safe='')}"
+            for s, g in scopes)
     except ArmFailure as failure:
         return _expired(failure) or _failed(failure, session)
+    scopes = [scope for scope, allowed in zip(scopes, rights, strict=True)
+              if allowed.allows(f"{PROVIDER}/containerGroups/write")]
     return page("create.html", session=session, title="Create container group",
                 tab=tab, values=values, errors=errors, general=general,
                 scopes=[f"{s}/{g}" for s, g in scopes], networking=NETWORKING,
