@@ -45,8 +45,9 @@ AXE = Path(__file__).resolve().parent / "portal" / "node_modules" / "axe-core" /
 
 
 #: How Playwright words a navigation Chromium aborted because the host's network changed:
-#: the error itself, or its error page taking the navigation's place.
-_NETWORK_CHANGED = ("ERR_NETWORK_CHANGED", 'interrupted by another navigation to "chrome-error://')
+#: the error itself, or the navigation replaced (by its error page, or by Chromium's own
+#: retry of the same address).
+_NETWORK_CHANGED = ("ERR_NETWORK_CHANGED", "is interrupted by another navigation to")
 
 
 @dataclass
