@@ -19,12 +19,12 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from click.testing import CliRunner, Result
 from websockets.sync.server import Server, ServerConnection, serve
 
-from skiff.cli.bodies import group_body
 from skiff.cli.common import Progress
 from skiff.cli.main import main
 from skiff.cli.output import emit
 from skiff.cli.views import az_view, group_table
 from skiff.client import API_VERSION, SkiffClient
+from skiff.documents import group_body
 from skiff.testing.fakearm import BASE, PROVIDER, SUB, FakeArm, failed, ok
 
 
@@ -765,8 +765,9 @@ def test_azure_file_flags_make_az_s_volume_and_mount() -> None:
     """The four --azure-file-volume-* flags give az's body: a volume named azurefile with
     the share, account and key, mounted in the container at the path; some without the
     others are refused as az refuses them."""
-    from skiff.cli.bodies import azure_file_flags, group_body
+    from skiff.cli.bodies import azure_file_flags
     from skiff.cli.common import InvalidArgument
+    from skiff.documents import group_body
 
     flags = azure_file_flags(share="data", account="acct", key="k3y", mount_path="/mnt/data")
     body = group_body(name="app", image="bb", azure_file=flags)

@@ -52,6 +52,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # the Azure Files data plane: over the FileShares contract only
     "skiff.files": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
                     "skiff.client", "skiff.models", "skiff.dns", "skiff.server", "skiff.testing"),
+    # ACI documents (create's body, YAML files, export): pure, shared by the CLI and portal
+    "skiff.documents": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control",
+                        "skiff.cli", "skiff.client", "skiff.models", "skiff.dns",
+                        "skiff.server", "skiff.testing", "skiff.portal"),
     # the web portal: a client of the API in process (its answers), never beneath it
     "skiff.portal": ("skiff.engine", "skiff.store", "skiff.api", "skiff.control", "skiff.cli",
                      "skiff.client", "skiff.models", "skiff.dns", "skiff.server",

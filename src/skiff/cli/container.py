@@ -37,11 +37,9 @@ from skiff.cli.bodies import (
     body_from_file,
     check_network_flags,
     check_ports,
-    group_body,
     identity_body,
     parse_pairs,
     registry_server,
-    secrets_of,
 )
 from skiff.cli.common import (
     AzCommand,
@@ -63,8 +61,9 @@ from skiff.cli.subnets import (
     ensure_subnet,
     subnet_ref,
 )
-from skiff.cli.views import az_view, export_view, group_table, secret_slots
-from skiff.client import SkiffClient
+from skiff.cli.views import az_view, group_table
+from skiff.client import API_VERSION, SkiffClient
+from skiff.documents import export_yaml, group_body, secrets_of
 
 
 @click.group("container")
@@ -403,14 +402,7 @@ def export(resource_group: str, name: str, file: Path) -> None:
     """
     with new_client() as client:
         group = client.get(resource_group, name)
-    import yaml  # type: ignore[import-untyped,unused-ignore]  # export only: ~15 ms to import
-
-    text = yaml.safe_dump(export_view(group), default_flow_style=False, allow_unicode=True)
-    slots = secret_slots(group)
-    if slots:
-        text = "".join(["# Secrets are not exported. Put them back before "
-                        "`skiff container create --file`:\n",
-                        *(f"#   {slot}\n" for slot in slots), text])
+    text = export_yaml(group, API_VERSION)
     try:
         file.write_text(text, encoding="utf-8")
     except OSError as exc:

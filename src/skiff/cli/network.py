@@ -21,8 +21,9 @@ import click
 from skiff.cli.common import AzCommand, handle_errors, new_client
 from skiff.cli.output import emit, output_options
 from skiff.cli.subnets import DEFAULT_VNET_PREFIX
-from skiff.cli.views import add_resource_group, todict
+from skiff.cli.views import add_resource_group
 from skiff.client import SkiffClient
+from skiff.documents import todict
 
 F = TypeVar("F", bound=Callable[..., Any])
 

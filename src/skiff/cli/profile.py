@@ -17,10 +17,11 @@ from typing import Any
 
 import click
 
-from skiff.cli.bodies import body_from_file, secrets_of
+from skiff.cli.bodies import body_from_file
 from skiff.cli.common import AzCommand, handle_errors, keep_secret, new_client
 from skiff.cli.output import emit, output_options
 from skiff.cli.views import resource_view
+from skiff.documents import secrets_of
 
 
 @click.group("profile")

@@ -13,39 +13,10 @@ are az's post-processing for any resource: ``skiff network`` uses them too.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from copy import deepcopy
-from datetime import date, datetime, timedelta
-from datetime import time as dtime
-from enum import Enum
 from typing import Any, cast
 
-from skiff.client import API_VERSION
-
-
-def _camel(name: str) -> str:
-    return re.sub(r"(?!^)_([a-zA-Z])", lambda m: m.group(1).upper(), name)
-
-
-def todict(obj: Any) -> Any:
-    """What az's ``todict`` makes of an SDK model: attribute names in camelCase,
-    enums as values, times in ISO form; ``None`` dropped."""
-    if hasattr(type(obj), "_attribute_map"):
-        return {_camel(key): todict(value) for key, value in vars(obj).items()
-                if value is not None and not key.startswith("_") and not callable(value)
-                and key != "additional_properties"}
-    if isinstance(obj, dict):
-        return {key: todict(value) for key, value in obj.items() if value is not None}
-    if isinstance(obj, list):
-        return [todict(item) for item in obj if item is not None]
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, datetime | date | dtime):
-        return obj.isoformat()
-    if isinstance(obj, timedelta):
-        return str(obj)
-    return obj
+from skiff.documents import redacted, todict
 
 
 def _resource_group_of(resource_id: str) -> str | None:
@@ -71,30 +42,6 @@ def add_resource_group(obj: Any) -> None:
                 add_resource_group(value)
 
 
-def _redacted(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The group without any secret value, should a server ever echo one."""
-    group = deepcopy(dict(body))
-    props = group.get("properties")
-    if not isinstance(props, dict):
-        return group
-    for key in ("containers", "initContainers"):
-        for container in props.get(key) or []:
-            for env in (container.get("properties") or {}).get("environmentVariables") or []:
-                if isinstance(env, dict):
-                    env.pop("secureValue", None)
-    for cred in props.get("imageRegistryCredentials") or []:
-        if isinstance(cred, dict):
-            cred.pop("password", None)
-    for volume in props.get("volumes") or []:
-        if not isinstance(volume, dict):
-            continue
-        if isinstance(volume.get("azureFile"), dict):
-            volume["azureFile"].pop("storageAccountKey", None)
-        if isinstance(volume.get("secret"), dict):
-            volume["secret"] = {name: None for name in volume["secret"]}
-    return group
-
-
 def _lifted(body: Mapping[str, Any]) -> dict[str, Any]:
     """The flattening by hand, for a body the SDK cannot read."""
     out = {k: v for k, v in body.items() if k != "properties"}
@@ -113,65 +60,13 @@ def az_view(body: Mapping[str, Any]) -> dict[str, Any]:
     from azure.core.exceptions import DeserializationError
     from azure.mgmt.containerinstance.models import ContainerGroup
 
-    clean = _redacted(body)
+    clean = redacted(body)
     try:
         view = cast(dict[str, Any], todict(ContainerGroup.deserialize(clean)))
     except DeserializationError:
         view = _lifted(clean)
     add_resource_group(view)
     return view
-
-
-def export_view(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A container group as ``az container export`` writes it: the ARM body
-    with ``apiVersion``, without its state (provisioningState, instance views,
-    the address it was given) and without secrets."""
-    group = _redacted(body)
-    out: dict[str, Any] = {"apiVersion": API_VERSION}
-    for key in ("location", "name", "identity", "zones", "tags", "type"):
-        if group.get(key) is not None:
-            out[key] = group[key]
-    props = dict(group.get("properties") or {})
-    for key in ("instanceView", "provisioningState"):
-        props.pop(key, None)
-    if isinstance(props.get("ipAddress"), dict):
-        props["ipAddress"] = {k: v for k, v in props["ipAddress"].items()
-                              if k not in ("ip", "fqdn")}
-    for key in ("containers", "initContainers"):
-        if isinstance(props.get(key), list):
-            props[key] = [_without_instance_view(c) for c in props[key]]
-    out["properties"] = props
-    return cast(dict[str, Any], todict(out))
-
-
-def secret_slots(body: Mapping[str, Any]) -> list[str]:
-    """Where an exported group needs a secret put back before it can be created
-    again: the API shows secure variables, registry credentials, storage keys
-    and secret files without their values."""
-    props = body.get("properties") or {}
-    slots: list[str] = []
-    for key in ("containers", "initContainers"):
-        for i, c in enumerate(props.get(key) or []):
-            envs = (c.get("properties") or {}).get("environmentVariables") or []
-            slots += [f"properties.{key}[{i}].properties.environmentVariables[{j}].secureValue "
-                      f"({env.get('name')})" for j, env in enumerate(envs)
-                      if env.get("value") is None]
-    slots += [f"properties.imageRegistryCredentials[{i}].password ({cred.get('server')})"
-              for i, cred in enumerate(props.get("imageRegistryCredentials") or [])]
-    for i, volume in enumerate(props.get("volumes") or []):
-        if isinstance(volume.get("azureFile"), dict):
-            slots.append(f"properties.volumes[{i}].azureFile.storageAccountKey "
-                         f"({volume.get('name')})")
-        slots += [f"properties.volumes[{i}].secret.{file} ({volume.get('name')})"
-                  for file in volume.get("secret") or {}]
-    return slots
-
-
-def _without_instance_view(container: Any) -> Any:
-    if isinstance(container, dict) and isinstance(container.get("properties"), dict):
-        container = {**container, "properties": {k: v for k, v in container["properties"].items()
-                                                 if k != "instanceView"}}
-    return container
 
 
 def _group_row(group: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from skiff.portal import console
 from skiff.portal.routes import ROOT, NotSignedIn, router, to_sign_in
 from skiff.portal.sessions import Sessions
 
@@ -26,6 +27,7 @@ def mount(app: FastAPI, sessions: Sessions | None = None) -> FastAPI:
     """Serve the portal on ``app`` (the API's) under ``/portal``."""
     app.state.portal_sessions = sessions or Sessions()
     app.include_router(router)
+    app.include_router(console.router)
     app.add_exception_handler(NotSignedIn, to_sign_in)
     app.mount(f"{ROOT}/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="portal-static")

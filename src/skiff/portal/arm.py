@@ -31,9 +31,11 @@ _CONCURRENCY = 8
 class ArmFailure(Exception):
     """An ARM error the API answered: its status, code and message (shown as they are)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, target: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.status, self.code, self.message = status, code, message
+        #: What the error concerns (ARM's ``target``: a body's field path), if it says.
+        self.target = target
 
 
 @dataclass
@@ -46,13 +48,14 @@ class Arm:
     client: tuple[str, int] = ("127.0.0.1", 0)
 
     async def call(self, method: str, path: str, *, version: str = ACI,
-                   params: dict[str, str] | None = None) -> httpx.Response:
-        """One request; an ARM error answer raises :class:`ArmFailure`."""
+                   params: dict[str, str] | None = None, body: Any = None) -> httpx.Response:
+        """One request (``body``: its JSON, if any); an ARM error answer raises
+        :class:`ArmFailure`."""
         transport = httpx.ASGITransport(app=self.app, client=self.client)
         query = {"api-version": version, **(params or {})}
         async with httpx.AsyncClient(transport=transport, base_url="https://portal.invalid",
                                      headers={"Authorization": f"Bearer {self.token}"}) as http:
-            answer = await http.request(method, path, params=query)
+            answer = await http.request(method, path, params=query, json=body)
         if answer.status_code >= 400:
             raise _failure(answer)
         return answer
@@ -76,6 +79,18 @@ class Arm:
     async def subscriptions(self) -> list[str]:
         found = await self.listing("/subscriptions", version=RESOURCES)
         return [str(s["subscriptionId"]) for s in found]
+
+    async def resource_groups(self) -> list[tuple[str, str]]:
+        """Every (subscription, resource group) the caller sees, sorted."""
+        found: list[tuple[str, str]] = []
+        for subscription in await self.subscriptions():
+            try:
+                found += [(subscription, str(g["name"])) for g in await self.listing(
+                    f"/subscriptions/{subscription}/resourcegroups", version=RESOURCES)]
+            except ArmFailure as failure:
+                if failure.status not in (403, 404):
+                    raise
+        return sorted(found, key=lambda s: (s[0], s[1].lower()))
 
     async def groups(self) -> list[dict[str, Any]]:
         """The container groups of every subscription the caller sees (those of a
@@ -111,6 +126,16 @@ class Arm:
 
         return list(await asyncio.gather(*(one(p) for p in paths)))
 
+    async def each_permissions(self, scopes: Iterable[str]) -> list[Permissions]:
+        """:meth:`permissions` at each scope, a few at once."""
+        limit = asyncio.Semaphore(_CONCURRENCY)
+
+        async def one(scope: str) -> Permissions:
+            async with limit:
+                return await self.permissions(scope)
+
+        return list(await asyncio.gather(*(one(s) for s in scopes)))
+
     async def permissions(self, scope: str) -> Permissions:
         found = await self.get(f"{scope}/providers/Microsoft.Authorization/permissions",
                                version=AUTHORIZATION)
@@ -144,7 +169,9 @@ def _skip_token(next_link: Any) -> str | None:
 def _failure(answer: httpx.Response) -> ArmFailure:
     try:
         error = answer.json().get("error") or {}
+        target = error.get("target")
         return ArmFailure(answer.status_code, str(error.get("code", "Error")),
-                          str(error.get("message", answer.reason_phrase)))
+                          str(error.get("message", answer.reason_phrase)),
+                          str(target) if target else None)
     except (ValueError, AttributeError):
         return ArmFailure(answer.status_code, "Error", answer.reason_phrase)

@@ -23,7 +23,19 @@ import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure
+from skiff.documents import export_yaml
+from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure, Permissions
+from skiff.portal.creating import (
+    NETWORKING,
+    PROTOCOLS,
+    RESTART_POLICIES,
+    FormInvalid,
+    field_of,
+    form_body,
+    has_secrets,
+    values_of,
+    yaml_body,
+)
 from skiff.portal.sessions import COOKIE, Session, Sessions
 from skiff.portal.views import Query, age, page_of, row_of, with_instance
 
@@ -46,6 +58,8 @@ ACTIONS: dict[str, tuple[str, str, str, str]] = {
 }
 #: The largest form read (sign-in's token, a CSRF token, a word).
 _MAX_FORM = 64 * 1024
+#: The largest create form (an ACI YAML file pasted in it included).
+_MAX_CREATE = 1024 * 1024
 
 router = APIRouter(prefix=ROOT, include_in_schema=False)
 
@@ -117,12 +131,13 @@ def _same_origin(request: Request) -> bool:
         request.headers.get("host", "").lower()
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def _form(request: Request, limit: int = _MAX_FORM, fields: int = 16) -> dict[str, str]:
     raw = await request.body()
-    if len(raw) > _MAX_FORM:
+    if len(raw) > limit:
         return {}
     try:
-        return {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), max_num_fields=16).items()}
+        return {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), keep_blank_values=True,
+                                             max_num_fields=fields).items()}
     except (UnicodeDecodeError, ValueError):
         return {}
 
@@ -244,23 +259,35 @@ def _expired(failure: ArmFailure) -> Response | None:
     return _sign_in_again() if failure.status == 401 else None
 
 
-@router.get("/groups/{subscription}/{resource_group}/{name}")
-async def group(subscription: str, resource_group: str, name: str,
-                request: Request, session: Signed) -> Response:
+async def group_read(request: Request, session: Session, subscription: str,
+                     resource_group: str, name: str
+                     ) -> tuple[str, dict[str, Any], Permissions] | Response:
+    """A group's path, its answer and what the caller may do to it; or the page that says
+    why not (a 401: sign in again)."""
     arm = _arm(request, session)
     path = _group_path(subscription, resource_group, name)
     try:
-        found = await arm.get(path)
-        allowed = await arm.permissions(path)
+        return path, await arm.get(path), await arm.permissions(path)
     except ArmFailure as failure:
         return _expired(failure) or _failed(failure, session)
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}")
+async def group(subscription: str, resource_group: str, name: str,
+                request: Request, session: Signed) -> Response:
+    read = await group_read(request, session, subscription, resource_group, name)
+    if isinstance(read, Response):
+        return read
+    path, found, allowed = read
     row = with_instance(row_of(found), found)
     pointless = {"Running": "start", "Stopped": "stop"}.get(row.state)
     actions = {word: label for word, (_, _, action, label) in ACTIONS.items()
                if word != pointless and allowed.allows(f"{PROVIDER}/containerGroups/{action}")}
     logs = allowed.allows(f"{PROVIDER}/containerGroups/containers/logs/read")
+    console = allowed.allows(f"{PROVIDER}/containerGroups/containers/exec/action")
     return page("group.html", session=session, title=name, group=found, row=row,
-                actions=actions, logs=logs, events=_events(found), api_path=path,
+                actions=actions, logs=logs, console=console, events=_events(found),
+                api_path=path, exported=export_yaml(found, ACI),
                 api_version=ACI, age=age(row.started, datetime.now(UTC)),
                 containers=found.get("properties", {}).get("containers") or [],
                 properties=json.dumps(found, indent=2, sort_keys=True),
@@ -282,6 +309,102 @@ def _events(group: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _no_action(action: str, session: Session) -> Response:
     return page("error.html", 404, session=session, title="Not found", code="NotFound",
                 message=f"There is no action '{action}' on a container group.")
+
+
+# ---- create -----------------------------------------------------------------------------------
+
+
+@router.get("/create")
+async def create_form(request: Request, session: Signed) -> Response:
+    tab = "yaml" if request.query_params.get("tab") == "yaml" else "form"
+    return await _create_page(request, session, tab, values_of({}), {}, "")
+
+
+async def _create_page(request: Request, session: Session, tab: str, values: dict[str, str],
+                       errors: dict[str, str], general: str) -> Response:
+    """The create page; shown again with errors it is still 200: a page that answers the
+    form (a browser reports a 4xx document as a console error)."""
+    arm = _arm(request, session)
+    try:
+        scopes = await arm.resource_groups()
+        rights = await arm.each_permissions(
+            f"/subscriptions/{quote(s, safe='')}/resourceGroups/{quote(g, safe='')}"
+            for s, g in scopes)
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    scopes = [scope for scope, allowed in zip(scopes, rights, strict=True)
+              if allowed.allows(f"{PROVIDER}/containerGroups/write")]
+    return page("create.html", session=session, title="Create container group",
+                tab=tab, values=values, errors=errors, general=general,
+                scopes=[f"{s}/{g}" for s, g in scopes], networking=NETWORKING,
+                policies=RESTART_POLICIES, protocols=PROTOCOLS,
+                secrets_dropped=bool(errors or general))
+
+
+@router.post("/create")
+async def create(request: Request, session: Signed) -> Response:
+    form = await _form(request, _MAX_CREATE, 64)
+    if not _same_origin(request) or not session.checks(form.get("csrf", "")):
+        return _refused("This form did not come from a page of this session; open it again.",
+                        session)
+    tab = "yaml" if form.get("tab") == "yaml" else "form"
+    values = values_of(form)
+    text = form.get("yaml", "")
+    values["yaml"] = "" if has_secrets(text) else text
+    try:
+        target, body = yaml_body(form) if tab == "yaml" else form_body(form)
+    except FormInvalid as invalid:
+        return await _create_page(request, session, tab, values, invalid.errors, "")
+    path = _group_path(target.subscription, target.resource_group, target.name)
+    try:
+        await _arm(request, session).call("PUT", path, body=body)
+    except ArmFailure as failure:
+        if failure.status == 401:
+            return _sign_in_again()
+        env_count = sum(1 for line in form.get("env", "").splitlines() if line.strip())
+        field = field_of(failure.target, failure.code, env_count, tab)
+        errors = {field: failure.message} if field else {}
+        return await _create_page(request, session, tab, values, errors,
+                                  "" if field else f"{failure.code}: {failure.message}")
+    return _to(f"{ROOT}/groups/{quote(target.subscription, safe='')}/"
+               f"{quote(target.resource_group, safe='')}/{quote(target.name, safe='')}?"
+               f"{urlencode({'done': 'create'})}")
+
+
+# ---- downloads: a container's logs, the group's YAML ------------------------------------------
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}/containers/{container}/logs")
+async def logs_download(subscription: str, resource_group: str, name: str, container: str,
+                        request: Request, session: Signed) -> Response:
+    """A container's output as a file (``?previous=1``: the previous instance's)."""
+    previous = request.query_params.get("previous") in ("1", "true")
+    try:
+        found = await _arm(request, session).get(
+            f"{_group_path(subscription, resource_group, name)}/containers/"
+            f"{quote(container, safe='')}/logs",
+            params={"previous": "true"} if previous else None)
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    return _download(str(found.get("content") or ""), "text/plain",
+                     f"{name}-{container}{'-previous' if previous else ''}.log")
+
+
+@router.get("/groups/{subscription}/{resource_group}/{name}/export")
+async def export(subscription: str, resource_group: str, name: str, request: Request,
+                 session: Signed) -> Response:
+    """The group as ``skiff container export`` writes it (ACI YAML, secrets left out)."""
+    try:
+        found = await _arm(request, session).get(_group_path(subscription, resource_group, name))
+    except ArmFailure as failure:
+        return _expired(failure) or _failed(failure, session)
+    return _download(export_yaml(found, ACI), "application/yaml", f"{name}.yaml")
+
+
+def _download(text: str, media_type: str, filename: str) -> Response:
+    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in filename)
+    return Response(text, media_type=f"{media_type}; charset=utf-8",
+                    headers={**HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'})
 
 
 @router.get("/groups/{subscription}/{resource_group}/{name}/{action}")

@@ -9,6 +9,8 @@
   const container = document.getElementById("log-container");
   const tail = document.getElementById("log-tail");
   const follow = document.getElementById("log-follow");
+  const previous = document.getElementById("log-previous");
+  const download = document.getElementById("log-download");
   const FOLLOW_MS = 2000;
   let timer = null;
   let busy = false;
@@ -16,6 +18,7 @@
   function url() {
     const lines = Math.max(1, Math.min(10000, parseInt(tail.value, 10) || 200));
     const query = new URLSearchParams({"api-version": form.dataset.version, tail: String(lines)});
+    if (previous.checked) query.set("previous", "true");
     return form.dataset.api + "/containers/" + encodeURIComponent(container.value) +
       "/logs?" + query.toString();
   }
@@ -46,6 +49,13 @@
     timer = follow.checked ? setInterval(load, FOLLOW_MS) : null;
   }
 
+  function point() {
+    download.href = download.dataset.base + encodeURIComponent(container.value) + "/logs" +
+      (previous.checked ? "?previous=1" : "");
+  }
+
+  previous.addEventListener("change", function () { point(); load(); });
+  container.addEventListener("change", point);
   form.addEventListener("submit", function (event) { event.preventDefault(); load(); });
   container.addEventListener("change", load);
   follow.addEventListener("change", schedule);
