@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from skiff.cli.bodies import body_from_file, secrets_of
+from skiff.cli.bodies import body_from_file
 from skiff.cli.common import InvalidArgument, handle_errors, keep_secret
+from skiff.documents import secrets_of
 
 if TYPE_CHECKING:
     from skiff.kube.objects import Obj
