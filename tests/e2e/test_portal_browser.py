@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ AXE = Path(__file__).resolve().parent / "portal" / "node_modules" / "axe-core" /
 #: the error itself, or the navigation replaced (by its error page, or by Chromium's own
 #: retry of the same address).
 _NETWORK_CHANGED = ("ERR_NETWORK_CHANGED", "is interrupted by another navigation to")
+#: How long a navigation is tried again while the host's network keeps changing.
+_RETRY_S = 30.0
 
 
 @dataclass
@@ -91,13 +94,21 @@ class Browser:
         self._retried(press, recover)
 
     def _retried(self, go: Callable[[], object], recover: Callable[[], None]) -> None:
-        for attempt in range(5):
+        """``go``, and ``recover`` after each abort by a network change, for up to
+        :data:`_RETRY_S` (changes come in bursts while a group's interfaces are made: a
+        short pause lets a burst pass rather than spending every try inside it)."""
+        deadline = time.monotonic() + _RETRY_S
+        attempt = 0
+        while True:
             try:
                 (go if attempt == 0 else recover)()
                 return
             except playwright.Error as exc:
-                if not any(sign in str(exc) for sign in _NETWORK_CHANGED) or attempt == 4:
+                if not any(sign in str(exc) for sign in _NETWORK_CHANGED) \
+                        or time.monotonic() > deadline:
                     raise
+            attempt += 1
+            time.sleep(0.25)
 
     def accessible(self) -> None:
         """axe-core's WCAG 2 A and AA checks find nothing on the page. (Evaluated through

@@ -12,6 +12,7 @@
   const previous = document.getElementById("log-previous");
   const download = document.getElementById("log-download");
   const FOLLOW_MS = 2000;
+  const READ_TIMEOUT_MS = 5000;
   let timer = null;
   let busy = false;
 
@@ -26,8 +27,12 @@
   async function load() {
     if (busy) return;
     busy = true;
+    // A read that hangs (a connection the host's network change left waiting) is given
+    // up, so that the next round of "Follow" reads again.
+    const abandon = new AbortController();
+    const deadline = setTimeout(function () { abandon.abort(); }, READ_TIMEOUT_MS);
     try {
-      const answer = await fetch(url(), {credentials: "same-origin",
+      const answer = await fetch(url(), {credentials: "same-origin", signal: abandon.signal,
                                          headers: {Accept: "application/json"}});
       const body = await answer.json();
       if (!answer.ok) {
@@ -40,6 +45,7 @@
     } catch (failure) {
       output.textContent = "The logs could not be read: " + failure;
     } finally {
+      clearTimeout(deadline);
       busy = false;
     }
   }
