@@ -62,13 +62,13 @@ def test_a_claimed_group_answers_its_port_within_the_put(skiff: RunningServer,
     assert group["provisioningState"] == "Succeeded"
     # A ready member is Running once its process runs, which may be a moment before its
     # server listens (known race: readiness of a member is its state, not its port).
-    def answer() -> str | None:
+    def served() -> str | None:
         try:
             return httpx.get(f"http://{group['ipAddress']['ip']}:8080/", timeout=2).text
         except httpx.TransportError:
             return None
 
-    assert eventually(answer, what="the claimed group answers", timeout_s=10) == "ready\n"
+    assert eventually(served, what="the claimed group answers", timeout_s=10) == "ready\n"
     eventually(ready, until=lambda n: n == 1, what="the pool refilled", timeout_s=60)
     assert [g["name"] for g in client.get(f"{GROUPS}{ACI_API}").json()["value"]] == ["mine"]
     assert client.delete(f"{POOL}{POOL_API}").status_code == 202
