@@ -54,8 +54,6 @@ class NodeCapacity:
     memory_gb: float
     #: GPUs the engine can attach (none on the local node today).
     gpus: int = 0
-    #: Whether the node has the hardware of ACI's Confidential sku (AMD SEV-SNP).
-    confidential: bool = False
 
 
 @runtime_checkable

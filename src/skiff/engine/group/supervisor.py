@@ -60,7 +60,6 @@ from skiff.engine.group.record import Group, GroupFiles, pairs, phase, snapshot,
 from skiff.engine.group.restarts import ContainerExit
 from skiff.engine.group.sampling import CgroupReader
 from skiff.engine.group.validation import validate
-from skiff.engine.hardware import sev_snp_host
 from skiff.engine.images import ImageStore
 from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import Networks
@@ -432,10 +431,9 @@ class Supervisor:
     # ---- the node -----------------------------------------------------------
 
     def capacity(self) -> NodeCapacity:
-        """This machine's cores and memory, and whether it has AMD SEV-SNP."""
+        """This machine's cores and memory."""
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-        return NodeCapacity(cpu_cores=float(os.cpu_count() or 1), memory_gb=memory,
-                            confidential=sev_snp_host())
+        return NodeCapacity(cpu_cores=float(os.cpu_count() or 1), memory_gb=memory)
 
     def cached_images(self) -> list[str]:
         return [image.reference for image in self.images.list()]
