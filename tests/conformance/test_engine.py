@@ -23,7 +23,14 @@ import pytest
 
 from skiff.core.engine import Engine
 from skiff.core.metrics import GroupPhase, GroupSample
-from skiff.core.spec import Container, GroupSpec, Resources, RestartPolicy, SubnetPlacement
+from skiff.core.spec import (
+    Container,
+    GroupSpec,
+    Port,
+    Resources,
+    RestartPolicy,
+    SubnetPlacement,
+)
 from skiff.core.view import GroupView
 from skiff.engine.group.supervisor import Supervisor
 from skiff.errors import GroupNotFound, InvalidInput
@@ -160,6 +167,30 @@ def test_a_spec_changing_only_config_maps_updates_them_in_place(node: Node) -> N
     assert updates == ["config map updated in place: b"]
     again = node.engine.run(changed).containers[0]
     assert [e.message for e in again.events if e.name == "ConfigMapUpdated"] == updates
+
+
+def with_port(spec: GroupSpec, port: int) -> GroupSpec:
+    """``spec`` with its container and its address declaring TCP ``port``."""
+    container = replace(spec.containers[0], ports=(Port(port),))
+    return replace(spec, containers=(container,), ip_ports=(Port(port),))
+
+
+def test_a_group_serves_once_its_declared_ports_answer(node: Node) -> None:
+    """serving(): a group whose busybox httpd listens on its declared port ends up
+    serving; one whose declared port nobody listens on does not, nor does a stopped
+    group; a group that declares no port serves once it runs."""
+    web = with_port(group(node, "exec httpd -f -p 8080"), 8080)
+    deaf = with_port(group(node), 8081)
+    bare = group(node)
+    for spec in (web, deaf, bare):
+        assert node.engine.run(spec).state == "Running"
+    assert eventually(lambda: node.engine.serving(web.id), what="httpd serving its port")
+    assert node.engine.serving(bare.id)
+    assert not node.engine.serving(deaf.id)
+    node.engine.stop(web.id)
+    assert not node.engine.serving(web.id)
+    with pytest.raises(GroupNotFound):
+        node.engine.serving(uuid.uuid4().hex)
 
 
 def test_stop_then_start(node: Node) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from skiff.core.spec import Container, GroupSpec, RestartPolicy
+from skiff.core.spec import Container, GroupSpec, Port, RestartPolicy
 from skiff.errors import GroupNotFound, InvalidGroupSpec, NetworkConflict, RuntimeFailure
 from skiff.settings import BackoffSettings
 from skiff.testing.fake import FakeEngine
@@ -38,10 +38,16 @@ def spec(script: str, policy: RestartPolicy = RestartPolicy.ALWAYS,
     (None, Program((), None, 0)),
     (("sh", "-c", "echo 'unclosed"), Program((), 0.0, 2)),
     (("sh", "-c", "cd /tmp; echo done"), Program(((0, "done"),), 0.0, 0)),
+    (("sh", "-c", "sleep 2; exec httpd -f -p 8080 -h /www; echo never"),
+     Program((), None, 0, ((2.0, 8080),))),
+    (("httpd", "-p", "81"), Program((), 0.0, 0, ((0.0, 81),))),
+    (("sh", "-c", "httpd; nc -lk -p 9000"), Program((), None, 0, ((0, 80), (0, 9000)))),
+    (("sh", "-c", "nc -l 7"), Program((), None, 0, ((0, 7),))),
 ])
 def test_scripts_parse_into_programs(command: tuple[str, ...] | None, program: Program) -> None:
     """echo prints, sleep moves time (infinity: no end), exit ends; other statements
-    pass; no command runs on; an unclosed quote is the shell's exit 2."""
+    pass; no command runs on; an unclosed quote is the shell's exit 2; httpd and nc -l
+    listen (from the offset they run at), in the foreground until stopped."""
     assert parse(command) == program
 
 
@@ -67,6 +73,37 @@ def test_restarts_follow_the_backoff_on_the_engines_clock() -> None:
     assert counts == [2, 2, 3, 3, 4]
     assert engine.logs("g1", "c", previous=True) == "boom\n"
     assert [e.name for e in engine.view("g1").containers[0].events].count("BackOff") == 3
+
+
+def test_a_group_serves_once_its_scripts_listen_on_every_declared_port() -> None:
+    """serving(): False until the script reaches its server (on the engine's clock) and
+    while a declared port has no listener; an image's own command serves the ports its
+    container declares; a container that exited serves nothing."""
+    clock = Clock()
+    engine = FakeEngine(clock=clock)
+    web = Container("web", "img", ("sh", "-c", "sleep 3; httpd -f -p 80"),
+                    ports=(Port(80),))
+    engine.run(GroupSpec(id="g1", name="web", containers=(web,), ip_ports=(Port(80),)))
+    assert not engine.serving("g1")
+    clock.now += 3
+    assert engine.serving("g1")
+    both = GroupSpec(id="g2", name="two", containers=(
+        web, Container("udp", "img", None, ports=(Port(53, "UDP"),))),
+        ip_ports=(Port(80), Port(443)))
+    engine.run(both)
+    clock.now += 3
+    assert not engine.serving("g2")  # nothing listens on 443
+    image = Container("img", "nginx", None, ports=(Port(80), Port(443)))
+    engine.run(GroupSpec(id="g3", name="image", containers=(image,),
+                         ip_ports=(Port(80), Port(443))))
+    assert engine.serving("g3")
+    engine.run(GroupSpec(id="g4", name="done", containers=(
+        Container("c", "img", ("sh", "-c", "httpd -p 80; sleep 1"), ports=(Port(80),)),),
+        restart_policy=RestartPolicy.NEVER))
+    assert engine.serving("g4")
+    clock.now += 1
+    assert not engine.serving("g4")
+    assert ("serving", "g1") not in engine.calls
 
 
 def test_a_stopped_group_stays_stopped_when_run_again() -> None:

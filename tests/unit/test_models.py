@@ -356,13 +356,13 @@ def test_location_defaults_and_is_spelled_as_known() -> None:
 def test_enumerations_are_normalized() -> None:
     """Enumerations match in any case and are stored as ACI spells them; defaults filled in."""
     body = group_body()
-    props(body).update(osType="linux", sku="confidential")
+    props(body).update(osType="linux", sku="dedicated")
     props(body)["ipAddress"].update(type="public", dnsNameLabel="MyWeb")
     props(body)["ipAddress"]["ports"][0]["protocol"] = "tcp"
     sidecar(body)["ports"][0]["protocol"] = "udp"
     web(body)["livenessProbe"]["httpGet"]["scheme"] = "HTTPS"
     p = parse(body).properties
-    assert (p.os_type, p.sku, p.restart_policy) == ("Linux", "Confidential", "Always")
+    assert (p.os_type, p.sku, p.restart_policy) == ("Linux", "Dedicated", "Always")
     assert p.ip_address is not None
     assert (p.ip_address.type, p.ip_address.dns_name_label) == ("Public", "myweb")
     assert p.ip_address.ports[0].protocol == "TCP"

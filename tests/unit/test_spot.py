@@ -7,19 +7,18 @@ sku refused without SEV-SNP."""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from skiff.api.context import ControlPlane
-from skiff.engine.hardware import _sev_snp_host
 from skiff.settings import QuotaSettings
 from skiff.testing.inprocess import InProcessClient, service_writes
 from skiff.testing.waiting import eventually
 from tests.unit import test_quotas
 from tests.unit.test_quotas import API, GROUPS, body, error, on, put, state, usages
+
+PROFILES = GROUPS.replace("/containerGroups", "/containerGroupProfiles")
 
 # The quotas tests' fixtures: a plane over the FakeEngine (cores and quotas per test) and
 # a client of its subscription.
@@ -185,31 +184,21 @@ def test_spot_cores_are_a_quota_of_their_own(
     assert usages(http)["StandardSpotCores"] == (1, 1)
 
 
-def test_the_confidential_sku_needs_sev_snp(
+def test_the_confidential_sku_is_refused_on_every_node(
         node: tuple[ControlPlane, InProcessClient]) -> None:
-    """Without AMD SEV-SNP on the node, a Confidential group is refused, naming why; on a
-    node that has it, it is admitted; Dedicated is admitted anywhere. A Spot group of the
-    Confidential sku is ACI's own refusal."""
-    plane, http = node
-    message = error(put(http, "c", body(0.5, sku="Confidential")), 400,
-                    "ConfidentialSkuNotAvailable")
-    assert "AMD SEV-SNP" in message
+    """A Confidential group is refused with ACI's answer for a resource the location has
+    not (409 ServiceUnavailable), naming why (no SEV-SNP utility VM), and so is a profile
+    of that sku; Dedicated is admitted. A Spot group of the Confidential sku is ACI's own
+    refusal."""
+    _, http = node
+    message = error(put(http, "c", body(0.5, sku="Confidential")), 409, "ServiceUnavailable")
+    assert "is not available in the location" in message
+    assert "SEV-SNP" in message
     assert "Standard or Dedicated" in message
+    assert http.get(f"{GROUPS}/c{API}").status_code == 404
+    profile = http.put(f"{PROFILES}/conf?api-version=2025-09-01",
+                       json=body(0.5, sku="Confidential"))
+    assert (profile.status_code, profile.json()["error"]["code"]) == (409, "ServiceUnavailable")
     assert put(http, "d", body(0.5, sku="Dedicated")).status_code == 201
     error(put(http, "cs", body(0.5, sku="Confidential", priority="Spot")), 400,
           "SpotPriorityContainerGroupNotSupportedInSku")
-    engine = plane.engine
-    engine.node_capacity = replace(engine.node_capacity, confidential=True)  # type: ignore[attr-defined]
-    assert put(http, "c", body(0.5, sku="Confidential")).status_code == 201
-
-
-def test_sev_snp_is_read_from_kvm_and_the_sev_device(tmp_path: Path) -> None:
-    """SEV-SNP is there when kvm_amd's sev_snp parameter is on and /dev/sev exists."""
-    device, parameter = tmp_path / "sev", tmp_path / "sev_snp"
-    assert not _sev_snp_host(device, parameter)  # no kvm_amd
-    parameter.write_text("Y\n")
-    assert not _sev_snp_host(device, parameter)  # no device
-    device.touch()
-    assert _sev_snp_host(device, parameter)
-    parameter.write_text("N\n")
-    assert not _sev_snp_host(device, parameter)

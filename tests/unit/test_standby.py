@@ -41,7 +41,7 @@ def group_of_profile(label: str | None = None) -> dict[str, Any]:
     return {"location": "local", "properties": {
         "osType": "Linux", "ipAddress": ip,
         "containers": [{"name": "web", "properties": {
-            "image": IMAGE, "command": ["sh", "-c", "sleep 300"], "ports": [{"port": 80}],
+            "image": IMAGE, "command": ["httpd", "-f", "-p", "80"], "ports": [{"port": 80}],
             "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.5}}}}]}}
 
 
@@ -284,6 +284,26 @@ def test_empty_pool_falls_back_or_fails(plane: ControlPlane, http: InProcessClie
     assert "Azure-AsyncOperation" in made.headers
     assert "isCreatedFromStandbyPool" not in made.json()["properties"]
     assert made.json()["properties"]["containers"][0]["properties"]["image"] == IMAGE
+
+
+def test_a_member_that_runs_but_does_not_serve_is_not_claimed(
+        plane: ControlPlane, http: InProcessClient) -> None:
+    """A profile whose container declares port 80 but never listens: its member runs
+    (Succeeded) yet the pool counts it Creating, and a claim falls back to a normal
+    create instead of handing it out."""
+    deaf = group_of_profile()
+    deaf["properties"]["containers"][0]["properties"]["command"] = ["sh", "-c", "sleep 300"]
+    http.put(f"{POOLS}/pool{POOL_API}", json=pool_body(make_profile(http, "deaf", deaf),
+                                                       ready=1))
+    plane.standby.run_round()  # type: ignore[union-attr]
+    key = pool_key(SUB, "rg", "pool")
+    eventually(lambda: [m.provisioning_state for m in plane.store.pool_members(key)],
+               until=lambda states: states == ["Succeeded"], what="the member started")
+    assert counts(http) == {"Running": 0, "Creating": 1, "Deleting": 0}
+    made = http.put(f"{GROUPS}/mine{ACI_API}", json=claim_body())
+    assert made.status_code == 201, made.text
+    assert "isCreatedFromStandbyPool" not in made.json()["properties"]
+    assert len(plane.store.pool_members(key)) == 1
 
 
 def test_claim_errors(http: InProcessClient, profile: str) -> None:

@@ -216,7 +216,6 @@ def _create_or_update(plane_: ControlPlane, token: Caller, subscription: str,
                                  known_locations=locations(plane_),
                                  allow_privileged=plane_.settings.api.allow_privileged,
                                  api_version=api_version)
-    _check_sku(plane_, body)
     placement = subnet_key(body.properties)
     if placement is not None:  # before any look-up: the answer tells nothing of the subnet
         check_linked(plane_, token, action=f"{PROVIDER}/containerGroups/write",
@@ -279,17 +278,6 @@ def _from_profile(plane_: ControlPlane, token: Caller, doc: Any, subscription: s
                  linked=str(profile_id), linked_action=f"{PROVIDER}/containerGroupProfiles/read")
     return merge_group_fields(profile_group_body(plane_, subscription, str(profile_id),
                                                  revision), doc)
-
-
-def _check_sku(plane_: ControlPlane, body: ContainerGroupBody) -> None:
-    """Standard and Dedicated run on any node; Confidential needs AMD SEV-SNP, which the
-    engine tells (``NodeCapacity.confidential``)."""
-    if body.properties.sku == "Confidential" and not plane_.engine.capacity().confidential:
-        raise ArmError(400, "ConfidentialSkuNotAvailable",
-                       "The Confidential sku runs a group in a hardware-isolated utility VM, "
-                       "which needs AMD SEV-SNP: this node has none (no /dev/sev with "
-                       "kvm_amd's sev_snp on). Use the Standard or Dedicated sku.",
-                       target="properties.sku")
 
 
 def _label(plane_: ControlPlane, body: ContainerGroupBody, subscription: str,

@@ -10,7 +10,8 @@ counts them by state, as the StandbyPool API does.
 A group PUT whose body names a pool (``properties.standbyPoolProfile.id``) carries
 little more than the container names and their config maps: the rest comes from the
 profile. It is answered with a ready member, re-keyed to the caller's name in one store
-transaction (:meth:`skiff.store.Store.claim_member`), already ``Running``, with
+transaction (:meth:`skiff.store.Store.claim_member`), already ``Running`` and serving
+its declared ports (:mod:`skiff.control.readiness`), with
 ``isCreatedFromStandbyPool: true``; no engine work is on that path. An empty pool
 falls back to a normal create of the profile's group, unless the profile says
 ``failContainerGroupCreateOnReuseFailure``.
@@ -53,6 +54,7 @@ from skiff.control.profiles import (
     parse_profile_id,
     profile_group_body,
 )
+from skiff.control.readiness import STALLED_AFTER_S
 from skiff.control.servicelog import STANDBY_POOL, WRITE
 from skiff.control.standby import REFILL_INTERVAL_S, AdmissionOf, StandbyPools
 from skiff.errors import ArmError
@@ -350,8 +352,9 @@ def list_by_subscription(subscription: str, request: Request,
 
 def runtime_view(plane_: ControlPlane, pool: PoolRecord,
                  api_version: str | None = None) -> dict[str, Any]:
-    """The pool's ``runtimeViews/latest``: its members counted by state, and whether the
-    refill loop keeps it full (``status``)."""
+    """The pool's ``runtimeViews/latest``: its members counted by state (one that runs
+    but does not serve yet is ``Creating``), and whether the refill loop keeps it full
+    and its members serve (``status``)."""
     counts = {"Running": 0, "Creating": 0, "Deleting": 0}
     for member in plane_.store.pool_members(pool.key):
         if member.state in counts:
@@ -362,6 +365,11 @@ def runtime_view(plane_: ControlPlane, pool: PoolRecord,
         "provisioningState": "Succeeded"}
     if api_version is None or api_version[:10] >= _ZONES_SINCE:
         problem = None if plane_.standby is None else plane_.standby.problems.get(pool.key)
+        stalled = 0 if plane_.standby is None else plane_.standby.readiness.stalled(pool.key)
+        if problem is None and stalled:
+            problem = (f"{stalled} of the pool's container groups run but their declared "
+                       f"ports have not answered for {STALLED_AFTER_S:g} s; a group is "
+                       f"claimed only once they answer.")
         props["status"] = ({"code": "HealthState/healthy", "message": "The pool is healthy."}
                            if problem is None else
                            {"code": "HealthState/degraded", "message": problem})

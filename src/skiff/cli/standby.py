@@ -30,7 +30,8 @@ def standby_pool(ctx: click.Context) -> None:
 
     A pool keeps --max-ready-capacity groups of a container group profile running; a
     container group PUT whose properties.standbyPoolProfile.id names the pool gets one
-    of them at once (isCreatedFromStandbyPool: true), and the pool refills. The API is
+    of them at once (isCreatedFromStandbyPool: true), and the pool refills. A group is
+    ready, claimable, once its declared ports answer. The API is
     reached as for `skiff container` (SKIFF_URL, SKIFF_TOKEN, SKIFF_CA,
     SKIFF_SUBSCRIPTION).
     """
@@ -113,7 +114,7 @@ def pool_show(name: str, resource_group: str, output: str, query: Any) -> None:
 @handle_errors
 def pool_status(name: str, resource_group: str, output: str, query: Any) -> None:
     """Show a standby pool's runtime view: its groups counted by state (Running: ready,
-    Creating, Deleting) and its health."""
+    its declared ports answering; Creating: not yet; Deleting) and its health."""
     with new_client() as client:
         found = client.pool_status(resource_group, name)
     emit(resource_view(found), output, query)

@@ -9,7 +9,9 @@ pool write or failure it tops each pool up to its capacity (refill policy ``alwa
 the only one Azure has), replaces the members that failed and retires those beyond a
 lowered capacity. A round that cannot make a member (the profile is gone, the
 subscription's quota is used up) says why in the pool's runtime view and tries again
-at the next round.
+at the next round. A member is claimable once it serves, its declared ports answering
+(:mod:`skiff.control.readiness`, told when the reconcile loop is done with a member);
+until then the pool counts it ``Creating``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 from skiff.control.periodic import Periodic
+from skiff.control.readiness import Readiness
 from skiff.control.reconciler import Reconciler
 from skiff.control.servicelog import DELETE, STANDBY_POOL, WRITE, ServiceLog
+from skiff.core.engine import Engine
 from skiff.errors import SkiffError
 from skiff.store import Store
 from skiff.store.admission import Admission
@@ -48,10 +52,14 @@ class StandbyPools(Periodic[int]):
     def __init__(self, store: Store, reconciler: Reconciler, *, member_body: MemberBody,
                  admission: AdmissionOf | None = None,
                  interval_s: float = REFILL_INTERVAL_S,
-                 service_log: ServiceLog | None = None) -> None:
+                 service_log: ServiceLog | None = None,
+                 engine: Engine | None = None) -> None:
         super().__init__(interval_s)
         self.store = store
         self.reconciler = reconciler
+        #: Marks the members ready once they serve (asking ``engine``, by default the
+        #: reconcile loop's, under the ids the loop runs them as: their uids).
+        self.readiness = Readiness(store, engine or reconciler.engine)
         self.member_body = member_body
         self.admission = admission
         #: Where the members made, retired and claimed are recorded (None: not recorded).
@@ -64,6 +72,7 @@ class StandbyPools(Periodic[int]):
         made = 0
         for pool in self.store.list_pools(None):
             made += self.refill(pool)
+        self.readiness.wake()  # members the loop finished without telling (a restart)
         return made
 
     def refill(self, pool: PoolRecord) -> int:
@@ -90,6 +99,8 @@ class StandbyPools(Periodic[int]):
                              else self.admission(pool.subscription, pool.location))
                 record = self.store.add_pool_member(pool, body, admission=admission)
                 self.reconciler.kick(record.uid)
+                # Started (or failed) once the loop is done with it: is it serving?
+                self.reconciler.when_idle(record.uid, self.readiness.wake)
                 self.record(pool, WRITE, record.resource_id, "made ready")
                 made += 1
         except SkiffError as exc:
@@ -119,10 +130,12 @@ class StandbyPools(Periodic[int]):
         threading.Thread(target=self._kicked, name=self.thread_name, daemon=True).start()
 
     def stop(self) -> None:
-        """Stop the rounds, waiting for one in flight (a kicked one too)."""
+        """Stop the rounds, waiting for one in flight (a kicked one too), and the
+        readiness checks."""
         super().stop()
         with self._round_lock:
             pass
+        self.readiness.stop()
 
     def _kicked(self) -> None:
         if self._stop.is_set():

@@ -24,7 +24,8 @@ Its shape, and how the coming work fits it without another redesign:
   :meth:`Engine.view`.
 - Standby pools' ready groups are groups run from a spec whose identity is
   reassigned when claimed: run, then (later) a ``claim``; nothing here assumes
-  a group's id is its ARM name.
+  a group's id is its ARM name. A member is claimable once :meth:`Engine.serving`
+  says its declared ports answer, not merely once its containers started.
 - Node-level resources the control plane decides on (virtual networks today)
   have a remove and a list, so the reconcile loop can record the decision first
   and sweep after a crash. Groups are swept at its start the same way
@@ -53,8 +54,6 @@ class NodeCapacity:
     memory_gb: float
     #: GPUs the engine can attach (none on the local node today).
     gpus: int = 0
-    #: Whether the node has the hardware of ACI's Confidential sku (AMD SEV-SNP).
-    confidential: bool = False
 
 
 @runtime_checkable
@@ -117,6 +116,17 @@ class Engine(Protocol):
         """Each group's state as last observed (and when a finished one ended), read
         without observing the groups or waiting for one busy being started: the meter
         asks every few seconds, for every group."""
+        ...
+
+    def serving(self, group_id: str) -> bool:
+        """Whether the group answers now on every TCP port it declares
+        (:func:`~skiff.core.spec.served_ports`): each accepts a connection at the
+        group's address, made from inside the group's network; a group that declares
+        none serves once its containers run. False while the group is not running
+        (being started, stopped, failed). Quick, and waits on no group being started
+        (a connection refused, or not accepted within a fraction of a second, is "not
+        yet"): the standby pools ask it again and again until a member serves, and only
+        then let a claim have it."""
         ...
 
     def stop(self, group_id: str) -> GroupView:

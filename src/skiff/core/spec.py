@@ -250,6 +250,15 @@ def deployed(spec: GroupSpec) -> GroupSpec:
                    init_containers=bare(spec.init_containers))
 
 
+def served_ports(spec: GroupSpec) -> tuple[int, ...]:
+    """The TCP ports the group declares (its containers' ``ports`` and its
+    ``ipAddress.ports``), sorted, each once: those a group answers on once it serves
+    (:meth:`skiff.core.engine.Engine.serving`). UDP ports are left out: nothing tells
+    whether a UDP server listens without its protocol."""
+    ports = [*(p for c in spec.containers for p in c.ports), *spec.ip_ports]
+    return tuple(sorted({p.port for p in ports if p.protocol.upper() == "TCP"}))
+
+
 def config_maps(spec: GroupSpec) -> dict[str, dict[str, str]]:
     """Container name → its config map's pairs, for each container that has one."""
     return {c.name: dict(c.config_map) for c in (*spec.init_containers, *spec.containers)

@@ -49,6 +49,9 @@ Body and group:
 - ``PriorityNotSpecified`` (*ACI*): priority is not Regular or Spot.
 - ``SpotPriorityContainerGroupNotSupportedInSku`` (*ACI*): a Spot group's sku is not
   Standard.
+- ``ServiceUnavailable`` (*ACI*, HTTP 409): sku is Confidential, which no skiff node
+  runs (it needs a utility VM with an SEV-SNP guest enforcing the ccePolicy); the message
+  is ACI's for a resource the location has not, and says why.
 - ``SpotPriorityContainerGroupNotSupportedForInboundConnectivity`` (*ACI*): a Spot group
   has an ipAddress (public or private) or subnetIds.
 - ``SpotPriorityContainerGroupWithGPUResourcesNotSupported`` (*ACI*): a Spot group's

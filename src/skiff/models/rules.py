@@ -122,6 +122,7 @@ def check_body(body: ContainerGroupBody, known_locations: Collection[str] | Loca
     props = body.properties
     _check_enums(props, name)
     _check_spot(props)
+    _check_sku(body)
     _check_subnets(props)
     _check_containers(props, allow_privileged=allow_privileged)
     _check_volumes(props)
@@ -192,6 +193,24 @@ def _check_spot(props: GroupProperties) -> None:
              f"A Spot container group asks for at most {MAX_SPOT_CPU:g} CPU and "
              f"{MAX_SPOT_MEMORY_GB:g} GB of memory in all; this one asks for {cpu:g} CPU and "
              f"{memory:g} GB.", "properties.containers")
+
+
+def _check_sku(body: ContainerGroupBody) -> None:
+    """``Confidential`` is refused on every node, in ACI's words for a resource a region
+    has not (409 ``ServiceUnavailable``): ACI runs such a group in a utility VM of its
+    own, an AMD SEV-SNP guest that enforces the group's ``ccePolicy`` and attests it;
+    skiff has no such VM, and running the group as an ordinary one would promise an
+    isolation it does not give."""
+    if body.properties.sku != "Confidential":
+        return
+    raise ArmError(409, "ServiceUnavailable",
+                   f"The requested resource is not available in the location "
+                   f"'{body.location}' at this moment. Please retry with a different "
+                   f"resource request or in another location. Resource requested: "
+                   f"'Confidential' sku: skiff runs no confidential container groups (each "
+                   f"needs a utility VM with an AMD SEV-SNP guest enforcing its ccePolicy, "
+                   f"which skiff does not have). Use the Standard or Dedicated sku.",
+                   "properties.sku")
 
 
 # --- containers ------------------------------------------------------------------------------

@@ -511,8 +511,16 @@ UPDATE usage_spans SET spot = 1
     WHERE group_uid IN (SELECT uid FROM container_groups WHERE spot = 1);
 """
 
+# A standby pool's member is claimable once it serves (skiff.control.standby): its
+# declared ports answer, not merely its containers started. Members of an older file
+# are not ready until the refill loop has seen them serve (at its first round).
+_POOLREADY16 = """
+ALTER TABLE container_groups ADD COLUMN pool_ready INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
-                               _PROFILES, _SPOT, _NGROUPS, _STANDBY, _SEAL16, _SPOTUSAGE16)
+                               _PROFILES, _SPOT, _NGROUPS, _STANDBY, _SEAL16, _SPOTUSAGE16,
+                               _POOLREADY16)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -10,7 +10,11 @@ listings), and named ``standby.<pool>.<n>``: a valid host name (the engine makes
 the containers' hostname) that no request can spell (ACI's group names are letters,
 digits and dashes), so it never collides with a tenant's.
 
-A claim (:meth:`StandbyMixin.claim_member`) is one transaction: pick the oldest ready
+A member is ready, claimable, once it serves: its provisioning state ``Succeeded`` says
+its containers started, ``pool_ready`` (set by :meth:`StandbyMixin.mark_ready`, when
+the refill loop saw its declared ports answer) that its server listens, so that a
+claimed group answers on its port as soon as the claim's PUT is answered. A claim
+(:meth:`StandbyMixin.claim_member`) is one transaction: pick the oldest ready
 member, re-key it to the caller's resource group and name, write the caller's body,
 claim its DNS label; two concurrent claims never get one member, and a claim that
 fails (a label in use) leaves the member in the pool.
@@ -80,13 +84,16 @@ class Member:
     desired: str
     provisioning_state: str
     created_at: float
+    #: Whether it serves (its declared ports answered): claimable once Succeeded too.
+    ready: bool = False
 
     @property
     def state(self) -> str:
-        """The pool's word for it: Running (ready), Creating, Deleting, or Failed."""
+        """The pool's word for it: Running (ready: started and serving), Creating (a
+        group started but not serving yet too), Deleting, or Failed."""
         if self.desired == "deleted":
             return "Deleting"
-        if self.provisioning_state == "Succeeded":
+        if self.provisioning_state == "Succeeded" and self.ready:
             return "Running"
         if self.provisioning_state == "Failed":
             return "Failed"
@@ -166,10 +173,30 @@ class StandbyMixin(Database):
         """The members of the pool of ``key``, oldest first (those being deleted too)."""
         with self.read() as conn:
             rows = conn.execute(
-                "SELECT uid, desired, provisioning_state, created_at FROM container_groups"
-                " WHERE pool_key = ? ORDER BY created_at, uid", (key,)).fetchall()
-        return [Member(r["uid"], r["desired"], r["provisioning_state"], r["created_at"])
-                for r in rows]
+                "SELECT uid, desired, provisioning_state, created_at, pool_ready"
+                " FROM container_groups WHERE pool_key = ? ORDER BY created_at, uid",
+                (key,)).fetchall()
+        return [Member(r["uid"], r["desired"], r["provisioning_state"], r["created_at"],
+                       bool(r["pool_ready"])) for r in rows]
+
+    def unready_members(self) -> dict[str, str]:
+        """The members of every pool that run (``Succeeded``) but were not seen serving
+        yet: uid → their pool's key, oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT uid, pool_key FROM container_groups WHERE pool_key IS NOT NULL"
+                " AND desired = 'running' AND provisioning_state = 'Succeeded'"
+                " AND pool_ready = 0 ORDER BY created_at, uid").fetchall()
+        return {r["uid"]: r["pool_key"] for r in rows}
+
+    def mark_ready(self, uid: str) -> bool:
+        """Member ``uid`` serves: claimable from now on. False (nothing written) if it is
+        no running member of a pool any more (claimed, deleted, failed meanwhile)."""
+        with self.write() as conn:
+            return conn.execute(
+                "UPDATE container_groups SET pool_ready = 1 WHERE uid = ?"
+                " AND pool_key IS NOT NULL AND desired = 'running'"
+                " AND provisioning_state = 'Succeeded'", (uid,)).rowcount > 0
 
     def add_pool_member(self, pool: PoolRecord, body: Mapping[str, Any], *,
                    admission: Admission | None = None) -> GroupRecord:
@@ -215,14 +242,15 @@ class StandbyMixin(Database):
                      tags: Mapping[str, str],
                      label: Callable[[str, dict[str, Any]], str | None] | None = None,
                      ) -> GroupRecord | None:
-        """Give the oldest ready member of the pool of ``key`` to the caller: re-keyed to
-        resource group ``rg`` (made if missing) and ``name`` of ``sub`` (the pool's own
-        subscription, the caller checks), its body ``body(member's body)``, its ``tags``,
-        its DNS label ``label(uid, new body)`` claimed (DnsLabelInUse rolls the claim
-        back). The generation and provisioning state stay: the member already runs what
-        the body says, under the name its engine knows (kept as ``host_name``). None
-        when the pool has no ready member, or the name is taken (a group of that name
-        exists: the caller's PUT is then no claim)."""
+        """Give the oldest ready member (started and serving) of the pool of ``key`` to
+        the caller: re-keyed to resource group ``rg`` (made if missing) and ``name`` of
+        ``sub`` (the pool's own subscription, the caller checks), its body ``body(member's
+        body)``, its ``tags``, its DNS label ``label(uid, new body)`` claimed
+        (DnsLabelInUse rolls the claim back). The generation and provisioning state
+        stay: the member already runs what the body says, under the name its engine
+        knows (kept as ``host_name``). None when the pool has no ready member, or the
+        name is taken (a group of that name exists: the caller's PUT is then no
+        claim)."""
         with self.write() as conn:
             if conn.execute("SELECT 1 FROM container_groups WHERE subscription = ?"
                             " AND rg_key = ? AND name_key = ?",
@@ -231,7 +259,8 @@ class StandbyMixin(Database):
                 return None
             row = conn.execute(
                 "SELECT * FROM container_groups WHERE pool_key = ? AND desired = 'running'"
-                " AND provisioning_state = 'Succeeded' ORDER BY created_at, uid LIMIT 1",
+                " AND provisioning_state = 'Succeeded' AND pool_ready = 1"
+                " ORDER BY created_at, uid LIMIT 1",
                 (key,)).fetchone()
             if row is None:
                 return None

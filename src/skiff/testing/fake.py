@@ -21,6 +21,11 @@ alike:
   (:func:`skiff.engine.group.restarts.decide`, the real engine's rules); init
   containers run one after the other first, and one that fails for good fails
   the group;
+- a group serves (:meth:`FakeEngine.serving`) once it is Running and each TCP port it
+  declares is listened on by one of its running containers: a container listens on
+  what its script's server statements say (``httpd -f -p PORT``, ``nc -l -p PORT``,
+  from the moment the script reaches them), and one that runs its image's own
+  command (none given) on the ports it declares, as if the image were the server;
 - ``delete`` is idempotent, an unknown group raises GroupNotFound, ``exec`` runs
   its command as a script at once (:class:`~skiff.testing.scripts.FakeExec`);
   ``sweep`` removes every group not kept (its call, in :attr:`calls`, names the
@@ -55,7 +60,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 
 from skiff.core.engine import NodeCapacity
 from skiff.core.metrics import ContainerSample, GroupPhase, GroupSample
-from skiff.core.spec import GroupSpec, changed_keys, config_maps, deployed
+from skiff.core.spec import GroupSpec, changed_keys, config_maps, deployed, served_ports
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine.group.validation import validate
 from skiff.errors import GroupNotFound, InvalidInput, NetworkConflict, RuntimeFailure, SkiffError
@@ -208,6 +213,27 @@ class FakeEngine:
                                  if c.current.finish_time is not None), default=None)
                 found[gid] = GroupPhase(view.state, ended)
             return found
+
+    def serving(self, group_id: str) -> bool:
+        """Not recorded in :attr:`calls` (the standby pools ask it again and again)."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                raise GroupNotFound(f"container group {group_id} is not on this node")
+            now = self.clock()
+            self._catch_up(group, now)
+            if simulation.snapshot(group).state != "Running":
+                return False
+            listening: set[int] = set()
+            for box in group.apps:
+                if box.view.current.state != "Running" or box.started_at is None:
+                    continue
+                if box.container.command is None:
+                    listening.update(port.port for port in box.container.ports
+                                     if port.protocol.upper() == "TCP")
+                listening.update(port for offset, port in box.program.listens
+                                 if box.started_at + offset <= now)
+            return set(served_ports(group.spec)) <= listening
 
     def stop(self, group_id: str) -> GroupView:
         self._grace(group_id)

@@ -7,7 +7,13 @@ separated by ``;`` or newlines:
 - ``echo WORDS``: one line of output (the words as the shell would print them);
 - ``sleep N``: N seconds pass (``sleep infinity``, or no end at all: the container
   runs until it is stopped);
-- ``exit N``: the container ends with exit code N; the end of the script is ``exit 0``.
+- ``exit N``: the container ends with exit code N; the end of the script is ``exit 0``;
+- ``httpd -f -p PORT`` (busybox's web server in the foreground; ``exec`` before it is
+  read alike) listens on PORT from then on and runs until stopped; ``httpd -p PORT``
+  (in the background) listens and the script goes on; ``nc -l -p PORT`` (or ``nc -lk
+  PORT``) listens and runs until stopped. A port left out is httpd's 80. What a
+  container listens on makes its group serve (:meth:`FakeEngine.serving
+  <skiff.testing.fake.FakeEngine.serving>`).
 
 Any other statement succeeds at once and prints nothing: the fake runs no
 program. A command that is not ``sh -c SCRIPT`` is read as one statement
@@ -35,6 +41,8 @@ class Program:
     #: Seconds after the start at which it exits; None: it runs until stopped.
     end: float | None = None
     exit_code: int = 0
+    #: (seconds after the start, TCP port) each server of the script listens from.
+    listens: tuple[tuple[float, int], ...] = ()
 
 
 def statements(script: str) -> list[list[str]]:
@@ -63,6 +71,18 @@ def _seconds(word: str) -> float:
     return value if value >= 0 else 0.0
 
 
+def _listener(words: list[str]) -> tuple[int, bool] | None:
+    """(port, whether it runs until stopped) of a server statement; None for another."""
+    verb, args = words[0], words[1:]
+    if verb == "httpd":
+        port = args[args.index("-p") + 1] if "-p" in args[:-1] else "80"
+        return (int(port), "-f" in args) if port.isdigit() else None
+    if verb == "nc" and any(a.startswith("-") and "l" in a for a in args):
+        port = args[args.index("-p") + 1] if "-p" in args[:-1] else args[-1]
+        return (int(port), True) if port.isdigit() else None
+    return None
+
+
 def parse(command: Sequence[str] | None) -> Program:
     """The program a container's ``command`` runs (None: the image's, which runs on)."""
     if command is None:
@@ -73,18 +93,26 @@ def parse(command: Sequence[str] | None) -> Program:
         script = [list(command)]
     offset = 0.0
     lines: list[tuple[float, str]] = []
+    listens: list[tuple[float, int]] = []
     for words in script:
+        if words[0] == "exec" and len(words) > 1:
+            words = words[1:]
         verb, args = words[0], words[1:]
-        if verb == "echo":
+        server = _listener(words)
+        if server is not None:
+            listens.append((offset, server[0]))
+            if server[1]:
+                return Program(tuple(lines), None, 0, tuple(listens))
+        elif verb == "echo":
             lines.append((offset, " ".join(args)))
         elif verb == "sleep" and args:
             offset += _seconds(args[0])
             if math.isinf(offset):
-                return Program(tuple(lines), None, 0)
+                return Program(tuple(lines), None, 0, tuple(listens))
         elif verb == "exit":
             code = int(args[0]) if args and args[0].isdigit() else 0
-            return Program(tuple(lines), offset, code % 256)
-    return Program(tuple(lines), offset, 0)
+            return Program(tuple(lines), offset, code % 256, tuple(listens))
+    return Program(tuple(lines), offset, 0, tuple(listens))
 
 
 def run_at_once(command: Sequence[str]) -> tuple[list[str], int]:

@@ -7,7 +7,8 @@ group's runtime driver, or an HTTP GET to the group's address from inside
 the group's network namespace: its port filter lets in what comes through
 ``lo``, so a probe reaches undeclared ports while the node itself, like any
 address outside the group, does not. The socket is made in the namespace
-(:func:`skiff.engine.network.netns.socket_in`), no process is started.
+(:func:`skiff.engine.network.netns.connect_in`), no process is started. The same
+connection, without a request, tells whether a group serves a port (:func:`accepts`).
 """
 
 from __future__ import annotations
@@ -93,12 +94,11 @@ class _InNamespace(http.client.HTTPConnection):
     def __init__(self, netns_path: Path, host: str, port: int, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self.netns_path = netns_path
+        self.timeout_s = timeout
 
     def connect(self) -> None:
-        sock = netns.socket_in(self.netns_path)
+        sock = netns.connect_in(self.netns_path, self.host, self.port, self.timeout_s)
         try:
-            sock.settimeout(self.timeout)
-            sock.connect((self.host, self.port))
             self.sock = self.wrap(sock)
         except BaseException:
             sock.close()
@@ -116,6 +116,19 @@ class _InNamespaceTLS(_InNamespace):
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context.wrap_socket(sock, server_hostname=self.host)
+
+
+def accepts(attachment: Attachment, port: int, timeout_s: float) -> bool:
+    """Whether TCP ``port`` of the group at ``attachment`` accepts a connection now, made
+    from inside its network namespace as the HTTP probes' (Kubernetes' ``tcpSocket``
+    check): what :meth:`~skiff.engine.group.supervisor.Supervisor.serving` asks of each
+    declared port. A port nobody listens on refuses at once (the group's own address
+    is on its namespace's stack); ``timeout_s`` bounds a server too busy to accept."""
+    try:
+        netns.connect_in(attachment.netns_path, attachment.ip, port, timeout_s).close()
+    except (OSError, SkiffError):
+        return False
+    return True
 
 
 def _http(netns_path: Path, ip: str, action: HttpGetAction,

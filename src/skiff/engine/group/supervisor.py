@@ -44,16 +44,22 @@ from skiff.core.engine import NodeCapacity
 from skiff.core.metrics import GroupPhase, GroupSample
 from skiff.core.secrets import scrub, secrets_of
 from skiff.core.shares import ShareDisks, ShareResolver
-from skiff.core.spec import AzureFileVolume, Container, GroupSpec, config_maps, deployed
+from skiff.core.spec import (
+    AzureFileVolume,
+    Container,
+    GroupSpec,
+    config_maps,
+    deployed,
+    served_ports,
+)
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine import mounts
 from skiff.engine.group import adoption, monitoring, preparation, sweeping
-from skiff.engine.group.probes import ProbeState
+from skiff.engine.group.probes import ProbeState, accepts
 from skiff.engine.group.record import Group, GroupFiles, pairs, phase, snapshot, sync_views
 from skiff.engine.group.restarts import ContainerExit
 from skiff.engine.group.sampling import CgroupReader
 from skiff.engine.group.validation import validate
-from skiff.engine.hardware import sev_snp_host
 from skiff.engine.images import ImageStore
 from skiff.engine.network.fetching import FetchNamespace
 from skiff.engine.network.networks import Networks
@@ -78,6 +84,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks at every running container.
 MONITOR_INTERVAL_S = 0.2
+
+#: Seconds a declared port has to accept a connection when asked whether a group serves:
+#: a port nobody listens on refuses at once, a server that listens accepts in well under
+#: a millisecond; more is a server too busy to count as serving yet.
+SERVING_TIMEOUT_S = 0.2
 
 #: Containers stopped at once, each waiting out its grace (SIGTERM, then SIGKILL).
 STOP_THREADS = 64
@@ -285,6 +296,18 @@ class Supervisor:
             groups = list(self._groups.items())
         return {gid: phase(group) for gid, group in groups}
 
+    def serving(self, group_id: str) -> bool:
+        """Whether the group runs and every TCP port it declares accepts a connection at
+        its address, from inside its network namespace (:func:`~.probes.accepts`, as a
+        probe connects). Read without the group's lock: a group being started is not
+        serving yet, and the caller asks again."""
+        group = self._group(group_id)
+        attachment = group.attachment
+        if group.view.stopped or phase(group).state != "Running" or attachment is None:
+            return False
+        return all(accepts(attachment, port, SERVING_TIMEOUT_S)
+                   for port in served_ports(group.spec))
+
     def stop(self, group_id: str) -> GroupView:
         """Kill every container and release the group's network and volumes; the
         group's definition and history stay."""
@@ -408,10 +431,9 @@ class Supervisor:
     # ---- the node -----------------------------------------------------------
 
     def capacity(self) -> NodeCapacity:
-        """This machine's cores and memory, and whether it has AMD SEV-SNP."""
+        """This machine's cores and memory."""
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-        return NodeCapacity(cpu_cores=float(os.cpu_count() or 1), memory_gb=memory,
-                            confidential=sev_snp_host())
+        return NodeCapacity(cpu_cores=float(os.cpu_count() or 1), memory_gb=memory)
 
     def cached_images(self) -> list[str]:
         return [image.reference for image in self.images.list()]

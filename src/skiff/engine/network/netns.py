@@ -6,7 +6,8 @@ restarted, finds it again. Making one is what ``ip netns add`` and ``ip link
 set lo up`` do, without their two process starts (≈ 0.5 ms instead of ≈ 3 ms):
 a short-lived thread unshares its network namespace, bind-mounts it and dies,
 so no other thread of skiff moves. The same trick opens sockets inside a
-group's namespace (:func:`socket_in`), for the HTTP probes, and the listening
+group's namespace (:func:`socket_in`, :func:`connect_in`), for the HTTP probes and
+the check that a group serves its ports, and the listening
 sockets of the identity endpoint (:func:`listener_in`). A namespace whose
 mount was removed while its processes live on is mounted again from one of
 them (:func:`remount`), so that it can be torn down as any other.
@@ -169,6 +170,21 @@ def socket_in(path: Path, family: socket.AddressFamily = socket.AF_INET,
         raise NetworkError(f"cannot open a socket in the network namespace {path.name}: "
                            f"{failure[0]}")
     return made[0]
+
+
+def connect_in(path: Path, host: str, port: int, timeout_s: float) -> socket.socket:
+    """A TCP connection to ``host:port`` made from inside the network namespace at
+    ``path`` (:func:`socket_in`), connected within ``timeout_s``; the caller closes it.
+    OSError when the connection is refused or times out, NetworkError when no socket
+    can be made in the namespace."""
+    sock = socket_in(path)
+    try:
+        sock.settimeout(timeout_s)
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 # Netlink (linux/rtnetlink.h, linux/netlink.h, linux/if_addr.h): what ``ip addr replace``
