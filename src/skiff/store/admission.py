@@ -50,7 +50,6 @@ from typing import Any
 
 from skiff.core.gpus import canonical as canonical_sku
 from skiff.core.gpus import describe as describe_gpus
-
 from skiff.errors import ArmError, GroupNotFound
 from skiff.store.database import Database
 from skiff.store.records import EVICTED, EVICTING, name_key, subscription_key

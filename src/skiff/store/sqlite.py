@@ -44,8 +44,8 @@ from skiff.store.admission import (
     admit,
     claim_label,
     count_event,
-    is_spot,
     gpus_of,
+    is_spot,
     requests_of,
 )
 from skiff.store.bodysecrets import seal_body, unseal_body
