@@ -304,7 +304,9 @@ def with_gpus(parts: GpuParts) -> Callable[[dict[str, Any]], None]:
         if not parts.devices:
             return
         linux = spec.setdefault("linux", {})
-        linux.setdefault("devices", []).extend(dict(d) for d in parts.devices)
+        present = {d["path"] for d in linux.get("devices", [])}  # a privileged one's all
+        linux.setdefault("devices", []).extend(dict(d) for d in parts.devices
+                                               if d["path"] not in present)
         linux.setdefault("resources", {}).setdefault("devices", []).extend(
             dict(r) for r in parts.cgroup_rules)
         if parts.masked:
