@@ -52,6 +52,7 @@ from skiff.control.telemetry import Telemetry
 from skiff.core.identity import IdentityTokens
 from skiff.core.shares import FileShares, ShareDisks
 from skiff.dns import DnsServer, Zone, host_nameservers
+from skiff.engine.gpus import summary as gpu_summary
 from skiff.engine.group.supervisor import Supervisor
 from skiff.engine.locking import hold_serving
 from skiff.engine.shares import LoopShares
@@ -414,8 +415,10 @@ def serve(settings: Settings) -> None:
                                 proxy_headers=False,  # the client is the peer, not a header
                                 timeout_graceful_shutdown=5)
         log.info("skiff serves %s", server.plane.base_url)
-        print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root})",
-              flush=True)
+        gpus = gpu_summary(server.node.gpus.gpus)
+        log.info("GPUs: %s", gpus)
+        print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root}; "
+              f"{gpus})", flush=True)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

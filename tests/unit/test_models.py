@@ -129,10 +129,32 @@ CASES: list[tuple[str, Callable[[Body], object], str, str | None]] = [
      "ContainerLimitLessThanRequest", f"{C1}.resources.limits.cpu"),
     ("limit > group", lambda b: sidecar(b)["resources"]["limits"].update(memoryInGB=2.5),
      "ContainerLimitGreaterThanContainerGroupTotalRequest", f"{C1}.resources.limits.memoryInGB"),
-    ("gpu", lambda b: web(b)["resources"]["requests"].update(gpu={"count": 1, "sku": "K80"}),
-     "GpuNotSupported", f"{C0}.resources.requests.gpu"),
-    ("gpu limit", lambda b: sidecar(b)["resources"]["limits"].update(gpu={"count": 1}),
-     "GpuNotSupported", f"{C1}.resources.limits.gpu"),
+    ("gpu not an object", lambda b: web(b)["resources"]["requests"].update(gpu=1),
+     "InvalidGpuResource", f"{C0}.resources.requests.gpu"),
+    ("gpu count 0", lambda b: web(b)["resources"]["requests"].update(
+        gpu={"count": 0, "sku": "K80"}), "InvalidGpuResource",
+     f"{C0}.resources.requests.gpu.count"),
+    ("gpu count text", lambda b: web(b)["resources"]["requests"].update(
+        gpu={"count": "1", "sku": "K80"}), "InvalidGpuResource",
+     f"{C0}.resources.requests.gpu.count"),
+    ("gpu count 17", lambda b: web(b)["resources"]["requests"].update(
+        gpu={"count": 17, "sku": "H100"}), "InvalidGpuResource",
+     f"{C0}.resources.requests.gpu.count"),
+    ("gpu no sku", lambda b: web(b)["resources"]["requests"].update(gpu={"count": 1}),
+     "InvalidGpuResource", f"{C0}.resources.requests.gpu.sku"),
+    ("gpu limit alone", lambda b: sidecar(b)["resources"]["limits"].update(
+        gpu={"count": 1, "sku": "K80"}), "InvalidGpuResource", f"{C1}.resources.limits.gpu"),
+    ("gpu limit < request", lambda b: (
+        sidecar(b)["resources"]["requests"].update(gpu={"count": 2, "sku": "H100"}),
+        sidecar(b)["resources"]["limits"].update(gpu={"count": 1, "sku": "h100"})),
+     "ContainerLimitLessThanRequest", f"{C1}.resources.limits.gpu.count"),
+    ("gpu limit other sku", lambda b: (
+        sidecar(b)["resources"]["requests"].update(gpu={"count": 1, "sku": "H100"}),
+        sidecar(b)["resources"]["limits"].update(gpu={"count": 1, "sku": "A100"})),
+     "InvalidGpuResource", f"{C1}.resources.limits.gpu.sku"),
+    ("gpu in a sandbox", lambda b: (props(b).update(isolation="Sandbox"), web(b)["resources"][
+        "requests"].update(gpu={"count": 1, "sku": "H100"})),
+     "GpuNotSupportedInSandbox", f"{C0}.resources.requests.gpu"),
     ("env name", lambda b: web(b)["environmentVariables"][0].update(name="BAD-NAME"),
      "InvalidEnvironmentVariableName", f"{C0}.environmentVariables[0].name"),
     ("env name long", lambda b: web(b)["environmentVariables"][0].update(name="X" * 64),
@@ -303,6 +325,21 @@ def test_a_port_twice_says_whether_one_container_or_two_list_it() -> None:
 def test_the_valid_body_passes() -> None:
     """The body the rule tests break is valid as it stands."""
     assert parse(group_body()).properties.containers[0].name == "web"
+
+
+def test_a_gpu_request_passes_the_rules() -> None:
+    """A GPU request of any sku passes the rules (whether the node has it is admission's),
+    read back as (count, sku as written)."""
+    from skiff.models.rules import gpu_request
+
+    body = group_body()
+    web(body)["resources"]["requests"]["gpu"] = {"count": 2, "sku": "h100"}
+    sidecar(body)["resources"]["limits"]["gpu"] = None
+    parsed = parse(body)
+    assert gpu_request(parsed.properties.containers[0].properties.resources.requests.gpu) \
+        == (2, "h100")
+    assert gpu_request(parsed.properties.containers[1].properties.resources.requests.gpu) \
+        is None
 
 
 @pytest.mark.parametrize("name", ["", "-a", "a-", "a--b", "Group", "a_b", "a.b", "x" * 64])

@@ -144,3 +144,20 @@ def test_isolation_maps_and_is_checked() -> None:
     with pytest.raises(ArmError) as exc:
         parse(body)
     assert exc.value.code == "InvalidIsolation"
+
+
+def test_a_gpu_request_maps_with_its_canonical_sku() -> None:
+    """requests.gpu reaches the container's resources, its sku upper-cased; init
+    containers (the group's size) get none; a stored body gives the same."""
+    body = group_body()
+    body["properties"]["containers"][0]["properties"]["resources"]["requests"]["gpu"] = {
+        "count": 2, "sku": "h100"}
+    parsed = parse(body)
+    web, sidecar = to_engine_spec(parsed, group_id="g", name="n").containers
+    assert (web.resources.gpu_count, web.resources.gpu_sku) == (2, "H100")
+    assert (sidecar.resources.gpu_count, sidecar.resources.gpu_sku) == (0, "")
+    (init,) = to_engine_spec(parsed, group_id="g", name="n").init_containers
+    assert init.resources.gpu_count == 0
+    again = ContainerGroupBody.from_stored(parsed.to_stored())
+    assert to_engine_spec(again, group_id="g", name="n").containers[0].resources == \
+        web.resources

@@ -307,6 +307,34 @@ def test_costs_are_priced_per_meter_cut_by_day_and_grouped(store: Store,
         [8.64, "rg", "USD"]]
 
 
+def test_a_gpu_group_is_metered_in_gpu_seconds(store: Store, clock: Clock) -> None:
+    """A group of two containers with 2 and 1 H100s running 100 s: 300 GPU-seconds on the
+    GPU Duration meter, at the sheet's gpuSecond price."""
+    from skiff.store.records import GroupRecord
+
+    def container(gpus: int) -> dict[str, Any]:
+        return {"properties": {"resources": {"requests": {
+            "cpu": 1, "memoryInGB": 1, "gpu": {"count": gpus, "sku": "H100"}}}}}
+
+    body = {"properties": {"containers": [container(2), container(1)]}}
+    record = GroupRecord("u1", SUB, "RG", "Gpu", "local", body, {}, "Succeeded", "running",
+                         1, None, 0, 0)
+    store.open_span(record, T0)
+    store.close_span("u1", T0 + 100)
+    [span] = store.spans_between(SUB, 0, 1e12)
+    assert span.requests == Requests(2.0, 2.0, 3)
+    parsed = parse_query({"type": "Usage", "timeframe": "Custom", "timePeriod": {
+        "from": "2023-11-14", "to": "2023-11-14"}, "dataset": {
+        "granularity": "None",
+        "aggregation": {"q": {"name": "UsageQuantity", "function": "Sum"}},
+        "grouping": [{"type": "Dimension", "name": "Meter"}]}}, T0)
+    rows = cost_rows(parsed, store.spans_between(SUB, parsed.start, parsed.end),
+                     PriceSheet(gpu_second=0.01), T0 + 100)
+    assert ["GPU Duration"] in [row[1:2] for row in rows], rows
+    gpu = next(row for row in rows if row[1] == "GPU Duration")
+    assert gpu[0] == 300.0
+
+
 def test_a_spot_group_s_usage_is_priced_at_the_spot_prices(store: Store,
                                                           clock: Clock) -> None:
     """A Spot group and a Regular one of the same requests, for the same hour: the same

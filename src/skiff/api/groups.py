@@ -167,12 +167,14 @@ def _unavailable(exc: CapacityExceeded, body: ContainerGroupBody | None,
     left on the node would tell a tenant how much the others use."""
     os_type = body.properties.os_type if body is not None else "Linux"
     network = " virtual network" if body is not None and body.properties.subnet_ids else ""
+    gpus = "".join(f" '{n}' '{sku}' GPU" for sku, n in sorted(exc.gpus.items()))
     return ArmError(409, "ServiceUnavailable",
                     f"The requested resource is not available in the location "
                     f"'{location}' at this moment. Please retry with a "
                     f"different resource request or in another location. Resource "
                     f"requested: '{exc.cpu:g}' CPU '{exc.memory_gb:g}' GB memory "
-                    f"'{os_type}' OS{network}")
+                    f"'{os_type}' OS{gpus}{network}"
+                    + (f".{exc.gpu_words()}" if exc.node_gpus is not None else ""))
 
 
 @router.put(GROUP, status_code=201, openapi_extra=request_body(CONTAINER_GROUP))

@@ -245,12 +245,15 @@ def capabilities(subscription: str, location: str, request: Request,
     known = _location(request, location)
     ratio = plane(request).settings.api.overcommit
     capacity = plane(request).engine.capacity()
+    memory, cpu = round(capacity.memory_gb * ratio, 1), capacity.cpu_cores * ratio
+    # As ACI lists a region's: one entry without GPUs, then one per GPU SKU the node has
+    # (its count the most one group may ask for, since the node is the region).
+    skus = [("None", 0), *sorted((s, n) for s, n in capacity.gpu_skus.items() if n)]
     return {"value": [{
         "resourceType": "containerGroups", "osType": "Linux",
         "location": known, "ipAddressType": "Public",
-        "gpu": "None", "capabilities": {"maxMemoryInGB": round(capacity.memory_gb * ratio, 1),
-                                        "maxCpu": capacity.cpu_cores * ratio,
-                                        "maxGpuCount": capacity.gpus}}]}
+        "gpu": sku, "capabilities": {"maxMemoryInGB": memory, "maxCpu": cpu,
+                                     "maxGpuCount": count}} for sku, count in skus]}
 
 
 @router.get(LOCATION + "/cachedImages")

@@ -187,6 +187,11 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     server; the containers keep running and are adopted at the next start.
     The web portal is served on the same listener, at https://LISTEN/portal/
     (sign in with a token, e.g. the admin token).
+
+    The node's NVIDIA GPUs are found with nvidia-smi at start (the start-up line
+    names them; none without a driver) and given to containers that request
+    them (resources.requests.gpu: count and sku, as H100, A100, L4 or ACI's
+    K80, P100, V100; the capabilities API lists the node's).
     """
     from skiff.api.logs import configure
     from skiff.errors import NetworkError

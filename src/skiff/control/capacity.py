@@ -38,13 +38,14 @@ def release_ended(store: Store, engine: Engine) -> bool:
 
 def node_admission(settings: Settings, engine: Engine) -> Callable[[str, str], Admission]:
     """What a group of a subscription must fit in, by (subscription, region): the node's
-    CPUs and memory times the overcommit, and the subscription's quotas (``region``: the
-    location it named, for the refusals' words)."""
+    CPUs and memory times the overcommit, its GPUs by SKU (never overcommitted), and the
+    subscription's quotas (``region``: the location it named, for the refusals' words)."""
 
     def admission(subscription: str, region: str) -> Admission:
         ratio = settings.api.overcommit
         capacity = engine.capacity()
         return Admission(cpu=capacity.cpu_cores * ratio, memory_gb=capacity.memory_gb * ratio,
-                         quotas=settings.quotas.limits(subscription), region=region)
+                         quotas=settings.quotas.limits(subscription), region=region,
+                         gpus=dict(capacity.gpu_skus))
 
     return admission

@@ -37,8 +37,8 @@ Every method raises :class:`skiff.errors.SkiffError` subclasses only
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from skiff.core.metrics import GroupPhase, GroupSample
@@ -52,8 +52,10 @@ class NodeCapacity:
 
     cpu_cores: float
     memory_gb: float
-    #: GPUs the engine can attach (none on the local node today).
+    #: GPUs the engine can attach, in all.
     gpus: int = 0
+    #: The same by SKU name (:func:`skiff.core.gpus.sku_of`): ``{"H100": 8}``.
+    gpu_skus: Mapping[str, int] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -37,12 +37,16 @@ class Port:
 
 @dataclass(frozen=True)
 class Resources:
-    """CPU cores (fractional) and memory in GB; a limit of None means the request."""
+    """CPU cores (fractional) and memory in GB; a limit of None means the request.
+    GPUs: ``gpu_count`` whole NVIDIA GPUs of SKU ``gpu_sku`` (its canonical name,
+    :func:`skiff.core.gpus.canonical`), given to this container alone."""
 
     cpu: float = 1.0
     memory_gb: float = 1.5
     cpu_limit: float | None = None
     memory_limit_gb: float | None = None
+    gpu_count: int = 0
+    gpu_sku: str = ""
 
     @property
     def effective_cpu(self) -> float:

@@ -82,7 +82,13 @@ Containers:
 - ``ContainerLimitLessThanRequest``: a resource limit is below the container's request.
 - ``ContainerLimitGreaterThanContainerGroupTotalRequest`` (*ACI*): a limit exceeds the sum of
   the group's requests.
-- ``GpuNotSupported``: a container asks for GPUs; skiff has none.
+- ``InvalidGpuResource``: a container's ``resources.requests.gpu`` (or ``limits.gpu``) is
+  not ``{count, sku}`` with a count of 1 to 16 and a sku, a GPU limit has no request,
+  names another sku, or (``ContainerLimitLessThanRequest``) is below the request.
+  Whether the node has that many GPUs of the sku free is admission's (409
+  ``ServiceUnavailable``, :mod:`skiff.store.admission`).
+- ``GpuNotSupportedInSandbox``: a container of a gVisor group (``isolation: Sandbox``)
+  asks for GPUs: the node's runsc predates gVisor's GPU proxy.
 - ``InvalidEnvironmentVariableName``: an environment variable name is not 1-63 letters,
   digits and '_'.
 - ``InvalidEnvironmentVariable``: a variable has both or neither of value and secureValue,

@@ -112,7 +112,8 @@ class EnvironmentVariable(ArmModel):
 class ResourceRequests(ArmModel):
     cpu: float
     memory_in_gb: float = Field(alias="memoryInGB")
-    #: Refused by the rules (skiff has no GPUs); loosely typed so it is reported as such.
+    #: ``{"count": n, "sku": ...}``; loosely typed so that a bad one is reported by the
+    #: rules with ARM's words (:func:`skiff.models.rules.gpu_request` reads a valid one).
     gpu: Any = None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from skiff.core import spec as engine
+from skiff.core.gpus import canonical as canonical_sku
 from skiff.errors import InvalidInput, UnsupportedVolumeType
 from skiff.models.body import (
     Container,
@@ -27,7 +28,7 @@ from skiff.models.body import (
     VolumeMount,
 )
 from skiff.models.profile import Lifetime
-from skiff.models.rules import azure_file_field, decode_seccomp_profile
+from skiff.models.rules import azure_file_field, decode_seccomp_profile, gpu_request
 
 
 def to_engine_spec(body: ContainerGroupBody, *, group_id: str, name: str,
@@ -79,6 +80,7 @@ def _grace(extra: dict[str, Any]) -> float | None:
 def _container(container: Container) -> engine.Container:
     p = container.properties
     requests, limits = p.resources.requests, p.resources.limits
+    gpu = gpu_request(requests.gpu)
     return engine.Container(
         name=container.name,
         image=p.image,
@@ -89,6 +91,8 @@ def _container(container: Container) -> engine.Container:
             memory_gb=requests.memory_in_gb,
             cpu_limit=limits.cpu if limits is not None else None,
             memory_limit_gb=limits.memory_in_gb if limits is not None else None,
+            gpu_count=gpu[0] if gpu is not None else 0,
+            gpu_sku=canonical_sku(gpu[1]) if gpu is not None else "",
         ),
         ports=tuple(engine.Port(port=q.port, protocol=q.protocol) for q in p.ports or []),
         volume_mounts=_mounts(p.volume_mounts),

@@ -22,6 +22,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, NoReturn
 
 from skiff.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from skiff.core.gpus import canonical as canonical_sku
 from skiff.core.identity import METADATA_LISTEN_PORT
 from skiff.core.reference import parse as parse_reference
 from skiff.core.seccomp import convert as convert_seccomp
@@ -255,6 +256,7 @@ def _check_containers(props: GroupProperties, *, allow_privileged: bool) -> None
     for i, container in enumerate(props.containers):
         where = f"properties.containers[{i}].properties"
         _check_resources(container, where, total_cpu, total_mem)
+        _check_gpu(container, f"{where}.resources", props.isolation)
         for kind, probe in (("livenessProbe", container.properties.liveness_probe),
                             ("readinessProbe", container.properties.readiness_probe)):
             if probe is not None:
@@ -364,9 +366,6 @@ def _check_resources(container: Container, where: str, total_cpu: float,
     resources = container.properties.resources
     requests, limits = resources.requests, resources.limits
     target = f"{where}.resources"
-    if requests.gpu is not None or (limits is not None and limits.gpu is not None):
-        fail("GpuNotSupported", "GPU resources are not available on this skiff host.",
-             f"{target}.{'requests' if requests.gpu is not None else 'limits'}.gpu")
     for field, value in (("cpu", requests.cpu), ("memoryInGB", requests.memory_in_gb)):
         if value <= 0:
             fail("ResourceRequestsNotSpecified", f"The container {container.name!r} must "
@@ -387,6 +386,65 @@ def _check_resources(container: Container, where: str, total_cpu: float,
             fail("ContainerLimitGreaterThanContainerGroupTotalRequest", f"The {field} limit "
                  f"({limit:g}) of container {container.name!r} is greater than the container "
                  f"group's total request ({total:g}).", f"{target}.limits.{field}")
+
+
+#: The most GPUs one container may ask for: a node has at most 16 NVIDIA GPUs on a
+#: board (an HGX has 8); more is a typo, refused before admission.
+MAX_GPU_COUNT = 16
+
+
+def gpu_request(value: Any) -> tuple[int, str] | None:
+    """A valid ``resources.requests.gpu`` (or ``limits.gpu``) as (count, sku as
+    written); None when absent. For a body the rules passed."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        value = {"count": getattr(value, "count", None), "sku": getattr(value, "sku", None)}
+    return int(value["count"]), str(value["sku"])
+
+
+def _gpu_shape(value: Any, target: str) -> tuple[int, str]:
+    if not isinstance(value, dict):
+        fail("InvalidGpuResource", "A GPU resource is an object with a count and a sku "
+             "({\"count\": 1, \"sku\": \"V100\"}).", target)
+    count, sku = value.get("count"), value.get("sku")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GPU_COUNT:
+        fail("InvalidGpuResource", f"The GPU count must be a whole number from 1 to "
+             f"{MAX_GPU_COUNT}, not {str(count)[:40]!r}.", f"{target}.count")
+    if not isinstance(sku, str) or not sku.strip() or len(sku) > 64:
+        fail("InvalidGpuResource", "The GPU sku must name the GPU model (the node's SKUs are "
+             "listed by the capabilities API: K80, V100, H100, ...).", f"{target}.sku")
+    return count, sku
+
+
+def _check_gpu(container: Container, target: str, isolation: str | None) -> None:
+    """A GPU request's shape (whether the node has such GPUs free is admission's), a
+    limit that matches it, and no GPUs in a gVisor sandbox."""
+    resources = container.properties.resources
+    limit_value = resources.limits.gpu if resources.limits is not None else None
+    if resources.requests.gpu is None and limit_value is None:
+        return
+    if resources.requests.gpu is None:
+        fail("InvalidGpuResource", f"The container {container.name!r} has a GPU limit "
+             "without a GPU request: ask for GPUs in resources.requests.gpu.",
+             f"{target}.limits.gpu")
+    count, sku = _gpu_shape(resources.requests.gpu, f"{target}.requests.gpu")
+    if limit_value is not None:
+        limit, limit_sku = _gpu_shape(limit_value, f"{target}.limits.gpu")
+        if limit < count:
+            fail("ContainerLimitLessThanRequest", f"The GPU limit ({limit}) of container "
+                 f"{container.name!r} is less than its request ({count}).",
+                 f"{target}.limits.gpu.count")
+        if canonical_sku(limit_sku) != canonical_sku(sku):
+            fail("InvalidGpuResource", f"The GPU limit's sku {limit_sku!r} of container "
+                 f"{container.name!r} is not its request's ({sku!r}).",
+                 f"{target}.limits.gpu.sku")
+    if (isolation or "").lower() == "sandbox":
+        # runsc's GPU proxy (nvproxy) came after the gVisor release Debian ships (2022).
+        fail("GpuNotSupportedInSandbox", f"The container {container.name!r} asks for GPUs, "
+             "which a gVisor sandbox (isolation: Sandbox) cannot give on this node: its "
+             "runsc predates gVisor's GPU support. Use isolation Container (revisit when "
+             "runsc is newer).", f"{target}.requests.gpu")
 
 
 def _check_probe(probe: ContainerProbe, target: str) -> None:

@@ -26,10 +26,15 @@ both take one Spot group's cores. An evicted group holds nothing; the reconcile 
 stops its containers (``evicted`` 1 → 2) and, once capacity is spare, admits it again
 (:meth:`AdmissionMixin.readmit_evicted`), as ACI restarts an evicted Spot group.
 
+GPUs are counted as cores are, per SKU (the ``gpus`` column: ``{"H100": 2}``), against
+the node's GPUs of each SKU (no overcommit: a GPU is given whole, to one container).
+Spot groups have none (the rules refuse them), so no eviction frees a GPU.
+
 The order of refusals follows ACI: the subscription's quotas (400
 ContainerGroupQuotaReached, naming the quota, its limit and the subscription's own
 usage), then the node's capacity (409 ServiceUnavailable, naming only the request:
-what others use stays theirs).
+what others use stays theirs; for GPUs, also what the node has in all, so that a
+request for a SKU it does not have says so).
 
 :class:`AdmissionMixin` holds the store's methods of these columns and of the DNS labels
 (``dns_labels``), which are claimed here too.
@@ -37,11 +42,14 @@ what others use stays theirs).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from skiff.core.gpus import canonical as canonical_sku
+from skiff.core.gpus import describe as describe_gpus
 from skiff.errors import ArmError, GroupNotFound
 from skiff.store.database import Database
 from skiff.store.records import EVICTED, EVICTING, name_key, subscription_key
@@ -70,6 +78,8 @@ class Admission:
     quotas: Mapping[str, int]
     #: The region named in a refusal: the location the request used.
     region: str
+    #: The node's GPUs by SKU name (none: a request for GPUs is refused).
+    gpus: Mapping[str, int] = field(default_factory=dict)
 
 
 class QuotaExceeded(ArmError):
@@ -89,11 +99,23 @@ class CapacityExceeded(ArmError):
     """The node has not what the group asks left; the routes word it as ACI does (409
     ServiceUnavailable, naming the request only)."""
 
-    def __init__(self, cpu: float, memory_gb: float) -> None:
+    def __init__(self, cpu: float, memory_gb: float, gpus: Mapping[str, int] | None = None,
+                 node_gpus: Mapping[str, int] | None = None) -> None:
+        asked = "".join(f" '{n}' '{sku}' GPU" for sku, n in sorted((gpus or {}).items()))
         super().__init__(409, "ServiceUnavailable",
                          f"The requested resource is not available at this moment. Resource "
-                         f"requested: '{cpu:g}' CPU '{memory_gb:g}' GB memory")
+                         f"requested: '{cpu:g}' CPU '{memory_gb:g}' GB memory{asked}")
         self.cpu, self.memory_gb = cpu, memory_gb
+        #: The GPUs asked, by SKU (empty: none).
+        self.gpus: dict[str, int] = dict(gpus or {})
+        #: When GPUs were what did not fit: the node's GPUs by SKU, for the refusal's words.
+        self.node_gpus: dict[str, int] | None = None if node_gpus is None else dict(node_gpus)
+
+    def gpu_words(self) -> str:
+        """What the node has, when GPUs did not fit (``""`` otherwise)."""
+        if self.node_gpus is None:
+            return ""
+        return f" This node has {describe_gpus(self.node_gpus)}."
 
 
 class DnsLabelInUse(ArmError):
@@ -119,6 +141,28 @@ def requests_of(body: Mapping[str, Any]) -> tuple[float, float]:
     return cpu, memory
 
 
+def gpus_of(body: Mapping[str, Any]) -> dict[str, int]:
+    """The GPUs a stored body's containers ask for, by canonical SKU name."""
+    found: dict[str, int] = {}
+    for container in body.get("properties", {}).get("containers", []):
+        requests = container.get("properties", {}).get("resources", {}).get("requests", {})
+        gpu = requests.get("gpu")
+        if isinstance(gpu, dict) and gpu.get("count") and gpu.get("sku"):
+            sku = canonical_sku(str(gpu["sku"]))
+            found[sku] = found.get(sku, 0) + int(gpu["count"])
+    return found
+
+
+def held_gpus(conn: sqlite3.Connection, other: str) -> dict[str, int]:
+    """The GPUs held by the node's groups (``other``'s left out), by SKU."""
+    held: dict[str, int] = {}
+    for (text,) in conn.execute(f"SELECT gpus FROM container_groups"  # noqa: S608
+                                f" WHERE uid != ? AND {HOLDING} AND gpus != '{{}}'", (other,)):
+        for sku, count in json.loads(text).items():
+            held[sku] = held.get(sku, 0) + int(count)
+    return held
+
+
 def is_spot(body: Mapping[str, Any]) -> bool:
     """Whether a stored body is a ``priority: Spot`` group."""
     return bool(body.get("properties", {}).get("priority") == "Spot")
@@ -126,7 +170,7 @@ def is_spot(body: Mapping[str, Any]) -> bool:
 
 def admit(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
           uid: str | None, cpu: float, memory_gb: float, creating: bool,
-          now: float, spot: bool = False) -> list[str]:
+          now: float, spot: bool = False, gpus: Mapping[str, int] | None = None) -> list[str]:
     """Raise unless a group of ``subscription`` asking ``cpu`` and ``memory_gb`` fits,
     ``uid``'s own holding (the group being replaced or started) left out; a new group
     (``creating``) must also fit the subscription's count and rate of creates, which
@@ -135,7 +179,10 @@ def admit(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
     A Spot group (``spot``) counts in the subscription's ``StandardSpotCores``, a Regular
     one in ``StandardCores``. A Spot group fits only in capacity no group holds; a
     Regular one may also take the capacity of running Spot groups, which are then
-    evicted here (:func:`evict_for`): the uids of those, if any, are returned."""
+    evicted here (:func:`evict_for`): the uids of those, if any, are returned.
+
+    ``gpus`` (by canonical SKU) must fit in the node's GPUs of each SKU that no other
+    group holds (CapacityExceeded naming what the node has otherwise)."""
     quotas, region = admission.quotas, admission.region
     other = uid or ""
     if creating:
@@ -150,6 +197,10 @@ def admit(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
                          (subscription, other, int(spot))).fetchone()[0]
     if cores + cpu > quotas[quota] + _EPSILON:
         raise QuotaExceeded(quota, region, quotas[quota], cores, cpu)
+    if gpus:
+        held = held_gpus(conn, other)
+        if any(held.get(sku, 0) + n > admission.gpus.get(sku, 0) for sku, n in gpus.items()):
+            raise CapacityExceeded(cpu, memory_gb, gpus, admission.gpus)
     used_cpu, used_memory = conn.execute(
         f"SELECT coalesce(sum(cpu), 0), coalesce(sum(memory_gb), 0)"  # noqa: S608
         f" FROM container_groups WHERE uid != ? AND {HOLDING}", (other,)).fetchone()
@@ -158,7 +209,7 @@ def admit(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
     if over_cpu <= _EPSILON and over_memory <= _EPSILON:
         return []
     if spot:
-        raise CapacityExceeded(cpu, memory_gb)
+        raise CapacityExceeded(cpu, memory_gb, gpus)
     return evict_for(conn, other, over_cpu, over_memory, cpu, memory_gb, now)
 
 

@@ -518,9 +518,17 @@ _POOLREADY16 = """
 ALTER TABLE container_groups ADD COLUMN pool_ready INTEGER NOT NULL DEFAULT 0;
 """
 
+# GPUs (skiff.store.admission): the NVIDIA GPUs a group's containers ask for, by SKU
+# (canonical names, a JSON object such as {"H100": 2}), summed per SKU by admission in the
+# transaction that admits a group, as its cores are. Groups stored before asked for none
+# (the API refused GPUs).
+_GPUS = """
+ALTER TABLE container_groups ADD COLUMN gpus TEXT NOT NULL DEFAULT '{}';
+"""
+
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
                                _PROFILES, _SPOT, _NGROUPS, _STANDBY, _SEAL16, _SPOTUSAGE16,
-                               _POOLREADY16)
+                               _POOLREADY16, _GPUS)
 #: The version this code writes.
 LATEST = len(MIGRATIONS)
 #: The version from which the store's secrets are sealed.

@@ -44,6 +44,7 @@ from skiff.store.admission import (
     admit,
     claim_label,
     count_event,
+    gpus_of,
     is_spot,
     requests_of,
 )
@@ -214,6 +215,8 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
         tags_json = dumps(dict(tags))
         cpu, memory_gb = requests_of(plain)
         spot = is_spot(plain)
+        gpus = gpus_of(plain)
+        gpus_json = dumps(gpus)
         with self.write() as conn:
             now = self.now()
             rg_name = ensure_rg(conn, sub, rg, location, now)
@@ -223,18 +226,18 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             if row is None:
                 if admission is not None:
                     admit(conn, admission, subscription=sub, uid=None, cpu=cpu,
-                          memory_gb=memory_gb, creating=True, now=now, spot=spot)
+                          memory_gb=memory_gb, creating=True, now=now, spot=spot, gpus=gpus)
                 uid = uuid.uuid4().hex
                 conn.execute(
                     "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
                     " resource_group, name, location, body, tags, provisioning_state, desired,"
                     " generation, error, created_at, updated_at, subnet_key, cpu, memory_gb,"
-                    " spot, admitted_at)"
+                    " spot, admitted_at, gpus)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending', 'running', 1, NULL, ?, ?, ?,"
-                    " ?, ?, ?, ?)",
+                    " ?, ?, ?, ?, ?)",
                     (uid, sub, name_key(rg), name_key(name), rg_name, name, location,
                      self._sealed(uid, plain), tags_json, now, now, subnet_key, cpu, memory_gb,
-                     int(spot), now),
+                     int(spot), now, gpus_json),
                 )
                 record_mounts(conn, uid, plain)
                 if label is not None:
@@ -248,15 +251,15 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             if dumps(self._unsealed(row)) != body_json:
                 if admission is not None:
                     admit(conn, admission, subscription=sub, uid=uid, cpu=cpu,
-                          memory_gb=memory_gb, creating=False, now=now, spot=spot)
+                          memory_gb=memory_gb, creating=False, now=now, spot=spot, gpus=gpus)
                 conn.execute(
                     "UPDATE container_groups SET body = ?, tags = ?,"
                     " provisioning_state = 'Pending', desired = 'running',"
                     " generation = generation + 1, error = NULL, released = 0, evicted = 0,"
                     " updated_at = ?, subnet_key = ?, cpu = ?, memory_gb = ?, spot = ?,"
-                    " admitted_at = ? WHERE uid = ?",
+                    " admitted_at = ?, gpus = ? WHERE uid = ?",
                     (self._sealed(uid, plain), tags_json, now, subnet_key, cpu, memory_gb,
-                     int(spot), now, uid),
+                     int(spot), now, gpus_json, uid),
                 )
                 record_mounts(conn, uid, plain)
             elif row["tags"] != tags_json:
@@ -389,7 +392,7 @@ class Store(ActivityMixin, OperationsMixin, TokensMixin, PrincipalsMixin, Virtua
             if admission is not None and desired == "running" and not holds:
                 admit(conn, admission, subscription=row["subscription"], uid=row["uid"],
                       cpu=row["cpu"], memory_gb=row["memory_gb"], creating=False, now=now,
-                      spot=bool(row["spot"]))
+                      spot=bool(row["spot"]), gpus=json.loads(row["gpus"]))
                 admitted = now
             state = "Deleting" if desired == "deleted" else row["provisioning_state"]
             conn.execute(

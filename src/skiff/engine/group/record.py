@@ -36,6 +36,7 @@ from skiff.engine.group.probes import ProbeState
 from skiff.engine.group.restarts import ContainerState, RestartState, group_state
 from skiff.engine.images import Image
 from skiff.engine.network.networks import Attachment
+from skiff.engine.spec.nvidia import GpuParts
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class Group:
     restart_at: dict[str, float] = field(default_factory=dict)  # container → when (time.time)
     probes: dict[tuple[str, str], ProbeState] = field(default_factory=dict)
     init_index: int = 0  # the next init container to run
+    #: Container name → what it is given of the GPUs the group holds (devices, driver
+    #: files: skiff.engine.spec.nvidia), set before anything of the group is created.
+    gpu_parts: dict[str, GpuParts] = field(default_factory=dict)
     prepared: bool = False
     failed_reason: str | None = None
     fingerprint: str | None = None  # of the spec last run (secrets included: memory only)

@@ -54,7 +54,9 @@ from skiff.core.spec import (
 )
 from skiff.core.view import ContainerView, GroupView, State
 from skiff.engine import mounts
+from skiff.engine.gpus import Gpu, node_gpus
 from skiff.engine.group import adoption, monitoring, preparation, sweeping
+from skiff.engine.group.gpus import GpuAllocator, wanted
 from skiff.engine.group.probes import ProbeState, accepts
 from skiff.engine.group.record import Group, GroupFiles, pairs, phase, snapshot, sync_views
 from skiff.engine.group.restarts import ContainerExit
@@ -68,6 +70,7 @@ from skiff.engine.runtime.conmon import ConmonRuntime, ContainerStatus
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.runtime.oci import ExecSession
 from skiff.engine.spec import container as containerspec
+from skiff.engine.spec.nvidia import NvidiaDriverFiles, container_gpu_parts
 from skiff.engine.volumes.azurefile import AzureFileDriver
 from skiff.engine.volumes.disks import group_disks
 from skiff.engine.volumes.manager import Volumes
@@ -102,8 +105,15 @@ class Supervisor:
                  runtime: ConmonRuntime | None = None, backoff: BackoffSettings | None = None,
                  fetching: FetchNamespace | None = None,
                  shares: ShareDisks | None = None, resolver: ShareResolver | None = None,
-                 monitor_interval_s: float = MONITOR_INTERVAL_S) -> None:
+                 monitor_interval_s: float = MONITOR_INTERVAL_S,
+                 gpus: Sequence[Gpu] | None = None,
+                 gpu_files: NvidiaDriverFiles | None = None) -> None:
         self.settings = settings
+        #: The node's GPUs (asked of the driver once) and who holds each.
+        self.gpus = GpuAllocator(node_gpus() if gpus is None else gpus,
+                                 settings.data_root / "gpus.json")
+        #: The driver's files GPU containers get (read from the host at the first one).
+        self._gpu_files = gpu_files
         #: Where tenants' image pulls and git clones run: off the node's own services.
         self.fetching = fetching or FetchNamespace(settings.data_root, settings.network)
         self.images = images or ImageStore(settings.images_root, settings.images,
@@ -168,9 +178,10 @@ class Supervisor:
             if not group.prepared:
                 if adopted:
                     self._adopt(group)
-                preparation.prepare(group, pool=self._pool, images=self.images,
-                                    networks=self.networks, volumes=self.volumes,
-                                    driver=self._driver(group))
+                if self._give_gpus(group):  # none free: nothing of the group is made
+                    preparation.prepare(group, pool=self._pool, images=self.images,
+                                        networks=self.networks, volumes=self.volumes,
+                                        driver=self._driver(group))
                 # Down before any container is made: whatever moment skiff dies at from
                 # here, the next one finds the group's containers by this file.
                 self._files.save(group)
@@ -182,6 +193,45 @@ class Supervisor:
                 self._advance(group)
             self._files.save(group)
             return snapshot(group)
+
+    def _give_gpus(self, group: Group) -> bool:
+        """Pick the group's GPUs (those it holds, after a restart of skiff) and what each
+        of its containers gets of them; False, the group failed, if they cannot be had."""
+        wants = wanted(group.spec)
+        group.gpu_parts = {}
+        if not wants:
+            self.gpus.release(group.spec.id)
+            return True
+        self._free_ended_gpus(group.spec.id)
+        try:
+            given = self.gpus.allocate(group.spec.id, wants)
+            if self._gpu_files is None:
+                self._gpu_files = NvidiaDriverFiles.of_host()
+            for name, gpus in given.items():
+                group.gpu_parts[name] = container_gpu_parts(gpus, self._gpu_files,
+                                                            others=self.gpus.gpus)
+        except SkiffError as exc:
+            self.gpus.release(group.spec.id)
+            group.fail(f"GPUs could not be given: {exc.message}")
+            return False
+        for name, gpus in given.items():
+            view = group.view.container(name)
+            if view is not None:
+                view.event("GpusAssigned", f"given GPU(s) {', '.join(g.uuid for g in gpus)}")
+        return True
+
+    def _free_ended_gpus(self, keep: str) -> None:
+        """Free the GPUs of groups whose containers have all ended for good (admission
+        released what they held) or that failed before any container started."""
+        with self._lock:
+            groups = [self._groups.get(gid) for gid in self.gpus.holders() if gid != keep]
+        for other in groups:
+            if other is None:
+                continue
+            done = phase(other)
+            if done.ended_at is not None or other.view.stopped or (
+                    other.failed_reason is not None and not other.prepared):
+                self.gpus.release(other.spec.id)
 
     def _update_config_maps(self, group: Group) -> None:
         """Rewrite the config maps' files that changed, in the running containers' view
@@ -350,6 +400,7 @@ class Supervisor:
         if group is None:
             self.networks.teardown(group_id)
             self.volumes.cleanup(group_id)
+            self.gpus.release(group_id)
             return
         with group.lock:
             self._teardown(group, remove_logs=True)
@@ -366,6 +417,8 @@ class Supervisor:
             groups = set(self._groups)
         groups.update(self._files.ids(), self.networks.list(), self.volumes.ids())
         found = sweeping.find(keep, groups=groups, containers=containers, owned=self._owned)
+        for group_id in self.gpus.holders() - set(keep):  # held by a group long gone
+            self.gpus.release(group_id)
         for group_id in found.groups:
             log.warning("group %s is on this node but no longer wanted: removing it",
                         group_id)
@@ -431,9 +484,10 @@ class Supervisor:
     # ---- the node -----------------------------------------------------------
 
     def capacity(self) -> NodeCapacity:
-        """This machine's cores and memory."""
+        """This machine's cores, memory and NVIDIA GPUs."""
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-        return NodeCapacity(cpu_cores=float(os.cpu_count() or 1), memory_gb=memory)
+        return NodeCapacity(cpu_cores=float(os.cpu_count() or 1), memory_gb=memory,
+                            gpus=len(self.gpus.gpus), gpu_skus=self.gpus.counts())
 
     def cached_images(self) -> list[str]:
         return [image.reference for image in self.images.list()]
@@ -692,6 +746,8 @@ class Supervisor:
         driver.teardown_group(group.spec.id, remove_logs=remove_logs)  # after its members
         self.networks.teardown(group.spec.id, wait=False)  # its CNI DEL runs meanwhile
         self.volumes.cleanup(group.spec.id)
+        self.gpus.release(group.spec.id)
+        group.gpu_parts = {}
         group.attachment = None
         group.prepared = False
         group.view.ip = None

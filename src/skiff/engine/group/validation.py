@@ -24,6 +24,9 @@ def validate(spec: GroupSpec) -> None:
     if spec.isolation not in ISOLATIONS:
         raise InvalidGroupSpec(f"unknown isolation {spec.isolation!r} "
                                f"({' or '.join(ISOLATIONS)})")
+    if spec.isolation == "sandbox" and any(c.resources.gpu_count for c in spec.containers):
+        raise InvalidGroupSpec("GPUs cannot be given to a gVisor sandbox on this node (its "
+                               "runsc predates gVisor's GPU support)")
     volumes = {v.name for v in spec.volumes}
     names: set[str] = set()
     for container in (*spec.init_containers, *spec.containers):

@@ -19,6 +19,7 @@ from skiff.core.spec import CONFIG_MAP_ROOT, AzureFileVolume, Container, GroupSp
 from skiff.engine.group.record import Group, container_id
 from skiff.engine.runtime.driver import RuntimeDriver
 from skiff.engine.spec import options as oci
+from skiff.engine.spec.nvidia import with_gpus
 from skiff.engine.spec.security import security_options, without_compat_syscalls
 from skiff.engine.spec.userns import with_user_namespace
 from skiff.engine.spec.users import resolve_run_as
@@ -90,6 +91,12 @@ def container_spec(settings: Settings, group: Group, container: Container, rootf
                                        "namespace maps")
         options.append(with_user_namespace(*userns))
     options.extend(security_options(security))
+    gpus = group.gpu_parts.get(container.name)
+    if container.resources.gpu_count:
+        if gpus is None:  # the supervisor picks them before any container is made
+            raise InvalidGroupSpec(f"container {container.name} asks for GPUs but was "
+                                   "given none")
+        options.append(with_gpus(gpus))
     spec = oci.default_spec(*options, network_path=str(attachment.netns_path),
                             cap_add=security.cap_add, cap_drop=security.cap_drop,
                             privileged=security.privileged)
