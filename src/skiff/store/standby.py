@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skiff.store.admission import Admission, admit, claim_label, requests_of
+from skiff.store.admission import Admission, admit, claim_label, gpus_of, requests_of
 from skiff.store.bodysecrets import seal_body, unseal_body
 from skiff.store.database import Database
 from skiff.store.records import GroupRecord, dumps, name_key, subscription_key
@@ -207,6 +207,7 @@ class StandbyMixin(Database):
         plain = {k: v for k, v in body.items() if k != "tags"}
         cpu, memory_gb = requests_of(plain)
         spot = str(plain.get("properties", {}).get("priority", "")).lower() == "spot"
+        gpus = gpus_of(plain)
         sub = subscription_key(pool.subscription)
         uid = uuid.uuid4().hex
         name = _MARK.join(("standby", name_key(pool.name), uid[:12]))
@@ -216,17 +217,17 @@ class StandbyMixin(Database):
             if admission is not None:
                 # Spot groups it evicts are stopped by the loop before the member runs.
                 admit(conn, admission, subscription=sub, uid=None, cpu=cpu,
-                      memory_gb=memory_gb, creating=True, now=now, spot=spot)
+                      memory_gb=memory_gb, creating=True, now=now, spot=spot, gpus=gpus)
             conn.execute(
                 "INSERT INTO container_groups (uid, subscription, rg_key, name_key,"
                 " resource_group, name, location, body, tags, provisioning_state, desired,"
                 " generation, error, created_at, updated_at, cpu, memory_gb, spot,"
-                " admitted_at, pool_key)"
+                " admitted_at, pool_key, gpus)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}', 'Pending', 'running', 1, NULL, ?, ?,"
-                " ?, ?, ?, ?, ?)",
+                " ?, ?, ?, ?, ?, ?)",
                 (uid, sub, name_key(pool.resource_group), name_key(name), rg_name, name,
                  pool.location, dumps(seal_body(plain, self.sealer, uid)), now, now, cpu,
-                 memory_gb, int(spot), now, pool.key))
+                 memory_gb, int(spot), now, pool.key, dumps(gpus)))
             row = conn.execute("SELECT * FROM container_groups WHERE uid = ?",
                                (uid,)).fetchone()
             return GroupRecord.from_row(row, plain)
