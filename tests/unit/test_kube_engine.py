@@ -430,3 +430,26 @@ def test_a_bad_kubeconfig_is_a_cluster_error(tmp_path: Path) -> None:
     missing = KubeSettings(kubeconfig=tmp_path / "nope", context="none")
     with pytest.raises(ClusterError, match="cannot load the cluster's configuration"):
         KubeEngine(missing)
+
+
+def test_another_skiffs_groups_on_the_cluster_are_left_alone(
+        fake: FakeKubeApi, engine: KubeEngine, tmp_path: Path) -> None:
+    """A second skiff under another namespace prefix: neither adopts nor sweeps the
+    other's groups, nor lists its virtual networks."""
+    other = KubeEngine(replace(settings(fake, tmp_path), namespace_prefix="other"),
+                       locate=locate)
+    try:
+        subnet = SubnetPlacement(vnet=VNET, subnet=VNET + "/subnets/a", prefix="10.1.0.0/24")
+        other.run(group("theirs", id="id-theirs", subnet=subnet, ip_ports=()))
+        theirs = naming.namespace_name("sub-1", "Team.A", prefix="other")
+        engine.sweep(set())
+        assert uid(fake, "pods", "theirs", theirs) is not None
+        assert engine.vnets() == []
+        assert other.vnets() == [VNET]
+        again = KubeEngine(settings(fake, tmp_path), locate=locate)
+        try:
+            assert again.group_ids() == []
+        finally:
+            again.close()
+    finally:
+        other.close()

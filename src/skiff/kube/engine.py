@@ -225,6 +225,7 @@ class KubeEngine:
     # ---- the cache the watches feed ---------------------------------------------------
 
     def _ours(self, namespace: str) -> bool:
+        """Whether ``namespace`` may be this skiff's (a cheap filter of the Events kept)."""
         return namespace.startswith(self.settings.namespace_prefix + "-") \
             or namespace in self._namespaces
 
@@ -311,10 +312,33 @@ class KubeEngine:
 
     # ---- the anchors: what survives a restart of skiff ------------------------------------
 
+    def _own_namespaces(self) -> set[str]:
+        """The namespaces this skiff made (its prefix's): skiff's namespaces whose name is
+        the one :func:`naming.namespace_name` gives their subscription and resource group
+        (annotations) under this prefix. Another skiff on the cluster, under another
+        prefix, keeps its own: nothing here adopts, sweeps or removes its objects."""
+        found = set()
+        for space in self.cluster.call("core", "list_namespace",
+                                       label_selector=MANAGED).get("items") or []:
+            meta = space["metadata"]
+            notes = meta.get("annotations") or {}
+            subscription = notes.get(naming.PREFIX + "subscription")
+            resource_group = notes.get(naming.PREFIX + "resource-group")
+            if subscription is not None and resource_group is not None and meta["name"] == \
+                    naming.namespace_name(subscription, resource_group,
+                                          prefix=self.settings.namespace_prefix):
+                found.add(meta["name"])
+        with self._lock:
+            self._namespaces |= found
+        return found
+
     def _adopt(self) -> None:
         """Know every group an earlier skiff made, from its anchor."""
+        ours = self._own_namespaces()
         listing = self.cluster.list_all("ConfigMap", labels=f"{MANAGED},{ROLE_LABEL}=anchor")
         for anchor in listing.get("items") or []:
+            if anchor["metadata"].get("namespace") not in ours:
+                continue
             group = self._from_anchor(anchor)
             if group is not None:
                 self._groups[group.id] = group
@@ -704,8 +728,11 @@ class KubeEngine:
                 log.info("sweeping container group %s: not in the store", group_id)
                 self.delete(group_id)
         kept = {naming.label_value(k) for k in keep}
+        ours = self._own_namespaces()
         for kind in ("Pod", "Service", "Secret", "ConfigMap", "NetworkPolicy"):
             for obj in self.cluster.list_all(kind, labels=MANAGED).get("items") or []:
+                if obj["metadata"].get("namespace") not in ours:
+                    continue  # another skiff's (another prefix), or no namespace of skiff's
                 labels = obj["metadata"].get("labels") or {}
                 owner = labels.get(naming.GROUP_ID_LABEL)
                 if owner is not None and owner not in kept:
@@ -773,8 +800,11 @@ class KubeEngine:
 
     def vnets(self) -> list[str]:
         listing = self.cluster.list_all("NetworkPolicy", labels=naming.VNET_LABEL)
+        with self._lock:
+            ours = set(self._namespaces)
         return sorted({(p["metadata"].get("annotations") or {}).get(VNET_ANNOTATION, "")
-                       for p in listing.get("items") or []} - {""})
+                       for p in listing.get("items") or []
+                       if p["metadata"].get("namespace") in ours} - {""})
 
     def remove_vnet(self, vnet: str) -> None:
         """Delete the network's NetworkPolicies; refused while a group is in it."""
@@ -786,7 +816,10 @@ class KubeEngine:
         if members:
             raise InvalidInput(f"the virtual network is in use by container group "
                                f"{members[0]!r}")
+        ours = self._own_namespaces()
         for policy in self.cluster.list_all("NetworkPolicy", labels=label).get("items") or []:
+            if policy["metadata"].get("namespace") not in ours:
+                continue
             self.cluster.delete("NetworkPolicy", policy["metadata"]["namespace"],
                                 policy["metadata"]["name"])
 
