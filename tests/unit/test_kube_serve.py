@@ -97,3 +97,22 @@ def test_the_help_describes_the_backend() -> None:
     for option in ("--backend", "--kubeconfig", "--context", "--namespace-prefix",
                    "--runtime-class", "--git-image"):
         assert option in result.output
+
+
+def test_serve_hands_the_kube_settings_to_the_server(monkeypatch: pytest.MonkeyPatch,
+                                                     fake: FakeKubeApi,
+                                                     tmp_path: Path) -> None:
+    """--backend kubernetes with its options: the server gets KubeSettings saying so."""
+    import skiff.server
+
+    started: list[KubeSettings | None] = []
+    monkeypatch.setattr(skiff.server, "serve",
+                        lambda settings, *, kube=None: started.append(kube))
+    config = fake.kubeconfig(tmp_path / "kubeconfig")
+    result = CliRunner().invoke(serve, [
+        "--data-root", str(tmp_path / "root"), "--backend", "kubernetes", "--kubeconfig",
+        str(config), "--context", "fake", "--namespace-prefix", "aci", "--runtime-class",
+        "kata", "--git-image", "alpine/git:v2.47.2"])
+    assert result.exit_code == 0, result.output
+    assert started == [KubeSettings(kubeconfig=config, context="fake", namespace_prefix="aci",
+                                    runtime_class="kata", git_image="alpine/git:v2.47.2")]

@@ -270,10 +270,14 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
             listen=None if files_listen.lower() == "none" else files_listen,
             public_url=files_url, max_connections_per_client=files_connections_per_client)
         metrics = MetricsSettings(interval_s=metrics_interval, listen=metrics_listen)
-        run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
+        settings = Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
                             runtime=runtime, network=network, disks=disks, files=files,
                             shares=shares, metrics=metrics, quotas=parse_quotas(quotas),
-                            usage=usage), kube=kube)
+                            usage=usage)
+        if kube is None:
+            run_server(settings)
+        else:
+            run_server(settings, kube=kube)
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
     except (ClusterError, InvalidInput) as exc:  # the cluster cannot be reached or used
