@@ -312,15 +312,20 @@ def test_sweep_deletes_groups_not_kept_and_strays(fake: FakeKubeApi, engine: Kub
 def test_a_restarted_engine_adopts_its_groups(fake: FakeKubeApi, kubelet: Kubelet,
                                               engine: KubeEngine, tmp_path: Path) -> None:
     """A new engine on the same cluster knows the groups from their anchors: it views them,
-    keeps their Pods for the same spec, and knows a stopped one is stopped."""
+    keeps their Pods for the same spec, knows a stopped one is stopped, and makes again a
+    Pod deleted while no engine watched."""
     engine.run(group())
     engine.run(group("api", id="id-api"))
+    engine.run(group("job", id="id-job"))
     engine.stop("id-api")
     pod = uid(fake, "pods", "web")
     engine.close()
+    fake.delete("pods", NS, "job")
     again = KubeEngine(settings(fake, tmp_path), locate=locate)
     try:
-        assert again.group_ids() == ["id-api", "id-web"]
+        eventually(lambda: uid(fake, "pods", "job"), what="the job's Pod made again")
+        assert uid(fake, "pods", "api") is None
+        assert again.group_ids() == ["id-api", "id-job", "id-web"]
         assert again.view("id-web").state == "Running"
         assert again.view("id-api").state == "Stopped"
         again.run(group())

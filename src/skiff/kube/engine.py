@@ -88,7 +88,7 @@ class KubeSettings:
     git_image: str = "docker.io/alpine/git"
     #: How long run() and start() wait for the first containers to start (image pulls
     #: included) before returning the group's view as it is (Pending).
-    start_timeout_s: float = 300.0
+    start_timeout_s: float = 120.0
     #: How long a deleted Pod may take to go (its grace) before it is made again.
     delete_timeout_s: float = 120.0
     #: Seconds each watch lasts on the server before it is made again.
@@ -221,6 +221,13 @@ class KubeEngine:
         for watcher in self._watchers:
             if not watcher.synced.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("the %s watch has not listed yet; going on", watcher.kind)
+        if self._watchers[0].synced.is_set():
+            # Pods deleted while no skiff watched: made again as if seen going.
+            with self._lock:
+                missing = [g.id for g in self._groups.values() if not g.stopped
+                           and (g.namespace, g.name) not in self._pods]
+            for group_id in missing:
+                self._repairs.put(group_id)
 
     # ---- the cache the watches feed ---------------------------------------------------
 
@@ -534,7 +541,8 @@ class KubeEngine:
             if view.stopped or view.failure is not None \
                     or view.state in ("Succeeded", "Failed") \
                     or (view.state == "Running" and all(
-                        c.current.state != "Waiting" for c in view.containers)):
+                        c.current.state != "Waiting" or c.restart_count > 0
+                        for c in view.containers)):
                 return view
             left = deadline - time.monotonic()
             if left <= 0:
@@ -644,6 +652,9 @@ class KubeEngine:
             return []
         with self._lock:
             by_pod = {(g.namespace, g.name): g for g in self._groups.values() if not g.stopped}
+            running = {g.id for g in by_pod.values()}
+        for key in [k for k in self._usage if k[0] not in running]:
+            del self._usage[key]  # the counters of a stopped or deleted group start anew
         found = []
         for item in listing.get("items") or []:
             group = by_pod.get(self._key(item))
