@@ -458,3 +458,27 @@ def test_another_skiffs_groups_on_the_cluster_are_left_alone(
             again.close()
     finally:
         other.close()
+
+
+def test_samples_come_from_the_metrics_api_as_counters(fake: FakeKubeApi,
+                                                       engine: KubeEngine) -> None:
+    """With metrics.k8s.io served: a running group's containers by name, memory as read and
+    CPU time summed from the rate (never going back); a stopped group is left out."""
+    engine.run(group())
+    pod = fake.get("pods", NS, "web")
+    fake.pod_metrics = [{"metadata": {"name": "web", "namespace": NS,
+                                      "labels": pod["metadata"]["labels"]},
+                         "timestamp": STARTED, "window": "15s",
+                         "containers": [{"name": "c", "usage": {"cpu": "250m",
+                                                                "memory": "64Mi"}}]}]
+    first = engine.samples()
+    assert [s.group_id for s in first] == ["id-web"]
+    (container,) = first[0].containers
+    assert (container.name, container.memory_bytes) == ("c", 64 * 2**20)
+    assert container.cpu_ns is not None
+    assert container.cpu_ns >= int(0.25 * 14.9 * 1e9)  # the first window, at 250m
+    later = engine.samples()[0].containers[0]
+    assert later.cpu_ns is not None
+    assert later.cpu_ns >= container.cpu_ns
+    engine.stop("id-web")
+    assert engine.samples() == []

@@ -16,8 +16,8 @@ the part of the REST API the engine uses:
 - the garbage collector's cascade: deleting an object deletes every object whose owner
   references all name deleted objects;
 - namespaces, nodes with ``allocatable``, RuntimeClasses (``node.k8s.io/v1``) and
-  NetworkPolicies (``networking.k8s.io/v1``); ``metrics.k8s.io`` is absent (404), as on a
-  cluster without metrics-server.
+  NetworkPolicies (``networking.k8s.io/v1``); ``metrics.k8s.io`` PodMetrics where a test
+  sets :attr:`FakeKubeApi.pod_metrics`, else absent (404), as without metrics-server.
 
 Its answers were built from the Kubernetes API reference and the client's models
 (``kubernetes.client.models``), which parse them: no cluster was there to record from, so
@@ -57,6 +57,10 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
 }
 _GROUPS = {"v1": "/api/v1", "networking.k8s.io/v1": "/apis/networking.k8s.io/v1",
            "node.k8s.io/v1": "/apis/node.k8s.io/v1"}
+
+
+#: The PodMetrics list of every namespace (metrics-server's ``metrics.k8s.io``).
+METRICS_PODS = "/apis/metrics.k8s.io/v1beta1/pods"
 
 
 def now_text() -> str:
@@ -134,6 +138,9 @@ class FakeKubeApi:
     requests: list[str] = field(default_factory=list)
     lock: threading.Condition = field(default_factory=threading.Condition)
     closing: bool = False
+    #: ``metrics.k8s.io/v1beta1`` PodMetrics (None: the API is not served, 404, as on a
+    #: cluster without metrics-server).
+    pod_metrics: list[Obj] | None = None
     server: ThreadingHTTPServer | None = None
     thread: threading.Thread | None = None
 
@@ -402,6 +409,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         self.fake.requests.append(f"{method} {urlsplit(self.path).path}")
         try:
+            if method == "GET" and urlsplit(self.path).path == METRICS_PODS \
+                    and self.fake.pod_metrics is not None:
+                query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                items = [copy.deepcopy(m) for m in self.fake.pod_metrics
+                         if _selected(m, query.get("labelSelector"), None)]
+                self._send(200, {"apiVersion": "metrics.k8s.io/v1beta1",
+                                 "kind": "PodMetricsList", "metadata": {}, "items": items})
+                return
             resource, namespace, name, sub, query = self._route()
             if method == "GET" and name is None and query.get("watch", "").lower() in ("true", "1"):
                 self._watch(resource, namespace or None, query)
