@@ -47,7 +47,9 @@ The tree::
      ├── RootfsError                  assembling or removing a container's rootfs failed
      ├── RuntimeFailure               the OCI runtime or conmon failed
      │    └── ContainerCreateFailed   the runtime refused the container (e.g. command not found)
-     └── NodeBusy                     a node reset refused: the server or groups still run
+     ├── NodeBusy                     a node reset refused: the server or groups still run
+     └── ClusterError                 the Kubernetes API server refused or did not answer
+                                      (the kubernetes backend; 5xx and no answer: transient)
 
 Messages never contain secrets: registry passwords travel in memory-backed
 files only and are never formatted into any text.
@@ -272,3 +274,16 @@ class ShareMountFailed(VolumeError, ShareError):
     the group fails with a ``FailedMountAzureFileVolume`` event, as ACI's does."""
 
     code = "FailedMountAzureFileVolume"
+
+
+class ClusterError(SkiffError):
+    """The Kubernetes API server (``skiff serve --backend kubernetes``) refused a request
+    or did not answer; ``status`` is its HTTP status (0: no answer). The client's own
+    exceptions never leave :mod:`skiff.kube`."""
+
+    code = "ClusterError"
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = status == 0 or status >= 500 or status == 429

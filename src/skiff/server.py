@@ -12,6 +12,11 @@ their containers' grace (``stop_grace_s``) and 5 s more (:meth:`Server.close`);
 a delete not finished by then stays recorded in the store, and the next start
 finishes it.
 
+With ``--backend kubernetes`` (:func:`build`'s ``kube``) the groups run as Pods on a
+cluster instead (:class:`skiff.kube.engine.KubeEngine`): the same API, store and
+reconcile loop; what only a node has (group networks and their DNS, identity endpoint
+and API relay at the groups' gateways) is not served.
+
 While it runs, the server holds ``<data root>/serve.lock`` (shared), which
 ``skiff node reset`` tries before it touches anything
 (:func:`skiff.engine.locking.hold_serving`).
@@ -25,8 +30,10 @@ import ipaddress
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import uvicorn
@@ -66,6 +73,11 @@ from skiff.settings import Settings
 from skiff.store import Store
 from skiff.store.timeseries import MetricsFile
 
+if TYPE_CHECKING:
+    from skiff.core.engine import Engine
+    from skiff.core.spec import GroupSpec
+    from skiff.kube.engine import KubeEngine, KubeSettings, Where
+
 log = logging.getLogger(__name__)
 
 #: What SIGTERM gives the groups being stopped or deleted beyond their containers' grace.
@@ -77,8 +89,9 @@ class Server:
     """A built control plane, ready to serve; :meth:`close` undoes :func:`build`."""
 
     plane: ControlPlane
-    #: The local node's engine (the plane holds it as an :class:`~skiff.core.engine.Engine`).
-    node: Supervisor
+    #: The local node's engine (the plane holds it as an :class:`~skiff.core.engine.Engine`);
+    #: None with the kubernetes backend.
+    node: Supervisor | None
     host: str
     port: int
     cert: Path
@@ -116,8 +129,9 @@ class Server:
             self.prometheus.server_close()
         if self.dns is not None:
             self.dns.stop()
-        self.node.close()
-        self.node.networks.close()
+        self.plane.engine.close()
+        if self.node is not None:
+            self.node.networks.close()
         if self.metadata is not None:
             self.metadata.close()
         if self.relay is not None:
@@ -249,27 +263,60 @@ def ensure_admin_token(data_root: Path, store: Store) -> Path:
 
 
 def build(settings: Settings, *, share_disks: ShareDisks | None = None,
-          file_endpoint: FileEndpoint | None = None) -> Server:
+          file_endpoint: FileEndpoint | None = None,
+          kube: KubeSettings | None = None) -> Server:
     """Everything ``skiff serve`` runs, started except for the HTTP server itself.
 
     ``share_disks``: the node's storage of file shares (default: its loop-mounted
     share filesystems under the data root, :class:`~skiff.engine.shares.LoopShares`);
     ``file_endpoint``: an account's Azure Files URL (default: where ``settings.files``
-    says the data plane listens, :func:`files_endpoint`; none when it is not served)."""
+    says the data plane listens, :func:`files_endpoint`; none when it is not served);
+    ``kube``: run the groups on that Kubernetes cluster, not on this node."""
     root = settings.data_root
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o711)  # noqa: S103 -- others may traverse to ca.pem, nothing more
     serving = hold_serving(root)
     try:
         return _build(settings, serving, share_disks,
-                      file_endpoint or (lambda account: files_endpoint(settings, account)))
+                      file_endpoint or (lambda account: files_endpoint(settings, account)),
+                      kube)
     except BaseException:
         os.close(serving)
         raise
 
 
+def kube_locate(store: Store, settings: Settings) -> Callable[[GroupSpec], Where]:
+    """Where the kubernetes backend places a group, from its record: the namespace of its
+    subscription and resource group, a LoadBalancer Service for ``ipAddress.type``
+    Public, external-dns' name for its DNS name label."""
+    from skiff.kube.engine import Where, default_locate
+    from skiff.models import ContainerGroupBody
+    from skiff.models.labels import fqdn, group_label
+
+    def locate(spec: GroupSpec) -> Where:
+        record = store.get_group_by_uid(spec.id)
+        if record is None:
+            return default_locate(spec)
+        body = ContainerGroupBody.from_stored(record.body)
+        ip = body.properties.ip_address
+        label = group_label(body, tenant=settings.dns.tenant, subscription=record.subscription,
+                            resource_group=record.resource_group, group_uid=record.uid)
+        return Where(subscription=record.subscription, resource_group=record.resource_group,
+                     public=ip is not None and str(ip.type).lower() == "public",
+                     dns_name=None if label is None else fqdn(label, record.location,
+                                                              settings.dns.zone))
+
+    return locate
+
+
+def _kube_engine(kube: KubeSettings, store: Store, settings: Settings) -> KubeEngine:
+    from skiff.kube.engine import KubeEngine
+
+    return KubeEngine(kube, locate=kube_locate(store, settings))
+
+
 def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
-           file_endpoint: FileEndpoint) -> Server:
+           file_endpoint: FileEndpoint, kube: KubeSettings | None = None) -> Server:
     root = settings.data_root
     host, port = split_listen(settings.api.listen)
     if settings.api.tls_cert and settings.api.tls_key:
@@ -287,18 +334,32 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     # Before the engine: its azureFile volumes ask the service (a ShareResolver) for keys.
     storage = StorageService(store, share_disks, file_endpoint=file_endpoint)
     storage.sweep()  # a crash between a share's row and its disk is put right
-    engine = Supervisor(settings, shares=share_disks, resolver=storage)
-    if engine.volumes.disks is not None:
-        engine.volumes.disks.kick()  # the first groups need not make their disks
+    node: Supervisor | None = None
+    engine: Engine
+    if kube is None:
+        engine = node = Supervisor(settings, shares=share_disks, resolver=storage)
+        if node.volumes.disks is not None:
+            node.volumes.disks.kick()  # the first groups need not make their disks
+    else:
+        if settings.api.for_groups:
+            store.close()
+            raise NetworkError("--api-for-groups serves the API at the node's group "
+                               "gateways: the kubernetes backend has none")
+        try:
+            engine = _kube_engine(kube, store, settings)
+        except BaseException:
+            store.close()
+            raise
     try:
         dns, zone = start_dns(settings)
     except BaseException:
         engine.close()
-        engine.networks.close()
+        if node is not None:
+            node.networks.close()
         store.close()
         raise
-    if dns is not None:
-        _serve_groups(dns, engine)
+    if dns is not None and node is not None:
+        _serve_groups(dns, node)
     telemetry = Telemetry()
     meter = Meter(store, engine, interval_s=settings.usage.interval_s)
     reconciler = Reconciler(store, engine, workers=settings.api.workers,
@@ -310,13 +371,15 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
                          telemetry=telemetry)
     plane.metrics, plane.sampler = start_sampling(settings, engine)
     telemetry.watch_node(store, plane.sampler,
-                         pools=lambda: {"network": engine.networks.pooled()})
+                         pools=lambda: {} if node is None else {"network": node.networks.pooled()})
     reconciler.service_log = plane.service_log
-    plane.identities, metadata = serve_identities(store, engine,
-                                                  ManagedIdentityTokens(plane.issuer, base))
+    metadata = None
+    if node is not None:  # the identity endpoint is served at the node's group gateways
+        plane.identities, metadata = serve_identities(
+            store, node, ManagedIdentityTokens(plane.issuer, base))
     relay = None
-    if settings.api.for_groups:
-        relay = serve_api_to_groups(settings, engine, cert, public, port)
+    if settings.api.for_groups and node is not None:
+        relay = serve_api_to_groups(settings, node, cert, public, port)
         plane.api_hosts = relay.hosts
         plane.relay_clients = relay.client_of
     plane.standby = standby_pools(plane, functools.partial(admission_for, plane))
@@ -324,13 +387,13 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     meter.start()
     attach_ngroups(plane).start()
     plane.standby.start()
-    server = Server(plane, engine, host, port, cert, key, dns, serving, metadata, relay)
+    server = Server(plane, node, host, port, cert, key, dns, serving, metadata, relay)
     server.expiry = Expiry(store, engine, reconciler, tenant_id=plane.issuer.tenant)
     server.expiry.start()
     return server
 
 
-def start_sampling(settings: Settings, engine: Supervisor) -> tuple[MetricsFile, Sampler]:
+def start_sampling(settings: Settings, engine: Engine) -> tuple[MetricsFile, Sampler]:
     """The metrics' time-series file (``<data root>/metrics.db``) and its sampler, started
     unless ``settings.metrics.interval_s`` is 0."""
     config = settings.metrics
@@ -376,11 +439,12 @@ def files_endpoint(settings: Settings, account: str) -> str | None:
         f"/{account}/"
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, kube: KubeSettings | None = None) -> None:
     """Run the server until SIGTERM or SIGINT; containers keep running after. The Azure
     Files data plane is served too, over the storage service, on ``settings.files.listen``
     (bound first, so that the settings the plane is built with name its real port: an
-    account's ``primaryEndpoints.file``), unless that is None."""
+    account's ``primaryEndpoints.file``), unless that is None. ``kube``: the groups run on
+    that Kubernetes cluster (``skiff serve --backend kubernetes``)."""
     sock, listen = bind(settings.api.listen)
     files_sock: socket.socket | None = None
     try:
@@ -391,7 +455,8 @@ def serve(settings: Settings) -> None:
             settings = dataclasses.replace(
                 settings, files=dataclasses.replace(settings.files, listen=files_listen))
         bound = settings
-        server = build(settings, file_endpoint=lambda account: files_endpoint(bound, account))
+        server = build(settings, file_endpoint=lambda account: files_endpoint(bound, account),
+                       kube=kube)
     except BaseException:
         sock.close()
         if files_sock is not None:

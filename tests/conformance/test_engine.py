@@ -7,6 +7,14 @@ node's :class:`~skiff.engine.group.supervisor.Supervisor` with runc, conmon and
 CNI; root and a registry, as CI has). A fake that passes here is a fake the
 control plane's unit tests may trust; a new backend starts by passing here.
 
+``kube`` (:class:`~skiff.kube.engine.KubeEngine`) runs them too where
+``SKIFF_TEST_KUBECONFIG`` names a kubeconfig of a real cluster (its context:
+``SKIFF_TEST_KUBE_CONTEXT``; the image: ``SKIFF_TEST_KUBE_IMAGE``, a busybox the cluster
+can pull), minus the cases marked ``node_only``: what only a node has (its image cache,
+the events and timings of its own supervisor, addresses from a subnet's range, usage
+counters without metrics-server). Without it the ``kube`` cases are skipped, with the
+reason in the summary (``-ra``).
+
 The containers' commands are scripts both understand (:mod:`skiff.testing.scripts`).
 """
 
@@ -75,9 +83,16 @@ def _local_traces(supervisor: Supervisor) -> Callable[[GroupView], list[Path]]:
     return traces
 
 
-@pytest.fixture(params=["fake", pytest.param("local", marks=pytest.mark.root)])
+#: The kubeconfig of a real cluster the ``kube`` cases run against (none: skipped).
+KUBECONFIG_ENV = "SKIFF_TEST_KUBECONFIG"
+
+
+@pytest.fixture(params=["fake", pytest.param("local", marks=pytest.mark.root), "kube"])
 def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Node]:
     """Each engine in turn, fresh; everything it made goes after."""
+    if request.param == "kube":
+        yield from _kube_node(request)
+        return
     if request.param == "fake":
         fake = FakeEngine(backoff=FAST_BACKOFF)
         yield Node(fake, "registry.test/busybox:1")
@@ -90,6 +105,29 @@ def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Node]:
     settings = Settings(data_root=tmp_path / "root", runtime=RuntimeSettings(stop_grace_s=1))
     with fast_supervising(settings, allow=images.endpoints) as supervisor:
         yield Node(supervisor, images.bb, _local_traces(supervisor))
+
+
+def _kube_node(request: pytest.FixtureRequest) -> Iterator[Node]:
+    """A KubeEngine on the cluster of ``$SKIFF_TEST_KUBECONFIG``, in namespaces of its own
+    (``skiff-conformance-...``); the groups it made are deleted after."""
+    if request.node.get_closest_marker("node_only") is not None:
+        pytest.skip("node-only: a check of what only the local node has")
+    kubeconfig = os.environ.get(KUBECONFIG_ENV)
+    if not kubeconfig:
+        pytest.skip(f"no Kubernetes cluster: set {KUBECONFIG_ENV} to a kubeconfig to run the "
+                    "conformance suite against the kubernetes backend")
+    from skiff.kube.engine import KubeEngine, KubeSettings
+
+    settings = KubeSettings(kubeconfig=Path(kubeconfig),
+                            context=os.environ.get("SKIFF_TEST_KUBE_CONTEXT"),
+                            namespace_prefix="skiff-conformance", start_timeout_s=120)
+    engine = KubeEngine(settings)
+    try:
+        yield Node(engine, os.environ.get("SKIFF_TEST_KUBE_IMAGE",
+                                          "docker.io/library/busybox:1.36"))
+    finally:
+        engine.sweep(set())
+        engine.close()
 
 
 def group(node: Node, script: str = "sleep 300", *,
@@ -117,6 +155,7 @@ def started(view: GroupView) -> float | None:
     return view.containers[0].current.start_time
 
 
+@pytest.mark.node_only
 def test_a_group_runs_and_is_viewed(node: Node) -> None:
     """run() returns once the container started: Running, an address, the lifecycle's
     events; view() and group_ids() show it; the image is then cached."""
@@ -175,6 +214,7 @@ def with_port(spec: GroupSpec, port: int) -> GroupSpec:
     return replace(spec, containers=(container,), ip_ports=(Port(port),))
 
 
+@pytest.mark.node_only  # on a cluster, serving() is the Pod's Ready condition
 def test_a_group_serves_once_its_declared_ports_answer(node: Node) -> None:
     """serving(): a group whose busybox httpd listens on its declared port ends up
     serving; one whose declared port nobody listens on does not, nor does a stopped
@@ -193,6 +233,7 @@ def test_a_group_serves_once_its_declared_ports_answer(node: Node) -> None:
         node.engine.serving(uuid.uuid4().hex)
 
 
+@pytest.mark.node_only
 def test_stop_then_start(node: Node) -> None:
     """stop() kills the containers and keeps the group, Stopped; start() runs it anew."""
     spec = group(node)
@@ -207,6 +248,7 @@ def test_stop_then_start(node: Node) -> None:
     assert started(view) != first
 
 
+@pytest.mark.node_only
 def test_samples_count_running_groups_only(node: Node) -> None:
     """samples(): a running group's containers by name with counters that never go
     back; a stopped group is left out."""
@@ -246,6 +288,7 @@ def test_phases_tell_the_meter_what_runs_and_when_a_group_ended(node: Node) -> N
     assert node.engine.phases()[running.id] == GroupPhase("Stopped")
 
 
+@pytest.mark.node_only
 def test_restart_makes_new_instances(node: Node) -> None:
     """restart() restarts the containers in place: Running again, a new start time."""
     spec = group(node)
@@ -298,6 +341,7 @@ def test_exec_streams_output_and_its_exit_code(node: Node) -> None:
     assert output.replace(b"\r\n", b"\n") == b"from-exec\n"
 
 
+@pytest.mark.node_only
 def test_a_failing_container_restarts_under_on_failure(node: Node) -> None:
     """exit 3 under OnFailure: restarted, counted, the last instance's exit and output kept."""
     spec = group(node, "echo failing; exit 3", policy=RestartPolicy.ON_FAILURE)
@@ -399,6 +443,7 @@ def test_an_unknown_group_is_group_not_found(node: Node) -> None:
     node.engine.delete(missing)
 
 
+@pytest.mark.node_only
 def test_a_virtual_network_stays_until_removed_and_not_while_in_use(node: Node) -> None:
     """A group placed in a subnet makes its network appear on the node; remove_vnet()
     refuses while the group exists, then removes it, idempotently."""

@@ -102,6 +102,7 @@ def test_a_groups_identity_calls_the_api_at_its_gateway_with_its_roles(
     with running_server(tmp_path / "root", allow=images.endpoints,
                         api_for_groups=True) as skiff:
         engine = skiff.server.node
+        assert engine is not None  # the local backend
         port = skiff.server.port
         gateway = engine.networks.gateway()
         owner = skiff_cli(skiff, "ad", "sp", "create-for-rbac", "--name", "ops", "--role",

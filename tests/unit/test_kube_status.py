@@ -180,3 +180,13 @@ def test_states_without_detail_and_times() -> None:
     assert container_state({}).state == "Waiting"
     assert timestamp("2026-12-06T04:00:00.500000Z") == timestamp(T0) + 0.5  # type: ignore[operator]
     assert timestamp(None) is None
+
+
+def test_a_failed_init_container_fails_the_group_in_the_local_engines_words() -> None:
+    """A Failed Pod whose init container exited 3 (restartPolicy Never): the group's
+    failure names the init container and its exit code; the app container never ran."""
+    view = group_view(pod("Failed", [waiting("app", "PodInitializing")],
+                          init=[terminated("setup", 3, "Error")]),
+                      group_id="g", name="web")
+    assert view.failure == "init container setup failed with exit code 3"
+    assert view.containers[0].current.state == "Waiting"

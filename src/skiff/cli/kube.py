@@ -35,8 +35,8 @@ def kube() -> None:
 
     Each group becomes a Pod with its Secrets, ConfigMaps, a LoadBalancer Service for a
     public IP and a NetworkPolicy, in one namespace per subscription and resource group,
-    all owned by one anchor ConfigMap. Running skiff over a cluster (skiff serve
-    --backend kubernetes) is not there yet.
+    all owned by one anchor ConfigMap. To run skiff's groups over a cluster: skiff serve
+    --backend kubernetes.
     """
 
 

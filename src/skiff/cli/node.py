@@ -6,6 +6,7 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,6 +26,9 @@ from skiff.settings import (
     ShareSettings,
     UsageSettings,
 )
+
+if TYPE_CHECKING:
+    from skiff.kube.engine import KubeSettings
 
 #: ``--userns-remap`` given alone: 65536 ids (a whole 16-bit range, what images use)
 #: from 100000, above the ids of the host's users (useradd's default subuid start).
@@ -165,6 +169,26 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
                    "level, logger, message, and the request_id and correlation_id of the "
                    "request a line is about: the x-ms-request-id and "
                    "x-ms-correlation-request-id its answer carried).")
+@click.option("--backend", type=click.Choice(["local", "kubernetes"], case_sensitive=False),
+              default="local", show_default=True,
+              help="Where groups run: local (runc and gVisor on this node) or kubernetes "
+                   "(Pods on a cluster you run, through the official client; needs "
+                   "`pip install skiff[kube]`). The API, store and portal are the same.")
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
+              help="--backend kubernetes: the kubeconfig file (default: $KUBECONFIG, "
+                   "~/.kube/config, or the service account when skiff runs in the cluster).")
+@click.option("--context", "kube_context", default=None,
+              help="--backend kubernetes: the kubeconfig's context (default: its current).")
+@click.option("--namespace-prefix", default="skiff", show_default=True,
+              help="--backend kubernetes: the prefix of the namespaces skiff makes and "
+                   "labels, one per subscription and resource group.")
+@click.option("--runtime-class", default="gvisor", show_default=True,
+              help="--backend kubernetes: the RuntimeClass of isolation Sandbox groups (the "
+                   "cluster's gVisor one); without it on the cluster they are refused.")
+@click.option("--git-image", default="docker.io/alpine/git", show_default=True,
+              help="--backend kubernetes: the image of the init containers that clone "
+                   "gitRepo volumes (pin a tag or digest your cluster may pull).")
 @click.option("--verbose", "-v", is_flag=True,
               help="Log what the server does, a line per request included.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
@@ -178,8 +202,16 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           files_connections_per_client: int, share_overcommit: float,
           api_for_groups: bool, metrics_interval: float, metrics_listen: str | None,
           meter_interval: float, prices_file: Path | None, log_format: str,
+          backend: str, kubeconfig: Path | None, kube_context: str | None,
+          namespace_prefix: str, runtime_class: str, git_image: str,
           verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
+
+    With --backend kubernetes the groups run as Pods on a Kubernetes cluster instead
+    (one namespace per subscription and resource group, made and labelled by skiff;
+    each group's objects owned by one anchor ConfigMap), watched, not polled; a Pod
+    deleted behind skiff's back is made again. The node's own services for groups
+    (--api-for-groups, the identity endpoint, DNS at their gateways) are not served.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
     certificate, an admin token (DATA_ROOT/admin.token) and the node key that
@@ -234,21 +266,66 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--share-overcommit") from None
     usage = UsageSettings(interval_s=meter_interval, prices=_prices(prices_file))
-    from skiff.errors import NodeBusy
+    kube = _kube_settings(backend, kubeconfig, kube_context, namespace_prefix,
+                          runtime_class, git_image)
+    from skiff.errors import ClusterError, InvalidInput, NodeBusy
 
     try:
         files = FilesSettings(
             listen=None if files_listen.lower() == "none" else files_listen,
             public_url=files_url, max_connections_per_client=files_connections_per_client)
         metrics = MetricsSettings(interval_s=metrics_interval, listen=metrics_listen)
-        run_server(Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
+        settings = Settings(data_root=data_root, node_key=node_key, api=api, dns=dns,
                             runtime=runtime, network=network, disks=disks, files=files,
                             shares=shares, metrics=metrics, quotas=parse_quotas(quotas),
-                            usage=usage))
+                            usage=usage)
+        if kube is None:
+            run_server(settings)
+        else:
+            run_server(settings, kube=kube)
     except NetworkError as exc:  # the API's or the DNS server's address is taken
         raise click.ClickException(exc.message) from exc
+    except (ClusterError, InvalidInput) as exc:  # the cluster cannot be reached or used
+        raise click.ClickException(exc.message) from None
     except NodeBusy as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _kube_settings(backend: str, kubeconfig: Path | None, context: str | None,
+                   namespace_prefix: str, runtime_class: str,
+                   git_image: str) -> KubeSettings | None:
+    """The kubernetes backend's settings, or None for the local one (the kube options are
+    refused there, rather than silently ignored)."""
+    if backend.lower() != "kubernetes":
+        given = [name for name, value, default in (
+            ("--kubeconfig", kubeconfig, None), ("--context", context, None),
+            ("--namespace-prefix", namespace_prefix, "skiff"),
+            ("--runtime-class", runtime_class, "gvisor"),
+            ("--git-image", git_image, "docker.io/alpine/git")) if value != default]
+        if given:
+            raise click.UsageError(f"{given[0]} needs --backend kubernetes")
+        return None
+    try:
+        import kubernetes  # noqa: F401 -- present, or said plainly
+    except ImportError:
+        raise click.ClickException("--backend kubernetes needs the official Kubernetes "
+                                   "client: pip install 'skiff[kube]'") from None
+    from skiff.core.reference import parse as parse_reference
+    from skiff.errors import InvalidInput
+    from skiff.kube import naming
+    from skiff.kube.engine import KubeSettings
+
+    try:
+        naming.check_prefix(namespace_prefix)
+        parse_reference(git_image)
+    except InvalidInput as exc:
+        raise click.BadParameter(exc.message) from None
+    if not naming.is_subdomain(runtime_class):
+        raise click.BadParameter(f"{runtime_class[:80]!r} is not a RuntimeClass name (a "
+                                 "DNS-1123 subdomain)", param_hint="--runtime-class")
+    return KubeSettings(kubeconfig=kubeconfig, context=context,
+                        namespace_prefix=namespace_prefix, runtime_class=runtime_class,
+                        git_image=git_image)
 
 
 def parse_quotas(texts: tuple[str, ...]) -> QuotaSettings:

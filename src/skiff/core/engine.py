@@ -7,7 +7,8 @@ The control plane (:mod:`skiff.control`) and the API (:mod:`skiff.api`) hold an
   gVisor under conmon, CNI networks, the image store on this machine);
 - a fake, :class:`skiff.testing.fake.FakeEngine`, for unit tests of the layer
   above (the reconcile loop, the routes) without root;
-- a Kubernetes backend later, placing groups as pods.
+- the Kubernetes backend, :class:`skiff.kube.engine.KubeEngine`, placing groups as
+  Pods on a cluster (``skiff serve --backend kubernetes``).
 
 Its shape, and how the coming work fits it without another redesign:
 

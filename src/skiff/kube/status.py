@@ -23,8 +23,9 @@ How Kubernetes' words become ACI's:
   group's is the Pod's ``podIP``.
 - **Failure**: an image that cannot be pulled or a container that cannot be created
   (``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName``,
-  ``CreateContainerConfigError``, ``CreateContainerError``), or a Pod the kubelet
-  evicted, is the group's failure, with Kubernetes' message.
+  ``CreateContainerConfigError``, ``CreateContainerError``), a Pod the kubelet
+  evicted, or a Failed Pod whose init container exited non-zero (as the local engine
+  words it), is the group's failure, with Kubernetes' message.
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ def _failure(pod: Obj, views: Iterable[tuple[ContainerView, Obj | None]]) -> str
     status = pod.get("status") or {}
     if status.get("phase") == "Failed" and status.get("reason") == "Evicted":
         return f"Evicted: {status.get('message') or 'the node ran short of resources'}"
+    views = list(views)
+    if status.get("phase") == "Failed":
+        for view, _ in views:
+            ended = view.current
+            if view.init and ended.state == "Terminated" and ended.exit_code:
+                return f"init container {view.name} failed with exit code {ended.exit_code}"
     for view, raw in views:
         waiting = ((raw or {}).get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in FAILING_REASONS:

@@ -102,6 +102,7 @@ def running_server(data_root: Path, *, pool_size: int = 2, stop_grace_s: float =
             files_sock.close()
         raise
     engine = server.node
+    assert engine is not None  # the local backend's
     with contextlib.ExitStack() as cleanup:  # each step runs even when one before it fails
         cleanup.callback(rundir.remove, engine.runtime.run_dir)
         cleanup.callback(cgroups.remove, f"/{engine.runtime.run_dir.name}")

@@ -1,0 +1,118 @@
+"""``skiff serve --backend kubernetes``: the server built over a cluster (the fake API server
+of skiff.testing.kubeapi, through the official client), and the command's options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+from click.testing import CliRunner
+
+from skiff.api.app import create_app
+from skiff.cli.node import serve
+from skiff.kube import naming
+from skiff.kube.engine import KubeEngine, KubeSettings
+from skiff.server import Server, build
+from skiff.settings import ApiSettings, FilesSettings, MetricsSettings, Settings
+from skiff.testing.documents import one_container_group
+from skiff.testing.fakedisks import FakeShareDisks
+from skiff.testing.inprocess import InProcessClient
+from skiff.testing.kubeapi import FakeKubeApi
+from skiff.testing.waiting import eventually
+
+SUB = "00000000-0000-0000-0000-00000000000a"
+API = "?api-version=2023-05-01"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKubeApi]:
+    api = FakeKubeApi().start()
+    api.add_node("node-1")
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def server(fake: FakeKubeApi, tmp_path: Path) -> Iterator[Server]:
+    settings = Settings(data_root=tmp_path / "root",
+                        api=ApiSettings(listen="127.0.0.1:0", location="local"),
+                        files=FilesSettings(listen=None),
+                        metrics=MetricsSettings(interval_s=0))
+    kube = KubeSettings(kubeconfig=fake.kubeconfig(tmp_path / "kubeconfig"),
+                        start_timeout_s=0.5, watch_timeout_s=1)
+    built = build(settings, share_disks=FakeShareDisks(tmp_path / "shares"), kube=kube)
+    yield built
+    built.close()
+
+
+def test_the_api_runs_a_group_as_a_pod_in_its_resource_groups_namespace(
+        fake: FakeKubeApi, server: Server) -> None:
+    """A group PUT through the API becomes a Pod and a LoadBalancer Service (a public IP)
+    in the namespace of its subscription and resource group; no node engine is made."""
+    assert server.node is None
+    assert isinstance(server.plane.engine, KubeEngine)
+    _, token = server.plane.store.create_token(SUB, "tests")
+    body = one_container_group("nginx:1.27", "sleep 300")
+    body["properties"]["ipAddress"] = {"type": "Public", "ports": [{"port": 80}]}
+    body["properties"]["containers"][0]["properties"]["ports"] = [{"port": 80}]
+    namespace = naming.namespace_name(SUB, "Team-A")
+    with start_blocking_portal() as portal:
+        http = InProcessClient(portal, create_app(server.plane), token)
+        url = f"/subscriptions/{SUB}/resourceGroups/Team-A/providers/" \
+              f"Microsoft.ContainerInstance/containerGroups/web{API}"
+        assert http.put(url, json=body).status_code in (200, 201)
+        eventually(lambda: ("pods", namespace, "web") in fake.objects, what="the Pod made")
+        assert fake.get("services", namespace, "web")["spec"]["type"] == "LoadBalancer"
+        assert fake.get("namespaces", "", namespace)["metadata"]["annotations"][
+            "skiff.io/resource-group"] == "Team-A"
+        assert http.delete(url).status_code in (200, 202, 204)
+        eventually(lambda: ("pods", namespace, "web") not in fake.objects,
+                   what="the Pod deleted")
+        eventually(lambda: ("configmaps", namespace, "web.anchor") not in fake.objects,
+                   what="the anchor deleted")
+
+
+def test_kube_options_need_the_kubernetes_backend(tmp_path: Path) -> None:
+    """--namespace-prefix without --backend kubernetes: a usage error, not ignored."""
+    result = CliRunner().invoke(serve, ["--data-root", str(tmp_path), "--namespace-prefix",
+                                        "team"])
+    assert result.exit_code == 2
+    assert "--namespace-prefix needs --backend kubernetes" in result.output
+
+
+def test_a_bad_namespace_prefix_is_refused(tmp_path: Path) -> None:
+    """A prefix that cannot begin a namespace's name: refused before anything starts."""
+    result = CliRunner().invoke(serve, ["--data-root", str(tmp_path), "--backend",
+                                        "kubernetes", "--namespace-prefix", "Bad_Prefix"])
+    assert result.exit_code == 2
+    assert "namespace prefix" in result.output
+
+
+def test_the_help_describes_the_backend() -> None:
+    """serve --help names the backend and its options."""
+    result = CliRunner().invoke(serve, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--backend", "--kubeconfig", "--context", "--namespace-prefix",
+                   "--runtime-class", "--git-image"):
+        assert option in result.output
+
+
+def test_serve_hands_the_kube_settings_to_the_server(monkeypatch: pytest.MonkeyPatch,
+                                                     fake: FakeKubeApi,
+                                                     tmp_path: Path) -> None:
+    """--backend kubernetes with its options: the server gets KubeSettings saying so."""
+    import skiff.server
+
+    started: list[KubeSettings | None] = []
+    monkeypatch.setattr(skiff.server, "serve",
+                        lambda settings, *, kube=None: started.append(kube))
+    config = fake.kubeconfig(tmp_path / "kubeconfig")
+    result = CliRunner().invoke(serve, [
+        "--data-root", str(tmp_path / "root"), "--backend", "kubernetes", "--kubeconfig",
+        str(config), "--context", "fake", "--namespace-prefix", "aci", "--runtime-class",
+        "kata", "--git-image", "alpine/git:v2.47.2"])
+    assert result.exit_code == 0, result.output
+    assert started == [KubeSettings(kubeconfig=config, context="fake", namespace_prefix="aci",
+                                    runtime_class="kata", git_image="alpine/git:v2.47.2")]
