@@ -264,6 +264,38 @@ def test_wait_needs_no_reader(core: Any) -> None:
         session.close()
 
 
+def test_exec_output_larger_than_a_frame_and_a_read(core: Any) -> None:
+    """200 kB of output (frames of 64-bit lengths, reads smaller than a frame) arrive whole
+    and in order."""
+    session = streams.open_exec(core, NS, POD, "c",
+                                ["sh", "-c", "seq 1 40000; echo done"], tty=False,
+                                terminal_size=None)
+    try:
+        def read_small() -> bytes:
+            out = b""
+            while data := session.read(1000):
+                assert len(data) <= 1000
+                out += data
+            return out
+        out = bounded(read_small)
+    finally:
+        session.close()
+    assert out == "".join(f"{n}\n" for n in range(1, 40001)).encode() + b"done\n"
+
+
+def test_a_connection_lost_ends_the_session(api: KubeStreams, core: Any) -> None:
+    """The connection lost mid-command: read() ends with b"" and no exit code is known."""
+    session = streams.open_exec(core, NS, POD, "c", ["sleep", "300"], tty=False,
+                                terminal_size=None)
+    try:
+        eventually(lambda: api.execs and api.execs[-1].process, what="sleep started")
+        api.drop_connections()
+        assert drain(session) == b""
+        assert session.wait(BOUND_S) is None
+    finally:
+        session.close()
+
+
 def test_a_command_that_cannot_start_shows_why_and_exits_255(core: Any) -> None:
     """An InternalError Status (no such executable) is shown on the terminal, and the exit
     code is runc exec's own for a failed start."""

@@ -85,7 +85,7 @@ def pod_logs(core_api: Any, namespace: str, pod: str, container: str, *, tail: i
             body: bytes = response.data
         finally:
             response.release_conn()
-    except Exception as exc:
+    except _failures() as exc:
         if _no_output(exc):
             return ""
         raise _mapped(exc, f"the logs of {namespace}/{pod}/{container}") from exc
@@ -101,7 +101,7 @@ def follow_logs(core_api: Any, namespace: str, pod: str, container: str) -> LogF
         response = core_api.read_namespaced_pod_log(
             pod, namespace, container=container, follow=True, _preload_content=False,
             _request_timeout=FOLLOW_TIMEOUT_S)
-    except Exception as exc:
+    except _failures() as exc:
         if _no_output(exc):
             return LogFollower(None, "")
         raise _mapped(exc, f"the logs of {namespace}/{pod}/{container}") from exc
@@ -126,7 +126,7 @@ def open_exec(core_api: Any, namespace: str, pod: str, container: str, command: 
                         namespace, command=list(command), container=container, stdin=True,
                         stdout=True, stderr=not tty, tty=tty, _preload_content=False,
                         binary=True)
-    except Exception as exc:
+    except _failures() as exc:
         raise _mapped(exc, what) from exc
     session = KubeExec(ws.sock, what, tty=tty)
     if tty and terminal_size is not None:
@@ -351,6 +351,17 @@ def _restamp_line(line: str) -> str:
 
 
 # ---- errors ----------------------------------------------------------------------
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a call of the API server raises when it fails: the client's ApiException
+    (which ``stream()`` wraps every websocket failure in), urllib3's errors (no answer, a
+    timeout, a broken answer) and the socket's."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+    from websocket import WebSocketException
+
+    return ApiException, HTTPError, WebSocketException, OSError
+
 
 def _answer(exc: BaseException) -> tuple[int | None, str]:
     """The HTTP status and the Status message of the API server's refusal in ``exc`` (an

@@ -138,8 +138,10 @@ class KubeStreams:
         self.close()
 
     def close(self) -> None:
-        """Stop serving, kill every command still running, end every connection."""
+        """Stop serving, kill every command still running, end every connection. Once."""
         with self.changed:
+            if self._closing:
+                return
             self._closing = True
             self.changed.notify_all()
         self._server.shutdown()
@@ -149,11 +151,7 @@ class KubeStreams:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(record.process.pid, signal.SIGKILL)
                 record.process.wait(10)
-        with self.changed:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self.drop_connections()
         self._thread.join(5)
         self._workdir.cleanup()
 
@@ -188,6 +186,14 @@ class KubeStreams:
             found = self.container(namespace, pod, container)
             found.previous, found.lines, found.state = found.lines, [], "running"
             self.changed.notify_all()
+
+    def drop_connections(self) -> None:
+        """Cut every open connection, as a network lost would (commands keep running)."""
+        with self.changed:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def closing(self) -> bool:
         return self._closing
