@@ -165,7 +165,7 @@ _ENGINE = ("skiff.engine", "skiff.store", "skiff.server", "skiff.control", "sqli
     ("import skiff.models", (*_ENGINE, "skiff.api", "skiff.dns", "zstandard", "ctypes")),
     ("import skiff.core.spec, skiff.core.view, skiff.core.reference, skiff.core.engine",
      (*_ENGINE, "skiff.api", "skiff.models", "pydantic", "zstandard", "ctypes")),
-    ("import skiff.kube.objects, skiff.kube.naming",
+    ("import skiff.kube.objects, skiff.kube.naming, skiff.kube.streams",
      (*_ENGINE, "skiff.api", "skiff.models", "pydantic", "yaml", "kubernetes")),
     # The kubernetes backend loads the official client when an engine is made, not before:
     # neither importing it nor `skiff serve --help` does.

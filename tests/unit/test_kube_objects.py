@@ -94,6 +94,21 @@ def test_resources_are_requests_and_limits() -> None:
                               "limits": {"cpu": "1000m", "memory": "2048Mi"}}
 
 
+def test_the_group_disk_limit_is_the_first_containers_ephemeral_storage() -> None:
+    """The node's per-group disk limit (whole MiB) is ephemeral-storage, request and limit,
+    of the first container alone: the Pod's sum is the group's limit; none without one."""
+    c1 = s.Container(name="a", image="i")
+    c2 = s.Container(name="b", image="i")
+    limit = 10 * 10**9 >> 20 << 20  # DiskSettings.group_bytes of 10 GB
+    pod = pod_of(render(spec(c1, c2), disk_bytes=limit))
+    a, b = pod["spec"]["containers"]
+    assert a["resources"]["requests"]["ephemeral-storage"] == f"{limit >> 20}Mi"
+    assert a["resources"]["limits"]["ephemeral-storage"] == "9536Mi"
+    assert "ephemeral-storage" not in json.dumps(b["resources"])
+    for placement in ({}, {"disk_bytes": 0}):
+        assert "ephemeral-storage" not in json.dumps(pod_of(render(spec(c1), **placement)))
+
+
 def test_probes_keep_acis_numbers() -> None:
     """exec and httpGet probes with their timings; the scheme in Kubernetes' case; a
     liveness probe's successThreshold is 1, as Kubernetes requires."""

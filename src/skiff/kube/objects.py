@@ -6,7 +6,8 @@ One group becomes, in its namespace (:mod:`skiff.kube.naming`):
   as its owner: deleting it deletes them all (Kubernetes' garbage collector), while the
   Pod can be deleted and made again without taking the Service, and its address, with it;
 - the **Pod** ``<group>``: its init containers and containers, ACI's resources as requests
-  and limits, the restart policy, probes, security contexts and volumes;
+  and limits (the node's per-group disk limit as ``ephemeral-storage``), the restart
+  policy, probes, security contexts and volumes;
 - **Secrets**: ``<group>.env`` (secure environment values, read through ``secretKeyRef``),
   ``<group>.registry`` (``imagePullSecrets``), ``<group>.volume.<v>`` (a secret volume's
   files), ``<group>.azurefile.<v>`` (an azureFile volume's account and key);
@@ -83,6 +84,9 @@ class Placement:
     git_image: str = "docker.io/alpine/git"
     #: The anchor's uid once the API server made it; None: no owner references.
     anchor_uid: str | None = None
+    #: The group's disk limit in bytes (the node's ``DiskSettings.group_bytes``, whole
+    #: MiB), as ``ephemeral-storage`` of its first container; None or 0: no limit.
+    disk_bytes: int | None = None
 
 
 def group_objects(spec: GroupSpec, placement: Placement) -> list[Obj]:
@@ -189,6 +193,8 @@ def _pod(spec: GroupSpec, placement: Placement, secrets: _Secrets, found: list[O
         "containers": [_container(c, spec, secrets) for c in spec.containers],
         "volumes": volumes,
     }
+    if placement.disk_bytes:
+        _limit_disk(pod_spec["containers"][0], placement.disk_bytes)
     if not pod_spec["initContainers"]:
         del pod_spec["initContainers"]
     if not volumes:
@@ -270,6 +276,20 @@ def _resources(resources: Resources) -> Obj:
                                         if resources.memory_limit_gb is not None
                                         else resources.memory_gb)}
     return {"requests": requests, "limits": limits}
+
+
+def _limit_disk(container: Obj, disk_bytes: int) -> None:
+    """The group's disk limit on ``container`` (its first): the kubelet evicts a Pod whose
+    containers' writable layers, logs and emptyDir volumes together pass the sum of its
+    containers' ``ephemeral-storage`` limits, and a container that passes its own. One
+    container carrying the whole limit makes that sum the group's, as on the node (its
+    root filesystems and emptyDir and gitRepo volumes together), and leaves each container
+    free to use all of it. The request (what the scheduler reserves on the node) is the
+    limit, as a limit alone would default it. Unlike the node's ENOSPC, passing it evicts
+    the Pod (the group fails with the kubelet's ``Evicted`` message)."""
+    quantity = f"{max(1, disk_bytes >> 20)}Mi"
+    for kind in ("requests", "limits"):
+        container["resources"][kind]["ephemeral-storage"] = quantity
 
 
 def cpu_quantity(cores: float) -> str:
