@@ -34,6 +34,7 @@ from skiff.portal.creating import (
     form_body,
     has_secrets,
     values_of,
+    volume_kinds,
     yaml_body,
 )
 from skiff.portal.sessions import COOKIE, Session, Sessions
@@ -362,7 +363,7 @@ async def create(request: Request, session: Signed) -> Response:
         if failure.status == 401:
             return _sign_in_again()
         env_count = sum(1 for line in form.get("env", "").splitlines() if line.strip())
-        field = field_of(failure.target, failure.code, env_count, tab)
+        field = field_of(failure.target, failure.code, env_count, tab, volume_kinds(form))
         errors = {field: failure.message} if field else {}
         return await _create_page(request, session, tab, values, errors,
                                   "" if field else f"{failure.code}: {failure.message}")
