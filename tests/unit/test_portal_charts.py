@@ -98,3 +98,7 @@ def test_the_group_page_draws_its_containers_metrics(served: Served,  # noqa: F8
         assert 'role="img"' in figure
     assert "<td class=\"num\">8</td>" in page
     assert not charts({"value": []})
+    [empty] = charts({"timespan": "2026-01-01T10:00:00Z/2026-01-01T11:00:00Z",
+                      "value": [{"name": {"value": "CpuUsage"}, "timeseries": []}]})
+    assert empty.empty
+    assert [label for _, label in empty.x_ticks] == ["10:00", "10:30", "11:00"]

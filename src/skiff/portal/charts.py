@@ -101,20 +101,22 @@ def _number(value: float) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
 
 
-def chart(name: str, metric: Mapping[str, Any]) -> Chart:
-    """The chart of one metric of the API's answer (``name``: a key of METRICS)."""
+def chart(name: str, metric: Mapping[str, Any],
+          span: tuple[datetime, datetime] | None = None) -> Chart:
+    """The chart of one metric of the API's answer (``name``: a key of METRICS);
+    ``span``: the answer's timespan, the time axis when no series has a point."""
     title, unit, divisor = METRICS[name]
     series = {c: [(t, None if v is None else v / divisor) for t, v in points]
               for c, points in sorted(series_of(metric).items())}
     times = sorted({t for points in series.values() for t, _ in points})
     values = [v for points in series.values() for _, v in points if v is not None]
     top = nice_ceiling(max(values, default=0.0))
-    start, end = (times[0], times[-1]) if times else (None, None)
-    span = (end - start).total_seconds() if start and end and end > start else 1.0
+    start, end = (times[0], times[-1]) if times else span or (None, None)
+    seconds = (end - start).total_seconds() if start and end and end > start else 1.0
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(when: datetime) -> float:
-        return LEFT + plot_w * ((when - start).total_seconds() / span if start else 0.0)
+        return LEFT + plot_w * ((when - start).total_seconds() / seconds if start else 0.0)
 
     def y(value: float) -> float:
         return TOP + plot_h * (1 - value / top)
@@ -154,7 +156,10 @@ def charts(answer: Mapping[str, Any]) -> list[Chart]:
     """The charts of a metrics answer, in METRICS' order (those it lacks left out)."""
     by_name = {str((m.get("name") or {}).get("value", "")): m
                for m in answer.get("value") or []}
-    return [chart(name, by_name[name]) for name in METRICS if name in by_name]
+    first, _, last = str(answer.get("timespan") or "").partition("/")
+    start, end = parse_time(first), parse_time(last)
+    span = (start, end) if start and end and end > start else None
+    return [chart(name, by_name[name], span) for name in METRICS if name in by_name]
 
 
 def _dot(point: str) -> str:
