@@ -332,6 +332,7 @@ def test_create_from_the_yaml_tab(server: RunningServer, images: BuiltImages,
             assert http.get(f"{GROUPS}/from-yaml{API}").status_code == 200
             browser.no_errors()
         finally:
+            browser.goto("/portal/groups")  # its logs' follow stops before the group goes
             http.delete(f"{GROUPS}/from-yaml{API}")
 
 
@@ -342,6 +343,7 @@ def test_metrics_storage_usage_and_networks_pages(server: RunningServer, images:
     the share is listed and downloads the same; the usage and the networks pages show a
     running group's cost and the subnet a network has. Each page passes axe."""
     resource_group(server)
+    signed_in(browser, server)
     storage = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/" \
               "storageAccounts/portalfiles"
     vnet = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/" \
@@ -366,7 +368,6 @@ def test_metrics_storage_usage_and_networks_pages(server: RunningServer, images:
                        "?api-version=2018-01-01&metricnames=CpuUsage&interval=PT1M")
             eventually(lambda: any("average" in p for s in http.get(metrics).json()["value"][0][
                 "timeseries"] for p in s["data"]), what="a metrics sample", timeout_s=60)
-            signed_in(browser, server)
             page = browser.page
 
             browser.goto(f"/portal/groups/{SUB}/rg/charted?range=1h")
