@@ -44,6 +44,10 @@ class InvalidDocument(SkiffError):
 
 #: The name az gives the volume of its --azure-file-volume-* flags.
 AZURE_FILE_VOLUME = "azurefile"
+#: The names of the other volumes a form or flags make (az's: ``secrets``, ``gitrepo``).
+EMPTY_DIR_VOLUME = "emptydir"
+SECRETS_VOLUME = "secrets"
+GIT_REPO_VOLUME = "gitrepo"
 
 
 def group_body(*, name: str, image: str, location: str | None = None, cpu: float = 1,
@@ -56,13 +60,20 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
                registry_password: str | None = None, os_type: str = "Linux",
                subnet_id: str | None = None, isolation: str | None = None,
                azure_file: Mapping[str, str] | None = None, priority: str | None = None,
-               sku: str | None = None) -> dict[str, Any]:
+               sku: str | None = None, empty_dir: str | None = None,
+               secrets: Mapping[str, str] | None = None, secrets_mount_path: str | None = None,
+               git_repo: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ARM body of ``az container create``'s flags: one container named as
     the group; ports opened on an IP address only when it asks for one. A group
     in a subnet (``subnet_id``, its ARM id) has a Private address, as in az;
     the flags that contradict that are refused before (:func:`check_network_flags`).
     ``azure_file`` (from :func:`azure_file_flags`): a file share mounted as az mounts
-    it, a volume named ``azurefile``."""
+    it, a volume named ``azurefile`` (``read_only: "true"``: mounted read-only).
+    The other volumes, in this order after it: ``empty_dir`` (a mount path) an emptyDir
+    named ``emptydir``; ``secrets`` (file name → base64 content) at ``secrets_mount_path``,
+    named ``secrets``; ``git_repo`` (``repository``, ``mount_path``, optional
+    ``directory`` and ``revision``) named ``gitrepo``, as az's ``--secrets*`` and
+    ``--gitrepo-*`` flags make them."""
     env = [{"name": k, "value": v} for k, v in environment_variables or []]
     env += [{"name": k, "secureValue": v} for k, v in secure_environment_variables or []]
     container: dict[str, Any] = {
@@ -87,12 +98,32 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
         props["ipAddress"] = ip
     if subnet_id:
         props["subnetIds"] = [{"id": subnet_id}]
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
     if azure_file:
-        props["volumes"] = [{"name": AZURE_FILE_VOLUME, "azureFile": {
+        share: dict[str, Any] = {
             "shareName": azure_file["share"], "storageAccountName": azure_file["account"],
-            "storageAccountKey": azure_file["key"]}}]
-        container["volumeMounts"] = [{"name": AZURE_FILE_VOLUME,
-                                      "mountPath": azure_file["mount_path"]}]
+            "storageAccountKey": azure_file["key"]}
+        mount: dict[str, Any] = {"name": AZURE_FILE_VOLUME,
+                                 "mountPath": azure_file["mount_path"]}
+        if azure_file.get("read_only") == "true":
+            share["readOnly"] = mount["readOnly"] = True
+        volumes.append({"name": AZURE_FILE_VOLUME, "azureFile": share})
+        mounts.append(mount)
+    if empty_dir:
+        volumes.append({"name": EMPTY_DIR_VOLUME, "emptyDir": {}})
+        mounts.append({"name": EMPTY_DIR_VOLUME, "mountPath": empty_dir})
+    if secrets is not None and secrets_mount_path:
+        volumes.append({"name": SECRETS_VOLUME, "secret": dict(secrets)})
+        mounts.append({"name": SECRETS_VOLUME, "mountPath": secrets_mount_path})
+    if git_repo:
+        repo = {"repository": git_repo["repository"]}
+        repo.update({k: git_repo[k] for k in ("directory", "revision") if git_repo.get(k)})
+        volumes.append({"name": GIT_REPO_VOLUME, "gitRepo": repo})
+        mounts.append({"name": GIT_REPO_VOLUME, "mountPath": git_repo["mount_path"]})
+    if volumes:
+        props["volumes"] = volumes
+        container["volumeMounts"] = mounts
     if priority:
         props["priority"] = priority.capitalize()
     if sku:

@@ -332,4 +332,85 @@ def test_create_from_the_yaml_tab(server: RunningServer, images: BuiltImages,
             assert http.get(f"{GROUPS}/from-yaml{API}").status_code == 200
             browser.no_errors()
         finally:
+            browser.goto("/portal/groups")  # its logs' follow stops before the group goes
             http.delete(f"{GROUPS}/from-yaml{API}")
+
+
+def test_metrics_storage_usage_and_networks_pages(server: RunningServer, images: BuiltImages,
+                                                  browser: Browser, tmp_path: Path) -> None:
+    """The group page draws its metrics (a figure per metric, its table behind a
+    disclosure); the storage pages list an account and its share, a file uploaded into
+    the share is listed and downloads the same; the usage and the networks pages show a
+    running group's cost and the subnet a network has. Each page passes axe."""
+    resource_group(server)
+    signed_in(browser, server)
+    storage = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/" \
+              "storageAccounts/portalfiles"
+    vnet = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/" \
+           "virtualNetworks/portalnet"
+    with api(server) as http:
+        body = one_container_group(images.bb, "sleep 3600")
+        assert http.put(f"{GROUPS}/charted{API}", json=body).status_code in (200, 201)
+        assert http.put(f"{storage}?api-version=2023-01-01", json={
+            "location": "local", "kind": "StorageV2",
+            "sku": {"name": "Standard_LRS"}}).status_code == 200
+        assert http.put(f"{storage}/fileServices/default/shares/docs?api-version=2023-01-01",
+                        json={"properties": {"shareQuota": 1}}).status_code in (200, 201)
+        assert http.put(f"{vnet}?api-version=2023-09-01", json={
+            "location": "local", "properties": {
+                "addressSpace": {"addressPrefixes": ["10.42.0.0/16"]},
+                "subnets": [{"name": "apps", "properties": {
+                    "addressPrefix": "10.42.1.0/24"}}]}}).status_code in (200, 201)
+        try:
+            assert settled(http, f"{GROUPS}/charted{API}", 60)["properties"][
+                "provisioningState"] == "Succeeded"
+            metrics = (f"{GROUPS}/charted/providers/Microsoft.Insights/metrics"
+                       "?api-version=2018-01-01&metricnames=CpuUsage&interval=PT1M")
+            eventually(lambda: any("average" in p for s in http.get(metrics).json()["value"][0][
+                "timeseries"] for p in s["data"]), what="a metrics sample", timeout_s=60)
+            page = browser.page
+
+            browser.goto(f"/portal/groups/{SUB}/rg/charted?range=1h")
+            figure = page.locator("#chart-CpuUsage")
+            assert "CPU (millicores)" in figure.locator("figcaption").inner_text()
+            assert figure.get_by_role("img").count() == 1
+            assert figure.locator("polyline").count() >= 1
+            figure.get_by_text("CPU as a table").click()
+            assert figure.get_by_role("table").is_visible()
+            page.locator("#metrics").screenshot(path=str(tmp_path / "portal-metrics.png"))
+            if os.environ.get("SKIFF_PORTAL_SCREENSHOTS"):
+                shutil.copy(tmp_path / "portal-metrics.png", DOCS / "portal-metrics.png")
+            browser.accessible()
+
+            browser.goto("/portal/groups")
+            browser.follow("Storage")
+            browser.accessible()
+            browser.follow("portalfiles")
+            browser.follow("docs")
+            assert page.get_by_text("This directory is empty.").is_visible()
+            source = tmp_path / "hello.txt"
+            source.write_bytes(b"hello from the portal\n")
+            browser.submit("Upload", lambda: page.get_by_label("Upload a file here")
+                           .set_input_files(str(source)))
+            playwright.expect(page.get_by_role("status")).to_have_text("Uploaded hello.txt.")
+            shoot(browser, tmp_path, "portal-storage.png")
+            browser.accessible()
+            with page.expect_download() as download:
+                page.get_by_role("link", name="Download hello.txt").click()
+            assert Path(download.value.path()).read_bytes() == b"hello from the portal\n"
+
+            browser.follow("Usage and cost")
+            assert page.get_by_role("row", name="charted").count() == 1
+            shoot(browser, tmp_path, "portal-usage.png")
+            browser.accessible()
+
+            browser.follow("Virtual networks")
+            assert page.get_by_role("heading", name="portalnet").is_visible()
+            assert page.get_by_text("10.42.1.0/24").is_visible()
+            shoot(browser, tmp_path, "portal-networks.png")
+            browser.accessible()
+            browser.no_errors()
+        finally:
+            http.delete(f"{GROUPS}/charted{API}")
+            http.delete(f"{storage}?api-version=2023-01-01")
+            http.delete(f"{vnet}?api-version=2023-09-01")

@@ -189,3 +189,95 @@ def test_a_reader_is_offered_no_resource_group_to_create_in(
     forced = browser.post("/portal/create", headers=SAME_ORIGIN, data=form(browser))
     assert "AuthorizationFailed" in forced.text
     assert admin.get(f"{GROUPS}/web").status_code == 404
+
+
+STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts"
+
+
+def storage_key(admin: InProcessClient) -> str:  # noqa: F811
+    """A storage account ``acct`` with a share ``data`` in ``rg``: its first key."""
+    assert admin.put(f"{STORAGE}/acct", json={"location": "local", "kind": "StorageV2",
+                                              "sku": {"name": "Standard_LRS"}}).status_code == 200
+    made = admin.put(f"{STORAGE}/acct/fileServices/default/shares/data",
+                     json={"properties": {"shareQuota": 1}})
+    assert made.status_code in (200, 201), made.text
+    return str(admin.post(f"{STORAGE}/acct/listKeys").json()["keys"][0]["value"])
+
+
+def test_the_form_makes_the_volumes_the_cli_makes(signed: InProcessClient,
+                                                 admin: InProcessClient) -> None:  # noqa: F811
+    """Each filled part of Volumes is a volume mounted in the container, in the body
+    `group_body` makes for the same arguments (az's volume names); the key and the
+    secret's content never reach a page."""
+    key = storage_key(admin)
+    fields = {"af_account": "acct", "af_share": "data", "af_key": key, "af_mount": "/mnt/data",
+              "af_readonly": "1", "ed_mount": "/scratch", "secret_files": "token=aHVzaA==\n",
+              "secret_mount": "/secrets", "git_repository": "https://git.test/repo.git",
+              "git_directory": "src", "git_revision": "abc123", "git_mount": "/repo"}
+    answer = signed.post("/portal/create", headers=SAME_ORIGIN, data=form(signed, **fields))
+    assert answer.status_code == 303, answer.text
+    _, sent = form_body(form(signed, **fields))
+    assert [v["name"] for v in sent["properties"]["volumes"]] == [
+        "azurefile", "emptydir", "secrets", "gitrepo"]
+    props = admin.get(f"{GROUPS}/web").json()["properties"]
+    assert props["volumes"][0]["azureFile"]["shareName"] == "data"
+    assert props["volumes"][0]["azureFile"]["readOnly"] is True
+    assert props["volumes"][1] == {"name": "emptydir", "emptyDir": {}}
+    assert props["volumes"][3]["gitRepo"] == {"repository": "https://git.test/repo.git",
+                                             "directory": "src", "revision": "abc123"}
+    mounts = props["containers"][0]["properties"]["volumeMounts"]
+    assert [(m["name"], m["mountPath"]) for m in mounts] == [
+        ("azurefile", "/mnt/data"), ("emptydir", "/scratch"), ("secrets", "/secrets"),
+        ("gitrepo", "/repo")]
+    shown = signed.get(answer.headers["location"]).text
+    assert key not in shown
+    assert "aHVzaA==" not in shown
+
+
+def test_a_volume_the_api_refuses_is_marked_at_its_field(signed: InProcessClient,
+                                                        admin: InProcessClient) -> None:  # noqa: F811
+    """The API's target (volumes[i], i counting only the parts filled) names the field of
+    the right part; the key and the secret's content are not written back."""
+    key = storage_key(admin)
+    answer = signed.post("/portal/create", headers=SAME_ORIGIN, data=form(
+        signed, af_account="acct", af_share="data", af_key=key, af_mount="/mnt/data",
+        secret_files="token=aHVzaA==", secret_mount="/secrets",
+        git_repository="ftp://git.test/repo", git_mount="/repo"))
+    assert answer.status_code == 200
+    assert "http://, https:// or git://" in field_error(answer.text, "git_repository")
+    assert key not in answer.text
+    assert "aHVzaA==" not in answer.text
+    assert 'value="acct"' in answer.text  # the rest is kept to be fixed
+    assert admin.get(f"{GROUPS}/web").status_code == 404
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), [
+    ({"af_account": "acct", "af_mount": "/m"}, "af_share", "the share"),
+    ({"af_account": "acct", "af_share": "s", "af_mount": "/m"}, "af_key", "key"),
+    ({"secret_files": "just-a-name", "secret_mount": "/s"}, "secret_files", "NAME=value"),
+    ({"secret_files": "a=YQ=="}, "secret_mount", "mounted"),
+    ({"git_repository": "https://git.test/r"}, "git_mount", "mounted"),
+    ({"ed_mount": "relative/path"}, "ed_mount", "relative/path"),        # the API's
+])
+def test_volume_fields_the_form_or_the_api_refuses(signed: InProcessClient,
+                                                   fields: dict[str, str], field: str,
+                                                   words: str) -> None:
+    """A half-filled volume says what it lacks; the API's refusal of a mount path is
+    shown at that volume's mount path."""
+    answer = signed.post("/portal/create", headers=SAME_ORIGIN, data=form(signed, **fields))
+    assert answer.status_code == 200, answer.text
+    assert words in field_error(answer.text, field)
+
+
+@pytest.mark.parametrize(("target", "volumes", "field"), [
+    ("properties.volumes[0].azureFile.shareName", ("azureFile", "gitRepo"), "af_share"),
+    ("properties.volumes[1].gitRepo.directory", ("azureFile", "gitRepo"), "git_directory"),
+    ("properties.volumes[0].secret.a", ("secret",), "secret_files"),
+    ("properties.containers[0].properties.volumeMounts[1].mountPath",
+     ("emptyDir", "gitRepo"), "git_mount"),
+    ("properties.volumes[3].name", ("emptyDir",), ""),
+])
+def test_a_volume_target_names_its_part(target: str, volumes: tuple[str, ...],
+                                        field: str) -> None:
+    """A volume's index counts the parts filled, in the form's order."""
+    assert field_of(target, "X", 0, "form", volumes) == field

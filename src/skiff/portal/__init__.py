@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from skiff.portal import console
+from skiff.portal import console, storage, subscriptions
 from skiff.portal.routes import ROOT, NotSignedIn, router, to_sign_in
 from skiff.portal.sessions import Sessions
 
@@ -28,6 +28,8 @@ def mount(app: FastAPI, sessions: Sessions | None = None) -> FastAPI:
     app.state.portal_sessions = sessions or Sessions()
     app.include_router(router)
     app.include_router(console.router)
+    app.include_router(storage.router)
+    app.include_router(subscriptions.router)
     app.add_exception_handler(NotSignedIn, to_sign_in)
     app.mount(f"{ROOT}/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="portal-static")

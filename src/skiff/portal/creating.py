@@ -22,14 +22,31 @@ from typing import Any
 from skiff.documents import InvalidDocument, body_from_yaml, group_body, secrets_of
 
 #: The form's fields whose values are secret: never rendered back.
-SECRET_FIELDS = frozenset({"registry_password", "secure_env"})
+SECRET_FIELDS = frozenset({"registry_password", "secure_env", "af_key", "secret_files"})
 #: The form's fields (name → default), in the order of the page.
 FIELDS: dict[str, str] = {
     "scope": "", "name": "", "location": "", "image": "", "registry_server": "",
     "registry_username": "", "registry_password": "", "cpu": "1", "memory": "1.5",
     "networking": "public", "dns_label": "", "subnet": "", "ports": "80", "protocol": "TCP",
     "restart_policy": "Always", "env": "", "secure_env": "", "command": "",
+    "af_account": "", "af_share": "", "af_key": "", "af_mount": "", "af_readonly": "",
+    "ed_mount": "", "secret_files": "", "secret_mount": "", "git_repository": "",
+    "git_directory": "", "git_revision": "", "git_mount": "",
 }
+#: The volumes the form makes, in the body's order: (kind, the ARM key, its fields'
+#: prefix). A volume's index in the body names its kind (:func:`field_of`).
+VOLUME_KINDS = ("azureFile", "emptyDir", "secret", "gitRepo")
+#: Within a volume's error target (``...volumes[i].<rest>``), its field, per kind.
+_VOLUME_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "azureFile": ((r"shareName", "af_share"), (r"storageAccountKey", "af_key"),
+                  (r"", "af_account")),
+    "emptyDir": ((r"", "ed_mount"),),
+    "secret": ((r"", "secret_files"),),
+    "gitRepo": ((r"directory", "git_directory"), (r"revision", "git_revision"),
+                (r"", "git_repository")),
+}
+_MOUNTS = {"azureFile": "af_mount", "emptyDir": "ed_mount", "secret": "secret_mount",
+           "gitRepo": "git_mount"}
 NETWORKING = {"public": "Public", "private": "Private", "none": "None"}
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROTOCOLS = ("TCP", "UDP")
@@ -56,7 +73,11 @@ _TARGETS: tuple[tuple[str, str], ...] = (
 _CODES = {"ResourceGroupNotFound": "scope", "SubscriptionNotFound": "scope",
           "InvalidImage": "image", "InaccessibleImage": "image",
           "LocationNotAvailableForResourceType": "location", "NoRegisteredProviderFound":
-          "location", "ServiceUnavailable": "cpu"}
+          "location", "ServiceUnavailable": "cpu", "StorageAccountNotFound": "af_account",
+          "ShareNotFound": "af_share", "InvalidGitRepoVolume": "git_repository",
+          "InvalidSecretVolume": "secret_files", "InvalidAzureFileVolume": "af_account"}
+_VOLUME = re.compile(r"volumes\[(\d+)\]\.?(.*)$")
+_MOUNT = re.compile(r"volumeMounts\[(\d+)\]")
 _ENV = re.compile(r"environmentVariables\[(\d+)\]")
 _SECRET_KEYS = re.compile(r"secureValue|password|storageAccountKey|secret", re.IGNORECASE)
 
@@ -113,6 +134,7 @@ def form_body(form: Mapping[str, str]) -> tuple[Target, dict[str, Any]]:
         errors["subnet"] = "A private group is placed in a subnet: give its resource ID."
     if networking != "Public" and get["dns_label"]:
         errors["dns_label"] = "Only a public group has a DNS name label."
+    volumes = _volumes(get, form, errors)
     if errors:
         raise FormInvalid(errors)
     server = get["registry_server"] or None
@@ -125,8 +147,57 @@ def form_body(form: Mapping[str, str]) -> tuple[Target, dict[str, Any]]:
         secure_environment_variables=secure_env, registry_login_server=server,
         registry_username=get["registry_username"] if server else None,
         registry_password=form.get("registry_password", "") if server else None,
-        subnet_id=get["subnet"] if networking == "Private" else None)
+        subnet_id=get["subnet"] if networking == "Private" else None, **volumes)
     return Target(subscription, resource_group, get["name"]), body
+
+
+def volume_kinds(form: Mapping[str, str]) -> tuple[str, ...]:
+    """The kinds of the volumes the form asks for, in the body's order (empty fields of a
+    kind: none of it)."""
+    get = {k: form.get(k, "").strip() for k in FIELDS}
+    wanted = {"azureFile": any(get[k] for k in ("af_account", "af_share", "af_key",
+                                                 "af_mount")),
+              "emptyDir": bool(get["ed_mount"]),
+              "secret": bool(get["secret_files"] or get["secret_mount"]),
+              "gitRepo": any(get[k] for k in ("git_repository", "git_directory",
+                                              "git_revision", "git_mount"))}
+    return tuple(kind for kind in VOLUME_KINDS if wanted[kind])
+
+
+def _volumes(get: Mapping[str, str], form: Mapping[str, str],
+             errors: dict[str, str]) -> dict[str, Any]:
+    """``group_body``'s volume arguments from the form's Volumes part; a part left empty
+    is no volume, one half filled says what it lacks (as az's flags do)."""
+    found: dict[str, Any] = {}
+    kinds = volume_kinds(form)
+    if "azureFile" in kinds:
+        for field, what in (("af_account", "the storage account's name"),
+                            ("af_share", "the share's name"), ("af_key", "the account's key"),
+                            ("af_mount", "where it is mounted")):
+            if not (form.get(field, "") if field == "af_key" else get[field]):
+                errors[field] = f"An Azure file share volume needs {what}."
+        found["azure_file"] = {"account": get["af_account"], "share": get["af_share"],
+                               "key": form.get("af_key", ""), "mount_path": get["af_mount"],
+                               "read_only": "true" if get["af_readonly"] else "false"}
+    if "emptyDir" in kinds:
+        found["empty_dir"] = get["ed_mount"]
+    if "secret" in kinds:
+        files = dict(_pairs(form.get("secret_files", ""), "secret_files", errors))
+        if not files and "secret_files" not in errors:
+            errors["secret_files"] = "A secret volume needs a file: NAME=base64 content."  # noqa: S105
+        if not get["secret_mount"]:
+            errors["secret_mount"] = "A secret volume needs where it is mounted."  # noqa: S105
+        found.update(secrets={k: v.strip() for k, v in files.items()},
+                     secrets_mount_path=get["secret_mount"])
+    if "gitRepo" in kinds:
+        if not get["git_repository"]:
+            errors["git_repository"] = "A gitRepo volume needs the repository's URL."
+        if not get["git_mount"]:
+            errors["git_mount"] = "A gitRepo volume needs where it is mounted."
+        found["git_repo"] = {"repository": get["git_repository"],
+                             "directory": get["git_directory"],
+                             "revision": get["git_revision"], "mount_path": get["git_mount"]}
+    return found
 
 
 def yaml_body(form: Mapping[str, str]) -> tuple[Target, dict[str, Any]]:
@@ -154,17 +225,25 @@ def has_secrets(text: str) -> bool:
     return any(secrets_of(body))
 
 
-def field_of(target: str | None, code: str, env_count: int, tab: str = "form") -> str:
+def field_of(target: str | None, code: str, env_count: int, tab: str = "form",
+             volumes: tuple[str, ...] = ()) -> str:
     """The form's field an ARM error concerns ("" when none: it is shown above the
     form). ``env_count``: how many plain variables come before the secure ones in the
-    body (the form sends both in one list). On the YAML tab, everything but the resource
-    group is the file's."""
+    body (the form sends both in one list); ``volumes``: the kinds of the body's volumes
+    (:func:`volume_kinds`), whose index in a target names the part of the form. On the
+    YAML tab, everything but the resource group is the file's."""
     if tab == "yaml":
         return "scope" if _CODES.get(code) == "scope" else "yaml"
     if target:
         env = _ENV.search(target)
         if env:
             return "env" if int(env.group(1)) < env_count else "secure_env"
+        volume, mount = _VOLUME.search(target), _MOUNT.search(target)
+        if volume and int(volume.group(1)) < len(volumes):
+            kind = volumes[int(volume.group(1))]
+            return next(f for p, f in _VOLUME_TARGETS[kind] if re.search(p, volume.group(2)))
+        if mount and int(mount.group(1)) < len(volumes):
+            return _MOUNTS[volumes[int(mount.group(1))]]
         for pattern, field in _TARGETS:
             if re.search(pattern, target):
                 return field

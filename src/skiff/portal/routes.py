@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from skiff.documents import export_yaml
+from skiff.portal import charts
 from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure, Permissions
 from skiff.portal.creating import (
     NETWORKING,
@@ -34,6 +35,7 @@ from skiff.portal.creating import (
     form_body,
     has_secrets,
     values_of,
+    volume_kinds,
     yaml_body,
 )
 from skiff.portal.sessions import COOKIE, Session, Sessions
@@ -56,6 +58,8 @@ ACTIONS: dict[str, tuple[str, str, str, str]] = {
     "stop": ("POST", "/stop", "stop/action", "Stop"),
     "delete": ("DELETE", "", "delete", "Delete"),
 }
+#: The api-version of Azure Monitor's metrics the group page asks (az's).
+METRICS_VERSION = "2018-01-01"
 #: The largest form read (sign-in's token, a CSRF token, a word).
 _MAX_FORM = 64 * 1024
 #: The largest create form (an ACI YAML file pasted in it included).
@@ -285,7 +289,20 @@ async def group(subscription: str, resource_group: str, name: str,
                if word != pointless and allowed.allows(f"{PROVIDER}/containerGroups/{action}")}
     logs = allowed.allows(f"{PROVIDER}/containerGroups/containers/logs/read")
     console = allowed.allows(f"{PROVIDER}/containerGroups/containers/exec/action")
+    shown_range, metrics, metrics_error = charts.DEFAULT_RANGE, None, ""
+    if allowed.allows("Microsoft.Insights/metrics/read"):
+        shown_range, params = charts.query_of(request.query_params.get("range", ""))
+        try:
+            metrics = charts.charts(await _arm(request, session).get(
+                f"{path}/providers/Microsoft.Insights/metrics", version=METRICS_VERSION,
+                params=params))
+        except ArmFailure as failure:
+            if failure.status == 401:
+                return _sign_in_again()
+            metrics_error = f"{failure.code}: {failure.message}"
     return page("group.html", session=session, title=name, group=found, row=row,
+                metrics=metrics, metrics_error=metrics_error, shown_range=shown_range,
+                ranges=charts.labels(), chart_size=(charts.WIDTH, charts.HEIGHT),
                 actions=actions, logs=logs, console=console, events=_events(found),
                 api_path=path, exported=export_yaml(found, ACI),
                 api_version=ACI, age=age(row.started, datetime.now(UTC)),
@@ -362,7 +379,7 @@ async def create(request: Request, session: Signed) -> Response:
         if failure.status == 401:
             return _sign_in_again()
         env_count = sum(1 for line in form.get("env", "").splitlines() if line.strip())
-        field = field_of(failure.target, failure.code, env_count, tab)
+        field = field_of(failure.target, failure.code, env_count, tab, volume_kinds(form))
         errors = {field: failure.message} if field else {}
         return await _create_page(request, session, tab, values, errors,
                                   "" if field else f"{failure.code}: {failure.message}")
