@@ -32,6 +32,7 @@ import multiprocessing
 import shutil
 import ssl
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,30 @@ def browser_times(url: str, token: str, count: int, rounds: int
     return times
 
 
+#: How Playwright words a navigation Chromium aborted because the host's network changed
+#: (another process adding interfaces): the error, or the navigation replaced by a retry.
+_NETWORK_CHANGED = ("ERR_NETWORK_CHANGED", "is interrupted by another navigation to")
+#: How long a load is tried again while the host's network keeps changing.
+_RETRY_S = 30.0
+
+
 def _load(chromium: Any, url: str, state: Any, target: Target) -> dict[str, float]:
-    """``target`` loaded in a new context of the session: its navigation timing."""
+    """``target`` loaded in a new context of the session: its navigation timing. A load
+    Chromium aborted because the host's network changed is made again, in a new context
+    (still a first load), for up to :data:`_RETRY_S`."""
+    from playwright.sync_api import Error
+
+    deadline = time.monotonic() + _RETRY_S
+    while True:
+        try:
+            return _load_once(chromium, url, state, target)
+        except Error as exc:
+            if not any(sign in str(exc) for sign in _NETWORK_CHANGED) \
+                    or time.monotonic() > deadline:
+                raise
+
+
+def _load_once(chromium: Any, url: str, state: Any, target: Target) -> dict[str, float]:
     context = chromium.new_context(ignore_https_errors=True, base_url=url,
                                    storage_state=state, viewport={"width": 1280, "height": 800})
     errors: list[str] = []
@@ -194,6 +217,7 @@ def _load(chromium: Any, url: str, state: Any, target: Target) -> dict[str, floa
         found: dict[str, float] = page.evaluate(
             "marks => { const n = performance.getEntriesByType('navigation')[0];"
             " return Object.fromEntries(marks.map(m => [m, n[m]])); }", list(MARKS))
+        errors = [e for e in errors if "ERR_NETWORK_CHANGED" not in e]
         if errors:
             raise RuntimeError(f"{target.path}: {errors}")
         return found
