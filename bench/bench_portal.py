@@ -12,8 +12,8 @@ times over one keep-alive connection, each a median (p50) and p90 over N rounds:
   GETs), and sorted by CPU, and filtered;
 
 so the page's cost shows beside the baseline and the list it is made from (ratios to the
-baseline). The browser-side first load (navigation timing) is the later benchmark the
-issue asks for; this one is the server's share of it.
+baseline). This is the server's share of a page; ``bench_portal_browser.py`` times the
+first load in Chromium (navigation timing).
 """
 
 from __future__ import annotations

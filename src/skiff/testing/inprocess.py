@@ -142,15 +142,16 @@ class FakeHttps:
 
 
 @contextlib.contextmanager
-def fake_https(data_root: Path, *,
-               clock: Callable[[], float] = time.time) -> Iterator[FakeHttps]:
+def fake_https(data_root: Path, *, clock: Callable[[], float] = time.time,
+               settings: Settings | None = None) -> Iterator[FakeHttps]:
     """Serve a :func:`fake_plane` over HTTPS at ``https://127.0.0.1:PORT`` (its CA in
     ``data_root/ca.pem``), for clients that need a real server (az, the SDKs) but no
-    engine; stopped after. ``clock``: the fake engine's (:func:`fake_plane`)."""
+    engine; stopped after. ``clock``: the fake engine's (:func:`fake_plane`);
+    ``settings``: the node's (its quotas, say; its ``data_root`` is made ``data_root``)."""
     port = free_port()
     data_root.mkdir(parents=True, exist_ok=True)
     files = ensure_certificates(data_root, "127.0.0.1")
-    settings = Settings(data_root=data_root)
+    settings = dataclasses.replace(settings or Settings(), data_root=data_root)
     with fake_plane(data_root, settings, clock=clock) as plane:
         plane.base_url = f"https://127.0.0.1:{port}"
         app = create_app(plane)
