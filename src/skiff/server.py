@@ -480,7 +480,9 @@ def serve(settings: Settings, *, kube: KubeSettings | None = None) -> None:
                                 proxy_headers=False,  # the client is the peer, not a header
                                 timeout_graceful_shutdown=5)
         log.info("skiff serves %s", server.plane.base_url)
-        gpus = gpu_summary(server.node.gpus.gpus)
+        # The node's NVIDIA GPUs (the kubernetes backend offers none yet).
+        gpus = (gpu_summary(server.node.gpus.gpus) if server.node is not None
+                else "no GPUs offered on the kubernetes backend")
         log.info("GPUs: %s", gpus)
         print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root}; "
               f"{gpus})", flush=True)
