@@ -312,6 +312,8 @@ def kube_locate(store: Store, settings: Settings) -> Callable[[GroupSpec], Where
 def _kube_engine(kube: KubeSettings, store: Store, settings: Settings) -> KubeEngine:
     from skiff.kube.engine import KubeEngine
 
+    if kube.disk_bytes is None and settings.disks.group_bytes:
+        kube = dataclasses.replace(kube, disk_bytes=settings.disks.group_bytes)
     return KubeEngine(kube, locate=kube_locate(store, settings))
 
 

@@ -482,3 +482,27 @@ def test_samples_come_from_the_metrics_api_as_counters(fake: FakeKubeApi,
     assert later.cpu_ns >= container.cpu_ns
     engine.stop("id-web")
     assert engine.samples() == []
+
+
+def test_the_per_group_disk_limit_is_the_first_containers_ephemeral_storage(
+        fake: FakeKubeApi, kubelet: Kubelet, tmp_path: Path) -> None:
+    """With a per-group disk limit (``serve`` passes the node's ``--group-disk-gb``), the
+    Pod's first container requests and is limited to that much ``ephemeral-storage``;
+    without one, the Pod names none."""
+    limited = KubeEngine(replace(settings(fake, tmp_path), disk_bytes=2 << 30), locate=locate)
+    try:
+        limited.run(group())
+        pod = fake.objects[("pods", NS, "web")]
+        resources = pod["spec"]["containers"][0]["resources"]
+        assert resources["limits"]["ephemeral-storage"] == "2048Mi"
+        assert resources["requests"]["ephemeral-storage"] == "2048Mi"
+        check_group(in_namespace(fake))
+    finally:
+        limited.close()
+    plain = KubeEngine(settings(fake, tmp_path), locate=locate)
+    try:
+        plain.run(group("other", id="id-other"))
+        other = fake.objects[("pods", NS, "other")]
+        assert "ephemeral-storage" not in str(other["spec"]["containers"][0]["resources"])
+    finally:
+        plain.close()

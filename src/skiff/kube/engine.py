@@ -86,6 +86,9 @@ class KubeSettings:
     runtime_class: str = "gvisor"
     #: The image of the init containers that clone gitRepo volumes.
     git_image: str = "docker.io/alpine/git"
+    #: The per-group disk limit (bytes; None: none), as ``ephemeral-storage`` on the
+    #: group's first container: ``skiff serve`` sets the node's (``--group-disk-gb``).
+    disk_bytes: int | None = None
     #: How long run() and start() wait for the first containers to start (image pulls
     #: included) before returning the group's view as it is (Pending).
     start_timeout_s: float = 120.0
@@ -444,7 +447,7 @@ class KubeEngine:
         placement = objects.Placement(
             namespace=namespace, public=where.public, dns_name=where.dns_name,
             sandbox_runtime_class=self.settings.runtime_class,
-            git_image=self.settings.git_image)
+            git_image=self.settings.git_image, disk_bytes=self.settings.disk_bytes)
         found = objects.group_objects(spec, placement)
         self._ensure_namespace(namespace, where)
         base, rest = found[0], found[1:]
