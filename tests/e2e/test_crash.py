@@ -296,12 +296,14 @@ def _share_state(root: Path) -> dict[str, Any]:
 
 
 def test_sigkill_keeps_share_data_and_the_share_mounts_again(
-    serve: Serve, images: BuiltImages
+    host_alone: None, serve: Serve, images: BuiltImages
 ) -> None:
     """Files the SDK uploaded and a group wrote through its azureFile mount survive a
     SIGKILL of skiff serve and its restart on the same data root: the data plane serves
     them intact, a new group mounts the share and reads them, and nothing is mounted,
-    looped or bound twice; after a reset nothing of the share is left on the host."""
+    looped or bound twice; after a reset nothing of the share is left on the host (the
+    host alone: the reset removes the CNI plugin's shared chains, which groups of a run
+    beside would make again)."""
     fileshare = pytest.importorskip("azure.storage.fileshare")
     serve.start()
     client = serve.client()
