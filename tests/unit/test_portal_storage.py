@@ -1,7 +1,9 @@
 """The portal's storage pages in process: accounts and shares from the ARM API, a share's
 directories browsed, a file uploaded and downloaded through the Azure Files data plane
-with the key the caller's role may list; a Reader may look but not read files, and an
-upload without the session's CSRF token, or too large, writes nothing."""
+with the key the caller's role may list; a directory made, a file and an emptied
+directory deleted (a full one refused with the data plane's message); a Reader may look
+but not read files, a role that may not write shares is offered no change and refused
+one, and a change without the session's CSRF token, or too large, writes nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import httpx
 import pytest
 
 from skiff.portal import storage
+from skiff.portal.arm import Permissions
 from skiff.portal.files import Share
 from skiff.testing.inprocess import InProcessClient
 from tests.unit.test_portal import (  # noqa: F401  (fixtures)
@@ -112,3 +115,98 @@ def test_a_reader_sees_accounts_but_not_files(browser: InProcessClient,  # noqa:
     refused = browser.get(f"{PAGE}/data")
     assert refused.status_code == 403
     assert "listKeys" in refused.text
+
+
+def _post(browser: InProcessClient, action: str, csrf: str | None = None,  # noqa: F811
+          **fields: str) -> httpx.Response:
+    token = csrf if csrf is not None else csrf_of(browser.get(f"{PAGE}/data").text)
+    return browser.post(f"{PAGE}/data/{action}", headers=SAME_ORIGIN,
+                        data={"csrf": token, **fields})
+
+
+def test_make_a_directory_then_delete_a_file_and_the_emptied_directory(
+        browser: InProcessClient, admin_token: str, share: str) -> None:  # noqa: F811
+    """A directory made from the page is listed; deleting it while it holds a file shows
+    the data plane's DirectoryNotEmpty beside the confirmation; the file deleted first,
+    the directory goes too. Each delete asks first, with a form of the session."""
+    sign_in(browser, admin_token)
+    made = _post(browser, "mkdir", name="logs", path="")
+    assert made.status_code == 303, made.text
+    root = browser.get(made.headers["location"]).text
+    assert "Made directory logs" in root
+    assert "logs/</a>" in root
+    taken = _post(browser, "mkdir", name="logs", path="")
+    assert taken.status_code == 200
+    assert re.search(r'id="mkdir-error"[^>]*>ResourceAlreadyExists: ', taken.text)
+    assert 'aria-invalid="true"' in taken.text
+    assert "one name" in _post(browser, "mkdir", name="a/b", path="").text
+    assert upload(browser, "note.txt", b"hello", "logs").status_code == 303
+    asked = browser.get(f"{PAGE}/data/delete?path=logs&kind=directory")
+    assert asked.status_code == 200
+    assert "Delete directory logs?" in asked.text
+    assert 'name="csrf"' in asked.text
+    full = _post(browser, "delete", path="logs", kind="directory")
+    assert full.status_code == 200
+    assert "DirectoryNotEmpty: The specified directory is not empty." in full.text
+    assert "note.txt" in browser.get(f"{PAGE}/data?path=logs").text
+    gone = _post(browser, "delete", path="logs/note.txt", kind="file")
+    assert gone.status_code == 303
+    assert gone.headers["location"].startswith(f"{PAGE}/data?path=logs&")
+    assert "note.txt" not in browser.get(f"{PAGE}/data?path=logs").text
+    emptied = _post(browser, "delete", path="logs", kind="directory")
+    assert emptied.status_code == 303
+    listed = browser.get(emptied.headers["location"]).text
+    assert "Deleted logs" in listed
+    assert "logs/</a>" not in listed
+    assert "InvalidUri" in _post(browser, "delete", path="", kind="directory").text
+    missing = _post(browser, "delete", path="nope.txt", kind="file")
+    assert "ResourceNotFound" in missing.text
+
+
+def test_changes_need_the_sessions_csrf(browser: InProcessClient, admin_token: str,  # noqa: F811
+                                        share: str) -> None:
+    """A directory or a delete posted without the session's token changes nothing."""
+    sign_in(browser, admin_token)
+    assert _post(browser, "mkdir", csrf="forged", name="x").status_code == 403
+    assert upload(browser, "keep.txt", b"k").status_code == 303
+    assert _post(browser, "delete", csrf="forged", path="keep.txt",
+                 kind="file").status_code == 403
+    page = browser.get(f"{PAGE}/data").text
+    assert "x/</a>" not in page
+    assert "keep.txt" in page
+
+
+def test_a_role_that_may_not_write_shares_sees_no_changes_and_a_forged_post_is_refused(
+        served: Served, browser: InProcessClient, admin: InProcessClient,  # noqa: F811
+        admin_token: str, share: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Where the caller's permissions leave out the shares' write, the page offers no
+    upload, directory or delete, and such posts (with the session's own CSRF token) are
+    refused (403) and change nothing; a Reader's are refused too (no key)."""
+    sign_in(browser, admin_token)
+    assert upload(browser, "keep.txt", b"k").status_code == 303
+    csrf = csrf_of(browser.get(f"{PAGE}/data").text)
+    allows = Permissions.allows
+    monkeypatch.setattr(Permissions, "allows",
+                        lambda self, action: action != storage.WRITE and allows(self, action))
+    page = browser.get(f"{PAGE}/data").text
+    assert "keep.txt" in page
+    for offered in ('/mkdir"', '/upload"', "/delete?", ">Delete<"):
+        assert offered not in page
+    assert "may read this share's files but not change them" in page
+    assert _post(browser, "mkdir", csrf, name="x").status_code == 403
+    assert _post(browser, "delete", csrf, path="keep.txt", kind="file").status_code == 403
+    assert upload(browser, "y.txt", b"y", csrf=csrf).status_code == 403
+    assert browser.get(f"{PAGE}/data/delete?path=keep.txt&kind=file").status_code == 403
+    monkeypatch.undo()
+    principal = admin.post("/skiff/servicePrincipals", json={
+        "displayName": "r", "role": "Reader", "scopes": [RG]}).json()
+    token = browser.post(f"/{principal['tenant']}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": principal["appId"],
+        "client_secret": principal["password"], "scope": "https://skiff.test/.default"})
+    reader = served.client(None)
+    sign_in(reader, token.json()["access_token"])
+    own = csrf_of(reader.get("/portal/storage").text)
+    refused = reader.post(f"{PAGE}/data/delete", headers=SAME_ORIGIN,
+                          data={"csrf": own, "path": "keep.txt", "kind": "file"})
+    assert refused.status_code == 403
+    assert "keep.txt" in browser.get(f"{PAGE}/data").text
