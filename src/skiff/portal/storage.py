@@ -8,21 +8,26 @@ not Reader, as in Azure). What changes a share (an upload, a new directory, a de
 offered, and done, only where the caller's role may also write the account's shares
 (:data:`WRITE`); each is a form POST of the session, its CSRF token and origin checked, a
 delete asked for on a page of its own first. An upload is read up to
-:data:`MAX_UPLOAD`; a download is answered up to :data:`MAX_DOWNLOAD` (larger files:
-``skiff storage file download``). A data plane's refusal of a change (a directory not
-empty, a name taken) is shown beside the form that asked for it.
+:data:`MAX_UPLOAD`. A download is streamed: the data plane is asked one range of
+:data:`DOWNLOAD_CHUNK` at a time, each sent before the next is read, so a download holds
+one chunk in memory whatever the file's size; it has no size bound of its own (the data
+plane's file limit, 4 TiB, is the bound), and a browser that goes away stops it between
+two chunks. A data plane's refusal of a change (a directory not empty, a name taken) is
+shown beside the form that asked for it.
 """
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
+import logging
 import posixpath
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from skiff.files.app import FilesApp
 from skiff.portal.arm import ArmFailure
@@ -45,12 +50,14 @@ from skiff.portal.routes import (
 STORAGE = "2023-01-01"
 #: The largest upload (the whole form), read into memory before it is written.
 MAX_UPLOAD = 32 * 1024 * 1024
-#: The largest download answered from the page (the data plane's answer is buffered).
-MAX_DOWNLOAD = 64 * 1024 * 1024
+#: A download's step: one Get Range of the data plane (the most a download holds in
+#: memory; Azure's largest range with an MD5, and few enough requests per GiB).
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
 #: ARM's action a change of a share's contents takes, beside the key (``listKeys``).
 WRITE = "Microsoft.Storage/storageAccounts/fileServices/shares/write"
 
 router = APIRouter(prefix=ROOT, include_in_schema=False)
+log = logging.getLogger(__name__)
 
 
 def _account_path(subscription: str, resource_group: str, account: str) -> str:
@@ -322,24 +329,48 @@ async def delete(subscription: str, resource_group: str, account: str, share: st
 @router.get("/storage/{subscription}/{resource_group}/{account}/{share}/download")
 async def download(subscription: str, resource_group: str, account: str, share: str,
                    request: Request, session: Signed) -> Response:
-    """A file of the share (``?path=``), as an attachment."""
+    """A file of the share (``?path=``), as an attachment streamed a chunk at a time."""
     where = _clean(request.query_params.get("path", ""))
     reached = await _share(request, session, subscription, resource_group, account, share)
     if isinstance(reached, Response):
         return reached
     try:
-        if await reached.size(where) > MAX_DOWNLOAD:
-            return page("error.html", 413, session=session, title="Too large",
-                        code="FileTooLarge", message=f"The portal downloads files of up to "
-                        f"{MAX_DOWNLOAD // (1024 * 1024)} MiB; use `skiff storage file "
-                        "download` (or az) for this one.")
-        data = await reached.read(where)
+        size = await reached.size(where)
     except FilesFailure as failure:
         return _files_failed(failure, session)
-    name = "".join(c if c.isalnum() or c in "-._" else "_"
-                   for c in posixpath.basename(where)) or "file"
-    return Response(data, media_type="application/octet-stream",
-                    headers={**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(
+        _chunks(reached, where, size), media_type="application/octet-stream",
+        headers={**HEADERS, "Content-Length": str(size),
+                 "Content-Disposition": attachment(posixpath.basename(where))})
+
+
+async def _chunks(reached: Share, path: str, size: int) -> AsyncIterator[bytes]:
+    """The file's first ``size`` bytes (its length when the download began), a range at a
+    time. A failure once the answer has begun (the file deleted or cut meanwhile) ends
+    the stream short of its Content-Length: the browser reports the download failed."""
+    offset = 0
+    while offset < size:
+        try:
+            piece = await reached.read(path, offset, min(DOWNLOAD_CHUNK, size - offset))
+        except FilesFailure as failure:
+            log.warning("download of %s/%s stopped at byte %d: %s", reached.share, path,
+                        offset, failure)
+            return
+        if not piece:
+            return
+        yield piece
+        offset += len(piece)
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition naming ``filename`` as RFC 6266 says: ``filename*`` its
+    UTF-8 (percent-encoded, RFC 8187), ``filename`` an ASCII stand-in for old clients;
+    no quote, backslash, control character or path survives in either."""
+    name = "".join(c for c in filename.replace("\\", "/").rsplit("/", 1)[-1]
+                   if c.isprintable()).strip(" .") or "file"
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "-._ ") else "_"
+                    for c in name)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 @router.post("/storage/{subscription}/{resource_group}/{account}/{share}/upload")
