@@ -72,8 +72,8 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
     The other volumes, in this order after it: ``empty_dir`` (a mount path) an emptyDir
     named ``emptydir``; ``secrets`` (file name → base64 content) at ``secrets_mount_path``,
     named ``secrets``; ``git_repo`` (``repository``, ``mount_path``, optional
-    ``directory`` and ``revision``) named ``gitrepo``, as az's ``--secrets*`` and
-    ``--gitrepo-*`` flags make them."""
+    ``directory`` and ``revision``) named ``gitrepo`` (mounted only where ``mount_path``
+    is given), as az's ``--secrets*`` and ``--gitrepo-*`` flags make them."""
     env = [{"name": k, "value": v} for k, v in environment_variables or []]
     env += [{"name": k, "secureValue": v} for k, v in secure_environment_variables or []]
     container: dict[str, Any] = {
@@ -120,9 +120,11 @@ def group_body(*, name: str, image: str, location: str | None = None, cpu: float
         repo = {"repository": git_repo["repository"]}
         repo.update({k: git_repo[k] for k in ("directory", "revision") if git_repo.get(k)})
         volumes.append({"name": GIT_REPO_VOLUME, "gitRepo": repo})
-        mounts.append({"name": GIT_REPO_VOLUME, "mountPath": git_repo["mount_path"]})
+        if git_repo.get("mount_path"):  # az defines the volume unmounted without one
+            mounts.append({"name": GIT_REPO_VOLUME, "mountPath": git_repo["mount_path"]})
     if volumes:
         props["volumes"] = volumes
+    if mounts:
         container["volumeMounts"] = mounts
     if priority:
         props["priority"] = priority.capitalize()

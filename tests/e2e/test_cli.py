@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 from skiff.cli.main import main
 from skiff.client import SkiffClient
 from skiff.testing.catalog import BuiltImages
-from skiff.testing.server import RunningServer
+from skiff.testing.gitserver import git, git_daemon
+from skiff.testing.server import RunningServer, running_server
 from skiff.testing.waiting import eventually
 
 pytestmark = pytest.mark.root
@@ -268,3 +269,48 @@ def test_refused_create_from_a_file_prints_one_error_line(
     result = cli(skiff, "create", "-g", RG, "--file", str(path))
     assert result.exit_code == 1
     assert refused(result).startswith(f"ERROR: ({code}) ")
+
+
+def test_create_mounts_secrets_and_a_git_repository_as_az_s_flags_say(
+    tmp_path: Path, images: BuiltImages
+) -> None:
+    """--secrets at --secrets-mount-path and --gitrepo-url/-dir/-revision/-mount-path (a
+    repository served by a git daemon on the node's loopback, which the node allows) are
+    in the running container: a file per secret holding its value, the repository cloned
+    at the revision asked into the directory named, under the mount path; no secret value
+    is printed."""
+    work = tmp_path / "work"
+    git("init", "-q", "-b", "main", str(work))
+    (work / "app").mkdir()
+    (work / "app" / "hello.txt").write_text("cloned-at-the-first-commit\n")
+    git("add", "app", cwd=work)
+    git("commit", "-q", "-m", "first", cwd=work)
+    first = git("rev-parse", "HEAD", cwd=work)
+    (work / "app" / "hello.txt").write_text("the-second-commit\n")
+    git("commit", "-q", "-am", "second", cwd=work)
+    served = tmp_path / "served"
+    git("clone", "-q", "--bare", str(work), str(served / "repo.git"))
+    with git_daemon(served) as port, running_server(
+            tmp_path / "root", allow=(*images.endpoints, f"127.0.0.1:{port}")) as server:
+        script = ("for f in token note; do cat /mnt/secrets/$f; echo; done; "
+                  "cat /src/repo/app/hello.txt; sleep 300")
+        result = ok(cli(server, "create", "-g", RG, "-n", "volumes", "--image", images.bb,
+                        "--cpu", "0.1", "--memory", "0.1", "--command-line",
+                        f"sh -c '{script}'",
+                        "--secrets", "token=s3cret-value-77", "note=über geheim",
+                        "--secrets-mount-path", "/mnt/secrets",
+                        "--gitrepo-url", f"git://127.0.0.1:{port}/repo.git",
+                        "--gitrepo-dir", "repo", "--gitrepo-revision", first,
+                        "--gitrepo-mount-path", "/src"))
+        group = json.loads(result.stdout)
+        assert group["provisioningState"] == "Succeeded"
+        assert "s3cret-value-77" not in result.output
+        assert [v["name"] for v in group["volumes"]] == ["secrets", "gitrepo"]
+        assert group["volumes"][1]["gitRepo"] == {
+            "repository": f"git://127.0.0.1:{port}/repo.git", "directory": "repo",
+            "revision": first}
+        out = eventually(lambda: logs(server, "volumes"),
+                         until=lambda text: "cloned-at" in text,
+                         what="the container's output", timeout_s=30)
+        assert out.splitlines()[:3] == ["s3cret-value-77", "über geheim",
+                                        "cloned-at-the-first-commit"]

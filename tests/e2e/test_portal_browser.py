@@ -339,8 +339,10 @@ def test_create_from_the_yaml_tab(server: RunningServer, images: BuiltImages,
 def test_metrics_storage_usage_and_networks_pages(server: RunningServer, images: BuiltImages,
                                                   browser: Browser, tmp_path: Path) -> None:
     """The group page draws its metrics (a figure per metric, its table behind a
-    disclosure); the storage pages list an account and its share, a file uploaded into
-    the share is listed and downloads the same; the usage and the networks pages show a
+    disclosure; the group's network beside CPU and memory); the storage pages list an
+    account and its share, a file uploaded into the share is listed and downloads the
+    same, a directory is made, refused deletion while it holds a file (the data plane's
+    message on the confirmation), then emptied and deleted; the usage and the networks pages show a
     running group's cost and the subnet a network has. Each page passes axe."""
     resource_group(server)
     signed_in(browser, server)
@@ -380,6 +382,11 @@ def test_metrics_storage_usage_and_networks_pages(server: RunningServer, images:
             page.locator("#metrics").screenshot(path=str(tmp_path / "portal-metrics.png"))
             if os.environ.get("SKIFF_PORTAL_SCREENSHOTS"):
                 shutil.copy(tmp_path / "portal-metrics.png", DOCS / "portal-metrics.png")
+            network = page.locator("#chart-Network")
+            assert "Network (KiB/s)" in network.locator("figcaption").inner_text()
+            assert network.get_by_role("img").count() == 1
+            network.get_by_text("Network as a table").click()
+            assert network.get_by_role("columnheader", name="received").is_visible()
             browser.accessible()
 
             browser.goto("/portal/groups")
@@ -398,6 +405,32 @@ def test_metrics_storage_usage_and_networks_pages(server: RunningServer, images:
             with page.expect_download() as download:
                 page.get_by_role("link", name="Download hello.txt").click()
             assert Path(download.value.path()).read_bytes() == b"hello from the portal\n"
+
+            share = page.url.split("?")[0]
+            browser.submit("Make directory",
+                           lambda: page.get_by_label("New directory here").fill("notes"))
+            playwright.expect(page.get_by_role("status")).to_have_text("Made directory notes.")
+            browser.follow("notes/")
+            browser.submit("Upload", lambda: page.get_by_label("Upload a file here")
+                           .set_input_files(str(source)))
+            browser.goto(share)
+            browser.follow("Delete notes/")
+            browser.accessible()
+            browser.submit("Delete")
+            playwright.expect(page.get_by_role("alert")).to_have_text(
+                "DirectoryNotEmpty: The specified directory is not empty.")
+            browser.accessible()
+            browser.follow("Cancel")
+            browser.follow("notes/")
+            browser.follow("Delete hello.txt")
+            browser.submit("Delete")
+            playwright.expect(page.get_by_role("status")).to_have_text("Deleted hello.txt.")
+            browser.goto(share)
+            browser.follow("Delete notes/")
+            browser.submit("Delete")
+            playwright.expect(page.get_by_role("status")).to_have_text("Deleted notes.")
+            assert page.get_by_role("link", name="notes/").count() == 0
+            browser.accessible()
 
             browser.follow("Usage and cost")
             assert page.get_by_role("row", name="charted").count() == 1

@@ -12,7 +12,6 @@ import os
 import socket
 import stat
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from skiff.errors import (
     UnsupportedVolumeType,
 )
 from skiff.settings import VolumeSettings
+from skiff.testing.gitserver import git, git_daemon
 from skiff.testing.registry import free_port
 
 GROUP = "g1"
@@ -114,15 +114,6 @@ class GitServer:
     second: str  # the second commit: main's tip
 
 
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "GIT_CONFIG_GLOBAL": os.devnull,
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True)
-    return done.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     """A bare repository with two commits, a tag and a branch, served by ``git daemon``."""
@@ -143,34 +134,8 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     served = base / "served"
     git("clone", "-q", "--bare", str(work), str(served / "repo.git"))
 
-    port = free_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--export-all", f"--base-path={served}", "--listen=127.0.0.1",
-         f"--port={port}", "--reuseaddr", "--verbose", "--log-destination=stderr", str(served)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
-
-    def drain() -> None:  # the daemon says when it listens; its log must not fill the pipe
-        assert daemon.stderr is not None
-        for line in daemon.stderr:
-            if "Ready to rumble" in line:
-                ready.set()
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(timeout=15):
-            raise RuntimeError(f"git daemon did not start (exit {daemon.poll()})")
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with git_daemon(served) as port:
         yield GitServer(f"git://127.0.0.1:{port}/repo.git", port, first, second)
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        reader.join(timeout=10)
 
 
 def head(repo: Path) -> str:

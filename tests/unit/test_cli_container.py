@@ -782,3 +782,75 @@ def test_azure_file_flags_make_az_s_volume_and_mount() -> None:
         azure_file_flags(share="data", account="acct", key=None, mount_path="/m")
     with pytest.raises(InvalidArgument, match="--azure-file-volume-mount-path"):
         azure_file_flags(share="data", account="acct", key="k", mount_path=None)
+
+
+def test_secrets_and_gitrepo_flags_put_az_s_volumes_and_mounts() -> None:
+    """--secrets (space-separated, base64 of each value, a later key winning) at
+    --secrets-mount-path and the --gitrepo-* flags give az's body: volumes named
+    secrets and gitrepo after azurefile, each mounted at its path; no secret value is
+    printed."""
+    arm = FakeArm()
+    result = ok(run(arm, "create", "-g", "rg", "-n", "app", "--image", "alpine",
+                    "--secrets", "token=s3cr=t", "empty=", "note=héllo", "token=hunter22",
+                    "--secrets-mount-path", "/mnt/secrets",
+                    "--gitrepo-url", "https://example.test/repo.git", "--gitrepo-dir", "repo",
+                    "--gitrepo-revision", "0123abc", "--gitrepo-mount-path", "/src",
+                    "--azure-file-volume-share-name", "data",
+                    "--azure-file-volume-account-name", "acct",
+                    "--azure-file-volume-account-key", "k3y",
+                    "--azure-file-volume-mount-path", "/data"))
+    props = arm.bodies("PUT")[0]["properties"]
+    assert props["volumes"] == [
+        {"name": "azurefile", "azureFile": {"shareName": "data", "storageAccountName": "acct",
+                                            "storageAccountKey": "k3y"}},
+        {"name": "secrets", "secret": {"token": "aHVudGVyMjI=", "empty": "",
+                                       "note": "aMOpbGxv"}},
+        {"name": "gitrepo", "gitRepo": {"repository": "https://example.test/repo.git",
+                                        "directory": "repo", "revision": "0123abc"}}]
+    assert props["containers"][0]["properties"]["volumeMounts"] == [
+        {"name": "azurefile", "mountPath": "/data"},
+        {"name": "secrets", "mountPath": "/mnt/secrets"},
+        {"name": "gitrepo", "mountPath": "/src"}]
+    assert "hunter22" not in result.output
+    arm = FakeArm()
+    ok(run(arm, "create", "-g", "rg", "-n", "app", "--image", "alpine", "--gitrepo-url",
+           "https://example.test/repo.git", "-o", "none"))
+    props = arm.bodies("PUT")[0]["properties"]
+    assert props["volumes"] == [{"name": "gitrepo", "gitRepo": {
+        "repository": "https://example.test/repo.git"}}]
+    assert "volumeMounts" not in props["containers"][0]["properties"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--secrets", "a=1"], "Please specify --secrets --secrets-mount-path to enable secrets "
+                           "volume mount."),
+    (["--secrets-mount-path", "/s"], "Please specify --secrets --secrets-mount-path"),
+    (["--secrets", "novalue", "--secrets-mount-path", "/s"],
+     "Secrets need to be specified in key=value format."),
+    (["--secrets", "a=1", "--secrets-mount-path", "C:/s"],
+     "The volume mount path cannot contain ':'"),
+    (["--gitrepo-mount-path", "/src"], "Please specify --gitrepo-url (--gitrepo-dir "
+                                       "--gitrepo-revision) to enable Git Repo volume mount."),
+    (["--gitrepo-dir", "d"], "Please specify --gitrepo-url"),
+    (["--gitrepo-url", "https://x.test/r.git", "--gitrepo-dir", "a/../b"],
+     "The git repo directory cannot contain '..'"),
+    (["--gitrepo-url", "https://x.test/r.git", "--gitrepo-mount-path", "/a:b"],
+     "The volume mount path cannot contain ':'"),
+])
+def test_secrets_and_gitrepo_flags_refused_as_az_refuses_them(args: list[str],
+                                                              message: str) -> None:
+    """Each incomplete or bad volume flag is one error line, before any request, and never
+    shows a secret's value."""
+    arm = FakeArm()
+    result = run(arm, "create", "-g", "rg", "-n", "app", "--image", "alpine", *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert arm.requests == []
+
+
+def test_create_help_names_the_secret_and_gitrepo_flags() -> None:
+    """--help documents every new flag as az words it."""
+    result = CliRunner().invoke(main, ["container", "create", "--help"])
+    for flag in ("--secrets KEY=VALUE", "--secrets-mount-path", "--gitrepo-url",
+                 "--gitrepo-dir", "--gitrepo-revision", "--gitrepo-mount-path"):
+        assert flag in result.output

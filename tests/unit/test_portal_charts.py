@@ -1,6 +1,7 @@
 """The group page's metrics charts: the API's Azure Monitor answer drawn as SVG on the
-server (a line per container, a gap where nothing was sampled, axes a person can read),
-with the same values in a table, for the range chosen."""
+server (a line per container, a gap where nothing was sampled, axes a person can read;
+the group's network received and transmitted as two lines of one chart), with the same
+values in a table, for the range chosen."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import re
 import time
 from typing import Any
 
-from skiff.portal.charts import chart, charts, nice_ceiling, query_of
+from skiff.portal.charts import (
+    chart,
+    charts,
+    network_chart,
+    network_query_of,
+    nice_ceiling,
+    query_of,
+)
 from skiff.store.timeseries import Point
 from skiff.testing.inprocess import InProcessClient
 from tests.unit.test_portal import (  # noqa: F401  (fixtures)
@@ -86,19 +94,52 @@ def test_the_group_page_draws_its_containers_metrics(served: Served,  # noqa: F8
     now = int(time.time()) // 60 * 60
     for i in range(10):
         served.plane.metrics.record(now - 600 + 60 * i, [
-            Point(record.uid, "c", 120.0 + i, 8 * 1048576.0)])
+            Point(record.uid, "c", 120.0 + i, 8 * 1048576.0),
+            Point(record.uid, "", 3 * 1024.0, 5 * 1024.0)])
     sign_in(browser, admin_token)
     page = browser.get(
         "/portal/groups/00000000-0000-0000-0000-0000000000a1/rg/charted?range=6h").text
     assert re.search(r'<a href="[^"]*\?range=6h#metrics" aria-current="true">', page)
-    for name, caption in (("CpuUsage", "CPU (millicores)"), ("MemoryUsage", "Memory (MiB)")):
+    for name, caption in (("CpuUsage", "CPU (millicores)"), ("MemoryUsage", "Memory (MiB)"),
+                          ("Network", "Network (KiB/s)")):
         figure = page.split(f'<figure class="chart" id="chart-{name}">')[1].split("</figure>")[0]
         assert caption in figure
         assert "<polyline" in figure
         assert 'role="img"' in figure
     assert "<td class=\"num\">8</td>" in page
+    network = page.split('<figure class="chart" id="chart-Network">')[1].split("</figure>")[0]
+    assert "received 3 KiB/s now, transmitted 5 KiB/s now" in network
+    assert re.search(r'<td class="num">3</td><td class="num">5</td></tr>', network)
     assert not charts({"value": []})
     [empty] = charts({"timespan": "2026-01-01T10:00:00Z/2026-01-01T11:00:00Z",
                       "value": [{"name": {"value": "CpuUsage"}, "timeseries": []}]})
     assert empty.empty
     assert [label for _, label in empty.x_ticks] == ["10:00", "10:30", "11:00"]
+
+
+def test_the_network_chart_draws_received_and_transmitted_per_group() -> None:
+    """The two network metrics (no dimension) become one chart in KiB/s, a line each,
+    received first; their query asks no split (the API refuses one); an answer without
+    them draws no network chart."""
+    def group_metric(name: str, values: list[float | None]) -> dict[str, Any]:
+        found = metric(name, {"": values})
+        found["timeseries"][0]["metadatavalues"] = []
+        return found
+
+    drawn = network_chart({"value": [
+        group_metric("NetworkBytesTransmittedPerSecond", [2048.0, None, 512.0]),
+        group_metric("NetworkBytesReceivedPerSecond", [10240.0, 20480.0, None])]})
+    assert drawn is not None
+    assert (drawn.metric, drawn.title, drawn.unit) == ("Network", "Network", "KiB/s")
+    assert drawn.containers == ("received", "transmitted")
+    assert [(line.container, line.last) for line in drawn.lines] == [
+        ("received", "20"), ("transmitted", "0.5")]
+    assert drawn.rows[0] == ("2026-01-01 10:00", ("10", "2"))
+    assert drawn.rows[2] == ("2026-01-01 10:02", ("", "0.5"))
+    assert [label for _, label in drawn.y_ticks] == ["0", "10", "20"]
+    assert network_chart({"value": [metric("CpuUsage", {"c": [1.0]})]}) is None
+    params = network_query_of("6h")
+    assert params["metricnames"] == \
+        "NetworkBytesReceivedPerSecond,NetworkBytesTransmittedPerSecond"
+    assert "$filter" not in params
+    assert (params["timespan"], params["interval"]) == ("PT6H", "PT5M")

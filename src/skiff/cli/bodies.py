@@ -8,12 +8,13 @@ send the API the same body az would. The body itself is
 only the command line has, pure functions of their arguments and testable
 without a server or a click context: the checks az makes on the network
 flags before anything is created, the ``key=value`` lists, the registry an
-image names, the identities and file share flags, and a YAML file read from
-disk.
+image names, the identities, the file share, secret and gitRepo volume flags,
+and a YAML file read from disk.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,60 @@ def azure_file_flags(*, share: str | None, account: str | None, key: str | None,
     if not mount_path:
         raise InvalidArgument("Please specify --azure-file-volume-mount-path to use Azure "
                               "File volume mount.")
+    _check_mount_path(mount_path)
     return {"share": share, "account": account, "key": key, "mount_path": mount_path}
+
+
+def _check_mount_path(path: str | None) -> None:
+    """az's check of a volume's mount path (it makes it of --azure-file-volume-mount-path
+    alone; skiff of every mount path flag)."""
+    if path and ":" in path:
+        raise InvalidArgument("The volume mount path cannot contain ':'")
+
+
+def secrets_flags(values: tuple[str, ...], mount_path: str | None
+                  ) -> tuple[dict[str, str], str] | None:
+    """``--secrets`` (``file=content`` pairs) and ``--secrets-mount-path`` as az reads
+    them: a secret volume whose files hold the contents, base64-encoded in the body (az
+    encodes ASCII only; skiff encodes UTF-8, of which ASCII is a part); a later pair of the
+    same name wins, as az's dictionary. Secrets without a mount path are refused as az
+    refuses them; a mount path without secrets too (az ignores it: skiff says so)."""
+    if not values:
+        if mount_path:
+            raise InvalidArgument("Please specify --secrets --secrets-mount-path to enable "
+                                  "secrets volume mount.")
+        return None
+    found: dict[str, str] = {}
+    for value in values:
+        name, sep, content = value.partition("=")
+        if not sep:
+            raise InvalidArgument("Secrets need to be specified in key=value format.")
+        found[name] = base64.b64encode(content.encode("utf-8")).decode("ascii")
+    if not mount_path:
+        raise InvalidArgument("Please specify --secrets --secrets-mount-path to enable "
+                              "secrets volume mount.")
+    _check_mount_path(mount_path)
+    return found, mount_path
+
+
+def gitrepo_flags(*, url: str | None, directory: str | None, revision: str | None,
+                  mount_path: str | None) -> dict[str, str] | None:
+    """The --gitrepo-* flags as az reads them: a gitRepo volume of the repository's URL
+    (optional directory, revision), mounted at the mount path if one is given (az then
+    defines the volume unmounted, as skiff does). The others without --gitrepo-url are
+    refused with az's message (az refuses the mount path alone and ignores the rest)."""
+    if not url:
+        if directory or revision or mount_path:
+            raise InvalidArgument("Please specify --gitrepo-url (--gitrepo-dir "
+                                  "--gitrepo-revision) to enable Git Repo volume mount.")
+        return None
+    if directory and ".." in directory:
+        raise InvalidArgument("The git repo directory cannot contain '..'")
+    _check_mount_path(mount_path)
+    found = {"repository": url, "directory": directory or "", "revision": revision or ""}
+    if mount_path:
+        found["mount_path"] = mount_path
+    return found
 
 
 def check_ports(ports: tuple[int, ...], *, has_ip: bool) -> None:

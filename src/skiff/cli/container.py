@@ -37,9 +37,11 @@ from skiff.cli.bodies import (
     body_from_file,
     check_network_flags,
     check_ports,
+    gitrepo_flags,
     identity_body,
     parse_pairs,
     registry_server,
+    secrets_flags,
 )
 from skiff.cli.common import (
     AzCommand,
@@ -162,6 +164,24 @@ def container(ctx: click.Context) -> None:
 @click.option("--azure-file-volume-mount-path",
               help="The path within the container where the azure file volume should be "
                    "mounted. Must not contain colon ':'.")
+@click.option("--secrets", multiple=True, metavar="KEY=VALUE [KEY=VALUE ...]",
+              help="Space-separated secrets in 'key=value' format: each a file named key "
+                   "holding value, in a secret volume mounted at --secrets-mount-path "
+                   "(needed with it).")
+@click.option("--secrets-mount-path",
+              help="The path within the container where the secrets volume should be "
+                   "mounted. Must not contain colon ':'.")
+@click.option("--gitrepo-url",
+              help="The URL of a git repository to be mounted as a volume (cloned before "
+                   "the containers start).")
+@click.option("--gitrepo-dir",
+              help="The target directory path in the git repository. Must not contain "
+                   "'..'.")
+@click.option("--gitrepo-revision",
+              help="The commit hash for the specified revision.")
+@click.option("--gitrepo-mount-path",
+              help="The path within the container where the git repo volume should be "
+                   "mounted. Must not contain colon ':'.")
 @click.option("--assign-identity", "assign_identity", multiple=True, is_flag=False,
               flag_value=SYSTEM_IDENTITY, metavar="[ID ...]",
               help="Space-separated identities to assign: [system] for the group's own "
@@ -189,7 +209,10 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
            subnet_address_prefix: str, azure_file_volume_share_name: str | None,
            azure_file_volume_account_name: str | None,
            azure_file_volume_account_key: str | None,
-           azure_file_volume_mount_path: str | None, assign_identity: tuple[str, ...],
+           azure_file_volume_mount_path: str | None, secrets: tuple[str, ...],
+           secrets_mount_path: str | None, gitrepo_url: str | None, gitrepo_dir: str | None,
+           gitrepo_revision: str | None, gitrepo_mount_path: str | None,
+           assign_identity: tuple[str, ...],
            profile_ref: str | None, profile_revision: int | None, no_wait: bool, output: str,
            query: Any) -> None:
     """Create a container group.
@@ -208,11 +231,14 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
       skiff container create -g MyResourceGroup --name myapp -f containerGroup.yaml
       skiff container create -g MyResourceGroup --name myapp --profile web --profile-revision 2
       skiff container create -g MyResourceGroup --name myapp --image alpine --azure-file-volume-share-name myshare --azure-file-volume-account-name mystorageaccount --azure-file-volume-account-key KEY --azure-file-volume-mount-path /data
+      skiff container create -g MyResourceGroup --name myapp --image alpine --secrets mysecret1=mystring1 mysecret2=mystring2 --secrets-mount-path /mnt/secrets
+      skiff container create -g MyResourceGroup --name myapp --image alpine --gitrepo-url https://github.com/user/myrepo.git --gitrepo-dir ./dir1 --gitrepo-mount-path /src
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --assign-identity
       skiff container create -g MyResourceGroup --name myapp --image myimage:latest --assign-identity [system] /subscriptions/mySubscriptionId/resourceGroups/myRG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/myID
     """  # noqa: E501
     keep_secret(registry_password, azure_file_volume_account_key,
-                *(v.partition("=")[2] for v in secure_environment_variables))
+                *(v.partition("=")[2] for v in secure_environment_variables),
+                *(v.partition("=")[2] for v in secrets))
     body: dict[str, Any] = {}
     # The flags' body waits for the subnet's id, known once the client has found or made it.
     build: Callable[..., dict[str, Any]] | None = None
@@ -240,6 +266,11 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
                                       account=azure_file_volume_account_name,
                                       key=azure_file_volume_account_key,
                                       mount_path=azure_file_volume_mount_path)
+        secret_volume = secrets_flags(secrets, secrets_mount_path)
+        if secret_volume is not None:
+            keep_secret(*secret_volume[0].values())  # as sent (base64): never echoed either
+        git_repo = gitrepo_flags(url=gitrepo_url, directory=gitrepo_dir,
+                                 revision=gitrepo_revision, mount_path=gitrepo_mount_path)
         if (registry_username or registry_password) and not registry_login_server:
             registry_login_server = registry_server(image)
             if registry_login_server is None:
@@ -265,7 +296,10 @@ def create(resource_group: str, name: str | None, image: str | None, file: Path 
                                                 "--secure-environment-variables"),
             registry_login_server=registry_login_server, registry_username=registry_username,
             registry_password=registry_password, os_type=os_type, isolation=isolation,
-            azure_file=azure_file, priority=priority, sku=sku)
+            azure_file=azure_file, priority=priority, sku=sku,
+            secrets=None if secret_volume is None else secret_volume[0],
+            secrets_mount_path=None if secret_volume is None else secret_volume[1],
+            git_repo=git_repo)
     with new_client() as client:
         if profile_ref and "/" not in profile_ref:  # a name: the group's resource group's
             body["properties"]["containerGroupProfile"]["id"] = client.profile_url(

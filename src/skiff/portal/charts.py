@@ -1,9 +1,13 @@
-"""A group's CPU and memory over time, as charts drawn on the server: pure functions.
+"""A group's CPU, memory and network over time, as charts drawn on the server: pure
+functions.
 
-The group page asks the API's Azure Monitor metrics (``CpuUsage`` and ``MemoryUsage``
-split by ``containerName``, as ``az monitor metrics list --dimension containerName``
-does) and this module turns the answer into what the template draws: one line per
-container in SVG coordinates, the axes' labels, and the same values as rows for the
+The group page asks the API's Azure Monitor metrics twice: ``CpuUsage`` and
+``MemoryUsage`` split by ``containerName`` (as ``az monitor metrics list --dimension
+containerName`` does), and ``NetworkBytesReceivedPerSecond`` and
+``NetworkBytesTransmittedPerSecond``, which ACI measures per group and which take no
+dimension (a split is refused, as in Azure). This module turns the answers into what
+the template draws: one line per container (the network chart: one for received and
+one for transmitted) in SVG coordinates, the axes' labels, and the same values as rows for the
 data table that stands in for the picture (a screen reader, a copy). No chart library
 and no script: the page's Content-Security-Policy allows no inline style, and SVG
 presentation attributes and classes need none.
@@ -32,6 +36,15 @@ METRICS: dict[str, tuple[str, str, float]] = {
     "CpuUsage": ("CPU", "millicores", 1.0),
     "MemoryUsage": ("Memory", "MiB", 1024.0 * 1024.0),
 }
+#: The group's network metrics (no dimension), drawn as one chart: the API's name →
+#: its line's name.
+NETWORK_METRICS: dict[str, str] = {
+    "NetworkBytesReceivedPerSecond": "received",
+    "NetworkBytesTransmittedPerSecond": "transmitted",
+}
+#: The network chart's id, title, unit and divisor (bytes per second → KiB/s).
+NETWORK = "Network"
+_DRAWN = {**METRICS, NETWORK: ("Network", "KiB/s", 1024.0)}
 #: The drawing's size in SVG units (the page scales it to its width), and its margins
 #: for the axes' labels.
 WIDTH, HEIGHT = 640, 220
@@ -103,9 +116,9 @@ def _number(value: float) -> str:
 
 def chart(name: str, metric: Mapping[str, Any],
           span: tuple[datetime, datetime] | None = None) -> Chart:
-    """The chart of one metric of the API's answer (``name``: a key of METRICS);
-    ``span``: the answer's timespan, the time axis when no series has a point."""
-    title, unit, divisor = METRICS[name]
+    """The chart of one metric of the API's answer (``name``: a key of METRICS, or
+    NETWORK); ``span``: the answer's timespan, the time axis when no series has a point."""
+    title, unit, divisor = _DRAWN[name]
     series = {c: [(t, None if v is None else v / divisor) for t, v in points]
               for c, points in sorted(series_of(metric).items())}
     times = sorted({t for points in series.values() for t, _ in points})
@@ -154,12 +167,31 @@ def chart(name: str, metric: Mapping[str, Any],
 
 def charts(answer: Mapping[str, Any]) -> list[Chart]:
     """The charts of a metrics answer, in METRICS' order (those it lacks left out)."""
+    by_name, span = _by_name(answer)
+    return [chart(name, by_name[name], span) for name in METRICS if name in by_name]
+
+
+def network_chart(answer: Mapping[str, Any]) -> Chart | None:
+    """The network chart of a metrics answer: a line for the bytes received per second,
+    one for those transmitted (None: the answer has neither)."""
+    by_name, span = _by_name(answer)
+    found = [(line, by_name[name]) for name, line in NETWORK_METRICS.items()
+             if name in by_name]
+    if not found:
+        return None
+    series = [{"metadatavalues": [{"value": line}], "data": s.get("data") or []}
+              for line, metric in found for s in (metric.get("timeseries") or [])[:1]]
+    return chart(NETWORK, {"timeseries": series}, span)
+
+
+def _by_name(answer: Mapping[str, Any]
+             ) -> tuple[dict[str, Mapping[str, Any]], tuple[datetime, datetime] | None]:
+    """A metrics answer's metrics by name, and its timespan (None: none, or not one)."""
     by_name = {str((m.get("name") or {}).get("value", "")): m
                for m in answer.get("value") or []}
     first, _, last = str(answer.get("timespan") or "").partition("/")
     start, end = parse_time(first), parse_time(last)
-    span = (start, end) if start and end and end > start else None
-    return [chart(name, by_name[name], span) for name in METRICS if name in by_name]
+    return by_name, (start, end) if start and end and end > start else None
 
 
 def _dot(point: str) -> str:
@@ -179,6 +211,14 @@ def query_of(range_word: str) -> tuple[str, dict[str, str]]:
     return word, {"metricnames": ",".join(METRICS), "timespan": timespan,
                   "interval": interval, "aggregation": "Average",
                   "$filter": "containerName eq '*'"}
+
+
+def network_query_of(range_word: str) -> dict[str, str]:
+    """The network metrics query's parameters for a range (as :func:`query_of`'s, with
+    no ``$filter``: the group's metrics have no dimension)."""
+    _, params = query_of(range_word)
+    params.pop("$filter")
+    return {**params, "metricnames": ",".join(NETWORK_METRICS)}
 
 
 def labels(ranges: Sequence[str] = tuple(RANGES)) -> dict[str, str]:

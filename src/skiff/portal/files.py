@@ -113,8 +113,22 @@ class Share:
         answer = await self.request("HEAD", path)
         return int(answer.headers.get("content-length", "0"))
 
-    async def read(self, path: str) -> bytes:
-        return (await self.request("GET", path)).content
+    async def read(self, path: str, start: int = 0, length: int | None = None) -> bytes:
+        """A file's bytes: all of it, or ``length`` of them from ``start`` (a Get Range)."""
+        if length is None and not start:
+            return (await self.request("GET", path)).content
+        end = "" if length is None else str(start + length - 1)
+        return (await self.request("GET", path,
+                                   headers={"x-ms-range": f"bytes={start}-{end}"})).content
+
+    async def make_directory(self, path: str) -> None:
+        """Create the directory at ``path`` (its parent must exist)."""
+        await self.request("PUT", path, params={"restype": "directory"}, headers=_smb())
+
+    async def delete(self, path: str, *, directory: bool) -> None:
+        """Delete the file, or the (empty) directory, at ``path``."""
+        await self.request("DELETE", path,
+                           params={"restype": "directory"} if directory else None)
 
     async def write(self, path: str, data: bytes) -> None:
         """Create (or replace) the file at ``path`` with ``data``, a range at a time."""

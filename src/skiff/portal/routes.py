@@ -293,9 +293,14 @@ async def group(subscription: str, resource_group: str, name: str,
     if allowed.allows("Microsoft.Insights/metrics/read"):
         shown_range, params = charts.query_of(request.query_params.get("range", ""))
         try:
+            metrics_path = f"{path}/providers/Microsoft.Insights/metrics"
             metrics = charts.charts(await _arm(request, session).get(
-                f"{path}/providers/Microsoft.Insights/metrics", version=METRICS_VERSION,
-                params=params))
+                metrics_path, version=METRICS_VERSION, params=params))
+            network = charts.network_chart(await _arm(request, session).get(
+                metrics_path, version=METRICS_VERSION,
+                params=charts.network_query_of(shown_range)))
+            if network is not None:
+                metrics.append(network)
         except ArmFailure as failure:
             if failure.status == 401:
                 return _sign_in_again()
