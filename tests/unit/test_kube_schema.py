@@ -102,3 +102,24 @@ def test_a_broken_manifest_is_caught() -> None:
     pod["spec"]["containers"][0]["volumeMounts"][0]["name"] = "missing"
     with pytest.raises(AssertionError):
         check_group(objects)
+
+
+def test_a_gpu_groups_pod_with_its_node_affinity_is_valid() -> None:
+    """The GPU sample placed on the nodes of its SKU (as the engine places it, knowing the
+    cluster's product labels) passes; the API server's rules for extended resources and
+    node selector requirements are checked, and can fail."""
+    group_name, body = GROUPS["gpu"]
+    objects = group_objects(copy.deepcopy(body), group_name,
+                            gpu_products=["NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-NVL"])[1:]
+    check_group(objects)
+    pod = next(o for o in objects if o["kind"] == "Pod")
+    resources = pod["spec"]["containers"][0]["resources"]
+    resources["requests"]["nvidia.com/gpu"] = "1"  # a request that is not the limit
+    with pytest.raises(AssertionError):
+        check_group(objects)
+    del resources["requests"]["nvidia.com/gpu"]
+    term = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    term["matchExpressions"][0]["values"] = []  # In without values
+    with pytest.raises(AssertionError):
+        check_group(objects)
