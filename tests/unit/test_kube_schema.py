@@ -2,7 +2,7 @@
 
 The matrix: the ACI YAML samples in kube_samples/ (ports, probes, each kind of volume,
 secure values, init containers, a sandbox, a virtual network, security contexts, a
-private registry), the groups the e2e tests create (as their modules build them), and
+private registry, GPUs), the groups the e2e tests create (as their modules build them), and
 the models' feature-rich test body. Each group's objects are checked strictly against
 the OpenAPI schemas of Kubernetes 1.30 and 1.37 (kubernetes-validate) and by the API
 server's rules the schema lacks (skiff.testing.kube.check_group). No cluster is involved.

@@ -21,8 +21,17 @@ How it keeps the protocol's promises:
   server per request; :mod:`skiff.kube.status` translates.
 - **The reconciler owns the objects**: the Pod watch seeing a group's Pod deleted by
   someone else (the group neither stopped, restarted nor deleted by skiff) makes it
-  again from the anchor, or the whole group again from its spec where the anchor went
-  too; the Service, and so the group's public address, stays throughout.
+  again from the anchor; the Service, and so the group's public address, stays. Where
+  the anchor went too (its dependents with it), the whole group is made again from the
+  spec last run or, since a restart of skiff, from the store's (``recall``); an anchor
+  gone while no skiff ran is found when the control plane first runs the group and the
+  store says it was deployed. Its Service is then a new one: a ``GroupRecreated``
+  Warning event says the address may have changed.
+- **GPUs** (:mod:`skiff.kube.gpus`): capacity by SKU from the Ready nodes' allocatable
+  ``nvidia.com/gpu`` and GFD's product labels; a GPU group's Pod gets the node affinity
+  of the product labels of its SKU's nodes, listed when it is applied (a SKU no node
+  has: 409 ServiceUnavailable). A Pod no node can take yet is returned by run() at once,
+  Pending (:mod:`skiff.kube.status`).
 - **stop** deletes the Pod and keeps the anchor and the Service (ACI's stopped group
   keeps its definition); **start** makes the Pod again; **restart** deletes and makes it;
   **delete** deletes the anchor, whose dependents Kubernetes' garbage collector deletes,
