@@ -334,6 +334,17 @@ def kube_recall(store: Store) -> Callable[[str], GroupSpec | None]:
     return recall
 
 
+def cluster_gpu_words(engine: Engine) -> str:
+    """The cluster's GPUs by SKU for serve's start-up line (``the cluster's GPUs: 8
+    H100``); a cluster that does not answer is said so, not fatal here."""
+    from skiff.core.gpus import describe
+
+    try:
+        return f"the cluster's GPUs: {describe(engine.capacity().gpu_skus)}"
+    except SkiffError as exc:
+        return f"the cluster's GPUs not read: {exc.message}"
+
+
 def _kube_engine(kube: KubeSettings, store: Store, settings: Settings) -> KubeEngine:
     from skiff.kube.engine import KubeEngine
 
@@ -507,9 +518,9 @@ def serve(settings: Settings, *, kube: KubeSettings | None = None) -> None:
                                 proxy_headers=False,  # the client is the peer, not a header
                                 timeout_graceful_shutdown=5)
         log.info("skiff serves %s", server.plane.base_url)
-        # The node's NVIDIA GPUs (the kubernetes backend offers none yet).
+        # The node's NVIDIA GPUs, or the cluster's by SKU.
         gpus = (gpu_summary(server.node.gpus.gpus) if server.node is not None
-                else "no GPUs offered on the kubernetes backend")
+                else cluster_gpu_words(server.plane.engine))
         log.info("GPUs: %s", gpus)
         print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root}; "
               f"{gpus})", flush=True)

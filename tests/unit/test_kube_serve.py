@@ -191,3 +191,19 @@ def test_gpu_skus_of_the_clusters_nodes_are_offered_and_admitted(
         assert refused.status_code == 409, refused.text
         assert refused.json()["error"]["code"] == "ServiceUnavailable"
         assert "8 H100" in refused.json()["error"]["message"]
+
+
+def test_the_start_up_line_names_the_clusters_gpus(fake: FakeKubeApi, server: Server) -> None:
+    """serve's start-up words on this backend: the cluster's GPUs by SKU; a cluster that
+    does not answer is said so, without failing."""
+    from skiff.errors import ClusterError
+    from skiff.server import cluster_gpu_words
+
+    class Unreachable:
+        def capacity(self) -> None:
+            raise ClusterError("the API server did not answer: connection refused")
+
+    fake.add_node("l4", gpus=2, gpu_product="NVIDIA-L4")
+    assert cluster_gpu_words(server.plane.engine) == "the cluster's GPUs: 2 L4"
+    assert cluster_gpu_words(Unreachable()) == (  # type: ignore[arg-type]
+        "the cluster's GPUs not read: the API server did not answer: connection refused")
