@@ -672,3 +672,21 @@ def test_an_anchor_deleted_while_no_skiff_ran_is_recreated_by_the_first_run(
         assert "GroupRecreated" not in [e.name for e in fresh.events]
     finally:
         again.close()
+
+
+def test_a_gpu_pod_made_again_is_placed_on_its_skus_nodes_as_they_are_now(
+        fake: FakeKubeApi, engine: KubeEngine) -> None:
+    """The H100 pools replaced by another H100 product, then the Pod deleted by hand: the
+    Pod made again from the anchor names the new pool's label, not the gone ones'."""
+    add_gpu_nodes(fake)
+    engine.run(gpu_group())
+    first = uid(fake, "pods", "train")
+    fake.add_node("h100-c", gpus=8, gpu_product="NVIDIA-H100-PCIe")
+    fake.delete("nodes", "", "h100-a")
+    fake.delete("nodes", "", "h100-b")
+    fake.delete("pods", NS, "train")
+    eventually(lambda: uid(fake, "pods", "train") not in (None, first), what="made again")
+    pod = fake.get("pods", NS, "train")
+    assert pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"][0]["values"] == ["NVIDIA-H100-PCIe"]

@@ -535,7 +535,7 @@ class KubeEngine:
             return
         if current is not None:
             self._delete_pod(group, current)
-        self._create_pod(group)
+        self._create_pod(group, placed=True)
 
     def _record_recreated(self, group: _Group, namespace: str) -> None:
         """Log and record that the group's objects are made again. Its Service is new
@@ -571,8 +571,19 @@ class KubeEngine:
             meta["ownerReferences"] = list(owners.values())
         self.cluster.apply(policy)
 
-    def _create_pod(self, group: _Group) -> None:
+    def _create_pod(self, group: _Group, *, placed: bool = False) -> None:
+        """Create the group's Pod as the anchor keeps it; a GPU Pod not ``placed`` just
+        now (a start, restart or repair from the anchor) gets the node affinity of its
+        SKU's nodes as they are now, where any are: a pool replaced since it was applied
+        does not leave it waiting for nodes that are gone."""
         pod = objects.own(json.loads(json.dumps(group.pod)), group.name, group.anchor_uid)
+        sku = (pod["metadata"].get("annotations") or {}).get(objects.GPU_SKU_ANNOTATION)
+        if sku and not placed:
+            found = self._cluster_gpus()
+            affinity = gpus.node_affinity(sku, found.products) if found.counts.get(sku) \
+                else None
+            if affinity is not None:
+                pod["spec"]["affinity"] = affinity
         try:
             made = self.cluster.create(pod)
         except ClusterError as exc:
