@@ -309,12 +309,48 @@ def kube_locate(store: Store, settings: Settings) -> Callable[[GroupSpec], Where
     return locate
 
 
+def kube_recall(store: Store) -> Callable[[str], GroupSpec | None]:
+    """The spec of a group from its record, for the kubernetes backend to make again a
+    group whose anchor went behind its back: only a group deployed (its deployment not
+    under way) that should run (desired running, not evicted); None otherwise, and for
+    a group whose body or subnet no longer reads (the reconciler says why)."""
+    from skiff.control.reconciler import subnet_placement
+    from skiff.models import ContainerGroupBody, to_engine_spec
+
+    def recall(group_id: str) -> GroupSpec | None:
+        record = store.get_group_by_uid(group_id)
+        if record is None or record.desired != "running" or record.evicted \
+                or record.provisioning_state in ("Pending", "Creating"):
+            return None
+        try:
+            body = ContainerGroupBody.from_stored(record.body)
+            return to_engine_spec(body, group_id=record.uid, name=record.engine_name,
+                                  subnet=subnet_placement(store, record))
+        except SkiffError as exc:
+            log.warning("container group %s cannot be made again from its record: %s",
+                        record.name, exc.message)
+            return None
+
+    return recall
+
+
+def cluster_gpu_words(engine: Engine) -> str:
+    """The cluster's GPUs by SKU for serve's start-up line (``the cluster's GPUs: 8
+    H100``); a cluster that does not answer is said so, not fatal here."""
+    from skiff.core.gpus import describe
+
+    try:
+        return f"the cluster's GPUs: {describe(engine.capacity().gpu_skus)}"
+    except SkiffError as exc:
+        return f"the cluster's GPUs not read: {exc.message}"
+
+
 def _kube_engine(kube: KubeSettings, store: Store, settings: Settings) -> KubeEngine:
     from skiff.kube.engine import KubeEngine
 
     if kube.disk_bytes is None and settings.disks.group_bytes:
         kube = dataclasses.replace(kube, disk_bytes=settings.disks.group_bytes)
-    return KubeEngine(kube, locate=kube_locate(store, settings))
+    return KubeEngine(kube, locate=kube_locate(store, settings), recall=kube_recall(store))
 
 
 def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
@@ -482,9 +518,9 @@ def serve(settings: Settings, *, kube: KubeSettings | None = None) -> None:
                                 proxy_headers=False,  # the client is the peer, not a header
                                 timeout_graceful_shutdown=5)
         log.info("skiff serves %s", server.plane.base_url)
-        # The node's NVIDIA GPUs (the kubernetes backend offers none yet).
+        # The node's NVIDIA GPUs, or the cluster's by SKU.
         gpus = (gpu_summary(server.node.gpus.gpus) if server.node is not None
-                else "no GPUs offered on the kubernetes backend")
+                else cluster_gpu_words(server.plane.engine))
         log.info("GPUs: %s", gpus)
         print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root}; "
               f"{gpus})", flush=True)

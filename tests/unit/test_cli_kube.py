@@ -113,3 +113,28 @@ def test_the_help_says_what_render_does() -> None:
     assert result.exit_code == 0
     assert "ACI YAML file" in result.output
     assert "--show-secrets" in result.output
+
+
+def test_a_gpu_group_renders_with_the_nodes_of_its_sku() -> None:
+    """GPUs: the limit on the container asking for them, the GPU taint tolerated, and with
+    --gpu-product the nodes whose label reads as the SKU (an L4 pool's left out); without
+    it no node affinity; a MIG product is refused, not placed on."""
+    sample = str(SAMPLES / "gpu.yaml")
+    docs = documents(render("-f", sample, "--gpu-product", "NVIDIA-H100-80GB-HBM3",
+                            "--gpu-product", "NVIDIA-L4", "--gpu-product", "NVIDIA-H100-NVL"))
+    check_group(docs[1:])
+    (pod,) = (d for d in docs if d["kind"] == "Pod")
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    (term,) = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"][0]["values"] == ["NVIDIA-H100-80GB-HBM3",
+                                                     "NVIDIA-H100-NVL"]
+    (bare,) = (d for d in documents(render("-f", sample)) if d["kind"] == "Pod")
+    assert "affinity" not in bare["spec"]
+    assert bare["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    mig = render("-f", sample, "--gpu-product", "NVIDIA-A100-SXM4-40GB-MIG-1g.5gb")
+    assert mig.exit_code == 1
+    assert "MIG" in mig.output
+    missing = render("-f", sample, "--gpu-product", "NVIDIA-L4")
+    assert missing.exit_code == 1
+    assert "'H100'" in missing.output

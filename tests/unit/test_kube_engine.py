@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from dataclasses import replace
@@ -506,3 +507,186 @@ def test_the_per_group_disk_limit_is_the_first_containers_ephemeral_storage(
         assert "ephemeral-storage" not in str(other["spec"]["containers"][0]["resources"])
     finally:
         plain.close()
+
+
+def gpu_group(name: str = "train", sku: str = "H100", count: int = 2) -> GroupSpec:
+    container = Container(name="c", image="nvcr.io/nvidia/cuda:12.6.0-base-ubuntu24.04",
+                          command=("nvidia-smi",),
+                          resources=Resources(cpu=1, memory_gb=1, gpu_count=count,
+                                              gpu_sku=sku))
+    return GroupSpec(id=f"id-{name}", name=name, containers=(container,))
+
+
+def add_gpu_nodes(fake: FakeKubeApi) -> None:
+    """Two H100 pools (two products of one SKU) and a MIG-sliced A100 node, with GFD's
+    labels; node-1 of the fixture has one GPU and no label."""
+    fake.add_node("h100-a", gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3")
+    fake.add_node("h100-b", gpus=2, gpu_product="NVIDIA-H100-NVL")
+    fake.add_node("mig", gpus=7, gpu_product="NVIDIA-A100-SXM4-40GB-MIG-1g.5gb")
+
+
+def test_capacity_names_the_gpus_by_sku_from_the_nodes_labels(fake: FakeKubeApi,
+                                                                engine: KubeEngine) -> None:
+    """gpu_skus: H100 from both its products' nodes, the unlabelled node's GPU as SKU GPU,
+    MIG slices in no SKU (gpus counts every nvidia.com/gpu)."""
+    add_gpu_nodes(fake)
+    capacity = engine.capacity()
+    assert dict(capacity.gpu_skus) == {"H100": 10, "GPU": 1}
+    assert capacity.gpus == 1 + 8 + 2 + 7
+
+
+def test_a_gpu_group_is_placed_on_its_skus_nodes(fake: FakeKubeApi,
+                                                 engine: KubeEngine) -> None:
+    """run(): the GPU limit, the taint tolerated, the node affinity on the products the
+    cluster's H100 nodes carry, every object valid; a SKU the cluster lacks: 409
+    ServiceUnavailable naming what it has, nothing made."""
+    add_gpu_nodes(fake)
+    assert engine.run(gpu_group()).state == "Running"
+    pod = fake.get("pods", NS, "train")
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    (term,) = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"][0]["values"] == ["NVIDIA-H100-80GB-HBM3",
+                                                     "NVIDIA-H100-NVL"]
+    assert pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    check_group(in_namespace(fake))
+    with pytest.raises(ArmError) as refused:
+        engine.run(gpu_group("infer", "L4", 1))
+    assert (refused.value.status, refused.value.code) == (409, "ServiceUnavailable")
+    assert "1 GPU, 10 H100" in refused.value.message
+    assert ("pods", NS, "infer") not in fake.objects
+
+
+def test_a_new_gpu_pool_does_not_redeploy_running_gpu_groups(fake: FakeKubeApi,
+                                                             engine: KubeEngine) -> None:
+    """Another H100 product joining changes the affinity a new Pod would get, not the
+    running group: the same spec again keeps its Pod; another SKU redeploys it."""
+    add_gpu_nodes(fake)
+    engine.run(gpu_group())
+    first = uid(fake, "pods", "train")
+    fake.add_node("h100-c", gpus=8, gpu_product="NVIDIA-H100-PCIe")
+    engine.run(gpu_group())
+    assert uid(fake, "pods", "train") == first
+    engine.run(gpu_group(sku="GPU", count=1))
+    assert uid(fake, "pods", "train") not in (None, first)
+    pod = fake.get("pods", NS, "train")
+    assert pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"][0]["operator"] == "DoesNotExist"
+
+
+def test_an_unschedulable_gpu_group_is_returned_waiting_at_once(
+        fake: FakeKubeApi, kubelet: Kubelet, tmp_path: Path) -> None:
+    """No node has the GPUs free: run() returns as soon as the scheduler says so (not at
+    the start timeout), the group Pending with its containers Waiting, the scheduler's
+    words a Warning event, no failure; once a kubelet runs it, Running."""
+    add_gpu_nodes(fake)
+    kubelet.paused = True
+    made = KubeEngine(replace(settings(fake, tmp_path), start_timeout_s=60), locate=locate)
+    message = "0/6 nodes are available: 2 Insufficient nvidia.com/gpu."
+
+    def schedule() -> None:
+        eventually(lambda: ("pods", NS, "train") in fake.objects, what="the Pod")
+        fake.set_unschedulable(NS, "train", message)
+
+    scheduler = threading.Thread(target=schedule, daemon=True)
+    try:
+        scheduler.start()
+        begun = time.monotonic()
+        view = made.run(gpu_group(count=16))
+        assert time.monotonic() - begun < 30  # the scheduler's word, not the timeout
+        assert view.state == "Pending"
+        assert view.failure is None
+        assert view.containers[0].current.state == "Waiting"
+        assert [(e.name, e.type, e.message) for e in view.events] == [
+            ("FailedScheduling", "Warning", message)]
+        kubelet.paused = False
+        eventually(lambda: made.view("id-train").state == "Running", what="scheduled")
+    finally:
+        scheduler.join(timeout=10)
+        made.close()
+
+
+def stored(*specs: GroupSpec) -> Any:
+    """A recall as the store answers it: these specs, by id."""
+    by_id = {s.id: s for s in specs}
+    return lambda group_id: by_id.get(group_id)
+
+
+def test_after_a_restart_a_deleted_anchor_is_made_again_from_the_store(
+        fake: FakeKubeApi, kubelet: Kubelet, engine: KubeEngine, tmp_path: Path) -> None:
+    """A restarted engine holds no spec; the anchor deleted by hand (its objects go with
+    it): the group is made again from the store's spec, with a new Service (its address
+    may change, said in a Warning event), not forgotten."""
+    engine.run(group())
+    fake.set_service_ingress(NS, "web", "20.1.2.3")
+    old_service = uid(fake, "services", "web")
+    engine.close()
+    again = KubeEngine(settings(fake, tmp_path), locate=locate, recall=stored(group()))
+    try:
+        fake.delete("configmaps", NS, "web.anchor")
+        eventually(lambda: uid(fake, "configmaps", "web.anchor") and uid(fake, "pods", "web")
+                   and uid(fake, "services", "web"), what="the group made again")
+        assert uid(fake, "services", "web") != old_service
+        check_group(in_namespace(fake))
+        view = eventually(lambda: again.view("id-web"), what="Running",
+                          until=lambda v: v.state == "Running")
+        (event,) = [e for e in view.events if e.name == "GroupRecreated"]
+        assert event.type == "Warning"
+        assert "public IP address may have changed" in event.message
+        assert "s3cret" not in str(fake.get("configmaps", NS, "web.anchor"))
+    finally:
+        again.close()
+
+
+def test_a_deleted_anchor_the_store_does_not_want_running_is_forgotten(
+        fake: FakeKubeApi, kubelet: Kubelet, engine: KubeEngine, tmp_path: Path) -> None:
+    """The store recalls no spec (the group stopped or deleted meanwhile): the engine
+    forgets the group and makes nothing; the control plane decides."""
+    engine.run(group())
+    engine.close()
+    again = KubeEngine(settings(fake, tmp_path), locate=locate, recall=stored())
+    try:
+        assert again.group_ids() == ["id-web"]
+        fake.delete("configmaps", NS, "web.anchor")
+        eventually(lambda: again.group_ids() == [], what="the group forgotten")
+        assert uid(fake, "pods", "web") is None
+    finally:
+        again.close()
+
+
+def test_an_anchor_deleted_while_no_skiff_ran_is_recreated_by_the_first_run(
+        fake: FakeKubeApi, kubelet: Kubelet, engine: KubeEngine, tmp_path: Path) -> None:
+    """The anchor went while skiff was down: the new engine does not know the group; the
+    reconciler's first pass runs it, and since the store says it was deployed, the view
+    says it was made again. A group deployed for the first time says nothing of it."""
+    engine.run(group())
+    engine.close()
+    fake.delete("configmaps", NS, "web.anchor")
+    again = KubeEngine(settings(fake, tmp_path), locate=locate, recall=stored(group()))
+    try:
+        assert again.group_ids() == []
+        view = again.run(group())
+        assert [e.name for e in view.events] == ["GroupRecreated"]
+        fresh = again.run(group("api", id="id-api"))
+        assert "GroupRecreated" not in [e.name for e in fresh.events]
+    finally:
+        again.close()
+
+
+def test_a_gpu_pod_made_again_is_placed_on_its_skus_nodes_as_they_are_now(
+        fake: FakeKubeApi, engine: KubeEngine) -> None:
+    """The H100 pools replaced by another H100 product, then the Pod deleted by hand: the
+    Pod made again from the anchor names the new pool's label, not the gone ones'."""
+    add_gpu_nodes(fake)
+    engine.run(gpu_group())
+    first = uid(fake, "pods", "train")
+    fake.add_node("h100-c", gpus=8, gpu_product="NVIDIA-H100-PCIe")
+    fake.delete("nodes", "", "h100-a")
+    fake.delete("nodes", "", "h100-b")
+    fake.delete("pods", NS, "train")
+    eventually(lambda: uid(fake, "pods", "train") not in (None, first), what="made again")
+    pod = fake.get("pods", NS, "train")
+    assert pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"][0]["values"] == ["NVIDIA-H100-PCIe"]

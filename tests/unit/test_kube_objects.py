@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from skiff.core import spec as s
-from skiff.errors import InvalidGitRepoVolume, InvalidGroupSpec
+from skiff.errors import ArmError, InvalidGitRepoVolume, InvalidGroupSpec
 from skiff.kube.objects import Obj, Placement, clone_target, group_objects, redacted
 from skiff.testing.kube import check_group
 
@@ -310,3 +310,83 @@ def test_a_group_name_kubernetes_cannot_take_is_refused() -> None:
     """A name that is no DNS label (ACI refuses it too) is an InvalidGroupSpec."""
     with pytest.raises(InvalidGroupSpec, match="DNS-1123"):
         group_objects(spec(name="Web_1"), Placement(namespace=NS))
+
+
+H100 = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-NVL")
+
+
+def gpu_container(name: str = "train", count: int = 2, sku: str = "H100") -> s.Container:
+    return s.Container(name=name, image="nvcr.io/nvidia/pytorch:25.01-py3",
+                       resources=s.Resources(cpu=4, memory_gb=16, gpu_count=count,
+                                             gpu_sku=sku))
+
+
+def test_a_gpu_container_gets_the_gpu_limit_the_skus_nodes_and_the_gpu_taint() -> None:
+    """N GPUs of SKU S: ``nvidia.com/gpu: N`` as a limit alone (Kubernetes takes it as the
+    request), a required node affinity on the product labels of S's nodes, the GPU pools'
+    taint tolerated and the SKU in an annotation; the container without GPUs and the init
+    container (group-sized, GPU-less in ACI) get none."""
+    init = s.Container(name="setup", image="busybox")
+    objects = render(spec(gpu_container(), s.Container(name="side", image="busybox"),
+                          init_containers=(init,)),
+                     gpu_products={"H100": H100, "L4": ("NVIDIA-L4",)})
+    pod = pod_of(objects)
+    train, side = pod["spec"]["containers"]
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert "nvidia.com/gpu" not in train["resources"]["requests"]
+    assert "nvidia.com/gpu" not in str(side["resources"])
+    assert "nvidia.com/gpu" not in str(pod["spec"]["initContainers"])
+    terms = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In",
+                                            "values": list(H100)}]}]
+    assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                           "effect": "NoSchedule"}]
+    assert pod["metadata"]["annotations"] == {"skiff.io/gpu-sku": "H100"}
+
+
+def test_a_group_without_gpus_neither_tolerates_gpu_nodes_nor_is_placed() -> None:
+    """No GPUs: no toleration (GPU pools stay for GPU groups), affinity or annotation."""
+    pod = pod_of(render(spec(), gpu_products={"H100": H100}))
+    assert not {"tolerations", "affinity"} & set(pod["spec"])
+    assert "annotations" not in pod["metadata"]
+
+
+def test_without_the_clusters_labels_a_gpu_pod_has_no_node_affinity() -> None:
+    """``skiff kube render`` knows no nodes: the limit and toleration, no affinity."""
+    pod = pod_of(render(spec(gpu_container())))
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert "affinity" not in pod["spec"]
+    assert pod["spec"]["tolerations"]
+
+
+def test_a_sku_no_node_has_is_refused_not_placed_anywhere() -> None:
+    """Labels known, none of the SKU's: refused (an empty In is invalid, and no affinity
+    would place the Pod on any GPU node)."""
+    with pytest.raises(InvalidGroupSpec, match="'L4'"):
+        group_objects(spec(gpu_container(sku="L4")),
+                      Placement(namespace=NS, gpu_products={"H100": H100}))
+
+
+def test_the_unlabelled_sku_goes_to_nodes_without_the_product_label() -> None:
+    """SKU GPU (nodes without GFD's label): DoesNotExist, its GPU limit keeping it off
+    nodes without GPUs."""
+    pod = pod_of(render(spec(gpu_container(sku="GPU")), gpu_products={"GPU": ()}))
+    terms = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "nvidia.com/gpu.product",
+                                            "operator": "DoesNotExist"}]}]
+
+
+@pytest.mark.parametrize(("group", "code"), [
+    (spec(gpu_container(), gpu_container("infer", 1, "L4")), "InvalidGpuResource"),
+    (spec(gpu_container(), isolation="sandbox"), "GpuNotSupportedInSandbox"),
+])
+def test_gpus_a_pod_cannot_have_are_arm_errors(group: s.GroupSpec, code: str) -> None:
+    """Two SKUs in one group (a Pod is on one node, labelled with one product) and GPUs in
+    a gVisor sandbox (as on a node): ARM errors, nothing rendered."""
+    with pytest.raises(ArmError) as refused:
+        group_objects(group, Placement(namespace=NS, gpu_products={"H100": H100,
+                                                                  "L4": ("NVIDIA-L4",)}))
+    assert refused.value.code == code
+    assert refused.value.status == 400

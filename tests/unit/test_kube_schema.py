@@ -2,7 +2,7 @@
 
 The matrix: the ACI YAML samples in kube_samples/ (ports, probes, each kind of volume,
 secure values, init containers, a sandbox, a virtual network, security contexts, a
-private registry), the groups the e2e tests create (as their modules build them), and
+private registry, GPUs), the groups the e2e tests create (as their modules build them), and
 the models' feature-rich test body. Each group's objects are checked strictly against
 the OpenAPI schemas of Kubernetes 1.30 and 1.37 (kubernetes-validate) and by the API
 server's rules the schema lacks (skiff.testing.kube.check_group). No cluster is involved.
@@ -100,5 +100,26 @@ def test_a_broken_manifest_is_caught() -> None:
         check_group(objects)
     del pod["spec"]["containers"][0]["envFrom"]
     pod["spec"]["containers"][0]["volumeMounts"][0]["name"] = "missing"
+    with pytest.raises(AssertionError):
+        check_group(objects)
+
+
+def test_a_gpu_groups_pod_with_its_node_affinity_is_valid() -> None:
+    """The GPU sample placed on the nodes of its SKU (as the engine places it, knowing the
+    cluster's product labels) passes; the API server's rules for extended resources and
+    node selector requirements are checked, and can fail."""
+    group_name, body = GROUPS["gpu"]
+    objects = group_objects(copy.deepcopy(body), group_name,
+                            gpu_products=["NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-NVL"])[1:]
+    check_group(objects)
+    pod = next(o for o in objects if o["kind"] == "Pod")
+    resources = pod["spec"]["containers"][0]["resources"]
+    resources["requests"]["nvidia.com/gpu"] = "1"  # a request that is not the limit
+    with pytest.raises(AssertionError):
+        check_group(objects)
+    del resources["requests"]["nvidia.com/gpu"]
+    term = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    term["matchExpressions"][0]["values"] = []  # In without values
     with pytest.raises(AssertionError):
         check_group(objects)

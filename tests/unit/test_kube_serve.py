@@ -116,3 +116,94 @@ def test_serve_hands_the_kube_settings_to_the_server(monkeypatch: pytest.MonkeyP
     assert result.exit_code == 0, result.output
     assert started == [KubeSettings(kubeconfig=config, context="fake", namespace_prefix="aci",
                                     runtime_class="kata", git_image="alpine/git:v2.47.2")]
+
+
+def group_url(name: str) -> str:
+    return f"/subscriptions/{SUB}/resourceGroups/Team-A/providers/" \
+           f"Microsoft.ContainerInstance/containerGroups/{name}{API}"
+
+
+def test_a_group_whose_anchor_went_while_skiff_was_down_is_made_again(
+        fake: FakeKubeApi, tmp_path: Path) -> None:
+    """skiff stopped, the group's anchor deleted by hand (its objects go with it), skiff
+    started again: the reconciler's first pass makes the group again from the store, and
+    its instance view says so (its address may have changed)."""
+    def start() -> Server:
+        settings = Settings(data_root=tmp_path / "root",
+                            api=ApiSettings(listen="127.0.0.1:0", location="local"),
+                            files=FilesSettings(listen=None),
+                            metrics=MetricsSettings(interval_s=0))
+        kube = KubeSettings(kubeconfig=fake.kubeconfig(tmp_path / "kubeconfig"),
+                            start_timeout_s=0.5, watch_timeout_s=1)
+        return build(settings, share_disks=FakeShareDisks(tmp_path / "shares"), kube=kube)
+
+    namespace = naming.namespace_name(SUB, "Team-A")
+    first = start()
+    try:
+        _, token = first.plane.store.create_token(SUB, "tests")
+        with start_blocking_portal() as portal:
+            http = InProcessClient(portal, create_app(first.plane), token)
+            assert http.put(group_url("web"), json=one_container_group(
+                "nginx:1.27", "sleep 300")).status_code in (200, 201)
+            eventually(lambda: http.get(group_url("web")).json()["properties"][
+                "provisioningState"] == "Succeeded", what="deployed")
+    finally:
+        first.close()
+    fake.delete("configmaps", namespace, "web.anchor")
+    assert ("pods", namespace, "web") not in fake.objects
+    second = start()
+    try:
+        eventually(lambda: ("configmaps", namespace, "web.anchor") in fake.objects
+                   and ("pods", namespace, "web") in fake.objects, what="made again")
+        with start_blocking_portal() as portal:
+            http = InProcessClient(portal, create_app(second.plane), token)
+            events = http.get(group_url("web")).json()["properties"]["instanceView"][
+                "events"]
+        assert [e["name"] for e in events if e["name"] == "GroupRecreated"] == [
+            "GroupRecreated"]
+    finally:
+        second.close()
+
+
+def test_gpu_skus_of_the_clusters_nodes_are_offered_and_admitted(
+        fake: FakeKubeApi, server: Server) -> None:
+    """The capabilities API lists the SKUs of the cluster's labelled GPU nodes; a group
+    asking for them is admitted and its Pod placed on them; a SKU the cluster lacks is
+    refused at once with the API's 409, naming what the cluster has."""
+    fake.add_node("h100", gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3")
+    _, token = server.plane.store.create_token(SUB, "tests")
+    namespace = naming.namespace_name(SUB, "Team-A")
+    body = one_container_group("nvcr.io/nvidia/cuda:12.6.0-base-ubuntu24.04", "nvidia-smi")
+    resources = body["properties"]["containers"][0]["properties"]["resources"]
+    resources["requests"]["gpu"] = {"count": 2, "sku": "h100"}
+    with start_blocking_portal() as portal:
+        http = InProcessClient(portal, create_app(server.plane), token)
+        offered = http.get(f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/"
+                           f"locations/local/capabilities{API}").json()["value"]
+        assert [(c["gpu"], c["capabilities"]["maxGpuCount"]) for c in offered] == [
+            ("None", 0), ("H100", 8)]
+        assert http.put(group_url("train"), json=body).status_code in (200, 201)
+        eventually(lambda: ("pods", namespace, "train") in fake.objects, what="the Pod")
+        pod = fake.get("pods", namespace, "train")
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+        resources["requests"]["gpu"] = {"count": 1, "sku": "L4"}
+        refused = http.put(group_url("infer"), json=body)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "ServiceUnavailable"
+        assert "8 H100" in refused.json()["error"]["message"]
+
+
+def test_the_start_up_line_names_the_clusters_gpus(fake: FakeKubeApi, server: Server) -> None:
+    """serve's start-up words on this backend: the cluster's GPUs by SKU; a cluster that
+    does not answer is said so, without failing."""
+    from skiff.errors import ClusterError
+    from skiff.server import cluster_gpu_words
+
+    class Unreachable:
+        def capacity(self) -> None:
+            raise ClusterError("the API server did not answer: connection refused")
+
+    fake.add_node("l4", gpus=2, gpu_product="NVIDIA-L4")
+    assert cluster_gpu_words(server.plane.engine) == "the cluster's GPUs: 2 L4"
+    assert cluster_gpu_words(Unreachable()) == (  # type: ignore[arg-type]
+        "the cluster's GPUs not read: the API server did not answer: connection refused")

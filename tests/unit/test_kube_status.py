@@ -190,3 +190,37 @@ def test_a_failed_init_container_fails_the_group_in_the_local_engines_words() ->
                       group_id="g", name="web")
     assert view.failure == "init container setup failed with exit code 3"
     assert view.containers[0].current.state == "Waiting"
+
+
+SCHEDULING = "0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't " \
+             "match Pod's node affinity/selector."
+
+
+def test_an_unschedulable_pod_is_a_group_waiting_not_failed() -> None:
+    """A Pod no node can take (PodScheduled False, Unschedulable) and the scheduler's
+    FailedScheduling Event: Pending, containers Waiting, the Event a Warning of the
+    group's, no failure (a node freed or added places it later)."""
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": SCHEDULING, "lastTransitionTime": T0}
+    view = group_view(pod("Pending", [], conditions=[condition]), group_id="g", name="web",
+                      events=[event("FailedScheduling", SCHEDULING, type_="Warning")])
+    assert view.state == "Pending"
+    assert [c.current.state for c in view.containers] == ["Waiting", "Waiting"]
+    assert view.failure is None
+    assert [(e.name, e.type, e.message) for e in view.events] == [
+        ("FailedScheduling", "Warning", SCHEDULING)]
+
+
+def test_the_condition_stands_in_for_an_expired_scheduling_event() -> None:
+    """Events live an hour: without the scheduler's Event, the condition's message is the
+    group's FailedScheduling Warning, at the condition's time; a scheduled Pod has none."""
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": SCHEDULING, "lastTransitionTime": T1}
+    view = group_view(pod("Pending", [], conditions=[condition]), group_id="g", name="web")
+    (found,) = view.events
+    assert (found.name, found.type, found.message) == ("FailedScheduling", "Warning",
+                                                       SCHEDULING)
+    assert found.last_timestamp == timestamp(T1)
+    scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": T1}
+    assert group_view(pod("Pending", [], conditions=[scheduled]), group_id="g",
+                      name="web").events == []

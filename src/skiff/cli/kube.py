@@ -12,6 +12,7 @@ import the engine: ``skiff --help`` loads neither.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +64,19 @@ def kube() -> None:
 @click.option("--git-image", default="docker.io/alpine/git", show_default=True,
               help="The image of the init containers that clone gitRepo volumes (pin a "
                    "tag or digest your cluster may pull).")
+@click.option("--gpu-product", "gpu_products", multiple=True, metavar="LABEL",
+              help="A value of the nvidia.com/gpu.product label (GPU Feature Discovery's) "
+                   "that the cluster's GPU nodes carry, e.g. NVIDIA-H100-80GB-HBM3 "
+                   "(repeatable): a GPU group's Pod is placed on the nodes whose label "
+                   "is of its SKU, as skiff serve does from the cluster's nodes. Without "
+                   "it, the Pod shows its GPU limit and toleration, no node affinity.")
 @click.option("--show-secrets", is_flag=True,
               help="Print the Secrets' values (base64) instead of leaving them empty.")
 @handle_errors
 def render(file: Path, name: str | None, namespace: str | None, resource_group: str,
            subscription: str, namespace_prefix: str, dns_zone: str | None,
-           runtime_class: str, git_image: str, show_secrets: bool) -> None:
+           runtime_class: str, git_image: str, gpu_products: tuple[str, ...],
+           show_secrets: bool) -> None:
     """Print the Kubernetes objects a container group becomes, as YAML, without a cluster.
 
     The namespace comes first, then the group's anchor and the objects it owns (their
@@ -80,6 +88,7 @@ def render(file: Path, name: str | None, namespace: str | None, resource_group: 
       skiff kube render --file web.yaml
       skiff kube render --file web.yaml -g prod --subscription $SUB
       skiff kube render --file web.json --name web --namespace team-a
+      skiff kube render --file train.yaml --gpu-product NVIDIA-H100-80GB-HBM3
     """
     import yaml  # type: ignore[import-untyped,unused-ignore]
 
@@ -90,7 +99,8 @@ def render(file: Path, name: str | None, namespace: str | None, resource_group: 
     found = group_objects(body, group_name, namespace=namespace,
                           resource_group=resource_group, subscription=subscription,
                           namespace_prefix=namespace_prefix, dns_zone=dns_zone,
-                          runtime_class=runtime_class, git_image=git_image)
+                          runtime_class=runtime_class, git_image=git_image,
+                          gpu_products=gpu_products or None)
     if not show_secrets:
         found = kube_objects.redacted(found)
     click.echo(f"# skiff kube render: container group {group_name!r}")
@@ -102,9 +112,12 @@ def group_objects(body: dict[str, Any], name: str, *, namespace: str | None = No
                   resource_group: str = "default", subscription: str = DEFAULT_SUBSCRIPTION,
                   namespace_prefix: str = "skiff", dns_zone: str | None = None,
                   runtime_class: str = "gvisor",
-                  git_image: str = "docker.io/alpine/git") -> list[Obj]:
+                  git_image: str = "docker.io/alpine/git",
+                  gpu_products: Sequence[str] | None = None) -> list[Obj]:
     """The namespace and every object of group ``name`` of ARM body ``body``, checked by
-    the API's rules first (ArmError as the API answers); secrets included."""
+    the API's rules first (ArmError as the API answers); secrets included.
+    ``gpu_products``: the ``nvidia.com/gpu.product`` values of the cluster's GPU nodes
+    (None: not known, no node affinity)."""
     import uuid
 
     from skiff.core.reference import parse as parse_reference
@@ -145,5 +158,20 @@ def group_objects(body: dict[str, Any], name: str, *, namespace: str | None = No
         public=props.ip_address is not None and props.ip_address.type == "Public",
         dns_name=None if label is None else fqdn(label, parsed.location,
                                                  dns_zone or dns.zone),
-        sandbox_runtime_class=runtime_class, git_image=git_image)
+        sandbox_runtime_class=runtime_class, git_image=git_image,
+        gpu_products=None if gpu_products is None else _by_sku(gpu_products))
     return [space, *kube_objects.group_objects(spec, placement)]
+
+
+def _by_sku(products: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``--gpu-product`` values by the SKU each reads as (MIG and shared ones refused)."""
+    from skiff.kube.gpus import product_sku
+
+    found: dict[str, set[str]] = {}
+    for product in products:
+        sku = product_sku(product)
+        if sku is None:
+            raise InvalidArgument(f"--gpu-product {product[:80]!r} is a MIG slice or a "
+                                  "time-sliced GPU, which skiff does not place groups on")
+        found.setdefault(sku, set()).add(product)
+    return {sku: tuple(sorted(values)) for sku, values in found.items()}

@@ -56,6 +56,18 @@ from skiff.store.records import EVICTING
 
 log = logging.getLogger(__name__)
 
+def subnet_placement(store: Store, record: GroupRecord) -> SubnetPlacement | None:
+    """The subnet a private group is in, as the engine names it (None: not private)."""
+    if record.subnet_key is None:
+        return None
+    found = store.subnet_placement(record.subnet_key)
+    if found is None:
+        raise InvalidGroupSpec(f"the subnet {record.subnet_key} no longer exists")
+    vnet, subnet, prefix = found
+    return SubnetPlacement(vnet=vnet.resource_id.lower(), subnet=subnet.lower(),
+                           prefix=prefix)
+
+
 #: The work item that removes deleted virtual networks from the node (a group's uid is
 #: hex, so no group has this one). Kick it, and wait for it, as a group's.
 VNET_TEARDOWNS = ":vnet-teardowns"
@@ -412,15 +424,7 @@ class Reconciler:
             self.kick(uid)
 
     def _placement(self, record: GroupRecord) -> SubnetPlacement | None:
-        """The subnet a private group is in, as the engine names it."""
-        if record.subnet_key is None:
-            return None
-        found = self.store.subnet_placement(record.subnet_key)
-        if found is None:
-            raise InvalidGroupSpec(f"the subnet {record.subnet_key} no longer exists")
-        vnet, subnet, prefix = found
-        return SubnetPlacement(vnet=vnet.resource_id.lower(), subnet=subnet.lower(),
-                               prefix=prefix)
+        return subnet_placement(self.store, record)
 
     # ---- virtual networks on the node ------------------------------------------------
 

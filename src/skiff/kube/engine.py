@@ -21,8 +21,17 @@ How it keeps the protocol's promises:
   server per request; :mod:`skiff.kube.status` translates.
 - **The reconciler owns the objects**: the Pod watch seeing a group's Pod deleted by
   someone else (the group neither stopped, restarted nor deleted by skiff) makes it
-  again from the anchor, or the whole group again from its spec where the anchor went
-  too; the Service, and so the group's public address, stays throughout.
+  again from the anchor; the Service, and so the group's public address, stays. Where
+  the anchor went too (its dependents with it), the whole group is made again from the
+  spec last run or, since a restart of skiff, from the store's (``recall``); an anchor
+  gone while no skiff ran is found when the control plane first runs the group and the
+  store says it was deployed. Its Service is then a new one: a ``GroupRecreated``
+  Warning event says the address may have changed.
+- **GPUs** (:mod:`skiff.kube.gpus`): capacity by SKU from the Ready nodes' allocatable
+  ``nvidia.com/gpu`` and GFD's product labels; a GPU group's Pod gets the node affinity
+  of the product labels of its SKU's nodes, listed when it is applied (a SKU no node
+  has: 409 ServiceUnavailable). A Pod no node can take yet is returned by run() at once,
+  Pending (:mod:`skiff.kube.status`).
 - **stop** deletes the Pod and keeps the anchor and the Service (ACI's stopped group
   keeps its definition); **start** makes the Pod again; **restart** deletes and makes it;
   **delete** deletes the anchor, whose dependents Kubernetes' garbage collector deletes,
@@ -55,7 +64,7 @@ from skiff.core.metrics import ContainerSample, GroupPhase, GroupSample
 from skiff.core.spec import GroupSpec, changed_keys, config_maps
 from skiff.core.view import Event, GroupView, State, record_event
 from skiff.errors import ArmError, ClusterError, GroupNotFound, InvalidInput
-from skiff.kube import naming, objects, status
+from skiff.kube import gpus, naming, objects, status
 from skiff.kube.cluster import Cluster, Connection, Watcher
 
 log = logging.getLogger(__name__)
@@ -121,6 +130,21 @@ def default_locate(spec: GroupSpec) -> Where:
     return Where(public=bool(spec.ip_ports) and spec.subnet is None)
 
 
+#: The spec of a group as the store holds it, where the group was deployed and should
+#: run (desired running, not evicted, no deployment of it under way); None otherwise.
+#: The engine asks when a group's anchor is gone and it holds no spec of its own (since
+#: skiff restarted): to make the group again rather than forget it.
+Recall = Callable[[str], GroupSpec | None]
+
+
+def recall_nothing(group_id: str) -> GroupSpec | None:
+    return None
+
+
+#: The event of a group made again after its anchor (and so all its objects) went.
+RECREATED = "GroupRecreated"
+
+
 @dataclass
 class _Group:
     """What the engine knows of a group: its anchor's contents, and events of its own."""
@@ -144,12 +168,21 @@ class _Group:
 
 
 def _fingerprint(found: Sequence[Obj], config_map_prefix: str) -> str:
-    """A digest of the group's objects but its config maps' (their pairs change in place)."""
-    kept = [o for o in found
+    """A digest of the group's objects but its config maps' (their pairs change in place)
+    and a GPU Pod's node affinity: that lists the product labels of the cluster's GPU
+    nodes of its SKU, which change as node pools come and go, and a new pool must not
+    redeploy the groups running on the others (the SKU itself is in an annotation)."""
+    kept = [_without_affinity(o) for o in found
             if not (o["kind"] == "ConfigMap"
                     and o["metadata"]["name"].startswith(config_map_prefix))]
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _without_affinity(obj: Obj) -> Obj:
+    if obj["kind"] != "Pod" or "affinity" not in obj["spec"]:
+        return obj
+    return {**obj, "spec": {k: v for k, v in obj["spec"].items() if k != "affinity"}}
 
 
 def _quantity(text: Any) -> Decimal:
@@ -180,13 +213,14 @@ class KubeEngine:
     """Runs container groups as Pods on a Kubernetes cluster (the module says how)."""
 
     def __init__(self, settings: KubeSettings | None = None, *, locate: Locate | None = None,
-                 cluster: Cluster | None = None) -> None:
+                 recall: Recall | None = None, cluster: Cluster | None = None) -> None:
         self.settings = settings or KubeSettings()
         naming.check_prefix(self.settings.namespace_prefix)
         if not naming.is_subdomain(self.settings.runtime_class):
             raise InvalidInput(f"the RuntimeClass {self.settings.runtime_class[:80]!r} is not "
                                "a DNS-1123 subdomain")
         self.locate = locate or default_locate
+        self.recall = recall or recall_nothing
         self.cluster = cluster or Cluster(Connection(self.settings.kubeconfig,
                                                      self.settings.context))
         self._lock = threading.RLock()
@@ -435,30 +469,44 @@ class KubeEngine:
             self._apply(spec, old, lock)
         return self._wait_started(spec.id)
 
-    def _apply(self, spec: GroupSpec, old: _Group | None, lock: threading.RLock) -> None:
+    def _apply(self, spec: GroupSpec, old: _Group | None, lock: threading.RLock, *,
+               recreating: bool = False) -> None:
+        """Apply the group's objects; ``recreating``: its anchor went behind skiff's back
+        (found so here too when the engine knows no such group but the store says it was
+        deployed and should run: the anchor went while no skiff watched), and the group
+        gets a :data:`RECREATED` event."""
         where = self.locate(spec)
         namespace = naming.namespace_name(where.subscription, where.resource_group,
                                           prefix=self.settings.namespace_prefix)
         if old is not None and old.namespace != namespace:
             self.delete(spec.id)
             old = None
+        sku = objects.gpu_sku(spec)  # one SKU, no sandbox: ArmError otherwise
         if spec.isolation == "sandbox":
             self._check_sandbox()
+        products = None
+        if sku is not None:
+            found_gpus = self._cluster_gpus()
+            objects.gpu_placement(sku, found_gpus.products, found_gpus.counts)
+            products = found_gpus.products
         placement = objects.Placement(
             namespace=namespace, public=where.public, dns_name=where.dns_name,
             sandbox_runtime_class=self.settings.runtime_class,
-            git_image=self.settings.git_image, disk_bytes=self.settings.disk_bytes)
+            git_image=self.settings.git_image, disk_bytes=self.settings.disk_bytes,
+            gpu_products=products)
         found = objects.group_objects(spec, placement)
         self._ensure_namespace(namespace, where)
         base, rest = found[0], found[1:]
         fingerprint = _fingerprint(rest, naming.object_name(spec.name, "configmap") + ".")
         pod = next(o for o in rest if o["kind"] == "Pod")
-        pod["metadata"]["annotations"] = {FINGERPRINT: fingerprint}
+        pod["metadata"].setdefault("annotations", {})[FINGERPRINT] = fingerprint
         previous_maps = old.config_maps if old is not None else None
         if previous_maps is None:
             existing = self.cluster.read("ConfigMap", namespace, base["metadata"]["name"])
             adopted = None if existing is None else self._from_anchor(existing)
             previous_maps = adopted.config_maps if adopted is not None else {}
+            if existing is None and not recreating:
+                recreating = self.recall(spec.id) is not None
         group = _Group(id=spec.id, name=spec.name, namespace=namespace, anchor_uid="",
                        pod=pod, fingerprint=fingerprint, config_maps=config_maps(spec),
                        public=placement.public and bool(spec.ip_ports) and spec.subnet is None,
@@ -467,6 +515,8 @@ class KubeEngine:
         group.anchor_uid = anchor["metadata"]["uid"]
         with self._lock:
             self._groups[spec.id] = group
+        if recreating:
+            self._record_recreated(group, namespace)
         for obj in rest:
             if obj["kind"] == "Pod":
                 continue
@@ -485,7 +535,27 @@ class KubeEngine:
             return
         if current is not None:
             self._delete_pod(group, current)
-        self._create_pod(group)
+        self._create_pod(group, placed=True)
+
+    def _record_recreated(self, group: _Group, namespace: str) -> None:
+        """Log and record that the group's objects are made again. Its Service is new
+        unless it outlived the anchor (the garbage collector had not reached it): a
+        LoadBalancer made again gets a new address from the cloud, as a deleted one
+        would, and a Pod made again a new Pod IP."""
+        service = self.cluster.read("Service", namespace, naming.service_name(group.name)) \
+            if group.public else None
+        if not group.public:
+            address = "its IP address may have changed (a new Pod)"
+        elif service is None:
+            address = ("its public IP address may have changed (a new LoadBalancer "
+                       "Service)")
+        else:
+            address = "its Service, and public IP address, are kept"
+        log.warning("container group %s: its anchor was deleted behind skiff's back; made "
+                    "again from its definition: %s", group.name, address)
+        record_event(group.events.setdefault("", []), RECREATED,
+                     "the group's objects on the cluster were deleted behind skiff's back "
+                     f"and made again from its definition; {address}", warning=True)
 
     def _apply_vnet_policy(self, policy: Obj, spec: GroupSpec) -> None:
         """The virtual network's policy, shared by its groups in the namespace: every
@@ -501,8 +571,19 @@ class KubeEngine:
             meta["ownerReferences"] = list(owners.values())
         self.cluster.apply(policy)
 
-    def _create_pod(self, group: _Group) -> None:
+    def _create_pod(self, group: _Group, *, placed: bool = False) -> None:
+        """Create the group's Pod as the anchor keeps it; a GPU Pod not ``placed`` just
+        now (a start, restart or repair from the anchor) gets the node affinity of its
+        SKU's nodes as they are now, where any are: a pool replaced since it was applied
+        does not leave it waiting for nodes that are gone."""
         pod = objects.own(json.loads(json.dumps(group.pod)), group.name, group.anchor_uid)
+        sku = (pod["metadata"].get("annotations") or {}).get(objects.GPU_SKU_ANNOTATION)
+        if sku and not placed:
+            found = self._cluster_gpus()
+            affinity = gpus.node_affinity(sku, found.products) if found.counts.get(sku) \
+                else None
+            if affinity is not None:
+                pod["spec"]["affinity"] = affinity
         try:
             made = self.cluster.create(pod)
         except ClusterError as exc:
@@ -537,7 +618,17 @@ class KubeEngine:
                 self._last_pods[key] = self._pods.pop(key)
             self._changed.notify_all()
 
+    def _unschedulable(self, group_id: str) -> bool:
+        """Whether the scheduler found no node for the group's Pod (yet)."""
+        group = self._group(group_id)
+        with self._lock:
+            pod = self._pods.get((group.namespace, group.name))
+        return pod is not None and status.unschedulable(pod) is not None
+
     def _wait_started(self, group_id: str) -> GroupView:
+        """The view once the group's first containers started, it failed or stopped, or
+        no node can take its Pod yet (it waits Pending, with the scheduler's words as
+        an event: a node freed or added places it later); at the start timeout, as is."""
         deadline = time.monotonic() + self.settings.start_timeout_s
         while True:
             view = self.view(group_id)  # no lock held: view() takes the group's
@@ -545,7 +636,8 @@ class KubeEngine:
                     or view.state in ("Succeeded", "Failed") \
                     or (view.state == "Running" and all(
                         c.current.state != "Waiting" or c.restart_count > 0
-                        for c in view.containers)):
+                        for c in view.containers)) \
+                    or self._unschedulable(group_id):
                 return view
             left = deadline - time.monotonic()
             if left <= 0:
@@ -789,20 +881,27 @@ class KubeEngine:
 
     # ---- the cluster ----------------------------------------------------------------
 
+    def _nodes(self) -> list[Obj]:
+        items: list[Obj] = self.cluster.call("core", "list_node").get("items") or []
+        return items
+
+    def _cluster_gpus(self) -> gpus.ClusterGpus:
+        return gpus.cluster_gpus(self._nodes())
+
     def capacity(self) -> NodeCapacity:
-        """The allocatable CPU, memory and GPUs of the cluster's Ready nodes, summed."""
-        cpu, memory, gpus = Decimal(0), Decimal(0), Decimal(0)
-        for node in self.cluster.call("core", "list_node").get("items") or []:
-            node_status = node.get("status") or {}
-            if not any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in node_status.get("conditions") or []):
+        """The allocatable CPU, memory and GPUs of the cluster's Ready nodes, summed; the
+        GPUs by SKU from their nodes' product labels (:mod:`skiff.kube.gpus`)."""
+        cpu, memory = Decimal(0), Decimal(0)
+        nodes = self._nodes()
+        for node in nodes:
+            if not gpus.is_ready(node):
                 continue
-            allocatable = node_status.get("allocatable") or {}
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
             cpu += _quantity(allocatable.get("cpu", "0"))
             memory += _quantity(allocatable.get("memory", "0"))
-            gpus += _quantity(allocatable.get("nvidia.com/gpu", "0"))
+        found = gpus.cluster_gpus(nodes)
         return NodeCapacity(cpu_cores=float(cpu), memory_gb=float(memory) / 1024**3,
-                            gpus=int(gpus))
+                            gpus=found.total, gpu_skus=dict(found.counts))
 
     def cached_images(self) -> list[str]:
         """None: the nodes' images are the kubelets' to keep."""
@@ -878,13 +977,13 @@ class KubeEngine:
                             "making it again", group.name)
                 self._create_pod(group)
                 return
-            if group.spec is not None:
-                log.warning("container group %s: its objects were deleted behind skiff's back; "
-                            "applying them again", group.name)
-                self._apply(replace(group.spec), group, group.lock)
+            # The spec run in this process, else the store's (since skiff restarted).
+            spec = group.spec if group.spec is not None else self.recall(group_id)
+            if spec is not None:
+                self._apply(replace(spec), group, group.lock, recreating=True)
                 return
             log.warning("container group %s: its anchor was deleted behind skiff's back and "
-                        "its spec is not known since skiff restarted; forgotten until the "
-                        "control plane runs it again", group.name)
+                        "the store does not want it running (stopped, deleted or being "
+                        "deployed): forgotten, the control plane decides", group.name)
             with self._lock:
                 self._groups.pop(group_id, None)

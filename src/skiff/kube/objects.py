@@ -6,8 +6,9 @@ One group becomes, in its namespace (:mod:`skiff.kube.naming`):
   as its owner: deleting it deletes them all (Kubernetes' garbage collector), while the
   Pod can be deleted and made again without taking the Service, and its address, with it;
 - the **Pod** ``<group>``: its init containers and containers, ACI's resources as requests
-  and limits (the node's per-group disk limit as ``ephemeral-storage``), the restart
-  policy, probes, security contexts and volumes;
+  and limits (the node's per-group disk limit as ``ephemeral-storage``, GPUs as the
+  ``nvidia.com/gpu`` limit with a node affinity on their SKU, :mod:`skiff.kube.gpus`),
+  the restart policy, probes, security contexts and volumes;
 - **Secrets**: ``<group>.env`` (secure environment values, read through ``secretKeyRef``),
   ``<group>.registry`` (``imagePullSecrets``), ``<group>.volume.<v>`` (a secret volume's
   files), ``<group>.azurefile.<v>`` (an azureFile volume's account and key);
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skiff.core.gitrepo import check_git_repo, clone_path
+from skiff.core.gpus import describe as describe_gpus
 from skiff.core.spec import (
     CONFIG_MAP_ROOT,
     AzureFileVolume,
@@ -53,8 +55,9 @@ from skiff.core.spec import (
     SecretVolume,
     SecurityContext,
 )
-from skiff.errors import InvalidGroupSpec
-from skiff.kube import naming
+from skiff.errors import ArmError, InvalidGroupSpec
+from skiff.kube import gpus, naming
+from skiff.kube.gpus import RESOURCE as GPU_RESOURCE
 
 Obj = dict[str, Any]
 
@@ -65,6 +68,9 @@ ACCOUNT_NAME_KEY, ACCOUNT_KEY_KEY = "azurestorageaccountname", "azurestorageacco
 EXTERNAL_DNS = "external-dns.alpha.kubernetes.io/hostname"
 #: Where a gitRepo clone container mounts its volume.
 CLONE_MOUNT = "/volume"
+#: The annotation of a GPU group's Pod naming its SKU (the node affinity lists label
+#: values, which change as node pools come and go; the SKU is what the group asked).
+GPU_SKU_ANNOTATION = naming.PREFIX + "gpu-sku"
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,46 @@ class Placement:
     #: The group's disk limit in bytes (the node's ``DiskSettings.group_bytes``, whole
     #: MiB), as ``ephemeral-storage`` of its first container; None or 0: no limit.
     disk_bytes: int | None = None
+    #: The ``nvidia.com/gpu.product`` values of the cluster's GPU nodes by SKU
+    #: (:attr:`skiff.kube.gpus.ClusterGpus.products`), for a GPU group's node affinity;
+    #: None: not known (``skiff kube render`` has no cluster), no node affinity.
+    gpu_products: Mapping[str, tuple[str, ...]] | None = None
+
+
+def gpu_sku(spec: GroupSpec) -> str | None:
+    """The one SKU of the GPUs group ``spec``'s containers ask for; None: no GPUs. A Pod
+    runs on one node, and a node is labelled with one GPU product, so a group asking for
+    two SKUs cannot be placed (InvalidGpuResource), nor GPUs in a gVisor sandbox
+    (GpuNotSupportedInSandbox, as on a node: the API's rules refuse both first; init
+    containers have no GPUs in ACI's model)."""
+    skus = sorted({c.resources.gpu_sku for c in spec.containers if c.resources.gpu_count})
+    if not skus:
+        return None
+    if len(skus) > 1:
+        raise ArmError(400, "InvalidGpuResource",
+                       f"The containers of container group {spec.name!r} ask for GPUs of "
+                       f"SKUs {' and '.join(repr(s) for s in skus)}: on this Kubernetes "
+                       "cluster a group's containers share one node, whose GPUs are of one "
+                       "product. Ask for one SKU.")
+    if spec.isolation == "sandbox":
+        raise ArmError(400, "GpuNotSupportedInSandbox",
+                       f"Container group {spec.name!r} asks for GPUs in a gVisor sandbox "
+                       "(isolation: Sandbox), which this cluster's RuntimeClass is not known "
+                       "to give. Use isolation Container.")
+    return skus[0]
+
+
+def gpu_placement(sku: str, products: Mapping[str, tuple[str, ...]],
+                  counts: Mapping[str, int]) -> Obj:
+    """The node affinity of a Pod whose GPUs are of ``sku``; 409 ServiceUnavailable
+    naming what the cluster has when none of its Ready nodes has GPUs of that SKU."""
+    affinity = gpus.node_affinity(sku, products) if counts.get(sku) else None
+    if affinity is None:
+        raise ArmError(409, "ServiceUnavailable",
+                       f"The requested resource is not available at this moment: the "
+                       f"cluster has no Ready nodes with GPUs of SKU {sku!r} (it has "
+                       f"{describe_gpus(counts)}).")
+    return affinity
 
 
 def group_objects(spec: GroupSpec, placement: Placement) -> list[Obj]:
@@ -195,6 +241,15 @@ def _pod(spec: GroupSpec, placement: Placement, secrets: _Secrets, found: list[O
     }
     if placement.disk_bytes:
         _limit_disk(pod_spec["containers"][0], placement.disk_bytes)
+    sku = gpu_sku(spec)
+    if sku is not None:
+        # Only GPU groups tolerate the GPU pools' taint: the others keep off GPU nodes.
+        pod_spec["tolerations"] = [dict(gpus.TOLERATION)]
+        if placement.gpu_products is not None:
+            affinity = gpus.node_affinity(sku, placement.gpu_products)
+            if affinity is None:
+                raise InvalidGroupSpec(f"the cluster has no nodes of GPU SKU {sku!r}")
+            pod_spec["affinity"] = affinity
     if not pod_spec["initContainers"]:
         del pod_spec["initContainers"]
     if not volumes:
@@ -214,6 +269,8 @@ def _pod(spec: GroupSpec, placement: Placement, secrets: _Secrets, found: list[O
     if spec.dns is not None:
         pod_spec.update(_dns(spec))
     pod = _meta_object(spec, placement, "Pod", spec.name)
+    if sku is not None:
+        pod["metadata"]["annotations"] = {GPU_SKU_ANNOTATION: sku}
     if spec.subnet is not None:
         pod["metadata"]["labels"][naming.VNET_LABEL] = _vnet_hash(spec)
     pod["spec"] = pod_spec
@@ -242,7 +299,7 @@ def _dns(spec: GroupSpec) -> Obj:
 def _container(container: Container, spec: GroupSpec, secrets: _Secrets, *,
                init: bool = False) -> Obj:
     out: Obj = {"name": container.name, "image": container.image,
-                "resources": _resources(container.resources)}
+                "resources": _resources(container.resources, with_gpus=not init)}
     if container.command:
         out["command"] = list(container.command)  # ACI's command replaces ENTRYPOINT and CMD
     env = [{"name": v.name, "valueFrom": secrets.env_ref(container.name, v.name, v.value)}
@@ -267,7 +324,7 @@ def _container(container: Container, spec: GroupSpec, secrets: _Secrets, *,
     return out
 
 
-def _resources(resources: Resources) -> Obj:
+def _resources(resources: Resources, *, with_gpus: bool = False) -> Obj:
     requests = {"cpu": cpu_quantity(resources.cpu), "memory": memory_quantity(
         resources.memory_gb)}
     # A limit ACI leaves out is the request (skiff.core.spec.Resources).
@@ -275,6 +332,10 @@ def _resources(resources: Resources) -> Obj:
               "memory": memory_quantity(resources.memory_limit_gb
                                         if resources.memory_limit_gb is not None
                                         else resources.memory_gb)}
+    if with_gpus and resources.gpu_count:
+        # An extended resource is asked for as a limit alone: Kubernetes takes it as the
+        # request too (and refuses a request that is not the limit).
+        limits[GPU_RESOURCE] = str(resources.gpu_count)
     return {"requests": requests, "limits": limits}
 
 

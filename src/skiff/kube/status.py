@@ -21,6 +21,13 @@ How Kubernetes' words become ACI's:
 - **The IP**: a public group's address is its Service's load balancer ingress (none
   while the cloud has not given one: ACI shows no ``ip`` until then either); a private
   group's is the Pod's ``podIP``.
+- **Unschedulable**: a Pod no node can take yet (``PodScheduled`` False, reason
+  ``Unschedulable``: ``0/3 nodes are available: 3 Insufficient nvidia.com/gpu``) is a
+  group waiting, not a failed one: Pending, its containers Waiting, and the scheduler's
+  words as a ``FailedScheduling`` Warning event of the group, from the scheduler's Event
+  or, where that has expired (an Event lives an hour), from the condition itself. A
+  node freed or added (an autoscaler's) places it, as a node engine starts a group
+  once it fits.
 - **Failure**: an image that cannot be pulled or a container that cannot be created
   (``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName``,
   ``CreateContainerConfigError``, ``CreateContainerError``), a Pod the kubelet
@@ -93,6 +100,16 @@ def event_of(event: Obj) -> Event:
                  first_timestamp=first, last_timestamp=last)
 
 
+def unschedulable(pod: Obj) -> str | None:
+    """The scheduler's message when no node can take the Pod yet (its ``PodScheduled``
+    condition False with reason ``Unschedulable``); None otherwise."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                and condition.get("reason") == "Unschedulable":
+            return str(condition.get("message") or "no node can take the Pod")
+    return None
+
+
 def _failure(pod: Obj, views: Iterable[tuple[ContainerView, Obj | None]]) -> str | None:
     status = pod.get("status") or {}
     if status.get("phase") == "Failed" and status.get("reason") == "Evicted":
@@ -138,6 +155,12 @@ def group_view(pod: Obj, *, group_id: str, name: str, events: Iterable[Obj] = ()
                                       .get("fieldPath") or "")
         target = by_name.get(match.group(1)) if match else None
         (target.events if target is not None else view.events).append(event)
+    waiting = unschedulable(pod) if not stopped else None
+    if waiting is not None and not any(e.name == "FailedScheduling" for e in view.events):
+        since = next((timestamp(c.get("lastTransitionTime")) for c in status.get("conditions")
+                      or [] if c.get("type") == "PodScheduled"), None) or 0.0
+        view.events.append(Event(name="FailedScheduling", message=waiting, type="Warning",
+                                 first_timestamp=since, last_timestamp=since))
     view.failure = _failure(pod, found)
     return view
 

@@ -107,6 +107,7 @@ def check_group(objects: list[Obj]) -> None:
         _check_resources(container["resources"])
         if "livenessProbe" in container:
             assert container["livenessProbe"]["successThreshold"] == 1
+    _check_scheduling(spec)
     for pull in spec.get("imagePullSecrets", []):
         assert ("Secret", pull["name"]) in data
     for kind in ("Secret", "ConfigMap"):
@@ -132,6 +133,35 @@ def _check_resources(resources: Obj) -> None:
     for kind, request in resources.get("requests", {}).items():
         limit = resources.get("limits", {}).get(kind)
         assert limit is None or _quantity(request) <= _quantity(limit), resources
+    for kind, limit in resources.get("limits", {}).items():
+        if "/" in kind and not kind.startswith("kubernetes.io/"):
+            # An extended resource: whole, and a request (if any) equal to the limit.
+            assert float(limit).is_integer(), resources
+            request = resources.get("requests", {}).get(kind)
+            assert request is None or _quantity(request) == _quantity(limit), resources
+    for kind in resources.get("requests", {}):
+        if "/" in kind and not kind.startswith("kubernetes.io/"):
+            assert kind in resources.get("limits", {}), resources
+
+
+def _check_scheduling(spec: Obj) -> None:
+    """ValidateNodeSelectorRequirement and ValidateTolerations: In and NotIn need values,
+    Exists and DoesNotExist none; a toleration of operator Exists has no value."""
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    if required is not None:
+        assert required["nodeSelectorTerms"], "no node selector terms"
+        for term in required["nodeSelectorTerms"]:
+            for expression in term.get("matchExpressions", []):
+                values = expression.get("values") or []
+                if expression["operator"] in ("In", "NotIn"):
+                    assert values, expression
+                    assert all(len(v) <= 63 and LABEL_VALUE.fullmatch(v) for v in values)
+                elif expression["operator"] in ("Exists", "DoesNotExist"):
+                    assert not values, expression
+    for toleration in spec.get("tolerations", []):
+        if toleration.get("operator") == "Exists":
+            assert not toleration.get("value"), toleration
 
 
 def _check_owners(objects: list[Obj]) -> None:

@@ -310,14 +310,31 @@ class FakeKubeApi:
             "source": {"component": "kubelet"}})
 
     def add_node(self, name: str, *, cpu: str = "4", memory: str = "16Gi",
-                 ready: bool = True, gpus: int = 0) -> Obj:
+                 ready: bool = True, gpus: int = 0, gpu_product: str | None = None) -> Obj:
+        """A node with the allocatable given; ``gpus`` NVIDIA GPUs (the device plugin's
+        resource, and the GPU pools' taint), labelled ``gpu_product`` (GFD's
+        ``nvidia.com/gpu.product``) if given."""
         allocatable = {"cpu": cpu, "memory": memory, "pods": "110"}
+        node: Obj = {"metadata": {"name": name}}
         if gpus:
             allocatable["nvidia.com/gpu"] = str(gpus)
-        self.create("nodes", "", {"metadata": {"name": name}})
+            node["spec"] = {"taints": [{"key": "nvidia.com/gpu", "value": "present",
+                                        "effect": "NoSchedule"}]}
+        if gpu_product is not None:
+            node["metadata"]["labels"] = {"nvidia.com/gpu.product": gpu_product}
+        self.create("nodes", "", node)
         return self._set_status("nodes", "", name, {
             "allocatable": allocatable, "capacity": allocatable,
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]})
+
+    def set_unschedulable(self, namespace: str, name: str, message: str) -> Obj:
+        """The scheduler finds no node for Pod ``name``: its PodScheduled condition False
+        (Unschedulable) and a FailedScheduling Warning Event, as kube-scheduler writes."""
+        stamp = now_text()
+        self._set_status("pods", namespace, name, {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": message, "lastTransitionTime": stamp}]})
+        return self.add_event(namespace, name, "FailedScheduling", message, type_="Warning")
 
     def add_runtime_class(self, name: str, handler: str = "runsc") -> Obj:
         return self.create("runtimeclasses", "", {"metadata": {"name": name},
