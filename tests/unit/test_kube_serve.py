@@ -190,7 +190,7 @@ def test_gpu_skus_of_the_clusters_nodes_are_offered_and_admitted(
         refused = http.put(group_url("infer"), json=body)
         assert refused.status_code == 409, refused.text
         assert refused.json()["error"]["code"] == "ServiceUnavailable"
-        assert "8 H100" in refused.json()["error"]["message"]
+        assert "The cluster has 8 H100" in refused.json()["error"]["message"]
 
 
 def test_the_start_up_line_names_the_clusters_gpus(fake: FakeKubeApi, server: Server) -> None:

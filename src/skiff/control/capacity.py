@@ -46,6 +46,6 @@ def node_admission(settings: Settings, engine: Engine) -> Callable[[str, str], A
         capacity = engine.capacity()
         return Admission(cpu=capacity.cpu_cores * ratio, memory_gb=capacity.memory_gb * ratio,
                          quotas=settings.quotas.limits(subscription), region=region,
-                         gpus=dict(capacity.gpu_skus))
+                         gpus=dict(capacity.gpu_skus), site=capacity.site)
 
     return admission

@@ -57,6 +57,8 @@ class NodeCapacity:
     gpus: int = 0
     #: The same by SKU name (:func:`skiff.core.gpus.sku_of`): ``{"H100": 8}``.
     gpu_skus: Mapping[str, int] = field(default_factory=dict)
+    #: What the capacity is of, in a refusal's words (``"This node has 2 H100"``).
+    site: str = "This node"
 
 
 @runtime_checkable

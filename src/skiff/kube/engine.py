@@ -901,7 +901,8 @@ class KubeEngine:
             memory += _quantity(allocatable.get("memory", "0"))
         found = gpus.cluster_gpus(nodes)
         return NodeCapacity(cpu_cores=float(cpu), memory_gb=float(memory) / 1024**3,
-                            gpus=found.total, gpu_skus=dict(found.counts))
+                            gpus=found.total, gpu_skus=dict(found.counts),
+                            site="The cluster")
 
     def cached_images(self) -> list[str]:
         """None: the nodes' images are the kubelets' to keep."""

@@ -80,6 +80,8 @@ class Admission:
     region: str
     #: The node's GPUs by SKU name (none: a request for GPUs is refused).
     gpus: Mapping[str, int] = field(default_factory=dict)
+    #: What has those GPUs, in a refusal's words (:attr:`NodeCapacity.site`).
+    site: str = "This node"
 
 
 class QuotaExceeded(ArmError):
@@ -100,7 +102,7 @@ class CapacityExceeded(ArmError):
     ServiceUnavailable, naming the request only)."""
 
     def __init__(self, cpu: float, memory_gb: float, gpus: Mapping[str, int] | None = None,
-                 node_gpus: Mapping[str, int] | None = None) -> None:
+                 node_gpus: Mapping[str, int] | None = None, site: str = "This node") -> None:
         asked = "".join(f" '{n}' '{sku}' GPU" for sku, n in sorted((gpus or {}).items()))
         super().__init__(409, "ServiceUnavailable",
                          f"The requested resource is not available at this moment. Resource "
@@ -110,12 +112,13 @@ class CapacityExceeded(ArmError):
         self.gpus: dict[str, int] = dict(gpus or {})
         #: When GPUs were what did not fit: the node's GPUs by SKU, for the refusal's words.
         self.node_gpus: dict[str, int] | None = None if node_gpus is None else dict(node_gpus)
+        self.site = site
 
     def gpu_words(self) -> str:
         """What the node has, when GPUs did not fit (``""`` otherwise)."""
         if self.node_gpus is None:
             return ""
-        return f" This node has {describe_gpus(self.node_gpus)}."
+        return f" {self.site} has {describe_gpus(self.node_gpus)}."
 
 
 class DnsLabelInUse(ArmError):
@@ -200,7 +203,7 @@ def admit(conn: sqlite3.Connection, admission: Admission, *, subscription: str,
     if gpus:
         held = held_gpus(conn, other)
         if any(held.get(sku, 0) + n > admission.gpus.get(sku, 0) for sku, n in gpus.items()):
-            raise CapacityExceeded(cpu, memory_gb, gpus, admission.gpus)
+            raise CapacityExceeded(cpu, memory_gb, gpus, admission.gpus, admission.site)
     used_cpu, used_memory = conn.execute(
         f"SELECT coalesce(sum(cpu), 0), coalesce(sum(memory_gb), 0)"  # noqa: S608
         f" FROM container_groups WHERE uid != ? AND {HOLDING}", (other,)).fetchone()
