@@ -8,7 +8,8 @@ One group becomes, in its namespace (:mod:`skiff.kube.naming`):
 - the **Pod** ``<group>``: its init containers and containers, ACI's resources as requests
   and limits (the node's per-group disk limit as ``ephemeral-storage``), the restart
   policy, probes, security contexts and volumes;
-- **Secrets**: ``<group>.env`` (secure environment values, read through ``secretKeyRef``),
+- **Secrets**: ``<group>.env`` (secure environment values, read through ``secretKeyRef``,
+  and a group with a managed identity's ``IDENTITY_HEADER``: see below),
   ``<group>.registry`` (``imagePullSecrets``), ``<group>.volume.<v>`` (a secret volume's
   files), ``<group>.azurefile.<v>`` (an azureFile volume's account and key);
 - **ConfigMaps** ``<group>.configmap.<container>``: a container's config map, mounted
@@ -24,6 +25,13 @@ a gitRepo volume is an emptyDir that an init container (``git--<volume>``) clone
 before the group's own init containers run; an azureFile volume is an inline CSI volume
 of the Azure Files driver (``file.csi.azure.com``); a custom seccomp profile is a
 ``Localhost`` profile ``skiff/<sha256>.json`` that the operator installs on the nodes.
+
+A group with a managed identity (:attr:`Placement.identity`) gets, in every container of
+its own, ``IDENTITY_ENDPOINT`` (its token endpoint's URL, in the Pod) and
+``IDENTITY_HEADER`` (its secret, from the env Secret's ``identity-header``: a key without
+a dot, which no container's ``<container>.<variable>`` key is), the App Service protocol
+of :mod:`skiff.metadata.appservice`; a container that sets either name itself keeps its
+own.
 
 Owner references need the anchor's ``uid``, which only the API server gives, so
 :func:`group_objects` leaves them out without one (``skiff kube render``) and the objects
@@ -55,6 +63,7 @@ from skiff.core.spec import (
 )
 from skiff.errors import InvalidGroupSpec
 from skiff.kube import naming
+from skiff.metadata.appservice import ENDPOINT_VAR, HEADER_VAR
 
 Obj = dict[str, Any]
 
@@ -87,6 +96,13 @@ class Placement:
     #: The group's disk limit in bytes (the node's ``DiskSettings.group_bytes``, whole
     #: MiB), as ``ephemeral-storage`` of its first container; None or 0: no limit.
     disk_bytes: int | None = None
+    #: A group with a managed identity: its token endpoint's URL and header secret
+    #: (``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``); None: no identity, no variables.
+    identity: tuple[str, str] | None = None
+
+
+#: The env Secret's key of the ``IDENTITY_HEADER`` secret.
+IDENTITY_HEADER_KEY = "identity-header"
 
 
 def group_objects(spec: GroupSpec, placement: Placement) -> list[Obj]:
@@ -150,6 +166,22 @@ class _Secrets:
         key = f"{container}.{name}"
         self.env[key] = _b64(value)
         return {"secretKeyRef": {"name": naming.object_name(self.spec.name, "env"), "key": key}}
+
+    def identity_env(self, container: Container) -> list[Obj]:
+        """The identity endpoint's variables for ``container`` (none without an identity,
+        nor those it sets itself)."""
+        if self.placement.identity is None:
+            return []
+        url, header = self.placement.identity
+        own = {v.name for v in container.env}
+        found: list[Obj] = []
+        if ENDPOINT_VAR not in own:
+            found.append({"name": ENDPOINT_VAR, "value": url})
+        if HEADER_VAR not in own:
+            self.env[IDENTITY_HEADER_KEY] = _b64(header)
+            found.append({"name": HEADER_VAR, "valueFrom": {"secretKeyRef": {
+                "name": naming.object_name(self.spec.name, "env"), "key": IDENTITY_HEADER_KEY}}})
+        return found
 
     def add(self, name: str, data: Mapping[str, str], type_: str = "Opaque") -> str:
         secret = _meta_object(self.spec, self.placement, "Secret", name)
@@ -247,6 +279,7 @@ def _container(container: Container, spec: GroupSpec, secrets: _Secrets, *,
         out["command"] = list(container.command)  # ACI's command replaces ENTRYPOINT and CMD
     env = [{"name": v.name, "valueFrom": secrets.env_ref(container.name, v.name, v.value)}
            if v.secure else {"name": v.name, "value": v.value} for v in container.env]
+    env += secrets.identity_env(container)
     if env:
         out["env"] = env
     if container.ports and not init:
