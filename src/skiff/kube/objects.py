@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from skiff.core.gitrepo import check_git_repo, clone_path
+from skiff.core.identity import IDENTITY_ENDPOINT_VAR as ENDPOINT_VAR
+from skiff.core.identity import IDENTITY_HEADER_VAR as HEADER_VAR
 from skiff.core.spec import (
     CONFIG_MAP_ROOT,
     AzureFileVolume,
@@ -63,7 +65,6 @@ from skiff.core.spec import (
 )
 from skiff.errors import InvalidGroupSpec
 from skiff.kube import naming
-from skiff.metadata.appservice import ENDPOINT_VAR, HEADER_VAR
 
 Obj = dict[str, Any]
 

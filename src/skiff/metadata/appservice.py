@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from skiff.core.identity import IDENTITY_ENDPOINT_VAR, IDENTITY_HEADER_VAR
 from skiff.errors import NetworkError
 from skiff.metadata.endpoint import Answer, MetadataReply
 
@@ -54,8 +55,7 @@ log = logging.getLogger(__name__)
 
 #: The environment variables azure-identity and MSAL read (both: App Service; beware
 #: ``IMDS_ENDPOINT`` beside ``IDENTITY_ENDPOINT``, which makes them speak Azure Arc's).
-ENDPOINT_VAR = "IDENTITY_ENDPOINT"
-HEADER_VAR = "IDENTITY_HEADER"
+ENDPOINT_VAR, HEADER_VAR = IDENTITY_ENDPOINT_VAR, IDENTITY_HEADER_VAR
 #: The request header carrying the group's secret.
 HEADER = "x-identity-header"
 #: The one protocol version served (azure-identity's and MSAL's).
