@@ -14,8 +14,12 @@ finishes it.
 
 With ``--backend kubernetes`` (:func:`build`'s ``kube``) the groups run as Pods on a
 cluster instead (:class:`skiff.kube.engine.KubeEngine`): the same API, store and
-reconcile loop; what only a node has (group networks and their DNS, identity endpoint
-and API relay at the groups' gateways) is not served.
+reconcile loop; what only a node has (group networks and their DNS resolver, the
+169.254.169.254 identity endpoint and the API relay at the groups' gateways) is not
+served. Groups with a managed identity get their tokens in the App Service protocol
+(:mod:`skiff.metadata.appservice`) where ``--identity-url`` says how Pods reach skiff,
+and the DNS server (``--dns-listen``) answers their names with their Services' load
+balancer addresses, followed as the cloud gives them.
 
 While it runs, the server holds ``<data root>/serve.lock`` (shared), which
 ``skiff node reset`` tries before it touches anything
@@ -68,6 +72,7 @@ from skiff.files import serving as files_serving
 from skiff.files.serving import FilesServer
 from skiff.gateway import ApiRelay
 from skiff.metadata import MetadataEndpoint
+from skiff.metadata.appservice import AppServiceEndpoint, serve_plain
 from skiff.portal import mount as mount_portal
 from skiff.settings import Settings
 from skiff.store import Store
@@ -108,6 +113,8 @@ class Server:
     prometheus: WSGIServer | None = None
     #: The profiles' time to live (:mod:`skiff.control.expiry`), once started.
     expiry: Expiry | None = None
+    #: The groups' token endpoint on a plain-HTTP address (``--identity-listen``).
+    identity_http: WSGIServer | None = None
 
     def close(self) -> None:
         """Stop the loop (waiting for deletes in flight: their grace and 5 s more), the
@@ -127,6 +134,9 @@ class Server:
         if self.prometheus is not None:
             self.prometheus.shutdown()
             self.prometheus.server_close()
+        if self.identity_http is not None:
+            self.identity_http.shutdown()
+            self.identity_http.server_close()
         if self.dns is not None:
             self.dns.stop()
         self.plane.engine.close()
@@ -285,10 +295,12 @@ def build(settings: Settings, *, share_disks: ShareDisks | None = None,
         raise
 
 
-def kube_locate(store: Store, settings: Settings) -> Callable[[GroupSpec], Where]:
+def kube_locate(store: Store, settings: Settings,
+                identity: AppServiceEndpoint | None = None) -> Callable[[GroupSpec], Where]:
     """Where the kubernetes backend places a group, from its record: the namespace of its
     subscription and resource group, a LoadBalancer Service for ``ipAddress.type``
-    Public, external-dns' name for its DNS name label."""
+    Public, external-dns' name for its DNS name label, and for a group with a managed
+    identity its token endpoint's URL and secret (from ``identity``; none without)."""
     from skiff.kube.engine import Where, default_locate
     from skiff.models import ContainerGroupBody
     from skiff.models.labels import fqdn, group_label
@@ -301,10 +313,14 @@ def kube_locate(store: Store, settings: Settings) -> Callable[[GroupSpec], Where
         ip = body.properties.ip_address
         label = group_label(body, tenant=settings.dns.tenant, subscription=record.subscription,
                             resource_group=record.resource_group, group_uid=record.uid)
+        stored = record.body.get("identity") or {}
+        has_identity = bool(stored.get("principalId") or stored.get("userAssignedIdentities"))
         return Where(subscription=record.subscription, resource_group=record.resource_group,
                      public=ip is not None and str(ip.type).lower() == "public",
                      dns_name=None if label is None else fqdn(label, record.location,
-                                                              settings.dns.zone))
+                                                              settings.dns.zone),
+                     identity=(identity.endpoint(record.uid), identity.secret(record.uid))
+                     if identity is not None and has_identity else None)
 
     return locate
 
@@ -345,12 +361,51 @@ def cluster_gpu_words(engine: Engine) -> str:
         return f"the cluster's GPUs not read: {exc.message}"
 
 
-def _kube_engine(kube: KubeSettings, store: Store, settings: Settings) -> KubeEngine:
+def _kube_engine(kube: KubeSettings, store: Store, settings: Settings,
+                 identity: AppServiceEndpoint | None) -> KubeEngine:
     from skiff.kube.engine import KubeEngine
 
     if kube.disk_bytes is None and settings.disks.group_bytes:
         kube = dataclasses.replace(kube, disk_bytes=settings.disks.group_bytes)
-    return KubeEngine(kube, locate=kube_locate(store, settings), recall=kube_recall(store))
+    return KubeEngine(kube, locate=kube_locate(store, settings, identity),
+                      recall=kube_recall(store))
+
+
+#: Why a group may not have a managed identity on a cluster without ``--identity-url``.
+NO_IDENTITY_URL = ("Managed identities of container groups are not served by this server: "
+                   "on its Kubernetes cluster the groups need a token endpoint they reach, "
+                   "which the operator gives with skiff serve --identity-url.")
+
+
+def serve_kube_identities(plane: ControlPlane, endpoint: AppServiceEndpoint | None) -> None:
+    """The groups' identities on a cluster: tokens through ``endpoint`` (the App Service
+    protocol; the API's listener serves it, :func:`start_identity_http` a plain-HTTP
+    address), or, without one, groups asking for an identity refused."""
+    plane.identities = GroupIdentities(
+        plane.store, ManagedIdentityTokens(plane.issuer, plane.base_url),
+        unserved=None if endpoint is not None else NO_IDENTITY_URL)
+    plane.app_service = endpoint
+
+
+def start_identity_http(server: Server, listen: str | None) -> WSGIServer | None:
+    """The groups' token endpoint over plain HTTP on ``listen`` (``--identity-listen``),
+    started and kept in ``server``; None without an address or an endpoint."""
+    plane = server.plane
+    if listen is None or plane.app_service is None or plane.identities is None:
+        return None
+    server.identity_http = serve_plain(listen, plane.app_service, plane.identities.answer)
+    return server.identity_http
+
+
+def follow_addresses(engine: KubeEngine, store: Store, reconciler: Reconciler,
+                     names: Names) -> None:
+    """Keep the groups' DNS names on their load balancers' addresses, which the cloud
+    gives after the group was run (or moves): each change is published once the reconcile
+    loop is idle on the group, so that a converge's own publishing never crosses it."""
+    def moved(uid: str) -> None:
+        reconciler.when_idle(uid, lambda: names.refresh(store, engine, uid))
+
+    engine.on_address = moved
 
 
 def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
@@ -373,6 +428,8 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     storage = StorageService(store, share_disks, file_endpoint=file_endpoint)
     storage.sweep()  # a crash between a share's row and its disk is put right
     node: Supervisor | None = None
+    cluster: KubeEngine | None = None
+    app_service: AppServiceEndpoint | None = None
     engine: Engine
     if kube is None:
         engine = node = Supervisor(settings, shares=share_disks, resolver=storage)
@@ -384,7 +441,10 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
             raise NetworkError("--api-for-groups serves the API at the node's group "
                                "gateways: the kubernetes backend has none")
         try:
-            engine = _kube_engine(kube, store, settings)
+            if kube.identity_url is not None:
+                app_service = AppServiceEndpoint.from_key_dir(store.key_path.parent,
+                                                              kube.identity_url)
+            engine = cluster = _kube_engine(kube, store, settings, app_service)
         except BaseException:
             store.close()
             raise
@@ -400,9 +460,12 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
         _serve_groups(dns, node)
     telemetry = Telemetry()
     meter = Meter(store, engine, interval_s=settings.usage.interval_s)
+    names = Names(settings.dns, zone)
     reconciler = Reconciler(store, engine, workers=settings.api.workers,
-                            names=Names(settings.dns, zone), telemetry=telemetry, meter=meter,
+                            names=names, telemetry=telemetry, meter=meter,
                             admission=node_admission(settings, engine))
+    if cluster is not None and zone is not None:
+        follow_addresses(cluster, store, reconciler, names)
     public = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- a check
     base = f"https://[{public}]:{port}" if ":" in public else f"https://{public}:{port}"
     plane = ControlPlane(settings, store, engine, reconciler, base, storage=storage,
@@ -415,6 +478,8 @@ def _build(settings: Settings, serving: int, share_disks: ShareDisks | None,
     if node is not None:  # the identity endpoint is served at the node's group gateways
         plane.identities, metadata = serve_identities(
             store, node, ManagedIdentityTokens(plane.issuer, base))
+    else:
+        serve_kube_identities(plane, app_service)
     relay = None
     if settings.api.for_groups and node is not None:
         relay = serve_api_to_groups(settings, node, cert, public, port)
@@ -508,6 +573,9 @@ def serve(settings: Settings, *, kube: KubeSettings | None = None) -> None:
                                 sock=files_sock)
             if files is not None:
                 print(f"skiff: serving Azure Files at {files.url}/<account>", flush=True)
+        if kube is not None and start_identity_http(server, kube.identity_listen) is not None:
+            print(f"skiff: serving the groups' token endpoint over plain HTTP at "
+                  f"{kube.identity_listen}", flush=True)
         if settings.metrics.listen is not None:
             server.prometheus = serve_metrics(settings.metrics.listen, server.plane.telemetry)
             print(f"skiff: serving Prometheus metrics at http://{settings.metrics.listen}"

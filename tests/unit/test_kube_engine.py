@@ -195,6 +195,23 @@ def test_a_pod_deleted_behind_skiffs_back_is_made_again(fake: FakeKubeApi,
     assert engine.addresses()["id-web"] == "20.1.2.3"
 
 
+def test_the_engine_tells_when_a_load_balancers_address_comes_or_moves(
+        fake: FakeKubeApi, engine: KubeEngine) -> None:
+    """on_address: called with the group's id when its Service gets an address and when
+    the address moves, not for a status written again with the same address."""
+    told: list[str] = []
+    engine.on_address = told.append
+    engine.run(group())
+    assert told == []  # pending: no address yet
+    fake.set_service_ingress(NS, "web", "20.1.2.3")
+    eventually(lambda: told == ["id-web"], what="told of the address")
+    fake.set_service_ingress(NS, "web", "20.1.2.3")
+    fake.set_service_ingress(NS, "web", "20.1.2.4")
+    eventually(lambda: len(told) >= 2, what="told of the move")
+    eventually(lambda: engine.addresses().get("id-web") == "20.1.2.4", what="the move seen")
+    assert told == ["id-web", "id-web"]  # once per change (one watch thread, in order)
+
+
 def test_an_anchor_deleted_behind_skiffs_back_is_applied_again(fake: FakeKubeApi,
                                                                engine: KubeEngine) -> None:
     """The anchor deleted by hand takes its objects with it (the garbage collector); the

@@ -82,6 +82,39 @@ def test_secure_values_go_through_a_secret_only() -> None:
     assert SECRET not in json.dumps(redacted(objects.values()))
 
 
+IDENTITY = ("https://skiff.example:8443/identity/g-1/token", "h3ader-Secret-value-of-g1")
+
+
+def test_a_group_with_an_identity_gets_the_app_service_variables() -> None:
+    """An identity: every container of the group, init containers too, gets
+    IDENTITY_ENDPOINT in the Pod and IDENTITY_HEADER through the env Secret (beside the
+    secure values, under a key no container's can be); the secret is never in the Pod;
+    a container that sets one of the names itself keeps its own."""
+    objects = render(spec(s.Container(name="c", image="i", env=(
+        s.EnvVar("TOKEN", SECRET, secure=True),)), s.Container(name="own", image="i", env=(
+            s.EnvVar("IDENTITY_ENDPOINT", "http://mine"),)),
+        init_containers=(s.Container(name="first", image="i"),)), identity=IDENTITY)
+    pod = pod_of(objects)
+    ref = {"secretKeyRef": {"name": "web.env", "key": "identity-header"}}
+    envs = {c["name"]: {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+            for c in (*pod["spec"]["initContainers"], *pod["spec"]["containers"])}
+    assert envs["c"]["IDENTITY_ENDPOINT"] == envs["first"]["IDENTITY_ENDPOINT"] == IDENTITY[0]
+    assert envs["c"]["IDENTITY_HEADER"] == envs["first"]["IDENTITY_HEADER"] == ref
+    assert envs["own"] == {"IDENTITY_ENDPOINT": "http://mine", "IDENTITY_HEADER": ref}
+    secret = objects[("Secret", "web.env")]
+    assert decoded(secret, "identity-header") == IDENTITY[1]
+    assert decoded(secret, "c.TOKEN") == SECRET
+    assert IDENTITY[1] not in json.dumps(pod)
+    assert "IMDS_ENDPOINT" not in json.dumps(pod)  # with it, the SDKs would speak Azure Arc's
+
+
+def test_a_group_without_an_identity_gets_no_identity_variables() -> None:
+    """No identity: neither variable, and no env Secret for it."""
+    objects = render(spec())
+    assert "env" not in pod_of(objects)["spec"]["containers"][0]
+    assert ("Secret", "web.env") not in objects
+
+
 def test_resources_are_requests_and_limits() -> None:
     """Cores in millicores, GB as MiB; a limit left out is the request (Guaranteed)."""
     c1 = s.Container(name="a", image="i", resources=s.Resources(cpu=0.5, memory_gb=1.5))

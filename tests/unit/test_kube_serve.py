@@ -95,7 +95,7 @@ def test_the_help_describes_the_backend() -> None:
     result = CliRunner().invoke(serve, ["--help"])
     assert result.exit_code == 0
     for option in ("--backend", "--kubeconfig", "--context", "--namespace-prefix",
-                   "--runtime-class", "--git-image"):
+                   "--runtime-class", "--git-image", "--identity-url", "--identity-listen"):
         assert option in result.output
 
 
@@ -207,3 +207,47 @@ def test_the_start_up_line_names_the_clusters_gpus(fake: FakeKubeApi, server: Se
     assert cluster_gpu_words(server.plane.engine) == "the cluster's GPUs: 2 L4"
     assert cluster_gpu_words(Unreachable()) == (  # type: ignore[arg-type]
         "the cluster's GPUs not read: the API server did not answer: connection refused")
+@pytest.mark.parametrize(("options", "message"), [
+    (["--identity-url", "ftp://skiff.example"], "is not an http:// or https:// URL"),
+    (["--identity-url", "https://skiff.example/?a=b"], "is not an http:// or https:// URL"),
+    (["--identity-url", "https://"], "is not an http:// or https:// URL"),
+    (["--identity-url", "http://skiff.example:8080"], "needs --identity-listen"),
+    (["--identity-listen", "127.0.0.1:8080"], "--identity-listen needs --identity-url"),
+    (["--identity-url", "http://10.0.0.5:8080", "--identity-listen", "skiff:8080"],
+     "is not IP:PORT"),
+])
+def test_bad_identity_options_are_refused(fake: FakeKubeApi, tmp_path: Path,
+                                          options: list[str], message: str) -> None:
+    """--identity-url must be an http(s) URL of a host; an http:// one needs the plain
+    listener, which needs the URL: usage errors before anything starts."""
+    result = CliRunner().invoke(serve, [
+        "--data-root", str(tmp_path / "root"), "--backend", "kubernetes", "--kubeconfig",
+        str(fake.kubeconfig(tmp_path / "kubeconfig")), *options])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_identity_options_need_the_kubernetes_backend(tmp_path: Path) -> None:
+    """--identity-url on the local backend (whose groups ask 169.254.169.254): refused."""
+    result = CliRunner().invoke(serve, ["--data-root", str(tmp_path), "--identity-url",
+                                        "https://skiff.example:8443"])
+    assert result.exit_code == 2
+    assert "--identity-url needs --backend kubernetes" in result.output
+
+
+def test_serve_hands_the_identity_url_to_the_server(monkeypatch: pytest.MonkeyPatch,
+                                                   fake: FakeKubeApi, tmp_path: Path) -> None:
+    """--identity-url (its trailing slash dropped) and --identity-listen reach KubeSettings."""
+    import skiff.server
+
+    started: list[KubeSettings | None] = []
+    monkeypatch.setattr(skiff.server, "serve",
+                        lambda settings, *, kube=None: started.append(kube))
+    config = fake.kubeconfig(tmp_path / "kubeconfig")
+    result = CliRunner().invoke(serve, [
+        "--data-root", str(tmp_path / "root"), "--backend", "kubernetes", "--kubeconfig",
+        str(config), "--identity-url", "http://10.0.0.5:8080/", "--identity-listen",
+        "0.0.0.0:8080"])
+    assert result.exit_code == 0, result.output
+    assert started == [KubeSettings(kubeconfig=config, identity_url="http://10.0.0.5:8080",
+                                    identity_listen="0.0.0.0:8080")]

@@ -24,6 +24,7 @@ from skiff.api import (
     authorization,
     costs,
     groups,
+    grouptokens,
     identities,
     insights,
     misc,
@@ -93,6 +94,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.include_router(sockets.router)
     app.include_router(principals.router)
     app.include_router(prometheus.router)
+    app.include_router(grouptokens.router)
     app.include_router(signin.router)  # last: its paths start with a tenant's name
     app.openapi = lambda: describe(app)  # type: ignore[method-assign]
 

@@ -38,6 +38,7 @@ from skiff.control.storage import StorageService
 from skiff.control.telemetry import Telemetry
 from skiff.core.engine import Engine
 from skiff.errors import ArmError
+from skiff.metadata.appservice import AppServiceEndpoint
 from skiff.settings import Settings
 from skiff.store import Store
 from skiff.store.timeseries import MetricsFile
@@ -109,6 +110,9 @@ class ControlPlane:
     #: Groups' managed identities and their tokens (None: this plane has none, a group
     #: that asks for one is refused).
     identities: GroupIdentities | None = None
+    #: The groups' token endpoint in the App Service protocol (the kubernetes backend's,
+    #: ``serve --identity-url``): None where groups get none (``/identity/`` is 404).
+    app_service: AppServiceEndpoint | None = None
     #: The other addresses (``host:port``) the API is reached at now: the groups'
     #: gateways, when it is served to them (:mod:`skiff.gateway`). None: only base_url.
     api_hosts: Callable[[], Collection[str]] | None = None

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
@@ -189,6 +190,20 @@ _NODE_KEY = click.option("--node-key", type=click.Path(dir_okay=False, path_type
 @click.option("--git-image", default="docker.io/alpine/git", show_default=True,
               help="--backend kubernetes: the image of the init containers that clone "
                    "gitRepo volumes (pin a tag or digest your cluster may pull).")
+@click.option("--identity-url", default=None, metavar="URL",
+              help="--backend kubernetes: where the Pods reach skiff's token endpoint for "
+                   "their managed identities (https://skiff.example:8443: the API's listener, "
+                   "whose certificate the images must trust; http://HOST:PORT: the "
+                   "--identity-listen address). A group with an identity gets "
+                   "IDENTITY_ENDPOINT=URL/identity/<group uid>/token and IDENTITY_HEADER (its "
+                   "secret, through its env Secret): the App Service protocol that "
+                   "azure-identity, MSAL and az login --identity read. Default: none, and "
+                   "groups asking for an identity are refused (400).")
+@click.option("--identity-listen", default=None, metavar="HOST:PORT",
+              help="--backend kubernetes: also serve the token endpoint alone over plain "
+                   "HTTP here, for an http:// --identity-url. Tokens and the groups' "
+                   "secrets cross that path in clear: bind it where only the cluster's Pods "
+                   "reach it (a private network, a Service in front).")
 @click.option("--verbose", "-v", is_flag=True,
               help="Log what the server does, a line per request included.")
 def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
@@ -204,6 +219,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
           meter_interval: float, prices_file: Path | None, log_format: str,
           backend: str, kubeconfig: Path | None, kube_context: str | None,
           namespace_prefix: str, runtime_class: str, git_image: str,
+          identity_url: str | None, identity_listen: str | None,
           verbose: bool) -> None:
     """Run the ACI API and the local engine on embedded defaults.
 
@@ -211,7 +227,9 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
     (one namespace per subscription and resource group, made and labelled by skiff;
     each group's objects owned by one anchor ConfigMap), watched, not polled; a Pod
     deleted behind skiff's back is made again. The node's own services for groups
-    (--api-for-groups, the identity endpoint, DNS at their gateways) are not served.
+    (--api-for-groups, 169.254.169.254, DNS at their gateways) are not served there:
+    managed identities get tokens through --identity-url (the App Service protocol),
+    and --dns-listen answers name labels with the Services' load balancer addresses.
 
     On first start: a CA (DATA_ROOT/ca.pem, for clients to trust), a server
     certificate, an admin token (DATA_ROOT/admin.token) and the node key that
@@ -267,7 +285,7 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
         raise click.BadParameter(str(exc), param_hint="--share-overcommit") from None
     usage = UsageSettings(interval_s=meter_interval, prices=_prices(prices_file))
     kube = _kube_settings(backend, kubeconfig, kube_context, namespace_prefix,
-                          runtime_class, git_image)
+                          runtime_class, git_image, identity_url, identity_listen)
     from skiff.errors import ClusterError, InvalidInput, NodeBusy
 
     try:
@@ -292,8 +310,9 @@ def serve(data_root: Path, node_key: Path | None, listen: str, location: str,
 
 
 def _kube_settings(backend: str, kubeconfig: Path | None, context: str | None,
-                   namespace_prefix: str, runtime_class: str,
-                   git_image: str) -> KubeSettings | None:
+                   namespace_prefix: str, runtime_class: str, git_image: str,
+                   identity_url: str | None = None,
+                   identity_listen: str | None = None) -> KubeSettings | None:
     """The kubernetes backend's settings, or None for the local one (the kube options are
     refused there, rather than silently ignored)."""
     if backend.lower() != "kubernetes":
@@ -301,7 +320,9 @@ def _kube_settings(backend: str, kubeconfig: Path | None, context: str | None,
             ("--kubeconfig", kubeconfig, None), ("--context", context, None),
             ("--namespace-prefix", namespace_prefix, "skiff"),
             ("--runtime-class", runtime_class, "gvisor"),
-            ("--git-image", git_image, "docker.io/alpine/git")) if value != default]
+            ("--git-image", git_image, "docker.io/alpine/git"),
+            ("--identity-url", identity_url, None),
+            ("--identity-listen", identity_listen, None)) if value != default]
         if given:
             raise click.UsageError(f"{given[0]} needs --backend kubernetes")
         return None
@@ -323,9 +344,32 @@ def _kube_settings(backend: str, kubeconfig: Path | None, context: str | None,
     if not naming.is_subdomain(runtime_class):
         raise click.BadParameter(f"{runtime_class[:80]!r} is not a RuntimeClass name (a "
                                  "DNS-1123 subdomain)", param_hint="--runtime-class")
+    _check_identity_url(identity_url, identity_listen)
     return KubeSettings(kubeconfig=kubeconfig, context=context,
                         namespace_prefix=namespace_prefix, runtime_class=runtime_class,
-                        git_image=git_image)
+                        git_image=git_image,
+                        identity_url=identity_url.rstrip("/") if identity_url else None,
+                        identity_listen=identity_listen)
+
+
+def _check_identity_url(url: str | None, listen: str | None) -> None:
+    """--identity-url is an absolute http(s) URL without a query; an http:// one is served
+    only by --identity-listen (the API's listener speaks HTTPS alone), and that needs one."""
+    if listen is not None:
+        if url is None:
+            raise click.UsageError("--identity-listen needs --identity-url: the URL the "
+                                   "Pods reach it at")
+        _check_dns_listen(listen, option="--identity-listen")
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or parts.username is not None:
+        raise click.BadParameter(f"{url[:200]!r} is not an http:// or https:// URL of a "
+                                 "host (and no query)", param_hint="--identity-url")
+    if parts.scheme == "http" and listen is None:
+        raise click.UsageError("an http:// --identity-url needs --identity-listen: skiff's "
+                               "API listener serves HTTPS only")
 
 
 def parse_quotas(texts: tuple[str, ...]) -> QuotaSettings:

@@ -7,7 +7,8 @@ when an update drops ``SystemAssigned``: added again, it is a new principal, as
 in Azure). The user-assigned identities a group names are resources of their own
 (:mod:`skiff.store.identities`), which must exist when the group is written.
 
-Inside the group, the identity endpoint (:mod:`skiff.metadata`) asks
+Inside the group, the identity endpoint (:mod:`skiff.metadata`; on a cluster the App
+Service protocol of :mod:`skiff.metadata.appservice`, with the same rules) asks
 :meth:`GroupIdentities.answer` for a token: the group is the one whose namespace
 the request came through; the identity is the system one, or the user-assigned
 one that ``client_id``, ``object_id`` or ``msi_res_id`` picks (IMDS's rules: with
@@ -46,9 +47,14 @@ class Principal:
 class GroupIdentities:
     """The identities of the node's groups, over the store and a token signer."""
 
-    def __init__(self, store: Store, tokens: IdentityTokens) -> None:
+    def __init__(self, store: Store, tokens: IdentityTokens, *,
+                 unserved: str | None = None) -> None:
         self.store = store
         self.tokens = tokens
+        #: Why the groups here reach no token endpoint (the kubernetes backend without
+        #: ``--identity-url``): a group asking for an identity is refused with it (400),
+        #: while user-assigned identities are still kept. None: the groups get tokens.
+        self.unserved = unserved
 
     # ---- writing a group --------------------------------------------------------------
 
@@ -59,6 +65,8 @@ class GroupIdentities:
         is not there. The caller checked that it may use each of them."""
         if identity is None:
             return None
+        if self.unserved is not None and (identity.system or identity.user_assigned):
+            raise ArmError(400, "ManagedIdentityUnavailable", self.unserved, target="identity")
         for key in identity.user_assigned:
             if self.store.identity_by_id(key) is None:
                 raise _identity_not_found(key, subscription, resource_group, name)

@@ -9,6 +9,10 @@ a group that reached Succeeded with an address is published
 before the first converge, so that a restarted skiff answers for the groups
 it adopts at once.
 
+An address may also come after the converge: a LoadBalancer Service's on the kubernetes
+backend, which the cloud gives in its own time. The engine tells the server, which hands
+:meth:`Names.refresh` to the loop for when it is idle on the group.
+
 Without a DNS server (no ``--dns-listen``) there is no zone: the API still
 answers each group's FQDN, and publishing does nothing.
 """
@@ -78,6 +82,25 @@ class Names:
             name = self._by_uid.pop(uid, None)
             if name is not None:
                 self.zone.remove(name)
+
+    def refresh(self, store: Store, engine: Engine, uid: str) -> None:
+        """Publish the address the engine sees for group ``uid`` now, if the group runs
+        (deployed, not stopped, not failed); else leave it to the reconcile loop. For an
+        address that comes after the group was run (a cloud's load balancer on the
+        kubernetes backend): call it when the loop is idle on the group, so that a
+        converge's own publishing, from a view it read before, never comes after it."""
+        if self.zone is None:
+            return
+        record = store.get_group_by_uid(uid)
+        if record is None or record.desired != "running" \
+                or record.provisioning_state != "Succeeded":
+            return
+        try:
+            view = engine.view(uid)
+        except GroupNotFound:
+            return
+        if not view.stopped and view.failure is None:
+            self.publish(record, view.ip)
 
     def populate(self, store: Store, engine: Engine) -> None:
         """Publish every group that should run and has an address in the engine now."""

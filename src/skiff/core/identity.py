@@ -49,3 +49,9 @@ METADATA_PORT = 80
 #: with EADDRINUSE beside it); this one keeps only this port, above Linux's ephemeral
 #: range, from a container's wildcard binds. Groups may not declare it.
 METADATA_LISTEN_PORT = 64254
+#: Where a group on a cluster finds its token endpoint instead: the App Service managed
+#: identity protocol's variables (its URL, and the secret sent back as a header), which
+#: azure-identity and MSAL read together; ``IMDS_ENDPOINT`` beside the first would make
+#: them speak Azure Arc's protocol (:mod:`skiff.metadata.appservice`).
+IDENTITY_ENDPOINT_VAR = "IDENTITY_ENDPOINT"
+IDENTITY_HEADER_VAR = "IDENTITY_HEADER"

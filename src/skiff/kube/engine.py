@@ -107,6 +107,15 @@ class KubeSettings:
     watch_timeout_s: int = 60
     #: How long the engine's start waits for the watches' first lists.
     sync_timeout_s: float = 30.0
+    #: Where the Pods reach skiff's token endpoint (``https://skiff.example:8443``, or
+    #: ``http://`` with :attr:`identity_listen`): each group with a managed identity gets
+    #: ``<url>/identity/<uid>/token`` as ``IDENTITY_ENDPOINT``. None: such groups are
+    #: refused (the server's :mod:`skiff.metadata.appservice`; the engine only passes on
+    #: what the locator gives).
+    identity_url: str | None = None
+    #: A plain-HTTP address (``HOST:PORT``) serving the token endpoint alone, for an
+    #: ``http://`` :attr:`identity_url`; None: only the API's HTTPS listener serves it.
+    identity_listen: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,9 @@ class Where:
     public: bool = False
     #: The FQDN of its DNS name label (external-dns' annotation), if any.
     dns_name: str | None = None
+    #: A group with a managed identity: its token endpoint's URL and header secret
+    #: (:attr:`skiff.kube.objects.Placement.identity`); None: none.
+    identity: tuple[str, str] | None = None
 
 
 #: Where the control plane places a group (from its store record); the default: every
@@ -235,6 +247,10 @@ class KubeEngine:
         self._usage: dict[tuple[str, str], tuple[float, float]] = {}
         self._metrics_back_at = 0.0
         self._repairs: queue.Queue[str | None] = queue.Queue()
+        #: Called with a group's id, outside the engine's locks, when its Service's
+        #: load-balancer address comes, goes or moves (the server republishes its DNS
+        #: name: the address may come long after the group was run).
+        self.on_address: Callable[[str], object] | None = None
         try:
             self._adopt()
         except BaseException:
@@ -307,16 +323,40 @@ class KubeEngine:
 
     def _services_listed(self, items: list[Obj]) -> None:
         with self._changed:
+            before = self._services
             self._services = {self._key(o): o for o in items}
+            moved = [k for k in before.keys() | self._services.keys()
+                     if status.service_address(before.get(k))
+                     != status.service_address(self._services.get(k))]
             self._changed.notify_all()
+        self._addresses_moved(moved)
 
     def _service_changed(self, kind: str, obj: Obj) -> None:
+        key = self._key(obj)
         with self._changed:
+            before = status.service_address(self._services.get(key))
             if kind == "DELETED":
-                self._services.pop(self._key(obj), None)
+                self._services.pop(key, None)
             else:
-                self._services[self._key(obj)] = obj
+                self._services[key] = obj
+            moved = before != status.service_address(self._services.get(key))
             self._changed.notify_all()
+        if moved:
+            self._addresses_moved([key])
+
+    def _addresses_moved(self, keys: Collection[tuple[str, str]]) -> None:
+        """Tell :attr:`on_address` of the groups whose Services these are."""
+        told = self.on_address
+        if told is None or not keys:
+            return
+        with self._lock:
+            found = [g.id for g in self._groups.values()
+                     if (g.namespace, naming.service_name(g.name)) in keys]
+        for group_id in found:
+            try:
+                told(group_id)
+            except Exception:  # the watch must go on
+                log.exception("the address of group %s could not be passed on", group_id)
 
     def _event_key(self, obj: Obj) -> tuple[str, str] | None:
         involved = obj.get("involvedObject") or {}
@@ -493,7 +533,7 @@ class KubeEngine:
             namespace=namespace, public=where.public, dns_name=where.dns_name,
             sandbox_runtime_class=self.settings.runtime_class,
             git_image=self.settings.git_image, disk_bytes=self.settings.disk_bytes,
-            gpu_products=products)
+            gpu_products=products, identity=where.identity)
         found = objects.group_objects(spec, placement)
         self._ensure_namespace(namespace, where)
         base, rest = found[0], found[1:]

@@ -9,7 +9,8 @@ One group becomes, in its namespace (:mod:`skiff.kube.naming`):
   and limits (the node's per-group disk limit as ``ephemeral-storage``, GPUs as the
   ``nvidia.com/gpu`` limit with a node affinity on their SKU, :mod:`skiff.kube.gpus`),
   the restart policy, probes, security contexts and volumes;
-- **Secrets**: ``<group>.env`` (secure environment values, read through ``secretKeyRef``),
+- **Secrets**: ``<group>.env`` (secure environment values, read through ``secretKeyRef``,
+  and a group with a managed identity's ``IDENTITY_HEADER``: see below),
   ``<group>.registry`` (``imagePullSecrets``), ``<group>.volume.<v>`` (a secret volume's
   files), ``<group>.azurefile.<v>`` (an azureFile volume's account and key);
 - **ConfigMaps** ``<group>.configmap.<container>``: a container's config map, mounted
@@ -25,6 +26,13 @@ a gitRepo volume is an emptyDir that an init container (``git--<volume>``) clone
 before the group's own init containers run; an azureFile volume is an inline CSI volume
 of the Azure Files driver (``file.csi.azure.com``); a custom seccomp profile is a
 ``Localhost`` profile ``skiff/<sha256>.json`` that the operator installs on the nodes.
+
+A group with a managed identity (:attr:`Placement.identity`) gets, in every container of
+its own, ``IDENTITY_ENDPOINT`` (its token endpoint's URL, in the Pod) and
+``IDENTITY_HEADER`` (its secret, from the env Secret's ``identity-header``: a key without
+a dot, which no container's ``<container>.<variable>`` key is), the App Service protocol
+of :mod:`skiff.metadata.appservice`; a container that sets either name itself keeps its
+own.
 
 Owner references need the anchor's ``uid``, which only the API server gives, so
 :func:`group_objects` leaves them out without one (``skiff kube render``) and the objects
@@ -42,6 +50,8 @@ from typing import Any
 
 from skiff.core.gitrepo import check_git_repo, clone_path
 from skiff.core.gpus import describe as describe_gpus
+from skiff.core.identity import IDENTITY_ENDPOINT_VAR as ENDPOINT_VAR
+from skiff.core.identity import IDENTITY_HEADER_VAR as HEADER_VAR
 from skiff.core.spec import (
     CONFIG_MAP_ROOT,
     AzureFileVolume,
@@ -97,6 +107,9 @@ class Placement:
     #: (:attr:`skiff.kube.gpus.ClusterGpus.products`), for a GPU group's node affinity;
     #: None: not known (``skiff kube render`` has no cluster), no node affinity.
     gpu_products: Mapping[str, tuple[str, ...]] | None = None
+    #: A group with a managed identity: its token endpoint's URL and header secret
+    #: (``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``); None: no identity, no variables.
+    identity: tuple[str, str] | None = None
 
 
 def gpu_sku(spec: GroupSpec) -> str | None:
@@ -133,6 +146,10 @@ def gpu_placement(sku: str, products: Mapping[str, tuple[str, ...]],
                        f"cluster has no Ready nodes with GPUs of SKU {sku!r} (it has "
                        f"{describe_gpus(counts)}).")
     return affinity
+
+
+#: The env Secret's key of the ``IDENTITY_HEADER`` secret.
+IDENTITY_HEADER_KEY = "identity-header"
 
 
 def group_objects(spec: GroupSpec, placement: Placement) -> list[Obj]:
@@ -196,6 +213,22 @@ class _Secrets:
         key = f"{container}.{name}"
         self.env[key] = _b64(value)
         return {"secretKeyRef": {"name": naming.object_name(self.spec.name, "env"), "key": key}}
+
+    def identity_env(self, container: Container) -> list[Obj]:
+        """The identity endpoint's variables for ``container`` (none without an identity,
+        nor those it sets itself)."""
+        if self.placement.identity is None:
+            return []
+        url, header = self.placement.identity
+        own = {v.name for v in container.env}
+        found: list[Obj] = []
+        if ENDPOINT_VAR not in own:
+            found.append({"name": ENDPOINT_VAR, "value": url})
+        if HEADER_VAR not in own:
+            self.env[IDENTITY_HEADER_KEY] = _b64(header)
+            found.append({"name": HEADER_VAR, "valueFrom": {"secretKeyRef": {
+                "name": naming.object_name(self.spec.name, "env"), "key": IDENTITY_HEADER_KEY}}})
+        return found
 
     def add(self, name: str, data: Mapping[str, str], type_: str = "Opaque") -> str:
         secret = _meta_object(self.spec, self.placement, "Secret", name)
@@ -304,6 +337,7 @@ def _container(container: Container, spec: GroupSpec, secrets: _Secrets, *,
         out["command"] = list(container.command)  # ACI's command replaces ENTRYPOINT and CMD
     env = [{"name": v.name, "valueFrom": secrets.env_ref(container.name, v.name, v.value)}
            if v.secure else {"name": v.name, "value": v.value} for v in container.env]
+    env += secrets.identity_env(container)
     if env:
         out["env"] = env
     if container.ports and not init:

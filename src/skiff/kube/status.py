@@ -168,5 +168,11 @@ def group_view(pod: Obj, *, group_id: str, name: str, events: Iterable[Obj] = ()
 def _address(status: Obj, service: Obj | None) -> str | None:
     if service is None:
         return status.get("podIP") or None
-    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return service_address(service)
+
+
+def service_address(service: Obj | None) -> str | None:
+    """A Service's load-balancer IP (its first ingress with one), None while pending."""
+    ingress = (((service or {}).get("status") or {}).get("loadBalancer") or {}).get(
+        "ingress") or []
     return next((i["ip"] for i in ingress if i.get("ip")), None)
