@@ -325,6 +325,26 @@ def test_a_names_read_answers_a_reader_only_what_it_may_read(
     assert found[f"{GROUPS}/web".lower()]["properties"]["instanceView"]["state"] == "Running"
 
 
+@pytest.mark.parametrize("top", ["0", "1001", "-1", "two", ""])
+def test_a_lists_top_pages_by_it_and_a_bad_one_is_refused(admin: InProcessClient,
+                                                          top: str) -> None:
+    """``$top=2`` pages 3 groups 2 then 1, its nextLink keeping it; a ``$top`` that is not
+    1 to 1000 is 400 InvalidRequestContent."""
+    for name in ("a", "b", "c"):
+        make_group(admin, name)
+    lists = f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/containerGroups"
+    first = admin.get(f"{lists}?$top=2").json()
+    assert [g["name"] for g in first["value"]] == ["a", "b"]
+    assert "%24top=2" in first["nextLink"]
+    second = admin.get(first["nextLink"].split("/", 3)[3]).json()
+    assert [g["name"] for g in second["value"]] == ["c"]
+    assert "nextLink" not in second
+    assert len(admin.get(f"{lists}?$top=1000").json()["value"]) == 3
+    refused = admin.get(f"{lists}?$top={top}")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "InvalidRequestContent"
+
+
 def test_a_group_deleted_between_list_and_read_is_a_row_without_state(
         browser: InProcessClient, admin: InProcessClient, admin_token: str,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,7 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.api.identities import assign_group_identity, render_group_identity_of
-from skiff.api.listing import encode, named, shape_of
+from skiff.api.listing import encode, named, page_size, shape_of
 from skiff.api.places import locations
 from skiff.api.standby import put_from_pool, standby_profile
 from skiff.control.access import Caller
@@ -415,13 +415,14 @@ def outbound_network_dependencies(subscription: str, resource_group: str, name: 
 
 def _list(plane_: ControlPlane, request: Request, subscription: str, resource_group: str | None,
           visible: Callable[[str], bool] | None = None) -> Response:
-    """A page of groups (those being deleted: Deleting), each group's answer made once per
-    version of it (:mod:`skiff.api.listing`); ``visible``: whether the caller may see a
-    group, by its id (None: every one)."""
+    """A page of groups (those being deleted: Deleting; ``$top`` of them, else the node's
+    page size), each group's answer made once per version of it
+    (:mod:`skiff.api.listing`); ``visible``: whether the caller may see a group, by its
+    id (None: every one)."""
     marker = request.query_params.get("$skipToken")
+    limit = page_size(request.query_params.get("$top"), plane_.settings.api.page_size)
     stamps, after = plane_.store.list_group_stamps(subscription, resource_group,
-                                                   limit=plane_.settings.api.page_size,
-                                                   after=marker)
+                                                   limit=limit, after=marker)
     addresses = plane_.engine.addresses() if stamps else {}
     version = _version(request)
     page = plane_.renders.page(

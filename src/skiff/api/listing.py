@@ -19,7 +19,8 @@ A list carries no instance views (ARM's does not), yet a page of a list in the p
 shows each shown group's state, restarts and age. Fifty GETs would each pass the API's
 whole middleware stack; a skiff extension of the subscription's list, ``names=rg/name,...``
 (:func:`named`), answers the named groups as their GETs do, in one request, each only if
-the caller may read it.
+the caller may read it. ``$top`` (:func:`page_size`) asks for larger pages, so that a
+caller that reads them all makes fewer requests.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ CAPACITY = 10_000
 
 #: The most groups one ``names`` read answers (two pages of the portal's list).
 MAX_NAMED = 100
+#: The largest page a list's ``$top`` may ask for (the store's bound on one read).
+MAX_TOP = 1000
 
 #: A group's key: its stamp, its address and the answer's shape.
 Key = tuple[GroupStamp, str | None, str]
@@ -68,6 +71,18 @@ def named(text: str) -> list[tuple[str, str]]:
                        f"names takes at most {MAX_NAMED} groups, not {len(found)}.",
                        target="names")
     return list(found)
+
+
+def page_size(top: str | None, default: int) -> int:
+    """The groups one page of a list answers: ``default`` (the node's page size), or what
+    the list's ``$top`` asks for, 1 to :data:`MAX_TOP` (else 400). A caller that reads
+    every page (the portal) asks for large pages: each page is one more request."""
+    if top is None:
+        return default
+    if not top.isdigit() or not 1 <= int(top) <= MAX_TOP:
+        raise ArmError(400, "InvalidRequestContent",
+                       f"$top must be a whole number from 1 to {MAX_TOP}.", target="$top")
+    return int(top)
 
 
 def encode(value: Any) -> bytes:
