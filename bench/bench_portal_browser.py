@@ -50,6 +50,7 @@ from starlette.staticfiles import StaticFiles
 from benchkit import lean_client, percentiles
 from skiff.core.engine import NodeCapacity
 from skiff.portal import mount
+from skiff.server import settle_heap
 from skiff.settings import QuotaSettings, Settings
 from skiff.testing.fake import FakeEngine
 from skiff.testing.inprocess import fake_https
@@ -254,6 +255,7 @@ def measure(rounds: int, stored: int, keys: frozenset[str] | None = None
         server.app.mount(STATIC, StaticFiles(directory=work / "static"), name="bench-static")
         token = server.plane.store.create_token(SUB, "bench")[1]
         seed(server.url, server.ca, token, stored)
+        settle_heap()  # as skiff serve does once started (its groups adopted)
         client = stack.enter_context(
             ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
         found: dict[str, dict[str, list[float]]] = client.submit(
