@@ -325,7 +325,8 @@ def test_a_names_read_answers_a_reader_only_what_it_may_read(
     assert found[f"{GROUPS}/web".lower()]["properties"]["instanceView"]["state"] == "Running"
 
 
-@pytest.mark.parametrize("top", ["0", "1001", "-1", "two", ""])
+@pytest.mark.parametrize("top", ["0", "1001", "-1", "two", "", "²",
+                                 pytest.param("1" * 5000, id="5000-digits")])
 def test_a_lists_top_pages_by_it_and_a_bad_one_is_refused(admin: InProcessClient,
                                                           top: str) -> None:
     """``$top=2`` pages 3 groups 2 then 1, its nextLink keeping it; a ``$top`` that is not

@@ -79,7 +79,7 @@ def page_size(top: str | None, default: int) -> int:
     every page (the portal) asks for large pages: each page is one more request."""
     if top is None:
         return default
-    if not top.isdigit() or not 1 <= int(top) <= MAX_TOP:
+    if not (top.isascii() and top.isdigit() and len(top) <= 6) or not 1 <= int(top) <= MAX_TOP:
         raise ArmError(400, "InvalidRequestContent",
                        f"$top must be a whole number from 1 to {MAX_TOP}.", target="$top")
     return int(top)
