@@ -1,7 +1,9 @@
 """Portal benchmark in the browser: each page's first load, as Chromium times it, with
 1,000 container groups stored.
 
-Run: ``python3 bench/bench_portal_browser.py [--rounds N] [--stored N]`` (no root: the
+Run: ``python3 bench/bench_portal_browser.py --rounds 20`` (no root; ``--stored N``
+groups, 1,000 by default; ``--pages list,console``: only those pages, beside the static
+baseline; about two minutes on an idle 2-core machine, most of it the 1,000 PUTs). The
 API and the portal serve the FakeEngine over real HTTPS on loopback,
 ``skiff.testing.inprocess.fake_https``, its quotas and its node raised so that the
 groups, made by PUTs to the API, all run). A process of its own drives Debian's
@@ -19,9 +21,12 @@ connection) and its navigation timing read (``performance.getEntriesByType
 
 For each, the median (p50) and p90 of the response's first byte (``responseStart``),
 ``domInteractive``, ``domContentLoadedEventEnd`` and ``loadEventEnd``, and the load's
-ratio to the static page's, against issue 17's targets: the list interactive in ≤ 1 s,
-any page's first load in ≤ 300 ms (both judged at the p90). ``bench_portal.py`` times
-the server's share of the same pages with an HTTP client.
+ratio to the static page's, against issue 17's targets: any page's first load (the end
+of its navigation's load event) in ≤ 300 ms, the list interactive (``domInteractive``)
+in ≤ 1 s, each judged at the p50 and at the p90. The machine's load average, before and
+after, is printed beside them: on a shared machine, compare a page with the static page
+of the same run rather than with the targets alone. ``bench_portal.py`` times the
+server's share of the same pages with an HTTP client.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import os
 import shutil
 import ssl
 import tempfile
@@ -44,6 +50,7 @@ from starlette.staticfiles import StaticFiles
 from benchkit import lean_client, percentiles
 from skiff.core.engine import NodeCapacity
 from skiff.portal import mount
+from skiff.server import settle_heap
 from skiff.settings import QuotaSettings, Settings
 from skiff.testing.fake import FakeEngine
 from skiff.testing.inprocess import fake_https
@@ -74,6 +81,7 @@ INTERACTIVE_MS = 1000.0
 class Target:
     """A page loaded each round: what it is, its path, a text it must show."""
 
+    key: str
     what: str
     path: str
     shows: str
@@ -81,22 +89,29 @@ class Target:
     listing: bool = False
 
 
-def targets(count: int) -> list[Target]:
+def targets(count: int, keys: frozenset[str] | None = None) -> list[Target]:
+    """The pages loaded (``keys``: only those, beside the static page; None: all)."""
     rg, name = SHOWN
     group = f"/portal/groups/{SUB}/{rg}/{name}"
-    return [
-        Target("static page (baseline)", f"{STATIC}/static.html", "A static page"),
-        Target("sign-in page", "/portal/signin", "Token"),
-        Target(f"list, {count} groups (first page)", "/portal/groups", f"{count} groups",
-               listing=True),
-        Target(f"list, {count} groups, by CPU descending",
+    every = [
+        Target("static", "static page (baseline)", f"{STATIC}/static.html", "A static page"),
+        Target("signin", "sign-in page", "/portal/signin", "Token"),
+        Target("list", f"list, {count} groups (first page)", "/portal/groups",
+               f"{count} groups", listing=True),
+        Target("sorted", f"list, {count} groups, by CPU descending",
                "/portal/groups?sort=cpu&order=desc", f"{count} groups", listing=True),
-        Target(f"list, {count} groups, filtered", "/portal/groups?q=rg-3",
+        Target("filtered", f"list, {count} groups, filtered", "/portal/groups?q=rg-3",
                f"{count // 10} groups", listing=True),
-        Target("a group's page", group, name),
-        Target("create page", "/portal/create", "Create container group"),
-        Target("a container's console", f"{group}/containers/main/console", "Console: main"),
+        Target("group", "a group's page", group, name),
+        Target("create", "create page", "/portal/create", "Create container group"),
+        Target("console", "a container's console", f"{group}/containers/main/console",
+               "Console: main"),
     ]
+    return [t for t in every if keys is None or t.key == "static" or t.key in keys]
+
+
+#: The pages' keys, for ``--pages``.
+PAGES = tuple(t.key for t in targets(0))
 
 
 def group_body(cpu: float) -> dict[str, Any]:
@@ -139,14 +154,14 @@ def seed(url: str, ca: Path, token: str, stored: int) -> None:
                    timeout_s=600, interval_s=1)
 
 
-def browser_times(url: str, token: str, count: int, rounds: int
-                  ) -> dict[str, dict[str, list[float]]]:
-    """Sign in through the sign-in page, then load each page in a new context each
-    round: its navigation timing (ms), by page and mark."""
+def browser_times(url: str, token: str, count: int, rounds: int,
+                  keys: frozenset[str] | None = None) -> dict[str, dict[str, list[float]]]:
+    """Sign in through the sign-in page, then load each page (of ``keys``) in a new
+    context each round: its navigation timing (ms), by page and mark."""
     from playwright.sync_api import sync_playwright
 
     lean_client()
-    pages = targets(count)
+    pages = targets(count, keys)
     times: dict[str, dict[str, list[float]]] = {t.what: {mark: [] for mark in MARKS}
                                                 for t in pages}
     with sync_playwright() as driver:
@@ -225,7 +240,8 @@ def _load_once(chromium: Any, url: str, state: Any, target: Target) -> dict[str,
         context.close()
 
 
-def measure(rounds: int, stored: int) -> dict[str, dict[str, list[float]]]:
+def measure(rounds: int, stored: int, keys: frozenset[str] | None = None
+            ) -> dict[str, dict[str, list[float]]]:
     """Serve the portal over ``stored`` running groups; each page's timings, by mark."""
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skiff-bench-")))
@@ -239,10 +255,11 @@ def measure(rounds: int, stored: int) -> dict[str, dict[str, list[float]]]:
         server.app.mount(STATIC, StaticFiles(directory=work / "static"), name="bench-static")
         token = server.plane.store.create_token(SUB, "bench")[1]
         seed(server.url, server.ca, token, stored)
+        settle_heap()  # as skiff serve does once started (its groups adopted)
         client = stack.enter_context(
             ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
         found: dict[str, dict[str, list[float]]] = client.submit(
-            browser_times, server.url, token, stored, rounds).result()
+            browser_times, server.url, token, stored, rounds, keys).result()
         return found
 
 
@@ -251,22 +268,30 @@ def report(times: dict[str, dict[str, list[float]]], stored: int) -> list[str]:
     listing = {t.what for t in targets(stored) if t.listing}
     baseline = percentiles(next(iter(times.values()))["loadEventEnd"])[0]
     lines = [f"{'page':<40} " + " ".join(f"{m.replace('EventEnd', ''):>17}" for m in MARKS)
-             + f" {'load/static':>11}  target (p90)",
+             + f" {'load/static':>11}  targets (p50, p90)",
              f"{'':<40} " + " ".join(f"{'p50 / p90 ms':>17}" for _ in MARKS)]
     for what, marks in times.items():
         cells = []
         for mark in MARKS:
             p50, p90 = percentiles(marks[mark])
             cells.append(f"{p50:>8.1f} /{p90:>7.1f}")
-        load90 = percentiles(marks["loadEventEnd"])[1]
-        verdict = f"load ≤ {FIRST_LOAD_MS:.0f}: {'met' if load90 <= FIRST_LOAD_MS else 'MISSED'}"
+        verdict = f"load ≤ {FIRST_LOAD_MS:.0f}: " + _verdict(marks["loadEventEnd"],
+                                                             FIRST_LOAD_MS)
         if what in listing:
-            ready90 = percentiles(marks["domInteractive"])[1]
-            verdict += f"; interactive ≤ {INTERACTIVE_MS:.0f}: " \
-                       f"{'met' if ready90 <= INTERACTIVE_MS else 'MISSED'}"
+            verdict += f"; interactive ≤ {INTERACTIVE_MS:.0f}: " + _verdict(
+                marks["domInteractive"], INTERACTIVE_MS)
         ratio = percentiles(marks["loadEventEnd"])[0] / baseline
         lines.append(f"{what:<40} " + " ".join(cells) + f" {ratio:>10.1f}x  {verdict}")
     return lines
+
+
+def _verdict(samples: list[float], target: float) -> str:
+    """Whether the p50 and the p90 of ``samples`` meet ``target``, in words."""
+    return ", ".join("met" if p <= target else "MISSED" for p in percentiles(samples))
+
+
+def _load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -274,10 +299,19 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=20, help="loads of each page")
     parser.add_argument("--stored", type=int, default=1000, help="groups made")
+    parser.add_argument("--pages", default=",".join(PAGES[1:]),
+                        help=f"the pages loaded, comma-separated, of {', '.join(PAGES[1:])} "
+                             "(the static page always is: the baseline)")
     options = parser.parse_args()
+    keys = frozenset(k.strip() for k in options.pages.split(",") if k.strip())
+    if not keys <= set(PAGES):
+        parser.error(f"--pages takes {', '.join(PAGES[1:])}, not {options.pages}")
     if shutil.which(CHROMIUM) is None:
         parser.error(f"needs Debian's chromium at {CHROMIUM} (.ci/install installs it)")
-    times = measure(options.rounds, options.stored)
+    before = _load_average()
+    times = measure(options.rounds, options.stored, keys)
+    print(f"{options.rounds} rounds; load average (1 / 5 / 15 min) {before} at the start, "
+          f"{_load_average()} at the end")
     print("\n".join(report(times, options.stored)))
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import ipaddress
 import logging
 import os
@@ -542,6 +543,19 @@ def files_endpoint(settings: Settings, account: str) -> str | None:
         f"/{account}/"
 
 
+def settle_heap() -> None:
+    """Put what start-up made (modules, the app and its routes, models, the adopted
+    groups) out of the cyclic collector's reach (:func:`gc.freeze`), once it is made.
+
+    It lives as long as the server, yet a full collection walks all of it: requests that
+    decode many objects (the portal's list of 1,000 groups decodes ≈ 34,000, 10,000 of
+    them dicts and lists the collector tracks) make one every few such requests, a pause
+    of ≈ 77 ms (130,000 objects at start-up) in whichever request it falls. After this, a
+    full collection walks only what requests made since: a few ms."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: Settings, *, kube: KubeSettings | None = None) -> None:
     """Run the server until SIGTERM or SIGINT; containers keep running after. The Azure
     Files data plane is served too, over the storage service, on ``settings.files.listen``
@@ -592,6 +606,7 @@ def serve(settings: Settings, *, kube: KubeSettings | None = None) -> None:
         log.info("GPUs: %s", gpus)
         print(f"skiff: serving {server.plane.base_url} (data root {settings.data_root}; "
               f"{gpus})", flush=True)
+        settle_heap()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

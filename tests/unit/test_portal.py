@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from skiff.api.app import create_app
 from skiff.api.context import ControlPlane
 from skiff.portal import mount
+from skiff.portal.arm import Arm
 from skiff.portal.sessions import COOKIE, Sessions
 from skiff.portal.views import Query, page_of, row_of
 from skiff.testing.documents import one_container_group
@@ -247,6 +249,130 @@ def test_a_reader_is_offered_no_actions_and_sees_only_its_resource_group(
     assert forced.status_code == 403
     assert "AuthorizationFailed" in forced.text
     assert browser.get(f"/portal/groups/{SUB}/other/secretive").status_code == 403
+
+
+def reader_token(browser: InProcessClient, admin: InProcessClient, scope: str) -> str:
+    """A token of a new service principal that is Reader at ``scope``."""
+    principal = admin.post("/skiff/servicePrincipals", json={
+        "displayName": "r", "role": "Reader", "scopes": [scope]}).json()
+    answer = browser.post(f"/{principal['tenant']}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": principal["appId"],
+        "client_secret": principal["password"], "scope": f"{BASE}/.default"})
+    return str(answer.json()["access_token"])
+
+
+def names_read(client: InProcessClient, names: str) -> list[dict[str, Any]]:
+    answer = client.get(f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/"
+                        f"containerGroups?names={names}")
+    assert answer.status_code == 200, answer.text
+    assert "nextLink" not in answer.json()
+    found: list[dict[str, Any]] = answer.json()["value"]
+    return found
+
+
+def test_a_names_read_answers_the_named_groups_as_their_gets(admin: InProcessClient) -> None:
+    """The list's ``names`` answers each named group as its GET does (instance view
+    included), in the order named, once each; one that does not exist is left out."""
+    make_group(admin, "web")
+    make_group(admin, "db")
+    running(admin, "web")
+    running(admin, "db")
+    found = names_read(admin, "rg/db,RG/web,rg/gone,nowhere/web,rg/db")
+    assert [g["name"] for g in found] == ["db", "web"]
+    for group in found:
+        got = admin.get(f"{GROUPS}/{group['name']}").json()
+        assert group["id"] == got["id"]
+        assert group["properties"]["instanceView"]["state"] == "Running"
+        assert group["properties"]["containers"][0]["properties"]["instanceView"] == \
+            got["properties"]["containers"][0]["properties"]["instanceView"]
+
+
+@pytest.mark.parametrize("names", ["web", "rg/web/x", "rg/", "/web", "",
+                                   ",".join(f"rg/g{i}" for i in range(101))])
+def test_a_malformed_names_read_is_refused(admin: InProcessClient, names: str) -> None:
+    """``names`` not of rg/name pairs, or of more than 100, is 400 InvalidRequestContent
+    (its target: names), not a 500."""
+    answer = admin.get(f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/"
+                       f"containerGroups?names={names}")
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "InvalidRequestContent"
+    assert answer.json()["error"]["target"] == "names"
+
+
+def test_a_names_read_answers_a_reader_only_what_it_may_read(
+        served: Served, browser: InProcessClient, admin: InProcessClient) -> None:
+    """A resource group's Reader that names a group of another resource group (or another
+    subscription) gets nothing of it, through the API and through the portal's batched
+    read; its own group it gets, instance view included."""
+    make_group(admin, "web")
+    other = f"/subscriptions/{SUB}/resourceGroups/other"
+    assert admin.put(other, json={"location": "local"}).status_code == 201
+    assert admin.put(f"{other}/providers/Microsoft.ContainerInstance/containerGroups/secretive",
+                     json=one_container_group("registry.test/b:1", "sleep 3600")
+                     ).status_code == 201
+    running(admin, "web")
+    token = reader_token(browser, admin, RG)
+    reader = served.client(token, API)
+    assert [g["name"] for g in names_read(reader, "other/secretive,rg/web")] == ["web"]
+    assert names_read(reader, "other/secretive") == []
+    elsewhere = reader.get("/subscriptions/00000000-0000-0000-0000-0000000000b2/providers/"
+                           "Microsoft.ContainerInstance/containerGroups?names=rg/web")
+    assert elsewhere.status_code == 403
+    arm = Arm(served.app, token)
+    found = served.loop.call(arm.named, [(SUB, "other", "secretive"), (SUB, "rg", "web"),
+                                         ("00000000-0000-0000-0000-0000000000b2", "rg", "x")])
+    assert list(found) == [f"{GROUPS}/web".lower()]
+    assert found[f"{GROUPS}/web".lower()]["properties"]["instanceView"]["state"] == "Running"
+
+
+@pytest.mark.parametrize("top", ["0", "1001", "-1", "two", "", "²",
+                                 pytest.param("1" * 5000, id="5000-digits")])
+def test_a_lists_top_pages_by_it_and_a_bad_one_is_refused(admin: InProcessClient,
+                                                          top: str) -> None:
+    """``$top=2`` pages 3 groups 2 then 1, its nextLink keeping it; a ``$top`` that is not
+    1 to 1000 is 400 InvalidRequestContent."""
+    for name in ("a", "b", "c"):
+        make_group(admin, name)
+    lists = f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/containerGroups"
+    first = admin.get(f"{lists}?$top=2").json()
+    assert [g["name"] for g in first["value"]] == ["a", "b"]
+    assert "%24top=2" in first["nextLink"]
+    second = admin.get(first["nextLink"].split("/", 3)[3]).json()
+    assert [g["name"] for g in second["value"]] == ["c"]
+    assert "nextLink" not in second
+    assert len(admin.get(f"{lists}?$top=1000").json()["value"]) == 3
+    refused = admin.get(f"{lists}?$top={top}")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "InvalidRequestContent"
+
+
+def test_a_group_deleted_between_list_and_read_is_a_row_without_state(
+        browser: InProcessClient, admin: InProcessClient, admin_token: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list page's rows come from the list; a group deleted before their batched read
+    shows as its list item (no state, restarts or age), the others as they run."""
+    make_group(admin, "web")
+    make_group(admin, "gone")
+    running(admin, "web")
+    running(admin, "gone")
+    listed: list[dict[str, Any]] = admin.get(
+        f"/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/containerGroups"
+    ).json()["value"]
+    assert admin.delete(f"{GROUPS}/gone").status_code in (200, 202, 204)
+    eventually(lambda: admin.get(f"{GROUPS}/gone").status_code == 404, what="gone is gone")
+
+    async def stale(_: Arm) -> list[dict[str, Any]]:
+        return listed
+
+    monkeypatch.setattr(Arm, "groups", stale)
+    sign_in(browser, admin_token)
+    page = browser.get("/portal/groups")
+    assert page.status_code == 200
+    rows = {name: row for name, row in re.findall(r'>(web|gone)</a></td>(.*?)</tr>',
+                                                  page.text, re.S)}
+    assert "Running" in rows["web"]
+    assert "Running" not in rows["gone"]
+    assert "state-unknown" in rows["gone"]
 
 
 def test_sign_out_ends_the_session(browser: InProcessClient, admin_token: str) -> None:

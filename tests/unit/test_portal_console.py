@@ -42,9 +42,9 @@ def signed(browser: InProcessClient, admin: InProcessClient,  # noqa: F811
 
 def test_the_console_page_allows_the_websocket_and_nonced_styles_only(
         signed: InProcessClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The group page links the running container's console; its page loads xterm from
-    /portal/vendor/, its policy names this origin's wss: and a nonce for <style>
-    elements (fresh per response), and still no inline script."""
+    """The group page links the running container's console; its page has xterm loaded
+    from /portal/vendor/ after its own load, its policy names this origin's wss: and a
+    nonce for <style> elements (fresh per response), and still no inline script."""
     group = signed.get(PAGE).text
     assert f'href="{PAGE}/containers/c/console"' in group
     page = signed.get(f"{PAGE}/containers/c/console")
@@ -59,7 +59,12 @@ def test_the_console_page_allows_the_websocket_and_nonced_styles_only(
     again = signed.get(f"{PAGE}/containers/c/console").headers["content-security-policy"]
     assert again != policy
     if console.installed():
-        assert '<script src="/portal/vendor/xterm.js" defer>' in page.text
+        # xterm.js is added by console.js once the page has loaded, never a script of
+        # the page's own that its load would wait for.
+        assert 'data-scripts="/portal/vendor/xterm.js /portal/vendor/addon-fit.js"' in page.text
+        assert '<script src="/portal/vendor/' not in page.text
+        assert '<link rel="stylesheet" href="/portal/vendor/' not in page.text
+        assert "Starting the terminal" in page.text
         assert signed.get("/portal/vendor/xterm.js").status_code == 200
     assert signed.get("/portal/vendor/package.json").status_code == 404
 

@@ -36,7 +36,7 @@ from skiff.api.context import (
     until_idle,
 )
 from skiff.api.identities import assign_group_identity, render_group_identity_of
-from skiff.api.listing import encode, shape_of
+from skiff.api.listing import encode, named, page_size, shape_of
 from skiff.api.places import locations
 from skiff.api.standby import put_from_pool, standby_profile
 from skiff.control.access import Caller
@@ -415,13 +415,14 @@ def outbound_network_dependencies(subscription: str, resource_group: str, name: 
 
 def _list(plane_: ControlPlane, request: Request, subscription: str, resource_group: str | None,
           visible: Callable[[str], bool] | None = None) -> Response:
-    """A page of groups (those being deleted: Deleting), each group's answer made once per
-    version of it (:mod:`skiff.api.listing`); ``visible``: whether the caller may see a
-    group, by its id (None: every one)."""
+    """A page of groups (those being deleted: Deleting; ``$top`` of them, else the node's
+    page size), each group's answer made once per version of it
+    (:mod:`skiff.api.listing`); ``visible``: whether the caller may see a group, by its
+    id (None: every one)."""
     marker = request.query_params.get("$skipToken")
+    limit = page_size(request.query_params.get("$top"), plane_.settings.api.page_size)
     stamps, after = plane_.store.list_group_stamps(subscription, resource_group,
-                                                   limit=plane_.settings.api.page_size,
-                                                   after=marker)
+                                                   limit=limit, after=marker)
     addresses = plane_.engine.addresses() if stamps else {}
     version = _version(request)
     page = plane_.renders.page(
@@ -450,8 +451,33 @@ _LIST: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": 
 @router.get(f"/subscriptions/{{subscription}}/providers/{PROVIDER}/containerGroups",
             responses=_LIST)
 def list_in_subscription(subscription: str, request: Request, token: CanList) -> Response:
+    """The subscription's groups, those the caller may read; with skiff's ``names``
+    (``rg/name,...``), the named groups instead, as :func:`_named` answers them."""
+    names = request.query_params.get("names")
+    if names is not None:
+        return _named(plane(request), request, subscription, names, token.sees)
     return _list(plane(request), request, subscription, None,
                  token.sees)
+
+
+def _named(plane_: ControlPlane, request: Request, subscription: str, names: str,
+           visible: Callable[[str], bool]) -> Response:
+    """The groups ``names`` names (:func:`skiff.api.listing.named`), each as its GET
+    answers it (its instance view included), in the order named, in one list answer
+    (no ``nextLink``): a group the caller may not read (judged at the group's id, as its
+    GET is, before anything is read) or that does not exist is left out, so the answer
+    tells nothing a GET of each would not."""
+    version = _version(request)
+    items: list[bytes] = []
+    for resource_group, name in named(names):
+        if not visible(arm_id(subscription, resource_group, name)):
+            continue
+        record = plane_.store.get_group(subscription, resource_group, name)
+        if record is None:
+            continue
+        items.append(encode(_render(plane_, record, instance_view=record.desired != "deleted",
+                                    version=version)))
+    return Response(b'{"value":[' + b",".join(items) + b"]}", media_type="application/json")
 
 
 @router.get(f"/subscriptions/{{subscription}}/resourceGroups/{{resource_group}}/providers/"

@@ -14,6 +14,13 @@ joins the bytes.
 
 A group that names user-assigned identities is not kept: its answer shows each
 identity's ids, which live outside the group (a deleted identity changes it).
+
+A list carries no instance views (ARM's does not), yet a page of a list in the portal
+shows each shown group's state, restarts and age. Fifty GETs would each pass the API's
+whole middleware stack; a skiff extension of the subscription's list, ``names=rg/name,...``
+(:func:`named`), answers the named groups as their GETs do, in one request, each only if
+the caller may read it. ``$top`` (:func:`page_size`) asks for larger pages, so that a
+caller that reads them all makes fewer requests.
 """
 
 from __future__ import annotations
@@ -24,11 +31,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from skiff.errors import ArmError
 from skiff.store import GroupRecord
 from skiff.store.records import GroupStamp
 
 #: Rendered groups kept: enough for several listings of 1,000 groups (a few KB each).
 CAPACITY = 10_000
+
+#: The most groups one ``names`` read answers (two pages of the portal's list).
+MAX_NAMED = 100
+#: The largest page a list's ``$top`` may ask for (the store's bound on one read).
+MAX_TOP = 1000
 
 #: A group's key: its stamp, its address and the answer's shape.
 Key = tuple[GroupStamp, str | None, str]
@@ -39,6 +52,37 @@ def shape_of(api_version: str | None) -> str:
     the version itself, in lower case (``-Preview`` and ``-preview`` answer alike). Two
     versions that answer alike are still kept apart, which costs only a render."""
     return (api_version or "").lower()
+
+
+def named(text: str) -> list[tuple[str, str]]:
+    """The (resource group, name) pairs of a list's ``names`` parameter (``rg/name`` items,
+    comma-separated; neither name can hold a comma or a slash), each once, in order; a
+    malformed one or more than :data:`MAX_NAMED` of them: 400."""
+    found: dict[tuple[str, str], None] = {}
+    for item in text.split(","):
+        parts = item.strip().split("/")
+        if len(parts) != 2 or not all(parts):
+            raise ArmError(400, "InvalidRequestContent",
+                           "names takes resource group/name pairs, comma-separated "
+                           "(rg-1/web,rg-2/db).", target="names")
+        found[(parts[0], parts[1])] = None
+    if len(found) > MAX_NAMED:
+        raise ArmError(400, "InvalidRequestContent",
+                       f"names takes at most {MAX_NAMED} groups, not {len(found)}.",
+                       target="names")
+    return list(found)
+
+
+def page_size(top: str | None, default: int) -> int:
+    """The groups one page of a list answers: ``default`` (the node's page size), or what
+    the list's ``$top`` asks for, 1 to :data:`MAX_TOP` (else 400). A caller that reads
+    every page (the portal) asks for large pages: each page is one more request."""
+    if top is None:
+        return default
+    if not (top.isascii() and top.isdigit() and len(top) <= 6) or not 1 <= int(top) <= MAX_TOP:
+        raise ArmError(400, "InvalidRequestContent",
+                       f"$top must be a whole number from 1 to {MAX_TOP}.", target="$top")
+    return int(top)
 
 
 def encode(value: Any) -> bytes:

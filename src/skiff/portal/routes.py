@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -229,13 +230,12 @@ async def groups(request: Request, session: Signed) -> Response:
     try:
         rows = [row_of(g) for g in await arm.groups()]
         shown = page_of(rows, query)
-        details = await arm.each(_group_path(r.subscription, r.resource_group, r.name)
-                                 for r in shown.rows)
+        details = await arm.named((r.subscription, r.resource_group, r.name)
+                                  for r in shown.rows)
     except ArmFailure as failure:
         return _expired(failure) or _failed(failure, session)
-    shown = type(shown)(tuple(with_instance(r, d) for r, d in
-                              zip(shown.rows, details, strict=True)),
-                        shown.total, shown.number, shown.pages, shown.query)
+    shown = replace(shown, rows=tuple(with_instance(r, details.get(r.id.lower()))
+                                      for r in shown.rows))
     now = datetime.now(UTC)
     return page("groups.html", session=session, title="Container groups", page=shown,
                 age=lambda r: age(r.started, now), link=lambda **c: _list_link(query, **c),
