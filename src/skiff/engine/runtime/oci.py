@@ -30,6 +30,7 @@ import os
 import re
 import select
 import subprocess
+import tty as termios_modes
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,11 @@ class OciRuntime:
         # terminal itself, and copies that terminal's size: so it gets the slave
         # end of a pty of ours, and the session keeps the master.
         master, slave = os.openpty()
+        if not runsc:
+            # runc's own terminal does the line discipline (echo, CR before LF); ours
+            # only carries its bytes. runc makes ours raw too, but only once the command
+            # runs, so output written at once went through both (b"\r\r\n").
+            termios_modes.setraw(slave)
         if terminal_size is not None:
             _set_window(master, *terminal_size)
         # runc copies that size only once the command runs, and a command that asks
