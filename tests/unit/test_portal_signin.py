@@ -1,5 +1,5 @@
 """The portal's sign-in with a service principal, in process: the tenant, app ID and
-secret exchanged by the token endpoint's code (its sign-in events recorded), a refusal
+secret exchanged by the API's own token endpoint (its sign-in events recorded), a refusal
 shown in the endpoint's words without the secret, cross-site posts refused, the session
 ended when the principal's token expires, and a Reader offered no write action."""
 
@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 
 from skiff.api.app import create_app
 from skiff.control.identity import TOKEN_LIFETIME_S
 from skiff.portal import mount
+from skiff.portal.arm import SignInRefused, exchange
 from skiff.portal.sessions import COOKIE, Sessions
 from skiff.testing.inprocess import BASE, InProcessClient, fake_plane
 from tests.unit.test_portal import (  # noqa: F401  (fixtures)
@@ -115,8 +117,8 @@ def test_a_refusal_is_the_endpoints_beside_the_form_and_the_secret_is_not_shown(
 
 def test_a_form_with_a_field_missing_is_refused_without_asking(
         browser: InProcessClient, admin: InProcessClient) -> None:  # noqa: F811
-    """No secret: the form says what to enter, and nothing reaches the token endpoint's
-    code (no sign-in event)."""
+    """No secret: the form says what to enter, and nothing reaches the token endpoint
+    (no sign-in event)."""
     made = principal(admin)
     answer = sign_in_as(browser, made, secret="")
     assert answer.status_code == 400
@@ -194,3 +196,25 @@ def test_a_reader_principal_is_offered_no_write_action(
     create = browser.get("/portal/create")
     assert f"{SUB}/rg" not in create.text
     assert csrf_of(page.text)
+
+
+def test_an_endpoint_answer_that_is_not_entras_is_a_refusal_not_a_500() -> None:
+    """A token endpoint that answers something other than Entra's JSON (a proxy's page, a
+    200 without a token) is a refusal with its status, never an exception of the page."""
+    async def text(scope: Any, receive: Any, send: Any) -> None:
+        body = b"<html>bad gateway</html>" if scope["path"].startswith("/t/") else b"{}"
+        await send({"type": "http.response.start", "status": 502 if body[0] == 60 else 200,
+                    "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def asked(tenant: str) -> SignInRefused:
+        with pytest.raises(SignInRefused) as refused:
+            await exchange(text, tenant, "app", "secret")
+        return refused.value
+
+    bad_gateway = anyio.run(asked, "t")
+    assert bad_gateway.status == 502
+    assert "502" in bad_gateway.description
+    no_token = anyio.run(asked, "u")
+    assert no_token.status == 502
+    assert "no token" in no_token.description

@@ -30,7 +30,6 @@ import base64
 import binascii
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, unquote
@@ -145,30 +144,6 @@ def _no_tenant(tenant: str) -> str:
             "tenant.")
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A token request refused, in Entra's words: the HTTP status, the OAuth ``error``,
-    the AADSTS code and its description (without the trace ids the answer adds)."""
-
-    status: int
-    error: str
-    code: int
-    description: str
-
-    @property
-    def text(self) -> str:
-        """How a person reads it: ``AADSTS<code>: <description>``."""
-        return f"AADSTS{self.code}: {self.description}"
-
-
-@dataclass(frozen=True)
-class Granted:
-    """An access token issued, and its lifetime in seconds."""
-
-    access_token: str
-    lifetime_s: int
-
-
 def _entra_error(request: Request, status: int, error: str, code: int,
                  description: str) -> JSONResponse:
     """An error as Entra's token endpoint answers it."""
@@ -184,21 +159,9 @@ def _entra_error(request: Request, status: int, error: str, code: int,
     }, status_code=status, headers={"Cache-Control": "no-store, no-cache"})
 
 
-def _refused(request: Request, refusal: Refusal) -> JSONResponse:
-    return _entra_error(request, refusal.status, refusal.error, refusal.code,
-                        refusal.description)
-
-
-def _missing(name: str) -> Refusal:
-    return Refusal(400, "invalid_request", 900144,
-                   f"The request body must contain the following parameter: '{name}'.")
-
-
-def _tenant_refusal(plane_: ControlPlane, tenant: str) -> Refusal | None:
-    """The refusal of a token request to ``tenant`` (None: the node's, or ``adfs``)."""
-    if tenant.lower() in ("adfs", plane_.issuer.tenant):
-        return None
-    return Refusal(400, "invalid_request", 90002, _no_tenant(tenant))
+def _missing(request: Request, name: str) -> JSONResponse:
+    return _entra_error(request, 400, "invalid_request", 900144,
+                        f"The request body must contain the following parameter: '{name}'.")
 
 
 #: The largest token request read (a form of a few fields).
@@ -210,9 +173,8 @@ _MAX_FORM = 16 * 1024
 async def token(tenant: str, request: Request) -> JSONResponse:
     """The client-credentials grant of a service principal."""
     plane_ = plane(request)
-    refusal = _tenant_refusal(plane_, tenant)
-    if refusal is not None:
-        return _refused(request, refusal)
+    if tenant.lower() not in ("adfs", plane_.issuer.tenant):
+        return _entra_error(request, 400, "invalid_request", 90002, _no_tenant(tenant))
     raw = await request.body()
     if len(raw) > _MAX_FORM:
         return _entra_error(request, 400, "invalid_request", 900144,
@@ -236,25 +198,48 @@ def _grant(request: Request, plane_: ControlPlane, raw: bytes) -> JSONResponse:
         client_id, secret = client_id or basic[0], secret or basic[1]
     grant = form.get("grant_type", "")
     if not grant:
-        return _refused(request, _missing("grant_type"))
+        return _missing(request, "grant_type")
     if grant != "client_credentials":
         return _entra_error(request, 400, "unsupported_grant_type", 70003,
                             f"The app requested an unsupported grant type '{grant}'.")
     if not client_id:
-        return _refused(request, _missing("client_id"))
+        return _missing(request, "client_id")
     audience, v1 = _audience(form)
     if audience is None:
         scope = form.get("scope", "")
         if not scope:
-            return _refused(request, _missing("scope"))
+            return _missing(request, "scope")
         return _entra_error(request, 400, "invalid_scope", 1002012,
                             f"The provided value for scope {scope} is not valid. Client "
                             "credential flows must have a scope value with /.default suffixed "
                             "to the resource identifier (application ID URI).")
-    found = client_credentials(request, plane_, client_id, secret, audience)
-    if isinstance(found, Refusal):
-        return _refused(request, found)
-    access_token, lifetime = found.access_token, found.lifetime_s
+    store = plane_.store
+    known = store.principal(client_id)
+    if known is None:
+        return _entra_error(request, 400, "unauthorized_client", 700016,
+                            f"Application with identifier '{client_id}' was not found in the "
+                            f"directory '{plane_.issuer.tenant}'. This can happen if the "
+                            "application has not been installed by the administrator of the "
+                            "tenant or consented to by any user in the tenant. You may have "
+                            "sent your authentication request to the wrong tenant.")
+    if not secret:
+        record_sign_in(request, client=known.app_id, object_id=known.object_id,
+                       succeeded=False, error_code="AADSTS7000218")
+        return _entra_error(request, 401, "invalid_client", 7000218,
+                            "The request body must contain the following parameter: "
+                            "'client_assertion' or 'client_secret'.")
+    principal = store.check_secret(client_id, secret)
+    record_sign_in(request, client=known.app_id, object_id=known.object_id,
+                   succeeded=principal is not None,
+                   error_code="" if principal is not None else "AADSTS7000215")
+    if principal is None:
+        return _entra_error(request, 401, "invalid_client", 7000215,
+                            "Invalid client secret provided. Ensure the secret being sent in "
+                            "the request is the client secret value, not the client secret "
+                            f"ID, for a secret added to app '{client_id}'.")
+    access_token, lifetime = plane_.issuer.issue(
+        oid=principal.object_id, appid=principal.app_id, aud=audience,
+        iss=issuer_of(_base(request), plane_), name=principal.display_name)
     body: dict[str, Any] = {"token_type": "Bearer", "expires_in": lifetime,
                             "ext_expires_in": lifetime, "access_token": access_token}
     if v1:  # the v1 endpoint's shape: strings, and the resource
@@ -264,50 +249,6 @@ def _grant(request: Request, plane_: ControlPlane, raw: bytes) -> JSONResponse:
                 "not_before": str(now), "resource": audience, "access_token": access_token}
     return JSONResponse(body, headers={"Cache-Control": "no-store, no-cache",
                                        "Pragma": "no-cache"})
-
-
-def client_credentials(request: Request, plane_: ControlPlane, client_id: str, secret: str,
-                       audience: str, *, tenant: str | None = None) -> Granted | Refusal:
-    """The client-credentials grant itself: ``client_id`` and ``secret`` checked, the
-    sign-in recorded in the tenant's activity log (issued or refused, with the address
-    ``request`` came from; never the secret), a token for ``audience`` issued. The token
-    endpoint answers through it, and so does the portal's service-principal sign-in, in
-    process (``tenant``: the one the portal's form named, checked as the endpoint's path
-    is). Blocking (a store read and an RSA signature): call it off the event loop."""
-    if tenant is not None:
-        refusal = _tenant_refusal(plane_, tenant)
-        if refusal is not None:
-            return refusal
-    if not client_id:
-        return _missing("client_id")
-    store = plane_.store
-    known = store.principal(client_id)
-    if known is None:
-        return Refusal(400, "unauthorized_client", 700016,
-                       f"Application with identifier '{client_id}' was not found in the "
-                       f"directory '{plane_.issuer.tenant}'. This can happen if the "
-                       "application has not been installed by the administrator of the "
-                       "tenant or consented to by any user in the tenant. You may have "
-                       "sent your authentication request to the wrong tenant.")
-    if not secret:
-        record_sign_in(request, client=known.app_id, object_id=known.object_id,
-                       succeeded=False, error_code="AADSTS7000218")
-        return Refusal(401, "invalid_client", 7000218,
-                       "The request body must contain the following parameter: "
-                       "'client_assertion' or 'client_secret'.")
-    principal = store.check_secret(client_id, secret)
-    record_sign_in(request, client=known.app_id, object_id=known.object_id,
-                   succeeded=principal is not None,
-                   error_code="" if principal is not None else "AADSTS7000215")
-    if principal is None:
-        return Refusal(401, "invalid_client", 7000215,
-                       "Invalid client secret provided. Ensure the secret being sent in "
-                       "the request is the client secret value, not the client secret "
-                       f"ID, for a secret added to app '{client_id}'.")
-    access_token, lifetime = plane_.issuer.issue(
-        oid=principal.object_id, appid=principal.app_id, aud=audience,
-        iss=issuer_of(_base(request), plane_), name=principal.display_name)
-    return Granted(access_token, lifetime)
 
 
 def _audience(form: dict[str, str]) -> tuple[str | None, bool]:

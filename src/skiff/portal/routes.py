@@ -9,15 +9,14 @@ form POST that must come from the portal's own origin and carry the session's CS
 token; an action the caller's roles do not allow (ARM's ``permissions``) is not offered.
 
 Sign-in takes a skiff token, or a service principal's tenant, application ID and client
-secret, which the token endpoint's own code (:func:`skiff.api.signin.client_credentials`,
-in process: the same checks, the same refusals, the same sign-in events in the tenant's
-activity log) exchanges for an access token to the API; the secret is dropped with the
-request, and the session ends when that token expires.
+secret, which the API's own token endpoint, asked in process (:func:`skiff.portal.arm.
+exchange`: its checks, its refusals, its sign-in events in the tenant's activity log),
+exchanges for an access token; the secret is dropped with the request, and the session
+ends when that token expires.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -32,11 +31,17 @@ import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from skiff.api.context import plane as plane_of
-from skiff.api.signin import Refusal, client_credentials
 from skiff.documents import export_yaml
 from skiff.portal import charts
-from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure, Permissions
+from skiff.portal.arm import (
+    ACI,
+    PROVIDER,
+    Arm,
+    ArmFailure,
+    Permissions,
+    SignInRefused,
+    exchange,
+)
 from skiff.portal.creating import (
     NETWORKING,
     PROTOCOLS,
@@ -239,8 +244,8 @@ async def signin(request: Request) -> Response:
 
 
 async def _principal_signin(request: Request, form: dict[str, str]) -> Response:
-    """A service principal's sign-in: its secret exchanged for an access token to the API
-    by the token endpoint's code (its refusal shown as the endpoint words it), then as a
+    """A service principal's sign-in: its secret exchanged for an access token by the API's
+    token endpoint, in process (its refusal shown as the endpoint words it), then as a
     token's sign-in."""
     tenant, client_id = form.get(_TENANT, "").strip(), form.get(_APP, "").strip()
     secret = form.pop(_SECRET, "")
@@ -248,19 +253,23 @@ async def _principal_signin(request: Request, form: dict[str, str]) -> Response:
         return _signin_page(400, sp_error="Enter the tenant ID, the application (client) ID "
                                           "and the client secret.",
                             tenant=tenant, client_id=client_id)
-    plane = plane_of(request)
-    # The API's own address: an audience the API accepts whichever host it is reached at.
-    audience = plane.base_url.rstrip("/") + "/"
-    granted = await asyncio.to_thread(client_credentials, request, plane, client_id, secret,
-                                      audience, tenant=tenant)
-    del secret
-    if isinstance(granted, Refusal):
-        return _signin_page(granted.status, sp_error=granted.text, tenant=tenant,
+    if tenant.strip(".") == "":
+        return _signin_page(400, sp_error="Enter the tenant ID (a GUID, or adfs).",
                             client_id=client_id)
+    client = request.client
+    try:
+        granted = await exchange(request.app, tenant, client_id, secret,
+                                 client=(client.host, client.port) if client else
+                                 ("127.0.0.1", 0), base_url=str(request.base_url))
+    except SignInRefused as refused:
+        return _signin_page(refused.status, sp_error=refused.description, tenant=tenant,
+                            client_id=client_id)
+    finally:
+        del secret
     if not await _accepted(request, granted.access_token):
         return _signin_page(401, sp_error="The API did not accept the service principal's "
                                           "token.", tenant=tenant, client_id=client_id)
-    return _started(request, granted.access_token, expires_in=granted.lifetime_s)
+    return _started(request, granted.access_token, expires_in=granted.lifetime_s or None)
 
 
 async def _accepted(request: Request, token: str) -> bool:
