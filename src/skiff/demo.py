@@ -128,7 +128,9 @@ def run(data_root: Path, listen: str) -> int:
     print(f"skiff demo: the web portal is at https://{listen}/portal/ while skiff serves:\n"
           f"  $ skiff serve --data-root {data_root} --listen {listen}\n"
           f"  open https://{listen}/portal/ (trust skiff's CA, {data_root / 'ca.pem'}), and "
-          f"sign in with the admin token: the contents of {data_root / 'admin.token'}")
+          f"sign in with the admin token (the contents of {data_root / 'admin.token'})\n"
+          "  or with a service principal's tenant, appId and password "
+          "(skiff ad sp create-for-rbac)")
     return 0 if ok else 1
 
 

@@ -447,3 +447,65 @@ def test_metrics_storage_usage_and_networks_pages(server: RunningServer, images:
             http.delete(f"{GROUPS}/charted{API}")
             http.delete(f"{storage}?api-version=2023-01-01")
             http.delete(f"{vnet}?api-version=2023-09-01")
+
+
+def test_sign_in_with_a_service_principal_that_is_a_reader(
+        server: RunningServer, images: BuiltImages, chromium: Any, tmp_path: Path) -> None:
+    """A Reader service principal made through the API signs in with its tenant, app ID
+    and secret, in a browser of its own: a wrong secret first (the token endpoint's
+    AADSTS refusal beside the form, the app ID kept, the secret field empty), then the
+    right one; it sees a group of its resource group without Stop, Restart or Delete.
+    Every page passes axe without a console error."""
+    resource_group(server)
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg"
+    context = chromium.new_context(ignore_https_errors=True, base_url=server.url,
+                                   viewport={"width": 1280, "height": 800})
+    with api(server) as http:
+        made = http.post("/skiff/servicePrincipals", json={
+            "displayName": "portal-reader", "role": "Reader", "scopes": [scope]})
+        assert made.status_code == 201, made.text
+        principal = made.json()
+        body = one_container_group(images.bb, "sleep 3600")
+        assert http.put(f"{GROUPS}/readable{API}", json=body).status_code in (200, 201)
+        try:
+            assert settled(http, f"{GROUPS}/readable{API}", 60)["properties"][
+                "provisioningState"] == "Succeeded"
+            browser = Browser(context.new_page())
+            page = browser.page
+            page.on("console", lambda m: browser.errors.append(f"console: {m.text}")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: browser.errors.append(f"page error: {e}"))
+
+            def fill(secret: str) -> Callable[[], None]:
+                def typed() -> None:
+                    page.get_by_label("Tenant ID").fill(principal["tenant"])
+                    page.get_by_label("Application (client) ID").fill(principal["appId"])
+                    page.get_by_label("Client secret").fill(secret)
+                return typed
+
+            browser.goto("/portal/signin")
+            shoot(browser, tmp_path, "portal-signin.png")
+            browser.accessible()
+            browser.submit("Sign in with the service principal", fill("skiff-not-the-secret"))
+            playwright.expect(page.get_by_role("alert")).to_contain_text("AADSTS7000215")
+            assert page.get_by_label("Application (client) ID").input_value() == \
+                principal["appId"]
+            assert page.get_by_label("Client secret").input_value() == ""
+            assert "skiff-not-the-secret" not in page.content()
+            browser.accessible()
+            # The refusal's page is a 401 document, which Chromium reports as a console error.
+            assert all("401" in e for e in browser.errors), browser.errors
+            browser.errors.clear()
+            browser.submit("Sign in with the service principal", fill(principal["password"]))
+            assert page.url.endswith("/portal/groups")
+            assert page.get_by_text("Signed in: portal-reader").is_visible()
+            browser.follow("readable")
+            assert page.get_by_role("heading", name="readable", exact=True).is_visible()
+            for action in ("Stop", "Restart", "Delete"):
+                assert page.get_by_role("link", name=action, exact=True).count() == 0
+            assert principal["password"] not in page.content()
+            browser.accessible()
+            browser.no_errors()
+        finally:
+            context.close()
+            http.delete(f"{GROUPS}/readable{API}")

@@ -5,7 +5,8 @@ answers the API gives the signed-in caller's token, so authorization, tenancy an
 activity log are the API's, by construction, and nothing the caller could not read
 through the API reaches a page. Requests go to the app's ASGI interface (no socket, no
 TLS), with the browser's address as the client, so the API records and bounds them as
-the browser's.
+the browser's. A service principal's sign-in goes the same way, to the token endpoint
+(:func:`exchange`): its checks, its refusals and its sign-in events, not a copy of them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -24,6 +25,10 @@ ACI = "2023-05-01"
 RESOURCES = "2022-09-01"
 AUTHORIZATION = "2022-04-01"
 PROVIDER = "Microsoft.ContainerInstance"
+#: The audience of the tokens the portal asks for: Azure's resource manager, which skiff's
+#: API accepts as its own at whatever address it is reached (its configured one may not
+#: be the one the browser used).
+ARM_AUDIENCE = "https://management.azure.com/"
 #: How many subscriptions' lists (and pages' group reads) run at once.
 _CONCURRENCY = 8
 #: Groups named in one batched read (the API answers up to 100; a list page shows 50).
@@ -32,6 +37,53 @@ _NAMED = 50
 #: passing the API's middleware and a hop to a worker thread and back, whose wake-ups,
 #: on a busy machine, cost more than the page's work.
 _TOP = 1000
+
+
+class SignInRefused(Exception):
+    """The token endpoint refused a sign-in: its status and its words (Entra's
+    ``error_description``: the AADSTS code, the message, the trace ids)."""
+
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status, self.description = status, description
+
+
+@dataclass(frozen=True)
+class Granted:
+    """An access token the token endpoint issued, and its lifetime in seconds."""
+
+    access_token: str = field(repr=False)
+    lifetime_s: float
+
+
+async def exchange(app: ASGIApp, tenant: str, client_id: str, secret: str, *,
+                   client: tuple[str, int] = ("127.0.0.1", 0),
+                   base_url: str = "https://portal.invalid") -> Granted:
+    """A service principal's client-credentials grant, asked of the app's own token
+    endpoint in process (``client``: the browser's address, which its sign-in event
+    records; ``base_url``: the address the browser reached, which the token's issuer
+    names) for a token to :data:`ARM_AUDIENCE`; :class:`SignInRefused` if it says no.
+    The secret goes in the request's body, as a form, and nowhere else."""
+    transport = httpx.ASGITransport(app=app, client=client)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+        answer = await http.post(f"/{quote(tenant, safe='')}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": client_id,
+            "client_secret": secret, "scope": f"{ARM_AUDIENCE}.default"})
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise SignInRefused(answer.status_code if answer.status_code >= 400 else 502,
+                            f"The token endpoint answered {answer.status_code} "
+                            f"{answer.reason_phrase}.")
+    if answer.status_code >= 400 or not isinstance(body.get("access_token"), str):
+        raise SignInRefused(answer.status_code if answer.status_code >= 400 else 502,
+                            str(body.get("error_description") or body.get("error")
+                                or "The token endpoint issued no token."))
+    lifetime = body.get("expires_in")
+    return Granted(body["access_token"],
+                   float(lifetime) if isinstance(lifetime, int | float) else 0.0)
 
 
 class ArmFailure(Exception):

@@ -7,12 +7,19 @@ portal's own scripts, from files (no inline script: the Content-Security-Policy 
 request without a live session is sent to sign in; one that changes something is a
 form POST that must come from the portal's own origin and carry the session's CSRF
 token; an action the caller's roles do not allow (ARM's ``permissions``) is not offered.
+
+Sign-in takes a skiff token, or a service principal's tenant, application ID and client
+secret, which the API's own token endpoint, asked in process (:func:`skiff.portal.arm.
+exchange`: its checks, its refusals, its sign-in events in the tenant's activity log),
+exchanges for an access token; the secret is dropped with the request, and the session
+ends when that token expires.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,7 +33,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from skiff.documents import export_yaml
 from skiff.portal import charts
-from skiff.portal.arm import ACI, PROVIDER, Arm, ArmFailure, Permissions
+from skiff.portal.arm import (
+    ACI,
+    PROVIDER,
+    Arm,
+    ArmFailure,
+    Permissions,
+    SignInRefused,
+    exchange,
+)
 from skiff.portal.creating import (
     NETWORKING,
     PROTOCOLS,
@@ -158,20 +173,39 @@ def _failed(failure: ArmFailure, session: Session) -> Response:
                 message=failure.message)
 
 
-def _who(token: str) -> str:
-    """How the header names the signed-in caller: a JWT's name or app id (the API has
-    checked it); an opaque token: 'token'."""
+def _claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified (the API checks the token; the portal only reads what it
+    says of itself); an opaque token: none."""
     parts = token.split(".")
     if len(parts) == 3:
         try:
             claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-            return str(claims.get("name") or claims.get("appid") or "service principal")
-        except (ValueError, AttributeError):
-            pass
-    return "token"
+        except ValueError:
+            return {}
+        return claims if isinstance(claims, dict) else {}
+    return {}
+
+
+def _who(token: str) -> str:
+    """How the header names the signed-in caller: a JWT's name, its app's display name or
+    its app id (the API has checked it); an opaque token: 'token'."""
+    claims = _claims(token)
+    if not claims:
+        return "token"
+    return str(claims.get("name") or claims.get("app_displayname") or claims.get("appid")
+               or "service principal")
+
+
+def _expires_in(token: str) -> float | None:
+    """Seconds until a JWT expires (its ``exp``); None for a token that does not say."""
+    exp = _claims(token).get("exp")
+    return float(exp) - time.time() if isinstance(exp, int | float) else None
 
 
 # ---- sign-in and out -----------------------------------------------------------------------
+
+#: The sign-in forms' field names (the secret's is never sent back).
+_TENANT, _APP, _SECRET = "tenant", "client_id", "client_secret"
 
 
 @router.get("")
@@ -180,27 +214,79 @@ def home(request: Request) -> Response:
     return _to(f"{ROOT}/groups" if _session(request) else f"{ROOT}/signin")
 
 
+def _signin_page(status: int = 200, *, error: str = "", sp_error: str = "",
+                 tenant: str = "", client_id: str = "") -> Response:
+    """The sign-in page: a token form and a service principal's; an error beside the form
+    that was sent (the principal's tenant and app ID kept, its secret never)."""
+    return page("signin.html", status, session=None, title="Sign in", error=error,
+                sp_error=sp_error, tenant=tenant, client_id=client_id)
+
+
 @router.get("/signin")
 def signin_form(request: Request) -> Response:
-    return page("signin.html", session=None, title="Sign in", error="")
+    return _signin_page()
 
 
 @router.post("/signin")
 async def signin(request: Request) -> Response:
     if not _same_origin(request):
         return _refused("A sign-in must come from the portal's own page.")
-    token = (await _form(request)).get("token", "").strip()
+    form = await _form(request)
+    if form.get("way") == "principal":
+        return await _principal_signin(request, form)
+    token = form.get("token", "").strip()
     if not token:
-        return page("signin.html", 400, session=None, title="Sign in",
-                    error="Paste a skiff token to sign in.")
+        return _signin_page(400, error="Paste a skiff token to sign in.")
+    if not await _accepted(request, token):
+        return _signin_page(401, error="That token was not accepted: it is unknown, revoked "
+                                       "or expired.")
+    return _started(request, token)
+
+
+async def _principal_signin(request: Request, form: dict[str, str]) -> Response:
+    """A service principal's sign-in: its secret exchanged for an access token by the API's
+    token endpoint, in process (its refusal shown as the endpoint words it), then as a
+    token's sign-in."""
+    tenant, client_id = form.get(_TENANT, "").strip(), form.get(_APP, "").strip()
+    secret = form.pop(_SECRET, "")
+    if not tenant or not client_id or not secret:
+        return _signin_page(400, sp_error="Enter the tenant ID, the application (client) ID "
+                                          "and the client secret.",
+                            tenant=tenant, client_id=client_id)
+    if tenant.strip(".") == "":
+        return _signin_page(400, sp_error="Enter the tenant ID (a GUID, or adfs).",
+                            client_id=client_id)
+    client = request.client
+    try:
+        granted = await exchange(request.app, tenant, client_id, secret,
+                                 client=(client.host, client.port) if client else
+                                 ("127.0.0.1", 0), base_url=str(request.base_url))
+    except SignInRefused as refused:
+        return _signin_page(refused.status, sp_error=refused.description, tenant=tenant,
+                            client_id=client_id)
+    finally:
+        del secret
+    if not await _accepted(request, granted.access_token):
+        return _signin_page(401, sp_error="The API did not accept the service principal's "
+                                          "token.", tenant=tenant, client_id=client_id)
+    return _started(request, granted.access_token, expires_in=granted.lifetime_s or None)
+
+
+async def _accepted(request: Request, token: str) -> bool:
+    """Whether the API accepts ``token`` (it may list subscriptions)."""
     try:
         await Arm(request.app, token).subscriptions()
     except ArmFailure as failure:
         if failure.status != 401:
             raise
-        return page("signin.html", 401, session=None, title="Sign in",
-                    error="That token was not accepted: it is unknown, revoked or expired.")
-    session_id, _ = sessions(request).start(token, _who(token))
+        return False
+    return True
+
+
+def _started(request: Request, token: str, *, expires_in: float | None = None) -> Response:
+    """A new session for ``token`` (ending when it expires), its cookie, and the list."""
+    session_id, _ = sessions(request).start(
+        token, _who(token), expires_in=_expires_in(token) if expires_in is None else expires_in)
     answer = _to(f"{ROOT}/groups")
     answer.set_cookie(COOKIE, session_id, path="/", secure=True, httponly=True,
                       samesite="strict")

@@ -6,7 +6,9 @@ the portal's own pages (``SameSite=Strict``): the token a person signed in with 
 this process's memory, never in a URL, a page, or the browser's storage. Each session
 has a CSRF token of its own, which every form that changes something carries and the
 server compares (constant time) before it acts. A session ends when signed out, after
-its idle time or its lifetime, and with the process (signing in again is one paste).
+its idle time or its lifetime, when the token behind it expires (a service principal's
+access token lives an hour; the portal keeps no secret to renew it with), and with the
+process (signing in again is one paste).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Session:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     started: float = 0.0
     seen: float = 0.0
+    #: When the token expires, on the sessions' clock (None: it does not say).
+    expires: float | None = None
 
     def checks(self, csrf: str) -> bool:
         """Whether ``csrf`` (a form's) is this session's."""
@@ -51,11 +55,14 @@ class Sessions:
         self._lock = threading.Lock()
         self._items: dict[str, Session] = {}
 
-    def start(self, token: str, who: str) -> tuple[str, Session]:
-        """A new session for ``token``: its id (the cookie's value) and itself."""
+    def start(self, token: str, who: str, *, expires_in: float | None = None
+              ) -> tuple[str, Session]:
+        """A new session for ``token``: its id (the cookie's value) and itself.
+        ``expires_in``: the token's remaining life in seconds; the session ends with it."""
         now = self._clock()
         session_id = secrets.token_urlsafe(32)
-        session = Session(token=token, who=who, started=now, seen=now)
+        session = Session(token=token, who=who, started=now, seen=now,
+                          expires=None if expires_in is None else now + expires_in)
         with self._lock:
             if len(self._items) >= self.capacity:
                 self._items = {k: v for k, v in self._items.items() if self._alive(v, now)}
@@ -85,4 +92,5 @@ class Sessions:
             self._items.pop(session_id or "", None)
 
     def _alive(self, session: Session, now: float) -> bool:
-        return now - session.seen < self.idle_s and now - session.started < self.lifetime_s
+        return (now - session.seen < self.idle_s and now - session.started < self.lifetime_s
+                and (session.expires is None or now < session.expires))
