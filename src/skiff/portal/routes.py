@@ -214,11 +214,13 @@ def home(request: Request) -> Response:
     return _to(f"{ROOT}/groups" if _session(request) else f"{ROOT}/signin")
 
 
-def _signin_page(status: int = 200, *, error: str = "", sp_error: str = "",
-                 tenant: str = "", client_id: str = "") -> Response:
+def _signin_page(*, error: str = "", sp_error: str = "", tenant: str = "",
+                 client_id: str = "") -> Response:
     """The sign-in page: a token form and a service principal's; an error beside the form
-    that was sent (the principal's tenant and app ID kept, its secret never)."""
-    return page("signin.html", status, session=None, title="Sign in", error=error,
+    that was sent (the principal's tenant and app ID kept, its secret never). A refusal is
+    the form again, answered 200 as the create page's errors are (a 4xx document is a
+    console error in the browser); the cookie it does not set is what tells."""
+    return page("signin.html", 200, session=None, title="Sign in", error=error,
                 sp_error=sp_error, tenant=tenant, client_id=client_id)
 
 
@@ -236,9 +238,9 @@ async def signin(request: Request) -> Response:
         return await _principal_signin(request, form)
     token = form.get("token", "").strip()
     if not token:
-        return _signin_page(400, error="Paste a skiff token to sign in.")
+        return _signin_page(error="Paste a skiff token to sign in.")
     if not await _accepted(request, token):
-        return _signin_page(401, error="That token was not accepted: it is unknown, revoked "
+        return _signin_page(error="That token was not accepted: it is unknown, revoked "
                                        "or expired.")
     return _started(request, token)
 
@@ -250,11 +252,11 @@ async def _principal_signin(request: Request, form: dict[str, str]) -> Response:
     tenant, client_id = form.get(_TENANT, "").strip(), form.get(_APP, "").strip()
     secret = form.pop(_SECRET, "")
     if not tenant or not client_id or not secret:
-        return _signin_page(400, sp_error="Enter the tenant ID, the application (client) ID "
+        return _signin_page(sp_error="Enter the tenant ID, the application (client) ID "
                                           "and the client secret.",
                             tenant=tenant, client_id=client_id)
     if tenant.strip(".") == "":
-        return _signin_page(400, sp_error="Enter the tenant ID (a GUID, or adfs).",
+        return _signin_page(sp_error="Enter the tenant ID (a GUID, or adfs).",
                             client_id=client_id)
     client = request.client
     try:
@@ -262,12 +264,12 @@ async def _principal_signin(request: Request, form: dict[str, str]) -> Response:
                                  client=(client.host, client.port) if client else
                                  ("127.0.0.1", 0), base_url=str(request.base_url))
     except SignInRefused as refused:
-        return _signin_page(refused.status, sp_error=refused.description, tenant=tenant,
+        return _signin_page(sp_error=refused.description, tenant=tenant,
                             client_id=client_id)
     finally:
         del secret
     if not await _accepted(request, granted.access_token):
-        return _signin_page(401, sp_error="The API did not accept the service principal's "
+        return _signin_page(sp_error="The API did not accept the service principal's "
                                           "token.", tenant=tenant, client_id=client_id)
     return _started(request, granted.access_token, expires_in=granted.lifetime_s or None)
 
