@@ -52,7 +52,10 @@ def test_demo_runs_a_web_group_through_the_api(
     assert "$ skiff node reset" in out
     assert "skiff demo: OK" in out
     assert "the portal's sign-in page" in out
-    assert out.rstrip().splitlines()[-1].strip().startswith("open https://")
+    ending = [line.strip() for line in out.rstrip().splitlines()[-2:]]
+    assert ending[0].startswith("open https://")
+    assert "admin token" in ending[0]
+    assert ending[1].startswith("or with a service principal's")
     lines = [line.strip() for line in out.splitlines()]
     query = next(i for i, line in enumerate(lines) if line.endswith("--query ipAddress.ip -o tsv"))
     ip = ipaddress.ip_address(lines[query + 1])  # each command echoed is followed by its output
