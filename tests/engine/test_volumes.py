@@ -352,6 +352,31 @@ def test_a_secret_larger_than_its_tmpfs_is_refused(data_root: Path) -> None:
     assert not (data_root / "volumes" / GROUP).exists()
 
 
+@pytest.mark.root
+def test_a_secret_is_made_read_only_once_a_writer_elsewhere_lets_go(tmp_path: Path) -> None:
+    """The read-only remount is refused (EBUSY) while any process holds a file of the tmpfs
+    open for writing, as a child forked by another thread does for a moment: it is tried
+    again until the writer lets go, within its bound, and the volume ends read-only."""
+    import threading
+
+    from skiff.engine import mounts
+    from skiff.engine.volumes.secret import _remount_read_only
+
+    point = tmp_path / "tmpfs"
+    point.mkdir()
+    assert mounts.mount("tmpfs", point, "tmpfs", 0, "size=1m") == 0
+    try:
+        writer = os.open(point / "f", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        assert _remount_read_only(point, within_s=0) == errno.EBUSY
+        threading.Timer(0.2, os.close, (writer,)).start()
+        assert _remount_read_only(point) == 0
+        with pytest.raises(OSError, match="Read-only file system") as refused:
+            (point / "g").write_bytes(b"x")
+        assert refused.value.errno == errno.EROFS
+    finally:
+        mounts.unmount(point)
+
+
 # --- gitRepo -----------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import binascii
 import errno
 import os
 import re
+import time
 from pathlib import Path
 
 from skiff.core.spec import SecretVolume
@@ -100,8 +101,7 @@ class SecretDriver:
                     f.write(data)
             # Read-only, as Kubernetes mounts secrets: not even root in a container
             # can change what its neighbours read.
-            err = mounts.mount("none", path, None,
-                               mounts.MS_REMOUNT | mounts.MS_RDONLY | _SECRET_FLAGS)
+            err = _remount_read_only(path)
             if err:
                 raise VolumeError(f"secret volume {name!r}: cannot make it read-only: "
                                   f"{os.strerror(err)}")
@@ -123,3 +123,19 @@ class SecretDriver:
         if err:
             raise VolumeError(f"secret volume {name!r}: cannot mount its tmpfs: "
                               f"{os.strerror(err)}")
+
+
+def _remount_read_only(path: Path, within_s: float = 2.0) -> int:
+    """Remount the volume read-only; the errno of the last try (0: done). The kernel
+    refuses (EBUSY) while any process holds one of its files open for writing, and a
+    child forked by another thread in that moment holds a copy of the file's descriptor
+    until it execs (O_CLOEXEC closes it only then): so EBUSY is tried again, briefly."""
+    deadline = time.monotonic() + within_s
+    pause = 0.005
+    while True:
+        err = mounts.mount("none", path, None,
+                           mounts.MS_REMOUNT | mounts.MS_RDONLY | _SECRET_FLAGS)
+        if err != errno.EBUSY or time.monotonic() >= deadline:
+            return err
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
