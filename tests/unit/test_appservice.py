@@ -16,6 +16,7 @@ import pytest
 
 from skiff.metadata.appservice import KEY_FILE, AppServiceEndpoint, serve_plain
 from skiff.metadata.endpoint import MetadataReply, imds_error
+from skiff.testing.waiting import eventually
 
 UID = "0123456789abcdef0123456789abcdef"
 TOKEN = {"access_token": "tok", "client_id": "app-1", "expires_in": "86399",
@@ -147,5 +148,43 @@ def test_the_plain_http_listener_serves_the_endpoint(tmp_path: Path) -> None:
         assert refused.value.code == 401
         assert json.loads(refused.value.read())["statusCode"] == 401
     finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_plain_listener_bounds_one_clients_connections(tmp_path: Path) -> None:
+    """A client holding MAX_CONNECTIONS idle connections gets its next one closed at once
+    (not a thread more); once it lets one go, it is served again."""
+    import socket
+
+    from skiff.metadata.appservice import MAX_CONNECTIONS
+
+    endpoint = AppServiceEndpoint(b"k" * 32, "http://x")
+    server = serve_plain("127.0.0.1:0", endpoint, Recorder())
+    held: list[socket.socket] = []
+    try:
+        address = ("127.0.0.1", int(server.server_address[1]))
+        held = [socket.create_connection(address, timeout=5) for _ in range(MAX_CONNECTIONS)]
+        for sock in held:  # each accepted and given its thread: a byte of its head arrives
+            sock.sendall(b"G")
+        extra = socket.create_connection(address, timeout=5)
+        with extra:
+            assert extra.recv(1) == b""  # closed by the server, not left waiting
+        held.pop().close()
+        url = f"http://127.0.0.1:{address[1]}/identity/{UID}/token?api-version=2019-08-01" \
+              "&resource=https%3A%2F%2Fr.test%2F"
+        good = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": endpoint.secret(UID)})
+
+        def served() -> bool:
+            try:
+                with urllib.request.urlopen(good, timeout=5) as answer:  # noqa: S310
+                    return bool(json.loads(answer.read())["access_token"] == "tok")
+            except OSError:
+                return False
+
+        eventually(served, what="a request once a connection was let go")
+    finally:
+        for sock in held:
+            sock.close()
         server.shutdown()
         server.server_close()

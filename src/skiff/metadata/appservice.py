@@ -41,6 +41,7 @@ import re
 import socket
 import socketserver
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from skiff.core.identity import IDENTITY_ENDPOINT_VAR, IDENTITY_HEADER_VAR
 from skiff.errors import NetworkError
+from skiff.metadata.endpoint import MAX_CONNECTIONS as MAX_GROUP_CONNECTIONS
 from skiff.metadata.endpoint import Answer, MetadataReply
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,9 @@ HEADER = "x-identity-header"
 API_VERSION = "2019-08-01"
 #: The key file, beside the node key, that the groups' header secrets derive from.
 KEY_FILE = "identity-header.key"
+#: Connections the plain listener keeps open at once per client address (a group's Pod,
+#: as the node's endpoint allows a group), and in all.
+MAX_CONNECTIONS, MAX_OPEN = MAX_GROUP_CONNECTIONS, 512
 #: Where the endpoint answers: ``/identity/<group uid>/token``.
 PATH = re.compile(r"/identity/([0-9A-Za-z-]{1,64})/token/?")
 #: App Service's names of the selectors, as IMDS names them (the node's code picks).
@@ -171,7 +176,35 @@ def wsgi_app(endpoint: AppServiceEndpoint, answer: Answer) -> Any:
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per connection, at most :data:`MAX_CONNECTIONS` of them per client
+    address (a Pod's) and :data:`MAX_OPEN` in all; beyond, a connection is closed at
+    once, so that one group's idle connections cannot hold every thread."""
+
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: Counter[str] = Counter()
+        self._guard = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        host = str(client_address[0])
+        with self._guard:
+            if self._open[host] >= MAX_CONNECTIONS or self._open.total() >= MAX_OPEN:
+                self.shutdown_request(request)
+                return
+            self._open[host] += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            host = str(client_address[0])
+            with self._guard:
+                self._open[host] -= 1
+                if self._open[host] <= 0:
+                    del self._open[host]
 
 
 class _Server6(_Server):
