@@ -330,3 +330,16 @@ def test_a_download_the_browser_leaves_stops_and_leaks_nothing(
 def test_attachment_names_a_file_safely(name: str, header: str) -> None:
     """No path, quote, control character or non-ASCII byte reaches the header raw."""
     assert storage.attachment(name) == header
+
+
+@pytest.mark.parametrize("path", ["..", "logs/..", "../data", ".", "a/./b"])
+def test_dot_segments_reach_the_data_plane_and_are_refused_as_names(
+        browser: InProcessClient, admin_token: str, share: str, path: str) -> None:  # noqa: F811
+    """``.`` and ``..`` in a share path are sent as they are (percent-encoded, so that the
+    HTTP client does not remove them and reach another place than the one signed): the
+    data plane refuses them as names (400), not as a bad signature."""
+    sign_in(browser, admin_token)
+    for url in (f"{PAGE}/data?path={path}", f"{PAGE}/data/download?path={path}"):
+        refused = browser.get(url)
+        assert refused.status_code == 400, (url, refused.text)
+        assert "AuthenticationFailed" not in refused.text

@@ -16,7 +16,7 @@ import contextlib
 import email.utils
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import httpx
@@ -46,20 +46,28 @@ class Entry:
     size: int | None
 
 
+#: ``.`` and ``..`` as a path segment, percent-encoded (see :meth:`Share._path`).
+_DOTS = {".": "%2E", "..": "%2E%2E"}
+
+
 @dataclass
 class Share:
     """One share of one account, as its key's holder reaches it."""
 
     app: ASGIApp
     account: str
-    key: str
+    key: str = field(repr=False)
     share: str
     #: The browser's (host, port): the data plane's client for these requests.
     client: tuple[str, int] = ("127.0.0.1", 0)
 
     def _path(self, path: str) -> str:
-        url = f"/{quote(self.account)}/{quote(self.share)}"
-        return url + ("/" + quote(path.strip("/")) if path.strip("/") else "")
+        """The request's path: each segment percent-encoded, ``.`` and ``..`` too, so
+        that no client removes them before sending (httpx would, and the request would
+        reach another place than the one signed): the data plane refuses them, 400."""
+        segments = [_DOTS.get(s, quote(s, safe="")) for s in path.strip("/").split("/") if s]
+        return "/".join(["", quote(self.account, safe=""), quote(self.share, safe=""),
+                         *segments])
 
     async def request(self, method: str, path: str, *,
                       params: Mapping[str, str] | None = None,

@@ -68,7 +68,8 @@ def _account_path(subscription: str, resource_group: str, account: str) -> str:
 
 def _clean(path: str) -> str:
     """A path inside the share, without leading or trailing slashes ('' its root);
-    ``..`` and ``.`` are the data plane's to refuse, so they are kept as sent."""
+    ``..`` and ``.`` are the data plane's to refuse, so they are kept as sent (and sent as
+    they are: :meth:`skiff.portal.files.Share._path`)."""
     return "/".join(p for p in path.split("/") if p)
 
 
