@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 
 from skiff.api.context import ControlPlane
 from skiff.settings import QuotaSettings
@@ -202,3 +203,34 @@ def test_the_confidential_sku_is_refused_on_every_node(
     assert put(http, "d", body(0.5, sku="Dedicated")).status_code == 201
     error(put(http, "cs", body(0.5, sku="Confidential", priority="Spot")), 400,
           "SpotPriorityContainerGroupNotSupportedInSku")
+
+
+@on(cores=2)
+def test_readmitting_asks_the_capacity_once_per_place_and_outside_the_write(
+        node: tuple[ControlPlane, InProcessClient]) -> None:
+    """readmit_evicted asks what a subscription's groups must fit in once per
+    (subscription, location), before its write transaction (an engine's capacity may be a
+    request to a cluster's API server, which must not hold the store's writers); an
+    engine that cannot answer leaves the evicted groups evicted and raises nothing into
+    the write."""
+    from skiff.errors import ClusterError
+
+    plane, http = node
+    for name in ("s1", "s2"):
+        assert put(http, name, spot(1)).status_code == 201
+    running(http, "s1", "s2")
+    assert put(http, "r", body(2)).status_code == 201
+    running(http, "r")
+    assert (state(http, "s1"), state(http, "s2")) == ("Stopped", "Stopped")
+    store = plane.store
+    asked: list[tuple[str, str, bool]] = []
+
+    def unanswered(subscription: str, location: str) -> Any:
+        asked.append((subscription, location, store._write_lock.locked()))
+        raise ClusterError("the API server did not answer")
+
+    with pytest.raises(ClusterError):
+        store.readmit_evicted(unanswered)
+    assert len(asked) == 1
+    assert not asked[0][2]
+    assert (state(http, "s1"), state(http, "s2")) == ("Stopped", "Stopped")

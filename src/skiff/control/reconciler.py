@@ -283,7 +283,10 @@ class Reconciler:
                 if record.provisioning_state in ("Pending", "Creating", "Deleting") \
                         or record.evicted == EVICTING:
                     self.kick(record.uid)
-            self.readmit()  # capacity may have been freed by containers that ended
+            try:
+                self.readmit()  # capacity may have been freed by containers that ended
+            except SkiffError as exc:  # the engine's capacity unread (a cluster's API)
+                log.warning("evicted Spot groups not readmitted this round: %s", exc.message)
             if self.store.vnet_teardowns():
                 self.kick(VNET_TEARDOWNS)
 

@@ -336,9 +336,15 @@ class AdmissionMixin(Database):
         in); each holds its capacity again and is to run. Returns their uids."""
         admitted: list[str] = []
         with self.read() as conn:  # most calls find none: no write transaction for them
-            if conn.execute("SELECT 1 FROM container_groups WHERE evicted = ? LIMIT 1",
-                            (EVICTED,)).fetchone() is None:
-                return admitted
+            places = conn.execute("SELECT DISTINCT subscription, location FROM"
+                                  " container_groups WHERE evicted = ? AND desired ="
+                                  " 'running'", (EVICTED,)).fetchall()
+        if not places:
+            return admitted
+        # What each must fit in, asked before the write transaction: an engine's capacity
+        # may be a request to a cluster, which must not hold the store's writers.
+        fits = {(p["subscription"], p["location"]):
+                admission_for(p["subscription"], p["location"]) for p in places}
         with self.write() as conn:
             now = self.now()
             rows = conn.execute(
@@ -346,8 +352,11 @@ class AdmissionMixin(Database):
                 " WHERE evicted = ? AND desired = 'running' ORDER BY evicted_at, uid",
                 (EVICTED,)).fetchall()
             for row in rows:
+                fit = fits.get((row["subscription"], row["location"]))
+                if fit is None:  # evicted since the read: the next round's
+                    continue
                 try:
-                    admit(conn, admission_for(row["subscription"], row["location"]),
+                    admit(conn, fit,
                           subscription=row["subscription"], uid=row["uid"], cpu=row["cpu"],
                           memory_gb=row["memory_gb"], creating=False, now=now, spot=True)
                 except ArmError:  # no room yet (capacity, or the Spot cores quota)
