@@ -195,6 +195,29 @@ def test_a_pod_deleted_behind_skiffs_back_is_made_again(fake: FakeKubeApi,
     assert engine.addresses()["id-web"] == "20.1.2.3"
 
 
+def test_a_repair_that_fails_is_tried_again(fake: FakeKubeApi, engine: KubeEngine,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API server refusing the remade Pod once (a blip): the repair is tried again
+    after a pause, not dropped (the Pod, gone from the watch's cache, would never be
+    queued again)."""
+    from skiff.errors import ClusterError
+
+    engine.run(group())
+    first = uid(fake, "pods", "web")
+    made = engine._create_pod
+    refusals = [ClusterError("the API server did not answer")]
+
+    def flaky(g: Any) -> None:
+        if refusals:
+            raise refusals.pop()
+        made(g)
+
+    monkeypatch.setattr(engine, "_create_pod", flaky)
+    fake.delete("pods", NS, "web")
+    eventually(lambda: uid(fake, "pods", "web") not in (None, first), what="the Pod made again")
+    assert refusals == []
+
+
 def test_the_engine_tells_when_a_load_balancers_address_comes_or_moves(
         fake: FakeKubeApi, engine: KubeEngine) -> None:
     """on_address: called with the group's id when its Service gets an address and when

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
+#: The pause before a failed repair is tried again, doubled each time up to the most.
+REPAIR_PAUSE_S, MAX_REPAIR_PAUSE_S = 0.5, 60.0
 #: The label only anchors carry (their name alone does not select them).
 ROLE_LABEL = naming.PREFIX + "role"
 #: The annotation of a Pod's fingerprint, and of a virtual network's id on its policy.
@@ -247,6 +249,8 @@ class KubeEngine:
         self._usage: dict[tuple[str, str], tuple[float, float]] = {}
         self._metrics_back_at = 0.0
         self._repairs: queue.Queue[str | None] = queue.Queue()
+        #: A failed repair's next pause, by group (the repair thread's alone).
+        self._repair_pauses: dict[str, float] = {}
         #: Called with a group's id, outside the engine's locks, when its Service's
         #: load-balancer address comes, goes or moves (the server republishes its DNS
         #: name: the address may come long after the group was run).
@@ -996,8 +1000,17 @@ class KubeEngine:
         while (group_id := self._repairs.get()) is not None:
             try:
                 self._repair(group_id)
-            except Exception:  # one group's repair never ends the others'
-                log.exception("container group %s: its Pod could not be made again", group_id)
+                self._repair_pauses.pop(group_id, None)
+            except Exception:  # one group's repair never ends the others'; tried again
+                # (nothing else would: its Pod is gone from the watch's cache already)
+                pause = min(self._repair_pauses.get(group_id, REPAIR_PAUSE_S / 2) * 2,
+                            MAX_REPAIR_PAUSE_S)
+                self._repair_pauses[group_id] = pause
+                log.exception("container group %s: its Pod could not be made again; trying "
+                              "again in %g s", group_id, pause)
+                again = threading.Timer(pause, self._repairs.put, (group_id,))
+                again.daemon = True
+                again.start()
 
     def _repair(self, group_id: str) -> None:
         """Make the group's Pod again if it should run and has none (the anchor kept its
